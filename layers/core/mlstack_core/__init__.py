@@ -1,0 +1,1 @@
+"""Code shared by every mlstack Lambda function (shipped as the core layer)."""

@@ -1,0 +1,79 @@
+"""Named pipeline errors.
+
+Step Functions reports a Lambda failure under the exception's class name, so each class name is a
+public error code that shows up in the execution history, the alert and the registry.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base class of every error a pipeline step raises on purpose."""
+
+
+class SpecError(PipelineError):
+    """datasets/<model>/spec.json is missing, not JSON, or breaks the schema."""
+
+
+class DatasetError(PipelineError):
+    """Base class of problems with the uploaded CSV."""
+
+
+class EmptyDataset(DatasetError):
+    """The file has no bytes or no header."""
+
+
+class HeaderOnly(DatasetError):
+    """The file has a header but no data rows."""
+
+
+class TargetColumnMissing(DatasetError):
+    """The spec's target column is not in the header."""
+
+
+class TargetAllMissing(DatasetError):
+    """Every value of the target column is missing."""
+
+
+class SingleClass(DatasetError):
+    """A classification target has only one class."""
+
+
+class TooFewRowsPerClass(DatasetError):
+    """A class has too few rows to appear on both sides of the split."""
+
+
+class UnparseableNumber(DatasetError):
+    """A column declared or inferred numeric holds a value that is not a number."""
+
+
+class ColumnAllMissing(DatasetError):
+    """A feature column has no values at all."""
+
+
+class NotUtf8(DatasetError):
+    """The file is not valid UTF-8."""
+
+
+class WrongDelimiter(DatasetError):
+    """The file uses another delimiter than the one the spec expects."""
+
+
+class DuplicateColumns(DatasetError):
+    """Two header cells have the same name."""
+
+
+class RaggedRows(DatasetError):
+    """A row has a different number of cells than the header."""
+
+
+class NoViableCandidate(PipelineError):
+    """Every candidate failed to train, export or pass the parity check."""
+
+
+class ChampionChanged(PipelineError):
+    """Production moved while this run was evaluating; promoting would overwrite it."""
+
+
+class ModelNotFound(LookupError):
+    """No such model or version in the registry."""

@@ -1,0 +1,222 @@
+"""Model registry on DynamoDB: versions, aliases and the history of every alias move.
+
+One table, keyed by ``pk``/``sk``:
+
+=====================  ==========================  ===============================================
+pk                     sk                          item
+=====================  ==========================  ===============================================
+``MODELS``             ``<model>``                 index of model names (for listing)
+``MODEL#<model>``      ``COUNTER``                 ``next_version``: last version number handed out
+``MODEL#<model>``      ``VERSION#<00000001>``      one version: status + JSON document
+``MODEL#<model>``      ``ALIAS#<alias>``           the version an alias points at
+``MODEL#<model>``      ``HISTORY#<time>#<id>``     one alias move or status change: who, when, why
+=====================  ==========================  ===============================================
+
+Version metadata is stored as a JSON document rather than DynamoDB maps: it holds floats, which
+DynamoDB only takes as Decimal, and nothing queries inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from mlstack_core.errors import ModelNotFound
+
+PRODUCTION = "production"
+
+STATUS_REGISTERED = "Registered"
+STATUS_PENDING_APPROVAL = "PendingApproval"
+STATUS_APPROVED = "Approved"
+STATUS_REJECTED = "Rejected"
+STATUS_ARCHIVED = "Archived"
+
+
+class AliasConflict(RuntimeError):
+    """The alias no longer points where the caller expected: someone else moved it first."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _model_pk(model: str) -> str:
+    return f"MODEL#{model}"
+
+
+def _version_sk(version: int) -> str:
+    return f"VERSION#{version:08d}"
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    model: str
+    alias: str
+    version: int
+    previous: int | None
+    actor: str
+    reason: str
+    at: str
+
+
+class Registry:
+    """Reads and writes the registry table. Every write that can race is conditional."""
+
+    def __init__(self, table_name: str, dynamodb: Any | None = None) -> None:
+        resource = dynamodb or boto3.resource("dynamodb")
+        self._table = resource.Table(table_name)
+
+    # versions -----------------------------------------------------------------------------------
+    def allocate_version(self, model: str) -> int:
+        """Hand out the next version number; atomic, so concurrent runs never share one."""
+        response = self._table.update_item(
+            Key={"pk": _model_pk(model), "sk": "COUNTER"},
+            UpdateExpression="ADD next_version :one",
+            ExpressionAttributeValues={":one": 1},
+            ReturnValues="UPDATED_NEW",
+        )
+        self._table.put_item(Item={"pk": "MODELS", "sk": model, "model": model})
+        return int(response["Attributes"]["next_version"])
+
+    def put_version(self, model: str, version: int, status: str, document: dict[str, Any]) -> None:
+        """Create a version; refuses to overwrite an existing one."""
+        body = {**document, "model": model, "version": version, "status": status}
+        body.setdefault("created_at", _now())
+        self._table.put_item(
+            Item={
+                "pk": _model_pk(model),
+                "sk": _version_sk(version),
+                "version": version,
+                "status": status,
+                "created_at": body["created_at"],
+                "doc": json.dumps(body, default=str),
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+
+    def set_status(self, model: str, version: int, status: str, actor: str, reason: str) -> None:
+        record = self.get_version(model, version)
+        record.update(status=status, status_reason=reason, status_changed_at=_now())
+        self._table.update_item(
+            Key={"pk": _model_pk(model), "sk": _version_sk(version)},
+            UpdateExpression="SET #s = :s, doc = :d",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": status, ":d": json.dumps(record, default=str)},
+            ConditionExpression="attribute_exists(pk)",
+        )
+        self._record_history(
+            model, {"kind": "status", "version": version, "status": status, "actor": actor,
+                    "reason": reason}
+        )
+
+    def get_version(self, model: str, version: int) -> dict[str, Any]:
+        item = self._table.get_item(
+            Key={"pk": _model_pk(model), "sk": _version_sk(version)}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            raise ModelNotFound(f"model {model!r} has no version {version}")
+        document: dict[str, Any] = json.loads(item["doc"])
+        return document
+
+    def list_versions(self, model: str) -> list[dict[str, Any]]:
+        items = self._query(model, "VERSION#")
+        return [json.loads(item["doc"]) for item in items]
+
+    def list_models(self) -> list[str]:
+        response = self._table.query(
+            KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "MODELS"}
+        )
+        return [item["sk"] for item in response.get("Items", [])]
+
+    # aliases ------------------------------------------------------------------------------------
+    def get_alias(self, model: str, alias: str = PRODUCTION) -> int | None:
+        item = self._table.get_item(
+            Key={"pk": _model_pk(model), "sk": f"ALIAS#{alias}"}, ConsistentRead=True
+        ).get("Item")
+        return None if item is None else int(item["version"])
+
+    def move_alias(
+        self,
+        model: str,
+        version: int,
+        *,
+        expected: int | None,
+        actor: str,
+        reason: str,
+        alias: str = PRODUCTION,
+    ) -> AliasMove:
+        """Point ``alias`` at ``version`` only if it still points at ``expected``.
+
+        ``expected=None`` means the alias must not exist yet. A lost race raises AliasConflict and
+        changes nothing.
+        """
+        self.get_version(model, version)  # refuse to point an alias at a missing version
+        if expected is None:
+            condition = "attribute_not_exists(pk)"
+            values: dict[str, Any] = {}
+        else:
+            condition = "version = :expected"
+            values = {":expected": expected}
+        at = _now()
+        try:
+            self._table.put_item(
+                Item={
+                    "pk": _model_pk(model),
+                    "sk": f"ALIAS#{alias}",
+                    "version": version,
+                    "previous": expected,
+                    "updated_at": at,
+                    "actor": actor,
+                    "reason": reason,
+                },
+                ConditionExpression=condition,
+                **({"ExpressionAttributeValues": values} if values else {}),
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                current = self.get_alias(model, alias)
+                raise AliasConflict(
+                    f"{alias} of {model!r} points at version {current}, expected {expected}"
+                ) from error
+            raise
+        move = AliasMove(model, alias, version, expected, actor, reason, at)
+        self._record_history(
+            model,
+            {"kind": "alias", "alias": alias, "version": version, "previous": expected,
+             "actor": actor, "reason": reason},
+        )
+        return move
+
+    def history(self, model: str) -> list[dict[str, Any]]:
+        return [json.loads(item["doc"]) for item in self._query(model, "HISTORY#")]
+
+    # internals ----------------------------------------------------------------------------------
+    def _record_history(self, model: str, entry: dict[str, Any]) -> None:
+        at = _now()
+        self._table.put_item(
+            Item={
+                "pk": _model_pk(model),
+                "sk": f"HISTORY#{at}#{uuid.uuid4().hex[:8]}",
+                "doc": json.dumps({**entry, "model": model, "at": at}, default=str),
+            }
+        )
+
+    def _query(self, model: str, prefix: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": _model_pk(model), ":prefix": prefix},
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self._table.query(**kwargs)
+            items.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]

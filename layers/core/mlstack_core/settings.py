@@ -1,0 +1,74 @@
+"""Typed configuration read from the function's environment.
+
+Settings are read when a handler asks for them, never at import time, so tests and the local cloud
+can set the environment after importing the code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+class MissingSetting(RuntimeError):
+    """A required environment variable is not set for this function."""
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise MissingSetting(f"environment variable {name} is not set")
+    return value
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Resource names every function may use, injected by template.yaml."""
+
+    data_bucket: str
+    model_bucket: str
+    registry_table: str
+    alerts_topic_arn: str
+    state_machine_arn: str
+
+    @classmethod
+    def from_env(cls) -> StackSettings:
+        return cls(
+            data_bucket=os.environ.get("DATA_BUCKET", ""),
+            model_bucket=_required("MODEL_BUCKET"),
+            registry_table=_required("REGISTRY_TABLE"),
+            alerts_topic_arn=os.environ.get("ALERTS_TOPIC_ARN", ""),
+            state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
+        )
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Knobs of the prediction function."""
+
+    alias_ttl_seconds: float
+    max_rows: int
+    max_body_bytes: int
+    session_cache_size: int
+    intra_op_threads: int
+
+    @classmethod
+    def from_env(cls) -> ServingSettings:
+        return cls(
+            alias_ttl_seconds=float(os.environ.get("ALIAS_TTL_SECONDS", "30")),
+            max_rows=int(os.environ.get("MAX_ROWS", "10000")),
+            max_body_bytes=int(os.environ.get("MAX_BODY_BYTES", str(5 * 1024 * 1024))),
+            session_cache_size=int(os.environ.get("SESSION_CACHE_SIZE", "4")),
+            intra_op_threads=int(os.environ.get("ORT_INTRA_OP_THREADS", "1")),
+        )
+
+
+@lru_cache(maxsize=1)
+def stack_settings() -> StackSettings:
+    return StackSettings.from_env()
+
+
+@lru_cache(maxsize=1)
+def serving_settings() -> ServingSettings:
+    return ServingSettings.from_env()
