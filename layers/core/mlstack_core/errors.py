@@ -77,3 +77,22 @@ class ChampionChanged(PipelineError):
 
 class ModelNotFound(LookupError):
     """No such model or version in the registry."""
+
+
+# Added with spec.py / tabular.py -----------------------------------------------------------------
+
+
+class MalformedCsv(DatasetError):
+    """The csv module cannot read the file (NUL bytes, a cell over the field limit, ...)."""
+
+
+class BlankColumnName(DatasetError):
+    """A header cell is empty (often an unnamed index column written by pandas)."""
+
+
+class NoFeatureColumns(DatasetError):
+    """After dropping the target and spec.columns.drop, no feature column is left."""
+
+
+class TooFewRows(DatasetError):
+    """Too few usable rows to hold out a meaningful evaluation set."""

@@ -1,0 +1,18 @@
+"""Step Functions task: register the evaluated challenger, then promote it or record its rejection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mlstack_core.observability import logger, metrics, tracer
+from register import register_challenger
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return register_challenger(
+        action=event["action"], run=event["run"], evaluation=event["evaluation"]
+    )

@@ -1,0 +1,26 @@
+"""EventBridge "Object Created" in the data bucket → one training run per object version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mlstack_core.observability import logger, metrics, tracer
+from trigger import start_training_run
+
+
+@logger.inject_lambda_context(log_event=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    notification = S3EventBridgeNotificationEvent(event)
+    detail = notification.detail
+    return start_training_run(
+        bucket=detail.bucket.name,
+        key=detail.object.key,
+        version_id=detail.object.version_id,
+        etag=detail.object.etag,
+        size=detail.object.size,
+        sequencer=detail.object.sequencer,
+    )

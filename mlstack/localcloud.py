@@ -1,0 +1,410 @@
+"""The local cloud: template.yaml deployed into moto, with Lambda handlers run in-process.
+
+The same template, state-machine definition and handler code as on AWS. The template is translated by
+aws-sam-translator (the transform CloudFormation runs) and created as a stack in moto's
+CloudFormation. Only what moto lacks is adapted, each in one named function below:
+
+- ``package_code``: CodeUri/ContentUri/DefinitionUri are local paths, as before ``sam package``;
+  code is zipped into an artifacts bucket and the state machine definition is inlined.
+- ``substitute_definitions``: moto ignores ``DefinitionSubstitutions``; they become an ``Fn::Sub``.
+- ``serve_api_locally``: moto's RestApi cannot be deployed from SAM's OpenAPI body; the API is
+  served by ``mlstack.localapi`` and ``ApiUrl`` points there.
+- ``InProcessLambdas``: moto runs Lambda in Docker; here the handler named by the function's
+  Handler runs in this process, with the function's Environment.
+- ``deliver_rule_targets``: moto's EventBridge does not deliver to Lambda targets.
+- ``enable_bucket_notifications``: moto's CloudFormation does not apply a bucket's
+  NotificationConfiguration, so EventBridge delivery is switched on after the stack is created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import io
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+
+STACK_NAME = "mlstack"
+ARTIFACT_BUCKET = "mlstack-local-artifacts"
+REGION = "us-east-1"
+LOCAL_ENVIRONMENT = {
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    # X-Ray has no daemon here; Powertools Tracer would try to send segments.
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+
+def project_root() -> Path:
+    """The directory holding template.yaml: the working directory or this checkout."""
+    for candidate in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        if (candidate / "template.yaml").is_file():
+            return candidate
+    raise FileNotFoundError("template.yaml not found in the working directory or the checkout")
+
+
+# ------------------------------------------------------------------------------------ template
+def load_template(path: Path) -> dict[str, Any]:
+    from samtranslator.yaml_helper import yaml_parse
+
+    template: dict[str, Any] = yaml_parse(path.read_text())
+    return template
+
+
+def _zip_directory(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(directory.rglob("*")):
+            if file.is_file() and "__pycache__" not in file.parts:
+                archive.write(file, file.relative_to(directory).as_posix())
+    return buffer.getvalue()
+
+
+def package_code(template: dict[str, Any], root: Path, s3: Any) -> dict[str, Path]:
+    """Upload each CodeUri/ContentUri as a zip and point the template at it, like ``sam package``.
+
+    Returns the S3 key → local directory map that the in-process runner uses to find a
+    function's code from what moto stored.
+    """
+    s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+    code_dirs: dict[str, Path] = {}
+    for resource in template["Resources"].values():
+        properties = resource.get("Properties", {})
+        for uri_key in ("CodeUri", "ContentUri"):
+            uri = properties.get(uri_key)
+            if isinstance(uri, str) and not uri.startswith("s3://"):
+                directory = (root / uri).resolve()
+                key = f"code/{directory.relative_to(root).as_posix()}.zip"
+                s3.put_object(Bucket=ARTIFACT_BUCKET, Key=key, Body=_zip_directory(directory))
+                properties[uri_key] = f"s3://{ARTIFACT_BUCKET}/{key}"
+                code_dirs[key] = directory
+        definition_uri = properties.get("DefinitionUri")
+        if isinstance(definition_uri, str) and not definition_uri.startswith("s3://"):
+            properties["Definition"] = json.loads((root / definition_uri).read_text())
+            del properties["DefinitionUri"]
+    return code_dirs
+
+
+def translate(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    from samtranslator.translator.transform import transform
+
+    class _NoManagedPolicies:
+        """The template only uses SAM policy templates, which need no IAM look-up."""
+
+        def load(self) -> dict[str, str]:
+            return {}
+
+    translated: dict[str, Any] = transform(
+        copy.deepcopy(template), parameters, _NoManagedPolicies()  # type: ignore[arg-type]
+    )
+    return translated
+
+
+def substitute_definitions(translated: dict[str, Any]) -> None:
+    for resource in translated["Resources"].values():
+        if resource["Type"] != "AWS::StepFunctions::StateMachine":
+            continue
+        properties = resource["Properties"]
+        substitutions = properties.pop("DefinitionSubstitutions", None)
+        if substitutions:
+            definition = properties["DefinitionString"]
+            if isinstance(definition, dict) and "Fn::Join" in definition:
+                # SAM renders an inline definition as a join of literal lines.
+                separator, parts = definition["Fn::Join"]
+                definition = separator.join(parts)
+            properties["DefinitionString"] = {"Fn::Sub": [definition, substitutions]}
+
+
+def serve_api_locally(translated: dict[str, Any], api_url: str) -> None:
+    """Keep the RestApi resource, but serve its routes from the local HTTP server.
+
+    moto's RestApi needs a ``Name`` (KeyError otherwise) and ignores the OpenAPI ``Body`` SAM
+    generates, so its Deployment fails ("doesn't contain any methods"). The routes are served by
+    ``mlstack.localapi`` from the same template events, and ``ApiUrl`` points there.
+    """
+    resources = translated["Resources"]
+    dropped = {
+        logical_id
+        for logical_id, resource in resources.items()
+        if resource["Type"] in ("AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage")
+    }
+    for logical_id in dropped:
+        del resources[logical_id]
+    for logical_id, resource in resources.items():
+        if resource["Type"] == "AWS::ApiGateway::RestApi":
+            resource["Properties"].setdefault("Name", logical_id)
+        depends = resource.get("DependsOn")
+        if isinstance(depends, list):
+            resource["DependsOn"] = [d for d in depends if d not in dropped]
+        elif depends in dropped:
+            del resource["DependsOn"]
+    if "ApiUrl" in translated.get("Outputs", {}):
+        translated["Outputs"]["ApiUrl"]["Value"] = api_url
+
+
+# ------------------------------------------------------------------------------------ lambdas
+@dataclass
+class LambdaContext:
+    """What Powertools and handlers read from the Lambda context."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    deadline: float = 0.0
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.time()) * 1000))
+
+
+Handler = Callable[[Any, Any], Any]
+
+
+@dataclass
+class Invocation:
+    function: str
+    event: Any
+    result: Any
+    error: str | None
+    seconds: float
+
+
+class InProcessLambdas:
+    """Runs the handler named by a function's CodeUri + Handler inside this process."""
+
+    def __init__(self, code_dirs: dict[str, Path]) -> None:
+        self._code_dirs = code_dirs
+        self._modules: dict[Path, ModuleType] = {}
+        self._import_lock = threading.Lock()
+        self._environment_lock = threading.Lock()
+        self.invocations: list[Invocation] = []
+        self.listeners: list[Callable[[Invocation], None]] = []
+
+    def code_dir(self, s3_key: str) -> Path:
+        return self._code_dirs[s3_key]
+
+    def load_handler(self, code_dir: Path, handler: str) -> Handler:
+        module_name, _, attribute = handler.rpartition(".")
+        path = code_dir / f"{module_name.replace('.', '/')}.py"
+        with self._import_lock:
+            module = self._modules.get(path)
+            if module is None:
+                # Every function has an app.py: import each under its own name. Its sibling
+                # logic modules have unique names, so its directory can join sys.path.
+                if str(code_dir) not in sys.path:
+                    sys.path.insert(0, str(code_dir))
+                unique = f"mlstack_local_{code_dir.name}_{module_name}"
+                spec = importlib.util.spec_from_file_location(unique, path)
+                if spec is None or spec.loader is None:
+                    raise ImportError(f"cannot load handler module {path}")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[unique] = module
+                spec.loader.exec_module(module)
+                self._modules[path] = module
+        handler_function: Handler = getattr(module, attribute)
+        return handler_function
+
+    def apply_environment(self, variables: dict[str, str]) -> None:
+        # One process hosts every function, so variables are process-wide. All functions share
+        # the stack's resource names, and settings are read per call, so this is safe.
+        with self._environment_lock:
+            os.environ.update({k: str(v) for k, v in variables.items()})
+
+    def run(
+        self,
+        *,
+        name: str,
+        code_dir: Path,
+        handler: str,
+        environment: dict[str, str],
+        event: Any,
+        memory_mb: int = 1024,
+        timeout_s: int = 60,
+        arn: str = "",
+    ) -> Invocation:
+        self.apply_environment(environment)
+        function = self.load_handler(code_dir, handler)
+        context = LambdaContext(name, memory_mb, arn, deadline=time.time() + timeout_s)
+        started = time.perf_counter()
+        error: str | None = None
+        try:
+            result = function(event, context)
+        except Exception as exc:  # the Lambda runtime turns any exception into an error payload
+            error = type(exc).__name__
+            result = {
+                "errorType": error,
+                "errorMessage": str(exc),
+                "stackTrace": traceback.format_exception(exc)[-5:],
+            }
+        invocation = Invocation(name, event, result, error, time.perf_counter() - started)
+        self.invocations.append(invocation)
+        for listener in list(self.listeners):
+            listener(invocation)
+        return invocation
+
+    def patch_moto(self) -> contextlib.AbstractContextManager[None]:
+        from moto.awslambda.models import LambdaFunction
+
+        runner = self
+
+        def _invoke_lambda(function: Any, event: Any = None) -> tuple[str, bool, str]:
+            invocation = runner.run(
+                name=function.function_name,
+                code_dir=runner.code_dir(function.code["S3Key"]),
+                handler=function.handler,
+                environment=function.environment_vars,
+                event=event if event is not None else {},
+                memory_mb=int(function.memory_size),
+                timeout_s=int(function.timeout),
+                arn=function.function_arn,
+            )
+            return json.dumps(invocation.result, default=str), invocation.error is not None, ""
+
+        return _patched(LambdaFunction, "_invoke_lambda", _invoke_lambda)
+
+
+@contextlib.contextmanager
+def _patched(owner: Any, attribute: str, replacement: Any) -> Iterator[None]:
+    original = getattr(owner, attribute)
+    setattr(owner, attribute, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, attribute, original)
+
+
+def deliver_rule_targets() -> contextlib.AbstractContextManager[None]:
+    """Let moto's EventBridge rules deliver to Lambda targets (it only knows SQS, logs, buses)."""
+    from moto.awslambda.utils import get_backend
+    from moto.events.models import Rule
+    from moto.utilities.arns import parse_arn
+
+    original = Rule.send_to_targets
+
+    def send_to_targets(rule: Any, event: Any, transform_input: bool = True) -> None:
+        if not rule.event_pattern.matches_event(event):
+            return
+        others = []
+        for target in rule.targets:
+            arn = parse_arn(target["Arn"])
+            if arn.service == "lambda":
+                function = get_backend(arn.account, arn.region).get_function(target["Arn"])
+                # EventBridge invokes asynchronously; a failing trigger must not fail the upload.
+                function.invoke(json.dumps(event, default=str), {}, {})
+            else:
+                others.append(target)
+        if others:
+            saved = rule.targets
+            rule.targets = others
+            try:
+                original(rule, event, transform_input)
+            finally:
+                rule.targets = saved
+
+    return _patched(Rule, "send_to_targets", send_to_targets)
+
+
+def state_machines_in_executing_backend() -> contextlib.AbstractContextManager[None]:
+    """moto's CloudFormation creates state machines in the backend that does not execute them."""
+    from moto.stepfunctions.models import StateMachine
+    from moto.stepfunctions.responses import get_backend
+
+    def create_from_cloudformation_json(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str,
+        region_name: str, **kwargs: Any,
+    ) -> Any:
+        properties = cloudformation_json["Properties"]
+        return get_backend(account_id, region_name).create_state_machine(
+            name=properties.get("StateMachineName", resource_name),
+            definition=properties.get("DefinitionString", ""),
+            roleArn=properties.get("RoleArn", ""),
+            tags=[{"key": t["Key"], "value": t["Value"]} for t in properties.get("Tags", [])],
+        )
+
+    return _patched(StateMachine, "create_from_cloudformation_json",
+                    classmethod(create_from_cloudformation_json))
+
+
+# ------------------------------------------------------------------------------------ deploy
+@dataclass
+class Stack:
+    name: str
+    outputs: dict[str, str]
+    translated: dict[str, Any]
+    physical_ids: dict[str, str]
+    code_dirs: dict[str, Path]
+
+    def function_name(self, logical_id: str) -> str:
+        return self.physical_ids[logical_id]
+
+
+def enable_bucket_notifications(translated: dict[str, Any], physical: dict[str, str], s3: Any) -> None:
+    for logical_id, resource in translated["Resources"].items():
+        if resource["Type"] != "AWS::S3::Bucket":
+            continue
+        config = resource.get("Properties", {}).get("NotificationConfiguration")
+        if config and config.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+            s3.put_bucket_notification_configuration(
+                Bucket=physical[logical_id],
+                NotificationConfiguration={"EventBridgeConfiguration": {}},
+            )
+
+
+def deploy(
+    root: Path,
+    *,
+    stack_name: str = STACK_NAME,
+    parameters: dict[str, str] | None = None,
+    session: boto3.Session | None = None,
+    endpoint_url: str | None = None,
+    api_url: str = "http://127.0.0.1:3000/",
+) -> Stack:
+    session = session or boto3.Session(region_name=REGION)
+    client_args: dict[str, Any] = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    root = root.resolve()
+    s3 = session.client("s3", **client_args)
+    cloudformation = session.client("cloudformation", **client_args)
+
+    template = load_template(root / "template.yaml")
+    code_dirs = package_code(template, root, s3)
+    translated = translate(template, parameters or {})
+    substitute_definitions(translated)
+    serve_api_locally(translated, api_url)
+
+    with state_machines_in_executing_backend():
+        cloudformation.create_stack(
+            StackName=stack_name,
+            TemplateBody=json.dumps(translated),
+            Parameters=[
+                {"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()
+            ],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+    description = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    if description["StackStatus"] != "CREATE_COMPLETE":
+        raise RuntimeError(f"stack {stack_name} is {description['StackStatus']}")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in description.get("Outputs", [])}
+    resources = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
+    physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
+    enable_bucket_notifications(translated, physical, s3)
+    return Stack(stack_name, outputs, translated, physical, code_dirs)
