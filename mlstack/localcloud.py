@@ -12,8 +12,10 @@ CloudFormation. Only what moto lacks is adapted, each in one named function belo
 - ``InProcessLambdas``: moto runs Lambda in Docker; here the handler named by the function's
   Handler runs in this process, with the function's Environment.
 - ``deliver_rule_targets``: moto's EventBridge does not deliver to Lambda targets.
-- ``enable_bucket_notifications``: moto's CloudFormation does not apply a bucket's
-  NotificationConfiguration, so EventBridge delivery is switched on after the stack is created.
+- ``apply_bucket_configuration``: moto's CloudFormation does not apply a bucket's versioning or
+  NotificationConfiguration, so both are applied after the stack is created.
+- ``state_machines_in_executing_backend``: moto's CloudFormation puts state machines where the
+  interpreter does not look.
 """
 
 from __future__ import annotations
@@ -118,18 +120,38 @@ def translate(template: dict[str, Any], parameters: dict[str, str]) -> dict[str,
 
 
 def substitute_definitions(translated: dict[str, Any]) -> None:
+    """Apply DefinitionSubstitutions, which moto ignores, as an equivalent plain ``Fn::Sub``.
+
+    Each ``${Name}`` becomes the inline form of its value (``${Resource.Attr}`` or ``${Resource}``).
+    The list form of Fn::Sub is avoided: moto evaluates it with string.Template, which would turn
+    the context-object paths ``$$.Execution.Id`` into ``$.Execution.Id``.
+    """
     for resource in translated["Resources"].values():
         if resource["Type"] != "AWS::StepFunctions::StateMachine":
             continue
         properties = resource["Properties"]
         substitutions = properties.pop("DefinitionSubstitutions", None)
-        if substitutions:
-            definition = properties["DefinitionString"]
-            if isinstance(definition, dict) and "Fn::Join" in definition:
-                # SAM renders an inline definition as a join of literal lines.
-                separator, parts = definition["Fn::Join"]
-                definition = separator.join(parts)
-            properties["DefinitionString"] = {"Fn::Sub": [definition, substitutions]}
+        if not substitutions:
+            continue
+        definition = properties["DefinitionString"]
+        if isinstance(definition, dict) and "Fn::Join" in definition:
+            # SAM renders an inline definition as a join of literal lines.
+            separator, parts = definition["Fn::Join"]
+            definition = separator.join(parts)
+        for name, value in substitutions.items():
+            definition = definition.replace("${" + name + "}", _inline_sub(value))
+        properties["DefinitionString"] = {"Fn::Sub": definition}
+
+
+def _inline_sub(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return "${" + value["Ref"] + "}"
+    if "Fn::GetAtt" in value:
+        resource, attribute = value["Fn::GetAtt"]
+        return "${" + resource + "." + attribute + "}"
+    raise ValueError(f"unsupported DefinitionSubstitutions value: {value!r}")
 
 
 def serve_api_locally(translated: dict[str, Any], api_url: str) -> None:
@@ -358,15 +380,24 @@ class Stack:
         return self.physical_ids[logical_id]
 
 
-def enable_bucket_notifications(translated: dict[str, Any], physical: dict[str, str], s3: Any) -> None:
+def apply_bucket_configuration(
+    translated: dict[str, Any], physical: dict[str, str], s3: Any
+) -> None:
+    """Versioning and EventBridge notifications, which moto's CloudFormation does not apply."""
     for logical_id, resource in translated["Resources"].items():
         if resource["Type"] != "AWS::S3::Bucket":
             continue
-        config = resource.get("Properties", {}).get("NotificationConfiguration")
-        if config and config.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+        properties = resource.get("Properties", {})
+        bucket = physical[logical_id]
+        versioning = properties.get("VersioningConfiguration", {}).get("Status")
+        if versioning:
+            s3.put_bucket_versioning(
+                Bucket=bucket, VersioningConfiguration={"Status": versioning}
+            )
+        notifications = properties.get("NotificationConfiguration", {})
+        if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
             s3.put_bucket_notification_configuration(
-                Bucket=physical[logical_id],
-                NotificationConfiguration={"EventBridgeConfiguration": {}},
+                Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
             )
 
 
@@ -406,5 +437,158 @@ def deploy(
     outputs = {o["OutputKey"]: o["OutputValue"] for o in description.get("Outputs", [])}
     resources = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
     physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
-    enable_bucket_notifications(translated, physical, s3)
+    apply_bucket_configuration(translated, physical, s3)
     return Stack(stack_name, outputs, translated, physical, code_dirs)
+
+
+# ------------------------------------------------------------------------------------ runtime
+class LocalCloud:
+    """template.yaml deployed into moto, with every Lambda run in this process.
+
+    ``moto_port=None`` keeps moto in-process (tests, demo); a port starts moto's server there, for
+    other processes to reach with ``AWS_ENDPOINT_URL`` (``mlstack local up``).
+    """
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        stack_name: str = STACK_NAME,
+        parameters: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        moto_port: int | None = None,
+        api_port: int = 0,
+    ) -> None:
+        self.root = root or project_root()
+        self.stack_name = stack_name
+        self.parameters = parameters or {}
+        self.host = host
+        self.moto_port = moto_port
+        self.api_port = api_port
+        self.lambdas: InProcessLambdas | None = None
+        self.stack: Stack | None = None
+        self.api_url = ""
+        self.endpoint_url: str | None = None
+        self._exit = contextlib.ExitStack()
+
+    # lifecycle ----------------------------------------------------------------------------------
+    def __enter__(self) -> LocalCloud:
+        try:
+            self.start()
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._exit.close()
+
+    def start(self) -> None:
+        from moto.core.config import default_user_config
+
+        saved_environment = dict(os.environ)
+        self._exit.callback(_restore_environment, saved_environment)
+        os.environ.update(LOCAL_ENVIRONMENT)
+        config = {"stepfunctions": {"execute_state_machine": True}}
+        if self.moto_port is None:
+            self._exit.enter_context(_mock_aws(config))
+        else:
+            default_user_config["stepfunctions"] = dict(config["stepfunctions"])
+            from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+            server = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
+            server.start()
+            self._exit.callback(server.stop)
+            self.endpoint_url = f"http://{self.host}:{self.moto_port}"
+            # moto's Step Functions interpreter calls Lambda at localhost:$MOTO_PORT, and the
+            # in-process handlers reach the server through AWS_ENDPOINT_URL.
+            os.environ["MOTO_PORT"] = str(self.moto_port)
+            os.environ["AWS_ENDPOINT_URL"] = self.endpoint_url
+
+        from mlstack.localapi import LocalApi, routes_from_template
+
+        self.lambdas = InProcessLambdas({})
+        self._exit.enter_context(self.lambdas.patch_moto())
+        self._exit.enter_context(deliver_rule_targets())
+
+        template = load_template(self.root / "template.yaml")
+        self.api = LocalApi(routes_from_template(template), self.invoke_function)
+        http_server = self.api.serve(self.host, self.api_port)
+        self._exit.callback(http_server.server_close)
+        self._exit.callback(http_server.shutdown)
+        self.api_port = http_server.server_address[1]
+        self.api_url = f"http://{self.host}:{self.api_port}/"
+
+        self.stack = deploy(
+            self.root,
+            stack_name=self.stack_name,
+            parameters=self.parameters,
+            endpoint_url=self.endpoint_url,
+            api_url=self.api_url,
+        )
+        self.lambdas._code_dirs.update(self.stack.code_dirs)
+
+    # access -------------------------------------------------------------------------------------
+    @property
+    def outputs(self) -> dict[str, str]:
+        assert self.stack is not None, "LocalCloud is not started"
+        return self.stack.outputs
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint_url)
+
+    def invoke_function(self, logical_id: str, event: Any) -> Any:
+        """Invoke a function of the stack synchronously, by its logical id in the template."""
+        assert self.stack is not None and self.lambdas is not None
+        from moto.awslambda.utils import get_backend
+
+        name = self.stack.function_name(logical_id)
+        function = get_backend("123456789012", REGION).get_function(name)
+        invocation = self.lambdas.run(
+            name=function.function_name,
+            code_dir=self.lambdas.code_dir(function.code["S3Key"]),
+            handler=function.handler,
+            environment=function.environment_vars,
+            event=event,
+            memory_mb=int(function.memory_size),
+            timeout_s=int(function.timeout),
+            arn=function.function_arn,
+        )
+        return invocation.result
+
+    def executions(self) -> list[dict[str, Any]]:
+        response = self.client("stepfunctions").list_executions(
+            stateMachineArn=self.outputs["TrainingStateMachineArn"]
+        )
+        executions: list[dict[str, Any]] = response["executions"]
+        return executions
+
+    def wait_for_execution(self, execution_arn: str, timeout: float = 300) -> dict[str, Any]:
+        sfn = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while True:
+            description: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+            if description["status"] != "RUNNING":
+                return description
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{execution_arn} still running after {timeout}s")
+            time.sleep(0.05)
+
+
+def _restore_environment(saved: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def _mock_aws(config: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
+    from moto import mock_aws
+
+    return mock_aws(config=config)  # type: ignore[arg-type]
+
+
+def quiet_local_logs() -> None:
+    """moto's interpreter logs every JSONPath miss at ERROR level; keep the console readable."""
+    import logging
+
+    for name in ("moto", "werkzeug", "botocore", "samtranslator"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)

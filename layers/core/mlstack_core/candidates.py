@@ -1,0 +1,187 @@
+"""The candidate catalogue: model families, their default parameters and default grids.
+
+Pure data, no scikit-learn: Preprocess (which must not pay the scikit-learn import) validates the
+spec's candidates against it and expands them into the Map's item list; Train's ``zoo.py`` maps each
+family to its estimator. A test keeps the two and spec.schema.json in step.
+
+Semantics of ``spec.candidates`` entries:
+- ``"random_forest"`` (a bare name): the family's default grid.
+- ``{"family": "random_forest"}``: one candidate with the family's default parameters.
+- ``{"family": ..., "params": {...}, "grid": {"p": [v1, v2]}}``: defaults, overridden by ``params``,
+  times the cartesian product of ``grid``.
+
+Defaults bound tree depth and leaf size: fully grown forests are hundreds of MB as ONNX.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+TASKS = (CLASSIFICATION, REGRESSION)
+
+# A grid larger than this is almost always a typo, and every candidate is one Lambda invocation.
+MAX_CANDIDATES = 32
+
+Scalar = float | int | str | bool | None
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    defaults: Mapping[str, Scalar]
+    grid: Mapping[str, Sequence[Scalar]]
+    # Estimator parameters a spec may set; random_state comes from spec.random_seed.
+    allowed: frozenset[str] = field(default_factory=frozenset)
+
+
+_FOREST_DEFAULTS: dict[str, Scalar] = {
+    "n_estimators": 100,
+    "max_depth": 10,
+    "min_samples_leaf": 2,
+    "max_features": "sqrt",
+}
+_FOREST_GRID: dict[str, list[Scalar]] = {"max_depth": [6, 10], "min_samples_leaf": [2, 10]}
+_FOREST_ALLOWED = frozenset(
+    {"n_estimators", "max_depth", "min_samples_leaf", "min_samples_split", "max_features",
+     "max_leaf_nodes", "bootstrap", "max_samples", "criterion"}
+)
+_HGB_DEFAULTS: dict[str, Scalar] = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31}
+_HGB_GRID: dict[str, list[Scalar]] = {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31]}
+_HGB_ALLOWED = frozenset(
+    {"max_iter", "learning_rate", "max_leaf_nodes", "max_depth", "min_samples_leaf",
+     "l2_regularization", "max_bins", "early_stopping", "validation_fraction", "n_iter_no_change"}
+)
+_GB_DEFAULTS: dict[str, Scalar] = {"n_estimators": 100, "max_depth": 3, "learning_rate": 0.1}
+_GB_GRID: dict[str, list[Scalar]] = {"n_estimators": [100, 200], "learning_rate": [0.05, 0.1]}
+_GB_ALLOWED = frozenset(
+    {"n_estimators", "max_depth", "learning_rate", "subsample", "min_samples_leaf", "max_features",
+     "max_leaf_nodes"}
+)
+_KNN_DEFAULTS: dict[str, Scalar] = {"n_neighbors": 15, "weights": "uniform"}
+_KNN_GRID: dict[str, list[Scalar]] = {"n_neighbors": [5, 15, 31]}
+_KNN_ALLOWED = frozenset({"n_neighbors", "weights", "p", "metric"})
+
+CATALOG: dict[str, dict[str, Family]] = {
+    CLASSIFICATION: {
+        f.name: f
+        for f in (
+            Family(
+                "logistic_regression",
+                {"C": 1.0, "max_iter": 1000},
+                {"C": [0.1, 1.0, 10.0]},
+                frozenset({"C", "max_iter", "tol", "class_weight", "fit_intercept", "l1_ratio",
+                           "solver"}),
+            ),
+            Family("random_forest", _FOREST_DEFAULTS, _FOREST_GRID,
+                   _FOREST_ALLOWED | {"class_weight"}),
+            Family("extra_trees", _FOREST_DEFAULTS, _FOREST_GRID,
+                   _FOREST_ALLOWED | {"class_weight"}),
+            Family("hist_gradient_boosting", _HGB_DEFAULTS, _HGB_GRID,
+                   _HGB_ALLOWED | {"class_weight"}),
+            Family("gradient_boosting", _GB_DEFAULTS, _GB_GRID, _GB_ALLOWED),
+            Family("knn", _KNN_DEFAULTS, _KNN_GRID, _KNN_ALLOWED),
+        )
+    },
+    REGRESSION: {
+        f.name: f
+        for f in (
+            Family("ridge", {"alpha": 1.0}, {"alpha": [0.1, 1.0, 10.0]},
+                   frozenset({"alpha", "fit_intercept", "solver", "tol"})),
+            Family("linear_regression", {}, {}, frozenset({"fit_intercept", "positive"})),
+            Family("random_forest", _FOREST_DEFAULTS, _FOREST_GRID, _FOREST_ALLOWED),
+            Family("extra_trees", _FOREST_DEFAULTS, _FOREST_GRID, _FOREST_ALLOWED),
+            Family("hist_gradient_boosting", _HGB_DEFAULTS, _HGB_GRID, _HGB_ALLOWED | {"loss"}),
+            Family("gradient_boosting", _GB_DEFAULTS, _GB_GRID, _GB_ALLOWED | {"loss"}),
+            Family("knn", _KNN_DEFAULTS, _KNN_GRID, _KNN_ALLOWED),
+        )
+    },
+}
+
+ALL_FAMILIES: tuple[str, ...] = tuple(
+    sorted({name for families in CATALOG.values() for name in families})
+)
+
+# One grid point each, so the default run finishes in seconds.
+DEFAULT_CANDIDATES: dict[str, list[dict[str, Any]]] = {
+    CLASSIFICATION: [
+        {"family": "logistic_regression"},
+        {"family": "random_forest"},
+        {"family": "hist_gradient_boosting"},
+    ],
+    REGRESSION: [
+        {"family": "ridge"},
+        {"family": "random_forest"},
+        {"family": "hist_gradient_boosting"},
+    ],
+}
+
+
+def _entry_parts(entry: str | Mapping[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(family, fixed params, grid) of one spec.candidates entry."""
+    if isinstance(entry, str):
+        return entry, {}, {}
+    return entry["family"], dict(entry.get("params") or {}), dict(entry.get("grid") or {})
+
+
+def candidate_problems(entries: Sequence[str | Mapping[str, Any]], task: str | None) -> list[str]:
+    """Everything wrong with spec.candidates for ``task`` (None: valid for either task)."""
+    problems: list[str] = []
+    tasks = [task] if task else list(TASKS)
+    total = 0
+    for index, entry in enumerate(entries):
+        family, params, grid = _entry_parts(entry)
+        where = f"candidates[{index}] ({family})"
+        found = [CATALOG[t][family] for t in tasks if family in CATALOG[t]]
+        if not found:
+            if task and any(family in CATALOG[t] for t in TASKS):
+                problems.append(f"{where}: family {family!r} is not available for {task}")
+            else:
+                problems.append(f"{where}: unknown family {family!r}")
+            continue
+        allowed = frozenset().union(*(f.allowed for f in found))
+        for name in sorted((set(params) | set(grid)) - allowed):
+            problems.append(
+                f"{where}: parameter {name!r} is not settable; allowed: {', '.join(sorted(allowed))}"
+            )
+        points = 1
+        grid = grid or ({} if not isinstance(entry, str) else dict(found[0].grid))
+        for values in grid.values():
+            points *= len(values)
+        total += points
+    if total > MAX_CANDIDATES:
+        problems.append(f"candidates expand to {total} grid points; the limit is {MAX_CANDIDATES}")
+    return problems
+
+
+def expand_candidates(spec: Mapping[str, Any], task: str) -> list[dict[str, Any]]:
+    """The Map's items: one dict per grid point, ids ``c00-<family>`` in spec order, duplicates
+    removed. Params are complete (defaults merged) so the registry records what was fitted."""
+    entries = spec.get("candidates") or DEFAULT_CANDIDATES[task]
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for entry in entries:
+        family_name, fixed, grid = _entry_parts(entry)
+        family = CATALOG[task][family_name]
+        if isinstance(entry, str):
+            grid = dict(family.grid)
+        names = list(grid)
+        for combo in itertools.product(*(grid[n] for n in names)):
+            params = {**family.defaults, **fixed, **dict(zip(names, combo, strict=True))}
+            fingerprint = json.dumps([family_name, params], sort_keys=True)
+            if fingerprint in seen:
+                continue
+            seen.add(fingerprint)
+            out.append(
+                {
+                    "candidate_id": f"c{len(out):02d}-{family_name}",
+                    "family": family_name,
+                    "params": params,
+                }
+            )
+    return out

@@ -1,0 +1,296 @@
+"""The training spec, ``datasets/<model>/spec.json``: validation, defaults and task resolution.
+
+spec.schema.json (draft-07, shipped next to this module) is the published contract and the single
+source of the defaults: fastjsonschema, behind Powertools' ``validate``, fills them in. It stops at
+the first error, so on failure the spec is walked property by property to report every problem in
+one SpecError.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.utilities.validation import validate
+from aws_lambda_powertools.utilities.validation.exceptions import SchemaValidationError
+
+from mlstack_core.candidates import (
+    CLASSIFICATION,
+    DEFAULT_CANDIDATES,
+    REGRESSION,
+    candidate_problems,
+)
+from mlstack_core.errors import SpecError
+from mlstack_core.tabular import parse_number
+
+SCHEMA_PATH = Path(__file__).with_name("spec.schema.json")
+
+CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss")
+REGRESSION_METRICS = ("r2", "rmse", "mae")
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+DEFAULT_METRIC = {CLASSIFICATION: "accuracy", REGRESSION: "r2"}
+# A numeric target with more distinct values than this is treated as regression.
+MAX_CLASSES_FOR_NUMERIC_TARGET = 20
+_UNIT_INTERVAL_METRICS = frozenset({"accuracy", "balanced_accuracy", "f1_macro", "roc_auc"})
+
+
+@cache
+def spec_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return schema
+
+
+def greater_is_better(metric: str) -> bool:
+    return metric not in LOWER_IS_BETTER
+
+
+def metrics_for(task: str) -> tuple[str, ...]:
+    return CLASSIFICATION_METRICS if task == CLASSIFICATION else REGRESSION_METRICS
+
+
+def load_spec(raw: bytes | None) -> dict[str, Any]:
+    """Parse, validate and fill defaults. ``task``, ``metric`` and ``candidates`` stay null when
+    the spec leaves them to the data; ``resolve_task`` fills them once the target is read."""
+    if raw is None:
+        raise SpecError(
+            'spec.json is missing: upload datasets/<model>/spec.json with at least {"target": '
+            '"<column>"} before the CSV'
+        )
+    try:
+        document = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as error:
+        raise SpecError(f"spec.json is not UTF-8: {error}") from error
+    except json.JSONDecodeError as error:
+        raise SpecError(f"spec.json is not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise SpecError(f"spec.json must be a JSON object, got {type(document).__name__}")
+
+    schema = spec_schema()
+    problems: list[str] = []
+    try:
+        # fastjsonschema fills schema defaults into the document it validates.
+        spec: dict[str, Any] = validate(event=copy.deepcopy(document), schema=schema)
+    except SchemaValidationError:
+        problems = schema_problems(document, schema)
+        spec = document
+    problems += semantic_problems(spec)
+    if problems:
+        raise SpecError(_format(problems))
+    return spec
+
+
+def resolve_task(spec: Mapping[str, Any], target_values: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``spec`` with task, metric and candidates decided, given the target's non-missing
+    raw values. Raises SpecError if the spec's choices do not fit the task."""
+    resolved = copy.deepcopy(dict(spec))
+    if resolved.get("task") is None:
+        resolved["task"] = infer_task(target_values)
+    task = resolved["task"]
+    if resolved.get("metric") is None:
+        resolved["metric"] = DEFAULT_METRIC[task]
+    if resolved.get("candidates") is None:
+        resolved["candidates"] = copy.deepcopy(DEFAULT_CANDIDATES[task])
+    problems = semantic_problems(resolved)
+    if problems:
+        how = "given in the spec" if spec.get("task") else "inferred from the target column"
+        raise SpecError(_format(problems, f" (task {task}, {how})"))
+    return resolved
+
+
+def infer_task(target_values: Sequence[str]) -> str:
+    """Numbers with few distinct integer values are class labels; other numbers are a quantity."""
+    numbers: set[float] = set()
+    for value in target_values:
+        number = parse_number(value)
+        if number is None:
+            return CLASSIFICATION
+        numbers.add(number)
+    if len(numbers) > MAX_CLASSES_FOR_NUMERIC_TARGET:
+        return REGRESSION
+    if any(not number.is_integer() for number in numbers):
+        return REGRESSION
+    return CLASSIFICATION
+
+
+# -- problems ------------------------------------------------------------------------------------
+
+
+def semantic_problems(spec: Mapping[str, Any]) -> list[str]:
+    """Rules JSON Schema cannot express. Defensive about types: it also runs on invalid specs."""
+    problems: list[str] = []
+    task, metric = spec.get("task"), spec.get("metric")
+    if task in (CLASSIFICATION, REGRESSION) and isinstance(metric, str):
+        if metric not in metrics_for(task):
+            problems.append(
+                f"metric: {metric!r} does not apply to {task}; "
+                f"use one of {', '.join(metrics_for(task))}"
+            )
+    threshold = spec.get("threshold")
+    if isinstance(threshold, int | float) and isinstance(metric, str):
+        if metric in _UNIT_INTERVAL_METRICS and not 0.0 <= threshold <= 1.0:
+            problems.append(f"threshold: {metric} lies in [0, 1], so {threshold} can never be met")
+        elif metric in LOWER_IS_BETTER and threshold < 0:
+            problems.append(f"threshold: {metric} is never negative, so {threshold} can't be met")
+        elif metric == "r2" and threshold > 1:
+            problems.append(f"threshold: r2 is at most 1, so {threshold} can never be met")
+    candidates = spec.get("candidates")
+    if isinstance(candidates, list) and all(_well_formed_entry(e) for e in candidates):
+        task_or_none = task if task in (CLASSIFICATION, REGRESSION) else None
+        problems += candidate_problems(candidates, task_or_none)
+    columns = spec.get("columns")
+    target = spec.get("target")
+    if isinstance(columns, dict) and isinstance(columns.get("drop"), list):
+        if isinstance(target, str) and target in columns["drop"]:
+            problems.append(f"columns.drop: lists the target {target!r}")
+    if spec.get("delimiter") in ('"', "\n", "\r"):
+        problems.append(f"delimiter: {spec['delimiter']!r} cannot separate CSV cells")
+    return problems
+
+
+def _well_formed_entry(entry: Any) -> bool:
+    if isinstance(entry, str):
+        return True
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("family"), str)
+        and isinstance(entry.get("params", {}), dict)
+        and isinstance(entry.get("grid", {}), dict)
+        and all(isinstance(v, list) for v in entry.get("grid", {}).values())
+    )
+
+
+def schema_problems(document: Any, schema: Mapping[str, Any]) -> list[str]:
+    """Every schema violation in ``document``, one line each, prefixed with its path."""
+    definitions = schema.get("definitions", {})
+    return _problems_at(document, schema, "", definitions)
+
+
+def _problems_at(
+    value: Any, schema: Mapping[str, Any], path: str, definitions: Mapping[str, Any]
+) -> list[str]:
+    schema = _deref(schema, definitions)
+    error = _first_error(value, schema, definitions)
+    if error is None:
+        return []
+    label = path or "spec"
+
+    branches = schema.get("oneOf") or schema.get("anyOf")
+    if branches:
+        # Follow the one branch whose JSON type matches, for a precise message.
+        matching = [
+            b for b in (_deref(b, definitions) for b in branches) if _type_matches(value, b)
+        ]
+        if len(matching) == 1:
+            return _problems_at(value, matching[0], path, definitions)
+        return [f"{label}: {_reword(error, label)}"]
+
+    if isinstance(value, dict) and ("properties" in schema or "additionalProperties" in schema):
+        problems = []
+        properties: Mapping[str, Any] = schema.get("properties", {})
+        for name in schema.get("required", []):
+            if name not in value:
+                problems.append(f"{_join(path, name)}: is required")
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            where = _join(path, key)
+            if key in properties:
+                problems += _problems_at(item, properties[key], where, definitions)
+            elif extra is False:
+                hint = difflib.get_close_matches(key, list(properties), n=1)
+                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+                problems.append(f"{where}: unknown field{suggestion}")
+            elif isinstance(extra, dict):
+                problems += _problems_at(item, extra, where, definitions)
+        if problems:
+            return problems
+
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        container = {k: v for k, v in schema.items() if k != "items"}
+        problems = []
+        container_error = _first_error(value, container, definitions)
+        if container_error is not None:
+            problems.append(f"{label}: {_reword(container_error, label)}")
+        for index, item in enumerate(value):
+            problems += _problems_at(item, schema["items"], f"{label}[{index}]", definitions)
+        if problems:
+            return problems
+
+    return [f"{label}: {_reword(error, label)}"]
+
+
+def _first_error(
+    value: Any, schema: Mapping[str, Any], definitions: Mapping[str, Any]
+) -> SchemaValidationError | None:
+    try:
+        # Sub-schemas carry the root's definitions so their $refs resolve; deep copies because
+        # fastjsonschema writes defaults into what it validates.
+        validate(
+            event=copy.deepcopy(value),
+            schema={**copy.deepcopy(dict(schema)), "definitions": definitions},
+        )
+    except SchemaValidationError as error:
+        return error
+    return None
+
+
+def _deref(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> Mapping[str, Any]:
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/definitions/"):
+        target: Mapping[str, Any] = definitions[ref.removeprefix("#/definitions/")]
+        return target
+    return schema
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "number": (int, float),
+    "integer": (int,),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+
+
+def _type_matches(value: Any, schema: Mapping[str, Any]) -> bool:
+    if "enum" in schema:
+        return any(type(value) is type(option) for option in schema["enum"])
+    declared = schema.get("type")
+    if declared is None:
+        return True
+    names = declared if isinstance(declared, list) else [declared]
+    if isinstance(value, bool):
+        return "boolean" in names
+    return any(isinstance(value, _JSON_TYPES[name]) for name in names)
+
+
+def _reword(error: SchemaValidationError, label: str) -> str:
+    message = error.validation_message or str(error)
+    # fastjsonschema names the validated value "data..."; the path is already in the label.
+    for prefix in ("data ", "data."):
+        if message.startswith(prefix):
+            rest = message[len(prefix) :] if prefix == "data " else message
+            message = rest if prefix == "data " else message.replace("data.", f"{label}.", 1)
+    if isinstance(error.value, str | int | float | bool) or error.value is None:
+        message += f" (got {json.dumps(error.value)})"
+    return message
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _format(problems: list[str], context: str = "") -> str:
+    noun = "problem" if len(problems) == 1 else "problems"
+    lines = "\n".join(f"- {p}" for p in problems)
+    return f"spec.json has {len(problems)} {noun}{context}:\n{lines}"
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,531 @@
+"""CSV parsing, validation, type inference, splitting and model inputs: csv module and numpy only.
+
+pandas does not fit in Lambda next to scikit-learn and onnxruntime (ARCHITECTURE.md section 6), so
+tables are column-major lists of raw cells: no per-row dicts, and each column is converted to a
+numpy array only when a model needs it. Missing cells are normalised to ``""`` while reading.
+
+Model inputs follow the ONNX graph contract in docs/internals.md: ``numeric`` float32 [N, k] with
+NaN for missing, ``categorical`` str [N, m] with ``""`` for missing. Numbers become float32 before
+scikit-learn sees them, so the fitted model and its ONNX export see the same values.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import io
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+
+from mlstack_core.errors import (
+    BlankColumnName,
+    ColumnAllMissing,
+    DuplicateColumns,
+    EmptyDataset,
+    HeaderOnly,
+    MalformedCsv,
+    NoFeatureColumns,
+    NotUtf8,
+    RaggedRows,
+    SingleClass,
+    TargetAllMissing,
+    TargetColumnMissing,
+    TooFewRows,
+    TooFewRowsPerClass,
+    UnparseableNumber,
+    WrongDelimiter,
+)
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+HIGH_CARDINALITY_SHARE = 0.5
+HIGH_CARDINALITY_COUNT = 1000
+# Keeps the run object (which every Map iteration receives) well under Step Functions' 256 KB.
+MAX_SCHEMA_CATEGORIES = 200
+MAX_WARNINGS = 50
+MAX_EXAMPLES = 5
+_CHUNK_ROWS = 8192
+_OTHER_DELIMITERS = (",", ";", "\t", "|")
+
+
+def parse_number(cell: str) -> float | None:
+    """The cell as a finite float32-representable number, else None. Rejects what float() takes
+    but a model cannot: inf, nan, digit separators ("1_000")."""
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    if value - value != 0.0 or abs(value) > FLOAT32_MAX or "_" in cell:
+        return None
+    return value
+
+
+class HashingReader(io.RawIOBase):
+    """Wraps a binary stream (e.g. an S3 StreamingBody), fingerprinting the bytes as they pass."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+        self.sha256 = hashlib.sha256()
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._source.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        self.sha256.update(data)
+        self.bytes_read += size
+        return size
+
+
+@dataclass
+class Table:
+    """Column-major raw cells; ``""`` is missing."""
+
+    header: list[str]
+    columns: dict[str, list[str]]
+    n_rows: int
+    file_columns: int = 0
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> Table:
+        index_list = [int(i) for i in indices]
+        return Table(
+            header=list(self.header),
+            columns={n: [c[i] for i in index_list] for n, c in self.columns.items()},
+            n_rows=len(index_list),
+            file_columns=self.file_columns,
+        )
+
+
+def read_csv(
+    source: bytes | IO[bytes],
+    *,
+    delimiter: str = ",",
+    na_values: Iterable[str] = (),
+    required: Sequence[str] = (),
+    skip: Collection[str] = (),
+) -> Table:
+    """Parse and structurally validate a CSV. ``required`` columns are checked right after the
+    header, before reading rows; ``skip`` columns are not kept."""
+    stream: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else source
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")  # type: ignore[type-var]
+    reader = csv.reader(text, delimiter=delimiter)
+    n_rows = 0
+    try:
+        header = next((row for row in reader if row), None)
+        if header is None:
+            raise EmptyDataset("the file is empty: expected a header row and data rows")
+        _check_header(header, delimiter)
+        missing = [name for name in required if name not in header]
+        if missing:
+            name = missing[0]
+            close = difflib.get_close_matches(name, header, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TargetColumnMissing(
+                f"target column {name!r} is not in the header ({_preview(header)}){hint}"
+            )
+        width = len(header)
+        keep = [i for i, name in enumerate(header) if name not in skip]
+        missing_cells = frozenset(na_values) | {""}
+        columns: list[list[str]] = [[] for _ in keep]
+        ragged: list[str] = []
+        ragged_count = 0
+        chunk: list[list[str]] = []
+        for row in reader:
+            if not row:  # blank line
+                continue
+            n_rows += 1
+            if len(row) != width:
+                ragged_count += 1
+                if len(ragged) < MAX_EXAMPLES:
+                    ragged.append(f"line {reader.line_num} has {len(row)} cells")
+                continue
+            if ragged_count:
+                continue  # the file is rejected anyway; only count the remaining bad rows
+            chunk.append(row)
+            if len(chunk) >= _CHUNK_ROWS:
+                _append_chunk(columns, chunk, keep, missing_cells)
+                chunk = []
+        _append_chunk(columns, chunk, keep, missing_cells)
+    except UnicodeDecodeError as error:
+        raise NotUtf8(
+            f"the file is not valid UTF-8 (after about {n_rows} data rows, near line "
+            f"{reader.line_num + 1}: {error.reason}); save it as UTF-8"
+        ) from error
+    except csv.Error as error:
+        raise MalformedCsv(f"the csv module cannot read line {reader.line_num}: {error}") from error
+
+    if ragged_count:
+        raise RaggedRows(
+            f"{ragged_count} row(s) do not have the header's {width} cells: "
+            + "; ".join(ragged)
+            + ("; ..." if ragged_count > len(ragged) else "")
+        )
+    if n_rows == 0:
+        raise HeaderOnly(f"the file has a header ({_preview(header)}) but no data rows")
+    kept = [header[i] for i in keep]
+    return Table(
+        header=kept,
+        columns=dict(zip(kept, columns, strict=True)),
+        n_rows=n_rows,
+        file_columns=width,
+    )
+
+
+def _append_chunk(
+    columns: list[list[str]],
+    chunk: list[list[str]],
+    keep: list[int],
+    missing_cells: frozenset[str],
+) -> None:
+    # Transposing a chunk at a time keeps the row-major copy small; zip runs in C.
+    if not chunk:
+        return
+    transposed = list(zip(*chunk, strict=True))
+    for target, i in zip(columns, keep, strict=True):
+        target.extend("" if (c in missing_cells or c.isspace()) else c for c in transposed[i])
+
+
+def _check_header(header: list[str], delimiter: str) -> None:
+    if len(header) == 1:
+        for other in _OTHER_DELIMITERS:
+            if other != delimiter and other in header[0]:
+                raise WrongDelimiter(
+                    f"the header is one column {header[0][:80]!r} that contains {other!r}: the file "
+                    f"looks {other!r}-separated but spec.delimiter is {delimiter!r}; set "
+                    f'"delimiter": {_json_char(other)} in spec.json'
+                )
+    blank = [str(i + 1) for i, name in enumerate(header) if not name.strip()]
+    if blank:
+        raise BlankColumnName(
+            f"header cell(s) {', '.join(blank)} are blank; name every column (a blank first "
+            "column is often a pandas index: write the file with index=False)"
+        )
+    counts = Counter(header)
+    duplicates = sorted(name for name, count in counts.items() if count > 1)
+    if duplicates:
+        raise DuplicateColumns(f"the header repeats column(s): {', '.join(map(repr, duplicates))}")
+
+
+def _json_char(char: str) -> str:
+    return '"\\t"' if char == "\t" else f'"{char}"'
+
+
+def _preview(header: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(map(repr, header[:limit]))
+    return shown + (f", ... ({len(header)} columns)" if len(header) > limit else "")
+
+
+# -- validation and schema ----------------------------------------------------------------------
+
+
+def target_values(table: Table, target: str) -> list[str]:
+    """The target's non-missing raw values; what task inference looks at."""
+    if target not in table.columns:
+        raise TargetColumnMissing(f"target column {target!r} is not in the header")
+    values = [v for v in table.columns[target] if v]
+    if not values:
+        raise TargetAllMissing(f"every value of the target column {target!r} is missing")
+    return values
+
+
+@dataclass
+class Prepared:
+    """A validated table ready to split and write: target rows only, canonical labels."""
+
+    table: Table
+    schema: dict[str, Any]
+    warnings: list[dict[str, Any]]
+    train_index: np.ndarray
+    holdout_index: np.ndarray
+    dropped_rows: int = 0
+    numeric_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def prepare(table: Table, spec: Mapping[str, Any]) -> Prepared:
+    """Validate a table against a resolved spec (task known), infer feature kinds, split.
+
+    Raises the named DatasetError subclasses of mlstack_core.errors.
+    """
+    target, task = spec["target"], spec["task"]
+    warnings: list[dict[str, Any]] = []
+    declared: Mapping[str, str] = spec.get("columns", {}).get("types", {})
+    for name in [*declared, *spec.get("columns", {}).get("drop", [])]:
+        if name not in table.columns and name not in table.header:
+            _warn(warnings, "UnknownColumn", name, f"spec.columns names {name!r}, not in the file")
+
+    # Rows without a target cannot be used for training or evaluation.
+    usable = [i for i, v in enumerate(table.columns[target]) if v]
+    if not usable:
+        raise TargetAllMissing(f"every value of the target column {target!r} is missing")
+    dropped = table.n_rows - len(usable)
+    if dropped:
+        _warn(warnings, "MissingTarget", target, f"{dropped} row(s) without a target were dropped")
+        table = table.take(usable)
+
+    label_type, classes = _prepare_target(table, target, task)
+
+    feature_names = [n for n in table.header if n != target]
+    if not feature_names:
+        raise NoFeatureColumns(
+            f"no feature columns left besides the target {target!r} (after spec.columns.drop)"
+        )
+    all_missing = [n for n in feature_names if not any(table.columns[n])]
+    if all_missing:
+        raise ColumnAllMissing(
+            f"column(s) {', '.join(map(repr, all_missing))} have no values; add them to "
+            "spec.columns.drop"
+        )
+
+    kinds: dict[str, str] = {}
+    numeric_arrays: dict[str, np.ndarray] = {}
+    unparseable: list[str] = []
+    for name in feature_names:
+        kind = declared.get(name)
+        if kind == CATEGORICAL:
+            kinds[name] = CATEGORICAL
+            continue
+        array, bad = _numeric_column(table.columns[name])
+        if bad is None:
+            kinds[name] = NUMERIC
+            numeric_arrays[name] = array
+        elif kind == NUMERIC:
+            row, value = bad
+            unparseable.append(
+                f"column {name!r} is declared numeric but data row {row + 1} "
+                f"(line {row + 2}) holds {value!r}"
+            )
+        else:
+            kinds[name] = CATEGORICAL
+    if unparseable:
+        raise UnparseableNumber("; ".join(unparseable))
+
+    y_labels = np.asarray(table.columns[target], dtype=object)
+    train_index, holdout_index = split_indices(
+        y_labels if task == CLASSIFICATION else None,
+        table.n_rows,
+        test_size=float(spec["test_size"]),
+        seed=int(spec["random_seed"]),
+    )
+
+    features: list[dict[str, Any]] = []
+    for name in feature_names:
+        cells = table.columns[name]
+        if kinds[name] == NUMERIC:
+            values = numeric_arrays[name]
+            distinct = np.unique(values[~np.isnan(values)])
+            if distinct.size == 1:
+                _warn(warnings, "ConstantColumn", name, f"every value is {distinct[0]:g}")
+            features.append({"name": name, "kind": NUMERIC})
+            continue
+        counts = Counter(c for c in cells if c)
+        if len(counts) == 1:
+            _warn(warnings, "ConstantColumn", name, f"every value is {next(iter(counts))!r}")
+        non_missing = sum(counts.values())
+        if len(counts) > HIGH_CARDINALITY_COUNT or (
+            len(counts) > 1 and len(counts) > HIGH_CARDINALITY_SHARE * non_missing
+        ):
+            _warn(
+                warnings,
+                "HighCardinality",
+                name,
+                f"{len(counts)} distinct values in {non_missing} rows; one-hot encoding it "
+                "mostly memorises rows (drop it if it is an identifier)",
+            )
+        # The categories the model learns are those of the training rows.
+        learned = sorted({cells[i] for i in train_index.tolist()} - {""})
+        entry: dict[str, Any] = {
+            "name": name,
+            "kind": CATEGORICAL,
+            "categories": learned[:MAX_SCHEMA_CATEGORIES],
+            "n_categories": len(learned),
+        }
+        if len(learned) > MAX_SCHEMA_CATEGORIES:
+            entry["categories_truncated"] = True
+        features.append(entry)
+
+    schema: dict[str, Any] = {
+        "target": target,
+        "task": task,
+        "features": features,
+        "numeric": [f["name"] for f in features if f["kind"] == NUMERIC],
+        "categorical": [f["name"] for f in features if f["kind"] == CATEGORICAL],
+        "label_type": label_type,
+    }
+    if task == CLASSIFICATION:
+        schema["classes"] = classes
+    return Prepared(
+        table=table,
+        schema=schema,
+        warnings=warnings[:MAX_WARNINGS],
+        train_index=train_index,
+        holdout_index=holdout_index,
+        dropped_rows=dropped,
+        numeric_arrays=numeric_arrays,
+    )
+
+
+def _prepare_target(table: Table, target: str, task: str) -> tuple[str, list[Any] | None]:
+    """Check the target for the task; rewrite integer labels canonically ("1.0" -> "1")."""
+    cells = table.columns[target]
+    if task == REGRESSION:
+        _, bad = _numeric_column(cells)
+        if bad is not None:
+            row, value = bad
+            raise UnparseableNumber(
+                f"task is regression but target {target!r} holds {value!r} at data row {row + 1}"
+            )
+        return "float", None
+
+    numbers = [parse_number(c) for c in cells]
+    if all(n is not None and n.is_integer() for n in numbers):
+        label_type = "int"
+        cells = [str(int(n)) for n in numbers if n is not None]
+        table.columns[target] = cells
+    else:
+        label_type = "str"
+    counts = Counter(cells)
+    if len(counts) < 2:
+        raise SingleClass(
+            f"target {target!r} has a single class {next(iter(counts))!r}: nothing to learn"
+        )
+    too_few = sorted((label for label, count in counts.items() if count < 2), key=str)
+    if too_few:
+        raise TooFewRowsPerClass(
+            f"class(es) {', '.join(map(repr, too_few[:20]))} of {target!r} have fewer than 2 "
+            "rows; a stratified split needs each class in both train and holdout"
+        )
+    if label_type == "int":
+        classes: list[Any] = sorted(int(label) for label in counts)
+    else:
+        classes = sorted(counts)
+    return label_type, classes
+
+
+def _numeric_column(cells: Sequence[str]) -> tuple[np.ndarray, tuple[int, str] | None]:
+    """(float32 array with NaN for missing, first (row, cell) that is not a number or None)."""
+    parsed = [parse_number(c) if c else float("nan") for c in cells]
+    if None in parsed:
+        row = parsed.index(None)
+        return np.empty(0, dtype=np.float32), (row, cells[row])
+    # float64 first, then float32: the same rounding the predictor applies to JSON numbers.
+    return np.asarray(parsed, dtype=np.float64).astype(np.float32), None
+
+
+def _warn(warnings: list[dict[str, Any]], code: str, column: str, message: str) -> None:
+    warnings.append({"code": code, "column": column, "message": message})
+
+
+# -- split --------------------------------------------------------------------------------------
+
+
+def split_indices(
+    labels: np.ndarray | None, n_rows: int, *, test_size: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic (train, holdout) row indices, each sorted. Stratified when ``labels`` is
+    given: every class keeps at least one row on each side."""
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        n_holdout = max(2, round(n_rows * test_size))
+        if n_rows - n_holdout < 2:
+            raise TooFewRows(
+                f"{n_rows} usable rows: at least 4 are needed (2 to train on, 2 to evaluate)"
+            )
+        order = rng.permutation(n_rows)
+        return np.sort(order[n_holdout:]), np.sort(order[:n_holdout])
+    holdout: list[np.ndarray] = []
+    train: list[np.ndarray] = []
+    for label in sorted(set(labels.tolist()), key=str):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_holdout = min(max(1, round(members.size * test_size)), members.size - 1)
+        holdout.append(members[:n_holdout])
+        train.append(members[n_holdout:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(holdout))
+
+
+# -- split files and model inputs --------------------------------------------------------------
+
+
+def split_columns(schema: Mapping[str, Any]) -> list[str]:
+    """Header of train.csv / holdout.csv: features in schema order, then the target."""
+    return [f["name"] for f in schema["features"]] + [schema["target"]]
+
+
+def write_split(table: Table, schema: Mapping[str, Any], index: np.ndarray) -> bytes:
+    """The rows at ``index`` as UTF-8 CSV: ',' delimiter, missing as empty cells."""
+    names = split_columns(schema)
+    columns = [table.columns[n] for n in names]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(names)
+    writer.writerows([column[i] for column in columns] for i in index.tolist())
+    return buffer.getvalue().encode("utf-8")
+
+
+def read_split(source: bytes | IO[bytes]) -> Table:
+    """Read a train/holdout file written by ``write_split`` (only empty cells are missing)."""
+    return read_csv(source, delimiter=",", na_values=())
+
+
+def numeric_matrix(table: Table, names: Sequence[str]) -> np.ndarray:
+    """float32 [N, len(names)], NaN for missing."""
+    out = np.empty((table.n_rows, len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        column, bad = _numeric_column(table.columns[name])
+        if bad is not None:
+            row, value = bad
+            raise UnparseableNumber(f"column {name!r} holds {value!r} at data row {row + 1}")
+        out[:, j] = column
+    return out
+
+
+def categorical_matrix(table: Table, names: Sequence[str]) -> np.ndarray:
+    """str objects [N, len(names)], ``""`` for missing."""
+    out = np.empty((table.n_rows, len(names)), dtype=object)
+    for j, name in enumerate(names):
+        out[:, j] = table.columns[name]
+    return out
+
+
+def feature_matrices(table: Table, schema: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The two ONNX inputs (numeric, categorical) for the schema's columns."""
+    missing = [n for n in [*schema["numeric"], *schema["categorical"]] if n not in table.columns]
+    if missing:
+        raise KeyError(f"column(s) {', '.join(map(repr, missing))} are not in the table")
+    return numeric_matrix(table, schema["numeric"]), categorical_matrix(table, schema["categorical"])
+
+
+def model_input(numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+    """One object array [numeric..., categorical...] for the sklearn Pipeline. Its
+    ColumnTransformer selects columns by integer index, which skl2onnx maps positionally onto the
+    two ONNX inputs."""
+    k = numeric.shape[1]
+    out = np.empty((numeric.shape[0], k + categorical.shape[1]), dtype=object)
+    out[:, :k] = numeric
+    out[:, k:] = categorical
+    return out
+
+
+def target_vector(table: Table, schema: Mapping[str, Any]) -> np.ndarray:
+    """y as scikit-learn should see it: int64 or str labels, float64 for regression."""
+    cells = table.columns[schema["target"]]
+    if schema["task"] == REGRESSION:
+        parsed = [parse_number(c) for c in cells]
+        if None in parsed:
+            row = parsed.index(None)
+            raise UnparseableNumber(f"target holds {cells[row]!r} at data row {row + 1}")
+        return np.asarray(parsed, dtype=np.float64)
+    if schema["label_type"] == "int":
+        return np.asarray([int(c) for c in cells], dtype=np.int64)
+    return np.asarray(cells, dtype=object)

@@ -1,0 +1,180 @@
+"""``mlstack``: the command line on the user's machine.
+
+Commands act on a stack by name; boto3 talks to AWS, or to the local cloud when AWS_ENDPOINT_URL
+is set (as printed by ``mlstack local up``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from mlstack.progress import follow_execution
+from mlstack.stack import StackClient
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def cmd_local_up(args: argparse.Namespace) -> int:
+    from mlstack.localcloud import LocalCloud, quiet_local_logs
+
+    quiet_local_logs()
+    with LocalCloud(
+        host=args.host, moto_port=args.port, api_port=args.api_port, stack_name=args.stack,
+        parameters={"LogLevel": args.log_level},
+    ) as cloud:
+        print(f"AWS endpoint (moto): {cloud.endpoint_url}   export AWS_ENDPOINT_URL={cloud.endpoint_url}")
+        print(f"HTTP API:            {cloud.api_url}")
+        print(f"Stack {cloud.stack_name} outputs:")
+        for name, value in cloud.outputs.items():
+            print(f"  {name:24} {value}")
+        print("Ready. Ctrl-C to stop.", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mlstack.demo import run_demo
+
+    return run_demo()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    client = StackClient(args.stack)
+    spec: dict[str, Any] | None = None
+    if args.spec:
+        spec = json.loads(Path(args.spec).read_text())
+    if args.target:
+        spec = {**(spec or {}), "target": args.target}
+    upload = client.upload_dataset(args.model, Path(args.csv), spec)
+    print(f"uploaded s3://{upload['bucket']}/{upload['key']} (version {upload['version_id']})")
+    execution_arn = client.find_execution(upload)
+    print(f"training run: {execution_arn}")
+    if not args.wait:
+        return 0
+    description = follow_execution(client.session.client("stepfunctions"), execution_arn)
+    print(f"run {description['status']}"
+          + (f": {description.get('error')}: {description.get('cause')}" if description.get("error") else ""))
+    return 0 if description["status"] == "SUCCEEDED" else 1
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    client = StackClient(args.stack)
+    text = Path(args.file).read_text() if args.file != "-" else sys.stdin.read()
+    body = json.loads(text)
+    instances = body["instances"] if isinstance(body, dict) and "instances" in body else body
+    response = client.predict(args.model, instances)
+    _print_json(response.body)
+    return 0 if response.status == 200 else 1
+
+
+def format_models(client: StackClient, model: str | None) -> str:
+    registry = client.registry
+    out = io.StringIO()
+    if model is None:
+        names = registry.list_models()
+        if not names:
+            return "no models registered yet\n"
+        out.write(f"{'MODEL':24} {'PRODUCTION':>10} {'VERSIONS':>8}\n")
+        for name in names:
+            production = registry.get_alias(name)
+            out.write(f"{name:24} {production if production else '-':>10} "
+                      f"{len(registry.list_versions(name)):>8}\n")
+        return out.getvalue()
+    versions = registry.list_versions(model)
+    if not versions:
+        return f"model {model!r} has no versions\n"
+    production = registry.get_alias(model)
+    out.write(f"model {model}: production = version {production}\n\n")
+    writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+    writer.writerow(["VERSION", "STATUS", "FAMILY", "METRIC", "VALUE", "ROWS", "CREATED", "REASON"])
+    for version in versions:
+        metric = version.get("metric", "")
+        value = version.get("metrics", {}).get(metric)
+        writer.writerow([
+            f"{version['version']}{' *' if version['version'] == production else ''}",
+            version["status"], version.get("family", ""), metric,
+            "" if value is None else f"{value:.4f}", version.get("dataset", {}).get("rows", ""),
+            version.get("created_at", "")[:19],
+            (version.get("status_reason") or "")[:80],
+        ])
+    if production:
+        current = registry.get_version(model, production)
+        out.write(f"\nproduction version {production}:\n")
+        out.write(f"  family      {current.get('family')}  params {json.dumps(current.get('params'))}\n")
+        out.write("  metrics     " + ", ".join(
+            f"{k}={v:.4f}" for k, v in current.get("metrics", {}).items() if isinstance(v, float)) + "\n")
+        dataset = current.get("dataset", {})
+        out.write(f"  dataset     s3://{dataset.get('bucket')}/{dataset.get('key')} "
+                  f"(version {dataset.get('version_id')}, sha256 {str(dataset.get('sha256'))[:12]}…)\n")
+        features = current.get("schema", {}).get("features", [])
+        out.write("  features    " + ", ".join(f"{f['name']}:{f['kind'][:3]}" for f in features) + "\n")
+        if current.get("classes"):
+            out.write(f"  classes     {current['classes']}\n")
+        out.write(f"  execution   {current.get('execution_arn')}\n")
+    return out.getvalue()
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    print(format_models(StackClient(args.stack), args.model), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlstack", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--stack", default="mlstack", help="stack name (default: mlstack)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    local = commands.add_parser("local", help="the local cloud")
+    local_commands = local.add_subparsers(dest="local_command", required=True)
+    up = local_commands.add_parser("up", help="serve the local cloud until interrupted")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=4566, help="AWS endpoint (moto)")
+    up.add_argument("--api-port", type=int, default=3000, help="HTTP API")
+    up.add_argument("--log-level", default="WARNING", help="log level of the functions")
+    up.set_defaults(handler=cmd_local_up)
+
+    demo = commands.add_parser("demo", help="run the whole loop once, in process, on a bundled dataset")
+    demo.set_defaults(handler=cmd_demo)
+
+    train = commands.add_parser("train", help="upload a CSV (and spec) to start a training run")
+    train.add_argument("csv")
+    train.add_argument("--model", required=True)
+    train.add_argument("--target", help="target column (written to the spec)")
+    train.add_argument("--spec", help="a spec.json to upload with the CSV")
+    train.add_argument("--wait", action="store_true", help="follow the run until it ends")
+    train.set_defaults(handler=cmd_train)
+
+    predict = commands.add_parser("predict", help="POST instances to the model's predict endpoint")
+    predict.add_argument("model")
+    predict.add_argument("file", help='JSON file: {"instances": [...]} or a list of records; - for stdin')
+    predict.set_defaults(handler=cmd_predict)
+
+    models = commands.add_parser("models", help="list models, or one model's versions")
+    models.add_argument("model", nargs="?")
+    models.set_defaults(handler=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

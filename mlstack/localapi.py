@@ -1,0 +1,155 @@
+"""API Gateway in front of the prediction function, locally.
+
+HTTP requests become API Gateway REST proxy events for the routes the template declares (the Api
+events of each function), like ``sam local start-api``: same paths, no stage prefix.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    resource: str  # e.g. /models/{model}/predict
+    function_logical_id: str
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        regex = re.sub(r"\\{(\w+)\\\+?\\}", r"(?P<\1>[^/]+)", re.escape(self.resource))
+        return re.compile(f"^{regex}/?$")
+
+
+def routes_from_template(template: dict[str, Any]) -> list[Route]:
+    routes = []
+    for logical_id, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event.get("Type") == "Api":
+                properties = event["Properties"]
+                routes.append(Route(properties["Method"].upper(), properties["Path"], logical_id))
+    return routes
+
+
+def proxy_event(
+    method: str, path: str, resource: str, path_parameters: dict[str, str] | None,
+    query: dict[str, list[str]], headers: dict[str, str], body: bytes, stage: str = "local",
+) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event, as Lambda receives it."""
+    try:
+        text: str | None = body.decode("utf-8") if body else None
+        is_base64 = False
+    except UnicodeDecodeError:
+        text, is_base64 = base64.b64encode(body).decode(), True
+    request_id = str(uuid.uuid4())
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": path_parameters or None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": resource,
+            "httpMethod": method,
+            "path": f"/{stage}{path}",
+            "stage": stage,
+            "requestId": request_id,
+            "extendedRequestId": request_id,
+            "requestTimeEpoch": int(time.time() * 1000),
+            "protocol": "HTTP/1.1",
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": headers.get("User-Agent", "")},
+            "accountId": "123456789012",
+            "apiId": "local",
+        },
+        "body": text,
+        "isBase64Encoded": is_base64,
+    }
+
+
+Invoke = Callable[[str, dict[str, Any]], Any]
+
+
+class LocalApi:
+    """Routes requests to functions; ``invoke(logical_id, event)`` runs the function."""
+
+    def __init__(self, routes: list[Route], invoke: Invoke) -> None:
+        self.routes = routes
+        self._invoke = invoke
+
+    def handle(
+        self, method: str, url: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> tuple[int, dict[str, str], bytes]:
+        parts = urlsplit(url)
+        path = parts.path or "/"
+        for route in self.routes:
+            match = route.pattern.match(path)
+            if match and route.method == method:
+                event = proxy_event(
+                    method, path, route.resource, match.groupdict(), parse_qs(parts.query),
+                    headers or {}, body,
+                )
+                response = self._invoke(route.function_logical_id, event)
+                return _http_response(response)
+        if any(route.pattern.match(path) for route in self.routes):
+            return _json_error(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed on {path}")
+        # API Gateway's answer for a path no route matches
+        return _json_error(HTTPStatus.FORBIDDEN, "Missing Authentication Token")
+
+    def serve(self, host: str, port: int) -> ThreadingHTTPServer:
+        api = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            def _respond(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                status, headers, payload = api.handle(
+                    self.command, self.path, dict(self.headers.items()), body
+                )
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _respond  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return  # the functions log every request already
+
+        server = ThreadingHTTPServer((host, port), RequestHandler)
+        threading.Thread(target=server.serve_forever, daemon=True, name="local-api").start()
+        return server
+
+
+def _http_response(response: Any) -> tuple[int, dict[str, str], bytes]:
+    if not isinstance(response, dict) or "statusCode" not in response:
+        # What API Gateway answers when the integration returns something malformed or fails.
+        return _json_error(HTTPStatus.BAD_GATEWAY, "Internal server error")
+    headers = {k: str(v) for k, v in (response.get("headers") or {}).items()}
+    for name, values in (response.get("multiValueHeaders") or {}).items():
+        headers[name] = ", ".join(str(v) for v in values)
+    body = response.get("body") or ""
+    payload = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
+    return int(response["statusCode"]), headers, payload
+
+
+def _json_error(status: HTTPStatus, message: str) -> tuple[int, dict[str, str], bytes]:
+    return status.value, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode()

@@ -1,0 +1,84 @@
+"""Follow a training execution and print one line per pipeline step as it happens."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+Printer = Callable[[str], None]
+
+
+def summarize(state: str, output: dict[str, Any]) -> str:
+    """A one-line account of what a step produced, from the execution state it left behind."""
+    if state == "Preprocess" and "run" in output:
+        run = output["run"]
+        dataset, schema = run["dataset"], run["schema"]
+        warnings = f", {len(run['warnings'])} warning(s)" if run.get("warnings") else ""
+        return (
+            f"{dataset.get('rows')} rows, {len(schema['features'])} features "
+            f"({len(schema['numeric'])} numeric, {len(schema['categorical'])} categorical), "
+            f"task {run['task']}, {len(run['candidates'])} candidates{warnings}"
+        )
+    if state == "TrainCandidates" and "trained" in output:
+        trained = output["trained"]
+        ok = [t for t in trained if t.get("status") == "trained"]
+        names = ", ".join(f"{t['candidate_id']} ({t.get('fit_seconds', 0):.2f}s)" for t in ok)
+        failed = len(trained) - len(ok)
+        return f"{len(ok)} trained in parallel: {names}" + (f"; {failed} failed" if failed else "")
+    if state == "Evaluate" and "evaluation" in output:
+        evaluation = output["evaluation"]
+        best = evaluation["best"]
+        metric = evaluation["metric"]
+        return (
+            f"best {best['candidate_id']} {metric}={best['metrics'][metric]:.4f} as ONNX, "
+            f"parity {best['parity'].get('label_agreement', best['parity'].get('max_abs_diff'))}; "
+            f"decision: {evaluation['decision']} ({'; '.join(evaluation['reasons'])})"
+        )
+    if state in ("RegisterAndPromote", "RecordRejection") and "registration" in output:
+        registration = output["registration"]
+        promoted = "promoted to production" if registration.get("promoted") else "not promoted"
+        return f"version {registration['version']} {registration['status']}, {promoted}"
+    return ""
+
+
+def follow_execution(
+    sfn: Any, execution_arn: str, echo: Printer = print, timeout: float = 900, poll: float = 0.1
+) -> dict[str, Any]:
+    """Print steps until the execution ends; return describe_execution's result."""
+    seen = 0
+    entered: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        description: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+        events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+        for event in events[seen:]:
+            kind = event["type"]
+            if kind.endswith("StateEntered"):
+                name = event["stateEnteredEventDetails"]["name"]
+                entered[name] = time.monotonic()
+            elif kind.endswith("StateExited"):
+                details = event["stateExitedEventDetails"]
+                name = details["name"]
+                if name.startswith("Notify"):
+                    echo(f"  - {name}: alert published")
+                    continue
+                elapsed = time.monotonic() - entered.get(name, time.monotonic())
+                try:
+                    output = json.loads(details.get("output") or "{}")
+                except ValueError:
+                    output = {}
+                summary = summarize(name, output) if isinstance(output, dict) else ""
+                echo(f"  - {name} done in {elapsed:.1f}s" + (f": {summary}" if summary else ""))
+            elif kind == "MapIterationStarted":
+                index = event["mapIterationStartedEventDetails"].get("index")
+                echo(f"    . Map iteration {index} started")
+            elif kind in ("ExecutionFailed", "ExecutionSucceeded"):
+                pass
+        seen = len(events)
+        if description["status"] != "RUNNING" and seen == len(events):
+            return description
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{execution_arn} still running after {timeout}s")
+        time.sleep(poll)

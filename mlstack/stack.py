@@ -1,0 +1,110 @@
+"""The user's handle on a deployed stack, on AWS or on the local cloud (``AWS_ENDPOINT_URL``).
+
+Every resource is found through the stack's Outputs, the same way on both.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from mlstack_core.registry import Registry
+
+REQUIRED_OUTPUTS = (
+    "DataBucketName",
+    "ModelBucketName",
+    "TrainingStateMachineArn",
+    "ApiUrl",
+    "RegistryTableName",
+    "AlertsTopicArn",
+)
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    body: Any
+
+
+class StackClient:
+    def __init__(self, stack_name: str = "mlstack", session: boto3.Session | None = None) -> None:
+        self.stack_name = stack_name
+        self.session = session or boto3.Session()
+        self._outputs: dict[str, str] | None = None
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        if self._outputs is None:
+            cloudformation = self.session.client("cloudformation")
+            stack = cloudformation.describe_stacks(StackName=self.stack_name)["Stacks"][0]
+            self._outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+            missing = [name for name in REQUIRED_OUTPUTS if name not in self._outputs]
+            if missing:
+                raise RuntimeError(f"stack {self.stack_name} lacks outputs {missing}")
+        return self._outputs
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.outputs["RegistryTableName"], self.session.resource("dynamodb"))
+
+    # training -----------------------------------------------------------------------------------
+    def upload_dataset(
+        self, model: str, csv: Path | bytes, spec: dict[str, Any] | None = None,
+        file_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Put the spec (if given), then the CSV: the CSV upload is what starts a run."""
+        s3 = self.session.client("s3")
+        bucket = self.outputs["DataBucketName"]
+        if spec is not None:
+            s3.put_object(Bucket=bucket, Key=f"datasets/{model}/spec.json",
+                          Body=json.dumps(spec).encode(), ContentType="application/json")
+        body = csv.read_bytes() if isinstance(csv, Path) else csv
+        name = file_name or (csv.name if isinstance(csv, Path) else f"{int(time.time())}.csv")
+        key = f"datasets/{model}/{name}"
+        response = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/csv")
+        return {"bucket": bucket, "key": key, "version_id": response.get("VersionId")}
+
+    def find_execution(self, upload: dict[str, Any], timeout: float = 60) -> str:
+        """The execution started for an uploaded object version."""
+        sfn = self.session.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while True:
+            paginator = sfn.get_paginator("list_executions")
+            for page in paginator.paginate(stateMachineArn=self.outputs["TrainingStateMachineArn"]):
+                for execution in page["executions"]:
+                    description = sfn.describe_execution(executionArn=execution["executionArn"])
+                    dataset = json.loads(description.get("input") or "{}").get("dataset", {})
+                    if dataset.get("key") == upload["key"] and (
+                        upload.get("version_id") in (None, dataset.get("version_id"))
+                    ):
+                        arn: str = execution["executionArn"]
+                        return arn
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no training run started for s3://{upload['bucket']}/{upload['key']}")
+            time.sleep(0.2)
+
+    # serving ------------------------------------------------------------------------------------
+    def request(self, method: str, path: str, body: Any = None) -> HttpResponse:
+        url = self.outputs["ApiUrl"].rstrip("/") + path
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return HttpResponse(response.status, json.loads(response.read() or b"null"))
+        except urllib.error.HTTPError as error:
+            payload = error.read()
+            try:
+                parsed = json.loads(payload)
+            except ValueError:
+                parsed = payload.decode(errors="replace")
+            return HttpResponse(error.code, parsed)
+
+    def predict(self, model: str, instances: list[dict[str, Any]]) -> HttpResponse:
+        return self.request("POST", f"/models/{model}/predict", {"instances": instances})

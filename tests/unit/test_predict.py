@@ -1,0 +1,473 @@
+"""The prediction function end to end: API Gateway event → handler → onnxruntime → JSON."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.unit.predict_fixtures import (  # noqa: F401 - aws is a fixture
+    APP_PATH,
+    CATEGORICAL,
+    CLASSES,
+    NUMERIC,
+    ROOT,
+    Stack,
+    aws,
+    classifier,
+    configure,
+    emf_records,
+    event,
+    int_classifier,
+    invoke,
+    load_app,
+    mixed_records,
+    regressor,
+    to_matrix,
+)
+
+pytestmark = pytest.mark.unit
+PREDICT = "/models/penguins/predict"
+
+
+@pytest.fixture
+def served(aws: Stack) -> Stack:  # noqa: F811
+    """penguins v1 (classifier) in production."""
+    aws.publish("penguins", classifier())
+    return aws
+
+
+def predict(instances: Any, model: str = "penguins") -> Any:
+    return invoke("POST", f"/models/{model}/predict", {"instances": instances})
+
+
+# correctness --------------------------------------------------------------------------------------
+def test_classifier_matches_sklearn_on_mixed_data_with_missing_values(served: Stack) -> None:
+    records = mixed_records(300, seed=42, missing=0.15)
+    result = predict(records)
+
+    assert result.status == 200, result.body
+    fixture = classifier()
+    expected = fixture.pipeline.predict(to_matrix(records))
+    expected_proba = fixture.pipeline.predict_proba(to_matrix(records))
+    body = result.body
+    assert body["model"] == "penguins"
+    assert body["version"] == 1
+    assert body["classes"] == [str(c) for c in fixture.pipeline.classes_] == CLASSES
+    assert body["predictions"] == list(expected)
+    probabilities = np.array(body["probabilities"])
+    assert probabilities.shape == (300, 3)
+    np.testing.assert_allclose(probabilities, expected_proba, atol=2e-6)
+    # alignment: each prediction is the class with the highest probability in its row
+    assert [body["classes"][i] for i in probabilities.argmax(axis=1)] == body["predictions"]
+
+
+def test_integer_labels_come_back_as_integers(aws: Stack) -> None:  # noqa: F811
+    aws.publish("binary", int_classifier())
+    records = mixed_records(50, seed=7)
+
+    body = predict(records, model="binary").body
+
+    assert body["classes"] == [0, 1]
+    assert all(type(p) is int for p in body["predictions"])
+    assert body["predictions"] == [int(v) for v in int_classifier().pipeline.predict(
+        to_matrix(records))]
+
+
+def test_regressor_returns_floats_matching_sklearn(aws: Stack) -> None:  # noqa: F811
+    aws.publish("mass", regressor())
+    records = mixed_records(120, seed=5, missing=0.2)
+
+    result = predict(records, model="mass")
+
+    assert result.status == 200, result.body
+    assert set(result.body) == {"model", "version", "predictions"}
+    expected = regressor().pipeline.predict(to_matrix(records))
+    np.testing.assert_allclose(result.body["predictions"], expected, rtol=1e-5)
+    assert all(type(p) is float for p in result.body["predictions"])
+
+
+def test_numbers_for_categorical_columns_match_their_text(served: Stack) -> None:
+    base = mixed_records(1, seed=3, missing=0.0)[0]
+    as_text = {**base, "year": "2008"}
+    as_int = {**base, "year": 2008}
+    as_float = {**base, "year": 2008.0}
+
+    body = predict([as_text, as_int, as_float]).body
+
+    assert body["probabilities"][0] == body["probabilities"][1] == body["probabilities"][2]
+
+
+def test_unknown_category_is_served_not_rejected(served: Stack) -> None:
+    record = {**mixed_records(1, seed=3)[0], "island": "Atlantis"}
+
+    assert predict([record]).status == 200
+
+
+def test_all_null_instance_is_served(served: Stack) -> None:
+    record = dict.fromkeys(NUMERIC + CATEGORICAL)
+
+    result = predict([record])
+
+    assert result.status == 200
+    assert result.body["predictions"][0] in CLASSES
+
+
+def test_base64_encoded_body_is_decoded(served: Stack) -> None:
+    payload = json.dumps({"instances": mixed_records(2, seed=1)}).encode()
+    evt = event("POST", PREDICT, base64.b64encode(payload).decode(), base64=True)
+
+    response = load_app().handler(evt, _context())
+
+    assert response["statusCode"] == 200
+
+
+def _context() -> Any:
+    from tests.unit.predict_fixtures import FakeContext
+
+    return FakeContext()
+
+
+# bad requests -------------------------------------------------------------------------------------
+GOOD = mixed_records(1, seed=11, missing=0.0)[0]
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    return {**GOOD, **changes}
+
+
+def _without(column: str) -> dict[str, Any]:
+    return {k: v for k, v in GOOD.items() if k != column}
+
+
+BAD_BODIES: list[tuple[str, str, str]] = [
+    # (id, raw body, text the error must contain)
+    ("not-json", '{"instances": [', "not valid JSON"),
+    ("nan-literal", '{"instances": [{"bill_length_mm": NaN}]}', "NaN is not valid JSON"),
+    ("infinity-literal", '{"instances": [{"bill_length_mm": -Infinity}]}', "Infinity"),
+    ("body-is-list", "[1, 2]", "must be a JSON object"),
+    ("body-is-string", '"hello"', "must be a JSON object"),
+    ("instances-missing", '{"rows": []}', "unknown top-level keys: rows"),
+    ("instances-missing-alone", "{}", "'instances' is required"),
+    ("instances-not-list", '{"instances": {"a": 1}}', "must be a list"),
+    ("instances-empty", '{"instances": []}', "is empty"),
+    ("instance-not-object", '{"instances": [1]}', "not JSON objects"),
+    ("deep-nesting", '{"instances": ' + "[" * 100_000 + "]" * 100_000 + "}", "not valid JSON"),
+    ("huge-int", '{"instances": [{"x": ' + "9" * 5000 + "}]}", "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize(("raw", "needle"), [(b, n) for _, b, n in BAD_BODIES],
+                         ids=[i for i, _, _ in BAD_BODIES])
+def test_malformed_bodies_get_400(served: Stack, raw: str, needle: str) -> None:
+    result = invoke("POST", PREDICT, raw, raw_body=True)
+
+    assert result.status == 400
+    assert needle in result.body["error"]
+    assert isinstance(result.body["details"], list)
+
+
+def test_missing_body_gets_400(served: Stack) -> None:
+    result = invoke("POST", PREDICT, None)
+
+    assert result.status == 400
+    assert "body is required" in result.body["error"]
+
+
+def test_invalid_base64_gets_400(served: Stack) -> None:
+    response = load_app().handler(event("POST", PREDICT, "%%%not-base64", base64=True),
+                                  _context())
+
+    assert response["statusCode"] == 400
+
+
+FIELD_ERRORS: list[tuple[str, dict[str, Any], int, str, str]] = [
+    # (id, instance placed at row 1, row, column, message fragment)
+    ("bool-for-number", _with(bill_length_mm=True), 1, "bill_length_mm", "got boolean"),
+    ("string-for-number", _with(body_mass_g="4200"), 1, "body_mass_g", "got string"),
+    ("list-for-number", _with(flipper_length_mm=[1]), 1, "flipper_length_mm", "got array"),
+    ("overflow-number", _with(bill_length_mm=1e39), 1, "bill_length_mm", "float32 range"),
+    ("inf-from-1e400", _with(bill_length_mm=float("inf")), 1, "bill_length_mm", "float32"),
+    ("bool-for-category", _with(sex=False), 1, "sex", "send the category as a string"),
+    ("object-for-category", _with(island={"a": 1}), 1, "island", "got object"),
+]
+
+
+@pytest.mark.parametrize(("instance", "row", "column", "fragment"),
+                         [case[1:] for case in FIELD_ERRORS], ids=[c[0] for c in FIELD_ERRORS])
+def test_wrong_value_types_name_row_and_column(
+    served: Stack, instance: dict[str, Any], row: int, column: str, fragment: str
+) -> None:
+    raw = json.dumps({"instances": [GOOD, instance]}).replace("Infinity", "1e400")
+
+    result = invoke("POST", PREDICT, raw, raw_body=True)
+
+    assert result.status == 400, result.body
+    assert repr(column) in result.body["error"] and f"row {row}" in result.body["error"]
+    detail = result.body["details"][0]
+    assert (detail["row"], detail["column"]) == (row, column)
+    assert detail["field"] == f"instances[{row}].{column}"
+    assert fragment in detail["message"]
+
+
+def test_missing_and_unknown_columns_are_listed(served: Stack) -> None:
+    rows = [GOOD, _without("island"), {**GOOD, "species": "Adelie", "colour": "red"}]
+
+    result = predict(rows)
+
+    assert result.status == 400
+    first, second = result.body["details"]
+    assert (first["row"], first["missing"], first["unknown"]) == (1, ["island"], [])
+    assert (second["row"], second["missing"], second["unknown"]) == (2, [], ["colour", "species"])
+    assert "target column" in second["message"]
+
+
+def test_numeric_and_categorical_errors_are_reported_together(served: Stack) -> None:
+    result = predict([_with(bill_length_mm="x", island=[])])
+
+    columns = {d["column"] for d in result.body["details"]}
+    assert columns == {"bill_length_mm", "island"}
+
+
+def test_error_details_are_capped(served: Stack) -> None:
+    result = predict([_with(bill_length_mm="x")] * 500)
+
+    assert result.status == 400
+    assert len(result.body["details"]) == 20
+    assert "and 499 more" in result.body["error"]
+
+
+# 404 / 413 / 500 ----------------------------------------------------------------------------------
+def test_unknown_model_gets_404(served: Stack) -> None:
+    for result in (predict([GOOD], model="nope"), invoke("GET", "/models/nope")):
+        assert result.status == 404
+        assert "nope" in result.body["error"]
+        assert result.body["details"] == []
+
+
+def test_unknown_route_gets_404_in_the_error_format(served: Stack) -> None:
+    result = invoke("GET", PREDICT)
+
+    assert result.status == 404
+    assert result.body["error"] == f"no route for GET {PREDICT}"
+
+
+def test_too_many_rows_gets_413(served: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(monkeypatch, MAX_ROWS="5")
+
+    assert predict([GOOD] * 5).status == 200
+    result = predict([GOOD] * 6)
+    assert result.status == 413
+    assert "limit of 5" in result.body["error"]
+
+
+def test_too_large_body_gets_413(served: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(monkeypatch, MAX_BODY_BYTES="1000")
+
+    result = predict([GOOD] * 20)
+
+    assert result.status == 413
+
+
+def test_unexpected_failure_is_a_generic_500(
+    served: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import predictor
+
+    def explode(*_: Any) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(predictor, "build_inputs", explode)
+
+    result = predict([GOOD])
+
+    assert result.status == 500
+    assert "secret" not in result.raw["body"] and "Traceback" not in result.raw["body"]
+    assert result.body["details"] == [{"request_id": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"}]
+    assert "secret internal detail" in capsys.readouterr().out  # the stack is logged
+
+
+# registry behaviour -------------------------------------------------------------------------------
+def test_promotion_is_served_without_redeploy(
+    aws: Stack,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configure(monkeypatch, ALIAS_TTL_SECONDS="0")
+    aws.publish("penguins", classifier())
+    assert predict([GOOD]).body["version"] == 1
+
+    aws.publish("penguins", classifier())  # v2, promoted
+
+    assert predict([GOOD]).body["version"] == 2
+
+
+def test_alias_is_cached_for_its_ttl(aws: Stack, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    configure(monkeypatch, ALIAS_TTL_SECONDS="3600")
+    aws.publish("penguins", classifier())
+    assert predict([GOOD]).body["version"] == 1
+
+    aws.publish("penguins", classifier())
+
+    assert predict([GOOD]).body["version"] == 1
+
+
+def test_tampered_artifact_is_refused_and_previous_version_keeps_serving(
+    aws: Stack,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure(monkeypatch, ALIAS_TTL_SECONDS="0")
+    aws.publish("penguins", classifier())
+    assert predict([GOOD]).body["version"] == 1
+    v2 = aws.publish("penguins", classifier(), promote=False, pin_version_id=False)
+    # someone overwrites v2's object after registration
+    aws.s3.put_object(Bucket=aws.bucket, Key=f"models/penguins/{v2}/model.onnx",
+                      Body=regressor().onnx)
+    aws.promote("penguins", v2)
+    capsys.readouterr()
+
+    result = predict([GOOD])
+
+    assert result.status == 200
+    assert result.body["version"] == 1
+    output = capsys.readouterr().out
+    assert "artifact checksum mismatch" in output
+    assert any("ModelLoadFailures" in r for r in emf_records(output))
+
+
+def test_tampered_artifact_with_nothing_to_fall_back_on_gets_503(
+    aws: Stack,  # noqa: F811
+) -> None:
+    aws.publish("penguins", classifier(), sha256=hashlib.sha256(b"other").hexdigest())
+
+    result = predict([GOOD])
+
+    assert result.status == 503
+    assert "cannot be served" in result.body["error"]
+    assert "checksum mismatch" in result.body["details"][0]["message"]
+
+
+def test_describe_model_lists_versions(aws: Stack) -> None:  # noqa: F811
+    aws.publish("penguins", classifier())
+    aws.publish("penguins", classifier(), promote=False)
+
+    body = invoke("GET", "/models/penguins").body
+
+    assert body["production_version"] == 1
+    assert body["production"]["version"] == 1
+    assert body["production"]["schema"]["numeric"] == NUMERIC
+    assert [(v["version"], v["status"]) for v in body["versions"]] == [
+        (1, "Registered"), (2, "Registered")]
+    assert body["versions"][0]["metric"] == {"name": "accuracy", "value": 0.9}
+    assert body["versions"][0]["created_at"]
+
+
+def test_list_models_and_health(aws: Stack) -> None:  # noqa: F811
+    aws.publish("penguins", classifier())
+    aws.publish("mass", regressor(), promote=False)
+
+    assert invoke("GET", "/models").body == {"models": [
+        {"model": "mass", "production_version": None},
+        {"model": "penguins", "production_version": 1},
+    ]}
+    assert invoke("GET", "/health").body == {"status": "ok"}
+
+
+# metrics ------------------------------------------------------------------------------------------
+def _request_metrics(output: str) -> dict[str, Any]:
+    records = [r for r in emf_records(output) if "PredictionRequests" in r]
+    assert len(records) == 1
+    return records[0]
+
+
+def test_metrics_have_only_the_model_dimension(
+    served: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    predict(mixed_records(4, seed=1))
+
+    record = _request_metrics(capsys.readouterr().out)
+    directive = record["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "mlstack"
+    assert directive["Dimensions"] == [["model", "service"]]
+    names = {m["Name"]: m["Unit"] for m in directive["Metrics"]}
+    assert names == {
+        "PredictionRequests": "Count",
+        "PredictedRows": "Count",
+        "PredictionLatency": "Milliseconds",
+        "ModelLoadTime": "Milliseconds",
+    }
+    assert record["model"] == "penguins"
+    assert record["model_version"] == 1  # metadata, not a dimension
+    assert record["PredictedRows"] == [4.0]
+
+
+def test_unknown_model_metrics_do_not_use_the_callers_name(
+    served: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    predict([GOOD], model="made-up-name-123")
+
+    record = _request_metrics(capsys.readouterr().out)
+    assert record["model"] == "(unknown)"
+    assert record["PredictionErrors"] == [1.0]
+
+
+# import hygiene -----------------------------------------------------------------------------------
+def test_serving_path_never_imports_sklearn_or_onnx() -> None:
+    script = f"""
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("predict_app", {str(APP_PATH)!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+import predictor
+banned = sorted(m for m in sys.modules
+                if m.split(".")[0] in {{"sklearn", "skl2onnx", "onnx", "scipy", "pandas"}})
+print(json.dumps(banned))
+"""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT / "layers" / "core"), str(ROOT / "functions" / "predict")]),
+    }
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, check=True, cwd=ROOT)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+# fuzzing ------------------------------------------------------------------------------------------
+_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+_json = st.recursive(
+    _scalars,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=12,
+)
+_columns = st.sampled_from([*NUMERIC, *CATEGORICAL, "species", ""])
+_instance = st.dictionaries(_columns, _json, max_size=8) | st.fixed_dictionaries(
+    {c: _scalars for c in NUMERIC + CATEGORICAL}
+)
+_bodies = st.one_of(
+    _json.map(json.dumps),
+    st.lists(_instance | _json, max_size=5).map(lambda rows: json.dumps({"instances": rows})),
+    st.dictionaries(st.sampled_from(["instances", "x"]), _json).map(json.dumps),
+    st.text(max_size=40),
+)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_bodies)
+def test_random_bodies_never_get_a_5xx(served: Stack, body: str) -> None:
+    result = invoke("POST", PREDICT, body, raw_body=True)
+
+    assert result.status < 500, (body, result.body)
+    assert set(result.body) >= ({"error", "details"} if result.status >= 400 else {"predictions"})
