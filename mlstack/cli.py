@@ -7,6 +7,7 @@ is set (as printed by ``mlstack local up``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -25,14 +26,18 @@ def _print_json(value: Any) -> None:
 
 
 def cmd_local_up(args: argparse.Namespace) -> int:
-    from mlstack.localcloud import LocalCloud, quiet_local_logs
+    from mlstack.localcloud import REGION, LocalCloud, quiet_local_logs
 
     quiet_local_logs()
     with LocalCloud(
-        host=args.host, moto_port=args.port, api_port=args.api_port, stack_name=args.stack,
+        host=args.host,
+        moto_port=args.port,
+        api_port=args.api_port,
+        stack_name=args.stack,
         parameters={"LogLevel": args.log_level},
     ) as cloud:
-        print(f"AWS endpoint (moto): {cloud.endpoint_url}   export AWS_ENDPOINT_URL={cloud.endpoint_url}")
+        print(f"AWS endpoint (moto): {cloud.endpoint_url}")
+        print(f"  export AWS_ENDPOINT_URL={cloud.endpoint_url} AWS_DEFAULT_REGION={REGION}")
         print(f"HTTP API:            {cloud.api_url}")
         print(f"Stack {cloud.stack_name} outputs:")
         for name, value in cloud.outputs.items():
@@ -40,10 +45,8 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         print("Ready. Ctrl-C to stop.", flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 
@@ -67,8 +70,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.wait:
         return 0
     description = follow_execution(client.session.client("stepfunctions"), execution_arn)
-    print(f"run {description['status']}"
-          + (f": {description.get('error')}: {description.get('cause')}" if description.get("error") else ""))
+    print(
+        f"run {description['status']}"
+        + (
+            f": {description.get('error')}: {description.get('cause')}"
+            if description.get("error")
+            else ""
+        )
+    )
     return 0 if description["status"] == "SUCCEEDED" else 1
 
 
@@ -92,8 +101,10 @@ def format_models(client: StackClient, model: str | None) -> str:
         out.write(f"{'MODEL':24} {'PRODUCTION':>10} {'VERSIONS':>8}\n")
         for name in names:
             production = registry.get_alias(name)
-            out.write(f"{name:24} {production if production else '-':>10} "
-                      f"{len(registry.list_versions(name)):>8}\n")
+            out.write(
+                f"{name:24} {production if production else '-':>10} "
+                f"{len(registry.list_versions(name)):>8}\n"
+            )
         return out.getvalue()
     versions = registry.list_versions(model)
     if not versions:
@@ -105,24 +116,42 @@ def format_models(client: StackClient, model: str | None) -> str:
     for version in versions:
         metric = version.get("metric", "")
         value = version.get("metrics", {}).get(metric)
-        writer.writerow([
-            f"{version['version']}{' *' if version['version'] == production else ''}",
-            version["status"], version.get("family", ""), metric,
-            "" if value is None else f"{value:.4f}", version.get("dataset", {}).get("rows", ""),
-            version.get("created_at", "")[:19],
-            (version.get("status_reason") or "")[:80],
-        ])
+        writer.writerow(
+            [
+                f"{version['version']}{' *' if version['version'] == production else ''}",
+                version["status"],
+                version.get("family", ""),
+                metric,
+                "" if value is None else f"{value:.4f}",
+                version.get("dataset", {}).get("rows", ""),
+                version.get("created_at", "")[:19],
+                (version.get("status_reason") or "")[:80],
+            ]
+        )
     if production:
         current = registry.get_version(model, production)
         out.write(f"\nproduction version {production}:\n")
-        out.write(f"  family      {current.get('family')}  params {json.dumps(current.get('params'))}\n")
-        out.write("  metrics     " + ", ".join(
-            f"{k}={v:.4f}" for k, v in current.get("metrics", {}).items() if isinstance(v, float)) + "\n")
+        out.write(
+            f"  family      {current.get('family')}  params {json.dumps(current.get('params'))}\n"
+        )
+        out.write(
+            "  metrics     "
+            + ", ".join(
+                f"{k}={v:.4f}"
+                for k, v in current.get("metrics", {}).items()
+                if isinstance(v, float)
+            )
+            + "\n"
+        )
         dataset = current.get("dataset", {})
-        out.write(f"  dataset     s3://{dataset.get('bucket')}/{dataset.get('key')} "
-                  f"(version {dataset.get('version_id')}, sha256 {str(dataset.get('sha256'))[:12]}…)\n")
+        out.write(
+            f"  dataset     s3://{dataset.get('bucket')}/{dataset.get('key')} "
+            f"(version {dataset.get('version_id')}, sha256 {str(dataset.get('sha256'))[:12]}…)\n"
+        )
         features = current.get("schema", {}).get("features", [])
-        out.write("  features    " + ", ".join(f"{f['name']}:{f['kind'][:3]}" for f in features) + "\n")
+        out.write(
+            "  features    " + ", ".join(f"{f['name']}:{f['kind'][:3]}" for f in features) + "\n"
+        )
         if current.get("classes"):
             out.write(f"  classes     {current['classes']}\n")
         out.write(f"  execution   {current.get('execution_arn')}\n")
@@ -135,7 +164,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlstack", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="mlstack", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--stack", default="mlstack", help="stack name (default: mlstack)")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -148,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--log-level", default="WARNING", help="log level of the functions")
     up.set_defaults(handler=cmd_local_up)
 
-    demo = commands.add_parser("demo", help="run the whole loop once, in process, on a bundled dataset")
+    demo = commands.add_parser(
+        "demo", help="run the whole loop once, in process, on a bundled dataset"
+    )
     demo.set_defaults(handler=cmd_demo)
 
     train = commands.add_parser("train", help="upload a CSV (and spec) to start a training run")
@@ -161,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="POST instances to the model's predict endpoint")
     predict.add_argument("model")
-    predict.add_argument("file", help='JSON file: {"instances": [...]} or a list of records; - for stdin')
+    predict.add_argument(
+        "file", help='JSON file: {"instances": [...]} or a list of records; - for stdin'
+    )
     predict.set_defaults(handler=cmd_predict)
 
     models = commands.add_parser("models", help="list models, or one model's versions")

@@ -20,7 +20,8 @@ from mlstack.progress import follow_execution
 from mlstack.stack import StackClient
 
 MODEL = "penguins"
-SPEC = {"target": "species", "metric": "accuracy", "threshold": 0.9}
+TARGET = "species"
+SPEC: dict[str, Any] = {"target": TARGET, "metric": "accuracy", "threshold": 0.9}
 
 
 def penguins_csv() -> bytes:
@@ -65,7 +66,8 @@ def _subscribe_alerts(cloud: LocalCloud) -> str:
     queue_url: str = sqs.create_queue(QueueName="mlstack-demo-alerts")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
     cloud.client("sns").subscribe(
-        TopicArn=cloud.outputs["AlertsTopicArn"], Protocol="sqs",
+        TopicArn=cloud.outputs["AlertsTopicArn"],
+        Protocol="sqs",
         Endpoint=queue_arn["Attributes"]["QueueArn"],
     )
     return queue_url
@@ -78,8 +80,14 @@ def _print_alerts(cloud: LocalCloud, queue_url: str) -> None:
         print(f"  alert on AlertsTopic: {envelope.get('Subject')}: {envelope.get('Message')[:160]}")
 
 
-def _run(client: StackClient, cloud: LocalCloud, title: str, data: bytes, file_name: str,
-         spec: dict[str, Any] | None) -> dict[str, Any]:
+def _run(
+    client: StackClient,
+    cloud: LocalCloud,
+    title: str,
+    data: bytes,
+    file_name: str,
+    spec: dict[str, Any] | None,
+) -> dict[str, Any]:
     print(f"\n{title}")
     upload = client.upload_dataset(MODEL, data, spec, file_name=file_name)
     print(f"  uploaded s3://{upload['bucket']}/{upload['key']} -> EventBridge -> trigger")
@@ -107,15 +115,22 @@ def run_demo() -> int:
         data = penguins_csv()
         rows = _records(data)
 
-        first = _run(client, cloud, f"1. Train '{MODEL}' on palmerpenguins ({len(rows)} rows, "
-                     "numeric + categorical, with missing values)", data, "penguins.csv", SPEC)
+        first = _run(
+            client,
+            cloud,
+            f"1. Train '{MODEL}' on palmerpenguins ({len(rows)} rows, "
+            "numeric + categorical, with missing values)",
+            data,
+            "penguins.csv",
+            SPEC,
+        )
         if first["status"] != "SUCCEEDED":
             return 1
         production = client.registry.get_alias(MODEL)
 
         print(f"\n2. Predict over HTTP: POST {cloud.api_url}models/{MODEL}/predict")
         sample = [rows[i] for i in (0, 3, 120, 200, 300)]  # row 3 has every measurement missing
-        response = client.predict(MODEL, [_instance(row, SPEC["target"]) for row in sample])
+        response = client.predict(MODEL, [_instance(row, TARGET) for row in sample])
         if response.status != 200:
             print(f"  HTTP {response.status}: {response.body}")
             return 1
@@ -125,17 +140,31 @@ def run_demo() -> int:
             sample, body["predictions"], body["probabilities"], strict=True
         ):
             confidence = max(probabilities)
-            print(f"    {row['island']:>9} {row['sex'] or 'NA':>6} bill {row['bill_length_mm']:>4}mm "
-                  f"-> {predicted:<9} (p={confidence:.2f}; actual {row[SPEC['target']]})")
+            print(
+                f"    {row['island']:>9} {row['sex'] or 'NA':>6} bill {row['bill_length_mm']:>4}mm "
+                f"-> {predicted:<9} (p={confidence:.2f}; actual {row[TARGET]})"
+            )
 
-        _run(client, cloud, "3. Upload a worse dataset (labels shuffled): the gate must reject it",
-             _shuffled_labels(data, SPEC["target"]), "penguins-shuffled.csv", None)
+        _run(
+            client,
+            cloud,
+            "3. Upload a worse dataset (labels shuffled): the gate must reject it",
+            _shuffled_labels(data, TARGET),
+            "penguins-shuffled.csv",
+            None,
+        )
         after = client.registry.get_alias(MODEL)
         print(f"  production still version {after} (was {production})")
         _print_alerts(cloud, alerts)
 
-        _run(client, cloud, "4. Upload a file without the target column: the run must fail by name",
-             b"island,bill_length_mm\nDream,40.1\nBiscoe,47.0\n", "broken.csv", None)
+        _run(
+            client,
+            cloud,
+            "4. Upload a file without the target column: the run must fail by name",
+            b"island,bill_length_mm\nDream,40.1\nBiscoe,47.0\n",
+            "broken.csv",
+            None,
+        )
         print(f"  production still version {client.registry.get_alias(MODEL)}")
         _print_alerts(cloud, alerts)
 

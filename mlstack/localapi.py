@@ -45,8 +45,14 @@ def routes_from_template(template: dict[str, Any]) -> list[Route]:
 
 
 def proxy_event(
-    method: str, path: str, resource: str, path_parameters: dict[str, str] | None,
-    query: dict[str, list[str]], headers: dict[str, str], body: bytes, stage: str = "local",
+    method: str,
+    path: str,
+    resource: str,
+    path_parameters: dict[str, str] | None,
+    query: dict[str, list[str]],
+    headers: dict[str, str],
+    body: bytes,
+    stage: str = "local",
 ) -> dict[str, Any]:
     """An API Gateway REST (v1) proxy event, as Lambda receives it."""
     try:
@@ -102,8 +108,13 @@ class LocalApi:
             match = route.pattern.match(path)
             if match and route.method == method:
                 event = proxy_event(
-                    method, path, route.resource, match.groupdict(), parse_qs(parts.query),
-                    headers or {}, body,
+                    method,
+                    path,
+                    route.resource,
+                    match.groupdict(),
+                    parse_qs(parts.query),
+                    headers or {},
+                    body,
                 )
                 response = self._invoke(route.function_logical_id, event)
                 return _http_response(response)
@@ -131,7 +142,7 @@ class LocalApi:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _respond  # noqa: N815
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return  # the functions log every request already
 
         server = ThreadingHTTPServer((host, port), RequestHandler)
@@ -152,4 +163,8 @@ def _http_response(response: Any) -> tuple[int, dict[str, str], bytes]:
 
 
 def _json_error(status: HTTPStatus, message: str) -> tuple[int, dict[str, str], bytes]:
-    return status.value, {"Content-Type": "application/json"}, json.dumps({"message": message}).encode()
+    return (
+        status.value,
+        {"Content-Type": "application/json"},
+        json.dumps({"message": message}).encode(),
+    )

@@ -1,7 +1,7 @@
 """The local cloud: template.yaml deployed into moto, with Lambda handlers run in-process.
 
-The same template, state-machine definition and handler code as on AWS. The template is translated by
-aws-sam-translator (the transform CloudFormation runs) and created as a stack in moto's
+The same template, state-machine definition and handler code as on AWS. The template is translated
+by aws-sam-translator (the transform CloudFormation runs) and created as a stack in moto's
 CloudFormation. Only what moto lacks is adapted, each in one named function below:
 
 - ``package_code``: CodeUri/ContentUri/DefinitionUri are local paths, as before ``sam package``;
@@ -114,7 +114,7 @@ def translate(template: dict[str, Any], parameters: dict[str, str]) -> dict[str,
             return {}
 
     translated: dict[str, Any] = transform(
-        copy.deepcopy(template), parameters, _NoManagedPolicies()  # type: ignore[arg-type]
+        copy.deepcopy(template), parameters, _NoManagedPolicies()
     )
     return translated
 
@@ -352,8 +352,12 @@ def state_machines_in_executing_backend() -> contextlib.AbstractContextManager[N
     from moto.stepfunctions.responses import get_backend
 
     def create_from_cloudformation_json(
-        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str,
-        region_name: str, **kwargs: Any,
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
     ) -> Any:
         properties = cloudformation_json["Properties"]
         return get_backend(account_id, region_name).create_state_machine(
@@ -363,8 +367,11 @@ def state_machines_in_executing_backend() -> contextlib.AbstractContextManager[N
             tags=[{"key": t["Key"], "value": t["Value"]} for t in properties.get("Tags", [])],
         )
 
-    return _patched(StateMachine, "create_from_cloudformation_json",
-                    classmethod(create_from_cloudformation_json))
+    return _patched(
+        StateMachine,
+        "create_from_cloudformation_json",
+        classmethod(create_from_cloudformation_json),
+    )
 
 
 # ------------------------------------------------------------------------------------ deploy
@@ -391,9 +398,7 @@ def apply_bucket_configuration(
         bucket = physical[logical_id]
         versioning = properties.get("VersioningConfiguration", {}).get("Status")
         if versioning:
-            s3.put_bucket_versioning(
-                Bucket=bucket, VersioningConfiguration={"Status": versioning}
-            )
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": versioning})
         notifications = properties.get("NotificationConfiguration", {})
         if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
             s3.put_bucket_notification_configuration(
@@ -493,7 +498,7 @@ class LocalCloud:
         if self.moto_port is None:
             self._exit.enter_context(_mock_aws(config))
         else:
-            default_user_config["stepfunctions"] = dict(config["stepfunctions"])
+            default_user_config["stepfunctions"] = {"execute_state_machine": True}
             from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
             server = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
@@ -535,11 +540,13 @@ class LocalCloud:
         return self.stack.outputs
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint_url)
+        session = boto3.Session(region_name=REGION)
+        return session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
 
     def invoke_function(self, logical_id: str, event: Any) -> Any:
         """Invoke a function of the stack synchronously, by its logical id in the template."""
-        assert self.stack is not None and self.lambdas is not None
+        assert self.stack is not None
+        assert self.lambdas is not None
         from moto.awslambda.utils import get_backend
 
         name = self.stack.function_name(logical_id)
@@ -547,7 +554,7 @@ class LocalCloud:
         invocation = self.lambdas.run(
             name=function.function_name,
             code_dir=self.lambdas.code_dir(function.code["S3Key"]),
-            handler=function.handler,
+            handler=str(function.handler),
             environment=function.environment_vars,
             event=event,
             memory_mb=int(function.memory_size),
@@ -583,7 +590,7 @@ def _restore_environment(saved: dict[str, str]) -> None:
 def _mock_aws(config: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
     from moto import mock_aws
 
-    return mock_aws(config=config)  # type: ignore[arg-type]
+    return mock_aws(config=config)  # type: ignore[call-overload]
 
 
 def quiet_local_logs() -> None:

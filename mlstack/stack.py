@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+
 from mlstack_core.registry import Registry
 
 REQUIRED_OUTPUTS = (
@@ -55,15 +56,22 @@ class StackClient:
 
     # training -----------------------------------------------------------------------------------
     def upload_dataset(
-        self, model: str, csv: Path | bytes, spec: dict[str, Any] | None = None,
+        self,
+        model: str,
+        csv: Path | bytes,
+        spec: dict[str, Any] | None = None,
         file_name: str | None = None,
     ) -> dict[str, Any]:
         """Put the spec (if given), then the CSV: the CSV upload is what starts a run."""
         s3 = self.session.client("s3")
         bucket = self.outputs["DataBucketName"]
         if spec is not None:
-            s3.put_object(Bucket=bucket, Key=f"datasets/{model}/spec.json",
-                          Body=json.dumps(spec).encode(), ContentType="application/json")
+            s3.put_object(
+                Bucket=bucket,
+                Key=f"datasets/{model}/spec.json",
+                Body=json.dumps(spec).encode(),
+                ContentType="application/json",
+            )
         body = csv.read_bytes() if isinstance(csv, Path) else csv
         name = file_name or (csv.name if isinstance(csv, Path) else f"{int(time.time())}.csv")
         key = f"datasets/{model}/{name}"
@@ -86,15 +94,18 @@ class StackClient:
                         arn: str = execution["executionArn"]
                         return arn
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no training run started for s3://{upload['bucket']}/{upload['key']}")
+                raise TimeoutError(
+                    f"no training run started for s3://{upload['bucket']}/{upload['key']}"
+                )
             time.sleep(0.2)
 
     # serving ------------------------------------------------------------------------------------
     def request(self, method: str, path: str, body: Any = None) -> HttpResponse:
         url = self.outputs["ApiUrl"].rstrip("/") + path
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return HttpResponse(response.status, json.loads(response.read() or b"null"))

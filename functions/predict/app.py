@@ -1,4 +1,4 @@
-"""API Gateway (REST) → prediction and model metadata. HTTP mapping only; logic is in predictor.py."""
+"""API Gateway (REST) → predictions and model metadata. HTTP mapping only; logic: predictor.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from mlstack_core.errors import ModelNotFound
 from mlstack_core.observability import logger, metrics, tracer
-from predictor import ModelUnavailable, RequestError, get_predictor
+from predictor import ModelUnavailableError, RequestError, get_predictor
 
 app = APIGatewayRestResolver()
 
@@ -56,8 +56,8 @@ def model_not_found(error: ModelNotFound) -> Response[Any]:
     return _error(404, str(error))
 
 
-@app.exception_handler(ModelUnavailable)
-def model_unavailable(error: ModelUnavailable) -> Response[Any]:
+@app.exception_handler(ModelUnavailableError)
+def model_unavailable(error: ModelUnavailableError) -> Response[Any]:
     return _error(error.status, error.message, error.details)
 
 
@@ -72,8 +72,9 @@ def unexpected(error: Exception) -> Response[Any]:
     # The stack goes to the log only; the caller gets a generic message and the request id.
     logger.exception("Unhandled error")
     request_id = (app.current_event.get("requestContext") or {}).get("requestId")
-    return _error(500, "internal error; quote the request id to the operators",
-                  [{"request_id": request_id}])
+    return _error(
+        500, "internal error; quote the request id to the operators", [{"request_id": request_id}]
+    )
 
 
 @logger.inject_lambda_context(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import boto3
 import numpy as np
@@ -52,15 +52,15 @@ class RequestError(Exception):
         self.details = list(details)
 
 
-class BadRequest(RequestError):
+class BadRequestError(RequestError):
     status = 400
 
 
-class PayloadTooLarge(RequestError):
+class PayloadTooLargeError(RequestError):
     status = 413
 
 
-class ModelUnavailable(Exception):
+class ModelUnavailableError(Exception):
     """Production points at a version that cannot be loaded, and no earlier version is loaded."""
 
     status: int = 503
@@ -171,54 +171,62 @@ def parse_instances(
 ) -> list[dict[str, Any]]:
     """Body → the list of instance objects, or a RequestError naming what is wrong."""
     if not body:
-        raise BadRequest('request body is required: {"instances": [{...}, ...]}')
+        raise BadRequestError('request body is required: {"instances": [{...}, ...]}')
     if is_base64:
         try:
             body = base64.b64decode(body, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError) as error:
-            raise BadRequest("body is not valid base64-encoded UTF-8 text") from error
+            raise BadRequestError("body is not valid base64-encoded UTF-8 text") from error
     # len() counts characters, a lower bound of bytes: cheap, and API Gateway caps bytes at 10 MB.
     if len(body) > settings.max_body_bytes:
-        raise PayloadTooLarge(f"body is larger than {settings.max_body_bytes} bytes")
+        raise PayloadTooLargeError(f"body is larger than {settings.max_body_bytes} bytes")
     try:
         payload = json.loads(body, parse_constant=_reject_constant)
     except RecursionError as error:
-        raise BadRequest("body is not valid JSON: nested too deeply") from error
+        raise BadRequestError("body is not valid JSON: nested too deeply") from error
     except ValueError as error:  # JSONDecodeError, NaN/Infinity, ints over 4300 digits
-        raise BadRequest(f"body is not valid JSON: {error}") from error
+        raise BadRequestError(f"body is not valid JSON: {error}") from error
     if not isinstance(payload, dict):
-        raise BadRequest(
+        raise BadRequestError(
             f"body must be a JSON object with an 'instances' list, got {_json_type(payload)}"
         )
     extra = sorted(set(payload) - {"instances"})
     if extra:
-        raise BadRequest(
+        raise BadRequestError(
             f"unknown top-level keys: {', '.join(extra)}",
-            [{"field": key, "message": "unknown key; the body has only 'instances'"} for key in extra],
+            [
+                {"field": key, "message": "unknown key; the body has only 'instances'"}
+                for key in extra
+            ],
         )
     if "instances" not in payload:
-        raise BadRequest("'instances' is required", [{"field": "instances", "message": "missing"}])
+        raise BadRequestError(
+            "'instances' is required", [{"field": "instances", "message": "missing"}]
+        )
     instances = payload["instances"]
     if not isinstance(instances, list):
-        raise BadRequest(
+        raise BadRequestError(
             "'instances' must be a list of objects",
             [{"field": "instances", "message": f"expected array, got {_json_type(instances)}"}],
         )
     if not instances:
-        raise BadRequest(
+        raise BadRequestError(
             "'instances' is empty", [{"field": "instances", "message": "at least one instance"}]
         )
     if len(instances) > settings.max_rows:
-        raise PayloadTooLarge(
+        raise PayloadTooLargeError(
             f"{len(instances)} instances exceed the limit of {settings.max_rows} per request"
         )
     if set(map(type, instances)) != {dict}:
         bad = [i for i, row in enumerate(instances) if type(row) is not dict]
-        raise BadRequest(
+        raise BadRequestError(
             f"{len(bad)} instance(s) are not JSON objects",
             [
-                {"row": i, "field": f"instances[{i}]",
-                 "message": f"expected object, got {_json_type(instances[i])}"}
+                {
+                    "row": i,
+                    "field": f"instances[{i}]",
+                    "message": f"expected object, got {_json_type(instances[i])}",
+                }
                 for i in bad[:MAX_DETAILS]
             ],
         )
@@ -261,11 +269,16 @@ def _check_columns(instances: list[dict[str, Any]], loaded: LoadedModel) -> None
             note = " (the target column is not an input)" if loaded.target in unknown else ""
             parts.append(f"unknown columns: {', '.join(unknown)}{note}")
         details.append(
-            {"row": i, "field": f"instances[{i}]", "message": "; ".join(parts),
-             "missing": missing, "unknown": unknown}
+            {
+                "row": i,
+                "field": f"instances[{i}]",
+                "message": "; ".join(parts),
+                "missing": missing,
+                "unknown": unknown,
+            }
         )
     if count:
-        raise BadRequest(
+        raise BadRequestError(
             f"{count} instance(s) do not match the model's columns; expected exactly: "
             f"{', '.join(sorted(required))}",
             details,
@@ -273,7 +286,7 @@ def _check_columns(instances: list[dict[str, Any]], loaded: LoadedModel) -> None
 
 
 def _rows(instances: list[dict[str, Any]], columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    """Row tuples in column order; itemgetter over map keeps the N×k lookups in C."""
+    """Row tuples in column order; itemgetter over map keeps the N*k lookups in C."""
     getter = itemgetter(*columns)
     if len(columns) == 1:
         return [(value,) for value in map(getter, instances)]
@@ -316,7 +329,7 @@ def numeric_tensor(instances: list[dict[str, Any]], columns: tuple[str, ...]) ->
             problem = _numeric_problem(row[j])
             if problem:
                 details.append(_detail(i, column, problem))
-    raise BadRequest(_summary(details, "numeric"), details[:MAX_DETAILS])
+    raise BadRequestError(_summary(details, "numeric"), details[:MAX_DETAILS])
 
 
 def _category_text(value: Any, known: frozenset[str]) -> str | None:
@@ -342,7 +355,7 @@ def categorical_tensor(
         return np.array(rows, dtype=object)
     if types <= {str, type(None)}:
         array = np.array(rows, dtype=object)
-        array[np.equal(array, None)] = ""
+        array[np.equal(array, cast(Any, None))] = ""
         return array
     details = []
     fixed: list[list[Any]] = [list(row) for row in rows]
@@ -367,7 +380,7 @@ def categorical_tensor(
             else:
                 row[j] = text
     if details:
-        raise BadRequest(_summary(details, "categorical"), details[:MAX_DETAILS])
+        raise BadRequestError(_summary(details, "categorical"), details[:MAX_DETAILS])
     return np.array(fixed, dtype=object)
 
 
@@ -381,22 +394,22 @@ def build_inputs(instances: list[dict[str, Any]], loaded: LoadedModel) -> dict[s
     """The ONNX feeds for these instances, per the model's feature schema."""
     _check_columns(instances, loaded)
     feeds: dict[str, np.ndarray] = {}
-    problems: list[BadRequest] = []
+    problems: list[BadRequestError] = []
     if loaded.numeric:
         try:
             feeds["numeric"] = numeric_tensor(instances, loaded.numeric)
-        except BadRequest as error:
+        except BadRequestError as error:
             problems.append(error)
     if loaded.categorical:
         try:
             feeds["categorical"] = categorical_tensor(
                 instances, loaded.categorical, loaded.categories
             )
-        except BadRequest as error:
+        except BadRequestError as error:
             problems.append(error)
     if problems:  # report numeric and categorical mistakes together
         details = [d for p in problems for d in p.details][:MAX_DETAILS]
-        raise BadRequest("; ".join(p.message for p in problems), details)
+        raise BadRequestError("; ".join(p.message for p in problems), details)
     return feeds
 
 
@@ -409,9 +422,13 @@ def format_outputs(loaded: LoadedModel, outputs: list[np.ndarray]) -> dict[str, 
     labels, probabilities = outputs
     dtype = _LABEL_DTYPES.get(loaded.label_type)
     predictions = (labels.astype(dtype) if dtype is not None else labels).tolist()
-    # Probabilities are in [0, 1], so fixed decimals are enough; 10× cheaper than shortest text.
+    # Probabilities are in [0, 1], so fixed decimals are enough; 10x cheaper than shortest text.
     rounded = np.round(probabilities.astype(np.float64), PROBABILITY_DECIMALS)
-    return {"predictions": predictions, "classes": loaded.classes, "probabilities": rounded.tolist()}
+    return {
+        "predictions": predictions,
+        "classes": loaded.classes,
+        "probabilities": rounded.tolist(),
+    }
 
 
 # the service --------------------------------------------------------------------------------------
@@ -439,8 +456,11 @@ class Predictor:
             version = self.registry.get_alias(model)
         except (BotoCoreError, ClientError):
             if cached:  # a registry hiccup must not take down a model we already know
-                logger.warning("Registry read failed; serving cached alias", exc_info=True,
-                               extra={"model": model, "version": cached[0]})
+                logger.warning(
+                    "Registry read failed; serving cached alias",
+                    exc_info=True,
+                    extra={"model": model, "version": cached[0]},
+                )
                 return cached[0]
             raise
         if version is None:
@@ -478,11 +498,14 @@ class Predictor:
             loaded = self._load(model, version)
         except ModelLoadError as error:
             self._failures[(model, version)] = (
-                str(error), time.monotonic() + self.settings.alias_ttl_seconds
+                str(error),
+                time.monotonic() + self.settings.alias_ttl_seconds,
             )
             metrics.add_metric(name="ModelLoadFailures", unit=MetricUnit.Count, value=1)
-            logger.error("Model version refused", extra={"model": model, "version": version,
-                                                         "reason": str(error)})
+            logger.error(
+                "Model version refused",
+                extra={"model": model, "version": version, "reason": str(error)},
+            )
             raise
         self._failures.pop((model, version), None)
         self._sessions[(model, version)] = loaded
@@ -500,10 +523,12 @@ class Predictor:
                 except ModelLoadError:
                     loaded = None
             if loaded is not None:
-                logger.warning("Serving previous version", extra={
-                    "model": model, "version": previous, "refused_version": version})
+                logger.warning(
+                    "Serving previous version",
+                    extra={"model": model, "version": previous, "refused_version": version},
+                )
                 return loaded
-        raise ModelUnavailable(
+        raise ModelUnavailableError(
             f"model {model!r} version {version} cannot be served",
             [{"field": "model", "message": reason}],
         )
@@ -528,7 +553,8 @@ class Predictor:
                 )
             layout = _layout_from_schema(document)
             session = ort.InferenceSession(
-                body, sess_options=_session_options(self.settings),
+                body,
+                sess_options=_session_options(self.settings),
                 providers=["CPUExecutionProvider"],
             )
             output_names = _check_graph(session, layout)
@@ -542,10 +568,23 @@ class Predictor:
             raise ModelLoadError(f"onnxruntime refused the artifact: {error}") from error
         elapsed_ms = (time.perf_counter() - started) * 1000
         metrics.add_metric(name="ModelLoadTime", unit=MetricUnit.Milliseconds, value=elapsed_ms)
-        logger.info("Model loaded", extra={"model": model, "version": version,
-                                           "bytes": len(body), "load_ms": round(elapsed_ms, 1)})
-        return LoadedModel(model=model, version=version, document=document, session=session,
-                           output_names=output_names, **layout)
+        logger.info(
+            "Model loaded",
+            extra={
+                "model": model,
+                "version": version,
+                "bytes": len(body),
+                "load_ms": round(elapsed_ms, 1),
+            },
+        )
+        return LoadedModel(
+            model=model,
+            version=version,
+            document=document,
+            session=session,
+            output_names=output_names,
+            **layout,
+        )
 
     # requests -----------------------------------------------------------------------------------
     def predict(self, model: str, body: str | None, is_base64: bool = False) -> dict[str, Any]:
@@ -631,9 +670,9 @@ def reset_predictor() -> None:
 
 
 __all__ = [
-    "BadRequest",
-    "ModelUnavailable",
-    "PayloadTooLarge",
+    "BadRequestError",
+    "ModelUnavailableError",
+    "PayloadTooLargeError",
     "Predictor",
     "RequestError",
     "get_predictor",

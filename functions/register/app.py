@@ -1,12 +1,13 @@
-"""Step Functions task: register the evaluated challenger, then promote it or record its rejection."""
+"""Step Functions task: register the evaluated challenger; promote it or record the rejection."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from mlstack_core.observability import logger, metrics, tracer
 from register import register_challenger
+
+from mlstack_core.observability import logger, metrics, tracer
 
 
 @logger.inject_lambda_context

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import boto3
+
 from mlstack_core.errors import ChampionChanged
 from mlstack_core.observability import MetricUnit, logger, metrics
 from mlstack_core.registry import (
@@ -93,9 +94,17 @@ def register_challenger(
         reason = "; ".join(evaluation.get("reasons", [])) or "rejected by the gate"
         registry.put_version(model, version, STATUS_REJECTED, {**document, "status_reason": reason})
         metrics.add_metric(name="Rejections", unit=MetricUnit.Count, value=1)
-        logger.info("Challenger rejected", extra={"model": model, "version": version, "reason": reason})
-        return {"model": model, "version": version, "status": STATUS_REJECTED, "promoted": False,
-                "reason": reason, "production": registry.get_alias(model)}
+        logger.info(
+            "Challenger rejected", extra={"model": model, "version": version, "reason": reason}
+        )
+        return {
+            "model": model,
+            "version": version,
+            "status": STATUS_REJECTED,
+            "promoted": False,
+            "reason": reason,
+            "production": registry.get_alias(model),
+        }
 
     champion = evaluation.get("champion") or {}
     expected = champion.get("version")
@@ -104,8 +113,9 @@ def register_challenger(
     try:
         registry.move_alias(model, version, expected=expected, actor=PIPELINE_ACTOR, reason=reason)
     except AliasConflict as conflict:
-        registry.set_status(model, version, STATUS_REGISTERED, PIPELINE_ACTOR,
-                            f"not promoted: {conflict}")
+        registry.set_status(
+            model, version, STATUS_REGISTERED, PIPELINE_ACTOR, f"not promoted: {conflict}"
+        )
         raise ChampionChanged(
             f"production of {model!r} moved during this run ({conflict}); version {version} is "
             "registered but not promoted"
@@ -113,5 +123,11 @@ def register_challenger(
     registry.set_status(model, version, STATUS_APPROVED, PIPELINE_ACTOR, reason)
     metrics.add_metric(name="Promotions", unit=MetricUnit.Count, value=1)
     logger.info("Promoted", extra={"model": model, "version": version, "previous": expected})
-    return {"model": model, "version": version, "status": STATUS_APPROVED, "promoted": True,
-            "previous": expected, "artifact": document["artifact"]}
+    return {
+        "model": model,
+        "version": version,
+        "status": STATUS_APPROVED,
+        "promoted": True,
+        "previous": expected,
+        "artifact": document["artifact"],
+    }

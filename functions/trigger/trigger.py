@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 import boto3
+
 from mlstack_core.observability import MetricUnit, logger, metrics
 from mlstack_core.settings import stack_settings
 
@@ -25,7 +26,9 @@ def dataset_model(key: str) -> str | None:
     return match.group("model") if match else None
 
 
-def execution_name(model: str, bucket: str, key: str, version_id: str | None, sequencer: str | None) -> str:
+def execution_name(
+    model: str, bucket: str, key: str, version_id: str | None, sequencer: str | None
+) -> str:
     identity = json.dumps([bucket, key, version_id, sequencer])
     digest = hashlib.sha256(identity.encode()).hexdigest()[:20]
     return f"{model[:50]}-{digest}"
@@ -69,5 +72,7 @@ def start_training_run(
         return {"started": False, "reason": "duplicate delivery", "execution_name": name}
 
     metrics.add_metric(name="TrainingRunsStarted", unit=MetricUnit.Count, value=1)
-    logger.info("Training run started", extra={"model": model, "execution": response["executionArn"]})
+    logger.info(
+        "Training run started", extra={"model": model, "execution": response["executionArn"]}
+    )
     return {"started": True, "model": model, "execution_arn": response["executionArn"]}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import sys
@@ -106,7 +107,8 @@ def _species(records: list[dict[str, Any]], seed: int) -> np.ndarray:
 def _body_mass(records: list[dict[str, Any]]) -> np.ndarray:
     return np.array(
         [
-            50.0 * (r["flipper_length_mm"] or 200) - 5000
+            50.0 * (r["flipper_length_mm"] or 200)
+            - 5000
             + (300.0 if r["sex"] == "male" else 0.0)
             + 20.0 * (r["bill_length_mm"] or 44)
             for r in records
@@ -146,10 +148,16 @@ def _build(estimator: Any, y: np.ndarray, records: list[dict[str, Any]]) -> Any:
     k = len(NUMERIC)
     preprocess = ColumnTransformer(
         [
-            ("numeric", Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]),
-             list(range(k))),
-            ("categorical", OneHotEncoder(handle_unknown="ignore"),
-             list(range(k, k + len(CATEGORICAL)))),
+            (
+                "numeric",
+                Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]),
+                list(range(k)),
+            ),
+            (
+                "categorical",
+                OneHotEncoder(handle_unknown="ignore"),
+                list(range(k, k + len(CATEGORICAL))),
+            ),
         ]
     )
     return Pipeline([("preprocess", preprocess), ("model", estimator)]).fit(to_matrix(records), y)
@@ -267,15 +275,13 @@ def configure(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
         predictor.reset_predictor()
 
 
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+@pytest.fixture(name="aws")
+def aws_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     configure(monkeypatch)
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=MODEL_BUCKET)
-        s3.put_bucket_versioning(
-            Bucket=MODEL_BUCKET, VersioningConfiguration={"Status": "Enabled"}
-        )
+        s3.put_bucket_versioning(Bucket=MODEL_BUCKET, VersioningConfiguration={"Status": "Enabled"})
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
         dynamodb.create_table(
             TableName=REGISTRY_TABLE,
@@ -298,7 +304,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 def load_app() -> ModuleType:
     """functions/predict/app.py by path: every function has an app.py, so no plain import."""
     spec = importlib.util.spec_from_file_location("predict_app", APP_PATH)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["predict_app"] = module
     spec.loader.exec_module(module)
@@ -346,12 +353,14 @@ def event(
         params = {"model": parts[1]}
         resource = "/models/{model}" + ("/predict" if parts[2:] == ["predict"] else "")
     evt.update(
-        resource=resource, path=path, httpMethod=method, pathParameters=params, body=body,
+        resource=resource,
+        path=path,
+        httpMethod=method,
+        pathParameters=params,
+        body=body,
         isBase64Encoded=base64,
     )
-    evt["requestContext"].update(
-        resourcePath=resource, httpMethod=method, path=f"/Prod{path}"
-    )
+    evt["requestContext"].update(resourcePath=resource, httpMethod=method, path=f"/Prod{path}")
     return evt
 
 
@@ -367,6 +376,17 @@ def invoke(method: str, path: str, body: Any = None, *, raw_body: bool = False) 
     text = body if raw_body or body is None else json.dumps(body)
     response = load_app().handler(event(method, path, text), FakeContext())
     return HttpResult(response["statusCode"], json.loads(response["body"]), response)
+
+
+@pytest.fixture(name="log_output")
+def log_output_fixture(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """What the Powertools logger writes during the test (its handler holds the stdout it was
+    created with, so capsys cannot see it)."""
+    from mlstack_core.observability import logger
+
+    stream = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", stream)
+    return stream
 
 
 def emf_records(stdout: str) -> list[dict[str, Any]]:

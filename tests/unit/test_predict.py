@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -15,14 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.predict_fixtures import (  # noqa: F401 - aws is a fixture
+from tests.unit.predict_fixtures import (  # noqa: F401 - *_fixture are fixtures
     APP_PATH,
     CATEGORICAL,
     CLASSES,
     NUMERIC,
     ROOT,
     Stack,
-    aws,
+    aws_fixture,
     classifier,
     configure,
     emf_records,
@@ -30,6 +31,7 @@ from tests.unit.predict_fixtures import (  # noqa: F401 - aws is a fixture
     int_classifier,
     invoke,
     load_app,
+    log_output_fixture,
     mixed_records,
     regressor,
     to_matrix,
@@ -40,7 +42,7 @@ PREDICT = "/models/penguins/predict"
 
 
 @pytest.fixture
-def served(aws: Stack) -> Stack:  # noqa: F811
+def served(aws: Stack) -> Stack:
     """penguins v1 (classifier) in production."""
     aws.publish("penguins", classifier())
     return aws
@@ -71,7 +73,7 @@ def test_classifier_matches_sklearn_on_mixed_data_with_missing_values(served: St
     assert [body["classes"][i] for i in probabilities.argmax(axis=1)] == body["predictions"]
 
 
-def test_integer_labels_come_back_as_integers(aws: Stack) -> None:  # noqa: F811
+def test_integer_labels_come_back_as_integers(aws: Stack) -> None:
     aws.publish("binary", int_classifier())
     records = mixed_records(50, seed=7)
 
@@ -79,11 +81,12 @@ def test_integer_labels_come_back_as_integers(aws: Stack) -> None:  # noqa: F811
 
     assert body["classes"] == [0, 1]
     assert all(type(p) is int for p in body["predictions"])
-    assert body["predictions"] == [int(v) for v in int_classifier().pipeline.predict(
-        to_matrix(records))]
+    assert body["predictions"] == [
+        int(v) for v in int_classifier().pipeline.predict(to_matrix(records))
+    ]
 
 
-def test_regressor_returns_floats_matching_sklearn(aws: Stack) -> None:  # noqa: F811
+def test_regressor_returns_floats_matching_sklearn(aws: Stack) -> None:
     aws.publish("mass", regressor())
     records = mixed_records(120, seed=5, missing=0.2)
 
@@ -166,8 +169,9 @@ BAD_BODIES: list[tuple[str, str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "needle"), [(b, n) for _, b, n in BAD_BODIES],
-                         ids=[i for i, _, _ in BAD_BODIES])
+@pytest.mark.parametrize(
+    ("raw", "needle"), [(b, n) for _, b, n in BAD_BODIES], ids=[i for i, _, _ in BAD_BODIES]
+)
 def test_malformed_bodies_get_400(served: Stack, raw: str, needle: str) -> None:
     result = invoke("POST", PREDICT, raw, raw_body=True)
 
@@ -184,8 +188,7 @@ def test_missing_body_gets_400(served: Stack) -> None:
 
 
 def test_invalid_base64_gets_400(served: Stack) -> None:
-    response = load_app().handler(event("POST", PREDICT, "%%%not-base64", base64=True),
-                                  _context())
+    response = load_app().handler(event("POST", PREDICT, "%%%not-base64", base64=True), _context())
 
     assert response["statusCode"] == 400
 
@@ -202,8 +205,11 @@ FIELD_ERRORS: list[tuple[str, dict[str, Any], int, str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("instance", "row", "column", "fragment"),
-                         [case[1:] for case in FIELD_ERRORS], ids=[c[0] for c in FIELD_ERRORS])
+@pytest.mark.parametrize(
+    ("instance", "row", "column", "fragment"),
+    [case[1:] for case in FIELD_ERRORS],
+    ids=[c[0] for c in FIELD_ERRORS],
+)
 def test_wrong_value_types_name_row_and_column(
     served: Stack, instance: dict[str, Any], row: int, column: str, fragment: str
 ) -> None:
@@ -212,7 +218,8 @@ def test_wrong_value_types_name_row_and_column(
     result = invoke("POST", PREDICT, raw, raw_body=True)
 
     assert result.status == 400, result.body
-    assert repr(column) in result.body["error"] and f"row {row}" in result.body["error"]
+    assert repr(column) in result.body["error"]
+    assert f"row {row}" in result.body["error"]
     detail = result.body["details"][0]
     assert (detail["row"], detail["column"]) == (row, column)
     assert detail["field"] == f"instances[{row}].{column}"
@@ -279,7 +286,7 @@ def test_too_large_body_gets_413(served: Stack, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_unexpected_failure_is_a_generic_500(
-    served: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    served: Stack, monkeypatch: pytest.MonkeyPatch, log_output: io.StringIO
 ) -> None:
     import predictor
 
@@ -291,14 +298,17 @@ def test_unexpected_failure_is_a_generic_500(
     result = predict([GOOD])
 
     assert result.status == 500
-    assert "secret" not in result.raw["body"] and "Traceback" not in result.raw["body"]
+    assert "secret" not in result.raw["body"]
+    assert "Traceback" not in result.raw["body"]
     assert result.body["details"] == [{"request_id": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"}]
-    assert "secret internal detail" in capsys.readouterr().out  # the stack is logged
+    logged = log_output.getvalue()
+    assert "secret internal detail" in logged  # the stack is logged, not returned
+    assert "Traceback" in logged
 
 
 # registry behaviour -------------------------------------------------------------------------------
 def test_promotion_is_served_without_redeploy(
-    aws: Stack,  # noqa: F811
+    aws: Stack,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     configure(monkeypatch, ALIAS_TTL_SECONDS="0")
@@ -310,7 +320,7 @@ def test_promotion_is_served_without_redeploy(
     assert predict([GOOD]).body["version"] == 2
 
 
-def test_alias_is_cached_for_its_ttl(aws: Stack, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_alias_is_cached_for_its_ttl(aws: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     configure(monkeypatch, ALIAS_TTL_SECONDS="3600")
     aws.publish("penguins", classifier())
     assert predict([GOOD]).body["version"] == 1
@@ -321,17 +331,19 @@ def test_alias_is_cached_for_its_ttl(aws: Stack, monkeypatch: pytest.MonkeyPatch
 
 
 def test_tampered_artifact_is_refused_and_previous_version_keeps_serving(
-    aws: Stack,  # noqa: F811
+    aws: Stack,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    log_output: io.StringIO,
 ) -> None:
     configure(monkeypatch, ALIAS_TTL_SECONDS="0")
     aws.publish("penguins", classifier())
     assert predict([GOOD]).body["version"] == 1
     v2 = aws.publish("penguins", classifier(), promote=False, pin_version_id=False)
     # someone overwrites v2's object after registration
-    aws.s3.put_object(Bucket=aws.bucket, Key=f"models/penguins/{v2}/model.onnx",
-                      Body=regressor().onnx)
+    aws.s3.put_object(
+        Bucket=aws.bucket, Key=f"models/penguins/{v2}/model.onnx", Body=regressor().onnx
+    )
     aws.promote("penguins", v2)
     capsys.readouterr()
 
@@ -339,13 +351,12 @@ def test_tampered_artifact_is_refused_and_previous_version_keeps_serving(
 
     assert result.status == 200
     assert result.body["version"] == 1
-    output = capsys.readouterr().out
-    assert "artifact checksum mismatch" in output
-    assert any("ModelLoadFailures" in r for r in emf_records(output))
+    assert "artifact checksum mismatch" in log_output.getvalue()
+    assert any("ModelLoadFailures" in r for r in emf_records(capsys.readouterr().out))
 
 
 def test_tampered_artifact_with_nothing_to_fall_back_on_gets_503(
-    aws: Stack,  # noqa: F811
+    aws: Stack,
 ) -> None:
     aws.publish("penguins", classifier(), sha256=hashlib.sha256(b"other").hexdigest())
 
@@ -356,7 +367,7 @@ def test_tampered_artifact_with_nothing_to_fall_back_on_gets_503(
     assert "checksum mismatch" in result.body["details"][0]["message"]
 
 
-def test_describe_model_lists_versions(aws: Stack) -> None:  # noqa: F811
+def test_describe_model_lists_versions(aws: Stack) -> None:
     aws.publish("penguins", classifier())
     aws.publish("penguins", classifier(), promote=False)
 
@@ -366,19 +377,23 @@ def test_describe_model_lists_versions(aws: Stack) -> None:  # noqa: F811
     assert body["production"]["version"] == 1
     assert body["production"]["schema"]["numeric"] == NUMERIC
     assert [(v["version"], v["status"]) for v in body["versions"]] == [
-        (1, "Registered"), (2, "Registered")]
+        (1, "Registered"),
+        (2, "Registered"),
+    ]
     assert body["versions"][0]["metric"] == {"name": "accuracy", "value": 0.9}
     assert body["versions"][0]["created_at"]
 
 
-def test_list_models_and_health(aws: Stack) -> None:  # noqa: F811
+def test_list_models_and_health(aws: Stack) -> None:
     aws.publish("penguins", classifier())
     aws.publish("mass", regressor(), promote=False)
 
-    assert invoke("GET", "/models").body == {"models": [
-        {"model": "mass", "production_version": None},
-        {"model": "penguins", "production_version": 1},
-    ]}
+    assert invoke("GET", "/models").body == {
+        "models": [
+            {"model": "mass", "production_version": None},
+            {"model": "penguins", "production_version": 1},
+        ]
+    }
     assert invoke("GET", "/health").body == {"status": "ok"}
 
 
@@ -437,10 +452,17 @@ print(json.dumps(banned))
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
-            [str(ROOT / "layers" / "core"), str(ROOT / "functions" / "predict")]),
+            [str(ROOT / "layers" / "core"), str(ROOT / "functions" / "predict")]
+        ),
     }
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                         text=True, check=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
@@ -448,8 +470,9 @@ print(json.dumps(banned))
 _scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
 _json = st.recursive(
     _scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
     max_leaves=12,
 )
 _columns = st.sampled_from([*NUMERIC, *CATEGORICAL, "species", ""])
@@ -464,7 +487,9 @@ _bodies = st.one_of(
 )
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=_bodies)
 def test_random_bodies_never_get_a_5xx(served: Stack, body: str) -> None:
     result = invoke("POST", PREDICT, body, raw_body=True)

@@ -82,7 +82,7 @@ class Registry:
             ReturnValues="UPDATED_NEW",
         )
         self._table.put_item(Item={"pk": "MODELS", "sk": model, "model": model})
-        return int(response["Attributes"]["next_version"])
+        return int(str(response["Attributes"]["next_version"]))
 
     def put_version(self, model: str, version: int, status: str, document: dict[str, Any]) -> None:
         """Create a version; refuses to overwrite an existing one."""
@@ -111,8 +111,14 @@ class Registry:
             ConditionExpression="attribute_exists(pk)",
         )
         self._record_history(
-            model, {"kind": "status", "version": version, "status": status, "actor": actor,
-                    "reason": reason}
+            model,
+            {
+                "kind": "status",
+                "version": version,
+                "status": status,
+                "actor": actor,
+                "reason": reason,
+            },
         )
 
     def get_version(self, model: str, version: int) -> dict[str, Any]:
@@ -121,25 +127,25 @@ class Registry:
         ).get("Item")
         if item is None:
             raise ModelNotFound(f"model {model!r} has no version {version}")
-        document: dict[str, Any] = json.loads(item["doc"])
+        document: dict[str, Any] = json.loads(str(item["doc"]))
         return document
 
     def list_versions(self, model: str) -> list[dict[str, Any]]:
         items = self._query(model, "VERSION#")
-        return [json.loads(item["doc"]) for item in items]
+        return [json.loads(str(item["doc"])) for item in items]
 
     def list_models(self) -> list[str]:
         response = self._table.query(
             KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "MODELS"}
         )
-        return [item["sk"] for item in response.get("Items", [])]
+        return [str(item["sk"]) for item in response.get("Items", [])]
 
     # aliases ------------------------------------------------------------------------------------
     def get_alias(self, model: str, alias: str = PRODUCTION) -> int | None:
         item = self._table.get_item(
             Key={"pk": _model_pk(model), "sk": f"ALIAS#{alias}"}, ConsistentRead=True
         ).get("Item")
-        return None if item is None else int(item["version"])
+        return None if item is None else int(str(item["version"]))
 
     def move_alias(
         self,
@@ -157,12 +163,14 @@ class Registry:
         changes nothing.
         """
         self.get_version(model, version)  # refuse to point an alias at a missing version
-        if expected is None:
-            condition = "attribute_not_exists(pk)"
-            values: dict[str, Any] = {}
-        else:
-            condition = "version = :expected"
-            values = {":expected": expected}
+        condition: dict[str, Any] = (
+            {"ConditionExpression": "attribute_not_exists(pk)"}
+            if expected is None
+            else {
+                "ConditionExpression": "version = :expected",
+                "ExpressionAttributeValues": {":expected": expected},
+            }
+        )
         at = _now()
         try:
             self._table.put_item(
@@ -175,8 +183,7 @@ class Registry:
                     "actor": actor,
                     "reason": reason,
                 },
-                ConditionExpression=condition,
-                **({"ExpressionAttributeValues": values} if values else {}),
+                **condition,
             )
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
@@ -188,13 +195,19 @@ class Registry:
         move = AliasMove(model, alias, version, expected, actor, reason, at)
         self._record_history(
             model,
-            {"kind": "alias", "alias": alias, "version": version, "previous": expected,
-             "actor": actor, "reason": reason},
+            {
+                "kind": "alias",
+                "alias": alias,
+                "version": version,
+                "previous": expected,
+                "actor": actor,
+                "reason": reason,
+            },
         )
         return move
 
     def history(self, model: str) -> list[dict[str, Any]]:
-        return [json.loads(item["doc"]) for item in self._query(model, "HISTORY#")]
+        return [json.loads(str(item["doc"])) for item in self._query(model, "HISTORY#")]
 
     # internals ----------------------------------------------------------------------------------
     def _record_history(self, model: str, entry: dict[str, Any]) -> None:
@@ -208,7 +221,7 @@ class Registry:
         )
 
     def _query(self, model: str, prefix: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+        items: list[Any] = []
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
             "ExpressionAttributeValues": {":pk": _model_pk(model), ":prefix": prefix},

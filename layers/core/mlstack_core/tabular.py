@@ -54,6 +54,7 @@ MAX_SCHEMA_CATEGORIES = 200
 MAX_WARNINGS = 50
 MAX_EXAMPLES = 5
 _CHUNK_ROWS = 8192
+_INTERN_LIMIT = 4096
 _OTHER_DELIMITERS = (",", ";", "\t", "|")
 
 
@@ -139,6 +140,7 @@ def read_csv(
         keep = [i for i, name in enumerate(header) if name not in skip]
         missing_cells = frozenset(na_values) | {""}
         columns: list[list[str]] = [[] for _ in keep]
+        caches: list[dict[str, str] | None] = [{} for _ in keep]
         ragged: list[str] = []
         ragged_count = 0
         chunk: list[list[str]] = []
@@ -155,9 +157,9 @@ def read_csv(
                 continue  # the file is rejected anyway; only count the remaining bad rows
             chunk.append(row)
             if len(chunk) >= _CHUNK_ROWS:
-                _append_chunk(columns, chunk, keep, missing_cells)
+                _append_chunk(columns, caches, chunk, keep, missing_cells)
                 chunk = []
-        _append_chunk(columns, chunk, keep, missing_cells)
+        _append_chunk(columns, caches, chunk, keep, missing_cells)
     except UnicodeDecodeError as error:
         raise NotUtf8(
             f"the file is not valid UTF-8 (after about {n_rows} data rows, near line "
@@ -185,6 +187,7 @@ def read_csv(
 
 def _append_chunk(
     columns: list[list[str]],
+    caches: list[dict[str, str] | None],
     chunk: list[list[str]],
     keep: list[int],
     missing_cells: frozenset[str],
@@ -193,8 +196,16 @@ def _append_chunk(
     if not chunk:
         return
     transposed = list(zip(*chunk, strict=True))
-    for target, i in zip(columns, keep, strict=True):
-        target.extend("" if (c in missing_cells or c.isspace()) else c for c in transposed[i])
+    for j, i in enumerate(keep):
+        cells = ["" if (c in missing_cells or c.isspace()) else c for c in transposed[i]]
+        cache = caches[j]
+        if cache is not None:
+            # One str object per distinct value: categorical columns then cost a pointer per
+            # cell. Columns with many distinct values (most numeric ones) stop being cached.
+            cells = [cache.setdefault(c, c) for c in cells]
+            if len(cache) > _INTERN_LIMIT:
+                caches[j] = None
+        columns[j].extend(cells)
 
 
 def _check_header(header: list[str], delimiter: str) -> None:

@@ -1,0 +1,163 @@
+"""The model zoo: one scikit-learn Pipeline per candidate, and its ONNX export.
+
+Family names, default parameters and grids live in ``mlstack_core.candidates`` (pure data, so
+Preprocess can expand them without importing scikit-learn); this module maps each family to its
+estimator and preprocessing.
+
+Every pipeline is ``Pipeline([("preprocess", ColumnTransformer), ("model", estimator)])`` over one
+object array ``[numeric..., categorical...]`` with integer column indices. skl2onnx maps integer
+indices positionally across the two ONNX inputs ``numeric`` and ``categorical``
+(skl2onnx.common.utils.get_column_index), which gives the graph contract of docs/internals.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import onnx
+from mlstack_core.candidates import CATALOG, CLASSIFICATION, expand_candidates
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+__all__ = ["ESTIMATORS", "build_pipeline", "expand_candidates", "export_onnx"]
+
+# Opsets onnxruntime >= 1.20 (the serving layer's floor) runs.
+TARGET_OPSET = {"": 21, "ai.onnx.ml": 3}
+CLASSIFIER_OUTPUTS = ("label", "probabilities")
+REGRESSOR_OUTPUTS = ("variable",)
+
+ESTIMATORS: dict[str, dict[str, Callable[..., Any]]] = {
+    "classification": {
+        "logistic_regression": LogisticRegression,
+        "random_forest": RandomForestClassifier,
+        "extra_trees": ExtraTreesClassifier,
+        "hist_gradient_boosting": HistGradientBoostingClassifier,
+        "gradient_boosting": GradientBoostingClassifier,
+        "knn": KNeighborsClassifier,
+    },
+    "regression": {
+        "ridge": Ridge,
+        "linear_regression": LinearRegression,
+        "random_forest": RandomForestRegressor,
+        "extra_trees": ExtraTreesRegressor,
+        "hist_gradient_boosting": HistGradientBoostingRegressor,
+        "gradient_boosting": GradientBoostingRegressor,
+        "knn": KNeighborsRegressor,
+    },
+}
+assert {t: set(f) for t, f in ESTIMATORS.items()} == {t: set(f) for t, f in CATALOG.items()}
+
+# Distance- and gradient-based models need scaled inputs; trees do not.
+_SCALED = frozenset({"logistic_regression", "ridge", "linear_regression", "knn"})
+# HistGradientBoosting takes NaN natively. Imputing + scaling in front of it put values exactly on
+# float32 bin thresholds and flipped labels against ONNX (ARCHITECTURE.md section 5).
+_NATIVE_NAN = frozenset({"hist_gradient_boosting"})
+# Forests build trees in parallel threads; the result does not depend on the thread count.
+_PARALLEL = frozenset({"random_forest", "extra_trees"})
+
+
+def build_pipeline(
+    family: str,
+    params: Mapping[str, Any],
+    *,
+    task: str,
+    n_numeric: int,
+    n_categorical: int,
+    seed: int,
+) -> Pipeline:
+    estimator = ESTIMATORS[task][family](**params)
+    extra: dict[str, Any] = {}
+    available = estimator.get_params()
+    if "random_state" in available:
+        extra["random_state"] = seed
+    if family in _PARALLEL:
+        extra["n_jobs"] = -1
+    estimator.set_params(**extra)
+
+    transformers: list[tuple[str, Any, list[int]]] = []
+    if n_numeric:
+        numeric: Any
+        if family in _NATIVE_NAN:
+            numeric = "passthrough"
+        else:
+            # keep_empty_features: a column all-missing in the training split keeps its slot.
+            imputer = SimpleImputer(strategy="median", keep_empty_features=True)
+            numeric = (
+                Pipeline([("impute", imputer), ("scale", StandardScaler())])
+                if family in _SCALED
+                else imputer
+            )
+        transformers.append(("numeric", numeric, list(range(n_numeric))))
+    if n_categorical:
+        # "" is the missing category, a category like any other; unseen values encode as zeros.
+        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        transformers.append(
+            ("categorical", encoder, list(range(n_numeric, n_numeric + n_categorical)))
+        )
+    preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
+    return Pipeline([("preprocess", preprocess), ("model", estimator)])
+
+
+def export_onnx(
+    pipeline: Pipeline,
+    *,
+    task: str,
+    n_numeric: int,
+    n_categorical: int,
+    metadata: Mapping[str, str] | None = None,
+) -> onnx.ModelProto:
+    """The fitted pipeline as ONNX with the contract's input and output names."""
+    initial_types: list[tuple[str, Any]] = []
+    if n_numeric:
+        initial_types.append(("numeric", FloatTensorType([None, n_numeric])))
+    if n_categorical:
+        initial_types.append(("categorical", StringTensorType([None, n_categorical])))
+    options: dict[int, dict[str, Any]] = {}
+    if task == CLASSIFICATION:
+        options[id(pipeline.named_steps["model"])] = {"zipmap": False}
+    model = convert_sklearn(
+        pipeline,
+        name="mlstack",
+        initial_types=initial_types,
+        options=options,
+        target_opset=TARGET_OPSET,
+    )
+    expected = CLASSIFIER_OUTPUTS if task == CLASSIFICATION else REGRESSOR_OUTPUTS
+    outputs = [o.name for o in model.graph.output]
+    if len(outputs) != len(expected):
+        raise ValueError(f"ONNX graph has outputs {outputs}, expected {list(expected)}")
+    for old, new in zip(outputs, expected, strict=True):
+        if old != new:
+            _rename(model.graph, old, new)
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    return model
+
+
+def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Rename a tensor everywhere it is produced or consumed."""
+    for node in graph.node:
+        node.output[:] = [new if name == old else name for name in node.output]
+        node.input[:] = [new if name == old else name for name in node.input]
+    for value in [*graph.output, *graph.value_info]:
+        if value.name == old:
+            value.name = new

@@ -1,0 +1,97 @@
+"""Fixtures that run the whole stack: template.yaml in moto, the real ASL, handlers in-process."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+import pytest
+
+from mlstack.localcloud import LocalCloud, quiet_local_logs
+from mlstack.stack import StackClient
+
+
+@pytest.fixture(scope="session")
+def cloud() -> Iterator[LocalCloud]:
+    quiet_local_logs()
+    with LocalCloud(parameters={"LogLevel": "WARNING"}) as local_cloud:
+        yield local_cloud
+
+
+@pytest.fixture(scope="session")
+def stack(cloud: LocalCloud) -> StackClient:
+    return StackClient(cloud.stack_name)
+
+
+@pytest.fixture(scope="session")
+def alerts(cloud: LocalCloud) -> AlertInbox:
+    return AlertInbox(cloud)
+
+
+class AlertInbox:
+    """An SQS queue subscribed to the stack's alerts topic."""
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self._sqs = cloud.client("sqs")
+        self.queue_url = self._sqs.create_queue(QueueName="test-alerts")["QueueUrl"]
+        arn = self._sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
+        cloud.client("sns").subscribe(
+            TopicArn=cloud.outputs["AlertsTopicArn"],
+            Protocol="sqs",
+            Endpoint=arn["Attributes"]["QueueArn"],
+        )
+
+    def drain(self) -> list[dict[str, Any]]:
+        messages = []
+        while True:
+            batch = self._sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
+            if not batch.get("Messages"):
+                return messages
+            for message in batch["Messages"]:
+                messages.append(json.loads(message["Body"]))
+                self._sqs.delete_message(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+
+
+def penguin_rows() -> list[dict[str, str]]:
+    data = resources.files("palmerpenguins").joinpath("data/penguins.csv").read_text()
+    return list(csv.DictReader(io.StringIO(data)))
+
+
+def to_csv(rows: list[dict[str, str]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0].keys()), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def split_rows(
+    rows: list[dict[str, str]], holdout_share: float, seed: int
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    shuffled = rows[:]
+    random.Random(seed).shuffle(shuffled)
+    cut = int(len(shuffled) * (1 - holdout_share))
+    return shuffled[:cut], shuffled[cut:]
+
+
+def as_instance(row: dict[str, str], target: str) -> dict[str, Any]:
+    """A CSV row as an API client sends it: numbers as JSON numbers, NA as null."""
+    instance: dict[str, Any] = {}
+    for column, value in row.items():
+        if column == target:
+            continue
+        if value in ("", "NA"):
+            instance[column] = None
+        else:
+            try:
+                instance[column] = float(value)
+            except ValueError:
+                instance[column] = value
+    return instance
