@@ -9,9 +9,10 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from predictor import ModelUnavailableError, RequestError, get_predictor
+
 from mlstack_core.errors import ModelNotFound
 from mlstack_core.observability import logger, metrics, tracer
-from predictor import ModelUnavailableError, RequestError, get_predictor
 
 app = APIGatewayRestResolver()
 

@@ -25,6 +25,7 @@ import boto3
 import numpy as np
 import onnxruntime as ort
 from botocore.exceptions import BotoCoreError, ClientError
+
 from mlstack_core.errors import ModelNotFound
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
 from mlstack_core.registry import Registry

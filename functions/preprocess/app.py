@@ -1,0 +1,16 @@
+"""Step Functions task: validate the spec and the uploaded CSV, split it, list the candidates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mlstack_core.observability import logger, metrics, tracer
+from preprocess import handle
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return handle(event)

@@ -1,0 +1,136 @@
+"""First pipeline step: spec + CSV validation, type inference, split, fingerprint, candidates.
+
+Reads ``datasets/<model>/spec.json`` next to the uploaded CSV, streams the CSV version that
+started the run (hashing it on the way), and writes normalised ``train.csv`` / ``holdout.csv``
+(',' delimiter, missing as empty cells, features in schema order then the target) to the model
+bucket. Every data or spec problem raises a named error from mlstack_core.errors, which Step
+Functions reports under that name.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+from mlstack_core.candidates import expand_candidates
+from mlstack_core.observability import MetricUnit, logger, metrics, tracer
+from mlstack_core.settings import stack_settings
+from mlstack_core.spec import load_spec, resolve_task
+from mlstack_core.tabular import (
+    HashingReader,
+    Table,
+    prepare,
+    read_csv,
+    split_columns,
+    target_values,
+    write_split,
+)
+
+_READ_BUFFER = 1 << 20
+
+
+def spec_key(model: str) -> str:
+    return f"datasets/{model}/spec.json"
+
+
+def run_prefix(model: str, run_id: str) -> str:
+    return f"runs/{model}/{run_id}"
+
+
+@tracer.capture_method
+def read_spec(s3: Any, bucket: str, model: str) -> bytes | None:
+    """The spec's bytes, or None when there is none (load_spec turns that into SpecError)."""
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=spec_key(model))["Body"].read()
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+    return body
+
+
+@tracer.capture_method
+def read_dataset(
+    s3: Any, dataset: dict[str, Any], spec: dict[str, Any]
+) -> tuple[Table, dict[str, Any]]:
+    """Stream the exact object version that started the run; returns the table and its lineage."""
+    request = {"Bucket": dataset["bucket"], "Key": dataset["key"]}
+    if dataset.get("version_id"):
+        request["VersionId"] = dataset["version_id"]
+    response = s3.get_object(**request)
+    hasher = HashingReader(response["Body"])
+    table = read_csv(
+        io.BufferedReader(hasher, _READ_BUFFER),
+        delimiter=spec["delimiter"],
+        na_values=spec["na_values"],
+        required=[spec["target"]],
+        skip=spec["columns"]["drop"],
+    )
+    lineage = {
+        "bucket": dataset["bucket"],
+        "key": dataset["key"],
+        "version_id": response.get("VersionId") or dataset.get("version_id"),
+        "etag": response.get("ETag", dataset.get("etag", "")).strip('"'),
+        "sha256": hasher.sha256.hexdigest(),
+        "bytes": hasher.bytes_read,
+        "rows": table.n_rows,
+        "columns": table.file_columns,
+    }
+    return table, lineage
+
+
+def preprocess(event: dict[str, Any], *, s3: Any, model_bucket: str) -> dict[str, Any]:
+    model, dataset = event["model"], event["dataset"]
+    run_id = event["execution_name"]
+    spec = load_spec(read_spec(s3, dataset["bucket"], model))
+    table, lineage = read_dataset(s3, dataset, spec)
+    spec = resolve_task(spec, target_values(table, spec["target"]))
+    prepared = prepare(table, spec)
+
+    prefix = run_prefix(model, run_id)
+    splits = {
+        "bucket": model_bucket,
+        "train_key": f"{prefix}/train.csv",
+        "holdout_key": f"{prefix}/holdout.csv",
+        "train_rows": int(prepared.train_index.size),
+        "holdout_rows": int(prepared.holdout_index.size),
+        "columns": split_columns(prepared.schema),
+    }
+    for key, index in ((splits["train_key"], prepared.train_index),
+                       (splits["holdout_key"], prepared.holdout_index)):
+        s3.put_object(
+            Bucket=model_bucket,
+            Key=key,
+            Body=write_split(prepared.table, prepared.schema, index),
+            ContentType="text/csv; charset=utf-8",
+        )
+
+    candidates = expand_candidates(spec, spec["task"])
+    metrics.add_metric(name="DatasetRows", unit=MetricUnit.Count, value=lineage["rows"])
+    metrics.add_metric(name="DatasetColumns", unit=MetricUnit.Count, value=lineage["columns"])
+    metrics.add_metric(name="DataWarnings", unit=MetricUnit.Count, value=len(prepared.warnings))
+    metrics.add_metric(name="Candidates", unit=MetricUnit.Count, value=len(candidates))
+    logger.info(
+        "Dataset prepared",
+        extra={"model": model, "task": spec["task"], "rows": lineage["rows"],
+               "sha256": lineage["sha256"], "warnings": prepared.warnings},
+    )
+    return {
+        "model": model,
+        "run_id": run_id,
+        "execution_arn": event.get("execution_arn"),
+        "task": spec["task"],
+        "spec": spec,
+        "dataset": lineage,
+        "schema": prepared.schema,
+        "splits": splits,
+        "warnings": prepared.warnings,
+        "candidates": candidates,
+    }
+
+
+def handle(event: dict[str, Any]) -> dict[str, Any]:
+    metrics.add_metadata(key="model", value=event.get("model", ""))
+    return preprocess(event, s3=boto3.client("s3"), model_bucket=stack_settings().model_bucket)

@@ -1,0 +1,154 @@
+"""One Map iteration: fit one candidate pipeline on the training split and export it to ONNX.
+
+A candidate that fails to fit or convert is reported with status "failed" and the error text
+instead of raising, so one bad grid point never fails the Map. Problems with the run itself
+(split missing, S3 down) still raise, so Step Functions retries or fails the run.
+"""
+
+from __future__ import annotations
+
+import io
+import platform
+import time
+import warnings
+from importlib import metadata
+from typing import Any
+
+import boto3
+import joblib
+import numpy as np
+from mlstack_core.observability import MetricUnit, logger, metrics, tracer
+from mlstack_core.settings import stack_settings
+from mlstack_core.tabular import feature_matrices, model_input, read_split, target_vector
+from zoo import build_pipeline, export_onnx
+
+MAX_ERROR_CHARS = 2000
+MAX_FIT_WARNINGS = 5
+_LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "numpy", "scipy")
+
+
+def candidate_prefix(run: dict[str, Any], candidate_id: str) -> str:
+    return f"runs/{run['model']}/{run['run_id']}/candidates/{candidate_id}"
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    return versions
+
+
+@tracer.capture_method
+def load_training_data(run: dict[str, Any], s3: Any) -> tuple[np.ndarray, np.ndarray]:
+    splits, schema = run["splits"], run["schema"]
+    body = s3.get_object(Bucket=splits["bucket"], Key=splits["train_key"])["Body"].read()
+    table = read_split(body)
+    numeric, categorical = feature_matrices(table, schema)
+    return model_input(numeric, categorical), target_vector(table, schema)
+
+
+def fit_and_export(
+    run: dict[str, Any], candidate: dict[str, Any], X: np.ndarray, y: np.ndarray
+) -> tuple[Any, bytes, dict[str, Any]]:
+    """(fitted pipeline, ONNX bytes, timings and fit warnings). Raises on any failure."""
+    schema, task = run["schema"], run["task"]
+    shape = {"n_numeric": len(schema["numeric"]), "n_categorical": len(schema["categorical"])}
+    pipeline = build_pipeline(
+        candidate["family"],
+        candidate["params"],
+        task=task,
+        seed=int(run["spec"]["random_seed"]),
+        **shape,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        started = time.perf_counter()
+        pipeline.fit(X, y)
+        fit_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    model = export_onnx(
+        pipeline,
+        task=task,
+        metadata={
+            "mlstack.model": run["model"],
+            "mlstack.run_id": run["run_id"],
+            "mlstack.candidate_id": candidate["candidate_id"],
+            "mlstack.family": candidate["family"],
+        },
+        **shape,
+    )
+    onnx_bytes = model.SerializeToString()
+    export_seconds = time.perf_counter() - started
+    fit_warnings = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    return (
+        pipeline,
+        onnx_bytes,
+        {
+            "fit_seconds": round(fit_seconds, 4),
+            "export_seconds": round(export_seconds, 4),
+            "warnings": [w[:500] for w in fit_warnings[:MAX_FIT_WARNINGS]],
+        },
+    )
+
+
+def train_candidate(
+    run: dict[str, Any], candidate: dict[str, Any], *, s3: Any, bucket: str
+) -> dict[str, Any]:
+    prefix = candidate_prefix(run, candidate["candidate_id"])
+    result: dict[str, Any] = {
+        "candidate_id": candidate["candidate_id"],
+        "family": candidate["family"],
+        "params": candidate["params"],
+        "status": "failed",
+        "error": None,
+        "warnings": [],
+        "onnx_key": None,
+        "sklearn_key": None,
+        "fit_seconds": None,
+        "export_seconds": None,
+        "onnx_bytes": None,
+        "library_versions": library_versions(),
+    }
+    X, y = load_training_data(run, s3)
+    try:
+        pipeline, onnx_bytes, details = fit_and_export(run, candidate, X, y)
+    except Exception as error:  # a bad candidate must not fail the Map
+        result["error"] = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+        logger.warning("Candidate failed", extra={"candidate": candidate, "error": result["error"]})
+        metrics.add_metric(name="CandidateFailures", unit=MetricUnit.Count, value=1)
+        return result
+
+    pickled = io.BytesIO()
+    joblib.dump(pipeline, pickled, compress=3)
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/model.onnx", Body=onnx_bytes,
+                  ContentType="application/octet-stream")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/model.joblib", Body=pickled.getvalue(),
+                  ContentType="application/octet-stream")
+    result.update(
+        status="trained",
+        onnx_key=f"{prefix}/model.onnx",
+        sklearn_key=f"{prefix}/model.joblib",
+        onnx_bytes=len(onnx_bytes),
+        **details,
+    )
+    metrics.add_metric(name="CandidateFailures", unit=MetricUnit.Count, value=0)
+    metrics.add_metric(name="FitSeconds", unit=MetricUnit.Seconds, value=details["fit_seconds"])
+    metrics.add_metric(name="ExportSeconds", unit=MetricUnit.Seconds,
+                       value=details["export_seconds"])
+    metrics.add_metric(name="OnnxBytes", unit=MetricUnit.Bytes, value=len(onnx_bytes))
+    logger.info("Candidate trained", extra={k: result[k] for k in
+                                             ("candidate_id", "fit_seconds", "onnx_bytes")})
+    return result
+
+
+def handle(event: dict[str, Any]) -> dict[str, Any]:
+    run, candidate = event["run"], event["candidate"]
+    metrics.add_dimension(name="family", value=candidate["family"])
+    metrics.add_metadata(key="model", value=run["model"])
+    metrics.add_metadata(key="candidate_id", value=candidate["candidate_id"])
+    return train_candidate(
+        run, candidate, s3=boto3.client("s3"), bucket=stack_settings().model_bucket
+    )

@@ -1,0 +1,123 @@
+"""`mlstack local up` serves the stack to other processes, like a real AWS endpoint would."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from tests.integration.conftest import as_instance, penguin_rows, to_csv
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def local_up() -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port, api_port = _free_port(), _free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlstack.cli",
+            "local",
+            "up",
+            "--port",
+            str(port),
+            "--api-port",
+            str(api_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+    )
+    assert process.stdout is not None
+    printed = []
+    deadline = time.monotonic() + 120
+    for line in process.stdout:
+        printed.append(line)
+        if line.startswith("Ready"):
+            break
+        if time.monotonic() > deadline:
+            break
+    assert any(f":{api_port}/" in line for line in printed), "".join(printed)
+    assert any(f":{port}" in line for line in printed), "".join(printed)
+    try:
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_another_process_trains_and_predicts_through_local_up(
+    local_up: tuple[str, subprocess.Popen[str]],
+) -> None:
+    endpoint, _ = local_up
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    cloudformation = session.client("cloudformation", endpoint_url=endpoint)
+    stack = cloudformation.describe_stacks(StackName="mlstack")["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    assert {
+        "DataBucketName",
+        "ModelBucketName",
+        "TrainingStateMachineArn",
+        "ApiUrl",
+        "RegistryTableName",
+        "AlertsTopicArn",
+    } <= outputs.keys()
+
+    s3 = session.client("s3", endpoint_url=endpoint)
+    rows = penguin_rows()
+    s3.put_object(
+        Bucket=outputs["DataBucketName"],
+        Key="datasets/remote/spec.json",
+        Body=json.dumps({"target": "species"}).encode(),
+    )
+    s3.put_object(
+        Bucket=outputs["DataBucketName"], Key="datasets/remote/data.csv", Body=to_csv(rows)
+    )
+
+    sfn = session.client("stepfunctions", endpoint_url=endpoint)
+    deadline = time.monotonic() + 180
+    status = "RUNNING"
+    while time.monotonic() < deadline:
+        executions = sfn.list_executions(stateMachineArn=outputs["TrainingStateMachineArn"])
+        statuses = [e["status"] for e in executions["executions"]]
+        if statuses and statuses[0] != "RUNNING":
+            status = statuses[0]
+            break
+        time.sleep(0.5)
+    assert status == "SUCCEEDED"
+
+    request = urllib.request.Request(
+        outputs["ApiUrl"].rstrip("/") + "/models/remote/predict",
+        data=json.dumps({"instances": [as_instance(rows[0], "species")]}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = json.loads(response.read())
+    assert response.status == 200
+    assert body["model"] == "remote"
+    assert body["predictions"] == [rows[0]["species"]]
+
+    with urllib.request.urlopen(outputs["ApiUrl"].rstrip("/") + "/health", timeout=30) as health:
+        assert health.status == 200
