@@ -106,7 +106,7 @@ def run_demo() -> int:
     started = time.perf_counter()
     print("mlstack demo: the whole loop on the local cloud (moto), no AWS account, no Docker\n")
     print("Deploying template.yaml (aws-sam-translator -> moto CloudFormation)...")
-    with LocalCloud(parameters={"LogLevel": "ERROR"}) as cloud:
+    with LocalCloud(parameters={"LogLevel": "ERROR"}, emit_metrics=False) as cloud:
         print(f"  stack {cloud.stack_name} ready in {time.perf_counter() - started:.1f}s; outputs:")
         for name, value in cloud.outputs.items():
             print(f"    {name:24} {value}")

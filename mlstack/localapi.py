@@ -28,8 +28,15 @@ class Route:
 
     @property
     def pattern(self) -> re.Pattern[str]:
-        regex = re.sub(r"\\{(\w+)\\\+?\\}", r"(?P<\1>[^/]+)", re.escape(self.resource))
-        return re.compile(f"^{regex}/?$")
+        parts = []
+        for segment in self.resource.strip("/").split("/"):
+            parameter = re.fullmatch(r"\{(\w+)(\+?)\}", segment)
+            if parameter is None:
+                parts.append(re.escape(segment))
+            else:  # {name+} is a greedy proxy parameter
+                name, greedy = parameter.groups()
+                parts.append(f"(?P<{name}>{'.+' if greedy else '[^/]+'})")
+        return re.compile("^/" + "/".join(parts) + "/?$")
 
 
 def routes_from_template(template: dict[str, Any]) -> list[Route]:

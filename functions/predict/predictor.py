@@ -82,13 +82,9 @@ _LABEL_DTYPES: Final[dict[str, Any]] = {"str": str, "int": np.int64, "float": np
 
 
 @dataclass(frozen=True)
-class LoadedModel:
-    """One registry version, ready to serve."""
+class FeatureLayout:
+    """What the feature schema of a version says about building its inputs and outputs."""
 
-    model: str
-    version: int
-    document: dict[str, Any]
-    session: ort.InferenceSession
     task: str
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
@@ -98,44 +94,58 @@ class LoadedModel:
     categories: dict[str, frozenset[str]]
     classes: list[Any] | None
     label_type: str
-    output_names: list[str]
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> FeatureLayout:
+        """KeyError/TypeError/ValueError here mean a malformed version document."""
+        schema = document["schema"]
+        numeric = tuple(str(name) for name in schema.get("numeric", []))
+        categorical = tuple(str(name) for name in schema.get("categorical", []))
+        features = schema.get("features", [])
+        task = schema.get("task") or document.get("task") or "classification"
+        label_type = str(schema.get("label_type") or "str")
+        raw_classes = schema.get("classes") or document.get("classes")
+        if task == "classification" and not raw_classes:
+            raise ValueError("a classifier's schema must list its classes")
+        to_label = _LABEL_CASTS.get(label_type, lambda value: value)
+        required = frozenset(numeric) | frozenset(categorical)
+        return cls(
+            task=task,
+            numeric=numeric,
+            categorical=categorical,
+            required=required,
+            known=required | frozenset(str(f["name"]) for f in features),
+            target=schema.get("target"),
+            categories={
+                str(f["name"]): frozenset(str(c) for c in f.get("categories") or [])
+                for f in features
+                if f.get("kind") == "categorical"
+            },
+            classes=[to_label(c) for c in raw_classes or []] if task == "classification" else None,
+            label_type=label_type,
+        )
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["label", "probabilities"] if self.task == "classification" else ["variable"]
 
 
-def _layout_from_schema(document: dict[str, Any]) -> dict[str, Any]:
-    """Read the feature schema of a version document; KeyError/TypeError mean a broken document."""
-    schema = document["schema"]
-    numeric = tuple(str(name) for name in schema.get("numeric", []))
-    categorical = tuple(str(name) for name in schema.get("categorical", []))
-    features = schema.get("features", [])
-    categories = {
-        str(f["name"]): frozenset(str(c) for c in f.get("categories") or [])
-        for f in features
-        if f.get("kind") == "categorical"
-    }
-    task = schema.get("task") or document.get("task") or "classification"
-    label_type = str(schema.get("label_type") or "str")
-    raw_classes = schema.get("classes") or document.get("classes")
-    cast = _LABEL_CASTS.get(label_type, lambda value: value)
-    classes = [cast(c) for c in raw_classes] if task == "classification" and raw_classes else None
-    required = frozenset(numeric) | frozenset(categorical)
-    return {
-        "task": task,
-        "numeric": numeric,
-        "categorical": categorical,
-        "required": required,
-        "known": required | frozenset(str(f["name"]) for f in features),
-        "target": schema.get("target"),
-        "categories": categories,
-        "classes": classes,
-        "label_type": label_type,
-    }
+@dataclass(frozen=True)
+class LoadedModel:
+    """One registry version, ready to serve."""
+
+    model: str
+    version: int
+    document: dict[str, Any]
+    session: ort.InferenceSession
+    layout: FeatureLayout
 
 
-def _check_graph(session: ort.InferenceSession, layout: dict[str, Any]) -> list[str]:
+def _check_graph(session: ort.InferenceSession, layout: FeatureLayout) -> None:
     """Refuse a graph that breaks the contract now, rather than failing every request later."""
     inputs = {i.name: i.shape for i in session.get_inputs()}
-    for name in ("numeric", "categorical"):
-        width = len(layout[name])
+    for name, columns in (("numeric", layout.numeric), ("categorical", layout.categorical)):
+        width = len(columns)
         if width and name not in inputs:
             raise ModelLoadError(f"graph has no {name!r} input but the schema has {width} columns")
         if not width and name in inputs:
@@ -144,11 +154,26 @@ def _check_graph(session: ort.InferenceSession, layout: dict[str, Any]) -> list[
         if shape and len(shape) == 2 and isinstance(shape[1], int) and shape[1] != width:
             raise ModelLoadError(f"{name!r} input is {shape[1]} wide, schema says {width}")
     outputs = [o.name for o in session.get_outputs()]
-    wanted = ["label", "probabilities"] if layout["task"] == "classification" else ["variable"]
-    missing = [name for name in wanted if name not in outputs]
+    missing = [name for name in layout.output_names if name not in outputs]
     if missing:
         raise ModelLoadError(f"graph lacks outputs {missing} (has {outputs})")
-    return wanted
+
+
+def _warm_up(loaded: LoadedModel) -> None:
+    """Score one all-missing row: proves the graph runs on contract inputs and its outputs fit the
+    schema (class count, label type), and moves onnxruntime's first-run cost into the load."""
+    layout = loaded.layout
+    try:
+        blank = dict.fromkeys(layout.required)
+        outputs = loaded.session.run(layout.output_names, build_inputs([blank], loaded))
+        format_outputs(loaded, outputs)
+    except Exception as error:  # onnxruntime's own exception types are not exported
+        raise ModelLoadError(f"warm-up prediction failed: {error!r}") from error
+    if layout.classes is not None and outputs[1].shape != (1, len(layout.classes)):
+        raise ModelLoadError(
+            f"probabilities have shape {outputs[1].shape}, schema lists {len(layout.classes)} "
+            "classes"
+        )
 
 
 def _session_options(settings: ServingSettings) -> ort.SessionOptions:
@@ -191,19 +216,17 @@ def parse_instances(
         raise BadRequestError(
             f"body must be a JSON object with an 'instances' list, got {_json_type(payload)}"
         )
-    extra = sorted(set(payload) - {"instances"})
-    if extra:
-        raise BadRequestError(
-            f"unknown top-level keys: {', '.join(extra)}",
-            [
-                {"field": key, "message": "unknown key; the body has only 'instances'"}
-                for key in extra
-            ],
-        )
+    extra = [_shown(key) for key in sorted(set(payload) - {"instances"})][:MAX_DETAILS]
+    extra_details = [
+        {"field": key, "message": "unknown key; the body has only 'instances'"} for key in extra
+    ]
     if "instances" not in payload:
         raise BadRequestError(
-            "'instances' is required", [{"field": "instances", "message": "missing"}]
+            "'instances' is required",
+            [{"field": "instances", "message": "missing"}, *extra_details],
         )
+    if extra:
+        raise BadRequestError(f"unknown top-level keys: {', '.join(extra)}", extra_details)
     instances = payload["instances"]
     if not isinstance(instances, list):
         raise BadRequestError(
@@ -234,6 +257,11 @@ def parse_instances(
     return instances
 
 
+def _shown(name: str) -> str:
+    """A caller-supplied name, short enough to echo back in an error."""
+    return name if len(name) <= 64 else f"{name[:61]}..."
+
+
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
@@ -248,8 +276,8 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
-def _check_columns(instances: list[dict[str, Any]], loaded: LoadedModel) -> None:
-    required, known = loaded.required, loaded.known
+def _check_columns(instances: list[dict[str, Any]], layout: FeatureLayout) -> None:
+    required, known = layout.required, layout.known
     # dict_keys == frozenset runs in C; only rows that differ get the slow explanation below.
     odd = [i for i, keys in enumerate(map(dict.keys, instances)) if keys != required]
     details: list[dict[str, Any]] = []
@@ -257,7 +285,7 @@ def _check_columns(instances: list[dict[str, Any]], loaded: LoadedModel) -> None
     for i in odd:
         keys = instances[i].keys()
         missing = sorted(required - keys)
-        unknown = sorted(keys - known)
+        unknown = [_shown(key) for key in sorted(keys - known)][:MAX_DETAILS]
         if not missing and not unknown:
             continue  # only extra-but-known columns (features the graph does not use)
         count += 1
@@ -267,7 +295,7 @@ def _check_columns(instances: list[dict[str, Any]], loaded: LoadedModel) -> None
         if missing:
             parts.append(f"missing columns: {', '.join(missing)}")
         if unknown:
-            note = " (the target column is not an input)" if loaded.target in unknown else ""
+            note = " (the target column is not an input)" if layout.target in unknown else ""
             parts.append(f"unknown columns: {', '.join(unknown)}{note}")
         details.append(
             {
@@ -324,12 +352,12 @@ def numeric_tensor(instances: list[dict[str, Any]], columns: tuple[str, ...]) ->
                 narrow = wide.astype(np.float32)
             if not np.isinf(narrow).any():
                 return narrow
-    details = []
-    for j, column in enumerate(columns):
-        for i, row in enumerate(rows):
-            problem = _numeric_problem(row[j])
-            if problem:
-                details.append(_detail(i, column, problem))
+    details = [
+        _detail(i, column, problem)
+        for i, row in enumerate(rows)
+        for column, value in zip(columns, row, strict=True)
+        if (problem := _numeric_problem(value))
+    ]
     raise BadRequestError(_summary(details, "numeric"), details[:MAX_DETAILS])
 
 
@@ -360,16 +388,16 @@ def categorical_tensor(
         return array
     details = []
     fixed: list[list[Any]] = [list(row) for row in rows]
-    for j, column in enumerate(columns):
-        known = categories.get(column, frozenset())
-        for i, row in enumerate(fixed):
+    known_by_column = [categories.get(column, frozenset()) for column in columns]
+    for i, row in enumerate(fixed):
+        for j, column in enumerate(columns):
             value = row[j]
             if type(value) is str:
                 continue
             if value is None:
                 row[j] = ""
                 continue
-            text = _category_text(value, known)
+            text = _category_text(value, known_by_column[j])
             if text is None:
                 message = (
                     "number is not finite"
@@ -386,6 +414,8 @@ def categorical_tensor(
 
 
 def _summary(details: list[dict[str, Any]], kind: str) -> str:
+    if not details:  # unreachable by construction; never let a message turn a 400 into a 500
+        return f"invalid value in a {kind} column"
     first = details[0]
     more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
     return f"invalid value in {kind} column {first['column']!r} at row {first['row']}{more}"
@@ -393,21 +423,29 @@ def _summary(details: list[dict[str, Any]], kind: str) -> str:
 
 def build_inputs(instances: list[dict[str, Any]], loaded: LoadedModel) -> dict[str, np.ndarray]:
     """The ONNX feeds for these instances, per the model's feature schema."""
-    _check_columns(instances, loaded)
+    layout = loaded.layout
+    # Every row with exactly k keys, all k required ones found by itemgetter, means the keys are
+    # exactly the required set: two C-level passes instead of a Python loop over the rows.
+    if set(map(len, instances)) != {len(layout.required)}:
+        _check_columns(instances, layout)  # explains, or accepts extra known-but-unused columns
     feeds: dict[str, np.ndarray] = {}
     problems: list[BadRequestError] = []
-    if loaded.numeric:
-        try:
-            feeds["numeric"] = numeric_tensor(instances, loaded.numeric)
-        except BadRequestError as error:
-            problems.append(error)
-    if loaded.categorical:
-        try:
-            feeds["categorical"] = categorical_tensor(
-                instances, loaded.categorical, loaded.categories
-            )
-        except BadRequestError as error:
-            problems.append(error)
+    try:
+        if layout.numeric:
+            try:
+                feeds["numeric"] = numeric_tensor(instances, layout.numeric)
+            except BadRequestError as error:
+                problems.append(error)
+        if layout.categorical:
+            try:
+                feeds["categorical"] = categorical_tensor(
+                    instances, layout.categorical, layout.categories
+                )
+            except BadRequestError as error:
+                problems.append(error)
+    except KeyError:  # a row swapped a required column for an unknown one
+        _check_columns(instances, layout)
+        raise
     if problems:  # report numeric and categorical mistakes together
         details = [d for p in problems for d in p.details][:MAX_DETAILS]
         raise BadRequestError("; ".join(p.message for p in problems), details)
@@ -416,18 +454,19 @@ def build_inputs(instances: list[dict[str, Any]], loaded: LoadedModel) -> dict[s
 
 # outputs ------------------------------------------------------------------------------------------
 def format_outputs(loaded: LoadedModel, outputs: list[np.ndarray]) -> dict[str, Any]:
-    if loaded.task != "classification":
+    layout = loaded.layout
+    if layout.task != "classification":
         values = outputs[0].reshape(-1)
         # float32 → its shortest text → float: 3.4 instead of 3.4000000953674316, any scale.
         return {"predictions": values.astype(str).astype(np.float64).tolist()}
     labels, probabilities = outputs
-    dtype = _LABEL_DTYPES.get(loaded.label_type)
+    dtype = _LABEL_DTYPES.get(layout.label_type)
     predictions = (labels.astype(dtype) if dtype is not None else labels).tolist()
     # Probabilities are in [0, 1], so fixed decimals are enough; 10x cheaper than shortest text.
     rounded = np.round(probabilities.astype(np.float64), PROBABILITY_DECIMALS)
     return {
         "predictions": predictions,
-        "classes": loaded.classes,
+        "classes": layout.classes,
         "probabilities": rounded.tolist(),
     }
 
@@ -505,7 +544,12 @@ class Predictor:
             metrics.add_metric(name="ModelLoadFailures", unit=MetricUnit.Count, value=1)
             logger.error(
                 "Model version refused",
-                extra={"model": model, "version": version, "reason": str(error)},
+                extra={
+                    "model": model,
+                    "version": version,
+                    "reason": str(error),
+                    "still_serving": self._last_good.get(model),
+                },
             )
             raise
         self._failures.pop((model, version), None)
@@ -523,11 +567,7 @@ class Predictor:
                     loaded = self._load_once(model, previous)
                 except ModelLoadError:
                     loaded = None
-            if loaded is not None:
-                logger.warning(
-                    "Serving previous version",
-                    extra={"model": model, "version": previous, "refused_version": version},
-                )
+            if loaded is not None:  # the refusal itself was logged once, by _load_once
                 return loaded
         raise ModelUnavailableError(
             f"model {model!r} version {version} cannot be served",
@@ -552,13 +592,15 @@ class Predictor:
                     f"artifact checksum mismatch: s3://{artifact['bucket']}/{artifact['key']} "
                     f"has sha256 {actual}, the registry expects {expected}"
                 )
-            layout = _layout_from_schema(document)
+            layout = FeatureLayout.from_document(document)
             session = ort.InferenceSession(
                 body,
                 sess_options=_session_options(self.settings),
                 providers=["CPUExecutionProvider"],
             )
-            output_names = _check_graph(session, layout)
+            _check_graph(session, layout)
+            loaded = LoadedModel(model, version, document, session, layout)
+            _warm_up(loaded)
         except ModelLoadError:
             raise
         except (ModelNotFound, BotoCoreError, ClientError) as error:
@@ -578,14 +620,7 @@ class Predictor:
                 "load_ms": round(elapsed_ms, 1),
             },
         )
-        return LoadedModel(
-            model=model,
-            version=version,
-            document=document,
-            session=session,
-            output_names=output_names,
-            **layout,
-        )
+        return loaded
 
     # requests -----------------------------------------------------------------------------------
     def predict(self, model: str, body: str | None, is_base64: bool = False) -> dict[str, Any]:
@@ -598,7 +633,7 @@ class Predictor:
             dimension = model  # a registered name: bounded cardinality
             instances = parse_instances(body, is_base64, self.settings)
             feeds = build_inputs(instances, loaded)
-            outputs = loaded.session.run(loaded.output_names, feeds)
+            outputs = loaded.session.run(loaded.layout.output_names, feeds)
             result = {"model": model, "version": loaded.version, **format_outputs(loaded, outputs)}
         except Exception:
             metrics.add_metric(name="PredictionErrors", unit=MetricUnit.Count, value=1)

@@ -69,8 +69,6 @@ _SCALED = frozenset({"logistic_regression", "ridge", "linear_regression", "knn"}
 # HistGradientBoosting takes NaN natively. Imputing + scaling in front of it put values exactly on
 # float32 bin thresholds and flipped labels against ONNX (ARCHITECTURE.md section 5).
 _NATIVE_NAN = frozenset({"hist_gradient_boosting"})
-# Forests build trees in parallel threads; the result does not depend on the thread count.
-_PARALLEL = frozenset({"random_forest", "extra_trees"})
 
 
 def build_pipeline(
@@ -87,8 +85,6 @@ def build_pipeline(
     available = estimator.get_params()
     if "random_state" in available:
         extra["random_state"] = seed
-    if family in _PARALLEL:
-        extra["n_jobs"] = -1
     estimator.set_params(**extra)
 
     transformers: list[tuple[str, Any, list[int]]] = []

@@ -46,6 +46,7 @@ def start_training_run(
     model = dataset_model(key)
     if model is None:
         logger.info("Ignoring object that is not datasets/<model>/<file>.csv", extra={"key": key})
+        metrics.add_metric(name="IgnoredObjects", unit=MetricUnit.Count, value=1)
         return {"started": False, "reason": "not a dataset key", "key": key}
 
     name = execution_name(model, bucket, key, version_id, sequencer)

@@ -275,8 +275,8 @@ def configure(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
         predictor.reset_predictor()
 
 
-@pytest.fixture(name="aws")
-def aws_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+@pytest.fixture(name="serving")
+def serving_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     configure(monkeypatch)
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")

@@ -9,11 +9,13 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import event as event_note
 from hypothesis import strategies as st
 
 from tests.unit.predict_fixtures import (  # noqa: F401 - *_fixture are fixtures
@@ -23,7 +25,6 @@ from tests.unit.predict_fixtures import (  # noqa: F401 - *_fixture are fixtures
     NUMERIC,
     ROOT,
     Stack,
-    aws_fixture,
     classifier,
     configure,
     emf_records,
@@ -34,6 +35,7 @@ from tests.unit.predict_fixtures import (  # noqa: F401 - *_fixture are fixtures
     log_output_fixture,
     mixed_records,
     regressor,
+    serving_fixture,
     to_matrix,
 )
 
@@ -42,10 +44,10 @@ PREDICT = "/models/penguins/predict"
 
 
 @pytest.fixture
-def served(aws: Stack) -> Stack:
+def served(serving: Stack) -> Stack:
     """penguins v1 (classifier) in production."""
-    aws.publish("penguins", classifier())
-    return aws
+    serving.publish("penguins", classifier())
+    return serving
 
 
 def predict(instances: Any, model: str = "penguins") -> Any:
@@ -73,8 +75,8 @@ def test_classifier_matches_sklearn_on_mixed_data_with_missing_values(served: St
     assert [body["classes"][i] for i in probabilities.argmax(axis=1)] == body["predictions"]
 
 
-def test_integer_labels_come_back_as_integers(aws: Stack) -> None:
-    aws.publish("binary", int_classifier())
+def test_integer_labels_come_back_as_integers(serving: Stack) -> None:
+    serving.publish("binary", int_classifier())
     records = mixed_records(50, seed=7)
 
     body = predict(records, model="binary").body
@@ -86,8 +88,8 @@ def test_integer_labels_come_back_as_integers(aws: Stack) -> None:
     ]
 
 
-def test_regressor_returns_floats_matching_sklearn(aws: Stack) -> None:
-    aws.publish("mass", regressor())
+def test_regressor_returns_floats_matching_sklearn(serving: Stack) -> None:
+    serving.publish("mass", regressor())
     records = mixed_records(120, seed=5, missing=0.2)
 
     result = predict(records, model="mass")
@@ -159,8 +161,9 @@ BAD_BODIES: list[tuple[str, str, str]] = [
     ("infinity-literal", '{"instances": [{"bill_length_mm": -Infinity}]}', "Infinity"),
     ("body-is-list", "[1, 2]", "must be a JSON object"),
     ("body-is-string", '"hello"', "must be a JSON object"),
-    ("instances-missing", '{"rows": []}', "unknown top-level keys: rows"),
+    ("instances-missing", '{"rows": []}', "'instances' is required"),
     ("instances-missing-alone", "{}", "'instances' is required"),
+    ("extra-top-level-key", '{"instances": [], "parameters": {}}', "unknown top-level keys"),
     ("instances-not-list", '{"instances": {"a": 1}}', "must be a list"),
     ("instances-empty", '{"instances": []}', "is empty"),
     ("instance-not-object", '{"instances": [1]}', "not JSON objects"),
@@ -238,6 +241,16 @@ def test_missing_and_unknown_columns_are_listed(served: Stack) -> None:
     assert "target column" in second["message"]
 
 
+def test_swapped_column_is_reported_as_missing_and_unknown(served: Stack) -> None:
+    swapped = {**_without("sex"), "gender": "male"}  # same number of keys as a good row
+
+    result = predict([GOOD, swapped])
+
+    assert result.status == 400
+    detail = result.body["details"][0]
+    assert (detail["row"], detail["missing"], detail["unknown"]) == (1, ["sex"], ["gender"])
+
+
 def test_numeric_and_categorical_errors_are_reported_together(served: Stack) -> None:
     result = predict([_with(bill_length_mm="x", island=[])])
 
@@ -293,6 +306,7 @@ def test_unexpected_failure_is_a_generic_500(
     def explode(*_: Any) -> Any:
         raise RuntimeError("secret internal detail")
 
+    assert predict([GOOD]).status == 200  # loaded (its warm-up also builds inputs)
     monkeypatch.setattr(predictor, "build_inputs", explode)
 
     result = predict([GOOD])
@@ -308,43 +322,43 @@ def test_unexpected_failure_is_a_generic_500(
 
 # registry behaviour -------------------------------------------------------------------------------
 def test_promotion_is_served_without_redeploy(
-    aws: Stack,
+    serving: Stack,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     configure(monkeypatch, ALIAS_TTL_SECONDS="0")
-    aws.publish("penguins", classifier())
+    serving.publish("penguins", classifier())
     assert predict([GOOD]).body["version"] == 1
 
-    aws.publish("penguins", classifier())  # v2, promoted
+    serving.publish("penguins", classifier())  # v2, promoted
 
     assert predict([GOOD]).body["version"] == 2
 
 
-def test_alias_is_cached_for_its_ttl(aws: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_alias_is_cached_for_its_ttl(serving: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     configure(monkeypatch, ALIAS_TTL_SECONDS="3600")
-    aws.publish("penguins", classifier())
+    serving.publish("penguins", classifier())
     assert predict([GOOD]).body["version"] == 1
 
-    aws.publish("penguins", classifier())
+    serving.publish("penguins", classifier())
 
     assert predict([GOOD]).body["version"] == 1
 
 
 def test_tampered_artifact_is_refused_and_previous_version_keeps_serving(
-    aws: Stack,
+    serving: Stack,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     log_output: io.StringIO,
 ) -> None:
     configure(monkeypatch, ALIAS_TTL_SECONDS="0")
-    aws.publish("penguins", classifier())
+    serving.publish("penguins", classifier())
     assert predict([GOOD]).body["version"] == 1
-    v2 = aws.publish("penguins", classifier(), promote=False, pin_version_id=False)
+    v2 = serving.publish("penguins", classifier(), promote=False, pin_version_id=False)
     # someone overwrites v2's object after registration
-    aws.s3.put_object(
-        Bucket=aws.bucket, Key=f"models/penguins/{v2}/model.onnx", Body=regressor().onnx
+    serving.s3.put_object(
+        Bucket=serving.bucket, Key=f"models/penguins/{v2}/model.onnx", Body=regressor().onnx
     )
-    aws.promote("penguins", v2)
+    serving.promote("penguins", v2)
     capsys.readouterr()
 
     result = predict([GOOD])
@@ -356,9 +370,9 @@ def test_tampered_artifact_is_refused_and_previous_version_keeps_serving(
 
 
 def test_tampered_artifact_with_nothing_to_fall_back_on_gets_503(
-    aws: Stack,
+    serving: Stack,
 ) -> None:
-    aws.publish("penguins", classifier(), sha256=hashlib.sha256(b"other").hexdigest())
+    serving.publish("penguins", classifier(), sha256=hashlib.sha256(b"other").hexdigest())
 
     result = predict([GOOD])
 
@@ -367,9 +381,49 @@ def test_tampered_artifact_with_nothing_to_fall_back_on_gets_503(
     assert "checksum mismatch" in result.body["details"][0]["message"]
 
 
-def test_describe_model_lists_versions(aws: Stack) -> None:
-    aws.publish("penguins", classifier())
-    aws.publish("penguins", classifier(), promote=False)
+def test_schema_that_contradicts_the_graph_is_refused_at_load(serving: Stack) -> None:
+    fixture = classifier()
+    broken = replace(fixture, schema={**fixture.schema, "classes": ["Adelie", "Gentoo"]})
+    serving.publish("penguins", broken)
+
+    result = predict([GOOD])
+
+    assert result.status == 503
+    assert "schema lists 2 classes" in result.body["details"][0]["message"]
+
+
+def test_features_the_graph_does_not_use_are_accepted(serving: Stack) -> None:
+    fixture = classifier()
+    features = [*fixture.schema["features"], {"name": "notes", "kind": "text"}]
+    serving.publish("penguins", replace(fixture, schema={**fixture.schema, "features": features}))
+
+    with_notes = predict([{**GOOD, "notes": "seen at dawn"}])
+
+    assert with_notes.status == 200
+    assert with_notes.body["probabilities"] == predict([GOOD]).body["probabilities"]
+
+
+def test_sessions_are_single_threaded_and_the_cache_is_bounded(
+    serving: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import predictor
+
+    configure(monkeypatch, SESSION_CACHE_SIZE="1")
+    serving.publish("penguins", classifier())
+    serving.publish("mass", regressor())
+
+    for model in ("penguins", "mass", "penguins"):
+        assert predict([GOOD], model=model).status == 200
+
+    sessions = predictor.get_predictor()._sessions
+    assert list(sessions) == [("penguins", 1)]
+    options = sessions["penguins", 1].session.get_session_options()
+    assert options.intra_op_num_threads == 1
+
+
+def test_describe_model_lists_versions(serving: Stack) -> None:
+    serving.publish("penguins", classifier())
+    serving.publish("penguins", classifier(), promote=False)
 
     body = invoke("GET", "/models/penguins").body
 
@@ -384,9 +438,9 @@ def test_describe_model_lists_versions(aws: Stack) -> None:
     assert body["versions"][0]["created_at"]
 
 
-def test_list_models_and_health(aws: Stack) -> None:
-    aws.publish("penguins", classifier())
-    aws.publish("mass", regressor(), promote=False)
+def test_list_models_and_health(serving: Stack) -> None:
+    serving.publish("penguins", classifier())
+    serving.publish("mass", regressor(), promote=False)
 
     assert invoke("GET", "/models").body == {
         "models": [
@@ -476,12 +530,19 @@ _json = st.recursive(
     max_leaves=12,
 )
 _columns = st.sampled_from([*NUMERIC, *CATEGORICAL, "species", ""])
-_instance = st.dictionaries(_columns, _json, max_size=8) | st.fixed_dictionaries(
-    {c: _scalars for c in NUMERIC + CATEGORICAL}
+_numbers = st.none() | st.integers() | st.floats(allow_nan=False)
+_well_typed = st.fixed_dictionaries(
+    {**{c: _numbers for c in NUMERIC}, **{c: _numbers | st.text(max_size=8) for c in CATEGORICAL}}
+)
+_instance = (
+    st.dictionaries(_columns, _json, max_size=8)
+    | st.fixed_dictionaries({c: _scalars for c in NUMERIC + CATEGORICAL})
+    | _well_typed
 )
 _bodies = st.one_of(
     _json.map(json.dumps),
     st.lists(_instance | _json, max_size=5).map(lambda rows: json.dumps({"instances": rows})),
+    st.lists(_well_typed, min_size=1, max_size=5).map(lambda rows: json.dumps({"instances": rows})),
     st.dictionaries(st.sampled_from(["instances", "x"]), _json).map(json.dumps),
     st.text(max_size=40),
 )
@@ -495,4 +556,5 @@ def test_random_bodies_never_get_a_5xx(served: Stack, body: str) -> None:
     result = invoke("POST", PREDICT, body, raw_body=True)
 
     assert result.status < 500, (body, result.body)
+    event_note(f"status {result.status}")
     assert set(result.body) >= ({"error", "details"} if result.status >= 400 else {"predictions"})

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-import math
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -89,7 +88,10 @@ def resolve_task(spec: Mapping[str, Any], target_values: Sequence[str]) -> dict[
     """A copy of ``spec`` with task, metric and candidates decided, given the target's non-missing
     raw values. Raises SpecError if the spec's choices do not fit the task."""
     resolved = copy.deepcopy(dict(spec))
-    if resolved.get("task") is None:
+    declared = (resolved.get("columns") or {}).get("types", {}).get(resolved.get("target"))
+    if resolved.get("task") is None and declared == "categorical":
+        resolved["task"] = CLASSIFICATION  # numeric codes the user says are labels
+    elif resolved.get("task") is None:
         resolved["task"] = infer_task(target_values)
     task = resolved["task"]
     if resolved.get("metric") is None:
@@ -291,6 +293,3 @@ def _format(problems: list[str], context: str = "") -> str:
     lines = "\n".join(f"- {p}" for p in problems)
     return f"spec.json has {len(problems)} {noun}{context}:\n{lines}"
 
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,465 @@
+"""Evaluate: score every candidate's ONNX export on the holdout, check it against scikit-learn,
+score production on the same rows, and decide.
+
+The ONNX file is what ships, so its outputs are the ones scored. onnxruntime runs on one thread:
+with two, exact forest ties came out as 0.49999994 and flipped labels (ARCHITECTURE.md section 5).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import boto3
+import joblib
+import numpy as np
+import onnxruntime as ort
+from mlstack_core.errors import NoViableCandidate, UnparseableNumber
+from mlstack_core.observability import MetricUnit, logger, metrics, tracer
+from mlstack_core.registry import Registry
+from mlstack_core.settings import stack_settings
+from mlstack_core.spec import greater_is_better, metrics_for
+from mlstack_core.tabular import (
+    CLASSIFICATION,
+    Table,
+    feature_matrices,
+    model_input,
+    read_split,
+    target_vector,
+)
+from sklearn import metrics as skm
+
+# Improvements are compared with this slack so 0.03 >= 0.03 holds despite float rounding.
+_EPSILON = 1e-12
+
+
+# -- scoring -------------------------------------------------------------------------------------
+
+
+def onnx_session(model_bytes: bytes) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(
+    session: ort.InferenceSession, numeric: np.ndarray, categorical: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Outputs by name. Inputs absent from the graph (no columns of that kind) are not fed."""
+    available = {"numeric": numeric, "categorical": categorical}
+    feeds = {i.name: available[i.name] for i in session.get_inputs()}
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds), strict=True))
+
+
+def align_probabilities(
+    probabilities: np.ndarray, model_classes: Sequence[Any], classes: Sequence[Any]
+) -> np.ndarray:
+    """Columns in ``classes`` order; a class the model never saw gets probability 0."""
+    if list(model_classes) == list(classes):
+        return np.asarray(probabilities, dtype=np.float64)
+    position = {c: i for i, c in enumerate(model_classes)}
+    out = np.zeros((probabilities.shape[0], len(classes)), dtype=np.float64)
+    for j, label in enumerate(classes):
+        if label in position:
+            out[:, j] = probabilities[:, position[label]]
+    return out
+
+
+def classification_metrics(
+    y: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[Any]
+) -> dict[str, float | None]:
+    classes_list = list(classes)
+    out: dict[str, float | None] = {
+        "accuracy": skm.accuracy_score(y, labels),
+        "balanced_accuracy": skm.balanced_accuracy_score(y, labels),
+        "f1_macro": skm.f1_score(y, labels, average="macro", labels=classes_list, zero_division=0),
+    }
+    try:
+        if len(classes_list) == 2:
+            out["roc_auc"] = skm.roc_auc_score(y == classes_list[1], probabilities[:, 1])
+        else:
+            out["roc_auc"] = skm.roc_auc_score(
+                y, probabilities, multi_class="ovr", labels=classes_list
+            )
+    except ValueError:  # a class absent from the holdout
+        out["roc_auc"] = None
+    clipped = np.clip(probabilities, 1e-15, 1.0)
+    out["log_loss"] = skm.log_loss(y, clipped / clipped.sum(axis=1, keepdims=True),
+                                   labels=classes_list)
+    return _finite(out)
+
+
+def regression_metrics(y: np.ndarray, values: np.ndarray) -> dict[str, float | None]:
+    return _finite(
+        {
+            "r2": skm.r2_score(y, values),
+            "rmse": skm.root_mean_squared_error(y, values),
+            "mae": skm.mean_absolute_error(y, values),
+        }
+    )
+
+
+def _finite(values: Mapping[str, Any]) -> dict[str, float | None]:
+    """Plain floats; NaN/inf become None (Step Functions payloads must be valid JSON)."""
+    out: dict[str, float | None] = {}
+    for key, value in values.items():
+        number = None if value is None else float(value)
+        out[key] = number if number is not None and math.isfinite(number) else None
+    return out
+
+
+def parity(
+    task: str,
+    onnx_out: Mapping[str, np.ndarray],
+    sklearn_out: Mapping[str, np.ndarray],
+    tolerance: Mapping[str, float],
+    scale: float,
+) -> dict[str, Any]:
+    """How closely the ONNX export reproduces scikit-learn on the holdout."""
+    if task == CLASSIFICATION:
+        diff = np.abs(onnx_out["probabilities"] - sklearn_out["probabilities"]).max(axis=1)
+        same = onnx_out["label"] == sklearn_out["label"]
+        # A flip between classes whose ONNX probabilities tie within tolerance is rounding, not
+        # a different model.
+        proba, classes = onnx_out["probabilities"], list(sklearn_out["classes"])
+        ties = 0
+        for row in np.flatnonzero(~same).tolist():
+            a = classes.index(onnx_out["label"][row])
+            b = classes.index(sklearn_out["label"][row])
+            ties += int(abs(proba[row, a] - proba[row, b]) <= tolerance["max_abs_diff"])
+        agreement = float(same.mean())
+        max_abs = float(diff.max())
+        passed = (
+            max_abs <= tolerance["max_abs_diff"]
+            and (agreement + ties / same.size) >= tolerance["label_agreement"]
+        )
+        return {
+            "label_agreement": agreement,
+            "label_flips": int((~same).sum()),
+            "tie_flips": ties,
+            "max_abs_diff": max_abs,
+            "p99_abs_diff": float(np.percentile(diff, 99)),
+            "passed": bool(passed),
+        }
+    diff = np.abs(onnx_out["variable"] - sklearn_out["variable"])
+    max_abs = float(diff.max())
+    scaled = max_abs / scale
+    return {
+        "label_agreement": None,
+        "max_abs_diff": max_abs,
+        "p99_abs_diff": float(np.percentile(diff, 99)),
+        "max_scaled_diff": scaled,
+        "passed": bool(scaled <= tolerance["max_scaled_diff"]),
+    }
+
+
+class Holdout:
+    """The holdout split as model inputs for the run's schema."""
+
+    def __init__(self, table: Table, schema: Mapping[str, Any]) -> None:
+        self.table = table
+        self.schema = schema
+        self.numeric, self.categorical = feature_matrices(table, schema)
+        self.X = model_input(self.numeric, self.categorical)
+        self.y = target_vector(table, schema)
+        self.classes: list[Any] = list(schema.get("classes") or [])
+        # Regression parity is judged relative to the target's spread.
+        spread = float(np.std(self.y)) if schema["task"] != CLASSIFICATION else 1.0
+        self.scale = spread if spread > 0 else 1.0
+
+    def score(self, outputs: Mapping[str, np.ndarray], model_classes: Sequence[Any] | None = None
+              ) -> dict[str, float | None]:
+        if self.schema["task"] == CLASSIFICATION:
+            probabilities = align_probabilities(
+                outputs["probabilities"], model_classes or self.classes, self.classes
+            )
+            return classification_metrics(self.y, outputs["label"], probabilities, self.classes)
+        return regression_metrics(self.y, np.asarray(outputs["variable"]).ravel())
+
+
+def _read(s3: Any, bucket: str, key: str, version_id: str | None = None) -> bytes:
+    request = {"Bucket": bucket, "Key": key}
+    if version_id:
+        request["VersionId"] = version_id
+    body: bytes = s3.get_object(**request)["Body"].read()
+    return body
+
+
+@tracer.capture_method
+def score_candidate(
+    entry: Mapping[str, Any],
+    holdout: Holdout,
+    tolerance: Mapping[str, float],
+    *,
+    s3: Any,
+    bucket: str,
+) -> dict[str, Any]:
+    """The trained entry plus metrics (of the ONNX export), parity and an exclusion reason."""
+    scored: dict[str, Any] = {**entry, "metrics": None, "parity": None, "excluded": None}
+    if entry.get("status") != "trained":
+        scored["excluded"] = f"training failed: {entry.get('error') or 'no error text'}"
+        return scored
+    task = holdout.schema["task"]
+    try:
+        session = onnx_session(_read(s3, bucket, entry["onnx_key"]))
+        onnx_out = run_onnx(session, holdout.numeric, holdout.categorical)
+    except Exception as error:
+        scored["excluded"] = f"onnxruntime cannot run the export: {type(error).__name__}: {error}"
+        return scored
+    try:
+        pipeline = joblib.load(io.BytesIO(_read(s3, bucket, entry["sklearn_key"])))
+        if task == CLASSIFICATION:
+            sklearn_out = {
+                "label": pipeline.predict(holdout.X),
+                "probabilities": pipeline.predict_proba(holdout.X),
+                "classes": list(pipeline.classes_),
+            }
+            model_classes = sklearn_out["classes"]
+        else:
+            sklearn_out = {"variable": np.asarray(pipeline.predict(holdout.X)).ravel()}
+            onnx_out = {"variable": np.asarray(onnx_out["variable"]).ravel()}
+            model_classes = None
+    except Exception as error:
+        scored["excluded"] = f"parity not measurable: {type(error).__name__}: {error}"
+        return scored
+
+    scored["metrics"] = holdout.score(onnx_out, model_classes)
+    scored["parity"] = parity(task, onnx_out, sklearn_out, tolerance, holdout.scale)
+    if not scored["parity"]["passed"]:
+        p = scored["parity"]
+        scored["excluded"] = (
+            f"ONNX/sklearn parity out of tolerance: {_describe_parity(p)} "
+            f"(tolerance {dict(tolerance)})"
+        )
+    return scored
+
+
+def _describe_parity(p: Mapping[str, Any]) -> str:
+    if p.get("label_agreement") is None:
+        return f"max scaled diff {p['max_scaled_diff']:.3g}"
+    return (
+        f"label agreement {p['label_agreement']:.4f} ({p['tie_flips']} of {p['label_flips']} "
+        f"flips are ties), max probability diff {p['max_abs_diff']:.3g}"
+    )
+
+
+# -- references: baseline and champion -----------------------------------------------------------
+
+
+def baseline(holdout: Holdout) -> dict[str, Any]:
+    """The trivial model: the holdout's most frequent class (with its class frequencies as
+    probabilities) or its mean."""
+    y = holdout.y
+    if holdout.schema["task"] == CLASSIFICATION:
+        classes = holdout.classes
+        counts = np.array([np.sum(y == c) for c in classes], dtype=np.float64)
+        priors = counts / counts.sum()
+        labels = np.full(y.shape, classes[int(np.argmax(counts))], dtype=y.dtype)
+        probabilities = np.tile(priors, (y.size, 1))
+        return {
+            "strategy": "most_frequent",
+            "metrics": classification_metrics(y, labels, probabilities, classes),
+        }
+    values = np.full(y.shape, float(np.mean(y)))
+    return {"strategy": "mean", "metrics": regression_metrics(y, values)}
+
+
+@tracer.capture_method
+def score_champion(
+    model: str, holdout: Holdout, registry: Registry, *, s3: Any
+) -> dict[str, Any] | None:
+    """Production's metrics on this holdout, or why they cannot be compared. None: no production."""
+    version = registry.get_alias(model)
+    if version is None:
+        return None
+    champion: dict[str, Any] = {"version": version, "metrics": None, "comparable": False,
+                                "reason": None}
+    try:
+        document = registry.get_version(model, version)
+        champion["family"] = document.get("family")
+        schema = document.get("schema") or {}
+        reason = _incompatibility(schema, holdout)
+        if reason:
+            champion["reason"] = reason
+            return champion
+        numeric, categorical = feature_matrices(holdout.table, schema)
+        artifact = document["artifact"]
+        session = onnx_session(
+            _read(s3, artifact["bucket"], artifact["key"], artifact.get("version_id"))
+        )
+        outputs = run_onnx(session, numeric, categorical)
+        champion["metrics"] = holdout.score(outputs, schema.get("classes"))
+        champion["comparable"] = True
+    except UnparseableNumber as error:
+        champion["reason"] = f"a column production reads as numeric is not numeric now: {error}"
+    except Exception as error:  # an unreadable champion must not block every future run
+        logger.exception("Cannot score production", extra={"version": version})
+        champion["reason"] = f"cannot score production: {type(error).__name__}: {error}"
+    return champion
+
+
+def _incompatibility(schema: Mapping[str, Any], holdout: Holdout) -> str | None:
+    current = holdout.schema
+    if not schema:
+        return "production has no feature schema"
+    for key in ("target", "task", "label_type"):
+        if schema.get(key) != current.get(key):
+            return f"{key} changed: production {schema.get(key)!r}, now {current.get(key)!r}"
+    if current["task"] == CLASSIFICATION and list(schema.get("classes") or []) != holdout.classes:
+        return f"classes changed: production {schema.get('classes')}, now {holdout.classes}"
+    missing = [c for c in [*schema["numeric"], *schema["categorical"]]
+               if c not in holdout.table.columns]
+    if missing:
+        return f"production needs column(s) {', '.join(map(repr, missing))}, not in this data"
+    return None
+
+
+# -- decision -------------------------------------------------------------------------------------
+
+
+def pick_best(scored: Sequence[dict[str, Any]], metric: str) -> dict[str, Any]:
+    viable = [c for c in scored if c["excluded"] is None]
+    if not viable:
+        lines = "; ".join(f"{c['candidate_id']}: {c['excluded']}" for c in scored)
+        raise NoViableCandidate(f"no candidate can ship: {lines or 'no candidates trained'}")
+    sign = 1.0 if greater_is_better(metric) else -1.0
+
+    def key(c: dict[str, Any]) -> tuple[float, int, str]:
+        value = c["metrics"].get(metric)
+        # Best metric first; undefined metrics last; ties go to the smaller file, then the id.
+        return (-sign * value if value is not None else math.inf, c["onnx_bytes"] or 0,
+                c["candidate_id"])
+
+    return min(viable, key=key)
+
+
+def decide(
+    spec: Mapping[str, Any],
+    best: Mapping[str, Any],
+    champion: Mapping[str, Any] | None,
+    base: Mapping[str, Any],
+) -> tuple[str, list[str], dict[str, Any]]:
+    """(decision, reasons, comparison). Promote iff the threshold (if any) is met and the best
+    beats production (or, without a comparable production, the baseline) by min_improvement."""
+    metric = spec["metric"]
+    higher = greater_is_better(metric)
+    value = best["metrics"].get(metric)
+    reasons: list[str] = []
+    if value is None:
+        return "reject", [f"{metric} of {best['candidate_id']} is undefined on the holdout"], {}
+    ok = True
+    threshold = spec.get("threshold")
+    if threshold is not None:
+        met = value >= threshold - _EPSILON if higher else value <= threshold + _EPSILON
+        relation = ("reaches" if met else "is below") if higher else ("is within" if met else
+                                                                      "is above")
+        reasons.append(f"{metric} {value:.4f} {relation} threshold {threshold}")
+        ok = ok and met
+
+    min_improvement = float(spec.get("min_improvement", 0.0))
+    if champion and champion.get("comparable"):
+        against = f"production v{champion['version']}"
+        reference = champion["metrics"].get(metric)
+        strict = False
+    else:
+        if champion:
+            reasons.append(
+                f"production v{champion['version']} is not comparable ({champion.get('reason')}); "
+                "compared with the baseline instead"
+            )
+        against = f"the {base['strategy']} baseline"
+        reference = base["metrics"].get(metric)
+        strict = True  # merely matching a trivial model is not worth shipping
+    if reference is None:
+        improvement = math.inf
+        reasons.append(f"{against} has no {metric}; nothing to beat")
+    else:
+        improvement = value - reference if higher else reference - value
+        beats = improvement >= min_improvement - _EPSILON and (not strict or improvement > 0)
+        verb = "beats" if beats else "does not beat"
+        need = "> 0 and " if strict and min_improvement <= 0 else ""
+        reasons.append(
+            f"{metric} {value:.4f} {verb} {against} ({reference:.4f}) by {improvement:+.4f} "
+            f"(needs {need}>= min_improvement {min_improvement})"
+        )
+        ok = ok and beats
+    comparison = {
+        "against": "champion" if champion and champion.get("comparable") else "baseline",
+        "value": value,
+        "reference": reference,
+        "improvement": improvement if math.isfinite(improvement) else None,
+    }
+    return ("promote" if ok else "reject"), reasons, comparison
+
+
+# -- the step ------------------------------------------------------------------------------------
+
+
+def evaluate(
+    run: Mapping[str, Any],
+    trained: Sequence[Mapping[str, Any]],
+    *,
+    s3: Any,
+    bucket: str,
+    registry: Registry,
+) -> dict[str, Any]:
+    spec, schema = run["spec"], run["schema"]
+    splits = run["splits"]
+    holdout = Holdout(read_split(_read(s3, splits["bucket"], splits["holdout_key"])), schema)
+    tolerance = spec["parity_tolerance"]
+    scored = [score_candidate(e, holdout, tolerance, s3=s3, bucket=bucket) for e in trained]
+    best = pick_best(scored, spec["metric"])
+    champion = score_champion(run["model"], holdout, registry, s3=s3)
+    base = baseline(holdout)
+    decision, reasons, comparison = decide(spec, best, champion, base)
+
+    report_key = f"runs/{run['model']}/{run['run_id']}/evaluation.json"
+    evaluation = {
+        "decision": decision,
+        "reasons": reasons,
+        "metric": spec["metric"],
+        "greater_is_better": greater_is_better(spec["metric"]),
+        "best": best,
+        "candidates": scored,
+        "champion": champion,
+        "baseline": base,
+        "comparison": comparison,
+        "holdout_rows": int(holdout.y.size),
+        "report_key": report_key,
+    }
+    s3.put_object(
+        Bucket=bucket,
+        Key=report_key,
+        Body=json.dumps({**evaluation, "run_id": run["run_id"], "model": run["model"],
+                         "metrics_computed": list(metrics_for(schema["task"]))},
+                        indent=2, default=str).encode(),
+        ContentType="application/json",
+    )
+    value = best["metrics"].get(spec["metric"])
+    metrics.add_dimension(name="metric", value=spec["metric"])
+    if value is not None:
+        metrics.add_metric(name="BestCandidateScore", unit=MetricUnit.NoUnit, value=value)
+    excluded = sum(1 for c in scored if c["excluded"])
+    metrics.add_metric(name="ExcludedCandidates", unit=MetricUnit.Count, value=excluded)
+    logger.info("Evaluated", extra={"decision": decision, "reasons": reasons,
+                                    "best": best["candidate_id"], "excluded": excluded})
+    return evaluation
+
+
+def handle(event: dict[str, Any]) -> dict[str, Any]:
+    settings = stack_settings()
+    metrics.add_metadata(key="model", value=event["run"]["model"])
+    return evaluate(
+        event["run"],
+        event["trained"],
+        s3=boto3.client("s3"),
+        bucket=settings.model_bucket,
+        registry=Registry(settings.registry_table),
+    )

@@ -1,0 +1,208 @@
+"""Shared test setup.
+
+The environment is set before anything imports handler code: mlstack_core.observability creates
+Powertools' Logger, Metrics and Tracer at import time, and boto3 must never see real credentials.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _name, _value in {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "mlstack",
+}.items():
+    os.environ[_name] = _value
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "mlstack-tests")
+# HistGradientBoosting's OpenMP threads spin-wait; on a busy 2-core machine a 275-row fit went from
+# 0.15 s to 5-12 s. One thread keeps test times stable. Must be set before OpenMP loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from importlib import resources  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import boto3  # noqa: E402
+import pytest  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+from mlstack_core.observability import metrics  # noqa: E402
+from mlstack_core.registry import Registry  # noqa: E402
+from mlstack_core.settings import stack_settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_BUCKET = "mlstack-test-data"
+MODEL_BUCKET = "mlstack-test-models"
+REGISTRY_TABLE = "mlstack-test-registry"
+REGION = "us-east-1"
+
+
+@dataclass
+class FakeLambdaContext:
+    """The attributes Powertools' inject_lambda_context reads."""
+
+    function_name: str = "mlstack-test-function"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = (
+        "arn:aws:lambda:us-east-1:123456789012:function:mlstack-test-function"
+    )
+    aws_request_id: str = "11111111-2222-3333-4444-555555555555"
+
+
+def load_handler(function_dir: str) -> Callable[[dict[str, Any], Any], Any]:
+    """``functions/<function_dir>/app.py``'s handler. Every function has an app.py, so each is
+    imported by path under its own module name; the logic modules (preprocess.py, train.py, ...)
+    are importable by name through pyproject's pytest pythonpath."""
+    name = f"mlstack_function_{function_dir}_app"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function_dir / "app.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    handler: Callable[[dict[str, Any], Any], Any] = module.handler
+    return handler
+
+
+def penguins_bytes() -> bytes:
+    """The palmerpenguins CSV: 344 rows, mixed numeric/categorical, "NA" for missing."""
+    return (resources.files("palmerpenguins") / "data" / "penguins.csv").read_bytes()
+
+
+@dataclass
+class Stack:
+    """The mocked resources a pipeline run touches, plus helpers to drive the handlers."""
+
+    s3: Any
+    registry: Registry
+    dynamodb: Any
+    context: FakeLambdaContext = field(default_factory=FakeLambdaContext)
+    data_bucket: str = DATA_BUCKET
+    model_bucket: str = MODEL_BUCKET
+    _runs: int = 0
+
+    def put_spec(self, model: str, spec: dict[str, Any] | bytes) -> None:
+        body = spec if isinstance(spec, bytes) else json.dumps(spec).encode()
+        self.s3.put_object(Bucket=self.data_bucket, Key=f"datasets/{model}/spec.json", Body=body)
+
+    def upload(self, model: str, body: bytes, name: str = "data.csv") -> dict[str, Any]:
+        """Upload a CSV; returns the Preprocess input the state machine would send."""
+        key = f"datasets/{model}/{name}"
+        put = self.s3.put_object(Bucket=self.data_bucket, Key=key, Body=body)
+        self._runs += 1
+        execution_name = f"run-{self._runs:03d}"
+        return {
+            "model": model,
+            "dataset": {
+                "bucket": self.data_bucket,
+                "key": key,
+                "version_id": put.get("VersionId"),
+                "etag": put["ETag"].strip('"'),
+                "size": len(body),
+            },
+            "execution_arn": (
+                f"arn:aws:states:{REGION}:123456789012:execution:mlstack-training:{execution_name}"
+            ),
+            "execution_name": execution_name,
+        }
+
+    def preprocess(self, event: dict[str, Any]) -> dict[str, Any]:
+        run: dict[str, Any] = load_handler("preprocess")(event, self.context)
+        return run
+
+    def train(self, run: dict[str, Any]) -> list[dict[str, Any]]:
+        """The Map: one Train invocation per candidate, with the Map's ItemSelector shape."""
+        handler = load_handler("train")
+        return [handler({"run": run, "candidate": c}, self.context) for c in run["candidates"]]
+
+    def evaluate(self, run: dict[str, Any], trained: list[dict[str, Any]]) -> dict[str, Any]:
+        evaluation: dict[str, Any] = load_handler("evaluate")(
+            {"run": run, "trained": trained}, self.context
+        )
+        return evaluation
+
+    def run_pipeline(self, model: str, body: bytes) -> dict[str, Any]:
+        """Preprocess -> Map(Train) -> Evaluate, accumulating the execution state."""
+        state: dict[str, Any] = self.upload(model, body)
+        state["run"] = self.preprocess(state)
+        state["trained"] = self.train(state["run"])
+        state["evaluation"] = self.evaluate(state["run"], state["trained"])
+        return state
+
+    def promote(self, state: dict[str, Any]) -> int:
+        """Stand-in for Register: a version document with schema + artifact, alias moved."""
+        run, best = state["run"], state["evaluation"]["best"]
+        model = run["model"]
+        version = self.registry.allocate_version(model)
+        key = f"models/{model}/{version}/model.onnx"
+        body = self.s3.get_object(Bucket=self.model_bucket, Key=best["onnx_key"])["Body"].read()
+        put = self.s3.put_object(Bucket=self.model_bucket, Key=key, Body=body)
+        document = {
+            "family": best["family"],
+            "metrics": best["metrics"],
+            "schema": run["schema"],
+            "artifact": {"bucket": self.model_bucket, "key": key,
+                         "version_id": put.get("VersionId"), "bytes": len(body)},
+        }
+        self.registry.put_version(model, version, "Approved", document)
+        self.registry.move_alias(
+            model, version, expected=self.registry.get_alias(model), actor="test", reason="test"
+        )
+        return version
+
+    def read_json(self, key: str) -> Any:
+        return json.loads(self.s3.get_object(Bucket=self.model_bucket, Key=key)["Body"].read())
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """Versioned data and model buckets and the registry table, in moto."""
+    monkeypatch.setenv("DATA_BUCKET", DATA_BUCKET)
+    monkeypatch.setenv("MODEL_BUCKET", MODEL_BUCKET)
+    monkeypatch.setenv("REGISTRY_TABLE", REGISTRY_TABLE)
+    stack_settings.cache_clear()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        for bucket in (DATA_BUCKET, MODEL_BUCKET):
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_versioning(
+                Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
+            )
+        dynamodb = boto3.resource("dynamodb", region_name=REGION)
+        dynamodb.create_table(
+            TableName=REGISTRY_TABLE,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield Stack(s3=s3, registry=Registry(REGISTRY_TABLE, dynamodb), dynamodb=dynamodb)
+    stack_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_metrics() -> Iterator[None]:
+    """Powertools Metrics state is process-wide; logic called outside a handler must not leak
+    metrics or dimensions into the next test's EMF output."""
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
