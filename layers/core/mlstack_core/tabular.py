@@ -131,7 +131,8 @@ def read_csv(
         missing = [name for name in required if name not in header]
         if missing:
             name = missing[0]
-            close = difflib.get_close_matches(name, header, n=1)
+            folded = [h for h in header if h.strip().casefold() == name.strip().casefold()]
+            close = folded or difflib.get_close_matches(name, header, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise TargetColumnMissing(
                 f"target column {name!r} is not in the header ({_preview(header)}){hint}"

@@ -1,0 +1,134 @@
+"""The Preprocess handler with Step Functions-shaped input, against moto S3."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+
+import numpy as np
+import pytest
+
+from mlstack_core import errors
+from tests.conftest import Stack, penguins_bytes
+
+pytestmark = pytest.mark.unit
+
+RUN_KEYS = {"model", "run_id", "execution_arn", "task", "spec", "dataset", "schema", "splits",
+            "warnings", "candidates"}
+
+
+def read_csv_rows(aws: Stack, key: str) -> list[list[str]]:
+    body = aws.s3.get_object(Bucket=aws.model_bucket, Key=key)["Body"].read().decode()
+    return list(csv.reader(io.StringIO(body)))
+
+
+def synthetic_regression(n: int = 200, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.uniform(0, 10, size=n)
+    group = rng.choice(["north", "south", "east"], size=n)
+    price = 3 * x1 + 0.5 * x2 + (group == "north") * 2 + rng.normal(scale=0.3, size=n)
+    lines = ["id,x1,x2,group,price"]
+    for i in range(n):
+        x1_cell = "" if i % 17 == 0 else f"{x1[i]:.4f}"
+        lines.append(f"{i},{x1_cell},{x2[i]:.3f},{group[i]},{price[i]:.3f}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_penguins_run_object_follows_the_contract(aws: Stack) -> None:
+    aws.put_spec("penguins", {"target": "species"})
+    body = penguins_bytes()
+    event = aws.upload("penguins", body)
+    run = aws.preprocess(event)
+
+    assert set(run) == RUN_KEYS
+    assert run["run_id"] == event["execution_name"]
+    assert run["execution_arn"] == event["execution_arn"]
+    assert run["task"] == run["spec"]["task"] == run["schema"]["task"] == "classification"
+    assert run["spec"]["metric"] == "accuracy"
+    json.dumps(run)  # the state must be plain JSON
+
+    dataset = run["dataset"]
+    assert dataset["sha256"] == hashlib.sha256(body).hexdigest()
+    assert dataset["bytes"] == len(body)
+    assert (dataset["rows"], dataset["columns"]) == (344, 8)
+    assert dataset["version_id"] == event["dataset"]["version_id"]
+
+    splits = run["splits"]
+    assert splits["bucket"] == aws.model_bucket
+    assert splits["train_key"] == f"runs/penguins/{run['run_id']}/train.csv"
+    assert splits["holdout_key"] == f"runs/penguins/{run['run_id']}/holdout.csv"
+    train = read_csv_rows(aws, splits["train_key"])
+    holdout = read_csv_rows(aws, splits["holdout_key"])
+    assert train[0] == holdout[0] == splits["columns"]
+    assert train[0][-1] == "species"
+    assert len(train) - 1 == splits["train_rows"] and len(holdout) - 1 == splits["holdout_rows"]
+    assert splits["train_rows"] + splits["holdout_rows"] == 344
+    # Missing values are normalised to empty cells; "NA" never reaches the split files.
+    assert not any("NA" in row for row in train[1:] + holdout[1:])
+
+    families = [c["family"] for c in run["candidates"]]
+    assert families == ["logistic_regression", "random_forest", "hist_gradient_boosting"]
+    assert run["spec"]["max_concurrency"] == 4  # the Map's MaxConcurrencyPath
+
+
+def test_the_exact_uploaded_version_is_read(aws: Stack) -> None:
+    aws.put_spec("penguins", {"target": "species"})
+    first = penguins_bytes()
+    event = aws.upload("penguins", first)
+    aws.upload("penguins", first.replace(b"Adelie", b"Adelie2"))  # a newer version of the key
+    run = aws.preprocess(event)
+    assert run["dataset"]["sha256"] == hashlib.sha256(first).hexdigest()
+    assert "Adelie2" not in run["schema"]["classes"]
+
+
+def test_regression_is_inferred_and_columns_are_dropped(aws: Stack) -> None:
+    aws.put_spec("houses", {"target": "price", "columns": {"drop": ["id"]}, "test_size": 0.25})
+    run = aws.preprocess(aws.upload("houses", synthetic_regression()))
+    assert run["task"] == "regression" and run["spec"]["metric"] == "r2"
+    assert run["schema"]["numeric"] == ["x1", "x2"]
+    assert run["schema"]["categorical"] == ["group"]
+    assert "classes" not in run["schema"] and run["schema"]["label_type"] == "float"
+    assert "id" not in read_csv_rows(aws, run["splits"]["train_key"])[0]
+    assert run["splits"]["holdout_rows"] == 50
+    assert [c["family"] for c in run["candidates"]][0] == "ridge"
+
+
+def test_spec_delimiter_and_na_values_are_used(aws: Stack) -> None:
+    rows = ["a;b;label"] + [f"{i};{'?' if i % 4 == 0 else i * 2};{'xy'[i % 2]}" for i in range(20)]
+    aws.put_spec("semi", {"target": "label", "delimiter": ";", "na_values": ["?"]})
+    run = aws.preprocess(aws.upload("semi", ("\n".join(rows) + "\n").encode()))
+    assert run["schema"]["numeric"] == ["a", "b"]
+
+
+def test_missing_spec_is_a_spec_error(aws: Stack) -> None:
+    with pytest.raises(errors.SpecError, match="missing"):
+        aws.preprocess(aws.upload("nospec", penguins_bytes()))
+
+
+def test_invalid_spec_lists_all_problems(aws: Stack) -> None:
+    aws.put_spec("bad", {"target": "species", "test_size": 3, "approval": "maybe"})
+    with pytest.raises(errors.SpecError) as caught:
+        aws.preprocess(aws.upload("bad", penguins_bytes()))
+    assert "test_size" in str(caught.value) and "approval" in str(caught.value)
+
+
+def test_data_errors_surface_by_class(aws: Stack) -> None:
+    aws.put_spec("m", {"target": "y"})
+    with pytest.raises(errors.RaggedRows):
+        aws.preprocess(aws.upload("m", b"x,y\n1,a\n2\n"))
+    with pytest.raises(errors.NotUtf8):
+        aws.preprocess(aws.upload("m", "x,y\n\u00e9,a\n".encode("utf-16")))
+
+
+def test_metrics_are_emitted(aws: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    aws.put_spec("penguins", {"target": "species"})
+    aws.preprocess(aws.upload("penguins", penguins_bytes()))
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+           if line.startswith('{"_aws"')]
+    assert emf, "no EMF blob printed"
+    blob = emf[-1]
+    names = {m["Name"] for m in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"DatasetRows", "DatasetColumns", "DataWarnings"} <= names
+    assert blob["DatasetRows"] in ([344.0], 344.0)

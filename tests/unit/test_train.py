@@ -1,0 +1,178 @@
+"""The model zoo, the ONNX graph contract, parity, and the Train handler's Map behaviour."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import joblib
+import numpy as np
+import onnx
+import pytest
+from evaluate import onnx_session, run_onnx
+from zoo import ESTIMATORS, build_pipeline, export_onnx
+
+from mlstack_core.candidates import CATALOG, expand_candidates
+from mlstack_core.tabular import model_input
+from tests.conftest import Stack, penguins_bytes
+
+pytestmark = pytest.mark.unit
+
+
+def mixed_data(
+    n: int, *, seed: int = 0, task: str = "classification", n_classes: int = 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numeric float32 with ~8% NaN, categorical with "" as missing, and a target."""
+    rng = np.random.default_rng(seed)
+    numeric = rng.normal(size=(n, 4)) * [1.0, 10.0, 100.0, 0.01] + [0.0, 50.0, 1000.0, 0.0]
+    numeric[rng.random(numeric.shape) < 0.08] = np.nan
+    numeric = numeric.astype(np.float32)
+    categorical = np.stack(
+        [rng.choice(["a", "b", "c", ""], n), rng.choice([f"k{i}" for i in range(12)], n)], axis=1
+    ).astype(object)
+    signal = (np.nan_to_num(numeric[:, 0]) + 0.05 * np.nan_to_num(numeric[:, 1] - 50)
+              + (categorical[:, 0] == "a") - (categorical[:, 1] == "k3"))
+    noisy = signal + rng.normal(scale=0.5, size=n)
+    if task == "regression":
+        return numeric, categorical, (noisy * 100).astype(np.float64)
+    if n_classes == 2:
+        return numeric, categorical, np.where(noisy > 0.5, "yes", "no").astype(object)
+    return numeric, categorical, np.digitize(noisy, [-0.5, 0.8]).astype(np.int64)
+
+
+def fit_export_score(
+    family: str, task: str, numeric: np.ndarray, categorical: np.ndarray, y: np.ndarray,
+    params: dict[str, Any] | None = None, train_share: float = 0.8,
+) -> dict[str, Any]:
+    """Fit on the first rows, export, and run both on the rest."""
+    cut = int(len(y) * train_share)
+    k, m = numeric.shape[1], categorical.shape[1]
+    pipeline = build_pipeline(family, params or dict(CATALOG[task][family].defaults), task=task,
+                              n_numeric=k, n_categorical=m, seed=0)
+    X = model_input(numeric, categorical)
+    pipeline.fit(X[:cut], y[:cut])
+    model = export_onnx(pipeline, task=task, n_numeric=k, n_categorical=m)
+    session = onnx_session(model.SerializeToString())
+    onnx_out = run_onnx(session, numeric[cut:], categorical[cut:])
+    return {"pipeline": pipeline, "model": model, "onnx": onnx_out, "X_test": X[cut:],
+            "y_test": y[cut:]}
+
+
+def test_zoo_covers_the_catalogue() -> None:
+    assert {t: set(f) for t, f in ESTIMATORS.items()} == {t: set(f) for t, f in CATALOG.items()}
+
+
+@pytest.mark.parametrize("family", sorted(CATALOG["classification"]))
+def test_every_classifier_meets_the_graph_contract_and_parity(family: str) -> None:
+    numeric, categorical, y = mixed_data(1500, n_classes=3)
+    result = fit_export_score(family, "classification", numeric, categorical, y)
+    graph = result["model"].graph
+    assert [(i.name, i.type.tensor_type.elem_type) for i in graph.input] == [
+        ("numeric", onnx.TensorProto.FLOAT), ("categorical", onnx.TensorProto.STRING)]
+    assert [o.name for o in graph.output] == ["label", "probabilities"]
+    pipeline, out = result["pipeline"], result["onnx"]
+    assert out["probabilities"].shape == (len(result["y_test"]), 3)
+    assert out["label"].dtype == np.int64
+    assert np.mean(out["label"] == pipeline.predict(result["X_test"])) == 1.0
+    assert np.abs(out["probabilities"] - pipeline.predict_proba(result["X_test"])).max() < 1e-4
+    # Better than always guessing the most frequent class on held-out rows.
+    majority = np.max(np.bincount(result["y_test"])) / len(result["y_test"])
+    assert np.mean(out["label"] == result["y_test"]) > majority
+
+
+@pytest.mark.parametrize("family", sorted(CATALOG["regression"]))
+def test_every_regressor_meets_the_graph_contract_and_parity(family: str) -> None:
+    numeric, categorical, y = mixed_data(1500, task="regression")
+    result = fit_export_score(family, "regression", numeric, categorical, y)
+    assert [o.name for o in result["model"].graph.output] == ["variable"]
+    values = result["onnx"]["variable"]
+    assert values.shape == (len(result["y_test"]), 1)
+    expected = result["pipeline"].predict(result["X_test"])
+    assert np.abs(values.ravel() - expected).max() / np.std(result["y_test"]) < 1e-4
+    residual = np.mean((values.ravel() - result["y_test"]) ** 2)
+    assert residual < np.var(result["y_test"])  # explains some variance out of sample
+
+
+@pytest.mark.parametrize(("k", "m", "inputs"), [(3, 0, ["numeric"]), (0, 2, ["categorical"])])
+def test_an_input_is_absent_when_it_has_no_columns(k: int, m: int, inputs: list[str]) -> None:
+    numeric, categorical, y = mixed_data(400)
+    result = fit_export_score("logistic_regression", "classification", numeric[:, :k],
+                              categorical[:, :m], y)
+    assert [i.name for i in result["model"].graph.input] == inputs
+    assert np.mean(result["onnx"]["label"] == result["pipeline"].predict(result["X_test"])) == 1
+
+
+def test_unseen_category_is_served_not_rejected() -> None:
+    numeric, categorical, y = mixed_data(600)
+    cut = 480
+    categorical[cut:, 0] = "never-seen"
+    result = fit_export_score("random_forest", "classification", numeric, categorical, y)
+    expected = result["pipeline"].predict(result["X_test"])
+    assert np.array_equal(result["onnx"]["label"], expected)
+
+
+def test_hist_gradient_boosting_takes_nan_natively() -> None:
+    pipeline = build_pipeline("hist_gradient_boosting", {}, task="classification",
+                              n_numeric=2, n_categorical=1, seed=0)
+    assert pipeline.named_steps["preprocess"].transformers[0][1] == "passthrough"
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_hist_gradient_boosting_parity_on_10k_mixed_rows_with_nan(n_classes: int) -> None:
+    numeric, categorical, y = mixed_data(10_000, seed=3, n_classes=n_classes)
+    result = fit_export_score("hist_gradient_boosting", "classification", numeric, categorical, y)
+    sklearn_labels = result["pipeline"].predict(result["X_test"])
+    assert np.isnan(numeric[8000:]).any()
+    assert int(np.sum(result["onnx"]["label"] != sklearn_labels)) == 0
+    proba = result["pipeline"].predict_proba(result["X_test"])
+    assert np.abs(result["onnx"]["probabilities"] - proba).max() < 1e-5
+
+
+# -- the handler ----------------------------------------------------------------------------------
+
+
+def test_handler_trains_every_default_penguins_candidate(aws: Stack) -> None:
+    aws.put_spec("penguins", {"target": "species"})
+    run = aws.preprocess(aws.upload("penguins", penguins_bytes()))
+    trained = aws.train(run)
+    assert [t["candidate_id"] for t in trained] == [c["candidate_id"] for c in run["candidates"]]
+    for entry in trained:
+        assert entry["status"] == "trained", entry["error"]
+        prefix = f"runs/penguins/{run['run_id']}/candidates/{entry['candidate_id']}"
+        assert entry["onnx_key"] == f"{prefix}/model.onnx"
+        assert entry["sklearn_key"] == f"{prefix}/model.joblib"
+        onnx_body = aws.s3.get_object(Bucket=aws.model_bucket, Key=entry["onnx_key"])["Body"]
+        model = onnx.load_from_string(onnx_body.read())
+        assert len(model.SerializeToString()) == entry["onnx_bytes"]
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert meta["mlstack.candidate_id"] == entry["candidate_id"]
+        pickled = aws.s3.get_object(Bucket=aws.model_bucket, Key=entry["sklearn_key"])["Body"]
+        pipeline = joblib.load(io.BytesIO(pickled.read()))
+        assert list(pipeline.classes_) == run["schema"]["classes"]
+        assert entry["fit_seconds"] >= 0 and entry["library_versions"]["scikit-learn"]
+        # Bounded defaults keep the forest small enough to serve.
+        assert entry["onnx_bytes"] < 5_000_000
+
+
+def test_a_failing_candidate_reports_instead_of_raising(aws: Stack) -> None:
+    aws.put_spec("penguins", {
+        "target": "species",
+        "candidates": [{"family": "random_forest", "params": {"n_estimators": -5}},
+                       {"family": "logistic_regression"}],
+    })
+    run = aws.preprocess(aws.upload("penguins", penguins_bytes()))
+    failed, ok = aws.train(run)
+    assert failed["status"] == "failed" and "n_estimators" in failed["error"]
+    assert failed["onnx_key"] is None
+    assert ok["status"] == "trained"
+
+
+def test_grid_candidates_from_the_spec_are_expanded_and_trained(aws: Stack) -> None:
+    spec = {"target": "species",
+            "candidates": [{"family": "knn", "grid": {"n_neighbors": [3, 9]}}, "extra_trees"]}
+    aws.put_spec("penguins", spec)
+    run = aws.preprocess(aws.upload("penguins", penguins_bytes()))
+    assert run["candidates"] == expand_candidates(run["spec"], "classification")
+    assert len(run["candidates"]) == 2 + 4
+    trained = aws.train(run)
+    assert all(t["status"] == "trained" for t in trained)
