@@ -14,12 +14,14 @@ artifacts=$2
 shift 2
 
 runtime_python=${LAMBDA_PYTHON:-python3.12}
-platform=${LAMBDA_PLATFORM:-manylinux2014_aarch64}
+# Lambda's python3.12 runtime is Amazon Linux 2023 (glibc 2.34); template.yaml chooses x86_64.
+arch=${LAMBDA_ARCH:-x86_64}
+platforms=(--platform "manylinux_2_34_$arch" --platform "manylinux_2_28_$arch" --platform "manylinux2014_$arch")
 target="$artifacts/python"
 mkdir -p "$target"
 
 "$runtime_python" -m pip install --quiet --disable-pip-version-check \
-  --target "$target" --platform "$platform" --implementation cp \
+  --target "$target" "${platforms[@]}" --implementation cp \
   --python-version "$("$runtime_python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')" \
   --only-binary=:all: --no-compile --upgrade "$@" -r "$requirements"
 

@@ -252,7 +252,13 @@ class InProcessLambdas:
         # One process hosts every function, so variables are process-wide. All functions share
         # the stack's resource names, and settings are read per call, so this is safe.
         with self._environment_lock:
-            os.environ.update({k: str(v) for k, v in variables.items()})
+            changed = {k: str(v) for k, v in variables.items() if os.environ.get(k) != str(v)}
+            if changed:
+                os.environ.update(changed)
+                from mlstack_core import settings  # cached per process, as in a warm Lambda
+
+                settings.stack_settings.cache_clear()
+                settings.serving_settings.cache_clear()
 
     def run(
         self,

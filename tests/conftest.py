@@ -28,6 +28,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 import importlib.util  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
+import uuid  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from importlib import resources  # noqa: E402
@@ -68,7 +69,9 @@ def load_handler(function_dir: str) -> Callable[[dict[str, Any], Any], Any]:
     name = f"mlstack_function_{function_dir}_app"
     module = sys.modules.get(name)
     if module is None:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function_dir / "app.py")
+        spec = importlib.util.spec_from_file_location(
+            name, ROOT / "functions" / function_dir / "app.py"
+        )
         assert spec is not None
         assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
@@ -90,9 +93,10 @@ class Stack:
     s3: Any
     registry: Registry
     dynamodb: Any
+    data_bucket: str
+    model_bucket: str
+    registry_table: str
     context: FakeLambdaContext = field(default_factory=FakeLambdaContext)
-    data_bucket: str = DATA_BUCKET
-    model_bucket: str = MODEL_BUCKET
     _runs: int = 0
 
     def put_spec(self, model: str, spec: dict[str, Any] | bytes) -> None:
@@ -155,8 +159,12 @@ class Stack:
             "family": best["family"],
             "metrics": best["metrics"],
             "schema": run["schema"],
-            "artifact": {"bucket": self.model_bucket, "key": key,
-                         "version_id": put.get("VersionId"), "bytes": len(body)},
+            "artifact": {
+                "bucket": self.model_bucket,
+                "key": key,
+                "version_id": put.get("VersionId"),
+                "bytes": len(body),
+            },
         }
         self.registry.put_version(model, version, "Approved", document)
         self.registry.move_alias(
@@ -170,21 +178,28 @@ class Stack:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """Versioned data and model buckets and the registry table, in moto."""
-    monkeypatch.setenv("DATA_BUCKET", DATA_BUCKET)
-    monkeypatch.setenv("MODEL_BUCKET", MODEL_BUCKET)
-    monkeypatch.setenv("REGISTRY_TABLE", REGISTRY_TABLE)
+    """Versioned data and model buckets and the registry table, in moto.
+
+    Names are unique per test: when the integration suite's session-wide local cloud is running,
+    moto's mocks nest and do not reset between tests, so fixed names would collide."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {
+        "data_bucket": f"{DATA_BUCKET}-{suffix}",
+        "model_bucket": f"{MODEL_BUCKET}-{suffix}",
+        "registry_table": f"{REGISTRY_TABLE}-{suffix}",
+    }
+    monkeypatch.setenv("DATA_BUCKET", names["data_bucket"])
+    monkeypatch.setenv("MODEL_BUCKET", names["model_bucket"])
+    monkeypatch.setenv("REGISTRY_TABLE", names["registry_table"])
     stack_settings.cache_clear()
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
-        for bucket in (DATA_BUCKET, MODEL_BUCKET):
+        for bucket in (names["data_bucket"], names["model_bucket"]):
             s3.create_bucket(Bucket=bucket)
-            s3.put_bucket_versioning(
-                Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
-            )
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         dynamodb = boto3.resource("dynamodb", region_name=REGION)
         dynamodb.create_table(
-            TableName=REGISTRY_TABLE,
+            TableName=names["registry_table"],
             KeySchema=[
                 {"AttributeName": "pk", "KeyType": "HASH"},
                 {"AttributeName": "sk", "KeyType": "RANGE"},
@@ -195,7 +210,15 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             ],
             BillingMode="PAY_PER_REQUEST",
         )
-        yield Stack(s3=s3, registry=Registry(REGISTRY_TABLE, dynamodb), dynamodb=dynamodb)
+        registry = Registry(names["registry_table"], dynamodb)
+        yield Stack(
+            s3=s3,
+            registry=registry,
+            dynamodb=dynamodb,
+            data_bucket=names["data_bucket"],
+            model_bucket=names["model_bucket"],
+            registry_table=names["registry_table"],
+        )
     stack_settings.cache_clear()
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from evaluate import handle
+
 from mlstack_core.observability import logger, metrics, tracer
 
 

@@ -17,6 +17,8 @@ import boto3
 import joblib
 import numpy as np
 import onnxruntime as ort
+from sklearn import metrics as skm
+
 from mlstack_core.errors import NoViableCandidate, UnparseableNumber
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
 from mlstack_core.registry import Registry
@@ -30,7 +32,6 @@ from mlstack_core.tabular import (
     read_split,
     target_vector,
 )
-from sklearn import metrics as skm
 
 # Improvements are compared with this slack so 0.03 >= 0.03 holds despite float rounding.
 _EPSILON = 1e-12
@@ -91,8 +92,9 @@ def classification_metrics(
     except ValueError:  # a class absent from the holdout
         out["roc_auc"] = None
     clipped = np.clip(probabilities, 1e-15, 1.0)
-    out["log_loss"] = skm.log_loss(y, clipped / clipped.sum(axis=1, keepdims=True),
-                                   labels=classes_list)
+    out["log_loss"] = skm.log_loss(
+        y, clipped / clipped.sum(axis=1, keepdims=True), labels=classes_list
+    )
     return _finite(out)
 
 
@@ -167,15 +169,16 @@ class Holdout:
         self.table = table
         self.schema = schema
         self.numeric, self.categorical = feature_matrices(table, schema)
-        self.X = model_input(self.numeric, self.categorical)
+        self.inputs = model_input(self.numeric, self.categorical)
         self.y = target_vector(table, schema)
         self.classes: list[Any] = list(schema.get("classes") or [])
         # Regression parity is judged relative to the target's spread.
         spread = float(np.std(self.y)) if schema["task"] != CLASSIFICATION else 1.0
         self.scale = spread if spread > 0 else 1.0
 
-    def score(self, outputs: Mapping[str, np.ndarray], model_classes: Sequence[Any] | None = None
-              ) -> dict[str, float | None]:
+    def score(
+        self, outputs: Mapping[str, np.ndarray], model_classes: Sequence[Any] | None = None
+    ) -> dict[str, float | None]:
         if self.schema["task"] == CLASSIFICATION:
             probabilities = align_probabilities(
                 outputs["probabilities"], model_classes or self.classes, self.classes
@@ -217,13 +220,13 @@ def score_candidate(
         pipeline = joblib.load(io.BytesIO(_read(s3, bucket, entry["sklearn_key"])))
         if task == CLASSIFICATION:
             sklearn_out = {
-                "label": pipeline.predict(holdout.X),
-                "probabilities": pipeline.predict_proba(holdout.X),
+                "label": pipeline.predict(holdout.inputs),
+                "probabilities": pipeline.predict_proba(holdout.inputs),
                 "classes": list(pipeline.classes_),
             }
             model_classes = sklearn_out["classes"]
         else:
-            sklearn_out = {"variable": np.asarray(pipeline.predict(holdout.X)).ravel()}
+            sklearn_out = {"variable": np.asarray(pipeline.predict(holdout.inputs)).ravel()}
             onnx_out = {"variable": np.asarray(onnx_out["variable"]).ravel()}
             model_classes = None
     except Exception as error:
@@ -279,8 +282,12 @@ def score_champion(
     version = registry.get_alias(model)
     if version is None:
         return None
-    champion: dict[str, Any] = {"version": version, "metrics": None, "comparable": False,
-                                "reason": None}
+    champion: dict[str, Any] = {
+        "version": version,
+        "metrics": None,
+        "comparable": False,
+        "reason": None,
+    }
     try:
         document = registry.get_version(model, version)
         champion["family"] = document.get("family")
@@ -314,8 +321,9 @@ def _incompatibility(schema: Mapping[str, Any], holdout: Holdout) -> str | None:
             return f"{key} changed: production {schema.get(key)!r}, now {current.get(key)!r}"
     if current["task"] == CLASSIFICATION and list(schema.get("classes") or []) != holdout.classes:
         return f"classes changed: production {schema.get('classes')}, now {holdout.classes}"
-    missing = [c for c in [*schema["numeric"], *schema["categorical"]]
-               if c not in holdout.table.columns]
+    missing = [
+        c for c in [*schema["numeric"], *schema["categorical"]] if c not in holdout.table.columns
+    ]
     if missing:
         return f"production needs column(s) {', '.join(map(repr, missing))}, not in this data"
     return None
@@ -334,8 +342,11 @@ def pick_best(scored: Sequence[dict[str, Any]], metric: str) -> dict[str, Any]:
     def key(c: dict[str, Any]) -> tuple[float, int, str]:
         value = c["metrics"].get(metric)
         # Best metric first; undefined metrics last; ties go to the smaller file, then the id.
-        return (-sign * value if value is not None else math.inf, c["onnx_bytes"] or 0,
-                c["candidate_id"])
+        return (
+            -sign * value if value is not None else math.inf,
+            c["onnx_bytes"] or 0,
+            c["candidate_id"],
+        )
 
     return min(viable, key=key)
 
@@ -358,8 +369,9 @@ def decide(
     threshold = spec.get("threshold")
     if threshold is not None:
         met = value >= threshold - _EPSILON if higher else value <= threshold + _EPSILON
-        relation = ("reaches" if met else "is below") if higher else ("is within" if met else
-                                                                      "is above")
+        relation = (
+            ("reaches" if met else "is below") if higher else ("is within" if met else "is above")
+        )
         reasons.append(f"{metric} {value:.4f} {relation} threshold {threshold}")
         ok = ok and met
 
@@ -437,19 +449,33 @@ def evaluate(
     s3.put_object(
         Bucket=bucket,
         Key=report_key,
-        Body=json.dumps({**evaluation, "run_id": run["run_id"], "model": run["model"],
-                         "metrics_computed": list(metrics_for(schema["task"]))},
-                        indent=2, default=str).encode(),
+        Body=json.dumps(
+            {
+                **evaluation,
+                "run_id": run["run_id"],
+                "model": run["model"],
+                "metrics_computed": list(metrics_for(schema["task"])),
+            },
+            indent=2,
+            default=str,
+        ).encode(),
         ContentType="application/json",
     )
     value = best["metrics"].get(spec["metric"])
-    metrics.add_dimension(name="metric", value=spec["metric"])
+    metrics.add_metadata(key="metric", value=spec["metric"])
     if value is not None:
         metrics.add_metric(name="BestCandidateScore", unit=MetricUnit.NoUnit, value=value)
     excluded = sum(1 for c in scored if c["excluded"])
     metrics.add_metric(name="ExcludedCandidates", unit=MetricUnit.Count, value=excluded)
-    logger.info("Evaluated", extra={"decision": decision, "reasons": reasons,
-                                    "best": best["candidate_id"], "excluded": excluded})
+    logger.info(
+        "Evaluated",
+        extra={
+            "decision": decision,
+            "reasons": reasons,
+            "best": best["candidate_id"],
+            "excluded": excluded,
+        },
+    )
     return evaluation
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from mlstack_core.observability import logger, metrics, tracer
 from preprocess import handle
+
+from mlstack_core.observability import logger, metrics, tracer
 
 
 @logger.inject_lambda_context

@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
+
 from mlstack_core.candidates import expand_candidates
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
 from mlstack_core.settings import stack_settings
@@ -98,8 +99,10 @@ def preprocess(event: dict[str, Any], *, s3: Any, model_bucket: str) -> dict[str
         "holdout_rows": int(prepared.holdout_index.size),
         "columns": split_columns(prepared.schema),
     }
-    for key, index in ((splits["train_key"], prepared.train_index),
-                       (splits["holdout_key"], prepared.holdout_index)):
+    for key, index in (
+        (splits["train_key"], prepared.train_index),
+        (splits["holdout_key"], prepared.holdout_index),
+    ):
         s3.put_object(
             Bucket=model_bucket,
             Key=key,
@@ -114,8 +117,13 @@ def preprocess(event: dict[str, Any], *, s3: Any, model_bucket: str) -> dict[str
     metrics.add_metric(name="Candidates", unit=MetricUnit.Count, value=len(candidates))
     logger.info(
         "Dataset prepared",
-        extra={"model": model, "task": spec["task"], "rows": lineage["rows"],
-               "sha256": lineage["sha256"], "warnings": prepared.warnings},
+        extra={
+            "model": model,
+            "task": spec["task"],
+            "rows": lineage["rows"],
+            "sha256": lineage["sha256"],
+            "warnings": prepared.warnings,
+        },
     )
     return {
         "model": model,

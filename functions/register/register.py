@@ -113,6 +113,7 @@ def register_challenger(
     try:
         registry.move_alias(model, version, expected=expected, actor=PIPELINE_ACTOR, reason=reason)
     except AliasConflict as conflict:
+        metrics.add_metric(name="PromotionConflicts", unit=MetricUnit.Count, value=1)
         registry.set_status(
             model, version, STATUS_REGISTERED, PIPELINE_ACTOR, f"not promoted: {conflict}"
         )

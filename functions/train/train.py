@@ -17,10 +17,11 @@ from typing import Any
 import boto3
 import joblib
 import numpy as np
+from zoo import build_pipeline, export_onnx
+
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
 from mlstack_core.settings import stack_settings
 from mlstack_core.tabular import feature_matrices, model_input, read_split, target_vector
-from zoo import build_pipeline, export_onnx
 
 MAX_ERROR_CHARS = 2000
 MAX_FIT_WARNINGS = 5
@@ -51,7 +52,7 @@ def load_training_data(run: dict[str, Any], s3: Any) -> tuple[np.ndarray, np.nda
 
 
 def fit_and_export(
-    run: dict[str, Any], candidate: dict[str, Any], X: np.ndarray, y: np.ndarray
+    run: dict[str, Any], candidate: dict[str, Any], inputs: np.ndarray, y: np.ndarray
 ) -> tuple[Any, bytes, dict[str, Any]]:
     """(fitted pipeline, ONNX bytes, timings and fit warnings). Raises on any failure."""
     schema, task = run["schema"], run["task"]
@@ -66,7 +67,7 @@ def fit_and_export(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         started = time.perf_counter()
-        pipeline.fit(X, y)
+        pipeline.fit(inputs, y)
         fit_seconds = time.perf_counter() - started
     started = time.perf_counter()
     model = export_onnx(
@@ -112,9 +113,9 @@ def train_candidate(
         "onnx_bytes": None,
         "library_versions": library_versions(),
     }
-    X, y = load_training_data(run, s3)
+    inputs, y = load_training_data(run, s3)
     try:
-        pipeline, onnx_bytes, details = fit_and_export(run, candidate, X, y)
+        pipeline, onnx_bytes, details = fit_and_export(run, candidate, inputs, y)
     except Exception as error:  # a bad candidate must not fail the Map
         result["error"] = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
         logger.warning("Candidate failed", extra={"candidate": candidate, "error": result["error"]})
@@ -123,10 +124,18 @@ def train_candidate(
 
     pickled = io.BytesIO()
     joblib.dump(pipeline, pickled, compress=3)
-    s3.put_object(Bucket=bucket, Key=f"{prefix}/model.onnx", Body=onnx_bytes,
-                  ContentType="application/octet-stream")
-    s3.put_object(Bucket=bucket, Key=f"{prefix}/model.joblib", Body=pickled.getvalue(),
-                  ContentType="application/octet-stream")
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"{prefix}/model.onnx",
+        Body=onnx_bytes,
+        ContentType="application/octet-stream",
+    )
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"{prefix}/model.joblib",
+        Body=pickled.getvalue(),
+        ContentType="application/octet-stream",
+    )
     result.update(
         status="trained",
         onnx_key=f"{prefix}/model.onnx",
@@ -136,17 +145,22 @@ def train_candidate(
     )
     metrics.add_metric(name="CandidateFailures", unit=MetricUnit.Count, value=0)
     metrics.add_metric(name="FitSeconds", unit=MetricUnit.Seconds, value=details["fit_seconds"])
-    metrics.add_metric(name="ExportSeconds", unit=MetricUnit.Seconds,
-                       value=details["export_seconds"])
+    metrics.add_metric(
+        name="ExportSeconds", unit=MetricUnit.Seconds, value=details["export_seconds"]
+    )
     metrics.add_metric(name="OnnxBytes", unit=MetricUnit.Bytes, value=len(onnx_bytes))
-    logger.info("Candidate trained", extra={k: result[k] for k in
-                                             ("candidate_id", "fit_seconds", "onnx_bytes")})
+    logger.info(
+        "Candidate trained",
+        extra={k: result[k] for k in ("candidate_id", "fit_seconds", "onnx_bytes")},
+    )
     return result
 
 
 def handle(event: dict[str, Any]) -> dict[str, Any]:
     run, candidate = event["run"], event["candidate"]
-    metrics.add_dimension(name="family", value=candidate["family"])
+    # Metadata, not dimensions: the local cloud runs Map iterations as threads sharing one
+    # Metrics object, and concurrent add_dimension calls overwrite each other.
+    metrics.add_metadata(key="family", value=candidate["family"])
     metrics.add_metadata(key="model", value=run["model"])
     metrics.add_metadata(key="candidate_id", value=candidate["candidate_id"])
     return train_candidate(

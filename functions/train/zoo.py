@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import onnx
-from mlstack_core.candidates import CATALOG, CLASSIFICATION, expand_candidates
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.compose import ColumnTransformer
@@ -35,6 +34,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mlstack_core.candidates import CATALOG, CLASSIFICATION, expand_candidates
 
 __all__ = ["ESTIMATORS", "build_pipeline", "expand_candidates", "export_onnx"]
 

@@ -1,4 +1,8 @@
-"""Fixtures that run the whole stack: template.yaml in moto, the real ASL, handlers in-process."""
+"""Fixtures that run the whole stack: template.yaml in moto, the real ASL, handlers in-process.
+
+Package scope: the local cloud's moto mock ends with this package, before the unit tests start
+their own.
+"""
 
 from __future__ import annotations
 
@@ -16,19 +20,19 @@ from mlstack.localcloud import LocalCloud, quiet_local_logs
 from mlstack.stack import StackClient
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cloud() -> Iterator[LocalCloud]:
     quiet_local_logs()
     with LocalCloud(parameters={"LogLevel": "WARNING"}) as local_cloud:
         yield local_cloud
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(cloud: LocalCloud) -> StackClient:
     return StackClient(cloud.stack_name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def alerts(cloud: LocalCloud) -> AlertInbox:
     return AlertInbox(cloud)
 
@@ -47,7 +51,7 @@ class AlertInbox:
         )
 
     def drain(self) -> list[dict[str, Any]]:
-        messages = []
+        messages: list[dict[str, Any]] = []
         while True:
             batch = self._sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
             if not batch.get("Messages"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ TARGET = "species"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run_for(stack: StackClient, cloud: LocalCloud, upload: dict[str, str]) -> dict[str, object]:
+def _run_for(stack: StackClient, cloud: LocalCloud, upload: dict[str, Any]) -> dict[str, Any]:
     execution_arn = stack.find_execution(upload)
     return cloud.wait_for_execution(execution_arn)
 

@@ -15,8 +15,18 @@ from tests.conftest import Stack, penguins_bytes
 
 pytestmark = pytest.mark.unit
 
-RUN_KEYS = {"model", "run_id", "execution_arn", "task", "spec", "dataset", "schema", "splits",
-            "warnings", "candidates"}
+RUN_KEYS = {
+    "model",
+    "run_id",
+    "execution_arn",
+    "task",
+    "spec",
+    "dataset",
+    "schema",
+    "splits",
+    "warnings",
+    "candidates",
+}
 
 
 def read_csv_rows(aws: Stack, key: str) -> list[list[str]]:
@@ -63,7 +73,8 @@ def test_penguins_run_object_follows_the_contract(aws: Stack) -> None:
     holdout = read_csv_rows(aws, splits["holdout_key"])
     assert train[0] == holdout[0] == splits["columns"]
     assert train[0][-1] == "species"
-    assert len(train) - 1 == splits["train_rows"] and len(holdout) - 1 == splits["holdout_rows"]
+    assert len(train) - 1 == splits["train_rows"]
+    assert len(holdout) - 1 == splits["holdout_rows"]
     assert splits["train_rows"] + splits["holdout_rows"] == 344
     # Missing values are normalised to empty cells; "NA" never reaches the split files.
     assert not any("NA" in row for row in train[1:] + holdout[1:])
@@ -86,13 +97,15 @@ def test_the_exact_uploaded_version_is_read(aws: Stack) -> None:
 def test_regression_is_inferred_and_columns_are_dropped(aws: Stack) -> None:
     aws.put_spec("houses", {"target": "price", "columns": {"drop": ["id"]}, "test_size": 0.25})
     run = aws.preprocess(aws.upload("houses", synthetic_regression()))
-    assert run["task"] == "regression" and run["spec"]["metric"] == "r2"
+    assert run["task"] == "regression"
+    assert run["spec"]["metric"] == "r2"
     assert run["schema"]["numeric"] == ["x1", "x2"]
     assert run["schema"]["categorical"] == ["group"]
-    assert "classes" not in run["schema"] and run["schema"]["label_type"] == "float"
+    assert "classes" not in run["schema"]
+    assert run["schema"]["label_type"] == "float"
     assert "id" not in read_csv_rows(aws, run["splits"]["train_key"])[0]
     assert run["splits"]["holdout_rows"] == 50
-    assert [c["family"] for c in run["candidates"]][0] == "ridge"
+    assert next(c["family"] for c in run["candidates"]) == "ridge"
 
 
 def test_spec_delimiter_and_na_values_are_used(aws: Stack) -> None:
@@ -111,7 +124,8 @@ def test_invalid_spec_lists_all_problems(aws: Stack) -> None:
     aws.put_spec("bad", {"target": "species", "test_size": 3, "approval": "maybe"})
     with pytest.raises(errors.SpecError) as caught:
         aws.preprocess(aws.upload("bad", penguins_bytes()))
-    assert "test_size" in str(caught.value) and "approval" in str(caught.value)
+    assert "test_size" in str(caught.value)
+    assert "approval" in str(caught.value)
 
 
 def test_data_errors_surface_by_class(aws: Stack) -> None:
@@ -125,8 +139,11 @@ def test_data_errors_surface_by_class(aws: Stack) -> None:
 def test_metrics_are_emitted(aws: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     aws.put_spec("penguins", {"target": "species"})
     aws.preprocess(aws.upload("penguins", penguins_bytes()))
-    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines()
-           if line.startswith('{"_aws"')]
+    emf = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith('{"_aws"')
+    ]
     assert emf, "no EMF blob printed"
     blob = emf[-1]
     names = {m["Name"] for m in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]}

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # dev-only: checks the schema file
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -65,7 +65,9 @@ def test_every_default_is_valid_against_the_schema_itself() -> None:
 def test_minimal_spec_gets_every_documented_default() -> None:
     spec = load_spec(b'{"target": "species"}')
     assert spec["target"] == "species"
-    assert spec["task"] is None and spec["metric"] is None and spec["candidates"] is None
+    assert spec["task"] is None
+    assert spec["metric"] is None
+    assert spec["candidates"] is None
     assert spec["threshold"] is None
     assert spec["test_size"] == 0.2
     assert spec["min_improvement"] == 0.0
@@ -156,16 +158,26 @@ def test_missing_target_is_reported_with_other_problems() -> None:
         ({"task": "regression", "metric": "accuracy"}, "does not apply to regression"),
         ({"task": "classification", "candidates": ["ridge"]}, "not available for classification"),
         ({"candidates": [{"family": "knn", "params": {"leaf": 3}}]}, "'leaf' is not settable"),
-        ({"candidates": [{"family": "random_forest", "params": {"random_state": 1}}]},
-         "'random_state' is not settable"),
+        (
+            {"candidates": [{"family": "random_forest", "params": {"random_state": 1}}]},
+            "'random_state' is not settable",
+        ),
         ({"metric": "accuracy", "threshold": 1.5}, "can never be met"),
         ({"metric": "rmse", "threshold": -1}, "never negative"),
         ({"columns": {"drop": ["y"]}}, "lists the target"),
         ({"delimiter": '"'}, "cannot separate"),
         (
-            {"candidates": [{"family": "random_forest",
-                             "grid": {"max_depth": list(range(1, 9)),
-                                      "min_samples_leaf": [1, 2, 3, 4, 5]}}]},
+            {
+                "candidates": [
+                    {
+                        "family": "random_forest",
+                        "grid": {
+                            "max_depth": list(range(1, 9)),
+                            "min_samples_leaf": [1, 2, 3, 4, 5],
+                        },
+                    }
+                ]
+            },
             f"the limit is {MAX_CANDIDATES}",
         ),
     ],
@@ -176,7 +188,8 @@ def test_semantic_problems(fields: dict[str, Any], needle: str) -> None:
 
 def test_semantic_and_schema_problems_are_reported_together() -> None:
     message = problems_of(spec_bytes(task="regression", metric="f1_macro", test_size=0.01))
-    assert "test_size:" in message and "f1_macro" in message
+    assert "test_size:" in message
+    assert "f1_macro" in message
 
 
 # -- task resolution ------------------------------------------------------------------------------
@@ -258,11 +271,13 @@ def test_bare_family_name_expands_the_default_grid() -> None:
 
 
 def test_params_override_defaults_and_grid_multiplies() -> None:
-    spec = {"candidates": [
-        {"family": "knn", "params": {"weights": "distance"}, "grid": {"n_neighbors": [3, 7]}},
-        {"family": "knn", "params": {"weights": "distance", "n_neighbors": 3}},  # duplicate
-        "logistic_regression",
-    ]}
+    spec = {
+        "candidates": [
+            {"family": "knn", "params": {"weights": "distance"}, "grid": {"n_neighbors": [3, 7]}},
+            {"family": "knn", "params": {"weights": "distance", "n_neighbors": 3}},  # duplicate
+            "logistic_regression",
+        ]
+    }
     candidates = expand_candidates(spec, "classification")
     knn = [c for c in candidates if c["family"] == "knn"]
     assert [c["params"]["n_neighbors"] for c in knn] == [3, 7]

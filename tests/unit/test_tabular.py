@@ -54,8 +54,9 @@ def csv_of(rows: list[list[Any]]) -> bytes:
 
 
 def two_class_rows(n: int = 20) -> list[list[Any]]:
-    return [["x", "color", "y"]] + [[i, ["red", "blue"][i % 3 == 0], ["a", "b"][i % 2]]
-                                    for i in range(n)]
+    return [["x", "color", "y"]] + [
+        [i, ["red", "blue"][i % 3 == 0], ["a", "b"][i % 2]] for i in range(n)
+    ]
 
 
 # -- penguins: mixed types with missing values --------------------------------------------------
@@ -73,11 +74,22 @@ def test_penguins_schema(penguins: Prepared) -> None:
     assert schema["label_type"] == "str"
     assert schema["categorical"] == ["island", "sex"]
     assert schema["numeric"] == [
-        "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "year"
+        "bill_length_mm",
+        "bill_depth_mm",
+        "flipper_length_mm",
+        "body_mass_g",
+        "year",
     ]
     names = [f["name"] for f in schema["features"]]
-    assert names == ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm",
-                     "body_mass_g", "sex", "year"]  # file order
+    assert names == [
+        "island",
+        "bill_length_mm",
+        "bill_depth_mm",
+        "flipper_length_mm",
+        "body_mass_g",
+        "sex",
+        "year",
+    ]  # file order
     island = next(f for f in schema["features"] if f["name"] == "island")
     assert island["categories"] == ["Biscoe", "Dream", "Torgersen"]
     sex = next(f for f in schema["features"] if f["name"] == "sex")
@@ -86,8 +98,10 @@ def test_penguins_schema(penguins: Prepared) -> None:
 
 def test_penguins_missing_values_become_nan_and_empty(penguins: Prepared) -> None:
     numeric, categorical = feature_matrices(penguins.table, penguins.schema)
-    assert numeric.dtype == np.float32 and categorical.dtype == object
-    assert numeric.shape == (344, 5) and categorical.shape == (344, 2)
+    assert numeric.dtype == np.float32
+    assert categorical.dtype == object
+    assert numeric.shape == (344, 5)
+    assert categorical.shape == (344, 2)
     assert np.isnan(numeric).any(axis=1).sum() == 2  # the two rows with NA measurements
     sex = categorical[:, 1]
     assert (sex == "").sum() == 11
@@ -130,7 +144,8 @@ def test_every_class_lands_on_both_sides(counts: list[int], test_size: float, se
 
 def test_regression_split_is_a_shuffle() -> None:
     train, holdout = split_indices(None, 100, test_size=0.25, seed=1)
-    assert holdout.size == 25 and train.size == 75
+    assert holdout.size == 25
+    assert train.size == 75
     assert not np.array_equal(holdout, np.arange(25))
 
 
@@ -193,7 +208,9 @@ def test_unparseable_number_names_column_row_and_value() -> None:
     with pytest.raises(errors.UnparseableNumber) as caught:
         prepared_from(body, columns={"types": {"x": "numeric"}})
     message = str(caught.value)
-    assert "'x'" in message and "data row 5" in message and "'12,5'" in message
+    assert "'x'" in message
+    assert "data row 5" in message
+    assert "'12,5'" in message
 
 
 def test_unparseable_numbers_in_several_columns_are_all_named() -> None:
@@ -201,7 +218,8 @@ def test_unparseable_numbers_in_several_columns_are_all_named() -> None:
     rows[3][0], rows[7][1] = "abc", "inf"
     with pytest.raises(errors.UnparseableNumber) as caught:
         prepared_from(csv_of(rows), columns={"types": {"a": "numeric", "b": "numeric"}})
-    assert "'abc'" in str(caught.value) and "'inf'" in str(caught.value)
+    assert "'abc'" in str(caught.value)
+    assert "'inf'" in str(caught.value)
 
 
 def test_regression_target_must_be_numeric() -> None:
@@ -220,6 +238,7 @@ def test_all_missing_column_can_be_dropped() -> None:
     rows = [["x", "empty", "y"]] + [[i, "", "ab"[i % 2]] for i in range(10)]
     prepared = prepared_from(csv_of(rows), columns={"drop": ["empty"]})
     assert [f["name"] for f in prepared.schema["features"]] == ["x"]
+    assert not prepared.warnings  # dropping a column that exists is not an unknown column
 
 
 def test_no_feature_columns() -> None:
@@ -260,11 +279,12 @@ def test_integer_labels_are_canonical() -> None:
     assert prepared.schema["label_type"] == "int"
     assert prepared.schema["classes"] == [1, 2]
     y = target_vector(prepared.table, prepared.schema)
-    assert y.dtype == np.int64 and set(y.tolist()) == {1, 2}
+    assert y.dtype == np.int64
+    assert set(y.tolist()) == {1, 2}
 
 
 def test_quoting_bom_custom_delimiter_and_na_values() -> None:
-    body = "\ufeffname;note;y\n\"Smith; J\";\"two\nlines\";a\nDoe;?;b\nRoe;ok;a\nPoe;ok;b\n"
+    body = '\ufeffname;note;y\n"Smith; J";"two\nlines";a\nDoe;?;b\nRoe;ok;a\nPoe;ok;b\n'
     prepared = prepared_from(body.encode(), delimiter=";", na_values=["?"])
     table = prepared.table
     assert table.header == ["name", "note", "y"]  # BOM stripped
@@ -274,8 +294,17 @@ def test_quoting_bom_custom_delimiter_and_na_values() -> None:
 
 @pytest.mark.parametrize(
     ("cell", "value"),
-    [("1.5", 1.5), (" 2 ", 2.0), ("-1e3", -1000.0), ("inf", None), ("nan", None),
-     ("1_000", None), ("1e39", None), ("abc", None), ("0x10", None)],
+    [
+        ("1.5", 1.5),
+        (" 2 ", 2.0),
+        ("-1e3", -1000.0),
+        ("inf", None),
+        ("nan", None),
+        ("1_000", None),
+        ("1e39", None),
+        ("abc", None),
+        ("0x10", None),
+    ],
 )
 def test_parse_number(cell: str, value: float | None) -> None:
     assert parse_number(cell) == value
@@ -297,14 +326,21 @@ def test_split_files_round_trip(rows: list[tuple[str, str]]) -> None:
     rows = [(a if a.strip() else "", b if b.strip() else "") for a, b in rows]
     table = Table(
         header=["a", "b", "y"],
-        columns={"a": [r[0] for r in rows], "b": [r[1] for r in rows],
-                 "y": ["ab"[i % 2] for i in range(len(rows))]},
+        columns={
+            "a": [r[0] for r in rows],
+            "b": [r[1] for r in rows],
+            "y": ["ab"[i % 2] for i in range(len(rows))],
+        },
         n_rows=len(rows),
     )
-    schema = {"target": "y", "task": "classification", "label_type": "str",
-              "features": [{"name": "a", "kind": "categorical"},
-                           {"name": "b", "kind": "categorical"}],
-              "numeric": [], "categorical": ["a", "b"]}
+    schema = {
+        "target": "y",
+        "task": "classification",
+        "label_type": "str",
+        "features": [{"name": "a", "kind": "categorical"}, {"name": "b", "kind": "categorical"}],
+        "numeric": [],
+        "categorical": ["a", "b"],
+    }
     index = np.arange(len(rows))
     back = read_split(write_split(table, schema, index))
     assert back.columns == table.columns
@@ -315,14 +351,18 @@ def test_feature_matrices_follow_the_onnx_contract() -> None:
     prepared = prepared_from(body)
     numeric, categorical = feature_matrices(prepared.table, prepared.schema)
     assert prepared.schema["numeric"] == ["n1", "n2"]
-    assert numeric.dtype == np.float32 and numeric.shape == (4, 2)
-    assert math.isnan(numeric[1, 0]) and math.isnan(numeric[0, 1])
-    assert numeric[0, 0] == np.float32(1.5) and numeric[3, 0] == np.float32(0.1)
+    assert numeric.dtype == np.float32
+    assert numeric.shape == (4, 2)
+    assert math.isnan(numeric[1, 0])
+    assert math.isnan(numeric[0, 1])
+    assert numeric[0, 0] == np.float32(1.5)
+    assert numeric[3, 0] == np.float32(0.1)
     assert categorical.tolist() == [["red"], [""], ["blue"], ["red"]]
-    X = model_input(numeric, categorical)
-    assert X.shape == (4, 3) and X.dtype == object
+    inputs = model_input(numeric, categorical)
+    assert inputs.shape == (4, 3)
+    assert inputs.dtype == object
     # sklearn sees exactly the float32 values ONNX will see.
-    assert float(X[3, 0]) == float(np.float32(0.1))
+    assert float(inputs[3, 0]) == float(np.float32(0.1))
 
 
 def test_hashing_reader_fingerprints_while_parsing() -> None:

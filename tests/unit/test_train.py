@@ -30,8 +30,12 @@ def mixed_data(
     categorical = np.stack(
         [rng.choice(["a", "b", "c", ""], n), rng.choice([f"k{i}" for i in range(12)], n)], axis=1
     ).astype(object)
-    signal = (np.nan_to_num(numeric[:, 0]) + 0.05 * np.nan_to_num(numeric[:, 1] - 50)
-              + (categorical[:, 0] == "a") - (categorical[:, 1] == "k3"))
+    signal = (
+        np.nan_to_num(numeric[:, 0])
+        + 0.05 * np.nan_to_num(numeric[:, 1] - 50)
+        + (categorical[:, 0] == "a")
+        - (categorical[:, 1] == "k3")
+    )
     noisy = signal + rng.normal(scale=0.5, size=n)
     if task == "regression":
         return numeric, categorical, (noisy * 100).astype(np.float64)
@@ -41,21 +45,37 @@ def mixed_data(
 
 
 def fit_export_score(
-    family: str, task: str, numeric: np.ndarray, categorical: np.ndarray, y: np.ndarray,
-    params: dict[str, Any] | None = None, train_share: float = 0.8,
+    family: str,
+    task: str,
+    numeric: np.ndarray,
+    categorical: np.ndarray,
+    y: np.ndarray,
+    params: dict[str, Any] | None = None,
+    train_share: float = 0.8,
 ) -> dict[str, Any]:
     """Fit on the first rows, export, and run both on the rest."""
     cut = int(len(y) * train_share)
     k, m = numeric.shape[1], categorical.shape[1]
-    pipeline = build_pipeline(family, params or dict(CATALOG[task][family].defaults), task=task,
-                              n_numeric=k, n_categorical=m, seed=0)
-    X = model_input(numeric, categorical)
-    pipeline.fit(X[:cut], y[:cut])
+    pipeline = build_pipeline(
+        family,
+        params or dict(CATALOG[task][family].defaults),
+        task=task,
+        n_numeric=k,
+        n_categorical=m,
+        seed=0,
+    )
+    inputs = model_input(numeric, categorical)
+    pipeline.fit(inputs[:cut], y[:cut])
     model = export_onnx(pipeline, task=task, n_numeric=k, n_categorical=m)
     session = onnx_session(model.SerializeToString())
     onnx_out = run_onnx(session, numeric[cut:], categorical[cut:])
-    return {"pipeline": pipeline, "model": model, "onnx": onnx_out, "X_test": X[cut:],
-            "y_test": y[cut:]}
+    return {
+        "pipeline": pipeline,
+        "model": model,
+        "onnx": onnx_out,
+        "X_test": inputs[cut:],
+        "y_test": y[cut:],
+    }
 
 
 def test_zoo_covers_the_catalogue() -> None:
@@ -68,7 +88,9 @@ def test_every_classifier_meets_the_graph_contract_and_parity(family: str) -> No
     result = fit_export_score(family, "classification", numeric, categorical, y)
     graph = result["model"].graph
     assert [(i.name, i.type.tensor_type.elem_type) for i in graph.input] == [
-        ("numeric", onnx.TensorProto.FLOAT), ("categorical", onnx.TensorProto.STRING)]
+        ("numeric", onnx.TensorProto.FLOAT),
+        ("categorical", onnx.TensorProto.STRING),
+    ]
     assert [o.name for o in graph.output] == ["label", "probabilities"]
     pipeline, out = result["pipeline"], result["onnx"]
     assert out["probabilities"].shape == (len(result["y_test"]), 3)
@@ -96,8 +118,9 @@ def test_every_regressor_meets_the_graph_contract_and_parity(family: str) -> Non
 @pytest.mark.parametrize(("k", "m", "inputs"), [(3, 0, ["numeric"]), (0, 2, ["categorical"])])
 def test_an_input_is_absent_when_it_has_no_columns(k: int, m: int, inputs: list[str]) -> None:
     numeric, categorical, y = mixed_data(400)
-    result = fit_export_score("logistic_regression", "classification", numeric[:, :k],
-                              categorical[:, :m], y)
+    result = fit_export_score(
+        "logistic_regression", "classification", numeric[:, :k], categorical[:, :m], y
+    )
     assert [i.name for i in result["model"].graph.input] == inputs
     assert np.mean(result["onnx"]["label"] == result["pipeline"].predict(result["X_test"])) == 1
 
@@ -112,8 +135,9 @@ def test_unseen_category_is_served_not_rejected() -> None:
 
 
 def test_hist_gradient_boosting_takes_nan_natively() -> None:
-    pipeline = build_pipeline("hist_gradient_boosting", {}, task="classification",
-                              n_numeric=2, n_categorical=1, seed=0)
+    pipeline = build_pipeline(
+        "hist_gradient_boosting", {}, task="classification", n_numeric=2, n_categorical=1, seed=0
+    )
     assert pipeline.named_steps["preprocess"].transformers[0][1] == "passthrough"
 
 
@@ -149,27 +173,36 @@ def test_handler_trains_every_default_penguins_candidate(aws: Stack) -> None:
         pickled = aws.s3.get_object(Bucket=aws.model_bucket, Key=entry["sklearn_key"])["Body"]
         pipeline = joblib.load(io.BytesIO(pickled.read()))
         assert list(pipeline.classes_) == run["schema"]["classes"]
-        assert entry["fit_seconds"] >= 0 and entry["library_versions"]["scikit-learn"]
+        assert entry["fit_seconds"] >= 0
+        assert entry["library_versions"]["scikit-learn"]
         # Bounded defaults keep the forest small enough to serve.
         assert entry["onnx_bytes"] < 5_000_000
 
 
 def test_a_failing_candidate_reports_instead_of_raising(aws: Stack) -> None:
-    aws.put_spec("penguins", {
-        "target": "species",
-        "candidates": [{"family": "random_forest", "params": {"n_estimators": -5}},
-                       {"family": "logistic_regression"}],
-    })
+    aws.put_spec(
+        "penguins",
+        {
+            "target": "species",
+            "candidates": [
+                {"family": "random_forest", "params": {"n_estimators": -5}},
+                {"family": "logistic_regression"},
+            ],
+        },
+    )
     run = aws.preprocess(aws.upload("penguins", penguins_bytes()))
     failed, ok = aws.train(run)
-    assert failed["status"] == "failed" and "n_estimators" in failed["error"]
+    assert failed["status"] == "failed"
+    assert "n_estimators" in failed["error"]
     assert failed["onnx_key"] is None
     assert ok["status"] == "trained"
 
 
 def test_grid_candidates_from_the_spec_are_expanded_and_trained(aws: Stack) -> None:
-    spec = {"target": "species",
-            "candidates": [{"family": "knn", "grid": {"n_neighbors": [3, 9]}}, "extra_trees"]}
+    spec = {
+        "target": "species",
+        "candidates": [{"family": "knn", "grid": {"n_neighbors": [3, 9]}}, "extra_trees"],
+    }
     aws.put_spec("penguins", spec)
     run = aws.preprocess(aws.upload("penguins", penguins_bytes()))
     assert run["candidates"] == expand_candidates(run["spec"], "classification")

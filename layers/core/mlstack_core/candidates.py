@@ -48,20 +48,46 @@ _FOREST_DEFAULTS: dict[str, Scalar] = {
 }
 _FOREST_GRID: dict[str, list[Scalar]] = {"max_depth": [6, 10], "min_samples_leaf": [2, 10]}
 _FOREST_ALLOWED = frozenset(
-    {"n_estimators", "max_depth", "min_samples_leaf", "min_samples_split", "max_features",
-     "max_leaf_nodes", "bootstrap", "max_samples", "criterion"}
+    {
+        "n_estimators",
+        "max_depth",
+        "min_samples_leaf",
+        "min_samples_split",
+        "max_features",
+        "max_leaf_nodes",
+        "bootstrap",
+        "max_samples",
+        "criterion",
+    }
 )
 _HGB_DEFAULTS: dict[str, Scalar] = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 31}
 _HGB_GRID: dict[str, list[Scalar]] = {"learning_rate": [0.05, 0.1], "max_leaf_nodes": [15, 31]}
 _HGB_ALLOWED = frozenset(
-    {"max_iter", "learning_rate", "max_leaf_nodes", "max_depth", "min_samples_leaf",
-     "l2_regularization", "max_bins", "early_stopping", "validation_fraction", "n_iter_no_change"}
+    {
+        "max_iter",
+        "learning_rate",
+        "max_leaf_nodes",
+        "max_depth",
+        "min_samples_leaf",
+        "l2_regularization",
+        "max_bins",
+        "early_stopping",
+        "validation_fraction",
+        "n_iter_no_change",
+    }
 )
 _GB_DEFAULTS: dict[str, Scalar] = {"n_estimators": 100, "max_depth": 3, "learning_rate": 0.1}
 _GB_GRID: dict[str, list[Scalar]] = {"n_estimators": [100, 200], "learning_rate": [0.05, 0.1]}
 _GB_ALLOWED = frozenset(
-    {"n_estimators", "max_depth", "learning_rate", "subsample", "min_samples_leaf", "max_features",
-     "max_leaf_nodes"}
+    {
+        "n_estimators",
+        "max_depth",
+        "learning_rate",
+        "subsample",
+        "min_samples_leaf",
+        "max_features",
+        "max_leaf_nodes",
+    }
 )
 _KNN_DEFAULTS: dict[str, Scalar] = {"n_neighbors": 15, "weights": "uniform"}
 _KNN_GRID: dict[str, list[Scalar]] = {"n_neighbors": [5, 15, 31]}
@@ -75,15 +101,19 @@ CATALOG: dict[str, dict[str, Family]] = {
                 "logistic_regression",
                 {"C": 1.0, "max_iter": 1000},
                 {"C": [0.1, 1.0, 10.0]},
-                frozenset({"C", "max_iter", "tol", "class_weight", "fit_intercept", "l1_ratio",
-                           "solver"}),
+                frozenset(
+                    {"C", "max_iter", "tol", "class_weight", "fit_intercept", "l1_ratio", "solver"}
+                ),
             ),
-            Family("random_forest", _FOREST_DEFAULTS, _FOREST_GRID,
-                   _FOREST_ALLOWED | {"class_weight"}),
-            Family("extra_trees", _FOREST_DEFAULTS, _FOREST_GRID,
-                   _FOREST_ALLOWED | {"class_weight"}),
-            Family("hist_gradient_boosting", _HGB_DEFAULTS, _HGB_GRID,
-                   _HGB_ALLOWED | {"class_weight"}),
+            Family(
+                "random_forest", _FOREST_DEFAULTS, _FOREST_GRID, _FOREST_ALLOWED | {"class_weight"}
+            ),
+            Family(
+                "extra_trees", _FOREST_DEFAULTS, _FOREST_GRID, _FOREST_ALLOWED | {"class_weight"}
+            ),
+            Family(
+                "hist_gradient_boosting", _HGB_DEFAULTS, _HGB_GRID, _HGB_ALLOWED | {"class_weight"}
+            ),
             Family("gradient_boosting", _GB_DEFAULTS, _GB_GRID, _GB_ALLOWED),
             Family("knn", _KNN_DEFAULTS, _KNN_GRID, _KNN_ALLOWED),
         )
@@ -91,8 +121,12 @@ CATALOG: dict[str, dict[str, Family]] = {
     REGRESSION: {
         f.name: f
         for f in (
-            Family("ridge", {"alpha": 1.0}, {"alpha": [0.1, 1.0, 10.0]},
-                   frozenset({"alpha", "fit_intercept", "solver", "tol"})),
+            Family(
+                "ridge",
+                {"alpha": 1.0},
+                {"alpha": [0.1, 1.0, 10.0]},
+                frozenset({"alpha", "fit_intercept", "solver", "tol"}),
+            ),
             Family("linear_regression", {}, {}, frozenset({"fit_intercept", "positive"})),
             Family("random_forest", _FOREST_DEFAULTS, _FOREST_GRID, _FOREST_ALLOWED),
             Family("extra_trees", _FOREST_DEFAULTS, _FOREST_GRID, _FOREST_ALLOWED),
@@ -146,9 +180,8 @@ def candidate_problems(entries: Sequence[str | Mapping[str, Any]], task: str | N
             continue
         allowed = frozenset().union(*(f.allowed for f in found))
         for name in sorted((set(params) | set(grid)) - allowed):
-            problems.append(
-                f"{where}: parameter {name!r} is not settable; allowed: {', '.join(sorted(allowed))}"
-            )
+            settable = ", ".join(sorted(allowed))
+            problems.append(f"{where}: parameter {name!r} is not settable; allowed: {settable}")
         points = 1
         grid = grid or ({} if not isinstance(entry, str) else dict(found[0].grid))
         for values in grid.values():

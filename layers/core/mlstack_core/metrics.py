@@ -53,13 +53,14 @@ def f1_macro(y_true: NDArray[np.generic], y_pred: NDArray[np.generic]) -> float:
     true_positive, actual, predicted = _per_class_counts(np.asarray(y_true), np.asarray(y_pred))
     denominator = actual + predicted
     # A class with no true and no predicted samples scores 0, as in scikit-learn (zero_division=0).
-    f1 = np.divide(2 * true_positive, denominator, out=np.zeros_like(denominator),
-                   where=denominator > 0)
+    f1 = np.divide(
+        2 * true_positive, denominator, out=np.zeros_like(denominator), where=denominator > 0
+    )
     return float(np.mean(f1))
 
 
 def _binary_auc(positive: NDArray[np.bool_], scores: NDArray[np.float64]) -> float:
-    """Mann-Whitney U with average ranks for ties: the probability a positive outranks a negative."""
+    """Mann-Whitney U with average ranks for ties: P(a positive outranks a negative)."""
     n_positive = int(positive.sum())
     n_negative = positive.size - n_positive
     if n_positive == 0 or n_negative == 0:
@@ -86,8 +87,7 @@ def roc_auc(
     if len(classes) == 2:
         return _binary_auc(y_true == classes[1], probabilities[:, 1])
     scores = [
-        _binary_auc(y_true == label, probabilities[:, index])
-        for index, label in enumerate(classes)
+        _binary_auc(y_true == label, probabilities[:, index]) for index, label in enumerate(classes)
     ]
     return float(np.mean(scores))
 

@@ -127,12 +127,15 @@ def semantic_problems(spec: Mapping[str, Any]) -> list[str]:
     """Rules JSON Schema cannot express. Defensive about types: it also runs on invalid specs."""
     problems: list[str] = []
     task, metric = spec.get("task"), spec.get("metric")
-    if task in (CLASSIFICATION, REGRESSION) and isinstance(metric, str):
-        if metric not in metrics_for(task):
-            problems.append(
-                f"metric: {metric!r} does not apply to {task}; "
-                f"use one of {', '.join(metrics_for(task))}"
-            )
+    if (
+        task in (CLASSIFICATION, REGRESSION)
+        and isinstance(metric, str)
+        and metric not in metrics_for(task)
+    ):
+        problems.append(
+            f"metric: {metric!r} does not apply to {task}; "
+            f"use one of {', '.join(metrics_for(task))}"
+        )
     threshold = spec.get("threshold")
     if isinstance(threshold, int | float) and isinstance(metric, str):
         if metric in _UNIT_INTERVAL_METRICS and not 0.0 <= threshold <= 1.0:
@@ -147,9 +150,9 @@ def semantic_problems(spec: Mapping[str, Any]) -> list[str]:
         problems += candidate_problems(candidates, task_or_none)
     columns = spec.get("columns")
     target = spec.get("target")
-    if isinstance(columns, dict) and isinstance(columns.get("drop"), list):
-        if isinstance(target, str) and target in columns["drop"]:
-            problems.append(f"columns.drop: lists the target {target!r}")
+    drop = columns.get("drop") if isinstance(columns, dict) else None
+    if isinstance(drop, list) and isinstance(target, str) and target in drop:
+        problems.append(f"columns.drop: lists the target {target!r}")
     if spec.get("delimiter") in ('"', "\n", "\r"):
         problems.append(f"delimiter: {spec['delimiter']!r} cannot separate CSV cells")
     return problems
@@ -274,11 +277,11 @@ def _type_matches(value: Any, schema: Mapping[str, Any]) -> bool:
 
 def _reword(error: SchemaValidationError, label: str) -> str:
     message = error.validation_message or str(error)
-    # fastjsonschema names the validated value "data..."; the path is already in the label.
-    for prefix in ("data ", "data."):
-        if message.startswith(prefix):
-            rest = message[len(prefix) :] if prefix == "data " else message
-            message = rest if prefix == "data " else message.replace("data.", f"{label}.", 1)
+    # fastjsonschema calls the validated value "data"; the label already names it.
+    if message.startswith("data "):
+        message = message.removeprefix("data ")
+    elif message.startswith("data."):
+        message = f"{label}." + message.removeprefix("data.")
     if isinstance(error.value, str | int | float | bool) or error.value is None:
         message += f" (got {json.dumps(error.value)})"
     return message
@@ -292,4 +295,3 @@ def _format(problems: list[str], context: str = "") -> str:
     noun = "problem" if len(problems) == 1 else "problems"
     lines = "\n".join(f"- {p}" for p in problems)
     return f"spec.json has {len(problems)} {noun}{context}:\n{lines}"
-

@@ -97,7 +97,12 @@ class Table:
     header: list[str]
     columns: dict[str, list[str]]
     n_rows: int
-    file_columns: int = 0
+    # Every header cell of the file, including columns not kept (spec.columns.drop).
+    file_header: list[str] = field(default_factory=list)
+
+    @property
+    def file_columns(self) -> int:
+        return len(self.file_header)
 
     def take(self, indices: Sequence[int] | np.ndarray) -> Table:
         index_list = [int(i) for i in indices]
@@ -105,7 +110,7 @@ class Table:
             header=list(self.header),
             columns={n: [c[i] for i in index_list] for n, c in self.columns.items()},
             n_rows=len(index_list),
-            file_columns=self.file_columns,
+            file_header=list(self.file_header),
         )
 
 
@@ -120,7 +125,7 @@ def read_csv(
     """Parse and structurally validate a CSV. ``required`` columns are checked right after the
     header, before reading rows; ``skip`` columns are not kept."""
     stream: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else source
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")  # type: ignore[type-var]
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     reader = csv.reader(text, delimiter=delimiter)
     n_rows = 0
     try:
@@ -182,7 +187,7 @@ def read_csv(
         header=kept,
         columns=dict(zip(kept, columns, strict=True)),
         n_rows=n_rows,
-        file_columns=width,
+        file_header=list(header),
     )
 
 
@@ -214,8 +219,8 @@ def _check_header(header: list[str], delimiter: str) -> None:
         for other in _OTHER_DELIMITERS:
             if other != delimiter and other in header[0]:
                 raise WrongDelimiter(
-                    f"the header is one column {header[0][:80]!r} that contains {other!r}: the file "
-                    f"looks {other!r}-separated but spec.delimiter is {delimiter!r}; set "
+                    f"the header is one column {header[0][:80]!r} that contains {other!r}: the "
+                    f"file looks {other!r}-separated but spec.delimiter is {delimiter!r}; set "
                     f'"delimiter": {_json_char(other)} in spec.json'
                 )
     blank = [str(i + 1) for i, name in enumerate(header) if not name.strip()]
@@ -274,7 +279,7 @@ def prepare(table: Table, spec: Mapping[str, Any]) -> Prepared:
     warnings: list[dict[str, Any]] = []
     declared: Mapping[str, str] = spec.get("columns", {}).get("types", {})
     for name in [*declared, *spec.get("columns", {}).get("drop", [])]:
-        if name not in table.columns and name not in table.header:
+        if name not in table.file_header:
             _warn(warnings, "UnknownColumn", name, f"spec.columns names {name!r}, not in the file")
 
     # Rows without a target cannot be used for training or evaluation.
@@ -515,7 +520,9 @@ def feature_matrices(table: Table, schema: Mapping[str, Any]) -> tuple[np.ndarra
     missing = [n for n in [*schema["numeric"], *schema["categorical"]] if n not in table.columns]
     if missing:
         raise KeyError(f"column(s) {', '.join(map(repr, missing))} are not in the table")
-    return numeric_matrix(table, schema["numeric"]), categorical_matrix(table, schema["categorical"])
+    return numeric_matrix(table, schema["numeric"]), categorical_matrix(
+        table, schema["categorical"]
+    )
 
 
 def model_input(numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:

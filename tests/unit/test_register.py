@@ -1,0 +1,91 @@
+"""Register: every evaluated challenger becomes a version; promotion is a conditional alias move."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any
+
+import pytest
+
+from mlstack_core.errors import ChampionChanged
+from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes
+
+pytestmark = pytest.mark.unit
+
+MODEL = "penguins"
+
+
+@pytest.fixture
+def evaluated(aws: Stack) -> dict[str, Any]:
+    """A real Preprocess → Train → Evaluate state for the penguins data."""
+    aws.put_spec(MODEL, {"target": "species"})
+    return aws.run_pipeline(MODEL, penguins_bytes())
+
+
+def _register(action: str, state: dict[str, Any]) -> dict[str, Any]:
+    event = {"action": action, "run": state["run"], "evaluation": state["evaluation"]}
+    result: dict[str, Any] = load_handler("register")(event, FakeLambdaContext())
+    return result
+
+
+def test_promotion_registers_a_version_with_lineage_and_moves_production(
+    aws: Stack, evaluated: dict[str, Any]
+) -> None:
+    result = _register("promote", evaluated)
+
+    assert result["promoted"] is True
+    assert result["version"] == 1
+    assert aws.registry.get_alias(MODEL) == 1
+    version = aws.registry.get_version(MODEL, 1)
+    assert version["status"] == "Approved"
+    assert version["family"] == evaluated["evaluation"]["best"]["family"]
+    assert version["metrics"] == evaluated["evaluation"]["best"]["metrics"]
+    assert version["schema"] == evaluated["run"]["schema"]
+    assert version["dataset"]["sha256"] == hashlib.sha256(penguins_bytes()).hexdigest()
+    assert version["execution_arn"] == evaluated["run"]["execution_arn"]
+
+    artifact = version["artifact"]
+    assert artifact["key"] == f"models/{MODEL}/1/model.onnx"
+    stored = aws.s3.get_object(Bucket=artifact["bucket"], Key=artifact["key"])["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == artifact["sha256"]
+    assert aws.read_json(f"models/{MODEL}/1/metadata.json")["artifact"] == artifact
+
+    moves = [h for h in aws.registry.history(MODEL) if h["kind"] == "alias"]
+    assert moves[-1]["version"] == 1
+    assert moves[-1]["previous"] is None
+    assert moves[-1]["actor"] == "pipeline"
+
+
+def test_rejection_is_recorded_and_production_is_untouched(
+    aws: Stack, evaluated: dict[str, Any]
+) -> None:
+    _register("promote", evaluated)
+    rejected_state = copy.deepcopy(evaluated)
+    rejected_state["evaluation"]["decision"] = "reject"
+    rejected_state["evaluation"]["reasons"] = ["accuracy 0.41 is below threshold 0.9"]
+
+    result = _register("reject", rejected_state)
+
+    assert result["promoted"] is False
+    assert result["status"] == "Rejected"
+    assert aws.registry.get_alias(MODEL) == 1
+    version = aws.registry.get_version(MODEL, result["version"])
+    assert version["status"] == "Rejected"
+    assert "below threshold" in version["status_reason"]
+
+
+def test_a_run_that_saw_a_stale_champion_cannot_overwrite_production(
+    aws: Stack, evaluated: dict[str, Any]
+) -> None:
+    # Two runs evaluated against "no production yet"; the first promotes, the second must not.
+    first, second = evaluated, copy.deepcopy(evaluated)
+    _register("promote", first)
+
+    with pytest.raises(ChampionChanged):
+        _register("promote", second)
+
+    assert aws.registry.get_alias(MODEL) == 1
+    loser = aws.registry.get_version(MODEL, 2)
+    assert loser["status"] == "Registered"
+    assert "not promoted" in loser["status_reason"]
