@@ -4,7 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo test lint format unit integration clean
+SAM_VENV ?= .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+# Where sam build finds python3.12, the functions' runtime: on PATH, or pyenv's newest 3.12.
+RUNTIME_PYTHON_DIR = $(shell python3.12 -c 'import sys, os; print(os.path.dirname(sys.executable))' 2>/dev/null \
+	|| (v=$$(pyenv versions --bare 2>/dev/null | grep '^3\.12' | tail -1); [ -n "$$v" ] && echo "$$(pyenv prefix $$v)/bin"))
+
+.PHONY: install demo test lint format unit integration build clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,5 +44,16 @@ unit: install
 integration: install
 	$(BIN)/pytest -m integration
 
+$(SAM):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet "aws-sam-cli==1.170.0"
+
+# sam build for real (Lambda wheels for the runtime), then each function's size with its layers.
+build: install $(SAM)
+	@test -n "$(RUNTIME_PYTHON_DIR)" || { echo "sam build needs python3.12 (the functions' runtime)"; exit 1; }
+	PATH="$(RUNTIME_PYTHON_DIR):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM) build
+	$(BIN)/python -m mlstack.buildcheck .aws-sam/build
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

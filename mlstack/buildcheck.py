@@ -1,0 +1,67 @@
+"""Size check of a ``sam build`` output: each function with its layers against Lambda's limit.
+
+Lambda refuses a function whose code plus layers exceed 250 MiB unzipped; this catches it before
+``sam deploy`` does. The serving path has a tighter budget of its own (cold start, issue #4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+LAMBDA_LIMIT_MIB = 250.0
+BUDGETS_MIB = {"PredictFunction": 200.0}
+DEFAULT_BUDGET_MIB = 240.0  # 10 MiB of margin under the hard limit
+
+
+def directory_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def function_sizes(build_dir: Path) -> list[dict[str, Any]]:
+    """Unzipped size of each function with the layers it references (Globals included)."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse((build_dir / "template.yaml").read_text())
+    global_layers = template.get("Globals", {}).get("Function", {}).get("Layers", [])
+    resources = template["Resources"]
+    rows = []
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        properties = resource["Properties"]
+        layers = [layer["Ref"] for layer in global_layers + properties.get("Layers", [])]
+        code = directory_mib(build_dir / properties["CodeUri"])
+        layer_sizes = {
+            name: directory_mib(build_dir / resources[name]["Properties"]["ContentUri"])
+            for name in layers
+        }
+        total = code + sum(layer_sizes.values())
+        budget = BUDGETS_MIB.get(logical_id, DEFAULT_BUDGET_MIB)
+        rows.append({"function": logical_id, "code": code, "layers": layer_sizes,
+                     "total": total, "budget": budget, "ok": total <= budget})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("build_dir", nargs="?", default=".aws-sam/build", type=Path)
+    args = parser.parse_args(argv)
+    rows = function_sizes(args.build_dir)
+    print(f"{'function':20} {'code':>7} {'+ layers':>9} {'total MiB':>10} {'budget':>7}  layers")
+    for row in rows:
+        layers = ", ".join(f"{name} {size:.1f}" for name, size in row["layers"].items())
+        print(f"{row['function']:20} {row['code']:7.2f} {sum(row['layers'].values()):9.1f} "
+              f"{row['total']:10.1f} {row['budget']:7.0f}  {layers}"
+              + ("" if row["ok"] else "   OVER BUDGET"))
+    over = [row["function"] for row in rows if not row["ok"]]
+    if over:
+        print(f"over budget (Lambda's hard limit is {LAMBDA_LIMIT_MIB:.0f} MiB): {', '.join(over)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
