@@ -53,7 +53,7 @@ $(SAM):
 build: install $(SAM)
 	@test -n "$(RUNTIME_PYTHON_DIR)" || { echo "sam build needs python3.12 (the functions' runtime)"; exit 1; }
 	PATH="$(RUNTIME_PYTHON_DIR):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM) build
-	$(BIN)/python -m mlstack.buildcheck .aws-sam/build
+	$(BIN)/python -m mlstack.buildcheck .aws-sam/build --runtime-python "$(RUNTIME_PYTHON_DIR)/python3.12"
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

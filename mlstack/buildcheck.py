@@ -7,6 +7,8 @@ Lambda refuses a function whose code plus layers exceed 250 MiB unzipped; this c
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,27 +42,104 @@ def function_sizes(build_dir: Path) -> list[dict[str, Any]]:
         }
         total = code + sum(layer_sizes.values())
         budget = BUDGETS_MIB.get(logical_id, DEFAULT_BUDGET_MIB)
-        rows.append({"function": logical_id, "code": code, "layers": layer_sizes,
-                     "total": total, "budget": budget, "ok": total <= budget})
+        rows.append(
+            {
+                "function": logical_id,
+                "code": code,
+                "layers": layer_sizes,
+                "total": total,
+                "budget": budget,
+                "ok": total <= budget,
+            }
+        )
     return rows
+
+
+RUNTIME_PROVIDED = ["boto3"]  # what the Lambda Python runtime ships besides the standard library
+
+
+def import_check(build_dir: Path, runtime_python: str) -> list[str]:
+    """Import every handler with only its own package on the path, as Lambda would.
+
+    Catches a dependency missing from a function's layers (or one that sneaked in through a
+    development install) before deploying. Runs ``python3.12 -I -S``: no site-packages at all.
+    """
+    from samtranslator.yaml_helper import yaml_parse
+
+    runtime_dir = build_dir.parent / "runtime-provided"
+    if not (runtime_dir / "boto3").is_dir():
+        subprocess.run(
+            [
+                runtime_python,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                str(runtime_dir),
+                *RUNTIME_PROVIDED,
+            ],
+            check=True,
+        )
+    template = yaml_parse((build_dir / "template.yaml").read_text())
+    global_layers = template.get("Globals", {}).get("Function", {}).get("Layers", [])
+    resources = template["Resources"]
+    failures = []
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        properties = resource["Properties"]
+        code_dir = build_dir / properties["CodeUri"]
+        layer_dirs = [
+            build_dir / resources[layer["Ref"]]["Properties"]["ContentUri"] / "python"
+            for layer in global_layers + properties.get("Layers", [])
+        ]
+        module, _, attribute = properties["Handler"].rpartition(".")
+        path = [str(code_dir), *map(str, layer_dirs), str(runtime_dir)]
+        program = (
+            f"import sys; sys.path[:0] = {path!r}; import {module}; "
+            f"assert callable({module}.{attribute})"
+        )
+        environment = {
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_SERVICE_NAME": logical_id,
+            "PATH": os.environ.get("PATH", ""),
+        }
+        result = subprocess.run(
+            [runtime_python, "-I", "-S", "-B", "-c", program],
+            capture_output=True,
+            text=True,
+            env=environment,
+            check=False,
+        )
+        status = "ok" if result.returncode == 0 else "FAILED"
+        print(f"import {logical_id:20} {status}")
+        if result.returncode != 0:
+            print(result.stderr.strip().splitlines()[-1] if result.stderr else "")
+            failures.append(logical_id)
+    return failures
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("build_dir", nargs="?", default=".aws-sam/build", type=Path)
+    parser.add_argument("--runtime-python", help="also import each handler with this Python")
     args = parser.parse_args(argv)
+    failures = import_check(args.build_dir, args.runtime_python) if args.runtime_python else []
     rows = function_sizes(args.build_dir)
     print(f"{'function':20} {'code':>7} {'+ layers':>9} {'total MiB':>10} {'budget':>7}  layers")
     for row in rows:
         layers = ", ".join(f"{name} {size:.1f}" for name, size in row["layers"].items())
-        print(f"{row['function']:20} {row['code']:7.2f} {sum(row['layers'].values()):9.1f} "
-              f"{row['total']:10.1f} {row['budget']:7.0f}  {layers}"
-              + ("" if row["ok"] else "   OVER BUDGET"))
+        print(
+            f"{row['function']:20} {row['code']:7.2f} {sum(row['layers'].values()):9.1f} "
+            f"{row['total']:10.1f} {row['budget']:7.0f}  {layers}"
+            + ("" if row["ok"] else "   OVER BUDGET")
+        )
     over = [row["function"] for row in rows if not row["ok"]]
     if over:
         print(f"over budget (Lambda's hard limit is {LAMBDA_LIMIT_MIB:.0f} MiB): {', '.join(over)}")
-        return 1
-    return 0
+    return 1 if over or failures else 0
 
 
 if __name__ == "__main__":

@@ -83,13 +83,13 @@ def roc_auc(
 ) -> float:
     """Binary AUC of the second class, or the unweighted one-vs-rest mean for more classes."""
     y_true = np.asarray(y_true)
-    probabilities = np.asarray(probabilities, float)
+    scores: NDArray[np.float64] = np.asarray(probabilities, dtype=np.float64)
     if len(classes) == 2:
-        return _binary_auc(y_true == classes[1], probabilities[:, 1])
-    scores = [
-        _binary_auc(y_true == label, probabilities[:, index]) for index, label in enumerate(classes)
+        return _binary_auc(y_true == classes[1], scores[:, 1])
+    per_class = [
+        _binary_auc(y_true == label, scores[:, index]) for index, label in enumerate(classes)
     ]
-    return float(np.mean(scores))
+    return float(np.mean(per_class))
 
 
 def log_loss(
