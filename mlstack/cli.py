@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
 import json
 import signal
 import sys
@@ -70,14 +68,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.wait:
         return 0
     description = follow_execution(client.session.client("stepfunctions"), execution_arn)
-    print(
-        f"run {description['status']}"
-        + (
-            f": {description.get('error')}: {description.get('cause')}"
-            if description.get("error")
-            else ""
-        )
-    )
+    failed = f" with {failure_summary(description)}" if description.get("error") else ""
+    print(f"run {description['status']}{failed}")
     return 0 if description["status"] == "SUCCEEDED" else 1
 
 
@@ -91,71 +83,100 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if response.status == 200 else 1
 
 
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in [header, *rows]
+    ]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
 def format_models(client: StackClient, model: str | None) -> str:
+    """The registry, readable: all models, or one model's versions and its production details."""
     registry = client.registry
-    out = io.StringIO()
     if model is None:
         names = registry.list_models()
         if not names:
             return "no models registered yet\n"
-        out.write(f"{'MODEL':24} {'PRODUCTION':>10} {'VERSIONS':>8}\n")
+        rows = []
         for name in names:
             production = registry.get_alias(name)
-            out.write(
-                f"{name:24} {production if production else '-':>10} "
-                f"{len(registry.list_versions(name)):>8}\n"
-            )
-        return out.getvalue()
+            rows.append([name, str(production or "-"), str(len(registry.list_versions(name)))])
+        return _table(["MODEL", "PRODUCTION", "VERSIONS"], rows)
+
     versions = registry.list_versions(model)
     if not versions:
         return f"model {model!r} has no versions\n"
     production = registry.get_alias(model)
-    out.write(f"model {model}: production = version {production}\n\n")
-    writer = csv.writer(out, delimiter="\t", lineterminator="\n")
-    writer.writerow(["VERSION", "STATUS", "FAMILY", "METRIC", "VALUE", "ROWS", "CREATED", "REASON"])
+    rows = []
     for version in versions:
         metric = version.get("metric", "")
         value = version.get("metrics", {}).get(metric)
-        writer.writerow(
+        rows.append(
             [
                 f"{version['version']}{' *' if version['version'] == production else ''}",
                 version["status"],
                 version.get("family", ""),
-                metric,
-                "" if value is None else f"{value:.4f}",
-                version.get("dataset", {}).get("rows", ""),
-                version.get("created_at", "")[:19],
-                (version.get("status_reason") or "")[:80],
+                f"{metric}={value:.4f}" if value is not None else "",
+                str(version.get("dataset", {}).get("rows", "")),
+                version.get("created_at", "")[:19].replace("T", " "),
+                (version.get("status_reason") or "")[:70],
             ]
         )
+    out = [f"model {model}: production = version {production or '-'}  (* marks it)\n\n"]
+    out.append(_table(["VERSION", "STATUS", "FAMILY", "SCORE", "ROWS", "CREATED", "REASON"], rows))
     if production:
         current = registry.get_version(model, production)
-        out.write(f"\nproduction version {production}:\n")
-        out.write(
-            f"  family      {current.get('family')}  params {json.dumps(current.get('params'))}\n"
-        )
-        out.write(
-            "  metrics     "
-            + ", ".join(
-                f"{k}={v:.4f}"
-                for k, v in current.get("metrics", {}).items()
-                if isinstance(v, float)
-            )
-            + "\n"
-        )
         dataset = current.get("dataset", {})
-        out.write(
-            f"  dataset     s3://{dataset.get('bucket')}/{dataset.get('key')} "
-            f"(version {dataset.get('version_id')}, sha256 {str(dataset.get('sha256'))[:12]}…)\n"
-        )
         features = current.get("schema", {}).get("features", [])
-        out.write(
-            "  features    " + ", ".join(f"{f['name']}:{f['kind'][:3]}" for f in features) + "\n"
-        )
-        if current.get("classes"):
-            out.write(f"  classes     {current['classes']}\n")
-        out.write(f"  execution   {current.get('execution_arn')}\n")
-    return out.getvalue()
+        details = [
+            ("family", f"{current.get('family')}  params {json.dumps(current.get('params'))}"),
+            (
+                "metrics",
+                ", ".join(
+                    f"{k}={v:.4f}"
+                    for k, v in current.get("metrics", {}).items()
+                    if isinstance(v, float)
+                ),
+            ),
+            ("parity", json.dumps(current.get("parity", {}))),
+            (
+                "dataset",
+                f"s3://{dataset.get('bucket')}/{dataset.get('key')} "
+                f"version {dataset.get('version_id')}",
+            ),
+            ("sha256", str(dataset.get("sha256"))),
+            (
+                "rows",
+                f"{dataset.get('rows')} ({current.get('splits', {}).get('train_rows')} train, "
+                f"{current.get('splits', {}).get('holdout_rows')} holdout)",
+            ),
+            ("features", ", ".join(f"{f['name']}:{f['kind'][:3]}" for f in features)),
+            ("classes", str(current.get("classes") or "-")),
+            (
+                "artifact",
+                f"s3://{current['artifact']['bucket']}/{current['artifact']['key']} "
+                f"sha256 {current['artifact']['sha256'][:16]}",
+            ),
+            (
+                "libraries",
+                ", ".join(f"{k} {v}" for k, v in current.get("library_versions", {}).items()),
+            ),
+            ("execution", str(current.get("execution_arn"))),
+        ]
+        out.append(f"\nproduction version {production}:\n")
+        out.extend(f"  {label:10} {value}\n" for label, value in details)
+    return "".join(out)
+
+
+def failure_summary(description: dict[str, Any]) -> str:
+    """``Error: message`` from a failed execution, whose cause is the Lambda error payload."""
+    error = description.get("error", "")
+    cause = description.get("cause", "")
+    with contextlib.suppress(ValueError, AttributeError):
+        cause = json.loads(cause).get("errorMessage", cause)
+    return f"{error}: {cause}" if cause else str(error)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import time
 from importlib import resources
 from typing import Any
 
-from mlstack.cli import format_models
+from mlstack.cli import failure_summary, format_models
 from mlstack.localcloud import LocalCloud, quiet_local_logs
 from mlstack.progress import follow_execution
 from mlstack.stack import StackClient
@@ -77,7 +77,8 @@ def _print_alerts(cloud: LocalCloud, queue_url: str) -> None:
     messages = cloud.client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
     for message in messages.get("Messages", []):
         envelope = json.loads(message["Body"])
-        print(f"  alert on AlertsTopic: {envelope.get('Subject')}: {envelope.get('Message')[:160]}")
+        attributes = {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()}
+        print(f"  alert on AlertsTopic: {envelope.get('Subject')} {attributes}")
 
 
 def _run(
@@ -96,7 +97,7 @@ def _run(
     description = follow_execution(client.session.client("stepfunctions"), execution_arn)
     outcome = description["status"]
     if description.get("error"):
-        outcome += f" with {description['error']}: {description.get('cause', '')[:160]}"
+        outcome += f" with {failure_summary(description)}"
     print(f"  run {outcome}")
     return description
 

@@ -3,6 +3,11 @@ score production on the same rows, and decide.
 
 The ONNX file is what ships, so its outputs are the ones scored. onnxruntime runs on one thread:
 with two, exact forest ties came out as 0.49999994 and flipped labels (ARCHITECTURE.md section 5).
+
+This function runs on the serving layer (onnxruntime + numpy): scikit-learn and onnxruntime do not
+fit in one Lambda together (ARCHITECTURE.md section 6). So nothing here imports scikit-learn, scipy
+or joblib: parity compares against the scikit-learn outputs Train stored for the holdout
+(``sklearn_holdout.npz``), and metrics come from ``mlstack_core.metrics`` (numpy).
 """
 
 from __future__ import annotations
@@ -14,21 +19,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import boto3
-import joblib
 import numpy as np
 import onnxruntime as ort
-from sklearn import metrics as skm
 
+from mlstack_core import metrics as scoring
 from mlstack_core.errors import NoViableCandidate, UnparseableNumber
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
-from mlstack_core.spec import greater_is_better, metrics_for
+from mlstack_core.spec import CLASSIFICATION_METRICS, REGRESSION_METRICS, metrics_for
 from mlstack_core.tabular import (
     CLASSIFICATION,
     Table,
     feature_matrices,
-    model_input,
     read_split,
     target_vector,
 )
@@ -73,39 +76,22 @@ def align_probabilities(
     return out
 
 
+def greater_is_better(metric: str) -> bool:
+    return scoring.GREATER_IS_BETTER[metric]
+
+
 def classification_metrics(
     y: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[Any]
 ) -> dict[str, float | None]:
-    classes_list = list(classes)
-    out: dict[str, float | None] = {
-        "accuracy": skm.accuracy_score(y, labels),
-        "balanced_accuracy": skm.balanced_accuracy_score(y, labels),
-        "f1_macro": skm.f1_score(y, labels, average="macro", labels=classes_list, zero_division=0),
-    }
-    try:
-        if len(classes_list) == 2:
-            out["roc_auc"] = skm.roc_auc_score(y == classes_list[1], probabilities[:, 1])
-        else:
-            out["roc_auc"] = skm.roc_auc_score(
-                y, probabilities, multi_class="ovr", labels=classes_list
-            )
-    except ValueError:  # a class absent from the holdout
-        out["roc_auc"] = None
-    clipped = np.clip(probabilities, 1e-15, 1.0)
-    out["log_loss"] = skm.log_loss(
-        y, clipped / clipped.sum(axis=1, keepdims=True), labels=classes_list
-    )
-    return _finite(out)
+    """Every classification metric; one that cannot be computed (roc_auc with a class absent
+    from the holdout) is None."""
+    computed = scoring.classification_metrics(y, labels, probabilities, list(classes))
+    return _finite({name: computed.get(name) for name in CLASSIFICATION_METRICS})
 
 
 def regression_metrics(y: np.ndarray, values: np.ndarray) -> dict[str, float | None]:
-    return _finite(
-        {
-            "r2": skm.r2_score(y, values),
-            "rmse": skm.root_mean_squared_error(y, values),
-            "mae": skm.mean_absolute_error(y, values),
-        }
-    )
+    computed = scoring.regression_metrics(y, values)
+    return _finite({name: computed.get(name) for name in REGRESSION_METRICS})
 
 
 def _finite(values: Mapping[str, Any]) -> dict[str, float | None]:
@@ -114,6 +100,33 @@ def _finite(values: Mapping[str, Any]) -> dict[str, float | None]:
     for key, value in values.items():
         number = None if value is None else float(value)
         out[key] = number if number is not None and math.isfinite(number) else None
+    return out
+
+
+def load_sklearn_outputs(body: bytes, task: str, rows: int) -> dict[str, Any]:
+    """Train's ``sklearn_holdout.npz`` in the shapes ``parity`` compares: classifiers ``label``
+    (int64, or str objects like onnxruntime's string outputs), ``probabilities`` float64 [N, C]
+    and ``classes`` (a list); regressors ``variable`` float64 [N]."""
+    with np.load(io.BytesIO(body), allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    out: dict[str, Any]
+    if task == CLASSIFICATION:
+        label = arrays["label"]
+        out = {
+            "label": label.astype(object) if label.dtype.kind == "U" else label,
+            "probabilities": np.asarray(arrays["probabilities"], dtype=np.float64),
+            "classes": arrays["classes"].tolist(),
+        }
+        if out["probabilities"].shape != (rows, len(out["classes"])):
+            raise ValueError(
+                f"stored probabilities have shape {out['probabilities'].shape}, expected "
+                f"({rows}, {len(out['classes'])})"
+            )
+    else:
+        out = {"variable": np.asarray(arrays["variable"], dtype=np.float64).ravel()}
+    first = out["label" if task == CLASSIFICATION else "variable"]
+    if first.shape != (rows,):
+        raise ValueError(f"stored outputs cover {first.shape[0]} rows, the holdout has {rows}")
     return out
 
 
@@ -169,7 +182,6 @@ class Holdout:
         self.table = table
         self.schema = schema
         self.numeric, self.categorical = feature_matrices(table, schema)
-        self.inputs = model_input(self.numeric, self.categorical)
         self.y = target_vector(table, schema)
         self.classes: list[Any] = list(schema.get("classes") or [])
         # Regression parity is judged relative to the target's spread.
@@ -217,24 +229,22 @@ def score_candidate(
         scored["excluded"] = f"onnxruntime cannot run the export: {type(error).__name__}: {error}"
         return scored
     try:
-        pipeline = joblib.load(io.BytesIO(_read(s3, bucket, entry["sklearn_key"])))
+        key = entry.get("sklearn_holdout_key")
+        if not key:
+            raise KeyError("the trained entry has no sklearn_holdout_key")
+        sklearn_out = load_sklearn_outputs(_read(s3, bucket, key), task, int(holdout.y.size))
         if task == CLASSIFICATION:
-            sklearn_out = {
-                "label": pipeline.predict(holdout.inputs),
-                "probabilities": pipeline.predict_proba(holdout.inputs),
-                "classes": list(pipeline.classes_),
-            }
             model_classes = sklearn_out["classes"]
         else:
-            sklearn_out = {"variable": np.asarray(pipeline.predict(holdout.inputs)).ravel()}
             onnx_out = {"variable": np.asarray(onnx_out["variable"]).ravel()}
             model_classes = None
+        measured = parity(task, onnx_out, sklearn_out, tolerance, holdout.scale)
     except Exception as error:
         scored["excluded"] = f"parity not measurable: {type(error).__name__}: {error}"
         return scored
 
     scored["metrics"] = holdout.score(onnx_out, model_classes)
-    scored["parity"] = parity(task, onnx_out, sklearn_out, tolerance, holdout.scale)
+    scored["parity"] = measured
     if not scored["parity"]["passed"]:
         p = scored["parity"]
         scored["excluded"] = (

@@ -15,5 +15,8 @@ from mlstack_core.observability import logger, metrics, tracer
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return register_challenger(
-        action=event["action"], run=event["run"], evaluation=event["evaluation"]
+        action=event["action"],
+        run=event["run"],
+        evaluation=event["evaluation"],
+        execution_started=event.get("execution_started"),
     )

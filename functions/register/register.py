@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -74,13 +75,30 @@ def publish_artifact(model: str, version: int, source_key: str) -> dict[str, Any
     }
 
 
+def run_seconds(execution_started: str | None) -> float | None:
+    """Seconds since the execution started ($$.Execution.StartTime, ISO 8601)."""
+    if not execution_started:
+        return None
+    started = datetime.fromisoformat(execution_started.replace("Z", "+00:00"))
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - started).total_seconds()
+
+
 def register_challenger(
-    action: str, run: dict[str, Any], evaluation: dict[str, Any]
+    action: str,
+    run: dict[str, Any],
+    evaluation: dict[str, Any],
+    execution_started: str | None = None,
 ) -> dict[str, Any]:
     model = run["model"]
+    duration = run_seconds(execution_started)
+    if duration is not None:
+        metrics.add_metric(name="PipelineDuration", unit=MetricUnit.Seconds, value=duration)
     registry = Registry(stack_settings().registry_table)
     version = registry.allocate_version(model)
     document = version_document(run, evaluation)
+    document["timings"]["run_seconds_before_register"] = duration
     document["artifact"] = publish_artifact(model, version, evaluation["best"]["onnx_key"])
     boto3.client("s3").put_object(
         Bucket=document["artifact"]["bucket"],

@@ -1,5 +1,9 @@
 """One Map iteration: fit one candidate pipeline on the training split and export it to ONNX.
 
+The fitted pipeline's own outputs on the holdout are stored next to the export
+(``sklearn_holdout.npz``): Evaluate runs on the serving layer, which has onnxruntime but not
+scikit-learn (the two do not fit in one Lambda), so it measures ONNX/sklearn parity against them.
+
 A candidate that fails to fit or convert is reported with status "failed" and the error text
 instead of raising, so one bad grid point never fails the Map. Problems with the run itself
 (split missing, S3 down) still raise, so Step Functions retries or fails the run.
@@ -21,7 +25,13 @@ from zoo import build_pipeline, export_onnx
 
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
 from mlstack_core.settings import stack_settings
-from mlstack_core.tabular import feature_matrices, model_input, read_split, target_vector
+from mlstack_core.tabular import (
+    CLASSIFICATION,
+    feature_matrices,
+    model_input,
+    read_split,
+    target_vector,
+)
 
 MAX_ERROR_CHARS = 2000
 MAX_FIT_WARNINGS = 5
@@ -43,12 +53,54 @@ def library_versions() -> dict[str, str]:
 
 
 @tracer.capture_method
-def load_training_data(run: dict[str, Any], s3: Any) -> tuple[np.ndarray, np.ndarray]:
+def load_split(
+    run: dict[str, Any], s3: Any, which: str = "train_key"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(model input, target) of one split file: ``which`` is "train_key" or "holdout_key"."""
     splits, schema = run["splits"], run["schema"]
-    body = s3.get_object(Bucket=splits["bucket"], Key=splits["train_key"])["Body"].read()
+    body = s3.get_object(Bucket=splits["bucket"], Key=splits[which])["Body"].read()
     table = read_split(body)
     numeric, categorical = feature_matrices(table, schema)
     return model_input(numeric, categorical), target_vector(table, schema)
+
+
+def load_training_data(run: dict[str, Any], s3: Any) -> tuple[np.ndarray, np.ndarray]:
+    return load_split(run, s3, "train_key")
+
+
+def _npz_array(values: Any, dtype: Any = None) -> np.ndarray:
+    """An array ``np.load(..., allow_pickle=False)`` can read: object (string) arrays become
+    unicode arrays."""
+    array = np.asarray(values, dtype=dtype)
+    if array.dtype == object:
+        array = array.astype(str)
+    return array
+
+
+def sklearn_holdout_outputs(pipeline: Any, task: str, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """The fitted pipeline's outputs on the holdout, shaped like the ONNX outputs Evaluate
+    compares them with: classifiers ``label`` [N] (int64 or unicode, as the target),
+    ``probabilities`` float64 [N, n_classes] and ``classes``; regressors ``variable``
+    float64 [N]."""
+    if task == CLASSIFICATION:
+        return {
+            "label": _npz_array(pipeline.predict(inputs)),
+            "probabilities": np.asarray(pipeline.predict_proba(inputs), dtype=np.float64),
+            "classes": _npz_array(pipeline.classes_),
+        }
+    return {"variable": np.asarray(pipeline.predict(inputs), dtype=np.float64).ravel()}
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """The arrays as .npz. Object arrays are refused: reading them back would need pickle.
+    (np.savez's own allow_pickle argument only exists from numpy 2.1; the layers allow 2.0.)"""
+    pickled = sorted(name for name, array in arrays.items() if array.dtype.hasobject)
+    if pickled:
+        raise TypeError(f"object arrays cannot be stored without pickle: {pickled}")
+    buffer = io.BytesIO()
+    savez: Any = np.savez  # typed with allow_pickle: bool, which **arrays could fill
+    savez(buffer, **arrays)
+    return buffer.getvalue()
 
 
 def fit_and_export(
@@ -108,14 +160,17 @@ def train_candidate(
         "warnings": [],
         "onnx_key": None,
         "sklearn_key": None,
+        "sklearn_holdout_key": None,
         "fit_seconds": None,
         "export_seconds": None,
         "onnx_bytes": None,
         "library_versions": library_versions(),
     }
     inputs, y = load_training_data(run, s3)
+    holdout_inputs, _ = load_split(run, s3, "holdout_key")
     try:
         pipeline, onnx_bytes, details = fit_and_export(run, candidate, inputs, y)
+        holdout_outputs = sklearn_holdout_outputs(pipeline, run["task"], holdout_inputs)
     except Exception as error:  # a bad candidate must not fail the Map
         result["error"] = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
         logger.warning("Candidate failed", extra={"candidate": candidate, "error": result["error"]})
@@ -136,10 +191,17 @@ def train_candidate(
         Body=pickled.getvalue(),
         ContentType="application/octet-stream",
     )
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"{prefix}/sklearn_holdout.npz",
+        Body=npz_bytes(holdout_outputs),
+        ContentType="application/octet-stream",
+    )
     result.update(
         status="trained",
         onnx_key=f"{prefix}/model.onnx",
         sklearn_key=f"{prefix}/model.joblib",
+        sklearn_holdout_key=f"{prefix}/sklearn_holdout.npz",
         onnx_bytes=len(onnx_bytes),
         **details,
     )
