@@ -5,11 +5,9 @@ from __future__ import annotations
 import io
 from typing import Any
 
-import joblib
 import numpy as np
 import pytest
 from evaluate import decide
-from sklearn.dummy import DummyClassifier
 
 from mlstack_core import errors
 from tests.conftest import Stack, penguins_bytes
@@ -154,24 +152,109 @@ def test_threshold_gates_the_decision(aws: Stack) -> None:
 # -- exclusions ------------------------------------------------------------------------------------
 
 
-def test_parity_failure_excludes_the_candidate(aws: Stack) -> None:
-    aws.put_spec("penguins", {"target": "species"})
-    state = aws.upload("penguins", penguins_bytes())
+def trained_run(aws: Stack, model: str, body: bytes, **spec: Any) -> dict[str, Any]:
+    """Preprocess and Train, stopping before Evaluate."""
+    aws.put_spec(model, spec)
+    state = aws.upload(model, body)
     state["run"] = aws.preprocess(state)
-    trained = aws.train(state["run"])
-    # Swap one candidate's scikit-learn twin for a different model: its ONNX no longer agrees.
-    victim = trained[0]
-    impostor = DummyClassifier(strategy="stratified", random_state=0)
-    impostor.fit(np.zeros((3, 1)), np.array(state["run"]["schema"]["classes"], dtype=object))
+    state["trained"] = aws.train(state["run"])
+    return state
+
+
+def test_evaluate_never_reads_the_joblib_models(aws: Stack) -> None:
+    """Evaluate runs without scikit-learn: parity uses the stored holdout outputs."""
+    state = trained_run(aws, "penguins", penguins_bytes(), target="species")
+    for entry in state["trained"]:
+        aws.s3.delete_object(Bucket=aws.model_bucket, Key=entry["sklearn_key"])
+    evaluation = aws.evaluate(state["run"], state["trained"])
+    assert all(c["excluded"] is None for c in evaluation["candidates"])
+    assert all(c["parity"]["label_flips"] == 0 for c in evaluation["candidates"])
+
+
+def test_parity_failure_excludes_a_broken_export(aws: Stack) -> None:
+    state = trained_run(aws, "penguins", penguins_bytes(), target="species")
+    trained = state["trained"]
+    # Break one export: its model.onnx is now another candidate's graph, so its outputs disagree
+    # with the scikit-learn outputs Train stored for it.
+    victim, other = trained[0], trained[1]
+    assert victim["family"] != other["family"]
+    other_onnx = aws.s3.get_object(Bucket=aws.model_bucket, Key=other["onnx_key"])["Body"].read()
+    aws.s3.put_object(Bucket=aws.model_bucket, Key=victim["onnx_key"], Body=other_onnx)
+
+    evaluation = aws.evaluate(state["run"], trained)
+    scored = {c["candidate_id"]: c for c in evaluation["candidates"]}
+    broken = scored[victim["candidate_id"]]
+    assert broken["excluded"].startswith("ONNX/sklearn parity out of tolerance")
+    assert "max probability diff" in broken["excluded"]
+    assert broken["parity"]["passed"] is False
+    assert broken["parity"]["max_abs_diff"] > 1e-3
+    assert evaluation["best"]["candidate_id"] != victim["candidate_id"]
+    assert sum(1 for c in scored.values() if c["excluded"]) == 1
+    report = aws.read_json(evaluation["report_key"])
+    reasons = {c["candidate_id"]: c["excluded"] for c in report["candidates"]}
+    assert reasons[victim["candidate_id"]] == broken["excluded"]
+
+
+def test_regression_parity_failure_excludes_the_candidate(aws: Stack) -> None:
+    state = trained_run(
+        aws, "houses", synthetic_regression(300), target="price", columns={"drop": ["id"]}
+    )
+    victim = state["trained"][0]
+    stored = np.load(
+        io.BytesIO(
+            aws.s3.get_object(Bucket=aws.model_bucket, Key=victim["sklearn_holdout_key"])[
+                "Body"
+            ].read()
+        ),
+        allow_pickle=False,
+    )
+    # Shift the stored scikit-learn outputs by 1% of the target's spread: far past 1e-3.
+    shifted = stored["variable"] + 0.01 * float(np.std(stored["variable"]))
     buffer = io.BytesIO()
-    joblib.dump(_AnyInput(impostor), buffer)
-    aws.s3.put_object(Bucket=aws.model_bucket, Key=victim["sklearn_key"], Body=buffer.getvalue())
+    np.savez(buffer, variable=shifted)
+    aws.s3.put_object(
+        Bucket=aws.model_bucket, Key=victim["sklearn_holdout_key"], Body=buffer.getvalue()
+    )
+
+    evaluation = aws.evaluate(state["run"], state["trained"])
+    broken = next(
+        c for c in evaluation["candidates"] if c["candidate_id"] == victim["candidate_id"]
+    )
+    assert broken["excluded"].startswith("ONNX/sklearn parity out of tolerance: max scaled diff")
+    assert broken["parity"]["max_scaled_diff"] > 1e-3
+    assert evaluation["best"]["candidate_id"] != victim["candidate_id"]
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("missing_key", "has no sklearn_holdout_key"),
+        ("missing_object", "NoSuchKey"),
+        ("wrong_rows", "rows, the holdout has"),
+    ],
+)
+def test_unmeasurable_parity_excludes_the_candidate(aws: Stack, damage: str, reason: str) -> None:
+    state = trained_run(aws, "penguins", penguins_bytes(), target="species")
+    trained = [dict(entry) for entry in state["trained"]]
+    victim = trained[0]
+    if damage == "missing_key":
+        del victim["sklearn_holdout_key"]  # e.g. an entry from a Train that predates the file
+    elif damage == "missing_object":
+        aws.s3.delete_object(Bucket=aws.model_bucket, Key=victim["sklearn_holdout_key"])
+    else:
+        key = victim["sklearn_holdout_key"]
+        body = aws.s3.get_object(Bucket=aws.model_bucket, Key=key)["Body"].read()
+        stored = dict(np.load(io.BytesIO(body), allow_pickle=False))
+        buffer = io.BytesIO()
+        # Outputs for one row fewer than the holdout: stale, or from another split.
+        np.savez(buffer, **{**stored, "label": stored["label"][:-1]})
+        aws.s3.put_object(Bucket=aws.model_bucket, Key=key, Body=buffer.getvalue())
 
     evaluation = aws.evaluate(state["run"], trained)
     excluded = {c["candidate_id"]: c["excluded"] for c in evaluation["candidates"]}
-    assert excluded[victim["candidate_id"]].startswith("ONNX/sklearn parity out of tolerance")
-    assert evaluation["best"]["candidate_id"] != victim["candidate_id"]
-    assert sum(1 for reason in excluded.values() if reason) == 1
+    assert excluded[victim["candidate_id"]].startswith("parity not measurable")
+    assert reason in excluded[victim["candidate_id"]]
+    assert sum(1 for value in excluded.values() if value) == 1
 
 
 def test_no_viable_candidate(aws: Stack) -> None:
@@ -191,20 +274,6 @@ def test_no_viable_candidate(aws: Stack) -> None:
     assert all(t["status"] == "failed" for t in trained)
     with pytest.raises(errors.NoViableCandidate, match="training failed"):
         aws.evaluate(state["run"], trained)
-
-
-class _AnyInput:
-    """A picklable stand-in with the Pipeline methods Evaluate calls."""
-
-    def __init__(self, model: DummyClassifier) -> None:
-        self.model = model
-        self.classes_ = model.classes_
-
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        return self.model.predict(np.zeros((len(rows), 1)))
-
-    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba(np.zeros((len(rows), 1)))
 
 
 # -- the decision rule ----------------------------------------------------------------------------

@@ -1,0 +1,71 @@
+"""The `mlstack` commands a user runs against a stack: train, models, predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlstack.cli import main
+from mlstack.localcloud import LocalCloud
+from tests.integration.conftest import as_instance, penguin_rows, to_csv
+
+pytestmark = pytest.mark.integration
+
+
+def _printed_json(text: str, key: str) -> dict[str, Any]:
+    """The JSON document holding ``key``: in-process functions print their EMF lines too."""
+    decoder, position = json.JSONDecoder(), 0
+    while position < len(text):
+        if text[position] != "{":
+            position += 1
+            continue
+        document, end = decoder.raw_decode(text, position)
+        if key in document:
+            return dict(document)
+        position = end
+    raise AssertionError(f"no JSON with {key!r} in {text!r}")
+
+
+def test_train_models_and_predict_commands(
+    cloud: LocalCloud, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = penguin_rows()
+    data = tmp_path / "penguins.csv"
+    data.write_bytes(to_csv(rows))
+
+    assert (
+        main(["train", str(data), "--model", "cli-penguins", "--target", "species", "--wait"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "Preprocess done" in printed
+    assert "TrainCandidates done" in printed
+    assert "run SUCCEEDED" in printed
+
+    assert main(["models", "cli-penguins"]) == 0
+    listing = capsys.readouterr().out
+    assert "production = version 1" in listing
+    assert "Approved" in listing
+    assert "island:cat" in listing  # the feature schema
+    assert "sha256" in listing  # dataset lineage
+
+    assert main(["models"]) == 0
+    assert "cli-penguins" in capsys.readouterr().out
+
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"instances": [as_instance(rows[0], "species")]}))
+    assert main(["predict", "cli-penguins", str(request)]) == 0
+    answer = _printed_json(capsys.readouterr().out, "predictions")
+    assert answer["predictions"] == [rows[0]["species"]]
+    assert answer["version"] == 1
+
+
+def test_train_reports_a_failed_run_with_its_error(
+    cloud: LocalCloud, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "broken.csv"
+    data.write_text("a,b\n1,2\n3,4\n")
+    assert main(["train", str(data), "--model", "cli-broken", "--target", "label", "--wait"]) == 1
+    assert "run FAILED with TargetColumnMissing" in capsys.readouterr().out
