@@ -27,7 +27,12 @@ from mlstack_core.errors import NoViableCandidate, UnparseableNumber
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
-from mlstack_core.spec import CLASSIFICATION_METRICS, REGRESSION_METRICS, metrics_for
+from mlstack_core.spec import (
+    CLASSIFICATION_METRICS,
+    REGRESSION_METRICS,
+    greater_is_better,
+    metrics_for,
+)
 from mlstack_core.tabular import (
     CLASSIFICATION,
     Table,
@@ -74,10 +79,6 @@ def align_probabilities(
         if label in position:
             out[:, j] = probabilities[:, position[label]]
     return out
-
-
-def greater_is_better(metric: str) -> bool:
-    return scoring.GREATER_IS_BETTER[metric]
 
 
 def classification_metrics(

@@ -68,10 +68,10 @@ def load_training_data(run: dict[str, Any], s3: Any) -> tuple[np.ndarray, np.nda
     return load_split(run, s3, "train_key")
 
 
-def _npz_array(values: Any, dtype: Any = None) -> np.ndarray:
+def _npz_array(values: Any) -> np.ndarray:
     """An array ``np.load(..., allow_pickle=False)`` can read: object (string) arrays become
     unicode arrays."""
-    array = np.asarray(values, dtype=dtype)
+    array = np.asarray(values)
     if array.dtype == object:
         array = array.astype(str)
     return array
@@ -93,7 +93,7 @@ def sklearn_holdout_outputs(pipeline: Any, task: str, inputs: np.ndarray) -> dic
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     """The arrays as .npz. Object arrays are refused: reading them back would need pickle.
-    (np.savez's own allow_pickle argument only exists from numpy 2.1; the layers allow 2.0.)"""
+    (np.savez's own allow_pickle argument only exists from numpy 2.2; the layers allow 2.0.)"""
     pickled = sorted(name for name, array in arrays.items() if array.dtype.hasobject)
     if pickled:
         raise TypeError(f"object arrays cannot be stored without pickle: {pickled}")

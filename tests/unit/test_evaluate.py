@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from evaluate import decide
+from evaluate import classification_metrics, decide, regression_metrics
 
 from mlstack_core import errors
 from tests.conftest import Stack, penguins_bytes
@@ -324,3 +324,17 @@ def test_decision_rule(
     assert outcome == decision, reasons
     assert comparison["against"] == ("baseline" if champion is None else "champion")
     assert reasons
+
+
+def test_a_metric_that_cannot_be_computed_is_none() -> None:
+    y = np.array(["a", "a", "b"], dtype=object)
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1]])
+    scores = classification_metrics(y, y.copy(), probabilities, ["a", "b", "c"])
+    assert list(scores) == ["accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss"]
+    assert scores["roc_auc"] is None  # class "c" is absent from the holdout
+    assert scores["accuracy"] == 1.0
+    assert list(regression_metrics(np.array([1.0, 2.0]), np.array([1.0, 3.0]))) == [
+        "r2",
+        "rmse",
+        "mae",
+    ]

@@ -13,8 +13,9 @@ from evaluate import onnx_session, run_onnx
 from zoo import ESTIMATORS, build_pipeline, export_onnx
 
 from mlstack_core.candidates import CATALOG, expand_candidates
-from mlstack_core.tabular import model_input
+from mlstack_core.tabular import feature_matrices, model_input, read_split
 from tests.conftest import Stack, penguins_bytes
+from tests.unit.test_preprocess import synthetic_regression
 
 pytestmark = pytest.mark.unit
 
@@ -173,10 +174,63 @@ def test_handler_trains_every_default_penguins_candidate(aws: Stack) -> None:
         pickled = aws.s3.get_object(Bucket=aws.model_bucket, Key=entry["sklearn_key"])["Body"]
         pipeline = joblib.load(io.BytesIO(pickled.read()))
         assert list(pipeline.classes_) == run["schema"]["classes"]
+        assert entry["sklearn_holdout_key"] == f"{prefix}/sklearn_holdout.npz"
+        stored = load_holdout_outputs(aws, entry)
+        assert set(stored) == {"label", "probabilities", "classes"}
+        assert stored["label"].dtype.kind == "U"  # string labels as unicode, not object
+        assert stored["classes"].tolist() == run["schema"]["classes"]
+        inputs = holdout_inputs(aws, run)
+        assert stored["label"].shape == (run["splits"]["holdout_rows"],)
+        assert stored["label"].tolist() == pipeline.predict(inputs).tolist()
+        assert stored["probabilities"].dtype == np.float64
+        assert stored["probabilities"].shape == (run["splits"]["holdout_rows"], 3)
+        assert np.array_equal(stored["probabilities"], pipeline.predict_proba(inputs))
         assert entry["fit_seconds"] >= 0
         assert entry["library_versions"]["scikit-learn"]
         # Bounded defaults keep the forest small enough to serve.
         assert entry["onnx_bytes"] < 5_000_000
+
+
+def load_holdout_outputs(aws: Stack, entry: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The stored .npz, read as Evaluate reads it: without pickle."""
+    body = aws.s3.get_object(Bucket=aws.model_bucket, Key=entry["sklearn_holdout_key"])["Body"]
+    with np.load(io.BytesIO(body.read()), allow_pickle=False) as stored:
+        return {name: stored[name] for name in stored.files}
+
+
+def holdout_inputs(aws: Stack, run: dict[str, Any]) -> np.ndarray:
+    splits = run["splits"]
+    body = aws.s3.get_object(Bucket=splits["bucket"], Key=splits["holdout_key"])["Body"].read()
+    return model_input(*feature_matrices(read_split(body), run["schema"]))
+
+
+def test_integer_labels_are_stored_as_int64(aws: Stack) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=120)
+    rows = [f"{x[i]:.4f},{int(x[i] + rng.normal(scale=0.3) > 0)}" for i in range(120)]
+    aws.put_spec("ints", {"target": "y", "candidates": [{"family": "logistic_regression"}]})
+    run = aws.preprocess(aws.upload("ints", ("x,y\n" + "\n".join(rows) + "\n").encode()))
+    assert run["schema"]["label_type"] == "int"
+    (entry,) = aws.train(run)
+    stored = load_holdout_outputs(aws, entry)
+    assert stored["label"].dtype == np.int64
+    assert stored["classes"].tolist() == [0, 1]
+
+
+def test_regressors_store_their_holdout_values(aws: Stack) -> None:
+    aws.put_spec(
+        "houses",
+        {"target": "price", "columns": {"drop": ["id"]}, "candidates": [{"family": "ridge"}]},
+    )
+    run = aws.preprocess(aws.upload("houses", synthetic_regression(200)))
+    (entry,) = aws.train(run)
+    stored = load_holdout_outputs(aws, entry)
+    assert set(stored) == {"variable"}
+    assert stored["variable"].dtype == np.float64
+    assert stored["variable"].shape == (run["splits"]["holdout_rows"],)
+    body = aws.s3.get_object(Bucket=aws.model_bucket, Key=entry["sklearn_key"])["Body"].read()
+    pipeline = joblib.load(io.BytesIO(body))
+    assert np.array_equal(stored["variable"], pipeline.predict(holdout_inputs(aws, run)))
 
 
 def test_a_failing_candidate_reports_instead_of_raising(aws: Stack) -> None:
@@ -195,6 +249,7 @@ def test_a_failing_candidate_reports_instead_of_raising(aws: Stack) -> None:
     assert failed["status"] == "failed"
     assert "n_estimators" in failed["error"]
     assert failed["onnx_key"] is None
+    assert failed["sklearn_holdout_key"] is None
     assert ok["status"] == "trained"
 
 

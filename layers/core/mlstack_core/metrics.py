@@ -15,17 +15,6 @@ from numpy.typing import NDArray
 # Probabilities are clipped before log loss, as scikit-learn does with float64's machine epsilon.
 _EPSILON = np.finfo(np.float64).eps
 
-GREATER_IS_BETTER = {
-    "accuracy": True,
-    "balanced_accuracy": True,
-    "f1_macro": True,
-    "roc_auc": True,
-    "log_loss": False,
-    "r2": True,
-    "rmse": False,
-    "mae": False,
-}
-
 
 def accuracy(y_true: NDArray[np.generic], y_pred: NDArray[np.generic]) -> float:
     return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
