@@ -28,11 +28,11 @@ def penguins_csv() -> bytes:
     return resources.files("palmerpenguins").joinpath("data/penguins.csv").read_bytes()
 
 
-def _records(data: bytes) -> list[dict[str, str]]:
+def csv_records(data: bytes) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(data.decode())))
 
 
-def _instance(row: dict[str, str], target: str) -> dict[str, Any]:
+def as_instance(row: dict[str, str], target: str) -> dict[str, Any]:
     """A CSV row as a client would send it: numbers as numbers, missing as null."""
     instance: dict[str, Any] = {}
     for column, value in row.items():
@@ -50,7 +50,7 @@ def _instance(row: dict[str, str], target: str) -> dict[str, Any]:
 
 def _shuffled_labels(data: bytes, target: str, seed: int = 7) -> bytes:
     """The same file with its labels shuffled: a challenger that must not reach production."""
-    rows = _records(data)
+    rows = csv_records(data)
     labels = [row[target] for row in rows]
     random.Random(seed).shuffle(labels)
     out = io.StringIO()
@@ -114,7 +114,7 @@ def run_demo() -> int:
         client = StackClient(cloud.stack_name)
         alerts = _subscribe_alerts(cloud)
         data = penguins_csv()
-        rows = _records(data)
+        rows = csv_records(data)
 
         first = _run(
             client,
@@ -131,7 +131,7 @@ def run_demo() -> int:
 
         print(f"\n2. Predict over HTTP: POST {cloud.api_url}models/{MODEL}/predict")
         sample = [rows[i] for i in (0, 3, 120, 200, 300)]  # row 3 has every measurement missing
-        response = client.predict(MODEL, [_instance(row, TARGET) for row in sample])
+        response = client.predict(MODEL, [as_instance(row, TARGET) for row in sample])
         if response.status != 200:
             print(f"  HTTP {response.status}: {response.body}")
             return 1

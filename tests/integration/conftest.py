@@ -11,11 +11,11 @@ import io
 import json
 import random
 from collections.abc import Iterator
-from importlib import resources
 from typing import Any
 
 import pytest
 
+from mlstack.demo import csv_records, penguins_csv
 from mlstack.localcloud import LocalCloud, quiet_local_logs
 from mlstack.stack import StackClient
 
@@ -64,8 +64,7 @@ class AlertInbox:
 
 
 def penguin_rows() -> list[dict[str, str]]:
-    data = resources.files("palmerpenguins").joinpath("data/penguins.csv").read_text()
-    return list(csv.DictReader(io.StringIO(data)))
+    return csv_records(penguins_csv())
 
 
 def to_csv(rows: list[dict[str, str]]) -> bytes:
@@ -83,19 +82,3 @@ def split_rows(
     random.Random(seed).shuffle(shuffled)
     cut = int(len(shuffled) * (1 - holdout_share))
     return shuffled[:cut], shuffled[cut:]
-
-
-def as_instance(row: dict[str, str], target: str) -> dict[str, Any]:
-    """A CSV row as an API client sends it: numbers as JSON numbers, NA as null."""
-    instance: dict[str, Any] = {}
-    for column, value in row.items():
-        if column == target:
-            continue
-        if value in ("", "NA"):
-            instance[column] = None
-        else:
-            try:
-                instance[column] = float(value)
-            except ValueError:
-                instance[column] = value
-    return instance

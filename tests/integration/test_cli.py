@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from mlstack.cli import main
+from mlstack.demo import as_instance
 from mlstack.localcloud import LocalCloud
-from tests.integration.conftest import as_instance, penguin_rows, to_csv
+from tests.integration.conftest import penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
 

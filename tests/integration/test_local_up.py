@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from tests.integration.conftest import as_instance, penguin_rows, to_csv
+from mlstack.demo import as_instance
+from tests.integration.conftest import penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from mlstack.demo import as_instance
 from mlstack.localcloud import LocalCloud
 from mlstack.stack import StackClient
-from tests.integration.conftest import AlertInbox, as_instance, penguin_rows, split_rows, to_csv
+from tests.integration.conftest import AlertInbox, penguin_rows, split_rows, to_csv
 
 pytestmark = pytest.mark.integration
 

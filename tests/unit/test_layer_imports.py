@@ -21,7 +21,8 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
 
-TRAINING_ONLY = ("sklearn", "scipy", "joblib", "skl2onnx")
+# The serving layer carries numpy + onnxruntime only (pandas is never shipped at all).
+TRAINING_ONLY = ("sklearn", "scipy", "joblib", "skl2onnx", "onnx", "pandas")
 SERVING_ONLY = ("onnxruntime",)
 
 
@@ -55,7 +56,7 @@ print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & watched)))
     return imported
 
 
-@pytest.mark.parametrize("function_dir", ["evaluate", "preprocess"])
+@pytest.mark.parametrize("function_dir", ["evaluate", "preprocess", "predict"])
 def test_serving_layer_functions_never_import_scikit_learn(function_dir: str) -> None:
     assert imported_after_loading(function_dir, TRAINING_ONLY) == []
 
