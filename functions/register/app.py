@@ -19,4 +19,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         run=event["run"],
         evaluation=event["evaluation"],
         execution_started=event.get("execution_started"),
+        task_token=event.get("task_token"),
+        approval=event.get("approval"),
     )

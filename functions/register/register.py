@@ -18,6 +18,7 @@ from mlstack_core.errors import ChampionChanged
 from mlstack_core.observability import MetricUnit, logger, metrics
 from mlstack_core.registry import (
     STATUS_APPROVED,
+    STATUS_PENDING_APPROVAL,
     STATUS_REGISTERED,
     STATUS_REJECTED,
     AliasConflict,
@@ -59,6 +60,16 @@ def version_document(run: dict[str, Any], evaluation: dict[str, Any]) -> dict[st
     }
 
 
+def run_seconds(execution_started: str | None) -> float | None:
+    """Seconds since the execution started ($$.Execution.StartTime, ISO 8601)."""
+    if not execution_started:
+        return None
+    started = datetime.fromisoformat(execution_started.replace("Z", "+00:00"))
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - started).total_seconds()
+
+
 def publish_artifact(model: str, version: int, source_key: str) -> dict[str, Any]:
     """Copy the winning ONNX file to its permanent versioned place and fingerprint it."""
     bucket = stack_settings().model_bucket
@@ -75,27 +86,17 @@ def publish_artifact(model: str, version: int, source_key: str) -> dict[str, Any
     }
 
 
-def run_seconds(execution_started: str | None) -> float | None:
-    """Seconds since the execution started ($$.Execution.StartTime, ISO 8601)."""
-    if not execution_started:
-        return None
-    started = datetime.fromisoformat(execution_started.replace("Z", "+00:00"))
-    if started.tzinfo is None:
-        started = started.replace(tzinfo=UTC)
-    return (datetime.now(UTC) - started).total_seconds()
-
-
-def register_challenger(
-    action: str,
+def _new_version(
+    registry: Registry,
     run: dict[str, Any],
     evaluation: dict[str, Any],
-    execution_started: str | None = None,
-) -> dict[str, Any]:
+    execution_started: str | None,
+) -> tuple[int, dict[str, Any]]:
+    """Allocate a version number, publish the artifact and its metadata.json."""
     model = run["model"]
     duration = run_seconds(execution_started)
     if duration is not None:
         metrics.add_metric(name="PipelineDuration", unit=MetricUnit.Seconds, value=duration)
-    registry = Registry(stack_settings().registry_table)
     version = registry.allocate_version(model)
     document = version_document(run, evaluation)
     document["timings"]["run_seconds_before_register"] = duration
@@ -107,29 +108,21 @@ def register_challenger(
         ContentType="application/json",
     )
     metrics.add_dimension(name="model", value=model)
+    return version, document
 
-    if action == "reject":
-        reason = "; ".join(evaluation.get("reasons", [])) or "rejected by the gate"
-        registry.put_version(model, version, STATUS_REJECTED, {**document, "status_reason": reason})
-        metrics.add_metric(name="Rejections", unit=MetricUnit.Count, value=1)
-        logger.info(
-            "Challenger rejected", extra={"model": model, "version": version, "reason": reason}
-        )
-        return {
-            "model": model,
-            "version": version,
-            "status": STATUS_REJECTED,
-            "promoted": False,
-            "reason": reason,
-            "production": registry.get_alias(model),
-        }
 
-    champion = evaluation.get("champion") or {}
-    expected = champion.get("version")
-    registry.put_version(model, version, STATUS_REGISTERED, document)
-    reason = "; ".join(evaluation.get("reasons", [])) or "passed the gate"
+def _promote(
+    registry: Registry,
+    model: str,
+    version: int,
+    evaluation: dict[str, Any],
+    actor: str,
+    reason: str,
+) -> dict[str, Any]:
+    """Move production to ``version`` only if it still points at the champion Evaluate saw."""
+    expected = (evaluation.get("champion") or {}).get("version")
     try:
-        registry.move_alias(model, version, expected=expected, actor=PIPELINE_ACTOR, reason=reason)
+        registry.move_alias(model, version, expected=expected, actor=actor, reason=reason)
     except AliasConflict as conflict:
         metrics.add_metric(name="PromotionConflicts", unit=MetricUnit.Count, value=1)
         registry.set_status(
@@ -139,7 +132,7 @@ def register_challenger(
             f"production of {model!r} moved during this run ({conflict}); version {version} is "
             "registered but not promoted"
         ) from conflict
-    registry.set_status(model, version, STATUS_APPROVED, PIPELINE_ACTOR, reason)
+    registry.set_status(model, version, STATUS_APPROVED, actor, reason)
     metrics.add_metric(name="Promotions", unit=MetricUnit.Count, value=1)
     logger.info("Promoted", extra={"model": model, "version": version, "previous": expected})
     return {
@@ -148,5 +141,68 @@ def register_challenger(
         "status": STATUS_APPROVED,
         "promoted": True,
         "previous": expected,
+    }
+
+
+def register_challenger(
+    action: str,
+    run: dict[str, Any],
+    evaluation: dict[str, Any],
+    execution_started: str | None = None,
+    task_token: str | None = None,
+    approval: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One of the pipeline's registry actions:
+
+    - ``promote``: new version, production moves to it (spec.approval = auto)
+    - ``reject``: new version recorded as Rejected with the gate's reasons
+    - ``request_approval``: new version PendingApproval, holding the paused execution's token
+    - ``promote_approved``: production moves to the version a person approved
+    """
+    model = run["model"]
+    registry = Registry(stack_settings().registry_table)
+    reason = "; ".join(evaluation.get("reasons", [])) or "passed the gate"
+
+    if action == "promote_approved":
+        assert approval is not None, "promote_approved needs the approval answer"
+        return _promote(
+            registry,
+            model,
+            int(approval["version"]),
+            evaluation,
+            approval.get("actor", "unknown"),
+            approval.get("reason") or "approved",
+        )
+
+    version, document = _new_version(registry, run, evaluation, execution_started)
+    if action == "reject":
+        reason = reason if evaluation.get("reasons") else "rejected by the gate"
+        registry.put_version(model, version, STATUS_REJECTED, {**document, "status_reason": reason})
+        metrics.add_metric(name="Rejections", unit=MetricUnit.Count, value=1)
+        logger.info("Challenger rejected", extra={"model": model, "version": version})
+        return {
+            "model": model,
+            "version": version,
+            "status": STATUS_REJECTED,
+            "promoted": False,
+            "reason": reason,
+            "production": registry.get_alias(model),
+        }
+
+    if action == "request_approval":
+        registry.put_version(
+            model,
+            version,
+            STATUS_PENDING_APPROVAL,
+            {**document, "status_reason": f"awaiting approval: {reason}"},
+            task_token=task_token,
+        )
+        metrics.add_metric(name="ApprovalsRequested", unit=MetricUnit.Count, value=1)
+        logger.info("Awaiting approval", extra={"model": model, "version": version})
+        return {"model": model, "version": version, "status": STATUS_PENDING_APPROVAL}
+
+    registry.put_version(model, version, STATUS_REGISTERED, document)
+    return {
+        **_promote(registry, model, version, evaluation, PIPELINE_ACTOR, reason),
         "artifact": document["artifact"],
     }

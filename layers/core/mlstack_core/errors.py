@@ -96,3 +96,7 @@ class NoFeatureColumns(DatasetError):
 
 class TooFewRows(DatasetError):
     """Too few usable rows to hold out a meaningful evaluation set."""
+
+
+class ModelBusy(PipelineError):
+    """Another run of the same model holds the run lock; the state machine retries (queues)."""

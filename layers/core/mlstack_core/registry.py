@@ -10,6 +10,7 @@ pk                     sk                          item
 ``MODEL#<model>``      ``VERSION#<00000001>``      one version: status + JSON document
 ``MODEL#<model>``      ``ALIAS#<alias>``           the version an alias points at
 ``MODEL#<model>``      ``HISTORY#<time>#<id>``     one alias move or status change: who, when, why
+``MODEL#<model>``      ``RUNLOCK``                 the execution that holds the model's run lock
 =====================  ==========================  ===============================================
 
 Version metadata is stored as a JSON document rather than DynamoDB maps: it holds floats, which
@@ -19,6 +20,7 @@ DynamoDB only takes as Decimal, and nothing queries inside it.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +42,10 @@ STATUS_ARCHIVED = "Archived"
 
 class AliasConflict(RuntimeError):
     """The alias no longer points where the caller expected: someone else moved it first."""
+
+
+class StatusConflict(RuntimeError):
+    """The version is not in the status the caller expected (e.g. already approved)."""
 
 
 def _now() -> str:
@@ -84,32 +90,80 @@ class Registry:
         self._table.put_item(Item={"pk": "MODELS", "sk": model, "model": model})
         return int(str(response["Attributes"]["next_version"]))
 
-    def put_version(self, model: str, version: int, status: str, document: dict[str, Any]) -> None:
-        """Create a version; refuses to overwrite an existing one."""
+    def put_version(
+        self,
+        model: str,
+        version: int,
+        status: str,
+        document: dict[str, Any],
+        *,
+        task_token: str | None = None,
+    ) -> None:
+        """Create a version; refuses to overwrite an existing one.
+
+        ``task_token`` (a paused execution waiting for approval) is kept outside the document, so
+        reading a version's metadata never exposes it.
+        """
         body = {**document, "model": model, "version": version, "status": status}
         body.setdefault("created_at", _now())
-        self._table.put_item(
-            Item={
-                "pk": _model_pk(model),
-                "sk": _version_sk(version),
-                "version": version,
-                "status": status,
-                "created_at": body["created_at"],
-                "doc": json.dumps(body, default=str),
-            },
-            ConditionExpression="attribute_not_exists(pk)",
-        )
+        item: dict[str, Any] = {
+            "pk": _model_pk(model),
+            "sk": _version_sk(version),
+            "version": version,
+            "status": status,
+            "created_at": body["created_at"],
+            "doc": json.dumps(body, default=str),
+        }
+        if task_token:
+            item["task_token"] = task_token
+        self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
 
-    def set_status(self, model: str, version: int, status: str, actor: str, reason: str) -> None:
+    def task_token(self, model: str, version: int) -> str | None:
+        """The token of the execution waiting for this version's approval, if any."""
+        item = self._table.get_item(
+            Key={"pk": _model_pk(model), "sk": _version_sk(version)}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            raise ModelNotFound(f"model {model!r} has no version {version}")
+        token = item.get("task_token")
+        return None if token is None else str(token)
+
+    def set_status(
+        self,
+        model: str,
+        version: int,
+        status: str,
+        actor: str,
+        reason: str,
+        *,
+        expected: str | None = None,
+    ) -> None:
+        """Change a version's status; with ``expected``, only from that status (else raises
+        StatusConflict). A settled approval drops the task token."""
         record = self.get_version(model, version)
-        record.update(status=status, status_reason=reason, status_changed_at=_now())
-        self._table.update_item(
-            Key={"pk": _model_pk(model), "sk": _version_sk(version)},
-            UpdateExpression="SET #s = :s, doc = :d",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":s": status, ":d": json.dumps(record, default=str)},
-            ConditionExpression="attribute_exists(pk)",
+        record.update(
+            status=status, status_reason=reason, status_changed_at=_now(), status_changed_by=actor
         )
+        condition = "attribute_exists(pk)"
+        values: dict[str, Any] = {":s": status, ":d": json.dumps(record, default=str)}
+        if expected is not None:
+            condition += " AND #s = :expected"
+            values[":expected"] = expected
+        try:
+            self._table.update_item(
+                Key={"pk": _model_pk(model), "sk": _version_sk(version)},
+                UpdateExpression="SET #s = :s, doc = :d REMOVE task_token",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values,
+                ConditionExpression=condition,
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                current = self.get_version(model, version)["status"]
+                raise StatusConflict(
+                    f"version {version} of {model!r} is {current}, not {expected}"
+                ) from error
+            raise
         self._record_history(
             model,
             {
@@ -208,6 +262,51 @@ class Registry:
 
     def history(self, model: str) -> list[dict[str, Any]]:
         return [json.loads(str(item["doc"])) for item in self._query(model, "HISTORY#")]
+
+    # run lock -----------------------------------------------------------------------------------
+    def acquire_run_lock(self, model: str, holder: str, lease_seconds: int) -> str | None:
+        """Take the model's run lock for ``holder``; None on success, else the current holder.
+
+        Re-entrant for the same holder (a retried step), and a lease that ran out (a run that
+        timed out or was stopped without releasing) can be taken over.
+        """
+        now = int(time.time())
+        try:
+            self._table.put_item(
+                Item={
+                    "pk": _model_pk(model),
+                    "sk": "RUNLOCK",
+                    "holder": holder,
+                    "acquired_at": _now(),
+                    "expires_at": now + lease_seconds,
+                },
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR holder = :holder OR expires_at < :now"
+                ),
+                ExpressionAttributeValues={":holder": holder, ":now": now},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            item = self._table.get_item(
+                Key={"pk": _model_pk(model), "sk": "RUNLOCK"}, ConsistentRead=True
+            ).get("Item")
+            return str(item["holder"]) if item else "(released meanwhile)"
+        return None
+
+    def release_run_lock(self, model: str, holder: str) -> bool:
+        """Release the lock if ``holder`` still has it; False when it did not."""
+        try:
+            self._table.delete_item(
+                Key={"pk": _model_pk(model), "sk": "RUNLOCK"},
+                ConditionExpression="holder = :holder",
+                ExpressionAttributeValues={":holder": holder},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     # internals ----------------------------------------------------------------------------------
     def _record_history(self, model: str, entry: dict[str, Any]) -> None:

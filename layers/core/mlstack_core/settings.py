@@ -31,6 +31,7 @@ class StackSettings:
     registry_table: str
     alerts_topic_arn: str
     state_machine_arn: str
+    run_lock_lease_seconds: int
 
     @classmethod
     def from_env(cls) -> StackSettings:
@@ -40,6 +41,8 @@ class StackSettings:
             registry_table=_required("REGISTRY_TABLE"),
             alerts_topic_arn=os.environ.get("ALERTS_TOPIC_ARN", ""),
             state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
+            # Longer than the state machine's TimeoutSeconds, so only a dead run's lock expires.
+            run_lock_lease_seconds=int(os.environ.get("RUN_LOCK_LEASE_SECONDS", "7500")),
         )
 
 
