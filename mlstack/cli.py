@@ -184,6 +184,28 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lifecycle(args: argparse.Namespace) -> int:
+    from mlstack import lifecycle
+
+    client = StackClient(args.stack)
+    actor = lifecycle.current_actor(client)
+    reason = args.reason or f"{args.command} by {actor}"
+    try:
+        if args.command == "approve":
+            result = lifecycle.approve(client, args.model, args.version, actor, reason)
+        elif args.command == "reject":
+            result = lifecycle.reject(client, args.model, args.version, actor, reason)
+        elif args.command == "promote":
+            result = lifecycle.promote(client, args.model, args.version, actor, reason, args.force)
+        else:
+            result = lifecycle.rollback(client, args.model, actor, reason)
+    except lifecycle.LifecycleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlstack", description=__doc__.splitlines()[0] if __doc__ else None
@@ -219,6 +241,27 @@ def build_parser() -> argparse.ArgumentParser:
         "file", help='JSON file: {"instances": [...]} or a list of records; - for stdin'
     )
     predict.set_defaults(handler=cmd_predict)
+
+    for name, text in (
+        ("approve", "approve a version awaiting approval (resumes its run)"),
+        ("reject", "reject a version awaiting approval (ends its run)"),
+        ("promote", "point production at a version"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("model")
+        command.add_argument("version", type=int)
+        command.add_argument("--reason", help="recorded with the move")
+        if name == "promote":
+            command.add_argument(
+                "--force",
+                action="store_true",
+                help="promote even a Rejected or PendingApproval version",
+            )
+        command.set_defaults(handler=_lifecycle)
+    back = commands.add_parser("rollback", help="point production back at its previous version")
+    back.add_argument("model")
+    back.add_argument("--reason", help="recorded with the move")
+    back.set_defaults(handler=_lifecycle)
 
     models = commands.add_parser("models", help="list models, or one model's versions")
     models.add_argument("model", nargs="?")

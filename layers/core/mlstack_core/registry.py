@@ -210,6 +210,7 @@ class Registry:
         actor: str,
         reason: str,
         alias: str = PRODUCTION,
+        rollback: bool = False,
     ) -> AliasMove:
         """Point ``alias`` at ``version`` only if it still points at ``expected``.
 
@@ -256,9 +257,27 @@ class Registry:
                 "previous": expected,
                 "actor": actor,
                 "reason": reason,
+                "rollback": rollback,
             },
         )
         return move
+
+    def rollback_target(self, model: str, alias: str = PRODUCTION) -> int | None:
+        """The version ``alias`` pointed at before its current version, rollbacks undone.
+
+        Replays the alias moves: a forward move pushes the version it replaced, a rollback pops
+        one, so repeated rollbacks walk back through earlier versions instead of flip-flopping.
+        """
+        replaced: list[int] = []
+        for entry in self.history(model):
+            if entry.get("kind") != "alias" or entry.get("alias") != alias:
+                continue
+            if entry.get("rollback"):
+                if replaced:
+                    replaced.pop()
+            elif entry.get("previous") is not None:
+                replaced.append(int(entry["previous"]))
+        return replaced[-1] if replaced else None
 
     def history(self, model: str) -> list[dict[str, Any]]:
         return [json.loads(str(item["doc"])) for item in self._query(model, "HISTORY#")]

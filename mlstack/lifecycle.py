@@ -1,0 +1,96 @@
+"""Human decisions on registered versions: approve, reject, promote, roll back.
+
+Every move of the production alias is a conditional write recorded with who, when and why.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from typing import Any
+
+from mlstack.stack import StackClient
+from mlstack_core.registry import (
+    STATUS_APPROVED,
+    STATUS_PENDING_APPROVAL,
+    STATUS_REJECTED,
+    Registry,
+)
+
+
+class LifecycleError(RuntimeError):
+    """The requested move is not allowed; the message says why."""
+
+
+def current_actor(client: StackClient) -> str:
+    """The caller's IAM identity, or the local user name where there is none."""
+    try:
+        arn: str = client.session.client("sts").get_caller_identity()["Arn"]
+    except Exception:  # no credentials or no STS: still record someone
+        return getpass.getuser()
+    return arn
+
+
+def _answer_approval(
+    client: StackClient, model: str, version: int, approved: bool, actor: str, reason: str
+) -> dict[str, Any]:
+    registry = client.registry
+    token = registry.task_token(model, version)
+    status = registry.get_version(model, version)["status"]
+    if status != STATUS_PENDING_APPROVAL or token is None:
+        raise LifecycleError(f"version {version} of {model!r} is {status}, not awaiting approval")
+    # The status changes first and conditionally, so two people answering at once cannot both win.
+    registry.set_status(
+        model,
+        version,
+        STATUS_APPROVED if approved else STATUS_REJECTED,
+        actor,
+        reason,
+        expected=STATUS_PENDING_APPROVAL,
+    )
+    answer = {"approved": approved, "version": version, "actor": actor, "reason": reason}
+    client.session.client("stepfunctions").send_task_success(
+        taskToken=token, output=json.dumps(answer)
+    )
+    return answer
+
+
+def approve(
+    client: StackClient, model: str, version: int, actor: str, reason: str
+) -> dict[str, Any]:
+    """Resume the paused run; it promotes the version if production is still where it was."""
+    return _answer_approval(client, model, version, True, actor, reason)
+
+
+def reject(
+    client: StackClient, model: str, version: int, actor: str, reason: str
+) -> dict[str, Any]:
+    """End the paused run without promotion."""
+    return _answer_approval(client, model, version, False, actor, reason)
+
+
+def promote(
+    client: StackClient, model: str, version: int, actor: str, reason: str, force: bool = False
+) -> dict[str, Any]:
+    registry: Registry = client.registry
+    status = registry.get_version(model, version)["status"]
+    if status in (STATUS_REJECTED, STATUS_PENDING_APPROVAL) and not force:
+        raise LifecycleError(
+            f"version {version} of {model!r} is {status}; use --force to promote it anyway"
+        )
+    current = registry.get_alias(model)
+    if current == version:
+        raise LifecycleError(f"version {version} of {model!r} is already in production")
+    registry.move_alias(model, version, expected=current, actor=actor, reason=reason)
+    registry.set_status(model, version, STATUS_APPROVED, actor, reason)
+    return {"model": model, "production": version, "previous": current}
+
+
+def rollback(client: StackClient, model: str, actor: str, reason: str) -> dict[str, Any]:
+    registry = client.registry
+    current = registry.get_alias(model)
+    target = registry.rollback_target(model)
+    if current is None or target is None:
+        raise LifecycleError(f"{model!r} has no earlier production version to roll back to")
+    registry.move_alias(model, target, expected=current, actor=actor, reason=reason, rollback=True)
+    return {"model": model, "production": target, "previous": current}

@@ -1,0 +1,161 @@
+"""Approval, promotion, rollback and queued runs, through the real state machine."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from mlstack.cli import main
+from mlstack.localcloud import LocalCloud
+from mlstack.stack import StackClient
+from tests.integration.conftest import penguin_rows, to_csv
+
+pytestmark = pytest.mark.integration
+
+TARGET = "species"
+
+
+def _history(cloud: LocalCloud, execution_arn: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = cloud.client("stepfunctions").get_execution_history(
+        executionArn=execution_arn, maxResults=1000
+    )["events"]
+    return events
+
+
+def _entered(events: list[dict[str, Any]]) -> list[str]:
+    return [
+        e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e
+    ]
+
+
+def _wait_for_status(stack: StackClient, model: str, version: int, status: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if stack.registry.get_version(model, version)["status"] == status:
+                return
+        except LookupError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"version {version} of {model} never became {status}")
+
+
+def _manual_run(stack: StackClient, cloud: LocalCloud, model: str) -> str:
+    upload = stack.upload_dataset(
+        model, to_csv(penguin_rows()), {"target": TARGET, "approval": "manual"}, file_name="d.csv"
+    )
+    execution_arn = stack.find_execution(upload)
+    _wait_for_status(stack, model, 1, "PendingApproval")
+    # Paused on the task token: nothing is promoted while it waits.
+    assert (
+        cloud.client("stepfunctions").describe_execution(executionArn=execution_arn)["status"]
+        == "RUNNING"
+    )
+    assert stack.registry.get_alias(model) is None
+    return execution_arn
+
+
+def test_manual_approval_waits_then_approve_promotes(
+    cloud: LocalCloud, stack: StackClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = "approve-me"
+    execution_arn = _manual_run(stack, cloud, model)
+
+    assert main(["approve", model, "1", "--reason", "looked at the report"]) == 0
+    result = cloud.wait_for_execution(execution_arn)
+
+    assert result["status"] == "SUCCEEDED"
+    assert _entered(_history(cloud, execution_arn))[-1] == "Promoted"
+    assert stack.registry.get_alias(model) == 1
+    version = stack.registry.get_version(model, 1)
+    assert version["status"] == "Approved"
+    moves = [h for h in stack.registry.history(model) if h["kind"] == "alias"]
+    assert moves[-1]["reason"] == "looked at the report"
+    assert moves[-1]["actor"]  # who approved
+    # A settled approval cannot be answered again.
+    assert main(["reject", model, "1"]) == 1
+    assert "not awaiting approval" in capsys.readouterr().err
+
+
+def test_manual_rejection_ends_the_run_without_promotion(
+    cloud: LocalCloud, stack: StackClient
+) -> None:
+    model = "reject-me"
+    execution_arn = _manual_run(stack, cloud, model)
+
+    assert main(["reject", model, "1", "--reason", "recall too low on the new segment"]) == 0
+    result = cloud.wait_for_execution(execution_arn)
+
+    assert result["status"] == "SUCCEEDED"
+    assert _entered(_history(cloud, execution_arn))[-1] == "Rejected"
+    assert stack.registry.get_alias(model) is None
+    version = stack.registry.get_version(model, 1)
+    assert version["status"] == "Rejected"
+    assert version["status_reason"] == "recall too low on the new segment"
+
+
+def test_promote_and_rollback_move_production_and_record_why(
+    cloud: LocalCloud, stack: StackClient
+) -> None:
+    model = "roll-me"
+    for name in ("first.csv", "second.csv", "third.csv"):
+        upload = stack.upload_dataset(
+            model, to_csv(penguin_rows()), {"target": TARGET}, file_name=name
+        )
+        assert cloud.wait_for_execution(stack.find_execution(upload))["status"] == "SUCCEEDED"
+    assert stack.registry.get_alias(model) == 3  # ties with production pass at min_improvement 0
+
+    assert main(["rollback", model, "--reason", "bad latency"]) == 0
+    assert stack.registry.get_alias(model) == 2
+    assert main(["rollback", model]) == 0
+    assert stack.registry.get_alias(model) == 1
+    assert main(["rollback", model]) == 1  # nothing before version 1
+    assert stack.registry.get_alias(model) == 1
+
+    assert main(["promote", model, "3", "--reason", "fixed"]) == 0
+    assert stack.registry.get_alias(model) == 3
+    moves = [h for h in stack.registry.history(model) if h["kind"] == "alias"]
+    assert [(m["version"], m["previous"], m["rollback"]) for m in moves[-3:]] == [
+        (2, 3, True),
+        (1, 2, True),
+        (3, 1, False),
+    ]
+    assert moves[-3]["reason"] == "bad latency"
+
+
+def test_an_upload_during_a_run_of_the_same_model_waits_its_turn(
+    cloud: LocalCloud, stack: StackClient
+) -> None:
+    model = "queued"
+    data = to_csv(penguin_rows())
+    first = stack.upload_dataset(model, data, {"target": TARGET}, file_name="a.csv")
+    second = stack.upload_dataset(model, data, None, file_name="b.csv")
+    first_arn, second_arn = stack.find_execution(first), stack.find_execution(second)
+
+    assert cloud.wait_for_execution(first_arn)["status"] == "SUCCEEDED"
+    assert cloud.wait_for_execution(second_arn)["status"] == "SUCCEEDED"
+
+    first_events, second_events = _history(cloud, first_arn), _history(cloud, second_arn)
+    busy = [
+        e
+        for e in second_events
+        if e["type"] == "LambdaFunctionFailed"
+        and e["lambdaFunctionFailedEventDetails"]["error"] == "ModelBusy"
+    ]
+    assert busy, "the second run found the lock taken and retried"
+    released = max(
+        e["timestamp"]
+        for e in first_events
+        if e["type"] == "TaskStateExited"
+        and e["stateExitedEventDetails"]["name"] == "ReleaseRunLock"
+    )
+    second_preprocess = min(
+        e["timestamp"]
+        for e in second_events
+        if e["type"] == "TaskStateEntered" and e["stateEnteredEventDetails"]["name"] == "Preprocess"
+    )
+    assert second_preprocess >= released, "runs of one model never overlap"
+    assert [v["version"] for v in stack.registry.list_versions(model)] == [1, 2]
+    assert stack.registry.get_alias(model) == 2
