@@ -10,26 +10,35 @@ Functions reports under that name.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.exceptions import ClientError
 
 from mlstack_core.candidates import expand_candidates
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
+from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import load_spec, resolve_task
 from mlstack_core.tabular import (
+    MAX_WARNINGS,
     HashingReader,
     Table,
     prepare,
     read_csv,
+    schema_change_warnings,
     split_columns,
     target_values,
     write_split,
 )
 
 _READ_BUFFER = 1 << 20
+
+
+class VersionLister(Protocol):
+    """The one registry read Preprocess makes (``mlstack_core.registry.Registry`` has it)."""
+
+    def list_versions(self, model: str) -> list[dict[str, Any]]: ...
 
 
 def spec_key(model: str) -> str:
@@ -82,13 +91,55 @@ def read_dataset(
     return table, lineage
 
 
-def preprocess(event: dict[str, Any], *, s3: Any, model_bucket: str) -> dict[str, Any]:
+@tracer.capture_method
+def last_registered_schema(registry: VersionLister, model: str) -> tuple[int, dict[str, Any]] | None:
+    """(version, schema) of the model's highest registered version, whatever its status: a
+    rejected version was still trained on the data the user last sent. None for a new model."""
+    versions = [v for v in registry.list_versions(model) if v.get("schema")]
+    if not versions:
+        return None
+    latest = max(versions, key=lambda v: int(v["version"]))
+    return int(latest["version"]), latest["schema"]
+
+
+def schema_history_warnings(
+    registry: VersionLister, model: str, schema: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Warnings comparing ``schema`` with the last registered one. The comparison is advisory,
+    so a registry that cannot be read (throttling, a missing permission) costs a warning saying
+    so, not the run."""
+    try:
+        previous = last_registered_schema(registry, model)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "ClientError")
+        logger.warning("Registry not readable; schema not compared", extra={"error": code})
+        return [
+            {
+                "code": "SchemaHistoryUnavailable",
+                "column": None,
+                "message": f"the registry could not be read ({code}); columns were not compared "
+                "with the last registered version",
+            }
+        ]
+    if previous is None:
+        return []
+    version, previous_schema = previous
+    return schema_change_warnings(previous_schema, schema, version)
+
+
+def preprocess(
+    event: dict[str, Any], *, s3: Any, model_bucket: str, registry: VersionLister
+) -> dict[str, Any]:
     model, dataset = event["model"], event["dataset"]
     run_id = event["execution_name"]
     spec = load_spec(read_spec(s3, dataset["bucket"], model))
     table, lineage = read_dataset(s3, dataset, spec)
     spec = resolve_task(spec, target_values(table, spec["target"]))
     prepared = prepare(table, spec)
+    warnings = [
+        *prepared.warnings,
+        *schema_history_warnings(registry, model, prepared.schema),
+    ][:MAX_WARNINGS]
 
     prefix = run_prefix(model, run_id)
     splits = {
@@ -113,7 +164,7 @@ def preprocess(event: dict[str, Any], *, s3: Any, model_bucket: str) -> dict[str
     candidates = expand_candidates(spec, spec["task"])
     metrics.add_metric(name="DatasetRows", unit=MetricUnit.Count, value=lineage["rows"])
     metrics.add_metric(name="DatasetColumns", unit=MetricUnit.Count, value=lineage["columns"])
-    metrics.add_metric(name="DataWarnings", unit=MetricUnit.Count, value=len(prepared.warnings))
+    metrics.add_metric(name="DataWarnings", unit=MetricUnit.Count, value=len(warnings))
     metrics.add_metric(name="Candidates", unit=MetricUnit.Count, value=len(candidates))
     logger.info(
         "Dataset prepared",
@@ -122,7 +173,7 @@ def preprocess(event: dict[str, Any], *, s3: Any, model_bucket: str) -> dict[str
             "task": spec["task"],
             "rows": lineage["rows"],
             "sha256": lineage["sha256"],
-            "warnings": prepared.warnings,
+            "warnings": warnings,
         },
     )
     return {
@@ -134,11 +185,17 @@ def preprocess(event: dict[str, Any], *, s3: Any, model_bucket: str) -> dict[str
         "dataset": lineage,
         "schema": prepared.schema,
         "splits": splits,
-        "warnings": prepared.warnings,
+        "warnings": warnings,
         "candidates": candidates,
     }
 
 
 def handle(event: dict[str, Any]) -> dict[str, Any]:
     metrics.add_metadata(key="model", value=event.get("model", ""))
-    return preprocess(event, s3=boto3.client("s3"), model_bucket=stack_settings().model_bucket)
+    settings = stack_settings()
+    return preprocess(
+        event,
+        s3=boto3.client("s3"),
+        model_bucket=settings.model_bucket,
+        registry=Registry(settings.registry_table),
+    )

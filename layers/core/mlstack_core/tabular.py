@@ -444,6 +444,40 @@ def _warn(warnings: list[dict[str, Any]], code: str, column: str, message: str) 
     warnings.append({"code": code, "column": column, "message": message})
 
 
+def schema_change_warnings(
+    previous: Mapping[str, Any], current: Mapping[str, Any], previous_version: int
+) -> list[dict[str, Any]]:
+    """Warnings for feature columns whose kind changed (numeric <-> categorical), appeared or
+    disappeared since ``previous``, the schema of the model's last registered version.
+
+    Advisory, not errors: a model may legitimately gain or lose columns, but a column that turns
+    categorical usually means a stray text value ("n/a", "1,5") in a numeric column, and a removed
+    column makes the production model incomparable on this data (Evaluate falls back to the
+    baseline), which the user should hear about before wondering why.
+    """
+    before = {f["name"]: f["kind"] for f in previous.get("features", [])}
+    now = {f["name"]: f["kind"] for f in current.get("features", [])}
+    since = f"since version {previous_version}"
+    warnings: list[dict[str, Any]] = []
+    for name, kind in now.items():
+        if name not in before:
+            _warn(warnings, "ColumnAdded", name, f"new {kind} column {since}")
+        elif before[name] != kind:
+            hint = (
+                " (a non-number in a numeric column? declare it in spec.columns.types)"
+                if kind == CATEGORICAL
+                else ""
+            )
+            _warn(
+                warnings, "TypeChanged", name, f"was {before[name]}, now {kind} {since}{hint}"
+            )
+    for name, kind in before.items():
+        if name not in now:
+            _warn(warnings, "ColumnRemoved", name, f"{kind} column of version {previous_version} "
+                  "is gone; production cannot be scored on this data")  # fmt: skip
+    return warnings
+
+
 # -- split --------------------------------------------------------------------------------------
 
 
