@@ -490,13 +490,36 @@ def evaluate(
     return evaluation
 
 
+def trained_entries(run: Mapping[str, Any], trained: Any, s3: Any) -> list[dict[str, Any]]:
+    """The Map's results: inline in the state, or (Distributed Map) the ``result.json`` each
+    Train invocation wrote next to its model. A candidate with no result counts as failed."""
+    if isinstance(trained, list):
+        return [dict(entry) for entry in trained]
+    bucket = run["splits"]["bucket"]
+    candidates = json.loads(_read(s3, bucket, run["candidates_key"]))
+    entries = []
+    for candidate in candidates:
+        key = candidate_result_key(run, candidate["candidate_id"])
+        try:
+            entries.append(json.loads(_read(s3, bucket, key)))
+        except s3.exceptions.NoSuchKey:
+            entries.append({**candidate, "status": "failed",
+                            "error": "no result: its Train invocation did not finish"})
+    return entries
+
+
+def candidate_result_key(run: Mapping[str, Any], candidate_id: str) -> str:
+    return f"runs/{run['model']}/{run['run_id']}/candidates/{candidate_id}/result.json"
+
+
 def handle(event: dict[str, Any]) -> dict[str, Any]:
     settings = stack_settings()
     metrics.add_metadata(key="model", value=event["run"]["model"])
+    s3 = boto3.client("s3")
     return evaluate(
         event["run"],
-        event["trained"],
-        s3=boto3.client("s3"),
+        trained_entries(event["run"], event["trained"], s3),
+        s3=s3,
         bucket=settings.model_bucket,
         registry=Registry(settings.registry_table),
     )

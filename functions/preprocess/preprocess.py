@@ -10,12 +10,14 @@ Functions reports under that name.
 from __future__ import annotations
 
 import io
+from collections import Counter
 from typing import Any, Protocol
 
 import boto3
 from botocore.exceptions import ClientError
 
-from mlstack_core.candidates import expand_candidates
+from mlstack_core.candidates import CLASSIFICATION, cv_fold_problems, expand_candidates
+from mlstack_core.errors import SpecError
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
@@ -23,6 +25,7 @@ from mlstack_core.spec import load_spec, resolve_task
 from mlstack_core.tabular import (
     MAX_WARNINGS,
     HashingReader,
+    Prepared,
     Table,
     prepare,
     read_csv,
@@ -92,7 +95,9 @@ def read_dataset(
 
 
 @tracer.capture_method
-def last_registered_schema(registry: VersionLister, model: str) -> tuple[int, dict[str, Any]] | None:
+def last_registered_schema(
+    registry: VersionLister, model: str
+) -> tuple[int, dict[str, Any]] | None:
     """(version, schema) of the model's highest registered version, whatever its status: a
     rejected version was still trained on the data the user last sent. None for a new model."""
     versions = [v for v in registry.list_versions(model) if v.get("schema")]
@@ -127,6 +132,23 @@ def schema_history_warnings(
     return schema_change_warnings(previous_schema, schema, version)
 
 
+def check_cv_folds(spec: dict[str, Any], prepared: Prepared) -> None:
+    """Cross-validated candidates must find every class (classification) or a row (regression)
+    in each fold of the training split; caught here, where the run fails fast and by name,
+    rather than in Train, where it would quietly become a failed candidate."""
+    task = spec["task"]
+    if task == CLASSIFICATION:
+        labels = prepared.table.columns[spec["target"]]
+        smallest = min(Counter(labels[i] for i in prepared.train_index.tolist()).values())
+    else:
+        smallest = int(prepared.train_index.size)
+    problems = cv_fold_problems(spec["candidates"], smallest, task)
+    if problems:
+        noun = "problem" if len(problems) == 1 else "problems"
+        lines = "\n".join(f"- {p}" for p in problems)
+        raise SpecError(f"spec.json has {len(problems)} {noun} with this data:\n{lines}")
+
+
 def preprocess(
     event: dict[str, Any], *, s3: Any, model_bucket: str, registry: VersionLister
 ) -> dict[str, Any]:
@@ -136,6 +158,7 @@ def preprocess(
     table, lineage = read_dataset(s3, dataset, spec)
     spec = resolve_task(spec, target_values(table, spec["target"]))
     prepared = prepare(table, spec)
+    check_cv_folds(spec, prepared)
     warnings = [
         *prepared.warnings,
         *schema_history_warnings(registry, model, prepared.schema),

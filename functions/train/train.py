@@ -21,10 +21,11 @@ from typing import Any
 import boto3
 import joblib
 import numpy as np
-from zoo import build_pipeline, export_onnx
+from zoo import SCORERS, build_pipeline, export_onnx, grid_search, search_params
 
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
 from mlstack_core.settings import stack_settings
+from mlstack_core.spec import greater_is_better
 from mlstack_core.tabular import (
     CLASSIFICATION,
     feature_matrices,
@@ -103,23 +104,85 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def fit_and_export(
+def _finite(value: Any) -> float | None:
+    """A score as JSON can carry it: NaN (a failed fold) becomes null."""
+    number = float(value)
+    return round(number, 6) if np.isfinite(number) else None
+
+
+def cv_report(search: Any, candidate: dict[str, Any], metric: str) -> dict[str, Any]:
+    """What the search tried and chose, scores in the metric's own units and direction."""
+    sign = 1.0 if greater_is_better(metric) else -1.0  # undo scikit-learn's "neg_" scorers
+    results = search.cv_results_
+    points = [
+        {
+            "params": search_params(params),
+            "mean_score": _finite(sign * results["mean_test_score"][index]),
+            "std_score": _finite(results["std_test_score"][index]),
+            "fold_scores": [
+                _finite(sign * results[f"split{fold}_test_score"][index])
+                for fold in range(int(candidate["cv"]))
+            ],
+            "rank": int(results["rank_test_score"][index]),
+        }
+        for index, params in enumerate(results["params"])
+    ]
+    return {
+        "folds": int(candidate["cv"]),
+        "metric": metric,
+        "scoring": SCORERS[metric],
+        "grid": candidate["grid"],
+        "best_params": search_params(search.best_params_),
+        "best_score": _finite(sign * search.best_score_),
+        "points": points,
+        "refit_seconds": round(float(search.refit_time_), 4),
+    }
+
+
+def fit_candidate(
     run: dict[str, Any], candidate: dict[str, Any], inputs: np.ndarray, y: np.ndarray
-) -> tuple[Any, bytes, dict[str, Any]]:
-    """(fitted pipeline, ONNX bytes, timings and fit warnings). Raises on any failure."""
+) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
+    """(fitted pipeline, the params it was fitted with, cv report or None). A candidate with
+    ``cv`` grid-searches its grid on the training split and returns the refitted best point."""
     schema, task = run["schema"], run["task"]
-    shape = {"n_numeric": len(schema["numeric"]), "n_categorical": len(schema["categorical"])}
+    seed = int(run["spec"]["random_seed"])
     pipeline = build_pipeline(
         candidate["family"],
         candidate["params"],
         task=task,
-        seed=int(run["spec"]["random_seed"]),
-        **shape,
+        seed=seed,
+        n_numeric=len(schema["numeric"]),
+        n_categorical=len(schema["categorical"]),
     )
+    if candidate.get("cv") is None:
+        pipeline.fit(inputs, y)
+        return pipeline, dict(candidate["params"]), None
+    metric = run["spec"]["metric"]
+    search = grid_search(
+        pipeline,
+        candidate["grid"],
+        task=task,
+        folds=int(candidate["cv"]),
+        metric=metric,
+        seed=seed,
+    )
+    search.fit(inputs, y)
+    chosen = {**candidate["params"], **search_params(search.best_params_)}
+    return search.best_estimator_, chosen, cv_report(search, candidate, metric)
+
+
+def fit_and_export(
+    run: dict[str, Any], candidate: dict[str, Any], inputs: np.ndarray, y: np.ndarray
+) -> tuple[Any, bytes, dict[str, Any]]:
+    """(fitted pipeline, ONNX bytes, details: params fitted, cv report, timings and fit
+    warnings). Raises on any failure."""
+    schema, task = run["schema"], run["task"]
+    shape = {"n_numeric": len(schema["numeric"]), "n_categorical": len(schema["categorical"])}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         started = time.perf_counter()
-        pipeline.fit(inputs, y)
+        # With cv this is the whole search: points x folds fits plus the refit.
+        pipeline, params, cv = fit_candidate(run, candidate, inputs, y)
         fit_seconds = time.perf_counter() - started
     started = time.perf_counter()
     model = export_onnx(
@@ -140,6 +203,8 @@ def fit_and_export(
         pipeline,
         onnx_bytes,
         {
+            "params": params,
+            "cv": cv,
             "fit_seconds": round(fit_seconds, 4),
             "export_seconds": round(export_seconds, 4),
             "warnings": [w[:500] for w in fit_warnings[:MAX_FIT_WARNINGS]],
@@ -155,6 +220,7 @@ def train_candidate(
         "candidate_id": candidate["candidate_id"],
         "family": candidate["family"],
         "params": candidate["params"],
+        "cv": None,
         "status": "failed",
         "error": None,
         "warnings": [],

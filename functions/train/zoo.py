@@ -31,13 +31,14 @@ from sklearn.ensemble import (
 )
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlstack_core.candidates import CATALOG, CLASSIFICATION, expand_candidates
 
-__all__ = ["ESTIMATORS", "build_pipeline", "expand_candidates", "export_onnx"]
+__all__ = ["ESTIMATORS", "build_pipeline", "expand_candidates", "export_onnx", "grid_search"]
 
 # Opsets onnxruntime >= 1.20 (the serving layer's floor) runs.
 TARGET_OPSET = {"": 21, "ai.onnx.ml": 3}
@@ -110,6 +111,60 @@ def build_pipeline(
         )
     preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
     return Pipeline([("preprocess", preprocess), ("model", estimator)])
+
+
+# scikit-learn scorer per spec metric. Lower-is-better metrics are negated by scikit-learn
+# ("neg_..."); grid_search's caller flips them back so reported scores are in metric units.
+SCORERS: dict[str, str] = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced_accuracy",
+    "f1_macro": "f1_macro",
+    # mlstack_core.metrics.roc_auc is binary AUC or the unweighted one-vs-rest mean.
+    "roc_auc": "roc_auc_ovr",
+    "log_loss": "neg_log_loss",
+    "r2": "r2",
+    "rmse": "neg_root_mean_squared_error",
+    "mae": "neg_mean_absolute_error",
+}
+# Steps a search grid addresses: the estimator's parameters live under "model__".
+_MODEL_STEP = "model"
+
+
+def grid_search(
+    pipeline: Pipeline,
+    grid: Mapping[str, list[Any]],
+    *,
+    task: str,
+    folds: int,
+    metric: str,
+    seed: int,
+) -> GridSearchCV:
+    """An unfitted search over the estimator's ``grid``, scored by the spec's metric on
+    shuffled (stratified for classification) folds, refitting the best point on all rows.
+
+    One job: a Lambda has at most a few vCPUs, and the local cloud runs Map iterations as
+    threads of one process whose native pools are already limited to one thread.
+    """
+    splitter = (
+        StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        if task == CLASSIFICATION
+        else KFold(n_splits=folds, shuffle=True, random_state=seed)
+    )
+    return GridSearchCV(
+        pipeline,
+        param_grid={f"{_MODEL_STEP}__{name}": list(values) for name, values in grid.items()},
+        scoring=SCORERS[metric],
+        cv=splitter,
+        refit=True,
+        n_jobs=1,
+        error_score=float("nan"),
+    )
+
+
+def search_params(search_params: Mapping[str, Any]) -> dict[str, Any]:
+    """A GridSearchCV params dict ("model__max_depth") as estimator params ("max_depth")."""
+    prefix = f"{_MODEL_STEP}__"
+    return {name.removeprefix(prefix): value for name, value in search_params.items()}
 
 
 def export_onnx(

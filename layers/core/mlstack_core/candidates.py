@@ -9,6 +9,11 @@ Semantics of ``spec.candidates`` entries:
 - ``{"family": "random_forest"}``: one candidate with the family's default parameters.
 - ``{"family": ..., "params": {...}, "grid": {"p": [v1, v2]}}``: defaults, overridden by ``params``,
   times the cartesian product of ``grid``.
+- ``{"family": ..., "grid": {...}, "cv": 5}``: ONE candidate (one Map item) that grid-searches
+  ``grid`` (the family's default grid if absent) by 5-fold cross-validation on the training split
+  and exports the best point refitted on the whole split. Fewer Lambdas and a choice made on
+  cross-validated scores rather than on the holdout, at the cost of (points x folds + 1) fits in
+  one 15-minute Lambda.
 
 Defaults bound tree depth and leaf size: fully grown forests are hundreds of MB as ONNX.
 """
@@ -26,7 +31,10 @@ REGRESSION = "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
 
 # A grid larger than this is almost always a typo, and every candidate is one Lambda invocation.
+# The same bound applies to the grid of one cross-validated candidate: its points x folds fits
+# share one Lambda's 15 minutes.
 MAX_CANDIDATES = 32
+MIN_FOLDS, MAX_FOLDS = 2, 10
 
 Scalar = float | int | str | bool | None
 
@@ -163,6 +171,20 @@ def _entry_parts(entry: str | Mapping[str, Any]) -> tuple[str, dict[str, Any], d
     return entry["family"], dict(entry.get("params") or {}), dict(entry.get("grid") or {})
 
 
+def entry_folds(entry: str | Mapping[str, Any]) -> int | None:
+    """The entry's cross-validation folds, or None when its grid points are separate candidates."""
+    if isinstance(entry, str) or entry.get("cv") is None:
+        return None
+    return int(entry["cv"])
+
+
+def _grid_points(grid: Mapping[str, Sequence[Any]]) -> int:
+    points = 1
+    for values in grid.values():
+        points *= len(values)
+    return points
+
+
 def candidate_problems(entries: Sequence[str | Mapping[str, Any]], task: str | None) -> list[str]:
     """Everything wrong with spec.candidates for ``task`` (None: valid for either task)."""
     problems: list[str] = []
@@ -182,25 +204,72 @@ def candidate_problems(entries: Sequence[str | Mapping[str, Any]], task: str | N
         for name in sorted((set(params) | set(grid)) - allowed):
             settable = ", ".join(sorted(allowed))
             problems.append(f"{where}: parameter {name!r} is not settable; allowed: {settable}")
-        points = 1
+        folds = entry_folds(entry)
+        if folds is not None:
+            # One Map item searching the grid (the family's default grid when none is given).
+            points = _grid_points(grid or dict(found[0].grid))
+            if points > MAX_CANDIDATES:
+                problems.append(
+                    f"{where}: cv grid has {points} points; the limit is {MAX_CANDIDATES}"
+                )
+            total += 1
+            continue
         grid = grid or ({} if not isinstance(entry, str) else dict(found[0].grid))
-        for values in grid.values():
-            points *= len(values)
-        total += points
+        total += _grid_points(grid)
     if total > MAX_CANDIDATES:
         problems.append(f"candidates expand to {total} grid points; the limit is {MAX_CANDIDATES}")
     return problems
 
 
+def cv_fold_problems(
+    entries: Sequence[str | Mapping[str, Any]], smallest_group: int, task: str
+) -> list[str]:
+    """Cross-validated entries asking for more folds than the training split can fill: every
+    fold needs a row of each class (classification, ``smallest_group`` = rows of the rarest class
+    in the training split) or a row at all (regression, ``smallest_group`` = training rows)."""
+    problems: list[str] = []
+    for index, entry in enumerate(entries):
+        folds = entry_folds(entry)
+        if folds is not None and folds > smallest_group:
+            family, _, _ = _entry_parts(entry)
+            what = "the rarest class has" if task == CLASSIFICATION else "the training split has"
+            problems.append(
+                f"candidates[{index}] ({family}): cv {folds} needs at least {folds} training "
+                f"rows per fold, but {what} {smallest_group}; lower cv"
+            )
+    return problems
+
+
 def expand_candidates(spec: Mapping[str, Any], task: str) -> list[dict[str, Any]]:
     """The Map's items: one dict per grid point, ids ``c00-<family>`` in spec order, duplicates
-    removed. Params are complete (defaults merged) so the registry records what was fitted."""
+    removed. Params are complete (defaults merged) so the registry records what was fitted.
+
+    A cross-validated entry is one item ``{"candidate_id", "family", "params", "grid", "cv"}``:
+    ``params`` are the defaults merged with the entry's params, which the search overrides with
+    the best grid point (Train reports the fitted params)."""
     entries = spec.get("candidates") or DEFAULT_CANDIDATES[task]
     seen: set[str] = set()
     out: list[dict[str, Any]] = []
     for entry in entries:
         family_name, fixed, grid = _entry_parts(entry)
         family = CATALOG[task][family_name]
+        folds = entry_folds(entry)
+        if folds is not None:
+            params = {**family.defaults, **fixed}
+            search = {name: list(values) for name, values in (grid or family.grid).items()}
+            fingerprint = json.dumps([family_name, params, search, folds], sort_keys=True)
+            if fingerprint not in seen:
+                seen.add(fingerprint)
+                out.append(
+                    {
+                        "candidate_id": f"c{len(out):02d}-{family_name}",
+                        "family": family_name,
+                        "params": params,
+                        "grid": search,
+                        "cv": folds,
+                    }
+                )
+            continue
         if isinstance(entry, str):
             grid = dict(family.grid)
         names = list(grid)

@@ -167,6 +167,7 @@ def _well_formed_entry(entry: Any) -> bool:
         and isinstance(entry.get("params", {}), dict)
         and isinstance(entry.get("grid", {}), dict)
         and all(isinstance(v, list) for v in entry.get("grid", {}).values())
+        and (entry.get("cv") is None or type(entry["cv"]) is int)
     )
 
 

@@ -468,13 +468,14 @@ def schema_change_warnings(
                 if kind == CATEGORICAL
                 else ""
             )
-            _warn(
-                warnings, "TypeChanged", name, f"was {before[name]}, now {kind} {since}{hint}"
-            )
+            _warn(warnings, "TypeChanged", name, f"was {before[name]}, now {kind} {since}{hint}")
     for name, kind in before.items():
         if name not in now:
-            _warn(warnings, "ColumnRemoved", name, f"{kind} column of version {previous_version} "
-                  "is gone; production cannot be scored on this data")  # fmt: skip
+            message = (
+                f"{kind} column of version {previous_version} is gone; that version cannot be "
+                "scored on this data"
+            )
+            _warn(warnings, "ColumnRemoved", name, message)
     return warnings
 
 
