@@ -16,6 +16,15 @@ CloudFormation. Only what moto lacks is adapted, each in one named function belo
   NotificationConfiguration, so both are applied after the stack is created.
 - ``state_machines_in_executing_backend``: moto's CloudFormation puts state machines where the
   interpreter does not look.
+- ``resource_types_moto_lacks``: moto's CloudFormation has no ``AWS::S3::BucketPolicy``,
+  ``AWS::SQS::QueuePolicy`` or ``AWS::SNS::Subscription``. The subscription is made through moto's
+  SNS; the two policies become stack resources whose documents are not applied, because moto
+  evaluates a bucket policy's Deny without its Condition, so the TLS-only deny would refuse every
+  request.
+- ``stack_resources``: moto lists a resource whose ``Condition`` is false as an empty entry.
+
+docs/local-cloud.md lists what comes from the translated stack, what is adapted, and what local
+runs therefore do not prove.
 """
 
 from __future__ import annotations
@@ -394,6 +403,77 @@ def state_machines_in_executing_backend() -> contextlib.AbstractContextManager[N
     )
 
 
+class _StackResourceStandIn:
+    """A resource of a type moto's CloudFormation lacks, created by ``create`` (or only recorded).
+
+    moto's parser resolves the resource's intrinsics before it calls
+    ``create_from_cloudformation_json``, so ``create`` gets plain values; the stand-in is listed by
+    ``describe_stack_resources`` like any other resource of the stack.
+    """
+
+    create: Callable[[dict[str, Any], str, str], str | None] = staticmethod(lambda p, a, r: None)
+
+    def __init__(self, physical_resource_id: str) -> None:
+        self.physical_resource_id = physical_resource_id
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> _StackResourceStandIn:
+        properties = cloudformation_json.get("Properties", {})
+        return cls(cls.create(properties, account_id, region_name) or resource_name)
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return False
+
+    def is_created(self) -> bool:
+        return True
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _subscribe(properties: dict[str, Any], account_id: str, region: str) -> str:
+    from moto.sns.models import sns_backends
+
+    subscription = sns_backends[account_id][region].subscribe(
+        properties["TopicArn"], properties["Endpoint"], properties["Protocol"]
+    )
+    arn: str = subscription.arn
+    return arn
+
+
+def resource_types_moto_lacks() -> contextlib.AbstractContextManager[None]:
+    """Create ``AWS::SNS::Subscription`` through moto's SNS; record the resource policies only.
+
+    ``AWS::S3::BucketPolicy`` and ``AWS::SQS::QueuePolicy`` are listed in the stack but not applied:
+    moto evaluates a bucket policy's Deny statements without their Conditions, so the template's
+    TLS-only deny (``aws:SecureTransport`` false) would deny every local request.
+    """
+    from moto.cloudformation import parsing
+
+    stand_ins: dict[str, type[_StackResourceStandIn]] = {
+        "AWS::S3::BucketPolicy": type("BucketPolicy", (_StackResourceStandIn,), {}),
+        "AWS::SQS::QueuePolicy": type("QueuePolicy", (_StackResourceStandIn,), {}),
+        "AWS::SNS::Subscription": type(
+            "Subscription", (_StackResourceStandIn,), {"create": staticmethod(_subscribe)}
+        ),
+    }
+    original = parsing.resource_class_from_type
+
+    def resource_class_from_type(resource_type: str) -> Any:
+        return stand_ins.get(resource_type) or original(resource_type)
+
+    return _patched(parsing, "resource_class_from_type", resource_class_from_type)
+
+
 # ------------------------------------------------------------------------------------ deploy
 @dataclass
 class Stack:
@@ -426,6 +506,13 @@ def apply_bucket_configuration(
             )
 
 
+def stack_resources(cloudformation: Any, stack_name: str) -> list[dict[str, Any]]:
+    """``describe_stack_resources``, without the empty entry moto lists for each resource whose
+    ``Condition`` is false (CloudFormation lists nothing for those)."""
+    resources = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
+    return [r for r in resources if "LogicalResourceId" in r]
+
+
 def deploy(
     root: Path,
     *,
@@ -447,7 +534,7 @@ def deploy(
     substitute_definitions(translated)
     serve_api_locally(translated, api_url)
 
-    with state_machines_in_executing_backend():
+    with state_machines_in_executing_backend(), resource_types_moto_lacks():
         cloudformation.create_stack(
             StackName=stack_name,
             TemplateBody=json.dumps(translated),
@@ -460,8 +547,10 @@ def deploy(
     if description["StackStatus"] != "CREATE_COMPLETE":
         raise RuntimeError(f"stack {stack_name} is {description['StackStatus']}")
     outputs = {o["OutputKey"]: o["OutputValue"] for o in description.get("Outputs", [])}
-    resources = cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
-    physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in resources}
+    physical = {
+        r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
+        for r in stack_resources(cloudformation, stack_name)
+    }
     apply_bucket_configuration(translated, physical, s3)
     return Stack(stack_name, outputs, translated, physical, code_dirs)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,9 +104,8 @@ class StackClient:
     def request(self, method: str, path: str, body: Any = None) -> HttpResponse:
         url = self.outputs["ApiUrl"].rstrip("/") + path
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            url, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        headers = self.signed_headers(method, url, data, {"Content-Type": "application/json"})
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return HttpResponse(response.status, json.loads(response.read() or b"null"))
@@ -116,6 +116,24 @@ class StackClient:
             except ValueError:
                 parsed = payload.decode(errors="replace")
             return HttpResponse(error.code, parsed)
+
+    def signed_headers(
+        self, method: str, url: str, data: bytes | None, headers: dict[str, str]
+    ) -> dict[str, str]:
+        """SigV4-signed headers for an API Gateway URL, so the API can use ``ApiAuth=AWS_IAM`` (the
+        template's default); an API without auth ignores the signature. The local API is not
+        signed."""
+        host = urllib.parse.urlsplit(url).hostname or ""
+        credentials = self.session.get_credentials()
+        if not host.endswith(".amazonaws.com") or credentials is None:
+            return headers
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        region = host.split(".")[2]  # <api-id>.execute-api.<region>.amazonaws.com
+        request = AWSRequest(method=method, url=url, data=data, headers=headers)
+        SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
+        return dict(request.headers.items())
 
     def predict(self, model: str, instances: list[dict[str, Any]]) -> HttpResponse:
         return self.request("POST", f"/models/{model}/predict", {"instances": instances})

@@ -503,8 +503,13 @@ def trained_entries(run: Mapping[str, Any], trained: Any, s3: Any) -> list[dict[
         try:
             entries.append(json.loads(_read(s3, bucket, key)))
         except s3.exceptions.NoSuchKey:
-            entries.append({**candidate, "status": "failed",
-                            "error": "no result: its Train invocation did not finish"})
+            entries.append(
+                {
+                    **candidate,
+                    "status": "failed",
+                    "error": "no result: its Train invocation did not finish",
+                }
+            )
     return entries
 
 

@@ -1,87 +1,184 @@
-"""API Gateway (REST) → predictions and model metadata. HTTP mapping only; logic: predictor.py."""
+"""API Gateway (REST) → predictions and model metadata. HTTP mapping only; logic: predictor.py.
+
+``POST /models/{model}/predict`` is the hot path: the handler recognises its API Gateway resource
+and answers it directly, without the router, so a single-row request costs little more than the
+model itself (docs/performance.md). Every other route goes through the Powertools
+``APIGatewayRestResolver``, imported on the first such request so it is not in the predict path's
+cold start either. Both paths share the error format ``{"error", "details"}`` and never return a
+stack trace.
+"""
 
 from __future__ import annotations
 
+import json
+from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from predictor import ModelUnavailableError, RequestError, get_predictor
+from telemetry import logger, metrics, start_invocation
 
 from mlstack_core.errors import ModelNotFound
-from mlstack_core.observability import logger, metrics, tracer
 
-app = APIGatewayRestResolver()
-
-
-def _error(status: int, message: str, details: list[Any] | None = None) -> Response[Any]:
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body={"error": message, "details": details or []},
-    )
+PREDICT_RESOURCE = "/models/{model}/predict"
+PREDICT_QUERY = frozenset({"version"})
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-@app.get("/health")
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+def _request_id(event: dict[str, Any], context: Any) -> str | None:
+    request_id = (event.get("requestContext") or {}).get("requestId")
+    return request_id or getattr(context, "aws_request_id", None)
 
 
-@app.get("/models")
-def list_models() -> dict[str, Any]:
-    return get_predictor().list_models()
+def _response(status: int, body: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
+    headers = dict(JSON_HEADERS)
+    if request_id:
+        headers["X-Request-Id"] = request_id
+    return {
+        "statusCode": status,
+        "headers": headers,
+        "body": json.dumps(body, separators=(",", ":"), allow_nan=False),
+        "isBase64Encoded": False,
+    }
 
 
-@app.get("/models/<model>")
-def describe_model(model: str) -> dict[str, Any]:
-    return get_predictor().describe(unquote(model))
+def error_body(message: str, details: list[Any] | None = None) -> dict[str, Any]:
+    return {"error": message, "details": details or []}
 
 
-@app.post("/models/<model>/predict")
-def predict(model: str) -> dict[str, Any]:
-    event = app.current_event
-    return get_predictor().predict(unquote(model), event.body, bool(event.is_base64_encoded))
-
-
-@app.exception_handler(RequestError)
-def request_error(error: RequestError) -> Response[Any]:
-    logger.info("Request refused", extra={"status": error.status, "error": error.message})
-    return _error(error.status, error.message, error.details)
-
-
-@app.exception_handler(ModelNotFound)
-def model_not_found(error: ModelNotFound) -> Response[Any]:
-    return _error(404, str(error))
-
-
-@app.exception_handler(ModelUnavailableError)
-def model_unavailable(error: ModelUnavailableError) -> Response[Any]:
-    return _error(error.status, error.message, error.details)
-
-
-@app.not_found
-def route_not_found(_: NotFoundError) -> Response[Any]:
-    event = app.current_event
-    return _error(404, f"no route for {event.http_method} {event.path}")
-
-
-@app.exception_handler(Exception)
-def unexpected(error: Exception) -> Response[Any]:
+def _unexpected(request_id: str | None) -> dict[str, Any]:
     # The stack goes to the log only; the caller gets a generic message and the request id.
     logger.exception("Unhandled error")
-    request_id = (app.current_event.get("requestContext") or {}).get("requestId")
-    return _error(
-        500, "internal error; quote the request id to the operators", [{"request_id": request_id}]
+    return error_body(
+        "internal error; quote the request id to the operators", [{"request_id": request_id}]
     )
 
 
-@logger.inject_lambda_context(
-    correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
-)
-@tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+def predict_response(event: dict[str, Any], request_id: str | None) -> dict[str, Any]:
+    """POST /models/{model}/predict, as an API Gateway proxy response."""
+    try:
+        model = unquote((event.get("pathParameters") or {}).get("model") or "")
+        query = event.get("queryStringParameters") or {}
+        unknown = sorted(set(query) - PREDICT_QUERY)
+        if unknown:
+            raise RequestError(
+                f"unknown query parameters: {', '.join(unknown)[:200]}",
+                [
+                    {"field": name[:64], "message": "not a parameter of this route"}
+                    for name in unknown
+                ][:20],
+            )
+        body = get_predictor().predict(
+            model,
+            event.get("body"),
+            bool(event.get("isBase64Encoded")),
+            version=query.get("version"),
+            request_id=request_id,
+        )
+        headers_extra = {
+            "X-Model-Version": str(body["version"]),
+            "X-Model-Variant": body["variant"],
+        }
+        response = _response(200, body, request_id)
+        response["headers"].update(headers_extra)
+        return response
+    except RequestError as error:
+        logger.info("Request refused", extra={"status": error.status, "error": error.message})
+        return _response(error.status, error_body(error.message, error.details), request_id)
+    except ModelNotFound as error:
+        return _response(404, error_body(str(error)), request_id)
+    except ModelUnavailableError as error:
+        return _response(error.status, error_body(error.message, error.details), request_id)
+    except Exception:
+        return _response(500, _unexpected(request_id), request_id)
+
+
+@cache
+def router() -> Any:
+    """The Powertools resolver for every route but predict (imported on first use)."""
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+    from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+    from openapi import document, swagger_html
+
+    from mlstack_core.settings import serving_settings
+
+    app = APIGatewayRestResolver()
+
+    def reply(status: int, body: dict[str, Any]) -> Response[Any]:
+        return Response(status_code=status, content_type="application/json", body=body)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/models")
+    def list_models() -> dict[str, Any]:
+        return get_predictor().list_models()
+
+    @app.get("/models/<model>")
+    def describe_model(model: str) -> dict[str, Any]:
+        return get_predictor().describe(unquote(model))
+
+    @app.get("/models/<model>/versions/<version>")
+    def describe_version(model: str, version: str) -> dict[str, Any]:
+        return get_predictor().version_document(unquote(model), unquote(version))
+
+    @app.post("/models/<model>/predict")
+    def predict(model: str) -> Response[Any]:
+        # Reached only when the event lacks the REST resource (the handler answers it directly).
+        response = predict_response(
+            app.current_event.raw_event,
+            _request_id(app.current_event.raw_event, app.lambda_context),
+        )
+        return Response(
+            status_code=response["statusCode"],
+            content_type="application/json",
+            body=response["body"],
+            headers=response["headers"],
+        )
+
+    @app.get("/openapi.json")
+    def openapi() -> dict[str, Any]:
+        return document(serving_settings())
+
+    @app.get("/docs")
+    def docs() -> Response[str]:
+        stage = (app.current_event.get("requestContext") or {}).get("stage")
+        # On AWS the stage is part of the URL; the local API serves without a stage prefix.
+        prefix = f"/{stage}" if stage and stage != "local" else ""
+        return Response(
+            status_code=200,
+            content_type="text/html; charset=utf-8",
+            body=swagger_html(f"{prefix}/openapi.json"),
+        )
+
+    @app.exception_handler(RequestError)
+    def request_error(error: RequestError) -> Response[Any]:
+        return reply(error.status, error_body(error.message, error.details))
+
+    @app.exception_handler(ModelNotFound)
+    def model_not_found(error: ModelNotFound) -> Response[Any]:
+        return reply(404, error_body(str(error)))
+
+    @app.not_found
+    def route_not_found(_: NotFoundError) -> Response[Any]:
+        event = app.current_event
+        return reply(404, error_body(f"no route for {event.http_method} {event.path}"))
+
+    @app.exception_handler(Exception)
+    def unexpected(_: Exception) -> Response[Any]:
+        return reply(500, _unexpected(_request_id(app.current_event.raw_event, app.lambda_context)))
+
+    return app
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    request_id = _request_id(event, context)
+    start_invocation(context, request_id)
+    try:
+        if event.get("resource") == PREDICT_RESOURCE and event.get("httpMethod") == "POST":
+            return predict_response(event, request_id)
+        response: dict[str, Any] = router().resolve(event, context)
+        return response
+    finally:
+        metrics.flush()

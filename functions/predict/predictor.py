@@ -1,4 +1,4 @@
-"""Serving logic: production alias → verified ONNX session → validated tensors → JSON predictions.
+"""Serving logic: registry aliases → verified ONNX session → validated tensors → JSON predictions.
 
 Only onnxruntime and numpy run models here; scikit-learn never loads on this path (its import alone
 costs seconds of cold start, see ARCHITECTURE.md §3). The tensors follow the ONNX graph contract in
@@ -12,6 +12,9 @@ import binascii
 import hashlib
 import json
 import math
+import os
+import random
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -21,14 +24,12 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, Final, cast
 
-import boto3
 import numpy as np
 import onnxruntime as ort
-from botocore.exceptions import BotoCoreError, ClientError
+from awshttp import CANARY, PRODUCTION, SHADOW, AwsHttp, AwsHttpError, HttpRegistry
+from telemetry import COUNT, MILLISECONDS, NONE, PERCENT, logger, metrics
 
 from mlstack_core.errors import ModelNotFound
-from mlstack_core.observability import MetricUnit, logger, metrics, tracer
-from mlstack_core.registry import Registry
 from mlstack_core.settings import ServingSettings, serving_settings, stack_settings
 
 # Error details are capped so a 10,000-row request full of mistakes still gets a small response.
@@ -39,6 +40,12 @@ UNKNOWN_MODEL_DIMENSION: Final = "(unknown)"
 PROBABILITY_DECIMALS: Final = 6
 _FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
 _NUMERIC_OK: Final = frozenset({int, float, type(None)})
+# Top-level keys of the two body forms: records, or a compact columnar table.
+_RECORDS_KEYS: Final = frozenset({"instances"})
+_COLUMNAR_KEYS: Final = frozenset({"columns", "data"})
+VARIANT_PRODUCTION: Final = "production"
+VARIANT_CANARY: Final = "canary"
+VARIANT_PINNED: Final = "pinned"
 
 
 # errors -------------------------------------------------------------------------------------------
@@ -139,6 +146,7 @@ class LoadedModel:
     document: dict[str, Any]
     session: ort.InferenceSession
     layout: FeatureLayout
+    artifact_bytes: int = 0
 
 
 def _check_graph(session: ort.InferenceSession, layout: FeatureLayout) -> None:
@@ -164,8 +172,8 @@ def _warm_up(loaded: LoadedModel) -> None:
     schema (class count, label type), and moves onnxruntime's first-run cost into the load."""
     layout = loaded.layout
     try:
-        blank = dict.fromkeys(layout.required)
-        outputs = loaded.session.run(layout.output_names, build_inputs([blank], loaded))
+        blank = Batch.of_instances([dict.fromkeys(layout.required)])
+        outputs = loaded.session.run(layout.output_names, build_inputs(blank, loaded))
         format_outputs(loaded, outputs)
     except Exception as error:  # onnxruntime's own exception types are not exported
         raise ModelLoadError(f"warm-up prediction failed: {error!r}") from error
@@ -192,12 +200,54 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON; send null for a missing value")
 
 
-def parse_instances(
-    body: str | None, is_base64: bool, settings: ServingSettings
-) -> list[dict[str, Any]]:
-    """Body → the list of instance objects, or a RequestError naming what is wrong."""
+@dataclass(frozen=True)
+class Batch:
+    """A parsed request body: records (``instances``) or a columnar table (``columns`` + ``data``).
+
+    ``rows(columns)`` gives one tuple per row in the order of ``columns``, with the per-row work
+    kept in C (itemgetter over map), so both forms reach numpy without a Python loop per value.
+    """
+
+    size: int
+    instances: list[dict[str, Any]] | None = None
+    columns: tuple[str, ...] = ()
+    data: list[list[Any]] | None = None
+    index: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of_instances(cls, instances: list[dict[str, Any]]) -> Batch:
+        return cls(size=len(instances), instances=instances)
+
+    @classmethod
+    def of_columns(cls, columns: list[str], data: list[list[Any]]) -> Batch:
+        index = {name: j for j, name in enumerate(columns)}
+        return cls(size=len(data), columns=tuple(columns), data=data, index=index)
+
+    def rows(self, columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
+        keys: tuple[Any, ...] = columns
+        source: list[Any]
+        if self.instances is not None:
+            source = self.instances
+        else:
+            keys = tuple(self.index[c] for c in columns)
+            source = cast(list[Any], self.data)
+        getter = itemgetter(*keys)
+        if len(columns) == 1:
+            return [(value,) for value in map(getter, source)]
+        return list(map(getter, source))
+
+    def field(self, row: int, column: str) -> str:
+        if self.instances is not None:
+            return f"instances[{row}].{column}"
+        return f"data[{row}][{self.index[column]}]"
+
+
+def _decode(body: str | None, is_base64: bool, settings: ServingSettings) -> Any:
     if not body:
-        raise BadRequestError('request body is required: {"instances": [{...}, ...]}')
+        raise BadRequestError(
+            'request body is required: {"instances": [{...}, ...]} or '
+            '{"columns": [...], "data": [[...], ...]}'
+        )
     if is_base64:
         try:
             body = base64.b64decode(body, validate=True).decode("utf-8")
@@ -207,26 +257,64 @@ def parse_instances(
     if len(body) > settings.max_body_bytes:
         raise PayloadTooLargeError(f"body is larger than {settings.max_body_bytes} bytes")
     try:
-        payload = json.loads(body, parse_constant=_reject_constant)
+        return json.loads(body, parse_constant=_reject_constant)
     except RecursionError as error:
         raise BadRequestError("body is not valid JSON: nested too deeply") from error
     except ValueError as error:  # JSONDecodeError, NaN/Infinity, ints over 4300 digits
         raise BadRequestError(f"body is not valid JSON: {error}") from error
+
+
+def parse_body(body: str | None, is_base64: bool, settings: ServingSettings) -> Batch:
+    """Body → a Batch of rows, or a RequestError naming what is wrong."""
+    payload = _decode(body, is_base64, settings)
+    if not isinstance(payload, dict):
+        raise BadRequestError(
+            "body must be a JSON object with an 'instances' list (or 'columns' and 'data'), "
+            f"got {_json_type(payload)}"
+        )
+    if "instances" not in payload and _COLUMNAR_KEYS & payload.keys():
+        return _parse_columnar(payload, settings)
+    return Batch.of_instances(_parse_instances(payload, settings))
+
+
+def parse_instances(
+    body: str | None, is_base64: bool, settings: ServingSettings
+) -> list[dict[str, Any]]:
+    """Body → the list of instance objects (records form only)."""
+    payload = _decode(body, is_base64, settings)
     if not isinstance(payload, dict):
         raise BadRequestError(
             f"body must be a JSON object with an 'instances' list, got {_json_type(payload)}"
         )
-    extra = [_shown(key) for key in sorted(set(payload) - {"instances"})][:MAX_DETAILS]
-    extra_details = [
-        {"field": key, "message": "unknown key; the body has only 'instances'"} for key in extra
-    ]
+    return _parse_instances(payload, settings)
+
+
+def _unknown_keys(
+    payload: dict[str, Any], allowed: frozenset[str], form: str
+) -> list[dict[str, Any]]:
+    extra = [_shown(key) for key in sorted(set(payload) - allowed)][:MAX_DETAILS]
+    return [{"field": key, "message": f"unknown key; the body has only {form}"} for key in extra]
+
+
+def _check_size(count: int, settings: ServingSettings, what: str) -> None:
+    if count > settings.max_rows:
+        raise PayloadTooLargeError(
+            f"{count} {what} exceed the limit of {settings.max_rows} per request"
+        )
+
+
+def _parse_instances(payload: dict[str, Any], settings: ServingSettings) -> list[dict[str, Any]]:
+    extra_details = _unknown_keys(payload, _RECORDS_KEYS, "'instances'")
     if "instances" not in payload:
         raise BadRequestError(
             "'instances' is required",
             [{"field": "instances", "message": "missing"}, *extra_details],
         )
-    if extra:
-        raise BadRequestError(f"unknown top-level keys: {', '.join(extra)}", extra_details)
+    if extra_details:
+        raise BadRequestError(
+            f"unknown top-level keys: {', '.join(d['field'] for d in extra_details)}",
+            extra_details,
+        )
     instances = payload["instances"]
     if not isinstance(instances, list):
         raise BadRequestError(
@@ -237,10 +325,7 @@ def parse_instances(
         raise BadRequestError(
             "'instances' is empty", [{"field": "instances", "message": "at least one instance"}]
         )
-    if len(instances) > settings.max_rows:
-        raise PayloadTooLargeError(
-            f"{len(instances)} instances exceed the limit of {settings.max_rows} per request"
-        )
+    _check_size(len(instances), settings, "instances")
     if set(map(type, instances)) != {dict}:
         bad = [i for i, row in enumerate(instances) if type(row) is not dict]
         raise BadRequestError(
@@ -255,6 +340,76 @@ def parse_instances(
             ],
         )
     return instances
+
+
+def _parse_columnar(payload: dict[str, Any], settings: ServingSettings) -> Batch:
+    extra_details = _unknown_keys(payload, _COLUMNAR_KEYS, "'columns' and 'data'")
+    missing = [
+        {"field": key, "message": "missing"} for key in ("columns", "data") if key not in payload
+    ]
+    if missing:
+        raise BadRequestError(
+            "the columnar form needs both 'columns' and 'data'", [*missing, *extra_details]
+        )
+    if extra_details:
+        raise BadRequestError(
+            f"unknown top-level keys: {', '.join(d['field'] for d in extra_details)}",
+            extra_details,
+        )
+    columns, data = payload["columns"], payload["data"]
+    if not isinstance(columns, list) or set(map(type, columns)) - {str}:
+        raise BadRequestError(
+            "'columns' must be a list of column names",
+            [
+                {
+                    "field": "columns",
+                    "message": f"expected array of strings, got {_describe(columns)}",
+                }
+            ],
+        )
+    if len(set(columns)) != len(columns):
+        repeated = sorted({_shown(c) for c in columns if columns.count(c) > 1})[:MAX_DETAILS]
+        raise BadRequestError(
+            f"'columns' repeats {', '.join(repeated)}",
+            [{"field": "columns", "message": f"repeated: {', '.join(repeated)}"}],
+        )
+    if not isinstance(data, list):
+        raise BadRequestError(
+            "'data' must be a list of rows",
+            [{"field": "data", "message": f"expected array, got {_json_type(data)}"}],
+        )
+    if not data:
+        raise BadRequestError("'data' is empty", [{"field": "data", "message": "at least one row"}])
+    _check_size(len(data), settings, "rows")
+    width = len(columns)
+    if set(map(type, data)) != {list} or set(map(len, data)) != {width}:
+        bad = [i for i, row in enumerate(data) if type(row) is not list or len(row) != width]
+        raise BadRequestError(
+            f"{len(bad)} row(s) of 'data' are not arrays of {width} values (one per column)",
+            [
+                {
+                    "row": i,
+                    "field": f"data[{i}]",
+                    "message": (
+                        f"expected array of {width} values, got "
+                        + (
+                            f"{len(data[i])} values"
+                            if type(data[i]) is list
+                            else _json_type(data[i])
+                        )
+                    ),
+                }
+                for i in bad[:MAX_DETAILS]
+            ],
+        )
+    return Batch.of_columns(columns, data)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, list):
+        kinds = sorted({_json_type(v) for v in value} - {"string"})
+        return f"array containing {', '.join(kinds)}" if kinds else "array"
+    return _json_type(value)
 
 
 def _shown(name: str) -> str:
@@ -314,16 +469,28 @@ def _check_columns(instances: list[dict[str, Any]], layout: FeatureLayout) -> No
         )
 
 
-def _rows(instances: list[dict[str, Any]], columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    """Row tuples in column order; itemgetter over map keeps the N*k lookups in C."""
-    getter = itemgetter(*columns)
-    if len(columns) == 1:
-        return [(value,) for value in map(getter, instances)]
-    return list(map(getter, instances))
+def _check_header(batch: Batch, layout: FeatureLayout) -> None:
+    """The columnar form names its columns once: check them once."""
+    names = frozenset(batch.columns)
+    missing = sorted(layout.required - names)
+    unknown = [_shown(c) for c in sorted(names - layout.known)][:MAX_DETAILS]
+    if not missing and not unknown:
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing columns: {', '.join(missing)}")
+    if unknown:
+        note = " (the target column is not an input)" if layout.target in unknown else ""
+        parts.append(f"unknown columns: {', '.join(unknown)}{note}")
+    raise BadRequestError(
+        f"'columns' do not match the model's columns; expected exactly: "
+        f"{', '.join(sorted(layout.required))}",
+        [{"field": "columns", "message": "; ".join(parts), "missing": missing, "unknown": unknown}],
+    )
 
 
-def _detail(row: int, column: str, message: str) -> dict[str, Any]:
-    return {"row": row, "column": column, "field": f"instances[{row}].{column}", "message": message}
+def _detail(batch: Batch, row: int, column: str, message: str) -> dict[str, Any]:
+    return {"row": row, "column": column, "field": batch.field(row, column), "message": message}
 
 
 def _numeric_problem(value: Any) -> str | None:
@@ -339,9 +506,9 @@ def _numeric_problem(value: Any) -> str | None:
     return f"expected a number or null, got {_json_type(value)}"
 
 
-def numeric_tensor(instances: list[dict[str, Any]], columns: tuple[str, ...]) -> np.ndarray:
+def numeric_tensor(batch: Batch, columns: tuple[str, ...]) -> np.ndarray:
     """float32 [N, k], null → NaN. bool and str are refused, not coerced."""
-    rows = _rows(instances, columns)
+    rows = batch.rows(columns)
     if set(map(type, chain.from_iterable(rows))) <= _NUMERIC_OK:
         try:
             wide = np.array(rows, dtype=np.float64)  # None → NaN here
@@ -353,7 +520,7 @@ def numeric_tensor(instances: list[dict[str, Any]], columns: tuple[str, ...]) ->
             if not np.isinf(narrow).any():
                 return narrow
     details = [
-        _detail(i, column, problem)
+        _detail(batch, i, column, problem)
         for i, row in enumerate(rows)
         for column, value in zip(columns, row, strict=True)
         if (problem := _numeric_problem(value))
@@ -373,12 +540,12 @@ def _category_text(value: Any, known: frozenset[str]) -> str | None:
 
 
 def categorical_tensor(
-    instances: list[dict[str, Any]],
+    batch: Batch,
     columns: tuple[str, ...],
     categories: dict[str, frozenset[str]],
 ) -> np.ndarray:
     """object [N, m] of str, null → "" (the graph's missing marker), numbers → their text."""
-    rows = _rows(instances, columns)
+    rows = batch.rows(columns)
     types = set(map(type, chain.from_iterable(rows)))
     if types <= {str}:
         return np.array(rows, dtype=object)
@@ -405,7 +572,7 @@ def categorical_tensor(
                     else f"expected a string, number or null, got {_json_type(value)}"
                     + ("; send the category as a string" if type(value) is bool else "")
                 )
-                details.append(_detail(i, column, message))
+                details.append(_detail(batch, i, column, message))
             else:
                 row[j] = text
     if details:
@@ -421,30 +588,34 @@ def _summary(details: list[dict[str, Any]], kind: str) -> str:
     return f"invalid value in {kind} column {first['column']!r} at row {first['row']}{more}"
 
 
-def build_inputs(instances: list[dict[str, Any]], loaded: LoadedModel) -> dict[str, np.ndarray]:
-    """The ONNX feeds for these instances, per the model's feature schema."""
+def build_inputs(batch: Batch, loaded: LoadedModel) -> dict[str, np.ndarray]:
+    """The ONNX feeds for this batch, per the model's feature schema."""
     layout = loaded.layout
+    instances = batch.instances
+    if instances is None:
+        _check_header(batch, layout)
     # Every row with exactly k keys, all k required ones found by itemgetter, means the keys are
     # exactly the required set: two C-level passes instead of a Python loop over the rows.
-    if set(map(len, instances)) != {len(layout.required)}:
+    elif set(map(len, instances)) != {len(layout.required)}:
         _check_columns(instances, layout)  # explains, or accepts extra known-but-unused columns
     feeds: dict[str, np.ndarray] = {}
     problems: list[BadRequestError] = []
     try:
         if layout.numeric:
             try:
-                feeds["numeric"] = numeric_tensor(instances, layout.numeric)
+                feeds["numeric"] = numeric_tensor(batch, layout.numeric)
             except BadRequestError as error:
                 problems.append(error)
         if layout.categorical:
             try:
                 feeds["categorical"] = categorical_tensor(
-                    instances, layout.categorical, layout.categories
+                    batch, layout.categorical, layout.categories
                 )
             except BadRequestError as error:
                 problems.append(error)
     except KeyError:  # a row swapped a required column for an unknown one
-        _check_columns(instances, layout)
+        if instances is not None:
+            _check_columns(instances, layout)
         raise
     if problems:  # report numeric and categorical mistakes together
         details = [d for p in problems for d in p.details][:MAX_DETAILS]
@@ -471,56 +642,137 @@ def format_outputs(loaded: LoadedModel, outputs: list[np.ndarray]) -> dict[str, 
     }
 
 
-# the service --------------------------------------------------------------------------------------
+# the service ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Routing:
+    """What the registry says about one model's traffic, cached for alias_ttl_seconds."""
+
+    production: int | None
+    canary: int | None = None
+    canary_share: float = 0.0
+    shadow: int | None = None
+
+    @classmethod
+    def from_aliases(cls, aliases: dict[str, dict[str, Any]]) -> Routing:
+        def version(alias: str) -> int | None:
+            entry = aliases.get(alias)
+            return None if entry is None else int(entry["version"])
+
+        canary = aliases.get(CANARY)
+        return cls(
+            production=version(PRODUCTION),
+            canary=version(CANARY),
+            canary_share=float(canary.get("share") or 0.0) if canary else 0.0,
+            shadow=version(SHADOW),
+        )
+
+
 @dataclass
 class Predictor:
     """Per-container state: alias cache, LRU of sessions, last version served per model."""
 
-    registry: Registry
+    registry: Any  # mlstack_core.registry.Registry, or awshttp.HttpRegistry (same reads)
     s3: Any
     settings: ServingSettings
-    _aliases: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # What a failed AWS call raises with this registry/S3 client (botocore's or awshttp's).
+    aws_errors: tuple[type[Exception], ...] = (AwsHttpError,)
+    _routing: dict[str, tuple[Routing, float]] = field(default_factory=dict)
     _sessions: OrderedDict[tuple[str, int], LoadedModel] = field(default_factory=OrderedDict)
     _last_good: dict[str, int] = field(default_factory=dict)
     _failures: dict[tuple[str, int], tuple[str, float]] = field(default_factory=dict)
     # The local cloud serves from threads; Lambda never runs two requests in one container.
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    _random: random.Random = field(default_factory=random.Random)
+    # Sessions are also bounded by the bytes of their artifacts (a forest's session takes about as
+    # much memory as its ONNX file). SESSION_CACHE_BYTES, default 256 MiB of a 1 GiB function.
+    session_cache_bytes: int = field(
+        default_factory=lambda: int(os.environ.get("SESSION_CACHE_BYTES", str(256 * 2**20)))
+    )
 
-    def production_version(self, model: str) -> int:
-        """The version "production" points at, re-read at most every alias_ttl_seconds."""
+    def routing(self, model: str) -> Routing:
+        """Production, canary and shadow of ``model``: one registry query at most every
+        alias_ttl_seconds, so a promotion, rollback or challenger change is served within it."""
         now = time.monotonic()
-        cached = self._aliases.get(model)
+        cached = self._routing.get(model)
         if cached and cached[1] > now:
             return cached[0]
         try:
-            version = self.registry.get_alias(model)
-        except (BotoCoreError, ClientError):
+            routing = Routing.from_aliases(self.registry.aliases(model))
+        except self.aws_errors:
             if cached:  # a registry hiccup must not take down a model we already know
                 logger.warning(
-                    "Registry read failed; serving cached alias",
+                    "Registry read failed; serving cached aliases",
                     exc_info=True,
-                    extra={"model": model, "version": cached[0]},
+                    extra={"model": model, "version": cached[0].production},
                 )
                 return cached[0]
             raise
-        if version is None:
-            self._aliases.pop(model, None)
+        if routing.production is None:
+            self._routing.pop(model, None)
             raise ModelNotFound(f"no model named {model!r} is in production")
-        self._aliases[model] = (version, now + self.settings.alias_ttl_seconds)
-        return version
+        self._routing[model] = (routing, now + self.settings.alias_ttl_seconds)
+        return routing
+
+    def production_version(self, model: str) -> int:
+        """The version "production" points at (re-read at most every alias_ttl_seconds)."""
+        return cast(int, self.routing(model).production)
 
     def model_for(self, model: str) -> LoadedModel:
         """The session to serve ``model`` with; falls back to the last good version on failure."""
         with self._lock:
-            version = self.production_version(model)
+            return self._production(model, self.routing(model))
+
+    def _production(self, model: str, routing: Routing) -> LoadedModel:
+        version = cast(int, routing.production)
+        loaded = self._cached(model, version)
+        if loaded is None:
+            try:
+                loaded = self._load_once(model, version)
+            except ModelLoadError as error:
+                loaded = self._fallback(model, version, str(error))
+        self._last_good[model] = loaded.version
+        return loaded
+
+    def choose(self, model: str) -> tuple[LoadedModel, str, Routing]:
+        """The model answering this request: the canary for its share of requests (when it
+        loads), else production."""
+        with self._lock:
+            routing = self.routing(model)
+            if (
+                routing.canary is not None
+                and routing.canary != routing.production
+                and self._random.random() < routing.canary_share
+            ):
+                canary = self._optional(model, routing.canary)
+                if canary is not None:
+                    return canary, VARIANT_CANARY, routing
+                metrics.add_metric("CanaryFallbacks", COUNT, 1)
+            return self._production(model, routing), VARIANT_PRODUCTION, routing
+
+    def pinned(self, model: str, version: int) -> LoadedModel:
+        """``?version=N``: exactly that version, or 404 (no such version) / 503 (unloadable)."""
+        with self._lock:
             loaded = self._cached(model, version)
-            if loaded is None:
-                try:
-                    loaded = self._load_once(model, version)
-                except ModelLoadError as error:
-                    loaded = self._fallback(model, version, str(error))
-            self._last_good[model] = loaded.version
+            if loaded is not None:
+                return loaded
+            document = self.registry.get_version(model, version)  # ModelNotFound → 404
+            try:
+                return self._load_once(model, version, document)
+            except ModelLoadError as error:
+                raise ModelUnavailableError(
+                    f"model {model!r} version {version} cannot be served",
+                    [{"field": "version", "message": str(error)}],
+                ) from error
+
+    def _optional(self, model: str, version: int) -> LoadedModel | None:
+        """A challenger's session, or None when it cannot be loaded (production answers)."""
+        loaded = self._cached(model, version)
+        if loaded is not None:
             return loaded
+        try:
+            return self._load_once(model, version)
+        except ModelLoadError:
+            return None
 
     def _cached(self, model: str, version: int) -> LoadedModel | None:
         loaded = self._sessions.get((model, version))
@@ -528,20 +780,22 @@ class Predictor:
             self._sessions.move_to_end((model, version))
         return loaded
 
-    def _load_once(self, model: str, version: int) -> LoadedModel:
+    def _load_once(
+        self, model: str, version: int, document: dict[str, Any] | None = None
+    ) -> LoadedModel:
         """Load, remembering a failure for alias_ttl_seconds so a bad artifact is not re-fetched
         on every request."""
         failure = self._failures.get((model, version))
         if failure and failure[1] > time.monotonic():
             raise ModelLoadError(failure[0])
         try:
-            loaded = self._load(model, version)
+            loaded = self._load(model, version, document)
         except ModelLoadError as error:
             self._failures[(model, version)] = (
                 str(error),
                 time.monotonic() + self.settings.alias_ttl_seconds,
             )
-            metrics.add_metric(name="ModelLoadFailures", unit=MetricUnit.Count, value=1)
+            metrics.add_metric("ModelLoadFailures", COUNT, 1)
             logger.error(
                 "Model version refused",
                 extra={
@@ -554,9 +808,19 @@ class Predictor:
             raise
         self._failures.pop((model, version), None)
         self._sessions[(model, version)] = loaded
-        while len(self._sessions) > max(1, self.settings.session_cache_size):
-            self._sessions.popitem(last=False)
+        self._evict()
         return loaded
+
+    def _evict(self) -> None:
+        """Bound the cache by count and by artifact bytes, least recently used first; the session
+        just loaded always stays."""
+        sessions = self._sessions
+        count_limit = max(1, self.settings.session_cache_size)
+        byte_limit = self.session_cache_bytes
+        total = sum(entry.artifact_bytes for entry in sessions.values())
+        while len(sessions) > 1 and (len(sessions) > count_limit or total > byte_limit):
+            _, evicted = sessions.popitem(last=False)
+            total -= evicted.artifact_bytes
 
     def _fallback(self, model: str, version: int, reason: str) -> LoadedModel:
         previous = self._last_good.get(model)
@@ -574,11 +838,13 @@ class Predictor:
             [{"field": "model", "message": reason}],
         )
 
-    @tracer.capture_method
-    def _load(self, model: str, version: int) -> LoadedModel:
+    def _load(
+        self, model: str, version: int, document: dict[str, Any] | None = None
+    ) -> LoadedModel:
         started = time.perf_counter()
         try:
-            document = self.registry.get_version(model, version)
+            if document is None:
+                document = self.registry.get_version(model, version)
             artifact = document["artifact"]
             request = {"Bucket": artifact["bucket"], "Key": artifact["key"]}
             if artifact.get("version_id"):
@@ -599,18 +865,18 @@ class Predictor:
                 providers=["CPUExecutionProvider"],
             )
             _check_graph(session, layout)
-            loaded = LoadedModel(model, version, document, session, layout)
+            loaded = LoadedModel(model, version, document, session, layout, len(body))
             _warm_up(loaded)
         except ModelLoadError:
             raise
-        except (ModelNotFound, BotoCoreError, ClientError) as error:
+        except (ModelNotFound, *self.aws_errors) as error:  # type: ignore[misc]
             raise ModelLoadError(f"artifact could not be read: {error}") from error
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ModelLoadError(f"version document is malformed: {error!r}") from error
         except Exception as error:  # onnxruntime raises its own (unexported) exception types
             raise ModelLoadError(f"onnxruntime refused the artifact: {error}") from error
         elapsed_ms = (time.perf_counter() - started) * 1000
-        metrics.add_metric(name="ModelLoadTime", unit=MetricUnit.Milliseconds, value=elapsed_ms)
+        metrics.add_metric("ModelLoadTime", MILLISECONDS, elapsed_ms)
         logger.info(
             "Model loaded",
             extra={
@@ -623,35 +889,97 @@ class Predictor:
         return loaded
 
     # requests -----------------------------------------------------------------------------------
-    def predict(self, model: str, body: str | None, is_base64: bool = False) -> dict[str, Any]:
+    def predict(
+        self,
+        model: str,
+        body: str | None,
+        is_base64: bool = False,
+        *,
+        version: str | None = None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
         """One POST /models/<model>/predict; records the request metrics whatever happens."""
         started = time.perf_counter()
         dimension = UNKNOWN_MODEL_DIMENSION
-        metrics.add_metric(name="PredictionRequests", unit=MetricUnit.Count, value=1)
+        metrics.add_metric("PredictionRequests", COUNT, 1)
         try:
-            loaded = self.model_for(model)
+            if version is None:
+                loaded, variant, routing = self.choose(model)
+            else:
+                loaded = self.pinned(model, parse_version(version, "version"))
+                variant, routing = VARIANT_PINNED, None
             dimension = model  # a registered name: bounded cardinality
-            instances = parse_instances(body, is_base64, self.settings)
-            feeds = build_inputs(instances, loaded)
+            batch = parse_body(body, is_base64, self.settings)
+            feeds = build_inputs(batch, loaded)
             outputs = loaded.session.run(loaded.layout.output_names, feeds)
-            result = {"model": model, "version": loaded.version, **format_outputs(loaded, outputs)}
+            result = {
+                "model": model,
+                "version": loaded.version,
+                "variant": variant,
+                "request_id": request_id,
+                **format_outputs(loaded, outputs),
+            }
         except Exception:
-            metrics.add_metric(name="PredictionErrors", unit=MetricUnit.Count, value=1)
+            metrics.add_metric("PredictionErrors", COUNT, 1)
             raise
         finally:
-            metrics.add_dimension(name="model", value=dimension)
-        metrics.add_metadata(key="model_version", value=loaded.version)
-        metrics.add_metric(name="PredictedRows", unit=MetricUnit.Count, value=len(instances))
+            metrics.add_dimension("model", dimension)
+        metrics.add_metadata("model_version", loaded.version)
+        metrics.add_metadata("variant", variant)
+        metrics.add_metric("PredictedRows", COUNT, batch.size)
+        if variant == VARIANT_CANARY:
+            metrics.add_metric("CanaryRequests", COUNT, 1)
         metrics.add_metric(
-            name="PredictionLatency",
-            unit=MetricUnit.Milliseconds,
-            value=(time.perf_counter() - started) * 1000,
+            "PredictionLatency", MILLISECONDS, (time.perf_counter() - started) * 1000
         )
+        if routing is not None and routing.shadow is not None and routing.shadow != loaded.version:
+            shadow = self._shadow(model, routing.shadow, batch, loaded, outputs)
+            if shadow is not None:
+                result["shadow_version"] = shadow
         return result
 
+    def _shadow(
+        self,
+        model: str,
+        version: int,
+        batch: Batch,
+        served: LoadedModel,
+        served_outputs: list[np.ndarray],
+    ) -> int | None:
+        """Score the shadow on the same rows and record how far it is from what was served.
+
+        Runs after the answer is ready (its latency is not in PredictionLatency) but before the
+        handler returns: Lambda freezes the container after that, so nothing can run later.
+        A shadow that fails never changes the answer: it only counts ShadowErrors.
+        """
+        started = time.perf_counter()
+        try:
+            with self._lock:
+                shadow = self._optional(model, version)
+            if shadow is None:
+                raise ModelLoadError("shadow version cannot be loaded")
+            feeds = build_inputs(batch, shadow)
+            outputs = shadow.session.run(shadow.layout.output_names, feeds)
+            agreement, difference = compare_outputs(served, served_outputs, shadow, outputs)
+        except Exception as error:
+            metrics.add_metric("ShadowErrors", COUNT, 1)
+            logger.warning(
+                "Shadow scoring failed",
+                extra={"model": model, "shadow_version": version, "reason": repr(error)},
+            )
+            return None
+        metrics.add_metadata("shadow_version", version)
+        metrics.add_metric("ShadowRequests", COUNT, 1)
+        metrics.add_metric("ShadowAgreement", PERCENT, agreement * 100)
+        metrics.add_metric("ShadowMaxAbsDiff", NONE, difference)
+        metrics.add_metric("ShadowLatency", MILLISECONDS, (time.perf_counter() - started) * 1000)
+        return version
+
     def describe(self, model: str) -> dict[str, Any]:
-        """GET /models/<model>: production metadata and every version, read fresh."""
-        production = self.registry.get_alias(model)
+        """GET /models/<model>: production metadata, challengers and every version, read fresh."""
+        aliases = self.registry.aliases(model)
+        routing = Routing.from_aliases(aliases)
+        production = routing.production
         versions = sorted(self.registry.list_versions(model), key=lambda d: int(d["version"]))
         if production is None and not versions:
             raise ModelNotFound(f"no model named {model!r}")
@@ -660,7 +988,25 @@ class Predictor:
             "model": model,
             "production_version": production,
             "production": current,
+            "canary": (
+                {"version": routing.canary, "share": routing.canary_share}
+                if routing.canary is not None
+                else None
+            ),
+            "shadow": {"version": routing.shadow} if routing.shadow is not None else None,
             "versions": [_version_summary(d) for d in versions],
+        }
+
+    def version_document(self, model: str, version: str) -> dict[str, Any]:
+        """GET /models/<model>/versions/<version>: metadata, metrics and schema of one version."""
+        number = parse_version(version, "path", not_found=True)
+        document = self.registry.get_version(model, number)
+        aliases = self.registry.aliases(model)
+        return {
+            **document,
+            "aliases": sorted(
+                name for name, entry in aliases.items() if entry["version"] == number
+            ),
         }
 
     def list_models(self) -> dict[str, Any]:
@@ -671,6 +1017,46 @@ class Predictor:
                 for name in names
             ]
         }
+
+
+def parse_version(text: str, where: str, *, not_found: bool = False) -> int:
+    """A version number from the caller: a positive integer written in plain digits."""
+    if text.isascii() and text.isdigit() and 0 < len(text) <= 9 and int(text) > 0:
+        return int(text)
+    message = f"version must be a positive integer, got {_shown(text)!r}"
+    if not_found:
+        raise ModelNotFound(message)
+    raise BadRequestError(message, [{"field": where, "message": message}])
+
+
+def compare_outputs(
+    served: LoadedModel,
+    served_outputs: list[np.ndarray],
+    shadow: LoadedModel,
+    shadow_outputs: list[np.ndarray],
+) -> tuple[float, float]:
+    """(share of rows with the same prediction, largest absolute difference of any output).
+
+    Classifiers: same label; probabilities compared when both list the same classes, else the
+    difference is NaN (unknown). Regressors: agreement within 1e-6 relative, and the largest
+    absolute prediction difference.
+    """
+    if served.layout.task != shadow.layout.task:
+        raise ValueError("shadow and production are different tasks")
+    if served.layout.task == "classification":
+        same = np.asarray(served_outputs[0]).astype(str) == np.asarray(shadow_outputs[0]).astype(
+            str
+        )
+        if served.layout.classes == shadow.layout.classes:
+            difference = float(np.max(np.abs(served_outputs[1] - shadow_outputs[1])))
+        else:
+            difference = float("nan")
+        return float(np.mean(same)), difference
+    a = np.asarray(served_outputs[0], dtype=np.float64).reshape(-1)
+    b = np.asarray(shadow_outputs[0], dtype=np.float64).reshape(-1)
+    gap = np.abs(a - b)
+    agree = gap <= 1e-6 * np.maximum(1.0, np.abs(a))
+    return float(np.mean(agree)), float(np.max(gap))
 
 
 def _version_summary(document: dict[str, Any]) -> dict[str, Any]:
@@ -687,15 +1073,38 @@ def _version_summary(document: dict[str, Any]) -> dict[str, Any]:
 _predictor: Predictor | None = None
 
 
+def _use_http() -> AwsHttp | None:
+    """awshttp (no boto3 on the cold path) unless moto mocks AWS in this process: its mocks patch
+    botocore, so tests and the in-process local cloud need boto3. MLSTACK_AWS_CLIENT=boto3|http
+    overrides."""
+    choice = os.environ.get("MLSTACK_AWS_CLIENT", "auto")
+    if choice == "boto3" or (choice == "auto" and "moto" in sys.modules):
+        return None
+    return AwsHttp.from_environment()
+
+
 def get_predictor() -> Predictor:
     """The container's Predictor, built on first use (never at import: settings come from env)."""
     global _predictor  # noqa: PLW0603 - one per container is the point: it holds the caches
     if _predictor is None:
-        _predictor = Predictor(
-            registry=Registry(stack_settings().registry_table),
-            s3=boto3.client("s3"),
-            settings=serving_settings(),
-        )
+        table = stack_settings().registry_table
+        aws = _use_http()
+        if aws is not None:
+            _predictor = Predictor(
+                registry=HttpRegistry(table, aws), s3=aws, settings=serving_settings()
+            )
+        else:
+            import boto3
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            from mlstack_core.registry import Registry
+
+            _predictor = Predictor(
+                registry=Registry(table),
+                s3=boto3.client("s3"),
+                settings=serving_settings(),
+                aws_errors=(AwsHttpError, BotoCoreError, ClientError),
+            )
     return _predictor
 
 
@@ -707,10 +1116,12 @@ def reset_predictor() -> None:
 
 __all__ = [
     "BadRequestError",
+    "Batch",
     "ModelUnavailableError",
     "PayloadTooLargeError",
     "Predictor",
     "RequestError",
     "get_predictor",
+    "parse_body",
     "reset_predictor",
 ]

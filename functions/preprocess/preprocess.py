@@ -16,7 +16,12 @@ from typing import Any, Protocol
 import boto3
 from botocore.exceptions import ClientError
 
-from mlstack_core.candidates import CLASSIFICATION, cv_fold_problems, expand_candidates
+from mlstack_core.candidates import (
+    CLASSIFICATION,
+    cv_fold_problems,
+    entry_folds,
+    expand_candidates,
+)
 from mlstack_core.errors import SpecError
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
 from mlstack_core.registry import Registry
@@ -32,7 +37,7 @@ from mlstack_core.tabular import (
     schema_change_warnings,
     split_columns,
     target_values,
-    write_split,
+    write_split_to,
 )
 
 _READ_BUFFER = 1 << 20
@@ -137,6 +142,8 @@ def check_cv_folds(spec: dict[str, Any], prepared: Prepared) -> None:
     in each fold of the training split; caught here, where the run fails fast and by name,
     rather than in Train, where it would quietly become a failed candidate."""
     task = spec["task"]
+    if not any(entry_folds(entry) for entry in spec["candidates"]):
+        return
     if task == CLASSIFICATION:
         labels = prepared.table.columns[spec["target"]]
         smallest = min(Counter(labels[i] for i in prepared.train_index.tolist()).values())
@@ -177,12 +184,14 @@ def preprocess(
         (splits["train_key"], prepared.train_index),
         (splits["holdout_key"], prepared.holdout_index),
     ):
+        # Streamed into one buffer and uploaded from it: no second copy of the file as bytes.
+        body = io.BytesIO()
+        write_split_to(body, prepared.table, prepared.schema, index)
+        body.seek(0)
         s3.put_object(
-            Bucket=model_bucket,
-            Key=key,
-            Body=write_split(prepared.table, prepared.schema, index),
-            ContentType="text/csv; charset=utf-8",
+            Bucket=model_bucket, Key=key, Body=body, ContentType="text/csv; charset=utf-8"
         )
+        del body
 
     candidates = expand_candidates(spec, spec["task"])
     metrics.add_metric(name="DatasetRows", unit=MetricUnit.Count, value=lineage["rows"])

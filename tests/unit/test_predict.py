@@ -92,7 +92,7 @@ def test_regressor_returns_floats_matching_sklearn(serving: Stack) -> None:
     result = predict(records, model="mass")
 
     assert result.status == 200, result.body
-    assert set(result.body) == {"model", "version", "predictions"}
+    assert set(result.body) == {"model", "version", "variant", "request_id", "predictions"}
     expected = regressor().pipeline.predict(to_matrix(records))
     np.testing.assert_allclose(result.body["predictions"], expected, rtol=1e-5)
     assert all(type(p) is float for p in result.body["predictions"])

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -149,3 +150,80 @@ def test_metrics_are_emitted(aws: Stack, capsys: pytest.CaptureFixture[str]) -> 
     names = {m["Name"] for m in blob["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert {"DatasetRows", "DatasetColumns", "DataWarnings"} <= names
     assert blob["DatasetRows"] in ([344.0], 344.0)
+
+
+# -- warnings against the registry, cross-validation folds ----------------------------------------
+
+
+def _register_schema(aws: Stack, model: str, body: bytes, spec: dict[str, Any]) -> dict[str, Any]:
+    """A registered version whose schema is what Preprocess makes of ``body``."""
+    aws.put_spec(model, spec)
+    run = aws.preprocess(aws.upload(model, body))
+    version = aws.registry.allocate_version(model)
+    aws.registry.put_version(model, version, "Rejected", {"schema": run["schema"]})
+    return run
+
+
+def test_schema_changes_since_the_last_registered_version_are_warned(aws: Stack) -> None:
+    first = _register_schema(aws, "drift", synthetic_regression(), {"target": "price"})
+    assert not any(w["code"] == "TypeChanged" for w in first["warnings"])
+
+    # x2 turns categorical (a stray "n/a"), group disappears, flag appears and is constant.
+    rows = synthetic_regression().decode().splitlines()
+    header = rows[0].replace(",group", "").replace(",price", ",flag,price")
+    changed = [header]
+    for i, line in enumerate(rows[1:]):
+        cells = line.split(",")
+        x2 = "n/a" if i == 3 else cells[2]
+        changed.append(",".join([cells[0], cells[1], x2, "1", cells[4]]))
+    run = aws.preprocess(aws.upload("drift", ("\n".join(changed) + "\n").encode()))
+
+    found = {(w["code"], w["column"]) for w in run["warnings"]}
+    assert {
+        ("TypeChanged", "x2"),
+        ("ColumnRemoved", "group"),
+        ("ColumnAdded", "flag"),
+        ("ConstantColumn", "flag"),
+        ("HighCardinality", "x2"),
+    } <= found
+    # The id column is numeric both times: no change to report.
+    assert not any(w["column"] == "id" and w["code"] == "TypeChanged" for w in run["warnings"])
+
+
+def test_the_latest_version_is_the_reference_whatever_its_status(aws: Stack) -> None:
+    _register_schema(aws, "drift2", synthetic_regression(), {"target": "price"})
+    numeric_group = synthetic_regression().replace(b"north", b"1").replace(b"south", b"2")
+    second = _register_schema(
+        aws, "drift2", numeric_group.replace(b"east", b"3"), {"target": "price"}
+    )
+    assert ("TypeChanged", "group") in {(w["code"], w["column"]) for w in second["warnings"]}
+    # Against version 2 (group numeric) the original file changes group back.
+    third = aws.preprocess(aws.upload("drift2", synthetic_regression()))
+    changed = [w for w in third["warnings"] if w["code"] == "TypeChanged"]
+    assert [w["column"] for w in changed] == ["group"]
+    assert "since version 2" in changed[0]["message"]
+
+
+def test_an_unreadable_registry_costs_a_warning_not_the_run(
+    aws: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlstack_core.settings import stack_settings
+
+    aws.put_spec("penguins", {"target": "species"})
+    event = aws.upload("penguins", penguins_bytes())
+    monkeypatch.setenv("REGISTRY_TABLE", "no-such-table")
+    stack_settings.cache_clear()
+    run = aws.preprocess(event)
+    (warning,) = [w for w in run["warnings"] if w["code"] == "SchemaHistoryUnavailable"]
+    assert "ResourceNotFoundException" in warning["message"]
+    stack_settings.cache_clear()
+
+
+def test_too_many_folds_for_the_rarest_class_is_a_spec_error(aws: Stack) -> None:
+    rows = ["x,y"] + [f"{i},{'rare' if i % 25 == 0 else 'common'}" for i in range(100)]
+    aws.put_spec("folds", {"target": "y", "candidates": [{"family": "knn", "cv": 5}]})
+    with pytest.raises(errors.SpecError, match=r"cv 5 .* rarest class has 3"):
+        aws.preprocess(aws.upload("folds", ("\n".join(rows) + "\n").encode()))
+    aws.put_spec("folds", {"target": "y", "candidates": [{"family": "knn", "cv": 3}]})
+    run = aws.preprocess(aws.upload("folds", ("\n".join(rows) + "\n").encode()))
+    assert run["candidates"][0]["cv"] == 3

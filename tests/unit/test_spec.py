@@ -14,8 +14,11 @@ from hypothesis import strategies as st
 from mlstack_core.candidates import (
     ALL_FAMILIES,
     CATALOG,
+    CLASSIFICATION,
     DEFAULT_CANDIDATES,
     MAX_CANDIDATES,
+    REGRESSION,
+    cv_fold_problems,
     expand_candidates,
 )
 from mlstack_core.errors import SpecError
@@ -287,3 +290,78 @@ def test_params_override_defaults_and_grid_multiplies() -> None:
     assert all(re.fullmatch(r"c\d\d-[a-z_]+", i) for i in ids)
     # Stable: the same spec expands to the same ids and params.
     assert expand_candidates(spec, "classification") == candidates
+
+
+# -- the zoo and cross-validation within a family -------------------------------------------------
+
+_TREES = ("random_forest", "extra_trees", "gradient_boosting", "hist_gradient_boosting")
+_SIZE_BOUNDS = ("max_depth", "max_leaf_nodes")
+
+
+@pytest.mark.parametrize("task", [CLASSIFICATION, REGRESSION])
+def test_the_zoo_has_six_families_per_task_with_bounded_trees(task: str) -> None:
+    families = CATALOG[task]
+    assert len(families) >= 6
+    for name in _TREES:
+        family = families[name]
+        # Every default and every default grid point bounds tree size: fully grown trees are
+        # hundreds of MB as ONNX.
+        for point in expand_candidates({"candidates": [name]}, task):
+            assert any(point["params"].get(bound) for bound in _SIZE_BOUNDS), (name, point)
+            assert (
+                int(point["params"].get("n_estimators") or point["params"].get("max_iter")) <= 200
+            )
+        assert any(family.defaults.get(bound) for bound in _SIZE_BOUNDS)
+
+
+def test_a_cv_entry_is_one_candidate_carrying_its_grid() -> None:
+    spec = {
+        "candidates": [
+            {
+                "family": "random_forest",
+                "params": {"n_estimators": 50},
+                "grid": {"max_depth": [4, 8]},
+                "cv": 3,
+            },
+            {"family": "knn", "cv": 5},
+            "logistic_regression",
+        ]
+    }
+    candidates = expand_candidates(spec, CLASSIFICATION)
+    forest, knn, *logistic = candidates
+    assert forest["cv"] == 3
+    assert forest["grid"] == {"max_depth": [4, 8]}
+    assert forest["params"]["n_estimators"] == 50
+    assert forest["candidate_id"] == "c00-random_forest"
+    # No grid: the family's default grid is searched.
+    assert knn["grid"] == {k: list(v) for k, v in CATALOG[CLASSIFICATION]["knn"].grid.items()}
+    assert knn["cv"] == 5
+    assert len(logistic) == len(CATALOG[CLASSIFICATION]["logistic_regression"].grid["C"])
+    assert all("cv" not in c for c in logistic)
+    load_spec(spec_bytes(**spec))  # valid against the published schema
+
+
+def test_cv_entries_count_once_against_the_candidate_limit_but_bound_their_grid() -> None:
+    wide = {"n_estimators": [50, 100, 150, 200], "max_depth": [2, 4, 6, 8, 10, 12, 14, 16, 18]}
+    message = problems_of(
+        spec_bytes(candidates=[{"family": "random_forest", "grid": wide, "cv": 3}])
+    )
+    assert "cv grid has 36 points" in message
+    many = [{"family": "knn", "params": {"n_neighbors": k}, "cv": 2} for k in range(1, 33)]
+    load_spec(spec_bytes(candidates=many))  # 32 Map items: at the limit
+
+
+@pytest.mark.parametrize("cv", [1, 11, "5", 2.5, True])
+def test_invalid_folds_are_spec_problems(cv: Any) -> None:
+    message = problems_of(spec_bytes(candidates=[{"family": "knn", "cv": cv}], test_size=9))
+    assert "candidates[0].cv" in message
+    assert "test_size" in message  # still every problem at once
+
+
+def test_folds_must_fit_the_rarest_class_or_the_rows() -> None:
+    entries: list[Any] = [{"family": "knn", "cv": 5}, "ridge", {"family": "ridge", "cv": 3}]
+    assert cv_fold_problems(entries, 5, CLASSIFICATION) == []
+    (problem,) = cv_fold_problems(entries, 4, CLASSIFICATION)
+    assert problem.startswith("candidates[0] (knn): cv 5")
+    assert "rarest class has 4" in problem
+    assert len(cv_fold_problems(entries, 2, REGRESSION)) == 2

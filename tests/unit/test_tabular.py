@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from mlstack_core import errors
 from mlstack_core.spec import load_spec, resolve_task
 from mlstack_core.tabular import (
+    Columns,
     HashingReader,
     Prepared,
     Table,
@@ -25,10 +26,12 @@ from mlstack_core.tabular import (
     prepare,
     read_csv,
     read_split,
+    schema_change_warnings,
     split_indices,
     target_values,
     target_vector,
     write_split,
+    write_split_to,
 )
 from tests.conftest import penguins_bytes
 
@@ -372,3 +375,85 @@ def test_hashing_reader_fingerprints_while_parsing() -> None:
     assert table.n_rows == 344
     assert reader.sha256.hexdigest() == hashlib.sha256(body).hexdigest()
     assert reader.bytes_read == len(body)
+
+
+# -- compact column storage ---------------------------------------------------------------------
+
+
+def test_columns_round_trip_across_chunks_and_separator_cells() -> None:
+    n = 20_000  # more than two storage chunks
+    cells = {
+        "num": [f"{i * 0.5:g}" for i in range(n)],
+        "cat": [["red", "blue", ""][i % 3] for i in range(n)],
+        # The storage separator inside a cell must not split it.
+        "odd": ["a\x1fb" if i == 9000 else f"t{i % 7}" for i in range(n)],
+    }
+    columns = Columns(cells)
+    assert columns.n_rows == n
+    assert {name: columns[name] for name in columns} == cells
+    assert sum(len(block) for block in columns.blocks("odd")) == n
+    columns["cat"] = cells["num"]
+    assert columns["cat"] == cells["num"]
+    with pytest.raises(ValueError, match="cells"):
+        columns["short"] = ["x"]
+
+
+def test_looked_up_low_cardinality_columns_share_their_strings() -> None:
+    # A categorical column must cost a pointer per cell once looked up (Train keeps it for the
+    # whole fit); a numeric-like column must not build a dict of every value.
+    columns = Columns({"cat": [str(i % 3) for i in range(10_000)]})
+    looked_up = columns["cat"]
+    assert len({id(cell) for cell in looked_up}) == 3
+
+
+def test_write_split_streams_blocks_in_file_order() -> None:
+    n = 20_000
+    rng = np.random.default_rng(0)
+    table = Table(
+        header=["x", "c", "y"],
+        columns={
+            "x": [str(i) for i in range(n)],
+            "c": [["p", "q, r", ""][i % 3] for i in range(n)],
+            "y": ["ab"[i % 2] for i in range(n)],
+        },
+        n_rows=n,
+    )
+    schema = {"target": "y", "features": [{"name": "x"}, {"name": "c"}]}
+    index = rng.choice(n, size=7_000, replace=False)
+    stream = io.BytesIO()
+    write_split_to(stream, table, schema, index)
+    assert not stream.closed
+    assert stream.getvalue() == write_split(table, schema, index)
+    back = read_split(stream.getvalue())
+    assert back.columns["x"] == [str(i) for i in sorted(index.tolist())]
+    assert back.columns["c"] == [["p", "q, r", ""][i % 3] for i in sorted(index.tolist())]
+
+
+def test_unparseable_number_is_located_past_the_first_block() -> None:
+    rows = [["x", "y"]] + [[i, "ab"[i % 2]] for i in range(10_000)]
+    rows[9_500][0] = "oops"
+    with pytest.raises(errors.UnparseableNumber, match=r"data row 9500 \(line 9501\) holds 'oops'"):
+        prepared_from(csv_of(rows), columns={"types": {"x": "numeric"}})
+
+
+# -- schema changes since the last registered version --------------------------------------------
+
+
+def _schema(**kinds: str) -> dict[str, Any]:
+    return {"features": [{"name": name, "kind": kind} for name, kind in kinds.items()]}
+
+
+def test_schema_changes_name_type_changes_added_and_removed_columns() -> None:
+    previous = _schema(age="numeric", city="categorical", zip="numeric", gone="categorical")
+    current = _schema(age="categorical", city="categorical", zip="numeric", new="numeric")
+    warnings = schema_change_warnings(previous, current, previous_version=7)
+    found = {(w["code"], w["column"]) for w in warnings}
+    assert found == {("TypeChanged", "age"), ("ColumnAdded", "new"), ("ColumnRemoved", "gone")}
+    changed = next(w for w in warnings if w["code"] == "TypeChanged")
+    assert "numeric" in changed["message"]
+    assert "categorical" in changed["message"]
+    assert all("7" in w["message"] for w in warnings)
+
+
+def test_unchanged_schema_gives_no_warning(penguins: Prepared) -> None:
+    assert schema_change_warnings(penguins.schema, penguins.schema, 1) == []

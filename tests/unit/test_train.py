@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import joblib
@@ -264,3 +265,70 @@ def test_grid_candidates_from_the_spec_are_expanded_and_trained(aws: Stack) -> N
     assert len(run["candidates"]) == 2 + 4
     trained = aws.train(run)
     assert all(t["status"] == "trained" for t in trained)
+
+
+# -- cross-validation within a family -------------------------------------------------------------
+
+
+def test_a_cv_candidate_searches_its_grid_and_exports_the_best(aws: Stack) -> None:
+    grid = {"max_depth": [2, 6], "min_samples_leaf": [1, 20]}
+    spec = {
+        "target": "species",
+        "metric": "balanced_accuracy",
+        "candidates": [
+            {"family": "random_forest", "params": {"n_estimators": 20}, "grid": grid, "cv": 3}
+        ],
+    }
+    aws.put_spec("penguins", spec)
+    run = aws.preprocess(aws.upload("penguins", penguins_bytes()))
+    (candidate,) = run["candidates"]
+    (entry,) = aws.train(run)
+    assert entry["status"] == "trained", entry["error"]
+
+    cv = entry["cv"]
+    assert (cv["folds"], cv["metric"], cv["grid"]) == (3, "balanced_accuracy", grid)
+    assert len(cv["points"]) == 4
+    assert {json.dumps(p["params"], sort_keys=True) for p in cv["points"]} == {
+        json.dumps({"max_depth": d, "min_samples_leaf": leaf}, sort_keys=True)
+        for d in grid["max_depth"]
+        for leaf in grid["min_samples_leaf"]
+    }
+    for point in cv["points"]:
+        assert len(point["fold_scores"]) == 3
+        assert point["mean_score"] == pytest.approx(np.mean(point["fold_scores"]), abs=1e-5)
+    best = max(cv["points"], key=lambda p: p["mean_score"])
+    assert cv["best_score"] == best["mean_score"]
+    assert next(p for p in cv["points"] if p["rank"] == 1)["params"] == cv["best_params"]
+    # The reported params are what was fitted: defaults + spec params + the chosen grid point.
+    assert entry["params"] == {**candidate["params"], **cv["best_params"]}
+    body = aws.s3.get_object(Bucket=aws.model_bucket, Key=entry["sklearn_key"])["Body"].read()
+    fitted = joblib.load(io.BytesIO(body)).named_steps["model"]
+    assert fitted.get_params()["max_depth"] == cv["best_params"]["max_depth"]
+    assert fitted.get_params()["n_estimators"] == 20
+    json.dumps(entry, allow_nan=False)  # the Map result must be strict JSON
+
+
+def test_lower_is_better_cv_scores_are_reported_in_metric_units(aws: Stack) -> None:
+    spec = {
+        "target": "price",
+        "metric": "rmse",
+        "columns": {"drop": ["id"]},
+        "candidates": [{"family": "ridge", "grid": {"alpha": [0.01, 1000.0]}, "cv": 4}],
+    }
+    aws.put_spec("houses", spec)
+    run = aws.preprocess(aws.upload("houses", synthetic_regression(200)))
+    (entry,) = aws.train(run)
+    cv = entry["cv"]
+    assert cv["scoring"] == "neg_root_mean_squared_error"
+    scores = {p["params"]["alpha"]: p["mean_score"] for p in cv["points"]}
+    assert all(score > 0 for score in scores.values())  # an RMSE, not its negation
+    # A huge ridge penalty underfits: the search picks the small one and reports its RMSE.
+    assert scores[0.01] < scores[1000.0]
+    assert cv["best_params"] == {"alpha": 0.01}
+    assert cv["best_score"] == scores[0.01]
+
+
+def test_plain_candidates_report_no_cv(aws: Stack) -> None:
+    aws.put_spec("penguins", {"target": "species", "candidates": [{"family": "knn"}]})
+    (entry,) = aws.train(aws.preprocess(aws.upload("penguins", penguins_bytes())))
+    assert entry["cv"] is None

@@ -32,6 +32,11 @@ from botocore.exceptions import ClientError
 from mlstack_core.errors import ModelNotFound
 
 PRODUCTION = "production"
+# Challenger aliases read by the prediction function: a canary answers ``share`` of the requests,
+# a shadow is scored silently beside every production request (outputs compared, as metrics).
+CANARY = "canary"
+SHADOW = "shadow"
+CHALLENGER_ALIASES = (CANARY, SHADOW)
 
 STATUS_REGISTERED = "Registered"
 STATUS_PENDING_APPROVAL = "PendingApproval"
@@ -281,6 +286,83 @@ class Registry:
 
     def history(self, model: str) -> list[dict[str, Any]]:
         return [json.loads(str(item["doc"])) for item in self._query(model, "HISTORY#")]
+
+    # challengers (canary, shadow) ---------------------------------------------------------------
+    def aliases(self, model: str) -> dict[str, dict[str, Any]]:
+        """Every alias of ``model`` in one consistent query: ``{alias: {"version", "share"?}}``.
+
+        The prediction function reads production, canary and shadow with this single request.
+        """
+        aliases: dict[str, dict[str, Any]] = {}
+        for item in self._query(model, "ALIAS#"):
+            entry: dict[str, Any] = {"version": int(str(item["version"]))}
+            if item.get("share") is not None:
+                entry["share"] = float(str(item["share"]))
+            aliases[str(item["sk"]).removeprefix("ALIAS#")] = entry
+        return aliases
+
+    def set_challenger(
+        self,
+        model: str,
+        alias: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str,
+        share: float | None = None,
+    ) -> None:
+        """Point the ``canary`` (with a traffic ``share`` in (0, 1]) or ``shadow`` alias at
+        ``version``. Unconditional: a challenger replaces the previous one; the move is recorded."""
+        if alias not in CHALLENGER_ALIASES:
+            raise ValueError(f"alias must be one of {CHALLENGER_ALIASES}, not {alias!r}")
+        if alias == CANARY and (share is None or not 0.0 < share <= 1.0):
+            raise ValueError(f"a canary needs a traffic share in (0, 1], got {share!r}")
+        self.get_version(model, version)  # refuse to point an alias at a missing version
+        at = _now()
+        item: dict[str, Any] = {
+            "pk": _model_pk(model),
+            "sk": f"ALIAS#{alias}",
+            "version": version,
+            "updated_at": at,
+            "actor": actor,
+            "reason": reason,
+        }
+        if alias == CANARY:
+            item["share"] = str(share)  # DynamoDB numbers are Decimal; text keeps it exact
+        self._table.put_item(Item=item)
+        self._record_history(
+            model,
+            {
+                "kind": "challenger",
+                "alias": alias,
+                "version": version,
+                "share": share,
+                "actor": actor,
+                "reason": reason,
+            },
+        )
+
+    def clear_challenger(self, model: str, alias: str, *, actor: str, reason: str) -> int | None:
+        """Remove the ``canary`` or ``shadow`` alias; returns the version it pointed at, if any."""
+        if alias not in CHALLENGER_ALIASES:
+            raise ValueError(f"alias must be one of {CHALLENGER_ALIASES}, not {alias!r}")
+        old = self._table.delete_item(
+            Key={"pk": _model_pk(model), "sk": f"ALIAS#{alias}"}, ReturnValues="ALL_OLD"
+        ).get("Attributes")
+        previous = None if not old else int(str(old["version"]))
+        if previous is not None:
+            self._record_history(
+                model,
+                {
+                    "kind": "challenger",
+                    "alias": alias,
+                    "version": None,
+                    "previous": previous,
+                    "actor": actor,
+                    "reason": reason,
+                },
+            )
+        return previous
 
     # run lock -----------------------------------------------------------------------------------
     def acquire_run_lock(self, model: str, holder: str, lease_seconds: int) -> str | None:

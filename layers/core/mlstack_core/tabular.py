@@ -1,8 +1,13 @@
 """CSV parsing, validation, type inference, splitting and model inputs: csv module and numpy only.
 
 pandas does not fit in Lambda next to scikit-learn and onnxruntime (ARCHITECTURE.md section 6), so
-tables are column-major lists of raw cells: no per-row dicts, and each column is converted to a
-numpy array only when a model needs it. Missing cells are normalised to ``""`` while reading.
+tables are column-major raw cells: no per-row dicts, and each column is converted to a numpy array
+only when a model needs it. Missing cells are normalised to ``""`` while reading.
+
+Memory: a Python str costs about 50 bytes plus the cell's characters, so a table of str objects
+took 8 MB of RSS per MB of CSV (benchmarks/preprocess_memory.py, docs/scale.md). ``Columns``
+keeps each column as chunks of 8192 cells joined into one string, about a byte per character,
+and hands out a list of str only for the column being looked at.
 
 Model inputs follow the ONNX graph contract in docs/internals.md: ``numeric`` float32 [N, k] with
 NaN for missing, ``categorical`` str [N, m] with ``""`` for missing. Numbers become float32 before
@@ -15,8 +20,9 @@ import csv
 import difflib
 import hashlib
 import io
+import itertools
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -54,6 +60,10 @@ MAX_SCHEMA_CATEGORIES = 200
 MAX_WARNINGS = 50
 MAX_EXAMPLES = 5
 _CHUNK_ROWS = 8192
+# Joins the cells of a stored chunk. A chunk with a cell that holds it is stored as a list.
+_SEPARATOR = "\x1f"
+# A looked-up column shares one str object per distinct value until it has this many distinct
+# values: a categorical column then costs a pointer per cell, and a numeric one no dict.
 _INTERN_LIMIT = 4096
 _OTHER_DELIMITERS = (",", ";", "\t", "|")
 
@@ -90,15 +100,120 @@ class HashingReader(io.RawIOBase):
         return size
 
 
-@dataclass
-class Table:
-    """Column-major raw cells; ``""`` is missing."""
+_Chunk = str | list[str]
 
-    header: list[str]
-    columns: dict[str, list[str]]
-    n_rows: int
-    # Every header cell of the file, including columns not kept (spec.columns.drop).
-    file_header: list[str] = field(default_factory=list)
+
+def _pack(cells: Sequence[str]) -> _Chunk:
+    joined = _SEPARATOR.join(cells)
+    # One string for the chunk unless a cell itself holds the separator (then splitting it back
+    # would make extra cells).
+    if joined.count(_SEPARATOR) == len(cells) - 1:
+        return joined
+    return list(cells)
+
+
+def _unpack(chunk: _Chunk) -> list[str]:
+    return chunk.split(_SEPARATOR) if isinstance(chunk, str) else list(chunk)
+
+
+class Columns(MutableMapping[str, list[str]]):
+    """Column name -> cells, stored compactly; every access returns a fresh ``list[str]``.
+
+    All columns share the same chunk boundaries, so ``chunks`` can walk rows a block at a time
+    (``write_split_to`` streams the split files that way) and ``blocks`` one column a block at a
+    time (``prepare`` profiles columns that way). Look a column up once and keep the list while
+    working on it: each lookup rebuilds it.
+    """
+
+    def __init__(self, columns: Mapping[str, Sequence[str]] | None = None) -> None:
+        self._chunks: dict[str, list[_Chunk]] = {}
+        self._sizes: list[int] = []
+        for name, cells in (columns or {}).items():
+            self[name] = cells
+
+    @property
+    def n_rows(self) -> int:
+        return sum(self._sizes)
+
+    def append_chunk(self, cells: Mapping[str, Sequence[str]]) -> None:
+        """Add the next rows: one equally long sequence per column, for every column."""
+        sizes = {len(column) for column in cells.values()}
+        if len(sizes) != 1 or (self._chunks and set(cells) != set(self._chunks)):
+            raise ValueError("a chunk needs the same number of cells for every column")
+        for name, column in cells.items():
+            self._chunks.setdefault(name, []).append(_pack(column))
+        self._sizes.append(sizes.pop())
+
+    def chunks(self, names: Sequence[str]) -> Iterator[list[list[str]]]:
+        """Consecutive blocks of rows: per block, the cells of ``names`` in that order."""
+        for position in range(len(self._sizes)):
+            yield [_unpack(self._chunks[name][position]) for name in names]
+
+    def blocks(self, name: str) -> Iterator[list[str]]:
+        """One column's cells, a block of rows at a time."""
+        for chunk in self._chunks[name]:
+            yield _unpack(chunk)
+
+    def __getitem__(self, name: str) -> list[str]:
+        cells: list[str] = []
+        distinct: dict[str, str] | None = {}
+        for block in self.blocks(name):
+            if distinct is None:
+                cells.extend(block)
+                continue
+            cells.extend([distinct.setdefault(c, c) for c in block])
+            if len(distinct) > _INTERN_LIMIT:
+                distinct = None
+        return cells
+
+    def __setitem__(self, name: str, cells: Sequence[str]) -> None:
+        if not self._chunks:
+            self._sizes = [
+                min(_CHUNK_ROWS, len(cells) - start) for start in range(0, len(cells), _CHUNK_ROWS)
+            ]
+        elif len(cells) != self.n_rows:
+            raise ValueError(f"column {name!r} has {len(cells)} cells, the table {self.n_rows}")
+        packed: list[_Chunk] = []
+        start = 0
+        for size in self._sizes:
+            packed.append(_pack(cells[start : start + size]))
+            start += size
+        self._chunks[name] = packed
+
+    def __delitem__(self, name: str) -> None:
+        del self._chunks[name]
+        if not self._chunks:
+            self._sizes = []
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._chunks)
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def __repr__(self) -> str:
+        return f"Columns({list(self._chunks)}, rows={self.n_rows})"
+
+
+class Table:
+    """Column-major raw cells; ``""`` is missing. ``columns`` may be given as a dict of lists;
+    it is stored as ``Columns``."""
+
+    def __init__(
+        self,
+        header: list[str],
+        columns: Mapping[str, Sequence[str]],
+        n_rows: int,
+        file_header: list[str] | None = None,
+    ) -> None:
+        self.header = header
+        self.columns = columns if isinstance(columns, Columns) else Columns(columns)
+        self.n_rows = n_rows
+        # Every header cell of the file, including columns not kept (spec.columns.drop).
+        self.file_header = file_header if file_header is not None else []
+
+    def __repr__(self) -> str:
+        return f"Table(header={self.header!r}, n_rows={self.n_rows})"
 
     @property
     def file_columns(self) -> int:
@@ -106,9 +221,13 @@ class Table:
 
     def take(self, indices: Sequence[int] | np.ndarray) -> Table:
         index_list = [int(i) for i in indices]
+        columns = Columns()
+        for name in self.columns:
+            cells = self.columns[name]  # one column materialised at a time
+            columns[name] = [cells[i] for i in index_list]
         return Table(
             header=list(self.header),
-            columns={n: [c[i] for i in index_list] for n, c in self.columns.items()},
+            columns=columns,
             n_rows=len(index_list),
             file_header=list(self.file_header),
         )
@@ -145,8 +264,7 @@ def read_csv(
         width = len(header)
         keep = [i for i, name in enumerate(header) if name not in skip]
         missing_cells = frozenset(na_values) | {""}
-        columns: list[list[str]] = [[] for _ in keep]
-        caches: list[dict[str, str] | None] = [{} for _ in keep]
+        columns = Columns()
         ragged: list[str] = []
         ragged_count = 0
         chunk: list[list[str]] = []
@@ -163,9 +281,9 @@ def read_csv(
                 continue  # the file is rejected anyway; only count the remaining bad rows
             chunk.append(row)
             if len(chunk) >= _CHUNK_ROWS:
-                _append_chunk(columns, caches, chunk, keep, missing_cells)
+                _append_chunk(columns, chunk, header, keep, missing_cells)
                 chunk = []
-        _append_chunk(columns, caches, chunk, keep, missing_cells)
+        _append_chunk(columns, chunk, header, keep, missing_cells)
     except UnicodeDecodeError as error:
         raise NotUtf8(
             f"the file is not valid UTF-8 (after about {n_rows} data rows, near line "
@@ -183,35 +301,28 @@ def read_csv(
     if n_rows == 0:
         raise HeaderOnly(f"the file has a header ({_preview(header)}) but no data rows")
     kept = [header[i] for i in keep]
-    return Table(
-        header=kept,
-        columns=dict(zip(kept, columns, strict=True)),
-        n_rows=n_rows,
-        file_header=list(header),
-    )
+    if not columns:  # every column skipped, or no row made it into a chunk
+        columns = Columns({name: [] for name in kept})
+    return Table(header=kept, columns=columns, n_rows=n_rows, file_header=list(header))
 
 
 def _append_chunk(
-    columns: list[list[str]],
-    caches: list[dict[str, str] | None],
+    columns: Columns,
     chunk: list[list[str]],
+    header: list[str],
     keep: list[int],
     missing_cells: frozenset[str],
 ) -> None:
     # Transposing a chunk at a time keeps the row-major copy small; zip runs in C.
-    if not chunk:
+    if not chunk or not keep:
         return
     transposed = list(zip(*chunk, strict=True))
-    for j, i in enumerate(keep):
-        cells = ["" if (c in missing_cells or c.isspace()) else c for c in transposed[i]]
-        cache = caches[j]
-        if cache is not None:
-            # One str object per distinct value: categorical columns then cost a pointer per
-            # cell. Columns with many distinct values (most numeric ones) stop being cached.
-            cells = [cache.setdefault(c, c) for c in cells]
-            if len(cache) > _INTERN_LIMIT:
-                caches[j] = None
-        columns[j].extend(cells)
+    columns.append_chunk(
+        {
+            header[i]: ["" if (c in missing_cells or c.isspace()) else c for c in transposed[i]]
+            for i in keep
+        }
+    )
 
 
 def _check_header(header: list[str], delimiter: str) -> None:
@@ -283,13 +394,18 @@ def prepare(table: Table, spec: Mapping[str, Any]) -> Prepared:
             _warn(warnings, "UnknownColumn", name, f"spec.columns names {name!r}, not in the file")
 
     # Rows without a target cannot be used for training or evaluation.
-    usable = [i for i, v in enumerate(table.columns[target]) if v]
-    if not usable:
+    target_cells = table.columns[target]
+    if not any(target_cells):
         raise TargetAllMissing(f"every value of the target column {target!r} is missing")
-    dropped = table.n_rows - len(usable)
-    if dropped:
+    if "" in target_cells:
+        usable = [i for i, v in enumerate(target_cells) if v]
+        dropped = table.n_rows - len(usable)
         _warn(warnings, "MissingTarget", target, f"{dropped} row(s) without a target were dropped")
         table = table.take(usable)
+        del usable
+    else:
+        dropped = 0
+    del target_cells
 
     label_type, classes = _prepare_target(table, target, task)
 
@@ -298,22 +414,20 @@ def prepare(table: Table, spec: Mapping[str, Any]) -> Prepared:
         raise NoFeatureColumns(
             f"no feature columns left besides the target {target!r} (after spec.columns.drop)"
         )
-    all_missing = [n for n in feature_names if not any(table.columns[n])]
-    if all_missing:
-        raise ColumnAllMissing(
-            f"column(s) {', '.join(map(repr, all_missing))} have no values; add them to "
-            "spec.columns.drop"
-        )
-
     kinds: dict[str, str] = {}
     numeric_arrays: dict[str, np.ndarray] = {}
     unparseable: list[str] = []
+    all_missing: list[str] = []
+    # Columns are profiled a block at a time, never held whole as str objects.
     for name in feature_names:
         kind = declared.get(name)
+        if not any(any(block) for block in table.columns.blocks(name)):
+            all_missing.append(name)
+            continue
         if kind == CATEGORICAL:
             kinds[name] = CATEGORICAL
             continue
-        array, bad = _numeric_column(table.columns[name])
+        array, bad = _parse_numeric(table.columns.blocks(name), table.n_rows)
         if bad is None:
             kinds[name] = NUMERIC
             numeric_arrays[name] = array
@@ -325,6 +439,11 @@ def prepare(table: Table, spec: Mapping[str, Any]) -> Prepared:
             )
         else:
             kinds[name] = CATEGORICAL
+    if all_missing:
+        raise ColumnAllMissing(
+            f"column(s) {', '.join(map(repr, all_missing))} have no values; add them to "
+            "spec.columns.drop"
+        )
     if unparseable:
         raise UnparseableNumber("; ".join(unparseable))
 
@@ -336,9 +455,10 @@ def prepare(table: Table, spec: Mapping[str, Any]) -> Prepared:
         seed=int(spec["random_seed"]),
     )
 
+    in_train = np.zeros(table.n_rows, dtype=bool)
+    in_train[train_index] = True
     features: list[dict[str, Any]] = []
     for name in feature_names:
-        cells = table.columns[name]
         if kinds[name] == NUMERIC:
             values = numeric_arrays[name]
             distinct = np.unique(values[~np.isnan(values)])
@@ -346,7 +466,16 @@ def prepare(table: Table, spec: Mapping[str, Any]) -> Prepared:
                 _warn(warnings, "ConstantColumn", name, f"every value is {distinct[0]:g}")
             features.append({"name": name, "kind": NUMERIC})
             continue
-        counts = Counter(c for c in cells if c)
+        counts: Counter[str] = Counter()
+        # The categories the model learns are those of the training rows.
+        seen_in_train: set[str] = set()
+        start = 0
+        for block in table.columns.blocks(name):
+            counts.update(block)
+            mask = in_train[start : start + len(block)].tolist()
+            seen_in_train.update(itertools.compress(block, mask))
+            start += len(block)
+        counts.pop("", None)
         if len(counts) == 1:
             _warn(warnings, "ConstantColumn", name, f"every value is {next(iter(counts))!r}")
         non_missing = sum(counts.values())
@@ -360,8 +489,7 @@ def prepare(table: Table, spec: Mapping[str, Any]) -> Prepared:
                 f"{len(counts)} distinct values in {non_missing} rows; one-hot encoding it "
                 "mostly memorises rows (drop it if it is an identifier)",
             )
-        # The categories the model learns are those of the training rows.
-        learned = sorted({cells[i] for i in train_index.tolist()} - {""})
+        learned = sorted(seen_in_train - {""})
         entry: dict[str, Any] = {
             "name": name,
             "kind": CATEGORICAL,
@@ -432,12 +560,27 @@ def _prepare_target(table: Table, target: str, task: str) -> tuple[str, list[Any
 
 def _numeric_column(cells: Sequence[str]) -> tuple[np.ndarray, tuple[int, str] | None]:
     """(float32 array with NaN for missing, first (row, cell) that is not a number or None)."""
-    parsed = [parse_number(c) if c else float("nan") for c in cells]
-    if None in parsed:
-        row = parsed.index(None)
-        return np.empty(0, dtype=np.float32), (row, cells[row])
-    # float64 first, then float32: the same rounding the predictor applies to JSON numbers.
-    return np.asarray(parsed, dtype=np.float64).astype(np.float32), None
+    blocks = (cells[start : start + _CHUNK_ROWS] for start in range(0, len(cells), _CHUNK_ROWS))
+    return _parse_numeric(blocks, len(cells))
+
+
+def _parse_numeric(
+    blocks: Iterable[Sequence[str]], n_rows: int
+) -> tuple[np.ndarray, tuple[int, str] | None]:
+    """``_numeric_column`` over a column given as consecutive blocks. Stops at the first block
+    holding a non-number, so a text column costs one block, not a failed parse per cell."""
+    out = np.empty(n_rows, dtype=np.float32)
+    nan = float("nan")
+    start = 0
+    for block in blocks:
+        parsed = [parse_number(c) if c else nan for c in block]
+        if None in parsed:
+            row = parsed.index(None)
+            return np.empty(0, dtype=np.float32), (start + row, block[row])
+        # float64 first, then float32: the same rounding the predictor applies to JSON numbers.
+        out[start : start + len(block)] = np.asarray(parsed, dtype=np.float64)
+        start += len(block)
+    return out, None
 
 
 def _warn(warnings: list[dict[str, Any]], code: str, column: str, message: str) -> None:
@@ -514,15 +657,32 @@ def split_columns(schema: Mapping[str, Any]) -> list[str]:
     return [f["name"] for f in schema["features"]] + [schema["target"]]
 
 
-def write_split(table: Table, schema: Mapping[str, Any], index: np.ndarray) -> bytes:
-    """The rows at ``index`` as UTF-8 CSV: ',' delimiter, missing as empty cells."""
+def write_split_to(
+    out: IO[bytes], table: Table, schema: Mapping[str, Any], index: np.ndarray
+) -> None:
+    """Write the rows at ``index`` (in file order) to ``out`` as UTF-8 CSV: ',' delimiter,
+    missing as empty cells. Streams a block of rows at a time, so only the output and one block
+    are in memory, never a second copy of the table."""
     names = split_columns(schema)
-    columns = [table.columns[n] for n in names]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+    writer = csv.writer(text, lineterminator="\n")
     writer.writerow(names)
-    writer.writerows([column[i] for column in columns] for i in index.tolist())
-    return buffer.getvalue().encode("utf-8")
+    rows = np.sort(np.asarray(index, dtype=np.int64))
+    start = 0
+    for block in table.columns.chunks(names):
+        end = start + len(block[0])
+        low, high = np.searchsorted(rows, [start, end])
+        writer.writerows([column[i] for column in block] for i in (rows[low:high] - start).tolist())
+        start = end
+    text.flush()
+    text.detach()  # leave ``out`` open for the caller
+
+
+def write_split(table: Table, schema: Mapping[str, Any], index: np.ndarray) -> bytes:
+    """``write_split_to`` into bytes."""
+    buffer = io.BytesIO()
+    write_split_to(buffer, table, schema, index)
+    return buffer.getvalue()
 
 
 def read_split(source: bytes | IO[bytes]) -> Table:

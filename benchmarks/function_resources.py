@@ -1,0 +1,236 @@
+"""Peak memory and time of every function's handler on one dataset: the numbers behind the
+MemorySize and Timeout of each function in template.yaml.
+
+    .venv/bin/python benchmarks/function_resources.py                 # 100k rows
+    .venv/bin/python benchmarks/function_resources.py --rows 20000 200000
+
+moto runs as a server in this process; each handler runs in a fresh Python process (a cold Lambda
+container) against it through AWS_ENDPOINT_URL, in pipeline order: RunLock, Preprocess, Train for
+each default candidate, Evaluate, Register, then Predict on 1,000 holdout-like rows, and Trigger.
+A step's peak RSS is the child's ``VmHWM`` (what Lambda reports as Max Memory Used; it includes
+the Python interpreter, the imports and boto3). Not ``ru_maxrss``: Linux carries the parent's
+high-water mark across fork and exec, so every child would report at least this process's size. Times are this machine's, with one thread per
+native pool as on a 1-vCPU Lambda; Lambda below 1,769 MB gets less than one vCPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+REGION = "us-east-1"
+DATA, MODELS, TABLE = "bench-data", "bench-models", "bench-registry"
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(function: str, event_path: Path) -> None:
+    """Run ``functions/<function>/app.py``'s handler on the event; print one JSON line."""
+    sys.path[:0] = [str(ROOT / "functions" / function), str(ROOT / "layers/core")]
+    spec = importlib.util.spec_from_file_location("app", ROOT / "functions" / function / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    started = time.perf_counter()
+    spec.loader.exec_module(module)
+    imported = time.perf_counter()
+
+    class Context:
+        function_name = function
+        memory_limit_in_mb = 10240
+        invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{function}"
+        aws_request_id = "bench"
+
+        def get_remaining_time_in_millis(self) -> int:
+            return 900_000
+
+    result = module.handler(json.loads(event_path.read_text()), Context())
+    done = time.perf_counter()
+    print(
+        json.dumps(
+            {
+                "result": result,
+                "import_seconds": imported - started,
+                "handler_seconds": done - imported,
+                "peak_rss_mb": peak_rss_mb(),
+            },
+            default=str,
+        )
+    )
+
+
+def run(function: str, event: dict[str, Any], environment: dict[str, str]) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(event, handle)
+    completed = subprocess.run(
+        [sys.executable, __file__, "--child", function, handle.name],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=ROOT,
+        check=False,
+    )
+    os.unlink(handle.name)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith('{"result"')]
+    if completed.returncode or not lines:
+        raise RuntimeError(f"{function} failed:\n{completed.stderr[-3000:]}")
+    measured: dict[str, Any] = json.loads(lines[-1])
+    return measured
+
+
+def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
+    import logging
+
+    import boto3
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    from preprocess_memory import dataset_path
+
+    server = ThreadedMotoServer(port=0, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{server._server.server_port}"  # type: ignore[union-attr]
+    environment = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "DATA_BUCKET": DATA,
+        "MODEL_BUCKET": MODELS,
+        "REGISTRY_TABLE": TABLE,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_SERVICE_NAME": "bench",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    session = boto3.Session(region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t")
+    s3 = session.client("s3", endpoint_url=endpoint)
+    for bucket in (DATA, MODELS):
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    session.client("dynamodb", endpoint_url=endpoint).create_table(
+        TableName=TABLE,
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    sfn = session.client("stepfunctions", endpoint_url=endpoint)
+    machine = sfn.create_state_machine(
+        name="bench",
+        definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/bench",
+    )["stateMachineArn"]
+    environment["STATE_MACHINE_ARN"] = machine
+
+    csv_path = dataset_path(data_dir, rows)
+    s3.put_object(Bucket=DATA, Key="datasets/bench/spec.json", Body=b'{"target": "label"}')
+    put = s3.put_object(Bucket=DATA, Key="datasets/bench/data.csv", Body=csv_path.read_bytes())
+    arn = f"arn:aws:states:{REGION}:123456789012:execution:bench:run-1"
+    results = []
+
+    def step(function: str, label: str, event: dict[str, Any]) -> Any:
+        measured = run(function, event, environment)
+        results.append({"function": function, "step": label, **measured})
+        print(
+            f"{label:<32} peak {measured['peak_rss_mb']:6.0f} MiB  "
+            f"import {measured['import_seconds']:5.2f} s  handler {measured['handler_seconds']:7.2f} s",
+            flush=True,
+        )
+        return measured["result"]
+
+    step("runlock", "RunLock acquire", {"action": "acquire", "model": "bench", "execution_arn": arn})
+    state: dict[str, Any] = {
+        "model": "bench",
+        "dataset": {
+            "bucket": DATA,
+            "key": "datasets/bench/data.csv",
+            "version_id": put.get("VersionId"),
+            "etag": put["ETag"].strip('"'),
+            "size": csv_path.stat().st_size,
+        },
+        "execution_arn": arn,
+        "execution_name": "run-1",
+    }
+    run_document = step("preprocess", "Preprocess", state)
+    trained = [
+        step("train", f"Train {candidate['candidate_id']}", {"run": run_document, "candidate": candidate})
+        for candidate in run_document["candidates"]
+    ]
+    evaluation = step("evaluate", "Evaluate", {"run": run_document, "trained": trained})
+    step(
+        "register",
+        "Register promote",
+        {"action": "promote", "run": run_document, "evaluation": evaluation, "execution_arn": arn},
+    )
+    holdout = s3.get_object(Bucket=MODELS, Key=run_document["splits"]["holdout_key"])["Body"].read()
+    reader = csv.DictReader(io.StringIO(holdout.decode()))
+    instances = [
+        {k: (None if v == "" else float(v) if k.startswith("num_") or k == "count" else v)
+         for k, v in row.items() if k != "label"}
+        for _, row in zip(range(1000), reader)
+    ]  # fmt: skip
+    event = json.loads((ROOT / "tests/events/apigw_predict.json").read_text())
+    event.update(
+        path="/models/bench/predict",
+        pathParameters={"model": "bench"},
+        body=json.dumps({"instances": instances}),
+    )
+    response = step("predict", "Predict (1,000 rows, cold)", event)
+    assert response["statusCode"] == 200, response
+    step(
+        "trigger",
+        "Trigger",
+        json.loads((ROOT / "tests/events/eventbridge_s3_object_created.json").read_text()),
+    )
+    server.stop()
+    return results
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(sys.argv[2], Path(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "mlstack")
+    parser.add_argument("--json", type=Path, help="write all measurements here")
+    args = parser.parse_args()
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    everything = {}
+    for rows in args.rows:
+        print(f"--- {rows:,} rows", flush=True)
+        everything[rows] = [
+            {k: v for k, v in r.items() if k != "result"} for r in pipeline(rows, args.data_dir)
+        ]
+    if args.json:
+        args.json.write_text(json.dumps(everything, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,385 @@
+"""The OpenAPI 3.1 document of the prediction API, generated from the function's own settings.
+
+Served at ``GET /openapi.json`` (and rendered by Swagger UI at ``GET /docs``). The limits in it
+(rows, bytes, alias TTL) are the ones this function enforces, read from its environment. A test
+validates it as OpenAPI 3 and runs schemathesis against the local API with it, so the document and
+the handler cannot drift apart silently.
+
+Written as data rather than derived from Powertools' OpenAPI support: that needs pydantic, whose
+import and size the serving path cannot afford (README, "Prediction API").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlstack_core.settings import ServingSettings
+
+VERSION_PATTERN = "^[1-9][0-9]{0,8}$"
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(description: str, ref: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+_MODEL = {
+    "name": "model",
+    "in": "path",
+    "required": True,
+    "description": "Model name (the datasets/<model>/ prefix it was trained from).",
+    "schema": {"type": "string", "minLength": 1},
+    "example": "penguins",
+}
+
+_EXAMPLE_RECORD = {
+    "island": "Biscoe",
+    "bill_length_mm": 48.6,
+    "bill_depth_mm": 16.0,
+    "flipper_length_mm": 230,
+    "body_mass_g": 5800,
+    "sex": "male",
+    "year": 2009,
+}
+
+
+def document(settings: ServingSettings, server_url: str | None = None) -> dict[str, Any]:
+    """The OpenAPI document, with this function's limits written into it."""
+    max_rows = settings.max_rows
+    scalar = {"type": ["number", "string", "null"]}
+    value = {
+        "description": (
+            "Numeric columns: a number or null (missing). Categorical columns: a string, a number "
+            "(sent as its text) or null (missing). Booleans, arrays and objects are refused; "
+            "NaN/Infinity are not JSON."
+        ),
+        **scalar,
+    }
+    schemas: dict[str, Any] = {
+        "Records": {
+            "type": "object",
+            "title": "Records",
+            "required": ["instances"],
+            "additionalProperties": False,
+            "properties": {
+                "instances": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": max_rows,
+                    "description": (
+                        "One object per row with exactly the model's input columns (see "
+                        "GET /models/{model}/versions/{version}: schema.numeric + "
+                        "schema.categorical)."
+                    ),
+                    "items": {"type": "object", "additionalProperties": value},
+                }
+            },
+            "example": {"instances": [_EXAMPLE_RECORD]},
+        },
+        "Columnar": {
+            "type": "object",
+            "title": "Columnar",
+            "required": ["columns", "data"],
+            "additionalProperties": False,
+            "description": "The compact form: column names once, then one array per row.",
+            "properties": {
+                "columns": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+                "data": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": max_rows,
+                    "items": {"type": "array", "items": value},
+                },
+            },
+            "example": {
+                "columns": list(_EXAMPLE_RECORD),
+                "data": [list(_EXAMPLE_RECORD.values())],
+            },
+        },
+        "Prediction": {
+            "type": "object",
+            "required": ["model", "version", "variant", "request_id", "predictions"],
+            "properties": {
+                "model": {"type": "string"},
+                "version": {"type": "integer", "minimum": 1},
+                "variant": {
+                    "enum": ["production", "canary", "pinned"],
+                    "description": "Which alias answered: production, the canary (its share of "
+                    "requests), or the version pinned by ?version=.",
+                },
+                "request_id": {"type": ["string", "null"]},
+                "predictions": {
+                    "type": "array",
+                    "items": {"type": ["string", "number", "integer", "boolean"]},
+                },
+                "classes": {
+                    "type": "array",
+                    "description": "Classifiers only: the order of each probabilities row.",
+                    "items": {"type": ["string", "number", "integer", "boolean"]},
+                },
+                "probabilities": {
+                    "type": "array",
+                    "description": "Classifiers only: one row per instance, aligned to classes.",
+                    "items": {"type": "array", "items": {"type": "number"}},
+                },
+                "shadow_version": {
+                    "type": "integer",
+                    "description": "Present when a shadow version was scored beside this request.",
+                },
+            },
+        },
+        "Error": {
+            "type": "object",
+            "required": ["error", "details"],
+            "properties": {
+                "error": {"type": "string", "description": "One sentence; never a stack trace."},
+                "details": {
+                    "type": "array",
+                    "maxItems": 20,
+                    "description": (
+                        "Field-level problems: {row, column, field, message}; column-set problems "
+                        "add missing and unknown; a 500 carries {request_id}."
+                    ),
+                    "items": {"type": "object"},
+                },
+            },
+        },
+        "VersionSummary": {
+            "type": "object",
+            "properties": {
+                "version": {"type": "integer"},
+                "status": {"type": ["string", "null"]},
+                "created_at": {"type": ["string", "null"]},
+                "metric": {"type": ["object", "null"]},
+            },
+        },
+        "Model": {
+            "type": "object",
+            "required": ["model", "production_version", "versions"],
+            "properties": {
+                "model": {"type": "string"},
+                "production_version": {"type": ["integer", "null"]},
+                "production": {"type": ["object", "null"]},
+                "canary": {
+                    "type": ["object", "null"],
+                    "properties": {"version": {"type": "integer"}, "share": {"type": "number"}},
+                },
+                "shadow": {
+                    "type": ["object", "null"],
+                    "properties": {"version": {"type": "integer"}},
+                },
+                "versions": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/VersionSummary"},
+                },
+            },
+        },
+        "Version": {
+            "type": "object",
+            "required": ["model", "version", "status"],
+            "description": "The registry's version document: metrics, schema, artifact, lineage.",
+            "properties": {
+                "model": {"type": "string"},
+                "version": {"type": "integer"},
+                "status": {"type": "string"},
+                "metrics": {"type": "object"},
+                "schema": {"type": "object"},
+                "aliases": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+    }
+    predict = {
+        "summary": "Predict with the production model (or its canary, or a pinned version)",
+        "operationId": "predict",
+        "parameters": [
+            _MODEL,
+            {
+                "name": "version",
+                "in": "query",
+                "required": False,
+                "description": "Pin a registered version instead of production.",
+                "schema": {"type": "string", "pattern": VERSION_PATTERN},
+            },
+        ],
+        "requestBody": {
+            "required": True,
+            "description": (
+                f"At most {max_rows} rows and {settings.max_body_bytes} bytes per request."
+            ),
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/Records"},
+                            {"$ref": "#/components/schemas/Columnar"},
+                        ]
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": _json("Predictions, one per row", "Prediction"),
+            "400": _error("Malformed body; details name each field and reason"),
+            "404": _error("No such model (in production) or version"),
+            "413": _error(f"More than {max_rows} rows or {settings.max_body_bytes} bytes"),
+            "503": _error("The version cannot be loaded and nothing else can answer"),
+            "500": _error("Unexpected; details carry the request id"),
+        },
+    }
+    get_model = {
+        "summary": "Production version, challengers and all versions of a model",
+        "operationId": "describeModel",
+        "parameters": [_MODEL],
+        "responses": {
+            "200": _json("The model", "Model"),
+            "404": _error("No such model"),
+            "500": _error("Unexpected"),
+        },
+    }
+    get_version = {
+        "summary": "One version: metadata, metrics and feature schema",
+        "operationId": "describeVersion",
+        "parameters": [
+            _MODEL,
+            {
+                "name": "version",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": VERSION_PATTERN},
+                "example": "1",
+            },
+        ],
+        "responses": {
+            "200": _json("The version document", "Version"),
+            "404": _error("No such model or version"),
+            "500": _error("Unexpected"),
+        },
+    }
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mlstack prediction API",
+            "version": "1",
+            "description": (
+                "Serves the production ONNX model of each model name with onnxruntime. A promotion "
+                f"or rollback is served within {settings.alias_ttl_seconds:g} s without a "
+                "redeploy. Errors are always {error, details}."
+            ),
+        },
+        "paths": {
+            "/models/{model}/predict": {"post": predict},
+            "/models/{model}": {"get": get_model},
+            "/models/{model}/versions/{version}": {"get": get_version},
+            "/models": {
+                "get": {
+                    "summary": "Model names with their production versions",
+                    "operationId": "listModels",
+                    "responses": {
+                        "200": {
+                            "description": "Every model in the registry",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["models"],
+                                        "properties": {
+                                            "models": {"type": "array", "items": {"type": "object"}}
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "500": _error("Unexpected"),
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Liveness",
+                    "operationId": "health",
+                    "responses": {
+                        "200": {
+                            "description": "ok",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["status"],
+                                        "properties": {"status": {"const": "ok"}},
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "operationId": "openapi",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+            "/docs": {
+                "get": {
+                    "summary": "Swagger UI for this document",
+                    "operationId": "docs",
+                    "responses": {
+                        "200": {
+                            "description": "HTML",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {"schemas": schemas},
+    }
+    if server_url:
+        doc["servers"] = [{"url": server_url}]
+    return doc
+
+
+SWAGGER_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>mlstack prediction API</title>
+<style>{css}</style></head>
+<body><div id="swagger-ui"></div>
+<script>{js}</script>
+<script>
+SwaggerUIBundle({{url: {spec_url}, dom_id: "#swagger-ui", deepLinking: true}});
+</script></body></html>
+"""
+
+
+def swagger_html(spec_url: str) -> str:
+    """Swagger UI, self-contained: Powertools ships the UI bundle, so /docs needs no CDN."""
+    import json
+    from importlib import resources
+
+    try:
+        folder = resources.files("aws_lambda_powertools.event_handler.openapi") / "swagger_ui"
+        js = (folder / "swagger-ui-bundle.min.js").read_text(encoding="utf-8")
+        css = (folder / "swagger-ui.min.css").read_text(encoding="utf-8")
+    except (FileNotFoundError, ModuleNotFoundError, OSError):
+        return (
+            "<!doctype html><html><head><title>mlstack prediction API</title></head><body>"
+            f'<p>Swagger UI is not packaged here; the document is at <a href="{spec_url}">'
+            f"{spec_url}</a>.</p></body></html>"
+        )
+    return SWAGGER_HTML.format(
+        css=css, js=js.replace("</script", "<\\/script"), spec_url=json.dumps(spec_url)
+    )

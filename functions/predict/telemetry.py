@@ -1,0 +1,140 @@
+"""Logging and metrics of the prediction function, priced for a request path of a few microseconds.
+
+- The Powertools Logger, as in every function (same JSON format, service, correlation id).
+- Metrics are written as CloudWatch Embedded Metric Format by ``RequestMetrics`` below instead of
+  Powertools ``Metrics``: the same EMF document (namespace ``POWERTOOLS_METRICS_NAMESPACE``,
+  dimension ``service`` from ``POWERTOOLS_SERVICE_NAME``), for a tenth of the cost per request
+  (measured: 3 ``add_metric`` + flush cost ~50 µs with Powertools, ~6 µs here).
+- No Tracer: importing the X-Ray SDK cost ~190 ms of every cold start and its per-request
+  subsegments ~100 µs even with tracing disabled. ``Tracing: Active`` on the function still gives
+  X-Ray the invocation's own segment without the SDK.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Final
+
+from aws_lambda_powertools.logging import Logger
+
+logger = Logger()
+
+COUNT: Final = "Count"
+MILLISECONDS: Final = "Milliseconds"
+PERCENT: Final = "Percent"
+NONE: Final = "None"
+
+
+class RequestMetrics:
+    """One EMF record per invocation: metrics keep their order of first use, values are lists."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, list[float]] = {}
+        self._units: dict[str, str] = {}
+        self._dimensions: dict[str, str] = {}
+        self._metadata: dict[str, Any] = {}
+
+    def add_metric(self, name: str, unit: str, value: float) -> None:
+        if not math.isfinite(value):  # CloudWatch rejects NaN/Infinity values: nothing to record
+            return
+        values = self._values.get(name)
+        if values is None:
+            self._values[name] = [float(value)]
+            self._units[name] = unit
+        else:
+            values.append(float(value))
+
+    def add_dimension(self, name: str, value: str) -> None:
+        self._dimensions[name] = str(value)
+
+    def add_metadata(self, key: str, value: Any) -> None:
+        self._metadata[key] = value
+
+    def clear(self) -> None:
+        self._values.clear()
+        self._units.clear()
+        self._dimensions.clear()
+        self._metadata.clear()
+
+    def flush(self) -> None:
+        """Print the record (Lambda ships stdout to CloudWatch Logs, which extracts the metrics)."""
+        if not self._values:
+            self.clear()
+            return
+        if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() in ("1", "true"):
+            self.clear()
+            return
+        dimensions = {**self._dimensions, "service": _service()}
+        record: dict[str, Any] = {
+            "_aws": {
+                "Timestamp": int(time.time() * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": _namespace(),
+                        "Dimensions": [list(dimensions)],
+                        "Metrics": [{"Name": n, "Unit": u} for n, u in self._units.items()],
+                    }
+                ],
+            },
+            **dimensions,
+            **self._metadata,
+            **self._values,
+        }
+        self.clear()
+        sys.stdout.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+
+
+def _service() -> str:
+    return os.environ.get("POWERTOOLS_SERVICE_NAME") or "predict"
+
+
+def _namespace() -> str:
+    return os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "mlstack"
+
+
+metrics = RequestMetrics()
+
+_cold_start = True
+
+
+def start_invocation(context: Any, request_id: str | None) -> None:
+    """Per invocation: Lambda context keys on the logger (as Powertools' inject_lambda_context
+    does), the correlation id, and the ColdStart metric on the first invocation."""
+    global _cold_start  # noqa: PLW0603 - one container, one cold start
+    metrics.clear()
+    if _cold_start:
+        _cold_start = False
+        if context is not None:
+            logger.append_keys(
+                function_name=getattr(context, "function_name", None),
+                function_memory_size=getattr(context, "memory_limit_in_mb", None),
+                function_arn=getattr(context, "invoked_function_arn", None),
+            )
+        cold = RequestMetrics()
+        cold.add_metric("ColdStart", COUNT, 1)
+        if context is not None:
+            cold.add_dimension("function_name", getattr(context, "function_name", ""))
+        cold.flush()
+        logger.append_keys(cold_start=True)
+    else:
+        logger.append_keys(cold_start=False)
+    logger.append_keys(
+        function_request_id=getattr(context, "aws_request_id", None),
+        correlation_id=request_id,
+    )
+
+
+__all__ = [
+    "COUNT",
+    "MILLISECONDS",
+    "NONE",
+    "PERCENT",
+    "RequestMetrics",
+    "logger",
+    "metrics",
+    "start_invocation",
+]

@@ -1,0 +1,101 @@
+"""Everything the local cloud relies on is a resource of the translated stack in moto's
+CloudFormation, not something created beside it (docs/local-cloud.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mlstack.localcloud import LocalCloud, stack_resources
+
+pytestmark = pytest.mark.integration
+
+# Resources of the translated template that the local cloud removes before creating the stack:
+# moto cannot deploy a RestApi from SAM's OpenAPI body, so mlstack.localapi serves the routes.
+DROPPED_TYPES = {"AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage"}
+
+
+def _resources(cloud: LocalCloud) -> dict[str, dict[str, Any]]:
+    return {
+        r["LogicalResourceId"]: r
+        for r in stack_resources(cloud.client("cloudformation"), cloud.stack_name)
+    }
+
+
+def test_every_translated_resource_is_a_stack_resource(cloud: LocalCloud) -> None:
+    assert cloud.stack is not None
+    resources = _resources(cloud)
+    translated = cloud.stack.translated["Resources"]
+    expected = {
+        logical_id
+        for logical_id, resource in translated.items()
+        if resource["Type"] not in DROPPED_TYPES
+        and resource.get("Condition") != "HasAlertEmail"  # AlertEmail is empty here
+    }
+    assert expected <= set(resources)
+    for logical_id in expected:
+        assert resources[logical_id]["ResourceType"] == translated[logical_id]["Type"], logical_id
+
+
+def test_what_the_local_cloud_uses_came_from_the_stack(cloud: LocalCloud) -> None:
+    resources = _resources(cloud)
+
+    def physical(logical_id: str, kind: str) -> str:
+        assert resources[logical_id]["ResourceType"] == kind, logical_id
+        return str(resources[logical_id]["PhysicalResourceId"])
+
+    # The Outputs every tool reads name the stack's own resources.
+    outputs = cloud.outputs
+    assert outputs["DataBucketName"] == physical("DataBucket", "AWS::S3::Bucket")
+    assert outputs["ModelBucketName"] == physical("ModelBucket", "AWS::S3::Bucket")
+    assert outputs["RegistryTableName"] == physical("RegistryTable", "AWS::DynamoDB::Table")
+    assert outputs["AlertsTopicArn"] == physical("AlertsTopic", "AWS::SNS::Topic")
+    machine = physical("TrainingStateMachine", "AWS::StepFunctions::StateMachine")
+    assert outputs["TrainingStateMachineArn"] == machine
+
+    # The functions the in-process runner executes are the stack's, as moto's Lambda holds them.
+    lambda_client = cloud.client("lambda")
+    stack_functions = {
+        logical_id: r["PhysicalResourceId"]
+        for logical_id, r in resources.items()
+        if r["ResourceType"] == "AWS::Lambda::Function"
+    }
+    assert set(stack_functions) == {
+        "TriggerFunction",
+        "PreprocessFunction",
+        "TrainFunction",
+        "EvaluateFunction",
+        "RegisterFunction",
+        "RunLockFunction",
+        "PredictFunction",
+    }
+    for logical_id, name in stack_functions.items():
+        variables = lambda_client.get_function(FunctionName=name)["Configuration"]["Environment"]
+        assert variables["Variables"]["DATA_BUCKET"] == outputs["DataBucketName"], logical_id
+        assert cloud.stack is not None
+        assert cloud.stack.function_name(logical_id) == name
+
+    # The state machine the interpreter runs is the stack's, and it calls the stack's functions.
+    definition = cloud.client("stepfunctions").describe_state_machine(stateMachineArn=machine)
+    for logical_id in ("PreprocessFunction", "TrainFunction", "EvaluateFunction"):
+        assert stack_functions[logical_id] in definition["definition"], logical_id
+
+    # The rule that turns uploads into runs is the stack's and targets the stack's trigger.
+    rule = physical("TriggerFunctionDatasetUploaded", "AWS::Events::Rule")
+    (target,) = cloud.client("events").list_targets_by_rule(Rule=rule)["Targets"]
+    assert target["Arn"].endswith(":function:" + stack_functions["TriggerFunction"])
+    assert target["DeadLetterConfig"]["Arn"].endswith(
+        physical("TriggerDeadLetterQueue", "AWS::SQS::Queue").rsplit("/", 1)[-1]
+    )
+
+    # The local HTTP API routes to the stack's function (API Gateway itself is adapted).
+    assert {route.function_logical_id for route in cloud.api.routes} == {"PredictFunction"}
+    physical("Api", "AWS::ApiGateway::RestApi")
+
+    # Log groups with retention, from the template.
+    groups = cloud.client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/mlstack/")
+    retention = {g["logGroupName"]: g.get("retentionInDays") for g in groups["logGroups"]}
+    for logical_id, r in resources.items():
+        if r["ResourceType"] == "AWS::Logs::LogGroup":
+            assert retention[r["PhysicalResourceId"]] == 30, logical_id

@@ -1,0 +1,513 @@
+"""template.yaml as CloudFormation sees it: translated by aws-sam-translator, with the real ASL.
+
+The checks live in ``mlstack.templatecheck`` and return problems. The real template must have
+none; each mutation test changes a copy of the template or the ASL (in tmp_path) in one way a
+deploy could break, and the matching check must report it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlstack.localcloud import load_template
+from mlstack.templatecheck import (
+    Need,
+    Resolver,
+    actions_in_code,
+    allows,
+    check_permissions,
+    check_substitutions,
+    check_transitions,
+    check_wildcards,
+    registry_actions,
+    role_of,
+    role_statements,
+    state_machine_needs,
+    translate_offline,
+)
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL = "statemachine/training.asl.json"
+REGISTRY_SOURCE = ROOT / "layers/core/mlstack_core/registry.py"
+
+# What each function touches, and where. Resources are Fn::Sub text over the template. The actions
+# are checked against the function's code (test_needs_cover_what_the_code_calls), the resources
+# against the translated roles (test_every_role_allows_what_its_code_needs).
+MODEL = "penguins"
+RUN = f"runs/{MODEL}/run-1"
+NEEDS: dict[str, list[Need]] = {
+    "TriggerFunction": [
+        Need("states:StartExecution", "${TrainingStateMachine}", "one run per upload"),
+    ],
+    "PreprocessFunction": [
+        Need("s3:GetObject", f"${{DataBucket.Arn}}/datasets/{MODEL}/spec.json"),
+        Need("s3:GetObjectVersion", f"${{DataBucket.Arn}}/datasets/{MODEL}/data.csv"),
+        Need(
+            "s3:ListBucket",
+            "${DataBucket.Arn}",
+            "without it a missing spec.json is AccessDenied, not NoSuchKey",
+        ),
+        Need("s3:PutObject", f"${{ModelBucket.Arn}}/{RUN}/train.csv"),
+        Need("dynamodb:Query", "${RegistryTable.Arn}", "schema of the last version"),
+    ],
+    "TrainFunction": [
+        Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/train.csv"),
+        Need("s3:PutObject", f"${{ModelBucket.Arn}}/{RUN}/candidates/c00-ridge/model.onnx"),
+    ],
+    "EvaluateFunction": [
+        Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/candidates/c00-ridge/model.onnx"),
+        Need("s3:GetObjectVersion", f"${{ModelBucket.Arn}}/models/{MODEL}/3/model.onnx"),
+        Need("s3:PutObject", f"${{ModelBucket.Arn}}/{RUN}/evaluation.json"),
+        Need("dynamodb:GetItem", "${RegistryTable.Arn}", "the production alias and version"),
+    ],
+    "RegisterFunction": [
+        Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/candidates/c00-ridge/model.onnx"),
+        Need("s3:PutObject", f"${{ModelBucket.Arn}}/models/{MODEL}/4/model.onnx"),
+        Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
+        Need("dynamodb:PutItem", "${RegistryTable.Arn}"),
+        Need("dynamodb:UpdateItem", "${RegistryTable.Arn}", "version counter, alias move"),
+    ],
+    "RunLockFunction": [
+        Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
+        Need("dynamodb:PutItem", "${RegistryTable.Arn}", "conditional lock write"),
+        Need("dynamodb:DeleteItem", "${RegistryTable.Arn}", "release"),
+    ],
+    "PredictFunction": [
+        Need("s3:GetObjectVersion", f"${{ModelBucket.Arn}}/models/{MODEL}/4/model.onnx"),
+        Need("s3:GetObject", f"${{ModelBucket.Arn}}/models/{MODEL}/4/model.onnx"),
+        Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
+        Need("dynamodb:Query", "${RegistryTable.Arn}", "GET /models, versions"),
+    ],
+}
+# What the ASL cannot say by itself: the Distributed Map reads its item list from the bucket named
+# in the run ($.run.splits.bucket), which Preprocess sets to the model bucket.
+STATE_MACHINE_EXTRA = [
+    Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/candidates.json", "Distributed Map items"),
+]
+EXPECTED_UNRESOLVED = ["TrainCandidatesDistributed: ItemReader"]
+
+
+@cache
+def real() -> dict[str, Any]:
+    return translate_offline(ROOT)
+
+
+def copy_project(tmp_path: Path) -> Path:
+    """template.yaml and the ASL, where mutations cannot reach the real files."""
+    (tmp_path / "statemachine").mkdir()
+    shutil.copy(ROOT / "template.yaml", tmp_path / "template.yaml")
+    shutil.copy(ROOT / ASL, tmp_path / ASL)
+    return tmp_path
+
+
+def mutate(
+    tmp_path: Path,
+    template: Callable[[dict[str, Any]], None] | None = None,
+    asl: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Translate a copy of the project after editing its template and/or its ASL."""
+    root = copy_project(tmp_path)
+    if template is not None:
+        document = load_template(root / "template.yaml")
+        template(document)
+        # JSON is YAML, and intrinsics are already in their long form after load_template.
+        (root / "template.yaml").write_text(json.dumps(document, indent=1))
+    if asl is not None:
+        definition = json.loads((root / ASL).read_text())
+        asl(definition)
+        (root / ASL).write_text(json.dumps(definition, indent=1))
+    return translate_offline(root)
+
+
+def all_needs(translated: dict[str, Any]) -> dict[str, list[Need]]:
+    derived, _ = state_machine_needs(translated, "TrainingStateMachine")
+    return {**NEEDS, "TrainingStateMachine": derived + STATE_MACHINE_EXTRA}
+
+
+# ------------------------------------------------------------------------------ the real template
+def test_every_placeholder_has_a_substitution_and_every_substitution_is_used() -> None:
+    assert check_substitutions(real()) == []
+
+
+def test_every_transition_target_exists_and_every_state_is_reachable() -> None:
+    assert check_transitions(real()) == []
+
+
+def test_every_role_allows_what_its_code_needs() -> None:
+    assert check_permissions(real(), all_needs(real())) == []
+
+
+def test_no_role_allows_everything_or_everywhere() -> None:
+    assert check_wildcards(real()) == []
+
+
+def test_state_machine_needs_come_from_the_asl() -> None:
+    needs, unresolved = state_machine_needs(real(), "TrainingStateMachine")
+    invoked = {n.resource for n in needs if n.action == "lambda:InvokeFunction"}
+    assert invoked == {
+        "${PreprocessFunction.Arn}",
+        "${TrainFunction.Arn}",
+        "${EvaluateFunction.Arn}",
+        "${RegisterFunction.Arn}",
+        "${RunLockFunction.Arn}",
+    }
+    assert {n.resource for n in needs if n.action == "sns:Publish"} == {"${AlertsTopic}"}
+    # A new run-time-chosen resource must be reviewed and added to STATE_MACHINE_EXTRA.
+    assert [u.split(" {")[0] for u in unresolved] == EXPECTED_UNRESOLVED
+
+
+def _code_actions(function: str) -> set[str]:
+    code_dir = (
+        ROOT / load_template(ROOT / "template.yaml")["Resources"][function]["Properties"]["CodeUri"]
+    )
+    return actions_in_code(sorted(code_dir.glob("*.py")), registry_actions(REGISTRY_SOURCE))
+
+
+@pytest.mark.parametrize("function", sorted(NEEDS))
+def test_needs_cover_what_the_code_calls(function: str) -> None:
+    """Every AWS call in the function's code (boto3 operations, and the DynamoDB calls behind each
+    Registry method it uses) is listed in NEEDS, so NEEDS cannot fall behind the code."""
+    called = _code_actions(function)
+    listed = {need.action for need in NEEDS[function]}
+    assert called, f"no AWS calls found in {function}'s code: the scan is broken"
+    assert called <= listed, f"{function} calls {sorted(called - listed)}, not in NEEDS"
+
+
+def test_only_the_registry_calls_aws_among_shared_modules() -> None:
+    """The scan above follows mlstack_core only through Registry; no other shared module may
+    call AWS, or the scan would miss it."""
+    core = ROOT / "layers/core/mlstack_core"
+    others = [p for p in sorted(core.glob("*.py")) if p.name != "registry.py"]
+    assert actions_in_code(others, {}) == set()
+
+
+def test_send_task_success_is_granted_exactly_where_code_uses_it() -> None:
+    """Approvals answer the waiting execution with SendTaskSuccess from the user's CLI
+    (mlstack/lifecycle.py), with the user's credentials: no function calls it, so no role has it."""
+    translated = real()
+    resolver = Resolver(translated)
+    machine = resolver.ref("TrainingStateMachine")
+    for function in NEEDS:
+        role = role_of(translated, function)
+        assert role is not None
+        statements, _ = role_statements(translated, role, resolver)
+        used = "states:SendTaskSuccess" in _code_actions(function)
+        assert allows(statements, "states:SendTaskSuccess", machine) == used, function
+
+
+def test_api_auth_is_a_parameter_defaulting_to_iam() -> None:
+    def securities(translated: dict[str, Any]) -> list[Any]:
+        body = translated["Resources"]["Api"]["Properties"]["Body"]
+        return [op.get("security") for path in body["paths"].values() for op in path.values()]
+
+    assert set(map(json.dumps, securities(real()))) == {json.dumps([{"AWS_IAM": []}])}
+    public = translate_offline(ROOT, {"ApiAuth": "NONE"})
+    assert securities(public) == [None] * len(securities(real()))
+
+
+# ------------------------------------------------------------------------------ safe defaults
+def _resources(kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in real()["Resources"].items() if v["Type"] == kind}
+
+
+def test_buckets_are_encrypted_versioned_private_and_tls_only() -> None:
+    buckets = _resources("AWS::S3::Bucket")
+    assert set(buckets) == {"DataBucket", "ModelBucket"}
+    policies = {
+        p["Properties"]["Bucket"]["Ref"]: p["Properties"]["PolicyDocument"]
+        for p in _resources("AWS::S3::BucketPolicy").values()
+    }
+    for name, bucket in buckets.items():
+        properties = bucket["Properties"]
+        assert properties["VersioningConfiguration"] == {"Status": "Enabled"}, name
+        assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"], name
+        assert set(properties["PublicAccessBlockConfiguration"].values()) == {True}, name
+        denies = [
+            s
+            for s in policies[name]["Statement"]
+            if s["Effect"] == "Deny"
+            and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        ]
+        assert denies, f"{name} has no TLS-only policy"
+        assert denies[0]["Action"] == "s3:*"
+        assert denies[0]["Principal"] == "*"
+
+
+def test_every_function_logs_to_a_group_with_retention() -> None:
+    groups = _resources("AWS::Logs::LogGroup")
+    functions = _resources("AWS::Lambda::Function")
+    used = set()
+    for name, function in functions.items():
+        group = function["Properties"].get("LoggingConfig", {}).get("LogGroup", {}).get("Ref")
+        assert group in groups, f"{name} has no LoggingConfig.LogGroup of the stack"
+        used.add(group)
+        assert groups[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert used == set(groups)
+
+
+def test_tracing_is_on_everywhere() -> None:
+    for name, function in _resources("AWS::Lambda::Function").items():
+        assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, name
+    for machine in _resources("AWS::StepFunctions::StateMachine").values():
+        assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
+    assert real()["Resources"]["ApiStage"]["Properties"]["TracingEnabled"] is True
+
+
+def test_the_async_trigger_has_dead_letters() -> None:
+    translated = real()
+    resources = translated["Resources"]
+    queue = {"Fn::GetAtt": ["TriggerDeadLetterQueue", "Arn"]}
+    # Events EventBridge could not deliver to the function...
+    (target,) = resources["TriggerFunctionDatasetUploaded"]["Properties"]["Targets"]
+    assert target["DeadLetterConfig"] == {"Arn": queue}
+    # ...which it may only send with the queue's permission, for this rule only...
+    (policy,) = _resources("AWS::SQS::QueuePolicy").values()
+    allow = next(
+        s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"
+    )
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"}
+    assert allow["Condition"]["ArnEquals"]["aws:SourceArn"] == {
+        "Fn::GetAtt": ["TriggerFunctionDatasetUploaded", "Arn"]
+    }
+    # ...and asynchronous invocations that still failed after Lambda's retries.
+    trigger = resources["TriggerFunction"]["Properties"]
+    assert trigger["DeadLetterConfig"] == {"TargetArn": queue}
+    assert (
+        check_permissions(
+            translated,
+            {"TriggerFunction": [Need("sqs:SendMessage", "${TriggerDeadLetterQueue.Arn}")]},
+        )
+        == []
+    )
+
+
+def test_api_is_throttled_by_parameters() -> None:
+    (settings,) = real()["Resources"]["ApiStage"]["Properties"]["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
+
+
+def test_alert_email_subscription_is_optional() -> None:
+    translated = real()
+    (subscription,) = _resources("AWS::SNS::Subscription").values()
+    assert subscription["Condition"] == "HasAlertEmail"
+    assert Resolver(translated).condition("HasAlertEmail") is False
+    assert Resolver(translated, {"AlertEmail": "ops@example.com"}).condition("HasAlertEmail")
+
+
+NAME_PROPERTIES = {
+    "AWS::S3::Bucket": "BucketName",
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::Lambda::Function": "FunctionName",
+    "AWS::SNS::Topic": "TopicName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::StepFunctions::StateMachine": "StateMachineName",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::Events::Rule": "Name",
+}
+
+
+def test_no_name_collides_across_stacks_or_regions() -> None:
+    """Every explicit name carries the stack name (names are per region, so a stack name is unique
+    in each); everything else is named by CloudFormation."""
+    translated = real()
+    named = 0
+    for logical_id, resource in translated["Resources"].items():
+        key = NAME_PROPERTIES.get(resource["Type"], "")
+        if key in resource.get("Properties", {}):
+            named += 1
+            value = json.dumps(resource["Properties"][key])
+            assert "AWS::StackName" in value, f"{logical_id}.{key} = {value}"
+    assert named >= 8  # the state machine and the log groups
+    for name, function in _resources("AWS::Lambda::Function").items():
+        namespace = function["Properties"]["Environment"]["Variables"]
+        assert "AWS::StackName" in json.dumps(namespace["POWERTOOLS_METRICS_NAMESPACE"]), name
+
+
+def test_parameters_have_safe_documented_defaults() -> None:
+    parameters = load_template(ROOT / "template.yaml")["Parameters"]
+    assert parameters["ApiAuth"]["Default"] == "AWS_IAM"
+    assert parameters["AlertEmail"]["Default"] == ""
+    for name in parameters:
+        assert parameters[name].get("Description"), name
+
+
+# ------------------------------------------------------------------------------ mutations
+def test_removed_substitution_is_caught(tmp_path: Path) -> None:
+    def drop(template: dict[str, Any]) -> None:
+        del template["Resources"]["TrainingStateMachine"]["Properties"]["DefinitionSubstitutions"][
+            "RunLockFunctionArn"
+        ]
+
+    problems = check_substitutions(mutate(tmp_path, template=drop))
+    assert problems == [
+        "TrainingStateMachine: ${RunLockFunctionArn} has no DefinitionSubstitutions entry"
+    ]
+
+
+def test_unused_substitution_is_caught(tmp_path: Path) -> None:
+    def add(template: dict[str, Any]) -> None:
+        substitutions = template["Resources"]["TrainingStateMachine"]["Properties"][
+            "DefinitionSubstitutions"
+        ]
+        substitutions["DataBucketName"] = {"Ref": "DataBucket"}
+
+    problems = check_substitutions(mutate(tmp_path, template=add))
+    assert problems == ["TrainingStateMachine: DefinitionSubstitutions.DataBucketName is not used"]
+
+
+def test_placeholder_without_substitution_in_the_asl_is_caught(tmp_path: Path) -> None:
+    def rename(definition: dict[str, Any]) -> None:
+        definition["States"]["Evaluate"]["Resource"] = "${ScoreFunctionArn}"
+
+    problems = check_substitutions(mutate(tmp_path, asl=rename))
+    assert "TrainingStateMachine: ${ScoreFunctionArn} has no DefinitionSubstitutions entry" in (
+        problems
+    )
+
+
+def test_missing_next_is_caught(tmp_path: Path) -> None:
+    def misspell(definition: dict[str, Any]) -> None:
+        definition["States"]["Evaluate"]["Next"] = "Gat"
+
+    problems = check_transitions(mutate(tmp_path, asl=misspell))
+    assert "TrainingStateMachine (top level)Evaluate: Next 'Gat' is not a state in its scope" in (
+        problems
+    )
+
+
+def test_missing_next_inside_a_map_item_processor_is_caught(tmp_path: Path) -> None:
+    def wander(definition: dict[str, Any]) -> None:
+        task = definition["States"]["TrainCandidates"]["ItemProcessor"]["States"]["TrainCandidate"]
+        del task["End"]
+        task["Next"] = "Evaluate"  # a state of the outer scope: not reachable from inside a Map
+
+    problems = check_transitions(mutate(tmp_path, asl=wander))
+    assert problems == [
+        "TrainingStateMachine TrainCandidates.ItemProcessor/TrainCandidate: "
+        "Next 'Evaluate' is not a state in its scope"
+    ]
+
+
+def test_missing_catch_and_default_targets_are_caught(tmp_path: Path) -> None:
+    def break_targets(definition: dict[str, Any]) -> None:
+        definition["States"]["Preprocess"]["Catch"][0]["Next"] = "NotifyFailures"
+        definition["States"]["Gate"]["Default"] = "Reject"
+
+    problems = check_transitions(mutate(tmp_path, asl=break_targets))
+    assert (
+        "TrainingStateMachine (top level)Preprocess: Catch[0].Next 'NotifyFailures' is not a "
+        "state in its scope" in problems
+    )
+    assert (
+        "TrainingStateMachine (top level)Gate: Default 'Reject' is not a state in its scope"
+        in problems
+    )
+
+
+def test_policy_widened_to_every_action_is_caught(tmp_path: Path) -> None:
+    def widen(template: dict[str, Any]) -> None:
+        template["Resources"]["RegisterFunction"]["Properties"]["Policies"][1] = {
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "dynamodb:*",
+                    "Resource": {"Fn::GetAtt": ["RegistryTable", "Arn"]},
+                }
+            ]
+        }
+
+    translated = mutate(tmp_path, template=widen)
+    assert check_wildcards(translated) == [
+        "RegisterFunctionRole.RegisterFunctionRolePolicy1: allows every action (dynamodb:*)"
+    ]
+    assert check_permissions(translated, all_needs(translated)) == []  # wider still allows
+
+
+def test_policy_widened_to_every_resource_is_caught(tmp_path: Path) -> None:
+    def widen(template: dict[str, Any]) -> None:
+        template["Resources"]["TrainFunction"]["Properties"]["Policies"] = [
+            {
+                "Statement": [
+                    {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "*"}
+                ]
+            }
+        ]
+
+    assert check_wildcards(mutate(tmp_path, template=widen)) == [
+        "TrainFunctionRole.TrainFunctionRolePolicy0: s3:GetObject, s3:PutObject on *, "
+        "where a narrower resource exists"
+    ]
+
+
+def test_policy_widened_to_every_table_is_caught(tmp_path: Path) -> None:
+    def widen(template: dict[str, Any]) -> None:
+        template["Resources"]["RunLockFunction"]["Properties"]["Policies"] = [
+            {
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+                        "Resource": {
+                            "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:"
+                            "${AWS::AccountId}:table/*"
+                        },
+                    }
+                ]
+            }
+        ]
+
+    problems = check_wildcards(mutate(tmp_path, template=widen))
+    assert len(problems) == 1
+    assert problems[0].endswith(":table/*, where a narrower resource exists")
+
+
+def test_missing_permission_is_caught(tmp_path: Path) -> None:
+    def narrow(template: dict[str, Any]) -> None:
+        del template["Resources"]["TriggerFunction"]["Properties"]["Policies"]
+
+    translated = mutate(tmp_path, template=narrow)
+    assert check_permissions(translated, all_needs(translated)) == [
+        "TriggerFunction: TriggerFunctionRole does not allow states:StartExecution on "
+        "arn:aws:states:us-east-1:123456789012:stateMachine:mlstack-training (one run per upload)"
+    ]
+
+
+def test_read_only_bucket_access_where_code_writes_is_caught(tmp_path: Path) -> None:
+    def read_only(template: dict[str, Any]) -> None:
+        policies = template["Resources"]["EvaluateFunction"]["Properties"]["Policies"]
+        policies[0] = {"S3ReadPolicy": {"BucketName": {"Ref": "ModelBucket"}}}
+
+    problems = check_permissions(mutate(tmp_path, template=read_only), NEEDS)
+    assert problems == [
+        "EvaluateFunction: EvaluateFunctionRole does not allow s3:PutObject on "
+        f"arn:aws:s3:::mlstack-ModelBucket/{RUN}/evaluation.json"
+    ]
+
+
+def test_state_machine_without_result_writer_permission_is_caught(tmp_path: Path) -> None:
+    def drop(template: dict[str, Any]) -> None:
+        policies = template["Resources"]["TrainingStateMachine"]["Properties"]["Policies"]
+        statements = policies[-1]["Statement"]
+        statements[:] = [s for s in statements if "map-runs" not in json.dumps(s)]
+
+    translated = mutate(tmp_path, template=drop)
+    problems = check_permissions(translated, all_needs(translated))
+    assert {p.split(" on ")[0] for p in problems} == {
+        f"TrainingStateMachine: TrainingStateMachineRole does not allow {action}"
+        for action in (
+            "s3:PutObject",
+            "s3:ListMultipartUploadParts",
+            "s3:AbortMultipartUpload",
+        )
+    }
