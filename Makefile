@@ -10,7 +10,7 @@ SAM := $(SAM_VENV)/bin/sam
 RUNTIME_PYTHON_DIR = $(shell python3.12 -c 'import sys, os; print(os.path.dirname(sys.executable))' 2>/dev/null \
 	|| (v=$$(pyenv versions --bare 2>/dev/null | grep '^3\.12' | tail -1); [ -n "$$v" ] && echo "$$(pyenv prefix $$v)/bin"))
 
-.PHONY: install demo test lint format unit integration build clean
+.PHONY: install demo test lint format unit integration build bench clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ build: install $(SAM)
 	@test -n "$(RUNTIME_PYTHON_DIR)" || { echo "sam build needs python3.12 (the functions' runtime)"; exit 1; }
 	PATH="$(RUNTIME_PYTHON_DIR):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM) build
 	$(BIN)/python -m mlstack.buildcheck .aws-sam/build --runtime-python "$(RUNTIME_PYTHON_DIR)/python3.12"
+
+# Serving benchmarks (issue #4): figures and plot into docs/performance.md. Cold start and bundle
+# size are measured on the `make build` output when it exists.
+bench: install
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -9,8 +9,9 @@ container) against it through AWS_ENDPOINT_URL, in pipeline order: RunLock, Prep
 each default candidate, Evaluate, Register, then Predict on 1,000 holdout-like rows, and Trigger.
 A step's peak RSS is the child's ``VmHWM`` (what Lambda reports as Max Memory Used; it includes
 the Python interpreter, the imports and boto3). Not ``ru_maxrss``: Linux carries the parent's
-high-water mark across fork and exec, so every child would report at least this process's size. Times are this machine's, with one thread per
-native pool as on a 1-vCPU Lambda; Lambda below 1,769 MB gets less than one vCPU.
+high-water mark across fork and exec, so every child would report at least this process's size.
+Times are this machine's, with one thread per native pool as on a 1-vCPU Lambda; Lambda below
+1,769 MB gets less than one vCPU.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 REGION = "us-east-1"
-DATA, MODELS, TABLE = "bench-data", "bench-models", "bench-registry"
 
 
 def peak_rss_mb() -> float:
@@ -46,7 +46,8 @@ def child(function: str, event_path: Path) -> None:
     """Run ``functions/<function>/app.py``'s handler on the event; print one JSON line."""
     sys.path[:0] = [str(ROOT / "functions" / function), str(ROOT / "layers/core")]
     spec = importlib.util.spec_from_file_location("app", ROOT / "functions" / function / "app.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     started = time.perf_counter()
     spec.loader.exec_module(module)
@@ -96,6 +97,8 @@ def run(function: str, event: dict[str, Any], environment: dict[str, str]) -> di
 
 
 def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
+    # moto's backends live as long as this process: fresh names for every size.
+    data, models, table = (f"bench-{rows}-{kind}" for kind in ("data", "models", "registry"))
     import logging
 
     import boto3
@@ -113,9 +116,9 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        "DATA_BUCKET": DATA,
-        "MODEL_BUCKET": MODELS,
-        "REGISTRY_TABLE": TABLE,
+        "DATA_BUCKET": data,
+        "MODEL_BUCKET": models,
+        "REGISTRY_TABLE": table,
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -125,11 +128,11 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
     }
     session = boto3.Session(region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t")
     s3 = session.client("s3", endpoint_url=endpoint)
-    for bucket in (DATA, MODELS):
+    for bucket in (data, models):
         s3.create_bucket(Bucket=bucket)
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     session.client("dynamodb", endpoint_url=endpoint).create_table(
-        TableName=TABLE,
+        TableName=table,
         KeySchema=[
             {"AttributeName": "pk", "KeyType": "HASH"},
             {"AttributeName": "sk", "KeyType": "RANGE"},
@@ -142,15 +145,15 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
     )
     sfn = session.client("stepfunctions", endpoint_url=endpoint)
     machine = sfn.create_state_machine(
-        name="bench",
+        name=f"bench-{rows}",
         definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
         roleArn="arn:aws:iam::123456789012:role/bench",
     )["stateMachineArn"]
     environment["STATE_MACHINE_ARN"] = machine
 
     csv_path = dataset_path(data_dir, rows)
-    s3.put_object(Bucket=DATA, Key="datasets/bench/spec.json", Body=b'{"target": "label"}')
-    put = s3.put_object(Bucket=DATA, Key="datasets/bench/data.csv", Body=csv_path.read_bytes())
+    s3.put_object(Bucket=data, Key="datasets/bench/spec.json", Body=b'{"target": "label"}')
+    put = s3.put_object(Bucket=data, Key="datasets/bench/data.csv", Body=csv_path.read_bytes())
     arn = f"arn:aws:states:{REGION}:123456789012:execution:bench:run-1"
     results = []
 
@@ -159,16 +162,19 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
         results.append({"function": function, "step": label, **measured})
         print(
             f"{label:<32} peak {measured['peak_rss_mb']:6.0f} MiB  "
-            f"import {measured['import_seconds']:5.2f} s  handler {measured['handler_seconds']:7.2f} s",
+            f"import {measured['import_seconds']:5.2f} s  "
+            f"handler {measured['handler_seconds']:7.2f} s",
             flush=True,
         )
         return measured["result"]
 
-    step("runlock", "RunLock acquire", {"action": "acquire", "model": "bench", "execution_arn": arn})
+    step(
+        "runlock", "RunLock acquire", {"action": "acquire", "model": "bench", "execution_arn": arn}
+    )
     state: dict[str, Any] = {
         "model": "bench",
         "dataset": {
-            "bucket": DATA,
+            "bucket": data,
             "key": "datasets/bench/data.csv",
             "version_id": put.get("VersionId"),
             "etag": put["ETag"].strip('"'),
@@ -179,7 +185,11 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
     }
     run_document = step("preprocess", "Preprocess", state)
     trained = [
-        step("train", f"Train {candidate['candidate_id']}", {"run": run_document, "candidate": candidate})
+        step(
+            "train",
+            f"Train {candidate['candidate_id']}",
+            {"run": run_document, "candidate": candidate},
+        )
         for candidate in run_document["candidates"]
     ]
     evaluation = step("evaluate", "Evaluate", {"run": run_document, "trained": trained})
@@ -188,12 +198,12 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
         "Register promote",
         {"action": "promote", "run": run_document, "evaluation": evaluation, "execution_arn": arn},
     )
-    holdout = s3.get_object(Bucket=MODELS, Key=run_document["splits"]["holdout_key"])["Body"].read()
+    holdout = s3.get_object(Bucket=models, Key=run_document["splits"]["holdout_key"])["Body"].read()
     reader = csv.DictReader(io.StringIO(holdout.decode()))
     instances = [
         {k: (None if v == "" else float(v) if k.startswith("num_") or k == "count" else v)
          for k, v in row.items() if k != "label"}
-        for _, row in zip(range(1000), reader)
+        for _, row in zip(range(1000), reader, strict=False)
     ]  # fmt: skip
     event = json.loads((ROOT / "tests/events/apigw_predict.json").read_text())
     event.update(
@@ -228,8 +238,8 @@ def main() -> None:
         everything[rows] = [
             {k: v for k, v in r.items() if k != "result"} for r in pipeline(rows, args.data_dir)
         ]
-    if args.json:
-        args.json.write_text(json.dumps(everything, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(everything, indent=1))
 
 
 if __name__ == "__main__":

@@ -197,6 +197,18 @@ def _lifecycle(args: argparse.Namespace) -> int:
             result = lifecycle.reject(client, args.model, args.version, actor, reason)
         elif args.command == "promote":
             result = lifecycle.promote(client, args.model, args.version, actor, reason, args.force)
+        elif args.command in ("canary", "shadow") and (args.off or args.version is None):
+            if not args.off:
+                raise lifecycle.LifecycleError(
+                    f"give a VERSION, or --off to stop the {args.command}"
+                )
+            result = lifecycle.clear_challenger(client, args.model, args.command, actor, reason)
+        elif args.command == "canary":
+            result = lifecycle.canary(
+                client, args.model, args.version, args.share, actor, reason, args.force
+            )
+        elif args.command == "shadow":
+            result = lifecycle.shadow(client, args.model, args.version, actor, reason)
         else:
             result = lifecycle.rollback(client, args.model, actor, reason)
     except lifecycle.LifecycleError as error:
@@ -258,6 +270,26 @@ def build_parser() -> argparse.ArgumentParser:
                 help="promote even a Rejected or PendingApproval version",
             )
         command.set_defaults(handler=_lifecycle)
+    canary = commands.add_parser(
+        "canary", help="send a share of prediction requests to a version (or --off)"
+    )
+    canary.add_argument("model")
+    canary.add_argument("version", type=int, nargs="?")
+    canary.add_argument(
+        "--share", type=float, default=0.1, help="share of requests, in (0, 1] (default 0.1)"
+    )
+    canary.add_argument("--off", action="store_true", help="stop the canary")
+    canary.add_argument("--force", action="store_true", help="canary a Rejected version anyway")
+    canary.add_argument("--reason", help="recorded with the change")
+    canary.set_defaults(handler=_lifecycle)
+    shadow = commands.add_parser(
+        "shadow", help="score a version silently beside production (or --off)"
+    )
+    shadow.add_argument("model")
+    shadow.add_argument("version", type=int, nargs="?")
+    shadow.add_argument("--off", action="store_true", help="stop the shadow")
+    shadow.add_argument("--reason", help="recorded with the change")
+    shadow.set_defaults(handler=_lifecycle)
     back = commands.add_parser("rollback", help="point production back at its previous version")
     back.add_argument("model")
     back.add_argument("--reason", help="recorded with the move")

@@ -11,6 +11,8 @@ from typing import Any
 
 from mlstack.stack import StackClient
 from mlstack_core.registry import (
+    CANARY,
+    SHADOW,
     STATUS_APPROVED,
     STATUS_PENDING_APPROVAL,
     STATUS_REJECTED,
@@ -94,3 +96,53 @@ def rollback(client: StackClient, model: str, actor: str, reason: str) -> dict[s
         raise LifecycleError(f"{model!r} has no earlier production version to roll back to")
     registry.move_alias(model, target, expected=current, actor=actor, reason=reason, rollback=True)
     return {"model": model, "production": target, "previous": current}
+
+
+def canary(
+    client: StackClient,
+    model: str,
+    version: int,
+    share: float,
+    actor: str,
+    reason: str,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Send ``share`` of the model's prediction requests to ``version`` (served within the
+    function's ALIAS_TTL_SECONDS); the rest stay on production."""
+    registry: Registry = client.registry
+    if not 0.0 < share <= 1.0:
+        raise LifecycleError(f"--share must be in (0, 1], got {share}")
+    status = registry.get_version(model, version)["status"]
+    if status in (STATUS_REJECTED, STATUS_PENDING_APPROVAL) and not force:
+        raise LifecycleError(
+            f"version {version} of {model!r} is {status}; use --force to canary it anyway"
+        )
+    production = registry.get_alias(model)
+    if production == version:
+        raise LifecycleError(f"version {version} of {model!r} is already in production")
+    registry.set_challenger(model, CANARY, version, share=share, actor=actor, reason=reason)
+    return {"model": model, "canary": version, "share": share, "production": production}
+
+
+def shadow(
+    client: StackClient, model: str, version: int, actor: str, reason: str
+) -> dict[str, Any]:
+    """Score ``version`` beside production on every request, silently; the comparison goes to
+    the ShadowAgreement and ShadowMaxAbsDiff metrics."""
+    registry: Registry = client.registry
+    registry.get_version(model, version)  # a missing version is refused by name
+    production = registry.get_alias(model)
+    if production == version:
+        raise LifecycleError(f"version {version} of {model!r} is already in production")
+    registry.set_challenger(model, SHADOW, version, actor=actor, reason=reason)
+    return {"model": model, "shadow": version, "production": production}
+
+
+def clear_challenger(
+    client: StackClient, model: str, alias: str, actor: str, reason: str
+) -> dict[str, Any]:
+    """Turn the canary or the shadow off."""
+    previous = client.registry.clear_challenger(model, alias, actor=actor, reason=reason)
+    if previous is None:
+        raise LifecycleError(f"{model!r} has no {alias}")
+    return {"model": model, alias: None, "previous": previous}
