@@ -19,7 +19,8 @@ def summarize(state: str, output: dict[str, Any]) -> str:
         return (
             f"{dataset.get('rows')} rows, {len(schema['features'])} features "
             f"({len(schema['numeric'])} numeric, {len(schema['categorical'])} categorical), "
-            f"task {run['task']}, {len(run['candidates'])} candidates{warnings}"
+            f"task {run['task']}, {run.get('candidate_count', len(run['candidates']))} candidates"
+            f"{warnings}"
         )
     if state == "TrainCandidates" and "trained" in output:
         trained = output["trained"]

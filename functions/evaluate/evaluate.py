@@ -22,6 +22,7 @@ import boto3
 import numpy as np
 import onnxruntime as ort
 
+from mlstack_core import layout
 from mlstack_core import metrics as scoring
 from mlstack_core.errors import NoViableCandidate, UnparseableNumber
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
@@ -443,7 +444,7 @@ def evaluate(
     base = baseline(holdout)
     decision, reasons, comparison = decide(spec, best, champion, base)
 
-    report_key = f"runs/{run['model']}/{run['run_id']}/evaluation.json"
+    report_key = layout.evaluation_key(run["model"], run["run_id"])
     evaluation = {
         "decision": decision,
         "reasons": reasons,
@@ -499,7 +500,7 @@ def trained_entries(run: Mapping[str, Any], trained: Any, s3: Any) -> list[dict[
     candidates = json.loads(_read(s3, bucket, run["candidates_key"]))
     entries = []
     for candidate in candidates:
-        key = candidate_result_key(run, candidate["candidate_id"])
+        key = layout.candidate_result_key(run["model"], run["run_id"], candidate["candidate_id"])
         try:
             entries.append(json.loads(_read(s3, bucket, key)))
         except s3.exceptions.NoSuchKey:
@@ -511,10 +512,6 @@ def trained_entries(run: Mapping[str, Any], trained: Any, s3: Any) -> list[dict[
                 }
             )
     return entries
-
-
-def candidate_result_key(run: Mapping[str, Any], candidate_id: str) -> str:
-    return f"runs/{run['model']}/{run['run_id']}/candidates/{candidate_id}/result.json"
 
 
 def handle(event: dict[str, Any]) -> dict[str, Any]:

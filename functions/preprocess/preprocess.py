@@ -10,6 +10,7 @@ Functions reports under that name.
 from __future__ import annotations
 
 import io
+import json
 from collections import Counter
 from typing import Any, Protocol
 
@@ -18,11 +19,13 @@ from botocore.exceptions import ClientError
 
 from mlstack_core.candidates import (
     CLASSIFICATION,
+    INLINE_MAP_LIMIT,
     cv_fold_problems,
     entry_folds,
     expand_candidates,
 )
 from mlstack_core.errors import SpecError
+from mlstack_core.layout import candidates_key, run_prefix
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
@@ -51,10 +54,6 @@ class VersionLister(Protocol):
 
 def spec_key(model: str) -> str:
     return f"datasets/{model}/spec.json"
-
-
-def run_prefix(model: str, run_id: str) -> str:
-    return f"runs/{model}/{run_id}"
 
 
 @tracer.capture_method
@@ -208,7 +207,7 @@ def preprocess(
             "warnings": warnings,
         },
     )
-    return {
+    run = {
         "model": model,
         "run_id": run_id,
         "execution_arn": event.get("execution_arn"),
@@ -219,7 +218,19 @@ def preprocess(
         "splits": splits,
         "warnings": warnings,
         "candidates": candidates,
+        "candidate_count": len(candidates),
     }
+    if len(candidates) > INLINE_MAP_LIMIT:
+        # Too many for the execution state: the Distributed Map reads them from S3.
+        key = candidates_key(model, run_id)
+        s3.put_object(
+            Bucket=model_bucket,
+            Key=key,
+            Body=json.dumps(candidates).encode(),
+            ContentType="application/json",
+        )
+        run.update(candidates=[], candidates_key=key)
+    return run
 
 
 def handle(event: dict[str, Any]) -> dict[str, Any]:

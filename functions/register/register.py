@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 
 from mlstack_core.errors import ChampionChanged
+from mlstack_core.layout import version_prefix
 from mlstack_core.observability import MetricUnit, logger, metrics
 from mlstack_core.registry import (
     STATUS_APPROVED,
@@ -36,6 +37,7 @@ def version_document(run: dict[str, Any], evaluation: dict[str, Any]) -> dict[st
         "family": best["family"],
         "candidate_id": best["candidate_id"],
         "params": best.get("params", {}),
+        "cv": best.get("cv"),
         "task": run["task"],
         "metric": evaluation["metric"],
         "metrics": best.get("metrics", {}),
@@ -75,7 +77,7 @@ def publish_artifact(model: str, version: int, source_key: str) -> dict[str, Any
     bucket = stack_settings().model_bucket
     s3 = boto3.client("s3")
     body = s3.get_object(Bucket=bucket, Key=source_key)["Body"].read()
-    key = f"models/{model}/{version}/model.onnx"
+    key = f"{version_prefix(model, version)}/model.onnx"
     put = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/octet-stream")
     return {
         "bucket": bucket,
@@ -103,7 +105,7 @@ def _new_version(
     document["artifact"] = publish_artifact(model, version, evaluation["best"]["onnx_key"])
     boto3.client("s3").put_object(
         Bucket=document["artifact"]["bucket"],
-        Key=f"models/{model}/{version}/metadata.json",
+        Key=f"{version_prefix(model, version)}/metadata.json",
         Body=json.dumps(document, indent=2, default=str).encode(),
         ContentType="application/json",
     )

@@ -12,6 +12,7 @@ instead of raising, so one bad grid point never fails the Map. Problems with the
 from __future__ import annotations
 
 import io
+import json
 import platform
 import time
 import warnings
@@ -23,6 +24,7 @@ import joblib
 import numpy as np
 from zoo import SCORERS, build_pipeline, export_onnx, grid_search, search_params
 
+from mlstack_core import layout
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import greater_is_better
@@ -40,7 +42,7 @@ _LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "numpy", "scipy")
 
 
 def candidate_prefix(run: dict[str, Any], candidate_id: str) -> str:
-    return f"runs/{run['model']}/{run['run_id']}/candidates/{candidate_id}"
+    return layout.candidate_prefix(run["model"], run["run_id"], candidate_id)
 
 
 def library_versions() -> dict[str, str]:
@@ -213,6 +215,21 @@ def fit_and_export(
 
 
 def train_candidate(
+    run: dict[str, Any], candidate: dict[str, Any], *, s3: Any, bucket: str
+) -> dict[str, Any]:
+    """Fit and export one candidate; the result is returned and also stored as result.json,
+    which is where Evaluate finds it after a Distributed Map."""
+    result = train_and_store(run, candidate, s3=s3, bucket=bucket)
+    s3.put_object(
+        Bucket=bucket,
+        Key=layout.candidate_result_key(run["model"], run["run_id"], candidate["candidate_id"]),
+        Body=json.dumps(result, default=str).encode(),
+        ContentType="application/json",
+    )
+    return result
+
+
+def train_and_store(
     run: dict[str, Any], candidate: dict[str, Any], *, s3: Any, bucket: str
 ) -> dict[str, Any]:
     prefix = candidate_prefix(run, candidate["candidate_id"])

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.unit
 RUN_KEYS = {
     "model",
     "run_id",
+    "candidate_count",
     "execution_arn",
     "task",
     "spec",

@@ -175,8 +175,8 @@ def test_missing_target_is_reported_with_other_problems() -> None:
                     {
                         "family": "random_forest",
                         "grid": {
-                            "max_depth": list(range(1, 9)),
-                            "min_samples_leaf": [1, 2, 3, 4, 5],
+                            "max_depth": list(range(1, 41)),
+                            "min_samples_leaf": list(range(1, 27)),
                         },
                     }
                 ]

@@ -30,10 +30,13 @@ CLASSIFICATION = "classification"
 REGRESSION = "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
 
-# A grid larger than this is almost always a typo, and every candidate is one Lambda invocation.
-# The same bound applies to the grid of one cross-validated candidate: its points x folds fits
-# share one Lambda's 15 minutes.
-MAX_CANDIDATES = 32
+# Every candidate is one Lambda invocation; a grid larger than this is almost always a typo.
+MAX_CANDIDATES = 1000
+# Up to this many candidates travel in the execution state (inline Map, 256 KB payloads); more
+# are written to S3 and run as a Distributed Map.
+INLINE_MAP_LIMIT = 40
+# One cross-validated candidate's points x folds fits share one Lambda's 15 minutes.
+MAX_CV_POINTS = 32
 MIN_FOLDS, MAX_FOLDS = 2, 10
 
 Scalar = float | int | str | bool | None
@@ -208,9 +211,9 @@ def candidate_problems(entries: Sequence[str | Mapping[str, Any]], task: str | N
         if folds is not None:
             # One Map item searching the grid (the family's default grid when none is given).
             points = _grid_points(grid or dict(found[0].grid))
-            if points > MAX_CANDIDATES:
+            if points > MAX_CV_POINTS:
                 problems.append(
-                    f"{where}: cv grid has {points} points; the limit is {MAX_CANDIDATES}"
+                    f"{where}: cv grid has {points} points; the limit is {MAX_CV_POINTS}"
                 )
             total += 1
             continue
