@@ -27,7 +27,7 @@ from typing import Any, Final, cast
 import numpy as np
 import onnxruntime as ort
 from awshttp import CANARY, PRODUCTION, SHADOW, AwsHttp, AwsHttpError, HttpRegistry
-from telemetry import COUNT, MILLISECONDS, NONE, PERCENT, logger, metrics
+from telemetry import COUNT, MILLISECONDS, NONE, PERCENT, logger, metrics, refresh
 
 from mlstack_core.errors import ModelNotFound
 from mlstack_core.settings import ServingSettings, serving_settings, stack_settings
@@ -1112,6 +1112,7 @@ def reset_predictor() -> None:
     """Forget every cache (tests, or the local cloud after redeploying)."""
     global _predictor  # noqa: PLW0603
     _predictor = None
+    refresh()
 
 
 __all__ = [

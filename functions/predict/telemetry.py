@@ -62,38 +62,58 @@ class RequestMetrics:
 
     def flush(self) -> None:
         """Print the record (Lambda ships stdout to CloudWatch Logs, which extracts the metrics)."""
-        if not self._values:
+        namespace, service, disabled = _environment()
+        if not self._values or disabled:
             self.clear()
             return
-        if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() in ("1", "true"):
-            self.clear()
-            return
-        dimensions = {**self._dimensions, "service": _service()}
-        record: dict[str, Any] = {
-            "_aws": {
-                "Timestamp": int(time.time() * 1000),
-                "CloudWatchMetrics": [
+        dimensions = {**self._dimensions, "service": service}
+        # The directive (names, units, dimension names) repeats request after request: it is
+        # serialised once per shape, only the values are encoded each time.
+        shape = (namespace, tuple(dimensions), tuple(self._units.items()))
+        directive = _directives.get(shape)
+        if directive is None:
+            directive = json.dumps(
+                [
                     {
-                        "Namespace": _namespace(),
+                        "Namespace": namespace,
                         "Dimensions": [list(dimensions)],
                         "Metrics": [{"Name": n, "Unit": u} for n, u in self._units.items()],
                     }
                 ],
-            },
-            **dimensions,
-            **self._metadata,
-            **self._values,
-        }
+                separators=(",", ":"),
+            )
+            _directives[shape] = directive
+        values = json.dumps(
+            {**dimensions, **self._metadata, **self._values}, separators=(",", ":"), default=str
+        )
         self.clear()
-        sys.stdout.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+        sys.stdout.write(
+            f'{{"_aws":{{"Timestamp":{int(time.time() * 1000)},"CloudWatchMetrics":{directive}}},'
+            f"{values[1:]}\n"
+        )
 
 
-def _service() -> str:
-    return os.environ.get("POWERTOOLS_SERVICE_NAME") or "predict"
+_directives: dict[tuple[Any, ...], str] = {}
+_settings: list[tuple[str, str, bool]] = []
 
 
-def _namespace() -> str:
-    return os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "mlstack"
+def _environment() -> tuple[str, str, bool]:
+    """(namespace, service, disabled), read from the environment once per container."""
+    if not _settings:
+        _settings.append(
+            (
+                os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "mlstack",
+                os.environ.get("POWERTOOLS_SERVICE_NAME") or "predict",
+                os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() in ("1", "true"),
+            )
+        )
+    return _settings[0]
+
+
+def refresh() -> None:
+    """Re-read the environment (tests, and the local cloud, change it between invocations)."""
+    _settings.clear()
+    _directives.clear()
 
 
 metrics = RequestMetrics()
@@ -119,10 +139,11 @@ def start_invocation(context: Any, request_id: str | None) -> None:
         if context is not None:
             cold.add_dimension("function_name", getattr(context, "function_name", ""))
         cold.flush()
-        logger.append_keys(cold_start=True)
+        cold_start = True
     else:
-        logger.append_keys(cold_start=False)
+        cold_start = False
     logger.append_keys(
+        cold_start=cold_start,
         function_request_id=getattr(context, "aws_request_id", None),
         correlation_id=request_id,
     )
@@ -136,5 +157,6 @@ __all__ = [
     "RequestMetrics",
     "logger",
     "metrics",
+    "refresh",
     "start_invocation",
 ]
