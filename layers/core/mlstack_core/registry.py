@@ -253,6 +253,15 @@ class Registry:
                 ) from error
             raise
         move = AliasMove(model, alias, version, expected, actor, reason, at)
+        if alias == PRODUCTION and expected is not None and expected != version:
+            # The version that left production stays servable and can be rolled back to.
+            self.set_status(
+                model,
+                expected,
+                STATUS_ARCHIVED,
+                actor,
+                f"replaced in production by version {version}",
+            )
         self._record_history(
             model,
             {
