@@ -184,6 +184,26 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from mlstack.report import write_report
+
+    try:
+        data, target, names = write_report(
+            StackClient(args.stack),
+            args.model,
+            args.version,
+            Path(args.out) if args.out else None,
+            upload=not args.no_upload,
+        )
+    except LookupError as error:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+        return 1
+    print(f"{data.model} v{data.version} ({data.task}, decision {data.evaluation['decision']}):")
+    for name in names:
+        print(f"  {target / name}")
+    return 0
+
+
 def _lifecycle(args: argparse.Namespace) -> int:
     from mlstack import lifecycle
 
@@ -294,6 +314,17 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("model")
     back.add_argument("--reason", help="recorded with the move")
     back.set_defaults(handler=_lifecycle)
+
+    report = commands.add_parser(
+        "report", help="plot a version's evaluation (PNGs), challenger beside champion"
+    )
+    report.add_argument("model")
+    report.add_argument("version", type=int, nargs="?", help="default: production")
+    report.add_argument("--out", help="directory (default: reports/<model>/v<version>)")
+    report.add_argument(
+        "--no-upload", action="store_true", help="do not store the PNGs beside the version"
+    )
+    report.set_defaults(handler=cmd_report)
 
     models = commands.add_parser("models", help="list models, or one model's versions")
     models.add_argument("model", nargs="?")

@@ -17,10 +17,11 @@ CloudFormation. Only what moto lacks is adapted, each in one named function belo
 - ``state_machines_in_executing_backend``: moto's CloudFormation puts state machines where the
   interpreter does not look.
 - ``resource_types_moto_lacks``: moto's CloudFormation has no ``AWS::S3::BucketPolicy``,
-  ``AWS::SQS::QueuePolicy`` or ``AWS::SNS::Subscription``. The subscription is made through moto's
-  SNS; the two policies become stack resources whose documents are not applied, because moto
-  evaluates a bucket policy's Deny without its Condition, so the TLS-only deny would refuse every
-  request.
+  ``AWS::SQS::QueuePolicy``, ``AWS::SNS::Subscription`` or ``AWS::CloudWatch::Alarm``. The
+  subscription is made through moto's SNS and each alarm through moto's CloudWatch
+  (``put_metric_alarm``); the two policies become stack resources whose documents are not
+  applied, because moto evaluates a bucket policy's Deny without its Condition, so the TLS-only
+  deny would refuse every request.
 - ``stack_resources``: moto lists a resource whose ``Condition`` is false as an empty entry.
 
 docs/local-cloud.md lists what comes from the translated stack, what is adapted, and what local
@@ -412,9 +413,12 @@ class _StackResourceStandIn:
     """
 
     create: Callable[[dict[str, Any], str, str], str | None] = staticmethod(lambda p, a, r: None)
+    # Fn::GetAtt Arn, for types that have one: a format over name, account and region.
+    arn_format: str = ""
 
-    def __init__(self, physical_resource_id: str) -> None:
+    def __init__(self, physical_resource_id: str, arn: str = "") -> None:
         self.physical_resource_id = physical_resource_id
+        self.arn = arn
 
     @classmethod
     def create_from_cloudformation_json(
@@ -426,11 +430,18 @@ class _StackResourceStandIn:
         **kwargs: Any,
     ) -> _StackResourceStandIn:
         properties = cloudformation_json.get("Properties", {})
-        return cls(cls.create(properties, account_id, region_name) or resource_name)
+        name = cls.create(properties, account_id, region_name) or resource_name
+        arn = cls.arn_format.format(name=name, account=account_id, region=region_name)
+        return cls(name, arn)
 
     @classmethod
     def has_cfn_attr(cls, attr: str) -> bool:
-        return False
+        return attr == "Arn" and bool(cls.arn_format)
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "Arn" and self.arn:
+            return self.arn
+        raise KeyError(attribute_name)
 
     def is_created(self) -> bool:
         return True
@@ -450,8 +461,65 @@ def _subscribe(properties: dict[str, Any], account_id: str, region: str) -> str:
     return arn
 
 
+_ALARM_PROPERTIES = (
+    "AlarmName",
+    "AlarmDescription",
+    "Namespace",
+    "MetricName",
+    "Statistic",
+    "ExtendedStatistic",
+    "Period",
+    "EvaluationPeriods",
+    "DatapointsToAlarm",
+    "Threshold",
+    "ComparisonOperator",
+    "TreatMissingData",
+    "AlarmActions",
+    "OKActions",
+    "InsufficientDataActions",
+    "Unit",
+)
+
+
+def _put_alarm(properties: dict[str, Any], account_id: str, region: str) -> str:
+    """An ``AWS::CloudWatch::Alarm`` as moto's CloudWatch ``put_metric_alarm`` takes it."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    given: dict[str, Any] = {k: properties.get(k) for k in _ALARM_PROPERTIES}
+    name = str(given["AlarmName"])
+    cloudwatch_backends[account_id][region].put_metric_alarm(
+        name=name,
+        namespace=given["Namespace"],
+        metric_name=given["MetricName"],
+        metric_data_queries=None,
+        comparison_operator=given["ComparisonOperator"],
+        evaluation_periods=int(given["EvaluationPeriods"]),
+        datapoints_to_alarm=given["DatapointsToAlarm"],
+        period=int(given["Period"]),
+        threshold=float(given["Threshold"]),
+        statistic=given["Statistic"],
+        extended_statistic=given["ExtendedStatistic"],
+        description=given["AlarmDescription"] or "",
+        dimensions=[
+            {"Name": d["Name"], "Value": d["Value"]} for d in properties.get("Dimensions", [])
+        ],
+        alarm_actions=list(given["AlarmActions"] or []),
+        ok_actions=list(given["OKActions"] or []),
+        insufficient_data_actions=list(given["InsufficientDataActions"] or []),
+        unit=given["Unit"],
+        actions_enabled=True,
+        treat_missing_data=given["TreatMissingData"],
+        evaluate_low_sample_count_percentile=None,
+        threshold_metric_id=None,
+        rule=None,
+        tags=[],
+    )
+    return name
+
+
 def resource_types_moto_lacks() -> contextlib.AbstractContextManager[None]:
-    """Create ``AWS::SNS::Subscription`` through moto's SNS; record the resource policies only.
+    """Create ``AWS::SNS::Subscription`` through moto's SNS and ``AWS::CloudWatch::Alarm`` through
+    moto's CloudWatch; record the resource policies only.
 
     ``AWS::S3::BucketPolicy`` and ``AWS::SQS::QueuePolicy`` are listed in the stack but not applied:
     moto evaluates a bucket policy's Deny statements without their Conditions, so the template's
@@ -464,6 +532,14 @@ def resource_types_moto_lacks() -> contextlib.AbstractContextManager[None]:
         "AWS::SQS::QueuePolicy": type("QueuePolicy", (_StackResourceStandIn,), {}),
         "AWS::SNS::Subscription": type(
             "Subscription", (_StackResourceStandIn,), {"create": staticmethod(_subscribe)}
+        ),
+        "AWS::CloudWatch::Alarm": type(
+            "Alarm",
+            (_StackResourceStandIn,),
+            {
+                "create": staticmethod(_put_alarm),
+                "arn_format": "arn:aws:cloudwatch:{region}:{account}:alarm:{name}",
+            },
         ),
     }
     original = parsing.resource_class_from_type

@@ -24,8 +24,9 @@ import onnxruntime as ort
 
 from mlstack_core import layout
 from mlstack_core import metrics as scoring
+from mlstack_core.drift import prediction_baseline
 from mlstack_core.errors import NoViableCandidate, UnparseableNumber
-from mlstack_core.observability import MetricUnit, logger, metrics, tracer
+from mlstack_core.observability import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import (
@@ -217,8 +218,10 @@ def score_candidate(
     *,
     s3: Any,
     bucket: str,
+    outputs_sink: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
-    """The trained entry plus metrics (of the ONNX export), parity and an exclusion reason."""
+    """The trained entry plus metrics (of the ONNX export), parity and an exclusion reason.
+    The ONNX outputs on the holdout go into ``outputs_sink`` under the candidate id."""
     scored: dict[str, Any] = {**entry, "metrics": None, "parity": None, "excluded": None}
     if entry.get("status") != "trained":
         scored["excluded"] = f"training failed: {entry.get('error') or 'no error text'}"
@@ -247,6 +250,8 @@ def score_candidate(
 
     scored["metrics"] = holdout.score(onnx_out, model_classes)
     scored["parity"] = measured
+    if outputs_sink is not None:
+        outputs_sink[entry["candidate_id"]] = dict(onnx_out)
     if not scored["parity"]["passed"]:
         p = scored["parity"]
         scored["excluded"] = (
@@ -288,7 +293,12 @@ def baseline(holdout: Holdout) -> dict[str, Any]:
 
 @tracer.capture_method
 def score_champion(
-    model: str, holdout: Holdout, registry: Registry, *, s3: Any
+    model: str,
+    holdout: Holdout,
+    registry: Registry,
+    *,
+    s3: Any,
+    outputs_sink: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Any] | None:
     """Production's metrics on this holdout, or why they cannot be compared. None: no production."""
     version = registry.get_alias(model)
@@ -316,6 +326,8 @@ def score_champion(
         outputs = run_onnx(session, numeric, categorical)
         champion["metrics"] = holdout.score(outputs, schema.get("classes"))
         champion["comparable"] = True
+        if outputs_sink is not None:
+            outputs_sink["champion"] = dict(outputs)
     except UnparseableNumber as error:
         champion["reason"] = f"a column production reads as numeric is not numeric now: {error}"
     except Exception as error:  # an unreadable champion must not block every future run
@@ -438,13 +450,20 @@ def evaluate(
     splits = run["splits"]
     holdout = Holdout(read_split(_read(s3, splits["bucket"], splits["holdout_key"])), schema)
     tolerance = spec["parity_tolerance"]
-    scored = [score_candidate(e, holdout, tolerance, s3=s3, bucket=bucket) for e in trained]
+    outputs: dict[str, dict[str, np.ndarray]] = {}
+    scored = [
+        score_candidate(e, holdout, tolerance, s3=s3, bucket=bucket, outputs_sink=outputs)
+        for e in trained
+    ]
     best = pick_best(scored, spec["metric"])
-    champion = score_champion(run["model"], holdout, registry, s3=s3)
+    champion = score_champion(run["model"], holdout, registry, s3=s3, outputs_sink=outputs)
     base = baseline(holdout)
     decision, reasons, comparison = decide(spec, best, champion, base)
 
     report_key = layout.evaluation_key(run["model"], run["run_id"])
+    artifacts = store_monitoring_artifacts(
+        run, holdout, outputs.get(best["candidate_id"], {}), outputs.get("champion"), s3=s3
+    )
     evaluation = {
         "decision": decision,
         "reasons": reasons,
@@ -457,6 +476,7 @@ def evaluate(
         "comparison": comparison,
         "holdout_rows": int(holdout.y.size),
         "report_key": report_key,
+        **artifacts,
     }
     s3.put_object(
         Bucket=bucket,
@@ -473,12 +493,9 @@ def evaluate(
         ).encode(),
         ContentType="application/json",
     )
-    value = best["metrics"].get(spec["metric"])
-    metrics.add_metadata(key="metric", value=spec["metric"])
-    if value is not None:
-        metrics.add_metric(name="BestCandidateScore", unit=MetricUnit.NoUnit, value=value)
     excluded = sum(1 for c in scored if c["excluded"])
-    metrics.add_metric(name="ExcludedCandidates", unit=MetricUnit.Count, value=excluded)
+    gate_metrics(spec, best, comparison, decision, len(scored) - excluded, excluded)
+    per_model(run["model"])
     logger.info(
         "Evaluated",
         extra={
@@ -489,6 +506,98 @@ def evaluate(
         },
     )
     return evaluation
+
+
+def gate_metrics(
+    spec: Mapping[str, Any],
+    best: Mapping[str, Any],
+    comparison: Mapping[str, Any],
+    decision: str,
+    viable: int,
+    excluded: int,
+) -> None:
+    """The gate's figures (docs/metrics.md): the chosen metric's value and margin, parity of
+    the winner, and the outcome as GatePassed 1/0 (its average is the pass rate)."""
+    value = best["metrics"].get(spec["metric"])
+    metrics.add_metadata(key="metric", value=spec["metric"])
+    metrics.add_metadata(key="candidate_id", value=best["candidate_id"])
+    if value is not None:
+        metrics.add_metric(name="BestCandidateScore", unit=MetricUnit.NoUnit, value=value)
+    if comparison.get("improvement") is not None:
+        metrics.add_metric(
+            name="ScoreImprovement", unit=MetricUnit.NoUnit, value=comparison["improvement"]
+        )
+    metrics.add_metric(name="ViableCandidates", unit=MetricUnit.Count, value=viable)
+    metrics.add_metric(name="ExcludedCandidates", unit=MetricUnit.Count, value=excluded)
+    metrics.add_metric(
+        name="GatePassed", unit=MetricUnit.Count, value=1 if decision == "promote" else 0
+    )
+    parity_figures = best.get("parity") or {}
+    if parity_figures.get("label_agreement") is not None:
+        metrics.add_metric(
+            name="ParityLabelAgreement",
+            unit=MetricUnit.Percent,
+            value=100 * parity_figures["label_agreement"],
+        )
+    if parity_figures.get("max_abs_diff") is not None:
+        metrics.add_metric(
+            name="ParityMaxAbsDiff", unit=MetricUnit.NoUnit, value=parity_figures["max_abs_diff"]
+        )
+
+
+def _npz(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    plain: dict[str, Any] = {
+        k: (v.astype(str) if v.dtype == object else v) for k, v in arrays.items()
+    }
+    np.savez_compressed(buffer, **plain)
+    return buffer.getvalue()
+
+
+@tracer.capture_method
+def store_monitoring_artifacts(
+    run: Mapping[str, Any],
+    holdout: Holdout,
+    best_outputs: Mapping[str, np.ndarray],
+    champion_outputs: Mapping[str, np.ndarray] | None,
+    *,
+    s3: Any,
+) -> dict[str, str]:
+    """The drift baseline (Preprocess's feature part plus the winner's prediction distribution on
+    the holdout) and the holdout outputs ``mlstack report`` plots. Register copies both next to
+    the version; neither is needed to decide, so a run without them still completes."""
+    model, run_id, bucket = run["model"], run["run_id"], run["splits"]["bucket"]
+    schema = run["schema"]
+    stored: dict[str, str] = {}
+    arrays: dict[str, np.ndarray] = {"y": np.asarray(holdout.y)}
+    for prefix, outputs in (("best", best_outputs), ("champion", champion_outputs or {})):
+        for name, value in outputs.items():
+            arrays[f"{prefix}_{name}"] = np.asarray(value)
+    if holdout.classes:
+        arrays["classes"] = np.asarray([str(c) for c in holdout.classes])
+    key = layout.holdout_predictions_key(model, run_id)
+    s3.put_object(Bucket=bucket, Key=key, Body=_npz(arrays), ContentType="application/x-npz")
+    stored["predictions_key"] = key
+    feature_key = run.get("feature_baseline_key")
+    if feature_key and best_outputs:
+        try:
+            drift_baseline = json.loads(_read(s3, bucket, feature_key))
+        except Exception:
+            logger.warning("No feature baseline; drift monitoring is off for this version")
+            return stored
+        drift_baseline["prediction"] = prediction_baseline(
+            schema["task"], best_outputs, schema.get("classes")
+        )
+        drift_baseline.update(model=model, run_id=run_id)
+        key = layout.drift_baseline_key(model, run_id)
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=json.dumps(drift_baseline).encode(),
+            ContentType="application/json",
+        )
+        stored["drift_baseline_key"] = key
+    return stored
 
 
 def trained_entries(run: Mapping[str, Any], trained: Any, s3: Any) -> list[dict[str, Any]]:

@@ -7,11 +7,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from preprocess import handle
 
-from mlstack_core.observability import logger, metrics, tracer
+from mlstack_core.observability import correlate, logger, metrics, tracer
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    correlate(event)
     return handle(event)

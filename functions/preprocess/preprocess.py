@@ -24,9 +24,10 @@ from mlstack_core.candidates import (
     entry_folds,
     expand_candidates,
 )
+from mlstack_core.drift import feature_baseline
 from mlstack_core.errors import SpecError
-from mlstack_core.layout import candidates_key, run_prefix
-from mlstack_core.observability import MetricUnit, logger, metrics, tracer
+from mlstack_core.layout import candidates_key, feature_baseline_key, run_prefix
+from mlstack_core.observability import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import load_spec, resolve_task
@@ -35,6 +36,7 @@ from mlstack_core.tabular import (
     HashingReader,
     Prepared,
     Table,
+    feature_matrices,
     prepare,
     read_csv,
     schema_change_warnings,
@@ -155,6 +157,15 @@ def check_cv_folds(spec: dict[str, Any], prepared: Prepared) -> None:
         raise SpecError(f"spec.json has {len(problems)} {noun} with this data:\n{lines}")
 
 
+@tracer.capture_method
+def training_baseline(prepared: Prepared) -> dict[str, Any]:
+    """The drift baseline's feature part: the training split as the model sees it (quantile bins
+    per numeric feature, frequencies per categorical one; mlstack_core.drift)."""
+    numeric, categorical = feature_matrices(prepared.table, prepared.schema)
+    index = prepared.train_index
+    return feature_baseline(prepared.schema, numeric[index], categorical[index])
+
+
 def preprocess(
     event: dict[str, Any], *, s3: Any, model_bucket: str, registry: VersionLister
 ) -> dict[str, Any]:
@@ -192,8 +203,19 @@ def preprocess(
         )
         del body
 
+    baseline_key = feature_baseline_key(model, run_id)
+    s3.put_object(
+        Bucket=model_bucket,
+        Key=baseline_key,
+        Body=json.dumps(training_baseline(prepared)).encode(),
+        ContentType="application/json",
+    )
+
     candidates = expand_candidates(spec, spec["task"])
+    per_model(model)
     metrics.add_metric(name="DatasetRows", unit=MetricUnit.Count, value=lineage["rows"])
+    metrics.add_metric(name="TrainingRows", unit=MetricUnit.Count, value=prepared.train_index.size)
+    metrics.add_metric(name="HoldoutRows", unit=MetricUnit.Count, value=prepared.holdout_index.size)
     metrics.add_metric(name="DatasetColumns", unit=MetricUnit.Count, value=lineage["columns"])
     metrics.add_metric(name="DataWarnings", unit=MetricUnit.Count, value=len(warnings))
     metrics.add_metric(name="Candidates", unit=MetricUnit.Count, value=len(candidates))
@@ -219,6 +241,7 @@ def preprocess(
         "warnings": warnings,
         "candidates": candidates,
         "candidate_count": len(candidates),
+        "feature_baseline_key": baseline_key,
     }
     if len(candidates) > INLINE_MAP_LIMIT:
         # Too many for the execution state: the Distributed Map reads them from S3.

@@ -15,8 +15,8 @@ from typing import Any
 import boto3
 
 from mlstack_core.errors import ChampionChanged
-from mlstack_core.layout import version_prefix
-from mlstack_core.observability import MetricUnit, logger, metrics
+from mlstack_core.layout import VERSION_FILES, version_prefix
+from mlstack_core.observability import MetricUnit, logger, metrics, per_model
 from mlstack_core.registry import (
     STATUS_APPROVED,
     STATUS_PENDING_APPROVAL,
@@ -59,6 +59,7 @@ def version_document(run: dict[str, Any], evaluation: dict[str, Any]) -> dict[st
         "baseline": evaluation.get("baseline"),
         "decision_reasons": evaluation.get("reasons", []),
         "evaluation_key": evaluation.get("report_key"),
+        "feature_importance": best.get("feature_importance"),
     }
 
 
@@ -88,6 +89,47 @@ def publish_artifact(model: str, version: int, source_key: str) -> dict[str, Any
     }
 
 
+# Above this a drift baseline stays in S3 only (DynamoDB items are limited to 400 KB, and the
+# document also holds the schema): serving then records no drift summaries for the version.
+INLINE_BASELINE_BYTES = 128 * 1024
+
+
+def publish_version_files(model: str, version: int, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Copy the run's evaluation report, holdout outputs and drift baseline next to the version
+    (``models/<model>/<version>/``): what ``mlstack report`` and the Monitor read. Returns the
+    document fields: ``files`` (name -> key) and ``drift_baseline`` (inline when small)."""
+    bucket = stack_settings().model_bucket
+    s3 = boto3.client("s3")
+    sources = {
+        "evaluation": evaluation.get("report_key"),
+        "predictions": evaluation.get("predictions_key"),
+        "baseline": evaluation.get("drift_baseline_key"),
+    }
+    files: dict[str, str] = {}
+    inline: dict[str, Any] | None = None
+    for name, source in sources.items():
+        if not source:
+            continue
+        body = s3.get_object(Bucket=bucket, Key=source)["Body"].read()
+        key = f"{version_prefix(model, version)}/{VERSION_FILES[name]}"
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+        files[name] = key
+        if name == "baseline" and len(body) <= INLINE_BASELINE_BYTES:
+            inline = json.loads(body)
+    return {"files": files, "drift_baseline": inline}
+
+
+def consecutive_rejections(registry: Registry, model: str) -> int:
+    """How many of the model's newest versions in a row the gate rejected."""
+    versions = sorted(registry.list_versions(model), key=lambda d: -int(d["version"]))
+    count = 0
+    for document in versions:
+        if document.get("status") != STATUS_REJECTED:
+            break
+        count += 1
+    return count
+
+
 def _new_version(
     registry: Registry,
     run: dict[str, Any],
@@ -103,13 +145,14 @@ def _new_version(
     document = version_document(run, evaluation)
     document["timings"]["run_seconds_before_register"] = duration
     document["artifact"] = publish_artifact(model, version, evaluation["best"]["onnx_key"])
+    document.update(publish_version_files(model, version, evaluation))
     boto3.client("s3").put_object(
         Bucket=document["artifact"]["bucket"],
         Key=f"{version_prefix(model, version)}/metadata.json",
         Body=json.dumps(document, indent=2, default=str).encode(),
         ContentType="application/json",
     )
-    metrics.add_dimension(name="model", value=model)
+    metrics.add_metadata(key="model_version", value=version)
     return version, document
 
 
@@ -136,6 +179,7 @@ def _promote(
         ) from conflict
     registry.set_status(model, version, STATUS_APPROVED, actor, reason)
     metrics.add_metric(name="Promotions", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="ConsecutiveRejections", unit=MetricUnit.Count, value=0)
     logger.info("Promoted", extra={"model": model, "version": version, "previous": expected})
     return {
         "model": model,
@@ -162,6 +206,7 @@ def register_challenger(
     - ``promote_approved``: production moves to the version a person approved
     """
     model = run["model"]
+    per_model(model)
     registry = Registry(stack_settings().registry_table)
     reason = "; ".join(evaluation.get("reasons", [])) or "passed the gate"
 
@@ -181,7 +226,12 @@ def register_challenger(
         reason = reason if evaluation.get("reasons") else "rejected by the gate"
         registry.put_version(model, version, STATUS_REJECTED, {**document, "status_reason": reason})
         metrics.add_metric(name="Rejections", unit=MetricUnit.Count, value=1)
-        logger.info("Challenger rejected", extra={"model": model, "version": version})
+        in_a_row = consecutive_rejections(registry, model)
+        metrics.add_metric(name="ConsecutiveRejections", unit=MetricUnit.Count, value=in_a_row)
+        logger.info(
+            "Challenger rejected",
+            extra={"model": model, "version": version, "rejections_in_a_row": in_a_row},
+        )
         return {
             "model": model,
             "version": version,

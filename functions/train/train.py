@@ -22,7 +22,14 @@ from typing import Any
 import boto3
 import joblib
 import numpy as np
-from zoo import SCORERS, build_pipeline, export_onnx, grid_search, search_params
+from zoo import (
+    SCORERS,
+    build_pipeline,
+    export_onnx,
+    feature_importance,
+    grid_search,
+    search_params,
+)
 
 from mlstack_core import layout
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
@@ -247,6 +254,7 @@ def train_and_store(
         "fit_seconds": None,
         "export_seconds": None,
         "onnx_bytes": None,
+        "feature_importance": None,
         "library_versions": library_versions(),
     }
     inputs, y = load_training_data(run, s3)
@@ -286,6 +294,7 @@ def train_and_store(
         sklearn_key=f"{prefix}/model.joblib",
         sklearn_holdout_key=f"{prefix}/sklearn_holdout.npz",
         onnx_bytes=len(onnx_bytes),
+        feature_importance=_importance(pipeline, run),
         **details,
     )
     metrics.add_metric(name="CandidateFailures", unit=MetricUnit.Count, value=0)
@@ -299,6 +308,16 @@ def train_and_store(
         extra={k: result[k] for k in ("candidate_id", "fit_seconds", "onnx_bytes")},
     )
     return result
+
+
+def _importance(pipeline: Any, run: dict[str, Any]) -> dict[str, Any] | None:
+    """Feature importance for the report; a failure here never fails the candidate."""
+    schema = run["schema"]
+    try:
+        return feature_importance(pipeline, list(schema["numeric"]), list(schema["categorical"]))
+    except Exception as error:
+        logger.warning("Feature importance unavailable", extra={"error": repr(error)})
+        return None
 
 
 def handle(event: dict[str, Any]) -> dict[str, Any]:

@@ -38,11 +38,19 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlstack_core.candidates import CATALOG, CLASSIFICATION, expand_candidates
 
-__all__ = ["ESTIMATORS", "build_pipeline", "expand_candidates", "export_onnx", "grid_search"]
+__all__ = [
+    "ESTIMATORS",
+    "build_pipeline",
+    "expand_candidates",
+    "export_onnx",
+    "feature_importance",
+    "grid_search",
+]
 
 # Opsets onnxruntime >= 1.20 (the serving layer's floor) runs.
 TARGET_OPSET = {"": 21, "ai.onnx.ml": 3}
 CLASSIFIER_OUTPUTS = ("label", "probabilities")
+MAX_IMPORTANCES = 20
 REGRESSOR_OUTPUTS = ("variable",)
 
 ESTIMATORS: dict[str, dict[str, Callable[..., Any]]] = {
@@ -213,3 +221,43 @@ def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
     for value in [*graph.output, *graph.value_info]:
         if value.name == old:
             value.name = new
+
+
+def feature_importance(
+    pipeline: Pipeline, numeric: list[str], categorical: list[str]
+) -> dict[str, Any] | None:
+    """The family's own importance per original column, or None when it has none (knn,
+    HistGradientBoosting). Trees: impurity importance; linear models: the absolute coefficient
+    on the standardised input (averaged over classes). A one-hot encoded column gets the sum of
+    its categories' importances. Normalised to sum to 1."""
+    import numpy as np
+
+    estimator = pipeline.named_steps[_MODEL_STEP]
+    if hasattr(estimator, "feature_importances_"):
+        kind, raw = "impurity", np.asarray(estimator.feature_importances_, dtype=float)
+    elif hasattr(estimator, "coef_"):
+        coef = np.abs(np.atleast_2d(np.asarray(estimator.coef_, dtype=float)))
+        kind, raw = "coefficient", coef.mean(axis=0)
+    else:
+        return None
+    widths = [1] * len(numeric)
+    if categorical:
+        encoder = pipeline.named_steps["preprocess"].named_transformers_["categorical"]
+        widths += [len(c) for c in encoder.categories_]
+    if sum(widths) != raw.size:
+        return None
+    per_column, start = [], 0
+    for width in widths:
+        per_column.append(float(raw[start : start + width].sum()))
+        start += width
+    total = sum(per_column) or 1.0
+    names = [*numeric, *categorical]
+    ranked = sorted(zip(names, per_column, strict=True), key=lambda item: -item[1])
+    # The top MAX_IMPORTANCES only: every candidate's result travels in the execution state.
+    return {
+        "kind": kind,
+        "features": [
+            {"name": n, "importance": round(v / total, 6)} for n, v in ranked[:MAX_IMPORTANCES]
+        ],
+        "features_total": len(ranked),
+    }

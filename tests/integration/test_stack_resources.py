@@ -69,6 +69,7 @@ def test_what_the_local_cloud_uses_came_from_the_stack(cloud: LocalCloud) -> Non
         "RegisterFunction",
         "RunLockFunction",
         "PredictFunction",
+        "MonitorFunction",
     }
     for logical_id, name in stack_functions.items():
         variables = lambda_client.get_function(FunctionName=name)["Configuration"]["Environment"]
@@ -92,6 +93,14 @@ def test_what_the_local_cloud_uses_came_from_the_stack(cloud: LocalCloud) -> Non
     # The local HTTP API routes to the stack's function (API Gateway itself is adapted).
     assert {route.function_logical_id for route in cloud.api.routes} == {"PredictFunction"}
     physical("Api", "AWS::ApiGateway::RestApi")
+
+    # Alarms (an adaptation: moto's CloudFormation lacks the type) and the dashboard.
+    alarms = cloud.client("cloudwatch").describe_alarms()["MetricAlarms"]
+    for logical_id, r in resources.items():
+        if r["ResourceType"] == "AWS::CloudWatch::Alarm":
+            (alarm,) = [a for a in alarms if a["AlarmName"] == r["PhysicalResourceId"]]
+            assert alarm["AlarmActions"] == [outputs["AlertsTopicArn"]], logical_id
+    assert physical("Dashboard", "AWS::CloudWatch::Dashboard") == outputs["DashboardName"]
 
     # Log groups with retention, from the template.
     groups = cloud.client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/mlstack/")

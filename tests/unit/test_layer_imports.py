@@ -56,7 +56,7 @@ print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & watched)))
     return imported
 
 
-@pytest.mark.parametrize("function_dir", ["evaluate", "preprocess", "predict"])
+@pytest.mark.parametrize("function_dir", ["evaluate", "preprocess", "predict", "monitor"])
 def test_serving_layer_functions_never_import_scikit_learn(function_dir: str) -> None:
     assert imported_after_loading(function_dir, TRAINING_ONLY) == []
 
@@ -68,3 +68,8 @@ def test_evaluate_does_import_onnxruntime() -> None:
 
 def test_train_never_imports_onnxruntime() -> None:
     assert imported_after_loading("train", SERVING_ONLY) == []
+
+
+def test_monitor_needs_neither_model_runtime() -> None:
+    """The Monitor adds up count arrays: numpy (serving layer) and nothing that runs models."""
+    assert imported_after_loading("monitor", SERVING_ONLY) == []

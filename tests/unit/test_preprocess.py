@@ -28,6 +28,7 @@ RUN_KEYS = {
     "splits",
     "warnings",
     "candidates",
+    "feature_baseline_key",
 }
 
 

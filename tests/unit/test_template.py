@@ -72,9 +72,12 @@ NEEDS: dict[str, list[Need]] = {
     "RegisterFunction": [
         Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/candidates/c00-ridge/model.onnx"),
         Need("s3:PutObject", f"${{ModelBucket.Arn}}/models/{MODEL}/4/model.onnx"),
+        Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/drift_baseline.json"),
+        Need("s3:PutObject", f"${{ModelBucket.Arn}}/models/{MODEL}/4/baseline.json"),
         Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
         Need("dynamodb:PutItem", "${RegistryTable.Arn}"),
         Need("dynamodb:UpdateItem", "${RegistryTable.Arn}", "version counter, alias move"),
+        Need("dynamodb:Query", "${RegistryTable.Arn}", "rejections in a row"),
     ],
     "RunLockFunction": [
         Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
@@ -86,12 +89,40 @@ NEEDS: dict[str, list[Need]] = {
         Need("s3:GetObject", f"${{ModelBucket.Arn}}/models/{MODEL}/4/model.onnx"),
         Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
         Need("dynamodb:Query", "${RegistryTable.Arn}", "GET /models, versions"),
+        Need(
+            "s3:PutObject",
+            f"${{ModelBucket.Arn}}/monitoring/{MODEL}/4/summaries/2026-01-01/x.json",
+            "drift summaries (mlstack_core.drift.DriftRecorder)",
+        ),
+    ],
+    "MonitorFunction": [
+        Need("dynamodb:Query", "${RegistryTable.Arn}", "models"),
+        Need("dynamodb:GetItem", "${RegistryTable.Arn}", "production alias and version"),
+        Need("s3:ListBucket", "${ModelBucket.Arn}", "summaries of the window"),
+        Need("s3:GetObject", f"${{ModelBucket.Arn}}/monitoring/{MODEL}/4/summaries/d/x.json"),
+        Need("s3:GetObject", f"${{ModelBucket.Arn}}/models/{MODEL}/4/baseline.json"),
+        Need("s3:PutObject", f"${{ModelBucket.Arn}}/monitoring/{MODEL}/4/reports/t.json"),
+        Need("s3:PutObject", f"${{ModelBucket.Arn}}/monitoring/{MODEL}/latest.json"),
+        Need("s3:ListBucketVersions", "${DataBucket.Arn}", "newest dataset to retrain on"),
+        Need("states:StartExecution", "${TrainingStateMachine}", "retraining on drift"),
+        Need(
+            "states:DescribeExecution",
+            "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:"
+            "${TrainingStateMachine.Name}:penguins-drift-v4-0123456789abcdef",
+            "is this retraining already started",
+        ),
+        Need("sns:Publish", "${AlertsTopic}", "drift alert"),
+        Need("kms:GenerateDataKey", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
+        Need("kms:Decrypt", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
     ],
 }
 # What the ASL cannot say by itself: the Distributed Map reads its item list from the bucket named
 # in the run ($.run.splits.bucket), which Preprocess sets to the model bucket.
 STATE_MACHINE_EXTRA = [
     Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/candidates.json", "Distributed Map items"),
+    # sns:Publish to the alerts topic (derived from the ASL) needs its customer managed key.
+    Need("kms:GenerateDataKey", "${AlertsKey.Arn}", "encrypted alerts topic"),
+    Need("kms:Decrypt", "${AlertsKey.Arn}", "encrypted alerts topic"),
 ]
 EXPECTED_UNRESOLVED = ["TrainCandidatesDistributed: ItemReader"]
 

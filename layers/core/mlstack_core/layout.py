@@ -25,5 +25,28 @@ def evaluation_key(model: str, run_id: str) -> str:
     return f"{run_prefix(model, run_id)}/evaluation.json"
 
 
+def feature_baseline_key(model: str, run_id: str) -> str:
+    """Preprocess: the training split's per-feature drift baseline."""
+    return f"{run_prefix(model, run_id)}/feature_baseline.json"
+
+
+def drift_baseline_key(model: str, run_id: str) -> str:
+    """Evaluate: the feature baseline plus the winner's prediction distribution on the holdout."""
+    return f"{run_prefix(model, run_id)}/drift_baseline.json"
+
+
+def holdout_predictions_key(model: str, run_id: str) -> str:
+    """Evaluate: the holdout target and the winner's and production's outputs on it (reports)."""
+    return f"{run_prefix(model, run_id)}/holdout_predictions.npz"
+
+
 def version_prefix(model: str, version: int) -> str:
     return f"models/{model}/{version}"
+
+
+# Files Register copies next to each version's model.onnx, by name.
+VERSION_FILES = {
+    "baseline": "baseline.json",
+    "evaluation": "evaluation.json",
+    "predictions": "holdout_predictions.npz",
+}

@@ -1,0 +1,19 @@
+"""Scheduled (EventBridge) → data-drift check of every model in production; may start retraining."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from monitor import monitor_all
+
+from mlstack_core.observability import logger, metrics, tracer
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    logger.set_correlation_id(str(event.get("id") or getattr(context, "aws_request_id", "")))
+    models = event.get("models") if isinstance(event, dict) else None
+    return monitor_all(models=models)

@@ -1,0 +1,499 @@
+"""Data drift: the training baseline, the serving-side summary recorder, and PSI. numpy only.
+
+Three pieces, one binning rule, so the baseline and what serving records are always comparable:
+
+- ``feature_baseline`` (Preprocess, on the training split) and ``prediction_baseline`` (Evaluate,
+  on the winning candidate's holdout outputs): per numeric feature, decile bins (the cut points of
+  the training data, at most ``NUMERIC_BINS`` bins) with their counts; per categorical feature,
+  the ``MAX_CATEGORIES`` most frequent categories with their counts plus an ``other`` count; both
+  also count missing values. Register stores the baseline beside the model version
+  (``models/<model>/<version>/baseline.json``) and, when it fits ``INLINE_BASELINE_BYTES``, inline
+  in the version document under ``drift_baseline``, which is what serving reads.
+- ``DriftRecorder`` (the prediction function): per (model, version), adds a sample of each
+  request's model inputs and outputs to count arrays shaped like the baseline. Memory is bounded
+  (fixed-size arrays per version, at most ``MAX_VERSIONS`` versions), so is the cost per request
+  (at most ``max_rows_per_request`` rows, evenly strided), and only counts ever leave the
+  function: no raw values, so nothing a caller sent is stored. Every ``flush_seconds`` the counts
+  are handed back as one small JSON summary for the caller to write under
+  ``monitoring/<model>/<version>/summaries/<YYYY-MM-DD>/`` in the model bucket. The recorder makes
+  no AWS calls itself (so the template checks see every call in the function's own code).
+- ``drift_report`` (the Monitor function): merges summaries and compares them with the baseline by
+  the Population Stability Index per feature and for the predictions.
+
+Why PSI: it works on the same bins for numeric and categorical features, needs only counts (which
+is all serving keeps), and has well-known readings: < 0.1 stable, 0.1-0.25 moderate, > 0.25 a
+significant shift. KS would need raw values for numeric features and does not apply to
+categorical ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import numpy as np
+
+FORMAT: Final = 1
+NUMERIC_BINS: Final = 10
+MAX_CATEGORIES: Final = 20
+MAX_BASELINE_FEATURES: Final = 200
+MAX_CATEGORY_CHARS: Final = 100
+MAX_PREDICTION_CLASSES: Final = 50
+INLINE_BASELINE_BYTES: Final = 128 * 1024
+MAX_VERSIONS: Final = 8
+# Proportions are floored at this before the logarithm: an empty bin on one side is a large but
+# finite contribution, as in the usual PSI implementations.
+PSI_FLOOR: Final = 1e-4
+MONITORING_PREFIX: Final = "monitoring"
+
+
+# --------------------------------------------------------------------------------- keys
+def summaries_prefix(model: str, version: int, day: str | None = None) -> str:
+    """``monitoring/<model>/<version>/summaries/[<YYYY-MM-DD>/]``."""
+    base = f"{MONITORING_PREFIX}/{model}/{version}/summaries/"
+    return f"{base}{day}/" if day else base
+
+
+def summary_key(model: str, version: int, at: float, writer: str, sequence: int) -> str:
+    moment = datetime.fromtimestamp(at, UTC)
+    return (
+        f"{summaries_prefix(model, version, moment.strftime('%Y-%m-%d'))}"
+        f"{moment.strftime('%H%M%S')}-{writer}-{sequence:06d}.json"
+    )
+
+
+def summary_time(key: str) -> float | None:
+    """When a summary was written, from its key (None if the key is not a summary key)."""
+    parts = key.rsplit("/", 2)
+    if len(parts) != 3:
+        return None
+    try:
+        moment = datetime.strptime(f"{parts[1]} {parts[2][:6]}", "%Y-%m-%d %H%M%S")
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC).timestamp()
+
+
+def report_key(model: str, version: int, at: float) -> str:
+    moment = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    return f"{MONITORING_PREFIX}/{model}/{version}/reports/{moment}.json"
+
+
+def latest_report_key(model: str) -> str:
+    return f"{MONITORING_PREFIX}/{model}/latest.json"
+
+
+# --------------------------------------------------------------------------------- binning
+def numeric_edges(values: np.ndarray, bins: int = NUMERIC_BINS) -> list[float]:
+    """Interior cut points of the non-missing values' quantiles (duplicates removed)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return []
+    quantiles = np.quantile(finite.astype(np.float64), np.linspace(0, 1, bins + 1)[1:-1])
+    return sorted({float(q) for q in quantiles})
+
+
+def numeric_counts(values: np.ndarray, edges: Sequence[float]) -> tuple[np.ndarray, int]:
+    """(counts per bin, missing): bin i holds edges[i-1] < x <= edges[i]."""
+    values = np.asarray(values, dtype=np.float64)
+    present = ~np.isnan(values)
+    index = np.searchsorted(np.asarray(edges, dtype=np.float64), values[present], side="left")
+    counts = np.bincount(index, minlength=len(edges) + 1).astype(np.int64)
+    return counts, int(values.size - int(present.sum()))
+
+
+def category_counts(values: np.ndarray, categories: Sequence[str]) -> tuple[np.ndarray, int, int]:
+    """(counts per listed category, other, missing); missing is ``""`` (or None)."""
+    position = {c: i for i, c in enumerate(categories)}
+    counts = np.zeros(len(categories), dtype=np.int64)
+    other = missing = 0
+    for value in values.tolist():
+        if value is None or value == "":
+            missing += 1
+            continue
+        i = position.get(str(value))
+        if i is None:
+            other += 1
+        else:
+            counts[i] += 1
+    return counts, other, missing
+
+
+def _numeric_entry(name: str, values: np.ndarray) -> dict[str, Any]:
+    edges = numeric_edges(values)
+    counts, missing = numeric_counts(values, edges)
+    return {
+        "name": name,
+        "kind": "numeric",
+        "edges": edges,
+        "counts": counts.tolist(),
+        "missing": missing,
+    }
+
+
+def _categorical_entry(name: str, values: np.ndarray) -> dict[str, Any]:
+    frequencies: dict[str, int] = {}
+    for value in values.tolist():
+        if value is None or value == "":
+            continue
+        text = str(value)
+        frequencies[text] = frequencies.get(text, 0) + 1
+    ranked = sorted(frequencies.items(), key=lambda item: (-item[1], item[0]))
+    categories = [c for c, _ in ranked if len(c) <= MAX_CATEGORY_CHARS][:MAX_CATEGORIES]
+    counts, other, missing = category_counts(values, categories)
+    return {
+        "name": name,
+        "kind": "categorical",
+        "categories": categories,
+        "counts": counts.tolist(),
+        "other": other,
+        "missing": missing,
+    }
+
+
+def feature_baseline(
+    schema: Mapping[str, Any], numeric: np.ndarray, categorical: np.ndarray
+) -> dict[str, Any]:
+    """The per-feature part of a baseline, from the training split's model inputs (the ONNX
+    contract's ``numeric`` float32 [N, k] and ``categorical`` str [N, m] matrices)."""
+    features: list[dict[str, Any]] = []
+    for j, name in enumerate(schema.get("numeric", [])):
+        features.append(_numeric_entry(name, numeric[:, j]))
+    for j, name in enumerate(schema.get("categorical", [])):
+        features.append(_categorical_entry(name, categorical[:, j]))
+    return {
+        "format": FORMAT,
+        "rows": int(numeric.shape[0] if numeric.size else categorical.shape[0]),
+        "features": features[:MAX_BASELINE_FEATURES],
+        "features_truncated": len(features) > MAX_BASELINE_FEATURES,
+    }
+
+
+def prediction_baseline(
+    task: str, outputs: Mapping[str, np.ndarray], classes: Sequence[Any] | None = None
+) -> dict[str, Any]:
+    """How the model's own predictions are distributed on the holdout: predicted-class counts
+    (classifiers) or decile bins of the predicted value (regressors)."""
+    if task == "classification":
+        labels = [str(c) for c in (classes or [])][:MAX_PREDICTION_CLASSES]
+        counts, other, _ = category_counts(np.asarray(outputs["label"], dtype=object), labels)
+        return {"kind": "classes", "classes": labels, "counts": counts.tolist(), "other": other}
+    values = np.asarray(outputs["variable"], dtype=np.float64).ravel()
+    entry = _numeric_entry("prediction", values)
+    return {"kind": "numeric", "edges": entry["edges"], "counts": entry["counts"]}
+
+
+def compact(baseline: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The baseline to keep inline in the version document, or None when it is too large."""
+    size = len(json.dumps(baseline, separators=(",", ":")))
+    return dict(baseline) if size <= INLINE_BASELINE_BYTES else None
+
+
+# --------------------------------------------------------------------------------- recorder
+@dataclass
+class _Tally:
+    """Counts for one (model, version), shaped by its baseline."""
+
+    baseline: Mapping[str, Any]
+    numeric_slots: list[tuple[int, int]]  # (baseline feature index, column in the numeric feed)
+    categorical_slots: list[tuple[int, int]]
+    counts: list[np.ndarray]
+    missing: np.ndarray
+    other: np.ndarray
+    prediction: np.ndarray
+    prediction_other: int = 0
+    rows: int = 0
+    requests: int = 0
+    started: float = field(default_factory=time.time)
+
+    @classmethod
+    def for_document(cls, document: Mapping[str, Any], now: float) -> _Tally | None:
+        baseline = document.get("drift_baseline")
+        schema = document.get("schema") or {}
+        if not isinstance(baseline, Mapping) or baseline.get("format") != FORMAT:
+            return None
+        numeric = {name: j for j, name in enumerate(schema.get("numeric", []))}
+        categorical = {name: j for j, name in enumerate(schema.get("categorical", []))}
+        numeric_slots, categorical_slots, counts = [], [], []
+        for i, feature in enumerate(baseline.get("features", [])):
+            if feature["kind"] == "numeric" and feature["name"] in numeric:
+                numeric_slots.append((i, numeric[feature["name"]]))
+            elif feature["kind"] == "categorical" and feature["name"] in categorical:
+                categorical_slots.append((i, categorical[feature["name"]]))
+            counts.append(np.zeros(len(feature["counts"]), dtype=np.int64))
+        n = len(counts)
+        prediction = baseline.get("prediction") or {}
+        return cls(
+            baseline=baseline,
+            numeric_slots=numeric_slots,
+            categorical_slots=categorical_slots,
+            counts=counts,
+            missing=np.zeros(n, dtype=np.int64),
+            other=np.zeros(n, dtype=np.int64),
+            prediction=np.zeros(len(prediction.get("counts", [])), dtype=np.int64),
+            started=now,
+        )
+
+    def add(
+        self, feeds: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray], rows: Any
+    ) -> None:
+        features = self.baseline["features"]
+        numeric = feeds.get("numeric")
+        categorical = feeds.get("categorical")
+        if numeric is not None:
+            block = np.asarray(numeric)[rows]
+            for i, j in self.numeric_slots:
+                counts, missing = numeric_counts(block[:, j], features[i]["edges"])
+                self.counts[i] += counts
+                self.missing[i] += missing
+        if categorical is not None:
+            block = np.asarray(categorical)[rows]
+            for i, j in self.categorical_slots:
+                counts, other, missing = category_counts(block[:, j], features[i]["categories"])
+                self.counts[i] += counts
+                self.other[i] += other
+                self.missing[i] += missing
+        prediction = self.baseline.get("prediction") or {}
+        if prediction.get("kind") == "classes" and "label" in outputs:
+            labels = np.asarray(outputs["label"]).ravel()[rows]
+            counts, other, _ = category_counts(labels.astype(object), prediction["classes"])
+            self.prediction += counts
+            self.prediction_other += other
+        elif prediction.get("kind") == "numeric" and "variable" in outputs:
+            values = np.asarray(outputs["variable"], dtype=np.float64).ravel()[rows]
+            counts, _ = numeric_counts(values, prediction["edges"])
+            self.prediction += counts
+        self.requests += 1
+
+    def summary(self, model: str, version: int, ended: float) -> dict[str, Any]:
+        features = self.baseline["features"]
+        return {
+            "format": FORMAT,
+            "model": model,
+            "version": version,
+            "started_at": self.started,
+            "ended_at": ended,
+            "rows": self.rows,
+            "requests": self.requests,
+            "features": {
+                feature["name"]: {
+                    "counts": self.counts[i].tolist(),
+                    "missing": int(self.missing[i]),
+                    "other": int(self.other[i]),
+                }
+                for i, feature in enumerate(features)
+            },
+            "prediction": {
+                "counts": self.prediction.tolist(),
+                "other": self.prediction_other,
+            },
+        }
+
+
+class DriftRecorder:
+    """Bounded, sampled input/output counts per served model version (see the module docstring).
+
+    One per container. ``record`` is called once per successful prediction request; it returns
+    the summaries that are due, as ``(key, body)`` pairs for the caller to ``put_object`` into the
+    model bucket. It never raises: drift sampling must not fail a prediction.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_rate: float = 1.0,
+        max_rows_per_request: int = 100,
+        flush_seconds: float = 300.0,
+        enabled: bool = True,
+        seed: int | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self.sample_rate = min(1.0, max(0.0, sample_rate))
+        self.max_rows_per_request = max(1, max_rows_per_request)
+        self.flush_seconds = max(0.0, flush_seconds)
+        self.enabled = enabled
+        self.writer = uuid.uuid4().hex[:8]
+        self._random = random.Random(seed)
+        self._clock = clock
+        self._tallies: dict[tuple[str, int], _Tally] = {}
+        self._without_baseline: set[tuple[str, int]] = set()
+        self._sequence = 0
+        self.errors = 0
+
+    @classmethod
+    def from_env(cls) -> DriftRecorder:
+        """``DRIFT_SAMPLE_RATE`` (share of requests, default 1), ``DRIFT_MAX_ROWS_PER_REQUEST``
+        (default 100), ``DRIFT_FLUSH_SECONDS`` (default 300); ``DRIFT_SAMPLING=off`` disables."""
+        return cls(
+            sample_rate=float(os.environ.get("DRIFT_SAMPLE_RATE", "1")),
+            max_rows_per_request=int(os.environ.get("DRIFT_MAX_ROWS_PER_REQUEST", "100")),
+            flush_seconds=float(os.environ.get("DRIFT_FLUSH_SECONDS", "300")),
+            enabled=os.environ.get("DRIFT_SAMPLING", "on").lower() not in ("off", "0", "false"),
+        )
+
+    def record(
+        self,
+        model: str,
+        version: int,
+        document: Mapping[str, Any],
+        feeds: Mapping[str, np.ndarray],
+        outputs: Mapping[str, np.ndarray],
+    ) -> list[tuple[str, bytes]]:
+        """Count a sample of this request; return the summaries now due for writing."""
+        if not self.enabled:
+            return []
+        try:
+            self._observe(model, int(version), document, feeds, outputs)
+            return self.due()
+        except Exception:  # sampling is best effort: a bad shape must not fail the request
+            self.errors += 1
+            return []
+
+    def _observe(
+        self,
+        model: str,
+        version: int,
+        document: Mapping[str, Any],
+        feeds: Mapping[str, np.ndarray],
+        outputs: Mapping[str, np.ndarray],
+    ) -> None:
+        if self.sample_rate < 1.0 and self._random.random() >= self.sample_rate:
+            return
+        key = (model, version)
+        if key in self._without_baseline:
+            return
+        tally = self._tallies.get(key)
+        if tally is None:
+            if len(self._tallies) >= MAX_VERSIONS:
+                return  # bounded memory: versions beyond the first few wait for the next flush
+            tally = _Tally.for_document(document, self._clock())
+            if tally is None:  # no inline baseline (an older or very wide version)
+                if len(self._without_baseline) >= 64:
+                    self._without_baseline.clear()
+                self._without_baseline.add(key)
+                return
+            self._tallies[key] = tally
+        size = _rows_of(feeds)
+        if size == 0:
+            return
+        step = max(1, math.ceil(size / self.max_rows_per_request))
+        rows = slice(0, size, step)
+        tally.add(feeds, outputs, rows)
+        tally.rows += len(range(0, size, step))
+
+    def due(self, force: bool = False) -> list[tuple[str, bytes]]:
+        """Summaries older than ``flush_seconds`` (or all, with ``force``), as (key, body)."""
+        now = self._clock()
+        out: list[tuple[str, bytes]] = []
+        for (model, version), tally in list(self._tallies.items()):
+            if tally.rows == 0:
+                continue
+            if not force and now - tally.started < self.flush_seconds:
+                continue
+            self._sequence += 1
+            body = json.dumps(tally.summary(model, version, now), separators=(",", ":"))
+            out.append(
+                (summary_key(model, version, now, self.writer, self._sequence), body.encode())
+            )
+            del self._tallies[(model, version)]
+        return out
+
+
+def _rows_of(feeds: Mapping[str, np.ndarray]) -> int:
+    for array in feeds.values():
+        return int(np.asarray(array).shape[0])
+    return 0
+
+
+# --------------------------------------------------------------------------------- comparison
+def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
+    """Population Stability Index of two count (or proportion) vectors over the same bins."""
+    e = np.asarray(expected, dtype=np.float64)
+    a = np.asarray(actual, dtype=np.float64)
+    if e.sum() <= 0 or a.sum() <= 0:
+        return 0.0
+    e = np.maximum(e / e.sum(), PSI_FLOOR)
+    a = np.maximum(a / a.sum(), PSI_FLOOR)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Add up summaries of one version (same baseline, so same shapes)."""
+    merged: dict[str, Any] = {"rows": 0, "requests": 0, "features": {}, "prediction": None}
+    for summary in summaries:
+        merged["rows"] += int(summary.get("rows", 0))
+        merged["requests"] += int(summary.get("requests", 0))
+        for name, part in summary.get("features", {}).items():
+            into = merged["features"].setdefault(
+                name, {"counts": np.zeros(len(part["counts"]), np.int64), "missing": 0, "other": 0}
+            )
+            if len(into["counts"]) != len(part["counts"]):
+                continue
+            into["counts"] += np.asarray(part["counts"], dtype=np.int64)
+            into["missing"] += int(part.get("missing", 0))
+            into["other"] += int(part.get("other", 0))
+        prediction = summary.get("prediction")
+        if prediction:
+            if merged["prediction"] is None:
+                merged["prediction"] = {
+                    "counts": np.zeros(len(prediction["counts"]), np.int64),
+                    "other": 0,
+                }
+            if len(merged["prediction"]["counts"]) == len(prediction["counts"]):
+                merged["prediction"]["counts"] += np.asarray(prediction["counts"], np.int64)
+                merged["prediction"]["other"] += int(prediction.get("other", 0))
+    return merged
+
+
+def _bins(part: Mapping[str, Any]) -> list[float]:
+    """Counts with the extra bins (other, missing) every feature is compared on."""
+    return [*np.asarray(part["counts"]).tolist(), part.get("other", 0), part.get("missing", 0)]
+
+
+def drift_report(baseline: Mapping[str, Any], merged: Mapping[str, Any]) -> dict[str, Any]:
+    """PSI per feature and for the predictions; ``score`` is the largest feature PSI."""
+    features = []
+    for feature in baseline.get("features", []):
+        observed = merged["features"].get(feature["name"])
+        if observed is None or len(observed["counts"]) != len(feature["counts"]):
+            continue
+        features.append(
+            {
+                "name": feature["name"],
+                "kind": feature["kind"],
+                "psi": round(psi(_bins(feature), _bins(observed)), 6),
+                "baseline": _bins(feature),
+                "observed": _bins(observed),
+            }
+        )
+    features.sort(key=lambda f: -f["psi"])
+    prediction_psi = None
+    expected = baseline.get("prediction")
+    observed_prediction = merged.get("prediction")
+    if (
+        expected
+        and observed_prediction
+        and len(expected["counts"]) == len(observed_prediction["counts"])
+    ):
+        prediction_psi = round(
+            psi(
+                [*expected["counts"], expected.get("other", 0)],
+                [*np.asarray(observed_prediction["counts"]).tolist(), observed_prediction["other"]],
+            ),
+            6,
+        )
+    return {
+        "rows": int(merged["rows"]),
+        "requests": int(merged["requests"]),
+        "score": max((f["psi"] for f in features), default=0.0),
+        "prediction_psi": prediction_psi,
+        "features": features,
+    }

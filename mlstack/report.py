@@ -1,0 +1,318 @@
+"""``mlstack report NAME [VERSION]``: a version's evaluation as PNG plots, drawn on the user's side.
+
+Evaluate stores what the plots need and Register copies it beside the version, so no Lambda
+package carries matplotlib:
+
+- ``models/<model>/<version>/evaluation.json``: every candidate's metrics, parity, the champion's
+  and the trivial baseline's metrics, the gate's reasons, the winner's feature importance;
+- ``models/<model>/<version>/holdout_predictions.npz``: the holdout target ``y`` and the ONNX
+  outputs of the winner (``best_*``) and of the production version it was compared with
+  (``champion_*``, when there was one) on the same rows.
+
+Plots, challenger and champion side by side where both exist: ``metrics.png`` (both and the
+baseline on every metric); classifiers ``confusion_matrix.png``, ``roc.png``, ``pr.png``;
+regressors ``predicted_vs_actual.png``, ``residuals.png``; ``feature_importance.png`` when the
+winner's family has one. The PNGs are written to ``--out`` and, unless ``--no-upload``, beside
+the version under ``models/<model>/<version>/report/``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPORT_DIR = "report"
+
+
+@dataclass
+class Scored:
+    """One model's outputs on the holdout."""
+
+    title: str
+    label: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    variable: np.ndarray | None = None
+
+
+@dataclass
+class ReportData:
+    model: str
+    version: int
+    task: str
+    document: dict[str, Any]
+    evaluation: dict[str, Any]
+    y: np.ndarray
+    classes: list[str]
+    models: list[Scored]
+
+
+def load(client: Any, model: str, version: int | None = None) -> ReportData:
+    """Everything the plots need, from the stack (``mlstack.stack.StackClient``)."""
+    registry = client.registry
+    if version is None:
+        version = registry.get_alias(model)
+        if version is None:
+            raise LookupError(f"{model!r} has no production version; name one")
+    document = registry.get_version(model, int(version))
+    files = document.get("files") or {}
+    if "evaluation" not in files or "predictions" not in files:
+        raise LookupError(
+            f"{model} v{version} has no stored evaluation (registered before reports existed)"
+        )
+    s3 = client.session.client("s3")
+    bucket = client.outputs["ModelBucketName"]
+    evaluation = json.loads(s3.get_object(Bucket=bucket, Key=files["evaluation"])["Body"].read())
+    body = s3.get_object(Bucket=bucket, Key=files["predictions"])["Body"].read()
+    with np.load(io.BytesIO(body), allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    return from_arrays(model, int(version), document, evaluation, arrays)
+
+
+def from_arrays(
+    model: str,
+    version: int,
+    document: dict[str, Any],
+    evaluation: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+) -> ReportData:
+    task = document.get("task") or document["schema"]["task"]
+    classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else []
+    champion = evaluation.get("champion") or {}
+    models = []
+    for prefix, title in (
+        ("best", f"challenger v{version} ({evaluation['best']['family']})"),
+        ("champion", f"champion v{champion.get('version')} ({champion.get('family')})"),
+    ):
+        scored = Scored(title)
+        if f"{prefix}_label" in arrays:
+            scored.label = arrays[f"{prefix}_label"].astype(str)
+        if f"{prefix}_probabilities" in arrays:
+            scored.probabilities = arrays[f"{prefix}_probabilities"].astype(np.float64)
+        if f"{prefix}_variable" in arrays:
+            scored.variable = arrays[f"{prefix}_variable"].astype(np.float64).ravel()
+        if scored.label is not None or scored.variable is not None:
+            models.append(scored)
+    y = arrays["y"]
+    return ReportData(
+        model,
+        version,
+        task,
+        document,
+        evaluation,
+        y.astype(str) if task == "classification" else y.astype(np.float64),
+        classes,
+        models,
+    )
+
+
+# ---------------------------------------------------------------------------------- curves
+def roc_curve(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-score, kind="mergesort")
+    hits = positive[order].astype(np.float64)
+    tp = np.concatenate([[0.0], np.cumsum(hits)])
+    fp = np.concatenate([[0.0], np.cumsum(1 - hits)])
+    return fp / max(fp[-1], 1.0), tp / max(tp[-1], 1.0)
+
+
+def pr_curve(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(-score, kind="mergesort")
+    hits = positive[order].astype(np.float64)
+    tp = np.cumsum(hits)
+    precision = tp / np.arange(1, hits.size + 1)
+    recall = tp / max(hits.sum(), 1.0)
+    return np.concatenate([[0.0], recall]), np.concatenate([[1.0], precision])
+
+
+def confusion(y: np.ndarray, label: np.ndarray, classes: list[str]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for truth, guess in zip(y.tolist(), label.tolist(), strict=True):
+        if truth in index and guess in index:
+            matrix[index[truth], index[guess]] += 1
+    return matrix
+
+
+# ---------------------------------------------------------------------------------- plots
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _side_by_side(data: ReportData, title: str) -> tuple[Any, Any]:
+    plt = _pyplot()
+    n = len(data.models)
+    figure, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.6), squeeze=False)
+    figure.suptitle(f"{data.model} v{data.version}: {title}")
+    return figure, axes[0]
+
+
+def plot_metrics(data: ReportData) -> Any:
+    plt = _pyplot()
+    best = data.evaluation["best"]["metrics"]
+    champion = (data.evaluation.get("champion") or {}).get("metrics") or {}
+    baseline = (data.evaluation.get("baseline") or {}).get("metrics") or {}
+    names = [n for n, v in best.items() if v is not None]
+    series = [("challenger", best), ("champion", champion), ("baseline", baseline)]
+    series = [(label, values) for label, values in series if values]
+    figure, axis = plt.subplots(figsize=(1.6 * len(names) + 3, 4.2))
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series):
+        heights = [values.get(n) or 0.0 for n in names]
+        bars = axis.bar(np.arange(len(names)) + i * width, heights, width, label=label)
+        axis.bar_label(bars, fmt="%.3f", fontsize=7)
+    axis.set_xticks(np.arange(len(names)) + width * (len(series) - 1) / 2, names)
+    metric = data.evaluation["metric"]
+    axis.set_title(
+        f"{data.model} v{data.version}: holdout metrics (gate metric {metric}, "
+        f"decision {data.evaluation['decision']})"
+    )
+    axis.legend()
+    return figure
+
+
+def plot_confusion(data: ReportData) -> Any:
+    figure, axes = _side_by_side(data, "confusion matrix (rows: truth)")
+    for axis, scored in zip(axes, data.models, strict=True):
+        assert scored.label is not None
+        matrix = confusion(data.y, scored.label, data.classes)
+        axis.imshow(matrix, cmap="Blues")
+        for (i, j), count in np.ndenumerate(matrix):
+            colour = "white" if count > matrix.max() / 2 else "black"
+            axis.text(j, i, str(count), ha="center", va="center", color=colour)
+        axis.set_xticks(range(len(data.classes)), data.classes, rotation=30)
+        axis.set_yticks(range(len(data.classes)), data.classes)
+        accuracy = float(np.trace(matrix) / max(matrix.sum(), 1))
+        axis.set_title(f"{scored.title}\naccuracy {accuracy:.3f}", fontsize=9)
+        axis.set_xlabel("predicted")
+    figure.tight_layout()
+    return figure
+
+
+def _curves(data: ReportData, which: str) -> Any:
+    title = "ROC, one class vs rest" if which == "roc" else "precision-recall, one class vs rest"
+    figure, axes = _side_by_side(data, title)
+    for axis, scored in zip(axes, data.models, strict=True):
+        if scored.probabilities is None:
+            continue
+        for j, name in enumerate(data.classes):
+            positive = data.y == name
+            if positive.all() or not positive.any():
+                continue
+            score = scored.probabilities[:, j]
+            if which == "roc":
+                x, y = roc_curve(positive, score)
+                auc = float(np.trapezoid(y, x))
+                axis.plot(x, y, label=f"{name} (AUC {auc:.3f})")
+            else:
+                x, y = pr_curve(positive, score)
+                axis.plot(x, y, label=name)
+        if which == "roc":
+            axis.plot([0, 1], [0, 1], ":", color="grey")
+            axis.set_xlabel("false positive rate")
+            axis.set_ylabel("true positive rate")
+        else:
+            axis.set_xlabel("recall")
+            axis.set_ylabel("precision")
+        axis.set_title(scored.title, fontsize=9)
+        axis.legend(fontsize=8, loc="lower right" if which == "roc" else "lower left")
+    figure.tight_layout()
+    return figure
+
+
+def plot_predicted_vs_actual(data: ReportData) -> Any:
+    figure, axes = _side_by_side(data, "predicted vs actual")
+    low, high = float(np.min(data.y)), float(np.max(data.y))
+    for axis, scored in zip(axes, data.models, strict=True):
+        assert scored.variable is not None
+        axis.scatter(data.y, scored.variable, s=8, alpha=0.6)
+        axis.plot([low, high], [low, high], ":", color="grey")
+        rmse = float(np.sqrt(np.mean((scored.variable - data.y) ** 2)))
+        axis.set_title(f"{scored.title}\nRMSE {rmse:.4g}", fontsize=9)
+        axis.set_xlabel("actual")
+        axis.set_ylabel("predicted")
+    figure.tight_layout()
+    return figure
+
+
+def plot_residuals(data: ReportData) -> Any:
+    figure, axes = _side_by_side(data, "residuals (actual - predicted)")
+    for axis, scored in zip(axes, data.models, strict=True):
+        assert scored.variable is not None
+        axis.scatter(scored.variable, data.y - scored.variable, s=8, alpha=0.6)
+        axis.axhline(0, linestyle=":", color="grey")
+        axis.set_title(scored.title, fontsize=9)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("residual")
+    figure.tight_layout()
+    return figure
+
+
+def plot_importance(data: ReportData) -> Any | None:
+    importance = data.evaluation["best"].get("feature_importance") or data.document.get(
+        "feature_importance"
+    )
+    if not importance:
+        return None
+    plt = _pyplot()
+    features = importance["features"][:25][::-1]
+    figure, axis = plt.subplots(figsize=(6.5, 0.32 * len(features) + 1.4))
+    axis.barh([f["name"] for f in features], [f["importance"] for f in features])
+    axis.set_title(
+        f"{data.model} v{data.version}: feature importance ({importance['kind']}, "
+        f"{data.evaluation['best']['family']})"
+    )
+    figure.tight_layout()
+    return figure
+
+
+def figures(data: ReportData) -> dict[str, Any]:
+    out: dict[str, Any] = {"metrics.png": plot_metrics(data)}
+    if data.task == "classification":
+        out["confusion_matrix.png"] = plot_confusion(data)
+        out["roc.png"] = _curves(data, "roc")
+        out["pr.png"] = _curves(data, "pr")
+    else:
+        out["predicted_vs_actual.png"] = plot_predicted_vs_actual(data)
+        out["residuals.png"] = plot_residuals(data)
+    importance = plot_importance(data)
+    if importance is not None:
+        out["feature_importance.png"] = importance
+    return out
+
+
+def render(data: ReportData, out_dir: Path) -> dict[str, bytes]:
+    """Write the PNGs; returns name -> bytes."""
+    plt = _pyplot()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, figure in figures(data).items():
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=110)
+        plt.close(figure)
+        (out_dir / name).write_bytes(buffer.getvalue())
+        written[name] = buffer.getvalue()
+    return written
+
+
+def write_report(
+    client: Any, model: str, version: int | None, out_dir: Path | None, upload: bool = True
+) -> tuple[ReportData, Path, list[str]]:
+    data = load(client, model, version)
+    target = out_dir or Path("reports") / model / f"v{data.version}"
+    written = render(data, target)
+    if upload:
+        s3 = client.session.client("s3")
+        bucket = client.outputs["ModelBucketName"]
+        prefix = f"models/{model}/{data.version}/{REPORT_DIR}"
+        for name, body in written.items():
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=body, ContentType="image/png")
+    return data, target, sorted(written)

@@ -1,0 +1,322 @@
+"""The EMF each function prints, against the metrics catalogue (mlstack/catalogue.py,
+docs/metrics.md).
+
+One scenario drives every function's real handler in moto, in pipeline order: Trigger (a dataset,
+an ignored key, a redelivery), RunLock (take, queue, release), Preprocess, Train, Evaluate,
+Register (promote, reject, request approval, a stale promotion), Predict (a good and an unknown
+model), and the Monitor (drifted summaries, so it alerts and retrains). Each handler's stdout is
+captured on its own and every EMF record is checked: the metric is catalogued for that function,
+with its unit and one of its dimension sets. The other way round, every catalogued metric is
+either emitted here or, for error paths this scenario does not take, named in the function's
+source, and every metric named in a function's source is catalogued.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import copy
+import functools
+import io
+import json
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from mlstack.catalogue import FUNCTIONS, by_service
+from mlstack_core.drift import DriftRecorder
+from mlstack_core.registry import Registry
+from mlstack_core.settings import serving_settings, stack_settings
+from mlstack_core.tabular import feature_matrices, read_split
+from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "penguins"
+REGION = "us-east-1"
+EVENT = json.loads((ROOT / "tests/events/eventbridge_s3_object_created.json").read_text())
+PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+# Catalogued metrics only an error path emits, which the scenario does not take; each must still
+# be named in its function's source (test_catalogue_matches_each_functions_source).
+ERROR_PATHS = {
+    "predict": {
+        "ModelLoadFailures",
+        "CanaryRequests",
+        "CanaryFallbacks",
+        "ShadowRequests",
+        "ShadowErrors",
+        "ShadowAgreement",
+        "ShadowMaxAbsDiff",
+        "ShadowLatency",
+        "ColdStart",  # once per process: another test may have taken it
+    },
+    "monitor": {"MonitorErrors"},
+    # moto answers a repeated StartExecution of a running execution with that execution, as
+    # Step Functions does for the same name and input.
+    "trigger": {"DuplicateTriggers"},
+}
+SERVICE_OF_DIR = {
+    "trigger": "trigger",
+    "preprocess": "preprocess",
+    "train": "train",
+    "evaluate": "evaluate",
+    "register": "register",
+    "runlock": "runlock",
+    "predict": "predict",
+    "monitor": "monitor",
+}
+
+Emitted = tuple[str, str, frozenset[str]]
+
+
+def emf(stdout: str) -> list[Emitted]:
+    """(name, unit, dimension set) for every metric x dimension set of every EMF record."""
+    found = []
+    for line in stdout.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or "_aws" not in record:
+            continue
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                for dimensions in directive["Dimensions"]:
+                    assert all(d in record for d in dimensions), record
+                    found.append((metric["Name"], metric["Unit"], frozenset(dimensions)))
+    return found
+
+
+class Capture:
+    def __init__(self) -> None:
+        self.by_service: dict[str, list[Emitted]] = {s: [] for s in SERVICE_OF_DIR.values()}
+
+    def call(self, service: str, function: Callable[[], Any]) -> Any:
+        out = io.StringIO()
+        result: Any = None
+        with contextlib.redirect_stdout(out):
+            try:
+                result = function()
+            except Exception as error:  # error paths are part of the scenario
+                result = error
+        self.by_service[service].extend(emf(out.getvalue()))
+        return result
+
+
+def _trigger_event(key: str, version_id: str | None, bucket: str) -> dict[str, Any]:
+    event = copy.deepcopy(EVENT)
+    event["detail"]["bucket"]["name"] = bucket
+    event["detail"]["object"].update(key=key, **{"version-id": version_id})
+    return event
+
+
+@pytest.fixture(scope="module")
+def captured() -> Capture:
+    capture = Capture()
+    saved = dict(os.environ)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        for bucket in ("emf-data", "emf-models"):
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        dynamodb = boto3.resource("dynamodb", region_name=REGION)
+        dynamodb.create_table(
+            TableName="emf-registry",
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        machine = sfn.create_state_machine(
+            name="emf-training", definition=PASS_MACHINE, roleArn="arn:aws:iam::123456789012:role/x"
+        )["stateMachineArn"]
+        topic = boto3.client("sns", region_name=REGION).create_topic(Name="emf-alerts")["TopicArn"]
+        os.environ.update(
+            DATA_BUCKET="emf-data",
+            MODEL_BUCKET="emf-models",
+            REGISTRY_TABLE="emf-registry",
+            STATE_MACHINE_ARN=machine,
+            ALERTS_TOPIC_ARN=topic,
+        )
+        stack_settings.cache_clear()
+        serving_settings.cache_clear()
+        try:
+            _scenario(
+                capture,
+                Stack(
+                    s3,
+                    Registry("emf-registry", dynamodb),
+                    dynamodb,
+                    "emf-data",
+                    "emf-models",
+                    "emf-registry",
+                ),
+            )
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            stack_settings.cache_clear()
+            serving_settings.cache_clear()
+            import sys
+
+            predictor = sys.modules.get("predictor")
+            if predictor is not None:
+                predictor.reset_predictor()
+    return capture
+
+
+def _scenario(capture: Capture, stack: Stack) -> None:
+    context = FakeLambdaContext()
+    stack.put_spec(MODEL, {"target": "species", "drift": {"min_rows": 50}})
+    state = stack.upload(MODEL, penguins_bytes())
+    dataset = state["dataset"]
+
+    trigger = load_handler("trigger")
+    capture.call(
+        "trigger", lambda: trigger(_trigger_event("notes/readme.txt", None, "emf-data"), context)
+    )
+    good = _trigger_event(dataset["key"], dataset["version_id"], "emf-data")
+    capture.call("trigger", lambda: trigger(good, context))
+    capture.call("trigger", lambda: trigger(good, context))
+
+    runlock = load_handler("runlock")
+    for action, holder in (("acquire", "a"), ("acquire", "b"), ("release", "a")):
+        lock_event = {"action": action, "model": MODEL, "execution_arn": holder}
+        capture.call("runlock", functools.partial(runlock, lock_event, context))
+
+    state["run"] = capture.call("preprocess", lambda: stack.preprocess(state))
+    state["trained"] = capture.call("train", lambda: stack.train(state["run"]))
+    state["evaluation"] = capture.call(
+        "evaluate", lambda: stack.evaluate(state["run"], state["trained"])
+    )
+
+    register = load_handler("register")
+    started = datetime.now(UTC).isoformat()
+
+    def registering(action: str, evaluation: dict[str, Any]) -> Any:
+        event = {
+            "action": action,
+            "run": state["run"],
+            "evaluation": evaluation,
+            "execution_started": started,
+            "task_token": "token",
+        }
+        return capture.call("register", lambda: register(event, context))
+
+    assert registering("promote", state["evaluation"])["promoted"] is True
+    registering("reject", {**state["evaluation"], "decision": "reject"})
+    registering("request_approval", state["evaluation"])
+    stale = copy.deepcopy(state["evaluation"])
+    stale["champion"] = None
+    registering("promote", stale)  # production moved since: PromotionConflicts
+
+    from tests.unit import predict_fixtures
+
+    predictor = __import__("predictor")
+    predictor.reset_predictor()
+    app = predict_fixtures.load_app()
+    rows = [
+        {
+            "island": "Biscoe",
+            "bill_length_mm": 48.6,
+            "bill_depth_mm": 16.0,
+            "flipper_length_mm": 230,
+            "body_mass_g": 5800,
+            "sex": "male",
+            "year": 2009,
+        }
+    ]
+    body = json.dumps({"instances": rows})
+    for model in (MODEL, "no-such-model"):
+        request = predict_fixtures.event("POST", f"/models/{model}/predict", body)
+        response = capture.call(
+            "predict", functools.partial(app.handler, request, predict_fixtures.FakeContext())
+        )
+        assert response["statusCode"] == (200 if model == MODEL else 404), response
+
+    # Drifted traffic, recorded the way the prediction function does, then the Monitor.
+    document = stack.registry.get_version(MODEL, 1)
+    holdout = read_split(
+        stack.s3.get_object(Bucket="emf-models", Key=state["run"]["splits"]["holdout_key"])[
+            "Body"
+        ].read()
+    )
+    numeric, categorical = feature_matrices(holdout, document["schema"])
+    recorder = DriftRecorder(flush_seconds=0)
+    shifted = {"numeric": numeric * np.float32(1.6), "categorical": categorical}
+    labels = np.asarray(["Gentoo"] * numeric.shape[0], dtype=object)
+    for key, summary in recorder.record(MODEL, 1, document, shifted, {"label": labels}):
+        stack.s3.put_object(Bucket="emf-models", Key=key, Body=summary)
+    monitor = load_handler("monitor")
+    result = capture.call("monitor", lambda: monitor({"id": "tick"}, context))
+    assert result["models"][0]["status"] == "drift", result
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_OF_DIR.values()))
+def test_every_emitted_metric_is_catalogued_with_its_unit_and_dimensions(
+    captured: Capture, service: str
+) -> None:
+    catalogue = by_service()[service]
+    emitted = captured.by_service[service]
+    assert emitted, f"{service} printed no EMF: the capture is broken"
+    for name, unit, dimensions in emitted:
+        assert name in catalogue, f"{service} emits {name}, which docs/metrics.md does not list"
+        metric = catalogue[name]
+        assert unit == metric.unit, f"{service} {name}: unit {unit}, catalogue {metric.unit}"
+        assert dimensions in {frozenset(d) for d in metric.dimensions}, (
+            f"{service} {name}: dimensions {sorted(dimensions)}, catalogue {metric.dimensions}"
+        )
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_OF_DIR.values()))
+def test_every_catalogued_metric_is_emitted(captured: Capture, service: str) -> None:
+    """Each dimension set too: a metric catalogued per model must really carry the model."""
+    expected = {
+        (m.name, frozenset(d))
+        for m in by_service()[service].values()
+        if m.name not in ERROR_PATHS.get(service, set())
+        for d in m.dimensions
+    }
+    emitted = {(name, dimensions) for name, _, dimensions in captured.by_service[service]}
+    assert expected <= emitted, f"{service} never emitted {sorted(expected - emitted)}"
+
+
+def _names_in_source(directory: Path) -> set[str]:
+    names = set()
+    for source in directory.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr != "add_metric":
+                continue
+            argument = next((k.value for k in node.keywords if k.arg == "name"), None)
+            if argument is None and node.args:
+                argument = node.args[0]
+            assert isinstance(argument, ast.Constant), f"{source}: metric name not a literal"
+            names.add(str(argument.value))
+    return names
+
+
+@pytest.mark.parametrize("directory", sorted(SERVICE_OF_DIR))
+def test_catalogue_matches_each_functions_source(directory: str) -> None:
+    service = SERVICE_OF_DIR[directory]
+    assert service in FUNCTIONS.values()
+    in_source = _names_in_source(ROOT / "functions" / directory)
+    assert in_source == set(by_service()[service]), (
+        f"functions/{directory}: source names {sorted(in_source)}, "
+        f"catalogue {sorted(by_service()[service])}"
+    )
