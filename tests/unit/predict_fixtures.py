@@ -380,9 +380,10 @@ def invoke(method: str, path: str, body: Any = None, *, raw_body: bool = False) 
 
 @pytest.fixture(name="log_output")
 def log_output_fixture(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
-    """What the Powertools logger writes during the test (its handler holds the stdout it was
-    created with, so capsys cannot see it)."""
-    from mlstack_core.observability import logger
+    """What the prediction function's Powertools logger writes during the test (its handler holds
+    the stdout it was created with, so capsys cannot see it)."""
+    load_app()  # functions/predict/telemetry.py, as the handler imports it
+    from telemetry import logger
 
     stream = io.StringIO()
     monkeypatch.setattr(logger.registered_handler, "stream", stream)
