@@ -264,7 +264,7 @@ def plot_importance(data: ReportData) -> Any | None:
         return None
     plt = _pyplot()
     features = importance["features"][:25][::-1]
-    figure, axis = plt.subplots(figsize=(6.5, 0.32 * len(features) + 1.4))
+    figure, axis = plt.subplots(figsize=(8.0, 0.32 * len(features) + 1.4))
     axis.barh([f["name"] for f in features], [f["importance"] for f in features])
     axis.set_title(
         f"{data.model} v{data.version}: feature importance ({importance['kind']}, "
