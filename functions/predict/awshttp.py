@@ -229,6 +229,17 @@ class AwsHttp:
         _, payload = self.call("s3", "GET", url, {})
         return {"Body": io.BytesIO(payload)}
 
+    def put_object(  # boto3's argument names, so either client fits the Predictor
+        self,
+        Bucket: str,  # noqa: N803
+        Key: str,  # noqa: N803
+        Body: bytes,  # noqa: N803
+        ContentType: str = "application/octet-stream",  # noqa: N803
+    ) -> dict[str, Any]:
+        url = self.url("s3", "/" + quote(Key, safe="/~"), Bucket)
+        self.call("s3", "PUT", url, {"Content-Type": ContentType}, Body)
+        return {}
+
 
 def _error(service: str, status: int, payload: bytes) -> AwsHttpError:
     code, message = "", payload[:300].decode("utf-8", "replace")

@@ -29,6 +29,7 @@ import onnxruntime as ort
 from awshttp import CANARY, PRODUCTION, SHADOW, AwsHttp, AwsHttpError, HttpRegistry
 from telemetry import COUNT, MILLISECONDS, NONE, PERCENT, logger, metrics, refresh
 
+from mlstack_core.drift import DriftRecorder
 from mlstack_core.errors import ModelNotFound
 from mlstack_core.settings import ServingSettings, serving_settings, stack_settings
 
@@ -688,6 +689,8 @@ class Predictor:
     session_cache_bytes: int = field(
         default_factory=lambda: int(os.environ.get("SESSION_CACHE_BYTES", str(256 * 2**20)))
     )
+    # Sampled input/output counts for the Monitor function's drift check (DRIFT_* settings).
+    drift: DriftRecorder = field(default_factory=DriftRecorder.from_env)
 
     def routing(self, model: str) -> Routing:
         """Production, canary and shadow of ``model``: one registry query at most every
@@ -932,11 +935,29 @@ class Predictor:
         metrics.add_metric(
             "PredictionLatency", MILLISECONDS, (time.perf_counter() - started) * 1000
         )
+        self._record_drift(model, loaded, feeds, outputs)
         if routing is not None and routing.shadow is not None and routing.shadow != loaded.version:
             shadow = self._shadow(model, routing.shadow, batch, loaded, outputs)
             if shadow is not None:
                 result["shadow_version"] = shadow
         return result
+
+    def _record_drift(
+        self, model: str, loaded: LoadedModel, feeds: dict[str, np.ndarray], outputs: list[Any]
+    ) -> None:
+        """Count a sample of what was served; write the summaries that are due. Best effort: a
+        failed write is logged and the prediction is answered anyway."""
+        named = dict(zip(loaded.layout.output_names, outputs, strict=True))
+        for key, body in self.drift.record(model, loaded.version, loaded.document, feeds, named):
+            try:
+                self.s3.put_object(
+                    Bucket=stack_settings().model_bucket,
+                    Key=key,
+                    Body=body,
+                    ContentType="application/json",
+                )
+            except Exception:
+                logger.warning("Drift summary not written", extra={"key": key}, exc_info=True)
 
     def _shadow(
         self,

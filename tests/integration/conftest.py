@@ -23,7 +23,7 @@ from mlstack.stack import StackClient
 @pytest.fixture(scope="package")
 def cloud() -> Iterator[LocalCloud]:
     quiet_local_logs()
-    with LocalCloud(parameters={"LogLevel": "WARNING"}) as local_cloud:
+    with LocalCloud(parameters={"LogLevel": "WARNING", "DriftFlushSeconds": "0"}) as local_cloud:
         yield local_cloud
 
 

@@ -2,10 +2,9 @@
 retraining), then shifted traffic (high drift: a retraining execution of the real state machine
 and an alert on the stack's topic).
 
-Predictions come from the stack's HTTP API (the real prediction function). Their inputs and outputs
-are recorded by ``mlstack_core.drift.DriftRecorder`` and its summaries written to the model bucket
-exactly as the prediction function is to do it (the call is in docs/internals.md, "Drift
-sampling"); the Monitor is the stack's MonitorFunction, invoked as its schedule would.
+Predictions come from the stack's HTTP API: the real prediction function serves them and records
+their input/output counts in the model bucket (DriftFlushSeconds=0 in the test stack, so after
+every request); the Monitor is the stack's MonitorFunction, invoked as its schedule would.
 """
 
 from __future__ import annotations
@@ -13,13 +12,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
 import pytest
 
 from mlstack.demo import as_instance
 from mlstack.localcloud import LocalCloud
 from mlstack.stack import StackClient
-from mlstack_core.drift import DriftRecorder
+from mlstack_core.drift import summaries_prefix
 from tests.integration.conftest import AlertInbox, penguin_rows, to_csv
 from tests.unit.test_metrics_catalogue import emf
 
@@ -39,38 +37,19 @@ SCHEDULED_EVENT = {
 }
 
 
-def feeds_of(instances: list[dict[str, Any]], schema: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The model inputs the prediction function builds from these instances (ONNX contract)."""
-    numeric = np.asarray(
-        [[np.nan if i[c] is None else i[c] for c in schema["numeric"]] for i in instances],
-        dtype=np.float32,
-    )
-    categorical = np.asarray(
-        [["" if i[c] is None else str(i[c]) for c in schema["categorical"]] for i in instances],
-        dtype=object,
-    )
-    return {"numeric": numeric, "categorical": categorical}
-
-
-def serve_and_record(
-    cloud: LocalCloud, stack: StackClient, document: dict[str, Any], instances: list[dict[str, Any]]
-) -> int:
-    """POST the instances in requests of 50; record each like the prediction function will."""
-    recorder = DriftRecorder(flush_seconds=3600)
-    s3 = cloud.client("s3")
-    bucket = cloud.outputs["ModelBucketName"]
+def serve(stack: StackClient, instances: list[dict[str, Any]]) -> None:
+    """POST the instances in requests of 50 through the stack's API."""
     for start in range(0, len(instances), 50):
-        batch = instances[start : start + 50]
-        response = stack.predict(MODEL, batch)
+        response = stack.predict(MODEL, instances[start : start + 50])
         assert response.status == 200, response.body
-        outputs = {"label": np.asarray(response.body["predictions"], dtype=object)}
-        feeds = feeds_of(batch, document["schema"])
-        for key, body in recorder.record(MODEL, response.body["version"], document, feeds, outputs):
-            s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
-    written = recorder.due(force=True)
-    for key, body in written:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
-    return len(written)
+
+
+def summaries(cloud: LocalCloud, version: int) -> list[str]:
+    """The drift summaries the prediction function wrote for this version."""
+    listing = cloud.client("s3").list_objects_v2(
+        Bucket=cloud.outputs["ModelBucketName"], Prefix=summaries_prefix(MODEL, version)
+    )
+    return [item["Key"] for item in listing.get("Contents", [])]
 
 
 def run_monitor(
@@ -109,7 +88,8 @@ def test_drift_is_low_on_training_like_traffic_and_retrains_on_shifted_traffic(
 
     # 1. Traffic drawn from the training distribution.
     instances = [as_instance(row, TARGET) for row in rows]
-    assert serve_and_record(cloud, stack, document, instances) == 1
+    serve(stack, instances)
+    assert summaries(cloud, production), "the prediction function recorded what it served"
     calm, calm_score = run_monitor(cloud, capsys)
     assert calm["status"] == "stable", calm
     assert calm_score == calm["score"] < 0.1
@@ -128,7 +108,7 @@ def test_drift_is_low_on_training_like_traffic_and_retrains_on_shifted_traffic(
         }
         for instance in instances
     ] * 3
-    serve_and_record(cloud, stack, document, shifted)
+    serve(stack, shifted)
     drifted, drifted_score = run_monitor(cloud, capsys)
     assert drifted["status"] == "drift", drifted
     assert drifted_score == drifted["score"] >= 0.25
