@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlstack_core.registry import TABLE_DEFINITION
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 REGION = "us-east-1"
@@ -133,15 +135,7 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     session.client("dynamodb", endpoint_url=endpoint).create_table(
         TableName=table,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
+        **TABLE_DEFINITION,
     )
     sfn = session.client("stepfunctions", endpoint_url=endpoint)
     machine = sfn.create_state_machine(

@@ -208,18 +208,12 @@ def train(family: Family, matrix: np.ndarray, labels: np.ndarray) -> None:
 
 # registry -----------------------------------------------------------------------------------------
 def create_resources(s3: Any, dynamodb: Any) -> None:
+    from mlstack_core.registry import TABLE_DEFINITION
+
     s3.create_bucket(Bucket=os.environ["MODEL_BUCKET"])
     dynamodb.create_table(
         TableName=os.environ["REGISTRY_TABLE"],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
+        **TABLE_DEFINITION,
     )
 
 

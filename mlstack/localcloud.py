@@ -23,6 +23,9 @@ CloudFormation. Only what moto lacks is adapted, each in one named function belo
   applied, because moto evaluates a bucket policy's Deny without its Condition, so the TLS-only
   deny would refuse every request.
 - ``stack_resources``: moto lists a resource whose ``Condition`` is false as an empty entry.
+- ``atomic_item_writes``: DynamoDB applies each conditional write atomically; moto's in-process
+  table does not, and Map iterations and queued runs here are threads of one process, so item
+  writes are serialised (the run lock and version counter rely on that atomicity).
 
 docs/local-cloud.md lists what comes from the translated stack, what is adapted, and what local
 runs therefore do not prove.
@@ -343,6 +346,32 @@ def _patched(owner: Any, attribute: str, replacement: Any) -> Iterator[None]:
         yield
     finally:
         setattr(owner, attribute, original)
+
+
+@contextlib.contextmanager
+def atomic_item_writes() -> Iterator[None]:
+    """One item write at a time in moto's DynamoDB, as DynamoDB guarantees per item."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    originals = {
+        name: getattr(DynamoDBBackend, name) for name in ("put_item", "update_item", "delete_item")
+    }
+
+    def serialised(original: Callable[..., Any]) -> Callable[..., Any]:
+        def write(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(*args, **kwargs)
+
+        return write
+
+    for name, original in originals.items():
+        setattr(DynamoDBBackend, name, serialised(original))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
 
 
 def deliver_rule_targets() -> contextlib.AbstractContextManager[None]:
@@ -704,6 +733,7 @@ class LocalCloud:
         self.lambdas = InProcessLambdas({})
         self._exit.enter_context(self.lambdas.patch_moto())
         self._exit.enter_context(deliver_rule_targets())
+        self._exit.enter_context(atomic_item_writes())
 
         template = load_template(self.root / "template.yaml")
         self.api = LocalApi(routes_from_template(template), self.invoke_function)

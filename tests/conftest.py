@@ -40,7 +40,7 @@ import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from mlstack_core.observability import metrics  # noqa: E402
-from mlstack_core.registry import Registry  # noqa: E402
+from mlstack_core.registry import TABLE_DEFINITION, Registry  # noqa: E402
 from mlstack_core.settings import stack_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,15 +200,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         dynamodb = boto3.resource("dynamodb", region_name=REGION)
         dynamodb.create_table(
             TableName=names["registry_table"],
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
+            **TABLE_DEFINITION,
         )
         registry = Registry(names["registry_table"], dynamodb)
         yield Stack(

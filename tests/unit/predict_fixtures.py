@@ -38,7 +38,7 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
-from mlstack_core.registry import Registry  # noqa: E402 - needs the environment above
+from mlstack_core.registry import TABLE_DEFINITION, Registry  # noqa: E402 - needs the environment above
 from mlstack_core.settings import serving_settings, stack_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -285,15 +285,7 @@ def serving_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
         dynamodb.create_table(
             TableName=REGISTRY_TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
+            **TABLE_DEFINITION,
         )
         yield Stack(Registry(REGISTRY_TABLE, dynamodb), s3)
         configure(monkeypatch)  # the next test must not reuse clients bound to this mock

@@ -32,7 +32,7 @@ from moto import mock_aws
 
 from mlstack.catalogue import FUNCTIONS, by_service
 from mlstack_core.drift import DriftRecorder
-from mlstack_core.registry import Registry
+from mlstack_core.registry import TABLE_DEFINITION, Registry
 from mlstack_core.settings import serving_settings, stack_settings
 from mlstack_core.tabular import feature_matrices, read_split
 from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes
@@ -130,15 +130,7 @@ def captured() -> Capture:
         dynamodb = boto3.resource("dynamodb", region_name=REGION)
         dynamodb.create_table(
             TableName="emf-registry",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
+            **TABLE_DEFINITION,
         )
         sfn = boto3.client("stepfunctions", region_name=REGION)
         machine = sfn.create_state_machine(

@@ -135,7 +135,7 @@ def moto_server() -> Iterator[str]:
 
 @pytest.fixture
 def http_stack(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    from mlstack_core.registry import Registry
+    from mlstack_core.registry import TABLE_DEFINITION, Registry
 
     configure(monkeypatch, ALIAS_TTL_SECONDS="0", MLSTACK_AWS_CLIENT="http")
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
@@ -145,15 +145,7 @@ def http_stack(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[St
     s3.put_bucket_versioning(Bucket=MODEL_BUCKET, VersioningConfiguration={"Status": "Enabled"})
     table = dynamodb.create_table(
         TableName=REGISTRY_TABLE,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
+        **TABLE_DEFINITION,
     )
     yield Stack(Registry(REGISTRY_TABLE, dynamodb), s3)
     table.delete()

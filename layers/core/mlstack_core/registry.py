@@ -31,6 +31,20 @@ from botocore.exceptions import ClientError
 
 from mlstack_core.errors import ModelNotFound
 
+# The table as template.yaml's RegistryTable declares it, for code that builds a registry without
+# the stack (unit tests, benchmarks): dynamodb.create_table(TableName=..., **TABLE_DEFINITION).
+TABLE_DEFINITION: dict[str, Any] = {
+    "KeySchema": [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ],
+    "AttributeDefinitions": [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "S"},
+    ],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
 PRODUCTION = "production"
 # Challenger aliases read by the prediction function: a canary answers ``share`` of the requests,
 # a shadow is scored silently beside every production request (outputs compared, as metrics).
