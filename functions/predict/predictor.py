@@ -50,15 +50,21 @@ VARIANT_PINNED: Final = "pinned"
 
 
 # errors -------------------------------------------------------------------------------------------
-class RequestError(Exception):
-    """The caller's request is unusable; carries the HTTP status and per-field details."""
+class HttpError(Exception):
+    """An answer other than 200: its HTTP status, a message and per-field details."""
 
-    status: int = 400
+    status: int = 500
 
     def __init__(self, message: str, details: Sequence[dict[str, Any]] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.details = list(details)
+
+
+class RequestError(HttpError):
+    """The caller's request is unusable."""
+
+    status = 400
 
 
 class BadRequestError(RequestError):
@@ -69,15 +75,10 @@ class PayloadTooLargeError(RequestError):
     status = 413
 
 
-class ModelUnavailableError(Exception):
+class ModelUnavailableError(HttpError):
     """Production points at a version that cannot be loaded, and no earlier version is loaded."""
 
-    status: int = 503
-
-    def __init__(self, message: str, details: Sequence[dict[str, Any]] = ()) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = list(details)
+    status = 503
 
 
 class ModelLoadError(Exception):

@@ -82,3 +82,16 @@ def split_rows(
     random.Random(seed).shuffle(shuffled)
     cut = int(len(shuffled) * (1 - holdout_share))
     return shuffled[:cut], shuffled[cut:]
+
+
+def execution_events(cloud: LocalCloud, execution_arn: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = cloud.client("stepfunctions").get_execution_history(
+        executionArn=execution_arn, maxResults=1000
+    )["events"]
+    return events
+
+
+def entered_states(events: list[dict[str, Any]]) -> list[str]:
+    return [
+        e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e
+    ]

@@ -10,24 +10,11 @@ import pytest
 from mlstack.cli import main
 from mlstack.localcloud import LocalCloud
 from mlstack.stack import StackClient
-from tests.integration.conftest import penguin_rows, to_csv
+from tests.integration.conftest import entered_states, execution_events, penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
 
 TARGET = "species"
-
-
-def _history(cloud: LocalCloud, execution_arn: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = cloud.client("stepfunctions").get_execution_history(
-        executionArn=execution_arn, maxResults=1000
-    )["events"]
-    return events
-
-
-def _entered(events: list[dict[str, Any]]) -> list[str]:
-    return [
-        e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e
-    ]
 
 
 def _wait_for_status(stack: StackClient, model: str, version: int, status: str) -> None:
@@ -67,7 +54,7 @@ def test_manual_approval_waits_then_approve_promotes(
     result = cloud.wait_for_execution(execution_arn)
 
     assert result["status"] == "SUCCEEDED"
-    assert _entered(_history(cloud, execution_arn))[-1] == "Promoted"
+    assert entered_states(execution_events(cloud, execution_arn))[-1] == "Promoted"
     assert stack.registry.get_alias(model) == 1
     version = stack.registry.get_version(model, 1)
     assert version["status"] == "Approved"
@@ -89,7 +76,7 @@ def test_manual_rejection_ends_the_run_without_promotion(
     result = cloud.wait_for_execution(execution_arn)
 
     assert result["status"] == "SUCCEEDED"
-    assert _entered(_history(cloud, execution_arn))[-1] == "Rejected"
+    assert entered_states(execution_events(cloud, execution_arn))[-1] == "Rejected"
     assert stack.registry.get_alias(model) is None
     version = stack.registry.get_version(model, 1)
     assert version["status"] == "Rejected"
@@ -146,7 +133,9 @@ def test_an_upload_during_a_run_of_the_same_model_waits_its_turn(
         )
 
     # Either execution may reach the lock first; the other must have waited for it.
-    histories = sorted((_history(cloud, first_arn), _history(cloud, second_arn)), key=busy_retries)
+    histories = sorted(
+        (execution_events(cloud, first_arn), execution_events(cloud, second_arn)), key=busy_retries
+    )
     holder, waiter = histories
     assert busy_retries(holder) == 0
     assert busy_retries(waiter) > 0, "one run found the lock taken and retried"

@@ -21,7 +21,13 @@ from mlstack.localcloud import LocalCloud
 from mlstack.stack import StackClient
 from mlstack_core import errors
 from mlstack_core.tabular import MAX_SCHEMA_CATEGORIES
-from tests.integration.conftest import AlertInbox, penguin_rows, to_csv
+from tests.integration.conftest import (
+    AlertInbox,
+    entered_states,
+    execution_events,
+    penguin_rows,
+    to_csv,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -280,19 +286,6 @@ def _put_spec(cloud: LocalCloud, spec: Any) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=body)
 
 
-def _history(cloud: LocalCloud, execution_arn: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = cloud.client("stepfunctions").get_execution_history(
-        executionArn=execution_arn, maxResults=1000
-    )["events"]
-    return events
-
-
-def _entered(events: list[dict[str, Any]]) -> list[str]:
-    return [
-        e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e
-    ]
-
-
 @pytest.mark.parametrize("case", DATA_CASES + SPEC_CASES, ids=lambda c: c.id)
 def test_bad_upload_fails_in_preprocess_by_name_alerts_and_keeps_production(
     case: Case,
@@ -313,12 +306,12 @@ def test_bad_upload_fails_in_preprocess_by_name_alerts_and_keeps_production(
     for needle in case.needles:
         assert needle in message, (needle, message)
 
-    events = _history(cloud, execution_arn)
+    events = execution_events(cloud, execution_arn)
     failures = [e for e in events if e["type"] == "LambdaFunctionFailed"]
     assert [f["lambdaFunctionFailedEventDetails"]["error"] for f in failures] == [case.error]
     # The failing Lambda ran in Preprocess, and nothing after it in the pipeline ran.
-    entered = _entered(events)
-    before_failure = _entered([e for e in events if e["id"] < failures[0]["id"]])
+    entered = entered_states(events)
+    before_failure = entered_states([e for e in events if e["id"] < failures[0]["id"]])
     assert before_failure[-1] == "Preprocess"
     assert not {"TrainCandidates", "Evaluate", "RegisterAndPromote"} & set(entered)
     assert "NotifyFailure" in entered
