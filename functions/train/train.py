@@ -27,6 +27,7 @@ from zoo import (
     build_pipeline,
     export_onnx,
     feature_importance,
+    frequent_categories,
     grid_search,
     search_params,
 )
@@ -155,13 +156,15 @@ def fit_candidate(
     ``cv`` grid-searches its grid on the training split and returns the refitted best point."""
     schema, task = run["schema"], run["task"]
     seed = int(run["spec"]["random_seed"])
+    n_numeric = len(schema["numeric"])
     pipeline = build_pipeline(
         candidate["family"],
         candidate["params"],
         task=task,
         seed=seed,
-        n_numeric=len(schema["numeric"]),
+        n_numeric=n_numeric,
         n_categorical=len(schema["categorical"]),
+        categories=frequent_categories(inputs[:, n_numeric:]) if schema["categorical"] else None,
     )
     if candidate.get("cv") is None:
         pipeline.fit(inputs, y)

@@ -12,9 +12,11 @@ indices positionally across the two ONNX inputs ``numeric`` and ``categorical``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import onnx
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
@@ -81,6 +83,24 @@ _SCALED = frozenset({"logistic_regression", "ridge", "linear_regression", "knn"}
 _NATIVE_NAN = frozenset({"hist_gradient_boosting"})
 
 
+# One-hot columns kept per categorical feature. The encoding is dense (HistGradientBoosting needs
+# it), so a 300-level column on 300k rows took Train to 5 GB; rarer levels encode as all zeros,
+# as an unseen value does. skl2onnx cannot convert scikit-learn's own "infrequent" grouping.
+MAX_ONE_HOT_LEVELS = 64
+
+
+def frequent_categories(
+    categorical: np.ndarray, limit: int = MAX_ONE_HOT_LEVELS
+) -> list[list[str]]:
+    """Per column, its ``limit`` most frequent values (ties by value), sorted."""
+    kept = []
+    for column in categorical.T:
+        counts = Counter(column.tolist())
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
+        kept.append(sorted(str(value) for value, _ in ranked))
+    return kept
+
+
 def build_pipeline(
     family: str,
     params: Mapping[str, Any],
@@ -89,6 +109,7 @@ def build_pipeline(
     n_numeric: int,
     n_categorical: int,
     seed: int,
+    categories: Sequence[Sequence[str]] | None = None,
 ) -> Pipeline:
     estimator = ESTIMATORS[task][family](**params)
     extra: dict[str, Any] = {}
@@ -113,7 +134,11 @@ def build_pipeline(
         transformers.append(("numeric", numeric, list(range(n_numeric))))
     if n_categorical:
         # "" is the missing category, a category like any other; unseen values encode as zeros.
-        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        encoder = OneHotEncoder(
+            categories=[list(c) for c in categories] if categories is not None else "auto",
+            handle_unknown="ignore",
+            sparse_output=False,
+        )
         transformers.append(
             ("categorical", encoder, list(range(n_numeric, n_numeric + n_categorical)))
         )

@@ -347,3 +347,30 @@ def test_knn_export_uses_cdist_and_keeps_parity(aws: Stack) -> None:
     best = state["evaluation"]["best"]
     assert best["parity"]["passed"]
     assert best["parity"]["label_agreement"] == 1.0
+
+
+def test_one_hot_width_is_bounded_for_high_cardinality_columns(aws: Stack) -> None:
+    """A 300-level column keeps its 64 most frequent levels (the dense one-hot otherwise grows
+    with every level); rarer levels and unseen ones encode alike, in scikit-learn and ONNX."""
+    rng = np.random.default_rng(3)
+    rows = 1200
+    level = rng.integers(0, 300, size=rows)
+    level[: rows // 2] = rng.integers(0, 4, size=rows // 2)  # a few frequent levels
+    x = rng.normal(size=rows)
+    y = np.where(x + (level < 2) > 0.5, "yes", "no")
+    lines = ["x,level,y"] + [f"{a:.4f},L{b},{c}" for a, b, c in zip(x, level, y, strict=True)]
+    aws.put_spec("wide", {"target": "y", "candidates": [{"family": "hist_gradient_boosting"}]})
+    state = aws.run_pipeline("wide", "\n".join(lines).encode())
+    (entry,) = state["trained"]
+    assert entry["status"] == "trained", entry["error"]
+    pipeline = joblib.load(
+        io.BytesIO(
+            aws.s3.get_object(Bucket=aws.model_bucket, Key=entry["sklearn_key"])["Body"].read()
+        )
+    )
+    encoder = pipeline.named_steps["preprocess"].named_transformers_["categorical"]
+    assert len(encoder.categories_[0]) == 64
+    assert {"L0", "L1", "L2", "L3"} <= set(encoder.categories_[0])
+    best = state["evaluation"]["best"]
+    assert best["parity"]["passed"]
+    assert best["parity"]["label_agreement"] == 1.0
