@@ -153,11 +153,12 @@ def substitute_definitions(translated: dict[str, Any]) -> None:
             separator, parts = definition["Fn::Join"]
             definition = separator.join(parts)
         for name, value in substitutions.items():
-            definition = definition.replace("${" + name + "}", _inline_sub(value))
+            definition = definition.replace("${" + name + "}", inline_substitution(value))
         properties["DefinitionString"] = {"Fn::Sub": definition}
 
 
-def _inline_sub(value: Any) -> str:
+def inline_substitution(value: Any) -> str:
+    """A DefinitionSubstitutions value as Fn::Sub text: ``${Res}``, ``${Res.Attr}`` or a literal."""
     if isinstance(value, str):
         return value
     if "Ref" in value:

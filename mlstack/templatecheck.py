@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlstack.localcloud import inline_substitution
+
 PARTITION = "aws"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -638,18 +640,6 @@ def check_metric_names(
 
 
 # ------------------------------------------------------------------------------------ derived
-def _inline(value: Any) -> str:
-    """A substitution value as ``Fn::Sub`` text (``${Res}``, ``${Res.Attr}`` or a literal)."""
-    if isinstance(value, str):
-        return value
-    if "Ref" in value:
-        return "${" + value["Ref"] + "}"
-    if "Fn::GetAtt" in value:
-        logical_id, attribute = value["Fn::GetAtt"]
-        return "${" + logical_id + "." + attribute + "}"
-    raise ValueError(f"unsupported substitution value: {value!r}")
-
-
 def _all_states(definition: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
     for _, scope in scopes(definition):
         yield from scope.get("States", {}).items()
@@ -666,7 +656,11 @@ def state_machine_needs(
 
     def sub_text(text: str) -> str:
         return PLACEHOLDER.sub(
-            lambda m: _inline(substitutions[m.group(1)]) if m.group(1) in substitutions else m[0],
+            lambda m: (
+                inline_substitution(substitutions[m.group(1)])
+                if m.group(1) in substitutions
+                else m[0]
+            ),
             text,
         )
 

@@ -448,17 +448,11 @@ def _check_columns(instances: list[dict[str, Any]], layout: FeatureLayout) -> No
         count += 1
         if len(details) >= MAX_DETAILS:
             continue
-        parts = []
-        if missing:
-            parts.append(f"missing columns: {', '.join(missing)}")
-        if unknown:
-            note = " (the target column is not an input)" if layout.target in unknown else ""
-            parts.append(f"unknown columns: {', '.join(unknown)}{note}")
         details.append(
             {
                 "row": i,
                 "field": f"instances[{i}]",
-                "message": "; ".join(parts),
+                "message": _column_mismatch(missing, unknown, layout),
                 "missing": missing,
                 "unknown": unknown,
             }
@@ -471,6 +465,16 @@ def _check_columns(instances: list[dict[str, Any]], layout: FeatureLayout) -> No
         )
 
 
+def _column_mismatch(missing: list[str], unknown: list[str], layout: FeatureLayout) -> str:
+    parts = []
+    if missing:
+        parts.append(f"missing columns: {', '.join(missing)}")
+    if unknown:
+        note = " (the target column is not an input)" if layout.target in unknown else ""
+        parts.append(f"unknown columns: {', '.join(unknown)}{note}")
+    return "; ".join(parts)
+
+
 def _check_header(batch: Batch, layout: FeatureLayout) -> None:
     """The columnar form names its columns once: check them once."""
     names = frozenset(batch.columns)
@@ -478,16 +482,17 @@ def _check_header(batch: Batch, layout: FeatureLayout) -> None:
     unknown = [_shown(c) for c in sorted(names - layout.known)][:MAX_DETAILS]
     if not missing and not unknown:
         return
-    parts = []
-    if missing:
-        parts.append(f"missing columns: {', '.join(missing)}")
-    if unknown:
-        note = " (the target column is not an input)" if layout.target in unknown else ""
-        parts.append(f"unknown columns: {', '.join(unknown)}{note}")
     raise BadRequestError(
         f"'columns' do not match the model's columns; expected exactly: "
         f"{', '.join(sorted(layout.required))}",
-        [{"field": "columns", "message": "; ".join(parts), "missing": missing, "unknown": unknown}],
+        [
+            {
+                "field": "columns",
+                "message": _column_mismatch(missing, unknown, layout),
+                "missing": missing,
+                "unknown": unknown,
+            }
+        ],
     )
 
 
