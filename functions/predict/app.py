@@ -10,12 +10,11 @@ stack trace.
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
-from predictor import ModelUnavailableError, RequestError, get_predictor
+from predictor import ModelUnavailableError, RequestError, encode_json, get_predictor
 from telemetry import logger, metrics, start_invocation
 
 from mlstack_core.errors import ModelNotFound
@@ -30,14 +29,19 @@ def _request_id(event: dict[str, Any], context: Any) -> str | None:
     return request_id or getattr(context, "aws_request_id", None)
 
 
-def _response(status: int, body: dict[str, Any], request_id: str | None = None) -> dict[str, Any]:
-    headers = dict(JSON_HEADERS)
+def _response(
+    status: int,
+    body: dict[str, Any],
+    request_id: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    all_headers = {**JSON_HEADERS, **headers} if headers else dict(JSON_HEADERS)
     if request_id:
-        headers["X-Request-Id"] = request_id
+        all_headers["X-Request-Id"] = request_id
     return {
         "statusCode": status,
-        "headers": headers,
-        "body": json.dumps(body, separators=(",", ":"), allow_nan=False),
+        "headers": all_headers,
+        "body": encode_json(body),
         "isBase64Encoded": False,
     }
 
@@ -57,9 +61,11 @@ def _unexpected(request_id: str | None) -> dict[str, Any]:
 def predict_response(event: dict[str, Any], request_id: str | None) -> dict[str, Any]:
     """POST /models/{model}/predict, as an API Gateway proxy response."""
     try:
-        model = unquote((event.get("pathParameters") or {}).get("model") or "")
+        model = (event.get("pathParameters") or {}).get("model") or ""
+        if "%" in model:
+            model = unquote(model)
         query = event.get("queryStringParameters") or {}
-        unknown = sorted(set(query) - PREDICT_QUERY)
+        unknown = sorted(query.keys() - PREDICT_QUERY) if query else None
         if unknown:
             raise RequestError(
                 f"unknown query parameters: {', '.join(unknown)[:200]}",
@@ -75,13 +81,12 @@ def predict_response(event: dict[str, Any], request_id: str | None) -> dict[str,
             version=query.get("version"),
             request_id=request_id,
         )
-        headers_extra = {
-            "X-Model-Version": str(body["version"]),
-            "X-Model-Variant": body["variant"],
-        }
-        response = _response(200, body, request_id)
-        response["headers"].update(headers_extra)
-        return response
+        return _response(
+            200,
+            body,
+            request_id,
+            {"X-Model-Version": str(body["version"]), "X-Model-Variant": body["variant"]},
+        )
     except RequestError as error:
         logger.info("Request refused", extra={"status": error.status, "error": error.message})
         return _response(error.status, error_body(error.message, error.details), request_id)

@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any, Final
 
+import orjson
 from aws_lambda_powertools.logging import Logger
 
 logger = Logger()
@@ -83,13 +84,11 @@ class RequestMetrics:
                 separators=(",", ":"),
             )
             _directives[shape] = directive
-        values = json.dumps(
-            {**dimensions, **self._metadata, **self._values}, separators=(",", ":"), default=str
-        )
+        values = orjson.dumps({**dimensions, **self._metadata, **self._values}, default=str)
         self.clear()
         sys.stdout.write(
             f'{{"_aws":{{"Timestamp":{int(time.time() * 1000)},"CloudWatchMetrics":{directive}}},'
-            f"{values[1:]}\n"
+            f"{values[1:].decode()}\n"
         )
 
 

@@ -70,9 +70,12 @@ label, probabilities = session.run(["label", "probabilities"], feeds)
 assert label.shape == (2,) and probabilities.shape == (2, 2), (label, probabilities)
 assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 np.random.default_rng(0).random(3)  # Preprocess's numpy.random still loads
+import orjson  # Predict's JSON: numpy arrays encoded natively
+
+assert orjson.loads(orjson.dumps({"p": probabilities}, option=orjson.OPT_SERIALIZE_NUMPY))["p"]
 loaded = sorted({m.split(".")[0] for m in sys.modules} & {"google", "flatbuffers", "packaging"})
 assert not loaded, loaded
-print("serving layer ok: onnxruntime", ort.__version__, "numpy", np.__version__)
+print("serving layer ok: onnxruntime", ort.__version__, "numpy", np.__version__, "orjson", orjson.__version__)
 PY
 after=$(du -sm "$target" | cut -f1)
 echo "serving layer trimmed: ${before} MB -> ${after} MB (du)"
