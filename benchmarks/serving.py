@@ -10,7 +10,8 @@ registered in an in-process moto registry. Then, in one process and interleaved 
 noise hits all of them alike, at batch 1, 100, 1,000 and 10,000 rows:
 
 - handler: API Gateway event in → response dict out, through functions/predict/app.handler
-  (JSON decode, validation, tensors, onnxruntime, JSON encode, logging and the EMF metrics line);
+  (JSON decode, validation, tensors, onnxruntime, JSON encode, logging, the EMF metrics line, and
+  drift sampling against the version's baseline, as in production);
 - raw: ``session.run`` on prebuilt tensors, the same session the handler uses;
 - json: ``json.loads`` of the request body;
 - sklearn: ``Pipeline.predict_proba`` on the prebuilt object matrix.
@@ -133,8 +134,8 @@ class Family:
     onnx: bytes = b""
     fit_seconds: float = 0.0
     max_batch: int = max(BATCHES)
-    # skl2onnx options beyond the zoo's export (None: exactly the zoo's export_onnx)
-    export_options: dict[str, Any] | None = None
+    # the drift baseline Evaluate would store: the handler samples drift counts against it
+    drift_baseline: dict[str, Any] | None = None
 
 
 def families() -> list[Family]:
@@ -152,18 +153,6 @@ def families() -> list[Family]:
             "knn",
         )
     ]
-    for family in chosen:
-        if family.name == "knn":  # the zoo's export computes distances with Scan loops:
-            family.max_batch = 1_000  # ~16 s per call at 10,000 rows, not measured
-    # the same KNN exported with skl2onnx's CDist operator (see docs/performance.md)
-    chosen.append(
-        Family(
-            "knn_cdist_export",
-            "knn",
-            dict(catalog["knn"].defaults),
-            export_options={"zipmap": False, "optim": "cdist"},
-        )
-    )
     deep = {**catalog["random_forest"].defaults, "max_depth": None, "min_samples_leaf": 1}
     chosen.append(Family("random_forest_fully_grown", "random_forest", deep))
     return chosen
@@ -184,26 +173,23 @@ def train(family: Family, matrix: np.ndarray, labels: np.ndarray) -> None:
     pipeline.fit(matrix, labels)
     family.fit_seconds = time.perf_counter() - started
     family.pipeline = pipeline
-    if family.export_options is None:
-        model = zoo.export_onnx(
-            pipeline, task="classification", n_numeric=N_NUMERIC, n_categorical=N_CATEGORICAL
-        )
-    else:
-        from skl2onnx import convert_sklearn
-        from skl2onnx.common.data_types import FloatTensorType, StringTensorType
-
-        model = convert_sklearn(
-            pipeline,
-            name="mlstack",
-            initial_types=[
-                ("numeric", FloatTensorType([None, N_NUMERIC])),
-                ("categorical", StringTensorType([None, N_CATEGORICAL])),
-            ],
-            options={id(pipeline.named_steps["model"]): family.export_options},
-            target_opset=zoo.TARGET_OPSET,
-        )
-        assert [o.name for o in model.graph.output] == ["label", "probabilities"]
+    family.drift_baseline = drift_baseline(pipeline, matrix[:5_000])
+    model = zoo.export_onnx(
+        pipeline, task="classification", n_numeric=N_NUMERIC, n_categorical=N_CATEGORICAL
+    )
     family.onnx = model.SerializeToString()
+
+
+def drift_baseline(pipeline: Any, matrix: np.ndarray) -> dict[str, Any]:
+    from mlstack_core.drift import feature_baseline, prediction_baseline
+
+    numeric = matrix[:, :N_NUMERIC].astype(np.float32)
+    categorical = matrix[:, N_NUMERIC:].astype(str)
+    baseline = feature_baseline(schema(), numeric, categorical)
+    baseline["prediction"] = prediction_baseline(
+        "classification", {"label": pipeline.predict(matrix)}, sorted(CLASSES)
+    )
+    return baseline
 
 
 # registry -----------------------------------------------------------------------------------------
@@ -241,6 +227,7 @@ def publish(s3: Any, registry: Any, model: str, family: Family) -> None:
             "bytes": len(family.onnx),
         },
         "sklearn_artifact": {"bucket": bucket, "key": f"{key}.joblib"},
+        "drift_baseline": family.drift_baseline,
     }
     registry.put_version(model, version, "Approved", document)
     registry.move_alias(model, version, expected=None, actor="bench", reason="bench")

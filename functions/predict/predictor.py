@@ -91,8 +91,8 @@ _LABEL_CASTS: Final[dict[str, Callable[[Any], Any]]] = {"str": str, "int": int, 
 _LABEL_DTYPES: Final[dict[str, Any]] = {"str": str, "int": np.int64, "float": np.float64}
 
 
-def _row_getter(columns: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
-    """One row (dict or list) → the tuple of its values at ``columns``, in C."""
+def _row_getter(columns: tuple[Any, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """One row (dict or list) → the tuple of its values at ``columns`` (keys or indices), in C."""
     if len(columns) == 1:
         (only,) = columns
         return lambda row: (row[only],)
@@ -247,7 +247,7 @@ class Batch:
             getter = record_getter or _row_getter(columns)
             return list(map(getter, self.instances))
         index = self.index
-        getter = _row_getter(tuple(index[c] for c in columns))  # type: ignore[arg-type]
+        getter = _row_getter(tuple(index[c] for c in columns))
         return list(map(getter, cast(list[Any], self.data)))
 
     def field(self, row: int, column: str) -> str:
