@@ -113,6 +113,38 @@ def test_summaries_hold_counts_only_and_are_bounded() -> None:
     assert len(text) < 2000
 
 
+def test_rows_wait_for_a_bulk_count_that_matches_counting_each_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    document = _document()
+    numeric, categorical = _data(3000, 6)
+    (reference,) = _record(DriftRecorder(), document, numeric, categorical, requests=30)
+
+    monkeypatch.setattr(drift, "FOLD_ROWS", 250)  # fold every few requests instead of at the end
+    recorder = DriftRecorder()
+    folded = _record(recorder, document, numeric, categorical, requests=30)
+
+    times = {"started_at": 0, "ended_at": 0}
+    assert [{**s, **times} for s in folded] == [{**reference, **times}]
+    assert reference["rows"] == 3000 and reference["requests"] == 30
+    assert not recorder._tallies  # flushed: nothing pending or held
+
+
+def test_pending_rows_stay_below_the_fold_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(drift, "FOLD_ROWS", 300)
+    recorder = DriftRecorder()
+    document = _document()
+    numeric, categorical = _data(100, 7)
+    feeds = {"numeric": numeric, "categorical": categorical}
+    outputs = {"label": np.asarray(["no"] * 100, dtype=object)}
+    pending = []
+    for _ in range(10):
+        recorder.record("m", 3, document, feeds, outputs)
+        pending.append(recorder._tallies[("m", 3)].pending_rows)
+    assert max(pending) < 300
+    assert recorder._tallies[("m", 3)].rows == 1000
+
+
 def test_flush_is_periodic_per_version_and_keys_are_dated() -> None:
     now = [1_800_000_000.0]
     recorder = DriftRecorder(flush_seconds=300, clock=lambda: now[0])

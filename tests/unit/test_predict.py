@@ -317,6 +317,32 @@ def test_unexpected_failure_is_a_generic_500(
     assert "Traceback" in logged
 
 
+def test_every_log_line_carries_its_own_request_ids(
+    served: Stack, monkeypatch: pytest.MonkeyPatch, log_output: io.StringIO
+) -> None:
+    import predictor
+    from tests.unit.predict_fixtures import FakeContext
+
+    def explode(*_: Any) -> Any:
+        raise RuntimeError("boom")
+
+    app = load_app()
+    assert predict([GOOD]).status == 200
+    monkeypatch.setattr(predictor, "build_inputs", explode)
+    for n in range(3):
+        request = event("POST", PREDICT, json.dumps({"instances": [GOOD]}))
+        request["requestContext"]["requestId"] = f"api-{n}"
+        app.handler(request, FakeContext(aws_request_id=f"lambda-{n}"))
+
+    lines = [json.loads(line) for line in log_output.getvalue().splitlines()]
+    errors = [line for line in lines if line["message"] == "Unhandled error"]
+    assert [(e["correlation_id"], e["function_request_id"]) for e in errors] == [
+        (f"api-{n}", f"lambda-{n}") for n in range(3)
+    ]
+    assert {e["cold_start"] for e in errors} == {False}
+    assert {e["function_name"] for e in errors} == {"mlstack-PredictFunction"}
+
+
 # registry behaviour -------------------------------------------------------------------------------
 def test_promotion_is_served_without_redeploy(
     serving: Stack,
