@@ -126,7 +126,8 @@ def test_rows_wait_for_a_bulk_count_that_matches_counting_each_request(
 
     times = {"started_at": 0, "ended_at": 0}
     assert [{**s, **times} for s in folded] == [{**reference, **times}]
-    assert reference["rows"] == 3000 and reference["requests"] == 30
+    assert reference["rows"] == 3000
+    assert reference["requests"] == 30
     assert not recorder._tallies  # flushed: nothing pending or held
 
 

@@ -20,6 +20,7 @@ from tests.unit.predict_fixtures import (  # noqa: F401 - *_fixture are fixtures
     CATEGORICAL,
     CLASSES,
     NUMERIC,
+    FakeContext,
     ROOT,
     Stack,
     classifier,
@@ -321,7 +322,6 @@ def test_every_log_line_carries_its_own_request_ids(
     served: Stack, monkeypatch: pytest.MonkeyPatch, log_output: io.StringIO
 ) -> None:
     import predictor
-    from tests.unit.predict_fixtures import FakeContext
 
     def explode(*_: Any) -> Any:
         raise RuntimeError("boom")
