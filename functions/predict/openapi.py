@@ -119,7 +119,8 @@ def document(settings: ServingSettings, server_url: str | None = None) -> dict[s
                 "request_id": {"type": ["string", "null"]},
                 "predictions": {
                     "type": "array",
-                    "items": {"type": ["string", "number", "integer", "boolean"]},
+                    "description": "One per instance; a regressor's NaN output is null.",
+                    "items": {"type": ["string", "number", "integer", "boolean", "null"]},
                 },
                 "classes": {
                     "type": "array",
@@ -128,7 +129,10 @@ def document(settings: ServingSettings, server_url: str | None = None) -> dict[s
                 },
                 "probabilities": {
                     "type": "array",
-                    "description": "Classifiers only: one row per instance, aligned to classes.",
+                    "description": (
+                        "Classifiers only: one row per instance, aligned to classes; the model's "
+                        "float32 values in their shortest decimal text."
+                    ),
                     "items": {"type": "array", "items": {"type": "number"}},
                 },
                 "shadow_version": {
