@@ -13,7 +13,8 @@ noise hits all of them alike, at batch 1, 100, 1,000 and 10,000 rows:
   (JSON decode, validation, tensors, onnxruntime, JSON encode, logging, the EMF metrics line, and
   drift sampling against the version's baseline, as in production);
 - raw: ``session.run`` on prebuilt tensors, the same session the handler uses;
-- json: ``json.loads`` of the request body;
+- json, orjson: ``json.loads`` (standard library) and ``orjson.loads`` (what the handler uses) of
+  the request body;
 - sklearn: ``Pipeline.predict_proba`` on the prebuilt object matrix.
 
 Medians are reported, and the ratios the issue sets targets for. Cold start is measured on the
@@ -317,6 +318,7 @@ def warm_benchmarks(
     fams: list[Family], records: list[dict[str, Any]], matrix: np.ndarray, budget_s: float
 ) -> list[dict[str, Any]]:
     import boto3
+    import orjson
     from moto import mock_aws
 
     from mlstack_core.registry import Registry
@@ -358,6 +360,7 @@ def warm_benchmarks(
                         "handler_columnar": lambda e=event_columnar: app.handler(e, context),
                         "raw": lambda f=feeds, s=session, o=names: s.run(o, f),
                         "json": lambda body=body: json.loads(body),
+                        "orjson": lambda body=body: orjson.loads(body),
                         "sklearn": lambda part=part, p=family.pipeline: p.predict_proba(part),
                     }
                     times = interleaved(timers, budget_s * (1 + n / 2000))
@@ -368,6 +371,9 @@ def warm_benchmarks(
                         **{f"{k}_ms": v * 1000 for k, v in times.items()},
                         "handler_over_raw": times["handler"] / times["raw"],
                         "handler_over_raw_json": times["handler"] / (times["raw"] + times["json"]),
+                        "handler_over_raw_orjson": (
+                            times["handler"] / (times["raw"] + times["orjson"])
+                        ),
                         "sklearn_over_handler": times["sklearn"] / times["handler"],
                         "sklearn_over_raw": times["sklearn"] / times["raw"],
                     }
@@ -381,6 +387,7 @@ def _row_text(row: dict[str, Any]) -> str:
         f"{row['family']:28} {row['batch']:>6}  handler {row['handler_ms']:9.3f} ms  "
         f"raw {row['raw_ms']:9.3f}  json {row['json_ms']:8.3f}  sklearn {row['sklearn_ms']:9.3f}  "
         f"h/raw {row['handler_over_raw']:5.2f}  h/(raw+json) {row['handler_over_raw_json']:5.2f}  "
+        f"h/(raw+orjson) {row['handler_over_raw_orjson']:5.2f}  "
         f"sklearn/h {row['sklearn_over_handler']:7.1f}"
     )
 
@@ -650,17 +657,18 @@ def markdown(
         "### Warm latency (median ms; ratios from the same interleaved run)",
         "",
         "| family | ONNX MB | batch | handler | handler, columnar | raw session.run | "
-        "json.loads | scikit-learn | handler / raw | handler / (raw + json) | "
-        "scikit-learn / handler |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "json.loads | orjson.loads | scikit-learn | handler / raw | handler / (raw + json) | "
+        "handler / (raw + orjson) | scikit-learn / handler |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     size_of = {f.name: len(f.onnx) / 1e6 for f in fams}
     for r in rows:
         out.append(
             f"| {r['family']} | {size_of[r['family']]:.2f} | {r['batch']:,} | "
             f"{r['handler_ms']:.3f} | {r['handler_columnar_ms']:.3f} | {r['raw_ms']:.3f} | "
-            f"{r['json_ms']:.3f} | {r['sklearn_ms']:.3f} | {r['handler_over_raw']:.2f} | "
-            f"{r['handler_over_raw_json']:.2f} | {r['sklearn_over_handler']:.1f} |"
+            f"{r['json_ms']:.3f} | {r['orjson_ms']:.3f} | {r['sklearn_ms']:.3f} | "
+            f"{r['handler_over_raw']:.2f} | {r['handler_over_raw_json']:.2f} | "
+            f"{r['handler_over_raw_orjson']:.2f} | {r['sklearn_over_handler']:.1f} |"
         )
     out += ["", "![latency vs batch size](performance.png)", ""]
     out += ["### Cold start (new process, median)", ""]
