@@ -955,7 +955,6 @@ class Predictor:
         """One POST /models/<model>/predict; records the request metrics whatever happens."""
         started = time.perf_counter()
         dimension = UNKNOWN_MODEL_DIMENSION
-        metrics.add_metric("PredictionRequests", COUNT, 1)
         try:
             if version is None:
                 loaded, variant, routing = self.choose(model)
@@ -974,17 +973,14 @@ class Predictor:
                 **format_outputs(loaded, outputs),
             }
         except Exception:
+            metrics.add_metric("PredictionRequests", COUNT, 1)
             metrics.add_metric("PredictionErrors", COUNT, 1)
-            raise
-        finally:
             metrics.add_dimension("model", dimension)
-        metrics.add_metadata("model_version", loaded.version)
-        metrics.add_metadata("variant", variant)
-        metrics.add_metric("PredictedRows", COUNT, batch.size)
+            raise
         if variant == VARIANT_CANARY:
             metrics.add_metric("CanaryRequests", COUNT, 1)
-        metrics.add_metric(
-            "PredictionLatency", MILLISECONDS, (time.perf_counter() - started) * 1000
+        metrics.served(
+            model, loaded.version, variant, batch.size, (time.perf_counter() - started) * 1000
         )
         self._record_drift(model, loaded, feeds, outputs)
         if routing is not None and routing.shadow is not None and routing.shadow != loaded.version:
@@ -998,8 +994,11 @@ class Predictor:
     ) -> None:
         """Count a sample of what was served; write the summaries that are due. Best effort: a
         failed write is logged and the prediction is answered anyway."""
-        named = dict(zip(loaded.layout.output_names, outputs, strict=True))
-        for key, body in self.drift.record(model, loaded.version, loaded.document, feeds, named):
+        # Drift counts the prediction only: the first output (label, or a regressor's variable).
+        predicted = {loaded.layout.output_names[0]: outputs[0]}
+        for key, body in self.drift.record(
+            model, loaded.version, loaded.document, feeds, predicted
+        ):
             try:
                 self.s3.put_object(
                     Bucket=stack_settings().model_bucket,

@@ -38,6 +38,25 @@ class RequestMetrics:
         self._units: dict[str, str] = {}
         self._dimensions: dict[str, str] = {}
         self._metadata: dict[str, Any] = {}
+        self._served: tuple[str, int, str, int, float] | None = None
+
+    def served(self, model: str, version: int, variant: str, rows: int, latency_ms: float) -> None:
+        """The record of an answered prediction request: PredictionRequests, PredictedRows and
+        PredictionLatency by model, with the version and variant as metadata. Alone in its
+        invocation (the usual case) it is written from a per-model template."""
+        self._served = (model, version, variant, rows, latency_ms)
+
+    def _merge_served(self) -> None:
+        if self._served is None:
+            return
+        model, version, variant, rows, latency_ms = self._served
+        self._served = None
+        self.add_metric("PredictionRequests", COUNT, 1)
+        self.add_metric("PredictedRows", COUNT, rows)
+        self.add_metric("PredictionLatency", MILLISECONDS, latency_ms)
+        self.add_dimension("model", model)
+        self.add_metadata("model_version", version)
+        self.add_metadata("variant", variant)
 
     def add_metric(self, name: str, unit: str, value: float) -> None:
         if not math.isfinite(value):  # CloudWatch rejects NaN/Infinity values: nothing to record
@@ -56,15 +75,32 @@ class RequestMetrics:
         self._metadata[key] = value
 
     def clear(self) -> None:
-        self._values.clear()
-        self._units.clear()
-        self._dimensions.clear()
-        self._metadata.clear()
+        self._served = None
+        if self._values or self._dimensions or self._metadata:
+            self._values.clear()
+            self._units.clear()
+            self._dimensions.clear()
+            self._metadata.clear()
 
     def flush(self) -> None:
         """Print the record (Lambda ships stdout to CloudWatch Logs, which extracts the metrics)."""
         namespace, service, disabled = _settings[0] if _settings else _environment()
-        if not self._values or disabled:
+        if disabled:
+            self.clear()
+            return
+        served = self._served
+        if served is not None and not self._values and not self._metadata:
+            self._served = None
+            self._dimensions.clear()
+            model, version, variant, rows, latency_ms = served
+            head, tail = _served_template(namespace, service, model, variant)
+            sys.stdout.write(
+                f"{head}{int(time.time() * 1000)}{tail}{int(version)},"
+                f'"PredictedRows":[{float(rows)!r}],"PredictionLatency":[{float(latency_ms)!r}]}}\n'
+            )
+            return
+        self._merge_served()
+        if not self._values:
             self.clear()
             return
         dimensions = self._dimensions
@@ -94,6 +130,43 @@ class RequestMetrics:
 
 
 _directives: dict[tuple[Any, ...], str] = {}
+_served_templates: dict[tuple[str, ...], tuple[str, str]] = {}
+
+
+def _served_template(namespace: str, service: str, model: str, variant: str) -> tuple[str, str]:
+    """The EMF line of a served request around its timestamp and values, built once per model
+    and variant: the same document RequestMetrics.flush writes, without assembling it each time."""
+    key = (namespace, service, model, variant)
+    template = _served_templates.get(key)
+    if template is None:
+        directive = json.dumps(
+            [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [["model", "service"]],
+                    "Metrics": [
+                        {"Name": "PredictionRequests", "Unit": COUNT},
+                        {"Name": "PredictedRows", "Unit": COUNT},
+                        {"Name": "PredictionLatency", "Unit": MILLISECONDS},
+                    ],
+                }
+            ],
+            separators=(",", ":"),
+        )
+        fixed = json.dumps(
+            {"model": model, "service": service, "variant": variant}, separators=(",", ":")
+        )[1:-1]
+        template = (
+            '{"_aws":{"Timestamp":',
+            f',"CloudWatchMetrics":{directive}}},{fixed},"PredictionRequests":[1.0],'
+            '"model_version":',
+        )
+        if len(_served_templates) > 256:  # bounded: models are few, but never let it grow
+            _served_templates.clear()
+        _served_templates[key] = template
+    return template
+
+
 _settings: list[tuple[str, str, bool]] = []
 
 
@@ -114,6 +187,7 @@ def refresh() -> None:
     """Re-read the environment (tests, and the local cloud, change it between invocations)."""
     _settings.clear()
     _directives.clear()
+    _served_templates.clear()
     _formatter.clear()
 
 

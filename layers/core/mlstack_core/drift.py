@@ -406,10 +406,10 @@ class DriftRecorder:
         if self.sample_rate < 1.0 and self._random.random() >= self.sample_rate:
             return
         key = (model, version)
-        if key in self._without_baseline:
-            return
         tally = self._tallies.get(key)
         if tally is None:
+            if key in self._without_baseline:
+                return
             if len(self._tallies) >= MAX_VERSIONS:
                 return  # bounded memory: versions beyond the first few wait for the next flush
             tally = _Tally.for_document(document, self._clock())
