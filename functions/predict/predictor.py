@@ -40,6 +40,7 @@ MAX_DETAILS: Final = 20
 # input, and using it as a dimension would let anyone create unbounded CloudWatch metrics.
 UNKNOWN_MODEL_DIMENSION: Final = "(unknown)"
 _FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
+_FEW_ROWS: Final = 4  # up to here, per-value checks in Python beat numpy's per-call overhead
 _NUMERIC_OK: Final = frozenset({int, float, type(None)})
 # Top-level keys of the two body forms: records, or a compact columnar table.
 _RECORDS_KEYS: Final = frozenset({"instances"})
@@ -547,7 +548,16 @@ def numeric_tensor(
 ) -> np.ndarray:
     """float32 [N, k], null → NaN. bool and str are refused, not coerced."""
     rows = batch.rows(columns, record_getter)
-    if set(map(type, chain.from_iterable(rows))) <= _NUMERIC_OK:
+    if len(rows) <= _FEW_ROWS:
+        values = rows[0] if len(rows) == 1 else tuple(chain.from_iterable(rows))
+        # A few values are range-checked faster in Python than by two numpy calls; filter(None)
+        # drops nulls (and zeros, which are in range anyway).
+        if (
+            set(map(type, values)) <= _NUMERIC_OK
+            and not max(map(abs, filter(None, values)), default=0) > _FLOAT32_MAX
+        ):
+            return np.array(rows, dtype=np.float32)
+    elif set(map(type, chain.from_iterable(rows))) <= _NUMERIC_OK:
         try:
             wide = np.array(rows, dtype=np.float64)  # None → NaN here
         except OverflowError:  # an int beyond float64: explained below

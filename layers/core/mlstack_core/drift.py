@@ -34,6 +34,7 @@ import os
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -113,19 +114,14 @@ def numeric_counts(values: np.ndarray, edges: Sequence[float]) -> tuple[np.ndarr
 
 def category_counts(values: np.ndarray, categories: Sequence[str]) -> tuple[np.ndarray, int, int]:
     """(counts per listed category, other, missing); missing is ``""`` (or None)."""
-    position = {c: i for i, c in enumerate(categories)}
-    counts = np.zeros(len(categories), dtype=np.int64)
-    other = missing = 0
-    for value in values.tolist():
-        if value is None or value == "":
-            missing += 1
-            continue
-        i = position.get(str(value))
-        if i is None:
-            other += 1
-        else:
-            counts[i] += 1
-    return counts, other, missing
+    # Counted in C per value; the Python loop below runs once per distinct value.
+    seen: Counter[Any] = Counter(values.tolist())
+    missing = seen.pop(None, 0) + seen.pop("", 0)
+    by_text: Counter[str] = Counter()
+    for value, count in seen.items():
+        by_text[value if type(value) is str else str(value)] += count
+    counts = np.array([by_text.pop(c, 0) for c in categories], dtype=np.int64)
+    return counts, sum(by_text.values()), missing
 
 
 def _numeric_entry(name: str, values: np.ndarray) -> dict[str, Any]:
