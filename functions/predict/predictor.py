@@ -42,6 +42,8 @@ UNKNOWN_MODEL_DIMENSION: Final = "(unknown)"
 _FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
 _FEW_ROWS: Final = 4  # up to here, per-value checks in Python beat numpy's per-call overhead
 _NUMERIC_OK: Final = frozenset({int, float, type(None)})
+_TEXT: Final = frozenset({str})
+_TEXT_OR_NULL: Final = frozenset({str, type(None)})
 # Top-level keys of the two body forms: records, or a compact columnar table.
 _RECORDS_KEYS: Final = frozenset({"instances"})
 _COLUMNAR_KEYS: Final = frozenset({"columns", "data"})
@@ -595,9 +597,11 @@ def categorical_tensor(
     """object [N, m] of str, null → "" (the graph's missing marker), numbers → their text."""
     rows = batch.rows(columns, record_getter)
     types = set(map(type, chain.from_iterable(rows)))
-    if types <= {str}:
+    if types <= _TEXT:
         return np.array(rows, dtype=object)
-    if types <= {str, type(None)}:
+    if types <= _TEXT_OR_NULL:
+        if len(rows) <= _FEW_ROWS:  # cheaper in Python than two numpy calls
+            return np.array([[v or "" for v in row] for row in rows], dtype=object)
         array = np.array(rows, dtype=object)
         array[np.equal(array, cast(Any, None))] = ""
         return array
