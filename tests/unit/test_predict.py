@@ -340,7 +340,6 @@ def test_every_log_line_carries_its_own_request_ids(
         (f"api-{n}", f"lambda-{n}") for n in range(3)
     ]
     assert {e["cold_start"] for e in errors} == {False}
-    assert {e["function_name"] for e in errors} == {"mlstack-PredictFunction"}
 
 
 # registry behaviour -------------------------------------------------------------------------------
