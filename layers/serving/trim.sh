@@ -38,11 +38,11 @@ find "$target"/numpy -name '*.pyi' -delete -o -name '*.pxd' -delete -o -name 'co
 # Everything numpy's own modules need stays, including numpy.random/fft/linalg/ma/polynomial:
 # Preprocess and Evaluate use this layer too.
 
-# Sourceless bytecode for the two packages: Lambda cannot write .pyc files, so the layer ships
+# Sourceless bytecode for the three packages: Lambda cannot write .pyc files, so the layer ships
 # them; shipping the .py sources beside them doubles the Python part for tracebacks' source lines
 # only. Legacy-layout .pyc (next to where the .py was) are imported directly, as fast as cached
 # bytecode (checked by the import below).
-for package in numpy onnxruntime; do
+for package in numpy onnxruntime orjson; do
   "$runtime_python" -m compileall -q -b -j 0 --invalidation-mode unchecked-hash "$target/$package" >/dev/null
   find "$target/$package" -name '*.py' -delete
   find "$target/$package" -depth -type d -name __pycache__ -exec rm -rf {} +
