@@ -171,8 +171,8 @@ def catalog_defaults(family: str, task: str, passes: int = 1) -> Config:
 
 
 def proposed(family: str, task: str) -> Config:
-    """The chosen forest defaults (candidates._FOREST_DEFAULTS): a leaf budget (a hard cap of 50 x 1,023 nodes, whatever the
-    training size) instead of a depth bound, and 50 trees."""
+    """The chosen forest defaults (candidates._FOREST_DEFAULTS): a leaf budget (a hard cap of
+    50 x 1,023 nodes, whatever the training size) instead of a depth bound, and 50 trees."""
     return leaf_budget(family, task, 512, 50)
 
 
