@@ -132,8 +132,17 @@ def test_unseen_category_is_served_not_rejected() -> None:
     cut = 480
     categorical[cut:, 0] = "never-seen"
     result = fit_export_score("random_forest", "classification", numeric, categorical, y)
-    expected = result["pipeline"].predict(result["X_test"])
-    assert np.array_equal(result["onnx"]["label"], expected)
+    pipeline, rows = result["pipeline"], result["X_test"]
+    expected, proba = pipeline.predict(rows), pipeline.predict_proba(rows)
+    np.testing.assert_allclose(result["onnx"]["probabilities"], proba, atol=1e-5)
+    # Pure leaves and an even number of trees make exact vote ties (0.5/0.5), which float32 sums
+    # break either way: a label may differ only where scikit-learn's two classes tie.
+    classes = list(pipeline.classes_)
+    for row in np.flatnonzero(result["onnx"]["label"] != expected):
+        a = classes.index(result["onnx"]["label"][row])
+        b = classes.index(expected[row])
+        assert proba[row, a] == proba[row, b], (row, proba[row])
+    assert np.mean(result["onnx"]["label"] == expected) > 0.9
 
 
 def test_hist_gradient_boosting_takes_nan_natively() -> None:

@@ -51,13 +51,15 @@ class Family:
     allowed: frozenset[str] = field(default_factory=frozenset)
 
 
-# Forests are bounded by a leaf budget rather than a depth: at most 50 x 1,023 nodes whatever the
+# Forests are bounded by a leaf budget rather than a depth: at most 51 x 1,023 nodes whatever the
 # training size. Above ~80k nodes a 3-class forest serves slower in onnxruntime than in
 # scikit-learn at 10,000 rows (its kernel walks every tree per block of rows and the nodes leave the
 # cache); at this budget it is faster at every batch size and as accurate as the previous
 # depth-10/100-tree default (benchmarks/tree_defaults.py, docs/performance.md).
 _FOREST_DEFAULTS: dict[str, Scalar] = {
-    "n_estimators": 50,
+    # Odd: leaves are pure (min_samples_leaf 1), so each tree casts a whole vote, and an even count
+    # ties two classes at exactly 0.5, which float32 sums in onnxruntime break either way.
+    "n_estimators": 51,
     "max_leaf_nodes": 512,
     "max_depth": None,
     "min_samples_leaf": 1,
