@@ -110,16 +110,7 @@ class RequestMetrics:
         shape = (tuple(dimensions), tuple(self._units.items()))
         directive = _directives.get(shape)
         if directive is None:
-            directive = json.dumps(
-                [
-                    {
-                        "Namespace": namespace,
-                        "Dimensions": [list(dimensions)],
-                        "Metrics": [{"Name": n, "Unit": u} for n, u in self._units.items()],
-                    }
-                ],
-                separators=(",", ":"),
-            )
+            directive = _directive(namespace, list(dimensions), self._units)
             _directives[shape] = directive
         values = orjson.dumps(dimensions | self._metadata | self._values, default=str)
         self.clear()
@@ -131,6 +122,25 @@ class RequestMetrics:
 
 _directives: dict[tuple[Any, ...], str] = {}
 _served_templates: dict[tuple[str, ...], tuple[str, str]] = {}
+_SERVED_UNITS: Final = {
+    "PredictionRequests": COUNT,
+    "PredictedRows": COUNT,
+    "PredictionLatency": MILLISECONDS,
+}
+
+
+def _directive(namespace: str, dimensions: list[str], units: dict[str, str]) -> str:
+    """The ``CloudWatchMetrics`` part of an EMF record, as JSON."""
+    return json.dumps(
+        [
+            {
+                "Namespace": namespace,
+                "Dimensions": [dimensions],
+                "Metrics": [{"Name": name, "Unit": unit} for name, unit in units.items()],
+            }
+        ],
+        separators=(",", ":"),
+    )
 
 
 def _served_template(namespace: str, service: str, model: str, variant: str) -> tuple[str, str]:
@@ -139,20 +149,7 @@ def _served_template(namespace: str, service: str, model: str, variant: str) -> 
     key = (namespace, service, model, variant)
     template = _served_templates.get(key)
     if template is None:
-        directive = json.dumps(
-            [
-                {
-                    "Namespace": namespace,
-                    "Dimensions": [["model", "service"]],
-                    "Metrics": [
-                        {"Name": "PredictionRequests", "Unit": COUNT},
-                        {"Name": "PredictedRows", "Unit": COUNT},
-                        {"Name": "PredictionLatency", "Unit": MILLISECONDS},
-                    ],
-                }
-            ],
-            separators=(",", ":"),
-        )
+        directive = _directive(namespace, ["model", "service"], _SERVED_UNITS)
         fixed = json.dumps(
             {"model": model, "service": service, "variant": variant}, separators=(",", ":")
         )[1:-1]
