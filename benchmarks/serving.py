@@ -73,6 +73,8 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 import numpy as np  # noqa: E402
 
+from mlstack.buildcheck import runtime_python  # noqa: E402
+
 BATCHES = (1, 100, 1_000, 10_000)
 N_NUMERIC, N_CATEGORICAL = 16, 4
 TRAIN_ROWS = 20_000
@@ -408,26 +410,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def runtime_python() -> str | None:
-    found = subprocess.run(
-        ["bash", "-c", "command -v python3.12 && python3.12 -c 'print(1)' >/dev/null"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if found.returncode == 0 and found.stdout.strip():
-        return found.stdout.strip().splitlines()[0]
-    pyenv = subprocess.run(
-        ["bash", "-c", "v=$(pyenv versions --bare | grep '^3\\.12' | tail -1) && pyenv prefix $v"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if pyenv.returncode == 0 and pyenv.stdout.strip():
-        return f"{pyenv.stdout.strip()}/bin/python3.12"
-    return None
 
 
 def sklearn_for(python: str) -> Path:

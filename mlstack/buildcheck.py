@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,23 @@ LAMBDA_LIMIT_MIB = 250.0
 # Serving: 90 MB (issue #4) keeps the cold start small; see docs/performance.md.
 BUDGETS_MIB = {"PredictFunction": 90e6 / 2**20}
 DEFAULT_BUDGET_MIB = 240.0  # 10 MiB of margin under the hard limit
+
+
+def runtime_python() -> str | None:
+    """python3.12 (the functions' runtime) on PATH, else pyenv's newest 3.12, as the Makefile finds
+    it; None when neither runs."""
+    found = shutil.which("python3.12")
+    if found and subprocess.run([found, "-V"], capture_output=True, check=False).returncode == 0:
+        return found
+    done = subprocess.run(
+        ["bash", "-c", "v=$(pyenv versions --bare | grep '^3\\.12' | tail -1) && pyenv prefix $v"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode == 0 and done.stdout.strip():
+        return f"{done.stdout.strip()}/bin/python3.12"
+    return None
 
 
 def directory_mib(path: Path) -> float:

@@ -5,11 +5,11 @@ Skipped when there is no build (a fresh clone runs ``make test`` before ``make b
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 
+from mlstack.buildcheck import runtime_python
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
@@ -59,7 +59,7 @@ out = s.run(None, {{"numeric": np.zeros((3, 2), np.float32),
 assert out[1].shape == (3, 2)
 print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"google", "packaging", "flatbuffers"}}))
 """
-    python = _runtime_python()
+    python = runtime_python()
     if python is None:
         pytest.skip("python3.12 (the layer's runtime) not found")
     done = subprocess.run(
@@ -67,21 +67,3 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"google", "packaging",
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
-
-
-def _runtime_python() -> str | None:
-    """python3.12 on PATH, else pyenv's newest 3.12 (as the Makefile finds it)."""
-    found = shutil.which("python3.12")
-    if found and subprocess.run([found, "-V"], capture_output=True, check=False).returncode == 0:
-        return found
-    done = subprocess.run(
-        ["bash", "-c", "v=$(pyenv versions --bare | grep '^3\\.12' | tail -1) && pyenv prefix $v"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return (
-        f"{done.stdout.strip()}/bin/python3.12"
-        if done.returncode == 0 and done.stdout.strip()
-        else None
-    )
