@@ -245,6 +245,30 @@ class _Tally:
             started=now,
         )
 
+    def sample(
+        self,
+        feeds: Mapping[str, np.ndarray],
+        outputs: Mapping[str, np.ndarray],
+        max_rows: int,
+    ) -> None:
+        """Keep at most ``max_rows`` evenly strided rows of this request's inputs and prediction."""
+        numeric = feeds.get("numeric")
+        categorical = feeds.get("categorical")
+        predicted = outputs.get("label")
+        if predicted is None:
+            predicted = outputs.get("variable")
+        size = _rows_of(feeds)
+        if size > max_rows:
+            # Every step-th row, copied so the sample does not keep the whole batch alive.
+            step = math.ceil(size / max_rows)
+            numeric, categorical, predicted = (
+                None if part is None else part[::step].copy()
+                for part in (numeric, categorical, predicted)
+            )
+            size = len(range(0, size, step))
+        if size:
+            self.add(numeric, categorical, predicted, size)
+
     def add(
         self,
         numeric: np.ndarray | None,
@@ -383,7 +407,10 @@ class DriftRecorder:
         if not self.enabled:
             return []
         try:
-            self._observe(model, int(version), document, feeds, outputs)
+            if self.sample_rate >= 1.0 or self._random.random() < self.sample_rate:
+                tally = self._tally(model, int(version), document)
+                if tally is not None:
+                    tally.sample(feeds, outputs, self.max_rows_per_request)
             if self._clock() < self._next_due:
                 return []
             return self.due()
@@ -391,48 +418,24 @@ class DriftRecorder:
             self.errors += 1
             return []
 
-    def _observe(
-        self,
-        model: str,
-        version: int,
-        document: Mapping[str, Any],
-        feeds: Mapping[str, np.ndarray],
-        outputs: Mapping[str, np.ndarray],
-    ) -> None:
-        if self.sample_rate < 1.0 and self._random.random() >= self.sample_rate:
-            return
+    def _tally(self, model: str, version: int, document: Mapping[str, Any]) -> _Tally | None:
+        """The version's counts, started on its first request; None without an inline baseline
+        or beyond MAX_VERSIONS (bounded memory: those wait for the next flush)."""
         key = (model, version)
         tally = self._tallies.get(key)
-        if tally is None:
-            if key in self._without_baseline:
-                return
-            if len(self._tallies) >= MAX_VERSIONS:
-                return  # bounded memory: versions beyond the first few wait for the next flush
-            tally = _Tally.for_document(document, self._clock())
-            if tally is not None:
-                self._next_due = min(self._next_due, tally.started + self.flush_seconds)
-            if tally is None:  # no inline baseline (an older or very wide version)
-                if len(self._without_baseline) >= 64:
-                    self._without_baseline.clear()
-                self._without_baseline.add(key)
-                return
-            self._tallies[key] = tally
-        numeric = feeds.get("numeric")
-        categorical = feeds.get("categorical")
-        predicted = outputs.get("label")
-        if predicted is None:
-            predicted = outputs.get("variable")
-        size = _rows_of(feeds)
-        if size > self.max_rows_per_request:
-            # Every step-th row, copied so the sample does not keep the whole batch alive.
-            step = math.ceil(size / self.max_rows_per_request)
-            numeric, categorical, predicted = (
-                None if part is None else part[::step].copy()
-                for part in (numeric, categorical, predicted)
-            )
-            size = len(range(0, size, step))
-        if size:
-            tally.add(numeric, categorical, predicted, size)
+        if tally is not None or key in self._without_baseline:
+            return tally
+        if len(self._tallies) >= MAX_VERSIONS:
+            return None
+        tally = _Tally.for_document(document, self._clock())
+        if tally is None:  # no inline baseline (an older or very wide version)
+            if len(self._without_baseline) >= 64:
+                self._without_baseline.clear()
+            self._without_baseline.add(key)
+            return None
+        self._tallies[key] = tally
+        self._next_due = min(self._next_due, tally.started + self.flush_seconds)
+        return tally
 
     def due(self, force: bool = False) -> list[tuple[str, bytes]]:
         """Summaries older than ``flush_seconds`` (or all, with ``force``), as (key, body)."""
