@@ -74,6 +74,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 import numpy as np  # noqa: E402
 
 from mlstack.buildcheck import runtime_python  # noqa: E402
+from mlstack_core.contract import Batch, build_inputs  # noqa: E402
 
 BATCHES = (1, 100, 1_000, 10_000)
 N_NUMERIC, N_CATEGORICAL = 16, 4
@@ -360,7 +361,7 @@ def warm_benchmarks(
                     api_event(family.name, body),
                     api_event(family.name, columnar),
                 )
-                feeds = predictor.build_inputs(predictor.Batch.of_instances(records[:n]), loaded)
+                feeds = build_inputs(Batch.of_instances(records[:n]), loaded.layout)
                 part = matrix[:n]
                 with stdout_to_devnull():
                     response = app.handler(event, context)

@@ -95,7 +95,7 @@ def load_data(timing_rows: int, train_rows: int = TRAIN_ROWS) -> dict[str, Split
 
 
 def feeds_for(matrix: np.ndarray) -> dict[str, np.ndarray]:
-    """The ONNX inputs the serving layer builds (predictor.build_inputs): float32 with NaN, and
+    """The ONNX inputs the serving contract builds (``build_inputs``): float32 with NaN, and
     object strings with "" for missing."""
     return {
         "numeric": np.ascontiguousarray(matrix[:, :N_NUMERIC].astype(np.float32)),
@@ -104,15 +104,13 @@ def feeds_for(matrix: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def session_for(model_bytes: bytes) -> Any:
-    """functions/predict/predictor.py's session: one thread, sequential, all optimizations."""
+    """A session with the serving contract's options (``session_options``)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
+    from mlstack_core.contract import session_options
+    from mlstack_core.settings import ServingSettings
+
+    options = session_options(ServingSettings.from_env())
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 

@@ -41,7 +41,7 @@ from moto import mock_aws  # noqa: E402
 
 from mlstack_core.observability import metrics  # noqa: E402
 from mlstack_core.registry import TABLE_DEFINITION, Registry  # noqa: E402
-from mlstack_core.settings import stack_settings  # noqa: E402
+from mlstack_core.settings import serving_settings, stack_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_BUCKET = "mlstack-test-data"
@@ -147,6 +147,31 @@ class Stack:
         state["evaluation"] = self.evaluate(state["run"], state["trained"])
         return state
 
+    def register(self, state: dict[str, Any], action: str | None = None) -> dict[str, Any]:
+        """The Register step as the state machine calls it: ``promote`` or ``reject`` after the
+        gate's decision unless ``action`` says otherwise."""
+        evaluation = state["evaluation"]
+        chosen = action or ("promote" if evaluation["decision"] == "promote" else "reject")
+        registration: dict[str, Any] = load_handler("register")(
+            {"action": chosen, "run": state["run"], "evaluation": evaluation}, self.context
+        )
+        return registration
+
+    def serve(
+        self, model: str, body: dict[str, Any] | str, version: int | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """POST /models/<model>/predict through the prediction function's handler, as an API
+        Gateway proxy event: (status, decoded body)."""
+        event = json.loads((ROOT / "tests" / "events" / "apigw_predict.json").read_text())
+        event.update(
+            pathParameters={"model": model},
+            path=f"/models/{model}/predict",
+            body=body if isinstance(body, str) else json.dumps(body),
+            queryStringParameters={"version": str(version)} if version is not None else None,
+        )
+        response = load_handler("predict")(event, self.context)
+        return response["statusCode"], json.loads(response["body"])
+
     def promote(self, state: dict[str, Any]) -> int:
         """Stand-in for Register: a version document with schema + artifact, alias moved."""
         run, best = state["run"], state["evaluation"]["best"]
@@ -191,7 +216,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     monkeypatch.setenv("DATA_BUCKET", names["data_bucket"])
     monkeypatch.setenv("MODEL_BUCKET", names["model_bucket"])
     monkeypatch.setenv("REGISTRY_TABLE", names["registry_table"])
-    stack_settings.cache_clear()
+    _forget_settings()
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         for bucket in (names["data_bucket"], names["model_bucket"]):
@@ -211,7 +236,17 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             model_bucket=names["model_bucket"],
             registry_table=names["registry_table"],
         )
+    _forget_settings()
+
+
+def _forget_settings() -> None:
+    """Settings and the prediction function's per-container state are cached; each test gets
+    its own resources."""
     stack_settings.cache_clear()
+    serving_settings.cache_clear()
+    predictor = sys.modules.get("predictor")
+    if predictor is not None:
+        predictor.reset_predictor()
 
 
 @pytest.fixture(autouse=True)

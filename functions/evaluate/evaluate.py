@@ -1,12 +1,15 @@
 """Evaluate: score every candidate's ONNX export on the holdout, check it against scikit-learn,
-score production on the same rows, and decide.
+score production on the same rows, decide, and rehearse serving the winner.
 
-The ONNX file is what ships, so its outputs are the ones scored. onnxruntime runs on one thread:
-with two, exact forest ties came out as 0.49999994 and flipped labels (ARCHITECTURE.md section 5).
+The ONNX file is what ships, so its outputs are the ones scored, and the holdout reaches it the
+way requests do: as JSON-like records turned into tensors by the serving contract
+(``mlstack_core.contract``), with the serving session options. Before a version can be promoted
+the winner is also served whole requests (``mlstack_core.contract.rehearsal``); one that would
+answer differently in production is rejected as ServingRehearsalFailed.
 
 This function runs on the serving layer (onnxruntime + numpy): scikit-learn and onnxruntime do not
-fit in one Lambda together (ARCHITECTURE.md section 6). So nothing here imports scikit-learn, scipy
-or joblib: parity compares against the scikit-learn outputs Train stored for the holdout
+fit in one Lambda together (docs/internals.md, "Layers"). So nothing here imports scikit-learn,
+scipy or joblib: parity compares against the scikit-learn outputs Train stored for the holdout
 (``sklearn_holdout.npz``), and metrics come from ``mlstack_core.metrics`` (numpy).
 """
 
@@ -20,15 +23,17 @@ from typing import Any
 
 import boto3
 import numpy as np
-import onnxruntime as ort
 
 from mlstack_core import layout
 from mlstack_core import metrics as scoring
+from mlstack_core.contract import FeatureLayout, LoadedModel, load_model
+from mlstack_core.contract.records import table_feeds, table_records
+from mlstack_core.contract.rehearsal import BATCH_ROWS, rehearse
 from mlstack_core.drift import prediction_baseline
-from mlstack_core.errors import NoViableCandidate, UnparseableNumber
+from mlstack_core.errors import NoViableCandidate, ServingRehearsalFailed, UnparseableNumber
 from mlstack_core.observability import MetricUnit, logger, metrics, per_model, tracer
-from mlstack_core.registry import Registry
-from mlstack_core.settings import stack_settings
+from mlstack_core.registry import Registry, serving_fields
+from mlstack_core.settings import serving_settings, stack_settings
 from mlstack_core.spec import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
@@ -38,7 +43,6 @@ from mlstack_core.spec import (
 from mlstack_core.tabular import (
     CLASSIFICATION,
     Table,
-    feature_matrices,
     read_split,
     target_vector,
 )
@@ -50,23 +54,14 @@ _EPSILON = 1e-12
 # -- scoring -------------------------------------------------------------------------------------
 
 
-def onnx_session(model_bytes: bytes) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+def load_for_scoring(body: bytes, document: Mapping[str, Any]) -> LoadedModel:
+    """A session exactly as serving builds it: same options, graph checks and warm-up."""
+    return load_model(body, document, serving_settings())
 
 
-def run_onnx(
-    session: ort.InferenceSession, numeric: np.ndarray, categorical: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Outputs by name. Inputs absent from the graph (no columns of that kind) are not fed."""
-    available = {"numeric": numeric, "categorical": categorical}
-    feeds = {i.name: available[i.name] for i in session.get_inputs()}
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds), strict=True))
+def run_outputs(loaded: LoadedModel, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The graph's outputs by name."""
+    return dict(zip(loaded.layout.output_names, loaded.run(feeds), strict=True))
 
 
 def align_probabilities(
@@ -179,17 +174,31 @@ def parity(
 
 
 class Holdout:
-    """The holdout split as model inputs for the run's schema."""
+    """The holdout split, its target and, per feature layout, its model inputs as served."""
 
     def __init__(self, table: Table, schema: Mapping[str, Any]) -> None:
         self.table = table
         self.schema = schema
-        self.numeric, self.categorical = feature_matrices(table, schema)
+        self.layout = FeatureLayout.from_document({"schema": schema})
         self.y = target_vector(table, schema)
         self.classes: list[Any] = list(schema.get("classes") or [])
         # Regression parity is judged relative to the target's spread.
         spread = float(np.std(self.y)) if schema["task"] != CLASSIFICATION else 1.0
         self.scale = spread if spread > 0 else 1.0
+        self._feeds: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, np.ndarray]] = {}
+
+    def feeds(self, feature_layout: FeatureLayout) -> dict[str, np.ndarray]:
+        """The holdout rows as requests would carry them, through the serving contract; built
+        once per layout (every candidate shares the run's)."""
+        key = (feature_layout.numeric, feature_layout.categorical)
+        if key not in self._feeds:
+            self._feeds[key] = table_feeds(self.table, feature_layout)
+        return self._feeds[key]
+
+    def sample(self, rows: int) -> list[int]:
+        """At most ``rows`` holdout rows, spread evenly: the serving rehearsal's rows."""
+        count = min(rows, int(self.y.size))
+        return np.unique(np.linspace(0, self.y.size - 1, count).round().astype(int)).tolist()
 
     def score(
         self, outputs: Mapping[str, np.ndarray], model_classes: Sequence[Any] | None = None
@@ -228,8 +237,8 @@ def score_candidate(
         return scored
     task = holdout.schema["task"]
     try:
-        session = onnx_session(_read(s3, bucket, entry["onnx_key"]))
-        onnx_out = run_onnx(session, holdout.numeric, holdout.categorical)
+        loaded = load_for_scoring(_read(s3, bucket, entry["onnx_key"]), {"schema": holdout.schema})
+        onnx_out = run_outputs(loaded, holdout.feeds(loaded.layout))
     except Exception as error:
         scored["excluded"] = f"onnxruntime cannot run the export: {type(error).__name__}: {error}"
         return scored
@@ -318,12 +327,11 @@ def score_champion(
         if reason:
             champion["reason"] = reason
             return champion
-        numeric, categorical = feature_matrices(holdout.table, schema)
         artifact = document["artifact"]
-        session = onnx_session(
-            _read(s3, artifact["bucket"], artifact["key"], artifact.get("version_id"))
+        loaded = load_for_scoring(
+            _read(s3, artifact["bucket"], artifact["key"], artifact.get("version_id")), document
         )
-        outputs = run_onnx(session, numeric, categorical)
+        outputs = run_outputs(loaded, holdout.feeds(loaded.layout))
         champion["metrics"] = holdout.score(outputs, schema.get("classes"))
         champion["comparable"] = True
         if outputs_sink is not None:
@@ -351,6 +359,45 @@ def _incompatibility(schema: Mapping[str, Any], holdout: Holdout) -> str | None:
     if missing:
         return f"production needs column(s) {', '.join(map(repr, missing))}, not in this data"
     return None
+
+
+# -- serving rehearsal ---------------------------------------------------------------------------
+
+
+@tracer.capture_method
+def rehearse_winner(
+    run: Mapping[str, Any],
+    holdout: Holdout,
+    best: Mapping[str, Any],
+    scored: Mapping[str, np.ndarray],
+    tolerance: Mapping[str, float],
+    *,
+    s3: Any,
+    bucket: str,
+) -> dict[str, Any]:
+    """Serve holdout rows to the winner as the registry will describe it and as the prediction
+    function will run it; ``passed`` False (with the error's name and reason) when its answers
+    are not what the gate scored."""
+    rows = holdout.sample(BATCH_ROWS)
+    try:
+        report = rehearse(
+            _read(s3, bucket, best["onnx_key"]),
+            serving_fields(run),
+            table_records(holdout.table.take(rows), holdout.layout),
+            {name: np.asarray(values)[rows] for name, values in scored.items()},
+            tolerance,
+            scale=holdout.scale,
+            settings=serving_settings(),
+        )
+    except ServingRehearsalFailed as error:
+        logger.error(
+            "Serving rehearsal failed",
+            extra={"candidate_id": best["candidate_id"], "reason": str(error)},
+        )
+        metrics.add_metric(name="ServingRehearsalFailures", unit=MetricUnit.Count, value=1)
+        return {"passed": False, "error": type(error).__name__, "reason": str(error)}
+    metrics.add_metric(name="ServingRehearsalFailures", unit=MetricUnit.Count, value=0)
+    return report
 
 
 # -- decision -------------------------------------------------------------------------------------
@@ -459,6 +506,12 @@ def evaluate(
     champion = score_champion(run["model"], holdout, registry, s3=s3, outputs_sink=outputs)
     base = baseline(holdout)
     decision, reasons, comparison = decide(spec, best, champion, base)
+    rehearsal = rehearse_winner(
+        run, holdout, best, outputs.get(best["candidate_id"], {}), tolerance, s3=s3, bucket=bucket
+    )
+    if not rehearsal["passed"]:
+        decision = "reject"
+        reasons = [f"{rehearsal['error']}: {rehearsal['reason']}", *reasons]
 
     report_key = layout.evaluation_key(run["model"], run["run_id"])
     artifacts = store_monitoring_artifacts(
@@ -474,6 +527,8 @@ def evaluate(
         "champion": champion,
         "baseline": base,
         "comparison": comparison,
+        "rehearsal": rehearsal,
+        **({"error": rehearsal["error"]} if not rehearsal["passed"] else {}),
         "holdout_rows": int(holdout.y.size),
         "report_key": report_key,
         **artifacts,

@@ -14,9 +14,10 @@ from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
-from predictor import ModelUnavailableError, RequestError, encode_json, get_predictor
+from predictor import get_predictor
 from telemetry import logger, metrics, start_invocation
 
+from mlstack_core.contract import ModelUnavailableError, RequestError, encode_json
 from mlstack_core.errors import ModelNotFound
 
 PREDICT_RESOURCE = "/models/{model}/predict"

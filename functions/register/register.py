@@ -24,6 +24,7 @@ from mlstack_core.registry import (
     STATUS_REJECTED,
     AliasConflict,
     Registry,
+    serving_fields,
 )
 from mlstack_core.settings import stack_settings
 
@@ -38,12 +39,11 @@ def version_document(run: dict[str, Any], evaluation: dict[str, Any]) -> dict[st
         "candidate_id": best["candidate_id"],
         "params": best.get("params", {}),
         "cv": best.get("cv"),
-        "task": run["task"],
+        **serving_fields(run),
         "metric": evaluation["metric"],
         "metrics": best.get("metrics", {}),
         "parity": best.get("parity", {}),
-        "schema": run["schema"],
-        "classes": run["schema"].get("classes"),
+        "rehearsal": evaluation.get("rehearsal"),
         "dataset": run["dataset"],
         "splits": run.get("splits", {}),
         "warnings": run.get("warnings", []),
@@ -238,6 +238,7 @@ def register_challenger(
             "status": STATUS_REJECTED,
             "promoted": False,
             "reason": reason,
+            **({"error": evaluation["error"]} if evaluation.get("error") else {}),
             "production": registry.get_alias(model),
         }
 

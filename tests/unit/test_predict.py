@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as event_note
 from hypothesis import strategies as st
 
+from mlstack_core.contract import LoadedModel
 from tests.unit.predict_fixtures import (  # noqa: F401 - *_fixture are fixtures
     APP_PATH,
     CATEGORICAL,
@@ -299,13 +300,11 @@ def test_too_large_body_gets_413(served: Stack, monkeypatch: pytest.MonkeyPatch)
 def test_unexpected_failure_is_a_generic_500(
     served: Stack, monkeypatch: pytest.MonkeyPatch, log_output: io.StringIO
 ) -> None:
-    import predictor
-
     def explode(*_: Any) -> Any:
         raise RuntimeError("secret internal detail")
 
     assert predict([GOOD]).status == 200  # loaded (its warm-up also builds inputs)
-    monkeypatch.setattr(predictor, "build_inputs", explode)
+    monkeypatch.setattr(LoadedModel, "score", explode)
 
     result = predict([GOOD])
 
@@ -321,14 +320,12 @@ def test_unexpected_failure_is_a_generic_500(
 def test_every_log_line_carries_its_own_request_ids(
     served: Stack, monkeypatch: pytest.MonkeyPatch, log_output: io.StringIO
 ) -> None:
-    import predictor
-
     def explode(*_: Any) -> Any:
         raise RuntimeError("boom")
 
     app = load_app()
     assert predict([GOOD]).status == 200
-    monkeypatch.setattr(predictor, "build_inputs", explode)
+    monkeypatch.setattr(LoadedModel, "score", explode)
     for n in range(3):
         request = event("POST", PREDICT, json.dumps({"instances": [GOOD]}))
         request["requestContext"]["requestId"] = f"api-{n}"

@@ -100,3 +100,8 @@ class TooFewRows(DatasetError):
 
 class ModelBusy(PipelineError):
     """Another run of the same model holds the run lock; the state machine retries (queues)."""
+
+
+class ServingRehearsalFailed(PipelineError):
+    """The chosen model, served through the serving contract as JSON requests, did not answer
+    what the gate scored: it would fail or answer differently in production."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +58,13 @@ STATUS_PENDING_APPROVAL = "PendingApproval"
 STATUS_APPROVED = "Approved"
 STATUS_REJECTED = "Rejected"
 STATUS_ARCHIVED = "Archived"
+
+
+def serving_fields(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a version document that serving reads to build a version's inputs and
+    outputs (``mlstack_core.contract.FeatureLayout``), from the training run's state."""
+    schema = run["schema"]
+    return {"task": run["task"], "schema": schema, "classes": schema.get("classes")}
 
 
 class AliasConflict(RuntimeError):

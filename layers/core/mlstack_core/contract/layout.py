@@ -1,0 +1,99 @@
+"""A version's feature layout: which request fields become which ONNX inputs, and its outputs.
+
+The graph contract (docs/internals.md): a float32 ``numeric`` input [N, k] and a string
+``categorical`` input [N, m], either absent when the table had no column of that kind;
+classifiers answer ``label`` and ``probabilities``, regressors ``variable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any, Final
+
+import numpy as np
+
+CLASSIFICATION: Final = "classification"
+NUMERIC_INPUT: Final = "numeric"
+CATEGORICAL_INPUT: Final = "categorical"
+CLASSIFIER_OUTPUTS: Final = ("label", "probabilities")
+REGRESSOR_OUTPUTS: Final = ("variable",)
+
+LABEL_CASTS: Final[dict[str, Callable[[Any], Any]]] = {"str": str, "int": int, "float": float}
+LABEL_DTYPES: Final[dict[str, Any]] = {"str": str, "int": np.int64, "float": np.float64}
+
+RowGetter = Callable[[Any], tuple[Any, ...]]
+
+
+def _no_columns(row: Any) -> tuple[Any, ...]:
+    return ()
+
+
+def row_getter(columns: tuple[Any, ...]) -> RowGetter:
+    """One row (dict or list) → the tuple of its values at ``columns`` (keys or indices), in C.
+
+    ``itemgetter`` takes at least one key and returns a bare value for exactly one, so those two
+    widths get their own getters: a table of one kind of column has an empty other kind.
+    """
+    if not columns:
+        return _no_columns
+    if len(columns) == 1:
+        (only,) = columns
+        return lambda row: (row[only],)
+    return itemgetter(*columns)
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """What the feature schema of a version says about building its inputs and outputs."""
+
+    task: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    required: frozenset[str]
+    known: frozenset[str]  # required + schema features the graph does not use (allowed, ignored)
+    target: str | None
+    categories: dict[str, frozenset[str]]
+    classes: list[Any] | None
+    label_type: str
+    output_names: list[str]
+    # Built once per version rather than per request: each row's values in schema order.
+    numeric_getter: RowGetter
+    categorical_getter: RowGetter
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> FeatureLayout:
+        """A registry version document (or ``{"schema": ...}``). KeyError/TypeError/ValueError
+        here mean a malformed document."""
+        schema = document["schema"]
+        numeric = tuple(str(name) for name in schema.get("numeric", []))
+        categorical = tuple(str(name) for name in schema.get("categorical", []))
+        if not numeric and not categorical:
+            raise ValueError("the schema lists no feature columns")
+        features = schema.get("features", [])
+        task = schema.get("task") or document.get("task") or CLASSIFICATION
+        label_type = str(schema.get("label_type") or "str")
+        raw_classes = schema.get("classes") or document.get("classes")
+        if task == CLASSIFICATION and not raw_classes:
+            raise ValueError("a classifier's schema must list its classes")
+        to_label = LABEL_CASTS.get(label_type, lambda value: value)
+        required = frozenset(numeric) | frozenset(categorical)
+        return cls(
+            task=task,
+            numeric=numeric,
+            categorical=categorical,
+            required=required,
+            known=required | frozenset(str(f["name"]) for f in features),
+            target=schema.get("target"),
+            categories={
+                str(f["name"]): frozenset(str(c) for c in f.get("categories") or [])
+                for f in features
+                if f.get("kind") == "categorical"
+            },
+            classes=[to_label(c) for c in raw_classes or []] if task == CLASSIFICATION else None,
+            label_type=label_type,
+            output_names=list(CLASSIFIER_OUTPUTS if task == CLASSIFICATION else REGRESSOR_OUTPUTS),
+            numeric_getter=row_getter(numeric),
+            categorical_getter=row_getter(categorical),
+        )

@@ -1,0 +1,111 @@
+"""Every table shape trains, is proven servable by the gate, and is served as it was scored.
+
+Each table goes through the real handlers (Preprocess → Train → Evaluate → Register) and then
+through the prediction function's handler as API Gateway events, in moto.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlstack_core.contract import outputs as contract_outputs
+from tests.conftest import Stack
+from tests.shapes import assert_served_as_scored, run_through_handlers, to_csv
+
+pytestmark = pytest.mark.unit
+
+
+def _numeric_table(n: int, columns: int, seed: int = 0) -> tuple[list[str], list[list[str]]]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, columns))
+    label = np.where(x.sum(axis=1) + rng.normal(scale=0.5, size=n) > 0, "high", "low")
+    header = [f"x{j}" for j in range(columns)] + ["label"]
+    rows = [[f"{v:.4f}" for v in x[i]] + [str(label[i])] for i in range(n)]
+    return header, rows
+
+
+def _categorical_table(n: int, columns: int, seed: int = 0) -> tuple[list[str], list[list[str]]]:
+    rng = np.random.default_rng(seed)
+    levels = rng.integers(0, 3, size=(n, columns))
+    score = (levels == 0).sum(axis=1) - (levels == 2).sum(axis=1) + rng.normal(scale=0.5, size=n)
+    label = np.where(score > 0, 1, 0)
+    header = [f"c{j}" for j in range(columns)] + ["label"]
+    names = np.array(["red", "green", "blue"])
+    rows = [[*names[levels[i]].tolist(), str(label[i])] for i in range(n)]
+    return header, rows
+
+
+SHAPES = {
+    "all numeric": _numeric_table(200, 4),
+    "one numeric feature": _numeric_table(200, 1),
+    "all categorical": _categorical_table(200, 3),
+    "one categorical feature": _categorical_table(200, 1),
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("family", ["logistic_regression", "hist_gradient_boosting"])
+def test_single_kind_tables_are_promoted_and_served(aws: Stack, shape: str, family: str) -> None:
+    header, rows = SHAPES[shape]
+    model = f"shape-{len(header)}-{family[:4]}-{shape.replace(' ', '-')}"
+    outcome = run_through_handlers(
+        aws, model, to_csv(header, rows), {"target": "label", "candidates": [family]}
+    )
+    assert not isinstance(outcome, str), f"refused: {outcome}"
+    state, version = outcome
+    assert state["evaluation"]["rehearsal"]["passed"] is True
+    assert state["evaluation"]["decision"] == "promote", state["evaluation"]["reasons"]
+    assert aws.registry.get_alias(model) == version
+    assert assert_served_as_scored(aws, state, version) == state["evaluation"]["holdout_rows"]
+    # Production answers without ?version= too.
+    record = {name: None for name in state["run"]["schema"]["numeric"]}
+    record |= {name: "red" for name in state["run"]["schema"]["categorical"]}
+    status, answer = aws.serve(model, {"instances": [record]})
+    assert status == 200, answer
+    assert answer["version"] == version
+
+
+def test_a_broken_serving_contract_is_caught_by_the_gate(
+    aws: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A contract that answers differently from what the gate scored (here: predictions in
+    reverse row order) is rejected as ServingRehearsalFailed before registration can promote it,
+    and production stays where it was."""
+    header, rows = SHAPES["all numeric"]
+    model = "contract-broken"
+    first = run_through_handlers(aws, model, to_csv(header, rows), {"target": "label"})
+    assert not isinstance(first, str)
+    _, production = first
+    assert aws.registry.get_alias(model) == production
+
+    real = contract_outputs.format_outputs
+
+    def reversed_rows(layout: Any, outputs: list[np.ndarray]) -> dict[str, Any]:
+        answer = real(layout, outputs)
+        answer["predictions"] = list(reversed(answer["predictions"]))
+        return answer
+
+    monkeypatch.setattr(contract_outputs, "format_outputs", reversed_rows)
+    # The rehearsal module resolves format_outputs through its own import.
+    from mlstack_core.contract import rehearsal
+
+    monkeypatch.setattr(rehearsal, "format_outputs", reversed_rows)
+    header2, rows2 = _numeric_table(300, 4, seed=7)
+    second = run_through_handlers(
+        aws, model, to_csv(header2, rows2), {"target": "label", "min_improvement": -1.0}
+    )
+    assert not isinstance(second, str)
+    state, version = second
+    evaluation = state["evaluation"]
+    assert evaluation["decision"] == "reject"
+    assert evaluation["error"] == "ServingRehearsalFailed"
+    assert evaluation["rehearsal"]["passed"] is False
+    assert "holdout row" in evaluation["rehearsal"]["reason"]
+    assert evaluation["reasons"][0].startswith("ServingRehearsalFailed: ")
+    assert state["registration"]["status"] == "Rejected"
+    assert state["registration"]["error"] == "ServingRehearsalFailed"
+    assert aws.registry.get_alias(model) == production
+    assert aws.registry.get_version(model, version)["rehearsal"]["passed"] is False
