@@ -6,14 +6,25 @@ through the prediction function's handler as API Gateway events, in moto.
 
 from __future__ import annotations
 
+import itertools
+import os
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import event as event_note
 
 from mlstack_core.contract import outputs as contract_outputs
 from tests.conftest import Stack
-from tests.shapes import assert_served_as_scored, run_through_handlers, to_csv
+from tests.shapes import (
+    NAMED_ERRORS,
+    GeneratedTable,
+    assert_served_as_scored,
+    run_through_handlers,
+    tables,
+    to_csv,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -109,3 +120,37 @@ def test_a_broken_serving_contract_is_caught_by_the_gate(
     assert state["registration"]["error"] == "ServingRehearsalFailed"
     assert aws.registry.get_alias(model) == production
     assert aws.registry.get_version(model, version)["rehearsal"]["passed"] is False
+
+
+# -- the space of shapes, searched by Hypothesis ---------------------------------------------------
+# CI runs SHAPE_EXAMPLES tables (default 25); a longer search:
+#   MLSTACK_SHAPE_EXAMPLES=500 .venv/bin/pytest tests/unit/test_table_shapes.py -k space
+SHAPE_EXAMPLES = int(os.environ.get("MLSTACK_SHAPE_EXAMPLES", "25"))
+_models = itertools.count()
+
+
+@settings(
+    max_examples=SHAPE_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(table=tables())
+def test_the_space_of_tables_trains_and_serves_as_scored(aws: Stack, table: GeneratedTable) -> None:
+    """Refused ⇒ a named error (the planted fault's own, when there is one); registered ⇒ the
+    serving rehearsal passed and every holdout row is served with the prediction the gate
+    scored, promoted or not."""
+    model = f"space-{next(_models)}"
+    outcome = run_through_handlers(aws, model, table.body, table.spec)
+    if isinstance(outcome, str):
+        event_note(f"refused: {outcome}")
+        assert outcome in NAMED_ERRORS
+        if table.expected_error is not None:
+            assert outcome == table.expected_error
+        return
+    assert table.expected_error is None, f"a planted {table.expected_error} was accepted"
+    state, version = outcome
+    evaluation = state["evaluation"]
+    event_note(f"{state['run']['task']}: {evaluation['decision']}")
+    assert evaluation["rehearsal"]["passed"] is True, evaluation["rehearsal"]
+    assert "error" not in evaluation
+    assert assert_served_as_scored(aws, state, version) == evaluation["holdout_rows"]
