@@ -111,7 +111,7 @@ def run_through_handlers(aws: Stack, model: str, body: bytes, spec: dict[str, An
     return state, int(registration["version"])
 
 
-# -- the space of tables users bring (Hypothesis) ---------------------------------------------------
+# -- the space of tables users bring (Hypothesis) -------------------------------------------------
 
 ODD_NAMES = (
     "petal width",
@@ -180,7 +180,7 @@ def tables(draw: st.DrawFn) -> GeneratedTable:
         latent += values
         scale = draw(st.sampled_from([1.0, 1e-3, 1e6, -1e9]))
         integral = draw(st.booleans())
-        cells = [str(int(round(v * 1000))) if integral else repr(float(v * scale)) for v in values]
+        cells = [str(round(v * 1000)) if integral else repr(float(v * scale)) for v in values]
         columns.append(cells)
     for _ in categorical_names:
         levels = draw(st.lists(st.sampled_from(ODD_LEVELS), min_size=2, max_size=5, unique=True))
