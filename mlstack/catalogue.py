@@ -143,6 +143,12 @@ METRICS: list[Metric] = [
                 "1 when the gate promotes, 0 when it rejects; the average is the pass rate",
             ),
             ("ViableCandidates", "Count", "candidates that passed parity"),
+            (
+                "ServingRehearsalFailures",
+                "Count",
+                "1 when the winner, served holdout rows as JSON requests through the serving "
+                "contract, did not answer what the gate scored (the run rejects it), else 0",
+            ),
             ("ExcludedCandidates", "Count", "candidates excluded (failed, parity)"),
             (
                 "ParityLabelAgreement",

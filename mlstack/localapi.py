@@ -105,10 +105,23 @@ class LocalApi:
     def __init__(self, routes: list[Route], invoke: Invoke) -> None:
         self.routes = routes
         self._invoke = invoke
+        # Set once the stack the routes invoke is deployed; until then every request gets 503.
+        self.ready = threading.Event()
 
     def handle(
         self, method: str, url: str, headers: dict[str, str] | None = None, body: bytes = b""
     ) -> tuple[int, dict[str, str], bytes]:
+        if not self.ready.is_set():
+            return (
+                HTTPStatus.SERVICE_UNAVAILABLE.value,
+                {"Content-Type": "application/json", "Retry-After": "1"},
+                json.dumps(
+                    {
+                        "error": "starting",
+                        "details": [{"message": "the local stack is being deployed; retry soon"}],
+                    }
+                ).encode(),
+            )
         parts = urlsplit(url)
         path = parts.path or "/"
         for route in self.routes:

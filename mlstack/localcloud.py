@@ -226,6 +226,19 @@ class Invocation:
     seconds: float
 
 
+def bind_service(service: str | None) -> None:
+    """Name the invoked function in its metrics and logs. On AWS each function is its own process
+    and Powertools reads POWERTOOLS_SERVICE_NAME once, at import; here every function shares one
+    ``mlstack_core.observability``, so its objects take the name of the function being run.
+    (Two different functions running at once in threads still share them: a local-only blur.)"""
+    if not service:
+        return
+    from mlstack_core.observability import logger, metrics
+
+    metrics.service = service
+    logger.append_keys(service=service)
+
+
 class InProcessLambdas:
     """Runs the handler named by a function's CodeUri + Handler inside this process."""
 
@@ -288,6 +301,7 @@ class InProcessLambdas:
     ) -> Invocation:
         self.apply_environment(environment)
         function = self.load_handler(code_dir, handler)
+        bind_service(environment.get("POWERTOOLS_SERVICE_NAME"))
         context = LambdaContext(name, memory_mb, arn, deadline=time.time() + timeout_s)
         started = time.perf_counter()
         error: str | None = None
@@ -752,6 +766,7 @@ class LocalCloud:
             api_url=self.api_url,
         )
         self.lambdas._code_dirs.update(self.stack.code_dirs)
+        self.api.ready.set()
 
     # access -------------------------------------------------------------------------------------
     @property

@@ -34,7 +34,8 @@ def summarize(state: str, output: dict[str, Any]) -> str:
         metric = evaluation["metric"]
         return (
             f"best {best['candidate_id']} {metric}={best['metrics'][metric]:.4f} as ONNX, "
-            f"parity {best['parity'].get('label_agreement', best['parity'].get('max_abs_diff'))}; "
+            f"{describe_parity(best.get('parity') or {})}, "
+            f"{describe_rehearsal(evaluation.get('rehearsal'))}; "
             f"decision: {evaluation['decision']} ({'; '.join(evaluation['reasons'])})"
         )
     if state in ("RegisterAndPromote", "RecordRejection") and "registration" in output:
@@ -42,6 +43,31 @@ def summarize(state: str, output: dict[str, Any]) -> str:
         promoted = "promoted to production" if registration.get("promoted") else "not promoted"
         return f"version {registration['version']} {registration['status']}, {promoted}"
     return ""
+
+
+def describe_parity(parity: dict[str, Any]) -> str:
+    """How closely the ONNX export reproduces scikit-learn, in words for either task."""
+    if parity.get("label_agreement") is not None:
+        return (
+            f"parity: {100 * parity['label_agreement']:.1f}% same labels, "
+            f"max probability diff {parity.get('max_abs_diff', 0):.2g}"
+        )
+    if parity.get("max_scaled_diff") is not None:
+        return (
+            f"parity: max diff {parity.get('max_abs_diff', 0):.2g} "
+            f"({parity['max_scaled_diff']:.2g} of the target's spread)"
+        )
+    return "parity: not measured"
+
+
+def describe_rehearsal(rehearsal: dict[str, Any] | None) -> str:
+    """Whether the winner was served holdout rows as the API would serve them."""
+    if not rehearsal:
+        return "serving not rehearsed"
+    if not rehearsal.get("passed"):
+        return f"{rehearsal.get('error')}: {rehearsal.get('reason')}"
+    rows = " + ".join(str(request["rows"]) for request in rehearsal.get("requests", []))
+    return f"served as scored ({rows} rows over the API contract)"
 
 
 def follow_execution(

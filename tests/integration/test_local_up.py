@@ -7,7 +7,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
@@ -27,9 +29,35 @@ def _free_port() -> int:
         return port
 
 
+class EarlyRequests(threading.Thread):
+    """GET /health on the API port again and again while the local cloud starts."""
+
+    def __init__(self, api_port: int) -> None:
+        super().__init__(daemon=True)
+        self.url = f"http://127.0.0.1:{api_port}/health"
+        self.answers: list[tuple[int, str]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as response:
+                    self.answers.append((response.status, response.read().decode()))
+            except urllib.error.HTTPError as error:
+                self.answers.append((error.code, error.read().decode()))
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.02)
+
+
+LOCAL_UP: dict[str, object] = {}
+
+
 @pytest.fixture(scope="module")
 def local_up() -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port, api_port = _free_port(), _free_port()
+    early = EarlyRequests(api_port)
+    early.start()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(
         [
@@ -57,6 +85,9 @@ def local_up() -> Iterator[tuple[str, subprocess.Popen[str]]]:
             break
         if time.monotonic() > deadline:
             break
+    early.done.set()
+    early.join()
+    LOCAL_UP.update(printed=printed, early_answers=early.answers)
     assert any(f":{api_port}/" in line for line in printed), "".join(printed)
     assert any(f":{port}" in line for line in printed), "".join(printed)
     try:
@@ -122,3 +153,15 @@ def test_another_process_trains_and_predicts_through_local_up(
 
     with urllib.request.urlopen(outputs["ApiUrl"].rstrip("/") + "/health", timeout=30) as health:
         assert health.status == 200
+
+
+def test_requests_before_the_stack_exists_get_503_starting(
+    local_up: tuple[str, subprocess.Popen[str]],
+) -> None:
+    answers = LOCAL_UP["early_answers"]
+    assert isinstance(answers, list)
+    starting = [body for status, body in answers if status == 503]
+    assert all(json.loads(body)["error"] == "starting" for body in starting)
+    assert {status for status, _ in answers} <= {503, 200}
+    printed = "".join(str(line) for line in LOCAL_UP["printed"])  # type: ignore[attr-defined]
+    assert "Traceback" not in printed

@@ -3,11 +3,14 @@ CloudFormation, not something created beside it (docs/local-cloud.md)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from mlstack.localcloud import LocalCloud, stack_resources
+from mlstack.stack import StackClient
+from tests.integration.conftest import penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +111,37 @@ def test_what_the_local_cloud_uses_came_from_the_stack(cloud: LocalCloud) -> Non
     for logical_id, r in resources.items():
         if r["ResourceType"] == "AWS::Logs::LogGroup":
             assert retention[r["PhysicalResourceId"]] == 30, logical_id
+
+
+def test_each_in_process_function_reports_under_its_own_service(
+    cloud: LocalCloud, stack: StackClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On AWS each function is its own process with its own POWERTOOLS_SERVICE_NAME; in the local
+    cloud they share one, and every EMF record must still name the function that wrote it."""
+    capsys.readouterr()
+    upload = stack.upload_dataset(
+        "service-names", to_csv(penguin_rows()), {"target": "species"}, "data.csv"
+    )
+    result = cloud.wait_for_execution(stack.find_execution(upload))
+    assert result["status"] == "SUCCEEDED"
+    records = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{") and '"_aws"' in line
+    ]
+    owners = {name: metric.service for name, metric in _catalogue_metrics().items()}
+    services = set()
+    for record in records:
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                if metric["Name"] in owners:
+                    assert record["service"] == owners[metric["Name"]], metric["Name"]
+                    services.add(record["service"])
+    assert {"trigger", "preprocess", "train", "evaluate", "register"} <= services
+
+
+def _catalogue_metrics() -> dict[str, Any]:
+    from mlstack.catalogue import by_name
+
+    # Metrics only one function emits tell which function wrote a record.
+    return {name: rows[0] for name, rows in by_name().items() if len(rows) == 1}
