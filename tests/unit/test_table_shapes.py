@@ -49,11 +49,20 @@ def _categorical_table(n: int, columns: int, seed: int = 0) -> tuple[list[str], 
     return header, rows
 
 
+def _wide_table(n: int, numeric: int, categorical: int) -> tuple[list[str], list[list[str]]]:
+    header_n, rows_n = _numeric_table(n, numeric, seed=3)
+    header_c, rows_c = _categorical_table(n, categorical, seed=4)
+    header = [*header_n[:-1], *header_c[:-1], "label"]
+    rows = [[*a[:-1], *b[:-1], a[-1]] for a, b in zip(rows_n, rows_c, strict=True)]
+    return header, rows
+
+
 SHAPES = {
     "all numeric": _numeric_table(200, 4),
     "one numeric feature": _numeric_table(200, 1),
     "all categorical": _categorical_table(200, 3),
     "one categorical feature": _categorical_table(200, 1),
+    "three hundred columns": _wide_table(240, 200, 100),
 }
 
 
