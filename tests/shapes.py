@@ -99,13 +99,13 @@ def assert_served_as_scored(aws: Stack, state: dict[str, Any], version: int) -> 
 def run_through_handlers(aws: Stack, model: str, body: bytes, spec: dict[str, Any]) -> Any:
     """Preprocess → Train (each candidate) → Evaluate → Register, through the real handlers.
 
-    Returns (state, version) when a version was registered, or the name of the pipeline error
-    that refused the table."""
+    Returns (state, version) when a version was registered, or the pipeline error that refused
+    the table."""
     aws.put_spec(model, spec)
     try:
         state = aws.run_pipeline(model, body)
     except errors.PipelineError as error:
-        return type(error).__name__
+        return error
     registration = aws.register(state)
     state["registration"] = registration
     return state, int(registration["version"])
