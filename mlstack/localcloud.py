@@ -226,17 +226,37 @@ class Invocation:
     seconds: float
 
 
+class _ThreadService:
+    """The provider's ``service`` as seen by the current thread: the function it is running."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __get__(self, provider: Any, owner: type | None = None) -> Any:
+        if provider is None:
+            return self
+        return getattr(self._local, "service", None) or provider.__dict__.get("service")
+
+    def __set__(self, provider: Any, value: Any) -> None:
+        self._local.service = value
+
+
 def bind_service(service: str | None) -> None:
     """Name the invoked function in its metrics and logs. On AWS each function is its own process
     and Powertools reads POWERTOOLS_SERVICE_NAME once, at import; here every function shares one
-    ``mlstack_core.observability``, so its objects take the name of the function being run.
-    (Two different functions running at once in threads still share them: a local-only blur.)"""
+    ``mlstack_core.observability``, and functions of different runs execute at once in threads,
+    so the service name is held per thread."""
     if not service:
         return
     from mlstack_core.observability import logger, metrics
 
-    metrics.service = service
-    logger.append_keys(service=service)
+    provider = metrics.provider
+    if not isinstance(type(provider).__dict__.get("service"), _ThreadService):
+        provider.__class__ = type(
+            type(provider).__name__, (type(provider),), {"service": _ThreadService()}
+        )
+    provider.service = service
+    logger.thread_safe_append_keys(service=service)
 
 
 class InProcessLambdas:
@@ -398,7 +418,9 @@ def deliver_rule_targets() -> contextlib.AbstractContextManager[None]:
     original = Rule.send_to_targets
 
     def send_to_targets(rule: Any, event: Any, transform_input: bool = True) -> None:
-        if not rule.event_pattern.matches_event(event):
+        # A schedule rule has no event pattern, which moto's matcher takes as "every event": on
+        # AWS it only fires on its schedule, so it never receives the bus's events.
+        if rule.scheduled_expression or not rule.event_pattern.matches_event(event):
             return
         others = []
         for target in rule.targets:

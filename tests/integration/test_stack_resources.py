@@ -145,3 +145,15 @@ def _catalogue_metrics() -> dict[str, Any]:
 
     # Metrics only one function emits tell which function wrote a record.
     return {name: rows[0] for name, rows in by_name().items() if len(rows) == 1}
+
+
+def test_the_drift_schedule_does_not_fire_on_uploads(cloud: LocalCloud, stack: StackClient) -> None:
+    """The Monitor's schedule rule has no event pattern; it must not receive S3 events."""
+    assert cloud.lambdas is not None
+    monitor = cloud.stack.function_name("MonitorFunction") if cloud.stack else ""
+    before = sum(1 for i in cloud.lambdas.invocations if i.function == monitor)
+    upload = stack.upload_dataset(
+        "no-monitor", to_csv(penguin_rows()), {"target": "species"}, "data.csv"
+    )
+    assert cloud.wait_for_execution(stack.find_execution(upload))["status"] == "SUCCEEDED"
+    assert sum(1 for i in cloud.lambdas.invocations if i.function == monitor) == before
