@@ -26,9 +26,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/core mlstack tests
-	@# each function has its own app.py, so each directory is checked on its own
-	for function in functions/*/; do $(BIN)/mypy "$$function" || exit 1; done
+	$(BIN)/mypy layers/core/mlstack_core functions/*/mlstack_* mlstack tests
 	$(BIN)/cfn-lint template.yaml
 
 format: install

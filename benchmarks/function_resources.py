@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
+import importlib
 import io
 import json
 import os
@@ -45,14 +45,10 @@ def peak_rss_mb() -> float:
 
 
 def child(function: str, event_path: Path) -> None:
-    """Run ``functions/<function>/app.py``'s handler on the event; print one JSON line."""
+    """Run ``mlstack_<function>.app``'s handler on the event; print one JSON line."""
     sys.path[:0] = [str(ROOT / "functions" / function), str(ROOT / "layers/core")]
-    spec = importlib.util.spec_from_file_location("app", ROOT / "functions" / function / "app.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
     started = time.perf_counter()
-    spec.loader.exec_module(module)
+    module = importlib.import_module(f"mlstack_{function}.app")
     imported = time.perf_counter()
 
     class Context:

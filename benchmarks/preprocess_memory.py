@@ -123,7 +123,7 @@ def measure_child(csv_path: Path) -> dict[str, Any]:
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    import preprocess
+    from mlstack_preprocess import preprocess
 
     after_imports = _rss_mb()
     s3 = DiskS3(json.dumps({"target": "label"}).encode(), csv_path)

@@ -9,7 +9,7 @@ For every zoo family (its default parameters from mlstack_core.candidates, plus 
 registered in an in-process moto registry. Then, in one process and interleaved so the machine's
 noise hits all of them alike, at batch 1, 100, 1,000 and 10,000 rows:
 
-- handler: API Gateway event in → response dict out, through functions/predict/app.handler
+- handler: API Gateway event in → response dict out, through mlstack_predict.app.handler
   (JSON decode, validation, tensors, onnxruntime, JSON encode, logging, the EMF metrics line, and
   drift sampling against the version's baseline, as in production);
 - raw: ``session.run`` on prebuilt tensors, the same session the handler uses;
@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import copy
 import hashlib
+import importlib
 import importlib.util
 import io
 import json
@@ -172,7 +173,7 @@ def families() -> list[Family]:
 
 
 def train(family: Family, matrix: np.ndarray, labels: np.ndarray) -> None:
-    import zoo
+    from mlstack_train import zoo
 
     started = time.perf_counter()
     pipeline = zoo.build_pipeline(
@@ -276,7 +277,10 @@ class Context:
         return 30_000
 
 
-def load_app(path: Path = ROOT / "functions" / "predict" / "app.py") -> Any:
+def load_app(path: Path | None = None) -> Any:
+    """The prediction function's handler module, or the handler module at ``path``."""
+    if path is None:
+        return importlib.import_module("mlstack_predict.app")
     spec = importlib.util.spec_from_file_location(f"bench_{path.stem}", path)
     assert spec is not None
     assert spec.loader is not None
@@ -343,7 +347,7 @@ def warm_benchmarks(
             publish(s3, registry, family.name, family)
         app = load_app()
         sklearn_app = load_app(ROOT / "benchmarks" / "sklearn_handler.py")
-        import predictor
+        from mlstack_predict import predictor
 
         predictor.reset_predictor()
         context = Context()
@@ -511,7 +515,7 @@ def cold_start(family: Family, records: list[dict[str, Any]], runs: int) -> dict
             },
         }
         programs = {
-            "onnx": CHILD.format(path=onnx_path, module="app", event=event),
+            "onnx": CHILD.format(path=onnx_path, module="mlstack_predict.app", event=event),
             "sklearn": CHILD.format(path=sklearn_path, module="sklearn_handler", event=event),
         }
         samples: dict[str, list[dict[str, float]]] = {"onnx": [], "sklearn": []}
@@ -548,7 +552,7 @@ def import_profile(python: str) -> list[tuple[str, float]]:
         str(BUILD / "ServingLayer" / "python"),
         str(BUILD.parent / "runtime-provided"),
     ]
-    program = f"import sys; sys.path[:0] = {path!r}; import app"
+    program = f"import sys; sys.path[:0] = {path!r}; import mlstack_predict.app"
     done = subprocess.run(
         [python, "-I", "-S", "-B", "-X", "importtime", "-c", program],
         capture_output=True,

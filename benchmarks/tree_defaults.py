@@ -276,7 +276,7 @@ def tree_nodes(estimator: Any) -> int:
 def measure(
     config: Config, data: dict[str, Split], budgets: dict[int, float], repeats: int, band: float
 ) -> Result:
-    import zoo
+    from mlstack_train import zoo
     from sklearn.metrics import accuracy_score, r2_score
 
     task = config.task
@@ -587,7 +587,7 @@ def as_one_node(node: Any, n_features: int) -> Any:
 
 def ort_checks(data: dict[str, Split], budget: float) -> list[str]:
     import onnxruntime as ort
-    import zoo
+    from mlstack_train import zoo
 
     lines = [f"onnxruntime {ort.__version__}"]
     # (a) opset 5 from skl2onnx, and the TreeEnsemble operator's speed

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
+import importlib
 import io
 import json
 import os
@@ -274,23 +274,16 @@ class InProcessLambdas:
         return self._code_dirs[s3_key]
 
     def load_handler(self, code_dir: Path, handler: str) -> Handler:
+        """The function named by Handler (``mlstack_<step>.app.handler``), imported from its
+        CodeUri as Lambda would: each function's code is a package of its own name, so every
+        CodeUri can join sys.path."""
         module_name, _, attribute = handler.rpartition(".")
-        path = code_dir / f"{module_name.replace('.', '/')}.py"
         with self._import_lock:
-            module = self._modules.get(path)
-            if module is None:
-                # Every function has an app.py: import each under its own name. Its sibling
-                # logic modules have unique names, so its directory can join sys.path.
-                if str(code_dir) not in sys.path:
-                    sys.path.insert(0, str(code_dir))
-                unique = f"mlstack_local_{code_dir.name}_{module_name}"
-                spec = importlib.util.spec_from_file_location(unique, path)
-                if spec is None or spec.loader is None:
-                    raise ImportError(f"cannot load handler module {path}")
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[unique] = module
-                spec.loader.exec_module(module)
-                self._modules[path] = module
+            if str(code_dir) not in sys.path:
+                sys.path.insert(0, str(code_dir))
+            module = importlib.import_module(module_name)
+            if code_dir not in self._modules:
+                self._modules[code_dir] = module
                 limit_native_thread_pools()
         handler_function: Handler = getattr(module, attribute)
         return handler_function

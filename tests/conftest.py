@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
-import importlib.util  # noqa: E402
+import importlib  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import uuid  # noqa: E402
@@ -63,20 +63,9 @@ class FakeLambdaContext:
 
 
 def load_handler(function_dir: str) -> Callable[[dict[str, Any], Any], Any]:
-    """``functions/<function_dir>/app.py``'s handler. Every function has an app.py, so each is
-    imported by path under its own module name; the logic modules (preprocess.py, train.py, ...)
-    are importable by name through pyproject's pytest pythonpath."""
-    name = f"mlstack_function_{function_dir}_app"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(
-            name, ROOT / "functions" / function_dir / "app.py"
-        )
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+    """The handler of ``functions/<function_dir>/``: ``mlstack_<function_dir>.app.handler``, as
+    template.yaml names it (each function's code is its own package on the test path)."""
+    module = importlib.import_module(f"mlstack_{function_dir}.app")
     handler: Callable[[dict[str, Any], Any], Any] = module.handler
     return handler
 
@@ -244,7 +233,7 @@ def _forget_settings() -> None:
     its own resources."""
     stack_settings.cache_clear()
     serving_settings.cache_clear()
-    predictor = sys.modules.get("predictor")
+    predictor = sys.modules.get("mlstack_predict.predictor")
     if predictor is not None:
         predictor.reset_predictor()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
+import importlib
 import io
 import json
 import os
@@ -43,7 +43,7 @@ from mlstack_core.settings import serving_settings, stack_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
-APP_PATH = ROOT / "functions" / "predict" / "app.py"
+FUNCTION_DIR = ROOT / "functions" / "predict"
 MODEL_BUCKET = "mlstack-test-models"
 REGISTRY_TABLE = "mlstack-test-registry"
 
@@ -270,7 +270,7 @@ def configure(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
         monkeypatch.setenv(name, value)
     stack_settings.cache_clear()
     serving_settings.cache_clear()
-    predictor = sys.modules.get("predictor")
+    predictor = sys.modules.get("mlstack_predict.predictor")
     if predictor is not None:
         predictor.reset_predictor()
 
@@ -294,14 +294,8 @@ def serving_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 # handler ------------------------------------------------------------------------------------------
 @cache
 def load_app() -> ModuleType:
-    """functions/predict/app.py by path: every function has an app.py, so no plain import."""
-    spec = importlib.util.spec_from_file_location("predict_app", APP_PATH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["predict_app"] = module
-    spec.loader.exec_module(module)
-    return module
+    """The prediction function's handler module, ``mlstack_predict.app``."""
+    return importlib.import_module("mlstack_predict.app")
 
 
 @dataclass(frozen=True)
@@ -375,7 +369,7 @@ def log_output_fixture(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     """What the prediction function's Powertools logger writes during the test (its handler holds
     the stdout it was created with, so capsys cannot see it)."""
     load_app()  # functions/predict/telemetry.py, as the handler imports it
-    from telemetry import logger
+    from mlstack_predict.telemetry import logger
 
     stream = io.StringIO()
     monkeypatch.setattr(logger.registered_handler, "stream", stream)

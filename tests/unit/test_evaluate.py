@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from evaluate import classification_metrics, decide, regression_metrics
+from mlstack_evaluate.evaluate import classification_metrics, decide, regression_metrics
 
 from mlstack_core import errors
 from tests.conftest import Stack, penguins_bytes

@@ -28,12 +28,9 @@ SERVING_ONLY = ("onnxruntime",)
 
 def imported_after_loading(function_dir: str, watched: tuple[str, ...]) -> list[str]:
     """The top-level packages among ``watched`` in sys.modules after importing the handler."""
-    app = ROOT / "functions" / function_dir / "app.py"
     script = f"""
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("app_under_test", {str(app)!r})
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
+import importlib, json, sys
+module = importlib.import_module("mlstack_{function_dir}.app")
 assert callable(module.handler)
 watched = {set(watched)!r}
 print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & watched)))

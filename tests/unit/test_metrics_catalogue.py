@@ -17,6 +17,7 @@ import ast
 import contextlib
 import copy
 import functools
+import importlib
 import io
 import json
 import os
@@ -165,7 +166,7 @@ def captured() -> Capture:
             serving_settings.cache_clear()
             import sys
 
-            predictor = sys.modules.get("predictor")
+            predictor = sys.modules.get("mlstack_predict.predictor")
             if predictor is not None:
                 predictor.reset_predictor()
     return capture
@@ -218,7 +219,7 @@ def _scenario(capture: Capture, stack: Stack) -> None:
 
     from tests.unit import predict_fixtures
 
-    predictor = __import__("predictor")
+    predictor = importlib.import_module("mlstack_predict.predictor")
     predictor.reset_predictor()
     app = predict_fixtures.load_app()
     rows = [
@@ -289,7 +290,7 @@ def test_every_catalogued_metric_is_emitted(captured: Capture, service: str) -> 
 
 def _names_in_source(directory: Path) -> set[str]:
     names = set()
-    for source in directory.glob("*.py"):
+    for source in directory.rglob("*.py"):
         for node in ast.walk(ast.parse(source.read_text())):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from mlstack_core.contract import LoadedModel
 from tests.unit.predict_fixtures import (  # noqa: F401 - *_fixture are fixtures
-    APP_PATH,
     CATEGORICAL,
     CLASSES,
     NUMERIC,
@@ -425,7 +424,7 @@ def test_features_the_graph_does_not_use_are_accepted(serving: Stack) -> None:
 def test_sessions_are_single_threaded_and_the_cache_is_bounded(
     serving: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import predictor
+    from mlstack_predict import predictor
 
     configure(monkeypatch, SESSION_CACHE_SIZE="1")
     serving.publish("penguins", classifier())

@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.unit.predict_fixtures import (  # noqa: F401 - *_fixture are fixtures
-    APP_PATH,
     CATEGORICAL,
     NUMERIC,
     ROOT,
@@ -218,7 +217,7 @@ def test_promotion_and_rollback_are_served_without_a_new_process(
     serving: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     configure(monkeypatch, ALIAS_TTL_SECONDS="0")
-    import predictor
+    from mlstack_predict import predictor
 
     serving.publish("penguins", classifier())
     serving.publish("penguins", int_classifier(), promote=False)
@@ -245,7 +244,7 @@ def test_promotion_is_seen_once_the_ttl_expires(
     serving: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     configure(monkeypatch, ALIAS_TTL_SECONDS="30")
-    import predictor
+    from mlstack_predict import predictor
 
     clock = [1000.0]
     monkeypatch.setattr(predictor.time, "monotonic", lambda: clock[0])
@@ -264,7 +263,7 @@ def test_session_cache_is_bounded_by_artifact_bytes(
     serving: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     configure(monkeypatch, SESSION_CACHE_SIZE="10", SESSION_CACHE_BYTES="3000")
-    import predictor
+    from mlstack_predict import predictor
 
     for name in ("a", "b", "c"):
         serving.publish(name, classifier())  # ~1.9 kB each
@@ -286,7 +285,7 @@ def test_canary_takes_its_share_of_requests(
     configure(monkeypatch, ALIAS_TTL_SECONDS="0")
     served.publish("penguins", classifier(), promote=False)  # v2
     _challenger(served, "canary", 2, share=0.3)
-    import predictor
+    from mlstack_predict import predictor
 
     predictor.get_predictor()._random.seed(1)
     body = {"instances": mixed_records(1, seed=3)}
@@ -488,11 +487,9 @@ def test_docs_serve_swagger_ui_without_a_cdn(served: Stack) -> None:
 def test_predict_path_imports_neither_xray_nor_the_router() -> None:
     """Cold start: the X-Ray SDK (~190 ms) and the event handler (~70 ms) stay off the path of a
     first prediction."""
-    script = f"""
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("app", {str(APP_PATH)!r})
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
+    script = """
+import json, sys
+import mlstack_predict.app
 print(json.dumps(sorted(m for m in ("aws_xray_sdk", "aws_lambda_powertools.event_handler",
       "pydantic", "sklearn") if m in sys.modules)))
 """
@@ -508,7 +505,7 @@ print(json.dumps(sorted(m for m in ("aws_xray_sdk", "aws_lambda_powertools.event
 
 
 def test_sha256_is_checked_for_canary_and_shadow_too(served: Stack) -> None:
-    import predictor
+    from mlstack_predict import predictor
 
     served.publish("penguins", classifier(), promote=False, sha256=hashlib.sha256(b"x").hexdigest())
     assert predictor.get_predictor()._optional("penguins", 2) is None

@@ -78,7 +78,7 @@ def _botocore_headers(
 def test_signatures_match_botocore(
     service: str, method: str, url: str, headers: dict[str, str], body: bytes, token: str | None
 ) -> None:
-    from awshttp import Credentials, sign
+    from mlstack_predict.awshttp import Credentials, sign
 
     ours = sign(
         method=method,
@@ -97,7 +97,7 @@ def test_signatures_match_botocore(
 
 
 def test_urls_follow_the_endpoint_rules() -> None:
-    from awshttp import AwsHttp, Credentials
+    from mlstack_predict.awshttp import AwsHttp, Credentials
 
     aws = AwsHttp("eu-west-1", Credentials("a", "b"))
     assert aws.url("s3", "/k", "models") == "https://models.s3.eu-west-1.amazonaws.com/k"
@@ -108,7 +108,7 @@ def test_urls_follow_the_endpoint_rules() -> None:
 
 
 def test_the_aliases_match_the_registry_constants() -> None:
-    import awshttp
+    from mlstack_predict import awshttp
 
     from mlstack_core import registry
 
@@ -165,8 +165,7 @@ def _predict(model: str = "penguins", query: dict[str, str] | None = None) -> tu
 
 
 def test_the_serving_path_works_over_http(http_stack: Stack) -> None:
-    import awshttp
-    import predictor
+    from mlstack_predict import awshttp, predictor
 
     http_stack.publish("penguins", classifier())
     http_stack.publish("penguins", classifier(), promote=False)  # v2
@@ -199,7 +198,7 @@ def test_a_tampered_artifact_is_refused_over_http(http_stack: Stack) -> None:
 
 
 def test_aws_errors_are_raised_as_aws_http_errors(moto_server: str) -> None:
-    from awshttp import AwsHttp, AwsHttpError, Credentials
+    from mlstack_predict.awshttp import AwsHttp, AwsHttpError, Credentials
 
     aws = AwsHttp("us-east-1", Credentials("a", "b"), {"s3": moto_server, "dynamodb": moto_server})
     with pytest.raises(AwsHttpError) as s3_error:

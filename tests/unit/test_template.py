@@ -200,7 +200,7 @@ def _code_actions(function: str) -> set[str]:
     code_dir = (
         ROOT / load_template(ROOT / "template.yaml")["Resources"][function]["Properties"]["CodeUri"]
     )
-    return actions_in_code(sorted(code_dir.glob("*.py")), registry_actions(REGISTRY_SOURCE))
+    return actions_in_code(sorted(code_dir.rglob("*.py")), registry_actions(REGISTRY_SOURCE))
 
 
 @pytest.mark.parametrize("function", sorted(NEEDS))
@@ -217,7 +217,7 @@ def test_only_the_registry_calls_aws_among_shared_modules() -> None:
     """The scan above follows mlstack_core only through Registry; no other shared module may
     call AWS, or the scan would miss it."""
     core = ROOT / "layers/core/mlstack_core"
-    others = [p for p in sorted(core.glob("*.py")) if p.name != "registry.py"]
+    others = [p for p in sorted(core.rglob("*.py")) if p.name != "registry.py"]
     assert actions_in_code(others, {}) == set()
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from zoo import ESTIMATORS, build_pipeline, export_onnx
+from mlstack_train.zoo import ESTIMATORS, build_pipeline, export_onnx
 
 from mlstack_core.candidates import CATALOG, expand_candidates
 from mlstack_core.contract import session_options

@@ -6,9 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from trigger import start_training_run
 
 from mlstack_core.observability import logger, metrics, tracer
+from mlstack_trigger.trigger import start_training_run
 
 
 @logger.inject_lambda_context(log_event=True)

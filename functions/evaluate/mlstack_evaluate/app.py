@@ -1,13 +1,13 @@
-"""Step Functions task: take or release a model's run lock, so runs of a model never overlap."""
+"""Step Functions task: score the candidates' ONNX exports and production, decide promote/reject."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from runlock import acquire, release
 
 from mlstack_core.observability import correlate, logger, metrics, tracer
+from mlstack_evaluate.evaluate import handle
 
 
 @logger.inject_lambda_context
@@ -15,6 +15,4 @@ from mlstack_core.observability import correlate, logger, metrics, tracer
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     correlate(event)
-    if event["action"] == "acquire":
-        return acquire(event["model"], event["execution_arn"])
-    return release(event["model"], event["execution_arn"])
+    return handle(event)

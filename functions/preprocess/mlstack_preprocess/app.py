@@ -1,13 +1,13 @@
-"""Step Functions Map iteration: fit one candidate and export it to ONNX."""
+"""Step Functions task: validate the spec and the uploaded CSV, split it, list the candidates."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from train import handle
 
 from mlstack_core.observability import correlate, logger, metrics, tracer
+from mlstack_preprocess.preprocess import handle
 
 
 @logger.inject_lambda_context

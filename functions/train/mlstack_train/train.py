@@ -22,15 +22,6 @@ from typing import Any
 import boto3
 import joblib
 import numpy as np
-from zoo import (
-    SCORERS,
-    build_pipeline,
-    export_onnx,
-    feature_importance,
-    frequent_categories,
-    grid_search,
-    search_params,
-)
 
 from mlstack_core import layout
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
@@ -42,6 +33,15 @@ from mlstack_core.tabular import (
     model_input,
     read_split,
     target_vector,
+)
+from mlstack_train.zoo import (
+    SCORERS,
+    build_pipeline,
+    export_onnx,
+    feature_importance,
+    frequent_categories,
+    grid_search,
+    search_params,
 )
 
 MAX_ERROR_CHARS = 2000

@@ -1,13 +1,13 @@
-"""Step Functions task: validate the spec and the uploaded CSV, split it, list the candidates."""
+"""Step Functions Map iteration: fit one candidate and export it to ONNX."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from preprocess import handle
 
 from mlstack_core.observability import correlate, logger, metrics, tracer
+from mlstack_train.train import handle
 
 
 @logger.inject_lambda_context

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from monitor import monitor_all
 
 from mlstack_core.observability import logger, metrics, tracer
+from mlstack_monitor.monitor import monitor_all
 
 
 @logger.inject_lambda_context

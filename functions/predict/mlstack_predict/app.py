@@ -14,11 +14,10 @@ from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
-from predictor import get_predictor
-from telemetry import logger, metrics, start_invocation
-
 from mlstack_core.contract import ModelUnavailableError, RequestError, encode_json
 from mlstack_core.errors import ModelNotFound
+from mlstack_predict.predictor import get_predictor
+from mlstack_predict.telemetry import logger, metrics, start_invocation
 
 PREDICT_RESOURCE = "/models/{model}/predict"
 PREDICT_QUERY = frozenset({"version"})
@@ -104,9 +103,9 @@ def router() -> Any:
     """The Powertools resolver for every route but predict (imported on first use)."""
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
     from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-    from openapi import document, swagger_html
 
     from mlstack_core.settings import serving_settings
+    from mlstack_predict.openapi import document, swagger_html
 
     app = APIGatewayRestResolver()
 

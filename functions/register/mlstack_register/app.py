@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from register import register_challenger
 
 from mlstack_core.observability import correlate, logger, metrics, tracer
+from mlstack_register.register import register_challenger
 
 
 @logger.inject_lambda_context

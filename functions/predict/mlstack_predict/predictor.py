@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
 import numpy as np
-from awshttp import CANARY, PRODUCTION, SHADOW, AwsHttp, AwsHttpError, HttpRegistry
-from telemetry import COUNT, MILLISECONDS, NONE, PERCENT, logger, metrics, refresh
 
 from mlstack_core.contract import (
     Batch,
@@ -37,6 +35,8 @@ from mlstack_core.contract import (
 from mlstack_core.drift import DriftRecorder
 from mlstack_core.errors import ModelNotFound
 from mlstack_core.settings import ServingSettings, serving_settings, stack_settings
+from mlstack_predict.awshttp import CANARY, PRODUCTION, SHADOW, AwsHttp, AwsHttpError, HttpRegistry
+from mlstack_predict.telemetry import COUNT, MILLISECONDS, NONE, PERCENT, logger, metrics, refresh
 
 # Metric dimension for requests whose model is not in the registry: the path segment is caller
 # input, and using it as a dimension would let anyone create unbounded CloudWatch metrics.
