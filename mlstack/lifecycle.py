@@ -11,13 +11,12 @@ from typing import Any
 
 from mlstack.stack import StackClient
 from mlstack_core.registry import (
-    CANARY,
-    SHADOW,
     STATUS_APPROVED,
     STATUS_PENDING_APPROVAL,
     STATUS_REJECTED,
     Registry,
 )
+from mlstack_core.registry_keys import CANARY, SHADOW
 
 
 class LifecycleError(RuntimeError):

@@ -66,6 +66,9 @@ LOCAL_ENVIRONMENT = {
     # X-Ray has no daemon here; Powertools Tracer would try to send segments.
     "POWERTOOLS_TRACE_DISABLED": "true",
 }
+# Applied over every function's own variables: in-process functions reach moto through botocore
+# (patched in-process, or AWS_ENDPOINT_URL), not through the prediction function's own HTTPS client.
+FUNCTION_OVERRIDES = {"MLSTACK_AWS_CLIENT": "boto3"}
 
 
 def project_root() -> Path:
@@ -292,7 +295,8 @@ class InProcessLambdas:
         # One process hosts every function, so variables are process-wide. All functions share
         # the stack's resource names, and settings are read per call, so this is safe.
         with self._environment_lock:
-            changed = {k: str(v) for k, v in variables.items() if os.environ.get(k) != str(v)}
+            wanted = {**variables, **FUNCTION_OVERRIDES}
+            changed = {k: str(v) for k, v in wanted.items() if os.environ.get(k) != str(v)}
             if changed:
                 os.environ.update(changed)
                 from mlstack_core import settings  # cached per process, as in a warm Lambda

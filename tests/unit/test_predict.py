@@ -433,7 +433,7 @@ def test_sessions_are_single_threaded_and_the_cache_is_bounded(
     for model in ("penguins", "mass", "penguins"):
         assert predict([GOOD], model=model).status == 200
 
-    sessions = predictor.get_predictor()._sessions
+    sessions = predictor.get_predictor().sessions.entries
     assert list(sessions) == [("penguins", 1)]
     options = sessions["penguins", 1].session.get_session_options()
     assert options.intra_op_num_threads == 1

@@ -237,7 +237,7 @@ def test_promotion_and_rollback_are_served_without_a_new_process(
     assert rolled_back["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
     # the same container state answered all three: no redeploy, no new process
     assert predictor.get_predictor() is first
-    assert set(first._sessions) == {("penguins", 1), ("penguins", 2)}
+    assert set(first.sessions.entries) == {("penguins", 1), ("penguins", 2)}
 
 
 def test_promotion_is_seen_once_the_ttl_expires(
@@ -269,7 +269,7 @@ def test_session_cache_is_bounded_by_artifact_bytes(
         serving.publish(name, classifier())  # ~1.9 kB each
         assert invoke("POST", f"/models/{name}/predict", {"instances": [{}]}).status == 400
 
-    assert list(predictor.get_predictor()._sessions) == [("c", 1)]
+    assert list(predictor.get_predictor().sessions.entries) == [("c", 1)]
 
 
 # canary / shadow ----------------------------------------------------------------------------------
@@ -287,7 +287,7 @@ def test_canary_takes_its_share_of_requests(
     _challenger(served, "canary", 2, share=0.3)
     from mlstack_predict import predictor
 
-    predictor.get_predictor()._random.seed(1)
+    predictor.get_predictor().aliases._random.seed(1)
     body = {"instances": mixed_records(1, seed=3)}
     capsys.readouterr()
 
@@ -508,4 +508,4 @@ def test_sha256_is_checked_for_canary_and_shadow_too(served: Stack) -> None:
     from mlstack_predict import predictor
 
     served.publish("penguins", classifier(), promote=False, sha256=hashlib.sha256(b"x").hexdigest())
-    assert predictor.get_predictor()._optional("penguins", 2) is None
+    assert predictor.get_predictor().sessions.optional("penguins", 2) is None

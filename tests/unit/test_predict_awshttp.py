@@ -16,6 +16,7 @@ import pytest
 from tests.unit.predict_fixtures import (
     MODEL_BUCKET,
     REGISTRY_TABLE,
+    ROOT,
     Stack,
     classifier,
     configure,
@@ -107,18 +108,6 @@ def test_urls_follow_the_endpoint_rules() -> None:
     assert local.url("s3", "/k", "models") == "http://127.0.0.1:1/models/k"
 
 
-def test_the_aliases_match_the_registry_constants() -> None:
-    from mlstack_predict import awshttp
-
-    from mlstack_core import registry
-
-    assert (awshttp.PRODUCTION, awshttp.CANARY, awshttp.SHADOW) == (
-        registry.PRODUCTION,
-        registry.CANARY,
-        registry.SHADOW,
-    )
-
-
 # end to end over HTTP -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
@@ -208,3 +197,18 @@ def test_aws_errors_are_raised_as_aws_http_errors(moto_server: str) -> None:
         aws.dynamodb("GetItem", {"TableName": "none", "Key": {"pk": {"S": "x"}}})
     assert ddb_error.value.code == "ResourceNotFoundException"
     assert os.environ.get("AWS_ENDPOINT_URL") is None
+
+
+def test_the_template_chooses_the_http_client_for_the_prediction_function() -> None:
+    """The client is configuration, not a guess: template.yaml asks for signed HTTPS on Lambda,
+    and everything else (tests, the local cloud) gets boto3, which moto can patch."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    from mlstack.localcloud import FUNCTION_OVERRIDES
+    from mlstack_core.settings import ServingSettings
+
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    variables = template["Resources"]["PredictFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["MLSTACK_AWS_CLIENT"] == "http"
+    assert FUNCTION_OVERRIDES["MLSTACK_AWS_CLIENT"] == "boto3"
+    assert ServingSettings.from_env().aws_client == "boto3"

@@ -6,10 +6,10 @@ client (service model JSON) and 0.04 s for the DynamoDB resource, against ~0.4 s
 else together. This module signs requests with Signature Version 4 itself (tests compare every
 signature with botocore's signer) and needs only the standard library.
 
-It is used on Lambda and wherever moto is not mocking AWS in-process (predictor.get_predictor);
-``MLSTACK_AWS_CLIENT=boto3`` turns it off. Credentials come from the environment, which is where
-Lambda puts the function role's. Anything else (list models, describe) uses the boto3 Registry,
-imported when first needed.
+It is used where ``MLSTACK_AWS_CLIENT=http`` (template.yaml sets it for the prediction function;
+tests and the local cloud use boto3, which moto patches). Credentials come from the environment,
+which is where Lambda puts the function role's. Anything else (list models, describe) uses the
+boto3 Registry, imported when first needed.
 """
 
 from __future__ import annotations
@@ -26,8 +26,13 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from mlstack_core.errors import ModelNotFound
+from mlstack_core.registry_keys import (
+    ALIAS_PREFIX,
+    PRODUCTION,
+    model_pk,
+    version_sk,
+)
 
-PRODUCTION, CANARY, SHADOW = "production", "canary", "shadow"  # = mlstack_core.registry's
 _DYNAMODB_TARGET = "DynamoDB_20120810"
 _TIMEOUT_S = 5.0
 _RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
@@ -273,8 +278,8 @@ class HttpRegistry:
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
             "ExpressionAttributeValues": {
-                ":pk": {"S": f"MODEL#{model}"},
-                ":prefix": {"S": "ALIAS#"},
+                ":pk": {"S": model_pk(model)},
+                ":prefix": {"S": ALIAS_PREFIX},
             },
             "ConsistentRead": True,
         }
@@ -285,7 +290,7 @@ class HttpRegistry:
                 entry: dict[str, Any] = {"version": int(_scalar(item["version"]))}
                 if "share" in item and "NULL" not in item["share"]:
                     entry["share"] = float(_scalar(item["share"]))
-                aliases[str(_scalar(item["sk"])).removeprefix("ALIAS#")] = entry
+                aliases[str(_scalar(item["sk"])).removeprefix(ALIAS_PREFIX)] = entry
             if "LastEvaluatedKey" not in answer:
                 return aliases
             request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
@@ -295,7 +300,7 @@ class HttpRegistry:
             "GetItem",
             {
                 "TableName": self.table,
-                "Key": {"pk": {"S": f"MODEL#{model}"}, "sk": {"S": f"VERSION#{version:08d}"}},
+                "Key": {"pk": {"S": model_pk(model)}, "sk": {"S": version_sk(version)}},
                 "ConsistentRead": True,
             },
         )

@@ -1,17 +1,7 @@
 """Model registry on DynamoDB: versions, aliases and the history of every alias move.
 
-One table, keyed by ``pk``/``sk``:
-
-=====================  ==========================  ===============================================
-pk                     sk                          item
-=====================  ==========================  ===============================================
-``MODELS``             ``<model>``                 index of model names (for listing)
-``MODEL#<model>``      ``COUNTER``                 ``next_version``: last version number handed out
-``MODEL#<model>``      ``VERSION#<00000001>``      one version: status + JSON document
-``MODEL#<model>``      ``ALIAS#<alias>``           the version an alias points at
-``MODEL#<model>``      ``HISTORY#<time>#<id>``     one alias move or status change: who, when, why
-``MODEL#<model>``      ``RUNLOCK``                 the execution that holds the model's run lock
-=====================  ==========================  ===============================================
+One table, keyed by ``pk``/``sk``; the key layout and alias names are in
+``mlstack_core.registry_keys``.
 
 Version metadata is stored as a JSON document rather than DynamoDB maps: it holds floats, which
 DynamoDB only takes as Decimal, and nothing queries inside it.
@@ -31,6 +21,20 @@ import boto3
 from botocore.exceptions import ClientError
 
 from mlstack_core.errors import ModelNotFound
+from mlstack_core.registry_keys import (
+    ALIAS_PREFIX,
+    CANARY,
+    CHALLENGER_ALIASES,
+    COUNTER_SK,
+    HISTORY_PREFIX,
+    MODELS_PK,
+    PRODUCTION,
+    RUNLOCK_SK,
+    VERSION_PREFIX,
+    alias_sk,
+    model_pk,
+    version_sk,
+)
 
 # The table as template.yaml's RegistryTable declares it, for code that builds a registry without
 # the stack (unit tests, benchmarks): dynamodb.create_table(TableName=..., **TABLE_DEFINITION).
@@ -46,12 +50,6 @@ TABLE_DEFINITION: dict[str, Any] = {
     "BillingMode": "PAY_PER_REQUEST",
 }
 
-PRODUCTION = "production"
-# Challenger aliases read by the prediction function: a canary answers ``share`` of the requests,
-# a shadow is scored silently beside every production request (outputs compared, as metrics).
-CANARY = "canary"
-SHADOW = "shadow"
-CHALLENGER_ALIASES = (CANARY, SHADOW)
 
 STATUS_REGISTERED = "Registered"
 STATUS_PENDING_APPROVAL = "PendingApproval"
@@ -79,14 +77,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _model_pk(model: str) -> str:
-    return f"MODEL#{model}"
-
-
-def _version_sk(version: int) -> str:
-    return f"VERSION#{version:08d}"
-
-
 @dataclass(frozen=True)
 class AliasMove:
     model: str
@@ -109,12 +99,12 @@ class Registry:
     def allocate_version(self, model: str) -> int:
         """Hand out the next version number; atomic, so concurrent runs never share one."""
         response = self._table.update_item(
-            Key={"pk": _model_pk(model), "sk": "COUNTER"},
+            Key={"pk": model_pk(model), "sk": COUNTER_SK},
             UpdateExpression="ADD next_version :one",
             ExpressionAttributeValues={":one": 1},
             ReturnValues="UPDATED_NEW",
         )
-        self._table.put_item(Item={"pk": "MODELS", "sk": model, "model": model})
+        self._table.put_item(Item={"pk": MODELS_PK, "sk": model, "model": model})
         return int(str(response["Attributes"]["next_version"]))
 
     def put_version(
@@ -134,8 +124,8 @@ class Registry:
         body = {**document, "model": model, "version": version, "status": status}
         body.setdefault("created_at", _now())
         item: dict[str, Any] = {
-            "pk": _model_pk(model),
-            "sk": _version_sk(version),
+            "pk": model_pk(model),
+            "sk": version_sk(version),
             "version": version,
             "status": status,
             "created_at": body["created_at"],
@@ -148,7 +138,7 @@ class Registry:
     def task_token(self, model: str, version: int) -> str | None:
         """The token of the execution waiting for this version's approval, if any."""
         item = self._table.get_item(
-            Key={"pk": _model_pk(model), "sk": _version_sk(version)}, ConsistentRead=True
+            Key={"pk": model_pk(model), "sk": version_sk(version)}, ConsistentRead=True
         ).get("Item")
         if item is None:
             raise ModelNotFound(f"model {model!r} has no version {version}")
@@ -178,7 +168,7 @@ class Registry:
             values[":expected"] = expected
         try:
             self._table.update_item(
-                Key={"pk": _model_pk(model), "sk": _version_sk(version)},
+                Key={"pk": model_pk(model), "sk": version_sk(version)},
                 UpdateExpression="SET #s = :s, doc = :d REMOVE task_token",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=values,
@@ -204,7 +194,7 @@ class Registry:
 
     def get_version(self, model: str, version: int) -> dict[str, Any]:
         item = self._table.get_item(
-            Key={"pk": _model_pk(model), "sk": _version_sk(version)}, ConsistentRead=True
+            Key={"pk": model_pk(model), "sk": version_sk(version)}, ConsistentRead=True
         ).get("Item")
         if item is None:
             raise ModelNotFound(f"model {model!r} has no version {version}")
@@ -212,19 +202,19 @@ class Registry:
         return document
 
     def list_versions(self, model: str) -> list[dict[str, Any]]:
-        items = self._query(model, "VERSION#")
+        items = self._query(model, VERSION_PREFIX)
         return [json.loads(str(item["doc"])) for item in items]
 
     def list_models(self) -> list[str]:
         response = self._table.query(
-            KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "MODELS"}
+            KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": MODELS_PK}
         )
         return [str(item["sk"]) for item in response.get("Items", [])]
 
     # aliases ------------------------------------------------------------------------------------
     def get_alias(self, model: str, alias: str = PRODUCTION) -> int | None:
         item = self._table.get_item(
-            Key={"pk": _model_pk(model), "sk": f"ALIAS#{alias}"}, ConsistentRead=True
+            Key={"pk": model_pk(model), "sk": alias_sk(alias)}, ConsistentRead=True
         ).get("Item")
         return None if item is None else int(str(item["version"]))
 
@@ -257,8 +247,8 @@ class Registry:
         try:
             self._table.put_item(
                 Item={
-                    "pk": _model_pk(model),
-                    "sk": f"ALIAS#{alias}",
+                    "pk": model_pk(model),
+                    "sk": alias_sk(alias),
                     "version": version,
                     "previous": expected,
                     "updated_at": at,
@@ -316,7 +306,7 @@ class Registry:
         return replaced[-1] if replaced else None
 
     def history(self, model: str) -> list[dict[str, Any]]:
-        return [json.loads(str(item["doc"])) for item in self._query(model, "HISTORY#")]
+        return [json.loads(str(item["doc"])) for item in self._query(model, HISTORY_PREFIX)]
 
     # challengers (canary, shadow) ---------------------------------------------------------------
     def aliases(self, model: str) -> dict[str, dict[str, Any]]:
@@ -325,11 +315,11 @@ class Registry:
         The prediction function reads production, canary and shadow with this single request.
         """
         aliases: dict[str, dict[str, Any]] = {}
-        for item in self._query(model, "ALIAS#"):
+        for item in self._query(model, ALIAS_PREFIX):
             entry: dict[str, Any] = {"version": int(str(item["version"]))}
             if item.get("share") is not None:
                 entry["share"] = float(str(item["share"]))
-            aliases[str(item["sk"]).removeprefix("ALIAS#")] = entry
+            aliases[str(item["sk"]).removeprefix(ALIAS_PREFIX)] = entry
         return aliases
 
     def set_challenger(
@@ -351,8 +341,8 @@ class Registry:
         self.get_version(model, version)  # refuse to point an alias at a missing version
         at = _now()
         item: dict[str, Any] = {
-            "pk": _model_pk(model),
-            "sk": f"ALIAS#{alias}",
+            "pk": model_pk(model),
+            "sk": alias_sk(alias),
             "version": version,
             "updated_at": at,
             "actor": actor,
@@ -378,7 +368,7 @@ class Registry:
         if alias not in CHALLENGER_ALIASES:
             raise ValueError(f"alias must be one of {CHALLENGER_ALIASES}, not {alias!r}")
         old = self._table.delete_item(
-            Key={"pk": _model_pk(model), "sk": f"ALIAS#{alias}"}, ReturnValues="ALL_OLD"
+            Key={"pk": model_pk(model), "sk": alias_sk(alias)}, ReturnValues="ALL_OLD"
         ).get("Attributes")
         previous = None if not old else int(str(old["version"]))
         if previous is not None:
@@ -406,8 +396,8 @@ class Registry:
         try:
             self._table.put_item(
                 Item={
-                    "pk": _model_pk(model),
-                    "sk": "RUNLOCK",
+                    "pk": model_pk(model),
+                    "sk": RUNLOCK_SK,
                     "holder": holder,
                     "acquired_at": _now(),
                     "expires_at": now + lease_seconds,
@@ -421,7 +411,7 @@ class Registry:
             if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             item = self._table.get_item(
-                Key={"pk": _model_pk(model), "sk": "RUNLOCK"}, ConsistentRead=True
+                Key={"pk": model_pk(model), "sk": RUNLOCK_SK}, ConsistentRead=True
             ).get("Item")
             return str(item["holder"]) if item else "(released meanwhile)"
         return None
@@ -430,7 +420,7 @@ class Registry:
         """Release the lock if ``holder`` still has it; False when it did not."""
         try:
             self._table.delete_item(
-                Key={"pk": _model_pk(model), "sk": "RUNLOCK"},
+                Key={"pk": model_pk(model), "sk": RUNLOCK_SK},
                 ConditionExpression="holder = :holder",
                 ExpressionAttributeValues={":holder": holder},
             )
@@ -445,8 +435,8 @@ class Registry:
         at = _now()
         self._table.put_item(
             Item={
-                "pk": _model_pk(model),
-                "sk": f"HISTORY#{at}#{uuid.uuid4().hex[:8]}",
+                "pk": model_pk(model),
+                "sk": f"{HISTORY_PREFIX}{at}#{uuid.uuid4().hex[:8]}",
                 "doc": json.dumps({**entry, "model": model, "at": at}, default=str),
             }
         )
@@ -455,7 +445,7 @@ class Registry:
         items: list[Any] = []
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": _model_pk(model), ":prefix": prefix},
+            "ExpressionAttributeValues": {":pk": model_pk(model), ":prefix": prefix},
             "ConsistentRead": True,
         }
         while True:

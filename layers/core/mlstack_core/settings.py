@@ -48,13 +48,15 @@ class StackSettings:
 
 @dataclass(frozen=True)
 class ServingSettings:
-    """Knobs of the prediction function."""
+    """Knobs of serving: the prediction function, and the gate where it must match serving."""
 
     alias_ttl_seconds: float
     max_rows: int
     max_body_bytes: int
     session_cache_size: int
+    session_cache_bytes: int
     intra_op_threads: int
+    aws_client: str  # "boto3", or "http" for the prediction function's signed HTTPS reads
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -63,7 +65,12 @@ class ServingSettings:
             max_rows=int(os.environ.get("MAX_ROWS", "10000")),
             max_body_bytes=int(os.environ.get("MAX_BODY_BYTES", str(5 * 1024 * 1024))),
             session_cache_size=int(os.environ.get("SESSION_CACHE_SIZE", "4")),
+            # A forest's session takes about as much memory as its ONNX file.
+            session_cache_bytes=int(os.environ.get("SESSION_CACHE_BYTES", str(256 * 2**20))),
+            # One thread by default: with two, exact forest ties were broken differently and
+            # flipped labels, so the gate and serving must agree on it.
             intra_op_threads=int(os.environ.get("ORT_INTRA_OP_THREADS", "1")),
+            aws_client=os.environ.get("MLSTACK_AWS_CLIENT", "boto3"),
         )
 
 

@@ -1,0 +1,46 @@
+"""The registry table's key layout and alias names: the one definition that both the boto3
+``Registry`` and the prediction function's HTTP reads (``mlstack_predict.awshttp``) use.
+
+=====================  ==========================  ===============================================
+pk                     sk                          item
+=====================  ==========================  ===============================================
+``MODELS``             ``<model>``                 index of model names (for listing)
+``MODEL#<model>``      ``COUNTER``                 ``next_version``: last version number handed out
+``MODEL#<model>``      ``VERSION#<00000001>``      one version: status + JSON document
+``MODEL#<model>``      ``ALIAS#<alias>``           the version an alias points at
+``MODEL#<model>``      ``HISTORY#<time>#<id>``     one alias move or status change: who, when, why
+``MODEL#<model>``      ``RUNLOCK``                 the execution that holds the model's run lock
+=====================  ==========================  ===============================================
+
+Standard library only: the serving path imports it without boto3.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PRODUCTION: Final = "production"
+# Challenger aliases read by the prediction function: a canary answers ``share`` of the requests,
+# a shadow is scored silently beside every production request (outputs compared, as metrics).
+CANARY: Final = "canary"
+SHADOW: Final = "shadow"
+CHALLENGER_ALIASES: Final = (CANARY, SHADOW)
+
+MODELS_PK: Final = "MODELS"
+ALIAS_PREFIX: Final = "ALIAS#"
+VERSION_PREFIX: Final = "VERSION#"
+HISTORY_PREFIX: Final = "HISTORY#"
+COUNTER_SK: Final = "COUNTER"
+RUNLOCK_SK: Final = "RUNLOCK"
+
+
+def model_pk(model: str) -> str:
+    return f"MODEL#{model}"
+
+
+def version_sk(version: int) -> str:
+    return f"{VERSION_PREFIX}{version:08d}"
+
+
+def alias_sk(alias: str) -> str:
+    return f"{ALIAS_PREFIX}{alias}"
