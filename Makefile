@@ -51,7 +51,7 @@ $(SAM):
 build: install $(SAM)
 	@test -n "$(RUNTIME_PYTHON_DIR)" || { echo "sam build needs python3.12 (the functions' runtime)"; exit 1; }
 	PATH="$(RUNTIME_PYTHON_DIR):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM) build
-	$(BIN)/python -m mlstack.buildcheck .aws-sam/build --runtime-python "$(RUNTIME_PYTHON_DIR)/python3.12"
+	$(BIN)/python -m mlstack.checks.build .aws-sam/build --runtime-python "$(RUNTIME_PYTHON_DIR)/python3.12"
 
 # Serving benchmarks (issue #4): figures and plot into docs/performance.md. Cold start and bundle
 # size are measured on the `make build` output when it exists.

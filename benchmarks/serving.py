@@ -24,7 +24,7 @@ Medians are reported, and the ratios the issue sets targets for. Cold start is m
 function + layers (+ boto3, which the Lambda runtime ships) on sys.path runs import + alias +
 artifact load + session + first prediction against a moto server; the scikit-learn handler
 (benchmarks/sklearn_handler.py) does the same with joblib, alternating runs. The serving bundle
-size comes from mlstack.buildcheck on the same build.
+size comes from mlstack.checks.build on the same build.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 import numpy as np  # noqa: E402
 
-from mlstack.buildcheck import runtime_python  # noqa: E402
+from mlstack.checks.build import runtime_python  # noqa: E402
 from mlstack_core.contract import Batch, build_inputs  # noqa: E402
 
 BATCHES = (1, 100, 1_000, 10_000)
@@ -481,7 +481,7 @@ def cold_start(family: Family, records: list[dict[str, Any]], runs: int) -> dict
         dynamodb = boto3.resource("dynamodb", endpoint_url=endpoint)
         create_resources(s3, dynamodb)
         publish(s3, Registry(os.environ["REGISTRY_TABLE"], dynamodb), family.name, family)
-        runtime = BUILD.parent / "runtime-provided"  # boto3, as mlstack.buildcheck installs it
+        runtime = BUILD.parent / "runtime-provided"  # boto3, as mlstack.checks.build installs it
         if not (runtime / "boto3").is_dir():
             subprocess.run(
                 [python, "-m", "pip", "install", "--quiet", "--target", str(runtime), "boto3"],
@@ -574,7 +574,7 @@ def import_profile(python: str) -> list[tuple[str, float]]:
 def bundle_size() -> dict[str, Any] | None:
     if not (BUILD / "template.yaml").is_file():
         return None
-    from mlstack.buildcheck import function_sizes
+    from mlstack.checks.build import function_sizes
 
     for row in function_sizes(BUILD):
         if row["function"] == "PredictFunction":

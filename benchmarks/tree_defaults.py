@@ -276,8 +276,9 @@ def tree_nodes(estimator: Any) -> int:
 def measure(
     config: Config, data: dict[str, Split], budgets: dict[int, float], repeats: int, band: float
 ) -> Result:
-    from mlstack_train import zoo
     from sklearn.metrics import accuracy_score, r2_score
+
+    from mlstack_train import zoo
 
     task = config.task
     started = time.perf_counter()
@@ -587,6 +588,7 @@ def as_one_node(node: Any, n_features: int) -> Any:
 
 def ort_checks(data: dict[str, Split], budget: float) -> list[str]:
     import onnxruntime as ort
+
     from mlstack_train import zoo
 
     lines = [f"onnxruntime {ort.__version__}"]

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from mlstack.demo import csv_records, penguins_csv
+from mlstack.cli.demo import csv_records, penguins_csv
+from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud, quiet_local_logs
-from mlstack.stack import StackClient
 
 
 @pytest.fixture(scope="package")

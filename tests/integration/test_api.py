@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack.stack import StackClient
 
 pytestmark = pytest.mark.integration
 MODEL = "penguins"  # the name the OpenAPI examples use
@@ -108,7 +108,7 @@ def test_columnar_predictions_over_http(api: str) -> None:
 def test_canary_and_shadow_are_switched_from_the_cli(
     api: str, cloud: LocalCloud, stack: StackClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from mlstack.cli import main
+    from mlstack.cli.main import main
 
     registry = stack.registry
     document = registry.get_version(MODEL, 1)

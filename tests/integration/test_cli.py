@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mlstack.cli import main
-from mlstack.demo import as_instance
+from mlstack.cli.demo import as_instance
+from mlstack.cli.main import main
 from mlstack.localcloud import LocalCloud
 from tests.integration.conftest import penguin_rows, to_csv
 

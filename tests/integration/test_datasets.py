@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from sklearn import datasets
 
-from mlstack.demo import as_instance, penguins_csv
+from mlstack.cli.demo import as_instance, penguins_csv
+from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack.stack import StackClient
 from tests.integration.conftest import split_rows, to_csv
 
 pytestmark = pytest.mark.integration

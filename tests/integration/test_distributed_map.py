@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack.stack import StackClient
 from mlstack_core.candidates import INLINE_MAP_LIMIT
 from tests.integration.conftest import penguin_rows, to_csv
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from mlstack.demo import as_instance
+from mlstack.cli.demo import as_instance
+from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack.stack import StackClient
 from mlstack_core.drift import summaries_prefix
 from tests.integration.conftest import AlertInbox, penguin_rows, to_csv
 from tests.unit.test_metrics_catalogue import emf

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from mlstack.cli import main
+from mlstack.cli.main import main
+from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack.stack import StackClient
 from tests.integration.conftest import entered_states, execution_events, penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration

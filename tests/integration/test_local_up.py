@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from mlstack.demo import as_instance
+from mlstack.cli.demo import as_instance
 from tests.integration.conftest import penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from mlstack.demo import as_instance
+from mlstack.cli.demo import as_instance
+from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack.stack import StackClient
 from tests.integration.conftest import AlertInbox, penguin_rows, split_rows, to_csv
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlstack.cli import main
+from mlstack.cli.main import main
+from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack.stack import StackClient
 from tests.integration.conftest import penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def test_report_draws_challenger_beside_champion(
     )
     assert {item["Key"].rsplit("/", 1)[1] for item in listed["Contents"]} == names
 
-    from mlstack.report import load
+    from mlstack.cli.report import load
 
     data = load(stack, model, version)
     assert [m.title.split()[0] for m in data.models] == ["challenger", "champion"]

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack.stack import StackClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
+from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud, stack_resources
-from mlstack.stack import StackClient
 from tests.integration.conftest import penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
 
 # Resources of the translated template that the local cloud removes before creating the stack:
-# moto cannot deploy a RestApi from SAM's OpenAPI body, so mlstack.localapi serves the routes.
+# moto cannot deploy a RestApi from SAM's OpenAPI body, so mlstack.localcloud.api serves the routes.
 DROPPED_TYPES = {"AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage"}
 
 
@@ -141,7 +141,7 @@ def test_each_in_process_function_reports_under_its_own_service(
 
 
 def _catalogue_metrics() -> dict[str, Any]:
-    from mlstack.catalogue import by_name
+    from mlstack.checks.catalogue import by_name
 
     # Metrics only one function emits tell which function wrote a record.
     return {name: rows[0] for name, rows in by_name().items() if len(rows) == 1}

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack.stack import StackClient
 from tests.integration.conftest import penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration

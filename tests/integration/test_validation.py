@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack.stack import StackClient
 from mlstack_core import errors
 from mlstack_core.tabular import MAX_SCHEMA_CATEGORIES
 from tests.integration.conftest import (

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from mlstack.cli import main
+from mlstack.cli.main import main
+from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack.stack import StackClient
 from mlstack_core.spec import CLASSIFICATION_METRICS
 from tests.integration.conftest import penguin_rows, to_csv
 

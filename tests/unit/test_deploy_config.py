@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlstack.localcloud import load_template
+from mlstack.sam import load_template
 
 pytestmark = pytest.mark.unit
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from mlstack_evaluate.evaluate import classification_metrics, decide, regression_metrics
 
 from mlstack_core import errors
+from mlstack_evaluate.evaluate import classification_metrics, decide, regression_metrics
 from tests.conftest import Stack, penguins_bytes
 from tests.unit.test_preprocess import synthetic_regression
 

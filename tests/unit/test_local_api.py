@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mlstack.localapi import LocalApi, Route
+from mlstack.localcloud.api import LocalApi, Route
 
 pytestmark = pytest.mark.unit
 

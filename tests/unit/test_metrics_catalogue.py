@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from mlstack.catalogue import FUNCTIONS, by_service
+from mlstack.checks.catalogue import FUNCTIONS, by_service
 from mlstack_core.drift import DriftRecorder
 from mlstack_core.registry import TABLE_DEFINITION, Registry
 from mlstack_core.settings import serving_settings, stack_settings

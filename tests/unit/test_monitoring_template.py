@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from mlstack import catalogue
-from mlstack.catalogue import AWS_METRICS, FUNCTIONS, METRICS
-from mlstack.templatecheck import Resolver, check_metric_names, metric_references
+from mlstack.checks import catalogue
+from mlstack.checks.catalogue import AWS_METRICS, FUNCTIONS, METRICS
+from mlstack.checks.template.metric_refs import check_metric_names, metric_references
+from mlstack.checks.template.translated import Resolver
 from tests.unit.test_template import mutate, real
 
 pytestmark = pytest.mark.unit
@@ -56,7 +57,7 @@ def test_catalogue_services_are_the_templates_functions() -> None:
 
 def test_metrics_doc_is_generated_from_the_catalogue() -> None:
     assert (ROOT / "docs/metrics.md").read_text() == catalogue.render(), (
-        "run: .venv/bin/python -m mlstack.catalogue --write"
+        "run: .venv/bin/python -m mlstack.checks.catalogue --write"
     )
 
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from mlstack.buildcheck import runtime_python
+from mlstack.checks.build import runtime_python
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
@@ -32,7 +32,7 @@ needs_build = pytest.mark.skipif(
 
 @needs_build
 def test_predict_function_and_layers_fit_the_budget() -> None:
-    from mlstack.buildcheck import function_sizes
+    from mlstack.checks.build import function_sizes
 
     row = next(r for r in function_sizes(BUILD) if r["function"] == "PredictFunction")
     total_mb = row["total"] * 2**20 / 1e6

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlstack.progress import summarize
+from mlstack.cli.progress import summarize
 
 pytestmark = pytest.mark.unit
 

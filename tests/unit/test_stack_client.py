@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from mlstack.stack import StackClient
+from mlstack.cli.stack import StackClient
 
 pytestmark = pytest.mark.unit
 

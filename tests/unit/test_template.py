@@ -1,6 +1,6 @@
 """template.yaml as CloudFormation sees it: translated by aws-sam-translator, with the real ASL.
 
-The checks live in ``mlstack.templatecheck`` and return problems. The real template must have
+The checks live in ``mlstack.checks.template`` and return problems. The real template must have
 none; each mutation test changes a copy of the template or the ASL (in tmp_path) in one way a
 deploy could break, and the matching check must report it.
 """
@@ -16,22 +16,18 @@ from typing import Any
 
 import pytest
 
-from mlstack.localcloud import load_template
-from mlstack.templatecheck import (
+from mlstack.checks.template.asl import check_substitutions, check_transitions, state_machine_needs
+from mlstack.checks.template.code_calls import actions_in_code, registry_actions
+from mlstack.checks.template.iam import (
     Need,
-    Resolver,
-    actions_in_code,
     allows,
     check_permissions,
-    check_substitutions,
-    check_transitions,
     check_wildcards,
-    registry_actions,
     role_of,
     role_statements,
-    state_machine_needs,
-    translate_offline,
 )
+from mlstack.checks.template.translated import Resolver, translate_offline
+from mlstack.sam import load_template
 
 pytestmark = pytest.mark.unit
 

@@ -11,12 +11,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from mlstack_train.zoo import ESTIMATORS, build_pipeline, export_onnx
 
 from mlstack_core.candidates import CATALOG, expand_candidates
 from mlstack_core.contract import session_options
 from mlstack_core.settings import ServingSettings
 from mlstack_core.tabular import feature_matrices, model_input, read_split
+from mlstack_train.zoo import ESTIMATORS, build_pipeline, export_onnx
 from tests.conftest import Stack, penguins_bytes
 from tests.unit.test_preprocess import synthetic_regression
 

@@ -52,7 +52,7 @@ class ReportData:
 
 
 def load(client: Any, model: str, version: int | None = None) -> ReportData:
-    """Everything the plots need, from the stack (``mlstack.stack.StackClient``)."""
+    """Everything the plots need, from the stack (``mlstack.cli.stack.StackClient``)."""
     registry = client.registry
     if version is None:
         version = registry.get_alias(model)

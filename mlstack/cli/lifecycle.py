@@ -9,7 +9,7 @@ import getpass
 import json
 from typing import Any
 
-from mlstack.stack import StackClient
+from mlstack.cli.stack import StackClient
 from mlstack_core.registry import (
     STATUS_APPROVED,
     STATUS_PENDING_APPROVAL,

@@ -14,10 +14,10 @@ import time
 from importlib import resources
 from typing import Any
 
-from mlstack.cli import failure_summary, format_models
+from mlstack.cli.progress import follow_execution
+from mlstack.cli.stack import StackClient
+from mlstack.cli.views import failure_summary, format_models
 from mlstack.localcloud import LocalCloud, quiet_local_logs
-from mlstack.progress import follow_execution
-from mlstack.stack import StackClient
 
 MODEL = "penguins"
 TARGET = "species"

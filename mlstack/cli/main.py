@@ -1,8 +1,7 @@
 """``mlstack``: the command line on the user's machine.
 
 Commands act on a stack by name; boto3 talks to AWS, or to the local cloud when AWS_ENDPOINT_URL
-is set (as printed by ``mlstack local up``).
-"""
+is set (as printed by ``mlstack local up``)."""
 
 from __future__ import annotations
 
@@ -15,8 +14,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from mlstack.progress import follow_execution
-from mlstack.stack import StackClient
+from mlstack.cli.progress import follow_execution
+from mlstack.cli.stack import StackClient
+from mlstack.cli.views import failure_summary, format_models
 
 
 def _print_json(value: Any) -> None:
@@ -49,7 +49,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mlstack.demo import run_demo
+    from mlstack.cli.demo import run_demo
 
     return run_demo()
 
@@ -83,109 +83,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if response.status == 200 else 1
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in [header, *rows]
-    ]
-    return "\n".join(line.rstrip() for line in lines) + "\n"
-
-
-def format_models(client: StackClient, model: str | None) -> str:
-    """The registry, readable: all models, or one model's versions and its production details."""
-    registry = client.registry
-    if model is None:
-        names = registry.list_models()
-        if not names:
-            return "no models registered yet\n"
-        rows = []
-        for name in names:
-            production = registry.get_alias(name)
-            rows.append([name, str(production or "-"), str(len(registry.list_versions(name)))])
-        return _table(["MODEL", "PRODUCTION", "VERSIONS"], rows)
-
-    versions = registry.list_versions(model)
-    if not versions:
-        return f"model {model!r} has no versions\n"
-    production = registry.get_alias(model)
-    rows = []
-    for version in versions:
-        metric = version.get("metric", "")
-        value = version.get("metrics", {}).get(metric)
-        rows.append(
-            [
-                f"{version['version']}{' *' if version['version'] == production else ''}",
-                version["status"],
-                version.get("family", ""),
-                f"{metric}={value:.4f}" if value is not None else "",
-                str(version.get("dataset", {}).get("rows", "")),
-                version.get("created_at", "")[:19].replace("T", " "),
-                (version.get("status_reason") or "")[:70],
-            ]
-        )
-    out = [f"model {model}: production = version {production or '-'}  (* marks it)\n\n"]
-    out.append(_table(["VERSION", "STATUS", "FAMILY", "SCORE", "ROWS", "CREATED", "REASON"], rows))
-    if production:
-        current = registry.get_version(model, production)
-        dataset = current.get("dataset", {})
-        features = current.get("schema", {}).get("features", [])
-        details = [
-            ("family", f"{current.get('family')}  params {json.dumps(current.get('params'))}"),
-            (
-                "metrics",
-                ", ".join(
-                    f"{k}={v:.4f}"
-                    for k, v in current.get("metrics", {}).items()
-                    if isinstance(v, float)
-                ),
-            ),
-            ("parity", json.dumps(current.get("parity", {}))),
-            (
-                "dataset",
-                f"s3://{dataset.get('bucket')}/{dataset.get('key')} "
-                f"version {dataset.get('version_id')}",
-            ),
-            ("sha256", str(dataset.get("sha256"))),
-            (
-                "rows",
-                f"{dataset.get('rows')} ({current.get('splits', {}).get('train_rows')} train, "
-                f"{current.get('splits', {}).get('holdout_rows')} holdout)",
-            ),
-            ("features", ", ".join(f"{f['name']}:{f['kind'][:3]}" for f in features)),
-            ("classes", str(current.get("classes") or "-")),
-            (
-                "artifact",
-                f"s3://{current['artifact']['bucket']}/{current['artifact']['key']} "
-                f"sha256 {current['artifact']['sha256'][:16]}",
-            ),
-            (
-                "libraries",
-                ", ".join(f"{k} {v}" for k, v in current.get("library_versions", {}).items()),
-            ),
-            ("execution", str(current.get("execution_arn"))),
-        ]
-        out.append(f"\nproduction version {production}:\n")
-        out.extend(f"  {label:10} {value}\n" for label, value in details)
-    return "".join(out)
-
-
-def failure_summary(description: dict[str, Any]) -> str:
-    """``Error: message`` from a failed execution, whose cause is the Lambda error payload."""
-    error = description.get("error", "")
-    cause = description.get("cause", "")
-    with contextlib.suppress(ValueError, AttributeError):
-        cause = json.loads(cause).get("errorMessage", cause)
-    return f"{error}: {cause}" if cause else str(error)
-
-
 def cmd_models(args: argparse.Namespace) -> int:
     print(format_models(StackClient(args.stack), args.model), end="")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mlstack.report import write_report
+    from mlstack.cli.report import write_report
 
     try:
         data, target, names = write_report(
@@ -205,7 +109,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _lifecycle(args: argparse.Namespace) -> int:
-    from mlstack import lifecycle
+    from mlstack.cli import lifecycle
 
     client = StackClient(args.stack)
     actor = lifecycle.current_actor(client)

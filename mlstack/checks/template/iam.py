@@ -1,0 +1,192 @@
+"""Checks of the roles in the translated template, by evaluating their policy statements.
+
+- ``check_permissions``: each role grants the actions its function or state machine needs, on
+  the resources it needs them on (``Need``).
+- ``check_wildcards``: no statement allows ``*`` or ``service:*`` actions, or a ``*`` resource
+  where the actions support a narrower one; managed policies only from a reviewed list.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mlstack.checks.template.translated import Resolver
+
+# Actions that have no resource-level permissions: "*" is the narrowest resource there is.
+ACTIONS_WITHOUT_RESOURCES = frozenset(
+    {
+        "xray:puttracesegments",
+        "xray:puttelemetryrecords",
+        "xray:getsamplingrules",
+        "xray:getsamplingtargets",
+        "xray:getsamplingstatisticsummaries",
+        "cloudwatch:putmetricdata",
+    }
+)
+
+
+# Managed policies SAM attaches, reviewed: anything else attached to a role is a problem.
+REVIEWED_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": (
+        "SAM attaches it to every function role (logs:CreateLogStream and logs:PutLogEvents); "
+        "it cannot be opted out of without hand-written roles"
+    ),
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess": (
+        "Tracing: Active; X-Ray's write actions have no resource-level permissions"
+    ),
+}
+
+
+# ------------------------------------------------------------------------------------ needs
+@dataclass(frozen=True)
+class Need:
+    """``action`` on ``resource``, an ``Fn::Sub`` text over the template (``${Bucket.Arn}/key``)."""
+
+    action: str
+    resource: str
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Statement:
+    effect: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    source: str
+
+
+def _glob(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
+    expression = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile(f"^{expression}$", re.IGNORECASE if ignore_case else 0)
+
+
+def role_statements(
+    translated: Mapping[str, Any], role: str, resolver: Resolver
+) -> tuple[list[Statement], list[str]]:
+    """The role's inline and attached policy statements, resolved; and its managed policy ARNs."""
+    resources = translated["Resources"]
+    properties = resources[role]["Properties"]
+    documents = [
+        (f"{role}.{policy.get('PolicyName', '?')}", policy["PolicyDocument"])
+        for policy in properties.get("Policies", [])
+    ]
+    for logical_id, resource in resources.items():
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            roles = resource["Properties"].get("Roles", [])
+            if {"Ref": role} in roles:
+                documents.append((logical_id, resource["Properties"]["PolicyDocument"]))
+    statements = []
+    for source, document in documents:
+        raw = document.get("Statement", [])
+        for statement in raw if isinstance(raw, list) else [raw]:
+            actions = statement.get("Action", statement.get("NotAction", []))
+            targets = resolver.value(statement.get("Resource", statement.get("NotResource", [])))
+            negated = "NotAction" in statement or "NotResource" in statement
+            statements.append(
+                Statement(
+                    effect=statement.get("Effect", "Allow"),
+                    actions=tuple(actions if isinstance(actions, list) else [actions]),
+                    resources=tuple(
+                        str(t) for t in (targets if isinstance(targets, list) else [targets])
+                    ),
+                    source=f"{source} (NotAction/NotResource)" if negated else source,
+                )
+            )
+    managed = [str(resolver.value(arn)) for arn in properties.get("ManagedPolicyArns", [])]
+    return statements, managed
+
+
+def allows(statements: Sequence[Statement], action: str, resource: str) -> bool:
+    """IAM's answer for one request: an Allow matches and no Deny does (conditions not modelled;
+    the template's roles have none)."""
+
+    def matches(statement: Statement) -> bool:
+        if "NotAction" in statement.source:
+            return False
+        action_ok = any(_glob(a, ignore_case=True).match(action) for a in statement.actions)
+        return action_ok and any(_glob(r).match(resource) for r in statement.resources)
+
+    if any(s.effect == "Deny" and matches(s) for s in statements):
+        return False
+    return any(s.effect == "Allow" and matches(s) for s in statements)
+
+
+def role_of(translated: Mapping[str, Any], logical_id: str) -> str | None:
+    properties = translated["Resources"][logical_id]["Properties"]
+    role = properties.get("Role", properties.get("RoleArn"))
+    if isinstance(role, dict) and "Fn::GetAtt" in role:
+        return str(role["Fn::GetAtt"][0])
+    return None
+
+
+def check_permissions(
+    translated: Mapping[str, Any],
+    needs: Mapping[str, Iterable[Need]],
+    parameters: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Each resource's role (function ``Role`` / state machine ``RoleArn``) allows each need."""
+    resolver = Resolver(translated, parameters)
+    problems = []
+    for logical_id, wanted in needs.items():
+        if logical_id not in translated["Resources"]:
+            problems.append(f"{logical_id}: not in the translated template")
+            continue
+        role = role_of(translated, logical_id)
+        if role is None:
+            problems.append(f"{logical_id}: no role created by the template")
+            continue
+        statements, _ = role_statements(translated, role, resolver)
+        for need in wanted:
+            resource = resolver.sub(need.resource)
+            if not allows(statements, need.action, resource):
+                why = f" ({need.why})" if need.why else ""
+                problems.append(
+                    f"{logical_id}: {role} does not allow {need.action} on {resource}{why}"
+                )
+    return problems
+
+
+def _wide_resource(resource: str) -> bool:
+    if resource == "*":
+        return True
+    parts = resource.split(":", 5)
+    if len(parts) < 6:
+        return "*" in resource.split("/", 1)[0]
+    _, _, service, region, account, rest = parts
+    if "*" in region or "*" in account or rest.startswith("*"):
+        return True
+    # "table/*", "function:*", "stateMachine:*": every resource of a type. (For S3, "bucket/*" is
+    # the objects of one bucket, which is narrow.)
+    return service != "s3" and bool(re.fullmatch(r"[A-Za-z-]+[/:]\*", rest))
+
+
+def check_wildcards(
+    translated: Mapping[str, Any], parameters: Mapping[str, str] | None = None
+) -> list[str]:
+    """No ``*``/``service:*`` action, no ``*`` resource unless its actions have no narrower one."""
+    resolver = Resolver(translated, parameters)
+    problems = []
+    for role, resource in translated["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        statements, managed = role_statements(translated, role, resolver)
+        for statement in statements:
+            if statement.effect != "Allow":
+                continue
+            for action in statement.actions:
+                if action == "*" or action.endswith(":*"):
+                    problems.append(f"{statement.source}: allows every action ({action})")
+            scoped = [a for a in statement.actions if a.lower() not in ACTIONS_WITHOUT_RESOURCES]
+            for target in statement.resources:
+                if _wide_resource(target) and scoped:
+                    problems.append(
+                        f"{statement.source}: {', '.join(scoped)} on {target}, "
+                        "where a narrower resource exists"
+                    )
+        for arn in managed:
+            if arn not in REVIEWED_MANAGED_POLICIES:
+                problems.append(f"{role}: managed policy {arn} is not reviewed")
+    return problems

@@ -1,0 +1,5 @@
+"""``python -m mlstack.cli``: the same as the ``mlstack`` command."""
+
+from mlstack.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""What the CLI prints about the registry and runs: tables in words, not JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+from mlstack.cli.stack import StackClient
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in [header, *rows]
+    ]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def format_models(client: StackClient, model: str | None) -> str:
+    """The registry, readable: all models, or one model's versions and its production details."""
+    registry = client.registry
+    if model is None:
+        names = registry.list_models()
+        if not names:
+            return "no models registered yet\n"
+        rows = []
+        for name in names:
+            production = registry.get_alias(name)
+            rows.append([name, str(production or "-"), str(len(registry.list_versions(name)))])
+        return _table(["MODEL", "PRODUCTION", "VERSIONS"], rows)
+
+    versions = registry.list_versions(model)
+    if not versions:
+        return f"model {model!r} has no versions\n"
+    production = registry.get_alias(model)
+    rows = []
+    for version in versions:
+        metric = version.get("metric", "")
+        value = version.get("metrics", {}).get(metric)
+        rows.append(
+            [
+                f"{version['version']}{' *' if version['version'] == production else ''}",
+                version["status"],
+                version.get("family", ""),
+                f"{metric}={value:.4f}" if value is not None else "",
+                str(version.get("dataset", {}).get("rows", "")),
+                version.get("created_at", "")[:19].replace("T", " "),
+                (version.get("status_reason") or "")[:70],
+            ]
+        )
+    out = [f"model {model}: production = version {production or '-'}  (* marks it)\n\n"]
+    out.append(_table(["VERSION", "STATUS", "FAMILY", "SCORE", "ROWS", "CREATED", "REASON"], rows))
+    if production:
+        current = registry.get_version(model, production)
+        dataset = current.get("dataset", {})
+        features = current.get("schema", {}).get("features", [])
+        details = [
+            ("family", f"{current.get('family')}  params {json.dumps(current.get('params'))}"),
+            (
+                "metrics",
+                ", ".join(
+                    f"{k}={v:.4f}"
+                    for k, v in current.get("metrics", {}).items()
+                    if isinstance(v, float)
+                ),
+            ),
+            ("parity", json.dumps(current.get("parity", {}))),
+            (
+                "dataset",
+                f"s3://{dataset.get('bucket')}/{dataset.get('key')} "
+                f"version {dataset.get('version_id')}",
+            ),
+            ("sha256", str(dataset.get("sha256"))),
+            (
+                "rows",
+                f"{dataset.get('rows')} ({current.get('splits', {}).get('train_rows')} train, "
+                f"{current.get('splits', {}).get('holdout_rows')} holdout)",
+            ),
+            ("features", ", ".join(f"{f['name']}:{f['kind'][:3]}" for f in features)),
+            ("classes", str(current.get("classes") or "-")),
+            (
+                "artifact",
+                f"s3://{current['artifact']['bucket']}/{current['artifact']['key']} "
+                f"sha256 {current['artifact']['sha256'][:16]}",
+            ),
+            (
+                "libraries",
+                ", ".join(f"{k} {v}" for k, v in current.get("library_versions", {}).items()),
+            ),
+            ("execution", str(current.get("execution_arn"))),
+        ]
+        out.append(f"\nproduction version {production}:\n")
+        out.extend(f"  {label:10} {value}\n" for label, value in details)
+    return "".join(out)
+
+
+def failure_summary(description: dict[str, Any]) -> str:
+    """``Error: message`` from a failed execution, whose cause is the Lambda error payload."""
+    error = description.get("error", "")
+    cause = description.get("cause", "")
+    with contextlib.suppress(ValueError, AttributeError):
+        cause = json.loads(cause).get("errorMessage", cause)
+    return f"{error}: {cause}" if cause else str(error)

@@ -1,0 +1,324 @@
+"""What moto lacks, adapted one named function at a time (the list is in ``mlstack.localcloud``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from mlstack.sam import inline_substitution
+
+
+def substitute_definitions(translated: dict[str, Any]) -> None:
+    """Apply DefinitionSubstitutions, which moto ignores, as an equivalent plain ``Fn::Sub``.
+
+    Each ``${Name}`` becomes the inline form of its value (``${Resource.Attr}`` or ``${Resource}``).
+    The list form of Fn::Sub is avoided: moto evaluates it with string.Template, which would turn
+    the context-object paths ``$$.Execution.Id`` into ``$.Execution.Id``.
+    """
+    for resource in translated["Resources"].values():
+        if resource["Type"] != "AWS::StepFunctions::StateMachine":
+            continue
+        properties = resource["Properties"]
+        substitutions = properties.pop("DefinitionSubstitutions", None)
+        if not substitutions:
+            continue
+        definition = properties["DefinitionString"]
+        if isinstance(definition, dict) and "Fn::Join" in definition:
+            # SAM renders an inline definition as a join of literal lines.
+            separator, parts = definition["Fn::Join"]
+            definition = separator.join(parts)
+        for name, value in substitutions.items():
+            definition = definition.replace("${" + name + "}", inline_substitution(value))
+        properties["DefinitionString"] = {"Fn::Sub": definition}
+
+
+def serve_api_locally(translated: dict[str, Any], api_url: str) -> None:
+    """Keep the RestApi resource, but serve its routes from the local HTTP server.
+
+    moto's RestApi needs a ``Name`` (KeyError otherwise) and ignores the OpenAPI ``Body`` SAM
+    generates, so its Deployment fails ("doesn't contain any methods"). The routes are served by
+    ``mlstack.localcloud.api`` from the same template events, and ``ApiUrl`` points there.
+    """
+    resources = translated["Resources"]
+    dropped = {
+        logical_id
+        for logical_id, resource in resources.items()
+        if resource["Type"] in ("AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage")
+    }
+    for logical_id in dropped:
+        del resources[logical_id]
+    for logical_id, resource in resources.items():
+        if resource["Type"] == "AWS::ApiGateway::RestApi":
+            resource["Properties"].setdefault("Name", logical_id)
+        depends = resource.get("DependsOn")
+        if isinstance(depends, list):
+            resource["DependsOn"] = [d for d in depends if d not in dropped]
+        elif depends in dropped:
+            del resource["DependsOn"]
+    if "ApiUrl" in translated.get("Outputs", {}):
+        translated["Outputs"]["ApiUrl"]["Value"] = api_url
+
+
+@contextlib.contextmanager
+def patched(owner: Any, attribute: str, replacement: Any) -> Iterator[None]:
+    original = getattr(owner, attribute)
+    setattr(owner, attribute, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, attribute, original)
+
+
+@contextlib.contextmanager
+def atomic_item_writes() -> Iterator[None]:
+    """One item write at a time in moto's DynamoDB, as DynamoDB guarantees per item."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    originals = {
+        name: getattr(DynamoDBBackend, name) for name in ("put_item", "update_item", "delete_item")
+    }
+
+    def serialised(original: Callable[..., Any]) -> Callable[..., Any]:
+        def write(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(*args, **kwargs)
+
+        return write
+
+    for name, original in originals.items():
+        setattr(DynamoDBBackend, name, serialised(original))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(DynamoDBBackend, name, original)
+
+
+def deliver_rule_targets() -> contextlib.AbstractContextManager[None]:
+    """Let moto's EventBridge rules deliver to Lambda targets (it only knows SQS, logs, buses)."""
+    from moto.awslambda.utils import get_backend
+    from moto.events.models import Rule
+    from moto.utilities.arns import parse_arn
+
+    original = Rule.send_to_targets
+
+    def send_to_targets(rule: Any, event: Any, transform_input: bool = True) -> None:
+        # A schedule rule has no event pattern, which moto's matcher takes as "every event": on
+        # AWS it only fires on its schedule, so it never receives the bus's events.
+        if rule.scheduled_expression or not rule.event_pattern.matches_event(event):
+            return
+        others = []
+        for target in rule.targets:
+            arn = parse_arn(target["Arn"])
+            if arn.service == "lambda":
+                function = get_backend(arn.account, arn.region).get_function(target["Arn"])
+                # EventBridge invokes asynchronously; a failing trigger must not fail the upload.
+                function.invoke(json.dumps(event, default=str), {}, {})
+            else:
+                others.append(target)
+        if others:
+            saved = rule.targets
+            rule.targets = others
+            try:
+                original(rule, event, transform_input)
+            finally:
+                rule.targets = saved
+
+    return patched(Rule, "send_to_targets", send_to_targets)
+
+
+def state_machines_in_executing_backend() -> contextlib.AbstractContextManager[None]:
+    """moto's CloudFormation creates state machines in the backend that does not execute them."""
+    from moto.stepfunctions.models import StateMachine
+    from moto.stepfunctions.responses import get_backend
+
+    def create_from_cloudformation_json(
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        properties = cloudformation_json["Properties"]
+        return get_backend(account_id, region_name).create_state_machine(
+            name=properties.get("StateMachineName", resource_name),
+            definition=properties.get("DefinitionString", ""),
+            roleArn=properties.get("RoleArn", ""),
+            tags=[{"key": t["Key"], "value": t["Value"]} for t in properties.get("Tags", [])],
+        )
+
+    return patched(
+        StateMachine,
+        "create_from_cloudformation_json",
+        classmethod(create_from_cloudformation_json),
+    )
+
+
+class _StackResourceStandIn:
+    """A resource of a type moto's CloudFormation lacks, created by ``create`` (or only recorded).
+
+    moto's parser resolves the resource's intrinsics before it calls
+    ``create_from_cloudformation_json``, so ``create`` gets plain values; the stand-in is listed by
+    ``describe_stack_resources`` like any other resource of the stack.
+    """
+
+    create: Callable[[dict[str, Any], str, str], str | None] = staticmethod(lambda p, a, r: None)
+    # Fn::GetAtt Arn, for types that have one: a format over name, account and region.
+    arn_format: str = ""
+
+    def __init__(self, physical_resource_id: str, arn: str = "") -> None:
+        self.physical_resource_id = physical_resource_id
+        self.arn = arn
+
+    @classmethod
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> _StackResourceStandIn:
+        properties = cloudformation_json.get("Properties", {})
+        name = cls.create(properties, account_id, region_name) or resource_name
+        arn = cls.arn_format.format(name=name, account=account_id, region=region_name)
+        return cls(name, arn)
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "Arn" and bool(cls.arn_format)
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        if attribute_name == "Arn" and self.arn:
+            return self.arn
+        raise KeyError(attribute_name)
+
+    def is_created(self) -> bool:
+        return True
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _subscribe(properties: dict[str, Any], account_id: str, region: str) -> str:
+    from moto.sns.models import sns_backends
+
+    subscription = sns_backends[account_id][region].subscribe(
+        properties["TopicArn"], properties["Endpoint"], properties["Protocol"]
+    )
+    arn: str = subscription.arn
+    return arn
+
+
+_ALARM_PROPERTIES = (
+    "AlarmName",
+    "AlarmDescription",
+    "Namespace",
+    "MetricName",
+    "Statistic",
+    "ExtendedStatistic",
+    "Period",
+    "EvaluationPeriods",
+    "DatapointsToAlarm",
+    "Threshold",
+    "ComparisonOperator",
+    "TreatMissingData",
+    "AlarmActions",
+    "OKActions",
+    "InsufficientDataActions",
+    "Unit",
+)
+
+
+def _put_alarm(properties: dict[str, Any], account_id: str, region: str) -> str:
+    """An ``AWS::CloudWatch::Alarm`` as moto's CloudWatch ``put_metric_alarm`` takes it."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    given: dict[str, Any] = {k: properties.get(k) for k in _ALARM_PROPERTIES}
+    name = str(given["AlarmName"])
+    cloudwatch_backends[account_id][region].put_metric_alarm(
+        name=name,
+        namespace=given["Namespace"],
+        metric_name=given["MetricName"],
+        metric_data_queries=None,
+        comparison_operator=given["ComparisonOperator"],
+        evaluation_periods=int(given["EvaluationPeriods"]),
+        datapoints_to_alarm=given["DatapointsToAlarm"],
+        period=int(given["Period"]),
+        threshold=float(given["Threshold"]),
+        statistic=given["Statistic"],
+        extended_statistic=given["ExtendedStatistic"],
+        description=given["AlarmDescription"] or "",
+        dimensions=[
+            {"Name": d["Name"], "Value": d["Value"]} for d in properties.get("Dimensions", [])
+        ],
+        alarm_actions=list(given["AlarmActions"] or []),
+        ok_actions=list(given["OKActions"] or []),
+        insufficient_data_actions=list(given["InsufficientDataActions"] or []),
+        unit=given["Unit"],
+        actions_enabled=True,
+        treat_missing_data=given["TreatMissingData"],
+        evaluate_low_sample_count_percentile=None,
+        threshold_metric_id=None,
+        rule=None,
+        tags=[],
+    )
+    return name
+
+
+def resource_types_moto_lacks() -> contextlib.AbstractContextManager[None]:
+    """Create ``AWS::SNS::Subscription`` through moto's SNS and ``AWS::CloudWatch::Alarm`` through
+    moto's CloudWatch; record the resource policies only.
+
+    ``AWS::S3::BucketPolicy`` and ``AWS::SQS::QueuePolicy`` are listed in the stack but not applied:
+    moto evaluates a bucket policy's Deny statements without their Conditions, so the template's
+    TLS-only deny (``aws:SecureTransport`` false) would deny every local request.
+    """
+    from moto.cloudformation import parsing
+
+    stand_ins: dict[str, type[_StackResourceStandIn]] = {
+        "AWS::S3::BucketPolicy": type("BucketPolicy", (_StackResourceStandIn,), {}),
+        "AWS::SQS::QueuePolicy": type("QueuePolicy", (_StackResourceStandIn,), {}),
+        "AWS::SNS::Subscription": type(
+            "Subscription", (_StackResourceStandIn,), {"create": staticmethod(_subscribe)}
+        ),
+        "AWS::CloudWatch::Alarm": type(
+            "Alarm",
+            (_StackResourceStandIn,),
+            {
+                "create": staticmethod(_put_alarm),
+                "arn_format": "arn:aws:cloudwatch:{region}:{account}:alarm:{name}",
+            },
+        ),
+    }
+    original = parsing.resource_class_from_type
+
+    def resource_class_from_type(resource_type: str) -> Any:
+        return stand_ins.get(resource_type) or original(resource_type)
+
+    return patched(parsing, "resource_class_from_type", resource_class_from_type)
+
+
+def apply_bucket_configuration(
+    translated: dict[str, Any], physical: dict[str, str], s3: Any
+) -> None:
+    """Versioning and EventBridge notifications, which moto's CloudFormation does not apply."""
+    for logical_id, resource in translated["Resources"].items():
+        if resource["Type"] != "AWS::S3::Bucket":
+            continue
+        properties = resource.get("Properties", {})
+        bucket = physical[logical_id]
+        versioning = properties.get("VersioningConfiguration", {}).get("Status")
+        if versioning:
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": versioning})
+        notifications = properties.get("NotificationConfiguration", {})
+        if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
