@@ -6,9 +6,10 @@ INSTALLED := $(VENV)/.installed
 
 SAM_VENV ?= .venv-sam
 SAM := $(SAM_VENV)/bin/sam
-# Where sam build finds python3.12, the functions' runtime: on PATH, or pyenv's newest 3.12.
-RUNTIME_PYTHON_DIR = $(shell python3.12 -c 'import sys, os; print(os.path.dirname(sys.executable))' 2>/dev/null \
-	|| (v=$$(pyenv versions --bare 2>/dev/null | grep '^3\.12' | tail -1); [ -n "$$v" ] && echo "$$(pyenv prefix $$v)/bin"))
+# Where sam build finds python3.12, the functions' runtime (mlstack.checks.build.runtime_python:
+# on PATH, or pyenv's newest 3.12). Expanded when used, after the install.
+RUNTIME_PYTHON = $(shell $(BIN)/python -c 'from mlstack.checks.build import runtime_python; print(runtime_python() or "")')
+RUNTIME_PYTHON_DIR = $(patsubst %/,%,$(dir $(RUNTIME_PYTHON)))
 
 .PHONY: install demo test lint format unit integration build bench clean
 
@@ -49,11 +50,12 @@ $(SAM):
 
 # sam build for real (Lambda wheels for the runtime), then each function's size with its layers.
 build: install $(SAM)
-	@test -n "$(RUNTIME_PYTHON_DIR)" || { echo "sam build needs python3.12 (the functions' runtime)"; exit 1; }
+	@test -n "$(RUNTIME_PYTHON)" || { echo "sam build needs python3.12 (the functions' runtime)"; exit 1; }
 	PATH="$(RUNTIME_PYTHON_DIR):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM) build
-	$(BIN)/python -m mlstack.checks.build .aws-sam/build --runtime-python "$(RUNTIME_PYTHON_DIR)/python3.12"
+	$(BIN)/python -m mlstack.checks.build .aws-sam/build --runtime-python "$(RUNTIME_PYTHON)" \
+		--write docs/sizes.md
 
-# Serving benchmarks (issue #4): figures and plot into docs/performance.md. Cold start and bundle
+# Serving benchmarks: figures and plot into docs/performance.md. Cold start and bundle
 # size are measured on the `make build` output when it exists.
 bench: install
 	$(BIN)/python benchmarks/serving.py

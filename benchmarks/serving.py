@@ -1,4 +1,4 @@
-"""Serving benchmarks (issue #4): the prediction handler against raw onnxruntime and scikit-learn.
+"""Serving benchmarks: the prediction handler against raw onnxruntime and scikit-learn.
 
     make bench                                        # everything; rewrites docs/performance.md
     .venv/bin/python benchmarks/serving.py --quick    # fewer repeats, no file written

@@ -2,7 +2,7 @@
 
 Lambda allows 250 MiB unzipped for a function and its layers. The training layer (scikit-learn,
 scipy, numpy, onnx, skl2onnx) is 222 MiB and the serving layer (onnxruntime, numpy) 115 MiB, so no
-function can have both (ARCHITECTURE.md section 6). Evaluate and Preprocess run on the serving
+function can have both (docs/internals.md). Evaluate and Preprocess run on the serving
 layer, Train on the training layer. A module that imports a package its layer lacks only fails in
 AWS, at import time, so each handler is imported in a fresh process here with only its own
 directory and the core layer on the path. (Predict has the same check in test_predict.py.)

@@ -1,4 +1,4 @@
-"""Issue #4's API surface: columnar bodies, version pinning, versions route, request ids, hot
+"""The prediction API's surface: columnar bodies, version pinning, versions route, request ids, hot
 reload after promote and rollback, canary and shadow, the session cache bound, OpenAPI."""
 
 from __future__ import annotations

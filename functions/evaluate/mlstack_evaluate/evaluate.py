@@ -10,7 +10,7 @@ answer differently in production is rejected as ServingRehearsalFailed.
 This function runs on the serving layer (onnxruntime + numpy): scikit-learn and onnxruntime do not
 fit in one Lambda together (docs/internals.md, "Layers"). So nothing here imports scikit-learn,
 scipy or joblib: parity compares against the scikit-learn outputs Train stored for the holdout
-(``sklearn_holdout.npz``), and metrics come from ``mlstack_core.metrics`` (numpy).
+(``sklearn_holdout.npz``), and metrics come from ``mlstack_core.scoring`` (numpy).
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from typing import Any
 import boto3
 import numpy as np
 
-from mlstack_core import layout
-from mlstack_core import metrics as scoring
+from mlstack_core import layout, scoring
 from mlstack_core.contract import FeatureLayout, LoadedModel, load_model
 from mlstack_core.contract.records import table_feeds, table_records
 from mlstack_core.contract.rehearsal import BATCH_ROWS, rehearse

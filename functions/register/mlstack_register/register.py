@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 
 from mlstack_core.errors import ChampionChanged
-from mlstack_core.layout import VERSION_FILES, version_prefix
+from mlstack_core.layout import INLINE_BASELINE_BYTES, VERSION_FILES, version_prefix
 from mlstack_core.observability import MetricUnit, logger, metrics, per_model
 from mlstack_core.registry import (
     STATUS_APPROVED,
@@ -87,11 +87,6 @@ def publish_artifact(model: str, version: int, source_key: str) -> dict[str, Any
         "sha256": hashlib.sha256(body).hexdigest(),
         "bytes": len(body),
     }
-
-
-# Above this a drift baseline stays in S3 only (DynamoDB items are limited to 400 KB, and the
-# document also holds the schema): serving then records no drift summaries for the version.
-INLINE_BASELINE_BYTES = 128 * 1024
 
 
 def publish_version_files(model: str, version: int, evaluation: dict[str, Any]) -> dict[str, Any]:

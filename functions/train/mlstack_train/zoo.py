@@ -79,7 +79,7 @@ assert {t: set(f) for t, f in ESTIMATORS.items()} == {t: set(f) for t, f in CATA
 # Distance- and gradient-based models need scaled inputs; trees do not.
 _SCALED = frozenset({"logistic_regression", "ridge", "linear_regression", "knn"})
 # HistGradientBoosting takes NaN natively. Imputing + scaling in front of it put values exactly on
-# float32 bin thresholds and flipped labels against ONNX (ARCHITECTURE.md section 5).
+# float32 bin thresholds and flipped labels against ONNX (docs/internals.md, Evaluate: parity).
 _NATIVE_NAN = frozenset({"hist_gradient_boosting"})
 
 
@@ -152,7 +152,7 @@ SCORERS: dict[str, str] = {
     "accuracy": "accuracy",
     "balanced_accuracy": "balanced_accuracy",
     "f1_macro": "f1_macro",
-    # mlstack_core.metrics.roc_auc is binary AUC or the unweighted one-vs-rest mean.
+    # mlstack_core.scoring.roc_auc is binary AUC or the unweighted one-vs-rest mean.
     "roc_auc": "roc_auc_ovr",
     "log_loss": "neg_log_loss",
     "r2": "r2",

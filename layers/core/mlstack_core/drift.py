@@ -42,13 +42,14 @@ from typing import Any, Final
 
 import numpy as np
 
+from mlstack_core.layout import INLINE_BASELINE_BYTES
+
 FORMAT: Final = 1
 NUMERIC_BINS: Final = 10
 MAX_CATEGORIES: Final = 20
 MAX_BASELINE_FEATURES: Final = 200
 MAX_CATEGORY_CHARS: Final = 100
 MAX_PREDICTION_CLASSES: Final = 50
-INLINE_BASELINE_BYTES: Final = 128 * 1024
 MAX_VERSIONS: Final = 8
 FOLD_ROWS: Final = 2048  # sampled rows held before counting: ~1 MB for 100 float32 columns
 # Proportions are floored at this before the logarithm: an empty bin on one side is a large but

@@ -50,3 +50,8 @@ VERSION_FILES = {
     "evaluation": "evaluation.json",
     "predictions": "holdout_predictions.npz",
 }
+
+# Up to this size a version's drift baseline is also inlined in its registry document (DynamoDB
+# items are limited to 400 KB, and the document also holds the schema); above it, it stays in S3
+# only and serving records no drift summaries for the version.
+INLINE_BASELINE_BYTES = 128 * 1024

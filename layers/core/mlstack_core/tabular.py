@@ -1,6 +1,7 @@
 """CSV parsing, validation, type inference, splitting and model inputs: csv module and numpy only.
 
-pandas does not fit in Lambda next to scikit-learn and onnxruntime (ARCHITECTURE.md section 6), so
+pandas does not fit in Lambda next to scikit-learn (docs/internals.md, the layers under "Module
+map"), so
 tables are column-major raw cells: no per-row dicts, and each column is converted to a numpy array
 only when a model needs it. Missing cells are normalised to ``""`` while reading.
 
