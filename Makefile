@@ -13,15 +13,23 @@ RUNTIME_PYTHON_DIR = $(patsubst %/,%,$(dir $(RUNTIME_PYTHON)))
 
 .PHONY: install demo test lint format unit integration build bench clean
 
-$(INSTALLED): pyproject.toml
+# Each target installs the extras it needs (pyproject.toml): the demo the local cloud and its
+# dataset, everything else the development tools too.
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(INSTALLED): pyproject.toml $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(INSTALLED)
 
+$(VENV)/.installed-demo: pyproject.toml $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e ".[demo]"
+	touch $@
+
 install: $(INSTALLED)
 
-demo: install
+demo: $(VENV)/.installed-demo
 	$(BIN)/mlstack demo
 
 lint: install

@@ -9,12 +9,19 @@ from pathlib import Path
 from typing import Any
 
 
+class TemplateNotFound(FileNotFoundError):
+    """No template.yaml where the local cloud looks for it."""
+
+
 def project_root() -> Path:
     """The directory holding template.yaml: the working directory or this checkout."""
     for candidate in (Path.cwd(), Path(__file__).resolve().parents[1]):
         if (candidate / "template.yaml").is_file():
             return candidate
-    raise FileNotFoundError("template.yaml not found in the working directory or the checkout")
+    raise TemplateNotFound(
+        "template.yaml is not in the working directory: run this command from a checkout of "
+        "the project (the local cloud deploys that template)"
+    )
 
 
 # ------------------------------------------------------------------------------------ template

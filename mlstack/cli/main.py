@@ -17,6 +17,7 @@ from typing import Any
 from mlstack.cli.progress import follow_execution
 from mlstack.cli.stack import StackClient
 from mlstack.cli.views import failure_summary, format_models
+from mlstack.sam import TemplateNotFound
 
 
 def _print_json(value: Any) -> None:
@@ -236,9 +237,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The extra (pyproject.toml) that brings each optional top-level package.
+EXTRA_OF_PACKAGE = {
+    "moto": "local",
+    "samtranslator": "local",
+    "yaml": "local",
+    "aws_lambda_powertools": "local",
+    "numpy": "local",
+    "sklearn": "local",
+    "onnxruntime": "local",
+    "palmerpenguins": "demo",
+    "matplotlib": "report",
+}
+
+
+# Commands whose whole extra is named in that message (it includes the packages above).
+EXTRA_OF_COMMAND = {"demo": "demo", "local": "local", "report": "report"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except TemplateNotFound as error:
+        print(f"mlstack {args.command}: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        extra = EXTRA_OF_PACKAGE.get((error.name or "").split(".")[0])
+        if extra is None:
+            raise
+        extra = EXTRA_OF_COMMAND.get(args.command, extra)
+        print(
+            f"mlstack {args.command}: this command needs the {extra!r} extra "
+            f"({error.name} is not installed): pip install 'mlstack[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
     return code
 
 

@@ -70,3 +70,18 @@ def test_train_reports_a_failed_run_with_its_error(
     data.write_text("a,b\n1,2\n3,4\n")
     assert main(["train", str(data), "--model", "cli-broken", "--target", "label", "--wait"]) == 1
     assert "run FAILED with TargetColumnMissing" in capsys.readouterr().out
+
+
+def test_a_command_whose_extra_is_missing_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A base install (``pip install mlstack``) has no moto: the local cloud's commands say which
+    extra brings it instead of printing an ImportError."""
+    from mlstack.cli import main as cli
+
+    def missing_moto(args: object) -> int:
+        raise ModuleNotFoundError("No module named 'moto'", name="moto")
+
+    monkeypatch.setattr(cli, "cmd_demo", missing_moto)
+    assert cli.main(["demo"]) == 2
+    assert "pip install 'mlstack[demo]'" in capsys.readouterr().err

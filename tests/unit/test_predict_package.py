@@ -1,7 +1,7 @@
-"""The built serving package (``make build`` → .aws-sam/build) against its budget (issue #4).
+"""The built serving package (``make build`` → .aws-sam/build) against its budget.
 
-Skipped when there is no build (a fresh clone runs ``make test`` before ``make build``; CI runs
-``make build`` after the tests, so run this file again after it, or ``make bench``)."""
+Skipped when there is no build: ``make test`` alone on a fresh clone. CI (``.ci/run`` and the
+GitHub workflow alike) runs ``make build`` first, so there these tests run."""
 
 from __future__ import annotations
 

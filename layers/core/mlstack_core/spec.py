@@ -2,8 +2,9 @@
 
 spec.schema.json (draft-07, shipped next to this module) is the published contract and the single
 source of the defaults: fastjsonschema, behind Powertools' ``validate``, fills them in. It stops at
-the first error, so on failure the spec is walked property by property to report every problem in
-one SpecError.
+the first error, so on failure jsonschema lists every problem (``iter_errors``) for one SpecError.
+jsonschema is imported only then: the Preprocess function carries it (its requirements.txt), the
+other functions that read this module never validate a spec.
 """
 
 from __future__ import annotations
@@ -173,76 +174,47 @@ def _well_formed_entry(entry: Any) -> bool:
 
 def schema_problems(document: Any, schema: Mapping[str, Any]) -> list[str]:
     """Every schema violation in ``document``, one line each, prefixed with its path."""
+    from jsonschema import Draft7Validator
+
+    errors = Draft7Validator(schema).iter_errors(document)
     definitions = schema.get("definitions", {})
-    return _problems_at(document, schema, "", definitions)
+    problems: list[str] = []
+    for error in sorted(errors, key=lambda e: [str(part) for part in e.absolute_path]):
+        problems += _describe(error, definitions)
+    return problems
 
 
-def _problems_at(
-    value: Any, schema: Mapping[str, Any], path: str, definitions: Mapping[str, Any]
-) -> list[str]:
-    schema = _deref(schema, definitions)
-    error = _first_error(value, schema, definitions)
-    if error is None:
-        return []
-    label = path or "spec"
+def _describe(error: Any, definitions: Mapping[str, Any]) -> list[str]:
+    """jsonschema's error as lines of ``path: problem``. For a oneOf/anyOf, the problems of the one
+    branch whose JSON type the value has (a string family name, or a candidate object), else the
+    branch jsonschema's ``best_match`` judges closest."""
+    from jsonschema.exceptions import best_match
 
-    branches = schema.get("oneOf") or schema.get("anyOf")
-    if branches:
-        # Follow the one branch whose JSON type matches, for a precise message.
-        matching = [
-            b for b in (_deref(b, definitions) for b in branches) if _type_matches(value, b)
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        branches = [_deref(branch, definitions) for branch in error.validator_value]
+        typed = [i for i, branch in enumerate(branches) if _type_matches(error.instance, branch)]
+        if len(typed) == 1:
+            inside = [e for e in error.context if e.relative_schema_path[0] == typed[0]]
+            return [line for e in inside for line in _describe(e, definitions)]
+        return _describe(best_match(error.context), definitions)
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = list(error.schema.get("properties", {}))
+        lines = []
+        for key in error.instance:
+            if key in known:
+                continue
+            hint = difflib.get_close_matches(key, known, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            lines.append(f"{_path([*path, key])}: unknown field{suggestion}")
+        return lines
+    if error.validator == "required" and isinstance(error.instance, dict):
+        return [
+            f"{_path([*path, name])}: is required"
+            for name in error.validator_value
+            if name not in error.instance
         ]
-        if len(matching) == 1:
-            return _problems_at(value, matching[0], path, definitions)
-        return [f"{label}: {_reword(error, label)}"]
-
-    if isinstance(value, dict) and ("properties" in schema or "additionalProperties" in schema):
-        problems = []
-        properties: Mapping[str, Any] = schema.get("properties", {})
-        for name in schema.get("required", []):
-            if name not in value:
-                problems.append(f"{_join(path, name)}: is required")
-        extra = schema.get("additionalProperties", True)
-        for key, item in value.items():
-            where = _join(path, key)
-            if key in properties:
-                problems += _problems_at(item, properties[key], where, definitions)
-            elif extra is False:
-                hint = difflib.get_close_matches(key, list(properties), n=1)
-                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-                problems.append(f"{where}: unknown field{suggestion}")
-            elif isinstance(extra, dict):
-                problems += _problems_at(item, extra, where, definitions)
-        if problems:
-            return problems
-
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        container = {k: v for k, v in schema.items() if k != "items"}
-        problems = []
-        container_error = _first_error(value, container, definitions)
-        if container_error is not None:
-            problems.append(f"{label}: {_reword(container_error, label)}")
-        for index, item in enumerate(value):
-            problems += _problems_at(item, schema["items"], f"{label}[{index}]", definitions)
-        if problems:
-            return problems
-
-    return [f"{label}: {_reword(error, label)}"]
-
-
-def _first_error(
-    value: Any, schema: Mapping[str, Any], definitions: Mapping[str, Any]
-) -> SchemaValidationError | None:
-    try:
-        # Sub-schemas carry the root's definitions so their $refs resolve; deep copies because
-        # fastjsonschema writes defaults into what it validates.
-        validate(
-            event=copy.deepcopy(value),
-            schema={**copy.deepcopy(dict(schema)), "definitions": definitions},
-        )
-    except SchemaValidationError as error:
-        return error
-    return None
+    return [f"{_path(path)}: {error.message}"]
 
 
 def _deref(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -276,20 +248,12 @@ def _type_matches(value: Any, schema: Mapping[str, Any]) -> bool:
     return any(isinstance(value, _JSON_TYPES[name]) for name in names)
 
 
-def _reword(error: SchemaValidationError, label: str) -> str:
-    message = error.validation_message or str(error)
-    # fastjsonschema calls the validated value "data"; the label already names it.
-    if message.startswith("data "):
-        message = message.removeprefix("data ")
-    elif message.startswith("data."):
-        message = f"{label}." + message.removeprefix("data.")
-    if isinstance(error.value, str | int | float | bool) or error.value is None:
-        message += f" (got {json.dumps(error.value)})"
-    return message
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+def _path(parts: Sequence[Any]) -> str:
+    """``candidates[1].grid.n_neighbors`` for ["candidates", 1, "grid", "n_neighbors"]."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "spec"
 
 
 def _format(problems: list[str], context: str = "") -> str:
