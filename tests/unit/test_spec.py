@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]  # dev-only: checks the schema file
+import jsonschema
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -317,9 +317,9 @@ def test_the_zoo_has_six_families_per_task_with_bounded_trees(task: str) -> None
         # hundreds of MB as ONNX.
         for point in expand_candidates({"candidates": [name]}, task):
             assert any(point["params"].get(bound) for bound in _SIZE_BOUNDS), (name, point)
-            assert (
-                int(point["params"].get("n_estimators") or point["params"].get("max_iter")) <= 200
-            )
+            size = point["params"].get("n_estimators") or point["params"].get("max_iter")
+            assert size is not None
+            assert int(size) <= 200
         assert any(family.defaults.get(bound) for bound in _SIZE_BOUNDS)
 
 

@@ -31,6 +31,7 @@ from mlstack_core.contract.rehearsal import BATCH_ROWS, rehearse
 from mlstack_core.drift import prediction_baseline
 from mlstack_core.errors import NoViableCandidate, ServingRehearsalFailed, UnparseableNumber
 from mlstack_core.observability import MetricUnit, logger, metrics, per_model, tracer
+from mlstack_core.payloads import Decision, EvaluateInput, Evaluation, Rehearsal, Run
 from mlstack_core.registry import Registry, serving_fields
 from mlstack_core.settings import serving_settings, stack_settings
 from mlstack_core.spec import (
@@ -373,7 +374,7 @@ def rehearse_winner(
     *,
     s3: Any,
     bucket: str,
-) -> dict[str, Any]:
+) -> Rehearsal:
     """Serve holdout rows to the winner as the registry will describe it and as the prediction
     function will run it; ``passed`` False (with the error's name and reason) when its answers
     are not what the gate scored."""
@@ -426,7 +427,7 @@ def decide(
     best: Mapping[str, Any],
     champion: Mapping[str, Any] | None,
     base: Mapping[str, Any],
-) -> tuple[str, list[str], dict[str, Any]]:
+) -> tuple[Decision, list[str], dict[str, Any]]:
     """(decision, reasons, comparison). Promote iff the threshold (if any) is met and the best
     beats production (or, without a comparable production, the baseline) by min_improvement."""
     metric = spec["metric"]
@@ -485,13 +486,13 @@ def decide(
 
 
 def evaluate(
-    run: Mapping[str, Any],
+    run: Run,
     trained: Sequence[Mapping[str, Any]],
     *,
     s3: Any,
     bucket: str,
     registry: Registry,
-) -> dict[str, Any]:
+) -> Evaluation:
     spec, schema = run["spec"], run["schema"]
     splits = run["splits"]
     holdout = Holdout(read_split(_read(s3, splits["bucket"], splits["holdout_key"])), schema)
@@ -516,7 +517,7 @@ def evaluate(
     artifacts = store_monitoring_artifacts(
         run, holdout, outputs.get(best["candidate_id"], {}), outputs.get("champion"), s3=s3
     )
-    evaluation = {
+    evaluation: Evaluation = {
         "decision": decision,
         "reasons": reasons,
         "metric": spec["metric"],
@@ -527,11 +528,15 @@ def evaluate(
         "baseline": base,
         "comparison": comparison,
         "rehearsal": rehearsal,
-        **({"error": rehearsal["error"]} if not rehearsal["passed"] else {}),
         "holdout_rows": int(holdout.y.size),
         "report_key": report_key,
-        **artifacts,
     }
+    if not rehearsal["passed"]:
+        evaluation["error"] = rehearsal["error"]
+    if "predictions_key" in artifacts:
+        evaluation["predictions_key"] = artifacts["predictions_key"]
+    if "drift_baseline_key" in artifacts:
+        evaluation["drift_baseline_key"] = artifacts["drift_baseline_key"]
     s3.put_object(
         Bucket=bucket,
         Key=report_key,
@@ -677,7 +682,7 @@ def trained_entries(run: Mapping[str, Any], trained: Any, s3: Any) -> list[dict[
     return entries
 
 
-def handle(event: dict[str, Any]) -> dict[str, Any]:
+def handle(event: EvaluateInput) -> Evaluation:
     settings = stack_settings()
     metrics.add_metadata(key="model", value=event["run"]["model"])
     s3 = boto3.client("s3")

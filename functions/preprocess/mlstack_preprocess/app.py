@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlstack_core.observability import correlate, logger, metrics, tracer
+from mlstack_core.payloads import ExecutionInput, Run
 from mlstack_preprocess.preprocess import handle
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: ExecutionInput, context: LambdaContext) -> Run:
     correlate(event)
     return handle(event)

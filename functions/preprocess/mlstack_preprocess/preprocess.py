@@ -28,6 +28,7 @@ from mlstack_core.drift import feature_baseline
 from mlstack_core.errors import SpecError
 from mlstack_core.layout import candidates_key, feature_baseline_key, run_prefix
 from mlstack_core.observability import MetricUnit, logger, metrics, per_model, tracer
+from mlstack_core.payloads import DatasetRef, ExecutionInput, Run, Splits
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import load_spec, resolve_task
@@ -71,13 +72,12 @@ def read_spec(s3: Any, bucket: str, model: str) -> bytes | None:
 
 
 @tracer.capture_method
-def read_dataset(
-    s3: Any, dataset: dict[str, Any], spec: dict[str, Any]
-) -> tuple[Table, dict[str, Any]]:
+def read_dataset(s3: Any, dataset: DatasetRef, spec: dict[str, Any]) -> tuple[Table, DatasetRef]:
     """Stream the exact object version that started the run; returns the table and its lineage."""
     request = {"Bucket": dataset["bucket"], "Key": dataset["key"]}
-    if dataset.get("version_id"):
-        request["VersionId"] = dataset["version_id"]
+    version_id = dataset.get("version_id")
+    if version_id:
+        request["VersionId"] = version_id
     response = s3.get_object(**request)
     hasher = HashingReader(response["Body"])
     table = read_csv(
@@ -87,7 +87,7 @@ def read_dataset(
         required=[spec["target"]],
         skip=spec["columns"]["drop"],
     )
-    lineage = {
+    lineage: DatasetRef = {
         "bucket": dataset["bucket"],
         "key": dataset["key"],
         "version_id": response.get("VersionId") or dataset.get("version_id"),
@@ -167,10 +167,10 @@ def training_baseline(prepared: Prepared) -> dict[str, Any]:
 
 
 def preprocess(
-    event: dict[str, Any], *, s3: Any, model_bucket: str, registry: VersionLister
-) -> dict[str, Any]:
+    event: ExecutionInput, *, s3: Any, model_bucket: str, registry: VersionLister
+) -> Run:
     model, dataset = event["model"], event["dataset"]
-    run_id = event["execution_name"]
+    run_id = event.get("execution_name") or ""
     spec = load_spec(read_spec(s3, dataset["bucket"], model))
     table, lineage = read_dataset(s3, dataset, spec)
     spec = resolve_task(spec, target_values(table, spec["target"]))
@@ -182,7 +182,7 @@ def preprocess(
     ][:MAX_WARNINGS]
 
     prefix = run_prefix(model, run_id)
-    splits = {
+    splits: Splits = {
         "bucket": model_bucket,
         "train_key": f"{prefix}/train.csv",
         "holdout_key": f"{prefix}/holdout.csv",
@@ -229,7 +229,7 @@ def preprocess(
             "warnings": warnings,
         },
     )
-    run = {
+    run: Run = {
         "model": model,
         "run_id": run_id,
         "execution_arn": event.get("execution_arn"),
@@ -252,11 +252,12 @@ def preprocess(
             Body=json.dumps(candidates).encode(),
             ContentType="application/json",
         )
-        run.update(candidates=[], candidates_key=key)
+        run["candidates"] = []
+        run["candidates_key"] = key
     return run
 
 
-def handle(event: dict[str, Any]) -> dict[str, Any]:
+def handle(event: ExecutionInput) -> Run:
     metrics.add_metadata(key="model", value=event.get("model", ""))
     settings = stack_settings()
     return preprocess(

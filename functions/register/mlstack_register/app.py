@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlstack_core.observability import correlate, logger, metrics, tracer
+from mlstack_core.payloads import RegisterInput, Registration
 from mlstack_register.register import register_challenger
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: RegisterInput, context: LambdaContext) -> Registration:
     correlate(event)
     return register_challenger(
         action=event["action"],

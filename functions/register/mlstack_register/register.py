@@ -17,6 +17,7 @@ import boto3
 from mlstack_core.errors import ChampionChanged
 from mlstack_core.layout import INLINE_BASELINE_BYTES, VERSION_FILES, version_prefix
 from mlstack_core.observability import MetricUnit, logger, metrics, per_model
+from mlstack_core.payloads import Action, Evaluation, Registration, Run
 from mlstack_core.registry import (
     STATUS_APPROVED,
     STATUS_PENDING_APPROVAL,
@@ -31,7 +32,7 @@ from mlstack_core.settings import stack_settings
 PIPELINE_ACTOR = "pipeline"
 
 
-def version_document(run: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
+def version_document(run: Run, evaluation: Evaluation) -> dict[str, Any]:
     """Everything needed to explain and reproduce this version."""
     best = evaluation["best"]
     return {
@@ -89,7 +90,7 @@ def publish_artifact(model: str, version: int, source_key: str) -> dict[str, Any
     }
 
 
-def publish_version_files(model: str, version: int, evaluation: dict[str, Any]) -> dict[str, Any]:
+def publish_version_files(model: str, version: int, evaluation: Evaluation) -> dict[str, Any]:
     """Copy the run's evaluation report, holdout outputs and drift baseline next to the version
     (``models/<model>/<version>/``): what ``mlstack report`` and the Monitor read. Returns the
     document fields: ``files`` (name -> key) and ``drift_baseline`` (inline when small)."""
@@ -127,8 +128,8 @@ def consecutive_rejections(registry: Registry, model: str) -> int:
 
 def _new_version(
     registry: Registry,
-    run: dict[str, Any],
-    evaluation: dict[str, Any],
+    run: Run,
+    evaluation: Evaluation,
     execution_started: str | None,
 ) -> tuple[int, dict[str, Any]]:
     """Allocate a version number, publish the artifact and its metadata.json."""
@@ -155,10 +156,10 @@ def _promote(
     registry: Registry,
     model: str,
     version: int,
-    evaluation: dict[str, Any],
+    evaluation: Evaluation,
     actor: str,
     reason: str,
-) -> dict[str, Any]:
+) -> Registration:
     """Move production to ``version`` only if it still points at the champion Evaluate saw."""
     expected = (evaluation.get("champion") or {}).get("version")
     try:
@@ -186,13 +187,13 @@ def _promote(
 
 
 def register_challenger(
-    action: str,
-    run: dict[str, Any],
-    evaluation: dict[str, Any],
+    action: Action,
+    run: Run,
+    evaluation: Evaluation,
     execution_started: str | None = None,
     task_token: str | None = None,
     approval: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> Registration:
     """One of the pipeline's registry actions:
 
     - ``promote``: new version, production moves to it (spec.approval = auto)
@@ -227,15 +228,17 @@ def register_challenger(
             "Challenger rejected",
             extra={"model": model, "version": version, "rejections_in_a_row": in_a_row},
         )
-        return {
+        rejection: Registration = {
             "model": model,
             "version": version,
             "status": STATUS_REJECTED,
             "promoted": False,
             "reason": reason,
-            **({"error": evaluation["error"]} if evaluation.get("error") else {}),
             "production": registry.get_alias(model),
         }
+        if "error" in evaluation:
+            rejection["error"] = evaluation["error"]
+        return rejection
 
     if action == "request_approval":
         registry.put_version(
@@ -250,7 +253,6 @@ def register_challenger(
         return {"model": model, "version": version, "status": STATUS_PENDING_APPROVAL}
 
     registry.put_version(model, version, STATUS_REGISTERED, document)
-    return {
-        **_promote(registry, model, version, evaluation, PIPELINE_ACTOR, reason),
-        "artifact": document["artifact"],
-    }
+    promotion = _promote(registry, model, version, evaluation, PIPELINE_ACTOR, reason)
+    promotion["artifact"] = document["artifact"]
+    return promotion

@@ -17,7 +17,7 @@ import platform
 import time
 import warnings
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import boto3
 import joblib
@@ -25,6 +25,7 @@ import numpy as np
 
 from mlstack_core import layout
 from mlstack_core.observability import MetricUnit, logger, metrics, tracer
+from mlstack_core.payloads import Candidate, Run, TrainedEntry, TrainInput
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import greater_is_better
 from mlstack_core.tabular import (
@@ -49,7 +50,7 @@ MAX_FIT_WARNINGS = 5
 _LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "numpy", "scipy")
 
 
-def candidate_prefix(run: dict[str, Any], candidate_id: str) -> str:
+def candidate_prefix(run: Run, candidate_id: str) -> str:
     return layout.candidate_prefix(run["model"], run["run_id"], candidate_id)
 
 
@@ -65,17 +66,18 @@ def library_versions() -> dict[str, str]:
 
 @tracer.capture_method
 def load_split(
-    run: dict[str, Any], s3: Any, which: str = "train_key"
+    run: Run, s3: Any, which: Literal["train_key", "holdout_key"] = "train_key"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(model input, target) of one split file: ``which`` is "train_key" or "holdout_key"."""
+    """(model input, target) of one split file."""
     splits, schema = run["splits"], run["schema"]
-    body = s3.get_object(Bucket=splits["bucket"], Key=splits[which])["Body"].read()
+    key = splits["train_key"] if which == "train_key" else splits["holdout_key"]
+    body = s3.get_object(Bucket=splits["bucket"], Key=key)["Body"].read()
     table = read_split(body)
     numeric, categorical = feature_matrices(table, schema)
     return model_input(numeric, categorical), target_vector(table, schema)
 
 
-def load_training_data(run: dict[str, Any], s3: Any) -> tuple[np.ndarray, np.ndarray]:
+def load_training_data(run: Run, s3: Any) -> tuple[np.ndarray, np.ndarray]:
     return load_split(run, s3, "train_key")
 
 
@@ -120,7 +122,7 @@ def _finite(value: Any) -> float | None:
     return round(number, 6) if np.isfinite(number) else None
 
 
-def cv_report(search: Any, candidate: dict[str, Any], metric: str) -> dict[str, Any]:
+def cv_report(search: Any, candidate: Candidate, metric: str) -> dict[str, Any]:
     """What the search tried and chose, scores in the metric's own units and direction."""
     sign = 1.0 if greater_is_better(metric) else -1.0  # undo scikit-learn's "neg_" scorers
     results = search.cv_results_
@@ -150,7 +152,7 @@ def cv_report(search: Any, candidate: dict[str, Any], metric: str) -> dict[str, 
 
 
 def fit_candidate(
-    run: dict[str, Any], candidate: dict[str, Any], inputs: np.ndarray, y: np.ndarray
+    run: Run, candidate: Candidate, inputs: np.ndarray, y: np.ndarray
 ) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
     """(fitted pipeline, the params it was fitted with, cv report or None). A candidate with
     ``cv`` grid-searches its grid on the training split and returns the refitted best point."""
@@ -184,8 +186,8 @@ def fit_candidate(
 
 
 def fit_and_export(
-    run: dict[str, Any], candidate: dict[str, Any], inputs: np.ndarray, y: np.ndarray
-) -> tuple[Any, bytes, dict[str, Any]]:
+    run: Run, candidate: Candidate, inputs: np.ndarray, y: np.ndarray
+) -> tuple[Any, bytes, FitDetails]:
     """(fitted pipeline, ONNX bytes, details: params fitted, cv report, timings and fit
     warnings). Raises on any failure."""
     schema, task = run["schema"], run["task"]
@@ -224,9 +226,17 @@ def fit_and_export(
     )
 
 
-def train_candidate(
-    run: dict[str, Any], candidate: dict[str, Any], *, s3: Any, bucket: str
-) -> dict[str, Any]:
+class FitDetails(TypedDict):
+    """What fitting adds to a trained entry."""
+
+    params: dict[str, Any]
+    cv: dict[str, Any] | None
+    fit_seconds: float
+    export_seconds: float
+    warnings: list[str]
+
+
+def train_candidate(run: Run, candidate: Candidate, *, s3: Any, bucket: str) -> TrainedEntry:
     """Fit and export one candidate; the result is returned and also stored as result.json,
     which is where Evaluate finds it after a Distributed Map."""
     result = train_and_store(run, candidate, s3=s3, bucket=bucket)
@@ -239,11 +249,9 @@ def train_candidate(
     return result
 
 
-def train_and_store(
-    run: dict[str, Any], candidate: dict[str, Any], *, s3: Any, bucket: str
-) -> dict[str, Any]:
+def train_and_store(run: Run, candidate: Candidate, *, s3: Any, bucket: str) -> TrainedEntry:
     prefix = candidate_prefix(run, candidate["candidate_id"])
-    result: dict[str, Any] = {
+    result: TrainedEntry = {
         "candidate_id": candidate["candidate_id"],
         "family": candidate["family"],
         "params": candidate["params"],
@@ -291,15 +299,17 @@ def train_and_store(
         Body=npz_bytes(holdout_outputs),
         ContentType="application/octet-stream",
     )
-    result.update(
-        status="trained",
-        onnx_key=f"{prefix}/model.onnx",
-        sklearn_key=f"{prefix}/model.joblib",
-        sklearn_holdout_key=f"{prefix}/sklearn_holdout.npz",
-        onnx_bytes=len(onnx_bytes),
-        feature_importance=_importance(pipeline, run),
-        **details,
-    )
+    result["status"] = "trained"
+    result["onnx_key"] = f"{prefix}/model.onnx"
+    result["sklearn_key"] = f"{prefix}/model.joblib"
+    result["sklearn_holdout_key"] = f"{prefix}/sklearn_holdout.npz"
+    result["onnx_bytes"] = len(onnx_bytes)
+    result["feature_importance"] = _importance(pipeline, run)
+    result["params"] = details["params"]
+    result["cv"] = details["cv"]
+    result["fit_seconds"] = details["fit_seconds"]
+    result["export_seconds"] = details["export_seconds"]
+    result["warnings"] = details["warnings"]
     metrics.add_metric(name="CandidateFailures", unit=MetricUnit.Count, value=0)
     metrics.add_metric(name="FitSeconds", unit=MetricUnit.Seconds, value=details["fit_seconds"])
     metrics.add_metric(
@@ -313,7 +323,7 @@ def train_and_store(
     return result
 
 
-def _importance(pipeline: Any, run: dict[str, Any]) -> dict[str, Any] | None:
+def _importance(pipeline: Any, run: Run) -> dict[str, Any] | None:
     """Feature importance for the report; a failure here never fails the candidate."""
     schema = run["schema"]
     try:
@@ -323,7 +333,7 @@ def _importance(pipeline: Any, run: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
 
-def handle(event: dict[str, Any]) -> dict[str, Any]:
+def handle(event: TrainInput) -> TrainedEntry:
     run, candidate = event["run"], event["candidate"]
     # Metadata, not dimensions: the local cloud runs Map iterations as threads sharing one
     # Metrics object, and concurrent add_dimension calls overwrite each other.

@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlstack_core.payloads import Candidate
+
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
@@ -253,7 +255,7 @@ def cv_fold_problems(
     return problems
 
 
-def expand_candidates(spec: Mapping[str, Any], task: str) -> list[dict[str, Any]]:
+def expand_candidates(spec: Mapping[str, Any], task: str) -> list[Candidate]:
     """The Map's items: one dict per grid point, ids ``c00-<family>`` in spec order, duplicates
     removed. Params are complete (defaults merged) so the registry records what was fitted.
 
@@ -262,7 +264,7 @@ def expand_candidates(spec: Mapping[str, Any], task: str) -> list[dict[str, Any]
     the best grid point (Train reports the fitted params)."""
     entries = spec.get("candidates") or DEFAULT_CANDIDATES[task]
     seen: set[str] = set()
-    out: list[dict[str, Any]] = []
+    out: list[Candidate] = []
     for entry in entries:
         family_name, fixed, grid = _entry_parts(entry)
         family = CATALOG[task][family_name]

@@ -22,6 +22,7 @@ from mlstack_core.contract.outputs import encode_json, format_outputs
 from mlstack_core.contract.request import parse_body
 from mlstack_core.contract.session import LoadedModel, load_model
 from mlstack_core.errors import ServingRehearsalFailed
+from mlstack_core.payloads import Rehearsal
 from mlstack_core.settings import ServingSettings
 
 # Rows of the rehearsal's batch requests, at most (and never more than the body limits allow).
@@ -38,7 +39,7 @@ def rehearse(
     scale: float,
     settings: ServingSettings,
     batch_rows: int = BATCH_ROWS,
-) -> dict[str, Any]:
+) -> Rehearsal:
     """A report of the requests served; ServingRehearsalFailed naming the first difference.
 
     ``scored`` are the gate's outputs for ``records`` (``label`` and ``probabilities``, or

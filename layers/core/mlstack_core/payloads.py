@@ -1,0 +1,164 @@
+"""What the training state machine passes between its steps, typed: one place to read each step's
+input and output (docs/internals.md, "Execution state", describes every field), checked by mypy
+where the handlers take and return them.
+
+The execution state keeps ``model`` and ``dataset`` at the top level and adds one key per step
+(``run``, ``trained``, ``evaluation``, ``registration``), so a Catch anywhere still sees which model
+and file failed. Nested documents whose shape belongs to one module (the spec, the feature schema,
+a candidate's cross-validation report) stay ``dict[str, Any]`` here and are described there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+
+class DatasetRef(TypedDict):
+    """The uploaded CSV: one object version. Preprocess adds the fingerprint and counts."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: NotRequired[str]
+    size: NotRequired[int]
+    sha256: NotRequired[str]
+    bytes: NotRequired[int]
+    rows: NotRequired[int]
+    columns: NotRequired[int]
+
+
+class ExecutionInput(TypedDict):
+    """What Trigger starts an execution with; also Preprocess's input."""
+
+    model: str
+    dataset: DatasetRef
+    execution_arn: NotRequired[str]
+    execution_name: NotRequired[str]
+
+
+class Splits(TypedDict):
+    bucket: str
+    train_key: str
+    holdout_key: str
+    train_rows: int
+    holdout_rows: int
+    columns: list[str]
+
+
+class Candidate(TypedDict):
+    candidate_id: str
+    family: str
+    params: dict[str, Any]
+    grid: NotRequired[dict[str, list[Any]]]
+    cv: NotRequired[int]
+
+
+class Run(TypedDict):
+    """Preprocess's output (``$.run``): everything later steps need about this training run."""
+
+    model: str
+    run_id: str
+    execution_arn: str | None
+    task: Literal["classification", "regression"]
+    spec: dict[str, Any]  # mlstack_core.spec: spec.json with every default filled in
+    dataset: DatasetRef
+    schema: dict[str, Any]  # mlstack_core.tabular.prepare: the feature schema
+    splits: Splits
+    warnings: list[dict[str, Any]]
+    candidates: list[Candidate]
+    candidate_count: NotRequired[int]
+    candidates_key: NotRequired[str]  # Distributed Map: the candidate list in S3
+    feature_baseline_key: NotRequired[str | None]
+
+
+class TrainInput(TypedDict):
+    """One Map iteration."""
+
+    run: Run
+    candidate: Candidate
+
+
+class TrainedEntry(TypedDict):
+    """Train's output (one element of ``$.trained``)."""
+
+    candidate_id: str
+    family: str
+    params: dict[str, Any]
+    status: Literal["trained", "failed"]
+    cv: NotRequired[dict[str, Any] | None]
+    error: NotRequired[str | None]
+    warnings: NotRequired[list[str]]
+    onnx_key: NotRequired[str | None]
+    sklearn_key: NotRequired[str | None]
+    sklearn_holdout_key: NotRequired[str | None]
+    fit_seconds: NotRequired[float | None]
+    export_seconds: NotRequired[float | None]
+    onnx_bytes: NotRequired[int | None]
+    library_versions: NotRequired[dict[str, str]]
+    feature_importance: NotRequired[dict[str, Any] | None]
+
+
+class EvaluateInput(TypedDict):
+    """``trained`` is the inline Map's list, or the Distributed Map's result reference."""
+
+    run: Run
+    trained: list[TrainedEntry] | dict[str, Any]
+
+
+class Rehearsal(TypedDict):
+    """The serving rehearsal (mlstack_core.contract.rehearsal)."""
+
+    passed: bool
+    requests: NotRequired[list[dict[str, Any]]]
+    max_abs_diff: NotRequired[float]
+    error: NotRequired[str]
+    reason: NotRequired[str]
+
+
+Decision = Literal["promote", "reject"]
+
+
+class Evaluation(TypedDict):
+    """Evaluate's output (``$.evaluation``); the Gate reads ``decision``."""
+
+    decision: Decision
+    reasons: list[str]
+    metric: str
+    greater_is_better: bool
+    best: dict[str, Any]  # the winning TrainedEntry with metrics, parity and excluded
+    candidates: list[dict[str, Any]]
+    champion: dict[str, Any] | None
+    baseline: dict[str, Any]
+    comparison: dict[str, Any]
+    rehearsal: Rehearsal
+    error: NotRequired[str]  # a named error behind a rejection (ServingRehearsalFailed)
+    holdout_rows: int
+    report_key: str
+    predictions_key: NotRequired[str]
+    drift_baseline_key: NotRequired[str]
+
+
+Action = Literal["promote", "reject", "request_approval", "promote_approved"]
+
+
+class RegisterInput(TypedDict):
+    action: Action
+    run: Run
+    evaluation: Evaluation
+    execution_started: NotRequired[str | None]
+    task_token: NotRequired[str | None]
+    approval: NotRequired[dict[str, Any] | None]
+
+
+class Registration(TypedDict):
+    """Register's output (``$.registration``)."""
+
+    model: str
+    version: int
+    status: str
+    promoted: NotRequired[bool]
+    previous: NotRequired[int | None]
+    reason: NotRequired[str]
+    error: NotRequired[str]
+    production: NotRequired[int | None]
+    artifact: NotRequired[dict[str, Any]]
