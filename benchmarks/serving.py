@@ -25,6 +25,8 @@ function + layers (+ boto3, which the Lambda runtime ships) on sys.path runs imp
 artifact load + session + first prediction against a moto server; the scikit-learn handler
 (benchmarks/sklearn_handler.py) does the same with joblib, alternating runs. The serving bundle
 size comes from mlstack.checks.build on the same build.
+
+Why one file of this size: a benchmark is run and read on its own, from one command.
 """
 
 from __future__ import annotations

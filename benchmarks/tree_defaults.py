@@ -27,6 +27,8 @@ cheaper preprocessing (about 4 ms against the ColumnTransformer's 15 ms at 10,00
 ``ai.onnx.ml`` opset-5 ``TreeEnsemble`` operator, and does onnxruntime run it faster (the forest is
 converted by hand, see ``to_tree_ensemble_v5``); and does onnxruntime expose any session or run
 configuration key for tree ensembles (searched in the shipped binaries).
+
+Why one file of this size: a benchmark is run and read on its own, from one command.
 """
 
 from __future__ import annotations

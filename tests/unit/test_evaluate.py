@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from mlstack_core import errors
-from mlstack_evaluate.evaluate import classification_metrics, decide, regression_metrics
+from mlstack_evaluate.decision import decide
+from mlstack_evaluate.scoring import classification_metrics, regression_metrics
 from tests.conftest import Stack, penguins_bytes
 from tests.unit.test_preprocess import synthetic_regression
 

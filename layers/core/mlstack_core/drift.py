@@ -24,6 +24,9 @@ Why PSI: it works on the same bins for numeric and categorical features, needs o
 is all serving keeps), and has well-known readings: < 0.1 stable, 0.1-0.25 moderate, > 0.25 a
 significant shift. KS would need raw values for numeric features and does not apply to
 categorical ones.
+
+Why one module of this size: the baseline (training), the recorder (serving) and the merging
+and PSI (the Monitor) write and read one summary format; kept together, the format has one home.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ and hands out a list of str only for the column being looked at.
 Model inputs follow the ONNX graph contract in docs/internals.md: ``numeric`` float32 [N, k] with
 NaN for missing, ``categorical`` str [N, m] with ``""`` for missing. Numbers become float32 before
 scikit-learn sees them, so the fitted model and its ONNX export see the same values.
+
+Why one module of this size: reading, validating, splitting and writing all work on the one
+column-major ``Columns`` store and its shared chunk boundaries; kept together, that storage's
+invariants are in one place.
 """
 
 from __future__ import annotations
