@@ -39,7 +39,7 @@ import boto3  # noqa: E402
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from mlstack_core.observability import metrics  # noqa: E402
+from mlstack_core.observability.pipeline import metrics  # noqa: E402
 from mlstack_core.registry import TABLE_DEFINITION, Registry  # noqa: E402
 from mlstack_core.settings import serving_settings, stack_settings  # noqa: E402
 

@@ -78,7 +78,7 @@ def bind_service(service: str | None) -> None:
     so the service name is held per thread."""
     if not service:
         return
-    from mlstack_core.observability import logger, metrics
+    from mlstack_core.observability.pipeline import logger, metrics
 
     provider = metrics.provider
     if not isinstance(type(provider).__dict__.get("service"), _ThreadService):

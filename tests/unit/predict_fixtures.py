@@ -368,8 +368,8 @@ def invoke(method: str, path: str, body: Any = None, *, raw_body: bool = False) 
 def log_output_fixture(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     """What the prediction function's Powertools logger writes during the test (its handler holds
     the stdout it was created with, so capsys cannot see it)."""
-    load_app()  # functions/predict/telemetry.py, as the handler imports it
-    from mlstack_predict.telemetry import logger
+    load_app()  # mlstack_core.observability.requests, as the handler imports it
+    from mlstack_core.observability.requests import logger
 
     stream = io.StringIO()
     monkeypatch.setattr(logger.registered_handler, "stream", stream)

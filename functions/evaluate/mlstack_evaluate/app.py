@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlstack_core.observability import correlate, logger, metrics, tracer
+from mlstack_core.observability.pipeline import correlate, logger, metrics, tracer
 from mlstack_core.payloads import EvaluateInput, Evaluation
 from mlstack_evaluate.evaluate import handle
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from mlstack_core.errors import NoViableCandidate, UnparseableNumber
-from mlstack_core.observability import logger, tracer
+from mlstack_core.observability.pipeline import logger, tracer
 from mlstack_core.payloads import Decision
 from mlstack_core.registry import Registry
 from mlstack_core.spec import (

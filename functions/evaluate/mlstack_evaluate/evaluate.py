@@ -21,7 +21,7 @@ from mlstack_core.contract.records import table_records
 from mlstack_core.contract.rehearsal import BATCH_ROWS, rehearse
 from mlstack_core.drift import prediction_baseline
 from mlstack_core.errors import ServingRehearsalFailed
-from mlstack_core.observability import MetricUnit, logger, metrics, per_model, tracer
+from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.payloads import EvaluateInput, Evaluation, Rehearsal, Run
 from mlstack_core.registry import Registry, serving_fields
 from mlstack_core.settings import serving_settings, stack_settings

@@ -19,7 +19,7 @@ import numpy as np
 from mlstack_core import scoring
 from mlstack_core.contract import FeatureLayout, LoadedModel, load_model
 from mlstack_core.contract.records import table_feeds
-from mlstack_core.observability import tracer
+from mlstack_core.observability.pipeline import tracer
 from mlstack_core.settings import serving_settings
 from mlstack_core.spec import (
     CLASSIFICATION_METRICS,

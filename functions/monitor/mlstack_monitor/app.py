@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlstack_core.observability import logger, metrics, tracer
+from mlstack_core.observability.pipeline import logger, metrics, tracer
 from mlstack_monitor.monitor import monitor_all
 
 

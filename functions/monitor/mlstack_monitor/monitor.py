@@ -29,7 +29,7 @@ from typing import Any
 import boto3
 
 from mlstack_core import drift
-from mlstack_core.observability import MetricUnit, logger, metrics, per_model, tracer
+from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import spec_schema

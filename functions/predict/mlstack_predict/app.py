@@ -16,8 +16,8 @@ from urllib.parse import unquote
 
 from mlstack_core.contract import ModelUnavailableError, RequestError, encode_json
 from mlstack_core.errors import ModelNotFound
+from mlstack_core.observability.requests import logger, metrics, start_invocation
 from mlstack_predict.predictor import get_predictor
-from mlstack_predict.telemetry import logger, metrics, start_invocation
 
 PREDICT_RESOURCE = "/models/{model}/predict"
 PREDICT_QUERY = frozenset({"version"})

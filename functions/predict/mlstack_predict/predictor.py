@@ -27,6 +27,15 @@ from mlstack_core.contract import (
 )
 from mlstack_core.drift import DriftRecorder
 from mlstack_core.errors import ModelNotFound
+from mlstack_core.observability.requests import (
+    COUNT,
+    MILLISECONDS,
+    NONE,
+    PERCENT,
+    logger,
+    metrics,
+    refresh,
+)
 from mlstack_core.settings import ServingSettings, serving_settings, stack_settings
 from mlstack_predict.awshttp import AwsHttp, AwsHttpError, HttpRegistry
 from mlstack_predict.routing import (
@@ -38,7 +47,6 @@ from mlstack_predict.routing import (
     compare_outputs,
 )
 from mlstack_predict.sessions import SessionCache
-from mlstack_predict.telemetry import COUNT, MILLISECONDS, NONE, PERCENT, logger, metrics, refresh
 
 # Metric dimension for requests whose model is not in the registry: the path segment is caller
 # input, and using it as a dimension would let anyone create unbounded CloudWatch metrics.

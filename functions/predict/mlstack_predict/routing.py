@@ -13,9 +13,9 @@ import numpy as np
 
 from mlstack_core.contract import LoadedModel
 from mlstack_core.errors import ModelNotFound
+from mlstack_core.observability.requests import logger
 from mlstack_core.registry_keys import CANARY, PRODUCTION, SHADOW
 from mlstack_core.settings import ServingSettings
-from mlstack_predict.telemetry import logger
 
 VARIANT_PRODUCTION: Final = "production"
 VARIANT_CANARY: Final = "canary"

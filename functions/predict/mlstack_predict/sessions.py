@@ -16,8 +16,8 @@ from typing import Any
 
 from mlstack_core.contract import LoadedModel, ModelLoadError, ModelUnavailableError, load_model
 from mlstack_core.errors import ModelNotFound
+from mlstack_core.observability.requests import COUNT, MILLISECONDS, logger, metrics
 from mlstack_core.settings import ServingSettings
-from mlstack_predict.telemetry import COUNT, MILLISECONDS, logger, metrics
 
 
 @dataclass

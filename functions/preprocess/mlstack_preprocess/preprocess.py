@@ -27,7 +27,7 @@ from mlstack_core.candidates import (
 from mlstack_core.drift import feature_baseline
 from mlstack_core.errors import SpecError
 from mlstack_core.layout import candidates_key, feature_baseline_key, run_prefix
-from mlstack_core.observability import MetricUnit, logger, metrics, per_model, tracer
+from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.payloads import DatasetRef, ExecutionInput, Run, Splits
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings

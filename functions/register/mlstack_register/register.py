@@ -16,7 +16,7 @@ import boto3
 
 from mlstack_core.errors import ChampionChanged
 from mlstack_core.layout import INLINE_BASELINE_BYTES, VERSION_FILES, version_prefix
-from mlstack_core.observability import MetricUnit, logger, metrics, per_model
+from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.payloads import Action, Evaluation, Registration, Run
 from mlstack_core.registry import (
     STATUS_APPROVED,

@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlstack_core.observability import correlate, logger, metrics, tracer
+from mlstack_core.observability.pipeline import correlate, logger, metrics, tracer
 from mlstack_runlock.runlock import acquire, release
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlstack_core.errors import ModelBusy
-from mlstack_core.observability import MetricUnit, logger, metrics
+from mlstack_core.observability.pipeline import MetricUnit, logger, metrics
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
 

@@ -24,7 +24,7 @@ import joblib
 import numpy as np
 
 from mlstack_core import layout
-from mlstack_core.observability import MetricUnit, logger, metrics, tracer
+from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tracer
 from mlstack_core.payloads import Candidate, Run, TrainedEntry, TrainInput
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import greater_is_better

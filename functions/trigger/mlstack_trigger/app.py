@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificationEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlstack_core.observability import logger, metrics, tracer
+from mlstack_core.observability.pipeline import logger, metrics, tracer
 from mlstack_trigger.trigger import start_training_run
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from mlstack_core.observability import MetricUnit, logger, metrics
+from mlstack_core.observability.pipeline import MetricUnit, logger, metrics
 from mlstack_core.settings import stack_settings
 
 DATASET_KEY = re.compile(r"^datasets/(?P<model>[A-Za-z0-9][A-Za-z0-9_-]{0,63})/[^/]+\.csv$")
