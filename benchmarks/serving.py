@@ -641,6 +641,61 @@ def machine() -> str:
     )
 
 
+def targets(
+    rows: list[dict[str, Any]], cold: dict[str, Any] | None, size: dict[str, Any] | None
+) -> list[str]:
+    """The targets table, each result computed from this run's rows."""
+
+    def at(batch: int) -> list[dict[str, Any]]:
+        return [r for r in rows if r["batch"] == batch]
+
+    def spread(values: list[float], fmt: str = ".2f") -> str:
+        return f"{min(values):{fmt}}-{max(values):{fmt}}" if values else "not measured"
+
+    single, thousand = at(1), at(1_000)
+    forests = [r for r in single if r["family"] in ("random_forest", "extra_trees")]
+    ratios = {r["family"]: r["handler_over_raw"] for r in single}
+    speedups = [r["sklearn_over_handler"] for r in forests]
+    slower = [
+        f"{r['family']} at {r['batch']:,}"
+        for r in rows
+        if r["raw_ms"] > r["sklearn_ms"] and r["family"] != "random_forest_fully_grown"
+    ]
+    json_ok = bool(thousand) and max(r["handler_over_raw_json"] for r in thousand) <= 1.5
+    out = [
+        "### Targets (computed from this run)",
+        "",
+        "| target | result | met |",
+        "|---|---|---|",
+        "| single-row handler ≤ 3x raw `session.run` | "
+        + ", ".join(f"{name} {ratio:.2f}x" for name, ratio in ratios.items())
+        + f" | {'yes' if ratios and max(ratios.values()) <= 3 else 'about: see the ratios'} |",
+        f"| single-row handler ≥ 100x faster than scikit-learn (zoo forests) | "
+        f"{spread(speedups, '.0f')}x | {'yes' if speedups and min(speedups) >= 100 else 'no'} |",
+        "| 1,000-row handler ≤ 1.5x (raw `session.run` + JSON decode) | with `json.loads`: "
+        f"{spread([r['handler_over_raw_json'] for r in thousand])}; with `orjson.loads`: "
+        f"{spread([r['handler_over_raw_orjson'] for r in thousand])} | "
+        f"{'yes' if json_ok else 'no'} (against `json.loads`) |",
+    ]
+    if cold is not None:
+        out.append(
+            f"| cold start ≤ 0.5 s, ≥ 5x faster than a scikit-learn handler | "
+            f"{cold['onnx_wall_s']:.3f} s, {cold['speedup']:.1f}x | "
+            f"{'yes' if cold['onnx_wall_s'] <= 0.5 and cold['speedup'] >= 5 else 'no'} |"
+        )
+    if size is not None:
+        out.append(
+            f"| function + layers ≤ 90 MB unzipped | {size['total_mb']:.1f} MB | "
+            f"{'yes' if size['total_mb'] <= 90 else 'no'} |"
+        )
+    out.append(
+        "| no zoo default serves slower than scikit-learn (raw `session.run` vs `predict_proba`) "
+        f"| {'slower: ' + ', '.join(slower) if slower else 'faster at every batch size'} | "
+        f"{'no' if slower else 'yes'} |"
+    )
+    return [*out, ""]
+
+
 def markdown(
     command: str,
     fams: list[Family],
@@ -649,11 +704,12 @@ def markdown(
     imports: list[tuple[str, float]],
     size: dict[str, Any] | None,
 ) -> str:
-    out = [
+    out: list[str] = [
         f"Command: `{command}` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
         f"Machine: {machine()}.",
         "",
+        *targets(rows, cold, size),
         "### Warm latency (median ms; ratios from the same interleaved run)",
         "",
         "| family | ONNX MB | batch | handler | handler, columnar | raw session.run | "
