@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from mlstack.cli.stack import StackClient
+from mlstack_core.compatibility import request_incompatibilities
 from mlstack_core.registry import (
     STATUS_APPROVED,
     STATUS_PENDING_APPROVAL,
@@ -97,6 +98,29 @@ def rollback(client: StackClient, model: str, actor: str, reason: str) -> dict[s
     return {"model": model, "production": target, "previous": current}
 
 
+# Alias changes reach the prediction function when its cached aliases expire.
+REACHES_SERVING = (
+    "serving picks this up within the prediction function's ALIAS_TTL_SECONDS "
+    "(30 s unless template.yaml says otherwise)"
+)
+
+
+def _check_compatible(
+    registry: Registry, model: str, production: int | None, version: int, role: str
+) -> None:
+    """A challenger must answer every request production accepts."""
+    if production is None:
+        raise LifecycleError(f"{model!r} has no production version to put a {role} beside")
+    problems = request_incompatibilities(
+        registry.get_version(model, production), registry.get_version(model, version)
+    )
+    if problems:
+        raise LifecycleError(
+            f"version {version} of {model!r} cannot be the {role} of production version "
+            f"{production}: " + "; ".join(problems)
+        )
+
+
 def canary(
     client: StackClient,
     model: str,
@@ -119,8 +143,15 @@ def canary(
     production = registry.get_alias(model)
     if production == version:
         raise LifecycleError(f"version {version} of {model!r} is already in production")
+    _check_compatible(registry, model, production, version, "canary")
     registry.set_challenger(model, CANARY, version, share=share, actor=actor, reason=reason)
-    return {"model": model, "canary": version, "share": share, "production": production}
+    return {
+        "model": model,
+        "canary": version,
+        "share": share,
+        "production": production,
+        "note": REACHES_SERVING,
+    }
 
 
 def shadow(
@@ -133,8 +164,9 @@ def shadow(
     production = registry.get_alias(model)
     if production == version:
         raise LifecycleError(f"version {version} of {model!r} is already in production")
+    _check_compatible(registry, model, production, version, "shadow")
     registry.set_challenger(model, SHADOW, version, actor=actor, reason=reason)
-    return {"model": model, "shadow": version, "production": production}
+    return {"model": model, "shadow": version, "production": production, "note": REACHES_SERVING}
 
 
 def clear_challenger(
