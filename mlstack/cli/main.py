@@ -9,25 +9,41 @@ import argparse
 import contextlib
 import json
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+from mlstack.cli.errors import CommandError, debugging, explain
 from mlstack.cli.progress import follow_execution
 from mlstack.cli.stack import StackClient
 from mlstack.cli.views import failure_summary, format_models
-from mlstack.sam import TemplateNotFound
 
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def cmd_local_up(args: argparse.Namespace) -> int:
     from mlstack.localcloud import REGION, LocalCloud, quiet_local_logs
 
     quiet_local_logs()
+    for port, option in ((args.port, "--port"), (args.api_port, "--api-port")):
+        if port and not _port_free(args.host, port):
+            raise CommandError(
+                f"port {port} on {args.host} is in use (another `mlstack local up`?): stop it, "
+                f"or choose another with {option}"
+            )
     with LocalCloud(
         host=args.host,
         moto_port=args.port,
@@ -36,7 +52,10 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         parameters={"LogLevel": args.log_level},
     ) as cloud:
         print(f"AWS endpoint (moto): {cloud.endpoint_url}")
-        print(f"  export AWS_ENDPOINT_URL={cloud.endpoint_url} AWS_DEFAULT_REGION={REGION}")
+        print(
+            f"  export AWS_ENDPOINT_URL={cloud.endpoint_url} AWS_DEFAULT_REGION={REGION} "
+            "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
+        )
         print(f"HTTP API:            {cloud.api_url}")
         print(f"Stack {cloud.stack_name} outputs:")
         for name, value in cloud.outputs.items():
@@ -77,8 +96,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     client = StackClient(args.stack)
     text = Path(args.file).read_text() if args.file != "-" else sys.stdin.read()
-    body = json.loads(text)
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CommandError(f"{args.file} is not valid JSON: {error}") from error
     instances = body["instances"] if isinstance(body, dict) and "instances" in body else body
+    if not isinstance(instances, list):
+        raise CommandError(
+            f'{args.file} must hold a list of records or {{"instances": [...]}}, not '
+            f"{type(instances).__name__}"
+        )
     response = client.predict(args.model, instances)
     _print_json(response.body)
     return 0 if response.status == 200 else 1
@@ -148,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlstack", description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument("--stack", default="mlstack", help="stack name (default: mlstack)")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of a failure (or MLSTACK_DEBUG=1)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     local = commands.add_parser("local", help="the local cloud")
@@ -237,41 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The extra (pyproject.toml) that brings each optional top-level package.
-EXTRA_OF_PACKAGE = {
-    "moto": "local",
-    "samtranslator": "local",
-    "yaml": "local",
-    "aws_lambda_powertools": "local",
-    "numpy": "local",
-    "sklearn": "local",
-    "onnxruntime": "local",
-    "palmerpenguins": "demo",
-    "matplotlib": "report",
-}
-
-
-# Commands whose whole extra is named in that message (it includes the packages above).
-EXTRA_OF_COMMAND = {"demo": "demo", "local": "local", "report": "report"}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except TemplateNotFound as error:
-        print(f"mlstack {args.command}: {error}", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as error:
-        extra = EXTRA_OF_PACKAGE.get((error.name or "").split(".")[0])
-        if extra is None:
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        sentence = None if debugging(args) else explain(error, args.command, args.stack)
+        if sentence is None:
             raise
-        extra = EXTRA_OF_COMMAND.get(args.command, extra)
-        print(
-            f"mlstack {args.command}: this command needs the {extra!r} extra "
-            f"({error.name} is not installed): pip install 'mlstack[{extra}]'",
-            file=sys.stderr,
-        )
+        print(f"mlstack {args.command}: {sentence}", file=sys.stderr)
         return 2
     return code
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from mlstack.cli import lifecycle
 from mlstack.cli.lifecycle import LifecycleError
+from mlstack.cli.stack import StackClient
 from mlstack_core.compatibility import request_incompatibilities
 from mlstack_core.registry import Registry
 from tests.conftest import Stack
@@ -25,7 +26,13 @@ def _document(numeric: list[str], categorical: list[str], task: str = "classific
 
 @dataclass
 class _Client:
+    """The one part of StackClient the lifecycle commands use."""
+
     registry: Registry
+
+
+def _client(aws: Stack) -> StackClient:
+    return cast(StackClient, _client(aws))
 
 
 def _publish(aws: Stack, model: str, document: dict[str, Any]) -> int:
@@ -41,11 +48,11 @@ def test_a_canary_that_needs_a_column_production_does_not_is_refused(aws: Stack)
     aws.registry.move_alias("churn", production, expected=None, actor="t", reason="t")
 
     with pytest.raises(LifecycleError) as refused:
-        lifecycle.canary(_Client(aws.registry), "churn", old, 0.5, "t", "try")
+        lifecycle.canary(_client(aws), "churn", old, 0.5, "t", "try")
     assert "'customer_id'" in str(refused.value)
     assert "cannot be the canary of production version 2" in str(refused.value)
     with pytest.raises(LifecycleError, match="customer_id"):
-        lifecycle.shadow(_Client(aws.registry), "churn", old, "t", "try")
+        lifecycle.shadow(_client(aws), "churn", old, "t", "try")
     assert set(aws.registry.aliases("churn")) == {"production"}
 
 
@@ -55,7 +62,7 @@ def test_a_compatible_canary_is_set_and_the_cli_says_when_it_is_served(aws: Stac
     # The same columns, charges read as a category: numbers are sent to it as their text.
     retyped = _publish(aws, "churn", _document(["tenure"], ["plan", "charges"]))
 
-    result = lifecycle.canary(_Client(aws.registry), "churn", retyped, 0.2, "t", "try")
+    result = lifecycle.canary(_client(aws), "churn", retyped, 0.2, "t", "try")
     assert result["canary"] == retyped
     assert "ALIAS_TTL_SECONDS" in result["note"]
     assert aws.registry.aliases("churn")["canary"]["version"] == retyped

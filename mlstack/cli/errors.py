@@ -1,0 +1,89 @@
+"""What the CLI says when a command fails: a sentence or two naming the problem and what to do,
+never a traceback (``--debug`` or ``MLSTACK_DEBUG=1`` shows it)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from mlstack_core.errors import ModelNotFound
+
+# The extra (pyproject.toml) that brings each optional top-level package, and the commands whose
+# whole extra is named instead (it includes those packages).
+EXTRA_OF_PACKAGE = {
+    "moto": "local",
+    "samtranslator": "local",
+    "yaml": "local",
+    "aws_lambda_powertools": "local",
+    "numpy": "local",
+    "sklearn": "local",
+    "onnxruntime": "local",
+    "palmerpenguins": "demo",
+    "matplotlib": "report",
+}
+EXTRA_OF_COMMAND = {"demo": "demo", "local": "local", "report": "report"}
+LOCAL_CREDENTIALS = (
+    "for the local cloud: export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
+    "AWS_DEFAULT_REGION=us-east-1"
+)
+
+
+class CommandError(Exception):
+    """A failure the CLI explains in words (its message is printed as is)."""
+
+
+def explain(error: BaseException, command: str, stack: str) -> str | None:
+    """The sentence for ``error``, or None when it is not one a user can cause."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+    )
+
+    from mlstack.sam import TemplateNotFound
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if isinstance(error, CommandError | ModelNotFound | TemplateNotFound):
+        return str(error.args[0] if error.args else error)
+    if isinstance(error, NoRegionError):
+        return "no AWS region is set: export AWS_DEFAULT_REGION (us-east-1 for the local cloud)"
+    if isinstance(error, NoCredentialsError):
+        return f"no AWS credentials were found: configure them ({LOCAL_CREDENTIALS})"
+    if isinstance(error, EndpointConnectionError):
+        if endpoint:
+            return (
+                f"nothing answers at AWS_ENDPOINT_URL={endpoint}: start the local cloud with "
+                "`mlstack local up`, or unset AWS_ENDPOINT_URL to use AWS"
+            )
+        return f"AWS cannot be reached: {error}"
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        message = error.response.get("Error", {}).get("Message", str(error))
+        if "does not exist" in message and "Stack" in message:
+            region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "?"
+            return (
+                f"no stack named {stack!r} in region {region}"
+                + (f" at {endpoint}" if endpoint else "")
+                + ": check --stack and AWS_DEFAULT_REGION"
+            )
+        return f"AWS refused the request ({code}): {message}"
+    if isinstance(error, ModuleNotFoundError):
+        extra = EXTRA_OF_PACKAGE.get((error.name or "").split(".")[0])
+        if extra is None:
+            return None
+        extra = EXTRA_OF_COMMAND.get(command, extra)
+        return (
+            f"this command needs the {extra!r} extra ({error.name} is not installed): "
+            f"pip install 'mlstack[{extra}]'"
+        )
+    if isinstance(error, FileNotFoundError):
+        return f"no such file: {error.filename}"
+    if isinstance(error, json.JSONDecodeError):
+        return f"not valid JSON: {error}"
+    return None
+
+
+def debugging(args: Any) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("MLSTACK_DEBUG") == "1"

@@ -1,0 +1,136 @@
+"""Every failure a user can cause ends with a sentence and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from moto import mock_aws
+
+from mlstack.cli.main import main
+
+pytestmark = pytest.mark.unit
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    return code, captured.err
+
+
+@pytest.fixture
+def no_aws_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No region, credentials, profile or endpoint from this machine; one attempt per call."""
+    for name in (
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_no_region(no_aws_configuration: None, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(["models", "churn"], capsys)
+    assert code == 2
+    assert "no AWS region is set: export AWS_DEFAULT_REGION" in err
+
+
+def test_no_credentials(
+    no_aws_configuration: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    code, err = _run(["models", "churn"], capsys)
+    assert code == 2
+    assert "no AWS credentials were found" in err
+    assert "AWS_ACCESS_KEY_ID=testing" in err
+
+
+def test_the_local_cloud_is_not_running(
+    no_aws_configuration: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    code, err = _run(["models", "churn"], capsys)
+    assert code == 2
+    assert "start the local cloud with `mlstack local up`" in err
+
+
+def test_a_stack_that_does_not_exist(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with mock_aws():
+        code, err = _run(["--stack", "nope", "models", "churn"], capsys)
+    assert code == 2
+    assert "no stack named 'nope' in region us-east-1: check --stack and AWS_DEFAULT_REGION" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (None, "no such file"),
+        ("{not json", "is not valid JSON"),
+        ('"a string"', "must hold a list of records"),
+    ],
+)
+def test_predict_with_a_bad_file(
+    tmp_path: Path, content: str | None, needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "rows.json"
+    if content is not None:
+        path.write_text(content)
+    with mock_aws():
+        code, err = _run(["predict", "churn", str(path)], capsys)
+    assert code == 2
+    assert needle in err
+
+
+def test_local_up_on_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, err = _run(["local", "up", "--port", str(port), "--api-port", "0"], capsys)
+    assert code == 2
+    assert f"port {port} on 127.0.0.1 is in use" in err
+    assert "--port" in err
+
+
+def test_debug_shows_the_traceback(
+    no_aws_configuration: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from botocore.exceptions import NoRegionError
+
+    with pytest.raises(NoRegionError):
+        main(["--debug", "models", "churn"])
+
+
+def test_an_unexpected_error_is_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only failures a user can cause are turned into sentences; a bug still shows itself."""
+    from mlstack.cli import main as cli
+
+    def broken(args: object) -> int:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_models", broken)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["models", "churn"])
