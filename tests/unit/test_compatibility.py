@@ -32,7 +32,7 @@ class _Client:
 
 
 def _client(aws: Stack) -> StackClient:
-    return cast(StackClient, _client(aws))
+    return cast(StackClient, _Client(aws.registry))
 
 
 def _publish(aws: Stack, model: str, document: dict[str, Any]) -> int:
