@@ -121,6 +121,11 @@ def test_canary_and_shadow_are_switched_from_the_cli(
     assert main([*name, "shadow", MODEL, "3"]) == 0
     assert main([*name, "canary", MODEL, "1", "--share", "0.5"]) == 1  # production already
     assert main([*name, "canary", MODEL, "2", "--share", "1.5"]) == 1
+    capsys.readouterr()
+    assert main([*name, "promote", MODEL, "99"]) == 2  # no such version: a sentence, no traceback
+    refused = capsys.readouterr().err
+    assert "has no version 99" in refused
+    assert "Traceback" not in refused
     described = json.loads(_get(f"{api}/models/{MODEL}")[1])
     assert described["canary"] == {"version": 2, "share": 0.25}
     assert described["shadow"] == {"version": 3}
