@@ -19,6 +19,7 @@ from mlstack.cli.errors import CommandError, debugging, explain
 from mlstack.cli.progress import follow_execution
 from mlstack.cli.stack import StackClient
 from mlstack.cli.views import failure_summary, format_models
+from mlstack_core.layout import model_name_problem
 
 
 def _print_json(value: Any) -> None:
@@ -75,13 +76,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    problem = model_name_problem(args.model)
+    if problem:
+        raise CommandError(problem)
+    csv_path = Path(args.csv)
+    if not csv_path.is_file():
+        raise CommandError(f"no such file: {csv_path}")
     client = StackClient(args.stack)
     spec: dict[str, Any] | None = None
     if args.spec:
-        spec = json.loads(Path(args.spec).read_text())
+        try:
+            spec = json.loads(Path(args.spec).read_text())
+        except json.JSONDecodeError as error:
+            raise CommandError(f"{args.spec} is not valid JSON: {error}") from error
     if args.target:
         spec = {**(spec or {}), "target": args.target}
-    upload = client.upload_dataset(args.model, Path(args.csv), spec)
+    if spec is None:
+        stored = client.stored_spec(args.model)
+        if stored is None:
+            raise CommandError(
+                f"{args.model!r} has no spec yet: name the column to predict with --target COLUMN "
+                "(or give --spec spec.json)"
+            )
+        print(f"using the spec stored for {args.model!r}: {json.dumps(stored)}")
+    upload = client.upload_dataset(args.model, csv_path, spec)
     print(f"uploaded s3://{upload['bucket']}/{upload['key']} (version {upload['version_id']})")
     execution_arn = client.find_execution(upload)
     print(f"training run: {execution_arn}")

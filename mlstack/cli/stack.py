@@ -79,6 +79,21 @@ class StackClient:
         response = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/csv")
         return {"bucket": bucket, "key": key, "version_id": response.get("VersionId")}
 
+    def stored_spec(self, model: str) -> dict[str, Any] | None:
+        """The spec an upload for ``model`` would use now, or None when there is none."""
+        s3 = self.session.client("s3")
+        try:
+            body = s3.get_object(
+                Bucket=self.outputs["DataBucketName"], Key=f"datasets/{model}/spec.json"
+            )["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+        try:
+            stored: dict[str, Any] = json.loads(body)
+        except ValueError:
+            return {"unreadable": body[:200].decode(errors="replace")}
+        return stored
+
     def find_execution(self, upload: dict[str, Any], timeout: float = 60) -> str:
         """The execution started for an uploaded object version."""
         sfn = self.session.client("stepfunctions")

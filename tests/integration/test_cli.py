@@ -85,3 +85,31 @@ def test_a_command_whose_extra_is_missing_names_the_extra(
     monkeypatch.setattr(cli, "cmd_demo", missing_moto)
     assert cli.main(["demo"]) == 2
     assert "pip install 'mlstack[demo]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["Customer Churn", "churn/v2", "churn.model", "-churn"])
+def test_a_model_name_the_trigger_would_ignore_is_refused_before_upload(
+    cloud: LocalCloud, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    data = tmp_path / "data.csv"
+    data.write_bytes(to_csv(penguin_rows()))
+    before = len(
+        cloud.client("s3")
+        .list_object_versions(Bucket=cloud.outputs["DataBucketName"])
+        .get("Versions", [])
+    )
+    assert main(["train", str(data), f"--model={name}", "--target", "species"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a model name" in err
+    assert "letters, digits, '-' and '_'" in err
+    after = cloud.client("s3").list_object_versions(Bucket=cloud.outputs["DataBucketName"])
+    assert len(after.get("Versions", [])) == before
+
+
+def test_a_new_model_without_a_target_is_refused_before_upload(
+    cloud: LocalCloud, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data.csv"
+    data.write_bytes(to_csv(penguin_rows()))
+    assert main(["train", str(data), "--model", "brand-new"]) == 2
+    assert "has no spec yet: name the column to predict with --target" in capsys.readouterr().err

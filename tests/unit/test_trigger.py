@@ -107,3 +107,22 @@ def test_objects_that_are_not_datasets_start_nothing(state_machine, key: str) ->
     result = load_handler("trigger")(_event(key=key), FakeLambdaContext())
     assert result["started"] is False
     assert sfn.list_executions(stateMachineArn=arn)["executions"] == []
+
+
+def test_a_dataset_under_a_bad_model_name_is_refused_with_the_rule(
+    state_machine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Meant as a dataset, so it is a warning that names the rule, and counted."""
+    from mlstack_core.observability.pipeline import logger
+
+    warnings: list[str] = []
+    monkeypatch.setattr(logger, "warning", lambda message, **_: warnings.append(message))
+    sfn, arn = state_machine
+    result = load_handler("trigger")(
+        _event(key="datasets/Customer Churn/data.csv"), FakeLambdaContext()
+    )
+    assert result["started"] is False
+    assert "'Customer Churn' is not a model name" in result["reason"]
+    assert warnings == ["Dataset upload starts no run"]
+    assert "IgnoredObjects" in capsys.readouterr().out
+    assert sfn.list_executions(stateMachineArn=arn)["executions"] == []

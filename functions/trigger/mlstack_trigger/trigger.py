@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 
 import boto3
 
+from mlstack_core.layout import DATASET_KEY, model_name_problem
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics
 from mlstack_core.settings import stack_settings
-
-DATASET_KEY = re.compile(r"^datasets/(?P<model>[A-Za-z0-9][A-Za-z0-9_-]{0,63})/[^/]+\.csv$")
 
 
 def dataset_model(key: str) -> str | None:
     """The model name for a dataset key, or None when the key does not start a run."""
     match = DATASET_KEY.match(key)
-    return match.group("model") if match else None
+    if match is None or model_name_problem(match.group("model")):
+        return None
+    return match.group("model")
 
 
 def execution_name(
@@ -45,8 +45,13 @@ def start_training_run(
 ) -> dict[str, Any]:
     model = dataset_model(key)
     if model is None:
-        logger.info("Ignoring object that is not datasets/<model>/<file>.csv", extra={"key": key})
+        match = DATASET_KEY.match(key)
+        problem = model_name_problem(match.group("model")) if match else None
         metrics.add_metric(name="IgnoredObjects", unit=MetricUnit.Count, value=1)
+        if problem:  # meant as a dataset: say why no run starts
+            logger.warning("Dataset upload starts no run", extra={"key": key, "reason": problem})
+            return {"started": False, "reason": problem, "key": key}
+        logger.info("Ignoring object that is not datasets/<model>/<file>.csv", extra={"key": key})
         return {"started": False, "reason": "not a dataset key", "key": key}
 
     name = execution_name(model, bucket, key, version_id, sequencer)

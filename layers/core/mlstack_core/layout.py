@@ -2,6 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
+# A model's name: it is an S3 key segment, a DynamoDB key part, an execution-name prefix and a
+# metric dimension, so it keeps to characters all of them take.
+MODEL_NAME_RULE = (
+    "1 to 64 characters: letters, digits, '-' and '_', starting with a letter or digit"
+)
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+DATASET_KEY = re.compile(r"^datasets/(?P<model>[^/]+)/[^/]+\.csv$")
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a model, or None when it can."""
+    if MODEL_NAME.fullmatch(name):
+        return None
+    return f"{name!r} is not a model name: use {MODEL_NAME_RULE}"
+
 
 def run_prefix(model: str, run_id: str) -> str:
     return f"runs/{model}/{run_id}"
