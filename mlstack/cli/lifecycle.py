@@ -71,15 +71,22 @@ def reject(
     return _answer_approval(client, model, version, False, actor, reason)
 
 
+def _refuse_unapproved(
+    registry: Registry, model: str, version: int, action: str, force: bool
+) -> None:
+    """A rejected or unapproved version serves traffic only when the caller insists."""
+    status = registry.get_version(model, version)["status"]
+    if status in (STATUS_REJECTED, STATUS_PENDING_APPROVAL) and not force:
+        raise LifecycleError(
+            f"version {version} of {model!r} is {status}; use --force to {action} it anyway"
+        )
+
+
 def promote(
     client: StackClient, model: str, version: int, actor: str, reason: str, force: bool = False
 ) -> dict[str, Any]:
     registry: Registry = client.registry
-    status = registry.get_version(model, version)["status"]
-    if status in (STATUS_REJECTED, STATUS_PENDING_APPROVAL) and not force:
-        raise LifecycleError(
-            f"version {version} of {model!r} is {status}; use --force to promote it anyway"
-        )
+    _refuse_unapproved(registry, model, version, "promote", force)
     current = registry.get_alias(model)
     if current == version:
         raise LifecycleError(f"version {version} of {model!r} is already in production")
@@ -135,11 +142,7 @@ def canary(
     registry: Registry = client.registry
     if not 0.0 < share <= 1.0:
         raise LifecycleError(f"--share must be in (0, 1], got {share}")
-    status = registry.get_version(model, version)["status"]
-    if status in (STATUS_REJECTED, STATUS_PENDING_APPROVAL) and not force:
-        raise LifecycleError(
-            f"version {version} of {model!r} is {status}; use --force to canary it anyway"
-        )
+    _refuse_unapproved(registry, model, version, "canary", force)
     production = registry.get_alias(model)
     if production == version:
         raise LifecycleError(f"version {version} of {model!r} is already in production")
