@@ -463,6 +463,16 @@ sys.stderr.write(json.dumps(times) + "\\n")
 """
 
 
+def predict_environment() -> dict[str, str]:
+    """PredictFunction's literal environment variables in template.yaml (references, such as the
+    bucket and table names, are left to the benchmark's own resources)."""
+    from mlstack.sam import load_template
+
+    template = load_template(ROOT / "template.yaml")
+    variables = template["Resources"]["PredictFunction"]["Properties"]["Environment"]["Variables"]
+    return {name: value for name, value in variables.items() if isinstance(value, str)}
+
+
 def cold_start(family: Family, records: list[dict[str, Any]], runs: int) -> dict[str, Any] | None:
     python = runtime_python()
     function_dir = BUILD / "PredictFunction"
@@ -499,6 +509,9 @@ def cold_start(family: Family, records: list[dict[str, Any]], runs: int) -> dict
         body = json.dumps({"instances": records[:1]})
         event = json.dumps(api_event(family.name, body))
         env = {
+            # The prediction function's own settings, as template.yaml deploys it (the AWS
+            # client among them), then this machine's endpoint and credentials.
+            **predict_environment(),
             "PATH": os.environ.get("PATH", ""),
             "AWS_ENDPOINT_URL": endpoint,
             **{
