@@ -130,8 +130,17 @@ def test_champion_is_scored_on_the_same_holdout(aws: Stack) -> None:
 
 
 def test_incompatible_champion_falls_back_to_the_baseline(aws: Stack) -> None:
+    """Production reads island; a file without that column cannot score it."""
+    import csv
+    import io
+
     aws.promote(run(aws, "penguins", penguins_bytes(), target="species"))
-    state = run(aws, "penguins", penguins_bytes(), target="species", columns={"drop": ["island"]})
+    rows = list(csv.DictReader(io.StringIO(penguins_bytes().decode())))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, [k for k in rows[0] if k != "island"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: v for k, v in row.items() if k != "island"} for row in rows)
+    state = run(aws, "penguins", out.getvalue().encode(), target="species")
     evaluation = state["evaluation"]
     assert evaluation["champion"]["comparable"] is False
     assert "'island'" in evaluation["champion"]["reason"]
@@ -339,3 +348,44 @@ def test_a_metric_that_cannot_be_computed_is_none() -> None:
         "rmse",
         "mae",
     ]
+
+
+def test_production_is_scored_when_the_new_spec_drops_a_column_it_needs(aws: Stack) -> None:
+    """The column is still in the uploaded file: it travels in the split files (not as a
+    feature), and the gate compares with production instead of the baseline."""
+    from tests.shapes import run_through_handlers
+
+    body = binary_int_labels()
+    first = run_through_handlers(aws, "dropping", body, {"target": "label"})
+    assert not isinstance(first, Exception)
+    second = run_through_handlers(
+        aws, "dropping", body, {"target": "label", "columns": {"drop": ["kind"]}}
+    )
+    assert not isinstance(second, Exception)
+    state, _ = second
+    assert state["run"]["schema"]["kept"] == ["kind"]
+    assert "kind" not in state["run"]["schema"]["categorical"]
+    champion = state["evaluation"]["champion"]
+    assert champion["comparable"] is True, champion["reason"]
+    assert state["evaluation"]["comparison"]["against"] == "champion"
+
+
+def test_a_column_production_needs_missing_from_the_file_is_named(aws: Stack) -> None:
+    from tests.shapes import run_through_handlers
+
+    body = binary_int_labels()
+    assert not isinstance(run_through_handlers(aws, "narrow", body, {"target": "label"}), Exception)
+    lines = body.decode().splitlines()
+    without_kind = "\n".join(
+        ",".join(cells[:2] + cells[3:]) for cells in (line.split(",") for line in lines)
+    )
+    second = run_through_handlers(
+        aws, "narrow", (without_kind + "\n").encode(), {"target": "label"}
+    )
+    assert not isinstance(second, Exception)
+    champion = second[0]["evaluation"]["champion"]
+    assert champion["comparable"] is False
+    assert (
+        "production needs column(s) 'kind', which the uploaded file does not have"
+        in (champion["reason"])
+    )

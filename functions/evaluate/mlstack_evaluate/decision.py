@@ -109,7 +109,10 @@ def _incompatibility(schema: Mapping[str, Any], holdout: Holdout) -> str | None:
         c for c in [*schema["numeric"], *schema["categorical"]] if c not in holdout.table.columns
     ]
     if missing:
-        return f"production needs column(s) {', '.join(map(repr, missing))}, not in this data"
+        return (
+            f"production needs column(s) {', '.join(map(repr, missing))}, which the uploaded file "
+            "does not have"
+        )
     return None
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import boto3
@@ -50,9 +51,13 @@ _READ_BUFFER = 1 << 20
 
 
 class VersionLister(Protocol):
-    """The one registry read Preprocess makes (``mlstack_core.registry.Registry`` has it)."""
+    """The registry reads Preprocess makes (``mlstack_core.registry.Registry`` has them)."""
 
     def list_versions(self, model: str) -> list[dict[str, Any]]: ...
+
+    def get_alias(self, model: str) -> int | None: ...
+
+    def get_version(self, model: str, version: int) -> dict[str, Any]: ...
 
 
 def spec_key(model: str) -> str:
@@ -71,8 +76,23 @@ def read_spec(s3: Any, bucket: str, model: str) -> bytes | None:
     return body
 
 
+def production_columns(registry: VersionLister, model: str) -> list[str]:
+    """The input columns of the model's production version; none when there is none or the
+    registry cannot be read (scoring production on this holdout is then left to Evaluate)."""
+    try:
+        version = registry.get_alias(model)
+        if version is None:
+            return []
+        schema = registry.get_version(model, version).get("schema") or {}
+    except ClientError:
+        return []
+    return [*schema.get("numeric", []), *schema.get("categorical", [])]
+
+
 @tracer.capture_method
-def read_dataset(s3: Any, dataset: DatasetRef, spec: dict[str, Any]) -> tuple[Table, DatasetRef]:
+def read_dataset(
+    s3: Any, dataset: DatasetRef, spec: dict[str, Any], keep: Sequence[str] = ()
+) -> tuple[Table, DatasetRef]:
     """Stream the exact object version that started the run; returns the table and its lineage."""
     request = {"Bucket": dataset["bucket"], "Key": dataset["key"]}
     version_id = dataset.get("version_id")
@@ -85,7 +105,7 @@ def read_dataset(s3: Any, dataset: DatasetRef, spec: dict[str, Any]) -> tuple[Ta
         delimiter=spec["delimiter"],
         na_values=spec["na_values"],
         required=[spec["target"]],
-        skip=spec["columns"]["drop"],
+        skip=[name for name in spec["columns"]["drop"] if name not in keep],
     )
     lineage: DatasetRef = {
         "bucket": dataset["bucket"],
@@ -172,9 +192,13 @@ def preprocess(
     model, dataset = event["model"], event["dataset"]
     run_id = event.get("execution_name") or ""
     spec = load_spec(read_spec(s3, dataset["bucket"], model))
-    table, lineage = read_dataset(s3, dataset, spec)
+    # Columns this spec drops but production reads stay in the split files, so Evaluate can
+    # score production on the same holdout.
+    needed = set(production_columns(registry, model))
+    keep = [name for name in spec["columns"]["drop"] if name in needed]
+    table, lineage = read_dataset(s3, dataset, spec, keep)
     spec = resolve_task(spec, target_values(table, spec["target"]))
-    prepared = prepare(table, spec)
+    prepared = prepare(table, spec, passthrough=[name for name in keep if name in table.header])
     check_cv_folds(spec, prepared)
     warnings = [
         *prepared.warnings,

@@ -386,8 +386,11 @@ class Prepared:
     numeric_arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def prepare(table: Table, spec: Mapping[str, Any]) -> Prepared:
+def prepare(table: Table, spec: Mapping[str, Any], passthrough: Sequence[str] = ()) -> Prepared:
     """Validate a table against a resolved spec (task known), infer feature kinds, split.
+
+    ``passthrough`` columns are no features: they are only carried into the split files
+    (``schema["kept"]``), so that production can be scored on a holdout whose spec drops them.
 
     Raises the named DatasetError subclasses of mlstack_core.errors.
     """
@@ -414,7 +417,7 @@ def prepare(table: Table, spec: Mapping[str, Any]) -> Prepared:
 
     label_type, classes = _prepare_target(table, target, task)
 
-    feature_names = [n for n in table.header if n != target]
+    feature_names = [n for n in table.header if n != target and n not in passthrough]
     if not feature_names:
         raise NoFeatureColumns(
             f"no feature columns left besides the target {target!r} (after spec.columns.drop)"
@@ -515,6 +518,8 @@ def prepare(table: Table, spec: Mapping[str, Any]) -> Prepared:
     }
     if task == CLASSIFICATION:
         schema["classes"] = classes
+    if passthrough:
+        schema["kept"] = list(passthrough)
     return Prepared(
         table=table,
         schema=schema,
@@ -658,8 +663,11 @@ def split_indices(
 
 
 def split_columns(schema: Mapping[str, Any]) -> list[str]:
-    """Header of train.csv / holdout.csv: features in schema order, then the target."""
-    return [f["name"] for f in schema["features"]] + [schema["target"]]
+    """Header of train.csv / holdout.csv: features in schema order, the columns kept only to score
+    production (``kept``), then the target."""
+    return (
+        [f["name"] for f in schema["features"]] + list(schema.get("kept", [])) + [schema["target"]]
+    )
 
 
 def write_split_to(
