@@ -105,7 +105,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"training run: {execution_arn}")
     if not args.wait:
         return 0
-    description = follow_execution(client.session.client("stepfunctions"), execution_arn)
+    description = follow_execution(
+        client.session.client("stepfunctions"),
+        execution_arn,
+        pending_version=client.pending_version,
+    )
+    if description.get("awaiting_approval"):
+        return 0
     failed = f" with {failure_summary(description)}" if description.get("error") else ""
     print(f"run {description['status']}{failed}")
     return 0 if description["status"] == "SUCCEEDED" else 1

@@ -16,11 +16,15 @@ def summarize(state: str, output: dict[str, Any]) -> str:
         run = output["run"]
         dataset, schema = run["dataset"], run["schema"]
         warnings = f", {len(run['warnings'])} warning(s)" if run.get("warnings") else ""
+        details = "".join(
+            f"\n      ! {w.get('code')} {w.get('column') or ''}: {w.get('message')}"
+            for w in run.get("warnings", [])
+        )
         return (
             f"{dataset.get('rows')} rows, {len(schema['features'])} features "
             f"({len(schema['numeric'])} numeric, {len(schema['categorical'])} categorical), "
             f"task {run['task']}, {run.get('candidate_count', len(run['candidates']))} candidates"
-            f"{warnings}"
+            f"{warnings}{details}"
         )
     if state == "TrainCandidates" and "trained" in output:
         trained = output["trained"]
@@ -70,11 +74,23 @@ def describe_rehearsal(rehearsal: dict[str, Any] | None) -> str:
     return f"served as scored ({rows} rows over the API contract)"
 
 
+PendingVersion = Callable[[str, str], int | None]
+
+
 def follow_execution(
-    sfn: Any, execution_arn: str, echo: Printer = print, timeout: float = 900, poll: float = 0.1
+    sfn: Any,
+    execution_arn: str,
+    echo: Printer = print,
+    timeout: float = 900,
+    poll: float = 0.1,
+    pending_version: PendingVersion | None = None,
 ) -> dict[str, Any]:
-    """Print steps until the execution ends; return describe_execution's result."""
+    """Print steps until the execution ends, or until it waits for a person's approval (then the
+    commands that answer it are printed and ``awaiting_approval`` is set in the result); return
+    describe_execution's result. ``pending_version(model, execution_arn)`` finds the version
+    awaiting approval."""
     seen = 0
+    awaiting = False
     entered: dict[str, float] = {}
     deadline = time.monotonic() + timeout
     while True:
@@ -85,6 +101,10 @@ def follow_execution(
             if kind.endswith("StateEntered"):
                 name = event["stateEnteredEventDetails"]["name"]
                 entered[name] = time.monotonic()
+                if name == "AwaitApproval":
+                    awaiting = True
+                elif name == "ApprovalDecision":
+                    echo("  - approval received")
             elif kind.endswith("StateExited"):
                 details = event["stateExitedEventDetails"]
                 name = details["name"]
@@ -106,6 +126,17 @@ def follow_execution(
         seen = len(events)
         if description["status"] != "RUNNING" and seen == len(events):
             return description
+        if awaiting:
+            model = json.loads(description.get("input") or "{}").get("model", "MODEL")
+            version = pending_version(model, execution_arn) if pending_version else None
+            if version is not None or pending_version is None:
+                number = str(version) if version is not None else "VERSION"
+                echo(
+                    f"  - awaiting approval (spec approval: manual): the run resumes on\n"
+                    f"      mlstack approve {model} {number} --reason '...'\n"
+                    f"      mlstack reject {model} {number} --reason '...'"
+                )
+                return {**description, "awaiting_approval": True, "version": version}
         if time.monotonic() > deadline:
             raise TimeoutError(f"{execution_arn} still running after {timeout}s")
         time.sleep(poll)

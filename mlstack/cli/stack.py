@@ -94,6 +94,16 @@ class StackClient:
             return {"unreadable": body[:200].decode(errors="replace")}
         return stored
 
+    def pending_version(self, model: str, execution_arn: str) -> int | None:
+        """The version of ``model`` that ``execution_arn`` registered for approval, once it has."""
+        for document in self.registry.list_versions(model):
+            if (
+                document.get("status") == "PendingApproval"
+                and document.get("execution_arn") == execution_arn
+            ):
+                return int(document["version"])
+        return None
+
     def find_execution(self, upload: dict[str, Any], timeout: float = 60) -> str:
         """The execution started for an uploaded object version."""
         sfn = self.session.client("stepfunctions")

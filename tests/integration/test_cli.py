@@ -113,3 +113,25 @@ def test_a_new_model_without_a_target_is_refused_before_upload(
     data.write_bytes(to_csv(penguin_rows()))
     assert main(["train", str(data), "--model", "brand-new"]) == 2
     assert "has no spec yet: name the column to predict with --target" in capsys.readouterr().err
+
+
+def test_wait_narrates_an_approval_and_prints_warnings_in_full(
+    cloud: LocalCloud, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [{**row, "colony": "one"} for row in penguin_rows()]  # a constant column: a warning
+    data = tmp_path / "data.csv"
+    data.write_bytes(to_csv(rows))
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"target": "species", "approval": "manual"}))
+    model = "cli-manual"
+
+    assert main(["train", str(data), "--model", model, "--spec", str(spec), "--wait"]) == 0
+    printed = capsys.readouterr().out
+    assert "! ConstantColumn colony: every value is 'one'" in printed
+    assert "awaiting approval" in printed
+    assert f"mlstack approve {model} 1 --reason" in printed
+    assert f"mlstack reject {model} 1 --reason" in printed
+
+    assert main(["approve", model, "1", "--reason", "looks right"]) == 0
+    arn = next(e["executionArn"] for e in cloud.executions() if e["name"].startswith(model))
+    assert cloud.wait_for_execution(arn)["status"] == "SUCCEEDED"
