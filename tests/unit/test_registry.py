@@ -53,3 +53,29 @@ def test_versions_are_never_overwritten(aws: Stack) -> None:
     with pytest.raises(Exception, match="ConditionalCheckFailed"):
         aws.registry.put_version("m", 1, "Registered", {"metrics": {"accuracy": 0.1}})
     assert aws.registry.get_version("m", 1)["metrics"] == {"accuracy": 0.9}
+
+
+def test_rollbacks_walk_back_and_production_is_never_shown_archived(aws: Stack) -> None:
+    """Promote 1, 2, 3; roll back twice: production is 2 then 1, and the version in production
+    is Approved again (with the rollback's reason), the ones it replaced Archived."""
+    registry = aws.registry
+    for _ in range(3):
+        version = registry.allocate_version("m")
+        registry.put_version("m", version, "Approved", {"schema": {}})
+        registry.move_alias("m", version, expected=registry.get_alias("m"), actor="a", reason="up")
+    walked = []
+    for reason in ("broke checkout", "still broken"):
+        target = registry.rollback_target("m")
+        assert target is not None
+        registry.move_alias(
+            "m", target, expected=registry.get_alias("m"), actor="a", reason=reason, rollback=True
+        )
+        walked.append(registry.get_alias("m"))
+    assert walked == [2, 1]
+    documents = {d["version"]: d for d in registry.list_versions("m")}
+    assert {v: d["status"] for v, d in documents.items()} == {
+        1: "Approved",
+        2: "Archived",
+        3: "Archived",
+    }
+    assert documents[1]["status_reason"] == "rolled back to: still broken"

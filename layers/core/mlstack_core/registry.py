@@ -234,7 +234,7 @@ class Registry:
         ``expected=None`` means the alias must not exist yet. A lost race raises AliasConflict and
         changes nothing.
         """
-        self.get_version(model, version)  # refuse to point an alias at a missing version
+        target = self.get_version(model, version)  # refuse to point an alias at a missing version
         condition: dict[str, Any] = (
             {"ConditionExpression": "attribute_not_exists(pk)"}
             if expected is None
@@ -273,6 +273,16 @@ class Registry:
                 STATUS_ARCHIVED,
                 actor,
                 f"replaced in production by version {version}",
+            )
+        if alias == PRODUCTION and target.get("status") == STATUS_ARCHIVED:
+            # Back in production (a rollback, or promoting an earlier version again): its status
+            # says so, with who and why.
+            self.set_status(
+                model,
+                version,
+                STATUS_APPROVED,
+                actor,
+                f"{'rolled back to' if rollback else 'promoted again'}: {reason}",
             )
         self._record_history(
             model,
