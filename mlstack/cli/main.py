@@ -18,7 +18,7 @@ from typing import Any
 from mlstack.cli.errors import CommandError, debugging, explain
 from mlstack.cli.progress import follow_execution
 from mlstack.cli.stack import StackClient
-from mlstack.cli.views import failure_summary, format_models
+from mlstack.cli.views import failure_summary, format_history, format_models
 from mlstack_core.layout import model_name_problem
 
 
@@ -137,6 +137,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     print(format_models(StackClient(args.stack), args.model), end="")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    print(format_history(StackClient(args.stack), args.model), end="")
     return 0
 
 
@@ -288,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list models, or one model's versions")
     models.add_argument("model", nargs="?")
     models.set_defaults(handler=cmd_models)
+
+    history = commands.add_parser(
+        "history", help="every move of a model's production, canary and shadow: who, when, why"
+    )
+    history.add_argument("model")
+    history.set_defaults(handler=cmd_history)
     return parser
 
 

@@ -34,7 +34,14 @@ def format_models(client: StackClient, model: str | None) -> str:
     versions = registry.list_versions(model)
     if not versions:
         return f"model {model!r} has no versions\n"
+    aliases = registry.aliases(model)
     production = registry.get_alias(model)
+    marks = {
+        int(entry["version"]): name
+        + (f" {float(entry['share']):.0%}" if entry.get("share") is not None else "")
+        for name, entry in aliases.items()
+        if name != "production"
+    }
     rows = []
     for version in versions:
         metric = version.get("metric", "")
@@ -43,6 +50,7 @@ def format_models(client: StackClient, model: str | None) -> str:
             [
                 f"{version['version']}{' *' if version['version'] == production else ''}",
                 version["status"],
+                marks.get(int(version["version"]), ""),
                 version.get("family", ""),
                 f"{metric}={value:.4f}" if value is not None else "",
                 str(version.get("dataset", {}).get("rows", "")),
@@ -50,8 +58,15 @@ def format_models(client: StackClient, model: str | None) -> str:
                 (version.get("status_reason") or "")[:70],
             ]
         )
-    out = [f"model {model}: production = version {production or '-'}  (* marks it)\n\n"]
-    out.append(_table(["VERSION", "STATUS", "FAMILY", "SCORE", "ROWS", "CREATED", "REASON"], rows))
+    challengers = ", ".join(f"{role} = version {v}" for v, role in sorted(marks.items()))
+    out = [
+        f"model {model}: production = version {production or '-'}  (* marks it)"
+        + (f"; {challengers}" if challengers else "")
+        + "\n\n"
+    ]
+    out.append(
+        _table(["VERSION", "STATUS", "ALIAS", "FAMILY", "SCORE", "ROWS", "CREATED", "REASON"], rows)
+    )
     if production:
         current = registry.get_version(model, production)
         dataset = current.get("dataset", {})
@@ -103,3 +118,32 @@ def failure_summary(description: dict[str, Any]) -> str:
     with contextlib.suppress(ValueError, AttributeError):
         cause = json.loads(cause).get("errorMessage", cause)
     return f"{error}: {cause}" if cause else str(error)
+
+
+def format_history(client: StackClient, model: str) -> str:
+    """Every move of production and of the challengers, oldest first: who, when and why."""
+    entries = [
+        e for e in client.registry.history(model) if e.get("kind") in ("alias", "challenger")
+    ]
+    if not entries:
+        return f"model {model!r} has no alias moves yet\n"
+    rows = []
+    for entry in entries:
+        alias = entry.get("alias", "")
+        if entry.get("kind") == "challenger" and entry.get("version") is None:
+            change = f"{alias} off"
+        elif entry.get("kind") == "challenger":
+            share = entry.get("share")
+            change = f"{alias} -> {entry.get('version')}" + (f" ({share:.0%})" if share else "")
+        else:
+            verb = "rolled back" if entry.get("rollback") else "moved"
+            change = f"{alias} {verb} {entry.get('previous') or '-'} -> {entry.get('version')}"
+        rows.append(
+            [
+                str(entry.get("at", ""))[:19].replace("T", " "),
+                change,
+                str(entry.get("actor", "")),
+                str(entry.get("reason", "")),
+            ]
+        )
+    return _table(["WHEN", "CHANGE", "WHO", "WHY"], rows)

@@ -119,6 +119,11 @@ def test_canary_and_shadow_are_switched_from_the_cli(
 
     assert main([*name, "canary", MODEL, "2", "--share", "0.25", "--reason", "try v2"]) == 0
     assert main([*name, "shadow", MODEL, "3"]) == 0
+    capsys.readouterr()
+    assert main([*name, "models", MODEL]) == 0
+    listed = capsys.readouterr().out
+    assert "canary 25% = version 2" in listed
+    assert "shadow = version 3" in listed
     assert main([*name, "canary", MODEL, "1", "--share", "0.5"]) == 1  # production already
     assert main([*name, "canary", MODEL, "2", "--share", "1.5"]) == 1
     capsys.readouterr()
@@ -145,6 +150,12 @@ def test_canary_and_shadow_are_switched_from_the_cli(
         ("shadow", None),
     ]
     assert moves[0]["reason"] == "try v2"
+    capsys.readouterr()
+    assert main([*name, "history", MODEL]) == 0
+    history = capsys.readouterr().out
+    assert "canary -> 2 (25%)" in history
+    assert "try v2" in history
+    assert "shadow off" in history
 
 
 def test_schemathesis_finds_no_server_errors_or_schema_violations(api: str) -> None:
