@@ -146,7 +146,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mlstack.cli.report import write_report
+    from mlstack.cli.report import decision_text, write_report
 
     try:
         data, target, names = write_report(
@@ -159,7 +159,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     except LookupError as error:
         print(f"error: {error.args[0]}", file=sys.stderr)
         return 1
-    print(f"{data.model} v{data.version} ({data.task}, decision {data.evaluation['decision']}):")
+    decision = decision_text(data.document, data.evaluation)
+    print(f"{data.model} v{data.version} ({data.task}, {decision}):")
     for name in names:
         print(f"  {target / name}")
     return 0

@@ -173,10 +173,19 @@ def plot_metrics(data: ReportData) -> Any:
     metric = data.evaluation["metric"]
     axis.set_title(
         f"{data.model} v{data.version}: holdout metrics (gate metric {metric}, "
-        f"decision {data.evaluation['decision']})"
+        f"{decision_text(data.document, data.evaluation)})"
     )
     axis.legend()
     return figure
+
+
+def decision_text(document: dict[str, Any], evaluation: dict[str, Any]) -> str:
+    """The gate's decision, and a person's where one overrode or confirmed it."""
+    gate = f"gate: {evaluation['decision']}"
+    actor = document.get("status_changed_by")
+    if actor and actor != "pipeline" and document.get("status") in ("Approved", "Rejected"):
+        return f"{gate}; {document['status'].lower()} by {actor}"
+    return gate
 
 
 def plot_confusion(data: ReportData) -> Any:

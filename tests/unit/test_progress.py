@@ -51,3 +51,14 @@ def test_a_failed_rehearsal_is_named() -> None:
         "reason": "a 1-row records request was refused with 400",
     }
     assert "ServingRehearsalFailed: a 1-row records request" in summarize("Evaluate", state)
+
+
+def test_the_report_names_a_person_s_decision_over_the_gate_s() -> None:
+    from mlstack.cli.report import decision_text
+
+    evaluation = {"decision": "promote"}
+    assert decision_text({"status": "Registered"}, evaluation) == "gate: promote"
+    rejected = {"status": "Rejected", "status_changed_by": "arn:aws:iam::1:user/ana"}
+    assert decision_text(rejected, evaluation) == (
+        "gate: promote; rejected by arn:aws:iam::1:user/ana"
+    )
