@@ -54,6 +54,11 @@ NEEDS: dict[str, list[Need]] = {
         ),
         Need("s3:PutObject", f"${{ModelBucket.Arn}}/{RUN}/train.csv"),
         Need("dynamodb:Query", "${RegistryTable.Arn}", "schema of the last version"),
+        Need(
+            "dynamodb:GetItem",
+            "${RegistryTable.Arn}",
+            "production's columns, kept in the split files for the gate",
+        ),
     ],
     "TrainFunction": [
         Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/train.csv"),
