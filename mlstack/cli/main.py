@@ -61,12 +61,27 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         print(f"Stack {cloud.stack_name} outputs:")
         for name, value in cloud.outputs.items():
             print(f"  {name:24} {value}")
+        if args.with_demo_model:
+            _train_demo_model(cloud)
         print("Ready. Ctrl-C to stop.", flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
     return 0
+
+
+def _train_demo_model(cloud: Any) -> None:
+    """Model 'penguins' in production, so the README's examples run against a fresh stack."""
+    from mlstack.cli.demo import penguins_csv
+
+    client = StackClient(cloud.stack_name)
+    upload = client.upload_dataset("penguins", penguins_csv(), {"target": "species"}, "data.csv")
+    print("Training model 'penguins' (palmerpenguins) ...", flush=True)
+    result = cloud.wait_for_execution(client.find_execution(upload))
+    if result["status"] != "SUCCEEDED":
+        raise CommandError(f"the demo model did not train: {failure_summary(result)}")
+    print(f"Model 'penguins' is in production (version {client.registry.get_alias('penguins')})")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -217,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=4566, help="AWS endpoint (moto)")
     up.add_argument("--api-port", type=int, default=3000, help="HTTP API")
     up.add_argument("--log-level", default="WARNING", help="log level of the functions")
+    up.add_argument(
+        "--with-demo-model",
+        action="store_true",
+        help="train the bundled penguins dataset as model 'penguins' before saying Ready",
+    )
     up.set_defaults(handler=cmd_local_up)
 
     demo = commands.add_parser(

@@ -165,3 +165,56 @@ def test_requests_before_the_stack_exists_get_503_starting(
     assert {status for status, _ in answers} <= {503, 200}
     printed = "".join(str(line) for line in LOCAL_UP["printed"])  # type: ignore[attr-defined]
     assert "Traceback" not in printed
+
+
+def test_with_demo_model_the_readme_examples_run_as_written() -> None:
+    """`mlstack local up --with-demo-model`, then the README's prediction example."""
+    port, api_port = _free_port(), _free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlstack.cli",
+            "local",
+            "up",
+            "--port",
+            str(port),
+            "--api-port",
+            str(api_port),
+            "--with-demo-model",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+    )
+    try:
+        assert process.stdout is not None
+        printed = []
+        for line in process.stdout:
+            printed.append(line)
+            if line.startswith("Ready") or len(printed) > 200:
+                break
+        assert any("Model 'penguins' is in production (version 1)" in p for p in printed), printed
+        instance = {
+            "island": "Biscoe",
+            "bill_length_mm": 48.6,
+            "bill_depth_mm": 16.0,
+            "flipper_length_mm": 230,
+            "body_mass_g": 5800,
+            "sex": "male",
+            "year": 2009,
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{api_port}/models/penguins/predict",
+            data=json.dumps({"instances": [instance]}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = json.loads(response.read())
+        assert (body["model"], body["version"], body["predictions"]) == ("penguins", 1, ["Gentoo"])
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
