@@ -91,3 +91,68 @@ def test_workflow_deploys_only_from_main_with_oidc() -> None:
     )
     assert credentials["with"]["role-to-assume"] == "${{ vars.MLSTACK_DEPLOY_ROLE_ARN }}"
     assert workflow["permissions"] == {"contents": "read"}
+
+
+README = ROOT / "README.md"
+
+
+def _readme_section(heading: str) -> str:
+    text = README.read_text()
+    start = text.index(heading)
+    end = text.find("\n### ", start + len(heading))
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_the_readme_parameter_table_lists_every_parameter_with_its_default() -> None:
+    parameters = load_template(ROOT / "template.yaml")["Parameters"]
+    rows = [
+        line for line in _readme_section("### First deploy").splitlines() if line.startswith("| `")
+    ]
+    for name, declared in parameters.items():
+        row = next((r for r in rows if f"`{name}`" in r), None)
+        assert row is not None, f"README's parameter table lacks {name}"
+        default = str(declared.get("Default", ""))
+        cells = row.split("|")
+        assert default in cells[2] or (default == "" and "empty" in cells[2]), (name, row)
+
+
+def test_samconfig_names_every_parameter() -> None:
+    comment = "\n".join(
+        line for line in (ROOT / "samconfig.toml").read_text().splitlines() if line.startswith("#")
+    )
+    for name in load_template(ROOT / "template.yaml")["Parameters"]:
+        assert name in comment, f"samconfig.toml's parameter list lacks {name}"
+
+
+# The README's words for each AWS service whose resources the translated template creates.
+SERVICE_WORDS = {
+    "Lambda": "Lambda",
+    "StepFunctions": "Step Functions",
+    "S3": "S3",
+    "DynamoDB": "DynamoDB",
+    "SNS": "SNS",
+    "SQS": "SQS",
+    "Events": "EventBridge",
+    "Logs": "Logs",
+    "ApiGateway": "API Gateway",
+    "KMS": "KMS",
+    "CloudWatch": "CloudWatch",
+    "IAM": "IAM role management",
+}
+
+
+def test_the_deploy_role_permissions_name_every_service_the_stack_uses() -> None:
+    from mlstack.checks.template.translated import translate_offline
+
+    translated = translate_offline(ROOT)
+    services = {resource["Type"].split("::")[1] for resource in translated["Resources"].values()}
+    section = _readme_section("### CI/CD")
+    for service in services:
+        assert service in SERVICE_WORDS, f"a new service in the template: {service}"
+        assert SERVICE_WORDS[service] in section, f"the deploy role's list lacks {service}"
+
+
+def test_the_readme_uses_the_region_variable_it_tells_users_to_set() -> None:
+    text = README.read_text()
+    assert "AWS_DEFAULT_REGION" in _readme_section("### First deploy")
+    assert "$AWS_REGION" not in text
