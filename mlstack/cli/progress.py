@@ -90,7 +90,7 @@ def follow_execution(
     describe_execution's result. ``pending_version(model, execution_arn)`` finds the version
     awaiting approval."""
     seen = 0
-    awaiting = False
+    awaiting = queued = False
     entered: dict[str, float] = {}
     deadline = time.monotonic() + timeout
     while True:
@@ -118,6 +118,20 @@ def follow_execution(
                     output = {}
                 summary = summarize(name, output) if isinstance(output, dict) else ""
                 echo(f"  - {name} done in {elapsed:.1f}s" + (f": {summary}" if summary else ""))
+            elif kind in ("LambdaFunctionFailed", "TaskFailed") and not queued:
+                details: dict[str, Any] = next(
+                    (v for k, v in event.items() if k.endswith("FailedEventDetails")), {}
+                )
+                if details.get("error") == "ModelBusy":
+                    queued = True
+                    try:
+                        holder = json.loads(details.get("cause") or "{}").get("errorMessage", "")
+                    except ValueError:
+                        holder = ""
+                    echo(
+                        f"  - queued: {holder or 'another run of this model is going'}; this run "
+                        "starts when that one ends"
+                    )
             elif kind == "MapIterationStarted":
                 index = event["mapIterationStartedEventDetails"].get("index")
                 echo(f"    . Map iteration {index} started")

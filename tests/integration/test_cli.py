@@ -135,3 +135,23 @@ def test_wait_narrates_an_approval_and_prints_warnings_in_full(
     assert main(["approve", model, "1", "--reason", "looks right"]) == 0
     arn = next(e["executionArn"] for e in cloud.executions() if e["name"].startswith(model))
     assert cloud.wait_for_execution(arn)["status"] == "SUCCEEDED"
+
+
+def test_wait_says_when_a_run_is_queued_behind_another(cloud: LocalCloud) -> None:
+    from mlstack.cli.progress import follow_execution
+    from mlstack.cli.stack import StackClient
+
+    client = StackClient(cloud.stack_name)
+    body = to_csv(penguin_rows())
+    first = client.upload_dataset("cli-queued", body, {"target": "species"}, "first.csv")
+    second = client.upload_dataset("cli-queued", body, None, "second.csv")
+    printed: list[str] = []
+    description = follow_execution(
+        cloud.client("stepfunctions"), client.find_execution(second), echo=printed.append
+    )
+    cloud.wait_for_execution(client.find_execution(first))
+    assert description["status"] == "SUCCEEDED"
+    queued = [line for line in printed if "queued" in line]
+    assert len(queued) == 1, printed
+    assert "is being trained by" in queued[0]
+    assert "this run starts when that one ends" in queued[0]
