@@ -119,13 +119,13 @@ def follow_execution(
                 summary = summarize(name, output) if isinstance(output, dict) else ""
                 echo(f"  - {name} done in {elapsed:.1f}s" + (f": {summary}" if summary else ""))
             elif kind in ("LambdaFunctionFailed", "TaskFailed") and not queued:
-                details: dict[str, Any] = next(
+                failure: dict[str, Any] = next(
                     (v for k, v in event.items() if k.endswith("FailedEventDetails")), {}
                 )
-                if details.get("error") == "ModelBusy":
+                if failure.get("error") == "ModelBusy":
                     queued = True
                     try:
-                        holder = json.loads(details.get("cause") or "{}").get("errorMessage", "")
+                        holder = json.loads(failure.get("cause") or "{}").get("errorMessage", "")
                     except ValueError:
                         holder = ""
                     echo(
