@@ -138,20 +138,26 @@ def test_wait_narrates_an_approval_and_prints_warnings_in_full(
 
 
 def test_wait_says_when_a_run_is_queued_behind_another(cloud: LocalCloud) -> None:
+    """Two uploads of one model at once: whichever run starts second waits for the lock, and
+    following it says so (once), naming the run it waits for."""
     from mlstack.cli.progress import follow_execution
     from mlstack.cli.stack import StackClient
 
     client = StackClient(cloud.stack_name)
     body = to_csv(penguin_rows())
-    first = client.upload_dataset("cli-queued", body, {"target": "species"}, "first.csv")
-    second = client.upload_dataset("cli-queued", body, None, "second.csv")
-    printed: list[str] = []
-    description = follow_execution(
-        cloud.client("stepfunctions"), client.find_execution(second), echo=printed.append
-    )
-    cloud.wait_for_execution(client.find_execution(first))
-    assert description["status"] == "SUCCEEDED"
-    queued = [line for line in printed if "queued" in line]
-    assert len(queued) == 1, printed
-    assert "is being trained by" in queued[0]
-    assert "this run starts when that one ends" in queued[0]
+    uploads = [
+        client.upload_dataset("cli-queued", body, {"target": "species"}, "first.csv"),
+        client.upload_dataset("cli-queued", body, None, "second.csv"),
+    ]
+    lines: list[list[str]] = []
+    for upload in uploads:
+        printed: list[str] = []
+        description = follow_execution(
+            cloud.client("stepfunctions"), client.find_execution(upload), echo=printed.append
+        )
+        assert description["status"] == "SUCCEEDED"
+        lines.append([line for line in printed if "queued" in line])
+    assert sorted(len(queued) for queued in lines) == [0, 1], lines
+    (queued,) = next(q for q in lines if q)
+    assert "is being trained by" in queued
+    assert "this run starts when that one ends" in queued
