@@ -165,6 +165,8 @@ def test_requests_before_the_stack_exists_get_503_starting(
     assert {status for status, _ in answers} <= {503, 200}
     printed = "".join(str(line) for line in LOCAL_UP["printed"])  # type: ignore[attr-defined]
     assert "Traceback" not in printed
+    # The export line is enough for another shell: endpoint, region and credentials.
+    assert "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing" in printed
 
 
 def test_with_demo_model_the_readme_examples_run_as_written() -> None:

@@ -104,15 +104,17 @@ def test_predict_with_a_bad_file(
     assert needle in err
 
 
-def test_local_up_on_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("option", ["--port", "--api-port"])
+def test_local_up_on_a_busy_port(option: str, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        code, err = _run(["local", "up", "--port", str(port), "--api-port", "0"], capsys)
+        other = "--api-port" if option == "--port" else "--port"
+        code, err = _run(["local", "up", option, str(port), other, str(_free_port())], capsys)
     assert code == 2
     assert f"port {port} on 127.0.0.1 is in use" in err
-    assert "--port" in err
+    assert f"choose another with {option}" in err
 
 
 def test_debug_shows_the_traceback(
