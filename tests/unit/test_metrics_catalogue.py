@@ -1,4 +1,4 @@
-"""The EMF each function prints, against the metrics catalogue (mlstack/catalogue.py,
+"""The EMF each function prints, against the metrics catalogue (mlstack/checks/catalogue.py,
 docs/metrics.md).
 
 One scenario drives every function's real handler in moto, in pipeline order: Trigger (a dataset,
