@@ -1,8 +1,9 @@
 """Alarms, dashboard and the alerts topic in template.yaml, checked against the metrics catalogue.
 
 Every metric an alarm or the dashboard names must be one the code emits
-(mlstack/checks/catalogue.py, held to the code by tests/unit/test_metrics_catalogue.py). The mutation tests change the name on one
-side only, template or code (catalogue), and the check must report it.
+(mlstack/checks/catalogue.py, held to the code by tests/unit/test_metrics_catalogue.py). The
+mutation tests change the name on one side only, template or code (catalogue), and the check must
+report it.
 """
 
 from __future__ import annotations
