@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from typing import Any
 
@@ -184,12 +185,14 @@ def test_evaluate_never_reads_the_joblib_models(aws: Stack) -> None:
 def test_parity_failure_excludes_a_broken_export(aws: Stack) -> None:
     state = trained_run(aws, "penguins", penguins_bytes(), target="species")
     trained = state["trained"]
-    # Break one export: its model.onnx is now another candidate's graph, so its outputs disagree
-    # with the scikit-learn outputs Train stored for it.
+    # Break one export: as if Train had exported another candidate's graph for it, so its outputs
+    # disagree with the scikit-learn outputs Train stored for it.
     victim, other = trained[0], trained[1]
     assert victim["family"] != other["family"]
     other_onnx = aws.s3.get_object(Bucket=aws.model_bucket, Key=other["onnx_key"])["Body"].read()
-    aws.s3.put_object(Bucket=aws.model_bucket, Key=victim["onnx_key"], Body=other_onnx)
+    put = aws.s3.put_object(Bucket=aws.model_bucket, Key=victim["onnx_key"], Body=other_onnx)
+    victim["onnx_version_id"] = put["VersionId"]
+    victim["onnx_sha256"] = hashlib.sha256(other_onnx).hexdigest()
 
     evaluation = aws.evaluate(state["run"], trained)
     scored = {c["candidate_id"]: c for c in evaluation["candidates"]}
@@ -389,3 +392,12 @@ def test_a_column_production_needs_missing_from_the_file_is_named(aws: Stack) ->
         "production needs column(s) 'kind', which the uploaded file does not have"
         in (champion["reason"])
     )
+
+
+def test_an_export_that_does_not_match_its_recorded_hash_stops_the_run(aws: Stack) -> None:
+    """Evaluate reads the version Train wrote and checks its sha256: a mismatch is not a weak
+    candidate but a named failure."""
+    state = trained_run(aws, "penguins", penguins_bytes(), target="species")
+    state["trained"][0]["onnx_sha256"] = "0" * 64
+    with pytest.raises(errors.ArtifactTampered, match="does not match its recorded sha256"):
+        aws.evaluate(state["run"], state["trained"])

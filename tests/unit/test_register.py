@@ -89,3 +89,38 @@ def test_a_run_that_saw_a_stale_champion_cannot_overwrite_production(
     loser = aws.registry.get_version(MODEL, 2)
     assert loser["status"] == "Registered"
     assert "not promoted" in loser["status_reason"]
+
+
+def test_a_model_file_swapped_after_evaluation_is_never_registered(aws: Stack) -> None:
+    """The winner's model.onnx written again between Evaluate and Register: Register fails by
+    name, registers nothing and leaves production alone."""
+    from mlstack_core.errors import ArtifactTampered
+    from tests.conftest import penguins_bytes
+
+    aws.put_spec("swapped", {"target": "species", "candidates": ["logistic_regression"]})
+    state = aws.run_pipeline("swapped", penguins_bytes())
+    best = state["evaluation"]["best"]
+    assert best["onnx_version_id"]
+    assert best["onnx_sha256"]
+    aws.s3.put_object(Bucket=aws.model_bucket, Key=best["onnx_key"], Body=b"not the model")
+
+    with pytest.raises(ArtifactTampered, match="written again after it was evaluated"):
+        aws.register(state)
+    assert aws.registry.get_alias("swapped") is None
+    assert [v for v in aws.registry.list_versions("swapped") if v.get("artifact")] == []
+
+
+def test_register_copies_exactly_the_evaluated_bytes(aws: Stack) -> None:
+    import hashlib
+
+    from tests.conftest import penguins_bytes
+
+    aws.put_spec("exact", {"target": "species", "candidates": ["logistic_regression"]})
+    state = aws.run_pipeline("exact", penguins_bytes())
+    registration = aws.register(state)
+    artifact = registration["artifact"]
+    body = aws.s3.get_object(Bucket=artifact["bucket"], Key=artifact["key"])["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == state["evaluation"]["best"]["onnx_sha256"]
+    document = aws.registry.get_version("exact", registration["version"])
+    assert document["artifact"]["sha256"] == state["evaluation"]["best"]["onnx_sha256"]
+    assert document["artifact"]["version_id"] == artifact["version_id"]

@@ -72,6 +72,11 @@ NEEDS: dict[str, list[Need]] = {
     ],
     "RegisterFunction": [
         Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/candidates/c00-ridge/model.onnx"),
+        Need(
+            "s3:GetObjectVersion",
+            f"${{ModelBucket.Arn}}/{RUN}/candidates/c00-ridge/model.onnx",
+            "exactly the evaluated version",
+        ),
         Need("s3:PutObject", f"${{ModelBucket.Arn}}/models/{MODEL}/4/model.onnx"),
         Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/drift_baseline.json"),
         Need("s3:PutObject", f"${{ModelBucket.Arn}}/models/{MODEL}/4/baseline.json"),
@@ -197,11 +202,19 @@ def test_state_machine_needs_come_from_the_asl() -> None:
     assert [u.split(" {")[0] for u in unresolved] == EXPECTED_UNRESOLVED
 
 
+# Shared modules that call AWS, followed into the functions that import them.
+INTEGRITY_SOURCE = ROOT / "layers/core/mlstack_core/integrity.py"
+AWS_CALLING_CORE = {"registry.py", "integrity.py"}
+
+
 def _code_actions(function: str) -> set[str]:
     code_dir = (
         ROOT / load_template(ROOT / "template.yaml")["Resources"][function]["Properties"]["CodeUri"]
     )
-    return actions_in_code(sorted(code_dir.rglob("*.py")), registry_actions(REGISTRY_SOURCE))
+    files = sorted(code_dir.rglob("*.py"))
+    if any("mlstack_core.integrity" in f.read_text() for f in files):
+        files.append(INTEGRITY_SOURCE)
+    return actions_in_code(files, registry_actions(REGISTRY_SOURCE))
 
 
 @pytest.mark.parametrize("function", sorted(NEEDS))
@@ -215,10 +228,10 @@ def test_needs_cover_what_the_code_calls(function: str) -> None:
 
 
 def test_only_the_registry_calls_aws_among_shared_modules() -> None:
-    """The scan above follows mlstack_core only through Registry; no other shared module may
-    call AWS, or the scan would miss it."""
+    """The scan above follows mlstack_core through Registry and the integrity checks; no other
+    shared module may call AWS, or the scan would miss it."""
     core = ROOT / "layers/core/mlstack_core"
-    others = [p for p in sorted(core.rglob("*.py")) if p.name != "registry.py"]
+    others = [p for p in sorted(core.rglob("*.py")) if p.name not in AWS_CALLING_CORE]
     assert actions_in_code(others, {}) == set()
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from mlstack_core.errors import NoViableCandidate, UnparseableNumber
+from mlstack_core.errors import ArtifactTampered, NoViableCandidate, UnparseableNumber
+from mlstack_core.integrity import read_verified
 from mlstack_core.observability.pipeline import logger, tracer
 from mlstack_core.payloads import Decision
 from mlstack_core.registry import Registry
@@ -24,7 +25,6 @@ from mlstack_evaluate.scoring import (
     Holdout,
     classification_metrics,
     load_for_scoring,
-    read_object,
     regression_metrics,
     run_outputs,
 )
@@ -80,7 +80,13 @@ def score_champion(
             return champion
         artifact = document["artifact"]
         loaded = load_for_scoring(
-            read_object(s3, artifact["bucket"], artifact["key"], artifact.get("version_id")),
+            read_verified(
+                s3,
+                artifact["bucket"],
+                artifact["key"],
+                artifact.get("version_id"),
+                artifact.get("sha256"),
+            ),
             document,
         )
         outputs = run_outputs(loaded, holdout.feeds(loaded.layout))
@@ -90,6 +96,11 @@ def score_champion(
             outputs_sink["champion"] = dict(outputs)
     except UnparseableNumber as error:
         champion["reason"] = f"a column production reads as numeric is not numeric now: {error}"
+    except ArtifactTampered as error:
+        logger.error(
+            "Production's artifact does not match the registry", extra={"reason": str(error)}
+        )
+        champion["reason"] = f"ArtifactTampered: {error}"
     except Exception as error:  # an unreadable champion must not block every future run
         logger.exception("Cannot score production", extra={"version": version})
         champion["reason"] = f"cannot score production: {type(error).__name__}: {error}"

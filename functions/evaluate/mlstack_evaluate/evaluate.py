@@ -21,6 +21,7 @@ from mlstack_core.contract.records import table_records
 from mlstack_core.contract.rehearsal import BATCH_ROWS, rehearse
 from mlstack_core.drift import prediction_baseline
 from mlstack_core.errors import ServingRehearsalFailed
+from mlstack_core.integrity import read_verified
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.payloads import EvaluateInput, Evaluation, Rehearsal, Run
 from mlstack_core.registry import Registry, serving_fields
@@ -53,7 +54,9 @@ def rehearse_winner(
     rows = holdout.sample(BATCH_ROWS)
     try:
         report = rehearse(
-            read_object(s3, bucket, best["onnx_key"]),
+            read_verified(
+                s3, bucket, best["onnx_key"], best.get("onnx_version_id"), best.get("onnx_sha256")
+            ),
             serving_fields(run),
             table_records(holdout.table.take(rows), holdout.layout),
             {name: np.asarray(values)[rows] for name, values in scored.items()},

@@ -19,6 +19,8 @@ import numpy as np
 from mlstack_core import scoring
 from mlstack_core.contract import FeatureLayout, LoadedModel, load_model
 from mlstack_core.contract.records import table_feeds
+from mlstack_core.errors import ArtifactTampered
+from mlstack_core.integrity import read_verified
 from mlstack_core.observability.pipeline import tracer
 from mlstack_core.settings import serving_settings
 from mlstack_core.spec import (
@@ -216,9 +218,18 @@ def score_candidate(
     task = holdout.schema["task"]
     try:
         loaded = load_for_scoring(
-            read_object(s3, bucket, entry["onnx_key"]), {"schema": holdout.schema}
+            read_verified(
+                s3,
+                bucket,
+                entry["onnx_key"],
+                entry.get("onnx_version_id"),
+                entry.get("onnx_sha256"),
+            ),
+            {"schema": holdout.schema},
         )
         onnx_out = run_outputs(loaded, holdout.feeds(loaded.layout))
+    except ArtifactTampered:
+        raise  # not a weak candidate: the run stops by name
     except Exception as error:
         scored["excluded"] = f"onnxruntime cannot run the export: {type(error).__name__}: {error}"
         return scored

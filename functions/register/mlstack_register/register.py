@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 
 from mlstack_core.errors import ChampionChanged
+from mlstack_core.integrity import check_unchanged, read_verified
 from mlstack_core.layout import INLINE_BASELINE_BYTES, VERSION_FILES, version_prefix
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.payloads import Action, Evaluation, Registration, Run
@@ -74,11 +75,16 @@ def run_seconds(execution_started: str | None) -> float | None:
     return (datetime.now(UTC) - started).total_seconds()
 
 
-def publish_artifact(model: str, version: int, source_key: str) -> dict[str, Any]:
-    """Copy the winning ONNX file to its permanent versioned place and fingerprint it."""
+def publish_artifact(model: str, version: int, best: dict[str, Any]) -> dict[str, Any]:
+    """Copy exactly the evaluated ONNX bytes to the version's permanent place: the version Train
+    wrote, checked against its hash; ArtifactTampered if the key was written again since."""
     bucket = stack_settings().model_bucket
     s3 = boto3.client("s3")
-    body = s3.get_object(Bucket=bucket, Key=source_key)["Body"].read()
+    source_key = best["onnx_key"]
+    check_unchanged(s3, bucket, source_key, best.get("onnx_version_id"))
+    body = read_verified(
+        s3, bucket, source_key, best.get("onnx_version_id"), best.get("onnx_sha256")
+    )
     key = f"{version_prefix(model, version)}/model.onnx"
     put = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/octet-stream")
     return {
@@ -140,7 +146,7 @@ def _new_version(
     version = registry.allocate_version(model)
     document = version_document(run, evaluation)
     document["timings"]["run_seconds_before_register"] = duration
-    document["artifact"] = publish_artifact(model, version, evaluation["best"]["onnx_key"])
+    document["artifact"] = publish_artifact(model, version, evaluation["best"])
     document.update(publish_version_files(model, version, evaluation))
     boto3.client("s3").put_object(
         Bucket=document["artifact"]["bucket"],

@@ -11,6 +11,7 @@ instead of raising, so one bad grid point never fails the Map. Problems with the
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import platform
@@ -281,7 +282,7 @@ def train_and_store(run: Run, candidate: Candidate, *, s3: Any, bucket: str) -> 
 
     pickled = io.BytesIO()
     joblib.dump(pipeline, pickled, compress=3)
-    s3.put_object(
+    onnx_put = s3.put_object(
         Bucket=bucket,
         Key=f"{prefix}/model.onnx",
         Body=onnx_bytes,
@@ -301,6 +302,9 @@ def train_and_store(run: Run, candidate: Candidate, *, s3: Any, bucket: str) -> 
     )
     result["status"] = "trained"
     result["onnx_key"] = f"{prefix}/model.onnx"
+    # Later steps read exactly these bytes: this version, checked against this hash.
+    result["onnx_version_id"] = onnx_put.get("VersionId")
+    result["onnx_sha256"] = hashlib.sha256(onnx_bytes).hexdigest()
     result["sklearn_key"] = f"{prefix}/model.joblib"
     result["sklearn_holdout_key"] = f"{prefix}/sklearn_holdout.npz"
     result["onnx_bytes"] = len(onnx_bytes)

@@ -105,3 +105,8 @@ class ModelBusy(PipelineError):
 class ServingRehearsalFailed(PipelineError):
     """The chosen model, served through the serving contract as JSON requests, did not answer
     what the gate scored: it would fail or answer differently in production."""
+
+
+class ArtifactTampered(PipelineError):
+    """A model file is not the one that was trained and evaluated: its bytes do not match the
+    recorded sha256, or its key was written again after the evaluation."""

@@ -89,6 +89,8 @@ class TrainedEntry(TypedDict):
     error: NotRequired[str | None]
     warnings: NotRequired[list[str]]
     onnx_key: NotRequired[str | None]
+    onnx_version_id: NotRequired[str | None]
+    onnx_sha256: NotRequired[str]
     sklearn_key: NotRequired[str | None]
     sklearn_holdout_key: NotRequired[str | None]
     fit_seconds: NotRequired[float | None]
