@@ -50,6 +50,19 @@ class EarlyRequests(threading.Thread):
             time.sleep(0.02)
 
 
+def start_local_up(port: int, api_port: int, *options: str) -> subprocess.Popen[str]:
+    """``mlstack local up`` in another process, with none of this machine's AWS settings."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    command = [sys.executable, "-m", "mlstack.cli", "local", "up", "--port", str(port)]
+    return subprocess.Popen(
+        [*command, "--api-port", str(api_port), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+    )
+
+
 LOCAL_UP: dict[str, object] = {}
 
 
@@ -58,24 +71,7 @@ def local_up() -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port, api_port = _free_port(), _free_port()
     early = EarlyRequests(api_port)
     early.start()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlstack.cli",
-            "local",
-            "up",
-            "--port",
-            str(port),
-            "--api-port",
-            str(api_port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=environment,
-    )
+    process = start_local_up(port, api_port)
     assert process.stdout is not None
     printed = []
     deadline = time.monotonic() + 120
@@ -172,25 +168,7 @@ def test_requests_before_the_stack_exists_get_503_starting(
 def test_with_demo_model_the_readme_examples_run_as_written() -> None:
     """`mlstack local up --with-demo-model`, then the README's prediction example."""
     port, api_port = _free_port(), _free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlstack.cli",
-            "local",
-            "up",
-            "--port",
-            str(port),
-            "--api-port",
-            str(api_port),
-            "--with-demo-model",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=environment,
-    )
+    process = start_local_up(port, api_port, "--with-demo-model")
     try:
         assert process.stdout is not None
         printed = []
