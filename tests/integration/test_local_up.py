@@ -177,18 +177,11 @@ def test_with_demo_model_the_readme_examples_run_as_written() -> None:
             if line.startswith("Ready") or len(printed) > 200:
                 break
         assert any("Model 'penguins' is in production (version 1)" in p for p in printed), printed
-        instance = {
-            "island": "Biscoe",
-            "bill_length_mm": 48.6,
-            "bill_depth_mm": 16.0,
-            "flipper_length_mm": 230,
-            "body_mass_g": 5800,
-            "sex": "male",
-            "year": 2009,
-        }
+        from mlstack_predict.openapi import EXAMPLE_RECORD
+
         request = urllib.request.Request(
             f"http://127.0.0.1:{api_port}/models/penguins/predict",
-            data=json.dumps({"instances": [instance]}).encode(),
+            data=json.dumps({"instances": [EXAMPLE_RECORD]}).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",
         )

@@ -222,17 +222,9 @@ def _scenario(capture: Capture, stack: Stack) -> None:
     predictor = importlib.import_module("mlstack_predict.predictor")
     predictor.reset_predictor()
     app = predict_fixtures.load_app()
-    rows = [
-        {
-            "island": "Biscoe",
-            "bill_length_mm": 48.6,
-            "bill_depth_mm": 16.0,
-            "flipper_length_mm": 230,
-            "body_mass_g": 5800,
-            "sex": "male",
-            "year": 2009,
-        }
-    ]
+    from mlstack_predict.openapi import EXAMPLE_RECORD
+
+    rows = [EXAMPLE_RECORD]
     body = json.dumps({"instances": rows})
     for model in (MODEL, "no-such-model"):
         request = predict_fixtures.event("POST", f"/models/{model}/predict", body)

@@ -41,7 +41,8 @@ _MODEL = {
     "example": "penguins",
 }
 
-_EXAMPLE_RECORD = {
+# A penguin as a client sends it: the API document's example, the README's and the tests'.
+EXAMPLE_RECORD = {
     "island": "Biscoe",
     "bill_length_mm": 48.6,
     "bill_depth_mm": 16.0,
@@ -83,7 +84,7 @@ def document(settings: ServingSettings, server_url: str | None = None) -> dict[s
                     "items": {"type": "object", "additionalProperties": value},
                 }
             },
-            "example": {"instances": [_EXAMPLE_RECORD]},
+            "example": {"instances": [EXAMPLE_RECORD]},
         },
         "Columnar": {
             "type": "object",
@@ -101,8 +102,8 @@ def document(settings: ServingSettings, server_url: str | None = None) -> dict[s
                 },
             },
             "example": {
-                "columns": list(_EXAMPLE_RECORD),
-                "data": [list(_EXAMPLE_RECORD.values())],
+                "columns": list(EXAMPLE_RECORD),
+                "data": [list(EXAMPLE_RECORD.values())],
             },
         },
         "Prediction": {

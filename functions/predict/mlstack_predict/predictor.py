@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 
@@ -53,6 +53,11 @@ from mlstack_predict.sessions import SessionCache
 UNKNOWN_MODEL_DIMENSION: Final = "(unknown)"
 
 
+def production_of(routing: Routing) -> int:
+    """Production's version: AliasCache.get refuses a model that has none."""
+    return cast(int, routing.production)
+
+
 @dataclass
 class Predictor:
     """Per-container state: the alias cache, the session cache and the drift sample."""
@@ -73,14 +78,11 @@ class Predictor:
         self.aliases = AliasCache(self.registry, self.settings, self.aws_errors)
         self.sessions = SessionCache(self.registry, self.s3, self.settings, self.aws_errors)
 
-    def routing(self, model: str) -> Routing:
-        return self.aliases.get(model)
-
     def model_for(self, model: str) -> LoadedModel:
         """The session to serve ``model`` with; falls back to the last good version on failure."""
         with self._lock:
             routing = self.aliases.get(model)
-            return self.sessions.production(model, int(routing.production or 0))
+            return self.sessions.production(model, production_of(routing))
 
     def choose(self, model: str) -> tuple[LoadedModel, str, Routing]:
         """The model answering this request: the canary for its share of requests (when it
@@ -92,7 +94,7 @@ class Predictor:
                 if canary is not None:
                     return canary, VARIANT_CANARY, routing
                 metrics.add_metric("CanaryFallbacks", COUNT, 1)
-            production = self.sessions.production(model, int(routing.production or 0))
+            production = self.sessions.production(model, production_of(routing))
             return production, VARIANT_PRODUCTION, routing
 
     def pinned(self, model: str, version: int) -> LoadedModel:
