@@ -22,7 +22,7 @@ EXTRA_OF_PACKAGE = {
     "palmerpenguins": "demo",
     "matplotlib": "report",
 }
-EXTRA_OF_COMMAND = {"demo": "demo", "local": "local", "report": "report"}
+EXTRA_OF_COMMAND = {"demo": "demo", "local": "local", "report": "report", "card": "report"}
 LOCAL_CREDENTIALS = (
     "for the local cloud: export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
     "AWS_DEFAULT_REGION=us-east-1"

@@ -172,12 +172,26 @@ def cmd_report(args: argparse.Namespace) -> int:
             upload=not args.no_upload,
         )
     except LookupError as error:
-        print(f"error: {error.args[0]}", file=sys.stderr)
-        return 1
+        raise CommandError(str(error.args[0])) from error
     decision = decision_text(data.document, data.evaluation)
     print(f"{data.model} v{data.version} ({data.task}, {decision}):")
     for name in names:
         print(f"  {target / name}")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from mlstack.cli.card import write_card
+    from mlstack.cli.report import decision_text
+
+    try:
+        data, target = write_card(
+            StackClient(args.stack), args.model, args.version, Path(args.out) if args.out else None
+        )
+    except LookupError as error:
+        raise CommandError(str(error.args[0])) from error
+    print(f"{data.model} v{data.version} ({decision_text(data.document, data.evaluation)}):")
+    print(f"  {target / 'card.md'}\n  {target / 'card.html'} (plots embedded)")
     return 0
 
 
@@ -310,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-upload", action="store_true", help="do not store the PNGs beside the version"
     )
     report.set_defaults(handler=cmd_report)
+
+    card = commands.add_parser(
+        "card", help="write a version's model card (Markdown, and HTML with the plots embedded)"
+    )
+    card.add_argument("model")
+    card.add_argument("version", type=int, nargs="?", help="default: production")
+    card.add_argument("--out", help="directory (default: cards/<model>/v<version>)")
+    card.set_defaults(handler=cmd_card)
 
     models = commands.add_parser("models", help="list models, or one model's versions")
     models.add_argument("model", nargs="?")

@@ -138,7 +138,7 @@ def confusion(y: np.ndarray, label: np.ndarray, classes: list[str]) -> np.ndarra
 
 
 # ---------------------------------------------------------------------------------- plots
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,7 +148,7 @@ def _pyplot() -> Any:
 
 
 def _side_by_side(data: ReportData, title: str) -> tuple[Any, Any]:
-    plt = _pyplot()
+    plt = pyplot()
     n = len(data.models)
     figure, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.6), squeeze=False)
     figure.suptitle(f"{data.model} v{data.version}: {title}")
@@ -156,7 +156,7 @@ def _side_by_side(data: ReportData, title: str) -> tuple[Any, Any]:
 
 
 def plot_metrics(data: ReportData) -> Any:
-    plt = _pyplot()
+    plt = pyplot()
     best = data.evaluation["best"]["metrics"]
     champion = (data.evaluation.get("champion") or {}).get("metrics") or {}
     baseline = (data.evaluation.get("baseline") or {}).get("metrics") or {}
@@ -271,7 +271,7 @@ def plot_importance(data: ReportData) -> Any | None:
     )
     if not importance:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     features = importance["features"][:25][::-1]
     figure, axis = plt.subplots(figsize=(8.0, 0.32 * len(features) + 1.4))
     axis.barh([f["name"] for f in features], [f["importance"] for f in features])
@@ -298,17 +298,23 @@ def figures(data: ReportData) -> dict[str, Any]:
     return out
 
 
-def render(data: ReportData, out_dir: Path) -> dict[str, bytes]:
-    """Write the PNGs; returns name -> bytes."""
-    plt = _pyplot()
+def png_bytes(figure: Any) -> bytes:
+    """The figure as PNG, closed afterwards."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def render(
+    data: ReportData, out_dir: Path, extra: dict[str, Any] | None = None
+) -> dict[str, bytes]:
+    """Write the PNGs (and any ``extra`` figures); returns name -> bytes."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, figure in figures(data).items():
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=110)
-        plt.close(figure)
-        (out_dir / name).write_bytes(buffer.getvalue())
-        written[name] = buffer.getvalue()
+    for name, figure in {**figures(data), **(extra or {})}.items():
+        written[name] = png_bytes(figure)
+        (out_dir / name).write_bytes(written[name])
     return written
 
 

@@ -29,10 +29,10 @@ def _wait_for_status(stack: StackClient, model: str, version: int, status: str) 
     raise AssertionError(f"version {version} of {model} never became {status}")
 
 
-def _manual_run(stack: StackClient, cloud: LocalCloud, model: str) -> str:
-    upload = stack.upload_dataset(
-        model, to_csv(penguin_rows()), {"target": TARGET, "approval": "manual"}, file_name="d.csv"
-    )
+def _manual_run(stack: StackClient, cloud: LocalCloud, model: str, **spec: Any) -> str:
+    """Version 1 of ``model`` trained and waiting for a person's approval."""
+    spec = {"target": TARGET, "approval": "manual", **spec}
+    upload = stack.upload_dataset(model, to_csv(penguin_rows()), spec, file_name="d.csv")
     execution_arn = stack.find_execution(upload)
     _wait_for_status(stack, model, 1, "PendingApproval")
     # Paused on the task token: nothing is promoted while it waits.

@@ -69,5 +69,5 @@ def test_report_of_a_regressor(
     assert main(["report", "report-regressor", "--out", str(tmp_path), "--no-upload"]) == 0
     for name in ("metrics.png", "predicted_vs_actual.png", "residuals.png"):
         assert (tmp_path / name).read_bytes().startswith(PNG), name
-    assert main(["report", "no-such-model", "--out", str(tmp_path)]) == 1
+    assert main(["report", "no-such-model", "--out", str(tmp_path)]) == 2
     assert "no production version" in capsys.readouterr().err

@@ -131,12 +131,17 @@ def category_counts(values: np.ndarray, categories: Sequence[str]) -> tuple[np.n
 def _numeric_entry(name: str, values: np.ndarray) -> dict[str, Any]:
     edges = numeric_edges(values)
     counts, missing = numeric_counts(values, edges)
+    finite = values[np.isfinite(values)].astype(np.float64)
+    # The range seen in training: the model card names what lies outside it as extrapolation.
+    seen = (float(finite.min()), float(finite.max())) if finite.size else (None, None)
     return {
         "name": name,
         "kind": "numeric",
         "edges": edges,
         "counts": counts.tolist(),
         "missing": missing,
+        "min": seen[0],
+        "max": seen[1],
     }
 
 
