@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import time
 from typing import Any
 
 from mlstack.cli.stack import StackClient
@@ -18,6 +19,9 @@ from mlstack_core.registry import (
     Registry,
 )
 from mlstack_core.registry_keys import CANARY, SHADOW
+
+# How long approve and reject follow the run they resumed (Register and the lock's release).
+RUN_END_SECONDS = 60.0
 
 
 class LifecycleError(RuntimeError):
@@ -50,11 +54,30 @@ def _answer_approval(
         reason,
         expected=STATUS_PENDING_APPROVAL,
     )
-    answer = {"approved": approved, "version": version, "actor": actor, "reason": reason}
-    client.session.client("stepfunctions").send_task_success(
-        taskToken=token, output=json.dumps(answer)
-    )
+    answer: dict[str, Any] = {
+        "approved": approved,
+        "version": version,
+        "actor": actor,
+        "reason": reason,
+    }
+    stepfunctions = client.session.client("stepfunctions")
+    stepfunctions.send_task_success(taskToken=token, output=json.dumps(answer))
+    execution_arn = registry.get_version(model, version).get("execution_arn")
+    if execution_arn:
+        answer["run"] = _run_ending(stepfunctions, execution_arn)
+    answer["production"] = registry.get_alias(model)
     return answer
+
+
+def _run_ending(stepfunctions: Any, execution_arn: str, timeout: float = RUN_END_SECONDS) -> str:
+    """The resumed run's status once it ends (it registers or rejects, then releases the model's
+    lock), so the next command sees production where the run left it; RUNNING after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status: str = stepfunctions.describe_execution(executionArn=execution_arn)["status"]
+        if status != "RUNNING" or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
 
 
 def approve(

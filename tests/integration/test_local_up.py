@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,11 +14,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
 
 from mlstack.cli.demo import as_instance
+from mlstack.cli.stack import StackClient
+from mlstack.sam import project_root
 from tests.integration.conftest import penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
@@ -64,6 +69,7 @@ def start_local_up(port: int, api_port: int, *options: str) -> subprocess.Popen[
 
 
 LOCAL_UP: dict[str, object] = {}
+PROJECT_ROOT = project_root()
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +194,68 @@ def test_with_demo_model_the_readme_examples_run_as_written() -> None:
         with urllib.request.urlopen(request, timeout=30) as response:
             body = json.loads(response.read())
         assert (body["model"], body["version"], body["predictions"]) == ("penguins", 1, ["Gentoo"])
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _readme_walkthrough() -> str:
+    """The README's command block that starts with the ``export`` line for the local cloud."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+    [walkthrough] = [b for b in blocks if b.startswith("export AWS_ENDPOINT_URL=")]
+    return walkthrough
+
+
+def test_the_readme_walkthrough_runs_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command of the README's local walkthrough, in its order, against a fresh local up.
+
+    The one change is the endpoint's port (a free one, not 4566). It runs in a copy of the
+    checkout's ``examples/`` so the card it writes lands there; ``.venv`` is linked in."""
+    shutil.copytree(PROJECT_ROOT / "examples", tmp_path / "examples")
+    if (PROJECT_ROOT / ".venv").exists():
+        (tmp_path / ".venv").symlink_to(PROJECT_ROOT / ".venv")
+    port, api_port = _free_port(), _free_port()
+    script = _readme_walkthrough().replace("127.0.0.1:4566", f"127.0.0.1:{port}", 1)
+    assert script.count(f":{port}") == 1
+    process = start_local_up(port, api_port)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("Ready"):
+                break
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        environment["PATH"] = f"{Path(sys.executable).parent}:{environment['PATH']}"
+        ran = subprocess.run(
+            ["bash", "-c", "set -euxo pipefail\n" + script],
+            check=False,
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "Traceback" not in ran.stdout + ran.stderr
+
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        aws = boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
+        registry = StackClient("mlstack", session=aws).registry
+        assert registry.get_alias("churn") == 2  # approved, moved to 1, rolled back to 2
+        assert registry.aliases("churn")["canary"] == {"version": 1, "share": 0.1}
+        assert registry.aliases("churn")["shadow"] == {"version": 1}
+        reasons = [e.get("reason") for e in registry.history("churn") if e["kind"] == "alias"]
+        assert "report reviewed" in reasons
+        assert "hotfix" in reasons
+        assert '"production": 2' in ran.stdout  # approve said where production is
+        assert '"predictions"' in ran.stdout
+        card = (tmp_path / "examples/churn/cards/churn/v2/card.md").read_text()
+        assert "Customers likely to leave" in card
+        assert "gate: promote; approved by" in card
     finally:
         process.terminate()
         process.wait(timeout=30)

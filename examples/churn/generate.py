@@ -1,0 +1,63 @@
+"""Regenerates this folder's tables: ``python examples/churn/generate.py``.
+
+``churn.csv`` is last year's customers, whose churn followed short tenure on monthly contracts;
+``churn-2026.csv`` is this year's, whose churn follows high charges and support calls. A model of
+last year scores poorly on this year, so the second upload passes the gate against the first.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+HERE = Path(__file__).parent
+CONTRACTS = ["month-to-month", "one-year", "two-year"]
+COLUMNS = ["tenure_months", "monthly_charges", "contract", "support_calls", "churned"]
+
+
+def customer(rng: random.Random) -> dict[str, object]:
+    return {
+        "tenure_months": rng.randint(1, 72),
+        "monthly_charges": round(rng.uniform(20, 120), 2),
+        "contract": rng.choice(CONTRACTS),
+        "support_calls": rng.randint(0, 6),
+    }
+
+
+def last_year(row: dict[str, object], rng: random.Random) -> bool:
+    risky = row["contract"] == "month-to-month" and int(str(row["tenure_months"])) < 24
+    return risky != (rng.random() < 0.05)
+
+
+def this_year(row: dict[str, object], rng: random.Random) -> bool:
+    risky = float(str(row["monthly_charges"])) > 80 and int(str(row["support_calls"])) >= 3
+    return risky != (rng.random() < 0.05)
+
+
+def write(name: str, rows: int, churns: object, seed: int) -> list[dict[str, object]]:
+    rng = random.Random(seed)
+    table = []
+    for _ in range(rows):
+        row = customer(rng)
+        row["churned"] = "yes" if churns(row, rng) else "no"  # type: ignore[operator]
+        if rng.random() < 0.03:
+            row["support_calls"] = ""  # a few missing values, as real exports have
+        table.append(row)
+    with open(HERE / name, "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(table)
+    return table
+
+
+if __name__ == "__main__":
+    write("churn.csv", 600, last_year, seed=1)
+    recent = write("churn-2026.csv", 600, this_year, seed=2)
+    instances = [{k: v for k, v in row.items() if k != "churned"} for row in recent[:2]]
+    for instance in instances:
+        instance["support_calls"] = instance["support_calls"] or None
+    (HERE / "rows.json").write_text(json.dumps({"instances": instances}, indent=2) + "\n")
+    spec = {"target": "churned", "approval": "manual", "description": "Customers likely to leave"}
+    (HERE / "manual.json").write_text(json.dumps(spec, indent=2) + "\n")
