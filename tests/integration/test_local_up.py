@@ -171,8 +171,41 @@ def test_requests_before_the_stack_exists_get_503_starting(
     assert "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing" in printed
 
 
-def test_with_demo_model_the_readme_examples_run_as_written() -> None:
-    """`mlstack local up --with-demo-model`, then the README's prediction example."""
+def _readme_block(starting: str) -> str:
+    """The README's bash block whose first line starts with ``starting``."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+    [block] = [b for b in blocks if b.startswith(starting)]
+    return block
+
+
+def _run_shell(script: str, cwd: Path, port: int) -> subprocess.CompletedProcess[str]:
+    """``script`` in bash, as a user's shell after the README's export line (the test's port)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    environment.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        PATH=f"{Path(sys.executable).parent}:{environment['PATH']}",
+    )
+    if (PROJECT_ROOT / ".venv").exists() and not (cwd / ".venv").exists():
+        (cwd / ".venv").symlink_to(PROJECT_ROOT / ".venv")
+    return subprocess.run(
+        ["bash", "-c", "set -euxo pipefail\n" + script],
+        check=False,
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_with_demo_model_the_readme_examples_run_as_written(tmp_path: Path) -> None:
+    """`mlstack local up --with-demo-model`, then the README's HTTP, report and card examples.
+
+    The one change is the ports (free ones, not 3000 and 4566)."""
     port, api_port = _free_port(), _free_port()
     process = start_local_up(port, api_port, "--with-demo-model")
     try:
@@ -183,28 +216,29 @@ def test_with_demo_model_the_readme_examples_run_as_written() -> None:
             if line.startswith("Ready") or len(printed) > 200:
                 break
         assert any("Model 'penguins' is in production (version 1)" in p for p in printed), printed
-        from mlstack_predict.openapi import EXAMPLE_RECORD
 
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{api_port}/models/penguins/predict",
-            data=json.dumps({"instances": [EXAMPLE_RECORD]}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
+        http = _readme_block("API=http://127.0.0.1:3000").replace(":3000", f":{api_port}", 1)
+        ran = _run_shell(http, tmp_path, port)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        decoder, text = json.JSONDecoder(), ran.stdout.strip()
+        answer, end = decoder.raw_decode(text)  # curl prints the bodies back to back
+        model_view, _ = decoder.raw_decode(text[end:].lstrip())
+        assert (answer["model"], answer["version"], answer["predictions"]) == (
+            "penguins",
+            1,
+            ["Gentoo"],
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = json.loads(response.read())
-        assert (body["model"], body["version"], body["predictions"]) == ("penguins", 1, ["Gentoo"])
+        assert model_view["production"]["version"] == 1
+
+        plots = _readme_block(".venv/bin/mlstack report penguins").splitlines()[0]
+        card = _readme_block(".venv/bin/mlstack card penguins").splitlines()[0]
+        ran = _run_shell(f"{plots}\n{card}", tmp_path, port)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert (tmp_path / "reports/penguins/v1/confusion_matrix.png").exists()
+        assert "gate: promote" in (tmp_path / "cards/penguins/v1/card.md").read_text()
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def _readme_walkthrough() -> str:
-    """The README's command block that starts with the ``export`` line for the local cloud."""
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
-    [walkthrough] = [b for b in blocks if b.startswith("export AWS_ENDPOINT_URL=")]
-    return walkthrough
 
 
 def test_the_readme_walkthrough_runs_as_written(
@@ -215,10 +249,9 @@ def test_the_readme_walkthrough_runs_as_written(
     The one change is the endpoint's port (a free one, not 4566). It runs in a copy of the
     checkout's ``examples/`` so the card it writes lands there; ``.venv`` is linked in."""
     shutil.copytree(PROJECT_ROOT / "examples", tmp_path / "examples")
-    if (PROJECT_ROOT / ".venv").exists():
-        (tmp_path / ".venv").symlink_to(PROJECT_ROOT / ".venv")
     port, api_port = _free_port(), _free_port()
-    script = _readme_walkthrough().replace("127.0.0.1:4566", f"127.0.0.1:{port}", 1)
+    script = _readme_block("export AWS_ENDPOINT_URL=")
+    script = script.replace("127.0.0.1:4566", f"127.0.0.1:{port}", 1)
     assert script.count(f":{port}") == 1
     process = start_local_up(port, api_port)
     try:
@@ -226,17 +259,8 @@ def test_the_readme_walkthrough_runs_as_written(
         for line in process.stdout:
             if line.startswith("Ready"):
                 break
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        environment["PATH"] = f"{Path(sys.executable).parent}:{environment['PATH']}"
-        ran = subprocess.run(
-            ["bash", "-c", "set -euxo pipefail\n" + script],
-            check=False,
-            cwd=tmp_path,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        # The export line, with the test's port, is the script's own first line.
+        ran = _run_shell(script, tmp_path, port)
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert "Traceback" not in ran.stdout + ran.stderr
 
