@@ -13,7 +13,8 @@ Plots, challenger and champion side by side where both exist: ``metrics.png`` (b
 baseline on every metric); classifiers ``confusion_matrix.png``, ``roc.png``, ``pr.png``;
 regressors ``predicted_vs_actual.png``, ``residuals.png``; ``feature_importance.png`` when the
 winner's family has one. The PNGs are written to ``--out`` and, unless ``--no-upload``, beside
-the version under ``models/<model>/<version>/report/``.
+the version under ``reports/<model>/<version>/`` in the model bucket (``models/`` is written by
+Register alone: the bucket policy denies everyone else).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-REPORT_DIR = "report"
 
 
 @dataclass
@@ -327,7 +327,7 @@ def write_report(
     if upload:
         s3 = client.session.client("s3")
         bucket = client.outputs["ModelBucketName"]
-        prefix = f"models/{model}/{data.version}/{REPORT_DIR}"
+        prefix = f"reports/{model}/{data.version}"
         for name, body in written.items():
             s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=body, ContentType="image/png")
     return data, target, sorted(written)

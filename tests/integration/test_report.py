@@ -43,7 +43,7 @@ def test_report_draws_challenger_beside_champion(
     # stored beside the version too
     s3 = cloud.client("s3")
     listed = s3.list_objects_v2(
-        Bucket=cloud.outputs["ModelBucketName"], Prefix=f"models/{model}/{version}/report/"
+        Bucket=cloud.outputs["ModelBucketName"], Prefix=f"reports/{model}/{version}/"
     )
     assert {item["Key"].rsplit("/", 1)[1] for item in listed["Contents"]} == names
 

@@ -17,10 +17,12 @@ from typing import Any
 import pytest
 
 from mlstack.checks.template.asl import check_substitutions, check_transitions, state_machine_needs
+from mlstack.checks.template.bucket_policy import check_configuration_denied, check_model_writes
 from mlstack.checks.template.code_calls import actions_in_code, registry_actions
 from mlstack.checks.template.iam import (
     Need,
     allows,
+    check_grants_are_needed,
     check_permissions,
     check_wildcards,
     role_of,
@@ -35,24 +37,33 @@ ROOT = Path(__file__).resolve().parents[2]
 ASL = "statemachine/training.asl.json"
 REGISTRY_SOURCE = ROOT / "layers/core/mlstack_core/registry.py"
 
-# What each function touches, and where. Resources are Fn::Sub text over the template. The actions
-# are checked against the function's code (test_needs_cover_what_the_code_calls), the resources
-# against the translated roles (test_every_role_allows_what_its_code_needs).
-MODEL = "penguins"
-RUN = f"runs/{MODEL}/run-1"
+# What each function touches, and where: the exact grants its role must make. Resources are Fn::Sub
+# text over the template, with IAM's "*". The actions are checked against the function's code both
+# ways (test_needs_cover_what_the_code_calls, test_every_need_is_called_by_the_code), the resources
+# against the translated roles both ways (test_every_role_allows_what_its_code_needs,
+# test_every_grant_is_needed).
+DATASETS = "${DataBucket.Arn}/datasets/*"
+RUNS = "${ModelBucket.Arn}/runs/*"
+MODELS = "${ModelBucket.Arn}/models/*"
+MONITORING = "${ModelBucket.Arn}/monitoring/*"
 NEEDS: dict[str, list[Need]] = {
     "TriggerFunction": [
         Need("states:StartExecution", "${TrainingStateMachine}", "one run per upload"),
+        Need(
+            "sqs:SendMessage",
+            "${TriggerDeadLetterQueue.Arn}",
+            "Lambda sends the events it could not deliver with the function's role",
+        ),
     ],
     "PreprocessFunction": [
-        Need("s3:GetObject", f"${{DataBucket.Arn}}/datasets/{MODEL}/spec.json"),
-        Need("s3:GetObjectVersion", f"${{DataBucket.Arn}}/datasets/{MODEL}/data.csv"),
+        Need("s3:GetObject", DATASETS, "the spec"),
+        Need("s3:GetObjectVersion", DATASETS, "the uploaded version of the table"),
         Need(
             "s3:ListBucket",
             "${DataBucket.Arn}",
             "without it a missing spec.json is AccessDenied, not NoSuchKey",
         ),
-        Need("s3:PutObject", f"${{ModelBucket.Arn}}/{RUN}/train.csv"),
+        Need("s3:PutObject", RUNS, "splits, schema, feature baseline"),
         Need("dynamodb:Query", "${RegistryTable.Arn}", "schema of the last version"),
         Need(
             "dynamodb:GetItem",
@@ -61,25 +72,21 @@ NEEDS: dict[str, list[Need]] = {
         ),
     ],
     "TrainFunction": [
-        Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/train.csv"),
-        Need("s3:PutObject", f"${{ModelBucket.Arn}}/{RUN}/candidates/c00-ridge/model.onnx"),
+        Need("s3:GetObject", RUNS, "the splits"),
+        Need("s3:PutObject", "${ModelBucket.Arn}/runs/*/candidates/*", "one candidate's files"),
     ],
     "EvaluateFunction": [
-        Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/candidates/c00-ridge/model.onnx"),
-        Need("s3:GetObjectVersion", f"${{ModelBucket.Arn}}/models/{MODEL}/3/model.onnx"),
-        Need("s3:PutObject", f"${{ModelBucket.Arn}}/{RUN}/evaluation.json"),
+        Need("s3:GetObject", RUNS, "splits, candidate results"),
+        Need("s3:GetObjectVersion", RUNS, "each candidate's export, by version"),
+        Need("s3:GetObject", MODELS, "production's artifact when it has no recorded version"),
+        Need("s3:GetObjectVersion", MODELS, "production's artifact, by version"),
+        Need("s3:PutObject", RUNS, "evaluation report, holdout outputs, drift baseline"),
         Need("dynamodb:GetItem", "${RegistryTable.Arn}", "the production alias and version"),
     ],
     "RegisterFunction": [
-        Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/candidates/c00-ridge/model.onnx"),
-        Need(
-            "s3:GetObjectVersion",
-            f"${{ModelBucket.Arn}}/{RUN}/candidates/c00-ridge/model.onnx",
-            "exactly the evaluated version",
-        ),
-        Need("s3:PutObject", f"${{ModelBucket.Arn}}/models/{MODEL}/4/model.onnx"),
-        Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/drift_baseline.json"),
-        Need("s3:PutObject", f"${{ModelBucket.Arn}}/models/{MODEL}/4/baseline.json"),
+        Need("s3:GetObject", RUNS, "the run's reports"),
+        Need("s3:GetObjectVersion", RUNS, "exactly the evaluated artifact"),
+        Need("s3:PutObject", MODELS, "the version's artifact and files"),
         Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
         Need("dynamodb:PutItem", "${RegistryTable.Arn}"),
         Need("dynamodb:UpdateItem", "${RegistryTable.Arn}", "version counter, alias move"),
@@ -91,13 +98,13 @@ NEEDS: dict[str, list[Need]] = {
         Need("dynamodb:DeleteItem", "${RegistryTable.Arn}", "release"),
     ],
     "PredictFunction": [
-        Need("s3:GetObjectVersion", f"${{ModelBucket.Arn}}/models/{MODEL}/4/model.onnx"),
-        Need("s3:GetObject", f"${{ModelBucket.Arn}}/models/{MODEL}/4/model.onnx"),
+        Need("s3:GetObjectVersion", MODELS, "the registered artifact, by version"),
+        Need("s3:GetObject", MODELS, "an artifact registered without a version id"),
         Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
         Need("dynamodb:Query", "${RegistryTable.Arn}", "GET /models, versions"),
         Need(
             "s3:PutObject",
-            f"${{ModelBucket.Arn}}/monitoring/{MODEL}/4/summaries/2026-01-01/x.json",
+            "${ModelBucket.Arn}/monitoring/*/summaries/*",
             "drift summaries (mlstack_core.drift.DriftRecorder)",
         ),
     ],
@@ -105,16 +112,15 @@ NEEDS: dict[str, list[Need]] = {
         Need("dynamodb:Query", "${RegistryTable.Arn}", "models"),
         Need("dynamodb:GetItem", "${RegistryTable.Arn}", "production alias and version"),
         Need("s3:ListBucket", "${ModelBucket.Arn}", "summaries of the window"),
-        Need("s3:GetObject", f"${{ModelBucket.Arn}}/monitoring/{MODEL}/4/summaries/d/x.json"),
-        Need("s3:GetObject", f"${{ModelBucket.Arn}}/models/{MODEL}/4/baseline.json"),
-        Need("s3:PutObject", f"${{ModelBucket.Arn}}/monitoring/{MODEL}/4/reports/t.json"),
-        Need("s3:PutObject", f"${{ModelBucket.Arn}}/monitoring/{MODEL}/latest.json"),
+        Need("s3:GetObject", MONITORING, "summaries"),
+        Need("s3:GetObject", MODELS, "the version's baseline"),
+        Need("s3:PutObject", MONITORING, "reports and latest.json"),
         Need("s3:ListBucketVersions", "${DataBucket.Arn}", "newest dataset to retrain on"),
         Need("states:StartExecution", "${TrainingStateMachine}", "retraining on drift"),
         Need(
             "states:DescribeExecution",
             "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:"
-            "${TrainingStateMachine.Name}:penguins-drift-v4-0123456789abcdef",
+            "${TrainingStateMachine.Name}:*",
             "is this retraining already started",
         ),
         Need("sns:Publish", "${AlertsTopic}", "drift alert"),
@@ -122,10 +128,17 @@ NEEDS: dict[str, list[Need]] = {
         Need("kms:Decrypt", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
     ],
 }
+# Needs with no call in the function's code, each for the reason given in its Need.
+NEEDED_WITHOUT_A_CALL = {
+    ("TriggerFunction", "sqs:SendMessage"),
+    ("PreprocessFunction", "s3:ListBucket"),
+    ("MonitorFunction", "kms:GenerateDataKey"),
+    ("MonitorFunction", "kms:Decrypt"),
+}
 # What the ASL cannot say by itself: the Distributed Map reads its item list from the bucket named
 # in the run ($.run.splits.bucket), which Preprocess sets to the model bucket.
 STATE_MACHINE_EXTRA = [
-    Need("s3:GetObject", f"${{ModelBucket.Arn}}/{RUN}/candidates.json", "Distributed Map items"),
+    Need("s3:GetObject", RUNS, "Distributed Map items (candidates.json)"),
     # sns:Publish to the alerts topic (derived from the ASL) needs its customer managed key.
     Need("kms:GenerateDataKey", "${AlertsKey.Arn}", "encrypted alerts topic"),
     Need("kms:Decrypt", "${AlertsKey.Arn}", "encrypted alerts topic"),
@@ -183,6 +196,11 @@ def test_every_role_allows_what_its_code_needs() -> None:
     assert check_permissions(real(), all_needs(real())) == []
 
 
+def test_every_grant_is_needed() -> None:
+    """No role grants an action its code does not call, or on a wider resource than it uses."""
+    assert check_grants_are_needed(real(), all_needs(real())) == []
+
+
 def test_no_role_allows_everything_or_everywhere() -> None:
     assert check_wildcards(real()) == []
 
@@ -225,6 +243,16 @@ def test_needs_cover_what_the_code_calls(function: str) -> None:
     listed = {need.action for need in NEEDS[function]}
     assert called, f"no AWS calls found in {function}'s code: the scan is broken"
     assert called <= listed, f"{function} calls {sorted(called - listed)}, not in NEEDS"
+
+
+@pytest.mark.parametrize("function", sorted(NEEDS))
+def test_every_need_is_called_by_the_code(function: str) -> None:
+    """The other way round: NEEDS lists no action the code never calls, except the few whose
+    caller is AWS itself (NEEDED_WITHOUT_A_CALL), so no role keeps a grant the code dropped."""
+    called = _code_actions(function)
+    listed = {need.action for need in NEEDS[function]}
+    unexplained = {a for a in listed - called if (function, a) not in NEEDED_WITHOUT_A_CALL}
+    assert not unexplained, f"{function} is granted {sorted(unexplained)} but never calls it"
 
 
 def test_only_the_registry_calls_aws_among_shared_modules() -> None:
@@ -462,21 +490,55 @@ def test_missing_catch_and_default_targets_are_caught(tmp_path: Path) -> None:
 
 def test_policy_widened_to_every_action_is_caught(tmp_path: Path) -> None:
     def widen(template: dict[str, Any]) -> None:
-        template["Resources"]["RegisterFunction"]["Properties"]["Policies"][1] = {
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": "dynamodb:*",
-                    "Resource": {"Fn::GetAtt": ["RegistryTable", "Arn"]},
-                }
-            ]
-        }
+        statements = template["Resources"]["RegisterFunction"]["Properties"]["Policies"][0][
+            "Statement"
+        ]
+        statements[-1]["Action"] = "dynamodb:*"
 
     translated = mutate(tmp_path, template=widen)
     assert check_wildcards(translated) == [
-        "RegisterFunctionRole.RegisterFunctionRolePolicy1: allows every action (dynamodb:*)"
+        "RegisterFunctionRole.RegisterFunctionRolePolicy0: allows every action (dynamodb:*)"
     ]
     assert check_permissions(translated, all_needs(translated)) == []  # wider still allows
+    assert check_grants_are_needed(translated, all_needs(translated)) == [
+        "RegisterFunction: RegisterFunctionRole.RegisterFunctionRolePolicy0 grants dynamodb:* on "
+        "arn:aws:dynamodb:us-east-1:123456789012:table/mlstack-RegistryTable, which its code "
+        "does not need"
+    ]
+
+
+def test_a_sam_policy_template_granting_bucket_configuration_is_caught(tmp_path: Path) -> None:
+    """S3CrudPolicy on the model bucket would let code running in Preprocess expire every model
+    version (s3:PutLifecycleConfiguration)."""
+
+    def crud(template: dict[str, Any]) -> None:
+        policies = template["Resources"]["PreprocessFunction"]["Properties"]["Policies"]
+        policies.append({"S3CrudPolicy": {"BucketName": {"Ref": "ModelBucket"}}})
+
+    translated = mutate(tmp_path, template=crud)
+    problems = check_grants_are_needed(translated, all_needs(translated))
+    granted = {p.split(" grants ")[1].split(" on ")[0] for p in problems}
+    assert "s3:PutLifecycleConfiguration" in granted
+    assert {"s3:DeleteObject", "s3:PutObject", "s3:GetBucketLocation"} <= granted
+    assert check_permissions(translated, all_needs(translated)) == []  # nothing is missing
+
+
+def test_a_write_widened_beyond_its_prefix_is_caught(tmp_path: Path) -> None:
+    """Train writes under runs/*/candidates/; the same action on the whole bucket would let it
+    write models/ and skip the gate."""
+
+    def widen(template: dict[str, Any]) -> None:
+        statements = template["Resources"]["TrainFunction"]["Properties"]["Policies"][0][
+            "Statement"
+        ]
+        statements[-1]["Resource"] = {"Fn::Sub": "${ModelBucket.Arn}/*"}
+
+    translated = mutate(tmp_path, template=widen)
+    assert check_grants_are_needed(translated, all_needs(translated)) == [
+        "TrainFunction: TrainFunctionRole.TrainFunctionRolePolicy0 grants s3:PutObject on "
+        "arn:aws:s3:::mlstack-ModelBucket/*, which its code does not need"
+    ]
+    assert check_wildcards(translated) == []  # a bucket's objects look narrow to that check
 
 
 def test_policy_widened_to_every_resource_is_caught(tmp_path: Path) -> None:
@@ -530,13 +592,16 @@ def test_missing_permission_is_caught(tmp_path: Path) -> None:
 
 def test_read_only_bucket_access_where_code_writes_is_caught(tmp_path: Path) -> None:
     def read_only(template: dict[str, Any]) -> None:
-        policies = template["Resources"]["EvaluateFunction"]["Properties"]["Policies"]
-        policies[0] = {"S3ReadPolicy": {"BucketName": {"Ref": "ModelBucket"}}}
+        statements = template["Resources"]["EvaluateFunction"]["Properties"]["Policies"][0][
+            "Statement"
+        ]
+        statements[:] = [s for s in statements if s["Action"] != "s3:PutObject"]
 
     problems = check_permissions(mutate(tmp_path, template=read_only), NEEDS)
     assert problems == [
         "EvaluateFunction: EvaluateFunctionRole does not allow s3:PutObject on "
-        f"arn:aws:s3:::mlstack-ModelBucket/{RUN}/evaluation.json"
+        "arn:aws:s3:::mlstack-ModelBucket/runs/* "
+        "(evaluation report, holdout outputs, drift baseline)"
     ]
 
 
@@ -552,7 +617,74 @@ def test_state_machine_without_result_writer_permission_is_caught(tmp_path: Path
         f"TrainingStateMachine: TrainingStateMachineRole does not allow {action}"
         for action in (
             "s3:PutObject",
+            "s3:GetObject",
             "s3:ListMultipartUploadParts",
             "s3:AbortMultipartUpload",
         )
+    }
+
+
+# ------------------------------------------------------------------------------ the model bucket
+def _model_bucket_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = template["Resources"]["ModelBucketPolicy"]["Properties"][
+        "PolicyDocument"
+    ]["Statement"]
+    return statements
+
+
+def test_only_register_writes_models_and_no_stack_role_configures_the_bucket() -> None:
+    assert check_model_writes(real()) == []
+    assert check_configuration_denied(real()) == []
+
+
+def test_a_bucket_policy_without_the_models_guard_is_caught(tmp_path: Path) -> None:
+    def drop(template: dict[str, Any]) -> None:
+        statements = _model_bucket_statements(template)
+        statements[:] = [s for s in statements if s.get("Sid") != "OnlyRegisterWritesModels"]
+
+    problems = check_model_writes(mutate(tmp_path, template=drop))
+    assert problems == [
+        f"ModelBucket's policy lets {role} write under models/"
+        for role in (
+            "EvaluateFunctionRole",
+            "MonitorFunctionRole",
+            "PredictFunctionRole",
+            "PreprocessFunctionRole",
+            "RunLockFunctionRole",
+            "TrainFunctionRole",
+            "TrainingStateMachineRole",
+            "TriggerFunctionRole",
+        )
+    ]
+
+
+def test_a_stack_role_missing_from_the_configuration_deny_is_caught(tmp_path: Path) -> None:
+    """A new function's role must be added to the list, or it could expire every model."""
+
+    def forget(template: dict[str, Any]) -> None:
+        (statement,) = [
+            s
+            for s in _model_bucket_statements(template)
+            if s.get("Sid") == "StackRolesNeverConfigureTheBucket"
+        ]
+        roles = statement["Condition"]["ArnEquals"]["aws:PrincipalArn"]
+        roles[:] = [r for r in roles if "MonitorFunctionRole" not in json.dumps(r)]
+
+    problems = check_configuration_denied(mutate(tmp_path, template=forget))
+    assert problems
+    assert {p.rsplit(" to ", 1)[1] for p in problems} == {"MonitorFunctionRole"}
+    assert any("s3:PutLifecycleConfiguration" in p for p in problems)
+
+
+def test_object_lock_is_a_parameter_off_by_default() -> None:
+    bucket = real()["Resources"]["ModelBucket"]["Properties"]
+    condition, when_on, when_off = bucket["ObjectLockConfiguration"]["Fn::If"]
+    assert when_off == {"Ref": "AWS::NoValue"}
+    assert bucket["ObjectLockEnabled"] == {"Fn::If": [condition, True, {"Ref": "AWS::NoValue"}]}
+    assert Resolver(real()).condition(condition) is False
+    locked = Resolver(real(), {"ModelObjectLockDays": "30"})
+    assert locked.condition(condition) is True
+    assert locked.value(when_on) == {
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": "30"}},
     }

@@ -166,7 +166,7 @@ def state_machine_needs(
             bucket = reader.get("Parameters", {}).get("Bucket")
             if reader.get("Resource") == "arn:aws:states:::s3:getObject" and bucket:
                 needs.append(
-                    Need("s3:GetObject", f"arn:${{AWS::Partition}}:s3:::{sub_text(bucket)}/x", name)
+                    Need("s3:GetObject", f"arn:${{AWS::Partition}}:s3:::{sub_text(bucket)}/*", name)
                 )
             else:
                 unresolved.append(f"{name}: ItemReader {json.dumps(reader, sort_keys=True)}")
@@ -175,7 +175,7 @@ def state_machine_needs(
             bucket = writer.get("Parameters", {}).get("Bucket")
             prefix = writer.get("Parameters", {}).get("Prefix", "")
             if bucket:
-                target = f"arn:${{AWS::Partition}}:s3:::{sub_text(bucket)}/{prefix}/run/x.json"
+                target = f"arn:${{AWS::Partition}}:s3:::{sub_text(bucket)}/{prefix}/*"
                 needs.extend(
                     Need(action, target, f"{name} ResultWriter")
                     for action in (
@@ -192,7 +192,7 @@ def state_machine_needs(
             own = "${" + machine + "}"
             executions = (
                 "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:"
-                "${" + machine + ".Name}/child"
+                "${" + machine + ".Name}/*"
             )
             needs.append(Need("states:StartExecution", own, f"{name} child executions"))
             needs.append(Need("states:DescribeExecution", executions, f"{name} child executions"))

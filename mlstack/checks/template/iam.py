@@ -2,6 +2,9 @@
 
 - ``check_permissions``: each role grants the actions its function or state machine needs, on
   the resources it needs them on (``Need``).
+- ``check_grants_are_needed``: the other way round: each action a role grants, on each resource,
+  is one of its needs, on a resource the need's pattern contains. Together with a need table
+  checked against the code's calls, a role grants exactly what its code uses.
 - ``check_wildcards``: no statement allows ``*`` or ``service:*`` actions, or a ``*`` resource
   where the actions support a narrower one; managed policies only from a reviewed list.
 """
@@ -43,7 +46,8 @@ REVIEWED_MANAGED_POLICIES = {
 # ------------------------------------------------------------------------------------ needs
 @dataclass(frozen=True)
 class Need:
-    """``action`` on ``resource``, an ``Fn::Sub`` text over the template (``${Bucket.Arn}/key``)."""
+    """``action`` on ``resource``, an ``Fn::Sub`` text over the template (``${Bucket.Arn}/key``);
+    ``*`` in it stands for any text, as in IAM (``${Bucket.Arn}/runs/*``)."""
 
     action: str
     resource: str
@@ -100,8 +104,8 @@ def role_statements(
 
 
 def allows(statements: Sequence[Statement], action: str, resource: str) -> bool:
-    """IAM's answer for one request: an Allow matches and no Deny does (conditions not modelled;
-    the template's roles have none)."""
+    """IAM's answer for one request: an Allow matches and no Deny does. Conditions are not
+    modelled: the template's only ones narrow an ``s3:ListBucket`` further, by prefix."""
 
     def matches(statement: Statement) -> bool:
         if "NotAction" in statement.source:
@@ -146,6 +150,39 @@ def check_permissions(
                 problems.append(
                     f"{logical_id}: {role} does not allow {need.action} on {resource}{why}"
                 )
+    return problems
+
+
+def check_grants_are_needed(
+    translated: Mapping[str, Any],
+    needs: Mapping[str, Iterable[Need]],
+    parameters: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Each (action, resource) a role's statements allow is one of its needs: the same action,
+    on a resource the need's pattern contains. Anything else is more than the code uses, for
+    example an ``S3CrudPolicy``'s ``s3:PutLifecycleConfiguration`` or ``s3:PutObject`` on the
+    whole bucket where the code writes one prefix."""
+    resolver = Resolver(translated, parameters)
+    problems = []
+    for logical_id, wanted in needs.items():
+        role = role_of(translated, logical_id) if logical_id in translated["Resources"] else None
+        if role is None:
+            continue  # check_permissions reports it
+        patterns: dict[str, list[re.Pattern[str]]] = {}
+        for need in wanted:
+            patterns.setdefault(need.action.lower(), []).append(_glob(resolver.sub(need.resource)))
+        statements, _ = role_statements(translated, role, resolver)
+        for statement in statements:
+            if statement.effect != "Allow":
+                continue
+            for action in statement.actions:
+                for resource in statement.resources:
+                    covering = patterns.get(action.lower(), [])
+                    if not any(pattern.match(resource) for pattern in covering):
+                        problems.append(
+                            f"{logical_id}: {statement.source} grants {action} on {resource}, "
+                            "which its code does not need"
+                        )
     return problems
 
 
