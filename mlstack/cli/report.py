@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 
-
 @dataclass
 class Scored:
     """One model's outputs on the holdout."""

@@ -131,6 +131,37 @@ def deliver_rule_targets() -> contextlib.AbstractContextManager[None]:
     return patched(Rule, "send_to_targets", send_to_targets)
 
 
+def map_result_files() -> contextlib.AbstractContextManager[None]:
+    """Write a Distributed Map's result files as Step Functions' ResultWriter does.
+
+    moto writes ``manifest.json`` with empty ``ResultFiles`` and drops the children's outputs (a
+    TODO in its parser). Here they go to ``SUCCEEDED_0.json`` beside the manifest, in AWS's shape
+    (a list of ``{"Input", "Output", "Status"}`` with JSON text), and the manifest lists it.
+    """
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval.resource_eval_s3 import (  # noqa: E501
+        ResourceEvalS3,
+    )
+
+    original = ResourceEvalS3._handle_put_object
+
+    def handle_put_object(env: Any, runtime_part: Any, credentials: Any) -> None:
+        outputs = list(env.stack[-2])  # the iterations' outputs, under the writer's parameters
+        original(env, runtime_part, credentials)
+        details = env.stack[-1]["ResultWriterDetails"]
+        s3 = ResourceEvalS3._get_s3_client(runtime_part, credentials)
+        manifest = json.loads(
+            s3.get_object(Bucket=details["Bucket"], Key=details["Key"])["Body"].read()
+        )
+        entries = [{"Status": "SUCCEEDED", "Output": json.dumps(output)} for output in outputs]
+        body = json.dumps(entries).encode()
+        key = details["Key"].rsplit("/", 1)[0] + "/SUCCEEDED_0.json"
+        s3.put_object(Bucket=details["Bucket"], Key=key, Body=body)
+        manifest["ResultFiles"]["SUCCEEDED"] = [{"Key": key, "Size": len(body)}]
+        s3.put_object(Bucket=details["Bucket"], Key=details["Key"], Body=json.dumps(manifest))
+
+    return patched(ResourceEvalS3, "_handle_put_object", staticmethod(handle_put_object))
+
+
 def state_machines_in_executing_backend() -> contextlib.AbstractContextManager[None]:
     """moto's CloudFormation creates state machines in the backend that does not execute them."""
     from moto.stepfunctions.models import StateMachine

@@ -18,6 +18,7 @@ from mlstack.localcloud.adaptations import (
     apply_bucket_configuration,
     atomic_item_writes,
     deliver_rule_targets,
+    map_result_files,
     resource_types_moto_lacks,
     serve_api_locally,
     state_machines_in_executing_backend,
@@ -181,6 +182,7 @@ class LocalCloud:
         self._exit.enter_context(self.lambdas.patch_moto())
         self._exit.enter_context(deliver_rule_targets())
         self._exit.enter_context(atomic_item_writes())
+        self._exit.enter_context(map_result_files())
 
         template = load_template(self.root / "template.yaml")
         self.api = LocalApi(routes_from_template(template), self.invoke_function)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack_core.candidates import INLINE_MAP_LIMIT
-from tests.integration.conftest import penguin_rows, to_csv
+from tests.integration.conftest import AlertInbox, penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +62,51 @@ def test_a_large_grid_trains_through_the_distributed_map(
     version = stack.registry.get_version(model, stack.registry.get_alias(model) or 0)
     assert version["family"] == "logistic_regression"
     assert version["params"]["C"] in c_values
+
+
+def test_files_rewritten_under_the_run_cannot_change_what_the_map_reported(
+    cloud: LocalCloud, stack: StackClient, alerts: AlertInbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the Distributed Map, something with write access to the run's prefix (Train's role)
+    replaces every candidate's model.onnx and leaves a result.json next to it that vouches for
+    the new bytes. Evaluate believes only the children's outputs Step Functions stored under
+    map-runs/, so the run fails as ArtifactTampered: nothing is registered, one alert is sent."""
+    import mlstack_evaluate.evaluate as evaluate_step
+
+    real_entries = evaluate_step.trained_entries
+
+    def after_a_compromised_write(run: Any, trained: Any, s3: Any) -> Any:
+        bucket = run["splits"]["bucket"]
+        listed = json.loads(s3.get_object(Bucket=bucket, Key=run["candidates_key"])["Body"].read())
+        forged = b"not the model Train exported"
+        for candidate in listed:
+            prefix = f"runs/{run['model']}/{run['run_id']}/candidates/{candidate['candidate_id']}"
+            put = s3.put_object(Bucket=bucket, Key=f"{prefix}/model.onnx", Body=forged)
+            claim = {
+                **candidate,
+                "status": "trained",
+                "onnx_key": f"{prefix}/model.onnx",
+                "onnx_version_id": put["VersionId"],
+                "onnx_sha256": hashlib.sha256(forged).hexdigest(),
+            }
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/result.json", Body=json.dumps(claim))
+        return real_entries(run, trained, s3)
+
+    monkeypatch.setattr(evaluate_step, "trained_entries", after_a_compromised_write)
+    alerts.drain()
+    model = "tampered-grid"
+    spec: dict[str, Any] = {
+        "target": "species",
+        "candidates": [
+            {"family": "logistic_regression", "grid": {"C": [0.1 + i for i in range(41)]}}
+        ],
+    }
+    upload = stack.upload_dataset(model, to_csv(penguin_rows()), spec, file_name="d.csv")
+    result = cloud.wait_for_execution(stack.find_execution(upload), timeout=600)
+
+    assert result["status"] == "FAILED"
+    assert result["error"] == "ArtifactTampered", result.get("cause")
+    assert stack.registry.get_alias(model) is None
+    assert stack.registry.list_versions(model) == []
+    failed = [m for m in alerts.drain() if m["MessageAttributes"]["event"]["Value"] == "Failed"]
+    assert [m["MessageAttributes"]["error"]["Value"] for m in failed] == ["ArtifactTampered"]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from mlstack.checks.template.asl import check_substitutions, check_transitions, state_machine_needs
-from mlstack.checks.template.bucket_policy import check_configuration_denied, check_model_writes
+from mlstack.checks.template.bucket_policy import check_configuration_denied, check_protected_writes
 from mlstack.checks.template.code_calls import actions_in_code, registry_actions
 from mlstack.checks.template.iam import (
     Need,
@@ -81,6 +81,7 @@ NEEDS: dict[str, list[Need]] = {
         Need("s3:GetObject", MODELS, "production's artifact when it has no recorded version"),
         Need("s3:GetObjectVersion", MODELS, "production's artifact, by version"),
         Need("s3:PutObject", RUNS, "evaluation report, holdout outputs, drift baseline"),
+        Need("s3:GetObject", "${ModelBucket.Arn}/map-runs/*", "Distributed Map outputs"),
         Need("dynamodb:GetItem", "${RegistryTable.Arn}", "the production alias and version"),
     ],
     "RegisterFunction": [
@@ -633,7 +634,8 @@ def _model_bucket_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_only_register_writes_models_and_no_stack_role_configures_the_bucket() -> None:
-    assert check_model_writes(real()) == []
+    """And only the state machine writes map-runs/, whose outputs Evaluate trusts."""
+    assert check_protected_writes(real()) == []
     assert check_configuration_denied(real()) == []
 
 
@@ -642,8 +644,8 @@ def test_a_bucket_policy_without_the_models_guard_is_caught(tmp_path: Path) -> N
         statements = _model_bucket_statements(template)
         statements[:] = [s for s in statements if s.get("Sid") != "OnlyRegisterWritesModels"]
 
-    problems = check_model_writes(mutate(tmp_path, template=drop))
-    assert problems == [
+    problems = check_protected_writes(mutate(tmp_path, template=drop))
+    assert [p for p in problems if "models/" in p] == [
         f"ModelBucket's policy lets {role} write under models/"
         for role in (
             "EvaluateFunctionRole",

@@ -250,26 +250,26 @@ def store_monitoring_artifacts(
 
 
 def trained_entries(run: Mapping[str, Any], trained: Any, s3: Any) -> list[dict[str, Any]]:
-    """The Map's results: inline in the state, or (Distributed Map) the ``result.json`` each
-    Train invocation wrote next to its model. A candidate with no result counts as failed."""
+    """The Map's results: inline in the state, or (Distributed Map) the children's outputs that
+    Step Functions' ResultWriter stored: its manifest lists the result files, each a list of
+    child executions with Train's output as JSON text. Only the state machine writes there, so a
+    file rewritten under the run's prefix cannot change what is evaluated. A candidate with no
+    output counts as failed."""
     if isinstance(trained, list):
         return [dict(entry) for entry in trained]
-    bucket = run["splits"]["bucket"]
-    candidates = json.loads(read_object(s3, bucket, run["candidates_key"]))
-    entries = []
-    for candidate in candidates:
-        key = layout.candidate_result_key(run["model"], run["run_id"], candidate["candidate_id"])
-        try:
-            entries.append(json.loads(read_object(s3, bucket, key)))
-        except s3.exceptions.NoSuchKey:
-            entries.append(
-                {
-                    **candidate,
-                    "status": "failed",
-                    "error": "no result: its Train invocation did not finish",
-                }
-            )
-    return entries
+    writer = trained["result_writer"]
+    manifest = json.loads(read_object(s3, writer["Bucket"], writer["Key"]))
+    outputs: dict[str, dict[str, Any]] = {}
+    for listed in manifest["ResultFiles"].get("SUCCEEDED", []):
+        for child in json.loads(read_object(s3, manifest["DestinationBucket"], listed["Key"])):
+            output = json.loads(child["Output"])
+            outputs[output["candidate_id"]] = output
+    candidates = json.loads(read_object(s3, run["splits"]["bucket"], run["candidates_key"]))
+    return [
+        outputs.get(candidate["candidate_id"])
+        or {**candidate, "status": "failed", "error": "no result: its Train invocation failed"}
+        for candidate in candidates
+    ]
 
 
 def handle(event: EvaluateInput) -> Evaluation:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import platform
 import time
 import warnings
@@ -238,16 +237,9 @@ class FitDetails(TypedDict):
 
 
 def train_candidate(run: Run, candidate: Candidate, *, s3: Any, bucket: str) -> TrainedEntry:
-    """Fit and export one candidate; the result is returned and also stored as result.json,
-    which is where Evaluate finds it after a Distributed Map."""
-    result = train_and_store(run, candidate, s3=s3, bucket=bucket)
-    s3.put_object(
-        Bucket=bucket,
-        Key=layout.candidate_result_key(run["model"], run["run_id"], candidate["candidate_id"]),
-        Body=json.dumps(result, default=str).encode(),
-        ContentType="application/json",
-    )
-    return result
+    """Fit and export one candidate. The result travels as the Map's output: in the state for
+    the inline Map, through the ResultWriter's files for the Distributed Map."""
+    return train_and_store(run, candidate, s3=s3, bucket=bucket)
 
 
 def train_and_store(run: Run, candidate: Candidate, *, s3: Any, bucket: str) -> TrainedEntry:

@@ -33,11 +33,6 @@ def candidate_prefix(model: str, run_id: str, candidate_id: str) -> str:
     return f"{run_prefix(model, run_id)}/candidates/{candidate_id}"
 
 
-def candidate_result_key(model: str, run_id: str, candidate_id: str) -> str:
-    """Train's output for one candidate, read back by Evaluate after a Distributed Map."""
-    return f"{candidate_prefix(model, run_id, candidate_id)}/result.json"
-
-
 def evaluation_key(model: str, run_id: str) -> str:
     return f"{run_prefix(model, run_id)}/evaluation.json"
 

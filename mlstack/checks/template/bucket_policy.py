@@ -1,7 +1,7 @@
 """Checks of the model bucket's resource policy, by evaluating its Deny statements for each role.
 
-- ``check_model_writes``: every role of the stack but Register is denied ``s3:PutObject`` under
-  ``models/``; Register is not.
+- ``check_protected_writes``: under each prefix of ``ONLY_WRITER`` (``models/``, ``map-runs/``),
+  every role of the stack but the one named is denied ``s3:PutObject``; that one is not.
 - ``check_configuration_denied``: every role of the stack is denied each bucket configuration
   action (``CONFIGURATION_ACTIONS``).
 
@@ -33,7 +33,8 @@ CONFIGURATION_ACTIONS = (
     "s3:BypassGovernanceRetention",
     "s3:DeleteObjectVersion",
 )
-MODEL_WRITER = "RegisterFunctionRole"
+# Prefixes of the model bucket whose content a later step trusts, and the one role that writes each.
+ONLY_WRITER = {"models/": "RegisterFunctionRole", "map-runs/": "TrainingStateMachineRole"}
 
 
 def _matches(pattern: str, text: str) -> bool:
@@ -94,16 +95,18 @@ def stack_roles(translated: Mapping[str, Any]) -> list[str]:
     return sorted(k for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role")
 
 
-def check_model_writes(translated: Mapping[str, Any], bucket: str = "ModelBucket") -> list[str]:
+def check_protected_writes(translated: Mapping[str, Any], bucket: str = "ModelBucket") -> list[str]:
     resolver = Resolver(translated)
-    key = f"{resolver.attribute(bucket, 'Arn')}/models/m/1/model.onnx"
     problems = []
-    for role in stack_roles(translated):
-        is_denied = denied(translated, bucket, resolver.attribute(role, "Arn"), "s3:PutObject", key)
-        if role == MODEL_WRITER and is_denied:
-            problems.append(f"{bucket}'s policy denies {role} its writes under models/")
-        elif role != MODEL_WRITER and not is_denied:
-            problems.append(f"{bucket}'s policy lets {role} write under models/")
+    for prefix, writer in ONLY_WRITER.items():
+        key = f"{resolver.attribute(bucket, 'Arn')}/{prefix}m/1/x"
+        for role in stack_roles(translated):
+            arn = resolver.attribute(role, "Arn")
+            is_denied = denied(translated, bucket, arn, "s3:PutObject", key)
+            if role == writer and is_denied:
+                problems.append(f"{bucket}'s policy denies {role} its writes under {prefix}")
+            elif role != writer and not is_denied:
+                problems.append(f"{bucket}'s policy lets {role} write under {prefix}")
     return problems
 
 
