@@ -26,6 +26,8 @@ in moto's CloudFormation. Only what moto lacks is adapted, each in one named fun
   documents are not applied, because moto evaluates a bucket policy's Deny without its Condition,
   so the TLS-only deny would refuse every request.
 - ``cloud.stack_resources``: moto lists a resource whose ``Condition`` is false as an empty entry.
+- ``adaptations.map_result_files``: moto's Distributed Map ResultWriter writes an empty manifest;
+  the children's outputs are written to a result file it lists, as on AWS.
 - ``adaptations.atomic_item_writes``: DynamoDB applies each conditional write atomically; moto's
   in-process table does not, and Map iterations and queued runs here are threads of one process,
   so item writes are serialised (the run lock and version counter rely on that atomicity).
