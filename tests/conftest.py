@@ -41,7 +41,7 @@ from moto import mock_aws  # noqa: E402
 
 from mlstack_core.observability.pipeline import metrics  # noqa: E402
 from mlstack_core.registry import TABLE_DEFINITION, Registry  # noqa: E402
-from mlstack_core.settings import serving_settings, stack_settings  # noqa: E402
+from mlstack_core.settings import forget  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_BUCKET = "mlstack-test-data"
@@ -231,8 +231,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 def _forget_settings() -> None:
     """Settings and the prediction function's per-container state are cached; each test gets
     its own resources."""
-    stack_settings.cache_clear()
-    serving_settings.cache_clear()
+    forget()
     predictor = sys.modules.get("mlstack_predict.predictor")
     if predictor is not None:
         predictor.reset_predictor()

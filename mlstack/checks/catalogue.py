@@ -38,6 +38,7 @@ FUNCTIONS: dict[str, str] = {
     "RunLockFunction": "runlock",
     "PredictFunction": "predict",
     "MonitorFunction": "monitor",
+    "ApprovalFunction": "approval",
 }
 
 
@@ -174,7 +175,33 @@ METRICS: list[Metric] = [
                 "(0 after a promotion); alarm RejectionsInARowAlarm",
             ),
             ("PromotionConflicts", "Count", "production moved during the run; not promoted"),
-            ("ApprovalsRequested", "Count", "versions waiting for a manual approval"),
+        ],
+    ),
+    *_m(
+        "Registry",
+        "approval",
+        PER_MODEL,
+        [
+            ("ApprovalsRequested", "Count", "versions waiting for a person's answer"),
+            ("ApprovalsAnswered", "Count", "answers sent to a waiting run (approve or reject)"),
+        ],
+    ),
+    *_m(
+        "Registry",
+        "approval",
+        STACK_WIDE,
+        [
+            (
+                "ApprovalsRefused",
+                "Count",
+                "approve/reject requests refused (no run waiting, wrong status, the uploader "
+                "answering with ApproverMustDiffer)",
+            ),
+            (
+                "UploadsRecorded",
+                "Count",
+                "dataset uploads CloudTrail reported (ApproverMustDiffer)",
+            ),
         ],
     ),
     *_m(

@@ -6,7 +6,6 @@ Every move of the production alias is a conditional write recorded with who, whe
 from __future__ import annotations
 
 import getpass
-import json
 import time
 from typing import Any
 
@@ -38,34 +37,23 @@ def current_actor(client: StackClient) -> str:
 
 
 def _answer_approval(
-    client: StackClient, model: str, version: int, approved: bool, actor: str, reason: str
+    client: StackClient, model: str, version: int, approved: bool, reason: str
 ) -> dict[str, Any]:
-    registry = client.registry
-    token = registry.task_token(model, version)
-    status = registry.get_version(model, version)["status"]
-    if status != STATUS_PENDING_APPROVAL or token is None:
-        raise LifecycleError(f"version {version} of {model!r} is {status}, not awaiting approval")
-    # The status changes first and conditionally, so two people answering at once cannot both win.
-    registry.set_status(
-        model,
-        version,
-        STATUS_APPROVED if approved else STATUS_REJECTED,
-        actor,
-        reason,
-        expected=STATUS_PENDING_APPROVAL,
+    """POST the answer to the stack's IAM-authorised approve/reject route: the approval function
+    resumes the paused run, with the caller's IAM identity as the actor; the run then records
+    the decision in the registry."""
+    verb = "approve" if approved else "reject"
+    response = client.request(
+        "POST", f"/models/{model}/versions/{version}/{verb}", {"reason": reason}
     )
-    answer: dict[str, Any] = {
-        "approved": approved,
-        "version": version,
-        "actor": actor,
-        "reason": reason,
-    }
+    if response.status != 200:
+        body = response.body if isinstance(response.body, dict) else {"error": response.body}
+        raise LifecycleError(str(body.get("error") or body.get("message") or body))
+    answer: dict[str, Any] = dict(response.body)
     stepfunctions = client.session.client("stepfunctions")
-    stepfunctions.send_task_success(taskToken=token, output=json.dumps(answer))
-    execution_arn = registry.get_version(model, version).get("execution_arn")
-    if execution_arn:
-        answer["run"] = _run_ending(stepfunctions, execution_arn)
-    answer["production"] = registry.get_alias(model)
+    answer["run"] = _run_ending(stepfunctions, answer.pop("execution_arn"))
+    answer["status"] = client.registry.get_version(model, version)["status"]
+    answer["production"] = client.registry.get_alias(model)
     return answer
 
 
@@ -80,18 +68,14 @@ def _run_ending(stepfunctions: Any, execution_arn: str, timeout: float = RUN_END
         time.sleep(0.2)
 
 
-def approve(
-    client: StackClient, model: str, version: int, actor: str, reason: str
-) -> dict[str, Any]:
+def approve(client: StackClient, model: str, version: int, reason: str) -> dict[str, Any]:
     """Resume the paused run; it promotes the version if production is still where it was."""
-    return _answer_approval(client, model, version, True, actor, reason)
+    return _answer_approval(client, model, version, True, reason)
 
 
-def reject(
-    client: StackClient, model: str, version: int, actor: str, reason: str
-) -> dict[str, Any]:
+def reject(client: StackClient, model: str, version: int, reason: str) -> dict[str, Any]:
     """End the paused run without promotion."""
-    return _answer_approval(client, model, version, False, actor, reason)
+    return _answer_approval(client, model, version, False, reason)
 
 
 def _refuse_unapproved(

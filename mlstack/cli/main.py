@@ -203,9 +203,9 @@ def _lifecycle(args: argparse.Namespace) -> int:
     reason = args.reason or f"{args.command} by {actor}"
     try:
         if args.command == "approve":
-            result = lifecycle.approve(client, args.model, args.version, actor, reason)
+            result = lifecycle.approve(client, args.model, args.version, args.reason or "approved")
         elif args.command == "reject":
-            result = lifecycle.reject(client, args.model, args.version, actor, reason)
+            result = lifecycle.reject(client, args.model, args.version, args.reason or "rejected")
         elif args.command == "promote":
             result = lifecycle.promote(client, args.model, args.version, actor, reason, args.force)
         elif args.command in ("canary", "shadow") and (args.off or args.version is None):

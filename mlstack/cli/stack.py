@@ -145,17 +145,20 @@ class StackClient:
     def signed_headers(
         self, method: str, url: str, data: bytes | None, headers: dict[str, str]
     ) -> dict[str, str]:
-        """SigV4-signed headers for an API Gateway URL, so the API can use ``ApiAuth=AWS_IAM`` (the
-        template's default); an API without auth ignores the signature. The local API is not
-        signed."""
+        """SigV4-signed headers for the stack's API, so it can use ``ApiAuth=AWS_IAM`` (the
+        template's default) and the approval routes know who asks; an API without auth ignores
+        the signature. The local API reads the caller from the signature's access key."""
         host = urllib.parse.urlsplit(url).hostname or ""
         credentials = self.session.get_credentials()
-        if not host.endswith(".amazonaws.com") or credentials is None:
+        if credentials is None:
             return headers
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
-        region = host.split(".")[2]  # <api-id>.execute-api.<region>.amazonaws.com
+        if host.endswith(".amazonaws.com"):
+            region = host.split(".")[2]  # <api-id>.execute-api.<region>.amazonaws.com
+        else:
+            region = self.session.region_name or "us-east-1"
         request = AWSRequest(method=method, url=url, data=data, headers=headers)
         SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
         return dict(request.headers.items())

@@ -344,7 +344,9 @@ def apply_bucket_configuration(
         if resource["Type"] != "AWS::S3::Bucket":
             continue
         properties = resource.get("Properties", {})
-        bucket = physical[logical_id]
+        bucket = physical.get(logical_id)
+        if not bucket:  # its Condition is false: not created
+            continue
         versioning = properties.get("VersioningConfiguration", {}).get("Status")
         if versioning:
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": versioning})

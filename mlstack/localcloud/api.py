@@ -1,7 +1,12 @@
-"""API Gateway in front of the prediction function, locally.
+"""API Gateway in front of the stack's functions, locally.
 
 HTTP requests become API Gateway REST proxy events for the routes the template declares (the Api
 events of each function), like ``sam local start-api``: same paths, no stage prefix.
+
+A route the template authorises with ``AWS_IAM`` (approve, reject) needs a SigV4 ``Authorization``
+header, as on AWS: without one the answer is API Gateway's 403. The signature is not verified;
+its access key is looked up in the local cloud's IAM (moto's STS), and the caller's ARN goes into
+``requestContext.identity.userArn``, where the function reads who is asking.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ class Route:
     method: str
     resource: str  # e.g. /models/{model}/predict
     function_logical_id: str
+    iam: bool = False  # the event's Auth.Authorizer is AWS_IAM
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -47,7 +53,10 @@ def routes_from_template(template: dict[str, Any]) -> list[Route]:
         for event in resource.get("Properties", {}).get("Events", {}).values():
             if event.get("Type") == "Api":
                 properties = event["Properties"]
-                routes.append(Route(properties["Method"].upper(), properties["Path"], logical_id))
+                iam = (properties.get("Auth") or {}).get("Authorizer") == "AWS_IAM"
+                routes.append(
+                    Route(properties["Method"].upper(), properties["Path"], logical_id, iam)
+                )
     return routes
 
 
@@ -60,6 +69,7 @@ def proxy_event(
     headers: dict[str, str],
     body: bytes,
     stage: str = "local",
+    identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An API Gateway REST (v1) proxy event, as Lambda receives it."""
     try:
@@ -87,7 +97,11 @@ def proxy_event(
             "extendedRequestId": request_id,
             "requestTimeEpoch": int(time.time() * 1000),
             "protocol": "HTTP/1.1",
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": headers.get("User-Agent", "")},
+            "identity": {
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.get("User-Agent", ""),
+                **(identity or {}),
+            },
             "accountId": "123456789012",
             "apiId": "local",
         },
@@ -97,14 +111,31 @@ def proxy_event(
 
 
 Invoke = Callable[[str, dict[str, Any]], Any]
+Identify = Callable[[str], str | None]  # access key id -> the caller's ARN
+CREDENTIAL = re.compile(r"Credential=([A-Za-z0-9]+)/")
+
+
+def caller_identity(headers: dict[str, str], identify: Identify | None) -> dict[str, Any] | None:
+    """The ``requestContext.identity`` fields of an IAM-authorised request, or None unsigned."""
+    authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    match = CREDENTIAL.search(authorization)
+    if match is None or identify is None:
+        return None
+    arn = identify(match.group(1))
+    if arn is None:
+        return None
+    return {"accessKey": match.group(1), "userArn": arn, "caller": arn.rsplit("/", 1)[-1]}
 
 
 class LocalApi:
     """Routes requests to functions; ``invoke(logical_id, event)`` runs the function."""
 
-    def __init__(self, routes: list[Route], invoke: Invoke) -> None:
+    def __init__(
+        self, routes: list[Route], invoke: Invoke, identify: Identify | None = None
+    ) -> None:
         self.routes = routes
         self._invoke = invoke
+        self._identify = identify
         # Set once the stack the routes invoke is deployed; until then every request gets 503.
         self.ready = threading.Event()
 
@@ -127,6 +158,9 @@ class LocalApi:
         for route in self.routes:
             match = route.pattern.match(path)
             if match and route.method == method:
+                identity = caller_identity(headers or {}, self._identify)
+                if route.iam and identity is None:
+                    return _json_error(HTTPStatus.FORBIDDEN, "Missing Authentication Token")
                 event = proxy_event(
                     method,
                     path,
@@ -135,6 +169,7 @@ class LocalApi:
                     parse_qs(parts.query),
                     headers or {},
                     body,
+                    identity=identity,
                 )
                 response = self._invoke(route.function_logical_id, event)
                 return _http_response(response)

@@ -185,7 +185,7 @@ class LocalCloud:
         self._exit.enter_context(map_result_files())
 
         template = load_template(self.root / "template.yaml")
-        self.api = LocalApi(routes_from_template(template), self.invoke_function)
+        self.api = LocalApi(routes_from_template(template), self.invoke_function, self.identify)
         http_server = self.api.serve(self.host, self.api_port)
         self._exit.callback(http_server.server_close)
         self._exit.callback(http_server.shutdown)
@@ -211,6 +211,21 @@ class LocalCloud:
     def client(self, service: str) -> Any:
         session = boto3.Session(region_name=REGION)
         return session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
+
+    def identify(self, access_key_id: str) -> str | None:
+        """The ARN moto's STS gives the holder of ``access_key_id`` (the local API's IAM auth)."""
+        sts = boto3.client(
+            "sts",
+            region_name=REGION,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key="not-verified-locally",
+        )
+        try:
+            arn: str = sts.get_caller_identity()["Arn"]
+        except Exception:  # an unknown key: no identity, so IAM-authorised routes answer 403
+            return None
+        return arn
 
     def invoke_function(self, logical_id: str, event: Any) -> Any:
         """Invoke a function of the stack synchronously, by its logical id in the template."""

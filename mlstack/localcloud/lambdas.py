@@ -128,8 +128,7 @@ class InProcessLambdas:
                 os.environ.update(changed)
                 from mlstack_core import settings  # cached per process, as in a warm Lambda
 
-                settings.stack_settings.cache_clear()
-                settings.serving_settings.cache_clear()
+                settings.forget()
 
     def run(
         self,

@@ -137,6 +137,7 @@ SERVICE_WORDS = {
     "ApiGateway": "API Gateway",
     "KMS": "KMS",
     "CloudWatch": "CloudWatch",
+    "CloudTrail": "CloudTrail",
     "IAM": "IAM role management",
 }
 

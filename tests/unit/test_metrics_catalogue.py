@@ -34,7 +34,7 @@ from moto import mock_aws
 from mlstack.checks.catalogue import FUNCTIONS, by_service
 from mlstack_core.drift import DriftRecorder
 from mlstack_core.registry import TABLE_DEFINITION, Registry
-from mlstack_core.settings import serving_settings, stack_settings
+from mlstack_core.settings import forget
 from mlstack_core.tabular import feature_matrices, read_split
 from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes
 
@@ -73,6 +73,7 @@ SERVICE_OF_DIR = {
     "runlock": "runlock",
     "predict": "predict",
     "monitor": "monitor",
+    "approval": "approval",
 }
 
 Emitted = tuple[str, str, frozenset[str]]
@@ -133,6 +134,12 @@ def captured() -> Capture:
             TableName="emf-registry",
             **TABLE_DEFINITION,
         )
+        dynamodb.create_table(
+            TableName="emf-approvals",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
         sfn = boto3.client("stepfunctions", region_name=REGION)
         machine = sfn.create_state_machine(
             name="emf-training", definition=PASS_MACHINE, roleArn="arn:aws:iam::123456789012:role/x"
@@ -142,11 +149,12 @@ def captured() -> Capture:
             DATA_BUCKET="emf-data",
             MODEL_BUCKET="emf-models",
             REGISTRY_TABLE="emf-registry",
+            APPROVALS_TABLE="emf-approvals",
+            APPROVER_MUST_DIFFER="false",
             STATE_MACHINE_ARN=machine,
             ALERTS_TOPIC_ARN=topic,
         )
-        stack_settings.cache_clear()
-        serving_settings.cache_clear()
+        forget()
         try:
             _scenario(
                 capture,
@@ -162,14 +170,32 @@ def captured() -> Capture:
         finally:
             os.environ.clear()
             os.environ.update(saved)
-            stack_settings.cache_clear()
-            serving_settings.cache_clear()
+            forget()
             import sys
 
             predictor = sys.modules.get("mlstack_predict.predictor")
             if predictor is not None:
                 predictor.reset_predictor()
     return capture
+
+
+def _approvals(capture: Capture, context: Any, version: int, dataset: Any) -> None:
+    """Hold a token, answer it as a signed caller, refuse an unsigned one, record an upload."""
+    from tests.unit import predict_fixtures
+
+    approval = load_handler("approval")
+    hold = {"action": "hold", "model": MODEL, "version": version}
+    hold.update(task_token="token", execution_arn="arn:aws:states:::execution:x:y")
+    capture.call("approval", lambda: approval(hold, context))
+    path = f"/models/{MODEL}/versions/{version}/approve"
+    signed = predict_fixtures.event("POST", path, json.dumps({"reason": "ok"}))
+    signed["requestContext"]["identity"]["userArn"] = "arn:aws:iam::123456789012:user/rev"
+    for request in (signed, predict_fixtures.event("POST", path, "{}")):
+        request["resource"] = "/models/{model}/versions/{version}/approve"
+        capture.call("approval", functools.partial(approval, request, context))
+    upload = json.loads((ROOT / "tests/events/cloudtrail_s3_put_object.json").read_text())
+    upload["detail"]["requestParameters"].update(bucketName="emf-data", key=dataset["key"])
+    capture.call("approval", lambda: approval(upload, context))
 
 
 def _scenario(capture: Capture, stack: Stack) -> None:
@@ -206,13 +232,13 @@ def _scenario(capture: Capture, stack: Stack) -> None:
             "run": state["run"],
             "evaluation": evaluation,
             "execution_started": started,
-            "task_token": "token",
         }
         return capture.call("register", lambda: register(event, context))
 
     assert registering("promote", state["evaluation"])["promoted"] is True
     registering("reject", {**state["evaluation"], "decision": "reject"})
-    registering("request_approval", state["evaluation"])
+    pending = registering("request_approval", state["evaluation"])
+    _approvals(capture, context, pending["version"], state["dataset"])
     stale = copy.deepcopy(state["evaluation"])
     stale["champion"] = None
     registering("promote", stale)  # production moved since: PromotionConflicts

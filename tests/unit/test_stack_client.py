@@ -29,7 +29,11 @@ def test_requests_to_api_gateway_are_sigv4_signed_for_the_api_region() -> None:
     assert headers["Content-Type"] == "application/json"
 
 
-def test_requests_to_the_local_api_are_not_signed() -> None:
+def test_requests_to_the_local_api_are_signed_so_it_knows_the_caller() -> None:
+    """The local API's IAM-authorised routes (approve, reject) read the caller from the
+    signature's access key, as API Gateway does."""
     headers = {"Content-Type": "application/json"}
-    signed = _client().signed_headers("GET", "http://127.0.0.1:3000/health", None, headers)
-    assert signed == headers
+    url = "http://127.0.0.1:3000/models/m/versions/1/approve"
+    signed = _client().signed_headers("POST", url, b"{}", headers)
+    assert "/us-east-1/execute-api/aws4_request" in signed["Authorization"]
+    assert signed["Content-Type"] == "application/json"

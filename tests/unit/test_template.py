@@ -93,6 +93,18 @@ NEEDS: dict[str, list[Need]] = {
         Need("dynamodb:UpdateItem", "${RegistryTable.Arn}", "version counter, alias move"),
         Need("dynamodb:Query", "${RegistryTable.Arn}", "rejections in a row"),
     ],
+    "ApprovalFunction": [
+        Need("dynamodb:PutItem", "${ApprovalsTable.Arn}", "hold a token; record an upload"),
+        Need("dynamodb:GetItem", "${ApprovalsTable.Arn}", "who uploaded this version"),
+        Need("dynamodb:DeleteItem", "${ApprovalsTable.Arn}", "take the token, once"),
+        Need("dynamodb:GetItem", "${RegistryTable.Arn}", "is the version awaiting approval"),
+        Need(
+            "states:SendTaskSuccess",
+            "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:"
+            "${TrainingStateMachine.Name}",
+            "resume the paused run",
+        ),
+    ],
     "RunLockFunction": [
         Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
         Need("dynamodb:PutItem", "${RegistryTable.Arn}", "conditional lock write"),
@@ -197,6 +209,11 @@ def test_every_role_allows_what_its_code_needs() -> None:
     assert check_permissions(real(), all_needs(real())) == []
 
 
+def test_every_function_has_its_needs_listed() -> None:
+    functions = {k for k, v in real()["Resources"].items() if v["Type"] == "AWS::Lambda::Function"}
+    assert functions == set(NEEDS)
+
+
 def test_every_grant_is_needed() -> None:
     """No role grants an action its code does not call, or on a wider resource than it uses."""
     assert check_grants_are_needed(real(), all_needs(real())) == []
@@ -215,6 +232,7 @@ def test_state_machine_needs_come_from_the_asl() -> None:
         "${EvaluateFunction.Arn}",
         "${RegisterFunction.Arn}",
         "${RunLockFunction.Arn}",
+        "${ApprovalFunction.Arn}",
     }
     assert {n.resource for n in needs if n.action == "sns:Publish"} == {"${AlertsTopic}"}
     # A new run-time-chosen resource must be reviewed and added to STATE_MACHINE_EXTRA.
@@ -278,14 +296,44 @@ def test_send_task_success_is_granted_exactly_where_code_uses_it() -> None:
         assert allows(statements, "states:SendTaskSuccess", machine) == used, function
 
 
-def test_api_auth_is_a_parameter_defaulting_to_iam() -> None:
-    def securities(translated: dict[str, Any]) -> list[Any]:
-        body = translated["Resources"]["Api"]["Properties"]["Body"]
-        return [op.get("security") for path in body["paths"].values() for op in path.values()]
+APPROVAL_ROUTES = {
+    "/models/{model}/versions/{version}/approve",
+    "/models/{model}/versions/{version}/reject",
+}
 
-    assert set(map(json.dumps, securities(real()))) == {json.dumps([{"AWS_IAM": []}])}
-    public = translate_offline(ROOT, {"ApiAuth": "NONE"})
-    assert securities(public) == [None] * len(securities(real()))
+
+def test_api_auth_is_a_parameter_defaulting_to_iam() -> None:
+    """ApiAuth=NONE opens the model routes; approving and rejecting stay IAM-authorised, since
+    the caller's IAM identity is what the registry records as the person who decided."""
+
+    def securities(translated: dict[str, Any]) -> dict[str, Any]:
+        body = translated["Resources"]["Api"]["Properties"]["Body"]
+        return {
+            path: op.get("security")
+            for path, operations in body["paths"].items()
+            for op in operations.values()
+        }
+
+    iam = [{"AWS_IAM": []}]
+    assert set(map(json.dumps, securities(real()).values())) == {json.dumps(iam)}
+    public = securities(translate_offline(ROOT, {"ApiAuth": "NONE"}))
+    assert {path for path, security in public.items() if security == iam} == APPROVAL_ROUTES
+    assert {json.dumps(s) for p, s in public.items() if p not in APPROVAL_ROUTES} == {"null"}
+
+
+def test_a_public_approval_route_is_caught(tmp_path: Path) -> None:
+    def open_up(template: dict[str, Any]) -> None:
+        events = template["Resources"]["ApprovalFunction"]["Properties"]["Events"]
+        del events["Approve"]["Properties"]["Auth"]
+
+    translated = mutate(tmp_path, template=open_up)
+    body = translated["Resources"]["Api"]["Properties"]["Body"]
+    # With ApiAuth's default the route would still be signed; the template must not rely on it.
+    approve = body["paths"]["/models/{model}/versions/{version}/approve"]["post"]
+    assert approve.get("security") == [{"AWS_IAM": []}]
+    public = translate_offline(tmp_path, {"ApiAuth": "NONE"})
+    opened = public["Resources"]["Api"]["Properties"]["Body"]["paths"]
+    assert opened["/models/{model}/versions/{version}/approve"]["post"].get("security") is None
 
 
 # ------------------------------------------------------------------------------ safe defaults
@@ -295,6 +343,8 @@ def _resources(kind: str) -> dict[str, dict[str, Any]]:
 
 def test_buckets_are_encrypted_versioned_private_and_tls_only() -> None:
     buckets = _resources("AWS::S3::Bucket")
+    # The trail's log bucket exists only with ApproverMustDiffer, and its objects are not versions.
+    assert buckets.pop("UploadTrailBucket")["Condition"] == "ApproverMustDifferFromUploader"
     assert set(buckets) == {"DataBucket", "ModelBucket"}
     policies = {
         p["Properties"]["Bucket"]["Ref"]: p["Properties"]["PolicyDocument"]
@@ -648,6 +698,7 @@ def test_a_bucket_policy_without_the_models_guard_is_caught(tmp_path: Path) -> N
     assert [p for p in problems if "models/" in p] == [
         f"ModelBucket's policy lets {role} write under models/"
         for role in (
+            "ApprovalFunctionRole",
             "EvaluateFunctionRole",
             "MonitorFunctionRole",
             "PredictFunctionRole",
@@ -690,3 +741,23 @@ def test_object_lock_is_a_parameter_off_by_default() -> None:
         "ObjectLockEnabled": "Enabled",
         "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": "30"}},
     }
+
+
+def test_only_the_approval_function_reads_the_task_tokens() -> None:
+    """A held task token resumes a run: no other role of the stack may read the approvals table
+    (the prediction function reads the registry, which therefore never holds a token)."""
+    translated = real()
+    resolver = Resolver(translated)
+    table = resolver.attribute("ApprovalsTable", "Arn")
+    readers = set()
+    for role in (k for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"):
+        statements, _ = role_statements(translated, role, resolver)
+        for action in (
+            "dynamodb:GetItem",
+            "dynamodb:Query",
+            "dynamodb:Scan",
+            "dynamodb:DeleteItem",
+        ):
+            if allows(statements, action, table):
+                readers.add(role)
+    assert readers == {"ApprovalFunctionRole"}

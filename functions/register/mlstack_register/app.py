@@ -19,6 +19,6 @@ def handler(event: RegisterInput, context: LambdaContext) -> Registration:
         run=event["run"],
         evaluation=event["evaluation"],
         execution_started=event.get("execution_started"),
-        task_token=event.get("task_token"),
+        pending=event.get("pending"),
         approval=event.get("approval"),
     )

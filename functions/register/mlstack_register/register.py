@@ -14,11 +14,11 @@ from typing import Any
 
 import boto3
 
-from mlstack_core.errors import ChampionChanged
+from mlstack_core.errors import ApprovalForAnotherVersion, ChampionChanged
 from mlstack_core.integrity import check_unchanged, read_verified
 from mlstack_core.layout import INLINE_BASELINE_BYTES, VERSION_FILES, version_prefix
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
-from mlstack_core.payloads import Action, Evaluation, Registration, Run
+from mlstack_core.payloads import Action, Approval, Evaluation, Registration, Run
 from mlstack_core.registry import (
     STATUS_APPROVED,
     STATUS_PENDING_APPROVAL,
@@ -192,36 +192,66 @@ def _promote(
     }
 
 
+def _reject_pending(
+    registry: Registry, model: str, version: int, approval: Approval | None
+) -> Registration:
+    """A person's no, or no answer within the approval window (``approval`` None)."""
+    actor = approval["actor"] if approval else PIPELINE_ACTOR
+    reason = approval["reason"] if approval else "no answer within the approval window"
+    registry.set_status(
+        model, version, STATUS_REJECTED, actor, reason, expected=STATUS_PENDING_APPROVAL
+    )
+    metrics.add_metric(name="Rejections", unit=MetricUnit.Count, value=1)
+    logger.info("Pending version rejected", extra={"model": model, "version": version})
+    return {
+        "model": model,
+        "version": version,
+        "status": STATUS_REJECTED,
+        "promoted": False,
+        "reason": reason,
+        "actor": actor,
+        "production": registry.get_alias(model),
+    }
+
+
 def register_challenger(
     action: Action,
     run: Run,
     evaluation: Evaluation,
     execution_started: str | None = None,
-    task_token: str | None = None,
-    approval: dict[str, Any] | None = None,
+    pending: Registration | None = None,
+    approval: Approval | None = None,
 ) -> Registration:
     """One of the pipeline's registry actions:
 
     - ``promote``: new version, production moves to it (spec.approval = auto)
     - ``reject``: new version recorded as Rejected with the gate's reasons
-    - ``request_approval``: new version PendingApproval, holding the paused execution's token
-    - ``promote_approved``: production moves to the version a person approved
+    - ``request_approval``: new version PendingApproval; the run then waits for a person
+    - ``promote_approved``: production moves to the pending version a person approved
+    - ``reject_pending``: the pending version is Rejected by a person, or by the approval
+      window passing (no ``approval``)
+
+    A version's status changes only here, after the run accepted the answer.
     """
     model = run["model"]
     per_model(model)
     registry = Registry(stack_settings().registry_table)
     reason = "; ".join(evaluation.get("reasons", [])) or "passed the gate"
 
-    if action == "promote_approved":
-        assert approval is not None, "promote_approved needs the approval answer"
-        return _promote(
-            registry,
-            model,
-            int(approval["version"]),
-            evaluation,
-            approval.get("actor", "unknown"),
-            approval.get("reason") or "approved",
-        )
+    if action in ("promote_approved", "reject_pending"):
+        assert pending is not None, f"{action} needs the pending version"
+        version = int(pending["version"])
+        if approval is not None and int(approval["version"]) != version:
+            raise ApprovalForAnotherVersion(
+                f"the run waits for version {version}; the answer names {approval['version']}"
+            )
+        if action == "promote_approved":
+            assert approval is not None, "promote_approved needs the answer"
+            assert approval["approved"], "promote_approved needs a yes"
+            return _promote(
+                registry, model, version, evaluation, approval["actor"], approval["reason"]
+            )
+        return _reject_pending(registry, model, version, approval)
 
     version, document = _new_version(registry, run, evaluation, execution_started)
     if action == "reject":
@@ -252,10 +282,8 @@ def register_challenger(
             version,
             STATUS_PENDING_APPROVAL,
             {**document, "status_reason": f"awaiting approval: {reason}"},
-            task_token=task_token,
         )
-        metrics.add_metric(name="ApprovalsRequested", unit=MetricUnit.Count, value=1)
-        logger.info("Awaiting approval", extra={"model": model, "version": version})
+        logger.info("Registered for approval", extra={"model": model, "version": version})
         return {"model": model, "version": version, "status": STATUS_PENDING_APPROVAL}
 
     registry.put_version(model, version, STATUS_REGISTERED, document)

@@ -110,3 +110,7 @@ class ServingRehearsalFailed(PipelineError):
 class ArtifactTampered(PipelineError):
     """A model file is not the one that was trained and evaluated: its bytes do not match the
     recorded sha256, or its key was written again after the evaluation."""
+
+
+class ApprovalForAnotherVersion(PipelineError):
+    """The answer that resumed a paused run names another version than the one it waits for."""

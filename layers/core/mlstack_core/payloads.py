@@ -140,7 +140,17 @@ class Evaluation(TypedDict):
     drift_baseline_key: NotRequired[str]
 
 
-Action = Literal["promote", "reject", "request_approval", "promote_approved"]
+Action = Literal["promote", "reject", "request_approval", "promote_approved", "reject_pending"]
+
+
+class Approval(TypedDict):
+    """A person's answer, as the approval function sends it to the paused run (``$.approval``):
+    ``actor`` is the caller's IAM ARN from API Gateway's request context."""
+
+    approved: bool
+    version: int
+    actor: str
+    reason: str
 
 
 class RegisterInput(TypedDict):
@@ -148,8 +158,9 @@ class RegisterInput(TypedDict):
     run: Run
     evaluation: Evaluation
     execution_started: NotRequired[str | None]
-    task_token: NotRequired[str | None]
-    approval: NotRequired[dict[str, Any] | None]
+    # The version registered before the pause ($.pending), and the answer to it ($.approval).
+    pending: NotRequired[Registration]
+    approval: NotRequired[Approval | None]
 
 
 class Registration(TypedDict):
@@ -164,3 +175,4 @@ class Registration(TypedDict):
     error: NotRequired[str]
     production: NotRequired[int | None]
     artifact: NotRequired[dict[str, Any]]
+    actor: NotRequired[str]

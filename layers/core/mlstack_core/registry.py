@@ -113,14 +113,8 @@ class Registry:
         version: int,
         status: str,
         document: dict[str, Any],
-        *,
-        task_token: str | None = None,
     ) -> None:
-        """Create a version; refuses to overwrite an existing one.
-
-        ``task_token`` (a paused execution waiting for approval) is kept outside the document, so
-        reading a version's metadata never exposes it.
-        """
+        """Create a version; refuses to overwrite an existing one."""
         body = {**document, "model": model, "version": version, "status": status}
         body.setdefault("created_at", _now())
         item: dict[str, Any] = {
@@ -131,19 +125,7 @@ class Registry:
             "created_at": body["created_at"],
             "doc": json.dumps(body, default=str),
         }
-        if task_token:
-            item["task_token"] = task_token
         self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
-
-    def task_token(self, model: str, version: int) -> str | None:
-        """The token of the execution waiting for this version's approval, if any."""
-        item = self._table.get_item(
-            Key={"pk": model_pk(model), "sk": version_sk(version)}, ConsistentRead=True
-        ).get("Item")
-        if item is None:
-            raise ModelNotFound(f"model {model!r} has no version {version}")
-        token = item.get("task_token")
-        return None if token is None else str(token)
 
     def set_status(
         self,
@@ -169,7 +151,7 @@ class Registry:
         try:
             self._table.update_item(
                 Key={"pk": model_pk(model), "sk": version_sk(version)},
-                UpdateExpression="SET #s = :s, doc = :d REMOVE task_token",
+                UpdateExpression="SET #s = :s, doc = :d",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=values,
                 ConditionExpression=condition,

@@ -74,6 +74,26 @@ class ServingSettings:
         )
 
 
+@dataclass(frozen=True)
+class ApprovalSettings:
+    """The approval function's table, and whether the uploader may approve their own data."""
+
+    approvals_table: str
+    distinct_approver: bool
+
+    @classmethod
+    def from_env(cls) -> ApprovalSettings:
+        return cls(
+            approvals_table=_required("APPROVALS_TABLE"),
+            distinct_approver=os.environ.get("APPROVER_MUST_DIFFER", "false").lower() == "true",
+        )
+
+
+@lru_cache(maxsize=1)
+def approval_settings() -> ApprovalSettings:
+    return ApprovalSettings.from_env()
+
+
 @lru_cache(maxsize=1)
 def stack_settings() -> StackSettings:
     return StackSettings.from_env()
@@ -82,3 +102,10 @@ def stack_settings() -> StackSettings:
 @lru_cache(maxsize=1)
 def serving_settings() -> ServingSettings:
     return ServingSettings.from_env()
+
+
+def forget() -> None:
+    """Read every setting again on next use (a changed environment: tests, the local cloud)."""
+    stack_settings.cache_clear()
+    serving_settings.cache_clear()
+    approval_settings.cache_clear()

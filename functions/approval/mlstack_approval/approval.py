@@ -1,0 +1,193 @@
+"""Approvals: the paused run's task token, kept where only this function reads it, and the
+answer a person gives through the API.
+
+The token of a run waiting for approval is a bearer credential: whoever holds it (and
+``states:SendTaskSuccess``) resumes the run. It is stored in the approvals table, which no other
+role of the stack can read, and it is taken out with a conditional delete when a person answers,
+so two answers cannot both be sent. The answer names the version Register created before the run
+paused; the state machine compares it with the version fixed in its own state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from mlstack_core.errors import ModelNotFound
+from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
+from mlstack_core.registry import STATUS_PENDING_APPROVAL, Registry
+from mlstack_core.settings import approval_settings, stack_settings
+
+# A held token outlives the state machine's approval window by a day, then DynamoDB's TTL drops it.
+TOKEN_TTL_SECONDS = 8 * 24 * 3600
+
+
+class ApprovalRefused(Exception):
+    """The answer cannot be accepted; ``status`` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _table() -> Any:
+    return boto3.resource("dynamodb").Table(approval_settings().approvals_table)
+
+
+def _key(model: str, version: int) -> dict[str, str]:
+    return {"pk": f"{model}#{version}"}
+
+
+def hold(model: str, version: int, task_token: str, execution_arn: str) -> None:
+    """Keep the paused run's token until a person answers (AwaitApproval's task)."""
+    per_model(model)  # the state machine's model: a registered name
+    _table().put_item(
+        Item={
+            **_key(model, version),
+            "task_token": task_token,
+            "execution_arn": execution_arn,
+            "expires_at": int(time.time()) + TOKEN_TTL_SECONDS,
+        }
+    )
+    metrics.add_metric(name="ApprovalsRequested", unit=MetricUnit.Count, value=1)
+    logger.info("Awaiting approval", extra={"model": model, "version": version})
+
+
+@dataclass(frozen=True)
+class Answer:
+    model: str
+    version: int
+    approved: bool
+    actor: str
+    reason: str
+
+    def payload(self) -> str:
+        return json.dumps(
+            {
+                "approved": self.approved,
+                "version": self.version,
+                "actor": self.actor,
+                "reason": self.reason,
+            }
+        )
+
+
+def answer(answer: Answer) -> dict[str, Any]:
+    """Send a person's decision to the run waiting for it; the run records it in the registry."""
+    if not answer.actor:
+        raise ApprovalRefused(403, "an approval needs an IAM-signed request: no caller identity")
+    registry = Registry(stack_settings().registry_table)
+    try:
+        document = registry.get_version(answer.model, answer.version)
+    except ModelNotFound as error:
+        raise ApprovalRefused(404, str(error)) from error
+    if document.get("status") != STATUS_PENDING_APPROVAL:
+        raise ApprovalRefused(
+            409,
+            f"version {answer.version} of {answer.model!r} is {document.get('status')}, "
+            "not awaiting approval",
+        )
+    if approval_settings().distinct_approver:
+        _check_another_principal(answer, document.get("dataset") or {})
+    held = _take_token(answer.model, answer.version)
+    per_model(answer.model)  # the registry has this version: a registered name
+    try:
+        boto3.client("stepfunctions").send_task_success(
+            taskToken=held["task_token"], output=answer.payload()
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
+            raise ApprovalRefused(
+                409,
+                f"the run of version {answer.version} no longer waits (its approval window "
+                "passed or it was stopped)",
+            ) from error
+        raise
+    decision = "approved" if answer.approved else "rejected"
+    metrics.add_metric(name="ApprovalsAnswered", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "Approval answered",
+        extra={"model": answer.model, "version": answer.version, "decision": decision},
+    )
+    return {
+        "model": answer.model,
+        "version": answer.version,
+        "decision": decision,
+        "actor": answer.actor,
+        "reason": answer.reason,
+        "execution_arn": str(held["execution_arn"]),
+    }
+
+
+# ---------------------------------------------------------------------------- who uploaded
+# With ApproverMustDiffer, CloudTrail records the data bucket's PutObject calls under datasets/
+# and EventBridge sends each here: the only unforgeable record of who uploaded an object version
+# (S3's own event names the account, not the principal).
+UPLOAD_TTL_SECONDS = 30 * 24 * 3600
+
+
+def _upload_key(bucket: str, key: str, version_id: str | None) -> dict[str, str]:
+    return {"pk": f"UPLOAD#{bucket}/{key}#{version_id or ''}"}
+
+
+def record_upload(event: dict[str, Any]) -> None:
+    """An ``AWS API Call via CloudTrail`` event for s3:PutObject: remember who wrote the version."""
+    detail = event["detail"]
+    request = detail.get("requestParameters") or {}
+    version_id = (detail.get("responseElements") or {}).get("x-amz-version-id")
+    _table().put_item(
+        Item={
+            **_upload_key(request["bucketName"], request["key"], version_id),
+            "uploaded_by": detail["userIdentity"]["arn"],
+            "expires_at": int(time.time()) + UPLOAD_TTL_SECONDS,
+        }
+    )
+    metrics.add_metric(name="UploadsRecorded", unit=MetricUnit.Count, value=1)
+
+
+def _check_another_principal(answer: Answer, dataset: dict[str, Any]) -> None:
+    item = (
+        _table()
+        .get_item(
+            Key=_upload_key(
+                dataset.get("bucket", ""), dataset.get("key", ""), dataset.get("version_id")
+            ),
+            ConsistentRead=True,
+        )
+        .get("Item")
+    )
+    if item is None:
+        raise ApprovalRefused(
+            409,
+            "this stack requires the approver to differ from the uploader, and CloudTrail has not "
+            "yet reported who uploaded this data (it usually does within minutes): try again",
+        )
+    if item["uploaded_by"] == answer.actor:
+        raise ApprovalRefused(
+            403,
+            f"{answer.actor} uploaded the data of version {answer.version}; this stack requires "
+            "another principal to answer for it (ApproverMustDiffer)",
+        )
+
+
+def _take_token(model: str, version: int) -> dict[str, Any]:
+    """The held token, removed in the same conditional write: one answer per pause."""
+    try:
+        taken = _table().delete_item(
+            Key=_key(model, version),
+            ConditionExpression="attribute_exists(pk)",
+            ReturnValues="ALL_OLD",
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            raise ApprovalRefused(
+                409, f"version {version} of {model!r} has no run waiting for an answer"
+            ) from error
+        raise
+    attributes: dict[str, Any] = taken["Attributes"]
+    return attributes
