@@ -314,7 +314,7 @@ def test_api_auth_is_a_parameter_defaulting_to_iam() -> None:
             for op in operations.values()
         }
 
-    iam = [{"AWS_IAM": []}]
+    iam: list[dict[str, list[str]]] = [{"AWS_IAM": []}]
     assert set(map(json.dumps, securities(real()).values())) == {json.dumps(iam)}
     public = securities(translate_offline(ROOT, {"ApiAuth": "NONE"}))
     assert {path for path, security in public.items() if security == iam} == APPROVAL_ROUTES
