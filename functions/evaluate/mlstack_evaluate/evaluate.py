@@ -25,7 +25,7 @@ from mlstack_core.integrity import read_verified
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.payloads import EvaluateInput, Evaluation, Rehearsal, Run
 from mlstack_core.registry import Registry, serving_fields
-from mlstack_core.settings import serving_settings, stack_settings
+from mlstack_core.settings import guard_settings, serving_settings, stack_settings
 from mlstack_core.spec import (
     greater_is_better,
     metrics_for,
@@ -102,6 +102,13 @@ def evaluate(
     if not rehearsal["passed"]:
         decision = "reject"
         reasons = [f"{rehearsal['error']}: {rehearsal['reason']}", *reasons]
+    requires_approval = decision == "promote" and incomparable_needs_a_person(champion)
+    if requires_approval:
+        reasons = [
+            *reasons,
+            "production cannot be scored on this data, so a person must approve "
+            "(AutoPromoteIncomparable is false)",
+        ]
 
     report_key = layout.evaluation_key(run["model"], run["run_id"])
     artifacts = store_monitoring_artifacts(
@@ -118,6 +125,7 @@ def evaluate(
         "baseline": base,
         "comparison": comparison,
         "rehearsal": rehearsal,
+        "requires_approval": requires_approval,
         "holdout_rows": int(holdout.y.size),
         "report_key": report_key,
     }
@@ -247,6 +255,15 @@ def store_monitoring_artifacts(
         )
         stored["drift_baseline_key"] = key
     return stored
+
+
+def incomparable_needs_a_person(champion: Mapping[str, Any] | None) -> bool:
+    """A production the challenger could not be compared with (its columns or classes changed)
+    is replaced only by a person's decision, unless the stack allows it (AutoPromoteIncomparable).
+    A model's first version has no production to compare with and needs none."""
+    if champion is None or champion.get("comparable"):
+        return False
+    return not guard_settings().auto_promote_incomparable
 
 
 def trained_entries(run: Mapping[str, Any], trained: Any, s3: Any) -> list[dict[str, Any]]:

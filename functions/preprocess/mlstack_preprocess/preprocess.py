@@ -31,7 +31,7 @@ from mlstack_core.layout import candidates_key, feature_baseline_key, run_prefix
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.payloads import DatasetRef, ExecutionInput, Run, Splits
 from mlstack_core.registry import Registry
-from mlstack_core.settings import stack_settings
+from mlstack_core.settings import GuardSettings, guard_settings, stack_settings
 from mlstack_core.spec import load_spec, resolve_task
 from mlstack_core.tabular import (
     MAX_WARNINGS,
@@ -45,6 +45,14 @@ from mlstack_core.tabular import (
     split_columns,
     target_values,
     write_split_to,
+)
+from mlstack_preprocess.guards import (
+    check_classes,
+    check_gate_limits,
+    check_own_input,
+    check_shape,
+    check_size,
+    stack_approval,
 )
 
 _READ_BUFFER = 1 << 20
@@ -91,14 +99,21 @@ def production_columns(registry: VersionLister, model: str) -> list[str]:
 
 @tracer.capture_method
 def read_dataset(
-    s3: Any, dataset: DatasetRef, spec: dict[str, Any], keep: Sequence[str] = ()
+    s3: Any,
+    dataset: DatasetRef,
+    spec: dict[str, Any],
+    keep: Sequence[str] = (),
+    guards: GuardSettings | None = None,
 ) -> tuple[Table, DatasetRef]:
-    """Stream the exact object version that started the run; returns the table and its lineage."""
+    """Stream the exact object version that started the run; returns the table and its lineage.
+    A file above the stack's size limit is refused before a byte of it is read."""
     request = {"Bucket": dataset["bucket"], "Key": dataset["key"]}
     version_id = dataset.get("version_id")
     if version_id:
         request["VersionId"] = version_id
     response = s3.get_object(**request)
+    if guards is not None:
+        check_size(response.get("ContentLength"), guards)
     hasher = HashingReader(response["Body"])
     table = read_csv(
         io.BufferedReader(hasher, _READ_BUFFER),
@@ -187,20 +202,35 @@ def training_baseline(prepared: Prepared) -> dict[str, Any]:
 
 
 def preprocess(
-    event: ExecutionInput, *, s3: Any, model_bucket: str, registry: VersionLister
+    event: ExecutionInput,
+    *,
+    s3: Any,
+    model_bucket: str,
+    data_bucket: str,
+    registry: VersionLister,
 ) -> Run:
     model, dataset = event["model"], event["dataset"]
     run_id = event.get("execution_name") or ""
+    guards = guard_settings()
+    check_own_input(model, dataset, data_bucket)
+    check_size(dataset.get("size"), guards)
     spec = load_spec(read_spec(s3, dataset["bucket"], model))
+    check_gate_limits(spec, guards)
+    spec, stack_warnings = stack_approval(model, spec, guards)
     # Columns this spec drops but production reads stay in the split files, so Evaluate can
     # score production on the same holdout.
     needed = set(production_columns(registry, model))
     keep = [name for name in spec["columns"]["drop"] if name in needed]
-    table, lineage = read_dataset(s3, dataset, spec, keep)
-    spec = resolve_task(spec, target_values(table, spec["target"]))
+    table, lineage = read_dataset(s3, dataset, spec, keep, guards)
+    check_shape(table.n_rows, lineage["columns"], guards)
+    values = target_values(table, spec["target"])
+    spec = resolve_task(spec, values)
+    if spec["task"] == CLASSIFICATION:
+        check_classes(len(set(values)), guards)
     prepared = prepare(table, spec, passthrough=[name for name in keep if name in table.header])
     check_cv_folds(spec, prepared)
     warnings = [
+        *stack_warnings,
         *prepared.warnings,
         *schema_history_warnings(registry, model, prepared.schema),
     ][:MAX_WARNINGS]
@@ -288,5 +318,6 @@ def handle(event: ExecutionInput) -> Run:
         event,
         s3=boto3.client("s3"),
         model_bucket=settings.model_bucket,
+        data_bucket=settings.data_bucket,
         registry=Registry(settings.registry_table),
     )

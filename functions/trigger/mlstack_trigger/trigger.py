@@ -15,7 +15,7 @@ import boto3
 
 from mlstack_core.layout import DATASET_KEY, model_name_problem
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics
-from mlstack_core.settings import stack_settings
+from mlstack_core.settings import guard_settings, stack_settings
 
 
 def dataset_model(key: str) -> str | None:
@@ -32,6 +32,26 @@ def execution_name(
     identity = json.dumps([bucket, key, version_id, sequencer])
     digest = hashlib.sha256(identity.encode()).hexdigest()[:20]
     return f"{model[:50]}-{digest}"
+
+
+def refuse_oversized(model: str, key: str, size: int, limit: int) -> dict[str, Any]:
+    """No run for a file above MaxUploadMiB: the refusal is alerted like a failed run."""
+    reason = f"{key} has {size:,} bytes; this stack accepts at most {limit:,} (MaxUploadMiB)"
+    boto3.client("sns").publish(
+        TopicArn=stack_settings().alerts_topic_arn,
+        Subject="mlstack: upload refused",
+        Message=json.dumps(
+            {"model": model, "key": key, "error": "DatasetTooLarge", "cause": reason}
+        ),
+        MessageAttributes={
+            "event": {"DataType": "String", "StringValue": "Failed"},
+            "model": {"DataType": "String", "StringValue": model},
+            "error": {"DataType": "String", "StringValue": "DatasetTooLarge"},
+        },
+    )
+    metrics.add_metric(name="RefusedUploads", unit=MetricUnit.Count, value=1)
+    logger.warning("Upload refused", extra={"model": model, "key": key, "reason": reason})
+    return {"started": False, "reason": reason, "error": "DatasetTooLarge", "key": key}
 
 
 def start_training_run(
@@ -53,6 +73,10 @@ def start_training_run(
             return {"started": False, "reason": problem, "key": key}
         logger.info("Ignoring object that is not datasets/<model>/<file>.csv", extra={"key": key})
         return {"started": False, "reason": "not a dataset key", "key": key}
+
+    limit = guard_settings().max_upload_bytes
+    if size is not None and size > limit:
+        return refuse_oversized(model, key, size, limit)
 
     name = execution_name(model, bucket, key, version_id, sequencer)
     run_input = {

@@ -114,3 +114,29 @@ class ArtifactTampered(PipelineError):
 
 class ApprovalForAnotherVersion(PipelineError):
     """The answer that resumed a paused run names another version than the one it waits for."""
+
+
+class SpecOutsideStackLimits(SpecError):
+    """spec.json asks for a gate looser than the stack allows (GateMinImprovement,
+    GateMinLabelAgreement, GateMaxOutputDiff): the uploader does not set the gate."""
+
+
+class ForeignDataset(PipelineError):
+    """The run was started for an object that is not a dataset of this stack: another bucket, a
+    key outside datasets/<model>/, or a model name the stack does not accept."""
+
+
+class DatasetTooLarge(DatasetError):
+    """The uploaded file is larger than MaxUploadMiB."""
+
+
+class TooManyRows(DatasetError):
+    """The table has more rows than MaxDatasetRows."""
+
+
+class TooManyColumns(DatasetError):
+    """The table has more columns than MaxDatasetColumns."""
+
+
+class TooManyClasses(DatasetError):
+    """A classification target has more classes than MaxClasses."""

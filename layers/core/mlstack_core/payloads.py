@@ -133,6 +133,7 @@ class Evaluation(TypedDict):
     baseline: dict[str, Any]
     comparison: dict[str, Any]
     rehearsal: Rehearsal
+    requires_approval: bool  # promote, but production was not comparable: a person decides
     error: NotRequired[str]  # a named error behind a rejection (ServingRehearsalFailed)
     holdout_rows: int
     report_key: str

@@ -75,6 +75,46 @@ class ServingSettings:
 
 
 @dataclass(frozen=True)
+class GuardSettings:
+    """What the stack allows, whatever a spec.json says: the gate's floors and ceilings, which
+    models always need a person's approval, and how big an upload may be (stack parameters)."""
+
+    min_improvement: float
+    min_label_agreement: float
+    max_output_diff: float
+    manual_approval_models: frozenset[str]  # "*": every model
+    auto_promote_incomparable: bool
+    max_upload_bytes: int
+    max_rows: int
+    max_columns: int
+    max_classes: int
+
+    @classmethod
+    def from_env(cls) -> GuardSettings:
+        listed = os.environ.get("MANUAL_APPROVAL_MODELS", "")
+        return cls(
+            min_improvement=float(os.environ.get("GATE_MIN_IMPROVEMENT", "0")),
+            min_label_agreement=float(os.environ.get("GATE_MIN_LABEL_AGREEMENT", "0.99")),
+            max_output_diff=float(os.environ.get("GATE_MAX_OUTPUT_DIFF", "0.01")),
+            manual_approval_models=frozenset(n.strip() for n in listed.split(",") if n.strip()),
+            auto_promote_incomparable=os.environ.get("AUTO_PROMOTE_INCOMPARABLE", "false").lower()
+            == "true",
+            max_upload_bytes=int(float(os.environ.get("MAX_UPLOAD_MIB", "512")) * 2**20),
+            max_rows=int(os.environ.get("MAX_DATASET_ROWS", "2000000")),
+            max_columns=int(os.environ.get("MAX_DATASET_COLUMNS", "1000")),
+            max_classes=int(os.environ.get("MAX_CLASSES", "200")),
+        )
+
+    def requires_manual_approval(self, model: str) -> bool:
+        return "*" in self.manual_approval_models or model in self.manual_approval_models
+
+
+@lru_cache(maxsize=1)
+def guard_settings() -> GuardSettings:
+    return GuardSettings.from_env()
+
+
+@dataclass(frozen=True)
 class ApprovalSettings:
     """The approval function's table, and whether the uploader may approve their own data."""
 
@@ -109,3 +149,4 @@ def forget() -> None:
     stack_settings.cache_clear()
     serving_settings.cache_clear()
     approval_settings.cache_clear()
+    guard_settings.cache_clear()

@@ -1,0 +1,117 @@
+"""What Preprocess checks before it trusts its input.
+
+Anyone allowed to start the state machine can hand it any event, and anyone allowed to write the
+data bucket writes the spec: so the dataset must be one of this stack's, and neither the spec nor
+the data may go past what the stack's parameters allow (``mlstack_core.settings.GuardSettings``).
+Each refusal is a named error, which fails the run with an alert.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlstack_core.errors import (
+    DatasetTooLarge,
+    ForeignDataset,
+    SpecOutsideStackLimits,
+    TooManyClasses,
+    TooManyColumns,
+    TooManyRows,
+)
+from mlstack_core.layout import DATASET_KEY, model_name_problem
+from mlstack_core.payloads import DatasetRef
+from mlstack_core.settings import GuardSettings
+
+
+def check_own_input(model: str, dataset: DatasetRef, data_bucket: str) -> None:
+    """The run's dataset is ``datasets/<model>/<file>.csv`` in this stack's data bucket."""
+    problem = model_name_problem(model)
+    if problem:
+        raise ForeignDataset(problem)
+    if dataset.get("bucket") != data_bucket:
+        raise ForeignDataset(
+            f"the dataset is in bucket {str(dataset.get('bucket'))[:80]!r}, not this stack's "
+            "data bucket"
+        )
+    match = DATASET_KEY.match(str(dataset.get("key", "")))
+    if match is None or match.group("model") != model:
+        raise ForeignDataset(
+            f"key {str(dataset.get('key'))[:200]!r} is not datasets/{model}/<file>.csv"
+        )
+
+
+def gate_limit_problems(spec: dict[str, Any], guards: GuardSettings) -> list[str]:
+    """How the spec's gate is looser than the stack allows."""
+    problems = []
+    if float(spec["min_improvement"]) < guards.min_improvement:
+        problems.append(
+            f"min_improvement {spec['min_improvement']} is below the stack's floor "
+            f"{guards.min_improvement} (GateMinImprovement)"
+        )
+    tolerance = spec["parity_tolerance"]
+    if float(tolerance["label_agreement"]) < guards.min_label_agreement:
+        problems.append(
+            f"parity_tolerance.label_agreement {tolerance['label_agreement']} is below the "
+            f"stack's floor {guards.min_label_agreement} (GateMinLabelAgreement)"
+        )
+    for name in ("max_abs_diff", "max_scaled_diff"):
+        if float(tolerance[name]) > guards.max_output_diff:
+            problems.append(
+                f"parity_tolerance.{name} {tolerance[name]} is above the stack's ceiling "
+                f"{guards.max_output_diff} (GateMaxOutputDiff)"
+            )
+    return problems
+
+
+def check_gate_limits(spec: dict[str, Any], guards: GuardSettings) -> None:
+    problems = gate_limit_problems(spec, guards)
+    if problems:
+        lines = "\n".join(f"- {p}" for p in problems)
+        raise SpecOutsideStackLimits(
+            f"spec.json asks for a gate the stack does not allow:\n{lines}"
+        )
+
+
+def stack_approval(
+    model: str, spec: dict[str, Any], guards: GuardSettings
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The spec with ``approval`` forced to manual where the stack requires a person for the
+    model (ManualApprovalModels), and the warning saying so."""
+    if spec["approval"] == "manual" or not guards.requires_manual_approval(model):
+        return spec, []
+    warning = {
+        "code": "ManualApprovalRequired",
+        "column": None,
+        "message": f"the stack requires a person to approve every version of {model!r} "
+        "(ManualApprovalModels): the spec's approval 'auto' is overridden",
+    }
+    return {**spec, "approval": "manual"}, [warning]
+
+
+def check_size(size: int | None, guards: GuardSettings) -> None:
+    if size is not None and size > guards.max_upload_bytes:
+        raise DatasetTooLarge(
+            f"the file has {size:,} bytes; this stack accepts at most "
+            f"{guards.max_upload_bytes:,} (MaxUploadMiB)"
+        )
+
+
+def check_shape(rows: int, columns: int, guards: GuardSettings) -> None:
+    if columns > guards.max_columns:
+        raise TooManyColumns(
+            f"the file has {columns:,} columns; this stack accepts at most "
+            f"{guards.max_columns:,} (MaxDatasetColumns)"
+        )
+    if rows > guards.max_rows:
+        raise TooManyRows(
+            f"the file has {rows:,} rows; this stack accepts at most {guards.max_rows:,} "
+            "(MaxDatasetRows)"
+        )
+
+
+def check_classes(classes: int, guards: GuardSettings) -> None:
+    if classes > guards.max_classes:
+        raise TooManyClasses(
+            f"the target has {classes:,} classes; this stack accepts at most "
+            f"{guards.max_classes:,} (MaxClasses)"
+        )
