@@ -6,6 +6,7 @@ their own.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -95,3 +96,21 @@ def entered_states(events: list[dict[str, Any]]) -> list[str]:
     return [
         e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e
     ]
+
+
+@contextlib.contextmanager
+def function_environment(cloud: LocalCloud, logical_id: str, **variables: str) -> Iterator[None]:
+    """Run with some of a function's environment variables changed (a stack parameter set
+    differently), through Lambda's own configuration API; restored afterwards."""
+    assert cloud.stack is not None
+    functions = cloud.client("lambda")
+    name = cloud.stack.physical_ids[logical_id]
+    stored = functions.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+    saved = {k: str(v) for k, v in stored.items()}  # moto keeps Number parameters as numbers
+    functions.update_function_configuration(
+        FunctionName=name, Environment={"Variables": {**saved, **variables}}
+    )
+    try:
+        yield
+    finally:
+        functions.update_function_configuration(FunctionName=name, Environment={"Variables": saved})

@@ -12,11 +12,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack_core import errors
@@ -25,9 +26,11 @@ from tests.integration.conftest import (
     AlertInbox,
     entered_states,
     execution_events,
+    function_environment,
     penguin_rows,
     to_csv,
 )
+from tests.integration.test_lifecycle import _wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -69,12 +72,42 @@ class Case:
     spec: Any = None  # dict, raw bytes, NO_SPEC, or None for GOOD_SPEC
     # Strings the cause must contain: each names the problem (column, row, value, field).
     needles: tuple[str, ...] = ()
+    # Preprocess's environment for this case: a stack parameter set lower than its default.
+    environment: dict[str, str] = field(default_factory=dict)
 
 
 _FEW = [["Dream", 40.1, "Adelie"], ["Biscoe", 47.0, "Gentoo"], ["Dream", 39.0, "Adelie"]]
 
 DATA_CASES = [
     Case("empty-file", "EmptyDataset", b"", needles=("empty",)),
+    Case(
+        "above-max-upload",
+        "DatasetTooLarge",
+        to_csv(penguin_rows()),
+        needles=("MaxUploadMiB",),
+        environment={"MAX_UPLOAD_MIB": "0.01"},
+    ),
+    Case(
+        "above-max-rows",
+        "TooManyRows",
+        to_csv(penguin_rows()),
+        needles=("344 rows", "MaxDatasetRows"),
+        environment={"MAX_DATASET_ROWS": "300"},
+    ),
+    Case(
+        "above-max-columns",
+        "TooManyColumns",
+        to_csv(penguin_rows()),
+        needles=("8 columns", "MaxDatasetColumns"),
+        environment={"MAX_DATASET_COLUMNS": "5"},
+    ),
+    Case(
+        "above-max-classes",
+        "TooManyClasses",
+        to_csv(penguin_rows()),
+        needles=("3 classes", "MaxClasses"),
+        environment={"MAX_CLASSES": "2"},
+    ),
     Case("blank-lines-only", "EmptyDataset", b"\n\n\n", needles=("empty",)),
     Case(
         "header-only", "HeaderOnly", b"island,bill_length_mm,species\n", needles=("no data rows",)
@@ -237,6 +270,17 @@ SPEC_CASES = [
         needles=("rmse", "ridge", "inferred from the target"),
     ),
     Case(
+        "spec-gate-looser-than-the-stack-allows",
+        "SpecOutsideStackLimits",
+        to_csv(penguin_rows()),
+        spec={
+            "target": TARGET,
+            "min_improvement": -1e9,
+            "parity_tolerance": {"label_agreement": 0.5, "max_abs_diff": 0.5},
+        },
+        needles=("GateMinImprovement", "GateMinLabelAgreement", "GateMaxOutputDiff"),
+    ),
+    Case(
         "spec-too-many-folds",
         "SpecError",
         rows_csv(["x", "species"], [[i, "rare" if i % 20 == 0 else "common"] for i in range(60)]),
@@ -296,9 +340,10 @@ def test_bad_upload_fails_in_preprocess_by_name_alerts_and_keeps_production(
 ) -> None:
     alerts.drain()
     _put_spec(cloud, case.spec)
-    upload = stack.upload_dataset(MODEL, case.body, None, file_name=f"{case.id}.csv")
-    execution_arn = stack.find_execution(upload)
-    result = cloud.wait_for_execution(execution_arn)
+    with function_environment(cloud, "PreprocessFunction", **case.environment):
+        upload = stack.upload_dataset(MODEL, case.body, None, file_name=f"{case.id}.csv")
+        execution_arn = stack.find_execution(upload)
+        result = cloud.wait_for_execution(execution_arn)
 
     assert result["status"] == "FAILED"
     assert result["error"] == case.error, result.get("cause")
@@ -347,8 +392,15 @@ def test_warnings_about_the_data_and_its_changes_are_registered(
         row["tag"] = f"tag-{i:04d}"
         changed.append(row)
     second = stack.upload_dataset(model, to_csv(changed), None, file_name="v2.csv")
-    result = cloud.wait_for_execution(stack.find_execution(second))
-    assert result["status"] == "SUCCEEDED", result.get("cause")
+    execution_arn = stack.find_execution(second)
+    # Production needs the column sex, which this file lacks, so it cannot be scored against
+    # the challenger: the challenger waits for a person (AutoPromoteIncomparable is false).
+    _wait_for_status(stack, model, 2, "PendingApproval")
+    evaluation = stack.registry.get_version(model, 2)
+    assert "a person must approve" in evaluation["status_reason"]
+    assert stack.registry.get_alias(model) == 1
+    assert main(["reject", model, "2", "--reason", "schema change not reviewed"]) == 0
+    assert cloud.wait_for_execution(execution_arn)["status"] == "SUCCEEDED"
 
     latest = max(stack.registry.list_versions(model), key=lambda v: v["version"])
     assert latest["dataset"]["key"] == second["key"]

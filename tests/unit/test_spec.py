@@ -374,3 +374,48 @@ def test_folds_must_fit_the_rarest_class_or_the_rows() -> None:
     assert problem.startswith("candidates[0] (knn): cv 5")
     assert "rarest class has 4" in problem
     assert len(cv_fold_problems(entries, 2, REGRESSION)) == 2
+
+
+# -- bounded cost ---------------------------------------------------------------------------------
+BOUNDED = spec_schema()["definitions"]["bounded_parameters"]["properties"]
+
+
+def test_every_size_parameter_a_family_accepts_has_a_maximum() -> None:
+    """Trees, iterations, leaves, depth, neighbours: what a spec could set to make one candidate
+    train for hours or export a model too large to serve."""
+    settable = {
+        name for families in CATALOG.values() for f in families.values() for name in f.allowed
+    }
+    sizes = {"n_estimators", "max_iter", "max_leaf_nodes", "max_depth", "n_neighbors"}
+    assert sizes <= settable
+    assert sizes <= set(BOUNDED)
+    assert all(isinstance(BOUNDED[name]["maximum"], int) for name in BOUNDED)
+
+
+@given(
+    name=st.sampled_from(sorted(BOUNDED)),
+    excess=st.integers(min_value=1, max_value=10**9),
+    where=st.sampled_from(["params", "grid"]),
+)
+def test_a_size_parameter_above_its_maximum_is_refused_by_name(
+    name: str, excess: int, where: str
+) -> None:
+    value = BOUNDED[name]["maximum"] + excess
+    entry = {"family": "random_forest", where: {name: [1, value] if where == "grid" else value}}
+    message = problems_of(spec_bytes(candidates=[entry]))
+    assert f"candidates[0].{where}.{name}" in message
+    assert str(value) in message
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"description": "x" * 2001}, "description"),
+        ({"na_values": ["?"] * 51}, "na_values"),
+        ({"columns": {"drop": ["c" * 257]}}, "columns.drop[0]"),
+        ({"candidates": ["knn"] * 51}, "candidates"),
+        ({"candidates": [{"family": "knn", "params": {"weights": "w" * 65}}]}, "weights"),
+    ],
+)
+def test_text_and_lists_in_a_spec_are_bounded(fields: dict[str, Any], needle: str) -> None:
+    assert needle in problems_of(spec_bytes(**fields))
