@@ -20,7 +20,8 @@ in moto's CloudFormation. Only what moto lacks is adapted, each in one named fun
 - ``adaptations.state_machines_in_executing_backend``: moto's CloudFormation puts state machines
   where the interpreter does not look.
 - ``adaptations.resource_types_moto_lacks``: moto's CloudFormation has no
-  ``AWS::S3::BucketPolicy``, ``AWS::SQS::QueuePolicy``, ``AWS::SNS::Subscription`` or
+  ``AWS::S3::BucketPolicy``, ``AWS::SQS::QueuePolicy``, ``AWS::ApiGateway::Account``,
+  ``AWS::SNS::Subscription`` or
   ``AWS::CloudWatch::Alarm``. The subscription is made through moto's SNS and each alarm through
   moto's CloudWatch (``put_metric_alarm``); the two policies become stack resources whose
   documents are not applied, because moto evaluates a bucket policy's Deny without its Condition,

@@ -316,6 +316,9 @@ def resource_types_moto_lacks() -> contextlib.AbstractContextManager[None]:
     stand_ins: dict[str, type[_StackResourceStandIn]] = {
         "AWS::S3::BucketPolicy": type("BucketPolicy", (_StackResourceStandIn,), {}),
         "AWS::SQS::QueuePolicy": type("QueuePolicy", (_StackResourceStandIn,), {}),
+        # A region-wide API Gateway setting (the CloudWatch role for access logs): nothing to
+        # apply to the local API, which logs nothing.
+        "AWS::ApiGateway::Account": type("ApiGatewayAccount", (_StackResourceStandIn,), {}),
         "AWS::SNS::Subscription": type(
             "Subscription", (_StackResourceStandIn,), {"create": staticmethod(_subscribe)}
         ),

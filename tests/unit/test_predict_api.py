@@ -143,18 +143,44 @@ def test_response_carries_request_id_version_and_variant(served: Stack) -> None:
     assert response["headers"]["X-Model-Version"] == "1"
 
 
-def test_version_query_pins_a_version(served: Stack) -> None:
-    served.publish("penguins", regressor(), promote=False)  # v2: not production
-    served.publish("penguins", classifier())  # v3: production
+def test_version_query_pins_an_approved_or_aliased_version_only(served: Stack) -> None:
+    from mlstack_predict import predictor
+
+    served.publish("penguins", regressor(), promote=False)  # v2: registered, not approved
+    served.publish("penguins", classifier())  # v3: production; v1 is now Archived
     instances = {"instances": mixed_records(2, seed=1)}
 
     assert call(PREDICT, instances)[1]["version"] == 3
-    status, body, _ = call(PREDICT, instances, {"version": "1"})
-    assert (status, body["version"], body["variant"]) == (200, 1, "pinned")
+    assert call(PREDICT, instances, {"version": "3"})[1]["variant"] == "pinned"
+    for unserved in ("1", "2"):
+        status, body, _ = call(PREDICT, instances, {"version": unserved})
+        assert status == 404
+        assert "only approved versions and the current production" in body["error"]
+
+    served.registry.set_status("penguins", 2, "Approved", "test", "reviewed")
     status, body, _ = call(PREDICT, instances, {"version": "2"})
-    assert status == 200
+    assert (status, body["version"], body["variant"]) == (200, 2, "pinned")
     assert "classes" not in body  # v2 is the regressor
+    served.registry.set_challenger("penguins", "shadow", 1, actor="test", reason="compare")
+    predictor.get_predictor().aliases._routing.clear()  # as if the alias TTL had elapsed
+    assert call(PREDICT, instances, {"version": "1"})[0] == 200  # aliased: served
     assert call(PREDICT, instances)[1]["version"] == 3  # production is untouched
+
+
+def test_cycling_through_rejected_versions_loads_nothing(served: Stack) -> None:
+    """?version=N of a version that is neither approved nor aliased is refused before anything
+    is read from S3, so it cannot push the served versions out of the session cache."""
+    from mlstack_predict import predictor
+
+    rejected = [served.publish("penguins", classifier(), promote=False) for _ in range(3)]
+    for version in rejected:
+        served.registry.set_status("penguins", version, "Rejected", "pipeline", "gate")
+    instances = {"instances": mixed_records(1, seed=2)}
+    assert call(PREDICT, instances)[0] == 200
+    before = list(predictor.get_predictor().sessions.entries)
+    for version in rejected * 3:
+        assert call(PREDICT, instances, {"version": str(version)})[0] == 404
+    assert list(predictor.get_predictor().sessions.entries) == before
 
 
 @pytest.mark.parametrize(
@@ -182,6 +208,7 @@ def test_pinned_version_of_an_unknown_model_is_404(served: Stack) -> None:
 
 def test_pinned_tampered_version_is_refused_with_503(served: Stack) -> None:
     served.publish("penguins", classifier(), promote=False, sha256="0" * 64)
+    served.registry.set_status("penguins", 2, "Approved", "test", "servable")
 
     status, body, _ = call(PREDICT, {"instances": mixed_records(1, seed=1)}, {"version": "2"})
 
@@ -201,7 +228,29 @@ def test_version_route_returns_metadata_metrics_and_schema(served: Stack) -> Non
     assert first.body["metrics"]["accuracy"] == 0.9
     assert first.body["aliases"] == ["production"]
     assert second.body["aliases"] == []
-    assert "task_token" not in json.dumps(first.body)
+    # The public view: nothing that locates, identifies or explains the stack's internals.
+    shown = json.dumps(first.body)
+    for internal in (
+        "artifact",
+        "bucket",
+        "sha256",
+        "execution_arn",
+        "library_versions",
+        "mlstack-",
+    ):
+        assert internal not in shown, internal
+    assert set(first.body) == {
+        "model",
+        "version",
+        "status",
+        "created_at",
+        "task",
+        "family",
+        "metric",
+        "metrics",
+        "schema",
+        "aliases",
+    }
     for path in (
         "/models/penguins/versions/7",
         "/models/penguins/versions/x",
@@ -509,3 +558,29 @@ def test_sha256_is_checked_for_canary_and_shadow_too(served: Stack) -> None:
 
     served.publish("penguins", classifier(), promote=False, sha256=hashlib.sha256(b"x").hexdigest())
     assert predictor.get_predictor().sessions.optional("penguins", 2) is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", PREDICT, {"instances": [{}]}),
+        ("POST", PREDICT, "not json"),
+        ("POST", "/models/nope/predict", {"instances": [{}]}),
+        ("GET", "/models/penguins", None),
+        ("GET", "/models/penguins/versions/1", None),
+        ("GET", "/health", None),
+        ("GET", "/docs", None),
+        ("GET", "/no/such/route", None),
+    ],
+)
+def test_every_answer_says_nosniff_and_no_store(
+    served: Stack, method: str, path: str, body: Any
+) -> None:
+    text = body if isinstance(body, str) or body is None else json.dumps(body)
+    response = load_app().handler(event(method, path, text), _Context())
+    headers = {
+        **(response.get("headers") or {}),
+        **{k: v[0] for k, v in (response.get("multiValueHeaders") or {}).items()},
+    }
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Cache-Control"] == "no-store"

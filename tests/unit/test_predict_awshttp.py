@@ -170,7 +170,8 @@ def test_the_serving_path_works_over_http(http_stack: Stack) -> None:
     # promotion and rollback over HTTP too
     http_stack.promote("penguins", 2)
     assert _predict()[1]["version"] == 2
-    assert _predict(query={"version": "1"})[1]["version"] == 1
+    assert _predict(query={"version": "2"})[1]["variant"] == "pinned"
+    assert _predict(query={"version": "1"})[0] == 404  # archived and not aliased: not served
     assert _predict("nope")[0] == 404
     # GET routes fall back to the boto3 Registry
     assert served.registry.list_models() == ["penguins"]

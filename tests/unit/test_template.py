@@ -380,7 +380,26 @@ def test_every_function_logs_to_a_group_with_retention() -> None:
         assert group in groups, f"{name} has no LoggingConfig.LogGroup of the stack"
         used.add(group)
         assert groups[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    access = groups.pop("ApiAccessLogGroup")  # the API stage's, not a function's
+    assert access["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     assert used == set(groups)
+
+
+def test_the_api_stage_writes_an_access_log_and_its_own_errors_say_nosniff() -> None:
+    stage = real()["Resources"]["ApiStage"]["Properties"]
+    assert stage["AccessLogSetting"]["DestinationArn"] == {
+        "Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]
+    }
+    assert "$context.identity.userArn" in stage["AccessLogSetting"]["Format"]
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]["ResponseParameters"]
+        for r in real()["Resources"].values()
+        if r["Type"] == "AWS::ApiGateway::GatewayResponse"
+    } or real()["Resources"]["Api"]["Properties"]["Body"].get("x-amazon-apigateway-gateway-responses")
+    assert responses, "no gateway responses"
+    text = json.dumps(responses)
+    assert "nosniff" in text
+    assert "no-store" in text
 
 
 def test_tracing_is_on_everywhere() -> None:

@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlstack_approval.approval import Answer, ApprovalRefused, answer, hold, record_upload
+from mlstack_core.http import secured
 from mlstack_core.observability.pipeline import MetricUnit, correlate, logger, metrics, tracer
 
 app = APIGatewayRestResolver()
@@ -58,7 +59,7 @@ def refused(error: ApprovalRefused) -> Response[Any]:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | None:
     if "requestContext" in event and "httpMethod" in event:
-        return app.resolve(event, context)
+        return secured(app.resolve(event, context))
     if event.get("detail-type") == "AWS API Call via CloudTrail":
         record_upload(event)
         return None

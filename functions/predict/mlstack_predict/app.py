@@ -16,12 +16,13 @@ from urllib.parse import unquote
 
 from mlstack_core.contract import ModelUnavailableError, RequestError, encode_json
 from mlstack_core.errors import ModelNotFound
+from mlstack_core.http import SECURITY_HEADERS, secured
 from mlstack_core.observability.requests import logger, metrics, start_invocation
 from mlstack_predict.predictor import get_predictor
 
 PREDICT_RESOURCE = "/models/{model}/predict"
 PREDICT_QUERY = frozenset({"version"})
-JSON_HEADERS = {"Content-Type": "application/json"}
+JSON_HEADERS = {"Content-Type": "application/json", **SECURITY_HEADERS}
 
 
 def _request_id(event: dict[str, Any], context: Any) -> str | None:
@@ -184,6 +185,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if event.get("resource") == PREDICT_RESOURCE and event.get("httpMethod") == "POST":
             return predict_response(event, request_id)
         response: dict[str, Any] = router().resolve(event, context)
-        return response
+        return secured(response)
     finally:
         metrics.flush()

@@ -191,7 +191,10 @@ def document(settings: ServingSettings, server_url: str | None = None) -> dict[s
         "Version": {
             "type": "object",
             "required": ["model", "version", "status"],
-            "description": "The registry's version document: metrics, schema, artifact, lineage.",
+            "description": (
+                "What a client may know of a version: status, metrics and the feature schema "
+                "(no storage locations, hashes, lineage or data warnings)."
+            ),
             "properties": {
                 "model": {"type": "string"},
                 "version": {"type": "integer"},

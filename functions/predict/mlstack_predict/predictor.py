@@ -99,7 +99,8 @@ class Predictor:
 
     def pinned(self, model: str, version: int) -> LoadedModel:
         with self._lock:
-            return self.sessions.pinned(model, version)
+            routing = self.aliases.get(model)
+            return self.sessions.pinned(model, version, routing.aliased(version))
 
     def predict(
         self,
@@ -214,7 +215,7 @@ class Predictor:
         return {
             "model": model,
             "production_version": production,
-            "production": current,
+            "production": public_view(current) if current else None,
             "canary": (
                 {"version": routing.canary, "share": routing.canary_share}
                 if routing.canary is not None
@@ -230,7 +231,8 @@ class Predictor:
         document = self.registry.get_version(model, number)
         aliases = self.registry.aliases(model)
         return {
-            **document,
+            "model": model,
+            **public_view(document),
             "aliases": sorted(
                 name for name, entry in aliases.items() if entry["version"] == number
             ),
@@ -254,6 +256,33 @@ def parse_version(text: str, where: str, *, not_found: bool = False) -> int:
     if not_found:
         raise ModelNotFound(message)
     raise RequestError(message, [{"field": where, "message": message}])
+
+
+# What a client may know of a version: what it predicts from which inputs, and how well. Not the
+# buckets, keys and hashes of its files, the run and the people behind it, library versions, drift
+# baselines or data warnings (which quote cell values): those are for the operators, through the
+# registry (``mlstack models``, ``mlstack card``).
+PUBLIC_FIELDS = ("version", "status", "created_at", "task", "family", "metric", "metrics")
+PUBLIC_FEATURE_FIELDS = ("name", "kind", "categories")
+
+
+def public_view(document: dict[str, Any]) -> dict[str, Any]:
+    """The allow-listed part of a version document served by GET /models/... routes."""
+    schema = document.get("schema") or {}
+    view = {name: document.get(name) for name in PUBLIC_FIELDS}
+    view["schema"] = {
+        "target": schema.get("target"),
+        "task": schema.get("task"),
+        "numeric": list(schema.get("numeric") or []),
+        "categorical": list(schema.get("categorical") or []),
+        "features": [
+            {k: feature[k] for k in PUBLIC_FEATURE_FIELDS if k in feature}
+            for feature in schema.get("features") or []
+        ],
+    }
+    if schema.get("classes") is not None:
+        view["schema"]["classes"] = list(schema["classes"])
+    return view
 
 
 def _version_summary(document: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,9 @@ class Routing:
     canary_share: float = 0.0
     shadow: int | None = None
 
+    def aliased(self, version: int) -> bool:
+        return version in (self.production, self.canary, self.shadow)
+
     @classmethod
     def from_aliases(cls, aliases: dict[str, dict[str, Any]]) -> Routing:
         def version(alias: str) -> int | None:

@@ -17,6 +17,7 @@ from typing import Any
 from mlstack_core.contract import LoadedModel, ModelLoadError, ModelUnavailableError, load_model
 from mlstack_core.errors import ModelNotFound
 from mlstack_core.observability.requests import COUNT, MILLISECONDS, logger, metrics
+from mlstack_core.registry_keys import STATUS_APPROVED
 from mlstack_core.settings import ServingSettings
 
 
@@ -31,7 +32,7 @@ class SessionCache:
     aws_errors: tuple[type[Exception], ...]
     entries: OrderedDict[tuple[str, int], LoadedModel] = field(default_factory=OrderedDict)
     last_good: dict[str, int] = field(default_factory=dict)
-    _failures: dict[tuple[str, int], tuple[str, float]] = field(default_factory=dict)
+    _failures: dict[tuple[str, int], tuple[ModelLoadError, float]] = field(default_factory=dict)
 
     def production(self, model: str, version: int) -> LoadedModel:
         """The session for production's ``version``; the last good version when it cannot load."""
@@ -40,7 +41,7 @@ class SessionCache:
             try:
                 loaded = self.load_once(model, version)
             except ModelLoadError as error:
-                loaded = self._fallback(model, version, str(error))
+                loaded = self._fallback(model, version, error.public)
         self.last_good[model] = loaded.version
         return loaded
 
@@ -54,18 +55,25 @@ class SessionCache:
         except ModelLoadError:
             return None
 
-    def pinned(self, model: str, version: int) -> LoadedModel:
-        """``?version=N``: exactly that version, or 404 (no such version) / 503 (unloadable)."""
+    def pinned(self, model: str, version: int, aliased: bool) -> LoadedModel:
+        """``?version=N``: exactly that version, or 404 (no such version, or one that is neither
+        approved nor aliased) / 503 (unloadable). Rejected and pending versions are never
+        served, so cycling through them cannot flush the cache of the versions that are."""
         loaded = self.cached(model, version)
-        if loaded is not None:
+        if loaded is not None and (aliased or loaded.document.get("status") == STATUS_APPROVED):
             return loaded
         document = self.registry.get_version(model, version)  # ModelNotFound → 404
+        if not aliased and document.get("status") != STATUS_APPROVED:
+            raise ModelNotFound(
+                f"model {model!r} version {version} is not served: only approved versions and "
+                "the current production, canary and shadow are"
+            )
         try:
             return self.load_once(model, version, document)
         except ModelLoadError as error:
             raise ModelUnavailableError(
                 f"model {model!r} version {version} cannot be served",
-                [{"field": "version", "message": str(error)}],
+                [{"field": "version", "message": error.public}],
             ) from error
 
     def cached(self, model: str, version: int) -> LoadedModel | None:
@@ -80,12 +88,12 @@ class SessionCache:
         """Load, remembering a failure for alias_ttl_seconds."""
         failure = self._failures.get((model, version))
         if failure and failure[1] > time.monotonic():
-            raise ModelLoadError(failure[0])
+            raise failure[0]
         try:
             loaded = self._load(model, version, document)
         except ModelLoadError as error:
             self._failures[(model, version)] = (
-                str(error),
+                error,
                 time.monotonic() + self.settings.alias_ttl_seconds,
             )
             metrics.add_metric("ModelLoadFailures", COUNT, 1)
@@ -145,7 +153,9 @@ class SessionCache:
             body = self.s3.get_object(**request)["Body"].read()
             expected = str(artifact["sha256"]).lower()
         except (ModelNotFound, *self.aws_errors) as error:  # type: ignore[misc]
-            raise ModelLoadError(f"artifact could not be read: {error}") from error
+            raise ModelLoadError(
+                f"artifact could not be read: {error}", "the model's artifact could not be read"
+            ) from error
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ModelLoadError(f"version document is malformed: {error!r}") from error
         actual = hashlib.sha256(body).hexdigest()
@@ -153,7 +163,8 @@ class SessionCache:
             # Checked before onnxruntime parses a byte of it: never run an unverified graph.
             raise ModelLoadError(
                 f"artifact checksum mismatch: s3://{artifact['bucket']}/{artifact['key']} "
-                f"has sha256 {actual}, the registry expects {expected}"
+                f"has sha256 {actual}, the registry expects {expected}",
+                "artifact checksum mismatch: the stored model is not the registered one",
             )
         loaded = load_model(body, document, self.settings, model=model, version=version)
         elapsed_ms = (time.perf_counter() - started) * 1000

@@ -30,6 +30,8 @@ from mlstack_core.registry_keys import (
     MODELS_PK,
     PRODUCTION,
     RUNLOCK_SK,
+    STATUS_APPROVED,
+    STATUS_ARCHIVED,
     VERSION_PREFIX,
     alias_sk,
     model_pk,
@@ -49,13 +51,6 @@ TABLE_DEFINITION: dict[str, Any] = {
     ],
     "BillingMode": "PAY_PER_REQUEST",
 }
-
-
-STATUS_REGISTERED = "Registered"
-STATUS_PENDING_APPROVAL = "PendingApproval"
-STATUS_APPROVED = "Approved"
-STATUS_REJECTED = "Rejected"
-STATUS_ARCHIVED = "Archived"
 
 
 def serving_fields(run: Mapping[str, Any]) -> dict[str, Any]:

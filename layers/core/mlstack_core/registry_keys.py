@@ -26,6 +26,13 @@ CANARY: Final = "canary"
 SHADOW: Final = "shadow"
 CHALLENGER_ALIASES: Final = (CANARY, SHADOW)
 
+# Version statuses (the serving path reads them too).
+STATUS_REGISTERED: Final = "Registered"
+STATUS_PENDING_APPROVAL: Final = "PendingApproval"
+STATUS_APPROVED: Final = "Approved"
+STATUS_REJECTED: Final = "Rejected"
+STATUS_ARCHIVED: Final = "Archived"
+
 MODELS_PK: Final = "MODELS"
 ALIAS_PREFIX: Final = "ALIAS#"
 VERSION_PREFIX: Final = "VERSION#"

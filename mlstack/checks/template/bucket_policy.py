@@ -12,6 +12,7 @@ counts as not applying, so the check cannot pass on a condition it does not unde
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -91,8 +92,20 @@ def denied(
     return False
 
 
+# The services whose roles run the stack's code (functions, the state machine).
+WORKLOAD_SERVICES = ("lambda.amazonaws.com", "states.amazonaws.com")
+
+
 def stack_roles(translated: Mapping[str, Any]) -> list[str]:
-    return sorted(k for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role")
+    """The roles the stack's code runs as (API Gateway's logging role runs none)."""
+    roles = []
+    for logical_id, resource in translated["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        trust = json.dumps(resource["Properties"].get("AssumeRolePolicyDocument", {}))
+        if any(service in trust for service in WORKLOAD_SERVICES):
+            roles.append(logical_id)
+    return sorted(roles)
 
 
 def check_protected_writes(translated: Mapping[str, Any], bucket: str = "ModelBucket") -> list[str]:

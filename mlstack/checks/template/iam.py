@@ -40,6 +40,9 @@ REVIEWED_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess": (
         "Tracing: Active; X-Ray's write actions have no resource-level permissions"
     ),
+    "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs": (
+        "the role API Gateway itself assumes to write the stage's access log (account setting)"
+    ),
 }
 
 

@@ -37,7 +37,14 @@ class ModelUnavailableError(HttpError):
 
 
 class ModelLoadError(Exception):
-    """One version's artifact could not be turned into a session (checksum, S3, ONNX, schema)."""
+    """One version's artifact could not be turned into a session (checksum, S3, ONNX, schema).
+
+    The message is for the log (it may name keys, hashes and AWS errors); ``public`` is what a
+    client is told in the 503."""
+
+    def __init__(self, message: str, public: str = "the model could not be loaded") -> None:
+        super().__init__(message)
+        self.public = public
 
 
 def shown(name: str) -> str:

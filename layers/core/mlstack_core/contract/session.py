@@ -22,6 +22,10 @@ from mlstack_core.contract.request import Batch
 from mlstack_core.contract.tensors import build_inputs
 from mlstack_core.settings import ServingSettings
 
+# What a 503 tells the client about a version that will not load (the log has the details).
+GRAPH_MISMATCH = "the model's graph does not match its version's schema"
+WARM_UP_FAILED = "the model failed its warm-up prediction"
+
 
 def session_options(settings: ServingSettings) -> ort.SessionOptions:
     options = ort.SessionOptions()
@@ -64,16 +68,22 @@ def check_graph(session: ort.InferenceSession, layout: FeatureLayout) -> None:
     ):
         width = len(columns)
         if width and name not in inputs:
-            raise ModelLoadError(f"graph has no {name!r} input but the schema has {width} columns")
+            raise ModelLoadError(
+                f"graph has no {name!r} input but the schema has {width} columns", GRAPH_MISMATCH
+            )
         if not width and name in inputs:
-            raise ModelLoadError(f"graph has a {name!r} input but the schema has no such columns")
+            raise ModelLoadError(
+                f"graph has a {name!r} input but the schema has no such columns", GRAPH_MISMATCH
+            )
         shape = inputs.get(name)
         if shape and len(shape) == 2 and isinstance(shape[1], int) and shape[1] != width:
-            raise ModelLoadError(f"{name!r} input is {shape[1]} wide, schema says {width}")
+            raise ModelLoadError(
+                f"{name!r} input is {shape[1]} wide, schema says {width}", GRAPH_MISMATCH
+            )
     outputs = [o.name for o in session.get_outputs()]
     missing = [name for name in layout.output_names if name not in outputs]
     if missing:
-        raise ModelLoadError(f"graph lacks outputs {missing} (has {outputs})")
+        raise ModelLoadError(f"graph lacks outputs {missing} (has {outputs})", GRAPH_MISMATCH)
 
 
 def warm_up(loaded: LoadedModel) -> None:
@@ -84,11 +94,12 @@ def warm_up(loaded: LoadedModel) -> None:
         _, outputs = loaded.score(Batch.of_instances([dict.fromkeys(layout.required)]))
         format_outputs(layout, outputs)
     except Exception as error:  # onnxruntime's own exception types are not exported
-        raise ModelLoadError(f"warm-up prediction failed: {error!r}") from error
+        raise ModelLoadError(f"warm-up prediction failed: {error!r}", WARM_UP_FAILED) from error
     if layout.classes is not None and outputs[1].shape != (1, len(layout.classes)):
         raise ModelLoadError(
             f"probabilities have shape {outputs[1].shape}, schema lists {len(layout.classes)} "
-            "classes"
+            "classes",
+            GRAPH_MISMATCH,
         )
 
 
@@ -105,13 +116,17 @@ def load_model(
     try:
         layout = FeatureLayout.from_document(document)
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise ModelLoadError(f"version document is malformed: {error!r}") from error
+        raise ModelLoadError(
+            f"version document is malformed: {error!r}", "the version's registry entry is malformed"
+        ) from error
     try:
         session = ort.InferenceSession(
             body, sess_options=session_options(settings), providers=["CPUExecutionProvider"]
         )
     except Exception as error:  # onnxruntime raises its own (unexported) exception types
-        raise ModelLoadError(f"onnxruntime refused the artifact: {error}") from error
+        raise ModelLoadError(
+            f"onnxruntime refused the artifact: {error}", "onnxruntime could not load the model"
+        ) from error
     check_graph(session, layout)
     loaded = LoadedModel(model, version, document, session, layout, len(body))
     warm_up(loaded)
