@@ -69,6 +69,10 @@ def assert_served_as_scored(aws: Stack, state: dict[str, Any], version: int) -> 
     run = state["run"]
     model = run["model"]
     document = aws.registry.get_version(model, version)
+    if document["status"] != "Approved" and aws.registry.get_alias(model) != version:
+        # The API serves ?version=N only for approved or aliased versions; the contract is
+        # checked for versions the gate rejected too, so this one is approved for the check.
+        aws.registry.set_status(model, version, "Approved", "test", "serving contract check")
     records = holdout_requests(aws, run)
     expected = gate_predictions(aws, document)
     assert len(records) == len(expected)

@@ -98,6 +98,7 @@ METRICS: list[Metric] = [
             ("TrainingRunsStarted", "Count", "executions started by an upload"),
             ("DuplicateTriggers", "Count", "redelivered upload events (run already started)"),
             ("IgnoredObjects", "Count", "objects that are not datasets/<model>/<file>.csv"),
+            ("RefusedUploads", "Count", "datasets above MaxUploadMiB: no run, an alert"),
         ],
     ),
     *_m(

@@ -11,13 +11,14 @@ from typing import Any
 
 from mlstack.cli.stack import StackClient
 from mlstack_core.compatibility import request_incompatibilities
-from mlstack_core.registry import (
+from mlstack_core.registry import Registry
+from mlstack_core.registry_keys import (
+    CANARY,
+    SHADOW,
     STATUS_APPROVED,
     STATUS_PENDING_APPROVAL,
     STATUS_REJECTED,
-    Registry,
 )
-from mlstack_core.registry_keys import CANARY, SHADOW
 
 # How long approve and reject follow the run they resumed (Register and the lock's release).
 RUN_END_SECONDS = 60.0

@@ -276,7 +276,7 @@ def test_no_viable_candidate(aws: Stack) -> None:
         {
             "target": "species",
             "candidates": [
-                {"family": "random_forest", "params": {"max_depth": -1}},
+                {"family": "random_forest", "params": {"max_features": "nonsense"}},
                 {"family": "logistic_regression", "params": {"C": -1.0}},
             ],
         },

@@ -211,6 +211,9 @@ def _scenario(capture: Capture, stack: Stack) -> None:
     good = _trigger_event(dataset["key"], dataset["version_id"], "emf-data")
     capture.call("trigger", lambda: trigger(good, context))
     capture.call("trigger", lambda: trigger(good, context))
+    oversized = _trigger_event(dataset["key"], "v-huge", "emf-data")
+    oversized["detail"]["object"]["size"] = 10 * 2**30
+    capture.call("trigger", lambda: trigger(oversized, context))
 
     runlock = load_handler("runlock")
     for action, holder in (("acquire", "a"), ("acquire", "b"), ("release", "a")):

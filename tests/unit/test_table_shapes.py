@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import event as event_note
 
 from mlstack_core.contract import outputs as contract_outputs
+from mlstack_core.settings import forget
 from tests.conftest import Stack
 from tests.shapes import (
     NAMED_ERRORS,
@@ -114,6 +115,9 @@ def test_a_broken_serving_contract_is_caught_by_the_gate(
 
     monkeypatch.setattr(rehearsal, "format_outputs", reversed_rows)
     header2, rows2 = _numeric_table(300, 4, seed=7)
+    # Let the spec's min_improvement of -1 through: here the stack's owner loosens the gate.
+    monkeypatch.setenv("GATE_MIN_IMPROVEMENT", "-1")
+    forget()
     second = run_through_handlers(
         aws, model, to_csv(header2, rows2), {"target": "label", "min_improvement": -1.0}
     )

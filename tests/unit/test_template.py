@@ -391,15 +391,12 @@ def test_the_api_stage_writes_an_access_log_and_its_own_errors_say_nosniff() -> 
         "Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]
     }
     assert "$context.identity.userArn" in stage["AccessLogSetting"]["Format"]
-    responses = {
-        r["Properties"]["ResponseType"]: r["Properties"]["ResponseParameters"]
-        for r in real()["Resources"].values()
-        if r["Type"] == "AWS::ApiGateway::GatewayResponse"
-    } or real()["Resources"]["Api"]["Properties"]["Body"].get("x-amazon-apigateway-gateway-responses")
-    assert responses, "no gateway responses"
-    text = json.dumps(responses)
-    assert "nosniff" in text
-    assert "no-store" in text
+    body = real()["Resources"]["Api"]["Properties"]["Body"]
+    responses = body["x-amazon-apigateway-gateway-responses"]
+    for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        headers = responses[kind]["responseParameters"]
+        assert headers["gatewayresponse.header.X-Content-Type-Options"] == "'nosniff'"
+        assert headers["gatewayresponse.header.Cache-Control"] == "'no-store'"
 
 
 def test_tracing_is_on_everywhere() -> None:

@@ -263,7 +263,7 @@ def test_a_failing_candidate_reports_instead_of_raising(aws: Stack) -> None:
         {
             "target": "species",
             "candidates": [
-                {"family": "random_forest", "params": {"n_estimators": -5}},
+                {"family": "random_forest", "params": {"max_features": "nonsense"}},
                 {"family": "logistic_regression"},
             ],
         },

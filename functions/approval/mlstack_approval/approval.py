@@ -20,7 +20,8 @@ from botocore.exceptions import ClientError
 
 from mlstack_core.errors import ModelNotFound
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
-from mlstack_core.registry import STATUS_PENDING_APPROVAL, Registry
+from mlstack_core.registry import Registry
+from mlstack_core.registry_keys import STATUS_PENDING_APPROVAL
 from mlstack_core.settings import approval_settings, stack_settings
 
 # A held token outlives the state machine's approval window by a day, then DynamoDB's TTL drops it.

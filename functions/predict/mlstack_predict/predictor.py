@@ -99,8 +99,11 @@ class Predictor:
 
     def pinned(self, model: str, version: int) -> LoadedModel:
         with self._lock:
-            routing = self.aliases.get(model)
-            return self.sessions.pinned(model, version, routing.aliased(version))
+            try:
+                aliased = self.aliases.get(model).aliased(version)
+            except ModelNotFound:  # no production yet: an approved version may still be pinned
+                aliased = False
+            return self.sessions.pinned(model, version, aliased)
 
     def predict(
         self,
@@ -269,7 +272,7 @@ PUBLIC_FEATURE_FIELDS = ("name", "kind", "categories")
 def public_view(document: dict[str, Any]) -> dict[str, Any]:
     """The allow-listed part of a version document served by GET /models/... routes."""
     schema = document.get("schema") or {}
-    view = {name: document.get(name) for name in PUBLIC_FIELDS}
+    view: dict[str, Any] = {name: document.get(name) for name in PUBLIC_FIELDS}
     view["schema"] = {
         "target": schema.get("target"),
         "task": schema.get("task"),

@@ -19,14 +19,12 @@ from mlstack_core.integrity import check_unchanged, read_verified
 from mlstack_core.layout import INLINE_BASELINE_BYTES, VERSION_FILES, version_prefix
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.payloads import Action, Approval, Evaluation, Registration, Run
-from mlstack_core.registry import (
+from mlstack_core.registry import AliasConflict, Registry, serving_fields
+from mlstack_core.registry_keys import (
     STATUS_APPROVED,
     STATUS_PENDING_APPROVAL,
     STATUS_REGISTERED,
     STATUS_REJECTED,
-    AliasConflict,
-    Registry,
-    serving_fields,
 )
 from mlstack_core.settings import stack_settings
 
