@@ -16,7 +16,7 @@ import pytest
 from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from tests.integration.conftest import AlertInbox, penguin_rows, to_csv
+from tests.integration.conftest import AlertInbox, function_environment, penguin_rows, to_csv
 from tests.integration.test_lifecycle import TARGET, _manual_run
 
 pytestmark = pytest.mark.integration
@@ -141,12 +141,7 @@ def test_the_uploader_cannot_approve_their_own_data_when_the_stack_says_so(
     model = "four-eyes"
     execution_arn = _manual_run(stack, cloud, model)
     document = stack.registry.get_version(model, 1)
-    functions = cloud.client("lambda")
-    name = _physical(cloud, "ApprovalFunction")
-    environment = functions.get_function_configuration(FunctionName=name)["Environment"]
-    variables = {**environment["Variables"], "APPROVER_MUST_DIFFER": "true"}
-    functions.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
-    try:
+    with function_environment(cloud, "ApprovalFunction", APPROVER_MUST_DIFFER="true"):
         uploader = cloud.identify("testing")
         # Before CloudTrail reports the upload, the answer must wait.
         early = stack.request("POST", f"/models/{model}/versions/1/approve", {"reason": "mine"})
@@ -181,10 +176,6 @@ def test_the_uploader_cannot_approve_their_own_data_when_the_stack_says_so(
         assert answer.body["actor"].endswith(":user/reviewer")
         assert cloud.wait_for_execution(execution_arn)["status"] == "SUCCEEDED"
         assert stack.registry.get_alias(model) == 1
-    finally:
-        functions.update_function_configuration(
-            FunctionName=name, Environment={"Variables": environment["Variables"]}
-        )
 
 
 def _wait_for_pending(stack: StackClient, model: str, version: int) -> None:

@@ -17,6 +17,8 @@ pytestmark = pytest.mark.integration
 # Resources of the translated template that the local cloud removes before creating the stack:
 # moto cannot deploy a RestApi from SAM's OpenAPI body, so mlstack.localcloud.api serves the routes.
 DROPPED_TYPES = {"AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage"}
+# The local stack runs on the template's defaults: no AlertEmail, uploader may approve.
+CONDITIONS_FALSE_BY_DEFAULT = {"HasAlertEmail", "ApproverMustDifferFromUploader"}
 
 
 def _resources(cloud: LocalCloud) -> dict[str, dict[str, Any]]:
@@ -34,7 +36,7 @@ def test_every_translated_resource_is_a_stack_resource(cloud: LocalCloud) -> Non
         logical_id
         for logical_id, resource in translated.items()
         if resource["Type"] not in DROPPED_TYPES
-        and resource.get("Condition") != "HasAlertEmail"  # AlertEmail is empty here
+        and resource.get("Condition") not in CONDITIONS_FALSE_BY_DEFAULT
     }
     assert expected <= set(resources)
     for logical_id in expected:
@@ -65,6 +67,7 @@ def test_what_the_local_cloud_uses_came_from_the_stack(cloud: LocalCloud) -> Non
         if r["ResourceType"] == "AWS::Lambda::Function"
     }
     assert set(stack_functions) == {
+        "ApprovalFunction",
         "TriggerFunction",
         "PreprocessFunction",
         "TrainFunction",
@@ -93,8 +96,11 @@ def test_what_the_local_cloud_uses_came_from_the_stack(cloud: LocalCloud) -> Non
         physical("TriggerDeadLetterQueue", "AWS::SQS::Queue").rsplit("/", 1)[-1]
     )
 
-    # The local HTTP API routes to the stack's function (API Gateway itself is adapted).
-    assert {route.function_logical_id for route in cloud.api.routes} == {"PredictFunction"}
+    # The local HTTP API routes to the stack's functions (API Gateway itself is adapted).
+    assert {route.function_logical_id for route in cloud.api.routes} == {
+        "PredictFunction",
+        "ApprovalFunction",
+    }
     physical("Api", "AWS::ApiGateway::RestApi")
 
     # Alarms (an adaptation: moto's CloudFormation lacks the type) and the dashboard.
@@ -106,7 +112,7 @@ def test_what_the_local_cloud_uses_came_from_the_stack(cloud: LocalCloud) -> Non
     assert physical("Dashboard", "AWS::CloudWatch::Dashboard") == outputs["DashboardName"]
 
     # Log groups with retention, from the template.
-    groups = cloud.client("logs").describe_log_groups(logGroupNamePrefix="/aws/lambda/mlstack/")
+    groups = cloud.client("logs").describe_log_groups()
     retention = {g["logGroupName"]: g.get("retentionInDays") for g in groups["logGroups"]}
     for logical_id, r in resources.items():
         if r["ResourceType"] == "AWS::Logs::LogGroup":

@@ -281,6 +281,17 @@ SPEC_CASES = [
         needles=("GateMinImprovement", "GateMinLabelAgreement", "GateMaxOutputDiff"),
     ),
     Case(
+        "spec-more-candidates-than-the-stack-trains",
+        "SpecOutsideStackLimits",
+        to_csv(penguin_rows()),
+        spec={
+            "target": TARGET,
+            "candidates": [{"family": "knn", "grid": {"n_neighbors": [3, 5, 7, 9]}}],
+        },
+        environment={"MAX_CANDIDATES": "3"},
+        needles=("4 grid points", "at most 3", "MaxCandidates"),
+    ),
+    Case(
         "spec-too-many-folds",
         "SpecError",
         rows_csv(["x", "species"], [[i, "rare" if i % 20 == 0 else "common"] for i in range(60)]),

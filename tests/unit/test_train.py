@@ -271,7 +271,7 @@ def test_a_failing_candidate_reports_instead_of_raising(aws: Stack) -> None:
     run = aws.preprocess(aws.upload("penguins", penguins_bytes()))
     failed, ok = aws.train(run)
     assert failed["status"] == "failed"
-    assert "n_estimators" in failed["error"]
+    assert "max_features" in failed["error"]
     assert failed["onnx_key"] is None
     assert failed["sklearn_holdout_key"] is None
     assert ok["status"] == "trained"

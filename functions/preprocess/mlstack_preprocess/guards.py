@@ -88,6 +88,16 @@ def stack_approval(
     return {**spec, "approval": "manual"}, [warning]
 
 
+def check_candidate_count(count: int, guards: GuardSettings) -> None:
+    """Each candidate is one Train invocation of up to 15 minutes: the stack bounds how many."""
+    if count > guards.max_candidates:
+        raise SpecOutsideStackLimits(
+            f"spec.json asks for more training than the stack allows: its candidates expand to "
+            f"{count} grid points; this stack trains at most {guards.max_candidates} per run "
+            "(MaxCandidates)"
+        )
+
+
 def check_size(size: int | None, guards: GuardSettings) -> None:
     if size is not None and size > guards.max_upload_bytes:
         raise DatasetTooLarge(

@@ -47,6 +47,7 @@ from mlstack_core.tabular import (
     write_split_to,
 )
 from mlstack_preprocess.guards import (
+    check_candidate_count,
     check_classes,
     check_gate_limits,
     check_own_input,
@@ -266,6 +267,7 @@ def preprocess(
     )
 
     candidates = expand_candidates(spec, spec["task"])
+    check_candidate_count(len(candidates), guards)
     per_model(model)
     metrics.add_metric(name="DatasetRows", unit=MetricUnit.Count, value=lineage["rows"])
     metrics.add_metric(name="TrainingRows", unit=MetricUnit.Count, value=prepared.train_index.size)

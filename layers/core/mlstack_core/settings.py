@@ -88,6 +88,7 @@ class GuardSettings:
     max_rows: int
     max_columns: int
     max_classes: int
+    max_candidates: int
 
     @classmethod
     def from_env(cls) -> GuardSettings:
@@ -103,6 +104,7 @@ class GuardSettings:
             max_rows=int(os.environ.get("MAX_DATASET_ROWS", "2000000")),
             max_columns=int(os.environ.get("MAX_DATASET_COLUMNS", "1000")),
             max_classes=int(os.environ.get("MAX_CLASSES", "200")),
+            max_candidates=int(os.environ.get("MAX_CANDIDATES", "100")),
         )
 
     def requires_manual_approval(self, model: str) -> bool:
