@@ -11,7 +11,7 @@ SAM := $(SAM_VENV)/bin/sam
 RUNTIME_PYTHON = $(shell $(BIN)/python -c 'from mlstack.checks.build import runtime_python; print(runtime_python() or "")')
 RUNTIME_PYTHON_DIR = $(patsubst %/,%,$(dir $(RUNTIME_PYTHON)))
 
-.PHONY: install demo test lint format unit integration build bench clean
+.PHONY: install demo test lint format unit integration build lock bench clean
 
 # Each target installs the extras it needs (pyproject.toml): the demo the local cloud and its
 # dataset, everything else the development tools too.
@@ -51,10 +51,11 @@ unit: install
 integration: install
 	$(BIN)/pytest -m integration
 
-$(SAM):
+# The SAM CLI from its hash-locked closure (.github/sam-cli.txt, `make lock`), as CI deploys with it.
+$(SAM): .github/sam-cli.txt
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SAM_VENV)/bin/python -m pip install --quiet "aws-sam-cli==1.170.0"
+	$(SAM_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps -r .github/sam-cli.txt
 
 # sam build for real (Lambda wheels for the runtime), then each function's size with its layers.
 build: install $(SAM)
@@ -62,6 +63,11 @@ build: install $(SAM)
 	PATH="$(RUNTIME_PYTHON_DIR):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM) build
 	$(BIN)/python -m mlstack.checks.build .aws-sam/build --runtime-python "$(RUNTIME_PYTHON)" \
 		--write docs/sizes.md
+
+# Re-lock the layers' and functions' requirements (requirements.in -> hash-locked requirements.txt)
+# after changing a requirements.in; sam build installs only what the locks list.
+lock: install
+	UV=$(BIN)/uv layers/lock.sh
 
 # Serving benchmarks: figures and plot into docs/performance.md. Cold start and bundle
 # size are measured on the `make build` output when it exists.

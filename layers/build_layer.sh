@@ -4,6 +4,9 @@
 #
 #   build_layer.sh <requirements.txt> <artifacts dir> [pip options...]
 #
+# requirements.txt is hash-locked (layers/lock.sh): pip installs only the files whose sha256 it
+# lists, so a replaced or newly published file on the index never reaches a layer.
+#
 # Wheels are fetched for the Lambda platform (not this machine's), then trimmed: test suites are
 # dropped, and every module is compiled to bytecode for the runtime's Python. Lambda's code
 # directory is read-only, so without shipped .pyc files every cold start recompiles every import.
@@ -23,7 +26,7 @@ mkdir -p "$target"
 "$runtime_python" -m pip install --quiet --disable-pip-version-check \
   --target "$target" "${platforms[@]}" --implementation cp \
   --python-version "$("$runtime_python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')" \
-  --only-binary=:all: --no-compile --upgrade "$@" -r "$requirements"
+  --only-binary=:all: --no-compile --upgrade --require-hashes "$@" -r "$requirements"
 
 # Test suites and caches are never imported at run time.
 find "$target" -depth -type d \( -name tests -o -name __pycache__ \) -exec rm -rf {} +

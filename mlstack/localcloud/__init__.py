@@ -33,6 +33,10 @@ in moto's CloudFormation. Only what moto lacks is adapted, each in one named fun
   in-process table does not, and Map iterations and queued runs here are threads of one process,
   so item writes are serialised (the run lock and version counter rely on that atomicity).
 
+For ``mlstack local up``, ``endpoint.LocalMotoServer`` runs moto's server without its permissive
+CORS, refusing browser requests and oversized bodies; the local API caps bodies too, and
+``lambdas.InProcessLambdas`` runs only the project's own handlers.
+
 docs/local-cloud.md lists what comes from the translated stack, what is adapted, and what local
 runs therefore do not prove.
 """

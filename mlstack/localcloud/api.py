@@ -24,6 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+# What Lambda accepts in a synchronous invocation; API Gateway's own 10 MB limit is above it.
+MAX_REQUEST_BYTES = 6 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Route:
@@ -183,11 +186,16 @@ class LocalApi:
 
         class RequestHandler(BaseHTTPRequestHandler):
             def _respond(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                status, headers, payload = api.handle(
-                    self.command, self.path, dict(self.headers.items()), body
-                )
+                refusal = _body_refusal(self.headers.get("Content-Length"), self.headers)
+                if refusal is not None:
+                    self.close_connection = True  # the body, if any, is left unread
+                    status, headers, payload = refusal
+                else:
+                    length = int(self.headers.get("Content-Length") or 0)
+                    body = self.rfile.read(length) if length else b""
+                    status, headers, payload = api.handle(
+                        self.command, self.path, dict(self.headers.items()), body
+                    )
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -203,6 +211,22 @@ class LocalApi:
         server = ThreadingHTTPServer((host, port), RequestHandler)
         threading.Thread(target=server.serve_forever, daemon=True, name="local-api").start()
         return server
+
+
+def _body_refusal(declared: str | None, headers: Any) -> tuple[int, dict[str, str], bytes] | None:
+    if declared is None:
+        if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
+            return _json_error(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
+        return None
+    if not declared.isdigit():
+        return _json_error(HTTPStatus.BAD_REQUEST, f"Content-Length {declared!r} is not a number")
+    if int(declared) > MAX_REQUEST_BYTES:
+        return _json_error(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"the request body is {int(declared)} bytes; the API accepts at most "
+            f"{MAX_REQUEST_BYTES} (Lambda's limit for a synchronous invocation)",
+        )
+    return None
 
 
 def _http_response(response: Any) -> tuple[int, dict[str, str], bytes]:

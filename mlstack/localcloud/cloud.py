@@ -165,9 +165,9 @@ class LocalCloud:
             self._exit.enter_context(_mock_aws(config))
         else:
             default_user_config["stepfunctions"] = {"execute_state_machine": True}
-            from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+            from mlstack.localcloud.endpoint import LocalMotoServer
 
-            server = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
+            server = LocalMotoServer(self.host, self.moto_port, self._max_upload_bytes())
             server.start()
             self._exit.callback(server.stop)
             self.endpoint_url = f"http://{self.host}:{self.moto_port}"
@@ -178,7 +178,7 @@ class LocalCloud:
 
         from mlstack.localcloud.api import LocalApi, routes_from_template
 
-        self.lambdas = InProcessLambdas({})
+        self.lambdas = InProcessLambdas({}, functions_dir=self.root / "functions")
         self._exit.enter_context(self.lambdas.patch_moto())
         self._exit.enter_context(deliver_rule_targets())
         self._exit.enter_context(atomic_item_writes())
@@ -201,6 +201,13 @@ class LocalCloud:
         )
         self.lambdas._code_dirs.update(self.stack.code_dirs)
         self.api.ready.set()
+
+    def _max_upload_bytes(self) -> int:
+        """The largest body the local endpoint takes: the stack's upload limit and 1 MiB of room."""
+        template = load_template(self.root / "template.yaml")
+        default = template["Parameters"]["MaxUploadMiB"]["Default"]
+        limit = self.parameters.get("MaxUploadMiB", default)
+        return int((float(limit) + 1) * 1024 * 1024)
 
     # access -------------------------------------------------------------------------------------
     @property

@@ -89,11 +89,22 @@ def bind_service(service: str | None) -> None:
     logger.thread_safe_append_keys(service=service)
 
 
-class InProcessLambdas:
-    """Runs the handler named by a function's CodeUri + Handler inside this process."""
+class ForeignFunctionCode(Exception):
+    """A function whose code or handler is not one of the project's functions.
 
-    def __init__(self, code_dirs: dict[str, Path]) -> None:
+    The local cloud's Lambda API is open to any local process, which could create a function
+    naming any importable module as its handler; this process would then run it.
+    """
+
+
+class InProcessLambdas:
+    """Runs the handler named by a function's CodeUri + Handler inside this process, for the
+    project's own functions only: code packaged from a directory under ``functions_dir``, and a
+    handler module that is a file of that directory."""
+
+    def __init__(self, code_dirs: dict[str, Path], *, functions_dir: Path) -> None:
         self._code_dirs = code_dirs
+        self._functions_dir = functions_dir.resolve()
         self._modules: dict[Path, ModuleType] = {}
         self._import_lock = threading.Lock()
         self._environment_lock = threading.Lock()
@@ -101,13 +112,20 @@ class InProcessLambdas:
         self.listeners: list[Callable[[Invocation], None]] = []
 
     def code_dir(self, s3_key: str) -> Path:
-        return self._code_dirs[s3_key]
+        try:
+            return self._code_dirs[s3_key]
+        except KeyError:
+            raise ForeignFunctionCode(
+                f"code {s3_key!r} was not packaged from the template: the local cloud runs only "
+                "the project's functions"
+            ) from None
 
     def load_handler(self, code_dir: Path, handler: str) -> Handler:
         """The function named by Handler (``mlstack_<step>.app.handler``), imported from its
         CodeUri as Lambda would: each function's code is a package of its own name, so every
         CodeUri can join sys.path."""
         module_name, _, attribute = handler.rpartition(".")
+        self._check_handler(code_dir, module_name, attribute)
         with self._import_lock:
             if str(code_dir) not in sys.path:
                 sys.path.insert(0, str(code_dir))
@@ -117,6 +135,24 @@ class InProcessLambdas:
                 limit_native_thread_pools()
         handler_function: Handler = getattr(module, attribute)
         return handler_function
+
+    def _check_handler(self, code_dir: Path, module_name: str, attribute: str) -> None:
+        """Before anything is imported: the module is a source file inside the function's
+        directory, and that directory is one of the project's functions."""
+        directory = code_dir.resolve()
+        if directory.parent != self._functions_dir:
+            raise ForeignFunctionCode(f"{code_dir} is not a directory of {self._functions_dir}")
+        parts = module_name.split(".")
+        if not module_name or not attribute.isidentifier() or attribute.startswith("_"):
+            raise ForeignFunctionCode(f"handler {module_name}.{attribute} is not a module.function")
+        if not all(part.isidentifier() for part in parts):
+            raise ForeignFunctionCode(f"handler module {module_name!r} is not a module path")
+        source = directory.joinpath(*parts).with_suffix(".py")
+        if not source.is_file() or not source.resolve().is_relative_to(directory):
+            raise ForeignFunctionCode(
+                f"handler module {module_name!r} is not a file of {directory.name}: the local "
+                "cloud runs only the project's functions"
+            )
 
     def apply_environment(self, variables: dict[str, str]) -> None:
         # One process hosts every function, so variables are process-wide. All functions share
@@ -169,16 +205,20 @@ class InProcessLambdas:
         runner = self
 
         def _invoke_lambda(function: Any, event: Any = None) -> tuple[str, bool, str]:
-            invocation = runner.run(
-                name=function.function_name,
-                code_dir=runner.code_dir(function.code["S3Key"]),
-                handler=function.handler,
-                environment=function.environment_vars,
-                event=event if event is not None else {},
-                memory_mb=int(function.memory_size),
-                timeout_s=int(function.timeout),
-                arn=function.function_arn,
-            )
+            try:
+                invocation = runner.run(
+                    name=function.function_name,
+                    code_dir=runner.code_dir(function.code["S3Key"]),
+                    handler=function.handler,
+                    environment=function.environment_vars,
+                    event=event if event is not None else {},
+                    memory_mb=int(function.memory_size),
+                    timeout_s=int(function.timeout),
+                    arn=function.function_arn,
+                )
+            except ForeignFunctionCode as refused:
+                error = {"errorType": type(refused).__name__, "errorMessage": str(refused)}
+                return json.dumps(error), True, ""
             return json.dumps(invocation.result, default=str), invocation.error is not None, ""
 
         return patched(LambdaFunction, "_invoke_lambda", _invoke_lambda)

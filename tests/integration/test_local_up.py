@@ -21,6 +21,7 @@ import pytest
 
 from mlstack.cli.demo import as_instance
 from mlstack.cli.stack import StackClient
+from mlstack.localcloud.packaging import ARTIFACT_BUCKET
 from mlstack.sam import project_root
 from tests.integration.conftest import penguin_rows, to_csv
 
@@ -283,3 +284,124 @@ def test_the_readme_walkthrough_runs_as_written(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _raw_request(
+    url: str, method: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[int, dict[str, str], bytes]:
+    """A request as a browser or a hostile client sends it: headers exactly as given."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        connection.putrequest(method, parts.path or "/", skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders(body or None)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def test_local_up_answers_sdks_not_web_pages(local_up: tuple[str, subprocess.Popen[str]]) -> None:
+    """moto's server allows any origin by default: a page in the developer's browser could
+    drive it. `local up` refuses browser requests, preflights and oversized bodies first."""
+    endpoint, _ = local_up
+    list_buckets = {"Host": endpoint.removeprefix("http://")}
+    status, _, _ = _raw_request(endpoint + "/", "GET", list_buckets)
+    assert status == 200
+
+    status, headers, body = _raw_request(
+        endpoint + "/", "GET", {**list_buckets, "Origin": "https://evil.example"}
+    )
+    assert status == 403
+    assert "not web pages" in json.loads(body)["message"]
+    assert not any(name.lower().startswith("access-control-") for name in headers)
+
+    preflight = {
+        **list_buckets,
+        "Origin": "https://evil.example",
+        "Access-Control-Request-Method": "PUT",
+    }
+    status, headers, _ = _raw_request(endpoint + "/any-bucket/key", "OPTIONS", preflight)
+    assert status == 403
+    assert not any(name.lower().startswith("access-control-") for name in headers)
+
+    huge = {**list_buckets, "Content-Length": str(600 * 1024 * 1024)}
+    status, _, body = _raw_request(endpoint + "/any-bucket/key", "PUT", huge)
+    assert status == 413
+    assert "MaxUploadMiB" in json.loads(body)["message"]
+
+
+def test_local_api_caps_request_bodies(local_up: tuple[str, subprocess.Popen[str]]) -> None:
+    endpoint, _ = local_up
+    api_url = _outputs(endpoint)["ApiUrl"].rstrip("/")
+    headers = {"Content-Type": "application/json", "Content-Length": str(7 * 1024 * 1024)}
+    status, _, body = _raw_request(api_url + "/models/any/predict", "POST", headers)
+    assert status == 413
+    assert "at most 6291456" in json.loads(body)["message"]
+
+    status, _, body = _raw_request(
+        api_url + "/models/any/predict", "POST", {"Content-Length": "-5"}
+    )
+    assert status == 400
+    assert "Content-Length" in json.loads(body)["message"]
+
+
+def test_local_up_runs_only_the_projects_handlers(
+    local_up: tuple[str, subprocess.Popen[str]],
+) -> None:
+    """Lambda's API is open to any local process; a function it creates with a handler outside
+    the project (or with new code) is refused by name, and nothing of it is imported or run."""
+    endpoint, _ = local_up
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    functions = session.client("lambda", endpoint_url=endpoint)
+    stack_function = next(
+        f for f in functions.list_functions()["Functions"] if "PredictFunction" in f["FunctionName"]
+    )
+    bucket, key = ARTIFACT_BUCKET, "code/functions/predict.zip"  # the project's own code
+    s3 = session.client("s3", endpoint_url=endpoint)
+    s3.put_object(Bucket=bucket, Key="code/elsewhere.zip", Body=_zip({"evil.py": "x = 1\n"}))
+
+    cases = {
+        "stdlib-handler": ({"S3Bucket": bucket, "S3Key": key}, "os.getcwd"),
+        "parent-module": ({"S3Bucket": bucket, "S3Key": key}, "mlstack_core.settings.forget"),
+        "new-code": ({"S3Bucket": bucket, "S3Key": "code/elsewhere.zip"}, "evil.handler"),
+    }
+    for name, (code_location, handler) in cases.items():
+        functions.create_function(
+            FunctionName=f"foreign-{name}",
+            Runtime="python3.12",
+            Role=stack_function["Role"],
+            Handler=handler,
+            Code=code_location,
+        )
+        answer = functions.invoke(FunctionName=f"foreign-{name}", Payload=b"{}")
+        assert answer.get("FunctionError"), name
+        error = json.loads(answer["Payload"].read())
+        assert error["errorType"] == "ForeignFunctionCode", (name, error)
+
+
+def _outputs(endpoint: str) -> dict[str, str]:
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    cloudformation = session.client("cloudformation", endpoint_url=endpoint)
+    stack = cloudformation.describe_stacks(StackName="mlstack")["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+
+
+def _zip(files: dict[str, str]) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()

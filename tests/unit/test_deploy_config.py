@@ -57,40 +57,131 @@ def _ci_make_targets() -> set[str]:
     return set(re.findall(r"^make (\S+)$", (ROOT / ".ci/run").read_text(), re.MULTILINE))
 
 
-def test_workflow_runs_only_the_make_targets_ci_runs_and_sam_deploy() -> None:
-    workflow = yaml.safe_load(WORKFLOW.read_text())
+def _workflow() -> dict[str, Any]:
+    workflow: dict[str, Any] = yaml.safe_load(WORKFLOW.read_text())
+    return workflow
+
+
+def _commands(job: dict[str, Any]) -> list[str]:
+    return [" ".join(step["run"].split()) for step in job["steps"] if "run" in step]
+
+
+def test_the_workflow_tests_what_ci_tests_and_deploys_without_running_project_code() -> None:
+    jobs = _workflow()["jobs"]
     assert _ci_make_targets() == {"test", "build"}
-    commands = [
-        step["run"].strip()
-        for job in workflow["jobs"].values()
+    tested = _commands(jobs["test-and-build"])
+    assert tested[:2] == ["make build", "make test"]  # .ci/run's order
+    deployed = _commands(jobs["deploy"])
+    # No make, no sam build, nothing from the checkout executed: the artifact, a pinned SAM CLI
+    # and samconfig.toml.
+    assert not any(c.startswith("make") or "sam build" in c for c in deployed), deployed
+    assert deployed[-1].startswith("sam deploy --config-env prod ")
+    assert "--template-file" not in deployed[-1]  # the built template, .aws-sam/build
+    (install,) = [c for c in deployed if "pip install" in c]
+    assert "--require-hashes" in install
+    assert "-r .github/sam-cli.txt" in install
+
+
+def test_the_deploy_job_deploys_exactly_the_tested_build() -> None:
+    jobs = _workflow()["jobs"]
+    build, deploy = jobs["test-and-build"], jobs["deploy"]
+    (upload,) = [s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-")]
+    (download,) = [s for s in deploy["steps"] if s.get("uses", "").startswith("actions/download")]
+    assert download["with"]["name"] == upload["with"]["name"]
+    package = next(s for s in build["steps"] if s.get("id") == "package")
+    assert ".aws-sam" in package["run"]
+    assert upload["with"]["path"] in package["run"]
+    assert build["outputs"]["digest"] == "${{ steps.package.outputs.digest }}"
+    (check,) = [c for c in _commands(deploy) if "sha256sum --check" in c]
+    assert "${{ needs.test-and-build.outputs.digest }}" in check
+    names = [s.get("uses") or s.get("run") for s in deploy["steps"]]
+    assert names.index(download["uses"]) < names.index(next(s for s in names if "sha256sum" in s))
+
+
+def test_every_action_is_pinned_to_a_commit() -> None:
+    uses = [
+        step["uses"]
+        for job in _workflow()["jobs"].values()
         for step in job["steps"]
-        if "run" in step
+        if "uses" in step
     ]
-    for command in commands:
-        make = re.fullmatch(r"make (\S+)", command)
-        if make:
-            assert make.group(1) in _ci_make_targets(), command
-        else:
-            assert command.startswith(".venv-sam/bin/sam deploy --config-env prod "), command
-    assert "make test" in commands
-    assert "make build" in commands
+    assert uses
+    for action in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), action
 
 
-def test_workflow_deploys_only_from_main_with_oidc() -> None:
-    workflow = yaml.safe_load(WORKFLOW.read_text())
-    triggers = workflow[True]  # PyYAML reads the key `on` as True
+def test_only_the_deploy_job_can_request_cloud_credentials() -> None:
+    workflow = _workflow()
+    triggers = workflow[True]  # type: ignore[index]  # PyYAML reads the key `on` as True
     assert "pull_request" in triggers
     assert triggers["push"]["branches"] == ["main"]
+    assert workflow["permissions"] == {"contents": "read"}
+    for name, job in workflow["jobs"].items():
+        if name != "deploy":
+            assert job.get("permissions") == {"contents": "read"}, name
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False
     deploy = workflow["jobs"]["deploy"]
     assert deploy["needs"] == "test-and-build"
     assert "refs/heads/main" in deploy["if"]
     assert "vars.MLSTACK_DEPLOY_ROLE_ARN" in deploy["if"]  # off until a user enables it
-    assert deploy["permissions"]["id-token"] == "write"
+    assert deploy["permissions"] == {"contents": "read", "id-token": "write"}
     credentials = next(
         s for s in deploy["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws")
     )
     assert credentials["with"]["role-to-assume"] == "${{ vars.MLSTACK_DEPLOY_ROLE_ARN }}"
-    assert workflow["permissions"] == {"contents": "read"}
+
+
+def _locked_requirements() -> list[Path]:
+    """Every requirements file sam build installs: each layer's (BuildMethod: makefile, through
+    build_layer.sh) and each function's (SAM's pip builder)."""
+    template = load_template(ROOT / "template.yaml")
+    found = []
+    for resource in template["Resources"].values():
+        properties = resource.get("Properties", {})
+        uri = properties.get("ContentUri") or properties.get("CodeUri")
+        if isinstance(uri, str) and (ROOT / uri / "requirements.in").exists():
+            found.append(ROOT / uri / "requirements.txt")
+    return found
+
+
+def _pins(locked: Path) -> dict[str, tuple[str, int]]:
+    """name -> (version, number of hashes) of a hash-locked requirements file."""
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, tuple[str, int]] = {}
+    entries = re.split(r"\n(?=[A-Za-z])", locked.read_text())
+    for entry in entries:
+        requirement = re.match(r"([A-Za-z0-9_.\[\]-]+)==([^\s;\\]+)", entry)
+        if requirement is None:
+            assert entry.lstrip().startswith("#") or not entry.strip(), entry
+            continue
+        name = canonicalize_name(requirement.group(1).split("[")[0])
+        pins[name] = (requirement.group(2), len(re.findall(r"--hash=sha256:[0-9a-f]{64}", entry)))
+    return pins
+
+
+def test_layers_and_functions_install_only_hash_locked_files() -> None:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    assert "--require-hashes" in (ROOT / "layers/build_layer.sh").read_text()
+    locked_files = _locked_requirements()
+    assert {p.parent.name for p in locked_files} >= {"core", "serving", "training", "preprocess"}
+    for locked in [*locked_files, ROOT / ".github/sam-cli.txt"]:
+        pins = _pins(locked)
+        assert pins, locked
+        for name, (_, hashes) in pins.items():
+            assert hashes >= 1, (locked, name)
+        # The lock satisfies what requirements.in asks for: re-run `make lock` after editing it.
+        wanted = locked.with_suffix(".in").read_text().splitlines()
+        for line in wanted:
+            if line.strip() and not line.lstrip().startswith("#"):
+                requirement = Requirement(line.split("#")[0].strip())
+                version, _ = pins[canonicalize_name(requirement.name)]
+                assert requirement.specifier.contains(version, prereleases=True), (locked, line)
 
 
 README = ROOT / "README.md"
