@@ -39,6 +39,7 @@ import boto3  # noqa: E402
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
+from mlstack_core.idempotency import TABLE_DEFINITION as IDEMPOTENCY_TABLE  # noqa: E402
 from mlstack_core.observability.pipeline import metrics  # noqa: E402
 from mlstack_core.registry import TABLE_DEFINITION, Registry  # noqa: E402
 from mlstack_core.settings import forget  # noqa: E402
@@ -60,6 +61,25 @@ class FakeLambdaContext:
         "arn:aws:lambda:us-east-1:123456789012:function:mlstack-test-function"
     )
     aws_request_id: str = "11111111-2222-3333-4444-555555555555"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+def register_event(
+    action: str, run: dict[str, Any], evaluation: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """Register's input as the state machine builds it, with its idempotency key (the execution
+    and the state)."""
+    step = {"promote": "RegisterAndPromote", "reject": "RecordRejection"}.get(action, action)
+    return {
+        "action": action,
+        "run": run,
+        "evaluation": evaluation,
+        "execution_arn": run["execution_arn"],
+        "step": step,
+        **extra,
+    }
 
 
 def load_handler(function_dir: str) -> Callable[[dict[str, Any], Any], Any]:
@@ -142,7 +162,7 @@ class Stack:
         evaluation = state["evaluation"]
         chosen = action or ("promote" if evaluation["decision"] == "promote" else "reject")
         registration: dict[str, Any] = load_handler("register")(
-            {"action": chosen, "run": state["run"], "evaluation": evaluation}, self.context
+            register_event(chosen, state["run"], evaluation), self.context
         )
         return registration
 
@@ -201,10 +221,12 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         "data_bucket": f"{DATA_BUCKET}-{suffix}",
         "model_bucket": f"{MODEL_BUCKET}-{suffix}",
         "registry_table": f"{REGISTRY_TABLE}-{suffix}",
+        "idempotency_table": f"mlstack-test-idempotency-{suffix}",
     }
     monkeypatch.setenv("DATA_BUCKET", names["data_bucket"])
     monkeypatch.setenv("MODEL_BUCKET", names["model_bucket"])
     monkeypatch.setenv("REGISTRY_TABLE", names["registry_table"])
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", names["idempotency_table"])
     _forget_settings()
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
@@ -216,6 +238,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             TableName=names["registry_table"],
             **TABLE_DEFINITION,
         )
+        dynamodb.create_table(TableName=names["idempotency_table"], **IDEMPOTENCY_TABLE)
         registry = Registry(names["registry_table"], dynamodb)
         yield Stack(
             s3=s3,

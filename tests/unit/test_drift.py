@@ -13,7 +13,7 @@ import pytest
 from mlstack_core import drift
 from mlstack_core.drift import DriftRecorder, drift_report, merge_summaries, psi
 from mlstack_core.tabular import feature_matrices, read_split
-from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes
+from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes, register_event
 
 pytestmark = pytest.mark.unit
 
@@ -178,7 +178,7 @@ def test_the_pipeline_stores_the_baseline_beside_the_version(aws: Stack) -> None
     state = aws.run_pipeline("penguins", penguins_bytes())
     evaluation = state["evaluation"]
     assert evaluation["drift_baseline_key"].endswith("/drift_baseline.json")
-    event = {"action": "promote", "run": state["run"], "evaluation": evaluation}
+    event = register_event("promote", state["run"], evaluation)
     load_handler("register")(event, FakeLambdaContext())
 
     document = aws.registry.get_version("penguins", 1)

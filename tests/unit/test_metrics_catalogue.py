@@ -33,10 +33,11 @@ from moto import mock_aws
 
 from mlstack.checks.catalogue import FUNCTIONS, by_service
 from mlstack_core.drift import DriftRecorder
+from mlstack_core.idempotency import TABLE_DEFINITION as IDEMPOTENCY_TABLE
 from mlstack_core.registry import TABLE_DEFINITION, Registry
 from mlstack_core.settings import forget
 from mlstack_core.tabular import feature_matrices, read_split
-from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes
+from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes, register_event
 
 pytestmark = pytest.mark.unit
 
@@ -134,6 +135,7 @@ def captured() -> Capture:
             TableName="emf-registry",
             **TABLE_DEFINITION,
         )
+        dynamodb.create_table(TableName="emf-idempotency", **IDEMPOTENCY_TABLE)
         dynamodb.create_table(
             TableName="emf-approvals",
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -149,6 +151,7 @@ def captured() -> Capture:
             DATA_BUCKET="emf-data",
             MODEL_BUCKET="emf-models",
             REGISTRY_TABLE="emf-registry",
+            IDEMPOTENCY_TABLE="emf-idempotency",
             APPROVALS_TABLE="emf-approvals",
             APPROVER_MUST_DIFFER="false",
             STATE_MACHINE_ARN=machine,
@@ -229,13 +232,13 @@ def _scenario(capture: Capture, stack: Stack) -> None:
     register = load_handler("register")
     started = datetime.now(UTC).isoformat()
 
+    calls = iter(range(100))
+
     def registering(action: str, evaluation: dict[str, Any]) -> Any:
-        event = {
-            "action": action,
-            "run": state["run"],
-            "evaluation": evaluation,
-            "execution_started": started,
-        }
+        # Each call as a different state of the run: a repeated state returns its first result.
+        event = register_event(
+            action, state["run"], evaluation, execution_started=started, step=f"S{next(calls)}"
+        )
         return capture.call("register", lambda: register(event, context))
 
     assert registering("promote", state["evaluation"])["promoted"] is True

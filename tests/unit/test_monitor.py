@@ -13,7 +13,14 @@ import pytest
 from mlstack_core.drift import DriftRecorder
 from mlstack_core.settings import stack_settings
 from mlstack_core.tabular import feature_matrices, read_split
-from tests.conftest import REGION, FakeLambdaContext, Stack, load_handler, penguins_bytes
+from tests.conftest import (
+    REGION,
+    FakeLambdaContext,
+    Stack,
+    load_handler,
+    penguins_bytes,
+    register_event,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -42,7 +49,7 @@ def deployed(aws: Stack, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 def _promote(aws: Stack, spec: dict[str, Any]) -> dict[str, Any]:
     aws.put_spec(MODEL, spec)
     state = aws.run_pipeline(MODEL, penguins_bytes())
-    event = {"action": "promote", "run": state["run"], "evaluation": state["evaluation"]}
+    event = register_event("promote", state["run"], state["evaluation"])
     load_handler("register")(event, FakeLambdaContext())
     return state
 

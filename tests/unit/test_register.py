@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from mlstack_core.errors import ChampionChanged
-from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes
+from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes, register_event
 
 pytestmark = pytest.mark.unit
 
@@ -24,7 +24,7 @@ def evaluated(aws: Stack) -> dict[str, Any]:
 
 
 def _register(action: str, state: dict[str, Any]) -> dict[str, Any]:
-    event = {"action": action, "run": state["run"], "evaluation": state["evaluation"]}
+    event = register_event(action, state["run"], state["evaluation"])
     result: dict[str, Any] = load_handler("register")(event, FakeLambdaContext())
     return result
 
@@ -80,6 +80,7 @@ def test_a_run_that_saw_a_stale_champion_cannot_overwrite_production(
 ) -> None:
     # Two runs evaluated against "no production yet"; the first promotes, the second must not.
     first, second = evaluated, copy.deepcopy(evaluated)
+    second["run"]["execution_arn"] += "-second-run"
     _register("promote", first)
 
     with pytest.raises(ChampionChanged):

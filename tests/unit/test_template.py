@@ -30,6 +30,7 @@ from mlstack.checks.template.iam import (
 )
 from mlstack.checks.template.translated import Resolver, translate_offline
 from mlstack.sam import load_template
+from mlstack_core.idempotency import TABLE_ACTIONS
 
 pytestmark = pytest.mark.unit
 
@@ -95,6 +96,10 @@ NEEDS: dict[str, list[Need]] = {
         Need("dynamodb:PutItem", "${RegistryTable.Arn}"),
         Need("dynamodb:UpdateItem", "${RegistryTable.Arn}", "version counter, alias move"),
         Need("dynamodb:Query", "${RegistryTable.Arn}", "rejections in a row"),
+        *[
+            Need(action, "${IdempotencyTable.Arn}", "Powertools Idempotency records")
+            for action in sorted(TABLE_ACTIONS)
+        ],
     ],
     "ApprovalFunction": [
         Need("dynamodb:PutItem", "${ApprovalsTable.Arn}", "hold a token; record an upload"),
@@ -256,7 +261,10 @@ def _code_actions(function: str) -> set[str]:
     files = sorted(code_dir.rglob("*.py"))
     if any("mlstack_core.integrity" in f.read_text() for f in files):
         files.append(INTEGRITY_SOURCE)
-    return actions_in_code(files, registry_actions(REGISTRY_SOURCE))
+    called = actions_in_code(files, registry_actions(REGISTRY_SOURCE))
+    if any("mlstack_core.idempotency" in f.read_text() for f in files):
+        called |= TABLE_ACTIONS  # Powertools' calls on the idempotency table
+    return called
 
 
 @pytest.mark.parametrize("function", sorted(NEEDS))
@@ -565,7 +573,8 @@ def test_policy_widened_to_every_action_is_caught(tmp_path: Path) -> None:
         statements = template["Resources"]["RegisterFunction"]["Properties"]["Policies"][0][
             "Statement"
         ]
-        statements[-1]["Action"] = "dynamodb:*"
+        (registry,) = [st for st in statements if "RegistryTable" in json.dumps(st["Resource"])]
+        registry["Action"] = "dynamodb:*"
 
     translated = mutate(tmp_path, template=widen)
     assert check_wildcards(translated) == [

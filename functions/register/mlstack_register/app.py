@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mlstack_core.idempotency import once_per_step
 from mlstack_core.observability.pipeline import correlate, logger, metrics, tracer
 from mlstack_core.payloads import RegisterInput, Registration
 from mlstack_register.register import register_challenger
@@ -14,6 +15,12 @@ from mlstack_register.register import register_challenger
 @metrics.log_metrics
 def handler(event: RegisterInput, context: LambdaContext) -> Registration:
     correlate(event)
+    # A retried invocation (Step Functions retries errors AWS raises after the function ran)
+    # returns the first one's result instead of registering again.
+    return once_per_step("register", register, dict(event), context)
+
+
+def register(event: RegisterInput) -> Registration:
     return register_challenger(
         action=event["action"],
         run=event["run"],

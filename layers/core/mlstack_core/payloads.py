@@ -162,6 +162,9 @@ class RegisterInput(TypedDict):
     # The version registered before the pause ($.pending), and the answer to it ($.approval).
     pending: NotRequired[Registration]
     approval: NotRequired[Approval | None]
+    # The idempotency key ($$.Execution.Id, $$.State.Name): one effect per execution and state.
+    execution_arn: str
+    step: str
 
 
 class Registration(TypedDict):

@@ -32,6 +32,7 @@ class StackSettings:
     alerts_topic_arn: str
     state_machine_arn: str
     run_lock_lease_seconds: int
+    idempotency_table: str
 
     @classmethod
     def from_env(cls) -> StackSettings:
@@ -41,8 +42,11 @@ class StackSettings:
             registry_table=_required("REGISTRY_TABLE"),
             alerts_topic_arn=os.environ.get("ALERTS_TOPIC_ARN", ""),
             state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
-            # Longer than the state machine's TimeoutSeconds, so only a dead run's lock expires.
+            # Longer than a run takes from upload to its gate (the lock is released while a
+            # version waits for a person, and on every ending of a run by the RunEnded rule), so
+            # only a lock whose release was lost expires.
             run_lock_lease_seconds=int(os.environ.get("RUN_LOCK_LEASE_SECONDS", "7500")),
+            idempotency_table=os.environ.get("IDEMPOTENCY_TABLE", ""),
         )
 
 
