@@ -213,6 +213,11 @@ METRICS: list[Metric] = [
             ("RunLocksAcquired", "Count", "runs that took their model's lock"),
             ("RunsQueued", "Count", "lock attempts that found another run of the model"),
             ("RunLocksReleased", "Count", "1 when the lock was released, 0 if not held"),
+            (
+                "RunsEndedWithoutCleanup",
+                "Count",
+                "runs stopped, timed out or failed where no Catch reaches: lock freed, alerted",
+            ),
         ],
     ),
     *_m(

@@ -15,7 +15,6 @@ from mlstack_core.registry import Registry
 from mlstack_core.registry_keys import (
     CANARY,
     SHADOW,
-    STATUS_APPROVED,
     STATUS_PENDING_APPROVAL,
     STATUS_REJECTED,
 )
@@ -99,7 +98,6 @@ def promote(
     if current == version:
         raise LifecycleError(f"version {version} of {model!r} is already in production")
     registry.move_alias(model, version, expected=current, actor=actor, reason=reason)
-    registry.set_status(model, version, STATUS_APPROVED, actor, reason)
     return {"model": model, "production": version, "previous": current}
 
 

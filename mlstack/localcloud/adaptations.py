@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -129,6 +130,52 @@ def deliver_rule_targets() -> contextlib.AbstractContextManager[None]:
                 rule.targets = saved
 
     return patched(Rule, "send_to_targets", send_to_targets)
+
+
+def execution_status_events() -> contextlib.AbstractContextManager[None]:
+    """Put Step Functions' "Execution Status Change" events on the bus when an execution ends.
+
+    moto's interpreter publishes none, so the rule on a run's ending (RunEnded) would never
+    fire. The event has AWS's shape and goes to every rule, as moto delivers S3's events.
+    """
+    from moto.events.models import events_backends
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+    original = BaseExecutionWorkerCommunication.terminated
+
+    def terminated(communication: Any) -> None:
+        original(communication)
+        execution = communication.execution
+        status = str(getattr(execution.exec_status, "value", execution.exec_status))
+        started, stopped = execution.start_date, execution.stop_date
+        event: Any = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Step Functions Execution Status Change",
+            "source": "aws.states",
+            "account": execution.account_id,
+            "time": (stopped or started).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": execution.region_name,
+            "resources": [execution.exec_arn],
+            "detail": {
+                "executionArn": execution.exec_arn,
+                "stateMachineArn": execution.state_machine_arn,
+                "name": execution.name,
+                "status": status,
+                "startDate": int(started.timestamp() * 1000),
+                "stopDate": int(stopped.timestamp() * 1000) if stopped else None,
+                "input": json.dumps(execution.input_data),
+                "inputDetails": {"included": True},
+                "error": execution.error,
+                "cause": execution.cause,
+            },
+        }
+        backend = events_backends[execution.account_id][execution.region_name]
+        for bus in list(backend.event_buses.values()):
+            for rule in list(bus.rules.values()):
+                rule.send_to_targets(event, transform_input=False)
+
+    return patched(BaseExecutionWorkerCommunication, "terminated", terminated)
 
 
 def map_result_files() -> contextlib.AbstractContextManager[None]:

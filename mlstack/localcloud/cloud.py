@@ -18,6 +18,7 @@ from mlstack.localcloud.adaptations import (
     apply_bucket_configuration,
     atomic_item_writes,
     deliver_rule_targets,
+    execution_status_events,
     map_result_files,
     resource_types_moto_lacks,
     serve_api_locally,
@@ -161,6 +162,9 @@ class LocalCloud:
         if not self.emit_metrics:
             os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
         config = {"stepfunctions": {"execute_state_machine": True}}
+        self.lambdas = InProcessLambdas({}, functions_dir=self.root / "functions")
+        # Before moto starts: its mock gives boto3 a new default session, which registers this.
+        self._exit.enter_context(self.lambdas.aws_errors_injectable())
         if self.moto_port is None:
             self._exit.enter_context(_mock_aws(config))
         else:
@@ -178,11 +182,11 @@ class LocalCloud:
 
         from mlstack.localcloud.api import LocalApi, routes_from_template
 
-        self.lambdas = InProcessLambdas({}, functions_dir=self.root / "functions")
         self._exit.enter_context(self.lambdas.patch_moto())
         self._exit.enter_context(deliver_rule_targets())
         self._exit.enter_context(atomic_item_writes())
         self._exit.enter_context(map_result_files())
+        self._exit.enter_context(execution_status_events())
 
         template = load_template(self.root / "template.yaml")
         self.api = LocalApi(routes_from_template(template), self.invoke_function, self.identify)

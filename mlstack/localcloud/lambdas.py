@@ -13,13 +13,14 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from mlstack.localcloud.adaptations import patched
+from mlstack.localcloud.faults import FaultPlan, failure_payload, reported_failure
 
 # Applied over every function's own variables: in-process functions reach moto through botocore
 # (patched in-process, or AWS_ENDPOINT_URL), not through the prediction function's own HTTPS client.
@@ -105,6 +106,7 @@ class InProcessLambdas:
     def __init__(self, code_dirs: dict[str, Path], *, functions_dir: Path) -> None:
         self._code_dirs = code_dirs
         self._functions_dir = functions_dir.resolve()
+        self.faults = FaultPlan()
         self._modules: dict[Path, ModuleType] = {}
         self._import_lock = threading.Lock()
         self._environment_lock = threading.Lock()
@@ -179,25 +181,49 @@ class InProcessLambdas:
         arn: str = "",
     ) -> Invocation:
         self.apply_environment(environment)
-        function = self.load_handler(code_dir, handler)
-        bind_service(environment.get("POWERTOOLS_SERVICE_NAME"))
-        context = LambdaContext(name, memory_mb, arn, deadline=time.time() + timeout_s)
+        fault = self.faults.take(name)
         started = time.perf_counter()
         error: str | None = None
-        try:
-            result = function(event, context)
-        except Exception as exc:  # the Lambda runtime turns any exception into an error payload
-            error = type(exc).__name__
-            result = {
-                "errorType": error,
-                "errorMessage": str(exc),
-                "stackTrace": traceback.format_exception(exc)[-5:],
-            }
+        result: Any
+        failure = failure_payload(fault, timeout_s) if fault is not None else None
+        if failure is not None:  # Lambda answers for the function, which does not run
+            error, result = failure
+        else:
+            function = self.load_handler(code_dir, handler)
+            bind_service(environment.get("POWERTOOLS_SERVICE_NAME"))
+            context = LambdaContext(name, memory_mb, arn, deadline=time.time() + timeout_s)
+            self.faults.arm(fault)
+            try:
+                result = function(event, context)
+            except Exception as exc:  # the Lambda runtime turns any exception into an error
+                error = type(exc).__name__
+                result = {
+                    "errorType": error,
+                    "errorMessage": str(exc),
+                    "stackTrace": traceback.format_exception(exc)[-5:],
+                }
+            finally:
+                self.faults.arm(None)
+            if fault is not None and fault.kind == "ran_but_reported" and error is None:
+                error, result = reported_failure()
         invocation = Invocation(name, event, result, error, time.perf_counter() - started)
         self.invocations.append(invocation)
         for listener in list(self.listeners):
             listener(invocation)
         return invocation
+
+    @contextlib.contextmanager
+    def aws_errors_injectable(self) -> Iterator[None]:
+        """Let ``aws_error`` faults answer the functions' AWS calls: the fault plan's handler
+        goes first among the handlers every new botocore session registers."""
+        from botocore.handlers import BUILTIN_HANDLERS
+
+        entry = ("before-send", self.faults.before_send)
+        BUILTIN_HANDLERS.insert(0, entry)
+        try:
+            yield
+        finally:
+            BUILTIN_HANDLERS.remove(entry)
 
     def patch_moto(self) -> contextlib.AbstractContextManager[None]:
         from moto.awslambda.models import LambdaFunction

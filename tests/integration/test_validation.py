@@ -102,6 +102,15 @@ DATA_CASES = [
         environment={"MAX_DATASET_COLUMNS": "5"},
     ),
     Case(
+        "run-state-too-large",
+        "RunStateTooLarge",
+        rows_csv(
+            [f"{i:03d}_" + "long column name " * 14 for i in range(400)] + ["species"],
+            [[(r * 7 + c) % 13 for c in range(400)] + [("a", "b")[r % 2]] for r in range(60)],
+        ),
+        needles=("of the run's state", "256 KB", "shorten the column names"),
+    ),
+    Case(
         "above-max-classes",
         "TooManyClasses",
         to_csv(penguin_rows()),

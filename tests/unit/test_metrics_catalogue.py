@@ -39,6 +39,8 @@ from mlstack_core.settings import forget
 from mlstack_core.tabular import feature_matrices, read_split
 from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes, register_event
 
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -222,6 +224,16 @@ def _scenario(capture: Capture, stack: Stack) -> None:
     for action, holder in (("acquire", "a"), ("acquire", "b"), ("release", "a")):
         lock_event = {"action": action, "model": MODEL, "execution_arn": holder}
         capture.call("runlock", functools.partial(runlock, lock_event, context))
+    # A run stopped while it held the lock: the RunEnded rule's event frees it.
+    ended = json.loads((EVENTS / "eventbridge_sfn_execution_aborted.json").read_text())
+    ended["detail"]["input"] = json.dumps({"model": MODEL})
+    lock_event = {
+        "action": "acquire",
+        "model": MODEL,
+        "execution_arn": ended["detail"]["executionArn"],
+    }
+    capture.call("runlock", functools.partial(runlock, lock_event, context))
+    capture.call("runlock", functools.partial(runlock, ended, context))
 
     state["run"] = capture.call("preprocess", lambda: stack.preprocess(state))
     state["trained"] = capture.call("train", lambda: stack.train(state["run"]))

@@ -125,3 +125,24 @@ def test_register_copies_exactly_the_evaluated_bytes(aws: Stack) -> None:
     document = aws.registry.get_version("exact", registration["version"])
     assert document["artifact"]["sha256"] == state["evaluation"]["best"]["onnx_sha256"]
     assert document["artifact"]["version_id"] == artifact["version_id"]
+
+
+@pytest.mark.parametrize("action", ["promote", "reject", "request_approval"])
+def test_register_invoked_twice_with_the_same_input_acts_once(
+    aws: Stack, evaluated: dict[str, Any], action: str
+) -> None:
+    """Step Functions retries Register on errors AWS raises after the function ran: the second
+    invocation returns the first one's result and registers, moves and records nothing more."""
+    first = _register(action, evaluated)
+    second = _register(action, evaluated)
+    assert second == first
+    assert [int(v["version"]) for v in aws.registry.list_versions(MODEL)] == [1]
+    moves = [h for h in aws.registry.history(MODEL) if h["kind"] == "alias"]
+    assert len(moves) == (1 if action == "promote" else 0)
+    assert aws.registry.get_alias(MODEL) == (1 if action == "promote" else None)
+
+    # Another state of the same run (or another run) is another call.
+    other = copy.deepcopy(evaluated)
+    other["run"]["execution_arn"] += "-next"
+    _register("reject", other)
+    assert len(aws.registry.list_versions(MODEL)) == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from mlstack_core.errors import ModelNotFound
@@ -79,3 +81,40 @@ def test_rollbacks_walk_back_and_production_is_never_shown_archived(aws: Stack) 
         3: "Archived",
     }
     assert documents[1]["status_reason"] == "rolled back to: still broken"
+
+
+def test_an_alias_move_and_everything_it_implies_are_one_transaction(
+    aws: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The move, its history entry and the statuses it changes are written together or not at
+    all: when the transaction is refused, the alias, the history and both versions are as before."""
+    registry = aws.registry
+    for version in (1, 2):
+        registry.put_version("m", version, "Registered", {"metrics": {}})
+    registry.move_alias("m", 1, expected=None, actor="a", reason="first")
+    before = (registry.history("m"), registry.get_version("m", 1), registry.get_version("m", 2))
+
+    client = registry._table.meta.client
+    transactions: list[int] = []
+    original = client.transact_write_items
+
+    def refused(**request: Any) -> Any:
+        transactions.append(len(request["TransactItems"]))
+        # The last write (a new history entry) made to fail: every other write must not land.
+        request["TransactItems"][-1]["Put"]["ConditionExpression"] = "attribute_exists(pk)"
+        return original(**request)
+
+    monkeypatch.setattr(client, "transact_write_items", refused)
+    with pytest.raises(Exception, match="TransactionCanceled"):
+        registry.move_alias("m", 2, expected=1, actor="b", reason="second")
+    # One call carried the alias, its history, 1 Archived and 2 Approved with their entries.
+    assert transactions == [6]
+    assert registry.get_alias("m") == 1
+    after = (registry.history("m"), registry.get_version("m", 1), registry.get_version("m", 2))
+    assert after == before
+
+    monkeypatch.setattr(client, "transact_write_items", original)
+    registry.move_alias("m", 2, expected=1, actor="b", reason="second")
+    assert registry.get_version("m", 1)["status"] == "Archived"
+    assert registry.get_version("m", 2)["status"] == "Approved"
+    assert [h["version"] for h in registry.history("m") if h["kind"] == "alias"] == [1, 2]

@@ -117,6 +117,9 @@ NEEDS: dict[str, list[Need]] = {
         Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
         Need("dynamodb:PutItem", "${RegistryTable.Arn}", "conditional lock write"),
         Need("dynamodb:DeleteItem", "${RegistryTable.Arn}", "release"),
+        Need("sns:Publish", "${AlertsTopic}", "a run that ended without its own cleanup"),
+        Need("kms:GenerateDataKey", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
+        Need("kms:Decrypt", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
     ],
     "PredictFunction": [
         Need("s3:GetObjectVersion", MODELS, "the registered artifact, by version"),
@@ -157,6 +160,8 @@ NEEDED_WITHOUT_A_CALL = {
     ("PreprocessFunction", "s3:ListBucket"),
     ("MonitorFunction", "kms:GenerateDataKey"),
     ("MonitorFunction", "kms:Decrypt"),
+    ("RunLockFunction", "kms:GenerateDataKey"),
+    ("RunLockFunction", "kms:Decrypt"),
 }
 # What the ASL cannot say by itself: the Distributed Map reads its item list from the bucket named
 # in the run ($.run.splits.bucket), which Preprocess sets to the model bucket.

@@ -8,11 +8,14 @@ Each refusal is a named error, which fails the run with an alert.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from mlstack_core.errors import (
     DatasetTooLarge,
     ForeignDataset,
+    RunStateTooLarge,
     SpecOutsideStackLimits,
     TooManyClasses,
     TooManyColumns,
@@ -125,3 +128,25 @@ def check_classes(classes: int, guards: GuardSettings) -> None:
             f"the target has {classes:,} classes; this stack accepts at most "
             f"{guards.max_classes:,} (MaxClasses)"
         )
+
+
+# Step Functions carries at most 256 KB per state. The run is one part of the state; the
+# candidates' results and the evaluation come later, so the run keeps to this share of it.
+RUN_STATE_BUDGET_BYTES = 96 * 1024
+
+
+def check_run_state_size(run: Mapping[str, Any]) -> None:
+    """Column names, categories and warnings come from the user's file: bound what they add."""
+    size = len(json.dumps(run, default=str).encode())
+    if size <= RUN_STATE_BUDGET_BYTES:
+        return
+    parts = sorted(
+        ((len(json.dumps(value, default=str).encode()), name) for name, value in run.items()),
+        reverse=True,
+    )
+    largest = ", ".join(f"{name} {bytes_:,} bytes" for bytes_, name in parts[:3])
+    raise RunStateTooLarge(
+        f"this table's description takes {size:,} bytes of the run's state ({largest}); "
+        f"a run carries at most {RUN_STATE_BUDGET_BYTES:,} (Step Functions allows 256 KB per "
+        "state): shorten the column names, or drop columns with many long distinct values"
+    )

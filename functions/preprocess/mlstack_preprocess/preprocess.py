@@ -51,6 +51,7 @@ from mlstack_preprocess.guards import (
     check_classes,
     check_gate_limits,
     check_own_input,
+    check_run_state_size,
     check_shape,
     check_size,
     stack_approval,
@@ -310,6 +311,7 @@ def preprocess(
         )
         run["candidates"] = []
         run["candidates_key"] = key
+    check_run_state_size(run)
     return run
 
 

@@ -177,7 +177,6 @@ def _promote(
             f"production of {model!r} moved during this run ({conflict}); version {version} is "
             "registered but not promoted"
         ) from conflict
-    registry.set_status(model, version, STATUS_APPROVED, actor, reason)
     metrics.add_metric(name="Promotions", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="ConsecutiveRejections", unit=MetricUnit.Count, value=0)
     logger.info("Promoted", extra={"model": model, "version": version, "previous": expected})

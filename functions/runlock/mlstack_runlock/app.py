@@ -1,19 +1,23 @@
-"""Step Functions task: take or release a model's run lock, so runs of a model never overlap."""
+"""Take or release a model's run lock, so runs of a model never overlap: a Step Functions task,
+and the target of the RunEnded rule for runs that ended without releasing it."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlstack_core.observability.pipeline import correlate, logger, metrics, tracer
-from mlstack_runlock.runlock import acquire, release
+from mlstack_runlock.runlock import acquire, release, release_after_run_ended
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "detail-type" in event:
+        return release_after_run_ended(EventBridgeEvent(event))
     correlate(event)
     if event["action"] == "acquire":
         return acquire(event["model"], event["execution_arn"])

@@ -140,3 +140,8 @@ class TooManyColumns(DatasetError):
 
 class TooManyClasses(DatasetError):
     """A classification target has more classes than MaxClasses."""
+
+
+class RunStateTooLarge(DatasetError):
+    """What the run carries between steps (schema, column names, categories, warnings) is too big
+    for Step Functions' 256 KB state: the run would fail where no Catch reaches."""

@@ -209,71 +209,93 @@ class Registry:
         """Point ``alias`` at ``version`` only if it still points at ``expected``.
 
         ``expected=None`` means the alias must not exist yet. A lost race raises AliasConflict and
-        changes nothing.
+        changes nothing. The move, its history entry and, for production, the statuses it implies
+        (the version that left is Archived, the version that arrived is Approved) are one
+        TransactWriteItems: a reader never sees the alias moved without its history, so a rollback
+        never replays a history that lost an entry.
         """
         target = self.get_version(model, version)  # refuse to point an alias at a missing version
-        condition: dict[str, Any] = (
-            {"ConditionExpression": "attribute_not_exists(pk)"}
-            if expected is None
-            else {
-                "ConditionExpression": "version = :expected",
-                "ExpressionAttributeValues": {":expected": expected},
-            }
-        )
         at = _now()
-        try:
-            self._table.put_item(
-                Item={
-                    "pk": model_pk(model),
-                    "sk": alias_sk(alias),
+        alias_put: dict[str, Any] = {
+            "TableName": self._table.name,
+            "Item": {
+                "pk": model_pk(model),
+                "sk": alias_sk(alias),
+                "version": version,
+                "previous": expected,
+                "updated_at": at,
+                "actor": actor,
+                "reason": reason,
+            },
+        }
+        if expected is None:
+            alias_put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            alias_put["ConditionExpression"] = "version = :expected"
+            alias_put["ExpressionAttributeValues"] = {":expected": expected}
+        writes: list[dict[str, Any]] = [
+            {"Put": alias_put},
+            self._history_put(
+                model,
+                {
+                    "kind": "alias",
+                    "alias": alias,
                     "version": version,
                     "previous": expected,
-                    "updated_at": at,
                     "actor": actor,
                     "reason": reason,
+                    "rollback": rollback,
                 },
-                **condition,
-            )
+                at,
+            ),
+        ]
+        if alias == PRODUCTION and expected is not None and expected != version:
+            # The version that left production stays servable and can be rolled back to.
+            left = f"replaced in production by version {version}"
+            writes += self._status_writes(model, expected, STATUS_ARCHIVED, actor, left, at)
+        if alias == PRODUCTION and target.get("status") != STATUS_APPROVED:
+            # In production means Approved, with who and why; back from Archived says so.
+            arrived = reason
+            if target.get("status") == STATUS_ARCHIVED:
+                arrived = f"{'rolled back to' if rollback else 'promoted again'}: {reason}"
+            writes += self._status_writes(model, version, STATUS_APPROVED, actor, arrived, at)
+        try:
+            # The resource's client serialises Python values, as the Table's methods do.
+            client = self._table.meta.client
+            client.transact_write_items(TransactItems=writes)  # type: ignore[arg-type]
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            reasons = error.response.get("CancellationReasons") or [{}]
+            if reasons[0].get("Code") == "ConditionalCheckFailed":
                 current = self.get_alias(model, alias)
                 raise AliasConflict(
                     f"{alias} of {model!r} points at version {current}, expected {expected}"
                 ) from error
             raise
-        move = AliasMove(model, alias, version, expected, actor, reason, at)
-        if alias == PRODUCTION and expected is not None and expected != version:
-            # The version that left production stays servable and can be rolled back to.
-            self.set_status(
-                model,
-                expected,
-                STATUS_ARCHIVED,
-                actor,
-                f"replaced in production by version {version}",
-            )
-        if alias == PRODUCTION and target.get("status") == STATUS_ARCHIVED:
-            # Back in production (a rollback, or promoting an earlier version again): its status
-            # says so, with who and why.
-            self.set_status(
-                model,
-                version,
-                STATUS_APPROVED,
-                actor,
-                f"{'rolled back to' if rollback else 'promoted again'}: {reason}",
-            )
-        self._record_history(
-            model,
-            {
-                "kind": "alias",
-                "alias": alias,
-                "version": version,
-                "previous": expected,
-                "actor": actor,
-                "reason": reason,
-                "rollback": rollback,
-            },
+        return AliasMove(model, alias, version, expected, actor, reason, at)
+
+    def _status_writes(
+        self, model: str, version: int, status: str, actor: str, reason: str, at: str
+    ) -> list[dict[str, Any]]:
+        """A status change and its history entry, as transaction items."""
+        record = self.get_version(model, version)
+        record.update(
+            status=status, status_reason=reason, status_changed_at=at, status_changed_by=actor
         )
-        return move
+        update = {
+            "Update": {
+                "TableName": self._table.name,
+                "Key": {"pk": model_pk(model), "sk": version_sk(version)},
+                "UpdateExpression": "SET #s = :s, doc = :d",
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {
+                    ":s": status,
+                    ":d": json.dumps(record, default=str),
+                },
+            }
+        }
+        entry = {"kind": "status", "version": version, "status": status}
+        return [update, self._history_put(model, {**entry, "actor": actor, "reason": reason}, at)]
 
     def rollback_target(self, model: str, alias: str = PRODUCTION) -> int | None:
         """The version ``alias`` pointed at before its current version, rollbacks undone.
@@ -419,14 +441,19 @@ class Registry:
 
     # internals ----------------------------------------------------------------------------------
     def _record_history(self, model: str, entry: dict[str, Any]) -> None:
-        at = _now()
-        self._table.put_item(
-            Item={
-                "pk": model_pk(model),
-                "sk": f"{HISTORY_PREFIX}{at}#{uuid.uuid4().hex[:8]}",
-                "doc": json.dumps({**entry, "model": model, "at": at}, default=str),
+        self._table.put_item(Item=self._history_put(model, entry, _now())["Put"]["Item"])
+
+    def _history_put(self, model: str, entry: dict[str, Any], at: str) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self._table.name,
+                "Item": {
+                    "pk": model_pk(model),
+                    "sk": f"{HISTORY_PREFIX}{at}#{uuid.uuid4().hex[:8]}",
+                    "doc": json.dumps({**entry, "model": model, "at": at}, default=str),
+                },
             }
-        )
+        }
 
     def _query(self, model: str, prefix: str) -> list[dict[str, Any]]:
         items: list[Any] = []

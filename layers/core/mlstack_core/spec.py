@@ -172,6 +172,10 @@ def _well_formed_entry(entry: Any) -> bool:
     )
 
 
+# jsonschema quotes the offending value; a problem line keeps to this many characters.
+MAX_PROBLEM_CHARS = 300
+
+
 def schema_problems(document: Any, schema: Mapping[str, Any]) -> list[str]:
     """Every schema violation in ``document``, one line each, prefixed with its path."""
     from jsonschema import Draft7Validator
@@ -214,7 +218,16 @@ def _describe(error: Any, definitions: Mapping[str, Any]) -> list[str]:
             for name in error.validator_value
             if name not in error.instance
         ]
-    return [f"{_path(path)}: {error.message}"]
+    if error.validator in ("maxLength", "maxItems", "maxProperties"):
+        # Never the value itself: it may be megabytes, and the message travels in the run's state.
+        unit = {"maxLength": "characters", "maxItems": "items", "maxProperties": "fields"}
+        size = len(error.instance)
+        limit = error.validator_value
+        return [f"{_path(path)}: is {size:,} {unit[error.validator]} long; at most {limit:,}"]
+    message = error.message
+    if len(message) > MAX_PROBLEM_CHARS:
+        message = message[: MAX_PROBLEM_CHARS - 1] + "…"
+    return [f"{_path(path)}: {message}"]
 
 
 def _deref(schema: Mapping[str, Any], definitions: Mapping[str, Any]) -> Mapping[str, Any]:

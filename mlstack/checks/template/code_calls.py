@@ -27,7 +27,9 @@ BOTO3_ACTIONS: dict[str, tuple[str, ...]] = {
     "scan": ("dynamodb:Scan",),
     "batch_get_item": ("dynamodb:BatchGetItem",),
     "batch_write_item": ("dynamodb:BatchWriteItem",),
-    "transact_write_items": ("dynamodb:ConditionCheckItem",),
+    # IAM authorises each item of a transaction by its own action; the registry's transactions
+    # put and update items (no ConditionCheck or Delete items).
+    "transact_write_items": ("dynamodb:PutItem", "dynamodb:UpdateItem"),
     "start_execution": ("states:StartExecution",),
     "describe_execution": ("states:DescribeExecution",),
     "send_task_success": ("states:SendTaskSuccess",),

@@ -1,0 +1,171 @@
+"""A run that fails anywhere fails cleanly, and a retried step never acts twice.
+
+Faults are injected into the real state machine in the local cloud (mlstack.localcloud.faults):
+each run either recovers through its retries or fails by name; production stays as it was; one
+alert is published; the model's lock is released. docs/reliability.md tabulates these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mlstack.cli.stack import StackClient
+from mlstack.localcloud import LocalCloud
+from mlstack.localcloud.faults import Fault
+from mlstack_core.registry_keys import RUNLOCK_SK, model_pk
+from tests.integration.conftest import AlertInbox, execution_events, penguin_rows, to_csv
+
+pytestmark = pytest.mark.integration
+
+TARGET = "species"
+SPEC = {"target": TARGET, "candidates": ["logistic_regression", "random_forest"]}
+
+
+@pytest.fixture
+def faults(cloud: LocalCloud) -> Iterator[Any]:
+    assert cloud.lambdas is not None
+    plan = cloud.lambdas.faults
+    plan.clear()
+    yield plan
+    plan.clear()
+
+
+def _lock_holder(stack: StackClient, model: str) -> str | None:
+    item = stack.registry._table.get_item(
+        Key={"pk": model_pk(model), "sk": RUNLOCK_SK}, ConsistentRead=True
+    ).get("Item")
+    return str(item["holder"]) if item else None
+
+
+def _failed_alerts(alerts: AlertInbox, model: str, expected: int = 0) -> list[dict[str, Any]]:
+    """The failure alerts about ``model``, waiting (a few seconds at most) for ``expected``."""
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while True:
+        found += [
+            m
+            for m in alerts.drain()
+            if m["MessageAttributes"]["event"]["Value"] == "Failed"
+            and m["MessageAttributes"]["model"]["Value"] == model
+        ]
+        if len(found) >= expected or time.monotonic() > deadline:
+            time.sleep(0.3)  # and no more arrive
+            found += [
+                m
+                for m in alerts.drain()
+                if m["MessageAttributes"]["model"]["Value"] == model
+                and m["MessageAttributes"]["event"]["Value"] == "Failed"
+            ]
+            return found
+        time.sleep(0.1)
+
+
+def _train(stack: StackClient, cloud: LocalCloud, model: str, spec: Any = SPEC) -> dict[str, Any]:
+    upload = stack.upload_dataset(model, to_csv(penguin_rows()), spec)
+    return cloud.wait_for_execution(stack.find_execution(upload))
+
+
+def _production(stack: StackClient, model: str) -> tuple[int | None, int]:
+    return stack.registry.get_alias(model), len(stack.registry.list_versions(model))
+
+
+# -------------------------------------------------------------------------- retries, idempotency
+def test_a_register_that_ran_but_reported_a_service_exception_promotes_once(
+    cloud: LocalCloud, stack: StackClient, faults: Any, alerts: AlertInbox
+) -> None:
+    """AWS can raise Lambda.ServiceException after the function ran: the retry returns the first
+    attempt's result (Powertools Idempotency), so the run succeeds with one version promoted."""
+    model = "reported-register"
+    alerts.drain()
+    faults.inject(Fault("RegisterFunction", "ran_but_reported"))
+    result = _train(stack, cloud, model)
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    events = execution_events(cloud, result["executionArn"])
+    failures = [
+        e["lambdaFunctionFailedEventDetails"]["error"]
+        for e in events
+        if e["type"] == "LambdaFunctionFailed"
+    ]
+    assert failures == ["Lambda.ServiceException"]
+    assert _production(stack, model) == (1, 1)
+    moves = [h for h in stack.registry.history(model) if h["kind"] == "alias"]
+    assert len(moves) == 1
+    assert json.loads(result["output"])["registration"]["version"] == 1
+    assert _lock_holder(stack, model) is None
+    assert _failed_alerts(alerts, model) == []
+
+
+# ------------------------------------------------------------------------------- lock on ending
+def test_a_stopped_run_releases_its_lock_and_alerts_once(
+    cloud: LocalCloud,
+    stack: StackClient,
+    alerts: AlertInbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """StopExecution ends a run where no Catch runs: the RunEnded rule releases the lock and
+    alerts, so the next upload starts at once instead of waiting out the lease."""
+    import mlstack_preprocess.app as preprocess_app
+
+    model = "stopped-run"
+    alerts.drain()
+    entered, resume = threading.Event(), threading.Event()
+    original = preprocess_app.handle
+
+    def held_preprocess(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        resume.wait(timeout=60)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(preprocess_app, "handle", held_preprocess)
+    upload = stack.upload_dataset(model, to_csv(penguin_rows()), SPEC, file_name="a.csv")
+    first = stack.find_execution(upload)
+    assert entered.wait(timeout=60)
+    assert _lock_holder(stack, model) == first
+
+    cloud.client("stepfunctions").stop_execution(executionArn=first, cause="operator stopped it")
+    resume.set()
+    assert cloud.wait_for_execution(first)["status"] == "ABORTED"
+    deadline = time.monotonic() + 30
+    while _lock_holder(stack, model) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _lock_holder(stack, model) is None
+    (alert,) = _failed_alerts(alerts, model, expected=1)
+    assert json.loads(alert["Message"])["error"] == "RunAborted"
+
+    monkeypatch.setattr(preprocess_app, "handle", original)
+    upload = stack.upload_dataset(model, to_csv(penguin_rows()), None, file_name="b.csv")
+    second = stack.find_execution(upload)
+    assert cloud.wait_for_execution(second)["status"] == "SUCCEEDED"
+    waited = [
+        e
+        for e in execution_events(cloud, second)
+        if e["type"] == "LambdaFunctionFailed"
+        and e["lambdaFunctionFailedEventDetails"]["error"] == "ModelBusy"
+    ]
+    assert waited == [], "the second run started at once"
+    assert _production(stack, model) == (1, 1)
+
+
+def test_a_spec_with_a_300_kb_description_fails_by_name_and_unlocks(
+    cloud: LocalCloud, stack: StackClient, alerts: AlertInbox
+) -> None:
+    """User text can never push a state's payload past Step Functions' 256 KB: the spec's texts
+    are bounded, so the run fails by name in Preprocess, alerts once and releases the lock."""
+    model = "huge-description"
+    assert _train(stack, cloud, model)["status"] == "SUCCEEDED"
+    alerts.drain()
+    result = _train(stack, cloud, model, {**SPEC, "description": "x" * 300_000})
+
+    assert result["status"] == "FAILED"
+    assert result["error"] == "SpecError"
+    assert "description" in json.loads(result["cause"])["errorMessage"]
+    assert _production(stack, model) == (1, 1)
+    assert _lock_holder(stack, model) is None
+    assert len(_failed_alerts(alerts, model, expected=1)) == 1
