@@ -117,8 +117,7 @@ def deliver_rule_targets() -> contextlib.AbstractContextManager[None]:
             arn = parse_arn(target["Arn"])
             if arn.service == "lambda":
                 function = get_backend(arn.account, arn.region).get_function(target["Arn"])
-                # EventBridge invokes asynchronously; a failing trigger must not fail the upload.
-                function.invoke(json.dumps(event, default=str), {}, {})
+                _deliver_with_retries(function, event, target)
             else:
                 others.append(target)
         if others:
@@ -130,6 +129,30 @@ def deliver_rule_targets() -> contextlib.AbstractContextManager[None]:
                 rule.targets = saved
 
     return patched(Rule, "send_to_targets", send_to_targets)
+
+
+# EventBridge retries a failed delivery per the target's RetryPolicy (up to 185 times over a day),
+# and Lambda's asynchronous invocation retries a function error twice; locally, a few at once.
+LOCAL_DELIVERY_ATTEMPTS = 3
+
+
+def _deliver_with_retries(function: Any, event: Any, target: dict[str, Any]) -> None:
+    """Invoke a rule's Lambda target as EventBridge does: asynchronously, again after an error,
+    and into the target's dead-letter queue when every attempt failed. A failing target never
+    fails the call that put the event."""
+    from moto.sqs.models import sqs_backends
+    from moto.utilities.arns import parse_arn
+
+    body = json.dumps(event, default=str)
+    for _ in range(LOCAL_DELIVERY_ATTEMPTS):
+        response_headers: dict[str, str] = {}
+        function.invoke(body, {"x-amz-invocation-type": "Event"}, response_headers)
+        if "x-amz-function-error" not in response_headers:
+            return
+    dead_letters = (target.get("DeadLetterConfig") or {}).get("Arn")
+    if dead_letters:
+        queue = parse_arn(dead_letters)
+        sqs_backends[queue.account][queue.region].send_message(queue.resource_id, body)
 
 
 def execution_status_events() -> contextlib.AbstractContextManager[None]:

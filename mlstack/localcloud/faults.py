@@ -66,6 +66,7 @@ class FaultPlan:
     _calls: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread: threading.local = field(default_factory=threading.local)
+    aws_errors_answered: int = 0
 
     def inject(self, *faults: Fault) -> None:
         with self._lock:
@@ -77,6 +78,7 @@ class FaultPlan:
         with self._lock:
             self.faults.clear()
             self._calls.clear()
+            self.aws_errors_answered = 0
 
     def take(self, function_name: str) -> Fault | None:
         """The fault for this invocation of the function, if any (counts the invocation)."""
@@ -101,7 +103,21 @@ class FaultPlan:
         if armed is None or armed.remaining <= 0 or service != armed.service:
             return None
         armed.remaining -= 1
-        return _error_response(request, service, armed.code)
+        with self._lock:
+            self.aws_errors_answered += 1
+        response = _error_response(request, service, armed.code)
+        # botocore calls every before-send handler and takes the first answer, so moto would
+        # still carry the request out: it is pointed nowhere until this attempt's answer is in.
+        self._thread.restore = (request, request.url)
+        request.url = "http://fault-injected.invalid/"
+        return response
+
+    def response_received(self, **_: Any) -> None:
+        restore = getattr(self._thread, "restore", None)
+        if restore is not None:
+            request, url = restore
+            request.url = url  # the SDK's retry sends the same request again
+            self._thread.restore = None
 
 
 def _error_response(request: Any, service: str, code: str) -> Any:

@@ -218,12 +218,16 @@ class InProcessLambdas:
         goes first among the handlers every new botocore session registers."""
         from botocore.handlers import BUILTIN_HANDLERS
 
-        entry = ("before-send", self.faults.before_send)
-        BUILTIN_HANDLERS.insert(0, entry)
+        entries = [
+            ("before-send", self.faults.before_send),
+            ("response-received", self.faults.response_received),
+        ]
+        BUILTIN_HANDLERS[:0] = entries
         try:
             yield
         finally:
-            BUILTIN_HANDLERS.remove(entry)
+            for entry in entries:
+                BUILTIN_HANDLERS.remove(entry)
 
     def patch_moto(self) -> contextlib.AbstractContextManager[None]:
         from moto.awslambda.models import LambdaFunction

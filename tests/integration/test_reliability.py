@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -169,3 +170,133 @@ def test_a_spec_with_a_300_kb_description_fails_by_name_and_unlocks(
     assert _production(stack, model) == (1, 1)
     assert _lock_holder(stack, model) is None
     assert len(_failed_alerts(alerts, model, expected=1)) == 1
+
+
+# ------------------------------------------------------------------------------ faults, by step
+@dataclass(frozen=True)
+class FaultCase:
+    id: str
+    fault: Fault
+    # None: the run recovers (SUCCEEDED, promoted or rejected); else the error it fails with.
+    fails_with: str | None
+    note: str = ""
+
+
+def _cases() -> list[FaultCase]:
+    dynamo = {"aws_service": "dynamodb", "aws_error": "ProvisionedThroughputExceededException"}
+    s3 = {"aws_service": "s3", "aws_error": "SlowDown"}
+    steps: dict[str, tuple[str, dict[str, str]]] = {
+        "lock": ("RunLockFunction", dynamo),
+        "preprocess": ("PreprocessFunction", s3),
+        "train": ("TrainFunction", s3),
+        "evaluate": ("EvaluateFunction", s3),
+        "register": ("RegisterFunction", dynamo),
+    }
+    # What the state machine does with each fault at each step (docs/reliability.md).
+    outcome: dict[tuple[str, str], str | None] = {
+        **{(step, "throttle"): None for step in steps},  # Lambda.* errors are retried
+        **{(step, "aws_error"): None for step in steps},  # the SDK retries throttling
+        ("lock", "exception"): "InjectedFault",
+        ("preprocess", "exception"): "InjectedFault",
+        ("train", "exception"): None,  # one failed candidate of two: the gate uses the other
+        ("evaluate", "exception"): "InjectedFault",
+        ("register", "exception"): "InjectedFault",
+        ("lock", "timeout"): None,  # idempotent: retried on Sandbox.Timedout
+        ("preprocess", "timeout"): "Sandbox.Timedout",
+        ("train", "timeout"): None,
+        ("evaluate", "timeout"): "Sandbox.Timedout",
+        ("register", "timeout"): None,  # idempotent: retried on Sandbox.Timedout
+    }
+    cases = []
+    for (step, kind), fails_with in outcome.items():
+        function, aws = steps[step]
+        fault = Fault(function, kind, **aws) if kind == "aws_error" else Fault(function, kind)  # type: ignore[arg-type]
+        cases.append(FaultCase(f"{step}-{kind}", fault, fails_with))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def faulted_model(cloud: LocalCloud, stack: StackClient) -> str:
+    """A model with a production version, which every fault below must leave alone when its
+    run fails."""
+    model = "faulted"
+    result = _train(stack, cloud, model)
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    assert stack.registry.get_alias(model) == 1
+    return model
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c.id)
+def test_a_fault_at_any_step_recovers_or_fails_cleanly(
+    case: FaultCase,
+    cloud: LocalCloud,
+    stack: StackClient,
+    alerts: AlertInbox,
+    faults: Any,
+    faulted_model: str,
+) -> None:
+    model = faulted_model
+    alerts.drain()
+    before = _production(stack, model)
+    faults.inject(case.fault)
+    result = _train(stack, cloud, model, None)
+    answered = faults.aws_errors_answered
+    faults.clear()
+
+    events = execution_events(cloud, result["executionArn"])
+    injected = [
+        e["lambdaFunctionFailedEventDetails"]["error"]
+        for e in events
+        if e["type"] == "LambdaFunctionFailed"
+    ]
+    if case.fault.kind == "aws_error":
+        assert answered == 1, "the SDK met the error (and retried)"
+    else:
+        assert injected, "the fault reached the state machine"
+    if case.fails_with is None:
+        assert result["status"] == "SUCCEEDED", result.get("cause")
+        assert json.loads(result["output"])["registration"]["status"] in {"Approved", "Rejected"}
+        assert _failed_alerts(alerts, model) == []
+    else:
+        assert result["status"] == "FAILED"
+        assert result["error"] == case.fails_with, result.get("cause")
+        assert _production(stack, model) == before
+        assert len(_failed_alerts(alerts, model, expected=1)) == 1
+    assert _lock_holder(stack, model) is None
+
+
+def test_a_trigger_that_fails_is_delivered_again_and_starts_one_run(
+    cloud: LocalCloud, stack: StackClient, faults: Any
+) -> None:
+    """EventBridge delivers an upload's event again when the trigger fails (a crash, throttling):
+    one run starts, not none and not two."""
+    model = "trigger-retried"
+    s3, bucket = cloud.client("s3"), cloud.outputs["DataBucketName"]
+    s3.put_object(Bucket=bucket, Key=f"datasets/{model}/spec.json", Body=json.dumps(SPEC).encode())
+    first, second = Fault("TriggerFunction", "exception"), Fault("TriggerFunction", "throttle")
+    faults.inject(first, Fault(second.function, second.kind, frozenset({2})))
+    s3.put_object(Bucket=bucket, Key=f"datasets/{model}/data.csv", Body=to_csv(penguin_rows()))
+    faults.clear()
+    runs = [e for e in cloud.executions() if e["name"].startswith(f"{model}-")]
+    assert len(runs) == 1
+    assert cloud.wait_for_execution(runs[0]["executionArn"])["status"] == "SUCCEEDED"
+
+
+def test_a_trigger_that_always_fails_leaves_the_event_in_its_dead_letter_queue(
+    cloud: LocalCloud, stack: StackClient, faults: Any
+) -> None:
+    model = "trigger-dead"
+    sqs = cloud.client("sqs")
+    assert cloud.stack is not None
+    queue = cloud.stack.physical_ids["TriggerDeadLetterQueue"]
+    queue_url = sqs.get_queue_url(QueueName=queue.rsplit("/", 1)[-1])["QueueUrl"]
+    faults.inject(Fault("TriggerFunction", "exception", frozenset(range(1, 10))))
+    key = f"datasets/{model}/data.csv"
+    cloud.client("s3").put_object(
+        Bucket=cloud.outputs["DataBucketName"], Key=key, Body=to_csv(penguin_rows())
+    )
+    faults.clear()
+    assert not [e for e in cloud.executions() if e["name"].startswith(f"{model}-")]
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    keys = [json.loads(m["Body"])["detail"]["object"]["key"] for m in messages]
+    assert key in keys
