@@ -46,7 +46,7 @@ class Fault:
     function: str  # logical id, e.g. "RegisterFunction"
     kind: FaultKind
     invocations: frozenset[int] = frozenset({1})
-    aws_service: str = "s3"
+    aws_service: str = "s3"  # or several: "dynamodb,s3"
     aws_error: str = "SlowDown"
     aws_failures: int = 1
 
@@ -100,7 +100,7 @@ class FaultPlan:
     def before_send(self, request: Any, event_name: str = "", **_: Any) -> Any:
         armed: _ActiveAwsError | None = getattr(self._thread, "aws_error", None)
         service = event_name.split(".")[1] if event_name.count(".") >= 2 else ""
-        if armed is None or armed.remaining <= 0 or service != armed.service:
+        if armed is None or armed.remaining <= 0 or service not in armed.service.split(","):
             return None
         armed.remaining -= 1
         with self._lock:

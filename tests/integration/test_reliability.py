@@ -20,7 +20,13 @@ from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack.localcloud.faults import Fault
 from mlstack_core.registry_keys import RUNLOCK_SK, model_pk
-from tests.integration.conftest import AlertInbox, execution_events, penguin_rows, to_csv
+from tests.integration.conftest import (
+    AlertInbox,
+    execution_events,
+    function_environment,
+    penguin_rows,
+    to_csv,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -300,3 +306,84 @@ def test_a_trigger_that_always_fails_leaves_the_event_in_its_dead_letter_queue(
     messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
     keys = [json.loads(m["Body"])["detail"]["object"]["key"] for m in messages]
     assert key in keys
+
+
+# --------------------------------------------------------------------------- serving in outages
+EVERY_CALL = frozenset(range(1, 100_000))
+
+
+def _outage() -> Fault:
+    """The registry (DynamoDB) and S3 failing every call of the prediction function."""
+    return Fault(
+        "PredictFunction",
+        "aws_error",
+        EVERY_CALL,
+        aws_service="dynamodb,s3",
+        aws_error="InternalServerError",
+        aws_failures=10**9,
+    )
+
+
+def _predict(cloud: LocalCloud, model: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    from mlstack.cli.demo import as_instance
+
+    row = as_instance(penguin_rows()[0], TARGET)
+    request = urllib.request.Request(
+        cloud.api_url.rstrip("/") + f"/models/{model}/predict",
+        data=json.dumps({"instances": [row]}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read())
+
+
+@pytest.fixture
+def outage_model(cloud: LocalCloud, stack: StackClient) -> Iterator[str]:
+    """A served model, with a short alias TTL and no SDK retries, so an outage shows at once."""
+    model = "outage"
+    if stack.registry.get_alias(model) is None:
+        assert _train(stack, cloud, model)["status"] == "SUCCEEDED"
+    from mlstack_predict.predictor import reset_predictor
+
+    with function_environment(
+        cloud, "PredictFunction", ALIAS_TTL_SECONDS="0.5", AWS_MAX_ATTEMPTS="1"
+    ):
+        reset_predictor()  # a new container, with these settings
+        yield model
+    reset_predictor()
+
+
+def test_a_loaded_model_keeps_answering_through_a_registry_and_s3_outage(
+    cloud: LocalCloud, faults: Any, outage_model: str
+) -> None:
+    status, _, body = _predict(cloud, outage_model)
+    assert (status, body.get("version")) == (200, 1), body
+    faults.inject(_outage())
+    time.sleep(0.6)  # the aliases are due for a refresh, which fails
+    answers = [_predict(cloud, outage_model) for _ in range(5)]
+    assert faults.aws_errors_answered > 0, "the outage was met"
+    assert [(s, b["version"]) for s, _, b in answers] == [(200, 1)] * 5
+
+
+def test_a_cold_container_in_an_outage_answers_503_with_a_retry_hint_then_recovers(
+    cloud: LocalCloud, faults: Any, outage_model: str
+) -> None:
+    faults.inject(_outage())
+    status, headers, body = _predict(cloud, outage_model)
+    assert status == 503
+    assert int(headers["Retry-After"]) >= 1
+    assert "registry cannot be reached" in body["error"]
+    assert "InternalServerError" not in json.dumps(body)  # no AWS error text to clients
+
+    faults.clear()  # the outage ends
+    deadline = time.monotonic() + 10
+    while (answer := _predict(cloud, outage_model))[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (answer[0], answer[2]["version"]) == (200, 1)

@@ -457,7 +457,7 @@ def test_describe_model_lists_versions(serving: Stack) -> None:
     assert body["production"]["version"] == 1
     assert body["production"]["schema"]["numeric"] == NUMERIC
     assert [(v["version"], v["status"]) for v in body["versions"]] == [
-        (1, "Registered"),
+        (1, "Approved"),  # in production
         (2, "Registered"),
     ]
     assert body["versions"][0]["metric"] == {"name": "accuracy", "value": 0.9}

@@ -10,6 +10,7 @@ stack trace.
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from typing import Any
 from urllib.parse import unquote
@@ -18,6 +19,7 @@ from mlstack_core.contract import ModelUnavailableError, RequestError, encode_js
 from mlstack_core.errors import ModelNotFound
 from mlstack_core.http import SECURITY_HEADERS, secured
 from mlstack_core.observability.requests import logger, metrics, start_invocation
+from mlstack_core.settings import serving_settings
 from mlstack_predict.predictor import get_predictor
 
 PREDICT_RESOURCE = "/models/{model}/predict"
@@ -94,7 +96,10 @@ def predict_response(event: dict[str, Any], request_id: str | None) -> dict[str,
     except ModelNotFound as error:
         return _response(404, error_body(str(error)), request_id)
     except ModelUnavailableError as error:
-        return _response(error.status, error_body(error.message, error.details), request_id)
+        # A version that failed to load is retried after alias_ttl_seconds: say when to return.
+        retry_after = {"Retry-After": str(max(1, math.ceil(serving_settings().alias_ttl_seconds)))}
+        body = error_body(error.message, error.details)
+        return _response(error.status, body, request_id, retry_after)
     except Exception:
         return _response(500, _unexpected(request_id), request_id)
 
@@ -105,7 +110,6 @@ def router() -> Any:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
     from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-    from mlstack_core.settings import serving_settings
     from mlstack_predict.openapi import document, swagger_html
 
     app = APIGatewayRestResolver()

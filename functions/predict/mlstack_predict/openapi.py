@@ -239,7 +239,18 @@ def document(settings: ServingSettings, server_url: str | None = None) -> dict[s
             "400": _error("Malformed body; details name each field and reason"),
             "404": _error("No such model (in production) or version"),
             "413": _error(f"More than {max_rows} rows or {settings.max_body_bytes} bytes"),
-            "503": _error("The version cannot be loaded and nothing else can answer"),
+            "503": {
+                **_error(
+                    "The version cannot be loaded, or the registry cannot be reached, and nothing "
+                    "loaded can answer"
+                ),
+                "headers": {
+                    "Retry-After": {
+                        "description": "Seconds until the version is tried again",
+                        "schema": {"type": "integer"},
+                    }
+                },
+            },
             "500": _error("Unexpected; details carry the request id"),
         },
     }

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from mlstack_core.contract import LoadedModel
+from mlstack_core.contract import LoadedModel, ModelUnavailableError
 from mlstack_core.errors import ModelNotFound
 from mlstack_core.observability.requests import logger
 from mlstack_core.registry_keys import CANARY, PRODUCTION, SHADOW
@@ -69,7 +69,7 @@ class AliasCache:
             return cached[0]
         try:
             routing = Routing.from_aliases(self.registry.aliases(model))
-        except self.aws_errors:
+        except self.aws_errors as error:
             if cached:  # a registry hiccup must not take down a model we already know
                 logger.warning(
                     "Registry read failed; serving cached aliases",
@@ -77,7 +77,12 @@ class AliasCache:
                     extra={"model": model, "version": cached[0].production},
                 )
                 return cached[0]
-            raise
+            # A cold container has nothing to fall back on: the client should come back.
+            logger.warning("Registry read failed; nothing cached", exc_info=True)
+            raise ModelUnavailableError(
+                "the model registry cannot be reached; retry shortly",
+                [{"field": "model", "message": "registry unavailable"}],
+            ) from error
         if routing.production is None:
             self._routing.pop(model, None)
             raise ModelNotFound(f"no model named {model!r} is in production")

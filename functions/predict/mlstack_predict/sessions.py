@@ -60,14 +60,18 @@ class SessionCache:
         approved nor aliased) / 503 (unloadable). Rejected and pending versions are never
         served, so cycling through them cannot flush the cache of the versions that are."""
         loaded = self.cached(model, version)
-        if loaded is not None and (aliased or loaded.document.get("status") == STATUS_APPROVED):
+        if loaded is not None and aliased:
             return loaded
+        # Not aliased: its status now, not when its session was loaded (a version that left
+        # production is Archived since, and no longer served).
         document = self.registry.get_version(model, version)  # ModelNotFound → 404
         if not aliased and document.get("status") != STATUS_APPROVED:
             raise ModelNotFound(
                 f"model {model!r} version {version} is not served: only approved versions and "
                 "the current production, canary and shadow are"
             )
+        if loaded is not None:
+            return loaded
         try:
             return self.load_once(model, version, document)
         except ModelLoadError as error:
