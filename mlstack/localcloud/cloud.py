@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,6 +238,25 @@ class LocalCloud:
         except Exception:  # an unknown key: no identity, so IAM-authorised routes answer 403
             return None
         return arn
+
+    @contextlib.contextmanager
+    def function_environment(self, logical_id: str, **variables: str) -> Iterator[None]:
+        """Run with some of a function's environment variables changed (a stack parameter set
+        differently), through Lambda's own configuration API; restored afterwards."""
+        assert self.stack is not None
+        functions = self.client("lambda")
+        name = self.stack.physical_ids[logical_id]
+        stored = functions.get_function_configuration(FunctionName=name)["Environment"]
+        saved = {k: str(v) for k, v in stored["Variables"].items()}  # moto keeps numbers
+        functions.update_function_configuration(
+            FunctionName=name, Environment={"Variables": {**saved, **variables}}
+        )
+        try:
+            yield
+        finally:
+            functions.update_function_configuration(
+                FunctionName=name, Environment={"Variables": saved}
+            )
 
     def invoke_function(self, logical_id: str, event: Any) -> Any:
         """Invoke a function of the stack synchronously, by its logical id in the template."""

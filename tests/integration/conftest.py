@@ -100,17 +100,6 @@ def entered_states(events: list[dict[str, Any]]) -> list[str]:
 
 @contextlib.contextmanager
 def function_environment(cloud: LocalCloud, logical_id: str, **variables: str) -> Iterator[None]:
-    """Run with some of a function's environment variables changed (a stack parameter set
-    differently), through Lambda's own configuration API; restored afterwards."""
-    assert cloud.stack is not None
-    functions = cloud.client("lambda")
-    name = cloud.stack.physical_ids[logical_id]
-    stored = functions.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
-    saved = {k: str(v) for k, v in stored.items()}  # moto keeps Number parameters as numbers
-    functions.update_function_configuration(
-        FunctionName=name, Environment={"Variables": {**saved, **variables}}
-    )
-    try:
+    """Run with some of a function's environment variables changed (LocalCloud's helper)."""
+    with cloud.function_environment(logical_id, **variables):
         yield
-    finally:
-        functions.update_function_configuration(FunctionName=name, Environment={"Variables": saved})

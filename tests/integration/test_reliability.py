@@ -8,10 +8,12 @@ alert is published; the model's lock is released. docs/reliability.md tabulates 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -387,3 +389,48 @@ def test_a_cold_container_in_an_outage_answers_503_with_a_retry_hint_then_recove
     while (answer := _predict(cloud, outage_model))[0] != 200 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert (answer[0], answer[2]["version"]) == (200, 1)
+
+
+# --------------------------------------------------------------------- serving while models move
+def _load_benchmark() -> Any:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks/serving_under_moves.py"
+    spec = importlib.util.spec_from_file_location("serving_under_moves", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["serving_under_moves"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_serving_keeps_answering_while_models_move(cloud: LocalCloud, stack: StackClient) -> None:
+    """8 clients, single rows and batches, while production is promoted and rolled back and a
+    canary and a shadow come and go: no 5xx, no request without an answer, and every answer
+    from a routing that held within ALIAS_TTL_SECONDS of it (benchmarks/serving_under_moves.py
+    runs the same for minutes)."""
+    bench = _load_benchmark()
+    model = "moving"
+    instances = bench.prepare(cloud, stack, model)
+    with cloud.function_environment("PredictFunction", ALIAS_TTL_SECONDS=str(bench.TTL_SECONDS)):
+        report = bench.run_load(
+            cloud.api_url,
+            model,
+            instances,
+            bench.alias_mover(stack, model, [1, 2, 3]),
+            seconds=12,
+            clients=8,
+            move_every=1.5,
+        )
+    summary = report.summary()
+    assert summary["moves"] >= 6, summary
+    assert summary["requests"] > 200, summary
+    assert (summary["server_errors"], summary["other_non_200"], summary["dropped"]) == (0, 0, 0)
+    assert report.violations == []
+    assert len({a.version for a in report.answers}) >= 2, "the answers followed the moves"
+
+    # The check itself: an answer from a version no routing of its window had is caught.
+    stale = bench.Answer(report.moves[-1].at + 5, report.moves[-1].at + 5.1, "single", 200, 99)
+    report.answers.append(stale)
+    assert len(bench.check(report, bench.TTL_SECONDS)) == 1
