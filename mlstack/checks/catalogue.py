@@ -256,6 +256,7 @@ AWS_METRICS: dict[str, dict[str, tuple[str, ...]]] = {
         name: ("StateMachineArn",)
         for name in ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed")
     },
+    "AWS/SQS": {"ApproximateNumberOfMessagesVisible": ("QueueName",)},
 }
 
 

@@ -434,3 +434,29 @@ def test_serving_keeps_answering_while_models_move(cloud: LocalCloud, stack: Sta
     stale = bench.Answer(report.moves[-1].at + 5, report.moves[-1].at + 5.1, "single", 200, 99)
     report.answers.append(stale)
     assert len(bench.check(report, bench.TTL_SECONDS)) == 1
+
+
+# ----------------------------------------------------------------- two uploads, two models, one run
+def test_uploads_for_different_models_run_side_by_side(
+    cloud: LocalCloud, stack: StackClient
+) -> None:
+    """Each model has its own lock: a run of one never waits for a run of another."""
+    data = to_csv(penguin_rows())
+    first = stack.find_execution(stack.upload_dataset("side-a", data, SPEC))
+    second = stack.find_execution(stack.upload_dataset("side-b", data, SPEC))
+    histories = []
+    for execution in (first, second):
+        assert cloud.wait_for_execution(execution)["status"] == "SUCCEEDED"
+        histories.append(execution_events(cloud, execution))
+    for events in histories:
+        busy = [
+            e
+            for e in events
+            if e["type"] == "LambdaFunctionFailed"
+            and e["lambdaFunctionFailedEventDetails"]["error"] == "ModelBusy"
+        ]
+        assert busy == []
+    a_end, b_start = histories[0][-1]["timestamp"], histories[1][0]["timestamp"]
+    assert b_start < a_end, "the second run started before the first ended"
+    assert stack.registry.get_alias("side-a") == 1
+    assert stack.registry.get_alias("side-b") == 1
