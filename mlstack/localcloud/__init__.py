@@ -14,7 +14,10 @@ in moto's CloudFormation. Only what moto lacks is adapted, each in one named fun
   function's Handler runs in this process, with the function's Environment
   (``lambdas.FUNCTION_OVERRIDES`` on top) and its own service name (``lambdas.bind_service``).
 - ``adaptations.deliver_rule_targets``: moto's EventBridge does not deliver to Lambda targets, and
-  takes a schedule rule (no event pattern) as matching every event.
+  takes a schedule rule (no event pattern) as matching every event. A failed delivery is retried,
+  then dead-lettered, as EventBridge does.
+- ``adaptations.execution_status_events``: moto's Step Functions publishes no execution status
+  change events; one is put on the bus when an execution ends.
 - ``adaptations.apply_bucket_configuration``: moto's CloudFormation does not apply a bucket's
   versioning or NotificationConfiguration, so both are applied after the stack is created.
 - ``adaptations.state_machines_in_executing_backend``: moto's CloudFormation puts state machines
@@ -35,7 +38,8 @@ in moto's CloudFormation. Only what moto lacks is adapted, each in one named fun
 
 For ``mlstack local up``, ``endpoint.LocalMotoServer`` runs moto's server without its permissive
 CORS, refusing browser requests and oversized bodies; the local API caps bodies too, and
-``lambdas.InProcessLambdas`` runs only the project's own handlers.
+``lambdas.InProcessLambdas`` runs only the project's own handlers. ``faults.FaultPlan`` injects
+Lambda and AWS faults into chosen invocations (docs/reliability.md).
 
 docs/local-cloud.md lists what comes from the translated stack, what is adapted, and what local
 runs therefore do not prove.
