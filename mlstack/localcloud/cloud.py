@@ -184,6 +184,7 @@ class LocalCloud:
         from mlstack.localcloud.api import LocalApi, routes_from_template
 
         self._exit.enter_context(self.lambdas.patch_moto())
+        self._exit.enter_context(self.lambdas.faults.failing_sns_publishes())
         self._exit.enter_context(deliver_rule_targets())
         self._exit.enter_context(atomic_item_writes())
         self._exit.enter_context(map_result_files())

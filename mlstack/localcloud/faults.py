@@ -16,9 +16,11 @@ counted from when the fault is injected:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -67,6 +69,8 @@ class FaultPlan:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread: threading.local = field(default_factory=threading.local)
     aws_errors_answered: int = 0
+    # Alerts: the next this many SNS publishes (the state machine's, or a function's) fail.
+    sns_failures: int = 0
 
     def inject(self, *faults: Fault) -> None:
         with self._lock:
@@ -79,6 +83,7 @@ class FaultPlan:
             self.faults.clear()
             self._calls.clear()
             self.aws_errors_answered = 0
+            self.sns_failures = 0
 
     def take(self, function_name: str) -> Fault | None:
         """The fault for this invocation of the function, if any (counts the invocation)."""
@@ -89,6 +94,30 @@ class FaultPlan:
             self._calls[mine[0].function] += 1
             call = self._calls[mine[0].function]
             return next((f for f in mine if call in f.invocations), None)
+
+    @contextlib.contextmanager
+    def failing_sns_publishes(self) -> Iterator[None]:
+        """``sns_failures`` publishes fail with SNS's InternalError, whoever publishes: the state
+        machine's own NotifyFailure and NotifyRejection tasks included."""
+        from moto.sns.exceptions import InternalError
+        from moto.sns.models import SNSBackend
+
+        original = SNSBackend.publish
+        plan = self
+
+        def publish(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            with plan._lock:
+                fail = plan.sns_failures > 0
+                plan.sns_failures -= int(fail)
+            if fail:
+                raise InternalError("injected fault: SNS could not publish")
+            return original(backend, *args, **kwargs)
+
+        setattr(SNSBackend, "publish", publish)  # noqa: B010 - a method replaced for a while
+        try:
+            yield
+        finally:
+            setattr(SNSBackend, "publish", original)  # noqa: B010
 
     # aws_error: answered in the invoking thread, before moto -------------------------------------
     def arm(self, fault: Fault | None) -> None:

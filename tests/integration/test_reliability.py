@@ -460,3 +460,28 @@ def test_uploads_for_different_models_run_side_by_side(
     assert b_start < a_end, "the second run started before the first ended"
     assert stack.registry.get_alias("side-a") == 1
     assert stack.registry.get_alias("side-b") == 1
+
+
+@pytest.mark.parametrize("sns_failures", [1, 50], ids=["sns-blip", "sns-down"])
+def test_a_failing_alert_never_keeps_the_model_locked(
+    cloud: LocalCloud,
+    stack: StackClient,
+    alerts: AlertInbox,
+    faults: Any,
+    faulted_model: str,
+    sns_failures: int,
+) -> None:
+    """NotifyFailure retries a failed publish; when SNS stays down the run still releases its
+    lock and ends with its own error (the alert is lost: docs/reliability.md)."""
+    model = faulted_model
+    alerts.drain()
+    before = _production(stack, model)
+    faults.inject(Fault("PreprocessFunction", "exception"))
+    faults.sns_failures = sns_failures
+    result = _train(stack, cloud, model, None)
+    faults.clear()
+    assert result["status"] == "FAILED"
+    assert result["error"] == "InjectedFault"
+    assert _production(stack, model) == before
+    assert _lock_holder(stack, model) is None
+    assert len(_failed_alerts(alerts, model, expected=1)) == (1 if sns_failures == 1 else 0)
