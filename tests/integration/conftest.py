@@ -103,3 +103,16 @@ def function_environment(cloud: LocalCloud, logical_id: str, **variables: str) -
     """Run with some of a function's environment variables changed (LocalCloud's helper)."""
     with cloud.function_environment(logical_id, **variables):
         yield
+
+
+def linear_regression_csv(
+    seed: int, rows: int, weights: tuple[float, float], noise: float
+) -> bytes:
+    """Columns a, b and target = weights · (a, b) + noise: a regressor's table."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 2))
+    y = x @ np.array(weights) + rng.normal(scale=noise, size=rows)
+    lines = ["a,b,target", *(f"{a:.4f},{b:.4f},{t:.4f}" for (a, b), t in zip(x, y, strict=True))]
+    return ("\n".join(lines) + "\n").encode()

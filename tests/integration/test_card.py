@@ -4,7 +4,6 @@ evaluation, with a person's decision where there was one."""
 from __future__ import annotations
 
 import base64
-import io
 import re
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from mlstack.cli.main import main
 from mlstack.cli.report import load
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from tests.integration.conftest import penguin_rows
+from tests.integration.conftest import linear_regression_csv, penguin_rows
 from tests.integration.test_lifecycle import _manual_run
 
 pytestmark = pytest.mark.integration
@@ -105,14 +104,8 @@ def test_a_card_of_a_version_rejected_by_hand_says_so(
 def test_a_regressors_card_summarises_residuals(
     cloud: LocalCloud, stack: StackClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(240, 2))
-    y = 2 * x[:, 0] - x[:, 1] + rng.normal(scale=0.2, size=240)
-    out = io.StringIO()
-    out.write("a,b,target\n")
-    for (a, b), t in zip(x, y, strict=True):
-        out.write(f"{a:.4f},{b:.4f},{t:.4f}\n")
-    upload = stack.upload_dataset("card-regressor", out.getvalue().encode(), {"target": "target"})
+    table = linear_regression_csv(3, 240, (2.0, -1.0), 0.2)
+    upload = stack.upload_dataset("card-regressor", table, {"target": "target"})
     assert cloud.wait_for_execution(stack.find_execution(upload))["status"] == "SUCCEEDED"
 
     assert main(["card", "card-regressor", "--out", str(tmp_path)]) == 0

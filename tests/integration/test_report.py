@@ -3,16 +3,14 @@ from what Evaluate stored and Register copied beside the version."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from tests.integration.conftest import penguin_rows, to_csv
+from tests.integration.conftest import linear_regression_csv, penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
 
@@ -57,14 +55,8 @@ def test_report_draws_challenger_beside_champion(
 def test_report_of_a_regressor(
     cloud: LocalCloud, stack: StackClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(200, 2))
-    y = 3 * x[:, 0] - x[:, 1] + rng.normal(scale=0.1, size=200)
-    out = io.StringIO()
-    out.write("a,b,target\n")
-    for (a, b), t in zip(x, y, strict=True):
-        out.write(f"{a:.4f},{b:.4f},{t:.4f}\n")
-    _trained(cloud, stack, "report-regressor", out.getvalue().encode(), {"target": "target"})
+    table = linear_regression_csv(0, 200, (3.0, -1.0), 0.1)
+    _trained(cloud, stack, "report-regressor", table, {"target": "target"})
 
     assert main(["report", "report-regressor", "--out", str(tmp_path), "--no-upload"]) == 0
     for name in ("metrics.png", "predicted_vs_actual.png", "residuals.png"):
