@@ -1,0 +1,45 @@
+"""AwaitApproval's task, retried: holding the same token twice leaves one waiting run."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from tests.conftest import REGION, FakeLambdaContext, Stack, load_handler
+
+pytestmark = pytest.mark.unit
+
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:mlstack-training:penguins-1"
+
+
+def test_holding_a_token_twice_has_the_effect_of_once(
+    aws: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dynamodb = boto3.resource("dynamodb", region_name=REGION)
+    table = dynamodb.create_table(
+        TableName="approvals-hold",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("APPROVALS_TABLE", "approvals-hold")
+    from mlstack_core.settings import forget
+
+    forget()
+    hold = load_handler("approval")
+    event = {
+        "action": "hold",
+        "model": "penguins",
+        "version": 3,
+        "task_token": "token-1",
+        "execution_arn": EXECUTION,
+    }
+    hold(event, FakeLambdaContext())
+    hold(event, FakeLambdaContext())
+    (item,) = table.scan()["Items"]
+    assert (item["task_token"], item["execution_arn"]) == ("token-1", EXECUTION)
+
+    # A retried AwaitApproval gets a new token from Step Functions: the newest is the one held.
+    hold({**event, "task_token": "token-2"}, FakeLambdaContext())
+    (item,) = table.scan()["Items"]
+    assert item["task_token"] == "token-2"
