@@ -155,6 +155,19 @@ DATA_CASES = [
         needles=("'bill_length_mm'", "'forty'", "data row 3"),
     ),
     Case(
+        "unparseable-cells-of-120-kb",
+        "UnparseableNumber",
+        penguins_with(
+            bill_length_mm=["39.1", "40.3", "x" * 120_000],
+            bill_depth_mm=["18.7", "17.4", "y" * 120_000],
+        ),
+        spec={
+            "target": TARGET,
+            "columns": {"types": {"bill_length_mm": "numeric", "bill_depth_mm": "numeric"}},
+        },
+        needles=("'bill_length_mm'", "characters in all"),
+    ),
+    Case(
         "unparseable-regression-target",
         "UnparseableNumber",
         rows_csv(["x", "y"], [[i, "heavy" if i == 7 else i * 1.5] for i in range(40)]),

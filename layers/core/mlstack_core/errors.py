@@ -7,8 +7,18 @@ public error code that shows up in the execution history, the alert and the regi
 from __future__ import annotations
 
 
+# A message may quote the user's data (a cell, a column name), and it travels in the run's state
+# (Catch puts it under $.error), which Step Functions caps at 256 KB: it is cut to this length.
+MAX_MESSAGE_CHARS = 4000
+
+
 class PipelineError(Exception):
     """Base class of every error a pipeline step raises on purpose."""
+
+    def __init__(self, message: str = "") -> None:
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = f"{message[: MAX_MESSAGE_CHARS - 40]}… ({len(message):,} characters in all)"
+        super().__init__(message)
 
 
 class SpecError(PipelineError):
