@@ -6,7 +6,6 @@ public error code that shows up in the execution history, the alert and the regi
 
 from __future__ import annotations
 
-
 # A message may quote the user's data (a cell, a column name), and it travels in the run's state
 # (Catch puts it under $.error), which Step Functions caps at 256 KB: it is cut to this length.
 MAX_MESSAGE_CHARS = 4000
