@@ -16,6 +16,8 @@ in moto's CloudFormation. Only what moto lacks is adapted, each in one named fun
 - ``adaptations.deliver_rule_targets``: moto's EventBridge does not deliver to Lambda targets, and
   takes a schedule rule (no event pattern) as matching every event. A failed delivery is retried,
   then dead-lettered, as EventBridge does.
+- ``adaptations.take_item_batchers`` / ``batched_map_items``: moto's parser refuses a Distributed
+  Map's ItemBatcher; it is taken out of the definitions moto gets and applied at run time.
 - ``adaptations.execution_status_events``: moto's Step Functions publishes no execution status
   change events; one is put on the bus when an execution ends.
 - ``adaptations.apply_bucket_configuration``: moto's CloudFormation does not apply a bucket's

@@ -36,6 +36,108 @@ def substitute_definitions(translated: dict[str, Any]) -> None:
         properties["DefinitionString"] = {"Fn::Sub": definition}
 
 
+# Map state name -> its ItemBatcher and ItemSelector, taken out of the definitions moto is given.
+ITEM_BATCHERS: dict[str, dict[str, Any]] = {}
+
+
+def take_item_batchers(translated: dict[str, Any]) -> None:
+    """moto's ASL parser refuses ``ItemBatcher`` (Distributed Map). The definitions moto gets lose
+    it, and the Map's ``ItemSelector`` with it; ``batched_map_items`` applies both at run time.
+    The template and the checks keep the real definition."""
+    for resource in translated["Resources"].values():
+        if resource["Type"] != "AWS::StepFunctions::StateMachine":
+            continue
+        properties = resource["Properties"]
+        wrapped = properties.get("DefinitionString")
+        if not (isinstance(wrapped, dict) and isinstance(wrapped.get("Fn::Sub"), str)):
+            continue
+        definition = json.loads(wrapped["Fn::Sub"])
+        if _take_batchers(definition["States"]):
+            properties["DefinitionString"] = {"Fn::Sub": json.dumps(definition)}
+
+
+def _take_batchers(states: dict[str, Any]) -> bool:
+    taken = False
+    for name, state in states.items():
+        processor = state.get("ItemProcessor") or state.get("Iterator") or {}
+        taken |= _take_batchers(processor.get("States", {}))
+        for branch in state.get("Branches", []):
+            taken |= _take_batchers(branch["States"])
+        if "ItemBatcher" in state:
+            ITEM_BATCHERS[name] = {
+                "batcher": state.pop("ItemBatcher"),
+                "selector": state.pop("ItemSelector", None),
+            }
+            taken = True
+    return taken
+
+
+def batched_map_items() -> contextlib.AbstractContextManager[None]:
+    """Group a Distributed Map's items as ``ItemBatcher`` does: each child execution gets
+    ``{"BatchInput": ..., "Items": [...]}``, at most ``MaxItemsPerBatch`` items, each item first
+    shaped by the Map's ``ItemSelector`` (with ``$$.Map.Item.Index`` and ``.Value``). Paths in
+    ``BatchInput`` and ``ItemSelector`` are read from the Map state's input (``$.a.b``) and the
+    item's context (``$$.Map.Item.Index``, ``$$.Map.Item.Value[.field]``): what the stack's
+    definitions use, not the whole of JSONPath."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (  # noqa: E501
+        DistributedIterationComponent,
+    )
+
+    original = DistributedIterationComponent._map_run
+
+    def map_run(component: Any, env: Any, eval_input: Any) -> None:
+        taken = ITEM_BATCHERS.get(eval_input.state_name)
+        if taken is None:
+            return original(component, env, eval_input)
+        items = env.stack.pop()
+        state_input = env.states.get_input()
+        selector = taken["selector"]
+        shaped = [
+            _resolve(selector, state_input, index, item) if selector else item
+            for index, item in enumerate(items)
+        ]
+        size = int(taken["batcher"].get("MaxItemsPerBatch", len(shaped) or 1))
+        batch_input = taken["batcher"].get("BatchInput")
+        batches = []
+        for start in range(0, len(shaped), size):
+            batch: dict[str, Any] = {"Items": shaped[start : start + size]}
+            if batch_input is not None:
+                batch["BatchInput"] = _resolve(batch_input, state_input, None, None)
+            batches.append(batch)
+        env.stack.append(batches)
+        return original(component, env, eval_input)
+
+    return patched(DistributedIterationComponent, "_map_run", map_run)
+
+
+def _resolve(template: Any, state_input: Any, index: int | None, item: Any) -> Any:
+    if isinstance(template, list):
+        return [_resolve(value, state_input, index, item) for value in template]
+    if not isinstance(template, dict):
+        return template
+    out: dict[str, Any] = {}
+    for key, value in template.items():
+        if key.endswith(".$") and isinstance(value, str):
+            out[key[:-2]] = _path(value, state_input, index, item)
+        else:
+            out[key] = _resolve(value, state_input, index, item)
+    return out
+
+
+def _path(path: str, state_input: Any, index: int | None, item: Any) -> Any:
+    if path == "$$.Map.Item.Index":
+        return index
+    if path.startswith("$$.Map.Item.Value"):
+        value, rest = item, path.removeprefix("$$.Map.Item.Value")
+    elif path.startswith("$"):
+        value, rest = state_input, path.removeprefix("$")
+    else:
+        raise ValueError(f"the local ItemBatcher does not read {path!r}")
+    for field in filter(None, rest.split(".")):
+        value = value[field]
+    return value
+
+
 def serve_api_locally(translated: dict[str, Any], api_url: str) -> None:
     """Keep the RestApi resource, but serve its routes from the local HTTP server.
 

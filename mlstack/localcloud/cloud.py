@@ -18,6 +18,7 @@ import boto3
 from mlstack.localcloud.adaptations import (
     apply_bucket_configuration,
     atomic_item_writes,
+    batched_map_items,
     deliver_rule_targets,
     execution_status_events,
     map_result_files,
@@ -25,6 +26,7 @@ from mlstack.localcloud.adaptations import (
     serve_api_locally,
     state_machines_in_executing_backend,
     substitute_definitions,
+    take_item_batchers,
 )
 from mlstack.localcloud.lambdas import InProcessLambdas
 from mlstack.localcloud.packaging import package_code
@@ -87,6 +89,7 @@ def deploy(
     code_dirs = package_code(template, root, s3)
     translated = translate(template, parameters or {})
     substitute_definitions(translated)
+    take_item_batchers(translated)
     serve_api_locally(translated, api_url)
 
     with state_machines_in_executing_backend(), resource_types_moto_lacks():
@@ -189,6 +192,7 @@ class LocalCloud:
         self._exit.enter_context(atomic_item_writes())
         self._exit.enter_context(map_result_files())
         self._exit.enter_context(execution_status_events())
+        self._exit.enter_context(batched_map_items())
 
         template = load_template(self.root / "template.yaml")
         self.api = LocalApi(routes_from_template(template), self.invoke_function, self.identify)
