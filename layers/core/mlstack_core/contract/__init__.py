@@ -2,7 +2,8 @@
 
 This is the one implementation of that mapping. The prediction function serves with it, the
 training gate scores the holdout with it, and the gate's serving rehearsal replays holdout rows
-through it as JSON before a version can be promoted: what is scored is what is served.
+through it as JSON before a version can be promoted: what is scored is what is served. A batch
+job's CSV rows take the same path (``batch.score_rows``), a refused row at a time.
 
 Needs numpy, onnxruntime and orjson (the serving layer); nothing here imports scikit-learn.
 """
