@@ -1,0 +1,288 @@
+"""A batch scoring job, step by step.
+
+- ``resolve_job``: the version that scores the whole file (production unless pinned), resolved
+  once, so a job uses one version even if production moves meanwhile; the file's header checked
+  against the columns the version reads.
+- ``score_batch``: one batch of rows (the Distributed Map's ItemBatcher), scored through the
+  serving contract (``mlstack_core.contract.batch``); its part file and refused rows written
+  under ``batch/<model>/<job>/``.
+- ``summarise_job``: the parts in order, ``manifest.json`` and ``errors.csv``; the job fails by
+  name when more rows were refused than it allows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from mlstack_core.contract import LoadedModel, load_model
+from mlstack_core.contract.batch import score_rows
+from mlstack_core.errors import EmptyDataset, ModelNotFound, PipelineError
+from mlstack_core.integrity import read_verified
+from mlstack_core.layout import model_name_problem
+from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
+from mlstack_core.registry import Registry
+from mlstack_core.registry_keys import CANARY, PRODUCTION, SHADOW, STATUS_APPROVED
+from mlstack_core.settings import serving_settings, stack_settings
+
+HEADER_BYTES = 1 << 20  # the header must fit in the file's first MiB
+DEFAULT_MAX_REFUSED_SHARE = 0.01
+
+
+class HeaderLacksFeature(PipelineError):
+    """The batch file's header lacks a column the version reads."""
+
+
+class VersionNotServed(PipelineError):
+    """A pinned version that is neither approved nor production, canary or shadow."""
+
+
+class TooManyRefusedRows(PipelineError):
+    """More rows were refused than the job allows (``max_refused_share``)."""
+
+
+def job_prefix(model: str, job: str) -> str:
+    return f"batch/{model}/{job}"
+
+
+def resolve_job(request: dict[str, Any]) -> dict[str, Any]:
+    """The job every batch carries (BatchInput): model, version, input, output place, columns."""
+    model, name = str(request["model"]), str(request["job"])
+    problem = model_name_problem(model)
+    if problem:
+        raise ModelNotFound(problem)
+    per_model(model)
+    registry = Registry(stack_settings().registry_table)
+    version = _version(registry, model, request.get("version"))
+    document = registry.get_version(model, version)
+    dataset = request["dataset"]
+    header = _header(dataset)
+    required = [*document["schema"].get("numeric", []), *document["schema"].get("categorical", [])]
+    missing = [column for column in required if column not in header]
+    if missing:
+        raise HeaderLacksFeature(
+            f"the header of {dataset['key']} lacks {', '.join(map(repr, missing[:20]))}, which "
+            f"version {version} of {model!r} reads"
+        )
+    keep = request.get("keep") or header
+    unknown = [column for column in keep if column not in header]
+    if unknown:
+        raise HeaderLacksFeature(f"columns to keep are not in the header: {unknown[:20]}")
+    return {
+        "model": model,
+        "job": name,
+        "version": version,
+        "input": dataset,
+        "keep": keep,
+        "prefix": job_prefix(model, name),
+        "max_refused_share": float(request.get("max_refused_share", DEFAULT_MAX_REFUSED_SHARE)),
+        "started": datetime.now(UTC).isoformat(),
+        "started_at": time.time(),
+    }
+
+
+def _version(registry: Registry, model: str, pinned: Any) -> int:
+    aliases = registry.aliases(model)
+    if pinned is None:
+        if PRODUCTION not in aliases:
+            raise ModelNotFound(f"no model named {model!r} is in production")
+        return int(aliases[PRODUCTION]["version"])
+    version = int(pinned)
+    aliased = {
+        entry["version"] for name, entry in aliases.items() if name in (PRODUCTION, CANARY, SHADOW)
+    }
+    status = registry.get_version(model, version).get("status")
+    if version not in aliased and status != STATUS_APPROVED:
+        raise VersionNotServed(
+            f"version {version} of {model!r} is {status}: only approved versions and the current "
+            "production, canary and shadow score"
+        )
+    return version
+
+
+def _header(dataset: dict[str, Any]) -> list[str]:
+    request = {
+        "Bucket": dataset["bucket"],
+        "Key": dataset["key"],
+        "Range": f"bytes=0-{HEADER_BYTES - 1}",
+    }
+    if dataset.get("version_id"):
+        request["VersionId"] = dataset["version_id"]
+    try:
+        head = boto3.client("s3").get_object(**request)["Body"].read()
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "InvalidRange":  # what S3 says of an empty object
+            raise
+        head = b""
+    text = head.decode("utf-8-sig", errors="replace")
+    first = next(csv.reader(io.StringIO(text)), None)
+    if not first or not any(cell.strip() for cell in first):
+        raise EmptyDataset(f"{dataset['key']} is empty: a batch file needs a header and rows")
+    return first
+
+
+@lru_cache(maxsize=4)
+def _loaded(model: str, version: int, table: str) -> LoadedModel:
+    """The version's session, once per container (its artifact verified by hash)."""
+    document = Registry(table).get_version(model, version)
+    artifact = document["artifact"]
+    body = read_verified(
+        boto3.client("s3"),
+        artifact["bucket"],
+        artifact["key"],
+        artifact.get("version_id"),
+        artifact.get("sha256"),
+    )
+    return load_model(body, document, serving_settings(), model=model, version=version)
+
+
+def score_batch(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Score one batch; write its part and its refused rows; say where they are."""
+    per_model(job["model"])
+    loaded = _loaded(job["model"], int(job["version"]), stack_settings().registry_table)
+    rows = [item["values"] for item in items]
+    positions = [int(item["row"]) for item in items]
+    scores = score_rows(loaded, rows)
+    first = positions[0] if positions else 0
+    s3 = boto3.client("s3")
+    bucket = job["input"]["bucket"]
+    part_key = f"{job['prefix']}/parts/{first:012d}.csv"
+    s3.put_object(
+        Bucket=bucket,
+        Key=part_key,
+        Body=_part(job, loaded, rows, scores).encode(),
+        ContentType="text/csv",
+    )
+    errors_key = None
+    if scores.refused:
+        errors_key = f"{job['prefix']}/refused/{first:012d}.csv"
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerows([positions[p] + 1, reason] for p, reason in scores.refused)
+        s3.put_object(
+            Bucket=bucket, Key=errors_key, Body=buffer.getvalue().encode(), ContentType="text/csv"
+        )
+    metrics.add_metric(name="BatchRowsScored", unit=MetricUnit.Count, value=len(scores.scored))
+    metrics.add_metric(name="BatchRowsRefused", unit=MetricUnit.Count, value=len(scores.refused))
+    return {
+        "first_row": first,
+        "rows": len(rows),
+        "scored": len(scores.scored),
+        "refused": len(scores.refused),
+        "part_key": part_key,
+        "refused_key": errors_key,
+    }
+
+
+def _part(job: dict[str, Any], loaded: LoadedModel, rows: list[dict[str, str]], scores: Any) -> str:
+    keep = job["keep"]
+    classes = scores.fields.get("classes") or loaded.layout.classes or []
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        [
+            *keep,
+            "prediction",
+            *(
+                f"probability_{c}"
+                for c in classes
+                if scores.fields.get("probabilities") is not None
+            ),
+        ]
+    )
+    predictions = list(scores.fields.get("predictions", []))
+    probabilities = scores.fields.get("probabilities")
+    for i, position in enumerate(scores.scored):
+        row = rows[position]
+        out = [row.get(column, "") for column in keep]
+        out.append(_text(predictions[i]))
+        if probabilities is not None:
+            out += [_text(p) for p in probabilities[i]]
+        writer.writerow(out)
+    return buffer.getvalue()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    if hasattr(value, "item"):  # numpy scalars: their shortest text
+        return _text(value.item())
+    return str(value)
+
+
+def summarise_job(job: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]:
+    """The job's account: every batch's part in order, manifest.json, errors.csv."""
+    s3 = boto3.client("s3")
+    batches = sorted(_batch_outputs(s3, scored), key=lambda b: b["first_row"])
+    bucket, prefix = job["input"]["bucket"], job["prefix"]
+    rows_in = sum(b["rows"] for b in batches)
+    rows_scored = sum(b["scored"] for b in batches)
+    rows_refused = sum(b["refused"] for b in batches)
+    errors = io.StringIO()
+    csv.writer(errors, lineterminator="\n").writerow(["data_row", "reason"])
+    for batch in batches:
+        if batch["refused_key"]:
+            errors.write(
+                s3.get_object(Bucket=bucket, Key=batch["refused_key"])["Body"].read().decode()
+            )
+    errors_key = f"{prefix}/errors.csv"
+    s3.put_object(
+        Bucket=bucket, Key=errors_key, Body=errors.getvalue().encode(), ContentType="text/csv"
+    )
+    seconds = time.time() - float(job["started_at"])
+    manifest = {
+        "model": job["model"],
+        "version": job["version"],
+        "job": job["job"],
+        "input": job["input"],
+        "rows_in": rows_in,
+        "rows_scored": rows_scored,
+        "rows_refused": rows_refused,
+        "parts": [b["part_key"] for b in batches],
+        "errors": errors_key,
+        "started": job["started"],
+        "finished": datetime.now(UTC).isoformat(),
+        "seconds": round(seconds, 3),
+    }
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"{prefix}/manifest.json",
+        Body=json.dumps(manifest, indent=2).encode(),
+        ContentType="application/json",
+    )
+    per_model(job["model"])
+    metrics.add_metric(name="BatchJobSeconds", unit=MetricUnit.Seconds, value=seconds)
+    share = rows_refused / rows_in if rows_in else 0.0
+    logger.info(
+        "Batch job scored", extra={"manifest": {k: v for k, v in manifest.items() if k != "parts"}}
+    )
+    if share > float(job["max_refused_share"]):
+        raise TooManyRefusedRows(
+            f"{rows_refused} of {rows_in} rows were refused ({share:.1%}); this job allows "
+            f"{float(job['max_refused_share']):.1%}: see {errors_key}"
+        )
+    return {
+        **{k: v for k, v in manifest.items() if k != "parts"},
+        "parts": len(batches),
+        "manifest": f"{prefix}/manifest.json",
+    }
+
+
+def _batch_outputs(s3: Any, scored: dict[str, Any]) -> list[dict[str, Any]]:
+    """The batches' outputs, from the Distributed Map's ResultWriter files (as Evaluate reads
+    Train's); a batch that failed fails the job."""
+    writer = scored["result_writer"]
+    manifest = json.loads(s3.get_object(Bucket=writer["Bucket"], Key=writer["Key"])["Body"].read())
+    outputs = []
+    for listed in manifest["ResultFiles"].get("SUCCEEDED", []):
+        body = s3.get_object(Bucket=manifest["DestinationBucket"], Key=listed["Key"])["Body"].read()
+        outputs += [json.loads(child["Output"]) for child in json.loads(body)]
+    return outputs

@@ -1,0 +1,168 @@
+"""The batch scoring function through the payloads its state machine sends: resolve the job,
+score batches as the Distributed Map hands them out (ItemReader rows, ItemBatcher batches),
+summarise from the ResultWriter's files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import pytest
+
+from mlstack.cli.demo import as_instance
+from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes
+
+pytestmark = pytest.mark.unit
+
+MODEL = "penguins"
+BATCH_ROWS = 25
+
+
+@pytest.fixture
+def production(aws: Stack) -> Stack:
+    aws.put_spec(MODEL, {"target": "species", "candidates": ["logistic_regression"]})
+    assert aws.register(aws.run_pipeline(MODEL, penguins_bytes()))["promoted"] is True
+    return aws
+
+
+def _table(rows: list[dict[str, str]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def _input_rows() -> list[dict[str, str]]:
+    rows = list(csv.DictReader(io.StringIO(penguins_bytes().decode())))[:80]
+    for i, row in enumerate(rows):
+        row["customer"] = f"c{i:03d}"  # an id the output keeps
+        del row["species"]
+    rows[7]["bill_depth_mm"] = "deep"
+    rows[41]["body_mass_g"] = "4,000"
+    return rows
+
+
+def _upload(aws: Stack, key: str, body: bytes) -> dict[str, Any]:
+    put = aws.s3.put_object(Bucket=aws.data_bucket, Key=key, Body=body)
+    return {"bucket": aws.data_bucket, "key": key, "version_id": put.get("VersionId")}
+
+
+def _handler(event: dict[str, Any]) -> Any:
+    return load_handler("score")(event, FakeLambdaContext())
+
+
+def _run_job(aws: Stack, rows: list[dict[str, str]], **request: Any) -> dict[str, Any]:
+    """The scoring state machine's steps, with its payloads."""
+    dataset = _upload(aws, "batch/penguins/nightly.csv", _table(rows))
+    job = _handler(
+        {
+            "action": "resolve",
+            "request": {"model": MODEL, "job": "nightly", "dataset": dataset, **request},
+        }
+    )
+    read = list(csv.DictReader(io.StringIO(_table(rows).decode())))  # ItemReader, CSV
+    items = [{"row": i, "values": values} for i, values in enumerate(read)]  # ItemSelector
+    outputs = [
+        _handler(
+            {"action": "score", "BatchInput": {"job": job}, "Items": items[i : i + BATCH_ROWS]}
+        )
+        for i in range(0, len(items), BATCH_ROWS)
+    ]
+    results = "batch/penguins/nightly/map-runs/SUCCEEDED_0.json"  # ResultWriter's files
+    aws.s3.put_object(
+        Bucket=aws.data_bucket,
+        Key=results,
+        Body=json.dumps([{"Status": "SUCCEEDED", "Output": json.dumps(o)} for o in outputs]),
+    )
+    manifest = {
+        "DestinationBucket": aws.data_bucket,
+        "ResultFiles": {"SUCCEEDED": [{"Key": results}]},
+    }
+    writer = {"Bucket": aws.data_bucket, "Key": "batch/penguins/nightly/map-runs/manifest.json"}
+    aws.s3.put_object(Body=json.dumps(manifest), **writer)
+    summary: dict[str, Any] = _handler(
+        {"action": "summarise", "job": job, "scored": {"result_writer": writer}}
+    )
+    return summary
+
+
+def _read(aws: Stack, key: str) -> str:
+    return aws.s3.get_object(Bucket=aws.data_bucket, Key=key)["Body"].read().decode()
+
+
+def test_a_job_scores_every_row_as_the_api_does_keeps_ids_and_accounts_for_refusals(
+    production: Stack,
+) -> None:
+    aws = production
+    rows = _input_rows()
+    summary = _run_job(aws, rows, max_refused_share=0.05)
+
+    manifest = json.loads(_read(aws, "batch/penguins/nightly/manifest.json"))
+    assert (manifest["rows_in"], manifest["rows_scored"], manifest["rows_refused"]) == (80, 78, 2)
+    assert manifest["version"] == summary["version"] == 1
+    assert manifest["parts"] == sorted(manifest["parts"])  # in input order
+    scored: list[dict[str, str]] = []
+    for key in manifest["parts"]:
+        scored += list(csv.DictReader(io.StringIO(_read(aws, key))))
+    assert [r["customer"] for r in scored] == [
+        r["customer"] for i, r in enumerate(rows) if i not in (7, 41)
+    ]
+    refused = list(csv.DictReader(io.StringIO(_read(aws, manifest["errors"]))))
+    assert [r["data_row"] for r in refused] == ["8", "42"]
+    assert "'bill_depth_mm'" in refused[0]["reason"]
+
+    # Joined back to the input by id, each answer is the API's for the same row.
+    by_id = {r["customer"]: r for r in rows}
+    instances = [as_instance({**by_id[r["customer"]]}, "customer") for r in scored]
+    status, answer = aws.serve(MODEL, {"instances": instances})
+    assert status == 200, answer
+    assert [r["prediction"] for r in scored] == answer["predictions"]
+    for r, probabilities in zip(scored, answer["probabilities"], strict=True):
+        for cls, p in zip(answer["classes"], probabilities, strict=True):
+            assert float(r[f"probability_{cls}"]) == pytest.approx(p, abs=1e-6)
+
+
+def test_a_job_with_more_refusals_than_allowed_fails_by_name_after_its_account(
+    production: Stack,
+) -> None:
+    with pytest.raises(Exception, match="2 of 80 rows were refused") as raised:
+        _run_job(production, _input_rows())
+    assert type(raised.value).__name__ == "TooManyRefusedRows"
+    assert (
+        json.loads(_read(production, "batch/penguins/nightly/manifest.json"))["rows_refused"] == 2
+    )
+
+
+def test_a_pinned_version_scores_the_whole_job_and_an_unservable_one_is_refused(
+    production: Stack,
+) -> None:
+    aws = production
+    state = aws.run_pipeline(MODEL, penguins_bytes())
+    state["evaluation"]["decision"] = "reject"
+    assert aws.register(state)["version"] == 2  # Rejected: never served
+    assert _run_job(aws, _input_rows(), version=1, max_refused_share=0.05)["version"] == 1
+    with pytest.raises(Exception, match="only approved versions") as raised:
+        _run_job(aws, _input_rows(), version=2)
+    assert type(raised.value).__name__ == "VersionNotServed"
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "needle"),
+    [
+        (b"", "EmptyDataset", "is empty"),
+        (b"island,bill_length_mm\nTorgersen,39.1\n", "HeaderLacksFeature", "'bill_depth_mm'"),
+    ],
+    ids=["empty-file", "header-lacks-a-feature"],
+)
+def test_a_file_that_cannot_be_scored_fails_at_once_by_name(
+    production: Stack, body: bytes, error: str, needle: str
+) -> None:
+    dataset = _upload(production, "batch/penguins/bad.csv", body)
+    with pytest.raises(Exception, match=needle) as raised:
+        _handler(
+            {"action": "resolve", "request": {"model": MODEL, "job": "bad", "dataset": dataset}}
+        )
+    assert type(raised.value).__name__ == error
