@@ -39,6 +39,7 @@ FUNCTIONS: dict[str, str] = {
     "PredictFunction": "predict",
     "MonitorFunction": "monitor",
     "ApprovalFunction": "approval",
+    "ScoreFunction": "score",
 }
 
 
@@ -99,6 +100,7 @@ METRICS: list[Metric] = [
             ("DuplicateTriggers", "Count", "redelivered upload events (run already started)"),
             ("IgnoredObjects", "Count", "objects that are not datasets/<model>/<file>.csv"),
             ("RefusedUploads", "Count", "datasets above MaxUploadMiB: no run, an alert"),
+            ("BatchJobsStarted", "Count", "scoring jobs started by a batch/<model>/<job>.csv"),
         ],
     ),
     *_m(
@@ -203,6 +205,16 @@ METRICS: list[Metric] = [
                 "Count",
                 "dataset uploads CloudTrail reported (ApproverMustDiffer)",
             ),
+        ],
+    ),
+    *_m(
+        "Batch scoring",
+        "score",
+        PER_MODEL,
+        [
+            ("BatchRowsScored", "Count", "rows of a batch answered"),
+            ("BatchRowsRefused", "Count", "rows of a batch the API would refuse (errors.csv)"),
+            ("BatchJobSeconds", "Seconds", "a job from its start to its manifest"),
         ],
     ),
     *_m(

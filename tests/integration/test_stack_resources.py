@@ -68,6 +68,7 @@ def test_what_the_local_cloud_uses_came_from_the_stack(cloud: LocalCloud) -> Non
     }
     assert set(stack_functions) == {
         "ApprovalFunction",
+        "ScoreFunction",
         "TriggerFunction",
         "PreprocessFunction",
         "TrainFunction",

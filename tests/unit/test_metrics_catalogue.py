@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import csv
 import functools
 import importlib
 import io
@@ -77,6 +78,7 @@ SERVICE_OF_DIR = {
     "predict": "predict",
     "monitor": "monitor",
     "approval": "approval",
+    "score": "score",
 }
 
 Emitted = tuple[str, str, frozenset[str]]
@@ -148,6 +150,9 @@ def captured() -> Capture:
         machine = sfn.create_state_machine(
             name="emf-training", definition=PASS_MACHINE, roleArn="arn:aws:iam::123456789012:role/x"
         )["stateMachineArn"]
+        scoring = sfn.create_state_machine(
+            name="emf-scoring", definition=PASS_MACHINE, roleArn="arn:aws:iam::123456789012:role/x"
+        )["stateMachineArn"]
         topic = boto3.client("sns", region_name=REGION).create_topic(Name="emf-alerts")["TopicArn"]
         os.environ.update(
             DATA_BUCKET="emf-data",
@@ -157,6 +162,7 @@ def captured() -> Capture:
             APPROVALS_TABLE="emf-approvals",
             APPROVER_MUST_DIFFER="false",
             STATE_MACHINE_ARN=machine,
+            SCORING_STATE_MACHINE_ARN=scoring,
             ALERTS_TOPIC_ARN=topic,
         )
         forget()
@@ -182,6 +188,32 @@ def captured() -> Capture:
             if predictor is not None:
                 predictor.reset_predictor()
     return capture
+
+
+def _scoring(capture: Capture, context: Any, stack: Stack) -> None:
+    """A batch job of three rows, one refused, through the scoring function's three steps."""
+    score = load_handler("score")
+    rows = list(csv.DictReader(io.StringIO(penguins_bytes().decode())))[:3]
+    rows[1]["bill_length_mm"] = "long"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    stack.s3.put_object(Bucket="emf-data", Key="batch/penguins/nightly.csv", Body=buffer.getvalue())
+    dataset = {"bucket": "emf-data", "key": "batch/penguins/nightly.csv", "version_id": None}
+    request = {"model": MODEL, "job": "nightly", "dataset": dataset, "max_refused_share": 0.5}
+    job = capture.call("score", lambda: score({"action": "resolve", "request": request}, context))
+    items = [{"row": i, "values": r} for i, r in enumerate(rows)]
+    batch = {"action": "score", "BatchInput": {"job": job}, "Items": items}
+    output = capture.call("score", lambda: score(batch, context))
+    results = {"Key": "batch-runs/r/SUCCEEDED_0.json"}
+    child = [{"Status": "SUCCEEDED", "Output": json.dumps(output)}]
+    stack.s3.put_object(Bucket="emf-data", Body=json.dumps(child), **results)
+    listing = {"DestinationBucket": "emf-data", "ResultFiles": {"SUCCEEDED": [results]}}
+    writer_details = {"Bucket": "emf-data", "Key": "batch-runs/r/manifest.json"}
+    stack.s3.put_object(Body=json.dumps(listing), **writer_details)
+    summary = {"action": "summarise", "job": job, "scored": {"result_writer": writer_details}}
+    capture.call("score", lambda: score(summary, context))
 
 
 def _approvals(capture: Capture, context: Any, version: int, dataset: Any) -> None:
@@ -219,6 +251,8 @@ def _scenario(capture: Capture, stack: Stack) -> None:
     oversized = _trigger_event(dataset["key"], "v-huge", "emf-data")
     oversized["detail"]["object"]["size"] = 10 * 2**30
     capture.call("trigger", lambda: trigger(oversized, context))
+    batch_file = _trigger_event("batch/penguins/nightly.csv", "v-batch", "emf-data")
+    capture.call("trigger", lambda: trigger(batch_file, context))
 
     runlock = load_handler("runlock")
     for action, holder in (("acquire", "a"), ("acquire", "b"), ("release", "a")):
@@ -260,6 +294,7 @@ def _scenario(capture: Capture, stack: Stack) -> None:
     stale = copy.deepcopy(state["evaluation"])
     stale["champion"] = None
     registering("promote", stale)  # production moved since: PromotionConflicts
+    _scoring(capture, context, stack)
 
     from tests.unit import predict_fixtures
 

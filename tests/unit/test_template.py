@@ -47,9 +47,12 @@ DATASETS = "${DataBucket.Arn}/datasets/*"
 RUNS = "${ModelBucket.Arn}/runs/*"
 MODELS = "${ModelBucket.Arn}/models/*"
 MONITORING = "${ModelBucket.Arn}/monitoring/*"
+BATCH = "${DataBucket.Arn}/batch/*"
+BATCH_RUNS = "${DataBucket.Arn}/batch-runs/*"
 NEEDS: dict[str, list[Need]] = {
     "TriggerFunction": [
         Need("states:StartExecution", "${TrainingStateMachine}", "one run per upload"),
+        Need("states:StartExecution", "${ScoringStateMachine}", "one job per batch file"),
         Need(
             "sqs:SendMessage",
             "${TriggerDeadLetterQueue.Arn}",
@@ -121,6 +124,17 @@ NEEDS: dict[str, list[Need]] = {
         Need("kms:GenerateDataKey", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
         Need("kms:Decrypt", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
     ],
+    "ScoreFunction": [
+        Need("s3:GetObject", MODELS, "the version's artifact"),
+        Need("s3:GetObjectVersion", MODELS, "the version's artifact, by version"),
+        Need("s3:GetObject", BATCH, "the file's header, the batches' refused rows"),
+        Need("s3:GetObjectVersion", BATCH, "the uploaded version of the file"),
+        Need("s3:GetObject", BATCH_RUNS, "the Distributed Map's results"),
+        Need("s3:GetObjectVersion", BATCH_RUNS, "(granted with GetObject on the same prefixes)"),
+        Need("s3:PutObject", BATCH, "parts, refused rows, errors.csv, manifest.json"),
+        Need("dynamodb:GetItem", "${RegistryTable.Arn}", "the version"),
+        Need("dynamodb:Query", "${RegistryTable.Arn}", "the aliases"),
+    ],
     "PredictFunction": [
         Need("s3:GetObjectVersion", MODELS, "the registered artifact, by version"),
         Need("s3:GetObject", MODELS, "an artifact registered without a version id"),
@@ -171,6 +185,13 @@ STATE_MACHINE_EXTRA = [
     Need("kms:GenerateDataKey", "${AlertsKey.Arn}", "encrypted alerts topic"),
     Need("kms:Decrypt", "${AlertsKey.Arn}", "encrypted alerts topic"),
 ]
+# The scoring machine's ItemReader reads the file named in the job ($.job.input), which the
+# trigger takes from batch/ in the data bucket.
+SCORING_MACHINE_EXTRA = [
+    Need("s3:GetObject", BATCH, "Distributed Map items (the batch file, ItemReader)"),
+    Need("kms:GenerateDataKey", "${AlertsKey.Arn}", "encrypted alerts topic"),
+    Need("kms:Decrypt", "${AlertsKey.Arn}", "encrypted alerts topic"),
+]
 EXPECTED_UNRESOLVED = ["TrainCandidatesDistributed: ItemReader"]
 
 
@@ -183,7 +204,8 @@ def copy_project(tmp_path: Path) -> Path:
     """template.yaml and the ASL, where mutations cannot reach the real files."""
     (tmp_path / "statemachine").mkdir()
     shutil.copy(ROOT / "template.yaml", tmp_path / "template.yaml")
-    shutil.copy(ROOT / ASL, tmp_path / ASL)
+    for definition in (ROOT / "statemachine").glob("*.asl.json"):
+        shutil.copy(definition, tmp_path / "statemachine" / definition.name)
     return tmp_path
 
 
@@ -208,7 +230,12 @@ def mutate(
 
 def all_needs(translated: dict[str, Any]) -> dict[str, list[Need]]:
     derived, _ = state_machine_needs(translated, "TrainingStateMachine")
-    return {**NEEDS, "TrainingStateMachine": derived + STATE_MACHINE_EXTRA}
+    scoring, _ = state_machine_needs(translated, "ScoringStateMachine")
+    return {
+        **NEEDS,
+        "TrainingStateMachine": derived + STATE_MACHINE_EXTRA,
+        "ScoringStateMachine": scoring + SCORING_MACHINE_EXTRA,
+    }
 
 
 # ------------------------------------------------------------------------------ the real template
@@ -675,7 +702,10 @@ def test_missing_permission_is_caught(tmp_path: Path) -> None:
     translated = mutate(tmp_path, template=narrow)
     assert check_permissions(translated, all_needs(translated)) == [
         "TriggerFunction: TriggerFunctionRole does not allow states:StartExecution on "
-        "arn:aws:states:us-east-1:123456789012:stateMachine:mlstack-training (one run per upload)"
+        "arn:aws:states:us-east-1:123456789012:stateMachine:mlstack-training (one run per upload)",
+        "TriggerFunction: TriggerFunctionRole does not allow states:StartExecution on "
+        "arn:aws:states:us-east-1:123456789012:stateMachine:mlstack-scoring (one job per batch "
+        "file)",
     ]
 
 
@@ -742,6 +772,8 @@ def test_a_bucket_policy_without_the_models_guard_is_caught(tmp_path: Path) -> N
             "PredictFunctionRole",
             "PreprocessFunctionRole",
             "RunLockFunctionRole",
+            "ScoreFunctionRole",
+            "ScoringStateMachineRole",
             "TrainFunctionRole",
             "TrainingStateMachineRole",
             "TriggerFunctionRole",

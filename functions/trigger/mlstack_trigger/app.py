@@ -1,4 +1,5 @@
-"""EventBridge "Object Created" in the data bucket → one training run per object version."""
+"""EventBridge "Object Created" in the data bucket → one training run per dataset version, one
+scoring job per batch file version."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificati
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlstack_core.observability.pipeline import logger, metrics, tracer
-from mlstack_trigger.trigger import start_training_run
+from mlstack_trigger.trigger import start_run
 
 
 @logger.inject_lambda_context(log_event=True)
@@ -17,7 +18,7 @@ from mlstack_trigger.trigger import start_training_run
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     notification = S3EventBridgeNotificationEvent(event)
     detail = notification.detail
-    return start_training_run(
+    return start_run(
         bucket=detail.bucket.name,
         key=detail.object.key,
         version_id=detail.object.version_id,

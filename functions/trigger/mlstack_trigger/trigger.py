@@ -1,4 +1,5 @@
-"""Turn one uploaded dataset object into one Step Functions execution.
+"""Turn one uploaded object into one Step Functions execution: a dataset into a training run,
+a batch file (``batch/<model>/<job>.csv``) into a scoring job.
 
 The execution name is derived from the object's identity (bucket, key, version id or sequencer), and
 Step Functions refuses a second execution with the same name, so a redelivered event cannot start
@@ -13,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from mlstack_core.layout import DATASET_KEY, model_name_problem
+from mlstack_core.layout import BATCH_KEY, DATASET_KEY, model_name_problem
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics
 from mlstack_core.settings import guard_settings, stack_settings
 
@@ -106,3 +107,59 @@ def start_training_run(
         "Training run started", extra={"model": model, "execution": response["executionArn"]}
     )
     return {"started": True, "model": model, "execution_arn": response["executionArn"]}
+
+
+def start_run(
+    *,
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    etag: str | None,
+    size: int | None,
+    sequencer: str | None,
+) -> dict[str, Any]:
+    """A batch file starts a scoring job; anything else is a training upload (or ignored)."""
+    batch = BATCH_KEY.match(key)
+    if batch is None and key.startswith("batch/"):
+        # A job's own output (batch/<model>/<job>/...): the rule sees it, nothing starts.
+        return {"started": False, "reason": "output of a batch job", "key": key}
+    if batch is None:
+        return start_training_run(
+            bucket=bucket, key=key, version_id=version_id, etag=etag, size=size, sequencer=sequencer
+        )
+    model, job = batch.group("model"), batch.group("job")
+    problem = model_name_problem(model) or _job_name_problem(job)
+    if problem:
+        metrics.add_metric(name="IgnoredObjects", unit=MetricUnit.Count, value=1)
+        logger.warning("Batch file starts no job", extra={"key": key, "reason": problem})
+        return {"started": False, "reason": problem, "key": key}
+    name = (
+        f"{model[:30]}-{job[:30]}-"
+        + execution_name(model, bucket, key, version_id, sequencer)[-16:]
+    )
+    client = boto3.client("stepfunctions")
+    request = {
+        "model": model,
+        "job": job,
+        "dataset": {"bucket": bucket, "key": key, "version_id": version_id},
+    }
+    try:
+        response = client.start_execution(
+            stateMachineArn=stack_settings().scoring_state_machine_arn,
+            name=name,
+            input=json.dumps(request),
+        )
+    except client.exceptions.ExecutionAlreadyExists:
+        metrics.add_metric(name="DuplicateTriggers", unit=MetricUnit.Count, value=1)
+        return {"started": False, "reason": "duplicate delivery", "execution_name": name}
+    metrics.add_metric(name="BatchJobsStarted", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "Batch job started",
+        extra={"model": model, "job": job, "execution": response["executionArn"]},
+    )
+    return {"started": True, "model": model, "job": job, "execution_arn": response["executionArn"]}
+
+
+def _job_name_problem(job: str) -> str | None:
+    problem = model_name_problem(job)
+    return problem.replace("model name", "job name") if problem else None

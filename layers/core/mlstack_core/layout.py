@@ -11,6 +11,8 @@ MODEL_NAME_RULE = (
 )
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 DATASET_KEY = re.compile(r"^datasets/(?P<model>[^/]+)/[^/]+\.csv$")
+# A batch scoring job: its file, and (under batch/<model>/<job>/) its output.
+BATCH_KEY = re.compile(r"^batch/(?P<model>[^/]+)/(?P<job>[^/]+)\.csv$")
 
 
 def model_name_problem(name: str) -> str | None:

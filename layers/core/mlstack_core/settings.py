@@ -31,6 +31,7 @@ class StackSettings:
     registry_table: str
     alerts_topic_arn: str
     state_machine_arn: str
+    scoring_state_machine_arn: str
     run_lock_lease_seconds: int
     idempotency_table: str
 
@@ -42,6 +43,7 @@ class StackSettings:
             registry_table=_required("REGISTRY_TABLE"),
             alerts_topic_arn=os.environ.get("ALERTS_TOPIC_ARN", ""),
             state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
+            scoring_state_machine_arn=os.environ.get("SCORING_STATE_MACHINE_ARN", ""),
             # Longer than a run takes from upload to its gate (the lock is released while a
             # version waits for a person, and on every ending of a run by the RunEnded rule), so
             # only a lock whose release was lost expires.
