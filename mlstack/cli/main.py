@@ -132,6 +132,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0 if description["status"] == "SUCCEEDED" else 1
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from mlstack.cli.batch import data_rows, follow_job, manifest_summary, upload_batch
+
+    path = Path(args.csv)
+    if not path.is_file():
+        raise CommandError(f"no such file: {path}")
+    client = StackClient(args.stack)
+    keep = [c.strip() for c in args.keep.split(",") if c.strip()] if args.keep else None
+    upload = upload_batch(
+        client,
+        args.model,
+        path,
+        job=args.job,
+        version=args.version,
+        keep=keep,
+        max_refused_share=args.max_refused_share,
+    )
+    print(f"uploaded s3://{upload['bucket']}/{upload['key']} (version {upload['version_id']})")
+    execution_arn = client.find_execution(upload, machine="ScoringStateMachineArn")
+    print(f"scoring job: {execution_arn}")
+    if not args.wait:
+        return 0
+    prefix = f"batch/{args.model}/{upload['job']}"
+    description = follow_job(client, execution_arn, prefix, data_rows(path))
+    if description["status"] != "SUCCEEDED":
+        print(f"job {description['status']}{_failure(description)}")
+        return 1
+    s3 = client.session.client("s3")
+    body = s3.get_object(Bucket=upload["bucket"], Key=f"{prefix}/manifest.json")["Body"].read()
+    print(manifest_summary(json.loads(body), upload["bucket"]))
+    return 0
+
+
+def _failure(description: dict[str, Any]) -> str:
+    return f" with {failure_summary(description)}" if description.get("error") else ""
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     client = StackClient(args.stack)
     text = Path(args.file).read_text() if args.file != "-" else sys.stdin.read()
@@ -265,6 +302,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--spec", help="a spec.json to upload with the CSV")
     train.add_argument("--wait", action="store_true", help="follow the run until it ends")
     train.set_defaults(handler=cmd_train)
+
+    score = commands.add_parser(
+        "score", help="score a CSV file with a model (a batch job: no servers, output in S3)"
+    )
+    score.add_argument("model")
+    score.add_argument("csv")
+    score.add_argument("--job", help="job name (default: the file's name without .csv)")
+    score.add_argument("--version", type=int, help="score with this version, not production")
+    score.add_argument("--keep", help="input columns to copy to the output (default: all)")
+    score.add_argument(
+        "--max-refused-share",
+        type=float,
+        help="fail the job when a larger share of rows is refused (default 0.01)",
+    )
+    score.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    score.set_defaults(handler=cmd_score)
 
     predict = commands.add_parser("predict", help="POST instances to the model's predict endpoint")
     predict.add_argument("model")

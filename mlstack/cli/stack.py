@@ -104,13 +104,15 @@ class StackClient:
                 return int(document["version"])
         return None
 
-    def find_execution(self, upload: dict[str, Any], timeout: float = 60) -> str:
-        """The execution started for an uploaded object version."""
+    def find_execution(
+        self, upload: dict[str, Any], timeout: float = 60, machine: str = "TrainingStateMachineArn"
+    ) -> str:
+        """The execution started for an uploaded object version (by ``machine``, an output)."""
         sfn = self.session.client("stepfunctions")
         deadline = time.monotonic() + timeout
         while True:
             paginator = sfn.get_paginator("list_executions")
-            for page in paginator.paginate(stateMachineArn=self.outputs["TrainingStateMachineArn"]):
+            for page in paginator.paginate(stateMachineArn=self.outputs[machine]):
                 for execution in page["executions"]:
                     description = sfn.describe_execution(executionArn=execution["executionArn"])
                     dataset = json.loads(description.get("input") or "{}").get("dataset", {})
@@ -121,7 +123,7 @@ class StackClient:
                         return arn
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"no training run started for s3://{upload['bucket']}/{upload['key']}"
+                    f"no execution started for s3://{upload['bucket']}/{upload['key']}"
                 )
             time.sleep(0.2)
 

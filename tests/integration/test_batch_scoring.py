@@ -114,3 +114,84 @@ def test_a_file_whose_header_lacks_a_feature_fails_by_name_with_an_alert(
     ]
     assert len(failed) == 1
     assert json.loads(failed[0]["Message"])["Error"] == "HeaderLacksFeature"
+
+
+def test_mlstack_score_pins_a_version_keeps_columns_and_prints_the_account(
+    cloud: LocalCloud,
+    stack: StackClient,
+    production: int,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The job's version is resolved once: production moving during the job changes nothing."""
+    import mlstack_score.app as scoring
+
+    from mlstack.cli.main import main
+
+    rows = _rows()[:50]
+    rows[10]["flipper_length_mm"] = "220"
+    path = tmp_path / "weekly.csv"
+    path.write_bytes(_table(rows))
+
+    original = scoring.score_batch
+    moved: list[int | None] = []
+
+    def production_moves_first(job: dict[str, Any], items: list[dict[str, Any]]) -> Any:
+        if not moved:  # another version takes production while the job runs
+            upload = stack.upload_dataset(MODEL, to_csv(penguin_rows()), None, file_name="b.csv")
+            assert cloud.wait_for_execution(stack.find_execution(upload))["status"] == "SUCCEEDED"
+            moved.append(stack.registry.get_alias(MODEL))
+        return original(job, items)
+
+    monkeypatch.setattr(scoring, "score_batch", production_moves_first)
+    code = main(["score", MODEL, str(path), "--keep", "customer,island", "--wait"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert moved
+    assert moved[0] != production
+    assert "scored 50 of 50 rows" in printed
+    assert f"version {production} of {MODEL} scored 50 of 50 rows" in printed
+
+    manifest = json.loads(_read(cloud, f"batch/{MODEL}/weekly/manifest.json"))
+    assert manifest["version"] == production
+    (part,) = manifest["parts"]
+    scored = list(csv.DictReader(io.StringIO(_read(cloud, part))))
+    assert list(scored[0])[:3] == ["customer", "island", "prediction"]
+    instances = [as_instance({k: v for k, v in r.items()}, "customer") for r in rows]
+    pinned = stack.request(
+        "POST", f"/models/{MODEL}/predict?version={production}", {"instances": instances}
+    )
+    assert pinned.status == 200, pinned.body
+    assert [r["prediction"] for r in scored] == pinned.body["predictions"]
+
+
+def test_mlstack_score_refuses_a_bad_job_name_before_uploading(
+    stack: StackClient, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlstack.cli.main import main
+
+    path = tmp_path / "x.csv"
+    path.write_text("a\n1\n")
+    assert main(["score", MODEL, str(path), "--job", "no/slash"]) == 2
+    assert "is not a job name" in capsys.readouterr().err
+
+
+def test_mlstack_score_with_a_pinned_version_uses_it_whatever_production_is(
+    cloud: LocalCloud, stack: StackClient, production: int, tmp_path: Any
+) -> None:
+    """--version travels as the file's metadata (mlstack-version), as an S3 upload can carry it."""
+    from mlstack.cli.main import main
+
+    upload = stack.upload_dataset(MODEL, to_csv(penguin_rows()), None, file_name="c.csv")
+    assert cloud.wait_for_execution(stack.find_execution(upload))["status"] == "SUCCEEDED"
+    assert stack.registry.get_alias(MODEL) != production
+    # The old version, Archived since it left production, is served again as the shadow: a
+    # version the API would serve pinned is one a job may pin.
+    assert main(["shadow", MODEL, str(production), "--reason", "compare offline"]) == 0
+    path = tmp_path / "rows.csv"
+    path.write_bytes(_table([r for i, r in enumerate(_rows()[:30]) if i != 10]))
+    args = ["score", MODEL, str(path), "--job", "pinned", "--version", str(production), "--wait"]
+    assert main(args) == 0
+    manifest = json.loads(_read(cloud, f"batch/{MODEL}/pinned/manifest.json"))
+    assert (manifest["version"], manifest["rows_scored"]) == (production, 29)

@@ -53,8 +53,18 @@ def job_prefix(model: str, job: str) -> str:
     return f"batch/{model}/{job}"
 
 
+# Object metadata a batch file may carry (``mlstack score`` sets it; ``aws s3 cp --metadata``
+# can too): the job's options, for uploads that start the job themselves.
+METADATA_OPTIONS = {
+    "mlstack-version": "version",
+    "mlstack-keep": "keep",
+    "mlstack-max-refused-share": "max_refused_share",
+}
+
+
 def resolve_job(request: dict[str, Any]) -> dict[str, Any]:
     """The job every batch carries (BatchInput): model, version, input, output place, columns."""
+    request = {**_metadata_options(request["dataset"]), **request}
     model, name = str(request["model"]), str(request["job"])
     problem = model_name_problem(model)
     if problem:
@@ -87,6 +97,19 @@ def resolve_job(request: dict[str, Any]) -> dict[str, Any]:
         "started": datetime.now(UTC).isoformat(),
         "started_at": time.time(),
     }
+
+
+def _metadata_options(dataset: dict[str, Any]) -> dict[str, Any]:
+    request = {"Bucket": dataset["bucket"], "Key": dataset["key"]}
+    if dataset.get("version_id"):
+        request["VersionId"] = dataset["version_id"]
+    metadata = boto3.client("s3").head_object(**request).get("Metadata", {})
+    options: dict[str, Any] = {}
+    for key, option in METADATA_OPTIONS.items():
+        value = metadata.get(key)
+        if value:
+            options[option] = [c for c in value.split(",") if c] if option == "keep" else value
+    return options
 
 
 def _version(registry: Registry, model: str, pinned: Any) -> int:
