@@ -70,9 +70,10 @@ lock: install
 	UV=$(BIN)/uv layers/lock.sh
 
 # Serving benchmarks: figures and plot into docs/performance.md. Cold start and bundle
-# size are measured on the `make build` output when it exists.
+# size are measured on the `make build` output when it exists. Batch scoring: docs/batch-scoring.md.
 bench: install
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/batch_scoring.py --rows 200000 --write docs/batch-scoring.md
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
