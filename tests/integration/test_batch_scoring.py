@@ -101,19 +101,26 @@ def test_an_uploaded_file_is_scored_in_order_and_matches_the_api(
     assert [r["prediction"] for r in scored] == answer.body["predictions"]
 
 
-def test_a_file_whose_header_lacks_a_feature_fails_by_name_with_an_alert(
-    cloud: LocalCloud, alerts: AlertInbox, production: int
+@pytest.mark.parametrize(
+    ("job", "body", "error"),
+    [
+        ("narrow", b"island,bill_length_mm\nTorgersen,39.1\n", "HeaderLacksFeature"),
+        ("empty", b"", "EmptyDataset"),
+    ],
+)
+def test_a_file_that_cannot_be_scored_fails_by_name_with_one_alert(
+    cloud: LocalCloud, alerts: AlertInbox, production: int, job: str, body: bytes, error: str
 ) -> None:
     alerts.drain()
-    _upload(cloud, "narrow", b"island,bill_length_mm\nTorgersen,39.1\n")
-    result = _scoring_execution(cloud, "narrow")
+    _upload(cloud, job, body)
+    result = _scoring_execution(cloud, job)
     assert result["status"] == "FAILED"
-    assert result["error"] == "HeaderLacksFeature"
+    assert result["error"] == error
     failed = [
         m for m in alerts.drain() if m["MessageAttributes"]["event"]["Value"] == "BatchFailed"
     ]
     assert len(failed) == 1
-    assert json.loads(failed[0]["Message"])["Error"] == "HeaderLacksFeature"
+    assert json.loads(failed[0]["Message"])["Error"] == error
 
 
 def test_mlstack_score_pins_a_version_keeps_columns_and_prints_the_account(
