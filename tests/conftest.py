@@ -25,7 +25,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
+import csv  # noqa: E402
 import importlib  # noqa: E402
+import io  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import uuid  # noqa: E402
@@ -88,6 +90,15 @@ def load_handler(function_dir: str) -> Callable[[dict[str, Any], Any], Any]:
     module = importlib.import_module(f"mlstack_{function_dir}.app")
     handler: Callable[[dict[str, Any], Any], Any] = module.handler
     return handler
+
+
+def records_csv(rows: list[dict[str, str]]) -> bytes:
+    """Rows (column -> text) as a CSV file, the first row's columns as the header."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0].keys()), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
 
 
 def penguins_bytes() -> bytes:

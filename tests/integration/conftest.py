@@ -7,8 +7,6 @@ their own.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import random
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ import pytest
 from mlstack.cli.demo import csv_records, penguins_csv
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud, quiet_local_logs
+from tests.conftest import records_csv
 
 
 @pytest.fixture(scope="package")
@@ -68,12 +67,7 @@ def penguin_rows() -> list[dict[str, str]]:
     return csv_records(penguins_csv())
 
 
-def to_csv(rows: list[dict[str, str]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0].keys()), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
+to_csv = records_csv
 
 
 def split_rows(

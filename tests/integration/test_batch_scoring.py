@@ -63,19 +63,11 @@ def _rows() -> list[dict[str, str]]:
     return rows
 
 
-def _table(rows: list[dict[str, str]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode()
-
-
 def test_an_uploaded_file_is_scored_in_order_and_matches_the_api(
     cloud: LocalCloud, stack: StackClient, production: int
 ) -> None:
     rows = _rows()
-    _upload(cloud, "nightly", _table(rows))
+    _upload(cloud, "nightly", to_csv(rows))
     result = _scoring_execution(cloud, "nightly")
     assert result["status"] == "SUCCEEDED", result.get("cause")
 
@@ -139,7 +131,7 @@ def test_mlstack_score_pins_a_version_keeps_columns_and_prints_the_account(
     rows = _rows()[:50]
     rows[10]["flipper_length_mm"] = "220"
     path = tmp_path / "weekly.csv"
-    path.write_bytes(_table(rows))
+    path.write_bytes(to_csv(rows))
 
     original = scoring.score_batch
     moved: list[int | None] = []
@@ -197,7 +189,7 @@ def test_mlstack_score_with_a_pinned_version_uses_it_whatever_production_is(
     # version the API would serve pinned is one a job may pin.
     assert main(["shadow", MODEL, str(production), "--reason", "compare offline"]) == 0
     path = tmp_path / "rows.csv"
-    path.write_bytes(_table([r for i, r in enumerate(_rows()[:30]) if i != 10]))
+    path.write_bytes(to_csv([r for i, r in enumerate(_rows()[:30]) if i != 10]))
     args = ["score", MODEL, str(path), "--job", "pinned", "--version", str(production), "--wait"]
     assert main(args) == 0
     manifest = json.loads(_read(cloud, f"batch/{MODEL}/pinned/manifest.json"))

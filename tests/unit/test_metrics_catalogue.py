@@ -38,7 +38,14 @@ from mlstack_core.idempotency import TABLE_DEFINITION as IDEMPOTENCY_TABLE
 from mlstack_core.registry import TABLE_DEFINITION, Registry
 from mlstack_core.settings import forget
 from mlstack_core.tabular import feature_matrices, read_split
-from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes, register_event
+from tests.conftest import (
+    FakeLambdaContext,
+    Stack,
+    load_handler,
+    penguins_bytes,
+    records_csv,
+    register_event,
+)
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -195,11 +202,8 @@ def _scoring(capture: Capture, context: Any, stack: Stack) -> None:
     score = load_handler("score")
     rows = list(csv.DictReader(io.StringIO(penguins_bytes().decode())))[:3]
     rows[1]["bill_length_mm"] = "long"
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    stack.s3.put_object(Bucket="emf-data", Key="batch/penguins/nightly.csv", Body=buffer.getvalue())
+    table = records_csv(rows)
+    stack.s3.put_object(Bucket="emf-data", Key="batch/penguins/nightly.csv", Body=table)
     dataset = {"bucket": "emf-data", "key": "batch/penguins/nightly.csv", "version_id": None}
     request = {"model": MODEL, "job": "nightly", "dataset": dataset, "max_refused_share": 0.5}
     job = capture.call("score", lambda: score({"action": "resolve", "request": request}, context))

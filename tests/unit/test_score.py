@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mlstack.cli.demo import as_instance
-from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes
+from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes, records_csv
 
 pytestmark = pytest.mark.unit
 
@@ -25,14 +25,6 @@ def production(aws: Stack) -> Stack:
     aws.put_spec(MODEL, {"target": "species", "candidates": ["logistic_regression"]})
     assert aws.register(aws.run_pipeline(MODEL, penguins_bytes()))["promoted"] is True
     return aws
-
-
-def _table(rows: list[dict[str, str]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode()
 
 
 def _input_rows() -> list[dict[str, str]]:
@@ -56,14 +48,14 @@ def _handler(event: dict[str, Any]) -> Any:
 
 def _run_job(aws: Stack, rows: list[dict[str, str]], **request: Any) -> dict[str, Any]:
     """The scoring state machine's steps, with its payloads."""
-    dataset = _upload(aws, "batch/penguins/nightly.csv", _table(rows))
+    dataset = _upload(aws, "batch/penguins/nightly.csv", records_csv(rows))
     job = _handler(
         {
             "action": "resolve",
             "request": {"model": MODEL, "job": "nightly", "dataset": dataset, **request},
         }
     )
-    read = list(csv.DictReader(io.StringIO(_table(rows).decode())))  # ItemReader, CSV
+    read = list(csv.DictReader(io.StringIO(records_csv(rows).decode())))  # ItemReader, CSV
     items = [{"row": i, "values": values} for i, values in enumerate(read)]  # ItemSelector
     outputs = [
         _handler(
