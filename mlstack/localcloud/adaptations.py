@@ -43,7 +43,8 @@ ITEM_BATCHERS: dict[str, dict[str, Any]] = {}
 def take_item_batchers(translated: dict[str, Any]) -> None:
     """moto's ASL parser refuses ``ItemBatcher`` (Distributed Map). The definitions moto gets lose
     it, and the Map's ``ItemSelector`` with it; ``batched_map_items`` applies both at run time.
-    The template and the checks keep the real definition."""
+    It also refuses Express child executions (``ExecutionType: EXPRESS``): those children run as
+    Standard ones locally. The template and the checks keep the real definition."""
     for resource in translated["Resources"].values():
         if resource["Type"] != "AWS::StepFunctions::StateMachine":
             continue
@@ -60,6 +61,10 @@ def _take_batchers(states: dict[str, Any]) -> bool:
     taken = False
     for name, state in states.items():
         processor = state.get("ItemProcessor") or state.get("Iterator") or {}
+        config = processor.get("ProcessorConfig") or {}
+        if config.get("ExecutionType") == "EXPRESS":
+            config["ExecutionType"] = "STANDARD"
+            taken = True
         taken |= _take_batchers(processor.get("States", {}))
         for branch in state.get("Branches", []):
             taken |= _take_batchers(branch["States"])

@@ -26,7 +26,7 @@ DEFINITION: dict[str, Any] = {
             "ItemSelector": {"row.$": "$$.Map.Item.Index", "values.$": "$$.Map.Item.Value"},
             "ItemBatcher": {"MaxItemsPerBatch": 3, "BatchInput": {"job.$": "$.job"}},
             "ItemProcessor": {
-                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},
                 "StartAt": "Score",
                 "States": {"Score": {"Type": "Pass", "End": True}},
             },
@@ -53,6 +53,8 @@ def test_a_distributed_map_over_a_csv_gets_its_items_in_batches(
         translated["Resources"]["Machine"]["Properties"]["DefinitionString"]["Fn::Sub"]
     )
     assert "ItemBatcher" not in json.dumps(local)  # what moto's parser is given
+    processor = local["States"]["ScoreRows"]["ItemProcessor"]
+    assert processor["ProcessorConfig"]["ExecutionType"] == "STANDARD"  # moto refuses EXPRESS
     assert adaptations.ITEM_BATCHERS["ScoreRows"]["batcher"]["MaxItemsPerBatch"] == 3
 
     s3, bucket = cloud.client("s3"), cloud.outputs["DataBucketName"]
