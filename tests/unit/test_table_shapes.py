@@ -6,6 +6,8 @@ through the prediction function's handler as API Gateway events, in moto.
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import os
 from typing import Any
@@ -17,11 +19,12 @@ from hypothesis import event as event_note
 
 from mlstack_core.contract import outputs as contract_outputs
 from mlstack_core.settings import forget
-from tests.conftest import Stack
+from tests.conftest import FakeLambdaContext, Stack, load_handler, records_csv
 from tests.shapes import (
     NAMED_ERRORS,
     GeneratedTable,
     assert_served_as_scored,
+    holdout_requests,
     run_through_handlers,
     tables,
     to_csv,
@@ -205,3 +208,48 @@ def test_the_space_of_tables_trains_and_serves_as_scored(aws: Stack, table: Gene
     assert evaluation["rehearsal"]["passed"] is True, evaluation["rehearsal"]
     assert "error" not in evaluation
     assert assert_served_as_scored(aws, state, version) == evaluation["holdout_rows"]
+
+
+def _true_false_table(n: int) -> tuple[list[str], list[list[str]]]:
+    header, rows = _numeric_table(n, 3, seed=5)
+    return header, [[*row[:-1], "True" if row[-1] == "high" else "False"] for row in rows]
+
+
+BATCH_SHAPES = {**SHAPES, "true/false labels": _true_false_table(200)}
+
+
+@pytest.mark.parametrize("shape", list(BATCH_SHAPES))
+def test_batch_scoring_answers_every_shape_as_the_api_does(aws: Stack, shape: str) -> None:
+    """A batch job's rows (the holdout file's text cells) through the scoring function give
+    the API's predictions for the same rows, for every single-kind and wide table."""
+    header, rows = BATCH_SHAPES[shape]
+    model = f"batch-{shape.replace(' ', '-').replace('/', '-')}"
+    outcome = run_through_handlers(
+        aws, model, to_csv(header, rows), {"target": "label", "candidates": ["logistic_regression"]}
+    )
+    assert not isinstance(outcome, Exception), f"refused: {outcome!r}"
+    state, version = outcome
+    splits = state["run"]["splits"]
+    holdout = aws.s3.get_object(Bucket=splits["bucket"], Key=splits["holdout_key"])["Body"]
+    cells = [
+        {k: v for k, v in row.items() if k != "label"}
+        for row in csv.DictReader(io.StringIO(holdout.read().decode()))
+    ]
+    key = f"batch/{model}/shapes.csv"
+    put = aws.s3.put_object(Bucket=aws.data_bucket, Key=key, Body=records_csv(cells))
+    dataset = {"bucket": aws.data_bucket, "key": key, "version_id": put.get("VersionId")}
+    score = load_handler("score")
+    request = {"model": model, "job": "shapes", "dataset": dataset, "version": version}
+    job = score({"action": "resolve", "request": request}, FakeLambdaContext())
+    items = [{"row": i, "values": row} for i, row in enumerate(cells)]
+    batch = {"action": "score", "BatchInput": {"job": job}, "Items": items}
+    output = score(batch, FakeLambdaContext())
+    assert (output["scored"], output["refused"]) == (len(cells), 0)
+    part = aws.s3.get_object(Bucket=aws.data_bucket, Key=output["part_key"])["Body"].read()
+    scored = [row["prediction"] for row in csv.DictReader(io.StringIO(part.decode()))]
+
+    status, answer = aws.serve(
+        model, {"instances": holdout_requests(aws, state["run"])}, version=version
+    )
+    assert status == 200, answer
+    assert scored == [str(p) for p in answer["predictions"]]
