@@ -92,12 +92,12 @@ def follow_job(
 
 def manifest_summary(manifest: dict[str, Any], bucket: str) -> str:
     refused = manifest["rows_refused"]
+    prefix = f"s3://{bucket}/batch/{manifest['model']}/{manifest['job']}"
     lines = [
         f"job {manifest['job']}: version {manifest['version']} of {manifest['model']} scored "
         f"{manifest['rows_scored']:,} of {manifest['rows_in']:,} rows in {manifest['seconds']:.1f}s"
         + (f"; {refused:,} refused (s3://{bucket}/{manifest['errors']})" if refused else ""),
-        f"  {len(manifest['parts'])} part(s), in the file's order, under "
-        f"s3://{bucket}/{manifest['errors'].rsplit('/', 1)[0]}/parts/",
-        f"  manifest: s3://{bucket}/{manifest['errors'].rsplit('/', 1)[0]}/manifest.json",
+        f"  {len(manifest['parts'])} part(s), in the file's order, under {prefix}/parts/",
+        f"  manifest: {prefix}/manifest.json",
     ]
     return "\n".join(lines)

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mlstack.localcloud.adaptations import patched
+
 FaultKind = Literal["exception", "timeout", "throttle", "ran_but_reported", "aws_error"]
 
 # The HTTP answer each AWS error comes with, in its service's protocol.
@@ -113,11 +115,8 @@ class FaultPlan:
                 raise InternalError("injected fault: SNS could not publish")
             return original(backend, *args, **kwargs)
 
-        setattr(SNSBackend, "publish", publish)  # noqa: B010 - a method replaced for a while
-        try:
+        with patched(SNSBackend, "publish", publish):
             yield
-        finally:
-            setattr(SNSBackend, "publish", original)  # noqa: B010
 
     # aws_error: answered in the invoking thread, before moto -------------------------------------
     def arm(self, fault: Fault | None) -> None:

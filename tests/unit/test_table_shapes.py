@@ -215,7 +215,16 @@ def _true_false_table(n: int) -> tuple[list[str], list[list[str]]]:
     return header, [[*row[:-1], "True" if row[-1] == "high" else "False"] for row in rows]
 
 
-BATCH_SHAPES = {**SHAPES, "true/false labels": _true_false_table(200)}
+def _regression_table(n: int) -> tuple[list[str], list[list[str]]]:
+    header, rows = _numeric_table(n, 3, seed=6)
+    return header, [[*row[:-1], f"{sum(map(float, row[:-1])) * 10:.3f}"] for row in rows]
+
+
+BATCH_SHAPES = {
+    **SHAPES,
+    "true/false labels": _true_false_table(200),
+    "regression": _regression_table(200),
+}
 
 
 @pytest.mark.parametrize("shape", list(BATCH_SHAPES))
@@ -224,8 +233,9 @@ def test_batch_scoring_answers_every_shape_as_the_api_does(aws: Stack, shape: st
     the API's predictions for the same rows, for every single-kind and wide table."""
     header, rows = BATCH_SHAPES[shape]
     model = f"batch-{shape.replace(' ', '-').replace('/', '-')}"
+    family = "ridge" if shape == "regression" else "logistic_regression"
     outcome = run_through_handlers(
-        aws, model, to_csv(header, rows), {"target": "label", "candidates": ["logistic_regression"]}
+        aws, model, to_csv(header, rows), {"target": "label", "candidates": [family]}
     )
     assert not isinstance(outcome, Exception), f"refused: {outcome!r}"
     state, version = outcome
@@ -252,4 +262,9 @@ def test_batch_scoring_answers_every_shape_as_the_api_does(aws: Stack, shape: st
         model, {"instances": holdout_requests(aws, state["run"])}, version=version
     )
     assert status == 200, answer
-    assert scored == [str(p) for p in answer["predictions"]]
+    if shape == "regression":  # the same float32 values, each in its own text
+        assert np.array_equal(
+            np.asarray(scored, dtype=np.float32), np.asarray(answer["predictions"], np.float32)
+        )
+    else:
+        assert scored == [str(p) for p in answer["predictions"]]

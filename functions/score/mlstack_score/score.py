@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -71,8 +70,7 @@ def resolve_job(request: dict[str, Any]) -> dict[str, Any]:
         raise ModelNotFound(problem)
     per_model(model)
     registry = Registry(stack_settings().registry_table)
-    version = _version(registry, model, request.get("version"))
-    document = registry.get_version(model, version)
+    version, document = _version(registry, model, request.get("version"))
     dataset = request["dataset"]
     header = _header(dataset)
     required = [*document["schema"].get("numeric", []), *document["schema"].get("categorical", [])]
@@ -95,7 +93,6 @@ def resolve_job(request: dict[str, Any]) -> dict[str, Any]:
         "prefix": job_prefix(model, name),
         "max_refused_share": float(request.get("max_refused_share", DEFAULT_MAX_REFUSED_SHARE)),
         "started": datetime.now(UTC).isoformat(),
-        "started_at": time.time(),
     }
 
 
@@ -112,23 +109,25 @@ def _metadata_options(dataset: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _version(registry: Registry, model: str, pinned: Any) -> int:
+def _version(registry: Registry, model: str, pinned: Any) -> tuple[int, dict[str, Any]]:
+    """The job's version and its document: production, or a pinned version the API serves."""
     aliases = registry.aliases(model)
     if pinned is None:
         if PRODUCTION not in aliases:
             raise ModelNotFound(f"no model named {model!r} is in production")
-        return int(aliases[PRODUCTION]["version"])
+        version = int(aliases[PRODUCTION]["version"])
+        return version, registry.get_version(model, version)
     version = int(pinned)
     aliased = {
         entry["version"] for name, entry in aliases.items() if name in (PRODUCTION, CANARY, SHADOW)
     }
-    status = registry.get_version(model, version).get("status")
-    if version not in aliased and status != STATUS_APPROVED:
+    document = registry.get_version(model, version)
+    if version not in aliased and document.get("status") != STATUS_APPROVED:
         raise VersionNotServed(
-            f"version {version} of {model!r} is {status}: only approved versions and the current "
-            "production, canary and shadow score"
+            f"version {version} of {model!r} is {document.get('status')}: only approved versions "
+            "and the current production, canary and shadow score"
         )
-    return version
+    return version, document
 
 
 def _header(dataset: dict[str, Any]) -> list[str]:
@@ -206,22 +205,14 @@ def score_batch(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, A
 
 
 def _part(job: dict[str, Any], loaded: LoadedModel, rows: list[dict[str, str]], scores: Any) -> str:
+    """The kept columns, the prediction and, for a classifier, one probability per class; every
+    part of a job has the same header, also one whose rows were all refused."""
     keep = job["keep"]
-    classes = scores.fields.get("classes") or loaded.layout.classes or []
+    classes = loaded.layout.classes or []
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        [
-            *keep,
-            "prediction",
-            *(
-                f"probability_{c}"
-                for c in classes
-                if scores.fields.get("probabilities") is not None
-            ),
-        ]
-    )
-    predictions = list(scores.fields.get("predictions", []))
+    writer.writerow([*keep, "prediction", *(f"probability_{c}" for c in classes)])
+    predictions = scores.fields.get("predictions", [])
     probabilities = scores.fields.get("probabilities")
     for i, position in enumerate(scores.scored):
         row = rows[position]
@@ -260,7 +251,7 @@ def summarise_job(job: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]
     s3.put_object(
         Bucket=bucket, Key=errors_key, Body=errors.getvalue().encode(), ContentType="text/csv"
     )
-    seconds = time.time() - float(job["started_at"])
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(job["started"])).total_seconds()
     manifest = {
         "model": job["model"],
         "version": job["version"],
