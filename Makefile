@@ -73,7 +73,7 @@ lock: install
 # size are measured on the `make build` output when it exists. Batch scoring: docs/batch-scoring.md.
 bench: install
 	$(BIN)/python benchmarks/serving.py
-	$(BIN)/python benchmarks/batch_scoring.py --rows 200000 --write docs/batch-scoring.md
+	$(BIN)/python benchmarks/batch_scoring.py --write docs/batch-scoring.md
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -18,6 +18,10 @@ in moto's CloudFormation. Only what moto lacks is adapted, each in one named fun
   then dead-lettered, as EventBridge does.
 - ``adaptations.take_item_batchers`` / ``batched_map_items``: moto's parser refuses a Distributed
   Map's ItemBatcher; it is taken out of the definitions moto gets and applied at run time.
+- ``adaptations.json_state_copies``: moto's interpreter deep-copies each state's data with
+  ``copy.deepcopy``; here the same JSON is copied through orjson (``json_copy``), still deeply.
+- ``adaptations.shared_interpreter_clients``: moto's interpreter makes a boto3 client for every
+  Lambda task; here one per region and service.
 - ``adaptations.execution_status_events``: moto's Step Functions publishes no execution status
   change events; one is put on the bus when an execution ends.
 - ``adaptations.apply_bucket_configuration``: moto's CloudFormation does not apply a bucket's

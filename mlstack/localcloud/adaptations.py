@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import threading
+import types
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import orjson
 
 from mlstack.sam import inline_substitution
 
@@ -141,6 +145,67 @@ def _path(path: str, state_input: Any, index: int | None, item: Any) -> Any:
     for field in filter(None, rest.split(".")):
         value = value[field]
     return value
+
+
+# moto's Step Functions modules that deep-copy state data (inputs, outputs, history details).
+STATE_COPYING_MODULES = (
+    "moto.stepfunctions.parser.asl.eval.states",
+    "moto.stepfunctions.parser.asl.eval.environment",
+    "moto.stepfunctions.parser.asl.eval.event.event_manager",
+    "moto.stepfunctions.parser.asl.component.state.exec.execute_state",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map",
+    "moto.stepfunctions.parser.asl.component.common.string.string_expression",
+    "moto.stepfunctions.parser.asl.component.common.path.result_path",
+)
+
+
+def json_copy(value: Any, memo: Any = None) -> Any:
+    """A deep copy of JSON data through orjson (about 10x faster than ``copy.deepcopy`` on a
+    1,000-row batch); anything orjson would not give back unchanged takes ``copy.deepcopy``."""
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if kind is dict or kind is list:
+        try:
+            copied = orjson.loads(orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER))
+        except (TypeError, orjson.JSONEncodeError):
+            return copy.deepcopy(value, memo)
+        if copied == value:  # also false for NaN, which orjson writes as null
+            return copied
+    return copy.deepcopy(value, memo)
+
+
+@contextlib.contextmanager
+def json_state_copies() -> Iterator[None]:
+    """moto's interpreter deep-copies every state's input and output, and a batch of 1,000 rows
+    passes several states: ``copy.deepcopy`` took most of a local job's time. The state data is
+    JSON, so the local cloud copies it as JSON (``json_copy``); the copies stay deep."""
+    import importlib
+
+    fast = types.SimpleNamespace(deepcopy=json_copy)
+    with contextlib.ExitStack() as stack:
+        for name in STATE_COPYING_MODULES:
+            stack.enter_context(patched(importlib.import_module(name), "copy", fast))
+        yield
+
+
+def shared_interpreter_clients() -> contextlib.AbstractContextManager[None]:
+    """moto's interpreter builds a new boto3 Lambda client for every Task it runs (about 10 ms,
+    as much as scoring a 1,000-row batch). Its clients differ only by region and service (the
+    credentials are fixed), so the local cloud builds each once; boto3 clients are thread-safe."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+
+    build = lambda_eval_utils.boto_client_for
+    clients: dict[tuple[str, str], Any] = {}
+    lock = threading.Lock()
+
+    def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        with lock:
+            if (region, service) not in clients:
+                clients[region, service] = build(region=region, service=service)
+            return clients[region, service]
+
+    return patched(lambda_eval_utils, "boto_client_for", client_for)
 
 
 def serve_api_locally(translated: dict[str, Any], api_url: str) -> None:

@@ -21,9 +21,11 @@ from mlstack.localcloud.adaptations import (
     batched_map_items,
     deliver_rule_targets,
     execution_status_events,
+    json_state_copies,
     map_result_files,
     resource_types_moto_lacks,
     serve_api_locally,
+    shared_interpreter_clients,
     state_machines_in_executing_backend,
     substitute_definitions,
     take_item_batchers,
@@ -193,6 +195,8 @@ class LocalCloud:
         self._exit.enter_context(map_result_files())
         self._exit.enter_context(execution_status_events())
         self._exit.enter_context(batched_map_items())
+        self._exit.enter_context(json_state_copies())
+        self._exit.enter_context(shared_interpreter_clients())
 
         template = load_template(self.root / "template.yaml")
         self.api = LocalApi(routes_from_template(template), self.invoke_function, self.identify)

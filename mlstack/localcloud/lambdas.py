@@ -162,8 +162,10 @@ class InProcessLambdas:
         with self._environment_lock:
             wanted = {**variables, **FUNCTION_OVERRIDES}
             changed = {k: str(v) for k, v in wanted.items() if os.environ.get(k) != str(v)}
-            if changed:
-                os.environ.update(changed)
+            os.environ.update(changed)
+            # The service name differs per function and is bound per thread (bind_service); any
+            # other change is a new environment, whose settings and clients are made again.
+            if changed.keys() - {"POWERTOOLS_SERVICE_NAME"}:
                 from mlstack_core import settings  # cached per process, as in a warm Lambda
 
                 settings.forget()

@@ -15,13 +15,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
+from mlstack_core.clients import client
 from mlstack_core.contract import LoadedModel, load_model
 from mlstack_core.contract.batch import score_rows
 from mlstack_core.errors import EmptyDataset, ModelNotFound, PipelineError
@@ -100,7 +101,7 @@ def _metadata_options(dataset: dict[str, Any]) -> dict[str, Any]:
     request = {"Bucket": dataset["bucket"], "Key": dataset["key"]}
     if dataset.get("version_id"):
         request["VersionId"] = dataset["version_id"]
-    metadata = boto3.client("s3").head_object(**request).get("Metadata", {})
+    metadata = client("s3").head_object(**request).get("Metadata", {})
     options: dict[str, Any] = {}
     for key, option in METADATA_OPTIONS.items():
         value = metadata.get(key)
@@ -139,7 +140,7 @@ def _header(dataset: dict[str, Any]) -> list[str]:
     if dataset.get("version_id"):
         request["VersionId"] = dataset["version_id"]
     try:
-        head = boto3.client("s3").get_object(**request)["Body"].read()
+        head = client("s3").get_object(**request)["Body"].read()
     except ClientError as error:
         if error.response["Error"]["Code"] != "InvalidRange":  # what S3 says of an empty object
             raise
@@ -151,13 +152,23 @@ def _header(dataset: dict[str, Any]) -> list[str]:
     return first
 
 
-@lru_cache(maxsize=4)
+_LOADING = threading.Lock()
+
+
 def _loaded(model: str, version: int, table: str) -> LoadedModel:
-    """The version's session, once per container (its artifact verified by hash)."""
+    """The version's session, once per container. Locked: batches that arrive together in one
+    process (the local cloud's threads) load it once, not once each."""
+    with _LOADING:
+        return _load(model, version, table)
+
+
+@lru_cache(maxsize=4)
+def _load(model: str, version: int, table: str) -> LoadedModel:
+    """The version's session, its artifact verified by hash."""
     document = Registry(table).get_version(model, version)
     artifact = document["artifact"]
     body = read_verified(
-        boto3.client("s3"),
+        client("s3"),
         artifact["bucket"],
         artifact["key"],
         artifact.get("version_id"),
@@ -174,7 +185,7 @@ def score_batch(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, A
     positions = [int(item["row"]) for item in items]
     scores = score_rows(loaded, rows)
     first = positions[0] if positions else 0
-    s3 = boto3.client("s3")
+    s3 = client("s3")
     bucket = job["input"]["bucket"]
     part_key = f"{job['prefix']}/parts/{first:012d}.csv"
     s3.put_object(
@@ -212,29 +223,34 @@ def _part(job: dict[str, Any], loaded: LoadedModel, rows: list[dict[str, str]], 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*keep, "prediction", *(f"probability_{c}" for c in classes)])
-    predictions = scores.fields.get("predictions", [])
+    predictions = list(map(_text, _values(scores.fields.get("predictions", []))))
+    scored_rows = map(rows.__getitem__, scores.scored)
+    kept = ([row.get(column, "") for column in keep] for row in scored_rows)
     probabilities = scores.fields.get("probabilities")
-    for i, position in enumerate(scores.scored):
-        row = rows[position]
-        out = [row.get(column, "") for column in keep]
-        out.append(_text(predictions[i]))
-        if probabilities is not None:
-            out += [_text(p) for p in probabilities[i]]
-        writer.writerow(out)
+    if probabilities is None:
+        answers = zip(kept, predictions, strict=True)
+        writer.writerows([*cells, prediction] for cells, prediction in answers)
+    else:
+        # Each float32 probability as the exact text of its float64 value.
+        texts = (map(repr, row) for row in _values(probabilities))
+        writer.writerows(
+            [*cells, prediction, *text]
+            for cells, prediction, text in zip(kept, predictions, texts, strict=True)
+        )
     return buffer.getvalue()
 
 
+def _values(values: Any) -> list[Any]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
 def _text(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(value)
-    if hasattr(value, "item"):  # numpy scalars: their shortest text
-        return _text(value.item())
-    return str(value)
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def summarise_job(job: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]:
     """The job's account: every batch's part in order, manifest.json, errors.csv."""
-    s3 = boto3.client("s3")
+    s3 = client("s3")
     batches = sorted(_batch_outputs(s3, scored), key=lambda b: b["first_row"])
     bucket, prefix = job["input"]["bucket"], job["prefix"]
     rows_in = sum(b["rows"] for b in batches)

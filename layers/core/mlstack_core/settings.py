@@ -153,7 +153,11 @@ def serving_settings() -> ServingSettings:
 
 
 def forget() -> None:
-    """Read every setting again on next use (a changed environment: tests, the local cloud)."""
+    """Read every setting again on next use (a changed environment: tests, the local cloud), and
+    make the clients made from them again."""
+    from mlstack_core import clients
+
+    clients.client.cache_clear()
     stack_settings.cache_clear()
     serving_settings.cache_clear()
     approval_settings.cache_clear()

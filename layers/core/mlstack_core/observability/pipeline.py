@@ -28,9 +28,13 @@ def service_name() -> str:
 
 
 def per_model(model: str) -> None:
-    """Also publish this invocation's metrics under ``[service, model]``."""
-    if model:
-        metrics.add_dimensions(service=service_name(), model=model)
+    """Also publish this invocation's metrics under ``[service, model]``, once however often a
+    step asks (a repeated set would count its metrics twice in that set's statistics)."""
+    if not model:
+        return
+    dimensions = {"service": service_name(), "model": model}
+    if all(dimensions.items() - existing.items() for existing in metrics.provider.dimension_sets):
+        metrics.add_dimensions(**dimensions)
 
 
 def correlate(event: Any) -> None:
