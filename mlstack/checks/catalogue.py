@@ -247,8 +247,27 @@ METRICS: list[Metric] = [
             ("DriftedFeatures", "Count", "features whose PSI reached spec.drift.threshold"),
             ("DriftSampleRows", "Count", "sampled rows in the window"),
             ("DriftAlerts", "Count", "drift alerts published"),
-            ("RetrainingRunsStarted", "Count", "training runs started because of drift"),
+            (
+                "RetrainingRunsStarted",
+                "Count",
+                "training runs started because of drift, or datasets with labelled rows written "
+                "because quality fell",
+            ),
             ("MonitorErrors", "Count", "models whose check failed"),
+        ],
+    ),
+    *_m(
+        "Ground truth",
+        "monitor",
+        PER_MODEL,
+        [
+            (
+                "GroundTruthScore",
+                "None",
+                "the production version's metric on the labelled captured rows of the window",
+            ),
+            ("GroundTruthRows", "Count", "labelled captured rows of the production version"),
+            ("QualityAlerts", "Count", "quality alerts published (the metric fell)"),
         ],
     ),
     Metric("ModelsMonitored", "Count", "monitor", STACK_WIDE, "models checked per tick", "Drift"),

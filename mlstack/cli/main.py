@@ -169,6 +169,31 @@ def _failure(description: dict[str, Any]) -> str:
     return f" with {failure_summary(description)}" if description.get("error") else ""
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from mlstack.cli.monitoring import upload_feedback
+
+    uploaded = upload_feedback(StackClient(args.stack), args.model, Path(args.csv))
+    print(
+        f"uploaded {uploaded['rows']} labels to s3://{uploaded['bucket']}/{uploaded['key']}; the "
+        f"next check joins them (mlstack monitor {args.model} --now to check now)"
+    )
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from mlstack.cli.monitoring import describe_drift, describe_quality, latest_reports, run_checks
+
+    client = StackClient(args.stack)
+    if args.now:
+        result = run_checks(client, args.model)
+        if result.get("status") == "error":
+            print(f"drift check failed: {result.get('error')}")
+    reports = latest_reports(client, args.model)
+    for line in [*describe_drift(reports["drift"]), *describe_quality(reports["quality"])]:
+        print(line)
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     client = StackClient(args.stack)
     text = Path(args.file).read_text() if args.file != "-" else sys.stdin.read()
@@ -318,6 +343,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--wait", action="store_true", help="follow the job until it ends")
     score.set_defaults(handler=cmd_score)
+
+    feedback = commands.add_parser(
+        "feedback", help="upload true labels for served predictions (request_id,row,<target>)"
+    )
+    feedback.add_argument("model")
+    feedback.add_argument("csv")
+    feedback.set_defaults(handler=cmd_feedback)
+
+    monitor = commands.add_parser(
+        "monitor", help="the latest drift (PSI per feature) and ground-truth quality checks"
+    )
+    monitor.add_argument("model")
+    monitor.add_argument("--now", action="store_true", help="run the scheduled checks first")
+    monitor.set_defaults(handler=cmd_monitor)
 
     predict = commands.add_parser("predict", help="POST instances to the model's predict endpoint")
     predict.add_argument("model")

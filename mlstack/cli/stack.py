@@ -79,6 +79,18 @@ class StackClient:
         response = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/csv")
         return {"bucket": bucket, "key": key, "version_id": response.get("VersionId")}
 
+    def function_name(self, logical_id: str) -> str:
+        """A function of the stack, by its logical id in the template."""
+        cloudformation = self.session.client("cloudformation")
+        for page in cloudformation.get_paginator("list_stack_resources").paginate(
+            StackName=self.stack_name
+        ):
+            for resource in page["StackResourceSummaries"]:
+                if resource.get("LogicalResourceId") == logical_id:
+                    name: str = resource["PhysicalResourceId"]
+                    return name
+        raise RuntimeError(f"stack {self.stack_name} has no {logical_id}")
+
     def stored_spec(self, model: str) -> dict[str, Any] | None:
         """The spec an upload for ``model`` would use now, or None when there is none."""
         s3 = self.session.client("s3")

@@ -116,6 +116,12 @@ def deploy(
 
 
 # ------------------------------------------------------------------------------------ runtime
+# Stack parameters that differ locally: a user watching drift or quality on a laptop should see
+# the prediction function's counts and captures within seconds, not after five minutes; and
+# every request of a model that opted in to capture is recorded.
+LOCAL_PARAMETERS = {"DriftFlushSeconds": "2", "CaptureSampleRate": "1"}
+
+
 class LocalCloud:
     """template.yaml deployed into moto, with every Lambda run in this process.
 
@@ -136,7 +142,7 @@ class LocalCloud:
     ) -> None:
         self.root = root or project_root()
         self.stack_name = stack_name
-        self.parameters = parameters or {}
+        self.parameters = {**LOCAL_PARAMETERS, **(parameters or {})}
         self.host = host
         self.moto_port = moto_port
         self.api_port = api_port

@@ -329,9 +329,44 @@ def _scenario(capture: Capture, stack: Stack) -> None:
     labels = np.asarray(["Gentoo"] * numeric.shape[0], dtype=object)
     for key, summary in recorder.record(MODEL, 1, document, shifted, {"label": labels}):
         stack.s3.put_object(Bucket="emf-models", Key=key, Body=summary)
+    _captured_with_wrong_labels(stack, document, numeric, categorical)
     monitor = load_handler("monitor")
     result = capture.call("monitor", lambda: monitor({"id": "tick"}, context))
     assert result["models"][0]["status"] == "drift", result
+    assert result["models"][0]["quality"]["status"] == "fallen", result
+
+
+def _captured_with_wrong_labels(
+    stack: Stack, document: dict[str, Any], numeric: np.ndarray, categorical: np.ndarray
+) -> None:
+    """The version as if trained with quality.capture, its holdout rows captured as served, and
+    labels that contradict every answer: the Monitor's quality check alerts."""
+    from mlstack_core.capture import CaptureRecorder
+    from mlstack_core.contract import Batch, FeatureLayout
+    from mlstack_core.registry_keys import model_pk, version_sk
+
+    captured = {**document, "spec": {**document["spec"], "quality": {"capture": True}}}
+    stack.dynamodb.Table("emf-registry").update_item(
+        Key={"pk": model_pk(MODEL), "sk": version_sk(1)},
+        UpdateExpression="SET doc = :doc",
+        ExpressionAttributeValues={":doc": json.dumps(captured, default=str)},
+    )
+    layout = FeatureLayout.from_document(captured)
+    records = [
+        {
+            **{
+                c: None if np.isnan(v) else float(v) for c, v in zip(layout.numeric, n, strict=True)
+            },
+            **{c: v or None for c, v in zip(layout.categorical, k, strict=True)},
+        }
+        for n, k in zip(numeric, categorical, strict=True)
+    ]
+    answer = {"request_id": "r-1", "version": 1, "predictions": ["Gentoo"] * len(records)}
+    recorder = CaptureRecorder(sample_rate=1.0, flush_seconds=0)
+    for key, body in recorder.record(MODEL, layout, captured, Batch.of_instances(records), answer):
+        stack.s3.put_object(Bucket="emf-models", Key=key, Body=body)
+    labels = "request_id,row,species\n" + "".join(f"r-1,{i},Adelie\n" for i in range(len(records)))
+    stack.s3.put_object(Bucket="emf-data", Key=f"feedback/{MODEL}/wrong.csv", Body=labels.encode())
 
 
 @pytest.mark.parametrize("service", sorted(SERVICE_OF_DIR.values()))

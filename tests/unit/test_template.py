@@ -145,6 +145,11 @@ NEEDS: dict[str, list[Need]] = {
             "${ModelBucket.Arn}/monitoring/*/summaries/*",
             "drift summaries (mlstack_core.drift.DriftRecorder)",
         ),
+        Need(
+            "s3:PutObject",
+            "${ModelBucket.Arn}/monitoring/*/captures/*",
+            "ground-truth captures (mlstack_core.capture.CaptureRecorder)",
+        ),
     ],
     "MonitorFunction": [
         Need("dynamodb:Query", "${RegistryTable.Arn}", "models"),
@@ -154,6 +159,12 @@ NEEDS: dict[str, list[Need]] = {
         Need("s3:GetObject", MODELS, "the version's baseline"),
         Need("s3:PutObject", MONITORING, "reports and latest.json"),
         Need("s3:ListBucketVersions", "${DataBucket.Arn}", "newest dataset to retrain on"),
+        Need("s3:ListBucket", "${DataBucket.Arn}", "feedback files"),
+        Need("s3:GetObject", "${DataBucket.Arn}/feedback/*", "labels"),
+        Need("s3:GetObjectVersion", "${DataBucket.Arn}/feedback/*", "(granted with GetObject)"),
+        Need("s3:GetObject", "${DataBucket.Arn}/datasets/*", "the newest dataset; is it done"),
+        Need("s3:GetObjectVersion", "${DataBucket.Arn}/datasets/*", "the newest, by version"),
+        Need("s3:PutObject", "${DataBucket.Arn}/datasets/*", "dataset plus labelled rows"),
         Need("states:StartExecution", "${TrainingStateMachine}", "retraining on drift"),
         Need(
             "states:DescribeExecution",

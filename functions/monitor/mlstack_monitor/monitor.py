@@ -33,6 +33,7 @@ from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import spec_schema
+from mlstack_monitor.quality import check_quality
 
 MAX_SUMMARIES = 2000  # newest first: a bounded read per model and tick
 DATASET_SUFFIX = ".csv"
@@ -249,8 +250,9 @@ def monitor_model(
 
 
 def monitor_all(models: Sequence[str] | None = None) -> dict[str, Any]:
-    """Check every model (or the given ones). Each model's metrics are flushed as one EMF record
-    with the dimension sets [service] and [service, model]."""
+    """Check every model (or the given ones): drift, then ground-truth quality
+    (``mlstack_monitor.quality``). Each model's metrics are flushed as one EMF record with the
+    dimension sets [service] and [service, model]."""
     settings = stack_settings()
     registry = Registry(settings.registry_table)
     s3 = boto3.client("s3")
@@ -259,11 +261,18 @@ def monitor_all(models: Sequence[str] | None = None) -> dict[str, Any]:
     for model in names:
         per_model(model)
         try:
-            results.append(monitor_model(model, registry, s3))
+            result = monitor_model(model, registry, s3)
         except Exception as error:  # one broken model must not stop the others' checks
             logger.exception("Drift check failed", extra={"model": model})
             metrics.add_metric(name="MonitorErrors", unit=MetricUnit.Count, value=1)
-            results.append({"model": model, "status": "error", "error": repr(error)[:500]})
+            result = {"model": model, "status": "error", "error": repr(error)[:500]}
+        try:
+            result["quality"] = check_quality(model, registry, s3, settings, time.time())
+        except Exception as error:
+            logger.exception("Quality check failed", extra={"model": model})
+            metrics.add_metric(name="MonitorErrors", unit=MetricUnit.Count, value=1)
+            result["quality"] = {"status": "error", "error": repr(error)[:500]}
+        results.append(result)
         if metrics.metric_set:
             metrics.flush_metrics()
         else:

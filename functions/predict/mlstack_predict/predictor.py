@@ -16,6 +16,7 @@ from typing import Any, Final, cast
 
 import numpy as np
 
+from mlstack_core.capture import CaptureRecorder
 from mlstack_core.contract import (
     Batch,
     LoadedModel,
@@ -69,6 +70,8 @@ class Predictor:
     aws_errors: tuple[type[Exception], ...] = (AwsHttpError,)
     # Sampled input/output counts for the Monitor function's drift check (DRIFT_* settings).
     drift: DriftRecorder = field(default_factory=DriftRecorder.from_env)
+    # Sampled rows and answers of models that opted in, for ground-truth joins (CAPTURE_*).
+    capture: CaptureRecorder = field(init=False)
     # The local cloud serves from threads; Lambda never runs two requests in one container.
     _lock: threading.RLock = field(default_factory=threading.RLock)
     aliases: AliasCache = field(init=False)
@@ -77,6 +80,9 @@ class Predictor:
     def __post_init__(self) -> None:
         self.aliases = AliasCache(self.registry, self.settings, self.aws_errors)
         self.sessions = SessionCache(self.registry, self.s3, self.settings, self.aws_errors)
+        self.capture = CaptureRecorder.from_settings(
+            self.settings.capture_sample_rate, self.settings.capture_flush_seconds
+        )
 
     def model_for(self, model: str) -> LoadedModel:
         """The session to serve ``model`` with; falls back to the last good version on failure."""
@@ -144,6 +150,9 @@ class Predictor:
             model, loaded.version, variant, batch.size, (time.perf_counter() - started) * 1000
         )
         self._record_drift(model, loaded, feeds, outputs)
+        with self._lock:
+            captures = self.capture.record(model, loaded.layout, loaded.document, batch, result)
+        self._write_monitoring(captures)
         if routing is not None and routing.shadow is not None and routing.shadow != loaded.version:
             shadow = self._shadow(model, routing.shadow, batch, loaded, outputs)
             if shadow is not None:
@@ -157,18 +166,25 @@ class Predictor:
         failed write is logged and the prediction is answered anyway."""
         # Drift counts the prediction only: the first output (label, or a regressor's variable).
         predicted = {loaded.layout.output_names[0]: outputs[0]}
-        for key, body in self.drift.record(
-            model, loaded.version, loaded.document, feeds, predicted
-        ):
+        self._write_monitoring(
+            self.drift.record(model, loaded.version, loaded.document, feeds, predicted)
+        )
+
+    def _write_monitoring(self, due: list[tuple[str, bytes]]) -> None:
+        """Write drift summaries or captures that are due. Best effort: a failed write is
+        logged and the prediction is answered anyway."""
+        for key, body in due:
             try:
                 self.s3.put_object(
                     Bucket=stack_settings().model_bucket,
                     Key=key,
                     Body=body,
-                    ContentType="application/json",
+                    ContentType="application/x-ndjson"
+                    if key.endswith(".jsonl")
+                    else "application/json",
                 )
             except Exception:
-                logger.warning("Drift summary not written", extra={"key": key}, exc_info=True)
+                logger.warning("Monitoring data not written", extra={"key": key}, exc_info=True)
 
     def _shadow(
         self,

@@ -63,6 +63,10 @@ class ServingSettings:
     session_cache_bytes: int
     intra_op_threads: int
     aws_client: str  # "boto3", or "http" for the prediction function's signed HTTPS reads
+    # Ground-truth capture (mlstack_core.capture): share of requests recorded for models whose
+    # spec turns it on, written at most this often per version (the drift interval).
+    capture_sample_rate: float = 0.0
+    capture_flush_seconds: float = 300.0
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -77,6 +81,8 @@ class ServingSettings:
             # flipped labels, so the gate and serving must agree on it.
             intra_op_threads=int(os.environ.get("ORT_INTRA_OP_THREADS", "1")),
             aws_client=os.environ.get("MLSTACK_AWS_CLIENT", "boto3"),
+            capture_sample_rate=float(os.environ.get("CAPTURE_SAMPLE_RATE", "0")),
+            capture_flush_seconds=float(os.environ.get("DRIFT_FLUSH_SECONDS", "300")),
         )
 
 

@@ -44,6 +44,11 @@ def row_getter(columns: tuple[Any, ...]) -> RowGetter:
     return itemgetter(*columns)
 
 
+def _feedback_key(document: Mapping[str, Any]) -> frozenset[str]:
+    key = (((document.get("spec") or {}).get("quality")) or {}).get("key")
+    return frozenset({str(key)}) if key else frozenset()
+
+
 @dataclass(frozen=True)
 class FeatureLayout:
     """What the feature schema of a version says about building its inputs and outputs."""
@@ -84,7 +89,8 @@ class FeatureLayout:
             numeric=numeric,
             categorical=categorical,
             required=required,
-            known=required | frozenset(str(f["name"]) for f in features),
+            # Also the spec's feedback key, which a request may carry for the capture to record.
+            known=required | frozenset(str(f["name"]) for f in features) | _feedback_key(document),
             target=schema.get("target"),
             categories={
                 str(f["name"]): frozenset(str(c) for c in f.get("categories") or [])

@@ -1,0 +1,168 @@
+"""``mlstack feedback`` and ``mlstack monitor``: labels in, the Monitor's answers out.
+
+``feedback MODEL FILE`` checks the file's header against what the Monitor joins on (request_id
+and row, or the spec's quality.key, and the label in the target's column or ``label``) and puts
+it under ``feedback/<model>/``. ``monitor MODEL`` prints the Monitor's latest drift and quality
+reports; with ``--now`` it first runs the scheduled checks for that model (the stack's
+MonitorFunction, invoked as its schedule would) and says what they did.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from mlstack.cli.errors import CommandError
+from mlstack.cli.stack import StackClient
+from mlstack_core.layout import model_name_problem
+
+LABEL_COLUMN = "label"
+
+
+def feedback_problem(header: list[str], target: str | None, key: str | None) -> str | None:
+    """Why the Monitor could not join this file, or None."""
+    labels = [c for c in (target, LABEL_COLUMN) if c]
+    if not any(c in header for c in labels):
+        return f"the file needs a label column ({' or '.join(map(repr, labels))})"
+    if not ({"request_id", "row"} <= set(header) or (key and key in header)):
+        joins = "'request_id' and 'row' (as the API answered)" + (f", or {key!r}" if key else "")
+        return f"the file needs {joins} to say which prediction each label is for"
+    return None
+
+
+def upload_feedback(client: StackClient, model: str, path: Path) -> dict[str, Any]:
+    problem = model_name_problem(model)
+    if problem:
+        raise CommandError(problem)
+    if not path.is_file():
+        raise CommandError(f"no such file: {path}")
+    body = path.read_bytes()
+    text = body.decode("utf-8-sig", errors="replace")
+    header = next(csv.reader(io.StringIO(text)), [])
+    spec = client.stored_spec(model) or {}
+    quality = spec.get("quality") or {}
+    problem = feedback_problem(header, spec.get("target"), quality.get("key"))
+    if problem:
+        raise CommandError(f"{path}: {problem}; its header is {', '.join(header[:12])}")
+    rows = max(0, len(text.splitlines()) - 1)
+    bucket = client.outputs["DataBucketName"]
+    key = f"feedback/{model}/{path.stem}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.csv"
+    client.session.client("s3").put_object(
+        Bucket=bucket, Key=key, Body=body, ContentType="text/csv"
+    )
+    if not quality.get("capture"):
+        print(
+            f"note: {model}'s spec does not set quality.capture, so there are no captured "
+            "predictions to join these labels to"
+        )
+    return {"bucket": bucket, "key": key, "rows": rows}
+
+
+def run_checks(client: StackClient, model: str) -> dict[str, Any]:
+    """The scheduled checks, now, for one model: the MonitorFunction's own answer."""
+    name = client.function_name("MonitorFunction")
+    response = client.session.client("lambda").invoke(
+        FunctionName=name, Payload=json.dumps({"models": [model]}).encode()
+    )
+    payload = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError"):
+        raise CommandError(f"the Monitor failed: {payload}")
+    results = [r for r in (payload or {}).get("models", []) if r.get("model") == model]
+    if not results:
+        raise CommandError(f"the Monitor did not check {model!r}")
+    result: dict[str, Any] = results[0]
+    return result
+
+
+def latest_reports(client: StackClient, model: str) -> dict[str, Any]:
+    s3 = client.session.client("s3")
+    bucket = client.outputs["ModelBucketName"]
+    found: dict[str, Any] = {}
+    for name, key in (
+        ("drift", f"monitoring/{model}/latest.json"),
+        ("quality", f"monitoring/{model}/quality-latest.json"),
+    ):
+        try:
+            found[name] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            found[name] = None
+    return found
+
+
+def describe_drift(drift: dict[str, Any] | None) -> list[str]:
+    if not drift:
+        return ["drift: no check yet"]
+    status = drift.get("status")
+    lines = [
+        f"drift of version {drift.get('version')}: {status} "
+        f"({drift.get('rows', 0)} sampled rows; threshold {drift.get('threshold')})"
+    ]
+    features = drift.get("features") or []
+    if features:
+        lines.append(f"  {'feature':<30} {'PSI':>8}")
+        for feature in features[:20]:
+            flag = "  drifted" if feature["psi"] >= (drift.get("threshold") or 0.25) else ""
+            lines.append(f"  {feature['name'][:30]:<30} {feature['psi']:>8.3f}{flag}")
+    if drift.get("prediction_psi") is not None:
+        lines.append(f"  predictions PSI {drift['prediction_psi']:.3f}")
+    retraining = drift.get("retraining")
+    if status == "drift":
+        lines.append("  did: alerted" + _retraining_words(retraining))
+    return lines
+
+
+def describe_quality(quality: dict[str, Any] | None) -> list[str]:
+    if not quality:
+        return ["quality: no check yet"]
+    if quality.get("status") == "not captured":
+        return ["quality: not captured (set quality.capture in the spec to record predictions)"]
+    lines = [
+        f"quality of production version {quality.get('production_version')}: "
+        f"{quality.get('status')} ({quality.get('feedback_files', 0)} feedback files)"
+    ]
+    versions = quality.get("versions") or []
+    if versions:
+        lines.append(
+            f"  {'version':>7} {'day':<10} {'labelled':>8} {'metric':<10} {'value':>8} "
+            f"{'holdout':>8}"
+        )
+        for entry in versions:
+            holdout = entry.get("holdout")
+            for day in entry.get("days") or []:
+                lines.append(
+                    f"  {entry['version']:>7} {day['day']:<10} {day['rows']:>8} "
+                    f"{day['metric']!s:<10} {_figure(day.get('value')):>8} {_figure(holdout):>8}"
+                )
+            lines.append(
+                f"  {entry['version']:>7} {'window':<10} {entry['rows']:>8} "
+                f"{entry['metric']!s:<10} {_figure(entry.get('value')):>8} "
+                f"{_figure(holdout):>8}  {entry.get('status')}"
+                f" (of {entry.get('captured_rows', 0)} captured)"
+            )
+            for reason in entry.get("reasons") or []:
+                lines.append(f"    {reason}")
+    for problem in quality.get("feedback_problems") or []:
+        lines.append(f"  feedback not read: {problem}")
+    action = quality.get("action")
+    if action == "nothing":
+        lines.append("  did: nothing")
+    elif action:
+        lines.append("  did: alerted" + _retraining_words(quality.get("retraining")))
+    return lines
+
+
+def _retraining_words(retraining: dict[str, Any] | None) -> str:
+    if not retraining:
+        return ""
+    if retraining.get("started"):
+        started = retraining.get("execution_arn") or retraining.get("dataset")
+        return f"; started retraining ({started})"
+    return f"; no retraining ({retraining.get('reason')})"
+
+
+def _figure(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
