@@ -113,7 +113,8 @@ def test_true_labels_keep_the_model_and_wrong_ones_alert_and_retrain(
         .read()
     )
     (version,) = report["versions"]
-    assert version["rows"] == 100 and version["captured_rows"] == 100
+    assert version["rows"] == 100
+    assert version["captured_rows"] == 100
     accuracy = sum(p == served_rows[i][TARGET] for i, (_, _, p) in enumerate(answered)) / 100
     assert version["value"] == pytest.approx(accuracy)
     assert version["value"] >= holdout - 0.1
@@ -130,11 +131,15 @@ def test_true_labels_keep_the_model_and_wrong_ones_alert_and_retrain(
     assert "did: alerted; started retraining" in printed
 
     (alert,) = quality_alerts(alerts)
-    assert alert["model"] == MODEL and alert["version"] == production
-    assert alert["value"] == 0.0 and alert["labelled_rows"] == 100
-    assert alert["holdout"] == holdout and alert["drop"] == pytest.approx(holdout)
+    assert alert["model"] == MODEL
+    assert alert["version"] == production
+    assert alert["value"] == 0.0
+    assert alert["labelled_rows"] == 100
+    assert alert["holdout"] == holdout
+    assert alert["drop"] == pytest.approx(holdout)
     retraining = alert["retraining"]
-    assert retraining["started"] is True and retraining["labelled_rows"] == 100
+    assert retraining["started"] is True
+    assert retraining["labelled_rows"] == 100
 
     # The new dataset is the newest upload plus the labelled rows, and it starts a run.
     dataset = (
