@@ -85,6 +85,7 @@ def test_true_labels_keep_the_model_and_wrong_ones_alert_and_retrain(
     trained = cloud.wait_for_execution(stack.find_execution(upload))
     assert trained["status"] == "SUCCEEDED", trained.get("cause")
     production = stack.registry.get_alias(MODEL)
+    assert production is not None
     holdout = stack.registry.get_version(MODEL, production)["metrics"]["accuracy"]
 
     served_rows = [row for row in rows if row[TARGET]][:100]
