@@ -74,6 +74,7 @@ lock: install
 bench: install
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/batch_scoring.py --write docs/batch-scoring.md
+	$(BIN)/python benchmarks/capture.py --write docs/capture.md
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

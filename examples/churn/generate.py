@@ -3,6 +3,11 @@
 ``churn.csv`` is last year's customers, whose churn followed short tenure on monthly contracts;
 ``churn-2026.csv`` is this year's, whose churn follows high charges and support calls. A model of
 last year scores poorly on this year, so the second upload passes the gate against the first.
+
+For monitoring: ``watched.json`` is a spec that captures what is served, ``recent.json`` 200 of
+this year's customers (with their ``customer_id``) to send to a model of last year, and
+``recent-outcomes.csv`` what those customers did: the inputs look like last year's (low drift),
+the answers are wrong, and only the outcomes show it.
 """
 
 from __future__ import annotations
@@ -61,3 +66,21 @@ if __name__ == "__main__":
     (HERE / "rows.json").write_text(json.dumps({"instances": instances}, indent=2) + "\n")
     spec = {"target": "churned", "approval": "manual", "description": "Customers likely to leave"}
     (HERE / "manual.json").write_text(json.dumps(spec, indent=2) + "\n")
+    watched = {
+        "target": "churned",
+        "description": "Customers likely to leave, watched against their outcomes",
+        "drift": {"action": "alert"},
+        "quality": {"capture": True, "key": "customer_id", "min_rows": 50, "action": "retrain"},
+    }
+    (HERE / "watched.json").write_text(json.dumps(watched, indent=2) + "\n")
+    rng = random.Random(3)
+    served, outcomes = [], []
+    for number in range(200):
+        row = customer(rng)
+        outcomes.append({"customer_id": f"c-{number:04d}", "churned": this_year(row, rng)})
+        served.append({"customer_id": f"c-{number:04d}", **row})
+    (HERE / "recent.json").write_text(json.dumps({"instances": served}, indent=1) + "\n")
+    with open(HERE / "recent-outcomes.csv", "w", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["customer_id", "churned"])
+        writer.writerows([o["customer_id"], "yes" if o["churned"] else "no"] for o in outcomes)

@@ -181,7 +181,13 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from mlstack.cli.monitoring import describe_drift, describe_quality, latest_reports, run_checks
+    from mlstack.cli.monitoring import (
+        describe_drift,
+        describe_quality,
+        latest_reports,
+        retraining_run,
+        run_checks,
+    )
 
     client = StackClient(args.stack)
     if args.now:
@@ -191,6 +197,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     reports = latest_reports(client, args.model)
     for line in [*describe_drift(reports["drift"]), *describe_quality(reports["quality"])]:
         print(line)
+    if args.now:
+        run = retraining_run(client, reports["quality"])
+        if run:
+            print(f"  training run: {run}")
     return 0
 
 

@@ -158,10 +158,26 @@ def describe_quality(quality: dict[str, Any] | None) -> list[str]:
 def _retraining_words(retraining: dict[str, Any] | None) -> str:
     if not retraining:
         return ""
+    if retraining.get("execution_arn") and retraining.get("started"):
+        return f"; started training run {retraining['execution_arn']}"
     if retraining.get("started"):
-        started = retraining.get("execution_arn") or retraining.get("dataset")
-        return f"; started retraining ({started})"
+        return (
+            f"; wrote {retraining['dataset']} ({retraining.get('labelled_rows')} labelled rows "
+            "added to the newest dataset), whose upload starts a training run"
+        )
     return f"; no retraining ({retraining.get('reason')})"
+
+
+def retraining_run(client: StackClient, quality: dict[str, Any] | None) -> str | None:
+    """The training run a quality check's new dataset started, once the trigger started it."""
+    retraining = (quality or {}).get("retraining") or {}
+    if not retraining.get("started") or not retraining.get("dataset"):
+        return None
+    upload = {"bucket": client.outputs["DataBucketName"], "key": retraining["dataset"]}
+    try:
+        return client.find_execution(upload, timeout=30)
+    except TimeoutError:
+        return None
 
 
 def _figure(value: Any) -> str:

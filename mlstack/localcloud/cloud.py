@@ -29,6 +29,7 @@ from mlstack.localcloud.adaptations import (
     state_machines_in_executing_backend,
     substitute_definitions,
     take_item_batchers,
+    unfrozen_monitoring_writes,
 )
 from mlstack.localcloud.lambdas import InProcessLambdas
 from mlstack.localcloud.packaging import package_code
@@ -203,6 +204,7 @@ class LocalCloud:
         self._exit.enter_context(batched_map_items())
         self._exit.enter_context(json_state_copies())
         self._exit.enter_context(shared_interpreter_clients())
+        self._exit.enter_context(unfrozen_monitoring_writes())
 
         template = load_template(self.root / "template.yaml")
         self.api = LocalApi(routes_from_template(template), self.invoke_function, self.identify)

@@ -286,6 +286,35 @@ def test_the_readme_walkthrough_runs_as_written(
         process.wait(timeout=30)
 
 
+def test_the_readme_monitoring_walkthrough_runs_as_written(tmp_path: Path) -> None:
+    """The README's drift-and-feedback walkthrough, as written, against a fresh local up: the
+    prediction function's captures reach the Monitor within seconds, the outcomes make quality
+    fall, and the check says so and starts a training run."""
+    shutil.copytree(PROJECT_ROOT / "examples", tmp_path / "examples")
+    port, api_port = _free_port(), _free_port()
+    script = _readme_block("cd examples/churn      # last year's model")
+    process = start_local_up(port, api_port)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("Ready"):
+                break
+        ran = _run_shell(script, tmp_path, port)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        printed = ran.stdout
+        first, second = printed.split("uploaded 200 labels", 1)
+        assert "drift of version 1:" in first
+        assert "monthly_charges" in first
+        assert "quality of production version 1: not enough labels" in first
+        assert "quality of production version 1: fallen" in second
+        assert "worse than the holdout's" in second
+        assert "whose upload starts a training run" in second
+        assert "training run: arn:aws:states:" in second
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def _raw_request(
     url: str, method: str, headers: dict[str, str], body: bytes = b""
 ) -> tuple[int, dict[str, str], bytes]:

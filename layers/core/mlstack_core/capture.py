@@ -81,7 +81,7 @@ class CaptureRecorder:
     writer: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     dropped: int = 0
     errors: int = 0
-    _lines: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    _held: dict[tuple[str, int], list[_Held]] = field(default_factory=dict)
     _since: dict[tuple[str, int], float] = field(default_factory=dict)
     _buffered: int = 0
     _sequence: int = 0
@@ -121,6 +121,8 @@ class CaptureRecorder:
         batch: Batch,
         answer: Mapping[str, Any],
     ) -> None:
+        """Keep references to what the request already parsed and answered; the JSON lines are
+        written at flush time, so a recorded request pays for a few appends, not for encoding."""
         rows = min(batch.size, self.max_rows_per_request)
         room = self.max_buffered_rows - self._buffered
         if rows > room:
@@ -128,34 +130,21 @@ class CaptureRecorder:
             rows = max(room, 0)
         if rows == 0:
             return
-        columns = (*layout.numeric, *layout.categorical)
-        values = batch.rows(columns)[:rows]
         key = key_column(document)
-        keys = _column_values(batch, key, rows) if key else None
-        predictions = _plain(answer.get("predictions", []))
-        probabilities = answer.get("probabilities")
-        probability_rows = _plain(probabilities) if probabilities is not None else None
+        held = _Held(
+            request_id=answer.get("request_id"),
+            variant=answer.get("variant"),
+            at=round(self.clock(), 3),
+            rows=rows,
+            columns=(*layout.numeric, *layout.categorical),
+            values=batch.rows((*layout.numeric, *layout.categorical))[:rows],
+            keys=_column_values(batch, key, rows) if key else None,
+            predictions=answer.get("predictions", []),
+            probabilities=answer.get("probabilities"),
+        )
         version = int(answer["version"])
-        base = {
-            "request_id": answer.get("request_id"),
-            "version": version,
-            "variant": answer.get("variant"),
-            "at": round(self.clock(), 3),
-        }
-        lines = self._lines.setdefault((model, version), [])
+        self._held.setdefault((model, version), []).append(held)
         self._since.setdefault((model, version), self.clock())
-        for row in range(rows):
-            line: dict[str, Any] = {
-                **base,
-                "row": row,
-                "features": dict(zip(columns, values[row], strict=True)),
-                "prediction": predictions[row],
-            }
-            if keys is not None:
-                line["key"] = keys[row]
-            if probability_rows is not None:
-                line["probabilities"] = probability_rows[row]
-            lines.append(json.dumps(line, default=str, allow_nan=False))
         self._buffered += rows
 
     def due(self, *, everything: bool = False) -> list[tuple[str, bytes]]:
@@ -165,14 +154,54 @@ class CaptureRecorder:
         for (model, version), since in list(self._since.items()):
             if not everything and now - since < self.flush_seconds:
                 continue
-            lines = self._lines.pop((model, version), [])
+            held = self._held.pop((model, version), [])
             del self._since[(model, version)]
-            self._buffered -= len(lines)
+            self._buffered -= sum(h.rows for h in held)
+            lines = [line for h in held for line in h.lines(version)]
             if lines:
                 self._sequence += 1
                 key = capture_key(model, version, now, self.writer, self._sequence)
                 written.append((key, ("\n".join(lines) + "\n").encode()))
         return written
+
+
+@dataclass(frozen=True)
+class _Held:
+    """One recorded request, as references to what it parsed and answered."""
+
+    request_id: Any
+    variant: Any
+    at: float
+    rows: int
+    columns: tuple[str, ...]
+    values: list[tuple[Any, ...]]
+    keys: list[Any] | None
+    predictions: Any
+    probabilities: Any
+
+    def lines(self, version: int) -> list[str]:
+        predictions = _plain(self.predictions)
+        probabilities = _plain(self.probabilities) if self.probabilities is not None else None
+        base = {
+            "request_id": self.request_id,
+            "version": version,
+            "variant": self.variant,
+            "at": self.at,
+        }
+        lines = []
+        for row in range(self.rows):
+            line: dict[str, Any] = {
+                **base,
+                "row": row,
+                "features": dict(zip(self.columns, self.values[row], strict=True)),
+                "prediction": predictions[row],
+            }
+            if self.keys is not None:
+                line["key"] = self.keys[row]
+            if probabilities is not None:
+                line["probabilities"] = probabilities[row]
+            lines.append(json.dumps(line, default=str, allow_nan=False))
+        return lines
 
 
 def _column_values(batch: Batch, column: str, rows: int) -> list[Any]:

@@ -1,0 +1,133 @@
+"""Ground-truth capture in the prediction function's container: what it holds, when it lets go,
+and what it never does (fail a prediction, grow without bound, record a model that did not opt
+in)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mlstack_core.capture import CaptureRecorder, captures_prefix
+from mlstack_core.contract import Batch, FeatureLayout
+
+pytestmark = pytest.mark.unit
+
+DOCUMENT: dict[str, Any] = {
+    "schema": {
+        "task": "classification",
+        "numeric": ["x"],
+        "categorical": ["colour"],
+        "classes": ["no", "yes"],
+        "features": [{"name": "x", "kind": "numeric"}, {"name": "colour", "kind": "categorical"}],
+    },
+    "spec": {"quality": {"capture": True, "key": "customer"}},
+}
+LAYOUT = FeatureLayout.from_document(DOCUMENT)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def answer(rows: int, request_id: str = "req-1") -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "version": 3,
+        "variant": "production",
+        "predictions": ["yes"] * rows,
+        "probabilities": np.tile(np.array([[0.25, 0.75]], dtype=np.float32), (rows, 1)),
+    }
+
+
+def batch(rows: int) -> Batch:
+    return Batch.of_instances(
+        [{"x": float(i), "colour": "red", "customer": f"c{i}"} for i in range(rows)]
+    )
+
+
+def lines(written: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    return [json.loads(line) for _, body in written for line in body.decode().splitlines()]
+
+
+def test_captured_rows_say_what_was_asked_and_answered_and_wait_for_their_flush() -> None:
+    clock = Clock()
+    recorder = CaptureRecorder(sample_rate=1.0, flush_seconds=60, clock=clock)
+    assert recorder.record("m", LAYOUT, DOCUMENT, batch(2), answer(2)) == []
+    clock.now += 61
+    written = recorder.record("m", LAYOUT, DOCUMENT, batch(1), answer(1, "req-2"))
+    ((key, _),) = written
+    assert key.startswith(captures_prefix("m", 3, "2027-01-15"))
+    assert key.endswith(".jsonl")
+    first, second, third = lines(written)
+    assert first["request_id"] == second["request_id"] == "req-1"
+    assert [first["row"], second["row"], third["row"]] == [0, 1, 0]
+    assert first["features"] == {"x": 0.0, "colour": "red"}
+    assert first["key"] == "c0"
+    assert first["prediction"] == "yes"
+    assert first["probabilities"] == [0.25, 0.75]
+    assert first["version"] == 3
+    assert first["variant"] == "production"
+    assert recorder.due(everything=True) == []  # nothing held twice
+
+
+def test_a_model_that_did_not_opt_in_is_never_captured() -> None:
+    recorder = CaptureRecorder(sample_rate=1.0, flush_seconds=0)
+    document = {**DOCUMENT, "spec": {}}
+    assert recorder.record("m", LAYOUT, document, batch(3), answer(3)) == []
+    assert recorder.due(everything=True) == []
+
+
+def test_a_sample_rate_of_zero_records_nothing_and_costs_one_comparison() -> None:
+    recorder = CaptureRecorder(sample_rate=0.0, flush_seconds=0)
+    assert recorder.record("m", LAYOUT, DOCUMENT, batch(3), answer(3)) == []
+    assert recorder.due(everything=True) == []
+
+
+@given(rate=st.floats(0.05, 0.95), seed=st.integers(0, 1000))
+def test_the_sample_rate_is_the_share_of_requests_recorded(rate: float, seed: int) -> None:
+    recorder = CaptureRecorder(sample_rate=rate, flush_seconds=1e9, seed=seed)
+    for i in range(2000):
+        recorder.record("m", LAYOUT, DOCUMENT, batch(1), answer(1, f"r{i}"))
+    recorded = len(lines(recorder.due(everything=True)))
+    assert abs(recorded / 2000 - rate) < 0.06
+
+
+def test_memory_is_bounded_and_what_does_not_fit_is_counted() -> None:
+    recorder = CaptureRecorder(
+        sample_rate=1.0, flush_seconds=1e9, max_rows_per_request=50, max_buffered_rows=120
+    )
+    for _ in range(4):
+        recorder.record("m", LAYOUT, DOCUMENT, batch(80), answer(80))
+    assert len(lines(recorder.due(everything=True))) == 120
+    assert recorder.dropped == 4 * 50 - 120
+
+
+def test_a_capture_that_cannot_be_made_never_fails_the_prediction() -> None:
+    recorder = CaptureRecorder(sample_rate=1.0, flush_seconds=0)
+    broken = {"request_id": "r", "version": "not a number", "predictions": []}
+    assert recorder.record("m", LAYOUT, DOCUMENT, batch(1), broken) == []
+    assert recorder.errors == 1
+
+
+def test_a_regressors_missing_prediction_is_null_not_nan() -> None:
+    recorder = CaptureRecorder(sample_rate=1.0, flush_seconds=0)
+    regressor = {"request_id": "r", "version": 1, "predictions": np.array([np.nan, 2.5])}
+    (line_a, line_b) = lines(recorder.record("m", LAYOUT, DOCUMENT, batch(2), regressor))
+    assert line_a["prediction"] is None
+    assert line_b["prediction"] == 2.5
+
+
+def test_the_feedback_key_is_a_column_requests_may_carry() -> None:
+    assert "customer" in LAYOUT.known
+    assert "customer" not in LAYOUT.required
+    plain = FeatureLayout.from_document({**DOCUMENT, "spec": {}})
+    assert "customer" not in plain.known
