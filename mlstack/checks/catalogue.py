@@ -178,6 +178,7 @@ METRICS: list[Metric] = [
                 "(0 after a promotion); alarm RejectionsInARowAlarm",
             ),
             ("PromotionConflicts", "Count", "production moved during the run; not promoted"),
+            ("CardFailures", "Count", "versions registered whose model card could not be written"),
         ],
     ),
     *_m(

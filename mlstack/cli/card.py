@@ -1,10 +1,9 @@
 """``mlstack card NAME [VERSION]``: a version's model card, in Markdown and in HTML.
 
-The card is written on the user's side from what the stack already keeps: the version document in
-the registry (data, schema, training, lineage, who moved it and why), the evaluation and the
-holdout outputs Register stored beside the model (``mlstack.cli.report`` reads both), and the
-registry's history. Calibration (Brier score, reliability curve) and the residual summary are
-computed here from the stored holdout outputs, the ONNX model's own answers.
+The card's content is ``mlstack_core.card`` (Register stores the same card, without plots,
+beside every version); here it is written with the report's plots, the registry's history up to
+now and the Monitor's latest ground-truth quality report. Calibration (Brier score, reliability
+curve) and the residual summary come from the stored holdout outputs, the ONNX model's answers.
 
 ``card.md`` links the report's PNGs written beside it; ``card.html`` embeds them, so it is one file
 to attach to a review.
@@ -12,88 +11,18 @@ to attach to a review.
 
 from __future__ import annotations
 
-import base64
-import html
-from dataclasses import dataclass, field
+import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mlstack.cli.report import ReportData, confusion, decision_text, load, pyplot, render
-
-RELIABILITY_BINS = 10
-SMALL_HOLDOUT_ROWS = 100
-FEW_CLASS_ROWS = 10
-LISTED_CATEGORIES = 20
-
-
-@dataclass
-class Table:
-    header: list[str]
-    rows: list[list[str]]
-
-
-@dataclass
-class Section:
-    title: str
-    blocks: list[str | Table] = field(default_factory=list)
-
-    def add(self, block: str | Table) -> None:
-        self.blocks.append(block)
-
-
-def _number(value: Any) -> str:
-    """Scores with four decimals; measurements as written (32.1, 2850, 1e-07)."""
-    if value is None:
-        return "-"
-    if isinstance(value, float) and 1e-3 <= abs(value) < 1e4:
-        return f"{value:.4f}"
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def _measured(value: float) -> str:
-    return f"{value:.6g}"
-
-
-# ----------------------------------------------------------------------------- calibration
-def brier_score(y: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> float:
-    """Binary: mean squared error of P(classes[1]). Multi-class: the mean over rows of the squared
-    distance between the probability row and the one-hot truth (0 is perfect, 2 the worst)."""
-    truth = (y[:, None] == np.asarray(classes, dtype=object)[None, :]).astype(np.float64)
-    if len(classes) == 2:
-        return float(np.mean((probabilities[:, 1] - truth[:, 1]) ** 2))
-    return float(np.mean(np.sum((probabilities - truth) ** 2, axis=1)))
-
-
-@dataclass
-class Reliability:
-    """The top-label reliability curve: per confidence bin, rows, mean confidence, accuracy."""
-
-    rows: list[int]
-    confidence: list[float]
-    accuracy: list[float]
-    expected_calibration_error: float
-
-
-def reliability(
-    y: np.ndarray, probabilities: np.ndarray, classes: list[str], bins: int = RELIABILITY_BINS
-) -> Reliability:
-    confidence = probabilities.max(axis=1)
-    correct = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)] == y
-    index = np.minimum((confidence * bins).astype(int), bins - 1)
-    rows, mean_confidence, accuracy = [], [], []
-    gap = 0.0
-    for b in range(bins):
-        members = index == b
-        count = int(members.sum())
-        if count == 0:
-            continue
-        rows.append(count)
-        mean_confidence.append(float(confidence[members].mean()))
-        accuracy.append(float(correct[members].mean()))
-        gap += count * abs(mean_confidence[-1] - accuracy[-1])
-    return Reliability(rows, mean_confidence, accuracy, gap / max(len(y), 1))
+from mlstack.cli.report import load, pyplot, render
+from mlstack_core.card import (
+    ReportData,
+    card_sections,
+    reliability,
+    to_html,
+    to_markdown,
+)
 
 
 def plot_reliability(data: ReportData) -> Any:
@@ -112,349 +41,17 @@ def plot_reliability(data: ReportData) -> Any:
     return figure
 
 
-# ----------------------------------------------------------------------------- sections
-def _purpose(data: ReportData) -> Section:
-    spec = data.document.get("spec") or {}
-    section = Section("Purpose")
-    section.add(spec.get("description") or 'The spec gives no description (`"description"`).')
-    target = data.document["schema"]["target"]
-    section.add(f"Predicts `{target}` ({data.task}) from {len(_features(data))} input columns.")
-    return section
-
-
-def _features(data: ReportData) -> list[dict[str, Any]]:
-    return list(data.document["schema"].get("features") or [])
-
-
-def _baseline_features(data: ReportData) -> dict[str, dict[str, Any]]:
-    baseline = data.document.get("drift_baseline") or {}
-    return {f["name"]: f for f in baseline.get("features") or []}
-
-
-def _data(data: ReportData) -> Section:
-    document = data.document
-    dataset, splits = document.get("dataset") or {}, document.get("splits") or {}
-    section = Section("Data")
-    source = f"s3://{dataset.get('bucket')}/{dataset.get('key')}"
-    if dataset.get("version_id"):
-        source += f" (S3 version {dataset['version_id']})"
-    section.add(
-        f"Source {source}: {dataset.get('rows')} rows, {dataset.get('columns')} columns, "
-        f"sha256 `{dataset.get('sha256')}`. Split {splits.get('train_rows')} rows for training, "
-        f"{splits.get('holdout_rows')} held out for evaluation."
-    )
-    baseline = _baseline_features(data)
-    rows = (document.get("drift_baseline") or {}).get("rows") or 0
-    table = Table(["feature", "kind", "missing in training", "seen in training"], [])
-    for feature in _features(data):
-        entry = baseline.get(feature["name"], {})
-        missing = f"{entry['missing'] / rows:.1%}" if rows and "missing" in entry else "-"
-        table.rows.append([feature["name"], feature["kind"], missing, _seen(feature, entry)])
-    section.add(table)
-    for warning in document.get("warnings") or []:
-        section.add(f"Warning {warning.get('code')}: {warning.get('message')}")
-    return section
-
-
-def _seen(feature: dict[str, Any], entry: dict[str, Any]) -> str:
-    if feature["kind"] == "categorical":
-        categories = [str(c) for c in feature.get("categories") or []]
-        listed = ", ".join(categories[:LISTED_CATEGORIES])
-        more = len(categories) - LISTED_CATEGORIES
-        return listed + (f" and {more} more" if more > 0 else "")
-    if entry.get("min") is not None:
-        return f"{_measured(entry['min'])} to {_measured(entry['max'])}"
-    return "-"
-
-
-def _training(data: ReportData) -> Section:
-    best = data.evaluation["best"]
-    metric = data.evaluation["metric"]
-    section = Section("Training")
-    params = ", ".join(f"{k}={v}" for k, v in (best.get("params") or {}).items()) or "defaults"
-    section.add(f"Chosen: `{best['candidate_id']}`, {best['family']} ({params}).")
-    cv = best.get("cv")
-    if cv:
-        section.add(
-            f"Grid search, {cv['folds']}-fold cross-validation on {metric}: best "
-            f"{_number(cv.get('best_score'))} at {cv.get('best_params')}."
-        )
-        section.add(
-            Table(
-                ["params", f"mean {metric}", "std", "rank"],
-                [
-                    [
-                        str(p["params"]),
-                        _number(p["mean_score"]),
-                        _number(p["std_score"]),
-                        str(p["rank"]),
-                    ]
-                    for p in sorted(cv.get("points") or [], key=lambda p: p["rank"])
-                ],
-            )
-        )
-    candidates = data.evaluation.get("candidates") or []
-    section.add(
-        Table(
-            ["candidate", "family", f"holdout {metric}", "status"],
-            [
-                [
-                    str(c.get("candidate_id")),
-                    str(c.get("family")),
-                    _number((c.get("metrics") or {}).get(metric)),
-                    str(c.get("error") or c.get("status")),
-                ]
-                for c in candidates
-            ],
-        )
-    )
-    return section
-
-
-def _evaluation(data: ReportData) -> Section:
-    evaluation = data.evaluation
-    section = Section("Evaluation")
-    champion = evaluation.get("champion") or {}
-    columns = [("challenger", evaluation["best"].get("metrics") or {})]
-    if champion.get("metrics"):
-        columns.append((f"production v{champion.get('version')}", champion["metrics"]))
-    baseline = evaluation.get("baseline") or {}
-    if baseline.get("metrics"):
-        columns.append((f"baseline ({baseline.get('strategy')})", baseline["metrics"]))
-    names = list(columns[0][1])
-    section.add(
-        f"On {len(data.y)} holdout rows, scored as ONNX through the serving contract "
-        f"(gate metric: {evaluation['metric']})."
-    )
-    section.add(
-        Table(
-            ["metric", *(title for title, _ in columns)],
-            [[name, *(_number(values.get(name)) for _, values in columns)] for name in names],
-        )
-    )
-    if champion and not champion.get("metrics"):
-        section.add(f"Production was not compared: {champion.get('reason') or 'not comparable'}.")
-    challenger = data.models[0] if data.models else None
-    if challenger is None:
-        return section
-    if data.task == "classification" and challenger.label is not None:
-        matrix = confusion(data.y, challenger.label, data.classes)
-        section.add("Confusion matrix (rows: truth, columns: predicted):")
-        section.add(
-            Table(
-                ["", *data.classes],
-                [[c, *(str(n) for n in matrix[i])] for i, c in enumerate(data.classes)],
-            )
-        )
-    if challenger.probabilities is not None:
-        curve = reliability(data.y, challenger.probabilities, data.classes)
-        brier = brier_score(data.y, challenger.probabilities, data.classes)
-        kind = f"P({data.classes[1]})" if len(data.classes) == 2 else "multi-class, 0 to 2"
-        section.add(
-            f"Calibration: Brier score {brier:.4f} ({kind}); expected calibration error "
-            f"{curve.expected_calibration_error:.4f} over {RELIABILITY_BINS} confidence bins."
-        )
-        section.add(
-            Table(
-                ["rows", "mean confidence", "share correct"],
-                [
-                    [str(n), f"{c:.3f}", f"{a:.3f}"]
-                    for n, c, a in zip(curve.rows, curve.confidence, curve.accuracy, strict=True)
-                ],
-            )
-        )
-    if challenger.variable is not None:
-        residuals = data.y - challenger.variable
-        q05, q50, q95 = np.quantile(residuals, [0.05, 0.5, 0.95])
-        section.add(
-            f"Residuals (actual - predicted): mean {_number(float(residuals.mean()))}, standard "
-            f"deviation {_number(float(residuals.std()))}, 5 % / 50 % / 95 % quantiles "
-            f"{_number(float(q05))} / {_number(float(q50))} / {_number(float(q95))}."
-        )
-    return section
-
-
-def _parity(data: ReportData) -> Section:
-    best = data.evaluation["best"]
-    parity = best.get("parity") or {}
-    rehearsal = best.get("rehearsal") or data.document.get("rehearsal") or {}
-    section = Section("ONNX parity and serving")
-    section.add(
-        "The ONNX export against scikit-learn on the holdout: "
-        + (
-            f"{parity['label_agreement']:.2%} same labels, "
-            if parity.get("label_agreement") is not None
-            else ""
-        )
-        + f"largest difference {_number(parity.get('max_abs_diff'))}; "
-        + ("within" if parity.get("passed") else "outside")
-        + " the spec's tolerance."
-    )
-    if rehearsal:
-        requests = rehearsal.get("requests") or []
-        section.add(
-            f"Serving rehearsal: {len(requests)} requests through the prediction API's contract "
-            + ("answered as scored." if rehearsal.get("passed") else "did not match the gate.")
-        )
-    return section
-
-
-def _drift(data: ReportData) -> Section:
-    baseline = data.document.get("drift_baseline") or {}
-    section = Section("Drift baseline")
-    if not baseline:
-        section.add("No drift baseline is stored inline; see `files.baseline`.")
-        return section
-    section.add(
-        f"{len(baseline.get('features') or [])} features binned from {baseline.get('rows')} "
-        "training rows (deciles for numbers, the most frequent categories otherwise); the "
-        "monitor compares served inputs with these bins (PSI)."
-    )
-    return section
-
-
-def _decision(data: ReportData, history: list[dict[str, Any]]) -> Section:
-    document, evaluation = data.document, data.evaluation
-    section = Section("Decision")
-    section.add(f"{decision_text(document, evaluation)}. Status now: {document.get('status')}.")
-    for reason in evaluation.get("reasons") or []:
-        section.add(f"Gate: {reason}")
-    moves = [
-        entry
-        for entry in history
-        if entry.get("version") == data.version and entry.get("kind") in ("status", "alias")
-    ]
-    if moves:
-        section.add(
-            Table(
-                ["when", "change", "who", "why"],
-                [
-                    [
-                        str(entry.get("at", ""))[:19].replace("T", " "),
-                        _change(entry),
-                        str(entry.get("actor", "")),
-                        str(entry.get("reason", "")),
-                    ]
-                    for entry in moves
-                ],
-            )
-        )
-    return section
-
-
-def _change(entry: dict[str, Any]) -> str:
-    if entry.get("kind") == "status":
-        return f"status {entry.get('status')}"
-    verb = "rolled back to" if entry.get("rollback") else "moved to"
-    previous = entry.get("previous") or "-"
-    return f"{entry.get('alias')} {verb} v{entry.get('version')} (from v{previous})"
-
-
-def _lineage(data: ReportData) -> Section:
-    document = data.document
-    section = Section("Lineage")
-    libraries = ", ".join(f"{k} {v}" for k, v in (document.get("library_versions") or {}).items())
-    section.add(f"Trained by run `{document.get('run_id')}` ({document.get('execution_arn')}).")
-    section.add(f"Libraries: {libraries}.")
-    artifact = document.get("artifact") or {}
-    section.add(
-        f"Served artifact `{artifact.get('key')}`, {artifact.get('bytes')} bytes, sha256 "
-        f"`{artifact.get('sha256')}`."
-    )
-    return section
-
-
-def _limits(data: ReportData) -> Section:
-    section = Section("Known limits")
-    for feature in _features(data):
-        entry = _baseline_features(data).get(feature["name"], {})
-        if feature["kind"] == "categorical":
-            section.add(
-                f"`{feature['name']}`: a category not seen in training counts as none of the "
-                f"{len(feature.get('categories') or [])} known ones."
-            )
-        elif entry.get("min") is not None:
-            section.add(
-                f"`{feature['name']}`: trained on {_measured(entry['min'])} to "
-                f"{_measured(entry['max'])}; answers outside that range are extrapolation."
-            )
-    if len(data.y) < SMALL_HOLDOUT_ROWS:
-        section.add(
-            f"The holdout has {len(data.y)} rows: its metrics move by several points "
-            "with a few rows."
-        )
-    if data.task == "classification":
-        counts = {c: int(np.sum(data.y == c)) for c in data.classes}
-        for name, count in counts.items():
-            if count < FEW_CLASS_ROWS:
-                section.add(f"Class `{name}` has {count} holdout rows: its recall is uncertain.")
-    return section
-
-
-def card_sections(data: ReportData, history: list[dict[str, Any]]) -> list[Section]:
-    return [
-        _purpose(data),
-        _data(data),
-        _training(data),
-        _evaluation(data),
-        _parity(data),
-        _drift(data),
-        _decision(data, history),
-        _lineage(data),
-        _limits(data),
-    ]
-
-
-# ----------------------------------------------------------------------------- rendering
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def to_markdown(data: ReportData, sections: list[Section], images: list[str]) -> str:
-    lines = [f"# Model card: {data.model} version {data.version}", ""]
-    for section in sections:
-        lines += [f"## {section.title}", ""]
-        for block in section.blocks:
-            if isinstance(block, Table):
-                lines.append("| " + " | ".join(_cell(h) for h in block.header) + " |")
-                lines.append("|" + "---|" * len(block.header))
-                lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in block.rows]
-            else:
-                lines.append(block)
-            lines.append("")
-    if images:
-        lines += ["## Plots", ""]
-        lines += [f"![{name}]({name})" for name in images]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def to_html(data: ReportData, sections: list[Section], images: dict[str, bytes]) -> str:
-    title = html.escape(f"Model card: {data.model} version {data.version}")
-    parts = [
-        "<!doctype html>",
-        f'<html lang="en"><head><meta charset="utf-8"><title>{title}</title>',
-        "<style>body{font-family:sans-serif;max-width:60rem;margin:auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>",
-        f"</head><body><h1>{title}</h1>",
-    ]
-    for section in sections:
-        parts.append(f"<h2>{html.escape(section.title)}</h2>")
-        for block in section.blocks:
-            if isinstance(block, Table):
-                head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
-                body = "".join(
-                    "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                    for row in block.rows
-                )
-                parts.append(f"<table><tr>{head}</tr>{body}</table>")
-            else:
-                parts.append(f"<p>{html.escape(block)}</p>")
-    for name, png in images.items():
-        encoded = base64.b64encode(png).decode()
-        parts.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{encoded}">')
-    parts.append("</body></html>")
-    return "\n".join(parts)
+def latest_quality(client: Any, model: str) -> dict[str, Any] | None:
+    """The Monitor's latest ground-truth report of the model, if it has written one."""
+    s3 = client.session.client("s3")
+    try:
+        body = s3.get_object(
+            Bucket=client.outputs["ModelBucketName"], Key=f"monitoring/{model}/quality-latest.json"
+        )["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    report: dict[str, Any] = json.loads(body)
+    return report
 
 
 def write_card(
@@ -466,7 +63,7 @@ def write_card(
     calibrated = any(m.probabilities is not None for m in data.models)
     extra = {"reliability.png": plot_reliability(data)} if calibrated else {}
     images = render(data, target, extra)
-    sections = card_sections(data, client.registry.history(model))
+    sections = card_sections(data, client.registry.history(model), latest_quality(client, model))
     (target / "card.md").write_text(to_markdown(data, sections, sorted(images)), encoding="utf-8")
     (target / "card.html").write_text(to_html(data, sections, images), encoding="utf-8")
     return data, target

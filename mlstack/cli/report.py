@@ -21,33 +21,12 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-
-@dataclass
-class Scored:
-    """One model's outputs on the holdout."""
-
-    title: str
-    label: np.ndarray | None = None
-    probabilities: np.ndarray | None = None
-    variable: np.ndarray | None = None
-
-
-@dataclass
-class ReportData:
-    model: str
-    version: int
-    task: str
-    document: dict[str, Any]
-    evaluation: dict[str, Any]
-    y: np.ndarray
-    classes: list[str]
-    models: list[Scored]
+from mlstack_core.card import ReportData, confusion, decision_text, from_arrays
 
 
 def load(client: Any, model: str, version: int | None = None) -> ReportData:
@@ -72,43 +51,6 @@ def load(client: Any, model: str, version: int | None = None) -> ReportData:
     return from_arrays(model, int(version), document, evaluation, arrays)
 
 
-def from_arrays(
-    model: str,
-    version: int,
-    document: dict[str, Any],
-    evaluation: dict[str, Any],
-    arrays: dict[str, np.ndarray],
-) -> ReportData:
-    task = document.get("task") or document["schema"]["task"]
-    classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else []
-    champion = evaluation.get("champion") or {}
-    models = []
-    for prefix, title in (
-        ("best", f"challenger v{version} ({evaluation['best']['family']})"),
-        ("champion", f"champion v{champion.get('version')} ({champion.get('family')})"),
-    ):
-        scored = Scored(title)
-        if f"{prefix}_label" in arrays:
-            scored.label = arrays[f"{prefix}_label"].astype(str)
-        if f"{prefix}_probabilities" in arrays:
-            scored.probabilities = arrays[f"{prefix}_probabilities"].astype(np.float64)
-        if f"{prefix}_variable" in arrays:
-            scored.variable = arrays[f"{prefix}_variable"].astype(np.float64).ravel()
-        if scored.label is not None or scored.variable is not None:
-            models.append(scored)
-    y = arrays["y"]
-    return ReportData(
-        model,
-        version,
-        task,
-        document,
-        evaluation,
-        y.astype(str) if task == "classification" else y.astype(np.float64),
-        classes,
-        models,
-    )
-
-
 # ---------------------------------------------------------------------------------- curves
 def roc_curve(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(-score, kind="mergesort")
@@ -125,15 +67,6 @@ def pr_curve(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.nd
     precision = tp / np.arange(1, hits.size + 1)
     recall = tp / max(hits.sum(), 1.0)
     return np.concatenate([[0.0], recall]), np.concatenate([[1.0], precision])
-
-
-def confusion(y: np.ndarray, label: np.ndarray, classes: list[str]) -> np.ndarray:
-    index = {c: i for i, c in enumerate(classes)}
-    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    for truth, guess in zip(y.tolist(), label.tolist(), strict=True):
-        if truth in index and guess in index:
-            matrix[index[truth], index[guess]] += 1
-    return matrix
 
 
 # ---------------------------------------------------------------------------------- plots
@@ -176,15 +109,6 @@ def plot_metrics(data: ReportData) -> Any:
     )
     axis.legend()
     return figure
-
-
-def decision_text(document: dict[str, Any], evaluation: dict[str, Any]) -> str:
-    """The gate's decision, and a person's where one overrode or confirmed it."""
-    gate = f"gate: {evaluation['decision']}"
-    actor = document.get("status_changed_by")
-    if actor and actor != "pipeline" and document.get("status") in ("Approved", "Rejected"):
-        return f"{gate}; {document['status'].lower()} by {actor}"
-    return gate
 
 
 def plot_confusion(data: ReportData) -> Any:

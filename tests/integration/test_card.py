@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss
 
-from mlstack.cli.card import brier_score, reliability
 from mlstack.cli.main import main
 from mlstack.cli.report import load
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
+from mlstack_core.card import brier_score, reliability
 from tests.integration.conftest import linear_regression_csv, penguin_rows
 from tests.integration.test_lifecycle import _manual_run
 
@@ -37,8 +37,20 @@ def test_the_card_shows_a_persons_approval_and_the_calibration(
     execution_arn = _manual_run(
         stack, cloud, model, description="Penguin species from bill and flipper"
     )
+    stored = f"models/{model}/1/card.md"
+    bucket = cloud.outputs["ModelBucketName"]
+    s3 = cloud.client("s3")
+    waiting = s3.get_object(Bucket=bucket, Key=stored)["Body"].read().decode()
+    assert "Status now: PendingApproval." in _section(waiting, "Decision")
     assert main(["approve", model, "1", "--reason", "calibration reviewed"]) == 0
     assert cloud.wait_for_execution(execution_arn)["status"] == "SUCCEEDED"
+    # Register rewrote the stored card when the person's answer landed.
+    approved = s3.get_object(Bucket=bucket, Key=stored)["Body"].read().decode()
+    assert "approved by" in _section(approved, "Decision")
+    assert "calibration reviewed" in _section(approved, "Decision")
+    assert s3.get_object(Bucket=bucket, Key=f"models/{model}/1/card.html")[
+        "ContentType"
+    ].startswith("text/html")
 
     assert main(["card", model, "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out

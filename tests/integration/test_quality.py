@@ -86,6 +86,17 @@ def test_true_labels_keep_the_model_and_wrong_ones_alert_and_retrain(
     assert trained["status"] == "SUCCEEDED", trained.get("cause")
     production = stack.registry.get_alias(MODEL)
     assert production is not None
+    stored_card = (
+        cloud.client("s3")
+        .get_object(Bucket=cloud.outputs["ModelBucketName"], Key=f"models/{MODEL}/1/card.md")[
+            "Body"
+        ]
+        .read()
+        .decode()
+    )
+    assert stored_card.startswith(f"# Model card: {MODEL} version 1")
+    assert "gate: promote" in stored_card
+    assert "no labelled predictions of this version have been checked yet" in stored_card
     holdout = stack.registry.get_version(MODEL, production)["metrics"]["accuracy"]
 
     served_rows = [row for row in rows if row[TARGET]][:100]
@@ -135,6 +146,16 @@ def test_true_labels_keep_the_model_and_wrong_ones_alert_and_retrain(
         in printed
     )
     assert "training run: arn:aws:states:" in printed
+
+    # The model card tells the same story, from the Monitor's stored report.
+    assert main(["card", MODEL, str(production), "--out", str(tmp_path / "card")]) == 0
+    card = (tmp_path / "card" / "card.md").read_text()
+    quality_section = card.split("## Ground-truth quality since deployment", 1)[1].split("## ")[0]
+    assert f"monitoring/{MODEL}/quality/" in quality_section
+    assert (
+        "100 of 100 captured predictions have labels; accuracy on them 0, on the" in quality_section
+    )
+    assert "fallen" in quality_section
 
     (alert,) = quality_alerts(alerts)
     assert alert["model"] == MODEL

@@ -71,6 +71,7 @@ ERROR_PATHS = {
         "ColdStart",  # once per process: another test may have taken it
     },
     "monitor": {"MonitorErrors"},
+    "register": {"CardFailures"},
     # moto answers a repeated StartExecution of a running execution with that execution, as
     # Step Functions does for the same name and input.
     "trigger": {"DuplicateTriggers"},

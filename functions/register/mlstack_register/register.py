@@ -8,6 +8,7 @@ points at the champion that Evaluate compared against.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -212,6 +213,57 @@ def _reject_pending(
 
 
 def register_challenger(
+    action: Action,
+    run: Run,
+    evaluation: Evaluation,
+    execution_started: str | None = None,
+    pending: Registration | None = None,
+    approval: Approval | None = None,
+) -> Registration:
+    """``register`` (below), then the version's model card beside it, as it now stands."""
+    registration = register(action, run, evaluation, execution_started, pending, approval)
+    version = registration.get("version")
+    if version is not None and evaluation.get("report_key") and evaluation.get("predictions_key"):
+        publish_card(run["model"], int(version), evaluation)
+    return registration
+
+
+def publish_card(model: str, version: int, evaluation: Evaluation) -> None:
+    """``models/<model>/<version>/card.md`` and ``card.html`` (``mlstack_core.card``), from the
+    run's evaluation files (the bytes copied beside the version) and the registry as it is now,
+    so every version has a card without the CLI and a person's decision updates it. Best effort:
+    the registry write has happened, and a missing card must not fail the run."""
+    try:
+        import numpy as np
+
+        from mlstack_core.card import card_files, from_arrays
+
+        bucket = stack_settings().model_bucket
+        s3 = boto3.client("s3")
+        registry = Registry(stack_settings().registry_table)
+        document = registry.get_version(model, version)
+        report = s3.get_object(Bucket=bucket, Key=evaluation["report_key"])["Body"].read()
+        outputs = s3.get_object(Bucket=bucket, Key=evaluation["predictions_key"])["Body"].read()
+        with np.load(io.BytesIO(outputs), allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        data = from_arrays(model, version, document, json.loads(report), arrays)
+        markdown, page = card_files(data, registry.history(model))
+        for name, body, kind in (
+            ("card.md", markdown, "text/markdown"),
+            ("card.html", page, "text/html"),
+        ):
+            s3.put_object(
+                Bucket=bucket,
+                Key=f"{version_prefix(model, version)}/{name}",
+                Body=body.encode(),
+                ContentType=f"{kind}; charset=utf-8",
+            )
+    except Exception:
+        logger.exception("Model card not written", extra={"model": model, "version": version})
+        metrics.add_metric(name="CardFailures", unit=MetricUnit.Count, value=1)
+
+
+def register(
     action: Action,
     run: Run,
     evaluation: Evaluation,
