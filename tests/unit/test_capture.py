@@ -14,6 +14,15 @@ from hypothesis import strategies as st
 
 from mlstack_core.capture import CaptureRecorder, captures_prefix
 from mlstack_core.contract import Batch, FeatureLayout
+from mlstack_core.registry_keys import model_pk, version_sk
+from tests.unit.predict_fixtures import (  # noqa: F401 - serving_fixture is a fixture
+    Stack,
+    classifier,
+    configure,
+    invoke,
+    mixed_records,
+    serving_fixture,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -131,3 +140,57 @@ def test_the_feedback_key_is_a_column_requests_may_carry() -> None:
     assert "customer" not in LAYOUT.required
     plain = FeatureLayout.from_document({**DOCUMENT, "spec": {}})
     assert "customer" not in plain.known
+
+
+# Through the prediction function: API Gateway events in, captures in the model bucket out.
+@pytest.fixture
+def captured_model(serving: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    configure(monkeypatch, CAPTURE_SAMPLE_RATE="1", DRIFT_FLUSH_SECONDS="0")
+    version = serving.publish("penguins", classifier())
+    document = serving.registry.get_version("penguins", version)
+    serving.registry._table.update_item(
+        Key={"pk": model_pk("penguins"), "sk": version_sk(version)},
+        UpdateExpression="SET doc = :doc",
+        ExpressionAttributeValues={
+            ":doc": json.dumps({**document, "spec": {"quality": {"capture": True}}})
+        },
+    )
+    return serving
+
+
+def test_the_prediction_function_captures_what_it_answered(captured_model: Stack) -> None:
+    records = mixed_records(3, seed=1)
+    answer = invoke("POST", "/models/penguins/predict", {"instances": records})
+    assert answer.status == 200, answer.body
+    listing = captured_model.s3.list_objects_v2(
+        Bucket=captured_model.bucket, Prefix=captures_prefix("penguins", 1)
+    )
+    (item,) = listing["Contents"]
+    body = captured_model.s3.get_object(Bucket=captured_model.bucket, Key=item["Key"])["Body"]
+    captured = [json.loads(line) for line in body.read().decode().splitlines()]
+    assert [c["row"] for c in captured] == [0, 1, 2]
+    assert {c["request_id"] for c in captured} == {answer.body["request_id"]}
+    assert [c["prediction"] for c in captured] == answer.body["predictions"]
+    np.testing.assert_allclose(
+        [c["probabilities"] for c in captured], answer.body["probabilities"], rtol=1e-6
+    )
+    assert captured[0]["features"] == {k: records[0][k] for k in captured[0]["features"]}
+
+
+def test_a_capture_that_cannot_be_written_leaves_the_answer_as_it_was(
+    captured_model: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlstack_predict import predictor
+
+    served = predictor.get_predictor()
+    refused: list[str] = []
+
+    def refuse(**request: Any) -> None:
+        refused.append(request["Key"])
+        raise RuntimeError("S3 is down")
+
+    monkeypatch.setattr(served, "s3", type("Refusing", (), {"put_object": staticmethod(refuse)}))
+    answer = invoke("POST", "/models/penguins/predict", {"instances": mixed_records(2, seed=2)})
+    assert answer.status == 200, answer.body
+    assert len(answer.body["predictions"]) == 2
+    assert any("/captures/" in key for key in refused)  # the write was tried, and failed
