@@ -268,3 +268,43 @@ def test_batch_scoring_answers_every_shape_as_the_api_does(aws: Stack, shape: st
         )
     else:
         assert scored == [str(p) for p in answer["predictions"]]
+
+
+@pytest.mark.parametrize("shape", list(BATCH_SHAPES))
+def test_ground_truth_on_the_holdout_scores_what_the_gate_scored(
+    aws: Stack, shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holdout rows served through the prediction function with capture on, their true
+    labels uploaded as feedback: the Monitor's metric on them is the gate's holdout score, for
+    every single-kind and wide table, True/False labels and a regressor."""
+    from mlstack_predict import predictor
+
+    monkeypatch.setenv("CAPTURE_SAMPLE_RATE", "1")
+    monkeypatch.setenv("DRIFT_FLUSH_SECONDS", "0")
+    forget()
+    predictor.reset_predictor()
+    header, rows = BATCH_SHAPES[shape]
+    model = f"truth-{shape.replace(' ', '-').replace('/', '-')}"
+    family = "ridge" if shape == "regression" else "logistic_regression"
+    spec = {"target": "label", "candidates": [family], "quality": {"capture": True, "min_rows": 10}}
+    outcome = run_through_handlers(aws, model, to_csv(header, rows), spec)
+    assert not isinstance(outcome, Exception), f"refused: {outcome!r}"
+    state, version = outcome
+    status, answer = aws.serve(model, {"instances": holdout_requests(aws, state["run"])})
+    assert status == 200, answer
+
+    splits = state["run"]["splits"]
+    holdout = aws.s3.get_object(Bucket=splits["bucket"], Key=splits["holdout_key"])["Body"]
+    labels = [row["label"] for row in csv.DictReader(io.StringIO(holdout.read().decode()))]
+    feedback = "request_id,row,label\n" + "".join(
+        f"{answer['request_id']},{i},{label}\n" for i, label in enumerate(labels)
+    )
+    aws.s3.put_object(Bucket=aws.data_bucket, Key=f"feedback/{model}/truth.csv", Body=feedback)
+    result = load_handler("monitor")({"models": [model]}, FakeLambdaContext())
+    (checked,) = result["models"]
+    (entry,) = checked["quality"]["versions"]
+    document = aws.registry.get_version(model, version)
+    assert entry["rows"] == len(labels) == state["evaluation"]["holdout_rows"]
+    assert entry["metric"] == document["metric"]
+    assert entry["value"] == pytest.approx(document["metrics"][document["metric"]], abs=1e-6)
+    assert entry["status"] == "holding"
