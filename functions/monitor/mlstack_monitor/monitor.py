@@ -33,10 +33,10 @@ from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import spec_schema
+from mlstack_monitor.datasets import latest_dataset
 from mlstack_monitor.quality import check_quality
 
 MAX_SUMMARIES = 2000  # newest first: a bounded read per model and tick
-DATASET_SUFFIX = ".csv"
 
 
 def drift_settings(document: dict[str, Any]) -> dict[str, Any]:
@@ -88,33 +88,6 @@ def load_baseline(s3: Any, bucket: str, document: dict[str, Any]) -> dict[str, A
         return None
     baseline: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     return baseline
-
-
-@tracer.capture_method
-def latest_dataset(s3: Any, bucket: str, model: str) -> dict[str, Any] | None:
-    """The newest current ``datasets/<model>/*.csv`` object version, in the Trigger's shape."""
-    newest: dict[str, Any] | None = None
-    paginator = s3.get_paginator("list_object_versions")
-    for page in paginator.paginate(Bucket=bucket, Prefix=f"datasets/{model}/"):
-        for item in page.get("Versions", []):
-            key = item["Key"]
-            if (
-                not item.get("IsLatest")
-                or not key.endswith(DATASET_SUFFIX)
-                or "/" in key[len(f"datasets/{model}/") :]
-            ):
-                continue
-            if newest is None or item["LastModified"] > newest["LastModified"]:
-                newest = item
-    if newest is None:
-        return None
-    return {
-        "bucket": bucket,
-        "key": newest["Key"],
-        "version_id": newest.get("VersionId"),
-        "etag": str(newest.get("ETag", "")).strip('"'),
-        "size": newest.get("Size"),
-    }
 
 
 def retraining_name(model: str, production: int, dataset: dict[str, Any]) -> str:

@@ -36,6 +36,7 @@ from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tra
 from mlstack_core.registry import Registry
 from mlstack_core.scoring import classification_metrics, regression_metrics
 from mlstack_core.spec import greater_is_better
+from mlstack_monitor.datasets import latest_dataset
 
 MAX_FEEDBACK_FILES = 1000
 MAX_CAPTURE_FILES = 5000
@@ -327,8 +328,6 @@ def retrain_with_feedback(
     labelled: list[tuple[dict[str, Any], str]],
 ) -> dict[str, Any]:
     """The newest dataset plus the labelled rows, as a new dataset: the upload starts a run."""
-    from mlstack_monitor.monitor import latest_dataset
-
     newest = latest_dataset(s3, settings.data_bucket, model)
     if newest is None:
         return {"started": False, "reason": f"no datasets/{model}/*.csv to add the labels to"}

@@ -1,0 +1,36 @@
+"""The newest dataset of a model: what both retraining paths (drift, fallen quality) start from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlstack_core.observability.pipeline import tracer
+
+DATASET_SUFFIX = ".csv"
+
+
+@tracer.capture_method
+def latest_dataset(s3: Any, bucket: str, model: str) -> dict[str, Any] | None:
+    """The newest current ``datasets/<model>/*.csv`` object version, in the Trigger's shape."""
+    newest: dict[str, Any] | None = None
+    paginator = s3.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=bucket, Prefix=f"datasets/{model}/"):
+        for item in page.get("Versions", []):
+            key = item["Key"]
+            if (
+                not item.get("IsLatest")
+                or not key.endswith(DATASET_SUFFIX)
+                or "/" in key[len(f"datasets/{model}/") :]
+            ):
+                continue
+            if newest is None or item["LastModified"] > newest["LastModified"]:
+                newest = item
+    if newest is None:
+        return None
+    return {
+        "bucket": bucket,
+        "key": newest["Key"],
+        "version_id": newest.get("VersionId"),
+        "etag": str(newest.get("ETag", "")).strip('"'),
+        "size": newest.get("Size"),
+    }
