@@ -284,7 +284,8 @@ def main() -> None:
     from mlstack.localcloud import LocalCloud, quiet_local_logs
 
     quiet_local_logs()
-    with LocalCloud(emit_metrics=False) as cloud:
+    # As deployed: drift counts written every 5 minutes, not after every request.
+    with LocalCloud(parameters={"DriftFlushSeconds": "300"}, emit_metrics=False) as cloud:
         stack = StackClient(cloud.stack_name)
         instances = prepare(cloud, stack, "moving")
         with cloud.function_environment("PredictFunction", ALIAS_TTL_SECONDS=str(TTL_SECONDS)):

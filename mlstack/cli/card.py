@@ -43,14 +43,8 @@ def plot_reliability(data: ReportData) -> Any:
 
 def latest_quality(client: Any, model: str) -> dict[str, Any] | None:
     """The Monitor's latest ground-truth report of the model, if it has written one."""
-    s3 = client.session.client("s3")
-    try:
-        body = s3.get_object(
-            Bucket=client.outputs["ModelBucketName"], Key=f"monitoring/{model}/quality-latest.json"
-        )["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return None
-    report: dict[str, Any] = json.loads(body)
+    body = client.stored_bytes("ModelBucketName", f"monitoring/{model}/quality-latest.json")
+    report: dict[str, Any] | None = json.loads(body) if body is not None else None
     return report
 
 

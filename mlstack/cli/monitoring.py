@@ -79,17 +79,13 @@ def run_checks(client: StackClient, model: str) -> dict[str, Any]:
 
 
 def latest_reports(client: StackClient, model: str) -> dict[str, Any]:
-    s3 = client.session.client("s3")
-    bucket = client.outputs["ModelBucketName"]
     found: dict[str, Any] = {}
     for name, key in (
         ("drift", f"monitoring/{model}/latest.json"),
         ("quality", f"monitoring/{model}/quality-latest.json"),
     ):
-        try:
-            found[name] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        except s3.exceptions.NoSuchKey:
-            found[name] = None
+        body = client.stored_bytes("ModelBucketName", key)
+        found[name] = json.loads(body) if body is not None else None
     return found
 
 

@@ -91,14 +91,19 @@ class StackClient:
                     return name
         raise RuntimeError(f"stack {self.stack_name} has no {logical_id}")
 
-    def stored_spec(self, model: str) -> dict[str, Any] | None:
-        """The spec an upload for ``model`` would use now, or None when there is none."""
+    def stored_bytes(self, bucket_output: str, key: str) -> bytes | None:
+        """An object of one of the stack's buckets (named by its output), or None."""
         s3 = self.session.client("s3")
         try:
-            body = s3.get_object(
-                Bucket=self.outputs["DataBucketName"], Key=f"datasets/{model}/spec.json"
-            )["Body"].read()
+            body: bytes = s3.get_object(Bucket=self.outputs[bucket_output], Key=key)["Body"].read()
         except s3.exceptions.NoSuchKey:
+            return None
+        return body
+
+    def stored_spec(self, model: str) -> dict[str, Any] | None:
+        """The spec an upload for ``model`` would use now, or None when there is none."""
+        body = self.stored_bytes("DataBucketName", f"datasets/{model}/spec.json")
+        if body is None:
             return None
         try:
             stored: dict[str, Any] = json.loads(body)

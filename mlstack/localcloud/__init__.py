@@ -20,9 +20,6 @@ in moto's CloudFormation. Only what moto lacks is adapted, each in one named fun
   Map's ItemBatcher; it is taken out of the definitions moto gets and applied at run time.
 - ``adaptations.json_state_copies``: moto's interpreter deep-copies each state's data with
   ``copy.deepcopy``; here the same JSON is copied through orjson (``json_copy``), still deeply.
-- ``adaptations.unfrozen_monitoring_writes``: Lambda freezes containers between requests, so
-  the prediction function writes drift counts and captures on requests; the local container is
-  never frozen, and a timer writes what is due every second.
 - ``adaptations.shared_interpreter_clients``: moto's interpreter makes a boto3 client for every
   Lambda task; here one per region and service.
 - ``adaptations.execution_status_events``: moto's Step Functions publishes no execution status

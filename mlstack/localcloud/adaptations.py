@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import sys
 import threading
 import types
 import uuid
@@ -207,33 +206,6 @@ def shared_interpreter_clients() -> contextlib.AbstractContextManager[None]:
             return clients[region, service]
 
     return patched(lambda_eval_utils, "boto_client_for", client_for)
-
-
-@contextlib.contextmanager
-def unfrozen_monitoring_writes(interval_seconds: float = 1.0) -> Iterator[None]:
-    """Lambda freezes a container between requests, so the prediction function writes its drift
-    counts and captures when a request finds them due. The local cloud's one container is never
-    frozen: a timer also writes what is due, so a user's last requests reach the Monitor within
-    seconds (DriftFlushSeconds is 2 locally) without more traffic."""
-    stop = threading.Event()
-
-    def write_due() -> None:
-        while not stop.wait(interval_seconds):
-            module = sys.modules.get("mlstack_predict.predictor")
-            predictor = module.built_predictor() if module is not None else None
-            if predictor is not None:
-                try:
-                    predictor.write_due()
-                except Exception:  # best effort, as in the function: the next tick retries
-                    continue
-
-    timer = threading.Thread(target=write_due, name="monitoring-writes", daemon=True)
-    timer.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        timer.join(timeout=5)
 
 
 def serve_api_locally(translated: dict[str, Any], api_url: str) -> None:

@@ -29,7 +29,6 @@ from mlstack.localcloud.adaptations import (
     state_machines_in_executing_backend,
     substitute_definitions,
     take_item_batchers,
-    unfrozen_monitoring_writes,
 )
 from mlstack.localcloud.lambdas import InProcessLambdas
 from mlstack.localcloud.packaging import package_code
@@ -117,10 +116,10 @@ def deploy(
 
 
 # ------------------------------------------------------------------------------------ runtime
-# Stack parameters that differ locally: a user watching drift or quality on a laptop should see
-# the prediction function's counts and captures within seconds, not after five minutes; and
-# every request of a model that opted in to capture is recorded.
-LOCAL_PARAMETERS = {"DriftFlushSeconds": "2", "CaptureSampleRate": "1"}
+# Stack parameters that differ locally: a user watching drift or quality on a laptop sees what
+# the prediction function sampled as soon as a request is answered (it writes after every
+# request), not after five minutes; and every request of a model that opted in is captured.
+LOCAL_PARAMETERS = {"DriftFlushSeconds": "0", "CaptureSampleRate": "1"}
 
 
 class LocalCloud:
@@ -204,7 +203,6 @@ class LocalCloud:
         self._exit.enter_context(batched_map_items())
         self._exit.enter_context(json_state_copies())
         self._exit.enter_context(shared_interpreter_clients())
-        self._exit.enter_context(unfrozen_monitoring_writes())
 
         template = load_template(self.root / "template.yaml")
         self.api = LocalApi(routes_from_template(template), self.invoke_function, self.identify)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -67,6 +68,21 @@ def start_local_up(port: int, api_port: int, *options: str) -> subprocess.Popen[
         text=True,
         env=environment,
     )
+
+
+@contextlib.contextmanager
+def ready_local_up(port: int, api_port: int) -> Iterator[subprocess.Popen[str]]:
+    """``start_local_up``, once it has said Ready; stopped afterwards."""
+    process = start_local_up(port, api_port)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("Ready"):
+                break
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 LOCAL_UP: dict[str, object] = {}
@@ -254,12 +270,7 @@ def test_the_readme_walkthrough_runs_as_written(
     script = _readme_block("export AWS_ENDPOINT_URL=")
     script = script.replace("127.0.0.1:4566", f"127.0.0.1:{port}", 1)
     assert script.count(f":{port}") == 1
-    process = start_local_up(port, api_port)
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("Ready"):
-                break
+    with ready_local_up(port, api_port):
         # The export line, with the test's port, is the script's own first line.
         ran = _run_shell(script, tmp_path, port)
         assert ran.returncode == 0, ran.stdout + ran.stderr
@@ -281,9 +292,6 @@ def test_the_readme_walkthrough_runs_as_written(
         card = (tmp_path / "examples/churn/cards/churn/v2/card.md").read_text()
         assert "Customers likely to leave" in card
         assert "gate: promote; approved by" in card
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_the_readme_monitoring_walkthrough_runs_as_written(tmp_path: Path) -> None:
@@ -293,12 +301,7 @@ def test_the_readme_monitoring_walkthrough_runs_as_written(tmp_path: Path) -> No
     shutil.copytree(PROJECT_ROOT / "examples", tmp_path / "examples")
     port, api_port = _free_port(), _free_port()
     script = _readme_block("cd examples/churn      # last year's model")
-    process = start_local_up(port, api_port)
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("Ready"):
-                break
+    with ready_local_up(port, api_port):
         ran = _run_shell(script, tmp_path, port)
         assert ran.returncode == 0, ran.stdout + ran.stderr
         printed = ran.stdout
@@ -310,9 +313,6 @@ def test_the_readme_monitoring_walkthrough_runs_as_written(tmp_path: Path) -> No
         assert "worse than the holdout's" in second
         assert "whose upload starts a training run" in second
         assert "training run: arn:aws:states:" in second
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _raw_request(

@@ -33,6 +33,7 @@ from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import spec_schema
+from mlstack_monitor import alerts
 from mlstack_monitor.datasets import latest_dataset
 from mlstack_monitor.quality import check_quality
 
@@ -143,15 +144,7 @@ def publish_alert(model: str, version: int, report: dict[str, Any], action: str)
         "retraining": report.get("retraining"),
         "report_key": report.get("report_key"),
     }
-    boto3.client("sns").publish(
-        TopicArn=stack_settings().alerts_topic_arn,
-        Subject="mlstack: data drift",
-        Message=json.dumps(message, default=str),
-        MessageAttributes={
-            "event": {"DataType": "String", "StringValue": "Drift"},
-            "model": {"DataType": "String", "StringValue": model},
-        },
-    )
+    alerts.publish_alert("mlstack: data drift", "Drift", model, message)
     metrics.add_metric(name="DriftAlerts", unit=MetricUnit.Count, value=1)
 
 

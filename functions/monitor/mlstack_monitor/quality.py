@@ -36,6 +36,7 @@ from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tra
 from mlstack_core.registry import Registry
 from mlstack_core.scoring import classification_metrics, regression_metrics
 from mlstack_core.spec import greater_is_better
+from mlstack_monitor import alerts
 from mlstack_monitor.datasets import latest_dataset
 
 MAX_FEEDBACK_FILES = 1000
@@ -362,8 +363,6 @@ def retrain_with_feedback(
 def publish_quality_alert(
     settings: Any, model: str, current: dict[str, Any], report: dict[str, Any]
 ) -> None:
-    import boto3
-
     message = {
         "model": model,
         "version": current["version"],
@@ -377,13 +376,5 @@ def publish_quality_alert(
         "retraining": report.get("retraining"),
         "report_key": quality_report_key(model, datetime.fromisoformat(report["at"]).timestamp()),
     }
-    boto3.client("sns").publish(
-        TopicArn=settings.alerts_topic_arn,
-        Subject="mlstack: model quality fell",
-        Message=json.dumps(message, default=str),
-        MessageAttributes={
-            "event": {"DataType": "String", "StringValue": "QualityFell"},
-            "model": {"DataType": "String", "StringValue": model},
-        },
-    )
+    alerts.publish_alert("mlstack: model quality fell", "QualityFell", model, message)
     metrics.add_metric(name="QualityAlerts", unit=MetricUnit.Count, value=1)

@@ -170,14 +170,6 @@ class Predictor:
             self.drift.record(model, loaded.version, loaded.document, feeds, predicted)
         )
 
-    def write_due(self) -> None:
-        """Write the drift summaries and captures whose interval has passed. Requests do this
-        as they come; a host whose containers are not frozen between requests (the local cloud)
-        also calls it on a timer, so the last requests before a quiet spell are written too."""
-        with self._lock:
-            due = [*self.drift.due(), *self.capture.due()]
-        self._write_monitoring(due)
-
     def _write_monitoring(self, due: list[tuple[str, bytes]]) -> None:
         """Write drift summaries or captures that are due. Best effort: a failed write is
         logged and the prediction is answered anyway."""
@@ -352,11 +344,6 @@ def get_predictor() -> Predictor:
     return _predictor
 
 
-def built_predictor() -> Predictor | None:
-    """The container's Predictor if a request has built it (the local cloud's flush timer)."""
-    return _predictor
-
-
 def reset_predictor() -> None:
     """Forget every cache (tests, or the local cloud after redeploying)."""
     global _predictor  # noqa: PLW0603
@@ -364,4 +351,4 @@ def reset_predictor() -> None:
     refresh()
 
 
-__all__ = ["Predictor", "built_predictor", "get_predictor", "reset_predictor"]
+__all__ = ["Predictor", "get_predictor", "reset_predictor"]

@@ -25,29 +25,24 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from mlstack_core.contract.layout import FeatureLayout
 from mlstack_core.contract.request import Batch
+from mlstack_core.drift import monitoring_key, monitoring_prefix
 
 CAPTURES = "captures"
 
 
 def captures_prefix(model: str, version: int, day: str | None = None) -> str:
     """``monitoring/<model>/<version>/captures/[<YYYY-MM-DD>/]``."""
-    base = f"monitoring/{model}/{version}/{CAPTURES}/"
-    return f"{base}{day}/" if day else base
+    return monitoring_prefix(CAPTURES, model, version, day)
 
 
 def capture_key(model: str, version: int, at: float, writer: str, sequence: int) -> str:
-    moment = datetime.fromtimestamp(at, UTC)
-    return (
-        f"{captures_prefix(model, version, moment.strftime('%Y-%m-%d'))}"
-        f"{moment.strftime('%H%M%S')}-{writer}-{sequence:06d}.jsonl"
-    )
+    return monitoring_key(CAPTURES, model, version, at, writer, sequence, ".jsonl")
 
 
 def quality_settings(document: Mapping[str, Any]) -> dict[str, Any]:

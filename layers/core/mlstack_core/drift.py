@@ -62,18 +62,32 @@ MONITORING_PREFIX: Final = "monitoring"
 
 
 # --------------------------------------------------------------------------------- keys
-def summaries_prefix(model: str, version: int, day: str | None = None) -> str:
-    """``monitoring/<model>/<version>/summaries/[<YYYY-MM-DD>/]``."""
-    base = f"{MONITORING_PREFIX}/{model}/{version}/summaries/"
+def monitoring_prefix(kind: str, model: str, version: int, day: str | None = None) -> str:
+    """``monitoring/<model>/<version>/<kind>/[<YYYY-MM-DD>/]``: what the prediction function
+    writes per version (``summaries``, ``captures``), by day."""
+    base = f"{MONITORING_PREFIX}/{model}/{version}/{kind}/"
     return f"{base}{day}/" if day else base
 
 
-def summary_key(model: str, version: int, at: float, writer: str, sequence: int) -> str:
+def monitoring_key(
+    kind: str, model: str, version: int, at: float, writer: str, sequence: int, suffix: str
+) -> str:
+    """``<monitoring_prefix>/<HHMMSS>-<writer>-<sequence><suffix>``: dated, and unique per
+    container (``writer``) and write."""
     moment = datetime.fromtimestamp(at, UTC)
     return (
-        f"{summaries_prefix(model, version, moment.strftime('%Y-%m-%d'))}"
-        f"{moment.strftime('%H%M%S')}-{writer}-{sequence:06d}.json"
+        f"{monitoring_prefix(kind, model, version, moment.strftime('%Y-%m-%d'))}"
+        f"{moment.strftime('%H%M%S')}-{writer}-{sequence:06d}{suffix}"
     )
+
+
+def summaries_prefix(model: str, version: int, day: str | None = None) -> str:
+    """``monitoring/<model>/<version>/summaries/[<YYYY-MM-DD>/]``."""
+    return monitoring_prefix("summaries", model, version, day)
+
+
+def summary_key(model: str, version: int, at: float, writer: str, sequence: int) -> str:
+    return monitoring_key("summaries", model, version, at, writer, sequence, ".json")
 
 
 def summary_time(key: str) -> float | None:
