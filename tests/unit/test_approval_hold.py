@@ -43,3 +43,39 @@ def test_holding_a_token_twice_has_the_effect_of_once(
     hold({**event, "task_token": "token-2"}, FakeLambdaContext())
     (item,) = table.scan()["Items"]
     assert item["task_token"] == "token-2"
+
+
+def test_an_answer_in_the_moment_before_the_run_pauses_waits_for_the_pause(
+    aws: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Register marks the version PendingApproval a moment before the run pauses and hands over
+    its token: an answer in between waits for the token instead of finding no run waiting."""
+    import threading
+    import time
+
+    boto3.resource("dynamodb", region_name=REGION).create_table(
+        TableName="approvals-race",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("APPROVALS_TABLE", "approvals-race")
+    from mlstack_core.settings import forget
+
+    forget()
+    version = aws.registry.allocate_version("penguins")
+    aws.registry.put_version("penguins", version, "PendingApproval", {"dataset": {}})
+    load_handler("approval")  # the function's modules, importable below
+    from mlstack_approval import approval
+
+    paused = threading.Timer(
+        1.0, approval.hold, args=("penguins", version, "token-after-a-second", EXECUTION)
+    )
+    paused.start()
+    started = time.monotonic()
+    approval.answer(approval.Answer("penguins", version, True, "arn:aws:iam::1:user/a", "ok"))
+    paused.join()
+    # The answer waited for the token the run held a second later, took it and sent it.
+    assert time.monotonic() - started >= 1.0
+    table = boto3.resource("dynamodb", region_name=REGION).Table("approvals-race")
+    assert table.scan()["Items"] == []

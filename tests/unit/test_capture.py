@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlstack_core.capture import CaptureRecorder, captures_prefix
+from mlstack_core.capture import CaptureRecorder
 from mlstack_core.contract import Batch, FeatureLayout
+from mlstack_core.ground_truth import captures_prefix
 from mlstack_core.registry_keys import model_pk, version_sk
 from tests.unit.predict_fixtures import (  # noqa: F401 - serving_fixture is a fixture
     Stack,

@@ -24,6 +24,8 @@ from mlstack_core.registry import Registry
 from mlstack_core.registry_keys import STATUS_PENDING_APPROVAL
 from mlstack_core.settings import approval_settings, stack_settings
 
+# How long an answer waits for a run that registered its version but has not paused yet.
+PAUSE_WAIT_SECONDS = 10
 # A held token outlives the state machine's approval window by a day, then DynamoDB's TTL drops it.
 TOKEN_TTL_SECONDS = 8 * 24 * 3600
 
@@ -95,7 +97,7 @@ def answer(answer: Answer) -> dict[str, Any]:
         )
     if approval_settings().distinct_approver:
         _check_another_principal(answer, document.get("dataset") or {})
-    held = _take_token(answer.model, answer.version)
+    held = _take_token_once_paused(registry, answer.model, answer.version)
     per_model(answer.model)  # the registry has this version: a registered name
     try:
         boto3.client("stepfunctions").send_task_success(
@@ -174,6 +176,21 @@ def _check_another_principal(answer: Answer, dataset: dict[str, Any]) -> None:
             f"{answer.actor} uploaded the data of version {answer.version}; this stack requires "
             "another principal to answer for it (ApproverMustDiffer)",
         )
+
+
+def _take_token_once_paused(registry: Registry, model: str, version: int) -> dict[str, Any]:
+    """Register marks a version PendingApproval a moment before its run pauses and hands over
+    its token (after writing the version's card): an answer in that moment waits for the pause,
+    up to PAUSE_WAIT_SECONDS, rather than being refused."""
+    deadline = time.monotonic() + PAUSE_WAIT_SECONDS
+    while True:
+        try:
+            return _take_token(model, version)
+        except ApprovalRefused:
+            waiting = registry.get_version(model, version).get("status") == STATUS_PENDING_APPROVAL
+            if not waiting or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _take_token(model: str, version: int) -> dict[str, Any]:

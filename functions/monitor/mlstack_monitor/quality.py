@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from mlstack_core.capture import captures_prefix, quality_settings
-from mlstack_core.contract.layout import CLASSIFICATION, LABEL_CASTS
+from mlstack_core.ground_truth import captures_prefix, quality_settings
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tracer
 from mlstack_core.registry import Registry
 from mlstack_core.scoring import classification_metrics, regression_metrics
 from mlstack_core.spec import greater_is_better
+from mlstack_core.tabular import CLASSIFICATION, LABEL_CASTS
 from mlstack_monitor import alerts
 from mlstack_monitor.datasets import latest_dataset
 

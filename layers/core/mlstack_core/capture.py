@@ -31,36 +31,7 @@ import numpy as np
 
 from mlstack_core.contract.layout import FeatureLayout
 from mlstack_core.contract.request import Batch
-from mlstack_core.drift import monitoring_key, monitoring_prefix
-
-CAPTURES = "captures"
-
-
-def captures_prefix(model: str, version: int, day: str | None = None) -> str:
-    """``monitoring/<model>/<version>/captures/[<YYYY-MM-DD>/]``."""
-    return monitoring_prefix(CAPTURES, model, version, day)
-
-
-def capture_key(model: str, version: int, at: float, writer: str, sequence: int) -> str:
-    return monitoring_key(CAPTURES, model, version, at, writer, sequence, ".jsonl")
-
-
-def quality_settings(document: Mapping[str, Any]) -> dict[str, Any]:
-    """The version's spec ``quality`` block, with the schema's defaults."""
-    from mlstack_core.spec import spec_schema
-
-    defaults = dict(spec_schema()["properties"]["quality"]["default"])
-    configured = (document.get("spec") or {}).get("quality") or {}
-    return {**defaults, **configured}
-
-
-def capture_enabled(document: Mapping[str, Any]) -> bool:
-    return bool(((document.get("spec") or {}).get("quality") or {}).get("capture"))
-
-
-def key_column(document: Mapping[str, Any]) -> str | None:
-    key = ((document.get("spec") or {}).get("quality") or {}).get("key")
-    return str(key) if key else None
+from mlstack_core.ground_truth import capture_enabled, capture_key, key_column
 
 
 @dataclass

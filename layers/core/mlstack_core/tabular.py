@@ -54,6 +54,8 @@ from mlstack_core.errors import (
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
+# A version's label_type → how its labels are read from text (a served answer, a feedback file).
+LABEL_CASTS: dict[str, Any] = {"str": str, "int": int, "float": float}
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 

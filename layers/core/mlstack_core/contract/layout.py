@@ -14,13 +14,14 @@ from typing import Any, Final
 
 import numpy as np
 
+from mlstack_core.tabular import LABEL_CASTS
+
 CLASSIFICATION: Final = "classification"
 NUMERIC_INPUT: Final = "numeric"
 CATEGORICAL_INPUT: Final = "categorical"
 CLASSIFIER_OUTPUTS: Final = ("label", "probabilities")
 REGRESSOR_OUTPUTS: Final = ("variable",)
 
-LABEL_CASTS: Final[dict[str, Callable[[Any], Any]]] = {"str": str, "int": int, "float": float}
 LABEL_DTYPES: Final[dict[str, Any]] = {"str": str, "int": np.int64, "float": np.float64}
 
 RowGetter = Callable[[Any], tuple[Any, ...]]
