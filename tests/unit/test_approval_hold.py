@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 import pytest
 
@@ -12,20 +14,25 @@ pytestmark = pytest.mark.unit
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:mlstack-training:penguins-1"
 
 
-def test_holding_a_token_twice_has_the_effect_of_once(
-    aws: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    dynamodb = boto3.resource("dynamodb", region_name=REGION)
-    table = dynamodb.create_table(
-        TableName="approvals-hold",
+def approvals_table(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The approvals table, as the template defines its key, named in the function's settings."""
+    table = boto3.resource("dynamodb", region_name=REGION).create_table(
+        TableName=name,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    monkeypatch.setenv("APPROVALS_TABLE", "approvals-hold")
+    monkeypatch.setenv("APPROVALS_TABLE", name)
     from mlstack_core.settings import forget
 
     forget()
+    return table
+
+
+def test_holding_a_token_twice_has_the_effect_of_once(
+    aws: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = approvals_table("approvals-hold", monkeypatch)
     hold = load_handler("approval")
     event = {
         "action": "hold",
@@ -53,16 +60,7 @@ def test_an_answer_in_the_moment_before_the_run_pauses_waits_for_the_pause(
     import threading
     import time
 
-    boto3.resource("dynamodb", region_name=REGION).create_table(
-        TableName="approvals-race",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    monkeypatch.setenv("APPROVALS_TABLE", "approvals-race")
-    from mlstack_core.settings import forget
-
-    forget()
+    table = approvals_table("approvals-race", monkeypatch)
     version = aws.registry.allocate_version("penguins")
     aws.registry.put_version("penguins", version, "PendingApproval", {"dataset": {}})
     load_handler("approval")  # the function's modules, importable below
@@ -77,5 +75,4 @@ def test_an_answer_in_the_moment_before_the_run_pauses_waits_for_the_pause(
     paused.join()
     # The answer waited for the token the run held a second later, took it and sent it.
     assert time.monotonic() - started >= 1.0
-    table = boto3.resource("dynamodb", region_name=REGION).Table("approvals-race")
     assert table.scan()["Items"] == []
