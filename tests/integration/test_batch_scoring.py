@@ -73,6 +73,7 @@ def test_an_uploaded_file_is_scored_in_order_and_matches_the_api(
 
     manifest = json.loads(_read(cloud, f"batch/{MODEL}/nightly/manifest.json"))
     assert manifest["version"] == production
+    assert manifest["status"] == "succeeded"
     assert (manifest["rows_in"], manifest["rows_scored"], manifest["rows_refused"]) == (
         len(rows),
         len(rows) - 1,

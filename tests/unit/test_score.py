@@ -123,9 +123,9 @@ def test_a_job_with_more_refusals_than_allowed_fails_by_name_after_its_account(
     with pytest.raises(Exception, match="2 of 80 rows were refused") as raised:
         _run_job(production, _input_rows())
     assert type(raised.value).__name__ == "TooManyRefusedRows"
-    assert (
-        json.loads(_read(production, "batch/penguins/nightly/manifest.json"))["rows_refused"] == 2
-    )
+    manifest = json.loads(_read(production, "batch/penguins/nightly/manifest.json"))
+    assert manifest["rows_refused"] == 2
+    assert manifest["status"] == "failed"
 
 
 def test_a_pinned_version_scores_the_whole_job_and_an_unservable_one_is_refused(

@@ -268,6 +268,8 @@ def summarise_job(job: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]
         Bucket=bucket, Key=errors_key, Body=errors.getvalue().encode(), ContentType="text/csv"
     )
     seconds = (datetime.now(UTC) - datetime.fromisoformat(job["started"])).total_seconds()
+    share = rows_refused / rows_in if rows_in else 0.0
+    allowed = float(job["max_refused_share"])
     manifest = {
         "model": job["model"],
         "version": job["version"],
@@ -276,6 +278,8 @@ def summarise_job(job: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]
         "rows_in": rows_in,
         "rows_scored": rows_scored,
         "rows_refused": rows_refused,
+        # A job that refused more rows than it allows failed, with its parts and errors.csv kept.
+        "status": "failed" if share > allowed else "succeeded",
         "parts": [b["part_key"] for b in batches],
         "errors": errors_key,
         "started": job["started"],
@@ -290,14 +294,13 @@ def summarise_job(job: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]
     )
     per_model(job["model"])
     metrics.add_metric(name="BatchJobSeconds", unit=MetricUnit.Seconds, value=seconds)
-    share = rows_refused / rows_in if rows_in else 0.0
     logger.info(
         "Batch job scored", extra={"manifest": {k: v for k, v in manifest.items() if k != "parts"}}
     )
-    if share > float(job["max_refused_share"]):
+    if share > allowed:
         raise TooManyRefusedRows(
             f"{rows_refused} of {rows_in} rows were refused ({share:.1%}); this job allows "
-            f"{float(job['max_refused_share']):.1%}: see {errors_key}"
+            f"{allowed:.1%}: see {errors_key}"
         )
     return {
         **{k: v for k, v in manifest.items() if k != "parts"},
