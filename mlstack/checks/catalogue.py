@@ -78,6 +78,11 @@ METRICS: list[Metric] = [
             ("CanaryFallbacks", "Count", "canary picked but not loadable; production answered"),
             ("ShadowRequests", "Count", "requests also scored by the shadow version"),
             ("ShadowErrors", "Count", "shadow scoring failures (never change the answer)"),
+            (
+                "CaptureDropped",
+                "Count",
+                "sampled rows not captured because the container already held its maximum",
+            ),
             ("ShadowAgreement", "Percent", "shadow vs served: identical labels"),
             ("ShadowMaxAbsDiff", "None", "shadow vs served: largest output difference"),
             ("ShadowLatency", "Milliseconds", "time spent scoring the shadow"),

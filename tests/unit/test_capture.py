@@ -20,6 +20,7 @@ from tests.unit.predict_fixtures import (  # noqa: F401 - serving_fixture is a f
     Stack,
     classifier,
     configure,
+    emf_records,
     invoke,
     mixed_records,
     serving_fixture,
@@ -195,3 +196,18 @@ def test_a_capture_that_cannot_be_written_leaves_the_answer_as_it_was(
     assert answer.status == 200, answer.body
     assert len(answer.body["predictions"]) == 2
     assert any("/captures/" in key for key in refused)  # the write was tried, and failed
+
+
+def test_rows_a_full_container_cannot_hold_are_counted_in_its_metrics(
+    captured_model: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlstack_predict import predictor
+
+    configure(monkeypatch, CAPTURE_SAMPLE_RATE="1", DRIFT_FLUSH_SECONDS="3600")
+    predictor.get_predictor().capture.max_buffered_rows = 2
+    capsys.readouterr()
+    answer = invoke("POST", "/models/penguins/predict", {"instances": mixed_records(5, seed=3)})
+    assert answer.status == 200, answer.body
+    (record,) = [r for r in emf_records(capsys.readouterr().out) if "CaptureDropped" in r]
+    assert record["CaptureDropped"] in (3, [3])
+    assert record["model"] == "penguins"

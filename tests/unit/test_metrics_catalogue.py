@@ -65,6 +65,7 @@ ERROR_PATHS = {
         "CanaryFallbacks",
         "ShadowRequests",
         "ShadowErrors",
+        "CaptureDropped",  # a full capture buffer: tests/unit/test_capture.py
         "ShadowAgreement",
         "ShadowMaxAbsDiff",
         "ShadowLatency",

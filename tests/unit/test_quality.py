@@ -138,3 +138,19 @@ def test_too_few_labels_are_not_judged() -> None:
     verdict = judge(CLASSIFIER, {"metric": "accuracy", "value": 0.0, "rows": 2}, CONFIG)
     assert verdict["status"] == "not enough labels"
     assert verdict["reasons"] == []
+
+
+def test_a_regressors_labels_that_are_not_numbers_are_counted_not_scored() -> None:
+    joined = [
+        (capture(2.0, row=0), "3.0"),
+        (capture(4.0, row=1), "n/a"),  # not a number
+        (capture(None, row=2), "5.0"),  # the answer was null (NaN)
+        (capture(6.0, row=3), "inf"),
+    ]
+    scored = score_joined(REGRESSOR, joined)
+    assert scored["rows"] == 1
+    assert scored["value"] == pytest.approx(1.0)
+    assert scored["scores"]["unusable_labels"] == 3
+    nothing = score_joined(REGRESSOR, [(capture(1.0), "none")])
+    assert nothing["value"] is None
+    assert nothing["rows"] == 0

@@ -155,9 +155,24 @@ def score_joined(
     task = schema.get("task") or document.get("task") or CLASSIFICATION
     metric = str(document.get("metric") or ("accuracy" if task == CLASSIFICATION else "r2"))
     if task != CLASSIFICATION:
-        y_true = np.array([float(label) for _, label in joined])
-        y_pred = np.array([float(c["prediction"]) for c, _ in joined])
-        scores = regression_metrics(y_true, y_pred)
+        # A label that is not a number, or an answer that was not one (null), cannot be scored.
+        pairs = [
+            (truth, predicted)
+            for capture, label in joined
+            if (truth := _finite(label)) is not None
+            and (predicted := _finite(capture["prediction"])) is not None
+        ]
+        unusable = len(joined) - len(pairs)
+        if not pairs:
+            return {
+                "metric": metric,
+                "value": None,
+                "scores": {"unusable_labels": unusable},
+                "rows": 0,
+            }
+        y_true, y_pred = (np.array(side, dtype=np.float64) for side in zip(*pairs, strict=True))
+        scores = {**regression_metrics(y_true, y_pred), "unusable_labels": unusable}
+        return {"metric": metric, "value": scores.get(metric), "scores": scores, "rows": len(pairs)}
     else:
         cast = LABEL_CASTS.get(str(schema.get("label_type") or "str"), str)
         classes = list(schema.get("classes") or [])
@@ -186,6 +201,14 @@ def score_joined(
             scores = {**full, "accuracy": scores["accuracy"]}
         scores["unknown_labels"] = int((~known).sum())
     return {"metric": metric, "value": scores.get(metric), "scores": scores, "rows": len(joined)}
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
 
 
 def _label(cast: Any, text: str) -> Any:

@@ -151,7 +151,11 @@ class Predictor:
         )
         self._record_drift(model, loaded, feeds, outputs)
         with self._lock:
+            dropped = self.capture.dropped
             captures = self.capture.record(model, loaded.layout, loaded.document, batch, result)
+            dropped = self.capture.dropped - dropped
+        if dropped:  # the container's capture buffer was full: those rows are not kept
+            metrics.add_metric("CaptureDropped", COUNT, dropped)
         self._write_monitoring(captures)
         if routing is not None and routing.shadow is not None and routing.shadow != loaded.version:
             shadow = self._shadow(model, routing.shadow, batch, loaded, outputs)
