@@ -108,6 +108,14 @@ def test_true_labels_keep_the_model_and_wrong_ones_alert_and_retrain(
     alerts.drain()
     executions = len(cloud.executions())
 
+    # A file the Monitor could not join is refused before it is uploaded, naming what it lacks.
+    unjoinable = tmp_path / "ids.csv"
+    unjoinable.write_text("id,species\n1,Adelie\n")
+    capsys.readouterr()
+    assert main(["feedback", MODEL, str(unjoinable)]) == 2
+    refusal = capsys.readouterr()
+    assert "'request_id' and 'row'" in refusal.out + refusal.err
+
     # 1. The true labels: the model holds (it answers as well as on its holdout).
     truth = [(rid, row, served_rows[i][TARGET]) for i, (rid, row, _) in enumerate(answered)]
     capsys.readouterr()
