@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from mlstack_core.capture import CaptureRecorder
 from mlstack_core.contract import Batch, FeatureLayout
-from mlstack_core.ground_truth import captures_prefix
+from mlstack_core.ground_truth import capture_key, captures_prefix
 from mlstack_core.registry_keys import model_pk, version_sk
 from tests.unit.predict_fixtures import (  # noqa: F401 - serving_fixture is a fixture
     Stack,
@@ -195,7 +195,7 @@ def test_a_capture_that_cannot_be_written_leaves_the_answer_as_it_was(
     answer = invoke("POST", "/models/penguins/predict", {"instances": mixed_records(2, seed=2)})
     assert answer.status == 200, answer.body
     assert len(answer.body["predictions"]) == 2
-    assert any("/captures/" in key for key in refused)  # the write was tried, and failed
+    assert any(key.startswith("captures/") for key in refused)  # the write was tried, and failed
 
 
 def test_rows_a_full_container_cannot_hold_are_counted_in_its_metrics(
@@ -211,3 +211,19 @@ def test_rows_a_full_container_cannot_hold_are_counted_in_its_metrics(
     (record,) = [r for r in emf_records(capsys.readouterr().out) if "CaptureDropped" in r]
     assert record["CaptureDropped"] in (3, [3])
     assert record["model"] == "penguins"
+
+
+def test_captures_expire_after_their_retention() -> None:
+    """Every capture key is under the one prefix the model bucket's lifecycle rule expires after
+    CaptureRetentionDays (and its older versions a day later)."""
+    from mlstack.sam import load_template, project_root
+
+    template = load_template(project_root() / "template.yaml")
+    rules = template["Resources"]["ModelBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (rule,) = [r for r in rules if r.get("Prefix") == "captures/"]
+    assert rule["Status"] == "Enabled"
+    assert rule["ExpirationInDays"] == {"Ref": "CaptureRetentionDays"}
+    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+    assert template["Parameters"]["CaptureRetentionDays"]["Default"] == 90
+    key = capture_key("penguins", 3, 1_800_000_000.0, "abcd1234", 7)
+    assert key == "captures/penguins/3/2027-01-15/080000-abcd1234-000007.jsonl"

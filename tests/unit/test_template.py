@@ -147,7 +147,7 @@ NEEDS: dict[str, list[Need]] = {
         ),
         Need(
             "s3:PutObject",
-            "${ModelBucket.Arn}/monitoring/*/captures/*",
+            "${ModelBucket.Arn}/captures/*",
             "ground-truth captures (mlstack_core.capture.CaptureRecorder)",
         ),
     ],
@@ -156,6 +156,7 @@ NEEDS: dict[str, list[Need]] = {
         Need("dynamodb:GetItem", "${RegistryTable.Arn}", "production alias and version"),
         Need("s3:ListBucket", "${ModelBucket.Arn}", "summaries of the window"),
         Need("s3:GetObject", MONITORING, "summaries"),
+        Need("s3:GetObject", "${ModelBucket.Arn}/captures/*", "captured requests and answers"),
         Need("s3:GetObject", MODELS, "the version's baseline"),
         Need("s3:PutObject", MONITORING, "reports and latest.json"),
         Need("s3:ListBucketVersions", "${DataBucket.Arn}", "newest dataset to retrain on"),

@@ -5,7 +5,8 @@ Opt-in per model: the version's spec ``quality.capture``. The stack's ``CaptureS
 share of requests recorded (every row of a recorded request, up to ``max_rows_per_request``).
 The prediction function calls ``record`` after it has the answer; rows wait in memory and leave
 as one JSON Lines object per version every ``flush_seconds`` (the drift summaries' interval),
-written by the caller, so the recorder itself makes no AWS calls and never raises.
+written by the caller under ``captures/<model>/<version>/<day>/`` (a lifecycle rule expires them
+after ``CaptureRetentionDays``), so the recorder itself makes no AWS calls and never raises.
 
 A container that stops before its flush (scaled in, redeployed, crashed) loses what it held: at
 most ``flush_seconds`` of sampled rows per version, and never more than ``max_buffered_rows``

@@ -38,7 +38,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -62,32 +62,28 @@ MONITORING_PREFIX: Final = "monitoring"
 
 
 # --------------------------------------------------------------------------------- keys
-def monitoring_prefix(kind: str, model: str, version: int, day: str | None = None) -> str:
-    """``monitoring/<model>/<version>/<kind>/[<YYYY-MM-DD>/]``: what the prediction function
-    writes per version (``summaries``, ``captures``), by day."""
-    base = f"{MONITORING_PREFIX}/{model}/{version}/{kind}/"
-    return f"{base}{day}/" if day else base
-
-
-def monitoring_key(
-    kind: str, model: str, version: int, at: float, writer: str, sequence: int, suffix: str
+def dated_key(
+    prefix_of_day: Callable[[str], str], at: float, writer: str, sequence: int, suffix: str
 ) -> str:
-    """``<monitoring_prefix>/<HHMMSS>-<writer>-<sequence><suffix>``: dated, and unique per
-    container (``writer``) and write."""
+    """``<prefix of the day>/<HHMMSS>-<writer>-<sequence><suffix>``: dated, and unique per
+    container (``writer``) and write. What the prediction function writes is keyed this way."""
     moment = datetime.fromtimestamp(at, UTC)
     return (
-        f"{monitoring_prefix(kind, model, version, moment.strftime('%Y-%m-%d'))}"
+        f"{prefix_of_day(moment.strftime('%Y-%m-%d'))}"
         f"{moment.strftime('%H%M%S')}-{writer}-{sequence:06d}{suffix}"
     )
 
 
 def summaries_prefix(model: str, version: int, day: str | None = None) -> str:
     """``monitoring/<model>/<version>/summaries/[<YYYY-MM-DD>/]``."""
-    return monitoring_prefix("summaries", model, version, day)
+    base = f"{MONITORING_PREFIX}/{model}/{version}/summaries/"
+    return f"{base}{day}/" if day else base
 
 
 def summary_key(model: str, version: int, at: float, writer: str, sequence: int) -> str:
-    return monitoring_key("summaries", model, version, at, writer, sequence, ".json")
+    return dated_key(
+        lambda day: summaries_prefix(model, version, day), at, writer, sequence, ".json"
+    )
 
 
 def summary_time(key: str) -> float | None:

@@ -7,18 +7,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mlstack_core.drift import monitoring_key, monitoring_prefix
+from mlstack_core.drift import dated_key
 
+# Captures have a prefix of their own, so one lifecycle rule expires them (CaptureRetentionDays).
 CAPTURES = "captures"
 
 
 def captures_prefix(model: str, version: int, day: str | None = None) -> str:
-    """``monitoring/<model>/<version>/captures/[<YYYY-MM-DD>/]``."""
-    return monitoring_prefix(CAPTURES, model, version, day)
+    """``captures/<model>/<version>/[<YYYY-MM-DD>/]`` in the model bucket."""
+    base = f"{CAPTURES}/{model}/{version}/"
+    return f"{base}{day}/" if day else base
 
 
 def capture_key(model: str, version: int, at: float, writer: str, sequence: int) -> str:
-    return monitoring_key(CAPTURES, model, version, at, writer, sequence, ".jsonl")
+    return dated_key(
+        lambda day: captures_prefix(model, version, day), at, writer, sequence, ".jsonl"
+    )
 
 
 def quality_settings(document: Mapping[str, Any]) -> dict[str, Any]:
