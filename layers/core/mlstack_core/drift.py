@@ -38,7 +38,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -62,28 +62,28 @@ MONITORING_PREFIX: Final = "monitoring"
 
 
 # --------------------------------------------------------------------------------- keys
-def dated_key(
-    prefix_of_day: Callable[[str], str], at: float, writer: str, sequence: int, suffix: str
-) -> str:
-    """``<prefix of the day>/<HHMMSS>-<writer>-<sequence><suffix>``: dated, and unique per
+def dated_key(base: str, at: float, writer: str, sequence: int, suffix: str) -> str:
+    """``<base><YYYY-MM-DD>/<HHMMSS>-<writer>-<sequence><suffix>``: dated, and unique per
     container (``writer``) and write. What the prediction function writes is keyed this way."""
     moment = datetime.fromtimestamp(at, UTC)
     return (
-        f"{prefix_of_day(moment.strftime('%Y-%m-%d'))}"
+        f"{dated_prefix(base, moment.strftime('%Y-%m-%d'))}"
         f"{moment.strftime('%H%M%S')}-{writer}-{sequence:06d}{suffix}"
     )
 
 
-def summaries_prefix(model: str, version: int, day: str | None = None) -> str:
-    """``monitoring/<model>/<version>/summaries/[<YYYY-MM-DD>/]``."""
-    base = f"{MONITORING_PREFIX}/{model}/{version}/summaries/"
+def dated_prefix(base: str, day: str | None) -> str:
+    """``<base>[<YYYY-MM-DD>/]``: one day's objects, or all of them."""
     return f"{base}{day}/" if day else base
 
 
+def summaries_prefix(model: str, version: int, day: str | None = None) -> str:
+    """``monitoring/<model>/<version>/summaries/[<YYYY-MM-DD>/]``."""
+    return dated_prefix(f"{MONITORING_PREFIX}/{model}/{version}/summaries/", day)
+
+
 def summary_key(model: str, version: int, at: float, writer: str, sequence: int) -> str:
-    return dated_key(
-        lambda day: summaries_prefix(model, version, day), at, writer, sequence, ".json"
-    )
+    return dated_key(summaries_prefix(model, version), at, writer, sequence, ".json")
 
 
 def summary_time(key: str) -> float | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mlstack_core.drift import dated_key
+from mlstack_core.drift import dated_key, dated_prefix
 
 # Captures have a prefix of their own, so one lifecycle rule expires them (CaptureRetentionDays).
 CAPTURES = "captures"
@@ -15,14 +15,11 @@ CAPTURES = "captures"
 
 def captures_prefix(model: str, version: int, day: str | None = None) -> str:
     """``captures/<model>/<version>/[<YYYY-MM-DD>/]`` in the model bucket."""
-    base = f"{CAPTURES}/{model}/{version}/"
-    return f"{base}{day}/" if day else base
+    return dated_prefix(f"{CAPTURES}/{model}/{version}/", day)
 
 
 def capture_key(model: str, version: int, at: float, writer: str, sequence: int) -> str:
-    return dated_key(
-        lambda day: captures_prefix(model, version, day), at, writer, sequence, ".jsonl"
-    )
+    return dated_key(captures_prefix(model, version), at, writer, sequence, ".jsonl")
 
 
 def quality_settings(document: Mapping[str, Any]) -> dict[str, Any]:
