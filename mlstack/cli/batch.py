@@ -11,7 +11,7 @@ from typing import Any
 
 from mlstack.cli.errors import CommandError
 from mlstack.cli.stack import StackClient
-from mlstack_core.layout import BATCH_KEY, model_name_problem
+from mlstack_core.layout import BATCH_KEY, batch_file_key, job_prefix, model_name_problem
 
 Printer = Callable[[str], None]
 
@@ -29,7 +29,7 @@ def upload_batch(
     """Put ``path`` at batch/<model>/<job>.csv with the job's options as object metadata: the
     upload starts the job, as a plain S3 upload would."""
     job = job or path.stem
-    key = f"batch/{model}/{job}.csv"
+    key = batch_file_key(model, job)
     problem = model_name_problem(model)
     if problem is None and (model_name_problem(job) or not BATCH_KEY.match(key)):
         problem = f"{job!r} is not a job name: use letters, digits, '-' and '_' (up to 64)"
@@ -92,7 +92,7 @@ def follow_job(
 
 def manifest_summary(manifest: dict[str, Any], bucket: str) -> str:
     refused = manifest["rows_refused"]
-    prefix = f"s3://{bucket}/batch/{manifest['model']}/{manifest['job']}"
+    prefix = f"s3://{bucket}/{job_prefix(manifest['model'], manifest['job'])}"
     lines = [
         f"job {manifest['job']}: version {manifest['version']} of {manifest['model']} scored "
         f"{manifest['rows_scored']:,} of {manifest['rows_in']:,} rows in {manifest['seconds']:.1f}s"

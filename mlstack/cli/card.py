@@ -23,6 +23,7 @@ from mlstack_core.card import (
     to_html,
     to_markdown,
 )
+from mlstack_core.ground_truth import latest_quality_key
 
 
 def plot_reliability(data: ReportData) -> Any:
@@ -43,7 +44,7 @@ def plot_reliability(data: ReportData) -> Any:
 
 def latest_quality(client: Any, model: str) -> dict[str, Any] | None:
     """The Monitor's latest ground-truth report of the model, if it has written one."""
-    body = client.stored_bytes("ModelBucketName", f"monitoring/{model}/quality-latest.json")
+    body = client.stored_bytes("ModelBucketName", latest_quality_key(model))
     report: dict[str, Any] | None = json.loads(body) if body is not None else None
     return report
 

@@ -19,7 +19,7 @@ from mlstack.cli.errors import CommandError, debugging, explain
 from mlstack.cli.progress import follow_execution
 from mlstack.cli.stack import StackClient
 from mlstack.cli.views import failure_summary, format_history, format_models
-from mlstack_core.layout import model_name_problem
+from mlstack_core.layout import job_prefix, model_name_problem
 
 
 def _print_json(value: Any) -> None:
@@ -154,7 +154,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"scoring job: {execution_arn}")
     if not args.wait:
         return 0
-    prefix = f"batch/{args.model}/{upload['job']}"
+    prefix = job_prefix(args.model, upload["job"])
     description = follow_job(client, execution_arn, prefix, data_rows(path))
     if description["status"] != "SUCCEEDED":
         print(f"job {description['status']}{_failure(description)}")

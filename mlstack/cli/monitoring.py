@@ -18,20 +18,9 @@ from typing import Any
 
 from mlstack.cli.errors import CommandError
 from mlstack.cli.stack import StackClient
+from mlstack_core.drift import latest_report_key
+from mlstack_core.ground_truth import feedback_prefix, feedback_problem, latest_quality_key
 from mlstack_core.layout import model_name_problem
-
-LABEL_COLUMN = "label"
-
-
-def feedback_problem(header: list[str], target: str | None, key: str | None) -> str | None:
-    """Why the Monitor could not join this file, or None."""
-    labels = [c for c in (target, LABEL_COLUMN) if c]
-    if not any(c in header for c in labels):
-        return f"the file needs a label column ({' or '.join(map(repr, labels))})"
-    if not ({"request_id", "row"} <= set(header) or (key and key in header)):
-        joins = "'request_id' and 'row' (as the API answered)" + (f", or {key!r}" if key else "")
-        return f"the file needs {joins} to say which prediction each label is for"
-    return None
 
 
 def upload_feedback(client: StackClient, model: str, path: Path) -> dict[str, Any]:
@@ -50,7 +39,8 @@ def upload_feedback(client: StackClient, model: str, path: Path) -> dict[str, An
         raise CommandError(f"{path}: {problem}; its header is {', '.join(header[:12])}")
     rows = max(0, len(text.splitlines()) - 1)
     bucket = client.outputs["DataBucketName"]
-    key = f"feedback/{model}/{path.stem}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.csv"
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    key = f"{feedback_prefix(model)}{path.stem}-{stamp}.csv"
     client.session.client("s3").put_object(
         Bucket=bucket, Key=key, Body=body, ContentType="text/csv"
     )
@@ -81,8 +71,8 @@ def run_checks(client: StackClient, model: str) -> dict[str, Any]:
 def latest_reports(client: StackClient, model: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for name, key in (
-        ("drift", f"monitoring/{model}/latest.json"),
-        ("quality", f"monitoring/{model}/quality-latest.json"),
+        ("drift", latest_report_key(model)),
+        ("quality", latest_quality_key(model)),
     ):
         body = client.stored_bytes("ModelBucketName", key)
         found[name] = json.loads(body) if body is not None else None

@@ -23,7 +23,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -47,23 +47,13 @@ def drift_settings(document: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **configured}
 
 
-def _days(start: float, end: float) -> list[str]:
-    day = datetime.fromtimestamp(start, UTC).date()
-    last = datetime.fromtimestamp(end, UTC).date()
-    days = []
-    while day <= last:
-        days.append(day.isoformat())
-        day += timedelta(days=1)
-    return days
-
-
 @tracer.capture_method
 def read_summaries(
     s3: Any, bucket: str, model: str, version: int, since: float, now: float
 ) -> list[dict[str, Any]]:
     keys: list[str] = []
     paginator = s3.get_paginator("list_objects_v2")
-    for day in _days(since, now):
+    for day in drift.days_between(since, now):
         prefix = drift.summaries_prefix(model, version, day)
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):

@@ -25,12 +25,21 @@ import hashlib
 import io
 import json
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from mlstack_core.ground_truth import captures_prefix, quality_settings
+from mlstack_core.drift import days_between
+from mlstack_core.ground_truth import (
+    LABEL_COLUMN,
+    captures_prefix,
+    feedback_prefix,
+    feedback_problem,
+    latest_quality_key,
+    quality_report_key,
+    quality_settings,
+)
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tracer
 from mlstack_core.registry import Registry
 from mlstack_core.scoring import classification_metrics, regression_metrics
@@ -41,20 +50,6 @@ from mlstack_monitor.datasets import latest_dataset
 
 MAX_FEEDBACK_FILES = 1000
 MAX_CAPTURE_FILES = 5000
-LABEL_COLUMN = "label"
-
-
-def feedback_prefix(model: str) -> str:
-    return f"feedback/{model}/"
-
-
-def quality_report_key(model: str, at: float) -> str:
-    moment = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H%M%SZ")
-    return f"monitoring/{model}/quality/{moment}.json"
-
-
-def latest_quality_key(model: str) -> str:
-    return f"monitoring/{model}/quality-latest.json"
 
 
 class Feedback:
@@ -69,16 +64,16 @@ class Feedback:
     def read(self, name: str, text: str, target: str | None, key: str | None) -> None:
         reader = csv.DictReader(io.StringIO(text))
         header = reader.fieldnames or []
-        label = target if target in header else LABEL_COLUMN if LABEL_COLUMN in header else None
-        by_request = "request_id" in header and "row" in header
-        by_key = key is not None and key in header
-        if label is None or not (by_request or by_key):
+        if feedback_problem(header, target, key):
             wanted = "request_id and row" + (f", or {key}" if key else "")
             self.problems.append(
                 f"{name}: needs {wanted} and the label in {target or LABEL_COLUMN!r} "
                 f"(its header: {', '.join(header[:10])})"
             )
             return
+        label = target if target in header else LABEL_COLUMN
+        by_request = "request_id" in header and "row" in header
+        by_key = key is not None and key in header
         rows = 0
         for record in reader:
             value = record.get(label)
@@ -140,8 +135,8 @@ def read_captures(
 
 
 def window_days(now: float, days: int) -> list[str]:
-    today = datetime.fromtimestamp(now, UTC).date()
-    return [(today - timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
+    """The last ``days`` UTC days, today included."""
+    return days_between(now - (days - 1) * 86400, now)
 
 
 def score_joined(

@@ -150,6 +150,17 @@ class Predictor:
             model, loaded.version, variant, batch.size, (time.perf_counter() - started) * 1000
         )
         self._record_drift(model, loaded, feeds, outputs)
+        if self.capture.sample_rate > 0:  # off (the usual case): no lock on the hot path
+            self._capture(model, loaded, batch, result)
+        if routing is not None and routing.shadow is not None and routing.shadow != loaded.version:
+            shadow = self._shadow(model, routing.shadow, batch, loaded, outputs)
+            if shadow is not None:
+                result["shadow_version"] = shadow
+        return result
+
+    def _capture(
+        self, model: str, loaded: LoadedModel, batch: Batch, result: dict[str, Any]
+    ) -> None:
         with self._lock:
             dropped = self.capture.dropped
             captures = self.capture.record(model, loaded.layout, loaded.document, batch, result)
@@ -157,11 +168,6 @@ class Predictor:
         if dropped:  # the container's capture buffer was full: those rows are not kept
             metrics.add_metric("CaptureDropped", COUNT, dropped)
         self._write_monitoring(captures)
-        if routing is not None and routing.shadow is not None and routing.shadow != loaded.version:
-            shadow = self._shadow(model, routing.shadow, batch, loaded, outputs)
-            if shadow is not None:
-                result["shadow_version"] = shadow
-        return result
 
     def _record_drift(
         self, model: str, loaded: LoadedModel, feeds: dict[str, np.ndarray], outputs: list[Any]

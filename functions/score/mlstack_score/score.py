@@ -27,7 +27,7 @@ from mlstack_core.contract import LoadedModel, load_model
 from mlstack_core.contract.batch import score_rows
 from mlstack_core.errors import EmptyDataset, ModelNotFound, PipelineError
 from mlstack_core.integrity import read_verified
-from mlstack_core.layout import model_name_problem
+from mlstack_core.layout import job_prefix, model_name_problem
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.registry import Registry
 from mlstack_core.registry_keys import CANARY, PRODUCTION, SHADOW, STATUS_APPROVED
@@ -47,10 +47,6 @@ class VersionNotServed(PipelineError):
 
 class TooManyRefusedRows(PipelineError):
     """More rows were refused than the job allows (``max_refused_share``)."""
-
-
-def job_prefix(model: str, job: str) -> str:
-    return f"batch/{model}/{job}"
 
 
 # Object metadata a batch file may carry (``mlstack score`` sets it; ``aws s3 cp --metadata``

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes import S3EventBridgeNotificati
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlstack_core.observability.pipeline import logger, metrics, tracer
-from mlstack_trigger.trigger import start_run
+from mlstack_trigger.trigger import Upload, start_run
 
 
 @logger.inject_lambda_context(log_event=True)
@@ -18,7 +18,7 @@ from mlstack_trigger.trigger import start_run
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     notification = S3EventBridgeNotificationEvent(event)
     detail = notification.detail
-    return start_run(
+    upload = Upload(
         bucket=detail.bucket.name,
         key=detail.object.key,
         version_id=detail.object.version_id,
@@ -26,3 +26,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         size=detail.object.size,
         sequencer=detail.object.sequencer,
     )
+    return start_run(upload)

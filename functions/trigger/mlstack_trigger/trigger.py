@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -55,15 +56,34 @@ def refuse_oversized(model: str, key: str, size: int, limit: int) -> dict[str, A
     return {"started": False, "reason": reason, "error": "DatasetTooLarge", "key": key}
 
 
-def start_training_run(
-    *,
-    bucket: str,
-    key: str,
-    version_id: str | None,
-    etag: str | None,
-    size: int | None,
-    sequencer: str | None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Upload:
+    """One object version, as the S3 event names it."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    size: int | None
+    sequencer: str | None
+
+    def execution_name(self, model: str) -> str:
+        return execution_name(model, self.bucket, self.key, self.version_id, self.sequencer)
+
+
+def start_run(upload: Upload) -> dict[str, Any]:
+    """A batch file starts a scoring job; anything else is a training upload (or ignored)."""
+    batch = BATCH_KEY.match(upload.key)
+    if batch is None and upload.key.startswith("batch/"):
+        # A job's own output (batch/<model>/<job>/...): the rule sees it, nothing starts.
+        return {"started": False, "reason": "output of a batch job", "key": upload.key}
+    if batch is None:
+        return start_training_run(upload)
+    return start_scoring_job(upload, batch.group("model"), batch.group("job"))
+
+
+def start_training_run(upload: Upload) -> dict[str, Any]:
+    key = upload.key
     model = dataset_model(key)
     if model is None:
         match = DATASET_KEY.match(key)
@@ -76,88 +96,61 @@ def start_training_run(
         return {"started": False, "reason": "not a dataset key", "key": key}
 
     limit = guard_settings().max_upload_bytes
-    if size is not None and size > limit:
-        return refuse_oversized(model, key, size, limit)
+    if upload.size is not None and upload.size > limit:
+        return refuse_oversized(model, key, upload.size, limit)
 
-    name = execution_name(model, bucket, key, version_id, sequencer)
-    run_input = {
-        "model": model,
-        "dataset": {
-            "bucket": bucket,
-            "key": key,
-            "version_id": version_id,
-            "etag": etag,
-            "size": size,
-        },
+    name = upload.execution_name(model)
+    dataset = {
+        "bucket": upload.bucket,
+        "key": key,
+        "version_id": upload.version_id,
+        "etag": upload.etag,
+        "size": upload.size,
     }
+    started = _start_once(
+        stack_settings().state_machine_arn, name, {"model": model, "dataset": dataset}
+    )
+    if started is None:
+        return {"started": False, "reason": "duplicate delivery", "execution_name": name}
+    metrics.add_metric(name="TrainingRunsStarted", unit=MetricUnit.Count, value=1)
+    logger.info("Training run started", extra={"model": model, "execution": started})
+    return {"started": True, "model": model, "execution_arn": started}
+
+
+def start_scoring_job(upload: Upload, model: str, job: str) -> dict[str, Any]:
+    problem = model_name_problem(model) or _job_name_problem(job)
+    if problem:
+        metrics.add_metric(name="IgnoredObjects", unit=MetricUnit.Count, value=1)
+        logger.warning("Batch file starts no job", extra={"key": upload.key, "reason": problem})
+        return {"started": False, "reason": problem, "key": upload.key}
+    name = f"{model[:30]}-{job[:30]}-" + upload.execution_name(model)[-16:]
+    dataset = {"bucket": upload.bucket, "key": upload.key, "version_id": upload.version_id}
+    started = _start_once(
+        stack_settings().scoring_state_machine_arn,
+        name,
+        {"model": model, "job": job, "dataset": dataset},
+    )
+    if started is None:
+        return {"started": False, "reason": "duplicate delivery", "execution_name": name}
+    metrics.add_metric(name="BatchJobsStarted", unit=MetricUnit.Count, value=1)
+    logger.info("Batch job started", extra={"model": model, "job": job, "execution": started})
+    return {"started": True, "model": model, "job": job, "execution_arn": started}
+
+
+def _start_once(machine_arn: str, name: str, run_input: dict[str, Any]) -> str | None:
+    """The new execution's ARN, or None when this object version already started one (a
+    redelivered event: Step Functions refuses a second execution of the same name)."""
     client = boto3.client("stepfunctions")
     try:
         response = client.start_execution(
-            stateMachineArn=stack_settings().state_machine_arn,
-            name=name,
-            input=json.dumps(run_input),
+            stateMachineArn=machine_arn, name=name, input=json.dumps(run_input)
         )
     except client.exceptions.ExecutionAlreadyExists:
         logger.info("Duplicate delivery: run already started", extra={"execution_name": name})
         metrics.add_metric(name="DuplicateTriggers", unit=MetricUnit.Count, value=1)
-        return {"started": False, "reason": "duplicate delivery", "execution_name": name}
-
-    metrics.add_metric(name="TrainingRunsStarted", unit=MetricUnit.Count, value=1)
-    logger.info(
-        "Training run started", extra={"model": model, "execution": response["executionArn"]}
-    )
-    return {"started": True, "model": model, "execution_arn": response["executionArn"]}
-
-
-def start_run(
-    *,
-    bucket: str,
-    key: str,
-    version_id: str | None,
-    etag: str | None,
-    size: int | None,
-    sequencer: str | None,
-) -> dict[str, Any]:
-    """A batch file starts a scoring job; anything else is a training upload (or ignored)."""
-    batch = BATCH_KEY.match(key)
-    if batch is None and key.startswith("batch/"):
-        # A job's own output (batch/<model>/<job>/...): the rule sees it, nothing starts.
-        return {"started": False, "reason": "output of a batch job", "key": key}
-    if batch is None:
-        return start_training_run(
-            bucket=bucket, key=key, version_id=version_id, etag=etag, size=size, sequencer=sequencer
-        )
-    model, job = batch.group("model"), batch.group("job")
-    problem = model_name_problem(model) or _job_name_problem(job)
-    if problem:
-        metrics.add_metric(name="IgnoredObjects", unit=MetricUnit.Count, value=1)
-        logger.warning("Batch file starts no job", extra={"key": key, "reason": problem})
-        return {"started": False, "reason": problem, "key": key}
-    name = (
-        f"{model[:30]}-{job[:30]}-"
-        + execution_name(model, bucket, key, version_id, sequencer)[-16:]
-    )
-    client = boto3.client("stepfunctions")
-    request = {
-        "model": model,
-        "job": job,
-        "dataset": {"bucket": bucket, "key": key, "version_id": version_id},
-    }
-    try:
-        response = client.start_execution(
-            stateMachineArn=stack_settings().scoring_state_machine_arn,
-            name=name,
-            input=json.dumps(request),
-        )
-    except client.exceptions.ExecutionAlreadyExists:
-        metrics.add_metric(name="DuplicateTriggers", unit=MetricUnit.Count, value=1)
-        return {"started": False, "reason": "duplicate delivery", "execution_name": name}
-    metrics.add_metric(name="BatchJobsStarted", unit=MetricUnit.Count, value=1)
-    logger.info(
-        "Batch job started",
-        extra={"model": model, "job": job, "execution": response["executionArn"]},
-    )
-    return {"started": True, "model": model, "job": job, "execution_arn": response["executionArn"]}
+        return None
+    arn: str = response["executionArn"]
+    return arn
 
 
 def _job_name_problem(job: str) -> str | None:

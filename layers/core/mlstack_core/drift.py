@@ -40,7 +40,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import numpy as np
@@ -75,6 +75,17 @@ def dated_key(base: str, at: float, writer: str, sequence: int, suffix: str) -> 
 def dated_prefix(base: str, day: str | None) -> str:
     """``<base>[<YYYY-MM-DD>/]``: one day's objects, or all of them."""
     return f"{base}{day}/" if day else base
+
+
+def days_between(start: float, end: float) -> list[str]:
+    """The UTC days (``YYYY-MM-DD``) from ``start`` to ``end``: the day folders to read."""
+    day = datetime.fromtimestamp(start, UTC).date()
+    last = datetime.fromtimestamp(end, UTC).date()
+    days = []
+    while day <= last:
+        days.append(day.isoformat())
+        day += timedelta(days=1)
+    return days
 
 
 def summaries_prefix(model: str, version: int, day: str | None = None) -> str:

@@ -1,13 +1,15 @@
-"""Ground truth's names and settings, shared by the prediction function (which captures) and the
-Monitor (which joins labels to captures): where captures live and what a version's spec asks.
-No model runtime here: the Monitor imports it."""
+"""Ground truth's names and settings, shared by the prediction function (which captures), the
+Monitor (which joins labels to captures) and the CLI (which uploads labels and reads reports):
+where captures, feedback and quality reports live, what a feedback file needs, and what a
+version's spec asks. No model runtime here: the Monitor imports it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from mlstack_core.drift import dated_key, dated_prefix
+from mlstack_core.drift import MONITORING_PREFIX, dated_key, dated_prefix
 
 # Captures have a prefix of their own, so one lifecycle rule expires them (CaptureRetentionDays).
 CAPTURES = "captures"
@@ -38,3 +40,32 @@ def capture_enabled(document: Mapping[str, Any]) -> bool:
 def key_column(document: Mapping[str, Any]) -> str | None:
     key = ((document.get("spec") or {}).get("quality") or {}).get("key")
     return str(key) if key else None
+
+
+# A feedback file's label column, when it is not named after the target.
+LABEL_COLUMN = "label"
+
+
+def feedback_prefix(model: str) -> str:
+    """``feedback/<model>/`` in the data bucket: the labels users upload."""
+    return f"feedback/{model}/"
+
+
+def feedback_problem(header: Sequence[str], target: str | None, key: str | None) -> str | None:
+    """Why the Monitor could not join a feedback file with this header, or None."""
+    labels = [c for c in (target, LABEL_COLUMN) if c]
+    if not any(c in header for c in labels):
+        return f"the file needs a label column ({' or '.join(map(repr, labels))})"
+    if not ({"request_id", "row"} <= set(header) or (key and key in header)):
+        joins = "'request_id' and 'row' (as the API answered)" + (f", or {key!r}" if key else "")
+        return f"the file needs {joins} to say which prediction each label is for"
+    return None
+
+
+def quality_report_key(model: str, at: float) -> str:
+    moment = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    return f"{MONITORING_PREFIX}/{model}/quality/{moment}.json"
+
+
+def latest_quality_key(model: str) -> str:
+    return f"{MONITORING_PREFIX}/{model}/quality-latest.json"

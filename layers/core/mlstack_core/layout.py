@@ -15,6 +15,16 @@ DATASET_KEY = re.compile(r"^datasets/(?P<model>[^/]+)/[^/]+\.csv$")
 BATCH_KEY = re.compile(r"^batch/(?P<model>[^/]+)/(?P<job>[^/]+)\.csv$")
 
 
+def batch_file_key(model: str, job: str) -> str:
+    """``batch/<model>/<job>.csv`` in the data bucket: uploading it starts the job."""
+    return f"{job_prefix(model, job)}.csv"
+
+
+def job_prefix(model: str, job: str) -> str:
+    """``batch/<model>/<job>``: where the job's parts, errors.csv and manifest.json go."""
+    return f"batch/{model}/{job}"
+
+
 def model_name_problem(name: str) -> str | None:
     """Why ``name`` cannot name a model, or None when it can."""
     if MODEL_NAME.fullmatch(name):
