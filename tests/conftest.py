@@ -38,6 +38,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import boto3  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
@@ -278,3 +279,25 @@ def _fresh_metrics() -> Iterator[None]:
     metrics.clear_metrics()
     yield
     metrics.clear_metrics()
+
+
+def improving_uploads(count: int, rows: int = 2000) -> list[tuple[bytes, dict[str, Any]]]:
+    """``count`` uploads of one table, each (csv, spec) clearly better than the one before beyond
+    the gate's noise: the label is the sign of four equally weighted columns plus a little noise,
+    and upload ``k`` lets the model read ``k`` of them (the others are in ``columns.drop``).
+    For tests that need production to move by the gate's own decision."""
+    rng = np.random.default_rng(2026)
+    signal = rng.normal(size=(rows, 4))
+    label = (signal.sum(axis=1) + rng.normal(scale=0.3, size=rows) > 0).astype(int)
+    names = ["s1", "s2", "s3", "s4"]
+    table = [
+        {**{n: f"{v:.5f}" for n, v in zip(names, values, strict=True)}, "label": str(y)}
+        for values, y in zip(signal, label, strict=True)
+    ]
+    if not 1 <= count <= len(names):
+        raise ValueError(f"between 1 and {len(names)} uploads")
+    body = records_csv(table)
+    return [
+        (body, {"target": "label", "columns": {"drop": names[read:]}})
+        for read in range(len(names) - count + 1, len(names) + 1)
+    ]

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from mlstack_core import errors
-from mlstack_evaluate.decision import decide
-from mlstack_evaluate.scoring import classification_metrics, regression_metrics
+from mlstack_core.evidence import Answers
+from mlstack_core.tabular import Table
+from mlstack_evaluate.decision import baseline, decide
+from mlstack_evaluate.holdout import Holdout, classification_metrics, regression_metrics
 from tests.conftest import Stack, penguins_bytes
 from tests.unit.test_preprocess import synthetic_regression
 
@@ -121,13 +123,11 @@ def test_champion_is_scored_on_the_same_holdout(aws: Stack) -> None:
     # Same data and seed: same holdout, so production scores what it scored before.
     assert champion["metrics"] == pytest.approx(first["evaluation"]["best"]["metrics"])
     assert second["evaluation"]["comparison"]["against"] == "champion"
-    assert second["evaluation"]["decision"] == "promote"  # ties pass min_improvement 0.0
-    assert f"production v{version}" in second["evaluation"]["reasons"][-1]
-
-    aws.put_spec("penguins", {"target": "species", "min_improvement": 0.05})
-    third = aws.run_pipeline("penguins", penguins_bytes())
-    assert third["evaluation"]["decision"] == "reject"
-    assert "does not beat production" in third["evaluation"]["reasons"][-1]
+    # The same model again is no evidence of anything: production stays.
+    assert second["evaluation"]["decision"] == "reject"
+    assert second["evaluation"]["error"] == "NotBetterThanProduction"
+    assert f"no better than production v{version}" in second["evaluation"]["reasons"][-1]
+    assert second["evaluation"]["evidence"]["improvement"]["estimate"] == 0.0
 
 
 def test_incompatible_champion_falls_back_to_the_baseline(aws: Stack) -> None:
@@ -296,47 +296,115 @@ def _spec(**fields: Any) -> dict[str, Any]:
     return {"metric": "accuracy", "threshold": None, "min_improvement": 0.0, **fields}
 
 
-def _best(value: float, metric: str = "accuracy") -> dict[str, Any]:
-    return {"candidate_id": "c00-x", "metrics": {metric: value}}
+def _holdout(y: Any, task: str = "classification") -> Holdout:
+    cells = [str(v) for v in y]
+    schema: dict[str, Any] = {"task": task, "target": "y", "numeric": ["x"], "categorical": []}
+    if task == "classification":
+        schema.update(label_type="str", classes=sorted(set(cells)))
+    return Holdout(Table(["x", "y"], {"x": ["0"] * len(y), "y": cells}, len(y)), schema)
 
 
-def _reference(value: float, metric: str = "accuracy") -> dict[str, Any]:
-    return {"strategy": "most_frequent", "metrics": {metric: value}}
+def _sharp(holdout: Holdout, right: float, seed: int) -> Answers:
+    """A classifier right on about ``right`` of the rows, confident (0.9) either way."""
+    rng = np.random.default_rng(seed)
+    y = np.asarray(holdout.y)
+    hit = rng.random(y.size) < right
+    labels = np.where(hit, y, np.where(y == "a", "b", "a"))
+    probabilities = np.where(labels[:, None] == np.array(["a", "b"]), 0.9, 0.1)
+    return Answers(labels=labels, probabilities=probabilities)
 
 
-def _champion(value: float, metric: str = "accuracy") -> dict[str, Any]:
-    return {"version": 4, "comparable": True, "metrics": {metric: value}}
+def _gate(spec: dict[str, Any], holdout: Holdout, best: Answers, champion: Answers | None) -> Any:
+    base, answers = baseline(holdout)
+    shown = {"c00-x": best, "baseline": answers}
+    production = None
+    if champion is not None:
+        shown["champion"] = champion
+        production = {"version": 4, "comparable": True, "metrics": holdout.score(champion)}
+    entry = {"candidate_id": "c00-x", "metrics": holdout.score(best)}
+    return decide(
+        spec,
+        entry,
+        production,
+        base,
+        holdout=holdout,
+        answers=shown,
+        confidence=0.95,
+        comparisons=3,
+    )
+
+
+BALANCED = ["a", "b"] * 200
 
 
 @pytest.mark.parametrize(
-    ("spec", "best", "champion", "baseline", "decision"),
+    ("spec", "best", "champion", "decision", "error"),
     [
-        (_spec(), 0.9, None, 0.5, "promote"),
-        (_spec(), 0.5, None, 0.5, "reject"),  # matching a trivial model is not enough
-        (_spec(), 0.9, 0.9, 0.5, "promote"),  # a tie with production passes min_improvement 0
-        (_spec(min_improvement=0.02), 0.91, 0.9, 0.5, "reject"),
-        (_spec(min_improvement=0.01), 0.91, 0.9, 0.5, "promote"),  # exactly enough
-        (_spec(min_improvement=-0.05), 0.88, 0.9, 0.5, "promote"),  # tolerated regression
-        (_spec(threshold=0.95), 0.93, 0.5, 0.4, "reject"),
-        (_spec(metric="rmse"), 1.0, 1.5, 3.0, "promote"),  # lower is better
-        (_spec(metric="rmse"), 2.0, 1.5, 3.0, "reject"),
-        (_spec(metric="rmse", threshold=0.5), 0.4, 0.6, 3.0, "promote"),
-        (_spec(metric="rmse", threshold=0.5), 0.55, 0.6, 3.0, "reject"),
+        (_spec(), 0.9, None, "promote", None),
+        (_spec(), 0.53, None, "reject", "NotBetterThanBaseline"),  # a coin's luck
+        (_spec(), 0.9, 0.9, "reject", "NotBetterThanProduction"),  # the same answers
+        (_spec(), 0.95, 0.7, "promote", None),
+        (_spec(min_improvement=0.5), 0.95, 0.7, "reject", "NotBetterThanProduction"),
+        (_spec(threshold=0.97), 0.9, None, "reject", None),
+        (_spec(metric="log_loss"), 0.9, None, "promote", None),  # lower is better
     ],
 )
 def test_decision_rule(
-    spec: dict[str, Any], best: float, champion: float | None, baseline: float, decision: str
+    spec: dict[str, Any],
+    best: float,
+    champion: float | None,
+    decision: str,
+    error: str | None,
 ) -> None:
-    metric = spec["metric"]
-    outcome, reasons, comparison = decide(
-        spec,
-        _best(best, metric),
-        None if champion is None else _champion(champion, metric),
-        _reference(baseline, metric),
+    holdout = _holdout(BALANCED)
+    chosen = _sharp(holdout, best, seed=1)
+    # Production is the same model when it scores the same: a tie is the same answers.
+    production = (
+        None
+        if champion is None
+        else (chosen if champion == best else _sharp(holdout, champion, seed=2))
     )
-    assert outcome == decision, reasons
-    assert comparison["against"] == ("baseline" if champion is None else "champion")
-    assert reasons
+    gate = _gate(spec, holdout, chosen, production)
+    assert gate.decision == decision, gate.reasons
+    assert gate.error == error
+    assert gate.comparison["against"] == ("baseline" if champion is None else "champion")
+    assert gate.evidence is not None and gate.evidence["verdict"] in gate.reasons
+
+
+def test_regression_evidence_is_the_squared_error() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=300)
+    holdout = _holdout(y, "regression")
+    close = Answers(values=y + rng.normal(scale=0.3, size=y.size))
+    far = Answers(values=y + rng.normal(scale=1.0, size=y.size))
+    gate = _gate(_spec(metric="rmse"), holdout, close, far)
+    assert gate.decision == "promote", gate.reasons
+    assert gate.evidence is not None and gate.evidence["measure"] == "squared_error"
+    assert _gate(_spec(metric="rmse"), holdout, far, close).error == "NotBetterThanProduction"
+
+
+def test_every_score_the_gate_reads_has_an_interval() -> None:
+    holdout = _holdout(BALANCED)
+    chosen, production = _sharp(holdout, 0.9, 1), _sharp(holdout, 0.7, 2)
+    base, answers = baseline(holdout)
+    entry = {"candidate_id": "c00-x", "metrics": holdout.score(chosen)}
+    champion = {"version": 4, "comparable": True, "metrics": holdout.score(production)}
+    decide(
+        _spec(),
+        entry,
+        champion,
+        base,
+        holdout=holdout,
+        answers={"c00-x": chosen, "champion": production, "baseline": answers},
+        confidence=0.95,
+        comparisons=1,
+    )
+    for document in (entry, champion, base):
+        intervals = document["intervals"]
+        assert set(intervals) == {*CLASSIFICATION_METRICS, "brier_score"}
+        accuracy = intervals["accuracy"]
+        assert accuracy["low"] <= document["metrics"]["accuracy"] <= accuracy["high"]
+        assert accuracy["confidence"] == 0.95 and accuracy["rows"] == len(BALANCED)
 
 
 def test_a_metric_that_cannot_be_computed_is_none() -> None:

@@ -1,39 +1,40 @@
 """The gate's decision: the best candidate, the references it must beat (production on the same
-holdout, or a trivial baseline), and promote or reject with the reasons.
+holdout, or a trivial baseline), and promote or reject with the reasons. How sure each comparison
+is, and the verdict's words, are the evidence's (mlstack_core.evidence).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
 from mlstack_core.errors import ArtifactTampered, NoViableCandidate, UnparseableNumber
+from mlstack_core.evidence import (
+    EVIDENCE_MEASURE,
+    Answers,
+    EvidenceDocument,
+    bootstrap_intervals,
+    weigh,
+)
 from mlstack_core.integrity import read_verified
 from mlstack_core.observability.pipeline import logger, tracer
 from mlstack_core.payloads import Decision
 from mlstack_core.registry import Registry
-from mlstack_core.spec import (
-    greater_is_better,
-)
+from mlstack_core.spec import greater_is_better, metrics_for
 from mlstack_core.tabular import (
     CLASSIFICATION,
 )
-from mlstack_evaluate.scoring import (
-    Holdout,
-    classification_metrics,
-    load_for_scoring,
-    regression_metrics,
-    run_outputs,
-)
+from mlstack_evaluate.holdout import Holdout, load_for_scoring, run_outputs
 
 # Improvements are compared with this slack so 0.03 >= 0.03 holds despite float rounding.
 _EPSILON = 1e-12
 
 
-def baseline(holdout: Holdout) -> dict[str, Any]:
+def baseline(holdout: Holdout) -> tuple[dict[str, Any], Answers]:
     """The trivial model: the holdout's most frequent class (with its class frequencies as
     probabilities) or its mean."""
     y = holdout.y
@@ -42,13 +43,10 @@ def baseline(holdout: Holdout) -> dict[str, Any]:
         counts = np.array([np.sum(y == c) for c in classes], dtype=np.float64)
         priors = counts / counts.sum()
         labels = np.full(y.shape, classes[int(np.argmax(counts))], dtype=y.dtype)
-        probabilities = np.tile(priors, (y.size, 1))
-        return {
-            "strategy": "most_frequent",
-            "metrics": classification_metrics(y, labels, probabilities, classes),
-        }
-    values = np.full(y.shape, float(np.mean(y)))
-    return {"strategy": "mean", "metrics": regression_metrics(y, values)}
+        answers = Answers(labels=labels, probabilities=np.tile(priors, (y.size, 1)))
+        return {"strategy": "most_frequent", "metrics": holdout.score(answers)}, answers
+    answers = Answers(values=np.full(y.shape, float(np.mean(y))))
+    return {"strategy": "mean", "metrics": holdout.score(answers)}, answers
 
 
 @tracer.capture_method
@@ -59,8 +57,10 @@ def score_champion(
     *,
     s3: Any,
     outputs_sink: dict[str, dict[str, np.ndarray]] | None = None,
+    answers_sink: dict[str, Answers] | None = None,
 ) -> dict[str, Any] | None:
-    """Production's metrics on this holdout, or why they cannot be compared. None: no production."""
+    """Production's metrics on this holdout, or why they cannot be compared. None: no production.
+    Its outputs go into ``outputs_sink`` and its answers into ``answers_sink`` as "champion"."""
     version = registry.get_alias(model)
     if version is None:
         return None
@@ -90,10 +90,13 @@ def score_champion(
             document,
         )
         outputs = run_outputs(loaded, holdout.feeds(loaded.layout))
-        champion["metrics"] = holdout.score(outputs, schema.get("classes"))
+        answers = holdout.answers(outputs, schema.get("classes"))
+        champion["metrics"] = holdout.score(answers)
         champion["comparable"] = True
         if outputs_sink is not None:
             outputs_sink["champion"] = dict(outputs)
+        if answers_sink is not None:
+            answers_sink["champion"] = answers
     except UnparseableNumber as error:
         champion["reason"] = f"a column production reads as numeric is not numeric now: {error}"
     except ArtifactTampered as error:
@@ -146,20 +149,39 @@ def pick_best(scored: Sequence[dict[str, Any]], metric: str) -> dict[str, Any]:
     return min(viable, key=key)
 
 
+@dataclass
+class GateResult:
+    decision: Decision
+    reasons: list[str]
+    comparison: dict[str, Any]
+    evidence: EvidenceDocument | None = None
+    error: str | None = None  # the named outcome of a rejection for lack of evidence
+
+
+@tracer.capture_method
 def decide(
     spec: Mapping[str, Any],
-    best: Mapping[str, Any],
-    champion: Mapping[str, Any] | None,
-    base: Mapping[str, Any],
-) -> tuple[Decision, list[str], dict[str, Any]]:
-    """(decision, reasons, comparison). Promote iff the threshold (if any) is met and the best
-    beats production (or, without a comparable production, the baseline) by min_improvement."""
+    best: dict[str, Any],
+    champion: dict[str, Any] | None,
+    base: dict[str, Any],
+    *,
+    holdout: Holdout,
+    answers: Mapping[str, Answers],
+    confidence: float,
+    comparisons: int,
+) -> GateResult:
+    """Promote iff the threshold (if any) is met and the best beats production (or, without a
+    comparable production, the baseline) beyond noise (mlstack_core.evidence). ``answers`` holds
+    the best candidate's (under its id), production's ("champion") and the baseline's
+    ("baseline"). Every score of the three gains its interval (``intervals``)."""
     metric = spec["metric"]
     higher = greater_is_better(metric)
     value = best["metrics"].get(metric)
     reasons: list[str] = []
     if value is None:
-        return "reject", [f"{metric} of {best['candidate_id']} is undefined on the holdout"], {}
+        return GateResult(
+            "reject", [f"{metric} of {best['candidate_id']} is undefined on the holdout"], {}
+        )
     ok = True
     threshold = spec.get("threshold")
     if threshold is not None:
@@ -170,37 +192,60 @@ def decide(
         reasons.append(f"{metric} {value:.4f} {relation} threshold {threshold}")
         ok = ok and met
 
-    min_improvement = float(spec.get("min_improvement", 0.0))
-    if champion and champion.get("comparable"):
-        against = f"production v{champion['version']}"
-        reference = champion["metrics"].get(metric)
-        strict = False
-    else:
-        if champion:
-            reasons.append(
-                f"production v{champion['version']} is not comparable ({champion.get('reason')}); "
-                "compared with the baseline instead"
-            )
-        against = f"the {base['strategy']} baseline"
-        reference = base["metrics"].get(metric)
-        strict = True  # merely matching a trivial model is not worth shipping
-    if reference is None:
-        improvement = math.inf
-        reasons.append(f"{against} has no {metric}; nothing to beat")
-    else:
-        improvement = value - reference if higher else reference - value
-        beats = improvement >= min_improvement - _EPSILON and (not strict or improvement > 0)
-        verb = "beats" if beats else "does not beat"
-        need = "> 0 and " if strict and min_improvement <= 0 else ""
+    comparable = bool(champion and champion.get("comparable"))
+    if champion and not comparable:
         reasons.append(
-            f"{metric} {value:.4f} {verb} {against} ({reference:.4f}) by {improvement:+.4f} "
-            f"(needs {need}>= min_improvement {min_improvement})"
+            f"production v{champion['version']} is not comparable ({champion.get('reason')}); "
+            "compared with the baseline instead"
         )
-        ok = ok and beats
+    against: Literal["baseline", "production"] = "production" if comparable else "baseline"
+    reference_name = (
+        f"production v{champion['version']}"
+        if champion and comparable
+        else f"the {base['strategy']} baseline"
+    )
+    reference_key = "champion" if comparable else "baseline"
+    measure = EVIDENCE_MEASURE[holdout.schema["task"]]
+    shown = {"best": answers[best["candidate_id"]], "baseline": answers["baseline"]}
+    if "champion" in answers:
+        shown["champion"] = answers["champion"]
+    per_model, paired = bootstrap_intervals(
+        holdout.y,
+        holdout.classes,
+        shown,
+        [*metrics_for(holdout.schema["task"]), measure],
+        confidence,
+        differences=[("best", reference_key)],
+    )
+    for key, document in (("best", best), ("baseline", base), ("champion", champion)):
+        if document is not None and key in per_model:
+            document["intervals"] = {m: i.document() for m, i in per_model[key].items()}
+    evidence = weigh(
+        measure,
+        holdout.losses(shown[reference_key]),
+        holdout.losses(shown["best"]),
+        against=against,
+        reference=reference_name,
+        confidence=confidence,
+        comparisons=comparisons,
+        metric=metric,
+        metric_improvement=paired[("best", reference_key)][metric],
+        min_improvement=float(spec.get("min_improvement", 0.0)),
+    )
+    reasons.append(evidence["verdict"])
+    ok = ok and evidence["passed"]
+    reference_value = (champion if comparable and champion else base)["metrics"].get(metric)
+    improvement = (
+        None
+        if reference_value is None
+        else (value - reference_value if higher else reference_value - value)
+    )
     comparison = {
-        "against": "champion" if champion and champion.get("comparable") else "baseline",
+        "against": "champion" if comparable else "baseline",
         "value": value,
-        "reference": reference,
-        "improvement": improvement if math.isfinite(improvement) else None,
+        "reference": reference_value,
+        "improvement": improvement,
+        "interval": evidence["metric_improvement"],
     }
-    return ("promote" if ok else "reject"), reasons, comparison
+    error = None if evidence["passed"] else evidence["outcome"]
+    return GateResult("promote" if ok else "reject", reasons, comparison, evidence, error)

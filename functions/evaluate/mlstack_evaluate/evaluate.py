@@ -21,11 +21,12 @@ from mlstack_core.contract.records import table_records
 from mlstack_core.contract.rehearsal import BATCH_ROWS, rehearse
 from mlstack_core.drift import prediction_baseline
 from mlstack_core.errors import ServingRehearsalFailed
+from mlstack_core.evidence import Answers
 from mlstack_core.integrity import read_verified
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.payloads import EvaluateInput, Evaluation, Rehearsal, Run
 from mlstack_core.registry import Registry, serving_fields
-from mlstack_core.settings import guard_settings, serving_settings, stack_settings
+from mlstack_core.settings import gate_confidence, guard_settings, serving_settings, stack_settings
 from mlstack_core.spec import (
     greater_is_better,
     metrics_for,
@@ -34,7 +35,7 @@ from mlstack_core.tabular import (
     read_split,
 )
 from mlstack_evaluate.decision import baseline, decide, pick_best, score_champion
-from mlstack_evaluate.scoring import Holdout, read_object, score_candidate
+from mlstack_evaluate.holdout import Holdout, read_object, score_candidate
 
 
 @tracer.capture_method
@@ -88,20 +89,38 @@ def evaluate(
     holdout = Holdout(read_split(read_object(s3, splits["bucket"], splits["holdout_key"])), schema)
     tolerance = spec["parity_tolerance"]
     outputs: dict[str, dict[str, np.ndarray]] = {}
+    answers: dict[str, Answers] = {}
     scored = [
-        score_candidate(e, holdout, tolerance, s3=s3, bucket=bucket, outputs_sink=outputs)
+        score_candidate(
+            e, holdout, tolerance, s3=s3, bucket=bucket, outputs_sink=outputs, answers_sink=answers
+        )
         for e in trained
     ]
     best = pick_best(scored, spec["metric"])
-    champion = score_champion(run["model"], holdout, registry, s3=s3, outputs_sink=outputs)
-    base = baseline(holdout)
-    decision, reasons, comparison = decide(spec, best, champion, base)
+    champion = score_champion(
+        run["model"], holdout, registry, s3=s3, outputs_sink=outputs, answers_sink=answers
+    )
+    base, answers["baseline"] = baseline(holdout)
+    viable = sum(1 for c in scored if c["excluded"] is None)
+    gate = decide(
+        spec,
+        best,
+        champion,
+        base,
+        holdout=holdout,
+        answers=answers,
+        confidence=gate_confidence(spec),
+        comparisons=viable,
+    )
+    decision, reasons, comparison = gate.decision, gate.reasons, gate.comparison
     rehearsal = rehearse_winner(
         run, holdout, best, outputs.get(best["candidate_id"], {}), tolerance, s3=s3, bucket=bucket
     )
+    error = gate.error
     if not rehearsal["passed"]:
         decision = "reject"
         reasons = [f"{rehearsal['error']}: {rehearsal['reason']}", *reasons]
+        error = rehearsal["error"]
     requires_approval = decision == "promote" and incomparable_needs_a_person(champion)
     if requires_approval:
         reasons = [
@@ -124,13 +143,15 @@ def evaluate(
         "champion": champion,
         "baseline": base,
         "comparison": comparison,
+        "evidence": gate.evidence,
+        "judged_on": "holdout",
         "rehearsal": rehearsal,
         "requires_approval": requires_approval,
         "holdout_rows": int(holdout.y.size),
         "report_key": report_key,
     }
-    if not rehearsal["passed"]:
-        evaluation["error"] = rehearsal["error"]
+    if error:
+        evaluation["error"] = error
     if "predictions_key" in artifacts:
         evaluation["predictions_key"] = artifacts["predictions_key"]
     if "drift_baseline_key" in artifacts:
@@ -150,8 +171,7 @@ def evaluate(
         ).encode(),
         ContentType="application/json",
     )
-    excluded = sum(1 for c in scored if c["excluded"])
-    gate_metrics(spec, best, comparison, decision, len(scored) - excluded, excluded)
+    gate_metrics(spec, best, comparison, decision, viable, len(scored) - viable)
     per_model(run["model"])
     logger.info(
         "Evaluated",
@@ -159,7 +179,7 @@ def evaluate(
             "decision": decision,
             "reasons": reasons,
             "best": best["candidate_id"],
-            "excluded": excluded,
+            "excluded": len(scored) - viable,
         },
     )
     return evaluation

@@ -46,6 +46,11 @@ def check_own_input(model: str, dataset: DatasetRef, data_bucket: str) -> None:
 def gate_limit_problems(spec: dict[str, Any], guards: GuardSettings) -> list[str]:
     """How the spec's gate is looser than the stack allows."""
     problems = []
+    asked = spec.get("gate_confidence")
+    if asked is not None and float(asked) < guards.confidence:
+        problems.append(
+            f"gate_confidence {asked} is below the stack's {guards.confidence} (GateConfidence)"
+        )
     if float(spec["min_improvement"]) < guards.min_improvement:
         problems.append(
             f"min_improvement {spec['min_improvement']} is below the stack's floor "

@@ -43,6 +43,8 @@ def version_document(run: Run, evaluation: Evaluation) -> dict[str, Any]:
         **serving_fields(run),
         "metric": evaluation["metric"],
         "metrics": best.get("metrics", {}),
+        "intervals": best.get("intervals"),
+        "evidence": evaluation.get("evidence"),
         "parity": best.get("parity", {}),
         "rehearsal": evaluation.get("rehearsal"),
         "dataset": run["dataset"],

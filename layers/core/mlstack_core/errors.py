@@ -80,6 +80,16 @@ class NoViableCandidate(PipelineError):
     """Every candidate failed to train, export or pass the parity check."""
 
 
+class NotBetterThanBaseline(PipelineError):
+    """A model's first version is not better than the trivial baseline beyond the holdout's
+    noise (mlstack_core.evidence): nothing is promoted. The run ends Rejected with this name."""
+
+
+class NotBetterThanProduction(PipelineError):
+    """The challenger is not better than production beyond the holdout's noise: production
+    stays. The run ends Rejected with this name."""
+
+
 class ChampionChanged(PipelineError):
     """Production moved while this run was evaluating; promoting would overwrite it."""
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, TypedDict
 
+from mlstack_core.evidence import EvidenceDocument
+
 
 class DatasetRef(TypedDict):
     """The uploaded CSV: one object version. Preprocess adds the fingerprint and counts."""
@@ -132,9 +134,13 @@ class Evaluation(TypedDict):
     champion: dict[str, Any] | None
     baseline: dict[str, Any]
     comparison: dict[str, Any]
+    evidence: EvidenceDocument | None  # how sure the comparison is (mlstack_core.evidence)
+    judged_on: Literal["holdout"]
     rehearsal: Rehearsal
     requires_approval: bool  # promote, but production was not comparable: a person decides
-    error: NotRequired[str]  # a named error behind a rejection (ServingRehearsalFailed)
+    # The named outcome of a rejection: NotBetterThanBaseline, NotBetterThanProduction or
+    # ServingRehearsalFailed.
+    error: NotRequired[str]
     holdout_rows: int
     report_key: str
     predictions_key: NotRequired[str]

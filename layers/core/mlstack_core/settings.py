@@ -7,8 +7,10 @@ can set the environment after importing the code.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 
 class MissingSetting(RuntimeError):
@@ -91,6 +93,7 @@ class GuardSettings:
     """What the stack allows, whatever a spec.json says: the gate's floors and ceilings, which
     models always need a person's approval, and how big an upload may be (stack parameters)."""
 
+    confidence: float
     min_improvement: float
     min_label_agreement: float
     max_output_diff: float
@@ -106,6 +109,7 @@ class GuardSettings:
     def from_env(cls) -> GuardSettings:
         listed = os.environ.get("MANUAL_APPROVAL_MODELS", "")
         return cls(
+            confidence=float(os.environ.get("GATE_CONFIDENCE", "0.95")),
             min_improvement=float(os.environ.get("GATE_MIN_IMPROVEMENT", "0")),
             min_label_agreement=float(os.environ.get("GATE_MIN_LABEL_AGREEMENT", "0.99")),
             max_output_diff=float(os.environ.get("GATE_MAX_OUTPUT_DIFF", "0.01")),
@@ -141,6 +145,14 @@ class ApprovalSettings:
             approvals_table=_required("APPROVALS_TABLE"),
             distinct_approver=os.environ.get("APPROVER_MUST_DIFFER", "false").lower() == "true",
         )
+
+
+def gate_confidence(spec: Mapping[str, Any]) -> float:
+    """The confidence the gate's evidence needs: the spec's ``gate_confidence`` when it asks for
+    more than the stack's GateConfidence, else the stack's."""
+    asked = spec.get("gate_confidence")
+    floor = guard_settings().confidence
+    return max(float(asked), floor) if asked is not None else floor
 
 
 @lru_cache(maxsize=1)

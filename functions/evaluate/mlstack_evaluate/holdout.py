@@ -1,4 +1,5 @@
-"""Scoring an ONNX file on the holdout as it will be served, and its parity with scikit-learn.
+"""The holdout: scoring an ONNX file on its rows as it will be served, and its parity with
+scikit-learn.
 
 The holdout reaches the model as JSON-like records through the serving contract
 (``mlstack_core.contract``), with the serving session options; metrics are the numpy ones of
@@ -20,6 +21,7 @@ from mlstack_core import scoring
 from mlstack_core.contract import FeatureLayout, LoadedModel, load_model
 from mlstack_core.contract.records import table_feeds
 from mlstack_core.errors import ArtifactTampered
+from mlstack_core.evidence import Answers, brier_rows, squared_error_rows
 from mlstack_core.integrity import read_verified
 from mlstack_core.observability.pipeline import tracer
 from mlstack_core.settings import serving_settings
@@ -180,15 +182,29 @@ class Holdout:
         count = min(rows, int(self.y.size))
         return np.unique(np.linspace(0, self.y.size - 1, count).round().astype(int)).tolist()
 
-    def score(
+    def answers(
         self, outputs: Mapping[str, np.ndarray], model_classes: Sequence[Any] | None = None
-    ) -> dict[str, float | None]:
+    ) -> Answers:
+        """A model's outputs on these rows, probabilities in the holdout's class order."""
         if self.schema["task"] == CLASSIFICATION:
             probabilities = align_probabilities(
                 outputs["probabilities"], model_classes or self.classes, self.classes
             )
-            return classification_metrics(self.y, outputs["label"], probabilities, self.classes)
-        return regression_metrics(self.y, np.asarray(outputs["variable"]).ravel())
+            return Answers(labels=np.asarray(outputs["label"]), probabilities=probabilities)
+        return Answers(values=np.asarray(outputs["variable"], dtype=np.float64).ravel())
+
+    def score(self, answers: Answers) -> dict[str, float | None]:
+        if answers.probabilities is not None and answers.labels is not None:
+            return classification_metrics(
+                self.y, answers.labels, answers.probabilities, self.classes
+            )
+        return regression_metrics(self.y, np.asarray(answers.values))
+
+    def losses(self, answers: Answers) -> np.ndarray:
+        """Per-row losses the gate judges evidence on (mlstack_core.evidence)."""
+        if answers.probabilities is not None:
+            return brier_rows(self.y, answers.probabilities, self.classes)
+        return squared_error_rows(self.y, np.asarray(answers.values))
 
 
 def read_object(s3: Any, bucket: str, key: str, version_id: str | None = None) -> bytes:
@@ -208,9 +224,11 @@ def score_candidate(
     s3: Any,
     bucket: str,
     outputs_sink: dict[str, dict[str, np.ndarray]] | None = None,
+    answers_sink: dict[str, Answers] | None = None,
 ) -> dict[str, Any]:
     """The trained entry plus metrics (of the ONNX export), parity and an exclusion reason.
-    The ONNX outputs on the holdout go into ``outputs_sink`` under the candidate id."""
+    The ONNX outputs on the holdout go into ``outputs_sink`` under the candidate id, and the
+    answers the gate compares into ``answers_sink``."""
     scored: dict[str, Any] = {**entry, "metrics": None, "parity": None, "excluded": None}
     if entry.get("status") != "trained":
         scored["excluded"] = f"training failed: {entry.get('error') or 'no error text'}"
@@ -248,10 +266,13 @@ def score_candidate(
         scored["excluded"] = f"parity not measurable: {type(error).__name__}: {error}"
         return scored
 
-    scored["metrics"] = holdout.score(onnx_out, model_classes)
+    answers = holdout.answers(onnx_out, model_classes)
+    scored["metrics"] = holdout.score(answers)
     scored["parity"] = measured
     if outputs_sink is not None:
         outputs_sink[entry["candidate_id"]] = dict(onnx_out)
+    if answers_sink is not None:
+        answers_sink[entry["candidate_id"]] = answers
     if not scored["parity"]["passed"]:
         p = scored["parity"]
         scored["excluded"] = (

@@ -1,0 +1,269 @@
+"""The gate's evidence (mlstack_core.evidence): quantiles, weighted metrics, intervals that cover at
+their nominal rate, verdicts that do not depend on row order."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from mlstack_core import scoring
+from mlstack_core.evidence import (
+    Answers,
+    Interval,
+    adjusted_confidence,
+    bootstrap_intervals,
+    brier_rows,
+    mean_interval,
+    paired_improvement,
+    t_quantile,
+    unpaired_difference,
+    weigh,
+    weighted_metric,
+)
+from mlstack_core.evidence import (
+    _Rows as Rows,
+)
+
+pytestmark = pytest.mark.unit
+
+CLASSES = ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("freedom", [1, 2, 3, 5, 12, 29, 30, 31, 80, 400, 100_000])
+@pytest.mark.parametrize("p", [0.6, 0.9, 0.975, 0.995, 0.99917, 0.99999])
+def test_t_quantiles_match_scipy(freedom: int, p: float) -> None:
+    assert t_quantile(p, freedom) == pytest.approx(stats.t.ppf(p, freedom), abs=1e-3)
+    assert t_quantile(1 - p, freedom) == pytest.approx(stats.t.ppf(1 - p, freedom), abs=1e-3)
+
+
+def test_bonferroni_spreads_the_error_over_the_candidates() -> None:
+    assert adjusted_confidence(0.95, 1) == pytest.approx(0.95)
+    assert adjusted_confidence(0.95, 3) == pytest.approx(1 - 0.05 / 3)
+    assert adjusted_confidence(0.95, 0) == pytest.approx(0.95)
+
+
+def classification_case(seed: int, rows: int, classes: list[str]) -> tuple[Any, Answers]:
+    rng = np.random.default_rng(seed)
+    y = rng.choice(classes, size=rows)
+    probabilities = rng.dirichlet(np.ones(len(classes)), size=rows)
+    labels = np.asarray(classes)[probabilities.argmax(axis=1)]
+    return y, Answers(labels=labels, probabilities=probabilities)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rows=st.integers(8, 60),
+    binary=st.booleans(),
+)
+def test_weighted_metrics_equal_the_metrics_of_the_resampled_rows(
+    seed: int, rows: int, binary: bool
+) -> None:
+    """A resample's weights are row counts: the weighted metric must be the plain metric of the
+    rows repeated that many times."""
+    classes = CLASSES[:2] if binary else CLASSES
+    y, answer = classification_case(seed, rows, classes)
+    counts = np.random.default_rng(seed + 1).integers(0, 4, size=rows).astype(float)
+    counts[0] += 1  # never an empty resample
+    repeat = np.repeat(np.arange(rows), counts.astype(int))
+    assert answer.labels is not None and answer.probabilities is not None
+    expected = scoring.classification_metrics(
+        y[repeat], answer.labels[repeat], answer.probabilities[repeat], classes
+    )
+    expected["brier_score"] = float(
+        np.mean(brier_rows(y[repeat], answer.probabilities[repeat], classes))
+    )
+    everything = Rows(y, classes, np.arange(rows))
+    for metric, value in expected.items():
+        got = weighted_metric(metric, everything, answer)(counts[None, :])[0]
+        assert got == pytest.approx(value, rel=1e-9, abs=1e-12), metric
+    if len(set(y[repeat].tolist())) < len(classes):
+        got = weighted_metric("roc_auc", everything, answer)(counts[None, :])[0]
+        assert math.isnan(got), "AUC is undefined when a class is missing, as unweighted"
+
+    rng = np.random.default_rng(seed + 2)
+    truth = rng.normal(size=rows)
+    values = truth + rng.normal(size=rows)
+    regression = Answers(values=values)
+    plain = scoring.regression_metrics(truth[repeat], values[repeat])
+    for metric, value in plain.items():
+        got = weighted_metric(metric, Rows(truth, [], np.arange(rows)), regression)(
+            counts[None, :]
+        )[0]
+        assert got == pytest.approx(value, rel=1e-9, abs=1e-12), metric
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(5, 80))
+def test_the_verdict_and_every_interval_ignore_row_order(seed: int, rows: int) -> None:
+    y, challenger = classification_case(seed, rows, CLASSES)
+    _, reference = classification_case(seed + 1, rows, CLASSES)
+    order = np.random.default_rng(seed + 2).permutation(rows)
+
+    def judged(permutation: Any) -> tuple[Any, ...]:
+        def shuffled(answer: Answers) -> Answers:
+            assert answer.labels is not None and answer.probabilities is not None
+            return Answers(answer.labels[permutation], answer.probabilities[permutation])
+
+        answers = {"best": shuffled(challenger), "reference": shuffled(reference)}
+        per_model, paired = bootstrap_intervals(
+            y[permutation],
+            CLASSES,
+            answers,
+            ["accuracy", "roc_auc", "f1_macro", "brier_score"],
+            0.95,
+            differences=[("best", "reference")],
+            resamples=50,
+        )
+        verdict = weigh(
+            "brier_score",
+            brier_rows(y[permutation], answers["reference"].probabilities, CLASSES),  # type: ignore[arg-type]
+            brier_rows(y[permutation], answers["best"].probabilities, CLASSES),  # type: ignore[arg-type]
+            against="production",
+            reference="production v1",
+            confidence=0.95,
+            comparisons=3,
+            metric="accuracy",
+            metric_improvement=paired[("best", "reference")]["accuracy"],
+        )
+        return per_model, paired, verdict
+
+    # repr: an undefined AUC is NaN on both sides, which == cannot see.
+    assert repr(judged(np.arange(rows))) == repr(judged(order))
+
+
+def test_the_paired_interval_covers_the_true_difference_at_its_nominal_rate() -> None:
+    """Two probability models on binary labels, the reference blind: over 600 holdouts of 150
+    rows, the 95 % interval of the Brier difference must cover the true one 93-97 % of the time
+    (the binomial spread of 600 draws at 0.95 is 0.9 points)."""
+    rng = np.random.default_rng(7)
+
+    def draw(rows: int) -> tuple[Any, Any, Any]:
+        signal = rng.normal(size=rows)
+        truth = 1 / (1 + np.exp(-signal))
+        y = (rng.random(rows) < truth).astype(int)
+        challenger = np.clip(truth + rng.normal(scale=0.15, size=rows), 0, 1)
+        reference = np.full(rows, 0.5)
+        return y, reference, challenger
+
+    def losses(y: Any, p: Any) -> Any:
+        return brier_rows(y, np.column_stack([1 - p, p]), [0, 1])
+
+    y, reference, challenger = draw(2_000_000)
+    true_difference = float(np.mean(losses(y, reference) - losses(y, challenger)))
+    covered = 0
+    for _ in range(600):
+        y, reference, challenger = draw(150)
+        interval = paired_improvement(losses(y, reference), losses(y, challenger), 0.95)
+        covered += interval.low <= true_difference <= interval.high
+    assert 0.93 <= covered / 600 <= 0.97
+
+
+def test_the_bootstrap_interval_of_accuracy_covers_at_its_nominal_rate() -> None:
+    rng = np.random.default_rng(11)
+    covered, trials, accuracy = 0, 300, 0.7
+    for _ in range(trials):
+        y = rng.choice(["x", "y"], size=120)
+        right = rng.random(120) < accuracy
+        labels = np.where(right, y, np.where(y == "x", "y", "x"))
+        probabilities = np.column_stack([labels == "x", labels == "y"]).astype(float)
+        per_model, _ = bootstrap_intervals(
+            y, ["x", "y"], {"m": Answers(labels, probabilities)}, ["accuracy"], 0.9, resamples=200
+        )
+        interval = per_model["m"]["accuracy"]
+        covered += interval.low <= accuracy <= interval.high
+    # Percentile intervals of a proportion run a little narrow at 120 rows.
+    assert 0.85 <= covered / trials <= 0.95
+
+
+def test_welch_interval_matches_scipy() -> None:
+    rng = np.random.default_rng(3)
+    first, second = rng.normal(1.0, 2.0, size=40), rng.normal(0.2, 0.5, size=70)
+    ours = unpaired_difference(first, second, 0.95)
+    theirs = stats.ttest_ind(first, second, equal_var=False).confidence_interval(0.95)
+    assert ours.estimate == pytest.approx(first.mean() - second.mean())
+    assert ours.low == pytest.approx(theirs.low, abs=2e-3)
+    assert ours.high == pytest.approx(theirs.high, abs=2e-3)
+
+
+def test_mean_interval_matches_scipy() -> None:
+    sample = np.random.default_rng(5).exponential(size=25)
+    ours = mean_interval(sample, 0.9)
+    low, high = stats.t.interval(0.9, 24, loc=sample.mean(), scale=stats.sem(sample))
+    assert (ours.low, ours.high) == pytest.approx((low, high), abs=1e-3)
+
+
+def _verdict(reference: Any, challenger: Any, **overrides: Any) -> Any:
+    arguments: dict[str, Any] = {
+        "against": "baseline",
+        "reference": "the most_frequent baseline",
+        "confidence": 0.95,
+        "comparisons": 1,
+        "metric": "accuracy",
+        "metric_improvement": Interval(0.02, -0.01, 0.05, 0.95, 100),
+    }
+    arguments.update(overrides)
+    return weigh("brier_score", np.asarray(reference), np.asarray(challenger), **arguments)
+
+
+def test_identical_answers_are_not_evidence() -> None:
+    losses = np.random.default_rng(0).random(500)
+    verdict = _verdict(losses, losses)
+    assert not verdict["passed"]
+    assert verdict["outcome"] == "NotBetterThanBaseline"
+    assert verdict["verdict"].startswith("NotBetterThanBaseline: no better than")
+    assert "test_size" in verdict["advice"]
+    production = _verdict(losses, losses, against="production")
+    assert production["outcome"] == "NotBetterThanProduction"
+
+
+def test_a_clear_improvement_passes_and_says_by_how_much() -> None:
+    rng = np.random.default_rng(1)
+    reference = rng.random(500) * 0.5 + 0.3
+    challenger = reference - 0.1 + rng.normal(scale=0.05, size=500)
+    verdict = _verdict(reference, challenger)
+    assert verdict["passed"] and verdict["outcome"] == "promote"
+    assert verdict["improvement"]["low"] > 0
+    assert "beats the most_frequent baseline beyond noise" in verdict["verdict"]
+    assert "on 500 rows" in verdict["verdict"]
+
+
+def test_more_candidates_need_more_evidence() -> None:
+    """The same improvement passes for one candidate and not for ten: the interval widens."""
+    rng = np.random.default_rng(2)
+    reference = rng.random(400)
+    noise = rng.normal(size=400)
+    # A mean improvement of 0.05 at t = 2.3: beyond 1.96 (one candidate), short of 2.8 (ten).
+    difference = 0.05 + (noise - noise.mean()) / noise.std(ddof=1) * 0.05 / 2.3 * 20
+    challenger = reference - difference
+    one = _verdict(reference, challenger, comparisons=1)
+    ten = _verdict(reference, challenger, comparisons=10)
+    assert one["improvement"]["low"] > ten["improvement"]["low"]
+    assert one["passed"] and not ten["passed"]
+
+
+def test_a_selection_metric_worse_beyond_noise_rejects_despite_the_evidence() -> None:
+    rng = np.random.default_rng(1)
+    reference = rng.random(500) * 0.5 + 0.3
+    challenger = reference - 0.1
+    worse = Interval(-0.05, -0.08, -0.02, 0.95, 500)
+    verdict = _verdict(reference, challenger, metric_improvement=worse)
+    assert not verdict["passed"]
+    assert "worse beyond noise" in verdict["verdict"]
+
+
+def test_a_margin_the_spec_asks_for_is_held_to_the_point_estimate() -> None:
+    rng = np.random.default_rng(1)
+    reference = rng.random(500) * 0.5 + 0.3
+    challenger = reference - 0.1
+    small = Interval(0.01, 0.0, 0.02, 0.95, 500)
+    assert not _verdict(reference, challenger, metric_improvement=small, min_improvement=0.02)[
+        "passed"
+    ]
+    assert _verdict(reference, challenger, metric_improvement=small, min_improvement=0.01)["passed"]

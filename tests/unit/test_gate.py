@@ -1,0 +1,139 @@
+"""The gate through the real handlers: a table with nothing to learn does not reach production, one
+with a real signal does, and retraining on data that has not changed leaves production alone.
+
+The rates behind these examples (hundreds of generated tables, the old gate beside the new) are
+measured by benchmarks/gate.py; here each example is one run that must come out as stated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import Stack, improving_uploads, penguins_bytes
+from tests.shapes import run_through_handlers, to_csv
+
+pytestmark = pytest.mark.unit
+
+# Derandomized: each example is a fixed table, so the suite cannot fail on the gate's own 5 %.
+EXAMPLES = settings(
+    max_examples=6,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def generated(
+    seed: int, rows: int, numeric: int, categorical: int, classes: int, signal: float
+) -> tuple[bytes, dict[str, Any]]:
+    """Features, and a label that depends on the first numeric (or categorical) column with
+    strength ``signal``; ``classes`` 0 is a regression target. ``signal`` 0: a coin flip."""
+    rng = np.random.default_rng(seed)
+    header, columns = [], []
+    latent = np.zeros(rows)
+    for i in range(numeric):
+        values = rng.normal(size=rows)
+        if i == 0:
+            latent += values
+        header.append(f"n{i}")
+        columns.append([f"{v:.5f}" for v in values])
+    for i in range(categorical):
+        picks = rng.integers(0, 4, size=rows)
+        if i == 0 and not numeric:
+            latent += picks - 1.5
+        header.append(f"c{i}")
+        columns.append([f"level {p}" for p in picks])
+    noise = rng.normal(size=rows)
+    if classes:
+        score = signal * latent + noise
+        cuts = np.quantile(score, np.linspace(0, 1, classes + 1)[1:-1])
+        target = [f"k{int(k)}" for k in np.searchsorted(cuts, score)]
+    else:
+        target = [f"{v:.5f}" for v in signal * latent + noise]
+    body = to_csv([*header, "label"], [[*r, t] for *r, t in zip(*columns, target, strict=True)])
+    return body, {"target": "label", "task": "classification" if classes else "regression"}
+
+
+shapes = st.fixed_dictionaries(
+    {
+        "seed": st.integers(0, 2**31),
+        "rows": st.integers(300, 1500),
+        "numeric": st.integers(0, 4),
+        "categorical": st.integers(0, 3),
+        "classes": st.sampled_from([0, 2, 2, 3]),
+    }
+).filter(lambda shape: shape["numeric"] + shape["categorical"] > 0)
+
+
+@EXAMPLES
+@given(shape=shapes)
+def test_a_table_with_nothing_to_learn_is_not_promoted(aws: Stack, shape: dict[str, Any]) -> None:
+    body, spec = generated(signal=0.0, **shape)
+    state, _ = run_through_handlers(aws, f"coin-{shape['seed']}", body, spec)
+    evaluation = state["evaluation"]
+    assert evaluation["decision"] == "reject", evaluation["reasons"]
+    assert evaluation["error"] == "NotBetterThanBaseline"
+    assert state["registration"]["promoted"] is False
+    assert state["registration"]["error"] == "NotBetterThanBaseline"
+    assert aws.registry.get_alias(f"coin-{shape['seed']}") is None
+
+
+@EXAMPLES
+@given(shape=shapes)
+def test_a_table_with_a_strong_signal_is_promoted(aws: Stack, shape: dict[str, Any]) -> None:
+    body, spec = generated(signal=3.0, **shape)
+    state, version = run_through_handlers(aws, f"signal-{shape['seed']}", body, spec)
+    assert state["evaluation"]["decision"] == "promote", state["evaluation"]["reasons"]
+    assert state["evaluation"]["evidence"]["improvement"]["low"] > 0
+    assert aws.registry.get_alias(f"signal-{shape['seed']}") == version
+
+
+def test_retraining_on_an_unchanged_distribution_leaves_production_alone(aws: Stack) -> None:
+    """Fresh samples of one distribution, as a team retraining every week would upload: the
+    first is promoted, the next ones are no better beyond noise and production stays."""
+    model = "weekly"
+    first, spec = generated(seed=1, rows=800, numeric=3, categorical=1, classes=2, signal=1.0)
+    state, version = run_through_handlers(aws, model, first, spec)
+    assert state["evaluation"]["decision"] == "promote"
+    for week in range(2, 5):
+        body, _ = generated(seed=week, rows=800, numeric=3, categorical=1, classes=2, signal=1.0)
+        state, _ = run_through_handlers(aws, model, body, spec)
+        assert state["evaluation"]["error"] == "NotBetterThanProduction", state["evaluation"]
+        assert aws.registry.get_alias(model) == version
+
+
+def test_a_real_improvement_replaces_production(aws: Stack) -> None:
+    """Production read fewer of the columns that carry the label; each challenger reads one more."""
+    versions = []
+    for body, spec in improving_uploads(4):
+        state, version = run_through_handlers(aws, "growing", body, spec)
+        assert state["evaluation"]["decision"] == "promote", state["evaluation"]["reasons"]
+        versions.append(version)
+        assert aws.registry.get_alias("growing") == version
+    assert state["evaluation"]["evidence"]["against"] == "production"
+    assert versions == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("confidence", [0.5, 0.9])
+def test_a_spec_cannot_ask_for_less_confidence_than_the_stack(
+    aws: Stack, confidence: float
+) -> None:
+    outcome = run_through_handlers(
+        aws, "penguins", penguins_bytes(), {"target": "species", "gate_confidence": confidence}
+    )
+    assert type(outcome).__name__ == "SpecOutsideStackLimits"
+    assert "GateConfidence" in str(outcome)
+
+
+def test_a_spec_may_ask_for_more_confidence(aws: Stack) -> None:
+    state, _ = run_through_handlers(
+        aws, "penguins", penguins_bytes(), {"target": "species", "gate_confidence": 0.999}
+    )
+    evidence = state["evaluation"]["evidence"]
+    assert evidence["confidence"] == 0.999
+    assert evidence["improvement"]["confidence"] == pytest.approx(1 - 0.001 / 3)
