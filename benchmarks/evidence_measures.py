@@ -9,15 +9,10 @@ columns; 80 % train, 20 % holdout. Prints a markdown table for docs/gate.md.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "core"))
-
-from mlstack_core.evidence import (  # noqa: E402
+from mlstack_core.evidence import (
     Answers,
     adjusted_confidence,
     bootstrap_intervals,

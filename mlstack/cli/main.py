@@ -233,7 +233,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mlstack.cli.report import decision_text, write_report
+    from mlstack.cli.report import decision_text, describe, write_report
 
     try:
         data, target, names = write_report(
@@ -247,6 +247,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise CommandError(str(error.args[0])) from error
     decision = decision_text(data.document, data.evaluation)
     print(f"{data.model} v{data.version} ({data.task}, {decision}):")
+    for line in describe(data):
+        print(f"  {line}")
+    print("plots:")
     for name in names:
         print(f"  {target / name}")
     return 0

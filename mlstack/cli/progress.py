@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mlstack_core.evidence_text import judgement, score
+
 Printer = Callable[[str], None]
 
 
@@ -36,11 +38,17 @@ def summarize(state: str, output: dict[str, Any]) -> str:
         evaluation = output["evaluation"]
         best = evaluation["best"]
         metric = evaluation["metric"]
+        evidence = evaluation.get("evidence")
+        verdict = (evidence or {}).get("verdict")
+        # The verdict is one of the reasons; it gets a line of its own below.
+        reasons = [r for r in evaluation["reasons"] if r != verdict]
+        because = f" ({'; '.join(reasons)})" if reasons else ""
         return (
-            f"best {best['candidate_id']} {metric}={best['metrics'][metric]:.4f} as ONNX, "
+            f"best {best['candidate_id']} {metric}={score(best, metric)} as ONNX, "
             f"{describe_parity(best.get('parity') or {})}, "
             f"{describe_rehearsal(evaluation.get('rehearsal'))}; "
-            f"decision: {evaluation['decision']} ({'; '.join(evaluation['reasons'])})"
+            f"decision: {evaluation['decision']}{because}"
+            + "".join(f"\n      {line}" for line in judgement(evidence))
         )
     if state in ("RegisterAndPromote", "RecordRejection") and "registration" in output:
         registration = output["registration"]

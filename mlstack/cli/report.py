@@ -4,17 +4,19 @@ Evaluate stores what the plots need and Register copies it beside the version, s
 package carries matplotlib:
 
 - ``models/<model>/<version>/evaluation.json``: every candidate's metrics, parity, the champion's
-  and the trivial baseline's metrics, the gate's reasons, the winner's feature importance;
+  and the trivial baseline's metrics (with the intervals of the winner's, the champion's and the
+  baseline's), the gate's reasons and evidence, the winner's feature importance;
 - ``models/<model>/<version>/holdout_predictions.npz``: the holdout target ``y`` and the ONNX
   outputs of the winner (``best_*``) and of the production version it was compared with
   (``champion_*``, when there was one) on the same rows.
 
 Plots, challenger and champion side by side where both exist: ``metrics.png`` (both and the
-baseline on every metric); classifiers ``confusion_matrix.png``, ``roc.png``, ``pr.png``;
-regressors ``predicted_vs_actual.png``, ``residuals.png``; ``feature_importance.png`` when the
-winner's family has one. The PNGs are written to ``--out`` and, unless ``--no-upload``, beside
-the version under ``reports/<model>/<version>/`` in the model bucket (``models/`` is written by
-Register alone: the bucket policy denies everyone else).
+baseline on every metric, with the intervals Evaluate stored as whiskers); classifiers
+``confusion_matrix.png``, ``roc.png``, ``pr.png``; regressors ``predicted_vs_actual.png``,
+``residuals.png``; ``feature_importance.png`` when the winner's family has one. The PNGs are
+written to ``--out`` and, unless ``--no-upload``, beside the version under
+``reports/<model>/<version>/`` in the model bucket (``models/`` is written by Register alone: the
+bucket policy denies everyone else).
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from mlstack_core.card import ReportData, confusion, decision_text, from_arrays
+from mlstack_core.card import ReportData, compared, confusion, decision_text, from_arrays
+from mlstack_core.evidence_text import (
+    interval_of,
+    judgement,
+    metric_names,
+    percent,
+    score,
+    score_value,
+)
 
 
 def load(client: Any, model: str, version: int | None = None) -> ReportData:
@@ -87,22 +97,56 @@ def _side_by_side(data: ReportData, title: str) -> tuple[Any, Any]:
     return figure, axes[0]
 
 
+def describe(data: ReportData) -> list[str]:
+    """The scores the plots show, each with its interval, and the gate's verdict: what
+    ``mlstack report`` prints beside the files it wrote."""
+    lines = []
+    for title, entry in compared(data.evaluation):
+        lines.append(title)
+        names = [n for n in metric_names(entry) if score_value(entry, n) is not None]
+        width = max((len(n) for n in names), default=0)
+        lines.extend(f"  {name:{width}}  {score(entry, name)}" for name in names)
+    return lines + judgement(data.evaluation.get("evidence"))
+
+
+def error_bars(entry: dict[str, Any], names: list[str]) -> np.ndarray:
+    """Distances from each bar's top down to its interval's low and up to its high ([2, n]); NaN
+    (no bar drawn) where the score has no interval. A percentile interval need not contain its
+    estimate, so a distance past the top counts as 0."""
+    bars = np.full((2, len(names)), np.nan)
+    for j, name in enumerate(names):
+        value, interval = score_value(entry, name), interval_of(entry, name) or {}
+        low, high = interval.get("low"), interval.get("high")
+        if value is not None and low is not None and high is not None:
+            bars[:, j] = max(value - low, 0.0), max(high - value, 0.0)
+    return bars
+
+
 def plot_metrics(data: ReportData) -> Any:
     plt = pyplot()
     best = data.evaluation["best"]["metrics"]
-    champion = (data.evaluation.get("champion") or {}).get("metrics") or {}
-    baseline = (data.evaluation.get("baseline") or {}).get("metrics") or {}
     names = [n for n, v in best.items() if v is not None]
-    series = [("challenger", best), ("champion", champion), ("baseline", baseline)]
-    series = [(label, values) for label, values in series if values]
+    series = compared(data.evaluation)
     figure, axis = plt.subplots(figsize=(1.6 * len(names) + 3, 4.2))
     width = 0.8 / len(series)
-    for i, (label, values) in enumerate(series):
+    for i, (label, entry) in enumerate(series):
+        values = entry.get("metrics") or {}
         heights = [values.get(n) or 0.0 for n in names]
-        bars = axis.bar(np.arange(len(names)) + i * width, heights, width, label=label)
-        axis.bar_label(bars, fmt="%.3f", fontsize=7)
+        bars = axis.bar(
+            np.arange(len(names)) + i * width,
+            heights,
+            width,
+            label=label,
+            yerr=error_bars(entry, names),
+            capsize=3,
+        )
+        # Inside the bar: above it, the whisker would cross the number.
+        axis.bar_label(bars, fmt="%.3f", fontsize=7, label_type="center")
     axis.set_xticks(np.arange(len(names)) + width * (len(series) - 1) / 2, names)
     metric = data.evaluation["metric"]
+    confidence = (interval_of(data.evaluation["best"], metric) or {}).get("confidence")
+    if confidence:
+        axis.set_ylabel(f"holdout score (whiskers: {percent(confidence)} interval)")
     axis.set_title(
         f"{data.model} v{data.version}: holdout metrics (gate metric {metric}, "
         f"{decision_text(data.document, data.evaluation)})"

@@ -7,6 +7,10 @@ import json
 from typing import Any
 
 from mlstack.cli.stack import StackClient
+from mlstack_core.evidence_text import advice, metric_names, score, score_value, verdict
+
+# Where a detail's continuation lines start: under its value, past "  label      ".
+_DETAIL_INDENT = "\n" + " " * 13
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -45,14 +49,15 @@ def format_models(client: StackClient, model: str | None) -> str:
     rows = []
     for version in versions:
         metric = version.get("metric", "")
-        value = version.get("metrics", {}).get(metric)
         rows.append(
             [
                 f"{version['version']}{' *' if version['version'] == production else ''}",
                 version["status"],
                 marks.get(int(version["version"]), ""),
                 version.get("family", ""),
-                f"{metric}={value:.4f}" if value is not None else "",
+                f"{metric}={score(version, metric)}"
+                if score_value(version, metric) is not None
+                else "",
                 str(version.get("dataset", {}).get("rows", "")),
                 version.get("created_at", "")[:19].replace("T", " "),
                 (version.get("status_reason") or "")[:70],
@@ -73,14 +78,8 @@ def format_models(client: StackClient, model: str | None) -> str:
         features = current.get("schema", {}).get("features", [])
         details = [
             ("family", f"{current.get('family')}  params {json.dumps(current.get('params'))}"),
-            (
-                "metrics",
-                ", ".join(
-                    f"{k}={v:.4f}"
-                    for k, v in current.get("metrics", {}).items()
-                    if isinstance(v, float)
-                ),
-            ),
+            ("metrics", _scores(current)),
+            *_judgement(current),
             ("parity", json.dumps(current.get("parity", {}))),
             (
                 "dataset",
@@ -108,7 +107,31 @@ def format_models(client: StackClient, model: str | None) -> str:
         ]
         out.append(f"\nproduction version {production}:\n")
         out.extend(f"  {label:10} {value}\n" for label, value in details)
+    newest = max(versions, key=lambda v: int(v["version"]))
+    if newest["version"] != production and newest.get("evidence"):
+        # Why the last run did not reach production, and what would help.
+        out.append(f"\nnewest version {newest['version']} ({newest['status']}):\n")
+        out.extend(
+            f"  {label:10} {value}\n"
+            for label, value in [("metrics", _scores(newest)), *_judgement(newest)]
+        )
     return "".join(out)
+
+
+def _scores(document: dict[str, Any]) -> str:
+    """Every defined score of a version with its interval, one a line."""
+    return _DETAIL_INDENT.join(
+        f"{name}={score(document, name)}"
+        for name in metric_names(document)
+        if score_value(document, name) is not None
+    )
+
+
+def _judgement(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """The gate's verdict on a version and, when the evidence fell short, the advice."""
+    evidence = document.get("evidence")
+    lines = [("verdict", verdict(evidence)), ("advice", advice(evidence))]
+    return [(label, text) for label, text in lines if text]
 
 
 def failure_summary(description: dict[str, Any]) -> str:

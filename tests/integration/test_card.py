@@ -124,6 +124,11 @@ def test_a_regressors_card_summarises_residuals(
     markdown = (tmp_path / "card.md").read_text()
     evaluation = _section(markdown, "Evaluation")
     assert "Residuals (actual - predicted): mean" in evaluation
+    assert re.search(
+        r"\| r2 \| -?\d\.\d{4} \(95% interval -?\d\.\d{4} to -?\d\.\d{4}\) \|", evaluation
+    )
+    assert "How the gate judged: the squared error of each holdout row" in evaluation
+    assert "Verdict: " in evaluation
     assert "Brier" not in markdown
     assert not (tmp_path / "reliability.png").exists()
     assert (tmp_path / "residuals.png").read_bytes().startswith(PNG)

@@ -138,6 +138,10 @@ def test_true_labels_keep_the_model_and_wrong_ones_alert_and_retrain(
     accuracy = sum(p == served_rows[i][TARGET] for i, (_, _, p) in enumerate(answered)) / 100
     assert version["value"] == pytest.approx(accuracy)
     assert version["value"] >= holdout - 0.1
+    # Judged against the version's stored holdout answers, with the gate's intervals.
+    assert version["compared_with"] == "holdout rows"
+    assert version["drop_beyond_noise"] is False
+    assert version["summary"].startswith("accuracy on 100 labelled rows ")
     assert quality_alerts(alerts) == []
     assert len(cloud.executions()) == executions
 
@@ -172,6 +176,8 @@ def test_true_labels_keep_the_model_and_wrong_ones_alert_and_retrain(
     assert alert["labelled_rows"] == 100
     assert alert["holdout"] == holdout
     assert alert["drop"] == pytest.approx(holdout)
+    assert alert["drop_interval"]["low"] > 0
+    assert "beyond noise: worse than the holdout by more than the margin 0.1" in alert["summary"]
     retraining = alert["retraining"]
     assert retraining["started"] is True
     assert retraining["labelled_rows"] == 100

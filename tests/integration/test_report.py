@@ -3,6 +3,7 @@ from what Evaluate stored and Register copied beside the version."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,11 @@ def test_report_of_a_regressor(
     _trained(cloud, stack, "report-regressor", table, {"target": "target"})
 
     assert main(["report", "report-regressor", "--out", str(tmp_path), "--no-upload"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(
+        r"\n    r2 +-?\d\.\d{4} \(95% interval -?\d\.\d{4} to -?\d\.\d{4}\)\n", printed
+    )
+    assert "\n  verdict: beats the mean baseline beyond noise" in printed
     for name in ("metrics.png", "predicted_vs_actual.png", "residuals.png"):
         assert (tmp_path / name).read_bytes().startswith(PNG), name
     assert main(["report", "no-such-model", "--out", str(tmp_path)]) == 2

@@ -14,6 +14,7 @@ from mlstack_core.evidence import Answers
 from mlstack_core.tabular import Table
 from mlstack_evaluate.decision import baseline, decide
 from mlstack_evaluate.holdout import Holdout, classification_metrics, regression_metrics
+from mlstack_evaluate.judges import HoldoutJudge
 from tests.conftest import Stack, penguins_bytes
 from tests.unit.test_preprocess import synthetic_regression
 
@@ -75,7 +76,9 @@ def test_penguins_first_run_promotes_over_the_baseline(aws: Stack) -> None:
 
 
 def test_binary_integer_labels(aws: Stack) -> None:
-    state = run(aws, "binary", binary_int_labels(), target="label", metric="roc_auc")
+    state = run(
+        aws, "binary", binary_int_labels(), target="label", metric="roc_auc", judge="holdout"
+    )
     schema = state["run"]["schema"]
     assert schema["label_type"] == "int"
     assert schema["classes"] == [0, 1]
@@ -113,7 +116,7 @@ def test_regression_with_a_lower_is_better_metric(aws: Stack) -> None:
 
 
 def test_champion_is_scored_on_the_same_holdout(aws: Stack) -> None:
-    first = run(aws, "penguins", penguins_bytes(), target="species")
+    first = run(aws, "penguins", penguins_bytes(), target="species", judge="holdout")
     version = aws.promote(first)
 
     second = aws.run_pipeline("penguins", penguins_bytes())
@@ -315,11 +318,12 @@ def _sharp(holdout: Holdout, right: float, seed: int) -> Answers:
 
 
 def _gate(spec: dict[str, Any], holdout: Holdout, best: Answers, champion: Answers | None) -> Any:
-    base, answers = baseline(holdout)
-    shown = {"c00-x": best, "baseline": answers}
+    judge = HoldoutJudge(holdout)
+    base, answers = baseline(holdout, judge)
+    shown = {"c00-x": [best], "baseline": answers}
     production = None
     if champion is not None:
-        shown["champion"] = champion
+        shown["champion"] = [champion]
         production = {"version": 4, "comparable": True, "metrics": holdout.score(champion)}
     entry = {"candidate_id": "c00-x", "metrics": holdout.score(best)}
     return decide(
@@ -327,7 +331,8 @@ def _gate(spec: dict[str, Any], holdout: Holdout, best: Answers, champion: Answe
         entry,
         production,
         base,
-        holdout=holdout,
+        judge=judge,
+        task=holdout.schema["task"],
         answers=shown,
         confidence=0.95,
         comparisons=3,
@@ -368,7 +373,8 @@ def test_decision_rule(
     assert gate.decision == decision, gate.reasons
     assert gate.error == error
     assert gate.comparison["against"] == ("baseline" if champion is None else "champion")
-    assert gate.evidence is not None and gate.evidence["verdict"] in gate.reasons
+    assert gate.evidence is not None
+    assert gate.evidence["verdict"] in gate.reasons
 
 
 def test_regression_evidence_is_the_squared_error() -> None:
@@ -379,23 +385,30 @@ def test_regression_evidence_is_the_squared_error() -> None:
     far = Answers(values=y + rng.normal(scale=1.0, size=y.size))
     gate = _gate(_spec(metric="rmse"), holdout, close, far)
     assert gate.decision == "promote", gate.reasons
-    assert gate.evidence is not None and gate.evidence["measure"] == "squared_error"
+    assert gate.evidence is not None
+    assert gate.evidence["measure"] == "squared_error"
     assert _gate(_spec(metric="rmse"), holdout, far, close).error == "NotBetterThanProduction"
 
 
 def test_every_score_the_gate_reads_has_an_interval() -> None:
     holdout = _holdout(BALANCED)
     chosen, production = _sharp(holdout, 0.9, 1), _sharp(holdout, 0.7, 2)
-    base, answers = baseline(holdout)
-    entry = {"candidate_id": "c00-x", "metrics": holdout.score(chosen)}
-    champion = {"version": 4, "comparable": True, "metrics": holdout.score(production)}
+    judge = HoldoutJudge(holdout)
+    base, answers = baseline(holdout, judge)
+    entry: dict[str, Any] = {"candidate_id": "c00-x", "metrics": holdout.score(chosen)}
+    champion: dict[str, Any] = {
+        "version": 4,
+        "comparable": True,
+        "metrics": holdout.score(production),
+    }
     decide(
         _spec(),
         entry,
         champion,
         base,
-        holdout=holdout,
-        answers={"c00-x": chosen, "champion": production, "baseline": answers},
+        judge=judge,
+        task="classification",
+        answers={"c00-x": [chosen], "champion": [production], "baseline": answers},
         confidence=0.95,
         comparisons=1,
     )
@@ -404,7 +417,8 @@ def test_every_score_the_gate_reads_has_an_interval() -> None:
         assert set(intervals) == {*CLASSIFICATION_METRICS, "brier_score"}
         accuracy = intervals["accuracy"]
         assert accuracy["low"] <= document["metrics"]["accuracy"] <= accuracy["high"]
-        assert accuracy["confidence"] == 0.95 and accuracy["rows"] == len(BALANCED)
+        assert accuracy["confidence"] == 0.95
+        assert accuracy["rows"] == len(BALANCED)
 
 
 def test_a_metric_that_cannot_be_computed_is_none() -> None:

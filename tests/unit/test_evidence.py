@@ -16,6 +16,7 @@ from mlstack_core import scoring
 from mlstack_core.evidence import (
     Answers,
     Interval,
+    Rows,
     adjusted_confidence,
     bootstrap_intervals,
     brier_rows,
@@ -25,9 +26,6 @@ from mlstack_core.evidence import (
     unpaired_difference,
     weigh,
     weighted_metric,
-)
-from mlstack_core.evidence import (
-    _Rows as Rows,
 )
 
 pytestmark = pytest.mark.unit
@@ -72,7 +70,8 @@ def test_weighted_metrics_equal_the_metrics_of_the_resampled_rows(
     counts = np.random.default_rng(seed + 1).integers(0, 4, size=rows).astype(float)
     counts[0] += 1  # never an empty resample
     repeat = np.repeat(np.arange(rows), counts.astype(int))
-    assert answer.labels is not None and answer.probabilities is not None
+    assert answer.labels is not None
+    assert answer.probabilities is not None
     expected = scoring.classification_metrics(
         y[repeat], answer.labels[repeat], answer.probabilities[repeat], classes
     )
@@ -108,7 +107,8 @@ def test_the_verdict_and_every_interval_ignore_row_order(seed: int, rows: int) -
 
     def judged(permutation: Any) -> tuple[Any, ...]:
         def shuffled(answer: Answers) -> Answers:
-            assert answer.labels is not None and answer.probabilities is not None
+            assert answer.labels is not None
+            assert answer.probabilities is not None
             return Answers(answer.labels[permutation], answer.probabilities[permutation])
 
         answers = {"best": shuffled(challenger), "reference": shuffled(reference)}
@@ -121,10 +121,12 @@ def test_the_verdict_and_every_interval_ignore_row_order(seed: int, rows: int) -
             differences=[("best", "reference")],
             resamples=50,
         )
+        reference_losses = brier_rows(y[permutation], answers["reference"].probabilities, CLASSES)  # type: ignore[arg-type]
+        best_losses = brier_rows(y[permutation], answers["best"].probabilities, CLASSES)  # type: ignore[arg-type]
         verdict = weigh(
             "brier_score",
-            brier_rows(y[permutation], answers["reference"].probabilities, CLASSES),  # type: ignore[arg-type]
-            brier_rows(y[permutation], answers["best"].probabilities, CLASSES),  # type: ignore[arg-type]
+            paired_improvement(reference_losses, best_losses, adjusted_confidence(0.95, 3)),
+            (float(reference_losses.mean()), float(best_losses.mean())),
             against="production",
             reference="production v1",
             confidence=0.95,
@@ -209,7 +211,14 @@ def _verdict(reference: Any, challenger: Any, **overrides: Any) -> Any:
         "metric_improvement": Interval(0.02, -0.01, 0.05, 0.95, 100),
     }
     arguments.update(overrides)
-    return weigh("brier_score", np.asarray(reference), np.asarray(challenger), **arguments)
+    reference, challenger = np.asarray(reference), np.asarray(challenger)
+    level = adjusted_confidence(arguments["confidence"], arguments["comparisons"])
+    return weigh(
+        "brier_score",
+        paired_improvement(reference, challenger, level),
+        (float(reference.mean()), float(challenger.mean())),
+        **arguments,
+    )
 
 
 def test_identical_answers_are_not_evidence() -> None:
@@ -228,7 +237,8 @@ def test_a_clear_improvement_passes_and_says_by_how_much() -> None:
     reference = rng.random(500) * 0.5 + 0.3
     challenger = reference - 0.1 + rng.normal(scale=0.05, size=500)
     verdict = _verdict(reference, challenger)
-    assert verdict["passed"] and verdict["outcome"] == "promote"
+    assert verdict["passed"]
+    assert verdict["outcome"] == "promote"
     assert verdict["improvement"]["low"] > 0
     assert "beats the most_frequent baseline beyond noise" in verdict["verdict"]
     assert "on 500 rows" in verdict["verdict"]
@@ -245,7 +255,8 @@ def test_more_candidates_need_more_evidence() -> None:
     one = _verdict(reference, challenger, comparisons=1)
     ten = _verdict(reference, challenger, comparisons=10)
     assert one["improvement"]["low"] > ten["improvement"]["low"]
-    assert one["passed"] and not ten["passed"]
+    assert one["passed"]
+    assert not ten["passed"]
 
 
 def test_a_selection_metric_worse_beyond_noise_rejects_despite_the_evidence() -> None:

@@ -1,9 +1,12 @@
 """The Monitor: spec.drift decides retrain or alert only; retraining is started once per production
-version and dataset version; too few sampled rows decide nothing."""
+version and dataset version; too few sampled rows decide nothing; ground truth is compared with the
+version's stored holdout answers, or its holdout score when they are gone."""
 
 from __future__ import annotations
 
+import io
 import json
+import time
 from typing import Any
 
 import boto3
@@ -11,6 +14,7 @@ import numpy as np
 import pytest
 
 from mlstack_core.drift import DriftRecorder
+from mlstack_core.ground_truth import capture_key
 from mlstack_core.settings import stack_settings
 from mlstack_core.tabular import feature_matrices, read_split
 from tests.conftest import (
@@ -144,3 +148,104 @@ def test_too_few_rows_decide_nothing(aws: Stack, deployed: dict[str, Any]) -> No
     assert result["status"] == "not enough data"
     assert result["rows"] < 1000
     assert _alerts(deployed) == []
+
+
+def _serve_holdout(aws: Stack) -> tuple[np.ndarray, np.ndarray]:
+    """Version 1's stored holdout answers, captured as if served; returns the rows' truth and
+    answers."""
+    document = aws.registry.get_version(MODEL, 1)
+    body = aws.s3.get_object(Bucket=aws.model_bucket, Key=document["files"]["predictions"])
+    with np.load(io.BytesIO(body["Body"].read()), allow_pickle=False) as stored:
+        truth, answers = stored["y"].astype(str), stored["best_label"].astype(str)
+        probabilities = stored["best_probabilities"].tolist()
+    lines = [
+        json.dumps(
+            {
+                "request_id": "served",
+                "row": row,
+                "version": 1,
+                "features": {},
+                "prediction": answer,
+                "probabilities": probabilities[row],
+            }
+        )
+        for row, answer in enumerate(answers.tolist())
+    ]
+    key = capture_key(MODEL, 1, time.time(), "test", 1)
+    aws.s3.put_object(Bucket=aws.model_bucket, Key=key, Body="\n".join(lines).encode())
+    return truth, answers
+
+
+def _label(aws: Stack, labels: list[str]) -> None:
+    """A feedback file labelling the served rows in order."""
+    feedback = "request_id,row,species\n" + "".join(
+        f"served,{row},{label}\n" for row, label in enumerate(labels)
+    )
+    aws.s3.put_object(
+        Bucket=aws.data_bucket, Key=f"feedback/{MODEL}/labels.csv", Body=feedback.encode()
+    )
+
+
+def test_ground_truth_is_compared_with_the_versions_stored_holdout_answers(
+    aws: Stack, deployed: dict[str, Any]
+) -> None:
+    _promote(aws, {"target": "species", "quality": {"capture": True, "min_rows": 20}})
+    holdout = aws.registry.get_version(MODEL, 1)["metrics"]["accuracy"]
+
+    # The stored holdout answers, labelled with their truth: as right as on the holdout.
+    truth, answers = _serve_holdout(aws)
+    rows = truth.size
+    _label(aws, truth.tolist())
+    report = _monitor()["quality"]
+    (entry,) = report["versions"]
+    assert entry["status"] == "holding"
+    assert entry["compared_with"] == "holdout rows"
+    assert entry["test"] == "Welch"
+    assert entry["holdout_rows"] == rows
+    assert entry["rows"] == rows
+    # Centred on the registered score; under cross-validation the stored answers are one
+    # repeat's out-of-fold answers, so the labelled rows' accuracy may differ from it a little.
+    assert entry["holdout_interval"]["estimate"] == holdout
+    assert entry["drop"] == pytest.approx(holdout - entry["value"])
+    assert entry["drop_interval"]["low"] < 0 < entry["drop_interval"]["high"]
+    assert "within noise and the margin 0.05" in entry["summary"]
+    assert aws.read_json(f"monitoring/{MODEL}/quality-latest.json")["versions"] == [entry]
+    assert _alerts(deployed) == []
+
+    # Every answer labelled wrong: fallen beyond noise, and the alert carries the intervals.
+    classes = ["Adelie", "Chinstrap", "Gentoo"]
+    _label(aws, [classes[(classes.index(a) + 1) % 3] for a in answers.tolist()])
+    report = _monitor()["quality"]
+    (entry,) = report["versions"]
+    assert entry["status"] == "fallen"
+    assert entry["drop_beyond_noise"] is True
+    assert report["action"] == "alert"
+    (alert,) = _alerts(deployed)
+    assert alert["Subject"] == "mlstack: model quality fell"
+    message = json.loads(alert["Message"])
+    assert message["value"] == 0.0
+    assert message["drop"] == pytest.approx(holdout)
+    assert message["drop_interval"] == entry["drop_interval"]
+    assert message["holdout_interval"]["rows"] == rows
+    assert message["confidence"] == 0.95
+    assert f"accuracy on {rows} labelled rows 0.000 (95% interval" in message["summary"]
+    assert "beyond noise: worse than the holdout" in message["reasons"][0]
+
+
+def test_without_stored_holdout_answers_the_holdout_score_is_compared(
+    aws: Stack, deployed: dict[str, Any]
+) -> None:
+    _promote(aws, {"target": "species", "quality": {"capture": True, "min_rows": 20}})
+    truth, _ = _serve_holdout(aws)
+    _label(aws, truth.tolist())
+    # Register's copy next to the version, and Evaluate's original under the run.
+    for item in aws.s3.list_objects_v2(Bucket=aws.model_bucket)["Contents"]:
+        if item["Key"].endswith("holdout_predictions.npz"):
+            aws.s3.delete_object(Bucket=aws.model_bucket, Key=item["Key"])
+    (entry,) = _monitor()["quality"]["versions"]
+    assert entry["status"] == "holding"
+    assert entry["compared_with"] == "holdout score"
+    assert entry["test"] == "one-sample t"
+    assert entry["holdout_interval"] is None
+    assert entry["interval"]["rows"] == truth.size
+    assert "(score only: its holdout answers (" in entry["summary"]

@@ -17,7 +17,7 @@ from mlstack_core.evidence import (
     EVIDENCE_MEASURE,
     Answers,
     EvidenceDocument,
-    bootstrap_intervals,
+    adjusted_confidence,
     weigh,
 )
 from mlstack_core.integrity import read_verified
@@ -28,25 +28,108 @@ from mlstack_core.spec import greater_is_better, metrics_for
 from mlstack_core.tabular import (
     CLASSIFICATION,
 )
-from mlstack_evaluate.holdout import Holdout, load_for_scoring, run_outputs
+from mlstack_evaluate.holdout import (
+    Holdout,
+    load_for_scoring,
+    load_sklearn_outputs,
+    parity,
+    read_object,
+    run_outputs,
+)
+from mlstack_evaluate.judges import Judge
 
 # Improvements are compared with this slack so 0.03 >= 0.03 holds despite float rounding.
 _EPSILON = 1e-12
 
 
-def baseline(holdout: Holdout) -> tuple[dict[str, Any], Answers]:
-    """The trivial model: the holdout's most frequent class (with its class frequencies as
-    probabilities) or its mean."""
-    y = holdout.y
-    if holdout.schema["task"] == CLASSIFICATION:
-        classes = holdout.classes
-        counts = np.array([np.sum(y == c) for c in classes], dtype=np.float64)
-        priors = counts / counts.sum()
-        labels = np.full(y.shape, classes[int(np.argmax(counts))], dtype=y.dtype)
-        answers = Answers(labels=labels, probabilities=np.tile(priors, (y.size, 1)))
-        return {"strategy": "most_frequent", "metrics": holdout.score(answers)}, answers
-    answers = Answers(values=np.full(y.shape, float(np.mean(y))))
-    return {"strategy": "mean", "metrics": holdout.score(answers)}, answers
+def baseline(holdout: Holdout, judge: Judge) -> tuple[dict[str, Any], list[Answers]]:
+    """The trivial model, fitted as the candidates are (mlstack_evaluate.judges)."""
+    strategy, answers = judge.baseline()
+    return {"strategy": strategy, "metrics": judge.scores(answers)}, answers
+
+
+@tracer.capture_method
+def score_candidate(
+    entry: Mapping[str, Any],
+    holdout: Holdout,
+    tolerance: Mapping[str, float],
+    *,
+    s3: Any,
+    bucket: str,
+    judge: Judge,
+    outputs_sink: dict[str, dict[str, np.ndarray]] | None = None,
+    answers_sink: dict[str, list[Answers]] | None = None,
+) -> dict[str, Any]:
+    """The trained entry plus metrics (as ``judge`` judges: of the ONNX export on the holdout, or
+    out of fold), parity and an exclusion reason. The ONNX outputs on the holdout go into
+    ``outputs_sink`` under the candidate id, and the answers the gate compares into
+    ``answers_sink``."""
+    scored: dict[str, Any] = {**entry, "metrics": None, "parity": None, "excluded": None}
+    if entry.get("status") != "trained":
+        scored["excluded"] = f"training failed: {entry.get('error') or 'no error text'}"
+        return scored
+    task = holdout.schema["task"]
+    try:
+        loaded = load_for_scoring(
+            read_verified(
+                s3,
+                bucket,
+                entry["onnx_key"],
+                entry.get("onnx_version_id"),
+                entry.get("onnx_sha256"),
+            ),
+            {"schema": holdout.schema},
+        )
+        onnx_out = run_outputs(loaded, holdout.feeds(loaded.layout))
+    except ArtifactTampered:
+        raise  # not a weak candidate: the run stops by name
+    except Exception as error:
+        scored["excluded"] = f"onnxruntime cannot run the export: {type(error).__name__}: {error}"
+        return scored
+    try:
+        key = entry.get("sklearn_holdout_key")
+        if not key:
+            raise KeyError("the trained entry has no sklearn_holdout_key")
+        sklearn_out = load_sklearn_outputs(read_object(s3, bucket, key), task, int(holdout.y.size))
+        if task == CLASSIFICATION:
+            model_classes = sklearn_out["classes"]
+        else:
+            onnx_out = {"variable": np.asarray(onnx_out["variable"]).ravel()}
+            model_classes = None
+        measured = parity(task, onnx_out, sklearn_out, tolerance, holdout.scale)
+    except Exception as error:
+        scored["excluded"] = f"parity not measurable: {type(error).__name__}: {error}"
+        return scored
+
+    scored["parity"] = measured
+    onnx_answers = holdout.answers(onnx_out, model_classes)
+    if not measured["passed"]:
+        scored["metrics"] = holdout.score(onnx_answers)
+        scored["excluded"] = (
+            f"ONNX/sklearn parity out of tolerance: {describe_parity(measured)} "
+            f"(tolerance {dict(tolerance)})"
+        )
+        return scored
+    try:
+        answers = judge.candidate_answers(onnx_answers, sklearn_out)
+    except (KeyError, ValueError) as error:
+        scored["excluded"] = f"no answers to judge: {type(error).__name__}: {error}"
+        return scored
+    scored["metrics"] = judge.scores(answers)
+    if outputs_sink is not None:
+        outputs_sink[entry["candidate_id"]] = dict(onnx_out)
+    if answers_sink is not None:
+        answers_sink[entry["candidate_id"]] = answers
+    return scored
+
+
+def describe_parity(p: Mapping[str, Any]) -> str:
+    if p.get("label_agreement") is None:
+        return f"max scaled diff {p['max_scaled_diff']:.3g}"
+    return (
+        f"label agreement {p['label_agreement']:.4f} ({p['tie_flips']} of {p['label_flips']} "
+        f"flips are ties), max probability diff {p['max_abs_diff']:.3g}"
+    )
 
 
 @tracer.capture_method
@@ -56,8 +139,9 @@ def score_champion(
     registry: Registry,
     *,
     s3: Any,
+    judge: Judge,
     outputs_sink: dict[str, dict[str, np.ndarray]] | None = None,
-    answers_sink: dict[str, Answers] | None = None,
+    answers_sink: dict[str, list[Answers]] | None = None,
 ) -> dict[str, Any] | None:
     """Production's metrics on this holdout, or why they cannot be compared. None: no production.
     Its outputs go into ``outputs_sink`` and its answers into ``answers_sink`` as "champion"."""
@@ -90,8 +174,8 @@ def score_champion(
             document,
         )
         outputs = run_outputs(loaded, holdout.feeds(loaded.layout))
-        answers = holdout.answers(outputs, schema.get("classes"))
-        champion["metrics"] = holdout.score(answers)
+        answers = judge.repeated(holdout.answers(outputs, schema.get("classes")))
+        champion["metrics"] = judge.scores(answers)
         champion["comparable"] = True
         if outputs_sink is not None:
             outputs_sink["champion"] = dict(outputs)
@@ -165,8 +249,9 @@ def decide(
     champion: dict[str, Any] | None,
     base: dict[str, Any],
     *,
-    holdout: Holdout,
-    answers: Mapping[str, Answers],
+    judge: Judge,
+    task: str,
+    answers: Mapping[str, Sequence[Answers]],
     confidence: float,
     comparisons: int,
 ) -> GateResult:
@@ -205,25 +290,23 @@ def decide(
         else f"the {base['strategy']} baseline"
     )
     reference_key = "champion" if comparable else "baseline"
-    measure = EVIDENCE_MEASURE[holdout.schema["task"]]
+    measure = EVIDENCE_MEASURE[task]
     shown = {"best": answers[best["candidate_id"]], "baseline": answers["baseline"]}
     if "champion" in answers:
         shown["champion"] = answers["champion"]
-    per_model, paired = bootstrap_intervals(
-        holdout.y,
-        holdout.classes,
-        shown,
-        [*metrics_for(holdout.schema["task"]), measure],
-        confidence,
-        differences=[("best", reference_key)],
+    per_model, paired = judge.intervals(
+        shown, [*metrics_for(task), measure], confidence, [("best", reference_key)]
     )
     for key, document in (("best", best), ("baseline", base), ("champion", champion)):
         if document is not None and key in per_model:
             document["intervals"] = {m: i.document() for m, i in per_model[key].items()}
+    improvement, means = judge.improvement(
+        shown[reference_key], shown["best"], adjusted_confidence(confidence, comparisons)
+    )
     evidence = weigh(
         measure,
-        holdout.losses(shown[reference_key]),
-        holdout.losses(shown["best"]),
+        improvement,
+        means,
         against=against,
         reference=reference_name,
         confidence=confidence,
@@ -235,7 +318,7 @@ def decide(
     reasons.append(evidence["verdict"])
     ok = ok and evidence["passed"]
     reference_value = (champion if comparable and champion else base)["metrics"].get(metric)
-    improvement = (
+    point = (
         None
         if reference_value is None
         else (value - reference_value if higher else reference_value - value)
@@ -244,7 +327,7 @@ def decide(
         "against": "champion" if comparable else "baseline",
         "value": value,
         "reference": reference_value,
-        "improvement": improvement,
+        "improvement": point,
         "interval": evidence["metric_improvement"],
     }
     error = None if evidence["passed"] else evidence["outcome"]

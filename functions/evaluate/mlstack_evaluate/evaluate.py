@@ -22,6 +22,7 @@ from mlstack_core.contract.rehearsal import BATCH_ROWS, rehearse
 from mlstack_core.drift import prediction_baseline
 from mlstack_core.errors import ServingRehearsalFailed
 from mlstack_core.evidence import Answers
+from mlstack_core.folds import read_folds
 from mlstack_core.integrity import read_verified
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.payloads import EvaluateInput, Evaluation, Rehearsal, Run
@@ -34,8 +35,15 @@ from mlstack_core.spec import (
 from mlstack_core.tabular import (
     read_split,
 )
-from mlstack_evaluate.decision import baseline, decide, pick_best, score_champion
-from mlstack_evaluate.holdout import Holdout, read_object, score_candidate
+from mlstack_evaluate.decision import (
+    baseline,
+    decide,
+    pick_best,
+    score_candidate,
+    score_champion,
+)
+from mlstack_evaluate.holdout import Holdout, read_object
+from mlstack_evaluate.judges import CrossValidationJudge, HoldoutJudge, Judge
 
 
 @tracer.capture_method
@@ -87,27 +95,42 @@ def evaluate(
     spec, schema = run["spec"], run["schema"]
     splits = run["splits"]
     holdout = Holdout(read_split(read_object(s3, splits["bucket"], splits["holdout_key"])), schema)
+    judge = judge_for(run, holdout, s3)
     tolerance = spec["parity_tolerance"]
     outputs: dict[str, dict[str, np.ndarray]] = {}
-    answers: dict[str, Answers] = {}
+    answers: dict[str, list[Answers]] = {}
     scored = [
         score_candidate(
-            e, holdout, tolerance, s3=s3, bucket=bucket, outputs_sink=outputs, answers_sink=answers
+            e,
+            holdout,
+            tolerance,
+            s3=s3,
+            bucket=bucket,
+            judge=judge,
+            outputs_sink=outputs,
+            answers_sink=answers,
         )
         for e in trained
     ]
     best = pick_best(scored, spec["metric"])
     champion = score_champion(
-        run["model"], holdout, registry, s3=s3, outputs_sink=outputs, answers_sink=answers
+        run["model"],
+        holdout,
+        registry,
+        s3=s3,
+        judge=judge,
+        outputs_sink=outputs,
+        answers_sink=answers,
     )
-    base, answers["baseline"] = baseline(holdout)
+    base, answers["baseline"] = baseline(holdout, judge)
     viable = sum(1 for c in scored if c["excluded"] is None)
     gate = decide(
         spec,
         best,
         champion,
         base,
-        holdout=holdout,
+        judge=judge,
+        task=schema["task"],
         answers=answers,
         confidence=gate_confidence(spec),
         comparisons=viable,
@@ -131,7 +154,11 @@ def evaluate(
 
     report_key = layout.evaluation_key(run["model"], run["run_id"])
     artifacts = store_monitoring_artifacts(
-        run, holdout, outputs.get(best["candidate_id"], {}), outputs.get("champion"), s3=s3
+        run,
+        holdout,
+        monitored_outputs(judge, holdout, answers[best["candidate_id"]], outputs, best),
+        outputs.get("champion"),
+        s3=s3,
     )
     evaluation: Evaluation = {
         "decision": decision,
@@ -144,7 +171,7 @@ def evaluate(
         "baseline": base,
         "comparison": comparison,
         "evidence": gate.evidence,
-        "judged_on": "holdout",
+        "judged_on": judge.judged_on,
         "rehearsal": rehearsal,
         "requires_approval": requires_approval,
         "holdout_rows": int(holdout.y.size),
@@ -275,6 +302,33 @@ def store_monitoring_artifacts(
         )
         stored["drift_baseline_key"] = key
     return stored
+
+
+def judge_for(run: Mapping[str, Any], holdout: Holdout, s3: Any) -> Judge:
+    """Cross-validation when Preprocess wrote a fold assignment, else the holdout."""
+    splits = run["splits"]
+    if splits.get("folds_key"):
+        assignment = read_folds(read_object(s3, splits["bucket"], splits["folds_key"]))
+        return CrossValidationJudge(holdout, assignment)
+    return HoldoutJudge(holdout)
+
+
+def monitored_outputs(
+    judge: Judge,
+    holdout: Holdout,
+    best_answers: Sequence[Answers],
+    outputs: Mapping[str, dict[str, np.ndarray]],
+    best: Mapping[str, Any],
+) -> dict[str, np.ndarray]:
+    """The winner's answers the Monitor compares ground truth with: on a holdout, its ONNX
+    outputs; judged by cross-validation, its first repeat's out-of-fold answers (its answers on
+    rows it was fitted on would flatter it)."""
+    if judge.judged_on == "holdout":
+        return outputs.get(best["candidate_id"], {})
+    first = best_answers[0]
+    if first.values is not None:
+        return {"variable": np.asarray(first.values)}
+    return {"label": np.asarray(first.labels), "probabilities": np.asarray(first.probabilities)}
 
 
 def incomparable_needs_a_person(champion: Mapping[str, Any] | None) -> bool:

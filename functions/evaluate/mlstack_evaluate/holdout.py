@@ -20,10 +20,7 @@ import numpy as np
 from mlstack_core import scoring
 from mlstack_core.contract import FeatureLayout, LoadedModel, load_model
 from mlstack_core.contract.records import table_feeds
-from mlstack_core.errors import ArtifactTampered
 from mlstack_core.evidence import Answers, brier_rows, squared_error_rows
-from mlstack_core.integrity import read_verified
-from mlstack_core.observability.pipeline import tracer
 from mlstack_core.settings import serving_settings
 from mlstack_core.spec import (
     CLASSIFICATION_METRICS,
@@ -107,6 +104,13 @@ def load_sklearn_outputs(body: bytes, task: str, rows: int) -> dict[str, Any]:
     first = out["label" if task == CLASSIFICATION else "variable"]
     if first.shape != (rows,):
         raise ValueError(f"stored outputs cover {first.shape[0]} rows, the holdout has {rows}")
+    # A run judged by cross-validation: the out-of-fold answers, [repeats, rows, ...].
+    for name in ("oof_label", "oof_probabilities", "oof_variable"):
+        if name in arrays:
+            value = arrays[name]
+            out[name] = value.astype(object) if value.dtype.kind == "U" else value
+            if value.shape[1] != rows:
+                raise ValueError(f"stored {name} covers {value.shape[1]} rows, not {rows}")
     return out
 
 
@@ -213,79 +217,3 @@ def read_object(s3: Any, bucket: str, key: str, version_id: str | None = None) -
         request["VersionId"] = version_id
     body: bytes = s3.get_object(**request)["Body"].read()
     return body
-
-
-@tracer.capture_method
-def score_candidate(
-    entry: Mapping[str, Any],
-    holdout: Holdout,
-    tolerance: Mapping[str, float],
-    *,
-    s3: Any,
-    bucket: str,
-    outputs_sink: dict[str, dict[str, np.ndarray]] | None = None,
-    answers_sink: dict[str, Answers] | None = None,
-) -> dict[str, Any]:
-    """The trained entry plus metrics (of the ONNX export), parity and an exclusion reason.
-    The ONNX outputs on the holdout go into ``outputs_sink`` under the candidate id, and the
-    answers the gate compares into ``answers_sink``."""
-    scored: dict[str, Any] = {**entry, "metrics": None, "parity": None, "excluded": None}
-    if entry.get("status") != "trained":
-        scored["excluded"] = f"training failed: {entry.get('error') or 'no error text'}"
-        return scored
-    task = holdout.schema["task"]
-    try:
-        loaded = load_for_scoring(
-            read_verified(
-                s3,
-                bucket,
-                entry["onnx_key"],
-                entry.get("onnx_version_id"),
-                entry.get("onnx_sha256"),
-            ),
-            {"schema": holdout.schema},
-        )
-        onnx_out = run_outputs(loaded, holdout.feeds(loaded.layout))
-    except ArtifactTampered:
-        raise  # not a weak candidate: the run stops by name
-    except Exception as error:
-        scored["excluded"] = f"onnxruntime cannot run the export: {type(error).__name__}: {error}"
-        return scored
-    try:
-        key = entry.get("sklearn_holdout_key")
-        if not key:
-            raise KeyError("the trained entry has no sklearn_holdout_key")
-        sklearn_out = load_sklearn_outputs(read_object(s3, bucket, key), task, int(holdout.y.size))
-        if task == CLASSIFICATION:
-            model_classes = sklearn_out["classes"]
-        else:
-            onnx_out = {"variable": np.asarray(onnx_out["variable"]).ravel()}
-            model_classes = None
-        measured = parity(task, onnx_out, sklearn_out, tolerance, holdout.scale)
-    except Exception as error:
-        scored["excluded"] = f"parity not measurable: {type(error).__name__}: {error}"
-        return scored
-
-    answers = holdout.answers(onnx_out, model_classes)
-    scored["metrics"] = holdout.score(answers)
-    scored["parity"] = measured
-    if outputs_sink is not None:
-        outputs_sink[entry["candidate_id"]] = dict(onnx_out)
-    if answers_sink is not None:
-        answers_sink[entry["candidate_id"]] = answers
-    if not scored["parity"]["passed"]:
-        p = scored["parity"]
-        scored["excluded"] = (
-            f"ONNX/sklearn parity out of tolerance: {_describe_parity(p)} "
-            f"(tolerance {dict(tolerance)})"
-        )
-    return scored
-
-
-def _describe_parity(p: Mapping[str, Any]) -> str:
-    if p.get("label_agreement") is None:
-        return f"max scaled diff {p['max_scaled_diff']:.3g}"
-    return (
-        f"label agreement {p['label_agreement']:.4f} ({p['tie_flips']} of {p['label_flips']} "
-        f"flips are ties), max probability diff {p['max_abs_diff']:.3g}"
-    )

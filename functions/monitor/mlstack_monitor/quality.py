@@ -7,15 +7,36 @@ A later file overrides an earlier one for the same prediction.
 
 For each version of the model with captures in the last ``quality.window_days`` days
 (``mlstack_core.capture``), the captured answers are joined to the labels and scored with the
-evaluation's own metrics (``mlstack_core.scoring``), per day and over the window. The version's
-quality has fallen when, with at least ``quality.min_rows`` labelled rows, its metric is past the
-spec's ``quality.threshold`` or worse than its holdout score by more than ``quality.margin``.
+evaluation's own metrics (``mlstack_core.scoring``), per day and over the window.
+
+Once a version has at least ``quality.min_rows`` labelled rows, its quality is judged with the
+training gate's statistics (``mlstack_core.evidence``), at the stack's gate confidence
+(GateConfidence, 95 % by default), so a handful of unlucky rows does not alert. Quality has
+fallen when either
+
+- **it is worse than the holdout beyond noise**: the selection metric dropped from the version's
+  holdout score to the labelled rows by more than ``quality.margin``, *and* the interval of the
+  drop (holdout minus labelled rows, in the metric's good direction) lies entirely above 0. The
+  holdout's own answers (the npz Evaluate stored, which Register copies next to the version) and
+  the labelled rows are two independent samples: metrics that are means over rows (accuracy,
+  log_loss, mae) get Welch's interval on the per-row values; the others (f1_macro,
+  balanced_accuracy, roc_auc, r2, rmse) an unpaired bootstrap, each side resampled on its own. A
+  version whose holdout answers cannot be read is compared with its holdout score as a fixed
+  number, with the interval of the labelled rows alone (which leaves out the holdout's noise);
+- **or it is past ``quality.threshold`` beyond noise**: the labelled rows' whole interval is on
+  the wrong side of the threshold (its upper bound below it; its lower bound above it for
+  log_loss, rmse and mae).
+
 Then the Monitor alerts, and with ``quality.action`` ``retrain`` it writes the newest dataset plus
 the labelled rows as a new dataset under ``datasets/<model>/``, which starts a training run as
 any upload does (once per production version and feedback state: the key is derived from them).
 
 The report goes to ``monitoring/<model>/quality/<time>.json`` and
-``monitoring/<model>/quality-latest.json`` in the model bucket.
+``monitoring/<model>/quality-latest.json`` in the model bucket. Each judged version carries its
+intervals and says in words what was found, e.g. "accuracy on 812 labelled rows 0.740 (95%
+interval 0.710 to 0.770), holdout 0.810: down 0.070, interval 0.030 to 0.110, beyond noise: worse
+than the holdout by more than the margin 0.05", or "... more than the margin 0.05 but within
+noise: not alerted".
 """
 
 from __future__ import annotations
@@ -24,6 +45,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +53,15 @@ from typing import Any
 import numpy as np
 
 from mlstack_core.drift import days_between
+from mlstack_core.evidence import (
+    PER_ROW_METRICS,
+    Answers,
+    Interval,
+    Labelled,
+    metric_interval,
+    percent,
+    unpaired_metric_difference,
+)
 from mlstack_core.ground_truth import (
     LABEL_COLUMN,
     captures_prefix,
@@ -40,9 +71,11 @@ from mlstack_core.ground_truth import (
     quality_report_key,
     quality_settings,
 )
+from mlstack_core.layout import holdout_predictions_key
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tracer
 from mlstack_core.registry import Registry
 from mlstack_core.scoring import classification_metrics, regression_metrics
+from mlstack_core.settings import guard_settings
 from mlstack_core.spec import greater_is_better
 from mlstack_core.tabular import CLASSIFICATION, LABEL_CASTS
 from mlstack_monitor import alerts
@@ -146,17 +179,9 @@ def score_joined(
     labels users sent. Labels are read as the version's label type; for a classifier, rows
     whose label is not one of its classes count against it in accuracy, and are left out of the
     metrics that need a known class (log_loss, roc_auc)."""
-    schema = document.get("schema") or {}
-    task = schema.get("task") or document.get("task") or CLASSIFICATION
-    metric = str(document.get("metric") or ("accuracy" if task == CLASSIFICATION else "r2"))
+    task, metric = task_and_metric(document)
     if task != CLASSIFICATION:
-        # A label that is not a number, or an answer that was not one (null), cannot be scored.
-        pairs = [
-            (truth, predicted)
-            for capture, label in joined
-            if (truth := _finite(label)) is not None
-            and (predicted := _finite(capture["prediction"])) is not None
-        ]
+        pairs = _regression_pairs(joined)
         unusable = len(joined) - len(pairs)
         if not pairs:
             return {
@@ -168,34 +193,78 @@ def score_joined(
         y_true, y_pred = (np.array(side, dtype=np.float64) for side in zip(*pairs, strict=True))
         scores = {**regression_metrics(y_true, y_pred), "unusable_labels": unusable}
         return {"metric": metric, "value": scores.get(metric), "scores": scores, "rows": len(pairs)}
-    else:
-        cast = LABEL_CASTS.get(str(schema.get("label_type") or "str"), str)
-        classes = list(schema.get("classes") or [])
-        y_true_all = np.array([_label(cast, label) for _, label in joined], dtype=object)
-        y_pred_all = np.array([c["prediction"] for c, _ in joined], dtype=object)
-        known = np.array([label in classes for label in y_true_all.tolist()])
-        scores = {"accuracy": float(np.mean(y_true_all == y_pred_all))}
-        with_probabilities = known & np.array(
-            [c.get("probabilities") is not None for c, _ in joined]
+    rows = _ClassifierRows(document, joined)
+    scores = {"accuracy": float(np.mean(rows.y_true == rows.y_pred))}
+    if rows.scored.any():
+        full = classification_metrics(
+            rows.y_true[rows.scored], rows.y_pred[rows.scored], rows.probabilities, rows.classes
         )
-        if with_probabilities.any():
-            probabilities = np.array(
-                [
-                    c["probabilities"]
-                    for (c, _), keep in zip(joined, with_probabilities, strict=True)
-                    if keep
-                ],
+        scores = {**full, "accuracy": scores["accuracy"]}
+    scores["unknown_labels"] = int((~rows.known).sum())
+    return {"metric": metric, "value": scores.get(metric), "scores": scores, "rows": len(joined)}
+
+
+def task_and_metric(document: dict[str, Any]) -> tuple[str, str]:
+    schema = document.get("schema") or {}
+    task = schema.get("task") or document.get("task") or CLASSIFICATION
+    return task, str(document.get("metric") or ("accuracy" if task == CLASSIFICATION else "r2"))
+
+
+def _regression_pairs(joined: list[tuple[dict[str, Any], str]]) -> list[tuple[float, float]]:
+    # A label that is not a number, or an answer that was not one (null), cannot be scored.
+    return [
+        (truth, predicted)
+        for capture, label in joined
+        if (truth := _finite(label)) is not None
+        and (predicted := _finite(capture["prediction"])) is not None
+    ]
+
+
+class _ClassifierRows:
+    """A classifier's labelled captures: every row's label (as the version's label type) and
+    answer, and the probabilities of the rows whose label is a known class and that have them."""
+
+    def __init__(self, document: dict[str, Any], joined: list[tuple[dict[str, Any], str]]):
+        schema = document.get("schema") or {}
+        cast = LABEL_CASTS.get(str(schema.get("label_type") or "str"), str)
+        self.classes: list[Any] = list(schema.get("classes") or [])
+        self.y_true = np.array([_label(cast, label) for _, label in joined], dtype=object)
+        self.y_pred = np.array([c["prediction"] for c, _ in joined], dtype=object)
+        self.known = np.array([label in self.classes for label in self.y_true.tolist()], bool)
+        self.scored = self.known & np.array(
+            [c.get("probabilities") is not None for c, _ in joined], dtype=bool
+        )
+        self.probabilities = (
+            np.array(
+                [c["probabilities"] for (c, _), k in zip(joined, self.scored, strict=True) if k],
                 dtype=float,
             )
-            full = classification_metrics(
-                y_true_all[with_probabilities],
-                y_pred_all[with_probabilities],
-                probabilities,
-                classes,
-            )
-            scores = {**full, "accuracy": scores["accuracy"]}
-        scores["unknown_labels"] = int((~known).sum())
-    return {"metric": metric, "value": scores.get(metric), "scores": scores, "rows": len(joined)}
+            if self.scored.any()
+            else np.zeros((0, len(self.classes)))
+        )
+
+
+def labelled_answers(
+    document: dict[str, Any], joined: list[tuple[dict[str, Any], str]], metric: str
+) -> Labelled | None:
+    """The rows ``score_joined`` scores ``metric`` on, as the evidence's ``Labelled``."""
+    task, _ = task_and_metric(document)
+    if task != CLASSIFICATION:
+        pairs = _regression_pairs(joined)
+        if not pairs:
+            return None
+        y_true, y_pred = (np.array(side, dtype=np.float64) for side in zip(*pairs, strict=True))
+        return Labelled(y_true, [], Answers(values=y_pred))
+    rows = _ClassifierRows(document, joined)
+    if metric == "accuracy":
+        return Labelled(rows.y_true, rows.classes, Answers(labels=rows.y_pred))
+    if not rows.scored.any():
+        return None
+    return Labelled(
+        rows.y_true[rows.scored],
+        rows.classes,
+        Answers(labels=rows.y_pred[rows.scored], probabilities=rows.probabilities),
+    )
 
 
 def _finite(value: Any) -> float | None:
@@ -214,33 +283,181 @@ def _label(cast: Any, text: str) -> Any:
     return value
 
 
+@tracer.capture_method
+def holdout_answers(
+    s3: Any, bucket: str, model: str, document: dict[str, Any]
+) -> tuple[Labelled | None, str | None]:
+    """The version's answers on its holdout, as Evaluate stored them (copied next to the version
+    by Register, else still under the run), or None and why not."""
+    key = (document.get("files") or {}).get("predictions")
+    if not key and document.get("run_id"):
+        key = holdout_predictions_key(model, str(document["run_id"]))
+    if not key:
+        return None, "its holdout answers were not stored"
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        with np.load(io.BytesIO(body), allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+    except Exception:  # an old or expired run: judge against the holdout score alone
+        logger.warning("Holdout answers not readable", extra={"model": model, "key": key})
+        return None, f"its holdout answers ({key}) could not be read"
+    task, _ = task_and_metric(document)
+    y = arrays.get("y")
+    if task != CLASSIFICATION:
+        values = arrays.get("best_variable")
+        if y is None or values is None or values.size != y.size:
+            return None, f"its holdout answers ({key}) lack the winner's values"
+        return Labelled(y.astype(np.float64).ravel(), [], Answers(values=values.ravel())), None
+    labels, probabilities = arrays.get("best_label"), arrays.get("best_probabilities")
+    if y is None or labels is None or probabilities is None or "classes" not in arrays:
+        return None, f"its holdout answers ({key}) lack the winner's labels and probabilities"
+    # Stored as text where the labels were (numpy's npz keeps no Python objects).
+    classes = [str(c) for c in arrays["classes"]]
+    if probabilities.shape != (y.size, len(classes)) or labels.size != y.size:
+        return None, f"its holdout answers ({key}) do not match its classes"
+    return (
+        Labelled(
+            y.astype(str),
+            classes,
+            Answers(labels=labels.astype(str), probabilities=probabilities.astype(np.float64)),
+        ),
+        None,
+    )
+
+
 def judge(
-    document: dict[str, Any], overall: dict[str, Any], config: dict[str, Any]
+    document: dict[str, Any],
+    joined: list[tuple[dict[str, Any], str]],
+    config: dict[str, Any],
+    *,
+    holdout: Labelled | None,
+    confidence: float,
+    holdout_problem: str | None = None,
 ) -> dict[str, Any]:
-    """Has quality fallen? Only with enough rows; says what fell and by how much."""
+    """Has quality fallen beyond noise? Only with enough rows; says in words what was found
+    (``summary``) and, when it fell, why (``reasons``), with the intervals it read."""
+    overall: dict[str, Any] = (
+        score_joined(document, joined)
+        if joined
+        else {"metric": task_and_metric(document)[1], "value": None, "rows": 0}
+    )
     metric, value, rows = overall["metric"], overall["value"], overall["rows"]
-    holdout = (document.get("metrics") or {}).get(metric)
-    verdict: dict[str, Any] = {"holdout": holdout, "reasons": []}
-    if rows < int(config["min_rows"]) or value is None:
+    holdout_score = (document.get("metrics") or {}).get(metric)
+    verdict: dict[str, Any] = {"holdout": holdout_score, "reasons": [], "confidence": confidence}
+    labelled = labelled_answers(document, joined, metric) if value is not None else None
+    if rows < int(config["min_rows"]) or value is None or labelled is None:
         verdict["status"] = "not enough labels"
+        verdict["summary"] = (
+            f"{rows} labelled rows, fewer than min_rows {config['min_rows']}: not judged"
+            if rows < int(config["min_rows"])
+            else f"{metric} cannot be computed on the {rows} labelled rows: not judged"
+        )
         return verdict
     better = greater_is_better(metric)
-    threshold = config.get("threshold")
-    if threshold is not None and (value < threshold if better else value > threshold):
-        verdict["reasons"].append(
-            f"{metric} {value:.4f} on {rows} labelled rows is past the threshold {threshold}"
-        )
-    margin = float(config["margin"])
+    sign = 1.0 if better else -1.0
+    drop_interval: Interval | None = None
     if holdout is not None:
-        drop = (holdout - value) if better else (value - holdout)
+        holdout_interval, interval, drop_interval = unpaired_metric_difference(
+            metric, holdout, labelled, confidence
+        )
+        if holdout_score is None:
+            holdout_score = holdout_interval.estimate
+        # The registered score is the estimate (judged by cross-validation, it is pooled over
+        # repeats and the stored answers are one repeat's); the stored rows give its noise.
+        holdout_interval = _centred(holdout_interval, float(holdout_score))
+        drop_interval = _centred(drop_interval, sign * (float(holdout_score) - float(value)))
+        verdict.update(
+            compared_with="holdout rows",
+            test="Welch" if metric in PER_ROW_METRICS else "unpaired bootstrap",
+            holdout_interval=holdout_interval.document(),
+            holdout_rows=holdout.rows,
+        )
+    else:
+        interval = metric_interval(metric, labelled, confidence)
+        if holdout_score is not None:
+            # The holdout score as a fixed number: only the labelled rows' noise.
+            ends = sorted(sign * (holdout_score - end) for end in (interval.low, interval.high))
+            estimate = sign * (float(holdout_score) - float(value))
+            drop_interval = Interval(estimate, ends[0], ends[1], confidence, rows)
+        verdict.update(
+            compared_with="holdout score" if holdout_score is not None else None,
+            test="one-sample t" if metric in PER_ROW_METRICS else "one-sample bootstrap",
+            holdout_interval=None,
+            holdout_rows=None,
+        )
+    # The reported value is the evaluation's own metric; the interval is around it.
+    interval = _centred(interval, float(value))
+    verdict["interval"] = interval.document()
+    head = (
+        f"{metric} on {rows} labelled rows {_figure(value)} "
+        f"({percent(confidence)} interval {_span(interval)})"
+    )
+    sentences: list[tuple[str, bool]] = []
+    verdict["drop_interval"] = drop_interval.document() if drop_interval else None
+    verdict["drop_beyond_noise"] = None
+    if drop_interval is not None and holdout_score is not None:
+        margin = float(config["margin"])
+        drop = drop_interval.estimate
+        beyond = drop_interval.low > 0
         verdict["drop"] = drop
-        if drop > margin:
-            verdict["reasons"].append(
-                f"{metric} {value:.4f} on {rows} labelled rows is {drop:.4f} worse than the "
-                f"holdout's {holdout:.4f} (allowed: {margin})"
+        verdict["drop_beyond_noise"] = beyond
+        # Worse is down for a score, up for a loss; the interval is always of the worsening.
+        worse, improved = ("down", "up") if better else ("up", "down")
+        if drop >= 0:
+            moved = f"{worse} {_figure(drop)}, interval {_span(drop_interval)}"
+        else:
+            moved = f"{improved} {_figure(-drop)} (worsening interval {_span(drop_interval)})"
+        if drop > margin and beyond:
+            judged = f"beyond noise: worse than the holdout by more than the margin {margin}"
+        elif drop > margin:
+            judged = f"more than the margin {margin} but within noise: not alerted"
+        elif beyond:
+            judged = f"beyond noise but within the margin {margin}: not alerted"
+        else:
+            judged = f"within noise and the margin {margin}"
+        source = "" if holdout is not None else f" (score only: {holdout_problem or 'no rows'})"
+        sentences.append(
+            (
+                f"{head}, holdout {_figure(holdout_score)}{source}: {moved}, {judged}",
+                drop > margin and beyond,
             )
+        )
+    threshold = config.get("threshold")
+    verdict["past_threshold"] = None
+    if threshold is not None:
+        side = "below" if better else "above"
+        past_point = value < threshold if better else value > threshold
+        past = interval.high < threshold if better else interval.low > threshold
+        verdict["past_threshold"] = past
+        if past:
+            sentences.append((f"{head} is {side} the threshold {threshold} beyond noise", True))
+        elif past_point:
+            sentences.append(
+                (f"{head} is {side} the threshold {threshold} but within noise: not alerted", False)
+            )
+    if not sentences:
+        sentences.append((f"{head}, no holdout score or threshold to compare with", False))
+    verdict["reasons"] = [text for text, alerting in sentences if alerting]
+    verdict["summary"] = "; ".join(text for text, _ in sentences)
     verdict["status"] = "fallen" if verdict["reasons"] else "holding"
     return verdict
+
+
+def _centred(interval: Interval, estimate: float) -> Interval:
+    """The same interval moved to centre on ``estimate`` (the same number but for rounding, or a
+    better estimate of it)."""
+    shift = estimate - interval.estimate if math.isfinite(interval.estimate) else 0.0
+    return Interval(
+        estimate, interval.low + shift, interval.high + shift, interval.confidence, interval.rows
+    )
+
+
+def _figure(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3f}"
+
+
+def _span(interval: Interval) -> str:
+    return f"{_figure(interval.low)} to {_figure(interval.high)}"
 
 
 @tracer.capture_method
@@ -262,6 +479,8 @@ def check_quality(
         s3, settings.data_bucket, model, schema.get("target"), config.get("key")
     )
     days = window_days(now, int(config["window_days"]))
+    # The gate's confidence: ground truth is held to the evidence a version needed to ship.
+    confidence = guard_settings().confidence
     versions = []
     labelled: dict[int, list[tuple[dict[str, Any], str]]] = {}
     for version, document in sorted(watched.items()):
@@ -278,6 +497,10 @@ def check_quality(
             if joined
             else {"metric": document.get("metric"), "value": None, "scores": {}, "rows": 0}
         )
+        version_config = quality_settings(document)
+        holdout, problem = None, None
+        if overall["value"] is not None and overall["rows"] >= int(version_config["min_rows"]):
+            holdout, problem = holdout_answers(s3, settings.model_bucket, model, document)
         entry = {
             "version": version,
             "captured_rows": len(captures),
@@ -289,7 +512,14 @@ def check_quality(
                 }
                 for day, rows in sorted(by_day.items())
             ],
-            **judge(document, overall, quality_settings(document)),
+            **judge(
+                document,
+                joined,
+                version_config,
+                holdout=holdout,
+                confidence=confidence,
+                holdout_problem=problem,
+            ),
         }
         versions.append(entry)
     report: dict[str, Any] = {
@@ -389,6 +619,12 @@ def publish_quality_alert(
         "holdout": current.get("holdout"),
         "drop": current.get("drop"),
         "labelled_rows": current["rows"],
+        "confidence": current.get("confidence"),
+        "interval": current.get("interval"),
+        "holdout_interval": current.get("holdout_interval"),
+        "drop_interval": current.get("drop_interval"),
+        "compared_with": current.get("compared_with"),
+        "summary": current.get("summary"),
         "reasons": current["reasons"],
         "action": report["action"],
         "retraining": report.get("retraining"),

@@ -13,9 +13,11 @@ import io
 import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 import boto3
+import numpy as np
 from botocore.exceptions import ClientError
 
 from mlstack_core.candidates import (
@@ -27,7 +29,15 @@ from mlstack_core.candidates import (
 )
 from mlstack_core.drift import feature_baseline
 from mlstack_core.errors import SpecError
-from mlstack_core.layout import candidates_key, feature_baseline_key, run_prefix
+from mlstack_core.folds import (
+    CROSS_VALIDATION,
+    FOLDS,
+    REPEATS,
+    assign_folds,
+    folds_bytes,
+    judgement_for,
+)
+from mlstack_core.layout import candidates_key, feature_baseline_key, folds_key, run_prefix
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.payloads import DatasetRef, ExecutionInput, Run, Splits
 from mlstack_core.registry import Registry
@@ -230,6 +240,11 @@ def preprocess(
     if spec["task"] == CLASSIFICATION:
         check_classes(len(set(values)), guards)
     prepared = prepare(table, spec, passthrough=[name for name in keep if name in table.header])
+    judged_on = judgement_for(prepared.table.n_rows, spec, guards.cross_validate_below_rows)
+    if judged_on == CROSS_VALIDATION:
+        # Every row trains and is judged out of fold; the "holdout" file is the whole table.
+        every_row = np.arange(prepared.table.n_rows)
+        prepared = replace(prepared, train_index=every_row, holdout_index=every_row)
     check_cv_folds(spec, prepared)
     warnings = [
         *stack_warnings,
@@ -245,7 +260,25 @@ def preprocess(
         "train_rows": int(prepared.train_index.size),
         "holdout_rows": int(prepared.holdout_index.size),
         "columns": split_columns(prepared.schema),
+        "judged_on": judged_on,
     }
+    if judged_on == CROSS_VALIDATION:
+        labels = prepared.table.columns[spec["target"]] if spec["task"] == CLASSIFICATION else None
+        assignment = assign_folds(
+            None if labels is None else np.asarray(labels, dtype=object),
+            prepared.table.n_rows,
+            folds=FOLDS,
+            repeats=REPEATS,
+            seed=int(spec["random_seed"]),
+        )
+        splits["folds_key"] = folds_key(model, run_id)
+        splits["folds"], splits["repeats"] = FOLDS, REPEATS
+        s3.put_object(
+            Bucket=model_bucket,
+            Key=splits["folds_key"],
+            Body=folds_bytes(assignment),
+            ContentType="application/octet-stream",
+        )
     for key, index in (
         (splits["train_key"], prepared.train_index),
         (splits["holdout_key"], prepared.holdout_index),

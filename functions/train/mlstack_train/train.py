@@ -1,5 +1,9 @@
 """One Map iteration: fit one candidate pipeline on the training split and export it to ONNX.
 
+A run judged by cross-validation (mlstack_core.folds) also fits the candidate once per fold and
+stores its out-of-fold answers beside the holdout outputs; the version that ships is fitted on all
+rows.
+
 The fitted pipeline's own outputs on the holdout are stored next to the export
 (``sklearn_holdout.npz``): Evaluate runs on the serving layer, which has onnxruntime but not
 scikit-learn (the two do not fit in one Lambda), so it measures ONNX/sklearn parity against them.
@@ -24,6 +28,7 @@ import joblib
 import numpy as np
 
 from mlstack_core import layout
+from mlstack_core.folds import read_folds
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tracer
 from mlstack_core.payloads import Candidate, Run, TrainedEntry, TrainInput
 from mlstack_core.settings import stack_settings
@@ -77,6 +82,11 @@ def load_split(
     return model_input(numeric, categorical), target_vector(table, schema)
 
 
+def _read(s3: Any, bucket: str, key: str) -> bytes:
+    body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body
+
+
 def load_training_data(run: Run, s3: Any) -> tuple[np.ndarray, np.ndarray]:
     return load_split(run, s3, "train_key")
 
@@ -102,6 +112,39 @@ def sklearn_holdout_outputs(pipeline: Any, task: str, inputs: np.ndarray) -> dic
             "classes": _npz_array(pipeline.classes_),
         }
     return {"variable": np.asarray(pipeline.predict(inputs), dtype=np.float64).ravel()}
+
+
+@tracer.capture_method
+def out_of_fold_outputs(
+    run: Run, candidate: Candidate, inputs: np.ndarray, y: np.ndarray, assignment: np.ndarray
+) -> dict[str, np.ndarray]:
+    """A run judged by cross-validation (mlstack_core.folds): each row's answer from the pipeline
+    fitted on the other folds, per repeat. Classifiers ``oof_label`` [R, N] and
+    ``oof_probabilities`` [R, N, C] in the schema's class order (a class a fold's training rows
+    lack gets probability 0); regressors ``oof_variable`` [R, N]."""
+    task = run["task"]
+    repeats, rows = assignment.shape
+    classes = [str(c) for c in run["schema"].get("classes") or []]
+    labels = np.empty((repeats, rows), dtype=y.dtype)
+    probabilities = np.zeros((repeats, rows, len(classes)))
+    values = np.zeros((repeats, rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for repeat in range(repeats):
+            for fold in np.unique(assignment[repeat]).tolist():
+                held = assignment[repeat] == fold
+                pipeline, _, _ = fit_candidate(run, candidate, inputs[~held], y[~held])
+                if task == CLASSIFICATION:
+                    labels[repeat, held] = pipeline.predict(inputs[held])
+                    columns = [classes.index(str(c)) for c in pipeline.classes_]
+                    probabilities[repeat][np.ix_(held, columns)] = pipeline.predict_proba(
+                        inputs[held]
+                    )
+                else:
+                    values[repeat, held] = np.asarray(pipeline.predict(inputs[held])).ravel()
+    if task == CLASSIFICATION:
+        return {"oof_label": _npz_array(labels), "oof_probabilities": probabilities}
+    return {"oof_variable": values}
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -263,9 +306,22 @@ def train_and_store(run: Run, candidate: Candidate, *, s3: Any, bucket: str) -> 
     }
     inputs, y = load_training_data(run, s3)
     holdout_inputs, _ = load_split(run, s3, "holdout_key")
+    folds = run["splits"].get("folds_key")
     try:
+        started = time.perf_counter()
+        out_of_fold = (
+            out_of_fold_outputs(
+                run, candidate, inputs, y, read_folds(_read(s3, run["splits"]["bucket"], folds))
+            )
+            if folds
+            else {}
+        )
+        cross_validation_seconds = time.perf_counter() - started
         pipeline, onnx_bytes, details = fit_and_export(run, candidate, inputs, y)
-        holdout_outputs = sklearn_holdout_outputs(pipeline, run["task"], holdout_inputs)
+        holdout_outputs = {
+            **sklearn_holdout_outputs(pipeline, run["task"], holdout_inputs),
+            **out_of_fold,
+        }
     except Exception as error:  # a bad candidate must not fail the Map
         result["error"] = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
         logger.warning("Candidate failed", extra={"candidate": candidate, "error": result["error"]})
@@ -304,6 +360,8 @@ def train_and_store(run: Run, candidate: Candidate, *, s3: Any, bucket: str) -> 
     result["params"] = details["params"]
     result["cv"] = details["cv"]
     result["fit_seconds"] = details["fit_seconds"]
+    if folds:
+        result["cross_validation_seconds"] = round(cross_validation_seconds, 4)
     result["export_seconds"] = details["export_seconds"]
     result["warnings"] = details["warnings"]
     metrics.add_metric(name="CandidateFailures", unit=MetricUnit.Count, value=0)

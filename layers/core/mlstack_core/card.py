@@ -17,6 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from mlstack_core.evidence_text import (
+    how_judged,
+    interval_of,
+    interval_text,
+    metric_names,
+    rejected,
+    score,
+)
+
 RELIABILITY_BINS = 10
 SMALL_HOLDOUT_ROWS = 100
 FEW_CLASS_ROWS = 10
@@ -190,17 +199,25 @@ def _training(data: ReportData) -> Section:
     return section
 
 
+def compared(evaluation: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The models the gate scored on the holdout, titled: the challenger, production when it was
+    comparable, and the trivial baseline; each with ``metrics`` and, since the gate carries
+    confidence intervals, ``intervals``."""
+    champion = evaluation.get("champion") or {}
+    models = [("challenger", evaluation["best"])]
+    if champion.get("metrics"):
+        models.append((f"production v{champion.get('version')}", champion))
+    baseline = evaluation.get("baseline") or {}
+    if baseline.get("metrics"):
+        models.append((f"baseline ({baseline.get('strategy')})", baseline))
+    return models
+
+
 def _evaluation(data: ReportData) -> Section:
     evaluation = data.evaluation
     section = Section("Evaluation")
     champion = evaluation.get("champion") or {}
-    columns = [("challenger", evaluation["best"].get("metrics") or {})]
-    if champion.get("metrics"):
-        columns.append((f"production v{champion.get('version')}", champion["metrics"]))
-    baseline = evaluation.get("baseline") or {}
-    if baseline.get("metrics"):
-        columns.append((f"baseline ({baseline.get('strategy')})", baseline["metrics"]))
-    names = list(columns[0][1])
+    columns = compared(evaluation)
     section.add(
         f"On {len(data.y)} holdout rows, scored as ONNX through the serving contract "
         f"(gate metric: {evaluation['metric']})."
@@ -208,11 +225,20 @@ def _evaluation(data: ReportData) -> Section:
     section.add(
         Table(
             ["metric", *(title for title, _ in columns)],
-            [[name, *(_number(values.get(name)) for _, values in columns)] for name in names],
+            [
+                [name, *(score(entry, name) for _, entry in columns)]
+                for name in metric_names(*(entry for _, entry in columns))
+            ],
         )
     )
     if champion and not champion.get("metrics"):
         section.add(f"Production was not compared: {champion.get('reason') or 'not comparable'}.")
+    evidence = evaluation.get("evidence")
+    if evidence:
+        section.add(how_judged(evidence))
+        section.add(f"Verdict: {evidence.get('verdict')}")
+        if rejected(evidence):
+            section.add(f"Outcome: {evidence.get('outcome')}. Advice: {evidence.get('advice')}.")
     challenger = data.models[0] if data.models else None
     if challenger is None:
         return section
@@ -229,8 +255,10 @@ def _evaluation(data: ReportData) -> Section:
         curve = reliability(data.y, challenger.probabilities, data.classes)
         brier = brier_score(data.y, challenger.probabilities, data.classes)
         kind = f"P({data.classes[1]})" if len(data.classes) == 2 else "multi-class, 0 to 2"
+        interval = _brier_interval(evaluation["best"], len(data.classes))
+        within = f" ({interval_text(interval)})" if interval else ""
         section.add(
-            f"Calibration: Brier score {brier:.4f} ({kind}); expected calibration error "
+            f"Calibration: Brier score {brier:.4f}{within} ({kind}); expected calibration error "
             f"{curve.expected_calibration_error:.4f} over {RELIABILITY_BINS} confidence bins."
         )
         section.add(
@@ -251,6 +279,18 @@ def _evaluation(data: ReportData) -> Section:
             f"{_number(float(q05))} / {_number(float(q50))} / {_number(float(q95))}."
         )
     return section
+
+
+def _brier_interval(best: dict[str, Any], classes: int) -> dict[str, Any] | None:
+    """The interval of the Brier score the calibration line shows. The evidence's sums the squared
+    differences over every class: for two classes, row by row twice the binary form's."""
+    interval = interval_of(best, "brier_score")
+    if interval is None:
+        return None
+    if classes != 2:
+        return dict(interval)
+    bounds = ("estimate", "low", "high")
+    return {k: v / 2 if k in bounds and v is not None else v for k, v in interval.items()}
 
 
 def _parity(data: ReportData) -> Section:
@@ -296,8 +336,14 @@ def _decision(data: ReportData, history: list[dict[str, Any]]) -> Section:
     document, evaluation = data.document, data.evaluation
     section = Section("Decision")
     section.add(f"{decision_text(document, evaluation)}. Status now: {document.get('status')}.")
+    verdict = (evaluation.get("evidence") or {}).get("verdict")
     for reason in evaluation.get("reasons") or []:
-        section.add(f"Gate: {reason}")
+        # The verdict is one of the gate's reasons; the Evaluation section gives it in full.
+        if verdict and reason == verdict:
+            outcome = evaluation["evidence"].get("outcome")
+            section.add(f"Gate: {outcome} on the evidence (the verdict under Evaluation).")
+        else:
+            section.add(f"Gate: {reason}")
     moves = [
         entry
         for entry in history

@@ -23,6 +23,8 @@ promoted only when it is better than what it replaces *beyond noise*:
   each resample costs one matrix product; the rows are put in a canonical order first, so the
   reported intervals do not depend on row order either.
 
+A run judged by cross-validation (small tables, mlstack_core.folds) gets the corrected repeated
+cross-validation interval of the folds' values instead (``cross_validated_interval``).
 ``unpaired_difference`` compares the same measure on different rows (the Monitor: ground truth
 against the holdout).
 """
@@ -245,6 +247,31 @@ def paired_improvement(
     return mean_interval(reference - challenger, confidence)
 
 
+def cross_validated_interval(
+    fold_values: NDArray[np.floating],
+    test_share: float,
+    confidence: float,
+    *,
+    rows: int,
+    estimate: float | None = None,
+) -> Interval:
+    """The corrected repeated cross-validation interval (Nadeau and Bengio; Bouckaert and Frank):
+    the folds' training sets overlap, so the variance of the mean of J fold values is
+    (1/J + n_test/n_train) s², not s²/J, with J - 1 degrees of freedom. Centred on ``estimate``
+    when given (the pooled out-of-fold score), else on the folds' mean."""
+    values = np.asarray(fold_values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    count = int(values.size)
+    centre = (_stable_sum(values) / count if count else math.nan) if estimate is None else estimate
+    if count < 2 or not math.isfinite(centre):
+        return Interval(centre, -math.inf, math.inf, confidence, rows)
+    mean = _stable_sum(values) / count
+    spread = _stable_sum((values - mean) ** 2) / (count - 1)
+    factor = 1 / count + test_share / (1 - test_share)
+    half = t_quantile(1 - (1 - confidence) / 2, count - 1) * math.sqrt(factor * spread)
+    return Interval(centre, centre - half, centre + half, confidence, rows)
+
+
 def unpaired_difference(
     first: NDArray[np.floating], second: NDArray[np.floating], confidence: float
 ) -> Interval:
@@ -281,7 +308,7 @@ class Answers:
     values: NDArray[np.float64] | None = None
 
 
-class _Rows:
+class Rows:
     """The holdout's truth in the forms weighted metrics need, in canonical row order."""
 
     def __init__(self, y: NDArray[Any], classes: Sequence[Any], order: NDArray[np.intp]) -> None:
@@ -323,7 +350,7 @@ def _resample_weights(rows: int, resamples: int) -> Any:
 
 
 def weighted_metric(
-    metric: str, rows: _Rows, answer: Answers
+    metric: str, rows: Rows, answer: Answers
 ) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
     """A function of a [B, n] weight block returning the metric of each resample."""
     order = rows.order
@@ -436,7 +463,7 @@ def bootstrap_intervals(
     (first minus second, in the metric's own direction) for ``differences``. Every model is scored
     on the same resamples, so a difference's interval is paired."""
     order = canonical_order(y, list(answers.values()))
-    rows = _Rows(y, classes, order)
+    rows = Rows(y, classes, order)
     functions = {
         (name, metric): weighted_metric(metric, rows, answer)
         for name, answer in answers.items()
@@ -505,8 +532,8 @@ class EvidenceDocument(TypedDict):
 
 def weigh(
     measure: str,
-    reference_losses: NDArray[np.floating],
-    challenger_losses: NDArray[np.floating],
+    improvement: Interval,
+    means: tuple[float, float],
     *,
     against: Literal["baseline", "production"],
     reference: str,
@@ -516,12 +543,11 @@ def weigh(
     metric_improvement: Interval | None,
     min_improvement: float = 0.0,
 ) -> EvidenceDocument:
-    """Promote only if the challenger's per-row loss is lower than the reference's beyond noise
-    (the paired interval at the Bonferroni-adjusted confidence lies above 0), and the selection
-    metric is not worse beyond noise (or, when the spec asks for a margin, improves by at least
-    ``min_improvement``)."""
-    level = adjusted_confidence(confidence, comparisons)
-    improvement = paired_improvement(reference_losses, challenger_losses, level)
+    """Promote only if the challenger's loss is lower than the reference's beyond noise
+    (``improvement``, the interval of reference minus challenger at the Bonferroni-adjusted
+    confidence, lies above 0), and the selection metric is not worse beyond noise (or, when the
+    spec asks for a margin, improves by at least ``min_improvement``). ``means``: the reference's
+    and the challenger's mean loss."""
     better = improvement.low > 0
     metric_ok, metric_text = _metric_check(metric, metric_improvement, min_improvement)
     passed = better and metric_ok
@@ -529,12 +555,11 @@ def weigh(
     corrected = (
         f" ({percent(confidence)} across {comparisons} candidates)" if comparisons > 1 else ""
     )
-    reference_mean = float(np.mean(reference_losses)) if improvement.rows else math.nan
-    challenger_mean = float(np.mean(challenger_losses)) if improvement.rows else math.nan
+    reference_mean, challenger_mean = means
     evidence = (
         f"{name} {challenger_mean:.4f} against {reference_mean:.4f}, better by "
-        f"{improvement.estimate:+.4f} ({percent(level)} interval {improvement.low:.4f} to "
-        f"{improvement.high:.4f}{corrected}, on {improvement.rows} rows)"
+        f"{improvement.estimate:+.4f} ({percent(improvement.confidence)} interval "
+        f"{improvement.low:.4f} to {improvement.high:.4f}{corrected}, on {improvement.rows} rows)"
     )
     if passed:
         verdict = f"beats {reference} beyond noise: {evidence}; {metric_text}"
@@ -683,7 +708,7 @@ def _resampled(
             labels=answer.labels, probabilities=np.zeros((count, len(labelled.classes)))
         )
     order = canonical_order(labelled.y, [answer])
-    function = weighted_metric(metric, _Rows(labelled.y, labelled.classes, order), answer)
+    function = weighted_metric(metric, Rows(labelled.y, labelled.classes, order), answer)
     point = float(function(np.ones((1, count)))[0])
     generator = np.random.default_rng((_SEED, stream))
     blocks = []

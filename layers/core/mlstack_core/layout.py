@@ -36,6 +36,11 @@ def run_prefix(model: str, run_id: str) -> str:
     return f"runs/{model}/{run_id}"
 
 
+def folds_key(model: str, run_id: str) -> str:
+    """A run judged by cross-validation: which fold each row is in, per repeat (folds.py)."""
+    return f"{run_prefix(model, run_id)}/folds.npy"
+
+
 def candidates_key(model: str, run_id: str) -> str:
     """The candidate list of a grid too large for the execution state (Distributed Map)."""
     return f"{run_prefix(model, run_id)}/candidates.json"

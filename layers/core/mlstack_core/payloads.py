@@ -39,12 +39,19 @@ class ExecutionInput(TypedDict):
 
 
 class Splits(TypedDict):
+    """The split files. Judged by cross-validation (mlstack_core.folds), both files hold every row
+    and ``folds_key`` the fold assignment."""
+
     bucket: str
     train_key: str
     holdout_key: str
     train_rows: int
     holdout_rows: int
     columns: list[str]
+    judged_on: NotRequired[Literal["holdout", "cross_validation"]]
+    folds_key: NotRequired[str]
+    folds: NotRequired[int]
+    repeats: NotRequired[int]
 
 
 class Candidate(TypedDict):
@@ -96,6 +103,7 @@ class TrainedEntry(TypedDict):
     sklearn_key: NotRequired[str | None]
     sklearn_holdout_key: NotRequired[str | None]
     fit_seconds: NotRequired[float | None]
+    cross_validation_seconds: NotRequired[float]
     export_seconds: NotRequired[float | None]
     onnx_bytes: NotRequired[int | None]
     library_versions: NotRequired[dict[str, str]]
@@ -135,7 +143,7 @@ class Evaluation(TypedDict):
     baseline: dict[str, Any]
     comparison: dict[str, Any]
     evidence: EvidenceDocument | None  # how sure the comparison is (mlstack_core.evidence)
-    judged_on: Literal["holdout"]
+    judged_on: Literal["holdout", "cross_validation"]
     rehearsal: Rehearsal
     requires_approval: bool  # promote, but production was not comparable: a person decides
     # The named outcome of a rejection: NotBetterThanBaseline, NotBetterThanProduction or
