@@ -301,3 +301,16 @@ def improving_uploads(count: int, rows: int = 2000) -> list[tuple[bytes, dict[st
         (body, {"target": "label", "columns": {"drop": names[read:]}})
         for read in range(len(names) - count + 1, len(names) + 1)
     ]
+
+
+def noisy_penguins(share: float, seed: int = 0) -> bytes:
+    """The penguins with ``share`` of their species replaced by a random one: a model trained on
+    them is surer of less, so each lower share trains a version the gate finds better beyond
+    noise than the one before, with the same columns (production stays comparable)."""
+    rows = list(csv.DictReader(io.StringIO(penguins_bytes().decode())))
+    rng = np.random.default_rng(seed)
+    species = sorted({row["species"] for row in rows})
+    for row in rows:
+        if rng.random() < share:
+            row["species"] = species[int(rng.integers(len(species)))]
+    return records_csv(rows)

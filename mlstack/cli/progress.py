@@ -22,11 +22,19 @@ def summarize(state: str, output: dict[str, Any]) -> str:
             f"\n      ! {w.get('code')} {w.get('column') or ''}: {w.get('message')}"
             for w in run.get("warnings", [])
         )
+        splits = run.get("splits") or {}
+        judged = (
+            f", judged by {splits.get('repeats')} x {splits.get('folds')}-fold cross-validation"
+            if splits.get("judged_on") == "cross_validation"
+            else f", judged on {splits.get('holdout_rows')} holdout rows"
+            if splits.get("holdout_rows")
+            else ""
+        )
         return (
             f"{dataset.get('rows')} rows, {len(schema['features'])} features "
             f"({len(schema['numeric'])} numeric, {len(schema['categorical'])} categorical), "
             f"task {run['task']}, {run.get('candidate_count', len(run['candidates']))} candidates"
-            f"{warnings}{details}"
+            f"{judged}{warnings}{details}"
         )
     if state == "TrainCandidates" and "trained" in output:
         trained = output["trained"]

@@ -15,6 +15,7 @@ import pytest
 from mlstack.cli.demo import as_instance
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
+from tests.conftest import noisy_penguins, penguins_bytes
 from tests.integration.conftest import AlertInbox, penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
@@ -25,7 +26,8 @@ SPEC = {"target": "species", "candidates": ["logistic_regression"]}
 
 @pytest.fixture(scope="module")
 def production(cloud: LocalCloud, stack: StackClient) -> int:
-    upload = stack.upload_dataset(MODEL, to_csv(penguin_rows()), SPEC)
+    # Trained on noisy labels, so a cleaner upload later is a real improvement the gate promotes.
+    upload = stack.upload_dataset(MODEL, noisy_penguins(0.5), SPEC)
     assert cloud.wait_for_execution(stack.find_execution(upload))["status"] == "SUCCEEDED"
     version = stack.registry.get_alias(MODEL)
     assert version is not None
@@ -139,7 +141,7 @@ def test_mlstack_score_pins_a_version_keeps_columns_and_prints_the_account(
 
     def production_moves_first(job: dict[str, Any], items: list[dict[str, Any]]) -> Any:
         if not moved:  # another version takes production while the job runs
-            upload = stack.upload_dataset(MODEL, to_csv(penguin_rows()), None, file_name="b.csv")
+            upload = stack.upload_dataset(MODEL, noisy_penguins(0.25), None, file_name="b.csv")
             assert cloud.wait_for_execution(stack.find_execution(upload))["status"] == "SUCCEEDED"
             moved.append(stack.registry.get_alias(MODEL))
         return original(job, items)
@@ -183,7 +185,7 @@ def test_mlstack_score_with_a_pinned_version_uses_it_whatever_production_is(
     """--version travels as the file's metadata (mlstack-version), as an S3 upload can carry it."""
     from mlstack.cli.main import main
 
-    upload = stack.upload_dataset(MODEL, to_csv(penguin_rows()), None, file_name="c.csv")
+    upload = stack.upload_dataset(MODEL, penguins_bytes(), None, file_name="c.csv")
     assert cloud.wait_for_execution(stack.find_execution(upload))["status"] == "SUCCEEDED"
     assert stack.registry.get_alias(MODEL) != production
     # The old version, Archived since it left production, is served again as the shadow: a

@@ -310,7 +310,7 @@ def test_the_readme_monitoring_walkthrough_runs_as_written(tmp_path: Path) -> No
         assert "monthly_charges" in first
         assert "quality of production version 1: not enough labels" in first
         assert "quality of production version 1: fallen" in second
-        assert "worse than the holdout's" in second
+        assert "beyond noise: worse than the holdout by more than the margin" in second
         assert "whose upload starts a training run" in second
         assert "training run: arn:aws:states:" in second
 

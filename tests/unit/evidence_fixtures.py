@@ -41,9 +41,11 @@ def weighed(
         "improvement": improvement.document(),
         "metric": "accuracy",
         "metric_improvement": accuracy.document(),
+        "metric_evidence": None,
         "min_improvement": min_improvement,
         "passed": passed,
         "outcome": "promote" if passed else "NotBetterThanProduction",
         "verdict": verdict,
         "advice": None if passed else ADVICE,
+        "judged_on": "holdout",
     }

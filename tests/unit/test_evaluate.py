@@ -414,7 +414,7 @@ def test_every_score_the_gate_reads_has_an_interval() -> None:
     )
     for document in (entry, champion, base):
         intervals = document["intervals"]
-        assert set(intervals) == {*CLASSIFICATION_METRICS, "brier_score"}
+        assert set(intervals) == {*CLASSIFICATION_METRICS, "brier_score", "bounded_log_loss"}
         accuracy = intervals["accuracy"]
         assert accuracy["low"] <= document["metrics"]["accuracy"] <= accuracy["high"]
         assert accuracy["confidence"] == 0.95

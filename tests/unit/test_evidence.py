@@ -19,6 +19,7 @@ from mlstack_core.evidence import (
     Rows,
     adjusted_confidence,
     bootstrap_intervals,
+    bounded_log_loss_rows,
     brier_rows,
     mean_interval,
     paired_improvement,
@@ -77,6 +78,9 @@ def test_weighted_metrics_equal_the_metrics_of_the_resampled_rows(
     )
     expected["brier_score"] = float(
         np.mean(brier_rows(y[repeat], answer.probabilities[repeat], classes))
+    )
+    expected["bounded_log_loss"] = float(
+        np.mean(bounded_log_loss_rows(y[repeat], answer.probabilities[repeat], classes))
     )
     everything = Rows(y, classes, np.arange(rows))
     for metric, value in expected.items():
@@ -278,3 +282,16 @@ def test_a_margin_the_spec_asks_for_is_held_to_the_point_estimate() -> None:
         "passed"
     ]
     assert _verdict(reference, challenger, metric_improvement=small, min_improvement=0.01)["passed"]
+
+
+def test_the_evidence_log_loss_is_bounded_and_otherwise_the_log_loss() -> None:
+    y = np.array(["a", "b", "a"])
+    probabilities = np.array([[0.9, 0.1], [0.0, 1.0], [0.0, 1.0]])
+    losses = bounded_log_loss_rows(y, probabilities, ["a", "b"])
+    assert losses[0] == pytest.approx(-np.log(0.9))
+    assert losses[1] == pytest.approx(0.0)
+    assert losses[2] == pytest.approx(-np.log(1e-3))  # certain and wrong: 6.9, not 36
+    sure = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    assert bounded_log_loss_rows(y, sure, ["a", "b"]).mean() == pytest.approx(
+        scoring.log_loss(y, sure, ["a", "b"])
+    )

@@ -50,7 +50,9 @@ def synthetic_regression(n: int = 200, seed: int = 0) -> bytes:
 
 
 def test_penguins_run_object_follows_the_contract(aws: Stack) -> None:
-    aws.put_spec("penguins", {"target": "species"})
+    # Judged on a holdout: the two split files part the rows (tests/unit/test_cross_validation.py
+    # covers the small-table default).
+    aws.put_spec("penguins", {"target": "species", "judge": "holdout"})
     body = penguins_bytes()
     event = aws.upload("penguins", body)
     run = aws.preprocess(event)
@@ -98,7 +100,10 @@ def test_the_exact_uploaded_version_is_read(aws: Stack) -> None:
 
 
 def test_regression_is_inferred_and_columns_are_dropped(aws: Stack) -> None:
-    aws.put_spec("houses", {"target": "price", "columns": {"drop": ["id"]}, "test_size": 0.25})
+    aws.put_spec(
+        "houses",
+        {"target": "price", "columns": {"drop": ["id"]}, "test_size": 0.25, "judge": "holdout"},
+    )
     run = aws.preprocess(aws.upload("houses", synthetic_regression()))
     assert run["task"] == "regression"
     assert run["spec"]["metric"] == "r2"

@@ -200,7 +200,17 @@ def test_handler_trains_every_default_penguins_candidate(aws: Stack) -> None:
         assert list(pipeline.classes_) == run["schema"]["classes"]
         assert entry["sklearn_holdout_key"] == f"{prefix}/sklearn_holdout.npz"
         stored = load_holdout_outputs(aws, entry)
-        assert set(stored) == {"label", "probabilities", "classes"}
+        # 344 rows: judged by cross-validation, so the out-of-fold answers are stored too.
+        assert set(stored) == {
+            "label",
+            "probabilities",
+            "classes",
+            "oof_label",
+            "oof_probabilities",
+        }
+        assert stored["oof_probabilities"].shape == (3, run["splits"]["holdout_rows"], 3)
+        assert stored["oof_label"].dtype.kind == "U"
+        assert entry["cross_validation_seconds"] >= 0
         assert stored["label"].dtype.kind == "U"  # string labels as unicode, not object
         assert stored["classes"].tolist() == run["schema"]["classes"]
         inputs = holdout_inputs(aws, run)
@@ -244,7 +254,12 @@ def test_integer_labels_are_stored_as_int64(aws: Stack) -> None:
 def test_regressors_store_their_holdout_values(aws: Stack) -> None:
     aws.put_spec(
         "houses",
-        {"target": "price", "columns": {"drop": ["id"]}, "candidates": [{"family": "ridge"}]},
+        {
+            "target": "price",
+            "columns": {"drop": ["id"]},
+            "candidates": [{"family": "ridge"}],
+            "judge": "holdout",
+        },
     )
     run = aws.preprocess(aws.upload("houses", synthetic_regression(200)))
     (entry,) = aws.train(run)

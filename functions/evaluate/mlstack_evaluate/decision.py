@@ -17,7 +17,8 @@ from mlstack_core.evidence import (
     EVIDENCE_MEASURE,
     Answers,
     EvidenceDocument,
-    adjusted_confidence,
+    evidence_confidence,
+    measures_for,
     weigh,
 )
 from mlstack_core.integrity import read_verified
@@ -294,15 +295,26 @@ def decide(
     shown = {"best": answers[best["candidate_id"]], "baseline": answers["baseline"]}
     if "champion" in answers:
         shown["champion"] = answers["champion"]
+    # The Brier score is shown too (the card's calibration), though not judged on.
+    shown_metrics = [*metrics_for(task), *(["brier_score"] if task == CLASSIFICATION else [])]
     per_model, paired = judge.intervals(
-        shown, [*metrics_for(task), measure], confidence, [("best", reference_key)]
+        shown, [*shown_metrics, measure], confidence, [("best", reference_key)]
     )
     for key, document in (("best", best), ("baseline", base), ("champion", champion)):
         if document is not None and key in per_model:
             document["intervals"] = {m: i.document() for m, i in per_model[key].items()}
-    improvement, means = judge.improvement(
-        shown[reference_key], shown["best"], adjusted_confidence(confidence, comparisons)
-    )
+    measures = measures_for(task, metric)
+    level = evidence_confidence(confidence, comparisons, len(measures))
+    improvement, means = judge.improvement(shown[reference_key], shown["best"], level)
+    metric_evidence = None
+    if len(measures) > 1:
+        _, strict = judge.intervals(
+            {"best": shown["best"], reference_key: shown[reference_key]},
+            [metric],
+            level,
+            [("best", reference_key)],
+        )
+        metric_evidence = strict[("best", reference_key)][metric]
     evidence = weigh(
         measure,
         improvement,
@@ -313,7 +325,9 @@ def decide(
         comparisons=comparisons,
         metric=metric,
         metric_improvement=paired[("best", reference_key)][metric],
+        metric_evidence=metric_evidence,
         min_improvement=float(spec.get("min_improvement", 0.0)),
+        judged_on=judge.judged_on,
     )
     reasons.append(evidence["verdict"])
     ok = ok and evidence["passed"]

@@ -156,8 +156,9 @@ def evaluate(
     artifacts = store_monitoring_artifacts(
         run,
         holdout,
-        monitored_outputs(judge, holdout, answers[best["candidate_id"]], outputs, best),
+        outputs.get(best["candidate_id"], {}),
         outputs.get("champion"),
+        estimate_outputs(judge, answers.get(best["candidate_id"], [])),
         s3=s3,
     )
     evaluation: Evaluation = {
@@ -264,6 +265,7 @@ def store_monitoring_artifacts(
     holdout: Holdout,
     best_outputs: Mapping[str, np.ndarray],
     champion_outputs: Mapping[str, np.ndarray] | None,
+    estimate_outputs: Mapping[str, np.ndarray],
     *,
     s3: Any,
 ) -> dict[str, str]:
@@ -274,7 +276,11 @@ def store_monitoring_artifacts(
     schema = run["schema"]
     stored: dict[str, str] = {}
     arrays: dict[str, np.ndarray] = {"y": np.asarray(holdout.y)}
-    for prefix, outputs in (("best", best_outputs), ("champion", champion_outputs or {})):
+    for prefix, outputs in (
+        ("best", best_outputs),
+        ("champion", champion_outputs or {}),
+        ("estimate", estimate_outputs),
+    ):
         for name, value in outputs.items():
             arrays[f"{prefix}_{name}"] = np.asarray(value)
     if holdout.classes:
@@ -313,18 +319,12 @@ def judge_for(run: Mapping[str, Any], holdout: Holdout, s3: Any) -> Judge:
     return HoldoutJudge(holdout)
 
 
-def monitored_outputs(
-    judge: Judge,
-    holdout: Holdout,
-    best_answers: Sequence[Answers],
-    outputs: Mapping[str, dict[str, np.ndarray]],
-    best: Mapping[str, Any],
-) -> dict[str, np.ndarray]:
-    """The winner's answers the Monitor compares ground truth with: on a holdout, its ONNX
-    outputs; judged by cross-validation, its first repeat's out-of-fold answers (its answers on
-    rows it was fitted on would flatter it)."""
-    if judge.judged_on == "holdout":
-        return outputs.get(best["candidate_id"], {})
+def estimate_outputs(judge: Judge, best_answers: Sequence[Answers]) -> dict[str, np.ndarray]:
+    """Judged by cross-validation, the winner's first repeat's out-of-fold answers: what the
+    version is expected to answer on rows it never saw (its ONNX outputs on every row answer rows
+    it was fitted on). The Monitor compares ground truth with these; none on a holdout."""
+    if judge.judged_on == "holdout" or not best_answers:
+        return {}
     first = best_answers[0]
     if first.values is not None:
         return {"variable": np.asarray(first.values)}

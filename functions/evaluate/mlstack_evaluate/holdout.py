@@ -20,7 +20,7 @@ import numpy as np
 from mlstack_core import scoring
 from mlstack_core.contract import FeatureLayout, LoadedModel, load_model
 from mlstack_core.contract.records import table_feeds
-from mlstack_core.evidence import Answers, brier_rows, squared_error_rows
+from mlstack_core.evidence import Answers, bounded_log_loss_rows, squared_error_rows
 from mlstack_core.settings import serving_settings
 from mlstack_core.spec import (
     CLASSIFICATION_METRICS,
@@ -207,7 +207,7 @@ class Holdout:
     def losses(self, answers: Answers) -> np.ndarray:
         """Per-row losses the gate judges evidence on (mlstack_core.evidence)."""
         if answers.probabilities is not None:
-            return brier_rows(self.y, answers.probabilities, self.classes)
+            return bounded_log_loss_rows(self.y, answers.probabilities, self.classes)
         return squared_error_rows(self.y, np.asarray(answers.values))
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mlstack_core.evidence import (
+    LOG_LOSS_FLOOR,
     Answers,
     Interval,
     Rows,
@@ -241,6 +242,7 @@ _RANGES = {
     "f1_macro": (0.0, 1.0),
     "roc_auc": (0.0, 1.0),
     "brier_score": (0.0, 2.0),
+    "bounded_log_loss": (0.0, -math.log(LOG_LOSS_FLOOR)),
     "log_loss": (0.0, math.inf),
     "rmse": (0.0, math.inf),
     "mae": (0.0, math.inf),

@@ -303,12 +303,15 @@ def holdout_answers(
         return None, f"its holdout answers ({key}) could not be read"
     task, _ = task_and_metric(document)
     y = arrays.get("y")
+    # Judged by cross-validation, the out-of-fold answers are the ones rows it never saw get.
+    answered = "estimate" if any(n.startswith("estimate_") for n in arrays) else "best"
     if task != CLASSIFICATION:
-        values = arrays.get("best_variable")
+        values = arrays.get(f"{answered}_variable")
         if y is None or values is None or values.size != y.size:
             return None, f"its holdout answers ({key}) lack the winner's values"
         return Labelled(y.astype(np.float64).ravel(), [], Answers(values=values.ravel())), None
-    labels, probabilities = arrays.get("best_label"), arrays.get("best_probabilities")
+    labels = arrays.get(f"{answered}_label")
+    probabilities = arrays.get(f"{answered}_probabilities")
     if y is None or labels is None or probabilities is None or "classes" not in arrays:
         return None, f"its holdout answers ({key}) lack the winner's labels and probabilities"
     # Stored as text where the labels were (numpy's npz keeps no Python objects).

@@ -185,10 +185,11 @@ def schema_history_warnings(
     return schema_change_warnings(previous_schema, schema, version)
 
 
-def check_cv_folds(spec: dict[str, Any], prepared: Prepared) -> None:
+def check_cv_folds(spec: dict[str, Any], prepared: Prepared, judged_on: str) -> None:
     """Cross-validated candidates must find every class (classification) or a row (regression)
     in each fold of the training split; caught here, where the run fails fast and by name,
-    rather than in Train, where it would quietly become a failed candidate."""
+    rather than in Train, where it would quietly become a failed candidate. A run judged by
+    cross-validation fits each candidate on the other folds' rows, which hold fewer of each."""
     task = spec["task"]
     if not any(entry_folds(entry) for entry in spec["candidates"]):
         return
@@ -197,6 +198,8 @@ def check_cv_folds(spec: dict[str, Any], prepared: Prepared) -> None:
         smallest = min(Counter(labels[i] for i in prepared.train_index.tolist()).values())
     else:
         smallest = int(prepared.train_index.size)
+    if judged_on == CROSS_VALIDATION:
+        smallest = smallest * (FOLDS - 1) // FOLDS
     problems = cv_fold_problems(spec["candidates"], smallest, task)
     if problems:
         noun = "problem" if len(problems) == 1 else "problems"
@@ -245,7 +248,7 @@ def preprocess(
         # Every row trains and is judged out of fold; the "holdout" file is the whole table.
         every_row = np.arange(prepared.table.n_rows)
         prepared = replace(prepared, train_index=every_row, holdout_index=every_row)
-    check_cv_folds(spec, prepared)
+    check_cv_folds(spec, prepared, judged_on)
     warnings = [
         *stack_warnings,
         *prepared.warnings,

@@ -557,8 +557,15 @@ def from_arrays(
     classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else []
     champion = evaluation.get("champion") or {}
     models = []
+    # Judged by cross-validation, the challenger is shown by its out-of-fold answers: its answers
+    # on the rows it was fitted on would flatter it.
+    out_of_fold = any(name.startswith("estimate_") for name in arrays)
     for prefix, title in (
-        ("best", f"challenger v{version} ({evaluation['best']['family']})"),
+        (
+            "estimate" if out_of_fold else "best",
+            f"challenger v{version} ({evaluation['best']['family']})"
+            + (", out of fold" if out_of_fold else ""),
+        ),
         ("champion", f"champion v{champion.get('version')} ({champion.get('family')})"),
     ):
         scored = Scored(title)

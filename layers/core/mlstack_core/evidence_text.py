@@ -15,7 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 # The evidence's names for its per-row measures (as mlstack_core.evidence.MEASURE_NAMES).
-MEASURE_NAMES = {"brier_score": "Brier score", "squared_error": "squared error"}
+MEASURE_NAMES = {
+    "bounded_log_loss": "log loss",
+    "brier_score": "Brier score",
+    "squared_error": "squared error",
+}
 
 
 def percent(confidence: float) -> str:
@@ -137,8 +141,17 @@ def how_judged(evidence: Mapping[str, Any]) -> str:
     else:
         metric_rule = f"{metric} is not worse beyond noise (its {percent(confidence)} interval)"
     rows = improvement.get("rows")
+    name = MEASURE_NAMES.get(measure, measure)
+    if evidence.get("judged_on") == "cross_validation":
+        return (
+            f"How the gate judged: by repeated cross-validation, the {name} of each row answered "
+            f"by a candidate fitted on the other folds, against {evidence.get('reference')}'s on "
+            f"the same {'' if rows is None else f'{rows} '}rows. It promotes only if the "
+            f"corrected {percent(level)} interval of the folds' mean improvement ({correction}) "
+            f"lies above 0, and {metric_rule}."
+        )
     return (
-        f"How the gate judged: the {MEASURE_NAMES.get(measure, measure)} of each holdout row, the "
+        f"How the gate judged: the {name} of each holdout row, the "
         f"challenger's against {evidence.get('reference')}'s on the same "
         f"{'' if rows is None else f'{rows} '}rows. It promotes only if the paired "
         f"{percent(level)} interval of the mean improvement ({correction}) lies above 0, and "
