@@ -121,6 +121,44 @@ def test_worse_challenger_is_rejected_and_production_kept(
     assert any(m["MessageAttributes"]["event"]["Value"] == "Rejected" for m in messages)
 
 
+def test_a_coin_flip_table_is_rejected_by_name_with_an_alert(
+    cloud: LocalCloud, stack: StackClient, alerts: AlertInbox
+) -> None:
+    """Labels drawn at random: no candidate is better than the baseline beyond noise. The run
+    ends Rejected (not failed), the alert names NotBetterThanBaseline and says why and what would
+    help, and nothing is in production."""
+    import random
+
+    model = "coin-flip"
+    generator = random.Random(11)
+    rows = [
+        {
+            "x": f"{generator.gauss(0, 1):.4f}",
+            "colour": generator.choice(["red", "green", "blue"]),
+            "label": generator.choice(["heads", "tails"]),
+        }
+        for _ in range(1500)
+    ]
+    alerts.drain()
+    upload = stack.upload_dataset(model, to_csv(rows), {"target": "label"}, file_name="flip.csv")
+    execution_arn = stack.find_execution(upload)
+    result = cloud.wait_for_execution(execution_arn)
+
+    assert result["status"] == "SUCCEEDED"
+    assert _state_names(cloud, execution_arn)[-1] == "Rejected"
+    assert stack.registry.get_alias(model) is None
+    (version,) = stack.registry.list_versions(model)
+    assert version["status"] == "Rejected"
+    assert version["status_reason"].startswith("NotBetterThanBaseline: no better than")
+    (message,) = [
+        m for m in alerts.drain() if m["MessageAttributes"]["event"]["Value"] == "Rejected"
+    ]
+    registration = json.loads(message["Message"])
+    assert registration["error"] == "NotBetterThanBaseline"
+    assert "interval" in registration["reason"]
+    assert "more rows" in registration["advice"]
+
+
 def test_failed_run_names_the_error_alerts_and_keeps_production(
     cloud: LocalCloud, stack: StackClient, alerts: AlertInbox
 ) -> None:

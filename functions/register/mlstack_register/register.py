@@ -325,6 +325,10 @@ def register(
         }
         if "error" in evaluation:
             rejection["error"] = evaluation["error"]
+        evidence = evaluation.get("evidence")
+        advice = evidence["advice"] if evidence else None
+        if advice:
+            rejection["advice"] = advice  # what would let the next run show its worth
         return rejection
 
     if action == "request_approval":

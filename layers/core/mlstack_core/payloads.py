@@ -191,6 +191,7 @@ class Registration(TypedDict):
     previous: NotRequired[int | None]
     reason: NotRequired[str]
     error: NotRequired[str]
+    advice: NotRequired[str]
     production: NotRequired[int | None]
     artifact: NotRequired[dict[str, Any]]
     actor: NotRequired[str]
