@@ -1,0 +1,232 @@
+"""Percentile intervals of every metric from a bootstrap over rows: resamples drawn as row weights,
+so each costs one matrix product per metric, in a canonical row order so that row order does not
+matter."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mlstack_core.evidence.intervals import Interval
+from mlstack_core.evidence.losses import (
+    LOWER_IS_BETTER,
+    bounded_log_loss_rows,
+    brier_rows,
+    one_hot,
+)
+
+RESAMPLES = 400
+BLOCK = 25
+SEED = 20_261_205
+PROBABILITY_FLOOR = np.finfo(np.float64).eps
+
+# ----------------------------------------------------------------------------- bootstrap
+
+
+@dataclass(frozen=True)
+class Answers:
+    """One model's answers on the holdout rows, in the holdout's class order."""
+
+    labels: NDArray[Any] | None = None
+    probabilities: NDArray[np.float64] | None = None
+    values: NDArray[np.float64] | None = None
+
+
+class Rows:
+    """The holdout's truth in the forms weighted metrics need, in canonical row order."""
+
+    def __init__(self, y: NDArray[Any], classes: Sequence[Any], order: NDArray[np.intp]) -> None:
+        self.classes = list(classes)
+        self.order = order
+        self.y = np.asarray(y)[order]
+        if self.classes:
+            self.truth = one_hot(self.y, self.classes).astype(bool)
+
+
+def canonical_order(y: NDArray[Any], answers: Sequence[Answers]) -> NDArray[np.intp]:
+    """An order of the rows that depends only on their content: rows that tie on every key are
+    interchangeable for every metric."""
+    keys: list[NDArray[Any]] = []
+    for answer in answers:
+        if answer.values is not None:
+            keys.append(np.asarray(answer.values, np.float64))
+        if answer.probabilities is not None:
+            keys.extend(np.asarray(answer.probabilities, np.float64).T)
+        if answer.labels is not None:
+            keys.append(_codes(answer.labels))
+    keys.append(_codes(y))
+    return np.lexsort(keys[::-1]) if keys else np.arange(len(y))
+
+
+def _codes(values: NDArray[Any]) -> NDArray[np.intp]:
+    _, codes = np.unique(np.asarray(values).astype(str), return_inverse=True)
+    return np.asarray(codes).ravel()
+
+
+def _resample_weights(rows: int, resamples: int) -> Any:
+    """Blocks of bootstrap weights: row counts of resamples drawn with replacement."""
+    generator = np.random.default_rng(SEED)
+    drawn = 0
+    while drawn < resamples:
+        block = min(BLOCK, resamples - drawn)
+        yield generator.multinomial(rows, np.full(rows, 1.0 / rows), size=block).astype(np.float64)
+        drawn += block
+
+
+def weighted_metric(
+    metric: str, rows: Rows, answer: Answers
+) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
+    """A function of a [B, n] weight block returning the metric of each resample."""
+    order = rows.order
+    if metric in ("r2", "rmse", "mae", "squared_error"):
+        y = np.asarray(rows.y, np.float64)
+        values = np.asarray(answer.values, np.float64)[order]
+        error = y - values
+
+        def regression(w: NDArray[np.float64]) -> NDArray[np.float64]:
+            total = w.sum(axis=1)
+            squared = w @ error**2
+            if metric == "mae":
+                return np.asarray((w @ np.abs(error)) / total)
+            if metric == "rmse":
+                return np.asarray(np.sqrt(squared / total))
+            if metric == "squared_error":
+                return np.asarray(squared / total)
+            spread = w @ y**2 - (w @ y) ** 2 / total
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r2 = 1.0 - squared / spread
+            return np.asarray(np.where(spread > 1e-12 * np.maximum(1.0, w @ y**2), r2, np.nan))
+
+        return regression
+
+    probabilities = np.asarray(answer.probabilities, np.float64)[order]
+    labels = np.asarray(answer.labels)[order] if answer.labels is not None else None
+    truth = rows.truth
+    if metric in ("brier_score", "bounded_log_loss"):
+        per_row = brier_rows if metric == "brier_score" else bounded_log_loss_rows
+        losses = per_row(rows.y, probabilities, rows.classes)
+        return lambda w: np.asarray((w @ losses) / w.sum(axis=1))
+    if metric == "log_loss":
+        clipped = np.clip(probabilities, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+        clipped = clipped / clipped.sum(axis=1, keepdims=True)
+        picked = -np.log(np.where(truth, clipped, 1.0).prod(axis=1))
+        return lambda w: np.asarray((w @ picked) / w.sum(axis=1))
+    if labels is None:
+        raise ValueError(f"{metric} needs the predicted labels")
+    predicted = one_hot(labels, rows.classes).astype(bool)
+    correct = (labels == rows.y).astype(np.float64)
+    if metric == "accuracy":
+        return lambda w: np.asarray((w @ correct) / w.sum(axis=1))
+    if metric == "balanced_accuracy":
+
+        def balanced(w: NDArray[np.float64]) -> NDArray[np.float64]:
+            actual = w @ truth
+            hits = w @ (truth & predicted)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                recall = np.where(actual > 0, hits / actual, np.nan)
+            return np.asarray(np.nanmean(recall, axis=1))
+
+        return balanced
+    if metric == "f1_macro":
+
+        def f1(w: NDArray[np.float64]) -> NDArray[np.float64]:
+            denominator = w @ truth + w @ predicted
+            hits = w @ (truth & predicted)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scores = np.where(denominator > 0, 2 * hits / denominator, np.nan)
+            return np.asarray(np.nanmean(scores, axis=1))
+
+        return f1
+    if metric == "roc_auc":
+        return _weighted_auc(truth, probabilities)
+    raise ValueError(f"no weighted form of {metric}")
+
+
+def _weighted_auc(
+    truth: NDArray[np.bool_], probabilities: NDArray[np.float64]
+) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
+    """Mann-Whitney AUC with average ranks for ties, per resample: binary on the second class, or
+    the one-vs-rest mean. NaN for a resample that lacks a side of some split."""
+    columns = [1] if truth.shape[1] == 2 else list(range(truth.shape[1]))
+    prepared = []
+    for column in columns:
+        scores = probabilities[:, column]
+        order = np.argsort(scores, kind="mergesort")
+        sorted_scores = scores[order]
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(sorted_scores)) + 1))
+        positive = truth[order, column].astype(np.float64)
+        prepared.append((order, starts, positive))
+
+    def auc(w: NDArray[np.float64]) -> NDArray[np.float64]:
+        per_column = []
+        for order, starts, positive in prepared:
+            weights = w[:, order]
+            pos = np.add.reduceat(weights * positive, starts, axis=1)
+            neg = np.add.reduceat(weights * (1 - positive), starts, axis=1)
+            below = np.cumsum(neg, axis=1) - neg
+            total_pos, total_neg = pos.sum(axis=1), neg.sum(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                value = (pos * (below + neg / 2)).sum(axis=1) / (total_pos * total_neg)
+            per_column.append(np.where((total_pos > 0) & (total_neg > 0), value, np.nan))
+        # A class missing from a resample leaves that resample's mean undefined, as unweighted.
+        return np.asarray(np.mean(per_column, axis=0))
+
+    return auc
+
+
+def bootstrap_intervals(
+    y: NDArray[Any],
+    classes: Sequence[Any],
+    answers: Mapping[str, Answers],
+    metrics: Sequence[str],
+    confidence: float,
+    *,
+    differences: Sequence[tuple[str, str]] = (),
+    resamples: int = RESAMPLES,
+) -> tuple[dict[str, dict[str, Interval]], dict[tuple[str, str], dict[str, Interval]]]:
+    """Percentile intervals of every metric for each named model, and of the paired differences
+    (first minus second, in the metric's own direction) for ``differences``. Every model is scored
+    on the same resamples, so a difference's interval is paired."""
+    order = canonical_order(y, list(answers.values()))
+    rows = Rows(y, classes, order)
+    functions = {
+        (name, metric): weighted_metric(metric, rows, answer)
+        for name, answer in answers.items()
+        for metric in metrics
+    }
+    estimates: dict[tuple[str, str], list[NDArray[np.float64]]] = {key: [] for key in functions}
+    full = np.ones((1, rows.y.size))
+    point = {key: float(function(full)[0]) for key, function in functions.items()}
+    for block in _resample_weights(int(rows.y.size), resamples):
+        for key, function in functions.items():
+            estimates[key].append(function(block))
+    tail = (1 - confidence) / 2 * 100
+    count = int(rows.y.size)
+
+    def interval(estimate: float, samples: NDArray[np.float64]) -> Interval:
+        finite = samples[np.isfinite(samples)]
+        if not math.isfinite(estimate) or finite.size < resamples / 2:
+            return Interval(estimate, -math.inf, math.inf, confidence, count)
+        low, high = np.percentile(finite, [tail, 100 - tail])
+        return Interval(estimate, float(low), float(high), confidence, count)
+
+    per_model: dict[str, dict[str, Interval]] = {name: {} for name in answers}
+    for (name, metric), blocks in estimates.items():
+        per_model[name][metric] = interval(point[(name, metric)], np.concatenate(blocks))
+    paired: dict[tuple[str, str], dict[str, Interval]] = {}
+    for first, second in differences:
+        paired[(first, second)] = {}
+        for metric in metrics:
+            sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+            samples = sign * (
+                np.concatenate(estimates[(first, metric)])
+                - np.concatenate(estimates[(second, metric)])
+            )
+            estimate = sign * (point[(first, metric)] - point[(second, metric)])
+            paired[(first, second)][metric] = interval(estimate, samples)
+    return per_model, paired
