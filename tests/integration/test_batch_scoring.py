@@ -141,7 +141,7 @@ def test_mlstack_score_pins_a_version_keeps_columns_and_prints_the_account(
 
     def production_moves_first(job: dict[str, Any], items: list[dict[str, Any]]) -> Any:
         if not moved:  # another version takes production while the job runs
-            upload = stack.upload_dataset(MODEL, noisy_penguins(0.25), None, file_name="b.csv")
+            upload = stack.upload_dataset(MODEL, penguins_bytes(), None, file_name="b.csv")
             assert cloud.wait_for_execution(stack.find_execution(upload))["status"] == "SUCCEEDED"
             moved.append(stack.registry.get_alias(MODEL))
         return original(job, items)

@@ -127,7 +127,9 @@ def test_a_regressors_card_summarises_residuals(
     assert re.search(
         r"\| r2 \| -?\d\.\d{4} \(95% interval -?\d\.\d{4} to -?\d\.\d{4}\) \|", evaluation
     )
-    assert "How the gate judged: the squared error of each holdout row" in evaluation
+    # 240 rows: judged by cross-validation.
+    assert "Judged by repeated cross-validation on all 240 rows" in evaluation
+    assert "How the gate judged: by repeated cross-validation, the squared error" in evaluation
     assert "Verdict: " in evaluation
     assert "Brier" not in markdown
     assert not (tmp_path / "reliability.png").exists()

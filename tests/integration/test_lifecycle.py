@@ -10,7 +10,7 @@ import pytest
 from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from tests.conftest import noisy_penguins
+from tests.conftest import improving_uploads
 from tests.integration.conftest import entered_states, execution_events, penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
@@ -88,11 +88,10 @@ def test_promote_and_rollback_move_production_and_record_why(
     cloud: LocalCloud, stack: StackClient
 ) -> None:
     model = "roll-me"
-    # Each upload's labels are less noisy: each version is better beyond noise, and promoted.
-    for name, noise in (("first.csv", 0.5), ("second.csv", 0.25), ("third.csv", 0.0)):
-        upload = stack.upload_dataset(
-            model, noisy_penguins(noise), {"target": TARGET}, file_name=name
-        )
+    # Each upload lets the model read one more of the columns the label depends on: each version
+    # is better beyond noise, and promoted.
+    for number, (body, spec) in enumerate(improving_uploads(3)):
+        upload = stack.upload_dataset(model, body, spec, file_name=f"upload-{number}.csv")
         assert cloud.wait_for_execution(stack.find_execution(upload))["status"] == "SUCCEEDED"
     assert stack.registry.get_alias(model) == 3
 

@@ -174,7 +174,10 @@ def test_sampling_never_raises_and_skips_versions_without_a_baseline() -> None:
 
 
 def test_the_pipeline_stores_the_baseline_beside_the_version(aws: Stack) -> None:
-    aws.put_spec("penguins", {"target": "species"})
+    # A holdout: a random fifth of the rows, served in one request, looks like training. (Judged
+    # by cross-validation the "holdout" file is every row in file order, and one request samples
+    # its first rows.)
+    aws.put_spec("penguins", {"target": "species", "judge": "holdout"})
     state = aws.run_pipeline("penguins", penguins_bytes())
     evaluation = state["evaluation"]
     assert evaluation["drift_baseline_key"].endswith("/drift_baseline.json")

@@ -214,7 +214,8 @@ def test_the_space_of_tables_trains_and_serves_as_scored(aws: Stack, table: Gene
     evaluation = state["evaluation"]
     event_note(f"{state['run']['task']}: {evaluation['decision']}")
     assert evaluation["rehearsal"]["passed"] is True, evaluation["rehearsal"]
-    assert "error" not in evaluation
+    # Rejected or not for lack of evidence, never for a serving fault.
+    assert evaluation.get("error") in (None, "NotBetterThanBaseline", "NotBetterThanProduction")
     assert assert_served_as_scored(aws, state, version) == evaluation["holdout_rows"]
 
 
@@ -306,6 +307,11 @@ def test_ground_truth_on_the_holdout_scores_what_the_gate_scored(
     outcome = run_through_handlers(aws, model, to_csv(header, rows), spec)
     assert not isinstance(outcome, Exception), f"refused: {outcome!r}"
     state, version = outcome
+    if aws.registry.get_alias(model) != version:
+        # What is checked is the Monitor's arithmetic, whatever the gate decided: a version the
+        # gate found no better than the baseline is put in production by hand.
+        aws.registry.set_status(model, version, "Approved", "test", "ground truth check")
+        aws.registry.move_alias(model, version, expected=None, actor="test", reason="check")
     status, answer = aws.serve(model, {"instances": holdout_requests(aws, state["run"])})
     assert status == 200, answer
 

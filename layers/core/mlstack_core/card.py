@@ -218,10 +218,18 @@ def _evaluation(data: ReportData) -> Section:
     section = Section("Evaluation")
     champion = evaluation.get("champion") or {}
     columns = compared(evaluation)
-    section.add(
-        f"On {len(data.y)} holdout rows, scored as ONNX through the serving contract "
-        f"(gate metric: {evaluation['metric']})."
-    )
+    if evaluation.get("judged_on") == "cross_validation":
+        section.add(
+            f"Judged by repeated cross-validation on all {len(data.y)} rows: each score is the "
+            "mean of the candidates' out-of-fold answers (the version shipped is fitted on every "
+            "row, and its ONNX export matched scikit-learn on each of them; gate metric: "
+            f"{evaluation['metric']})."
+        )
+    else:
+        section.add(
+            f"On {len(data.y)} holdout rows, scored as ONNX through the serving contract "
+            f"(gate metric: {evaluation['metric']})."
+        )
     section.add(
         Table(
             ["metric", *(title for title, _ in columns)],
