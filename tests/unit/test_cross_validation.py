@@ -72,8 +72,8 @@ def test_out_of_fold_answers_never_saw_their_rows(aws: Stack) -> None:
     [
         (400, "auto", "cross_validation"),
         (400, "holdout", "holdout"),
-        (1200, "auto", "holdout"),
-        (1200, "cross_validation", "cross_validation"),
+        (2600, "auto", "holdout"),
+        (2600, "cross_validation", "cross_validation"),
     ],
 )
 def test_the_spec_may_choose_how_a_run_is_judged(

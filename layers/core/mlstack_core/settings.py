@@ -111,7 +111,7 @@ class GuardSettings:
         listed = os.environ.get("MANUAL_APPROVAL_MODELS", "")
         return cls(
             confidence=float(os.environ.get("GATE_CONFIDENCE", "0.95")),
-            cross_validate_below_rows=int(os.environ.get("CROSS_VALIDATE_BELOW_ROWS", "1000")),
+            cross_validate_below_rows=int(os.environ.get("CROSS_VALIDATE_BELOW_ROWS", "2500")),
             min_improvement=float(os.environ.get("GATE_MIN_IMPROVEMENT", "0")),
             min_label_agreement=float(os.environ.get("GATE_MIN_LABEL_AGREEMENT", "0.99")),
             max_output_diff=float(os.environ.get("GATE_MAX_OUTPUT_DIFF", "0.01")),
