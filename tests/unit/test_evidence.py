@@ -232,6 +232,10 @@ def test_identical_answers_are_not_evidence() -> None:
     assert verdict["outcome"] == "NotBetterThanBaseline"
     assert verdict["verdict"].startswith("NotBetterThanBaseline: no better than")
     assert "test_size" in verdict["advice"]
+    # Judged by cross-validation every row is already judged: no holdout to enlarge.
+    folded = _verdict(losses, losses, judged_on="cross_validation")
+    assert folded["advice"] is not None
+    assert "test_size" not in folded["advice"]
     production = _verdict(losses, losses, against="production")
     assert production["outcome"] == "NotBetterThanProduction"
 

@@ -80,7 +80,7 @@ def test_a_table_with_nothing_to_learn_is_not_promoted(aws: Stack, shape: dict[s
     assert evaluation["error"] == "NotBetterThanBaseline"
     assert state["registration"]["promoted"] is False
     assert state["registration"]["error"] == "NotBetterThanBaseline"
-    assert "larger dataset" in state["registration"]["advice"]
+    assert "upload a larger dataset" in state["registration"]["advice"]
     assert aws.registry.get_alias(f"coin-{shape['seed']}") is None
 
 

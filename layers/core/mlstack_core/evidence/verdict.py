@@ -24,6 +24,8 @@ ADVICE = (
     "more rows would narrow the interval: upload a larger dataset, or hold out more of it "
     "(test_size)"
 )
+# Judged by cross-validation every row is already judged: only more rows help.
+ADVICE_CROSS_VALIDATED = "more rows would narrow the interval: upload a larger dataset"
 
 
 class EvidenceDocument(TypedDict):
@@ -141,7 +143,9 @@ def weigh(
         "passed": passed,
         "outcome": outcome,
         "verdict": verdict,
-        "advice": None if passed else ADVICE,
+        "advice": None
+        if passed
+        else (ADVICE_CROSS_VALIDATED if judged_on == "cross_validation" else ADVICE),
         "judged_on": judged_on,
     }
 
