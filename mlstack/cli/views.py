@@ -87,11 +87,7 @@ def format_models(client: StackClient, model: str | None) -> str:
                 f"version {dataset.get('version_id')}",
             ),
             ("sha256", str(dataset.get("sha256"))),
-            (
-                "rows",
-                f"{dataset.get('rows')} ({current.get('splits', {}).get('train_rows')} train, "
-                f"{current.get('splits', {}).get('holdout_rows')} holdout)",
-            ),
+            ("rows", _rows_line(dataset, current.get("splits") or {})),
             ("features", ", ".join(f"{f['name']}:{f['kind'][:3]}" for f in features)),
             ("classes", str(current.get("classes") or "-")),
             (
@@ -170,3 +166,14 @@ def format_history(client: StackClient, model: str) -> str:
             ]
         )
     return _table(["WHEN", "CHANGE", "WHO", "WHY"], rows)
+
+
+def _rows_line(dataset: dict[str, Any], splits: dict[str, Any]) -> str:
+    """How many rows, and how the version was judged on them."""
+    if splits.get("judged_on") == "cross_validation":
+        folds = f"{splits.get('repeats')} x {splits.get('folds')}-fold"
+        return f"{dataset.get('rows')} (judged by {folds} cross-validation; fitted on every row)"
+    return (
+        f"{dataset.get('rows')} ({splits.get('train_rows')} train, "
+        f"{splits.get('holdout_rows')} holdout)"
+    )

@@ -264,3 +264,14 @@ def test_an_interval_document_is_what_evidence_writes() -> None:
     """The fixtures above hold intervals in the shape mlstack_core.evidence writes them."""
     written = Interval(0.8123, 0.7823, 0.8423, 0.95, ROWS).document()
     assert written == interval(0.8123, 0.7823, 0.8423)
+
+
+def test_the_model_view_says_how_a_version_was_judged() -> None:
+    from mlstack.cli.views import _rows_line
+
+    folded = {"judged_on": "cross_validation", "folds": 5, "repeats": 3}
+    assert _rows_line({"rows": 344}, folded) == (
+        "344 (judged by 3 x 5-fold cross-validation; fitted on every row)"
+    )
+    split = {"judged_on": "holdout", "train_rows": 2400, "holdout_rows": 600}
+    assert _rows_line({"rows": 3000}, split) == "3000 (2400 train, 600 holdout)"
