@@ -11,7 +11,7 @@ SAM := $(SAM_VENV)/bin/sam
 RUNTIME_PYTHON = $(shell $(BIN)/python -c 'from mlstack.checks.build import runtime_python; print(runtime_python() or "")')
 RUNTIME_PYTHON_DIR = $(patsubst %/,%,$(dir $(RUNTIME_PYTHON)))
 
-.PHONY: install demo test lint format unit integration build lock bench clean
+.PHONY: install demo test lint format unit integration build lock bench bench-gate clean
 
 # Each target installs the extras it needs (pyproject.toml): the demo the local cloud and its
 # dataset, everything else the development tools too.
@@ -75,6 +75,14 @@ bench: install
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/batch_scoring.py --write docs/batch-scoring.md
 	$(BIN)/python benchmarks/capture.py --write docs/capture.md
+
+# The gate's statistics (about two hours on two cores): which measure sees a rare class, the
+# error rates on generated tables (docs/gate-error-rates.md), and where cross-validation beats one
+# holdout (docs/small-tables.md).
+bench-gate: install
+	$(BIN)/python benchmarks/evidence_measures.py
+	$(BIN)/python benchmarks/gate.py --write docs/gate-error-rates.md
+	$(BIN)/python benchmarks/small_tables.py --write docs/small-tables.md
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
