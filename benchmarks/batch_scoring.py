@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from measured import write_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "bench-batch"
@@ -245,19 +246,7 @@ def main() -> None:
     }
     print(json.dumps(report, indent=2))
     if args.write:
-        write_measured(args.write, markdown(report, " ".join(sys.argv[1:])))
-
-
-MEASURED = ("<!-- measured: benchmarks/batch_scoring.py writes from here -->", "<!-- /measured -->")
-
-
-def write_measured(path: Path, measured: str) -> None:
-    """Replace the measured block of ``path``, keeping the prose around it."""
-    start, end = MEASURED
-    text = path.read_text() if path.exists() else f"{start}\n{end}\n"
-    before, _, rest = text.partition(start)
-    _, _, after = rest.partition(end)
-    path.write_text(f"{before}{start}\n{measured}{end}{after}")
+        write_measured(args.write, markdown(report, " ".join(sys.argv[1:])), "batch_scoring.py")
 
 
 def markdown(report: dict[str, Any], arguments: str) -> str:

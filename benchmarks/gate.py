@@ -64,7 +64,6 @@ import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import multiprocessing  # noqa: E402
-import platform  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -78,6 +77,7 @@ from statistics import NormalDist  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+from measured import machine, write_measured  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = ("preprocess", "train", "evaluate", "register")
@@ -383,6 +383,10 @@ def task(plan: dict[str, Any]) -> dict[str, Any]:
         result = run_stream(plan) if plan["part"] == "flip" else run_table(plan)
     except Exception as error:  # counted and reported, never a silent gap in the rates
         result = {"error": f"{type(error).__name__}: {error}", "trace": traceback.format_exc()}
+    finally:
+        from mlstack_core.observability.pipeline import metrics
+
+        metrics.clear_metrics()  # disabled metrics still pile up, and print when a worker exits
     return {**plan, **result, "seconds": time.perf_counter() - started}
 
 
@@ -470,29 +474,6 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the document
-
-MEASURED = ("<!-- measured: benchmarks/gate.py writes from here -->", "<!-- /measured -->")
-
-
-def write_measured(path: Path, measured: str) -> None:
-    """Replace the measured block of ``path``, keeping the prose around it."""
-    start, end = MEASURED
-    text = path.read_text() if path.exists() else f"{start}\n{end}\n"
-    before, _, rest = text.partition(start)
-    _, _, after = rest.partition(end)
-    path.write_text(f"{before}{start}\n{measured}{end}{after}")
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
 
 
 def markdown(report: dict[str, Any], arguments: str) -> str:
@@ -740,7 +721,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"report": report, "results": results}, default=str))
     if args.write:
-        write_measured(args.write, markdown(report, " ".join(sys.argv[1:])))
+        write_measured(args.write, markdown(report, " ".join(sys.argv[1:])), "gate.py")
     shutil.rmtree(code, ignore_errors=True)
 
 

@@ -47,7 +47,6 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import sys
 import time
 import warnings
@@ -63,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "functions" / "train")]
 
 import numpy as np  # noqa: E402
+from measured import machine, write_measured  # noqa: E402
 
 from mlstack_core.candidates import (  # noqa: E402
     CLASSIFICATION,
@@ -518,7 +518,6 @@ def clearly_better(diff: tuple[float, float, float]) -> bool:
 
 
 # ----------------------------------------------------------------------------- the document
-MEASURED = ("<!-- measured: benchmarks/small_tables.py writes from here -->", "<!-- /measured -->")
 INTRO = """# Small tables: one holdout or repeated cross-validation
 
 Question: below what upload size should Train choose and judge the candidates by repeated
@@ -569,18 +568,6 @@ def fmt_ci(ci: tuple[float, float, float], digits: int = 3, signed: bool = False
 
 def pct(value: float) -> str:
     return f"{100 * value:.0f} %"
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}"
 
 
 def score_table(rows: list[dict[str, Any]], label: str) -> list[str]:
@@ -943,15 +930,6 @@ def markdown(
     return "\n".join(lines)
 
 
-def write_measured(path: Path, measured: str, prose: str = INTRO) -> None:
-    """Replace the measured block of ``path``, keeping the prose around it (or start the file)."""
-    start, end = MEASURED
-    text = path.read_text() if path.exists() else f"{prose}{start}\n{end}\n"
-    before, _, rest = text.partition(start)
-    _, _, after = rest.partition(end)
-    path.write_text(f"{before}{start}\n{measured}\n{end}{after}")
-
-
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
@@ -1000,7 +978,7 @@ def main() -> None:
     text = markdown(summary, pooled(results), meta)
     print(text)
     if args.write:
-        write_measured(args.write, text)
+        write_measured(args.write, text, "small_tables.py", INTRO)
 
 
 if __name__ == "__main__":
