@@ -81,7 +81,17 @@ def ready_local_up(port: int, api_port: int) -> Iterator[subprocess.Popen[str]]:
                 break
         yield process
     finally:
-        process.terminate()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Terminate, and kill what a training run in flight keeps alive past the grace period (a
+    walkthrough that ends by starting a run leaves one)."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
         process.wait(timeout=30)
 
 
@@ -112,8 +122,7 @@ def local_up() -> Iterator[tuple[str, subprocess.Popen[str]]]:
     try:
         yield f"http://127.0.0.1:{port}", process
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process)
 
 
 def test_another_process_trains_and_predicts_through_local_up(
@@ -254,8 +263,7 @@ def test_with_demo_model_the_readme_examples_run_as_written(tmp_path: Path) -> N
         assert (tmp_path / "reports/penguins/v1/confusion_matrix.png").exists()
         assert "gate: promote" in (tmp_path / "cards/penguins/v1/card.md").read_text()
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process)
 
 
 def test_the_readme_walkthrough_runs_as_written(
