@@ -319,7 +319,7 @@ def _sharp(holdout: Holdout, right: float, seed: int) -> Answers:
 
 def _gate(spec: dict[str, Any], holdout: Holdout, best: Answers, champion: Answers | None) -> Any:
     judge = HoldoutJudge(holdout)
-    base, answers = baseline(holdout, judge)
+    base, answers = baseline(judge)
     shown = {"c00-x": [best], "baseline": answers}
     production = None
     if champion is not None:
@@ -394,7 +394,7 @@ def test_every_score_the_gate_reads_has_an_interval() -> None:
     holdout = _holdout(BALANCED)
     chosen, production = _sharp(holdout, 0.9, 1), _sharp(holdout, 0.7, 2)
     judge = HoldoutJudge(holdout)
-    base, answers = baseline(holdout, judge)
+    base, answers = baseline(judge)
     entry: dict[str, Any] = {"candidate_id": "c00-x", "metrics": holdout.score(chosen)}
     champion: dict[str, Any] = {
         "version": 4,

@@ -43,7 +43,7 @@ from mlstack_evaluate.judges import Judge
 _EPSILON = 1e-12
 
 
-def baseline(holdout: Holdout, judge: Judge) -> tuple[dict[str, Any], list[Answers]]:
+def baseline(judge: Judge) -> tuple[dict[str, Any], list[Answers]]:
     """The trivial model, fitted as the candidates are (mlstack_evaluate.judges)."""
     strategy, answers = judge.baseline()
     return {"strategy": strategy, "metrics": judge.scores(answers)}, answers

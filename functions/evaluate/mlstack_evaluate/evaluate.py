@@ -122,7 +122,7 @@ def evaluate(
         outputs_sink=outputs,
         answers_sink=answers,
     )
-    base, answers["baseline"] = baseline(holdout, judge)
+    base, answers["baseline"] = baseline(judge)
     viable = sum(1 for c in scored if c["excluded"] is None)
     gate = decide(
         spec,

@@ -14,7 +14,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-# The evidence's names for its per-row measures (as mlstack_core.evidence.MEASURE_NAMES).
+# The evidence's names for its per-row measures; mlstack_core.evidence reads them from here,
+# where the CLI can import them without numpy.
 MEASURE_NAMES = {
     "bounded_log_loss": "log loss",
     "brier_score": "Brier score",

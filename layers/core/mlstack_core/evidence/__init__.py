@@ -51,7 +51,6 @@ from mlstack_core.evidence.intervals import (
     mean_interval,
     normal_quantile,
     paired_improvement,
-    percent,
     t_quantile,
     unpaired_difference,
 )
@@ -67,7 +66,6 @@ from mlstack_core.evidence.losses import (
     EVIDENCE_MEASURE,
     LOG_LOSS_FLOOR,
     LOWER_IS_BETTER,
-    MEASURE_NAMES,
     bounded_log_loss_rows,
     brier_rows,
     one_hot,
@@ -81,6 +79,7 @@ from mlstack_core.evidence.verdict import (
     measures_for,
     weigh,
 )
+from mlstack_core.evidence_text import MEASURE_NAMES, percent
 
 __all__ = [
     "ADVICE",

@@ -12,6 +12,8 @@ from typing import Any, TypedDict
 import numpy as np
 from numpy.typing import NDArray
 
+from mlstack_core.evidence_text import percent
+
 
 class IntervalDocument(TypedDict):
     """An interval as it travels in the run's state: JSON has no NaN or infinity, so an undefined
@@ -60,12 +62,6 @@ class Interval:
             f"{self.estimate:+.{digits}f}, {percent(self.confidence)} interval "
             f"{self.low:.{digits}f} to {self.high:.{digits}f}"
         )
-
-
-def percent(confidence: float) -> str:
-    """95% for 0.95, 98.3% for 0.98333."""
-    text = f"{100 * confidence:.1f}".rstrip("0").rstrip(".")
-    return f"{text}%"
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -11,11 +11,6 @@ from numpy.typing import NDArray
 CLASSIFICATION = "classification"
 # The per-row loss the gate judges evidence on, by task.
 EVIDENCE_MEASURE = {CLASSIFICATION: "bounded_log_loss", "regression": "squared_error"}
-MEASURE_NAMES = {
-    "bounded_log_loss": "log loss",
-    "brier_score": "Brier score",
-    "squared_error": "squared error",
-}
 # The evidence's log loss reads a probability below this as this: a row costs at most
 # -ln(0.001) = 6.9, so one confidently wrong row cannot decide a comparison.
 LOG_LOSS_FLOOR = 1e-3

@@ -6,13 +6,9 @@ from __future__ import annotations
 import math
 from typing import Literal, TypedDict
 
-from mlstack_core.evidence.intervals import (
-    Interval,
-    IntervalDocument,
-    adjusted_confidence,
-    percent,
-)
-from mlstack_core.evidence.losses import EVIDENCE_MEASURE, MEASURE_NAMES
+from mlstack_core.evidence.intervals import Interval, IntervalDocument, adjusted_confidence
+from mlstack_core.evidence.losses import EVIDENCE_MEASURE
+from mlstack_core.evidence_text import MEASURE_NAMES, percent
 
 # ----------------------------------------------------------------------------- the verdict
 
