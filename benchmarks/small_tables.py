@@ -70,8 +70,9 @@ from mlstack_core.candidates import (  # noqa: E402
     REGRESSION,
     expand_candidates,
 )
+from mlstack_core.kinds.inputs import model_input  # noqa: E402
 from mlstack_core.spec import DEFAULT_METRIC  # noqa: E402
-from mlstack_core.tabular import model_input, split_indices  # noqa: E402
+from mlstack_core.tabular import split_indices  # noqa: E402
 
 TEST_SIZE = 0.2  # spec.test_size's default
 EXTERNAL_SHARE = 0.3  # of a published table
@@ -140,17 +141,18 @@ def real_data(name: str) -> Data:
         "breast_cancer": datasets.load_breast_cancer,
     }[name]
     bunch = loader()
-    numeric = np.asarray(bunch.data, dtype=np.float32)  # as numeric_matrix reads a CSV
+    numeric = np.asarray(bunch.data, dtype=np.float32)  # as feature_feeds reads a CSV
     task = REAL[name]
     y = bunch.target.astype(np.float64 if task == REGRESSION else np.int64)
-    return Data(model_input(numeric, _no_categorical(len(y))), y, numeric.shape[1], task)
+    feeds = {"numeric": numeric, "categorical": _no_categorical(len(y))}
+    return Data(model_input(feeds), y, numeric.shape[1], task)
 
 
 def penguins() -> Data:
     """The demo's dataset through the stack's own parsing: schema inference, missing values."""
     from mlstack_core.spec import load_spec, resolve_task
     from mlstack_core.tabular import (
-        feature_matrices,
+        feature_feeds,
         prepare,
         read_csv,
         target_values,
@@ -162,9 +164,9 @@ def penguins() -> Data:
     table = read_csv(io.BytesIO(raw), delimiter=spec["delimiter"], na_values=spec["na_values"])
     spec = resolve_task(spec, target_values(table, "species"))
     prepared = prepare(table, spec)
-    numeric, categorical = feature_matrices(prepared.table, prepared.schema)
+    feeds = feature_feeds(prepared.table, prepared.schema)
     y = target_vector(prepared.table, prepared.schema)
-    return Data(model_input(numeric, categorical), y, numeric.shape[1], CLASSIFICATION)
+    return Data(model_input(feeds), y, feeds["numeric"].shape[1], CLASSIFICATION)
 
 
 C0_EFFECT = np.array([0.0, 0.6, -0.6, 1.2])
@@ -205,7 +207,7 @@ def generated(kind: str, n: int, rng: np.random.Generator) -> Data:
         categorical[:, j] = [f"{prefix}{code}" for code in codes]
         categorical[rng.random(n) < 0.05, j] = ""  # the stack's missing category
     y = (target > 0).astype(np.int64) if task == CLASSIFICATION else target
-    return Data(model_input(numeric, categorical), y, 6, task)
+    return Data(model_input({"numeric": numeric, "categorical": categorical}), y, 6, task)
 
 
 def bayes_accuracy(noise: float) -> float:

@@ -21,7 +21,7 @@ from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack_core import errors
-from mlstack_core.tabular import MAX_SCHEMA_CATEGORIES
+from mlstack_core.kinds.inference import MAX_SCHEMA_CATEGORIES
 from tests.integration.conftest import (
     AlertInbox,
     entered_states,

@@ -12,7 +12,7 @@ import pytest
 
 from mlstack_core import drift
 from mlstack_core.drift import DriftRecorder, drift_report, merge_summaries, psi
-from mlstack_core.tabular import feature_matrices, read_split
+from mlstack_core.tabular import feature_feeds, read_split
 from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes, register_event
 
 pytestmark = pytest.mark.unit
@@ -32,7 +32,7 @@ def _data(n: int, seed: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray
 
 def _document(n: int = 2000) -> dict[str, Any]:
     numeric, categorical = _data(n, 0)
-    baseline = drift.feature_baseline(SCHEMA, numeric, categorical)
+    baseline = drift.feature_baseline(SCHEMA, {"numeric": numeric, "categorical": categorical})
     baseline["prediction"] = drift.prediction_baseline(
         "classification",
         {"label": np.asarray(["yes", "no"] * (n // 2), dtype=object)},
@@ -207,7 +207,8 @@ def test_the_pipeline_stores_the_baseline_beside_the_version(aws: Stack) -> None
             "Body"
         ].read()
     )
-    numeric, categorical = feature_matrices(holdout, document["schema"])
+    feeds = feature_feeds(holdout, document["schema"])
+    numeric, categorical = feeds["numeric"], feeds["categorical"]
     with np.load(
         __import__("io").BytesIO(
             aws.s3.get_object(Bucket=aws.model_bucket, Key=document["files"]["predictions"])[

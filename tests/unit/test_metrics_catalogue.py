@@ -37,7 +37,7 @@ from mlstack_core.drift import DriftRecorder
 from mlstack_core.idempotency import TABLE_DEFINITION as IDEMPOTENCY_TABLE
 from mlstack_core.registry import TABLE_DEFINITION, Registry
 from mlstack_core.settings import forget
-from mlstack_core.tabular import feature_matrices, read_split
+from mlstack_core.tabular import feature_feeds, read_split
 from tests.conftest import (
     FakeLambdaContext,
     Stack,
@@ -325,7 +325,8 @@ def _scenario(capture: Capture, stack: Stack) -> None:
             "Body"
         ].read()
     )
-    numeric, categorical = feature_matrices(holdout, document["schema"])
+    feeds = feature_feeds(holdout, document["schema"])
+    numeric, categorical = feeds["numeric"], feeds["categorical"]
     recorder = DriftRecorder(flush_seconds=0)
     shifted = {"numeric": numeric * np.float32(1.6), "categorical": categorical}
     labels = np.asarray(["Gentoo"] * numeric.shape[0], dtype=object)

@@ -16,7 +16,7 @@ import pytest
 from mlstack_core.drift import DriftRecorder
 from mlstack_core.ground_truth import capture_key
 from mlstack_core.settings import stack_settings
-from mlstack_core.tabular import feature_matrices, read_split
+from mlstack_core.tabular import feature_feeds, read_split
 from tests.conftest import (
     REGION,
     FakeLambdaContext,
@@ -62,7 +62,8 @@ def _serve_shifted(aws: Stack, state: dict[str, Any], copies: int = 3) -> None:
     document = aws.registry.get_version(MODEL, 1)
     key = state["run"]["splits"]["holdout_key"]
     holdout = read_split(aws.s3.get_object(Bucket=aws.model_bucket, Key=key)["Body"].read())
-    numeric, categorical = feature_matrices(holdout, document["schema"])
+    feeds = feature_feeds(holdout, document["schema"])
+    numeric, categorical = feeds["numeric"], feeds["categorical"]
     recorder = DriftRecorder(flush_seconds=0)
     for _ in range(copies):
         feeds = {"numeric": numeric * np.float32(1.7), "categorical": categorical}

@@ -14,15 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlstack_core import errors
+from mlstack_core.kinds.inputs import model_input
+from mlstack_core.kinds.numbers import parse_number
 from mlstack_core.spec import load_spec, resolve_task
 from mlstack_core.tabular import (
     Columns,
     HashingReader,
     Prepared,
     Table,
-    feature_matrices,
-    model_input,
-    parse_number,
+    feature_feeds,
     prepare,
     read_csv,
     read_split,
@@ -100,7 +100,8 @@ def test_penguins_schema(penguins: Prepared) -> None:
 
 
 def test_penguins_missing_values_become_nan_and_empty(penguins: Prepared) -> None:
-    numeric, categorical = feature_matrices(penguins.table, penguins.schema)
+    feeds = feature_feeds(penguins.table, penguins.schema)
+    numeric, categorical = feeds["numeric"], feeds["categorical"]
     assert numeric.dtype == np.float32
     assert categorical.dtype == object
     assert numeric.shape == (344, 5)
@@ -352,7 +353,8 @@ def test_split_files_round_trip(rows: list[tuple[str, str]]) -> None:
 def test_feature_matrices_follow_the_onnx_contract() -> None:
     body = b"n1,c1,n2,y\n1.5,red,,a\n,NA,3,b\n2.25,blue,4,a\n0.1,red,5,b\n"
     prepared = prepared_from(body)
-    numeric, categorical = feature_matrices(prepared.table, prepared.schema)
+    feeds = feature_feeds(prepared.table, prepared.schema)
+    numeric, categorical = feeds["numeric"], feeds["categorical"]
     assert prepared.schema["numeric"] == ["n1", "n2"]
     assert numeric.dtype == np.float32
     assert numeric.shape == (4, 2)
@@ -361,7 +363,7 @@ def test_feature_matrices_follow_the_onnx_contract() -> None:
     assert numeric[0, 0] == np.float32(1.5)
     assert numeric[3, 0] == np.float32(0.1)
     assert categorical.tolist() == [["red"], [""], ["blue"], ["red"]]
-    inputs = model_input(numeric, categorical)
+    inputs = model_input(feeds)
     assert inputs.shape == (4, 3)
     assert inputs.dtype == object
     # sklearn sees exactly the float32 values ONNX will see.

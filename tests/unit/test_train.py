@@ -14,8 +14,9 @@ import pytest
 
 from mlstack_core.candidates import CATALOG, expand_candidates
 from mlstack_core.contract import session_options
+from mlstack_core.kinds.inputs import model_input
 from mlstack_core.settings import ServingSettings
-from mlstack_core.tabular import feature_matrices, model_input, read_split
+from mlstack_core.tabular import feature_feeds, read_split
 from mlstack_train.zoo import ESTIMATORS, build_pipeline, export_onnx
 from tests.conftest import Stack, penguins_bytes
 from tests.unit.test_preprocess import synthetic_regression
@@ -81,7 +82,7 @@ def fit_export_score(
         n_categorical=m,
         seed=0,
     )
-    inputs = model_input(numeric, categorical)
+    inputs = model_input({"numeric": numeric, "categorical": categorical})
     pipeline.fit(inputs[:cut], y[:cut])
     model = export_onnx(pipeline, task=task, n_numeric=k, n_categorical=m)
     onnx_out = run_export(model.SerializeToString(), numeric[cut:], categorical[cut:])
@@ -235,7 +236,7 @@ def load_holdout_outputs(aws: Stack, entry: dict[str, Any]) -> dict[str, np.ndar
 def holdout_inputs(aws: Stack, run: dict[str, Any]) -> np.ndarray:
     splits = run["splits"]
     body = aws.s3.get_object(Bucket=splits["bucket"], Key=splits["holdout_key"])["Body"].read()
-    return model_input(*feature_matrices(read_split(body), run["schema"]))
+    return model_input(feature_feeds(read_split(body), run["schema"]))
 
 
 def test_integer_labels_are_stored_as_int64(aws: Stack) -> None:

@@ -48,7 +48,7 @@ from mlstack_core.tabular import (
     HashingReader,
     Prepared,
     Table,
-    feature_matrices,
+    feature_feeds,
     prepare,
     read_csv,
     schema_change_warnings,
@@ -106,7 +106,7 @@ def production_columns(registry: VersionLister, model: str) -> list[str]:
         schema = registry.get_version(model, version).get("schema") or {}
     except ClientError:
         return []
-    return [*schema.get("numeric", []), *schema.get("categorical", [])]
+    return [str(feature["name"]) for feature in schema.get("features", [])]
 
 
 @tracer.capture_method
@@ -211,9 +211,9 @@ def check_cv_folds(spec: dict[str, Any], prepared: Prepared, judged_on: str) -> 
 def training_baseline(prepared: Prepared) -> dict[str, Any]:
     """The drift baseline's feature part: the training split as the model sees it (quantile bins
     per numeric feature, frequencies per categorical one; mlstack_core.drift)."""
-    numeric, categorical = feature_matrices(prepared.table, prepared.schema)
+    feeds = feature_feeds(prepared.table, prepared.schema)
     index = prepared.train_index
-    return feature_baseline(prepared.schema, numeric[index], categorical[index])
+    return feature_baseline(prepared.schema, {name: feed[index] for name, feed in feeds.items()})
 
 
 def preprocess(

@@ -29,17 +29,20 @@ import numpy as np
 
 from mlstack_core import layout
 from mlstack_core.folds import read_folds
+from mlstack_core.kinds import TEXT
+from mlstack_core.kinds.inputs import (
+    CATEGORICAL_INPUT,
+    NUMERIC_INPUT,
+    TEXT_INPUT,
+    datetime_columns,
+    input_widths,
+    model_input,
+)
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tracer
 from mlstack_core.payloads import Candidate, Run, TrainedEntry, TrainInput
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import greater_is_better
-from mlstack_core.tabular import (
-    CLASSIFICATION,
-    feature_matrices,
-    model_input,
-    read_split,
-    target_vector,
-)
+from mlstack_core.tabular import CLASSIFICATION, feature_feeds, read_split, target_vector
 from mlstack_train.zoo import (
     SCORERS,
     build_pipeline,
@@ -78,8 +81,7 @@ def load_split(
     key = splits["train_key"] if which == "train_key" else splits["holdout_key"]
     body = s3.get_object(Bucket=splits["bucket"], Key=key)["Body"].read()
     table = read_split(body)
-    numeric, categorical = feature_matrices(table, schema)
-    return model_input(numeric, categorical), target_vector(table, schema)
+    return model_input(feature_feeds(table, schema)), target_vector(table, schema)
 
 
 def _read(s3: Any, bucket: str, key: str) -> bytes:
@@ -201,15 +203,21 @@ def fit_candidate(
     ``cv`` grid-searches its grid on the training split and returns the refitted best point."""
     schema, task = run["schema"], run["task"]
     seed = int(run["spec"]["random_seed"])
-    n_numeric = len(schema["numeric"])
+    widths = input_widths(schema)
+    n_numeric, n_categorical = widths.get(NUMERIC_INPUT, 0), widths.get(CATEGORICAL_INPUT, 0)
     pipeline = build_pipeline(
         candidate["family"],
         candidate["params"],
         task=task,
         seed=seed,
         n_numeric=n_numeric,
-        n_categorical=len(schema["categorical"]),
-        categories=frequent_categories(inputs[:, n_numeric:]) if schema["categorical"] else None,
+        n_categorical=n_categorical,
+        categories=(
+            frequent_categories(inputs[:, n_numeric : n_numeric + n_categorical])
+            if n_categorical
+            else None
+        ),
+        text=[f for f in schema["features"] if f["kind"] == TEXT],
     )
     if candidate.get("cv") is None:
         pipeline.fit(inputs, y)
@@ -234,7 +242,12 @@ def fit_and_export(
     """(fitted pipeline, ONNX bytes, details: params fitted, cv report, timings and fit
     warnings). Raises on any failure."""
     schema, task = run["schema"], run["task"]
-    shape = {"n_numeric": len(schema["numeric"]), "n_categorical": len(schema["categorical"])}
+    widths = input_widths(schema)
+    shape = {
+        "n_numeric": widths.get(NUMERIC_INPUT, 0),
+        "n_categorical": widths.get(CATEGORICAL_INPUT, 0),
+        "n_text": widths.get(TEXT_INPUT, 0),
+    }
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         started = time.perf_counter()
@@ -381,7 +394,12 @@ def _importance(pipeline: Any, run: Run) -> dict[str, Any] | None:
     """Feature importance for the report; a failure here never fails the candidate."""
     schema = run["schema"]
     try:
-        return feature_importance(pipeline, list(schema["numeric"]), list(schema["categorical"]))
+        owners = [
+            *schema["numeric"],
+            *(c.name for c in datetime_columns(schema) for _ in c.parts),
+        ]
+        text = [f["name"] for f in schema["features"] if f["kind"] == TEXT]
+        return feature_importance(pipeline, owners, list(schema["categorical"]), text)
     except Exception as error:
         logger.warning("Feature importance unavailable", extra={"error": repr(error)})
         return None

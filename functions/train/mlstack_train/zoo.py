@@ -5,9 +5,14 @@ Preprocess can expand them without importing scikit-learn); this module maps eac
 estimator and preprocessing.
 
 Every pipeline is ``Pipeline([("preprocess", ColumnTransformer), ("model", estimator)])`` over one
-object array ``[numeric..., categorical...]`` with integer column indices. skl2onnx maps integer
-indices positionally across the two ONNX inputs ``numeric`` and ``categorical``
-(skl2onnx.common.utils.get_column_index), which gives the graph contract of docs/internals.md.
+object array ``[numeric..., categorical..., text...]`` with integer column indices
+(``kinds.inputs.model_input``). skl2onnx maps integer indices positionally across the ONNX inputs
+``numeric``, ``categorical`` and ``text`` (skl2onnx.common.utils.get_column_index), which gives
+the graph contract of docs/internals.md.
+
+A text column is already normalised (``kinds.text``: lower-cased words joined by single spaces)
+when it reaches the pipeline, so its TF-IDF splits on spaces only, and the exported graph's
+``Tokenizer`` is told to do the same: the two tokenise identically (docs/internals.md).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from sklearn.ensemble import (
     RandomForestClassifier,
     RandomForestRegressor,
 )
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
@@ -83,6 +89,22 @@ _SCALED = frozenset({"logistic_regression", "ridge", "linear_regression", "knn"}
 _NATIVE_NAN = frozenset({"hist_gradient_boosting"})
 
 
+# Normalised texts hold words separated by single spaces and nothing else.
+_SPACE_SEPARATED = r"[^ ]+"
+
+
+def text_vectorizer(max_terms: int, ngrams: int) -> TfidfVectorizer:
+    """TF-IDF of a normalised text column: its ``max_terms`` most frequent phrases of 1 to
+    ``ngrams`` words. float32, as the graph computes it."""
+    return TfidfVectorizer(
+        lowercase=False,
+        token_pattern=_SPACE_SEPARATED,
+        ngram_range=(1, ngrams),
+        max_features=max_terms,
+        dtype=np.float32,
+    )
+
+
 # One-hot columns kept per categorical feature. The encoding is dense (HistGradientBoosting needs
 # it), so a 300-level column on 300k rows took Train to 5 GB; rarer levels encode as all zeros,
 # as an unseen value does. skl2onnx cannot convert scikit-learn's own "infrequent" grouping.
@@ -110,7 +132,9 @@ def build_pipeline(
     n_categorical: int,
     seed: int,
     categories: Sequence[Sequence[str]] | None = None,
+    text: Sequence[Mapping[str, Any]] = (),
 ) -> Pipeline:
+    """``text``: the schema's text feature entries (``max_terms``, ``ngrams``), in input order."""
     estimator = ESTIMATORS[task][family](**params)
     extra: dict[str, Any] = {}
     available = estimator.get_params()
@@ -118,7 +142,7 @@ def build_pipeline(
         extra["random_state"] = seed
     estimator.set_params(**extra)
 
-    transformers: list[tuple[str, Any, list[int]]] = []
+    transformers: list[tuple[str, Any, list[int] | int]] = []
     if n_numeric:
         numeric: Any
         if family in _NATIVE_NAN:
@@ -142,6 +166,10 @@ def build_pipeline(
         transformers.append(
             ("categorical", encoder, list(range(n_numeric, n_numeric + n_categorical)))
         )
+    for j, entry in enumerate(text):
+        # A scalar index hands the vectorizer the 1-D column of texts it expects.
+        vectorizer = text_vectorizer(int(entry["max_terms"]), int(entry["ngrams"]))
+        transformers.append((f"text_{j}", vectorizer, n_numeric + n_categorical + j))
     preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
     return Pipeline([("preprocess", preprocess), ("model", estimator)])
 
@@ -206,6 +234,7 @@ def export_onnx(
     task: str,
     n_numeric: int,
     n_categorical: int,
+    n_text: int = 0,
     metadata: Mapping[str, str] | None = None,
 ) -> onnx.ModelProto:
     """The fitted pipeline as ONNX with the contract's input and output names."""
@@ -214,7 +243,15 @@ def export_onnx(
         initial_types.append(("numeric", FloatTensorType([None, n_numeric])))
     if n_categorical:
         initial_types.append(("categorical", StringTensorType([None, n_categorical])))
+    if n_text:
+        initial_types.append(("text", StringTensorType([None, n_text])))
     estimator = pipeline.named_steps["model"]
+    options: dict[int, dict[str, Any]] = {
+        # The texts are normalised already: split on spaces, exactly as the pipeline did.
+        id(vectorizer): {"separators": [" "]}
+        for vectorizer in pipeline.named_steps["preprocess"].named_transformers_.values()
+        if isinstance(vectorizer, TfidfVectorizer)
+    }
     model_options: dict[str, Any] = {}
     if task == CLASSIFICATION:
         model_options["zipmap"] = False
@@ -222,7 +259,8 @@ def export_onnx(
         # The default export computes distances with generic ops: 5-10x slower than
         # scikit-learn (docs/performance.md); the CDist kernel is faster at every batch size.
         model_options["optim"] = "cdist"
-    options = {id(estimator): model_options} if model_options else {}
+    if model_options:
+        options[id(estimator)] = model_options
     model = convert_sklearn(
         pipeline,
         name="mlstack",
@@ -255,12 +293,14 @@ def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
 
 
 def feature_importance(
-    pipeline: Pipeline, numeric: list[str], categorical: list[str]
+    pipeline: Pipeline, numeric: list[str], categorical: list[str], text: Sequence[str] = ()
 ) -> dict[str, Any] | None:
     """The family's own importance per original column, or None when it has none (knn,
     HistGradientBoosting). Trees: impurity importance; linear models: the absolute coefficient
     on the standardised input (averaged over classes). A one-hot encoded column gets the sum of
-    its categories' importances. Normalised to sum to 1."""
+    its categories' importances, a text column the sum of its terms', and ``numeric`` names the
+    column each numeric input belongs to (a datetime column's parts all name it). Normalised to
+    sum to 1."""
     import numpy as np
 
     estimator = pipeline.named_steps[_MODEL_STEP]
@@ -272,18 +312,19 @@ def feature_importance(
     else:
         return None
     widths = [1] * len(numeric)
+    fitted = pipeline.named_steps["preprocess"].named_transformers_
     if categorical:
-        encoder = pipeline.named_steps["preprocess"].named_transformers_["categorical"]
-        widths += [len(c) for c in encoder.categories_]
+        widths += [len(c) for c in fitted["categorical"].categories_]
+    widths += [len(fitted[f"text_{j}"].vocabulary_) for j in range(len(text))]
     if sum(widths) != raw.size:
         return None
-    per_column, start = [], 0
-    for width in widths:
-        per_column.append(float(raw[start : start + width].sum()))
+    per_column: dict[str, float] = {}
+    start = 0
+    for name, width in zip([*numeric, *categorical, *text], widths, strict=True):
+        per_column[name] = per_column.get(name, 0.0) + float(raw[start : start + width].sum())
         start += width
-    total = sum(per_column) or 1.0
-    names = [*numeric, *categorical]
-    ranked = sorted(zip(names, per_column, strict=True), key=lambda item: -item[1])
+    total = sum(per_column.values()) or 1.0
+    ranked = sorted(per_column.items(), key=lambda item: -item[1])
     # The top MAX_IMPORTANCES only: every candidate's result travels in the execution state.
     return {
         "kind": kind,

@@ -45,6 +45,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from mlstack_core.kinds.inputs import CATEGORICAL_INPUT, NUMERIC_INPUT, numeric_input_names
 from mlstack_core.layout import INLINE_BASELINE_BYTES
 
 FORMAT: Final = 1
@@ -186,19 +187,22 @@ def _categorical_entry(name: str, values: np.ndarray) -> dict[str, Any]:
     }
 
 
-def feature_baseline(
-    schema: Mapping[str, Any], numeric: np.ndarray, categorical: np.ndarray
-) -> dict[str, Any]:
-    """The per-feature part of a baseline, from the training split's model inputs (the ONNX
-    contract's ``numeric`` float32 [N, k] and ``categorical`` str [N, m] matrices)."""
+def feature_baseline(schema: Mapping[str, Any], feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The per-feature part of a baseline, from the training split's model inputs
+    (``kinds.inputs``: every column of the ``numeric`` input, datetime parts included, and of the
+    ``categorical`` one)."""
     features: list[dict[str, Any]] = []
-    for j, name in enumerate(schema.get("numeric", [])):
-        features.append(_numeric_entry(name, numeric[:, j]))
-    for j, name in enumerate(schema.get("categorical", [])):
-        features.append(_categorical_entry(name, categorical[:, j]))
+    numeric = feeds.get(NUMERIC_INPUT)
+    if numeric is not None:
+        for j, name in enumerate(numeric_input_names(schema)):
+            features.append(_numeric_entry(name, numeric[:, j]))
+    categorical = feeds.get(CATEGORICAL_INPUT)
+    if categorical is not None:
+        for j, name in enumerate(schema.get("categorical", [])):
+            features.append(_categorical_entry(name, categorical[:, j]))
     return {
         "format": FORMAT,
-        "rows": int(numeric.shape[0] if numeric.size else categorical.shape[0]),
+        "rows": _rows_of(feeds),
         "features": features[:MAX_BASELINE_FEATURES],
         "features_truncated": len(features) > MAX_BASELINE_FEATURES,
     }
@@ -253,7 +257,7 @@ class _Tally:
         schema = document.get("schema") or {}
         if not isinstance(baseline, Mapping) or baseline.get("format") != FORMAT:
             return None
-        numeric = {name: j for j, name in enumerate(schema.get("numeric", []))}
+        numeric = {name: j for j, name in enumerate(numeric_input_names(schema))}
         categorical = {name: j for j, name in enumerate(schema.get("categorical", []))}
         numeric_slots, categorical_slots, counts = [], [], []
         for i, feature in enumerate(baseline.get("features", [])):

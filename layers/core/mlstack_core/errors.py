@@ -164,3 +164,8 @@ class TooManyClasses(DatasetError):
 class RunStateTooLarge(DatasetError):
     """What the run carries between steps (schema, column names, categories, warnings) is too big
     for Step Functions' 256 KB state: the run would fail where no Catch reaches."""
+
+
+class UnreadableDates(DatasetError):
+    """A column declared datetime has no value that reads as a date in any format, or its dates
+    read both day-first and month-first and spec.columns.date_formats does not say which."""

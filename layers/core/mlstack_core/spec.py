@@ -27,7 +27,7 @@ from mlstack_core.candidates import (
     candidate_problems,
 )
 from mlstack_core.errors import SpecError
-from mlstack_core.tabular import parse_number
+from mlstack_core.kinds.numbers import parse_number
 
 SCHEMA_PATH = Path(__file__).with_name("spec.schema.json")
 

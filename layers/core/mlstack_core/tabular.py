@@ -1,4 +1,4 @@
-"""CSV parsing, validation, type inference, splitting and model inputs: csv module and numpy only.
+"""CSV parsing, validation, splitting and split files: csv module and numpy only.
 
 pandas does not fit in Lambda next to scikit-learn (docs/internals.md, the layers under "Module
 map"), so
@@ -10,9 +10,9 @@ took 8 MB of RSS per MB of CSV (benchmarks/preprocess_memory.py, docs/scale.md).
 keeps each column as chunks of 8192 cells joined into one string, about a byte per character,
 and hands out a list of str only for the column being looked at.
 
-Model inputs follow the ONNX graph contract in docs/internals.md: ``numeric`` float32 [N, k] with
-NaN for missing, ``categorical`` str [N, m] with ``""`` for missing. Numbers become float32 before
-scikit-learn sees them, so the fitted model and its ONNX export see the same values.
+What each column is read as (numeric, categorical, datetime, text, identifier) and how its cells
+become model inputs live in ``mlstack_core.kinds``; ``prepare`` calls its profile, and
+``feature_feeds`` its conversions.
 
 Why one module of this size: reading, validating, splitting and writing all work on the one
 column-major ``Columns`` store and its shared chunk boundaries; kept together, that storage's
@@ -25,7 +25,6 @@ import csv
 import difflib
 import hashlib
 import io
-import itertools
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -49,21 +48,18 @@ from mlstack_core.errors import (
     TooFewRows,
     TooFewRowsPerClass,
     UnparseableNumber,
+    UnreadableDates,
     WrongDelimiter,
 )
+from mlstack_core.kinds import CATEGORICAL, DATETIME, NUMERIC, TEXT
+from mlstack_core.kinds.inference import profile_features
+from mlstack_core.kinds.inputs import feeds_from_cells
+from mlstack_core.kinds.numbers import parse_cells, parse_number
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 # A version's label_type → how its labels are read from text (a served answer, a feedback file).
 LABEL_CASTS: dict[str, Any] = {"str": str, "int": int, "float": float}
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
-HIGH_CARDINALITY_SHARE = 0.5
-HIGH_CARDINALITY_COUNT = 1000
-# Keeps the run object (which every Map iteration receives) well under Step Functions' 256 KB.
-MAX_SCHEMA_CATEGORIES = 200
 MAX_WARNINGS = 50
 MAX_EXAMPLES = 5
 _CHUNK_ROWS = 8192
@@ -73,18 +69,6 @@ _SEPARATOR = "\x1f"
 # values: a categorical column then costs a pointer per cell, and a numeric one no dict.
 _INTERN_LIMIT = 4096
 _OTHER_DELIMITERS = (",", ";", "\t", "|")
-
-
-def parse_number(cell: str) -> float | None:
-    """The cell as a finite float32-representable number, else None. Rejects what float() takes
-    but a model cannot: inf, nan, digit separators ("1_000")."""
-    try:
-        value = float(cell)
-    except ValueError:
-        return None
-    if value - value != 0.0 or abs(value) > FLOAT32_MAX or "_" in cell:
-        return None
-    return value
 
 
 class HashingReader(io.RawIOBase):
@@ -398,8 +382,9 @@ def prepare(table: Table, spec: Mapping[str, Any], passthrough: Sequence[str] = 
     """
     target, task = spec["target"], spec["task"]
     warnings: list[dict[str, Any]] = []
-    declared: Mapping[str, str] = spec.get("columns", {}).get("types", {})
-    for name in [*declared, *spec.get("columns", {}).get("drop", [])]:
+    column_spec: Mapping[str, Any] = spec.get("columns") or {}
+    named = [*column_spec.get("types", {}), *column_spec.get("date_formats", {})]
+    for name in dict.fromkeys([*named, *column_spec.get("drop", [])]):
         if name not in table.file_header:
             _warn(warnings, "UnknownColumn", name, f"spec.columns names {name!r}, not in the file")
 
@@ -424,39 +409,7 @@ def prepare(table: Table, spec: Mapping[str, Any], passthrough: Sequence[str] = 
         raise NoFeatureColumns(
             f"no feature columns left besides the target {target!r} (after spec.columns.drop)"
         )
-    kinds: dict[str, str] = {}
-    numeric_arrays: dict[str, np.ndarray] = {}
-    unparseable: list[str] = []
-    all_missing: list[str] = []
-    # Columns are profiled a block at a time, never held whole as str objects.
-    for name in feature_names:
-        kind = declared.get(name)
-        if not any(any(block) for block in table.columns.blocks(name)):
-            all_missing.append(name)
-            continue
-        if kind == CATEGORICAL:
-            kinds[name] = CATEGORICAL
-            continue
-        array, bad = _parse_numeric(table.columns.blocks(name), table.n_rows)
-        if bad is None:
-            kinds[name] = NUMERIC
-            numeric_arrays[name] = array
-        elif kind == NUMERIC:
-            row, value = bad
-            unparseable.append(
-                f"column {name!r} is declared numeric but data row {row + 1} "
-                f"(line {row + 2}) holds {value!r}"
-            )
-        else:
-            kinds[name] = CATEGORICAL
-    if all_missing:
-        raise ColumnAllMissing(
-            f"column(s) {', '.join(map(repr, all_missing))} have no values; add them to "
-            "spec.columns.drop"
-        )
-    if unparseable:
-        raise UnparseableNumber("; ".join(unparseable))
-
+    in_train = np.zeros(table.n_rows, dtype=bool)
     y_labels = np.asarray(table.columns[target], dtype=object)
     train_index, holdout_index = split_indices(
         y_labels if task == CLASSIFICATION else None,
@@ -464,51 +417,32 @@ def prepare(table: Table, spec: Mapping[str, Any], passthrough: Sequence[str] = 
         test_size=float(spec["test_size"]),
         seed=int(spec["random_seed"]),
     )
-
-    in_train = np.zeros(table.n_rows, dtype=bool)
     in_train[train_index] = True
-    features: list[dict[str, Any]] = []
-    for name in feature_names:
-        if kinds[name] == NUMERIC:
-            values = numeric_arrays[name]
-            distinct = np.unique(values[~np.isnan(values)])
-            if distinct.size == 1:
-                _warn(warnings, "ConstantColumn", name, f"every value is {distinct[0]:g}")
-            features.append({"name": name, "kind": NUMERIC})
-            continue
-        counts: Counter[str] = Counter()
-        # The categories the model learns are those of the training rows.
-        seen_in_train: set[str] = set()
-        start = 0
-        for block in table.columns.blocks(name):
-            counts.update(block)
-            mask = in_train[start : start + len(block)].tolist()
-            seen_in_train.update(itertools.compress(block, mask))
-            start += len(block)
-        counts.pop("", None)
-        if len(counts) == 1:
-            _warn(warnings, "ConstantColumn", name, f"every value is {next(iter(counts))!r}")
-        non_missing = sum(counts.values())
-        if len(counts) > HIGH_CARDINALITY_COUNT or (
-            len(counts) > 1 and len(counts) > HIGH_CARDINALITY_SHARE * non_missing
-        ):
-            _warn(
-                warnings,
-                "HighCardinality",
-                name,
-                f"{len(counts)} distinct values in {non_missing} rows; one-hot encoding it "
-                "mostly memorises rows (drop it if it is an identifier)",
+    all_missing = [
+        name
+        for name in feature_names
+        if not any(any(block) for block in table.columns.blocks(name))
+    ]
+    if all_missing:
+        raise ColumnAllMissing(
+            f"column(s) {', '.join(map(repr, all_missing))} have no values; add them to "
+            "spec.columns.drop"
+        )
+    profile = profile_features(table.columns, feature_names, table.n_rows, in_train, column_spec)
+    if profile.unparseable:
+        raise UnparseableNumber("; ".join(profile.unparseable))
+    if profile.unreadable_dates:
+        raise UnreadableDates("; ".join(profile.unreadable_dates))
+    if not profile.features:
+        raise NoFeatureColumns(
+            f"no feature columns left besides the target {target!r}: "
+            + ", ".join(
+                f"{i['name']!r} is an identifier ({i['reason']})" for i in profile.identifiers
             )
-        learned = sorted(seen_in_train - {""})
-        entry: dict[str, Any] = {
-            "name": name,
-            "kind": CATEGORICAL,
-            "categories": learned[:MAX_SCHEMA_CATEGORIES],
-            "n_categories": len(learned),
-        }
-        if len(learned) > MAX_SCHEMA_CATEGORIES:
-            entry["categories_truncated"] = True
-        features.append(entry)
+            + "; declare a column's kind in spec.columns.types if it is a feature"
+        )
+    warnings.extend(profile.warnings)
+    features = profile.features
 
     schema: dict[str, Any] = {
         "target": target,
@@ -516,8 +450,12 @@ def prepare(table: Table, spec: Mapping[str, Any], passthrough: Sequence[str] = 
         "features": features,
         "numeric": [f["name"] for f in features if f["kind"] == NUMERIC],
         "categorical": [f["name"] for f in features if f["kind"] == CATEGORICAL],
+        "datetime": [f["name"] for f in features if f["kind"] == DATETIME],
+        "text": [f["name"] for f in features if f["kind"] == TEXT],
         "label_type": label_type,
     }
+    if profile.identifiers:
+        schema["identifiers"] = profile.identifiers
     if task == CLASSIFICATION:
         schema["classes"] = classes
     if passthrough:
@@ -529,7 +467,7 @@ def prepare(table: Table, spec: Mapping[str, Any], passthrough: Sequence[str] = 
         train_index=train_index,
         holdout_index=holdout_index,
         dropped_rows=dropped,
-        numeric_arrays=numeric_arrays,
+        numeric_arrays=profile.numeric_arrays,
     )
 
 
@@ -537,7 +475,7 @@ def _prepare_target(table: Table, target: str, task: str) -> tuple[str, list[Any
     """Check the target for the task; rewrite integer labels canonically ("1.0" -> "1")."""
     cells = table.columns[target]
     if task == REGRESSION:
-        _, bad = _numeric_column(cells)
+        _, bad = parse_cells(cells)
         if bad is not None:
             row, value = bad
             raise UnparseableNumber(
@@ -568,31 +506,6 @@ def _prepare_target(table: Table, target: str, task: str) -> tuple[str, list[Any
     else:
         classes = sorted(counts)
     return label_type, classes
-
-
-def _numeric_column(cells: Sequence[str]) -> tuple[np.ndarray, tuple[int, str] | None]:
-    """(float32 array with NaN for missing, first (row, cell) that is not a number or None)."""
-    blocks = (cells[start : start + _CHUNK_ROWS] for start in range(0, len(cells), _CHUNK_ROWS))
-    return _parse_numeric(blocks, len(cells))
-
-
-def _parse_numeric(
-    blocks: Iterable[Sequence[str]], n_rows: int
-) -> tuple[np.ndarray, tuple[int, str] | None]:
-    """``_numeric_column`` over a column given as consecutive blocks. Stops at the first block
-    holding a non-number, so a text column costs one block, not a failed parse per cell."""
-    out = np.empty(n_rows, dtype=np.float32)
-    nan = float("nan")
-    start = 0
-    for block in blocks:
-        parsed = [parse_number(c) if c else nan for c in block]
-        if None in parsed:
-            row = parsed.index(None)
-            return np.empty(0, dtype=np.float32), (start + row, block[row])
-        # float64 first, then float32: the same rounding the predictor applies to JSON numbers.
-        out[start : start + len(block)] = np.asarray(parsed, dtype=np.float64)
-        start += len(block)
-    return out, None
 
 
 def _warn(warnings: list[dict[str, Any]], code: str, column: str, message: str) -> None:
@@ -705,45 +618,13 @@ def read_split(source: bytes | IO[bytes]) -> Table:
     return read_csv(source, delimiter=",", na_values=())
 
 
-def numeric_matrix(table: Table, names: Sequence[str]) -> np.ndarray:
-    """float32 [N, len(names)], NaN for missing."""
-    out = np.empty((table.n_rows, len(names)), dtype=np.float32)
-    for j, name in enumerate(names):
-        column, bad = _numeric_column(table.columns[name])
-        if bad is not None:
-            row, value = bad
-            raise UnparseableNumber(f"column {name!r} holds {value!r} at data row {row + 1}")
-        out[:, j] = column
-    return out
-
-
-def categorical_matrix(table: Table, names: Sequence[str]) -> np.ndarray:
-    """str objects [N, len(names)], ``""`` for missing."""
-    out = np.empty((table.n_rows, len(names)), dtype=object)
-    for j, name in enumerate(names):
-        out[:, j] = table.columns[name]
-    return out
-
-
-def feature_matrices(table: Table, schema: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The two ONNX inputs (numeric, categorical) for the schema's columns."""
-    missing = [n for n in [*schema["numeric"], *schema["categorical"]] if n not in table.columns]
+def feature_feeds(table: Table, schema: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The model inputs (``kinds.inputs``) of the schema's feature columns."""
+    names = [f["name"] for f in schema["features"]]
+    missing = [name for name in names if name not in table.columns]
     if missing:
         raise KeyError(f"column(s) {', '.join(map(repr, missing))} are not in the table")
-    return numeric_matrix(table, schema["numeric"]), categorical_matrix(
-        table, schema["categorical"]
-    )
-
-
-def model_input(numeric: np.ndarray, categorical: np.ndarray) -> np.ndarray:
-    """One object array [numeric..., categorical...] for the sklearn Pipeline. Its
-    ColumnTransformer selects columns by integer index, which skl2onnx maps positionally onto the
-    two ONNX inputs."""
-    k = numeric.shape[1]
-    out = np.empty((numeric.shape[0], k + categorical.shape[1]), dtype=object)
-    out[:, :k] = numeric
-    out[:, k:] = categorical
-    return out
+    return feeds_from_cells(schema, table.columns.__getitem__, table.n_rows)
 
 
 def target_vector(table: Table, schema: Mapping[str, Any]) -> np.ndarray:

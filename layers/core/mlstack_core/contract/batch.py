@@ -1,10 +1,10 @@
 """A batch job's CSV rows → the answers the API gives for them, row by row.
 
 A file's cells are text. Each row becomes the JSON record a client would send for it (as the
-gate's holdout does, ``records``): a number cell a JSON number, a categorical cell a string, a
-cell the version's training called missing (``na_values``) null. The records then take the
-request path (``LoadedModel.score``). Where the API would refuse a whole request for one bad
-row, a batch refuses that row, with the API's reason, and scores the others.
+gate's holdout does, ``records``): a number cell a JSON number, a categorical, datetime or text
+cell a string, a cell the version's training called missing (``na_values``) null. The records
+then take the request path (``LoadedModel.score``). Where the API would refuse a whole request
+for one bad row, a batch refuses that row, with the API's reason, and scores the others.
 
 A batch whose every cell reads cleanly (the common case) is sent as the API's columnar form
 (``{"columns": [...], "data": [...]}``), its cells converted a column at a time; any other batch
@@ -25,7 +25,7 @@ from mlstack_core.contract.errors import RequestError
 from mlstack_core.contract.outputs import format_outputs
 from mlstack_core.contract.request import Batch
 from mlstack_core.contract.session import LoadedModel
-from mlstack_core.tabular import parse_number
+from mlstack_core.kinds.numbers import parse_number
 
 # What read_csv calls missing when a version's spec says nothing (spec.schema.json's default).
 DEFAULT_NA_VALUES = ("NA", "N/A", "NaN", "nan", "null", "NULL", "None")
@@ -65,7 +65,7 @@ def row_record(
         if number is None:
             return f"column {name!r}: {_shown(cell)} is not a number"
         record[name] = number
-    for name in layout.categorical:
+    for name in (*layout.categorical, *layout.datetime, *layout.text):
         cell = cells.get(name)
         if cell is None:
             return f"column {name!r} is missing"
@@ -95,6 +95,7 @@ def columnar_batch(
     """The rows as the API's columnar request, each column's cells converted at once, or None
     when any cell would need an explanation (no column, not a number, inf, "1_000")."""
     layout = loaded.layout
+    strings = (*layout.categorical, *layout.datetime, *layout.text)
     columns: list[list[Any]] = []
     try:
         for name in layout.numeric:
@@ -102,7 +103,7 @@ def columnar_batch(
             if numbers is None:
                 return None
             columns.append(numbers)
-        for name in layout.categorical:
+        for name in strings:
             cells = list(map(itemgetter(name), rows))
             if None in cells:  # a short row: no cell at all
                 return None
@@ -111,7 +112,7 @@ def columnar_batch(
             columns.append(cells)
     except KeyError:
         return None
-    names = [*layout.numeric, *layout.categorical]
+    names = [*layout.numeric, *strings]
     return Batch.of_columns(names, list(map(list, zip(*columns, strict=True))))
 
 

@@ -1,8 +1,9 @@
 """A version's feature layout: which request fields become which ONNX inputs, and its outputs.
 
-The graph contract (docs/internals.md): a float32 ``numeric`` input [N, k] and a string
-``categorical`` input [N, m], either absent when the table had no column of that kind;
-classifiers answer ``label`` and ``probabilities``, regressors ``variable``.
+The graph contract (docs/internals.md, ``kinds.inputs``): a float32 ``numeric`` input [N, k] (the
+numeric columns, then each datetime column's parts), a string ``categorical`` input [N, m] and a
+string ``text`` input [N, t], each absent when the table had no column of that kind; classifiers
+answer ``label`` and ``probabilities``, regressors ``variable``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,27 @@ from typing import Any, Final
 
 import numpy as np
 
+from mlstack_core.kinds.inputs import (
+    CATEGORICAL_INPUT,
+    NUMERIC_INPUT,
+    TEXT_INPUT,
+    DatetimeColumn,
+    datetime_columns,
+    input_widths,
+    text_columns,
+)
 from mlstack_core.tabular import LABEL_CASTS
 
+__all__ = [
+    "CATEGORICAL_INPUT",
+    "CLASSIFICATION",
+    "NUMERIC_INPUT",
+    "TEXT_INPUT",
+    "FeatureLayout",
+    "row_getter",
+]
+
 CLASSIFICATION: Final = "classification"
-NUMERIC_INPUT: Final = "numeric"
-CATEGORICAL_INPUT: Final = "categorical"
 CLASSIFIER_OUTPUTS: Final = ("label", "probabilities")
 REGRESSOR_OUTPUTS: Final = ("variable",)
 
@@ -57,6 +74,10 @@ class FeatureLayout:
     task: str
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
+    dates: tuple[DatetimeColumn, ...]
+    text: tuple[str, ...]
+    # Width of each graph input: what check_graph holds the session to.
+    widths: dict[str, int]
     required: frozenset[str]
     known: frozenset[str]  # required + schema features the graph does not use (allowed, ignored)
     target: str | None
@@ -67,6 +88,12 @@ class FeatureLayout:
     # Built once per version rather than per request: each row's values in schema order.
     numeric_getter: RowGetter
     categorical_getter: RowGetter
+    datetime_getter: RowGetter
+    text_getter: RowGetter
+
+    @property
+    def datetime(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.dates)
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> FeatureLayout:
@@ -75,7 +102,10 @@ class FeatureLayout:
         schema = document["schema"]
         numeric = tuple(str(name) for name in schema.get("numeric", []))
         categorical = tuple(str(name) for name in schema.get("categorical", []))
-        if not numeric and not categorical:
+        dates = datetime_columns(schema)
+        text = tuple(text_columns(schema))
+        dated = tuple(column.name for column in dates)
+        if not numeric and not categorical and not dates and not text:
             raise ValueError("the schema lists no feature columns")
         features = schema.get("features", [])
         task = schema.get("task") or document.get("task") or CLASSIFICATION
@@ -84,14 +114,22 @@ class FeatureLayout:
         if task == CLASSIFICATION and not raw_classes:
             raise ValueError("a classifier's schema must list its classes")
         to_label = LABEL_CASTS.get(label_type, lambda value: value)
-        required = frozenset(numeric) | frozenset(categorical)
+        required = frozenset((*numeric, *categorical, *dated, *text))
+        identifiers = frozenset(str(i["name"]) for i in schema.get("identifiers", []))
         return cls(
             task=task,
             numeric=numeric,
             categorical=categorical,
+            dates=dates,
+            text=text,
+            widths=input_widths(schema),
             required=required,
-            # Also the spec's feedback key, which a request may carry for the capture to record.
-            known=required | frozenset(str(f["name"]) for f in features) | _feedback_key(document),
+            # Also identifiers and the spec's feedback key, which a request may carry for the
+            # capture to record.
+            known=required
+            | frozenset(str(f["name"]) for f in features)
+            | identifiers
+            | _feedback_key(document),
             target=schema.get("target"),
             categories={
                 str(f["name"]): frozenset(str(c) for c in f.get("categories") or [])
@@ -103,4 +141,6 @@ class FeatureLayout:
             output_names=list(CLASSIFIER_OUTPUTS if task == CLASSIFICATION else REGRESSOR_OUTPUTS),
             numeric_getter=row_getter(numeric),
             categorical_getter=row_getter(categorical),
+            datetime_getter=row_getter(dated),
+            text_getter=row_getter(text),
         )

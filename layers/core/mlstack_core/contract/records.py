@@ -1,8 +1,8 @@
 """Table rows → the JSON records a client would send for them.
 
 The gate scores the holdout through these records, and a batch job scores its file through
-them, so both take the request path: a number cell becomes a JSON number, a categorical cell a
-string, and a missing cell null.
+them, so both take the request path: a number cell becomes a JSON number, a categorical, datetime
+or text cell a string, and a missing cell null.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from mlstack_core.contract.layout import FeatureLayout
 from mlstack_core.contract.request import Batch
 from mlstack_core.contract.tensors import build_inputs
 from mlstack_core.errors import UnparseableNumber
-from mlstack_core.tabular import Table, parse_number
+from mlstack_core.kinds.numbers import parse_number
+from mlstack_core.tabular import Table
 
 # Rows turned into records at a time: bounds the Python objects alive while building feeds.
 RECORD_CHUNK_ROWS = 8192
@@ -43,7 +44,7 @@ def record_chunks(
     columns: dict[str, list[Any]] = {}
     for name in layout.numeric:
         columns[name] = _numbers(table.columns[name], name)
-    for name in layout.categorical:
+    for name in (*layout.categorical, *layout.datetime, *layout.text):
         columns[name] = [cell or None for cell in table.columns[name]]
     names = list(columns)
     for start in range(0, table.n_rows, chunk_rows):

@@ -16,7 +16,12 @@ import numpy as np
 import onnxruntime as ort
 
 from mlstack_core.contract.errors import ModelLoadError
-from mlstack_core.contract.layout import CATEGORICAL_INPUT, NUMERIC_INPUT, FeatureLayout
+from mlstack_core.contract.layout import (
+    CATEGORICAL_INPUT,
+    NUMERIC_INPUT,
+    TEXT_INPUT,
+    FeatureLayout,
+)
 from mlstack_core.contract.outputs import format_outputs
 from mlstack_core.contract.request import Batch
 from mlstack_core.contract.tensors import build_inputs
@@ -62,11 +67,8 @@ class LoadedModel:
 def check_graph(session: ort.InferenceSession, layout: FeatureLayout) -> None:
     """Refuse a graph that breaks the contract now, rather than failing every request later."""
     inputs = {i.name: i.shape for i in session.get_inputs()}
-    for name, columns in (
-        (NUMERIC_INPUT, layout.numeric),
-        (CATEGORICAL_INPUT, layout.categorical),
-    ):
-        width = len(columns)
+    for name in (NUMERIC_INPUT, CATEGORICAL_INPUT, TEXT_INPUT):
+        width = layout.widths.get(name, 0)
         if width and name not in inputs:
             raise ModelLoadError(
                 f"graph has no {name!r} input but the schema has {width} columns", GRAPH_MISMATCH

@@ -1,0 +1,62 @@
+"""How a free-text value becomes model inputs: lower-cased words, joined by single spaces.
+
+Training, the gate and serving all call ``normalise``; the exported graph then only splits on
+spaces (ONNX ``Tokenizer`` with a space separator) before its TF-IDF. Tokenising here rather than
+in the graph is what keeps the two identical: the graph's own tokeniser reads words with an ASCII
+pattern (``café`` would become ``caf``), and its lower-casing is not Python's for every script.
+
+A word is what scikit-learn's default ``token_pattern`` calls one: two or more word characters
+(letters and digits of any script, and ``_``). A text keeps its first ``MAX_WORDS`` words: the
+graph pads every row of a batch to the longest one, so a single huge note would otherwise cost
+rows x its length.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+MAX_WORDS: Final = 1000
+# Defaults of spec.columns.text: the vocabulary bound per text column, and the longest phrase.
+DEFAULT_MAX_TERMS: Final = 1000
+DEFAULT_NGRAMS: Final = 2
+_WORD: Final = re.compile(r"\b\w\w+\b")
+
+
+def normalise(value: str | None) -> str:
+    """The words of ``value``, lower-cased and space-joined; "" for a missing value."""
+    if not value:
+        return ""
+    words = _WORD.findall(value.lower())
+    return " ".join(words if len(words) <= MAX_WORDS else words[:MAX_WORDS])
+
+
+def normalise_all(values: Sequence[str | None]) -> list[str]:
+    return list(map(normalise, values))
+
+
+def word_counts(values: Iterable[str]) -> list[int]:
+    """Words per normalised text."""
+    return [text.count(" ") + 1 if text else 0 for text in values]
+
+
+def common_words(values: Iterable[str], limit: int) -> list[str]:
+    """The ``limit`` most frequent words of normalised texts (ties by word)."""
+    counts: Counter[str] = Counter()
+    for text in values:
+        counts.update(text.split())
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [word for word, _ in ranked[:limit]]
+
+
+def unknown_shares(values: Iterable[str], known: frozenset[str]) -> list[float]:
+    """Per normalised text, the share of its words outside ``known`` (NaN for an empty text)."""
+    shares = []
+    for text in values:
+        words = text.split()
+        shares.append(
+            sum(word not in known for word in words) / len(words) if words else float("nan")
+        )
+    return shares
