@@ -6,7 +6,9 @@ production version:
 1. Read the prediction function's summaries of that version from the last ``drift.window_hours``
    (``monitoring/<model>/<version>/summaries/<day>/``, written by ``mlstack_core.drift``).
 2. With at least ``drift.min_rows`` sampled rows, compute PSI per feature and for the predictions
-   against the version's training baseline; the drift score is the largest feature PSI.
+   against the version's training baseline; the drift score is the largest feature PSI. Each
+   feature also reports the share of served values outside its training range, and the alert
+   names it (a date years past training).
 3. Emit ``DriftScore``, ``PredictionDrift``, ``DriftedFeatures`` and ``DriftSampleRows`` (per model,
    and stack-wide, where the ``DriftDetected`` alarm watches the maximum), and write the report to
    ``monitoring/<model>/<version>/reports/<time>.json`` and ``monitoring/<model>/latest.json``.
@@ -121,8 +123,16 @@ def start_retraining(model: str, production: int) -> dict[str, Any]:
     return {"started": True, "execution_arn": response["executionArn"], "dataset": dataset}
 
 
+def described(feature: dict[str, Any]) -> str:
+    """``placed_at.days_since_epoch (PSI 8.31, 100.0% outside the training range)``: the share
+    outside says what PSI does not, that serving left the range the model was trained on."""
+    outside = feature.get("outside_range")
+    beyond = f", {outside:.1%} outside the training range" if outside else ""
+    return f"{feature['name']} (PSI {feature['psi']:.2f}{beyond})"
+
+
 def publish_alert(model: str, version: int, report: dict[str, Any], action: str) -> None:
-    top = [f"{f['name']} (PSI {f['psi']:.2f})" for f in report["features"][:5]]
+    top = [described(f) for f in report["features"][:5]]
     message = {
         "model": model,
         "version": version,
@@ -201,7 +211,10 @@ def monitor_model(
         },
     )
     return {k: v for k, v in report.items() if k != "features"} | {
-        "features": [{"name": f["name"], "psi": f["psi"]} for f in report["features"]]
+        "features": [
+            {"name": f["name"], "psi": f["psi"], "outside_range": f.get("outside_range")}
+            for f in report["features"]
+        ]
     }
 
 

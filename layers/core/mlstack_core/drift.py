@@ -4,13 +4,16 @@ Three pieces, one binning rule, so the baseline and what serving records are alw
 
 - ``feature_baseline`` (Preprocess, on the training split) and ``prediction_baseline`` (Evaluate,
   on the winning candidate's holdout outputs): per numeric feature, decile bins (the cut points of
-  the training data, at most ``NUMERIC_BINS`` bins) with their counts; per categorical feature,
-  the ``MAX_CATEGORIES`` most frequent categories with their counts plus an ``other`` count; both
-  also count missing values. Register stores the baseline beside the model version
+  the training data, at most ``NUMERIC_BINS`` bins) with their counts and the range seen; per
+  categorical feature, the ``MAX_CATEGORIES`` most frequent categories with their counts plus an
+  ``other`` count; per text column, two measures of each text binned like numbers (``<col>.words``,
+  and ``<col>.unknown_share``, the share of its words outside the training's most common ones);
+  all also count missing values. Register stores the baseline beside the model version
   (``models/<model>/<version>/baseline.json``) and, when it fits ``INLINE_BASELINE_BYTES``, inline
   in the version document under ``drift_baseline``, which is what serving reads.
 - ``DriftRecorder`` (the prediction function): per (model, version), adds a sample of each
-  request's model inputs and outputs to count arrays shaped like the baseline. Memory is bounded
+  request's model inputs and outputs to count arrays shaped like the baseline, and counts the
+  values above or below the training range of each numeric entry. Memory is bounded
   (fixed-size arrays per version, at most ``MAX_VERSIONS`` versions), so is the cost per request
   (at most ``max_rows_per_request`` rows, evenly strided), and only counts ever leave the
   function: no raw values, so nothing a caller sent is stored. Every ``flush_seconds`` the counts
@@ -18,7 +21,8 @@ Three pieces, one binning rule, so the baseline and what serving records are alw
   ``monitoring/<model>/<version>/summaries/<YYYY-MM-DD>/`` in the model bucket. The recorder makes
   no AWS calls itself (so the template checks see every call in the function's own code).
 - ``drift_report`` (the Monitor function): merges summaries and compares them with the baseline by
-  the Population Stability Index per feature and for the predictions.
+  the Population Stability Index per feature and for the predictions, with the share of served
+  values outside the training range (a date years past training is the usual case).
 
 Why PSI: it works on the same bins for numeric and categorical features, needs only counts (which
 is all serving keeps), and has well-known readings: < 0.1 stable, 0.1-0.25 moderate, > 0.25 a
@@ -45,7 +49,15 @@ from typing import Any, Final
 
 import numpy as np
 
-from mlstack_core.kinds.inputs import CATEGORICAL_INPUT, NUMERIC_INPUT, numeric_input_names
+from mlstack_core.kinds import TEXT
+from mlstack_core.kinds import text as text_kind
+from mlstack_core.kinds.inputs import (
+    CATEGORICAL_INPUT,
+    NUMERIC_INPUT,
+    TEXT_INPUT,
+    numeric_input_names,
+    text_columns,
+)
 from mlstack_core.layout import INLINE_BASELINE_BYTES
 
 FORMAT: Final = 1
@@ -55,6 +67,14 @@ MAX_BASELINE_FEATURES: Final = 200
 MAX_CATEGORY_CHARS: Final = 100
 MAX_PREDICTION_CLASSES: Final = 50
 MAX_VERSIONS: Final = 8
+# Per text column, a served text's words are judged against the training's most common ones.
+KNOWN_WORDS: Final = 500
+# The known words of all text columns together, as JSON: a table with many text columns keeps
+# its baseline inline (INLINE_BASELINE_BYTES), which is what serving reads.
+KNOWN_WORDS_BYTES: Final = 48_000
+WORDS: Final = "words"
+UNKNOWN_SHARE: Final = "unknown_share"
+TEXT_MEASURES: Final = (WORDS, UNKNOWN_SHARE)
 FOLD_ROWS: Final = 2048  # sampled rows held before counting: ~1 MB for 100 float32 columns
 # Proportions are floored at this before the logarithm: an empty bin on one side is a large but
 # finite contribution, as in the usual PSI implementations.
@@ -187,10 +207,48 @@ def _categorical_entry(name: str, values: np.ndarray) -> dict[str, Any]:
     }
 
 
+def text_measure(measure: str, texts: Sequence[str], known: frozenset[str]) -> np.ndarray:
+    """Per normalised text, ``words`` or ``unknown_share`` (of its words outside ``known``); NaN
+    for a text without words, so both measures count it as missing."""
+    if measure == WORDS:
+        values = np.asarray(text_kind.word_counts(texts), dtype=np.float64)
+        values[values == 0] = np.nan
+        return values
+    return np.asarray(text_kind.unknown_shares(texts, known), dtype=np.float64)
+
+
+def _known_words(texts: Sequence[str], budget: int) -> list[str]:
+    """The ``KNOWN_WORDS`` most common words, fewer when their JSON passes ``budget`` bytes."""
+    known: list[str] = []
+    size = 1  # "[" and "]", less the comma the first word goes without
+    for word in text_kind.common_words(texts, KNOWN_WORDS):
+        size += len(json.dumps(word)) + 1
+        if size > budget:
+            break
+        known.append(word)
+    return known
+
+
+def _text_entries(column: str, texts: Sequence[str], budget: int) -> list[dict[str, Any]]:
+    """``<column>.words`` and ``<column>.unknown_share``: numeric entries of a text measure; the
+    second keeps the known words, so serving measures served texts against the same list."""
+    known = _known_words(texts, budget)
+    entries = []
+    for measure in TEXT_MEASURES:
+        entry = _numeric_entry(
+            f"{column}.{measure}", text_measure(measure, texts, frozenset(known))
+        )
+        entry.update(kind=TEXT, column=column, measure=measure)
+        if measure == UNKNOWN_SHARE:
+            entry["known"] = known
+        entries.append(entry)
+    return entries
+
+
 def feature_baseline(schema: Mapping[str, Any], feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """The per-feature part of a baseline, from the training split's model inputs
-    (``kinds.inputs``: every column of the ``numeric`` input, datetime parts included, and of the
-    ``categorical`` one)."""
+    (``kinds.inputs``: every column of the ``numeric`` input, datetime parts included, of the
+    ``categorical`` one, and two measures of each column of the ``text`` one)."""
     features: list[dict[str, Any]] = []
     numeric = feeds.get(NUMERIC_INPUT)
     if numeric is not None:
@@ -200,6 +258,12 @@ def feature_baseline(schema: Mapping[str, Any], feeds: Mapping[str, np.ndarray])
     if categorical is not None:
         for j, name in enumerate(schema.get("categorical", [])):
             features.append(_categorical_entry(name, categorical[:, j]))
+    texts = feeds.get(TEXT_INPUT)
+    if texts is not None:
+        columns = text_columns(schema)
+        budget = KNOWN_WORDS_BYTES // max(len(columns), 1)
+        for j, name in enumerate(columns):
+            features.extend(_text_entries(name, texts[:, j].tolist(), budget))
     return {
         "format": FORMAT,
         "rows": _rows_of(feeds),
@@ -229,6 +293,18 @@ def compact(baseline: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 # --------------------------------------------------------------------------------- recorder
+@dataclass(frozen=True)
+class _TextSlot:
+    feature: int  # index in the baseline's features
+    column: int  # column in the text feed
+    measure: str
+    known: frozenset[str]
+
+
+# A request's sampled rows: its numeric, categorical and text inputs and its prediction.
+_Sampled = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]
+
+
 @dataclass
 class _Tally:
     """Counts for one (model, version), shaped by its baseline."""
@@ -236,19 +312,22 @@ class _Tally:
     baseline: Mapping[str, Any]
     numeric_slots: list[tuple[int, int]]  # (baseline feature index, column in the numeric feed)
     categorical_slots: list[tuple[int, int]]
+    text_slots: list[_TextSlot]
     counts: list[np.ndarray]
     missing: np.ndarray
     other: np.ndarray
+    # Present values above the training maximum or below its minimum, per feature with a range.
+    above: np.ndarray
+    below: np.ndarray
     prediction: np.ndarray
     prediction_other: int = 0
     rows: int = 0
     requests: int = 0
     started: float = field(default_factory=time.time)
     # Sampled rows wait here and are counted FOLD_ROWS at a time: counting per request costs one
-    # searchsorted/bincount per feature, ~90 µs for 20 features, more than the model itself.
-    pending: list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]] = field(
-        default_factory=list
-    )
+    # searchsorted/bincount per feature, ~90 µs for 20 features, more than the model itself. The
+    # text measures are computed here too, so a request only pays for its strided sample.
+    pending: list[_Sampled] = field(default_factory=list)
     pending_rows: int = 0
 
     @classmethod
@@ -259,12 +338,21 @@ class _Tally:
             return None
         numeric = {name: j for j, name in enumerate(numeric_input_names(schema))}
         categorical = {name: j for j, name in enumerate(schema.get("categorical", []))}
-        numeric_slots, categorical_slots, counts = [], [], []
+        texts = {name: j for j, name in enumerate(text_columns(schema))}
+        numeric_slots, categorical_slots, text_slots, counts = [], [], [], []
         for i, feature in enumerate(baseline.get("features", [])):
             if feature["kind"] == "numeric" and feature["name"] in numeric:
                 numeric_slots.append((i, numeric[feature["name"]]))
             elif feature["kind"] == "categorical" and feature["name"] in categorical:
                 categorical_slots.append((i, categorical[feature["name"]]))
+            elif (
+                feature["kind"] == TEXT
+                and feature.get("column") in texts
+                and feature.get("measure") in TEXT_MEASURES
+            ):
+                known = frozenset(feature.get("known") or ())
+                slot = _TextSlot(i, texts[feature["column"]], feature["measure"], known)
+                text_slots.append(slot)
             counts.append(np.zeros(len(feature["counts"]), dtype=np.int64))
         n = len(counts)
         prediction = baseline.get("prediction") or {}
@@ -272,9 +360,12 @@ class _Tally:
             baseline=baseline,
             numeric_slots=numeric_slots,
             categorical_slots=categorical_slots,
+            text_slots=text_slots,
             counts=counts,
             missing=np.zeros(n, dtype=np.int64),
             other=np.zeros(n, dtype=np.int64),
+            above=np.zeros(n, dtype=np.int64),
+            below=np.zeros(n, dtype=np.int64),
             prediction=np.zeros(len(prediction.get("counts", [])), dtype=np.int64),
             started=now,
         )
@@ -286,32 +377,27 @@ class _Tally:
         max_rows: int,
     ) -> None:
         """Keep at most ``max_rows`` evenly strided rows of this request's inputs and prediction."""
-        numeric = feeds.get("numeric")
-        categorical = feeds.get("categorical")
         predicted = outputs.get("label")
         if predicted is None:
             predicted = outputs.get("variable")
+        numeric = feeds.get(NUMERIC_INPUT)
+        categorical = feeds.get(CATEGORICAL_INPUT)
+        texts = feeds.get(TEXT_INPUT)
         size = _rows_of(feeds)
         if size > max_rows:
             # Every step-th row, copied so the sample does not keep the whole batch alive.
             step = math.ceil(size / max_rows)
-            numeric, categorical, predicted = (
+            numeric, categorical, texts, predicted = (
                 None if part is None else part[::step].copy()
-                for part in (numeric, categorical, predicted)
+                for part in (numeric, categorical, texts, predicted)
             )
             size = len(range(0, size, step))
         if size:
-            self.add(numeric, categorical, predicted, size)
+            self.add((numeric, categorical, texts, predicted), size)
 
-    def add(
-        self,
-        numeric: np.ndarray | None,
-        categorical: np.ndarray | None,
-        predicted: np.ndarray | None,
-        count: int,
-    ) -> None:
+    def add(self, sampled: _Sampled, count: int) -> None:
         """Keep this request's sampled rows for the next fold (no copy, no counting here)."""
-        self.pending.append((numeric, categorical, predicted))
+        self.pending.append(sampled)
         self.pending_rows += count
         self.rows += count
         self.requests += 1
@@ -323,32 +409,37 @@ class _Tally:
         if not self.pending:
             return
         pending, self.pending, self.pending_rows = self.pending, [], 0
-        parts = list(zip(*pending, strict=True))
-        numeric, categorical, predicted = (
-            None if any(p is None for p in part) else np.concatenate(part) for part in parts
+        numeric, categorical, texts, predicted = (
+            None if any(p is None for p in part) else np.concatenate(part)
+            for part in zip(*pending, strict=True)
         )
-        self._count(numeric, categorical, None if predicted is None else predicted.reshape(-1))
+        self._count(
+            numeric, categorical, texts, None if predicted is None else predicted.reshape(-1)
+        )
 
     def _count(
         self,
         numeric: np.ndarray | None,
         categorical: np.ndarray | None,
+        texts: np.ndarray | None,
         predicted: np.ndarray | None,
     ) -> None:
         features = self.baseline["features"]
         if numeric is not None:
-            block = numeric
             for i, j in self.numeric_slots:
-                counts, missing = numeric_counts(block[:, j], features[i]["edges"])
-                self.counts[i] += counts
-                self.missing[i] += missing
+                self._count_numbers(i, numeric[:, j])
         if categorical is not None:
-            block = categorical
             for i, j in self.categorical_slots:
-                counts, other, missing = category_counts(block[:, j], features[i]["categories"])
+                counts, other, missing = category_counts(
+                    categorical[:, j], features[i]["categories"]
+                )
                 self.counts[i] += counts
                 self.other[i] += other
                 self.missing[i] += missing
+        if texts is not None:
+            for slot in self.text_slots:
+                column = texts[:, slot.column].tolist()
+                self._count_numbers(slot.feature, text_measure(slot.measure, column, slot.known))
         prediction = self.baseline.get("prediction") or {}
         if predicted is None:
             return
@@ -359,6 +450,29 @@ class _Tally:
         elif prediction.get("kind") == "numeric":
             counts, _ = numeric_counts(predicted.astype(np.float64), prediction["edges"])
             self.prediction += counts
+
+    def _count_numbers(self, i: int, values: np.ndarray) -> None:
+        """Bin feature ``i``'s values and count those outside its training range."""
+        feature = self.baseline["features"][i]
+        # float64 as in training, where the range was taken: a training value is never outside.
+        values = np.asarray(values, dtype=np.float64)
+        counts, missing = numeric_counts(values, feature["edges"])
+        self.counts[i] += counts
+        self.missing[i] += missing
+        if feature.get("max") is not None:
+            self.above[i] += np.count_nonzero(values > feature["max"])
+        if feature.get("min") is not None:
+            self.below[i] += np.count_nonzero(values < feature["min"])
+
+    def _feature_summary(self, i: int, feature: Mapping[str, Any]) -> dict[str, Any]:
+        part = {
+            "counts": self.counts[i].tolist(),
+            "missing": int(self.missing[i]),
+            "other": int(self.other[i]),
+        }
+        if _has_range(feature):
+            part.update(above=int(self.above[i]), below=int(self.below[i]))
+        return part
 
     def summary(self, model: str, version: int, ended: float) -> dict[str, Any]:
         self.fold()
@@ -372,11 +486,7 @@ class _Tally:
             "rows": self.rows,
             "requests": self.requests,
             "features": {
-                feature["name"]: {
-                    "counts": self.counts[i].tolist(),
-                    "missing": int(self.missing[i]),
-                    "other": int(self.other[i]),
-                }
+                feature["name"]: self._feature_summary(i, feature)
                 for i, feature in enumerate(features)
             },
             "prediction": {
@@ -384,6 +494,11 @@ class _Tally:
                 "other": self.prediction_other,
             },
         }
+
+
+def _has_range(feature: Mapping[str, Any]) -> bool:
+    """Whether a baseline entry keeps the range seen in training (numeric and text entries)."""
+    return feature.get("min") is not None and feature.get("max") is not None
 
 
 class DriftRecorder:
@@ -511,20 +626,35 @@ def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
 
 
 def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Add up summaries of one version (same baseline, so same shapes)."""
+    """Add up summaries of one version (same baseline, so same shapes). Per feature, ``ranged``
+    is how many present values were checked against the training range: summaries written
+    before the recorder counted ``above``/``below`` add to the bins but not to it."""
     merged: dict[str, Any] = {"rows": 0, "requests": 0, "features": {}, "prediction": None}
     for summary in summaries:
         merged["rows"] += int(summary.get("rows", 0))
         merged["requests"] += int(summary.get("requests", 0))
         for name, part in summary.get("features", {}).items():
             into = merged["features"].setdefault(
-                name, {"counts": np.zeros(len(part["counts"]), np.int64), "missing": 0, "other": 0}
+                name,
+                {
+                    "counts": np.zeros(len(part["counts"]), np.int64),
+                    "missing": 0,
+                    "other": 0,
+                    "above": 0,
+                    "below": 0,
+                    "ranged": 0,
+                },
             )
             if len(into["counts"]) != len(part["counts"]):
                 continue
-            into["counts"] += np.asarray(part["counts"], dtype=np.int64)
+            counts = np.asarray(part["counts"], dtype=np.int64)
+            into["counts"] += counts
             into["missing"] += int(part.get("missing", 0))
             into["other"] += int(part.get("other", 0))
+            if "above" in part or "below" in part:
+                into["above"] += int(part.get("above", 0))
+                into["below"] += int(part.get("below", 0))
+                into["ranged"] += int(counts.sum())
         prediction = summary.get("prediction")
         if prediction:
             if merged["prediction"] is None:
@@ -543,8 +673,18 @@ def _bins(part: Mapping[str, Any]) -> list[float]:
     return [*np.asarray(part["counts"]).tolist(), part.get("other", 0), part.get("missing", 0)]
 
 
+def outside_range(feature: Mapping[str, Any], observed: Mapping[str, Any]) -> float | None:
+    """Share of the served present values outside the training range (None without a range or
+    without served values checked against it)."""
+    checked = int(observed.get("ranged", 0))
+    if not _has_range(feature) or checked <= 0:
+        return None
+    return round((int(observed.get("above", 0)) + int(observed.get("below", 0))) / checked, 6)
+
+
 def drift_report(baseline: Mapping[str, Any], merged: Mapping[str, Any]) -> dict[str, Any]:
-    """PSI per feature and for the predictions; ``score`` is the largest feature PSI."""
+    """PSI per feature and for the predictions; ``score`` is the largest feature PSI. A text
+    entry also names its ``column`` and ``measure``."""
     features = []
     for feature in baseline.get("features", []):
         observed = merged["features"].get(feature["name"])
@@ -554,7 +694,9 @@ def drift_report(baseline: Mapping[str, Any], merged: Mapping[str, Any]) -> dict
             {
                 "name": feature["name"],
                 "kind": feature["kind"],
+                **{key: feature[key] for key in ("column", "measure") if key in feature},
                 "psi": round(psi(_bins(feature), _bins(observed)), 6),
+                "outside_range": outside_range(feature, observed),
                 "baseline": _bins(feature),
                 "observed": _bins(observed),
             }

@@ -1,0 +1,131 @@
+"""Tables whose signal is in a timestamp, a plain date or a free-text note, and a table with an
+identifier on every row, end to end in the local cloud: upload → the real ASL → promoted →
+answers over HTTP and from a batch job.
+
+Each is held to the score of the plain scikit-learn script a data scientist would write for it
+(tests/kind_tables.py), measured on the same unseen rows in the same test, and the same rows must
+answer the same through ``/predict``, a batch job and the gate's own scoring of its holdout.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mlstack.cli.demo import as_instance
+from mlstack.cli.stack import StackClient
+from mlstack.localcloud import LocalCloud
+from mlstack_core.tabular import read_split
+from tests.integration.conftest import split_rows, to_csv
+from tests.kind_tables import TABLES, plain_script_score
+
+pytestmark = pytest.mark.integration
+
+ROWS = 1200
+# How far under the plain script's score the served model may land ("within a few points").
+SLACK = 0.04
+
+
+def _score(task: str, truth: list[str], predictions: list[Any]) -> float:
+    if task == "classification":
+        return float(np.mean([str(p) == t for p, t in zip(predictions, truth, strict=True)]))
+    y = np.asarray([float(t) for t in truth])
+    p = np.asarray(predictions, dtype=np.float64)
+    return float(1 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2))
+
+
+def _batch_predictions(cloud: LocalCloud, model: str, rows: list[dict[str, str]]) -> list[str]:
+    """Upload ``rows`` as batch/<model>/<job>.csv and read back the scored rows' predictions."""
+    s3 = cloud.client("s3")
+    bucket = cloud.outputs["DataBucketName"]
+    s3.put_object(Bucket=bucket, Key=f"batch/{model}/unseen.csv", Body=to_csv(rows))
+    sfn = cloud.client("stepfunctions")
+    machine = cloud.outputs["ScoringStateMachineArn"]
+    deadline = time.monotonic() + 60
+    arn = None
+    while arn is None and time.monotonic() < deadline:
+        for execution in sfn.list_executions(stateMachineArn=machine)["executions"]:
+            if execution["name"].startswith(f"{model}-unseen-"):
+                arn = execution["executionArn"]
+        time.sleep(0.1)
+    assert arn is not None, "no scoring job started"
+    result = cloud.wait_for_execution(arn, timeout=300)
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    manifest = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"batch/{model}/unseen/manifest.json")["Body"].read()
+    )
+    assert manifest["rows_refused"] == 0
+    scored: list[dict[str, str]] = []
+    for key in manifest["parts"]:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        scored += list(csv.DictReader(io.StringIO(body)))
+    assert len(scored) == len(rows)
+    return [row["prediction"] for row in scored]
+
+
+@pytest.mark.parametrize("name", list(TABLES))
+def test_the_table_is_read_by_kind_promoted_and_served_like_a_plain_script(
+    cloud: LocalCloud, stack: StackClient, name: str
+) -> None:
+    table = TABLES[name]
+    train, unseen = split_rows(table.rows(ROWS, 11), holdout_share=0.2, seed=3)
+    model = f"kinds-{name}"
+    upload = stack.upload_dataset(model, to_csv(train), {"target": table.target}, "export.csv")
+    result = cloud.wait_for_execution(stack.find_execution(upload), timeout=600)
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    production = stack.registry.get_alias(model)
+    assert production is not None, "a table with signal in its dates or words is promoted"
+    document = stack.registry.get_version(model, production)
+    schema = document["schema"]
+
+    read_as = {f["name"]: f["kind"] for f in schema["features"]}
+    read_as.update({i["name"]: "identifier" for i in schema.get("identifiers", [])})
+    assert read_as == table.kinds
+    assert all(f["reason"] for f in schema["features"])
+
+    # Served over HTTP, against the plain script on the same unseen rows.
+    instances = [as_instance(row, table.target) for row in unseen]
+    response = stack.predict(model, instances)
+    assert response.status == 200, response.body
+    truth = [row[table.target] for row in unseen]
+    served = _score(table.task, truth, response.body["predictions"])
+    script = plain_script_score(table, train, unseen)
+    assert served >= script - SLACK, f"{name}: served {served:.3f}, plain script {script:.3f}"
+
+    # A batch job answers the same rows the same.
+    batch = _batch_predictions(cloud, model, [{**row, table.target: ""} for row in unseen])
+    if table.task == "classification":
+        assert batch == [str(p) for p in response.body["predictions"]]
+    else:  # the API answers float32's shortest text, the CSV the full float
+        assert np.allclose(np.asarray(batch, dtype=float), response.body["predictions"], rtol=1e-6)
+
+    # The gate scored its holdout with what is now served.
+    s3 = cloud.client("s3")
+    bucket = cloud.outputs["ModelBucketName"]
+    holdout = read_split(
+        s3.get_object(Bucket=bucket, Key=document["splits"]["holdout_key"])["Body"].read()
+    )
+    header = holdout.header
+    rows = [
+        dict(zip(header, cells, strict=True))
+        for cells in zip(*holdout.columns.values(), strict=True)
+    ]
+    with np.load(
+        io.BytesIO(
+            s3.get_object(Bucket=bucket, Key=document["files"]["predictions"])["Body"].read()
+        )
+    ) as gate:
+        gated = gate["best_label"] if table.task == "classification" else gate["best_variable"]
+        gated = gated.tolist()
+    answer = stack.predict(model, [as_instance(row, table.target) for row in rows[:500]])
+    assert answer.status == 200, answer.body
+    if table.task == "classification":
+        assert [str(p) for p in answer.body["predictions"]] == [str(g) for g in gated[:500]]
+    else:
+        assert np.allclose(answer.body["predictions"], gated[:500], rtol=1e-5, atol=1e-3)
