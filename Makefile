@@ -71,8 +71,10 @@ lock: install
 
 # Serving benchmarks: figures and plot into docs/performance.md. Cold start and bundle
 # size are measured on the `make build` output when it exists. Batch scoring: docs/batch-scoring.md.
+# What a datetime or text column costs a served row: docs/performance.md, its own section.
 bench: install
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/kinds.py --write docs/performance.md
 	$(BIN)/python benchmarks/batch_scoring.py --write docs/batch-scoring.md
 	$(BIN)/python benchmarks/capture.py --write docs/capture.md
 

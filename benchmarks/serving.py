@@ -201,7 +201,7 @@ def drift_baseline(pipeline: Any, matrix: np.ndarray) -> dict[str, Any]:
 
     numeric = matrix[:, :N_NUMERIC].astype(np.float32)
     categorical = matrix[:, N_NUMERIC:].astype(str)
-    baseline = feature_baseline(schema(), numeric, categorical)
+    baseline = feature_baseline(schema(), {"numeric": numeric, "categorical": categorical})
     baseline["prediction"] = prediction_baseline(
         "classification", {"label": pipeline.predict(matrix)}, sorted(CLASSES)
     )

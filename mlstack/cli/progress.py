@@ -1,19 +1,54 @@
-"""Follow a training execution and print one line per pipeline step as it happens."""
+"""Follow a training execution and print one line per pipeline step as it happens; Preprocess's
+adds how each column was read, and why, and the data warnings."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
+from mlstack_core.columns_text import column_readings, kind_counts
 from mlstack_core.evidence_text import judgement, score
 
 Printer = Callable[[str], None]
 
+# Columns listed one a line; a wider table lists its datetime, text and identifier columns and
+# counts the rest by kind.
+LISTED_COLUMNS: Final = 30
+_PLAIN_KINDS: Final = ("numeric", "categorical")
+
+
+def column_lines(schema: Mapping[str, Any], limit: int = LISTED_COLUMNS) -> list[str]:
+    """Each column's name, kind and why, and under it what it became (a datetime's parts and
+    training range, a text's TF-IDF bounds); identifiers say they are not features."""
+    readings = column_readings(schema)
+    shown = readings
+    if len(readings) > limit:
+        # Columns read as something other than a plain number or category come first: those
+        # are the readings worth checking.
+        notable = [r for r in readings if r.kind not in _PLAIN_KINDS][:limit]
+        rest = [r for r in readings if r.kind in _PLAIN_KINDS][: limit - len(notable)]
+        chosen = {id(r) for r in [*notable, *rest]}
+        shown = [r for r in readings if id(r) in chosen]
+    width = max((len(r.name) for r in shown), default=0)
+    kind_width = max((len(r.kind) for r in shown), default=0)
+    under = " " * (width + kind_width + 4)
+    lines = []
+    for r in shown:
+        lines.append(f"{r.name:<{width}}  {r.kind:<{kind_width}}  {r.because}".rstrip())
+        lines.extend(f"{under}{detail}" for detail in r.details)
+    hidden = len(readings) - len(shown)
+    if hidden:
+        shown_ids = {id(r) for r in shown}
+        counts = kind_counts([r for r in readings if id(r) not in shown_ids])
+        lines.append(f"... and {hidden} more ({', '.join(counts)}; the model card lists all)")
+    return lines
+
 
 def summarize(state: str, output: dict[str, Any]) -> str:
-    """A one-line account of what a step produced, from the execution state it left behind."""
+    """An account of what a step produced, from the execution state it left behind: one line,
+    and for Preprocess the columns as read and the data warnings under it."""
     if state == "Preprocess" and "run" in output:
         run = output["run"]
         dataset, schema = run["dataset"], run["schema"]
@@ -30,11 +65,17 @@ def summarize(state: str, output: dict[str, Any]) -> str:
             if splits.get("holdout_rows")
             else ""
         )
+        readings = column_readings(schema)
+        features = [r for r in readings if r.feature]
+        counted = kind_counts(features)
+        identifiers = kind_counts([r for r in readings if not r.feature])
+        columns = "".join(f"\n        {line}" for line in column_lines(schema))
         return (
-            f"{dataset.get('rows')} rows, {len(schema['features'])} features "
-            f"({len(schema['numeric'])} numeric, {len(schema['categorical'])} categorical), "
-            f"task {run['task']}, {run.get('candidate_count', len(run['candidates']))} candidates"
-            f"{judged}{warnings}{details}"
+            f"{dataset.get('rows')} rows, {len(features)} features ({', '.join(counted)})"
+            + "".join(f", {words}" for words in identifiers)
+            + f", task {run['task']}, "
+            f"{run.get('candidate_count', len(run['candidates']))} candidates"
+            f"{judged}{warnings}\n      columns, as read:{columns}{details}"
         )
     if state == "TrainCandidates" and "trained" in output:
         trained = output["trained"]

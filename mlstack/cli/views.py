@@ -6,7 +6,9 @@ import contextlib
 import json
 from typing import Any
 
+from mlstack.cli.progress import column_lines
 from mlstack.cli.stack import StackClient
+from mlstack_core.columns_text import column_readings
 from mlstack_core.evidence_text import advice, metric_names, score, score_value, verdict
 
 # Where a detail's continuation lines start: under its value, past "  label      ".
@@ -72,8 +74,10 @@ def format_models(client: StackClient, model: str | None) -> str:
     out.append(
         _table(["VERSION", "STATUS", "ALIAS", "FAMILY", "SCORE", "ROWS", "CREATED", "REASON"], rows)
     )
+    production_schema: dict[str, Any] = {}
     if production:
         current = registry.get_version(model, production)
+        production_schema = current.get("schema") or {}
         dataset = current.get("dataset", {})
         features = current.get("schema", {}).get("features", [])
         details = [
@@ -88,7 +92,8 @@ def format_models(client: StackClient, model: str | None) -> str:
             ),
             ("sha256", str(dataset.get("sha256"))),
             ("rows", _rows_line(dataset, current.get("splits") or {})),
-            ("features", ", ".join(f"{f['name']}:{f['kind'][:3]}" for f in features)),
+            ("features", ", ".join(f"{f['name']}:{str(f.get('kind'))[:3]}" for f in features)),
+            ("columns", _DETAIL_INDENT.join(column_lines(production_schema))),
             ("classes", str(current.get("classes") or "-")),
             (
                 "artifact",
@@ -105,13 +110,28 @@ def format_models(client: StackClient, model: str | None) -> str:
         out.extend(f"  {label:10} {value}\n" for label, value in details)
     newest = max(versions, key=lambda v: int(v["version"]))
     if newest["version"] != production and newest.get("evidence"):
-        # Why the last run did not reach production, and what would help.
+        # Why the last run did not reach production, and what would help; and how it read the
+        # columns when production read them as other kinds (or there is no production).
+        schema = newest.get("schema") or {}
+        read_otherwise = _kinds(schema) != _kinds(production_schema)
         out.append(f"\nnewest version {newest['version']} ({newest['status']}):\n")
         out.extend(
             f"  {label:10} {value}\n"
-            for label, value in [("metrics", _scores(newest)), *_judgement(newest)]
+            for label, value in [
+                ("metrics", _scores(newest)),
+                *_judgement(newest),
+                *(
+                    [("columns", _DETAIL_INDENT.join(column_lines(schema)))]
+                    if read_otherwise
+                    else []
+                ),
+            ]
         )
     return "".join(out)
+
+
+def _kinds(schema: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(r.name, r.kind) for r in column_readings(schema)]
 
 
 def _scores(document: dict[str, Any]) -> str:

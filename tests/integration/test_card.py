@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,9 +16,12 @@ from mlstack.cli.main import main
 from mlstack.cli.report import load
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack_core.card import brier_score, reliability
+from mlstack_core.card import ReportData, brier_score, card_files, reliability
+from mlstack_core.drift import feature_baseline
+from mlstack_core.tabular import feature_feeds
 from tests.integration.conftest import linear_regression_csv, penguin_rows
 from tests.integration.test_lifecycle import _manual_run
+from tests.unit.test_progress import mixed_csv, mixed_prepared
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +150,125 @@ def test_brier_score_of_two_classes_is_scikit_learns() -> None:
     probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.5, 0.5]])
     expected = brier_score_loss(y == "yes", probabilities[:, 1])
     assert brier_score(y, probabilities, ["no", "yes"]) == pytest.approx(expected)
+
+
+# ----------------------------------------------------------------------------- columns
+def _kinds_card(baseline_extra: list[dict[str, Any]]) -> str:
+    """The card of a version trained on an export with every kind of column, its drift baseline
+    the training split's (datetime parts included) plus ``baseline_extra``."""
+    prepared = mixed_prepared()
+    schema = prepared.schema
+    baseline = feature_baseline(schema, feature_feeds(prepared.table, schema))
+    baseline["features"] += baseline_extra
+    y = np.asarray(["no", "yes"] * 30, dtype=object)
+    document = {
+        "task": "classification",
+        "status": "Approved",
+        "schema": schema,
+        "spec": {},
+        "drift_baseline": baseline,
+    }
+    evaluation = {
+        "decision": "promote",
+        "reasons": [],
+        "metric": "accuracy",
+        "best": {"candidate_id": "c00", "family": "random_forest", "metrics": {"accuracy": 0.9}},
+    }
+    data = ReportData("orders", 1, "classification", document, evaluation, y, ["no", "yes"], [])
+    markdown, page = card_files(data, [])
+    assert "<h2>Columns</h2>" in page
+    return markdown
+
+
+def test_the_card_says_how_each_column_was_read_and_what_it_became() -> None:
+    markdown = _kinds_card([])
+    schema = mixed_prepared().schema
+    placed_at, amount, channel, review = schema["features"]
+    columns = _section(markdown, "Columns")
+    assert (
+        "How each column was read, and why (`spec.columns.types` overrides a reading): "
+        "1 numeric, 1 categorical, 1 datetime, 1 text, 1 identifier. "
+        "Identifiers are not features."
+    ) in columns
+    rows = {line.split(" | ")[0][2:]: line for line in columns.splitlines() if line[:2] == "| "}
+    assert rows["placed_at"] == (
+        f"| placed_at | datetime | {placed_at['reason']} | format iso; parts year, month, day, "
+        f"day_of_week, day_of_year, hour, days_since_epoch; trained on {placed_at['first']} to "
+        f"{placed_at['last']} |"
+    )
+    assert rows["amount"] == "| amount | numeric | every value is a number | one number |"
+    assert rows["channel"] == (
+        "| channel | categorical | 3 distinct values in 300 rows | one-hot of its most frequent "
+        "categories in training (3 seen); any other value sets none |"
+    )
+    assert rows["review"] == (
+        f"| review | text | {review['reason']} | TF-IDF of its words: at most 1,000 terms, "
+        "phrases of 1 to 2 words |"
+    )
+    assert rows["customer_ref"] == (
+        "| customer_ref | identifier | each of its 300 values is different and none holds a "
+        "space | not a feature: a request may carry it, and batch scoring keeps it in its "
+        "output |"
+    )
+    # The data table: a datetime's range and missing share from its parts' baseline entries.
+    data_rows = [line for line in _section(markdown, "Data").splitlines() if "placed_at" in line]
+    assert data_rows == [
+        f"| placed_at | datetime | 0.0% | {placed_at['first']} to {placed_at['last']} |"
+    ]
+    limits = _section(markdown, "Known limits")
+    assert f"`placed_at`: trained on {placed_at['first']} to {placed_at['last']}; a later" in limits
+    assert "`review`: only the 1,000 most frequent words and phrases" in limits
+    assert (amount["name"], channel["name"]) == ("amount", "channel")
+
+
+def test_the_card_renders_baseline_entries_of_kinds_it_does_not_know() -> None:
+    """A text's measures read as its word counts; kinds added later, and entries without a name,
+    render generically instead of failing Register's card."""
+    novel = {"name": "embedding.0", "kind": "embedding", "counts": [1, 2], "missing": 0}
+    nameless = {"kind": "numeric", "counts": [3]}
+    markdown = _kinds_card([novel, nameless])
+    prepared = mixed_prepared()
+    schema = prepared.schema
+    baseline = feature_baseline(schema, feature_feeds(prepared.table, schema))
+    words = next(f for f in baseline["features"] if f["name"] == "review.words")
+    review = [line for line in _section(markdown, "Data").splitlines() if "| review |" in line]
+    assert review == [f"| review | text | 0.0% | {words['min']:g} to {words['max']:g} words |"]
+    drift = _section(markdown, "Drift baseline")
+    assert f"{len(baseline['features']) + 2} model inputs binned from 300 training rows: " in drift
+    assert "9 numeric in deciles, each part of a datetime one of them; " in drift
+    assert "2 text measures in deciles: words per text, share of words unseen in training" in drift
+    assert "1 embedding, binned as recorded" in drift
+
+
+def test_the_card_of_a_version_with_every_kind_of_column_lists_them(
+    cloud: LocalCloud, stack: StackClient, tmp_path: Path
+) -> None:
+    """Through the pipeline: Register's stored card and `mlstack card` both carry the Columns
+    section, and the real drift baseline (datetime parts, text measures) renders."""
+    model = "card-kinds"
+    upload = stack.upload_dataset(model, mixed_csv(400), {"target": "returned"})
+    assert cloud.wait_for_execution(stack.find_execution(upload))["status"] == "SUCCEEDED"
+    document = stack.registry.get_version(model, 1)
+    placed_at = next(f for f in document["schema"]["features"] if f["name"] == "placed_at")
+    stored = (
+        cloud.client("s3")
+        .get_object(Bucket=cloud.outputs["ModelBucketName"], Key=f"models/{model}/1/card.md")[
+            "Body"
+        ]
+        .read()
+        .decode()
+    )
+    assert main(["card", model, "--out", str(tmp_path)]) == 0
+    written = (tmp_path / "card.md").read_text()
+    for markdown in (stored, written):
+        columns = _section(markdown, "Columns")
+        assert "1 numeric, 1 categorical, 1 datetime, 1 text, 1 identifier" in columns
+        assert f"| placed_at | datetime | {placed_at['reason']} | format iso; parts year, " in (
+            columns
+        )
+        assert f"trained on {placed_at['first']} to {placed_at['last']} |" in columns
+        assert "| review | text | " in columns
+        assert "| customer_ref | identifier | each of its 400 values is different" in columns
+        data_section = _section(markdown, "Data")
+        assert re.search(r"\| review \| text \| 0\.0% \| \d+ to \d+ words \|", data_section)
+        assert "text measures in deciles" in _section(markdown, "Drift baseline")

@@ -1,4 +1,5 @@
-"""The `mlstack` commands a user runs against a stack: train, models, predict."""
+"""The `mlstack` commands a user runs against a stack: train, models, predict; and what they say
+about how each column was read."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import pytest
 
 from mlstack.cli.demo import as_instance
 from mlstack.cli.main import main
+from mlstack.cli.progress import column_lines
+from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from tests.integration.conftest import penguin_rows, to_csv
+from tests.unit.test_progress import mixed_csv
 
 pytestmark = pytest.mark.integration
 
@@ -161,3 +165,43 @@ def test_wait_says_when_a_run_is_queued_behind_another(cloud: LocalCloud) -> Non
     (queued,) = next(q for q in lines if q)
     assert "is being trained by" in queued
     assert "this run starts when that one ends" in queued
+
+
+def test_wait_and_models_say_how_each_column_was_read(
+    cloud: LocalCloud, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An export with a timestamp, a review and a customer reference: the run's output and the
+    registry view name each column's kind and why, a datetime's parts and range, a text's
+    TF-IDF bounds, and the identifier as no feature."""
+    data = tmp_path / "orders.csv"
+    data.write_bytes(mixed_csv(400))
+    model = "cli-kinds"
+
+    assert main(["train", str(data), "--model", model, "--target", "returned", "--wait"]) == 0
+    printed = capsys.readouterr().out
+    assert "400 rows, 4 features (1 numeric, 1 categorical, 1 datetime, 1 text), 1 identifier" in (
+        printed
+    )
+    assert "      columns, as read:\n" in printed
+    schema = StackClient(cloud.stack_name).registry.get_version(model, 1)["schema"]
+    # Exactly the lines the schema the run registered reads as.
+    assert "".join(f"\n        {line}" for line in column_lines(schema)) in printed
+    lines = printed.splitlines()
+    placed_at = next(line for line in lines if line.lstrip().startswith("placed_at "))
+    assert "datetime     100% of its values read as iso dates (e.g. '20" in placed_at
+    assert any(
+        line.strip() == "parts year, month, day, day_of_week, day_of_year, hour, days_since_epoch"
+        for line in lines
+    )
+    assert "TF-IDF of its words: at most 1,000 terms, phrases of 1 to 2 words" in printed
+    assert "customer_ref  identifier   not a feature: each of its 400 values is different" in (
+        printed
+    )
+    assert "run SUCCEEDED" in printed
+
+    assert main(["models", model]) == 0
+    listing = capsys.readouterr().out
+    details = listing.split("production version 1:")[1]
+    assert "\n  columns    placed_at     datetime     100% of its values read as iso" in details
+    assert "\n             customer_ref  identifier   not a feature: each of its 400" in details
+    assert "review:tex" in details

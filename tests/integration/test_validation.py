@@ -155,6 +155,13 @@ DATA_CASES = [
         needles=("'bill_length_mm'", "'forty'", "data row 3"),
     ),
     Case(
+        "declared-datetime-without-a-date",
+        "UnreadableDates",
+        to_csv(penguin_rows()),
+        spec={"target": TARGET, "columns": {"types": {"island": "datetime"}}},
+        needles=("'island' is declared datetime", "no value reads as a date", "'Biscoe'"),
+    ),
+    Case(
         "unparseable-cells-of-120-kb",
         "UnparseableNumber",
         penguins_with(
@@ -271,7 +278,7 @@ SPEC_CASES = [
             "test_size": "big",
             "max_concurrency": 0,
             "approval": "maybe",
-            "columns": {"types": {"island": "text"}},
+            "columns": {"types": {"island": "prose"}},
             "candidates": [{"family": "random_forest", "cv": "5"}],
         },
         needles=(
@@ -415,14 +422,15 @@ def test_warnings_about_the_data_and_its_changes_are_registered(
     first = stack.upload_dataset(model, to_csv(rows), GOOD_SPEC, file_name="v1.csv")
     assert cloud.wait_for_execution(stack.find_execution(first))["status"] == "SUCCEEDED"
 
-    # Second file: year turns categorical ("n/a"), sex is gone, a constant and an id-like
-    # column appear.
+    # Second file: year turns categorical ("n/a"), sex is gone, a constant, an identifier and a
+    # column of many categories appear.
     changed = []
     for i, original in enumerate(rows):
         row = {k: v for k, v in original.items() if k != "sex"}
         row["year"] = "n/a" if i == 5 else row["year"]
         row["station"] = "S1"
         row["tag"] = f"tag-{i:04d}"
+        row["batch"] = f"b{i * 2 // 3}"
         changed.append(row)
     second = stack.upload_dataset(model, to_csv(changed), None, file_name="v2.csv")
     execution_arn = stack.find_execution(second)
@@ -442,10 +450,13 @@ def test_warnings_about_the_data_and_its_changes_are_registered(
         ("TypeChanged", "year"),
         ("ColumnRemoved", "sex"),
         ("ColumnAdded", "station"),
-        ("ColumnAdded", "tag"),
+        ("ColumnAdded", "batch"),
         ("ConstantColumn", "station"),
-        ("HighCardinality", "tag"),
+        ("HighCardinality", "batch"),
     } <= found
     assert all(w["message"] for w in latest["warnings"])
-    tag = next(f for f in latest["schema"]["features"] if f["name"] == "tag")
-    assert len(tag["categories"]) <= MAX_SCHEMA_CATEGORIES
+    # A unique code on every row is read as an identifier: no feature, so no warning about it.
+    assert [i["name"] for i in latest["schema"]["identifiers"]] == ["tag"]
+    assert "tag" not in {column for _, column in found}
+    batch = next(f for f in latest["schema"]["features"] if f["name"] == "batch")
+    assert len(batch["categories"]) <= MAX_SCHEMA_CATEGORIES

@@ -1,16 +1,27 @@
-"""The CLI's one-line account of each pipeline step."""
+"""The CLI's account of each pipeline step, and how it shows the columns as read."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mlstack.cli.progress import summarize
+from mlstack.cli.progress import column_lines, summarize
 from mlstack_core.evidence import ADVICE, Interval
+from mlstack_core.spec import load_spec, resolve_task
+from mlstack_core.tabular import Prepared, prepare, read_csv, target_values
+from tests.kind_tables import customers, orders, reviews
 from tests.unit.evidence_fixtures import ROWS, weighed
 
 pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _evaluation(parity: dict[str, object], metric: str) -> dict[str, Any]:
@@ -102,3 +113,220 @@ def test_the_report_names_a_person_s_decision_over_the_gate_s() -> None:
     assert decision_text(rejected, evaluation) == (
         "gate: promote; rejected by arn:aws:iam::1:user/ana"
     )
+
+
+# ----------------------------------------------------------------------------- columns as read
+def mixed_csv(rows: int = 300) -> bytes:
+    """An export with a timestamp, a number, a category, a free-text review and a customer
+    reference; the label (``returned``) follows the weekday of the timestamp."""
+    table = [
+        {
+            "customer_ref": customer["customer_ref"],
+            "placed_at": order["placed_at"],
+            "amount": order["amount"],
+            "channel": order["channel"],
+            "review": review["review"],
+            "returned": order["returned"],
+        }
+        for order, review, customer in zip(
+            orders(rows, 1), reviews(rows, 2), customers(rows, 3), strict=True
+        )
+    ]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(table[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(table)
+    return out.getvalue().encode()
+
+
+def mixed_prepared(rows: int = 300) -> Prepared:
+    """What Preprocess makes of ``mixed_csv``."""
+    spec = load_spec(json.dumps({"target": "returned"}).encode())
+    read = read_csv(mixed_csv(rows), na_values=spec["na_values"], required=["returned"])
+    spec = resolve_task(spec, target_values(read, "returned"))
+    return prepare(read, spec)
+
+
+def mixed_schema(rows: int = 300) -> dict[str, Any]:
+    """The schema Preprocess records for ``mixed_csv``."""
+    return mixed_prepared(rows).schema
+
+
+def _preprocess(schema: dict[str, Any], warnings: list[dict[str, Any]] | None = None) -> str:
+    run = {
+        "dataset": {"rows": 300},
+        "schema": schema,
+        "warnings": warnings or [],
+        "task": "classification",
+        "candidates": ["a", "b", "c"],
+        "splits": {"holdout_rows": 60},
+    }
+    return summarize("Preprocess", {"run": run})
+
+
+def test_preprocess_prints_each_column_its_kind_and_why() -> None:
+    schema = mixed_schema()
+    first, header, *columns = _preprocess(schema).split("\n")
+    assert first.startswith(
+        "300 rows, 4 features (1 numeric, 1 categorical, 1 datetime, 1 text), 1 identifier, "
+    )
+    assert header == "      columns, as read:"
+    placed_at = next(f for f in schema["features"] if f["name"] == "placed_at")
+    assert placed_at["reason"].startswith("100% of its values read as iso dates (e.g. '20")
+    # Under a datetime: its parts and the training range; under a text: its TF-IDF bounds.
+    under = " " * len("        customer_ref  identifier   ")
+    assert columns == [
+        f"        placed_at     datetime     {placed_at['reason']}",
+        f"{under}parts year, month, day, day_of_week, day_of_year, hour, days_since_epoch",
+        f"{under}trained on {placed_at['first']} to {placed_at['last']}",
+        "        amount        numeric      every value is a number",
+        "        channel       categorical  3 distinct values in 300 rows",
+        "        review        text         300 distinct values in 300 rows, "
+        + next(f["reason"] for f in schema["features"] if f["name"] == "review").split(", ")[1],
+        f"{under}TF-IDF of its words: at most 1,000 terms, phrases of 1 to 2 words",
+        "        customer_ref  identifier   not a feature: each of its 300 values is different "
+        "and none holds a space",
+    ]
+
+
+def test_warnings_follow_the_columns() -> None:
+    warning = {"code": "UnreadableDates", "column": "placed_at", "message": "3 of 300 values ..."}
+    lines = _preprocess(mixed_schema(), [warning]).split("\n")
+    assert ", 1 warning(s)" in lines[0]
+    assert lines[-1] == "      ! UnreadableDates placed_at: 3 of 300 values ..."
+
+
+def test_declared_kinds_and_formats_say_so() -> None:
+    schema = {
+        "features": [
+            {
+                "name": "day",
+                "kind": "datetime",
+                "reason": "declared in spec.columns.types",
+                "format": "dmy",
+                "parts": ["year", "month", "day", "day_of_week", "day_of_year", "days_since_epoch"],
+                "first": "2024-01-03T00:00:00Z",
+                "last": "2024-12-31T00:00:00Z",
+            },
+            {
+                "name": "note",
+                "kind": "text",
+                "reason": "declared in spec.columns.types",
+                "max_terms": 200,
+                "ngrams": 1,
+            },
+        ],
+        "identifiers": [
+            {"name": "ref", "kind": "identifier", "reason": "declared in spec.columns.types"}
+        ],
+    }
+    assert column_lines(schema) == [
+        "day   datetime    declared in spec.columns.types",
+        "                  read as dmy dates",
+        "                  parts year, month, day, day_of_week, day_of_year, days_since_epoch",
+        # Dates without a time of day show days.
+        "                  trained on 2024-01-03 to 2024-12-31",
+        "note  text        declared in spec.columns.types",
+        "                  TF-IDF of its words: at most 200 terms, single words",
+        "ref   identifier  not a feature: declared in spec.columns.types",
+    ]
+
+
+def test_a_wide_table_lists_its_notable_columns_and_counts_the_rest() -> None:
+    text = {"name": "note", "kind": "text", "reason": "words", "max_terms": 1000, "ngrams": 2}
+    schema = {
+        "features": [
+            *({"name": f"x{i}", "kind": "numeric", "reason": "a number"} for i in range(40)),
+            text,
+            *({"name": f"c{i}", "kind": "categorical", "reason": "2 distinct"} for i in range(5)),
+        ],
+        "identifiers": [{"name": "ref", "kind": "identifier", "reason": "all different"}],
+    }
+    lines = column_lines(schema, limit=10)
+    named = [line.split()[0] for line in lines if not line.startswith(" ")]
+    assert named == [*(f"x{i}" for i in range(8)), "note", "ref", "..."]
+    assert lines[-1] == "... and 37 more (32 numeric, 5 categorical; the model card lists all)"
+
+
+def test_a_schema_from_before_reasons_still_prints() -> None:
+    schema = {
+        "features": [{"name": "island", "kind": "categorical"}, {"name": "x", "kind": "numeric"}],
+        "numeric": ["x"],
+        "categorical": ["island"],
+    }
+    first, _, *columns = _preprocess(schema).split("\n")
+    assert "2 features (1 numeric, 1 categorical), task classification" in first
+    assert columns == ["        island  categorical", "        x       numeric"]
+
+
+def test_the_registry_view_shows_how_production_and_a_rejected_newest_read_columns() -> None:
+    from mlstack.cli.views import format_models
+
+    schema = mixed_schema()
+    production = {
+        "version": 1,
+        "status": "Approved",
+        "schema": schema,
+        "dataset": {"rows": 300},
+        "artifact": {"bucket": "b", "key": "k", "sha256": "ab" * 32},
+    }
+    # The newest version read the review as categories: the view says how.
+    recategorised = {
+        **schema,
+        "features": [
+            {"name": "review", "kind": "categorical", "reason": "declared in spec.columns.types"}
+            if f["name"] == "review"
+            else f
+            for f in schema["features"]
+        ],
+    }
+    newest = {
+        **production,
+        "version": 2,
+        "status": "Rejected",
+        "schema": recategorised,
+        "evidence": {"verdict": "no better"},
+    }
+
+    class Registry:
+        def list_versions(self, model: str) -> list[dict[str, Any]]:
+            return [production, newest]
+
+        def get_version(self, model: str, version: int) -> dict[str, Any]:
+            return production if version == 1 else newest
+
+        def get_alias(self, model: str) -> int:
+            return 1
+
+        def aliases(self, model: str) -> dict[str, Any]:
+            return {}
+
+    class Client:
+        registry = Registry()
+
+    printed = format_models(Client(), "orders")  # type: ignore[arg-type]
+    shown, rejected = printed.split("production version 1:")[1].split("newest version 2")
+    indent = "\n" + " " * 13
+    assert "  columns    " + indent.join(column_lines(schema)) + "\n" in shown
+    assert "placed_at     datetime     100% of its values read as iso dates" in shown
+    assert "customer_ref  identifier   not a feature: each of its 300 values" in shown
+    assert "review        categorical  declared in spec.columns.types" in rejected
+    # A rejected version that read every column as production did shows no columns.
+    newest["schema"] = schema
+    assert "columns" not in format_models(Client(), "orders").split("newest version 2")[1]  # type: ignore[arg-type]
+
+
+def test_the_cli_s_base_install_prints_columns_without_numpy() -> None:
+    """`pip install mlstack` brings boto3 only: the commands that print column readings import
+    no numpy (the readings live in ``mlstack_core.columns_text``, not in the card)."""
+    script = (
+        "import sys; sys.modules['numpy'] = None\n"
+        "import mlstack.cli.main\n"
+        "from mlstack.cli.progress import column_lines\n"
+        "print(column_lines({'features': [{'name': 'x', 'kind': 'numeric', 'reason': 'r'}]}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['x  numeric  r']"

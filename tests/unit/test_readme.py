@@ -21,3 +21,47 @@ def test_readme_shows_the_published_spec_schema() -> None:
     assert block, "README lost its spec schema block"
     shipped = json.loads((ROOT / "layers/core/mlstack_core/spec.schema.json").read_text())
     assert json.loads(block.group(1)) == shipped
+
+
+def _spec_table(readme: str) -> dict[str, str]:
+    """The README's spec table: field → the rest of its row."""
+    section = readme.split("## Training spec", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([^`]+)` \| (.*)$", section, flags=re.M)
+    return dict(rows)
+
+
+def test_the_spec_table_documents_every_column_setting_and_kind() -> None:
+    readme = (ROOT / "README.md").read_text()
+    shipped = json.loads((ROOT / "layers/core/mlstack_core/spec.schema.json").read_text())
+    table = _spec_table(readme)
+    columns = shipped["properties"]["columns"]["properties"]
+    for name in columns:
+        assert f"columns.{name}" in table, f"the spec table lacks columns.{name}"
+    for kind in columns["types"]["additionalProperties"]["enum"]:
+        assert f"`{kind}`" in table["columns.types"], kind
+    for form in columns["date_formats"]["additionalProperties"]["enum"]:
+        assert f"`{form}`" in table["columns.date_formats"], form
+    defaults = columns["text"]["default"]
+    assert json.dumps(defaults) in table["columns.text"].replace("`", "")
+
+
+def test_the_column_kinds_section_names_every_kind_format_and_part() -> None:
+    from mlstack_core.kinds import KINDS, datetimes, inference
+    from mlstack_core.kinds import text as text_kind
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Column kinds\n", 1)[1].split("\n## ", 1)[0]
+    for kind in KINDS:
+        assert f"| {kind} |" in section, kind
+    for form in datetimes.FORMATS:
+        assert f"| `{form}` |" in section, form
+    for part in (*datetimes.DATE_PARTS, datetimes.HOUR, datetimes.INSTANT):
+        assert f"`{part}`" in section, part
+    # The thresholds the rules quote are the ones inference applies.
+    assert f"At least {inference.DATE_SHARE:.0%}".replace("%", " %") in section
+    assert f"the {inference.DATE_SAMPLE:,} most frequent" in section
+    assert f"at least {inference.MIN_IDENTIFIER_ROWS} whole numbers" in section
+    assert f"at least {inference.TEXT_WORDS:g} words a value" in section
+    assert f"at least {inference.LONG_TEXT_WORDS:g} words a value" in section
+    assert f"more than {inference.HIGH_CARDINALITY_COUNT:,}" in section
+    assert f"the first {text_kind.MAX_WORDS:,} of a value" in section

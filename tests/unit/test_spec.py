@@ -89,7 +89,12 @@ def test_partial_nested_objects_are_completed() -> None:
     )
     assert spec["parity_tolerance"]["label_agreement"] == 0.95
     assert spec["parity_tolerance"]["max_abs_diff"] > 0
-    assert spec["columns"] == {"drop": ["id"], "types": {}}
+    assert spec["columns"] == {
+        "drop": ["id"],
+        "types": {},
+        "date_formats": {},
+        "text": {"max_terms": 1000, "ngrams": 2},
+    }
 
 
 def test_utf8_bom_and_editor_fields_are_accepted() -> None:
@@ -126,7 +131,7 @@ def test_every_schema_problem_is_listed_at_once() -> None:
                 "metirc": "accuracy",
                 "approval": "sometimes",
                 "candidates": ["forest", {"family": "knn", "grid": {"n_neighbors": 3}}],
-                "columns": {"types": {"a": "text"}, "drop": "id"},
+                "columns": {"types": {"a": "prose"}, "drop": "id"},
                 "max_concurrency": 0,
                 "random_seed": -1,
             }

@@ -600,7 +600,8 @@ def retrain_with_feedback(
         return {"started": False, "reason": f"{newest['key']} has no {target!r} column"}
     out = io.StringIO()
     out.write(text if text.endswith("\n") else text + "\n")
-    writer = csv.writer(out, lineterminator="\n")
+    # CSV's own line ending, so a captured text holding a bare "\r" is quoted, not split.
+    writer = csv.writer(out, lineterminator="\r\n")
     for capture, label in labelled:
         features = {**capture.get("features", {}), target: label}
         writer.writerow(["" if features.get(c) is None else features.get(c) for c in header])

@@ -217,7 +217,8 @@ def _part(job: dict[str, Any], loaded: LoadedModel, rows: list[dict[str, str]], 
     keep = job["keep"]
     classes = loaded.layout.classes or []
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # CSV's own line ending, so a kept cell holding a bare "\r" is quoted, not split.
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow([*keep, "prediction", *(f"probability_{c}" for c in classes)])
     predictions = list(map(_text, _values(scores.fields.get("predictions", []))))
     scored_rows = map(rows.__getitem__, scores.scored)

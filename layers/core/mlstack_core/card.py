@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import base64
 import html
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from mlstack_core.columns_text import (
+    ColumnReading,
+    column_entries,
+    column_reading,
+    date_range,
+    kind_counts,
+    thousands,
+)
 from mlstack_core.evidence_text import (
     how_judged,
     interval_of,
@@ -114,9 +124,25 @@ def _features(data: ReportData) -> list[dict[str, Any]]:
     return list(data.document["schema"].get("features") or [])
 
 
-def _baseline_features(data: ReportData) -> dict[str, dict[str, Any]]:
+def _baseline_entries(data: ReportData) -> list[dict[str, Any]]:
     baseline = data.document.get("drift_baseline") or {}
-    return {f["name"]: f for f in baseline.get("features") or []}
+    return [f for f in baseline.get("features") or [] if isinstance(f, dict)]
+
+
+def _baseline_features(data: ReportData) -> dict[str, dict[str, Any]]:
+    """The baseline entry named after each column (a numeric or categorical feature's)."""
+    return {str(f["name"]): f for f in _baseline_entries(data) if f.get("name") is not None}
+
+
+def _entries_of(data: ReportData, feature: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every baseline entry of a feature, its own first: a datetime's parts
+    (``placed_at.day_of_week``), a text's measures (their ``column``)."""
+    name = feature.get("name")
+    names = {name, *(f"{name}.{part}" for part in feature.get("parts") or [])}
+    entries = [
+        f for f in _baseline_entries(data) if f.get("name") in names or f.get("column") == name
+    ]
+    return sorted(entries, key=lambda f: f.get("name") != name)
 
 
 def _data(data: ReportData) -> Section:
@@ -131,28 +157,91 @@ def _data(data: ReportData) -> Section:
         f"sha256 `{dataset.get('sha256')}`. Split {splits.get('train_rows')} rows for training, "
         f"{splits.get('holdout_rows')} held out for evaluation."
     )
-    baseline = _baseline_features(data)
     rows = (document.get("drift_baseline") or {}).get("rows") or 0
     table = Table(["feature", "kind", "missing in training", "seen in training"], [])
     for feature in _features(data):
-        entry = baseline.get(feature["name"], {})
-        missing = f"{entry['missing'] / rows:.1%}" if rows and "missing" in entry else "-"
-        table.rows.append([feature["name"], feature["kind"], missing, _seen(feature, entry)])
+        name = str(feature.get("name"))
+        entries = _entries_of(data, feature)
+        # A datetime's parts are missing together: where its value is missing or unreadable.
+        counted = next((e for e in entries if isinstance(e.get("missing"), int | float)), None)
+        missing = f"{counted['missing'] / rows:.1%}" if rows and counted else "-"
+        table.rows.append([name, str(feature.get("kind")), missing, _seen(feature, entries)])
     section.add(table)
     for warning in document.get("warnings") or []:
         section.add(f"Warning {warning.get('code')}: {warning.get('message')}")
     return section
 
 
-def _seen(feature: dict[str, Any], entry: dict[str, Any]) -> str:
-    if feature["kind"] == "categorical":
+def _seen(feature: Mapping[str, Any], entries: list[dict[str, Any]]) -> str:
+    kind = feature.get("kind")
+    if kind == "categorical":
         categories = [str(c) for c in feature.get("categories") or []]
         listed = ", ".join(categories[:LISTED_CATEGORIES])
         more = len(categories) - LISTED_CATEGORIES
         return listed + (f" and {more} more" if more > 0 else "")
-    if entry.get("min") is not None:
-        return f"{_measured(entry['min'])} to {_measured(entry['max'])}"
+    if kind == "datetime":
+        return date_range(feature) or "-"
+    ranged = [e for e in entries if e.get("min") is not None and e.get("max") is not None]
+    if kind == "text":
+        # The words per text; another measure only when the baseline has no word count.
+        words = [e for e in ranged if e.get("measure") == "words"]
+        if words:
+            return f"{_measured(words[0]['min'])} to {_measured(words[0]['max'])} words"
+        return (
+            "; ".join(
+                f"{e.get('measure') or e.get('name')} {_measured(e['min'])} to "
+                f"{_measured(e['max'])}"
+                for e in ranged
+            )
+            or "-"
+        )
+    own = next((e for e in ranged if e.get("name") == feature.get("name")), None)
+    if own is not None:
+        return f"{_measured(own['min'])} to {_measured(own['max'])}"
     return "-"
+
+
+# ----------------------------------------------------------------------------- columns
+def _as_input(reading: ColumnReading, entry: Mapping[str, Any]) -> str:
+    """What a column becomes as model input, in words."""
+    if not reading.feature:
+        return "not a feature: a request may carry it, and batch scoring keeps it in its output"
+    if reading.kind == "numeric":
+        return "one number"
+    if reading.kind == "categorical":
+        known = entry.get("n_categories", len(entry.get("categories") or []))
+        return (
+            f"one-hot of its most frequent categories in training ({thousands(known)} seen); "
+            "any other value sets none"
+        )
+    if reading.kind == "datetime":
+        # The format always, though the reason may name it: the card is read on its own.
+        details = [d for d in reading.details if not d.startswith("read as ")]
+        return "; ".join([f"format {entry.get('format')}", *details])
+    return "; ".join(reading.details) or "-"
+
+
+def _columns(data: ReportData) -> Section:
+    section = Section("Columns")
+    entries = column_entries(data.document.get("schema") or {})
+    readings = [column_reading(entry, feature) for entry, feature in entries]
+    if not readings:
+        section.add("The schema lists no columns.")
+        return section
+    section.add(
+        "How each column was read, and why (`spec.columns.types` overrides a reading): "
+        f"{', '.join(kind_counts(readings))}. Identifiers are not features."
+    )
+    section.add(
+        Table(
+            ["column", "kind", "why", "as model input"],
+            [
+                [r.name, r.kind, r.reason or "-", _as_input(r, entry)]
+                for r, (entry, _) in zip(readings, entries, strict=True)
+            ],
+        )
+    )
+    return section
 
 
 def _training(data: ReportData) -> Section:
@@ -332,12 +421,25 @@ def _drift(data: ReportData) -> Section:
     if not baseline:
         section.add("No drift baseline is stored inline; see `files.baseline`.")
         return section
+    entries = [f for f in baseline.get("features") or [] if isinstance(f, dict)]
+    kinds = Counter(str(f.get("kind")) for f in entries)
+    binned = "; ".join(
+        f"{n} {_BINNED.get(kind, f'{kind}, binned as recorded')}" for kind, n in kinds.items()
+    )
     section.add(
-        f"{len(baseline.get('features') or [])} features binned from {baseline.get('rows')} "
-        "training rows (deciles for numbers, the most frequent categories otherwise); the "
-        "monitor compares served inputs with these bins (PSI)."
+        f"{len(entries)} model inputs binned from {baseline.get('rows')} training rows"
+        + (f": {binned}" if binned else "")
+        + ". The monitor compares served inputs with these bins (PSI)."
     )
     return section
+
+
+# How each kind of baseline entry is binned, for the drift section.
+_BINNED = {
+    "numeric": "numeric in deciles, each part of a datetime one of them",
+    "categorical": "categorical by the most frequent categories",
+    "text": "text measures in deciles: words per text, share of words unseen in training",
+}
 
 
 def _decision(data: ReportData, history: list[dict[str, Any]]) -> Section:
@@ -399,12 +501,28 @@ def _lineage(data: ReportData) -> Section:
 
 def _limits(data: ReportData) -> Section:
     section = Section("Known limits")
+    baseline = _baseline_features(data)
     for feature in _features(data):
-        entry = _baseline_features(data).get(feature["name"], {})
-        if feature["kind"] == "categorical":
+        entry = baseline.get(str(feature.get("name")), {})
+        kind = feature.get("kind")
+        if kind == "categorical":
             section.add(
                 f"`{feature['name']}`: a category not seen in training counts as none of the "
                 f"{len(feature.get('categories') or [])} known ones."
+            )
+        elif kind == "datetime":
+            span = date_range(feature)
+            if span:
+                section.add(
+                    f"`{feature['name']}`: trained on {span}; a later or earlier date is "
+                    "extrapolation (its year and days_since_epoch lie outside what the model "
+                    "saw)."
+                )
+        elif kind == "text":
+            section.add(
+                f"`{feature['name']}`: only the {thousands(feature.get('max_terms'))} most "
+                "frequent words and phrases of the training texts count; any other word is "
+                "ignored."
             )
         elif entry.get("min") is not None:
             section.add(
@@ -432,6 +550,7 @@ def card_sections(
     return [
         _purpose(data),
         _data(data),
+        _columns(data),
         _training(data),
         _evaluation(data),
         _parity(data),

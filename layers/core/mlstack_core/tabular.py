@@ -593,7 +593,9 @@ def write_split_to(
     are in memory, never a second copy of the table."""
     names = split_columns(schema)
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    writer = csv.writer(text, lineterminator="\n")
+    # CSV's own line ending: the csv module quotes a cell holding a line ending's characters, so a
+    # lone "\r" in a note (which "\n" alone would leave bare) cannot split the row on reading.
+    writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow(names)
     rows = np.sort(np.asarray(index, dtype=np.int64))
     start = 0

@@ -2,9 +2,10 @@
 
 The rules, in order, for a column the spec does not declare (``spec.columns.types``):
 
-1. Every value a number: ``numeric``, unless the numbers are distinct integers that number the
-   rows (1, 2, 3, ... in file order) or sit under a key-like name (``id``, ``order_id``,
-   ``CustomerKey``): then ``identifier``.
+1. Every value a number: ``numeric``, unless the numbers are distinct integers under a key-like
+   name (``id``, ``order_id``, ``CustomerKey``), or count the rows one by one in file order under
+   a row-number name (``index``, ``row``, ``Unnamed: 0``): then ``identifier``. Without such a
+   name, distinct integers stay numeric: a week number or a price may be distinct too.
 2. At least ``DATE_SHARE`` of a sample of the values read as dates in one format (``datetimes``):
    ``datetime``. Day-first and month-first dates that no value tells apart stay categorical, with
    an ``AmbiguousDates`` warning naming the fix.
@@ -45,6 +46,9 @@ HIGH_CARDINALITY_COUNT: Final = 1000
 MAX_SCHEMA_CATEGORIES: Final = 200
 _KEY_SUFFIX: Final = re.compile(r"(?:^|[_\W])(?:id|uuid|guid|key)$", re.I)
 _CAMEL_KEY: Final = re.compile(r"[a-z0-9](?:Id|ID|Key|Uuid|UUID)$")
+_ROW_NAME: Final = re.compile(
+    r"(?:index|idx|row|rownum|row_?(?:no|nr|number|index)|no|nr|#|unnamed: ?\d+)", re.I
+)
 _WHITESPACE: Final = re.compile(r"\s")
 
 
@@ -67,6 +71,11 @@ class Profile:
     unreadable_dates: list[str] = field(default_factory=list)
 
 
+def row_number_like(name: str) -> bool:
+    """Whether a column's name says it numbers the rows: ``index``, ``row``, ``Unnamed: 0``."""
+    return bool(_ROW_NAME.fullmatch(name.strip()))
+
+
 def key_like(name: str) -> bool:
     """Whether a column's name says it is a key: ``id``, ``order_id``, ``CustomerKey``."""
     return bool(_KEY_SUFFIX.search(name.strip()) or _CAMEL_KEY.search(name.strip()))
@@ -87,25 +96,26 @@ def _count(columns: ColumnBlocks, name: str, in_train: np.ndarray) -> tuple[Coun
     return counts, seen_in_train
 
 
-def _numbers_row(values: np.ndarray) -> bool:
-    """Distinct integers 1..n or 0..n-1 (or counting down) in file order: a row number."""
-    present = values[~np.isnan(values)]
-    if present.size < MIN_IDENTIFIER_ROWS or present.size != values.size:
+def _counts_rows(values: np.ndarray) -> bool:
+    """Integers stepping by exactly 1 (up or down) in file order, with no gap: a row number."""
+    if np.isnan(values).any():
         return False
-    steps = np.diff(present.astype(np.float64))
+    steps = np.diff(values.astype(np.float64))
     return bool(np.all(steps == 1.0) or np.all(steps == -1.0))
 
 
 def _numeric_identifier(name: str, values: np.ndarray) -> str | None:
+    """Why a column of numbers is an identifier, or None. The name must say so: a column of
+    distinct whole numbers may as well be a price or a week number, which are features."""
     present = values[~np.isnan(values)]
     if present.size < MIN_IDENTIFIER_ROWS or not np.all(np.floor(present) == present):
         return None
     if np.unique(present).size != present.size:
         return None
-    if _numbers_row(values):
-        return f"its {present.size:,} values count the rows one by one"
+    if row_number_like(name) and _counts_rows(values):
+        return f"its name says it numbers the rows, and its {present.size:,} values count them"
     if key_like(name):
-        return f"each of its {present.size:,} whole numbers is different and its name names a key"
+        return f"its name names a key, and each of its {present.size:,} whole numbers differs"
     return None
 
 

@@ -17,7 +17,7 @@ from typing import Any, Final
 import numpy as np
 
 from mlstack_core.errors import UnparseableNumber
-from mlstack_core.kinds import DATETIME, TEXT, datetimes
+from mlstack_core.kinds import DATETIME, datetimes
 from mlstack_core.kinds import text as text_kind
 from mlstack_core.kinds.numbers import parse_cells
 
@@ -38,15 +38,18 @@ class DatetimeColumn:
 
 
 def datetime_columns(schema: Mapping[str, Any]) -> tuple[DatetimeColumn, ...]:
+    """The schema's ``datetime`` inputs, in order, with their format and parts."""
+    entries = {f["name"]: f for f in schema.get("features", []) if f.get("kind") == DATETIME}
     return tuple(
-        DatetimeColumn(str(f["name"]), str(f["format"]), tuple(f["parts"]))
-        for f in schema.get("features", [])
-        if f.get("kind") == DATETIME
+        DatetimeColumn(str(name), str(entries[name]["format"]), tuple(entries[name]["parts"]))
+        for name in schema.get("datetime", [])
     )
 
 
 def text_columns(schema: Mapping[str, Any]) -> list[str]:
-    return [str(f["name"]) for f in schema.get("features", []) if f.get("kind") == TEXT]
+    """The schema's ``text`` inputs, in order. Like ``numeric`` and ``categorical``, the list
+    says what the graph reads; a feature entry alone is no input."""
+    return [str(name) for name in schema.get("text", [])]
 
 
 def numeric_input_names(schema: Mapping[str, Any]) -> list[str]:
