@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import datetime, timedelta, timezone
 from functools import cache
 from typing import Any
@@ -194,3 +195,21 @@ def test_an_identifier_may_ride_along_in_a_request(serving: Stack) -> None:
     without = invoke("POST", f"/models/{MODEL}/predict", {"instances": [record]})
     assert with_ref.status == without.status == 200
     assert with_ref.body["probabilities"] == without.body["probabilities"]
+
+
+def test_the_version_view_names_the_inputs_of_every_kind_without_quoting_data(
+    serving: Stack,
+) -> None:
+    fixture, _ = orders_model()
+    schema = {**fixture.schema, "identifiers": [{"name": "order_ref", "reason": "'A-1' ..."}]}
+    serving.publish(MODEL, ModelFixture(fixture.onnx, fixture.pipeline, schema))
+    view = invoke("GET", f"/models/{MODEL}/versions/1").body["schema"]
+    assert (view["datetime"], view["text"], view["identifiers"]) == (
+        ["placed_at"],
+        ["note"],
+        ["order_ref"],
+    )
+    placed_at = next(f for f in view["features"] if f["name"] == "placed_at")
+    assert placed_at["format"] == "iso"
+    assert "days_since_epoch" in placed_at["parts"]
+    assert "reason" not in json.dumps(view)

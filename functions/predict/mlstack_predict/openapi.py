@@ -78,8 +78,9 @@ def document(settings: ServingSettings, server_url: str | None = None) -> dict[s
                     "maxItems": max_rows,
                     "description": (
                         "One object per row with exactly the model's input columns (see "
-                        "GET /models/{model}/versions/{version}: schema.numeric + "
-                        "schema.categorical)."
+                        "GET /models/{model}/versions/{version}: schema.numeric, "
+                        "schema.categorical, schema.datetime (a date or time as a string) and "
+                        "schema.text); schema.identifiers may ride along and are ignored."
                     ),
                     "items": {"type": "object", "additionalProperties": value},
                 }

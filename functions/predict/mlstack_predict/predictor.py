@@ -292,7 +292,8 @@ def parse_version(text: str, where: str, *, not_found: bool = False) -> int:
 # baselines or data warnings (which quote cell values): those are for the operators, through the
 # registry (``mlstack models``, ``mlstack card``).
 PUBLIC_FIELDS = ("version", "status", "created_at", "task", "family", "metric", "metrics")
-PUBLIC_FEATURE_FIELDS = ("name", "kind", "categories")
+# Not "reason": it quotes a cell of the training data.
+PUBLIC_FEATURE_FIELDS = ("name", "kind", "categories", "format", "parts", "first", "last")
 
 
 def public_view(document: dict[str, Any]) -> dict[str, Any]:
@@ -304,6 +305,9 @@ def public_view(document: dict[str, Any]) -> dict[str, Any]:
         "task": schema.get("task"),
         "numeric": list(schema.get("numeric") or []),
         "categorical": list(schema.get("categorical") or []),
+        "datetime": list(schema.get("datetime") or []),
+        "text": list(schema.get("text") or []),
+        "identifiers": [str(i["name"]) for i in schema.get("identifiers") or []],
         "features": [
             {k: feature[k] for k in PUBLIC_FEATURE_FIELDS if k in feature}
             for feature in schema.get("features") or []
