@@ -79,6 +79,17 @@ def split_rows(
     return shuffled[:cut], shuffled[cut:]
 
 
+def served_score(task: str, truth: list[str], predictions: list[Any]) -> float:
+    """Accuracy of a classifier's answers, R² of a regressor's, against the true labels."""
+    import numpy as np
+
+    if task == "classification":
+        return float(np.mean([str(p) == t for p, t in zip(predictions, truth, strict=True)]))
+    y = np.asarray([float(t) for t in truth])
+    p = np.asarray(predictions, dtype=np.float64)
+    return float(1 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2))
+
+
 def execution_events(cloud: LocalCloud, execution_arn: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = cloud.client("stepfunctions").get_execution_history(
         executionArn=execution_arn, maxResults=1000

@@ -16,14 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pytest
 from sklearn import datasets
 
 from mlstack.cli.demo import as_instance, penguins_csv
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from tests.integration.conftest import split_rows, to_csv
+from tests.integration.conftest import served_score, split_rows, to_csv
 
 pytestmark = pytest.mark.integration
 
@@ -90,14 +89,6 @@ DATASETS = {
 }
 
 
-def _score(task: str, truth: list[str], predictions: list[Any]) -> float:
-    if task == "classification":
-        return float(np.mean([str(p) == t for p, t in zip(predictions, truth, strict=True)]))
-    y = np.asarray([float(t) for t in truth])
-    p = np.asarray(predictions, dtype=np.float64)
-    return float(1 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2))
-
-
 @pytest.mark.parametrize("name", list(DATASETS))
 def test_real_dataset_is_promoted_and_served(
     cloud: LocalCloud, stack: StackClient, name: str
@@ -118,7 +109,7 @@ def test_real_dataset_is_promoted_and_served(
     response = stack.predict(model, [as_instance(row, dataset.target) for row in unseen])
     assert response.status == 200, response.body
     assert response.body["version"] == production
-    score = _score(
+    score = served_score(
         document["task"], [row[dataset.target] for row in unseen], response.body["predictions"]
     )
     assert score >= dataset.floor, f"{name}: {score:.3f} on unseen rows"

@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import time
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from mlstack.cli.demo import as_instance
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack_core.tabular import read_split
-from tests.integration.conftest import split_rows, to_csv
+from tests.integration.conftest import served_score, split_rows, to_csv
 from tests.kind_tables import TABLES, plain_script_score
 
 pytestmark = pytest.mark.integration
@@ -30,14 +29,6 @@ pytestmark = pytest.mark.integration
 ROWS = 1200
 # How far under the plain script's score the served model may land ("within a few points").
 SLACK = 0.04
-
-
-def _score(task: str, truth: list[str], predictions: list[Any]) -> float:
-    if task == "classification":
-        return float(np.mean([str(p) == t for p, t in zip(predictions, truth, strict=True)]))
-    y = np.asarray([float(t) for t in truth])
-    p = np.asarray(predictions, dtype=np.float64)
-    return float(1 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2))
 
 
 def _batch_predictions(cloud: LocalCloud, model: str, rows: list[dict[str, str]]) -> list[str]:
@@ -94,7 +85,7 @@ def test_the_table_is_read_by_kind_promoted_and_served_like_a_plain_script(
     response = stack.predict(model, instances)
     assert response.status == 200, response.body
     truth = [row[table.target] for row in unseen]
-    served = _score(table.task, truth, response.body["predictions"])
+    served = served_score(table.task, truth, response.body["predictions"])
     script = plain_script_score(table, train, unseen)
     assert served >= script - SLACK, f"{name}: served {served:.3f}, plain script {script:.3f}"
 
