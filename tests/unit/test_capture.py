@@ -227,3 +227,26 @@ def test_captures_expire_after_their_retention() -> None:
     assert template["Parameters"]["CaptureRetentionDays"]["Default"] == 90
     key = capture_key("penguins", 3, 1_800_000_000.0, "abcd1234", 7)
     assert key == "captures/penguins/3/2027-01-15/080000-abcd1234-000007.jsonl"
+
+
+def test_datetime_and_text_values_are_captured_as_sent() -> None:
+    """Feedback turns captures into training rows: every input column must be in them."""
+    document = {
+        **DOCUMENT,
+        "schema": {
+            **DOCUMENT["schema"],
+            "datetime": ["placed_at"],
+            "text": ["note"],
+            "features": [
+                *DOCUMENT["schema"]["features"],
+                {"name": "placed_at", "kind": "datetime", "format": "iso", "parts": ["year"]},
+                {"name": "note", "kind": "text"},
+            ],
+        },
+    }
+    layout = FeatureLayout.from_document(document)
+    recorder = CaptureRecorder(sample_rate=1.0, flush_seconds=0)
+    sent = {"x": 1.5, "colour": "red", "placed_at": "2024-08-31T08:12:16+02:00", "note": "Très bon"}
+    written = recorder.record("m", layout, document, Batch.of_instances([sent]), answer(1))
+    (line,) = lines(written)
+    assert line["features"] == sent

@@ -95,6 +95,11 @@ class FeatureLayout:
     def datetime(self) -> tuple[str, ...]:
         return tuple(column.name for column in self.dates)
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every input column, kind by kind: what a request carries and a capture records."""
+        return (*self.numeric, *self.categorical, *self.datetime, *self.text)
+
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> FeatureLayout:
         """A registry version document (or ``{"schema": ...}``). KeyError/TypeError/ValueError
