@@ -92,6 +92,9 @@ def describe_drift(drift: dict[str, Any] | None) -> list[str]:
         lines.append(f"  {'feature':<30} {'PSI':>8}")
         for feature in features[:20]:
             flag = "  drifted" if feature["psi"] >= (drift.get("threshold") or 0.25) else ""
+            outside = feature.get("outside_range")
+            if outside:  # served values past the training range: dates after it, new words
+                flag += f"  ({outside:.0%} outside the training range)"
             lines.append(f"  {feature['name'][:30]:<30} {feature['psi']:>8.3f}{flag}")
     if drift.get("prediction_psi") is not None:
         lines.append(f"  predictions PSI {drift['prediction_psi']:.3f}")

@@ -320,3 +320,22 @@ def test_summaries_without_range_counts_still_merge() -> None:
     only_old = drift_report(document["drift_baseline"], merge_summaries([old]))
     assert _by_name(only_old)["x"]["outside_range"] is None
     assert _by_name(only_old)["x"]["psi"] == _by_name(report)["x"]["psi"]
+
+
+def test_mlstack_monitor_says_how_much_was_outside_the_training_range() -> None:
+    from mlstack.cli.monitoring import describe_drift
+
+    lines = describe_drift(
+        {
+            "version": 2,
+            "status": "drift",
+            "rows": 400,
+            "threshold": 0.25,
+            "features": [
+                {"name": "placed_at.days_since_epoch", "psi": 8.3, "outside_range": 1.0},
+                {"name": "amount", "psi": 0.01, "outside_range": 0.0},
+            ],
+        }
+    )
+    assert any("placed_at.days_since_epoch" in line and "100% outside" in line for line in lines)
+    assert not any("amount" in line and "outside" in line for line in lines)
