@@ -215,7 +215,7 @@ def test_serving_measures_texts_as_training_did(document: dict[str, Any]) -> Non
 def test_many_text_columns_share_the_known_words_budget() -> None:
     """Known words are cut to a byte budget across columns: the baseline stays inline."""
     columns = [f"note_{i}" for i in range(40)]
-    schema = {"features": [{"name": name, "kind": "text"} for name in columns]}
+    schema = {"text": columns, "features": [{"name": name, "kind": "text"} for name in columns]}
     rng = np.random.default_rng(4)
     vocabulary = [f"{word}{word}" for word in _words(SYLLABLES)]  # 12-letter words
     texts = np.empty((300, len(columns)), dtype=object)
