@@ -11,7 +11,7 @@ SAM := $(SAM_VENV)/bin/sam
 RUNTIME_PYTHON = $(shell $(BIN)/python -c 'from mlstack.checks.build import runtime_python; print(runtime_python() or "")')
 RUNTIME_PYTHON_DIR = $(patsubst %/,%,$(dir $(RUNTIME_PYTHON)))
 
-.PHONY: install demo test lint format unit integration build lock bench bench-gate clean
+.PHONY: install demo test lint format unit integration build lock bench bench-gate bench-kinds clean
 
 # Each target installs the extras it needs (pyproject.toml): the demo the local cloud and its
 # dataset, everything else the development tools too.
@@ -85,6 +85,11 @@ bench-gate: install
 	$(BIN)/python benchmarks/evidence_measures.py
 	$(BIN)/python benchmarks/gate.py --write docs/gate-error-rates.md
 	$(BIN)/python benchmarks/small_tables.py --write docs/small-tables.md
+
+# Tables with timestamps, dates, notes and keys through the whole local loop, against the plain
+# scikit-learn script for each (docs/column-kinds.md; about ten minutes).
+bench-kinds: install
+	$(BIN)/python benchmarks/column_kinds.py --write docs/column-kinds.md
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
