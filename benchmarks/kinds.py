@@ -33,12 +33,15 @@ block of ~2 ms of calls per round, as benchmarks/serving.py's ``interleaved``), 
 noise hits them alike; the ratios are medians of each round's own ratio. In the same rounds, the
 steps of each path are timed alone (decode, inputs, ``session.run``, answer, the handler's drift
 sampling), and for the text model its two text costs, each as served and as it was before: the
-words (``kinds.text.normalise``, and its Unicode pattern alone), and the graph's text branch cut
-out of the exported graph as its own session (as exported, and as skl2onnx writes it). onnxruntime
-runs on one thread, as served. After the rounds, onnxruntime's profiler gives the time of each
-operator inside ``session.run`` (the text branch's, and the estimator's in the numbers and the
-text model), and for a tree ensemble the benchmark walks the 1,000 rows down the exported trees
-to count the comparisons a row makes per tree.
+words (the request's texts gathered, checked and normalised by ``contract.text_tensor``; their
+words by ``kinds.text.normalise_all`` alone, by one ``normalise`` call per text, and by its
+Unicode pattern alone), and the graph's text branch cut out of the exported graph as its own
+session (as exported; with one ``LpNormalization`` for the L2 norm, as ``export_onnx`` wrote it
+before; and as skl2onnx writes it). onnxruntime runs on one thread, as served. After the rounds,
+onnxruntime's profiler gives the time of each operator inside ``session.run`` (the text
+branch's, and the estimator's in the numbers and the text model), and for a tree ensemble the
+benchmark walks the 1,000 rows down the exported trees to count the comparisons a row makes per
+tree.
 """
 
 from __future__ import annotations
@@ -340,13 +343,20 @@ def session(model: Any, profile_prefix: str | None = None) -> Any:
     )
 
 
-def text_branch(onnx_bytes: bytes) -> tuple[Any, list[str]]:
+IDF, NORM = "idf Mul", "L2 norm"  # the roles of the text branch's nodes after its vectorizer
+
+
+def text_branch(onnx_bytes: bytes) -> tuple[Any, dict[str, str]]:
     """The graph's text branch alone, ``text`` → the tensor it hands the model (the Concat's
-    input that depends on ``text``), as a session; and the names of the branch's nodes."""
+    input that depends on ``text``), as a session; and the role of each of its nodes (by name):
+    its operator, or ``IDF`` for the ``Mul`` by the idf weights and ``NORM`` for the nodes of the
+    L2 norm after it."""
     import onnx
 
     model = onnx.load_from_string(onnx_bytes)
     textual, nodes = {"text"}, []
+    counts, weighted = set(), set()  # the vectorizer's outputs; the weighting's and the norm's
+    roles: dict[str, str] = {}
     for node in model.graph.node:  # topological order
         if node.op_type == "Concat":
             (end,) = [name for name in node.input if name in textual]
@@ -354,6 +364,17 @@ def text_branch(onnx_bytes: bytes) -> tuple[Any, list[str]]:
         if textual & set(node.input):
             textual |= set(node.output)
             nodes.append(node)
+            if node.op_type == "TfIdfVectorizer":
+                counts |= set(node.output)
+                roles[node.name] = node.op_type
+            elif node.op_type == "Mul" and counts & set(node.input):
+                weighted |= set(node.output)
+                roles[node.name] = IDF
+            elif weighted & set(node.input):
+                weighted |= set(node.output)
+                roles[node.name] = NORM
+            else:
+                roles[node.name] = node.op_type
     used = {name for node in nodes for name in node.input}
     graph = onnx.helper.make_graph(
         nodes,
@@ -364,7 +385,36 @@ def text_branch(onnx_bytes: bytes) -> tuple[Any, list[str]]:
     )
     branch = onnx.helper.make_model(graph, opset_imports=model.opset_import)
     branch.ir_version = model.ir_version
-    return session(branch), [node.name for node in nodes]
+    return session(branch), roles
+
+
+def with_lp_normalization(onnx_bytes: bytes) -> bytes:
+    """The exported graph with each text branch's L2 norm (``Mul`` → ``ReduceSum`` → ``Sqrt`` →
+    ``Max`` → ``Div`` after the idf ``Mul``) as one ``LpNormalization(p=2, axis=1)``, as
+    ``export_onnx`` wrote it before."""
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    _, roles = text_branch(onnx_bytes)
+    nodes = []
+    for node in model.graph.node:
+        if roles.get(node.name) != NORM:
+            nodes.append(node)
+        elif node.op_type == "Div":  # the norm's last node: the rows divided by their norm
+            nodes.append(
+                onnx.helper.make_node(
+                    "LpNormalization",
+                    [node.input[0]],
+                    list(node.output),
+                    name=node.name,
+                    axis=1,
+                    p=2,
+                )
+            )
+    assert sum(node.op_type == "LpNormalization" for node in nodes) == 1, "no norm rewritten"
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model.SerializeToString()
 
 
 def operator_times(onnx_bytes: bytes, feeds: dict[str, Any], runs: int) -> dict[str, Any]:
@@ -528,9 +578,9 @@ def measure(models: dict[str, Model], batch: int, budget_s: float, app: Any) -> 
     """One family at one batch size: the three models' contract paths and handler calls, their
     steps, the text costs."""
     from mlstack_core.contract import build_inputs, parse_body
-    from mlstack_core.contract.tensors import datetime_tensor
+    from mlstack_core.contract.tensors import datetime_tensor, text_tensor
     from mlstack_core.drift import DriftRecorder
-    from mlstack_core.kinds.text import MAX_WORDS, normalise
+    from mlstack_core.kinds.text import MAX_WORDS, normalise, normalise_all
     from mlstack_core.settings import serving_settings
 
     settings = serving_settings()
@@ -560,17 +610,22 @@ def measure(models: dict[str, Model], batch: int, budget_s: float, app: Any) -> 
         )
         if kind == "datetime":
             timers["datetime.parts"] = partial(datetime_tensor, parsed, loaded.layout)
+        if kind == "text":
+            timers["text.tensor"] = partial(text_tensor, parsed, loaded.layout)
     texts = [row[TEXT_COLUMN] for row in json.loads(models["text"].bodies[batch])["instances"]]
-    branch, branch_nodes = text_branch(models["text"].onnx)
+    branch, roles = text_branch(models["text"].onnx)
+    before, _ = text_branch(with_lp_normalization(models["text"].onnx))
     converted, _ = text_branch(models["text"].converted)
     text_feed = {"text": feeds["text"]["text"]}
-    timers["text.normalise"] = lambda: list(map(normalise, texts))
+    timers["text.normalise"] = partial(normalise_all, texts)
+    timers["text.per_value"] = lambda: list(map(normalise, texts))
     # The words by kinds.text's Unicode pattern alone, as every text was read before its ASCII path.
     word = re.compile(r"\b\w\w+\b")
     timers["text.pattern"] = lambda: [
         " ".join(word.findall(text.lower())[:MAX_WORDS]) if text else "" for text in texts
     ]
     timers["text.branch"] = partial(branch.run, None, text_feed)
+    timers["text.lp"] = partial(before.run, None, text_feed)
     timers["text.converted"] = partial(converted.run, None, text_feed)
     with open(os.devnull, "w") as devnull, redirect_stdout(devnull):  # the handler's metrics
         samples = rounds(timers, budget_s)
@@ -580,9 +635,9 @@ def measure(models: dict[str, Model], batch: int, budget_s: float, app: Any) -> 
         for kind in ("numbers", "text")
     }
     operators: dict[str, float] = {}
-    for node, (op, ms) in profiled["text"].items():
-        if node in branch_nodes:
-            operators[op] = operators.get(op, 0.0) + ms
+    for node, (_, ms) in profiled["text"].items():
+        if node in roles:
+            operators[roles[node]] = operators.get(roles[node], 0.0) + ms
     for kind in ("numbers", "text"):
         operators[f"estimator.{kind}"] = profiled[kind][estimator_node(models[kind].onnx).name][1]
     return {
@@ -647,7 +702,7 @@ def markdown(report: dict[str, Any], arguments: str) -> str:
         for r in results:
             ms = r["ms"]
             for kind in MODELS:
-                own = {"datetime": "datetime.parts", "text": "text.normalise"}.get(kind)
+                own = {"datetime": "datetime.parts", "text": "text.tensor"}.get(kind)
                 own_ms = f"{ms[own]:.3f}" if own else ""
                 branch_ms = f"{ms['text.branch']:.3f}" if kind == "text" else ""
                 lines.append(
@@ -659,28 +714,33 @@ def markdown(report: dict[str, Any], arguments: str) -> str:
     lines += [
         "",
         "The text model's two text costs as served and as they were (median ms, same rounds): "
-        "the words of the request's notes by `kinds.text.normalise` and by its Unicode pattern "
-        "alone; the graph's text branch as `export_onnx` writes it and as skl2onnx converts it:",
+        "the request's texts gathered, checked and normalised (`text_tensor`, the inputs' text "
+        "part above); their words alone by `kinds.text.normalise_all`, by one `normalise` call "
+        "per text, and by its Unicode pattern alone; the graph's text branch as `export_onnx` "
+        "writes it, with one `LpNormalization` for its L2 norm (as it wrote it before), and as "
+        "skl2onnx converts it:",
         "",
-        "| family | rows | normalise | the pattern alone | text branch, exported | "
-        "text branch, as converted |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| family | rows | text_tensor | normalise_all | normalise per text | the pattern alone | "
+        "text branch, exported | with LpNormalization | as converted |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for family, results in report["families"].items():
         for r in results:
             ms = r["ms"]
             lines.append(
-                f"| {family} | {r['batch']:,} | {ms['text.normalise']:.3f} | "
-                f"{ms['text.pattern']:.3f} | {ms['text.branch']:.3f} | "
+                f"| {family} | {r['batch']:,} | {ms['text.tensor']:.3f} | "
+                f"{ms['text.normalise']:.3f} | {ms['text.per_value']:.3f} | "
+                f"{ms['text.pattern']:.3f} | {ms['text.branch']:.3f} | {ms['text.lp']:.3f} | "
                 f"{ms['text.converted']:.3f} |"
             )
-    branch_ops = ("StringSplit", "TfIdfVectorizer", "Mul", "LpNormalization")
+    branch_ops = ("StringSplit", "TfIdfVectorizer", IDF, NORM)
     lines += [
         "",
         "Inside `session.run` (onnxruntime's profile, median ms per run): the text model's text "
-        "branch per operator (Mul applies the idf weights, LpNormalization the L2 norm), and the "
-        "fitted estimator's operator in the numbers model and in the text model; for tree "
-        "ensembles, how many comparisons a row of the 1,000 makes per tree, on average:",
+        "branch per operator (the idf Mul applies the idf weights; the L2 norm is its five nodes, "
+        "Mul, ReduceSum, Sqrt, Max and Div), and the fitted estimator's operator in the numbers "
+        "model and in the text model; for tree ensembles, how many comparisons a row of the 1,000 "
+        "makes per tree, on average:",
         "",
         "| family | rows | " + " | ".join(branch_ops) + " | estimator, numbers model | "
         "estimator, text model | comparisons per row and tree, numbers → text model |",

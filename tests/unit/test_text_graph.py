@@ -1,7 +1,8 @@
 """The exported graph's text branch: the standard operators ``zoo.export_onnx`` puts in place of
-skl2onnx's (``StringSplit`` for ``Tokenizer``, ``LpNormalization`` for ``Normalizer``) give the
-scikit-learn pipeline's answers on any text, and ``kinds.text.normalise``'s ASCII path reads the
-words its pattern reads.
+skl2onnx's (``StringSplit`` for ``Tokenizer``; ``Mul``, ``ReduceSum``, ``Sqrt``, ``Max`` and
+``Div`` for the L2 ``Normalizer``) give the scikit-learn pipeline's TF-IDF rows and answers on any
+text; ``kinds.text.normalise``'s ASCII path reads the words its pattern reads, and
+``normalise_all`` reads a column as ``normalise`` reads each of its values.
 
 Pipelines are the zoo's own (``build_pipeline`` on ``model_input``), fitted on generated rows,
 exported with ``export_onnx`` and loaded with the serving contract (its session options and its
@@ -12,19 +13,21 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlstack_core.candidates import CATALOG, CLASSIFICATION, REGRESSION
-from mlstack_core.contract import Batch, LoadedModel, load_model
+from mlstack_core.contract import Batch, LoadedModel, load_model, session_options
+from mlstack_core.kinds import text as text_kind
 from mlstack_core.kinds.inputs import CATEGORICAL_INPUT, NUMERIC_INPUT, TEXT_INPUT, model_input
 from mlstack_core.kinds.text import MAX_WORDS, normalise, normalise_all
 from mlstack_core.settings import serving_settings
@@ -33,6 +36,8 @@ from mlstack_train.zoo import build_pipeline, export_onnx, faster_text_branches
 pytestmark = pytest.mark.unit
 
 TOLERANCE = 1e-5
+# The TF-IDF rows themselves (each of norm 1) against the vectorizer's.
+ROW_TOLERANCE = 1e-6
 CLASSES = ["high", "low", "mid"]
 NUMERIC = ["amount", "weight"]
 CATEGORICAL = ["channel"]
@@ -237,13 +242,31 @@ def test_the_graph_answers_as_the_pipeline_on_any_text(
     assert_same_answers(model, model.feeds(batch))
 
 
+@pytest.mark.parametrize(("task", "family", "n_text", "tabular"), MODELS[:4])
+@settings(max_examples=25, deadline=None)
+@given(batch=st.lists(records, min_size=1, max_size=6))
+def test_the_branch_gives_the_vectorizers_rows_on_any_text(
+    task: str, family: str, n_text: int, tabular: bool, batch: list[dict[str, Any]]
+) -> None:
+    """The rows the estimator reads, not only its answers: each branch's L2-normalised TF-IDF
+    (the branch is the same whatever the estimator)."""
+    assert_same_rows(fitted(task, family, n_text, tabular), batch)
+
+
+# What a text branch holds after its vectorizer: the idf weighting, then the L2 norm.
+AFTER_VECTORIZER = frozenset({"Mul", "ReduceSum", "Sqrt", "Max", "Div"})
+SKL2ONNX_NORMS = frozenset({"Normalizer", "LpNormalization"})
+
+
 def text_branches(exported: onnx.ModelProto) -> list[list[str]]:
     """Per TF-IDF, the operators of its branch in order: from the ``text`` input to the
-    vectorizer, then the nodes after it up to the first that is not its weighting or norm."""
+    vectorizer, then the nodes that follow from it while they are its weighting or norm."""
     nodes = list(exported.graph.node)
     producer = {name: node for node in nodes for name in node.output}
     branches = []
-    for vectorizer in (node for node in nodes if node.op_type == "TfIdfVectorizer"):
+    for at, vectorizer in enumerate(nodes):
+        if vectorizer.op_type != "TfIdfVectorizer":
+            continue
         before: list[str] = []
         name = vectorizer.input[0]
         while name in producer:
@@ -252,15 +275,69 @@ def text_branches(exported: onnx.ModelProto) -> list[list[str]]:
             name = node.input[0]
         assert name == TEXT_INPUT
         after: list[str] = []
-        name = vectorizer.output[0]
-        while True:
-            (consumer,) = [node for node in nodes if name in node.input]
-            if consumer.op_type not in ("Mul", "Normalizer", "LpNormalization"):
-                break
-            after.append(consumer.op_type)
-            name = consumer.output[0]
+        reached = set(vectorizer.output)
+        for node in nodes[at + 1 :]:  # topological order
+            if reached & set(node.input) and node.op_type in AFTER_VECTORIZER | SKL2ONNX_NORMS:
+                after.append(node.op_type)
+                reached |= set(node.output)
         branches.append([*before, vectorizer.op_type, *after])
     return branches
+
+
+def branch_outputs(exported: onnx.ModelProto) -> Iterator[tuple[int, str]]:
+    """Per TF-IDF branch, the text column it reads (the index its ``ArrayFeatureExtractor``
+    picks; 0 when it reads the input whole) and the name of its normalised rows."""
+    nodes = list(exported.graph.node)
+    producer = {name: node for node in nodes for name in node.output}
+    constants = {t.name: onnx.numpy_helper.to_array(t) for t in exported.graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    for vectorizer in (node for node in nodes if node.op_type == "TfIdfVectorizer"):
+        column, name = 0, vectorizer.input[0]
+        while name in producer:
+            node = producer[name]
+            if node.op_type == "ArrayFeatureExtractor":
+                column = int(constants[node.input[1]].ravel()[0])
+            name = node.input[0]
+        name = vectorizer.output[0]
+        while True:
+            following = [
+                node
+                for node in consumers.get(name, [])
+                if node.op_type in AFTER_VECTORIZER | SKL2ONNX_NORMS
+            ]
+            if not following:
+                break
+            name = following[-1].output[0]  # the norm's last node reads the rows again
+        yield column, name
+
+
+def assert_same_rows(fitted: Fitted, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Each text branch's normalised TF-IDF rows are its vectorizer's, to ``ROW_TOLERANCE``."""
+    graph = onnx.ModelProto()
+    graph.CopyFrom(fitted.exported)
+    branches = list(branch_outputs(graph))
+    for _, name in branches:
+        graph.graph.output.append(
+            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        )
+    session = ort.InferenceSession(
+        graph.SerializeToString(),
+        sess_options=session_options(serving_settings()),
+        providers=["CPUExecutionProvider"],
+    )
+    feeds = fitted.feeds(rows)
+    served = session.run([name for _, name in branches], feeds)
+    transformers = fitted.pipeline.named_steps["preprocess"].named_transformers_
+    assert sorted(column for column, _ in branches) == list(range(len(fitted.text)))
+    for (column, _), rows_served in zip(branches, served, strict=True):
+        expected = transformers[f"text_{column}"].transform(feeds[TEXT_INPUT][:, column])
+        expected = expected.toarray()
+        assert rows_served.shape == expected.shape
+        difference = float(np.max(np.abs(rows_served - expected), initial=0.0))
+        assert difference <= ROW_TOLERANCE, (difference, feeds[TEXT_INPUT][:, column].tolist())
 
 
 @pytest.mark.parametrize(("task", "family", "n_text", "tabular"), MODELS)
@@ -271,10 +348,10 @@ def test_the_text_branch_has_only_standard_operators(
     onnx.checker.check_model(exported, full_check=True)
     # One column of two is picked from the input first.
     picked = ["ArrayFeatureExtractor"] if n_text > 1 else []
+    norm = ["Mul", "ReduceSum", "Sqrt", "Max", "Div"]
     assert (
         text_branches(exported)
-        == [[*picked, "StringSplit", "Flatten", "TfIdfVectorizer", "Mul", "LpNormalization"]]
-        * n_text
+        == [[*picked, "StringSplit", "Flatten", "TfIdfVectorizer", "Mul", *norm]] * n_text
     )
     assert "Tokenizer" not in {node.op_type for node in exported.graph.node}
     assert "com.microsoft" not in {o.domain for o in exported.opset_import}
@@ -296,6 +373,7 @@ def test_a_batch_without_a_single_word_and_the_warm_up_row(
         for text in wordless
     ]
     assert_same_answers(model, model.feeds(rows))
+    assert_same_rows(model, rows)  # rows of zeros: no known word, norm 0
 
     missing = dict.fromkeys(model.loaded.layout.required)
     feeds, _ = model.loaded.score(Batch.of_instances([missing]))
@@ -326,3 +404,64 @@ def test_the_ascii_path_reads_the_words_the_pattern_reads(value: str) -> None:
 def test_the_ascii_path_keeps_the_first_words_of_a_long_text(words: list[str]) -> None:
     value = " ".join(words)
     assert normalise(value) == " ".join(_WORD.findall(value.lower())[:MAX_WORDS])
+
+
+# normalise_all ------------------------------------------------------------------------------------
+ascii_values = st.one_of(
+    st.none(),
+    st.just(""),
+    st.text(alphabet=" \t\n\r\x0b\x0c", max_size=10),  # whitespace only
+    st.lists(st.sampled_from(["a", "I", "ab", "Door", "x_y", "A1", "42"]), max_size=30).map(
+        " ".join
+    ),
+    # With the characters a column's texts could be joined by: NUL, newline, return.
+    st.text(alphabet=string.ascii_letters + string.digits + "_ .,!\x00\n\r\t", max_size=60),
+    st.text(alphabet=st.characters(max_codepoint=127), max_size=60),  # any ASCII
+    st.integers(MAX_WORDS - 3, MAX_WORDS + 3).map(lambda count: "Ab, c " * count),  # long
+)
+column_values = st.one_of(
+    ascii_values,
+    st.sampled_from(SERVED_WORDS),
+    st.lists(st.sampled_from(SERVED_WORDS), max_size=30).map(" ".join),
+    st.text(max_size=60),  # any Unicode
+    st.integers(MAX_WORDS - 3, MAX_WORDS + 3).map(_around_max_words),  # long, not ASCII
+)
+
+
+def assert_read_as_one_by_one(values: list[str | None], small_blocks: bool) -> None:
+    expected = [normalise(value) for value in values]
+    with pytest.MonkeyPatch.context() as patch:
+        if small_blocks:
+            patch.setattr(text_kind, "_BLOCK_CHARACTERS", 64)
+        assert normalise_all(values) == expected
+        assert normalise_all(tuple(values)) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(column_values, max_size=40), small_blocks=st.booleans())
+def test_a_column_reads_as_its_values_one_by_one(
+    values: list[str | None], small_blocks: bool
+) -> None:
+    """Mixed ASCII and other texts, empty, missing, whitespace-only and over-long ones, texts that
+    hold NUL, newline or return; with ``small_blocks``, a column read in blocks of 64 characters
+    (as a long column is read in blocks)."""
+    assert_read_as_one_by_one(values, small_blocks)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(ascii_values, min_size=8, max_size=40), small_blocks=st.booleans())
+def test_an_ascii_column_reads_as_its_values_one_by_one(
+    values: list[str | None], small_blocks: bool
+) -> None:
+    """The same, on columns that take the block path, some with a text that holds its
+    separator."""
+    assert_read_as_one_by_one(values, small_blocks)
+
+
+def test_a_long_column_is_read_in_blocks() -> None:
+    """Texts longer than a block, and shorter ones, between them; one text past the first block
+    holds the separator of the block path."""
+    texts = ["Ab cd, e " * 4_000, None, "Ef gh " * 10_000, "x", "ünï cödé " * 10, "Ij kl"] * 20
+    assert normalise_all(texts) == [normalise(text) for text in texts]
+    texts[-3] = "Mn\x00op " * 3_000
+    assert normalise_all(texts) == [normalise(text) for text in texts]

@@ -245,10 +245,16 @@ def text_tensor(batch: Batch, layout: FeatureLayout) -> np.ndarray:
         if details:
             raise RequestError(_summary(details, "text"), details[:MAX_DETAILS])
         rows = [tuple(row) for row in fixed]
-    normalise = text_kind.normalise
-    return np.array([list(map(normalise, row)) for row in rows], dtype=object).reshape(
-        len(rows), len(layout.text)
-    )
+    if len(rows) <= _FEW_ROWS:  # cheaper in Python than numpy's per-call overhead
+        normalise = text_kind.normalise
+        return np.array([list(map(normalise, row)) for row in rows], dtype=object).reshape(
+            len(rows), len(layout.text)
+        )
+    # A column at a time: kinds.text reads a whole column's texts in a few passes.
+    block = np.empty((len(rows), len(layout.text)), dtype=object)
+    for j, values in enumerate(zip(*rows, strict=True)):
+        block[:, j] = text_kind.normalise_all(values)
+    return block
 
 
 def _summary(details: list[dict[str, Any]], kind: str) -> str:
