@@ -75,7 +75,7 @@ sys.path[:0] = [
 os.environ["OMP_NUM_THREADS"] = "1"  # HistGradientBoosting's fit, on a shared machine
 
 import numpy as np  # noqa: E402
-from measured import machine, write_measured  # noqa: E402
+from measured import interleaved_rounds, machine, write_measured  # noqa: E402
 
 ROWS = 5_000
 BATCHES = (1, 1_000)
@@ -516,33 +516,6 @@ def tree_visits(onnx_bytes: bytes, feeds: dict[str, Any]) -> float | None:
 
 
 # timing -------------------------------------------------------------------------------------------
-def rounds(timers: dict[str, Callable[[], Any]], budget_s: float) -> dict[str, list[float]]:
-    """Seconds per call of each callable, one sample per round: benchmarks/serving.py's
-    ``interleaved`` (shuffled rounds, a ~2 ms block of calls each), keeping every round so that
-    ratios can be taken within a round."""
-    once: dict[str, float] = {}
-    for name, fn in timers.items():  # warm, and size the blocks
-        fn()
-        t0 = time.perf_counter()
-        fn()
-        once[name] = time.perf_counter() - t0
-    block = {name: max(1, min(200, int(0.002 / max(t, 1e-9)))) for name, t in once.items()}
-    per_round = sum(once[name] * block[name] for name in timers)
-    count = int(max(5, min(300, budget_s / max(per_round, 1e-9))))
-    samples: dict[str, list[float]] = {name: [] for name in timers}
-    order = list(timers)
-    shuffler = random.Random(0)
-    for _ in range(count):
-        shuffler.shuffle(order)
-        for name in order:
-            fn, calls = timers[name], block[name]
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            samples[name].append((time.perf_counter() - t0) / calls)
-    return samples
-
-
 def ratio(samples: dict[str, list[float]], top: str, bottom: str) -> float:
     """Median over the rounds of ``top`` / ``bottom`` in the same round."""
     return statistics.median(a / b for a, b in zip(samples[top], samples[bottom], strict=True))
@@ -628,7 +601,7 @@ def measure(models: dict[str, Model], batch: int, budget_s: float, app: Any) -> 
     timers["text.lp"] = partial(before.run, None, text_feed)
     timers["text.converted"] = partial(converted.run, None, text_feed)
     with open(os.devnull, "w") as devnull, redirect_stdout(devnull):  # the handler's metrics
-        samples = rounds(timers, budget_s)
+        samples = interleaved_rounds(timers, budget_s)
     medians = {name: statistics.median(values) * 1000 for name, values in samples.items()}
     profiled = {
         kind: operator_times(models[kind].onnx, feeds[kind], len(samples[kind]))

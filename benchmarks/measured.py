@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 import platform
+import random
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def markers(script: str) -> tuple[str, str]:
@@ -36,3 +40,37 @@ def cpu_model() -> str:
 
 def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu_model()}), Python {platform.python_version()}"
+
+
+def interleaved_rounds(
+    timers: dict[str, Callable[[], Any]], budget_s: float
+) -> dict[str, list[float]]:
+    """Seconds per call of each callable, one sample per round.
+
+    Rounds alternate between the callables in a shuffled order, so the machine's noise hits all
+    of them alike and none always runs right after another (a forest scored by scikit-learn
+    evicts the CPU caches of the next one). Within a round, a callable runs a block of
+    consecutive calls (~2 ms worth), as a busy function serves request after request. Every
+    round is kept, so ratios can be taken within a round.
+    """
+    once: dict[str, float] = {}
+    for name, fn in timers.items():  # warm, and size the blocks
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        once[name] = time.perf_counter() - t0
+    block = {name: max(1, min(200, int(0.002 / max(t, 1e-9)))) for name, t in once.items()}
+    per_round = sum(once[name] * block[name] for name in timers)
+    rounds = int(max(3 if per_round > 1 else 5, min(300, budget_s / max(per_round, 1e-9))))
+    samples: dict[str, list[float]] = {name: [] for name in timers}
+    order = list(timers)
+    shuffler = random.Random(0)
+    for _ in range(rounds):
+        shuffler.shuffle(order)
+        for name in order:
+            fn, calls = timers[name], block[name]
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / calls)
+    return samples

@@ -41,7 +41,6 @@ import io
 import json
 import os
 import platform
-import random
 import socket
 import statistics
 import subprocess
@@ -75,6 +74,7 @@ for _name, _value in {
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 import numpy as np  # noqa: E402
+from measured import interleaved_rounds  # noqa: E402
 
 from mlstack.checks.build import runtime_python  # noqa: E402
 from mlstack_core.contract import Batch, build_inputs  # noqa: E402
@@ -300,33 +300,8 @@ def stdout_to_devnull() -> Iterator[None]:
 
 
 def interleaved(timers: dict[str, Callable[[], Any]], budget_s: float) -> dict[str, float]:
-    """Median seconds per call of each callable.
-
-    Rounds alternate between the callables in a shuffled order, so the machine's noise hits all
-    of them alike and none always runs right after another (a forest scored by scikit-learn
-    evicts the CPU caches of the next one). Within a round, a callable runs a block of
-    consecutive calls (~2 ms worth), as a busy function serves request after request.
-    """
-    once: dict[str, float] = {}
-    for name, fn in timers.items():  # warm, and size the blocks
-        fn()
-        t0 = time.perf_counter()
-        fn()
-        once[name] = time.perf_counter() - t0
-    block = {name: max(1, min(200, int(0.002 / max(t, 1e-9)))) for name, t in once.items()}
-    per_round = sum(once[name] * block[name] for name in timers)
-    rounds = int(max(3 if per_round > 1 else 5, min(300, budget_s / max(per_round, 1e-9))))
-    samples: dict[str, list[float]] = {name: [] for name in timers}
-    order = list(timers)
-    shuffler = random.Random(0)
-    for _ in range(rounds):
-        shuffler.shuffle(order)
-        for name in order:
-            fn, count = timers[name], block[name]
-            t0 = time.perf_counter()
-            for _ in range(count):
-                fn()
-            samples[name].append((time.perf_counter() - t0) / count)
+    """Median seconds per call of each callable, over interleaved rounds (measured.py)."""
+    samples = interleaved_rounds(timers, budget_s)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
