@@ -15,9 +15,6 @@ score, the script's, their difference, and whether the batch job answered as the
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,7 +30,11 @@ from mlstack.cli.demo import as_instance  # noqa: E402
 from mlstack.cli.stack import StackClient  # noqa: E402
 from mlstack.localcloud import LocalCloud, quiet_local_logs  # noqa: E402
 from tests.conftest import records_csv  # noqa: E402
-from tests.integration.conftest import served_score, split_rows  # noqa: E402
+from tests.integration.conftest import (  # noqa: E402
+    batch_predictions,
+    served_score,
+    split_rows,
+)
 from tests.kind_tables import TABLES, plain_script_score  # noqa: E402
 
 PROSE = """# Column kinds on real-shaped tables
@@ -50,37 +51,6 @@ and a logistic regression on the words), fitted on the same rows.
 Scores are accuracy (classification) or R² (regression) on the unseen rows.
 
 """
-
-
-def _batch(cloud: LocalCloud, model: str, rows: list[dict[str, str]]) -> list[str]:
-    s3 = cloud.client("s3")
-    bucket = cloud.outputs["DataBucketName"]
-    s3.put_object(Bucket=bucket, Key=f"batch/{model}/unseen.csv", Body=records_csv(rows))
-    sfn = cloud.client("stepfunctions")
-    machine_arn = cloud.outputs["ScoringStateMachineArn"]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        found = [
-            e["executionArn"]
-            for e in sfn.list_executions(stateMachineArn=machine_arn)["executions"]
-            if e["name"].startswith(f"{model}-unseen-")
-        ]
-        if found:
-            break
-        time.sleep(0.2)
-    else:
-        raise RuntimeError(f"no scoring job started for {model}")
-    result = cloud.wait_for_execution(found[0], timeout=600)
-    if result["status"] != "SUCCEEDED":
-        raise RuntimeError(f"scoring {model}: {result.get('cause')}")
-    manifest = json.loads(
-        s3.get_object(Bucket=bucket, Key=f"batch/{model}/unseen/manifest.json")["Body"].read()
-    )
-    predictions: list[str] = []
-    for key in manifest["parts"]:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-        predictions += [row["prediction"] for row in csv.DictReader(io.StringIO(body))]
-    return predictions
 
 
 def _same(task: str, batch: list[str], served: list[Any]) -> bool:
@@ -121,7 +91,7 @@ def measure(rows: int, seeds: int) -> list[dict[str, Any]]:
                 entry["served"] = round(served_score(table.task, truth, served), 3)
                 entry["read_as"] = read
                 entry["kinds_as_expected"] = read == table.kinds
-                batch = _batch(cloud, model, [{**r, table.target: ""} for r in unseen])
+                batch = batch_predictions(cloud, model, [{**r, table.target: ""} for r in unseen])
                 entry["batch_equals_http"] = _same(table.task, batch, served)
                 entry["outcome"] = "promoted"
                 results.append(entry)

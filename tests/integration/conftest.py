@@ -90,6 +90,40 @@ def served_score(task: str, truth: list[str], predictions: list[Any]) -> float:
     return float(1 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2))
 
 
+def batch_predictions(cloud: LocalCloud, model: str, rows: list[dict[str, str]]) -> list[str]:
+    """Upload ``rows`` as batch/<model>/unseen.csv, wait for the scoring job, and read back the
+    predictions of its rows in order; every row must be scored."""
+    import csv
+    import io
+    import time
+
+    s3 = cloud.client("s3")
+    bucket = cloud.outputs["DataBucketName"]
+    s3.put_object(Bucket=bucket, Key=f"batch/{model}/unseen.csv", Body=records_csv(rows))
+    sfn = cloud.client("stepfunctions")
+    machine = cloud.outputs["ScoringStateMachineArn"]
+    deadline = time.monotonic() + 120
+    arn = None
+    while arn is None and time.monotonic() < deadline:
+        for execution in sfn.list_executions(stateMachineArn=machine)["executions"]:
+            if execution["name"].startswith(f"{model}-unseen-"):
+                arn = execution["executionArn"]
+        time.sleep(0.1)
+    assert arn is not None, f"no scoring job started for {model}"
+    result = cloud.wait_for_execution(arn, timeout=600)
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    manifest = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"batch/{model}/unseen/manifest.json")["Body"].read()
+    )
+    assert manifest["rows_refused"] == 0
+    predictions: list[str] = []
+    for key in manifest["parts"]:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        predictions += [row["prediction"] for row in csv.DictReader(io.StringIO(body))]
+    assert len(predictions) == len(rows)
+    return predictions
+
+
 def execution_events(cloud: LocalCloud, execution_arn: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = cloud.client("stepfunctions").get_execution_history(
         executionArn=execution_arn, maxResults=1000

@@ -9,10 +9,7 @@ answer the same through ``/predict``, a batch job and the gate's own scoring of 
 
 from __future__ import annotations
 
-import csv
 import io
-import json
-import time
 
 import numpy as np
 import pytest
@@ -21,7 +18,7 @@ from mlstack.cli.demo import as_instance
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack_core.tabular import read_split
-from tests.integration.conftest import served_score, split_rows, to_csv
+from tests.integration.conftest import batch_predictions, served_score, split_rows, to_csv
 from tests.kind_tables import TABLES, plain_script_score
 
 pytestmark = pytest.mark.integration
@@ -29,35 +26,6 @@ pytestmark = pytest.mark.integration
 ROWS = 1200
 # How far under the plain script's score the served model may land ("within a few points").
 SLACK = 0.04
-
-
-def _batch_predictions(cloud: LocalCloud, model: str, rows: list[dict[str, str]]) -> list[str]:
-    """Upload ``rows`` as batch/<model>/<job>.csv and read back the scored rows' predictions."""
-    s3 = cloud.client("s3")
-    bucket = cloud.outputs["DataBucketName"]
-    s3.put_object(Bucket=bucket, Key=f"batch/{model}/unseen.csv", Body=to_csv(rows))
-    sfn = cloud.client("stepfunctions")
-    machine = cloud.outputs["ScoringStateMachineArn"]
-    deadline = time.monotonic() + 60
-    arn = None
-    while arn is None and time.monotonic() < deadline:
-        for execution in sfn.list_executions(stateMachineArn=machine)["executions"]:
-            if execution["name"].startswith(f"{model}-unseen-"):
-                arn = execution["executionArn"]
-        time.sleep(0.1)
-    assert arn is not None, "no scoring job started"
-    result = cloud.wait_for_execution(arn, timeout=300)
-    assert result["status"] == "SUCCEEDED", result.get("cause")
-    manifest = json.loads(
-        s3.get_object(Bucket=bucket, Key=f"batch/{model}/unseen/manifest.json")["Body"].read()
-    )
-    assert manifest["rows_refused"] == 0
-    scored: list[dict[str, str]] = []
-    for key in manifest["parts"]:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-        scored += list(csv.DictReader(io.StringIO(body)))
-    assert len(scored) == len(rows)
-    return [row["prediction"] for row in scored]
 
 
 @pytest.mark.parametrize("name", list(TABLES))
@@ -90,7 +58,7 @@ def test_the_table_is_read_by_kind_promoted_and_served_like_a_plain_script(
     assert served >= script - SLACK, f"{name}: served {served:.3f}, plain script {script:.3f}"
 
     # A batch job answers the same rows the same.
-    batch = _batch_predictions(cloud, model, [{**row, table.target: ""} for row in unseen])
+    batch = batch_predictions(cloud, model, [{**row, table.target: ""} for row in unseen])
     if table.task == "classification":
         assert batch == [str(p) for p in response.body["predictions"]]
     else:  # the API answers float32's shortest text, the CSV the full float
