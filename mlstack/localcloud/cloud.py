@@ -15,8 +15,8 @@ from typing import Any
 
 import boto3
 
-from mlstack.localcloud.adaptations import (
-    apply_bucket_configuration,
+from mlstack.localcloud.lambdas import InProcessLambdas
+from mlstack.localcloud.moto_patches import (
     atomic_item_writes,
     batched_map_items,
     deliver_rule_targets,
@@ -24,14 +24,16 @@ from mlstack.localcloud.adaptations import (
     json_state_copies,
     map_result_files,
     resource_types_moto_lacks,
-    serve_api_locally,
     shared_interpreter_clients,
     state_machines_in_executing_backend,
+)
+from mlstack.localcloud.packaging import package_code
+from mlstack.localcloud.template_rewrites import (
+    apply_bucket_configuration,
+    serve_api_locally,
     substitute_definitions,
     take_item_batchers,
 )
-from mlstack.localcloud.lambdas import InProcessLambdas
-from mlstack.localcloud.packaging import package_code
 from mlstack.sam import load_template, project_root, translate
 
 STACK_NAME = "mlstack"

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mlstack.localcloud.adaptations import patched
+from mlstack.localcloud.moto_patches import SNS_PUBLISH, patched
 
 FaultKind = Literal["exception", "timeout", "throttle", "ran_but_reported", "aws_error"]
 
@@ -102,9 +102,8 @@ class FaultPlan:
         """``sns_failures`` publishes fail with SNS's InternalError, whoever publishes: the state
         machine's own NotifyFailure and NotifyRejection tasks included."""
         from moto.sns.exceptions import InternalError
-        from moto.sns.models import SNSBackend
 
-        original = SNSBackend.publish
+        original = SNS_PUBLISH.resolve()
         plan = self
 
         def publish(backend: Any, *args: Any, **kwargs: Any) -> Any:
@@ -115,7 +114,7 @@ class FaultPlan:
                 raise InternalError("injected fault: SNS could not publish")
             return original(backend, *args, **kwargs)
 
-        with patched(SNSBackend, "publish", publish):
+        with patched(SNS_PUBLISH, publish):
             yield
 
     # aws_error: answered in the invoking thread, before moto -------------------------------------

@@ -19,8 +19,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlstack.localcloud.adaptations import patched
 from mlstack.localcloud.faults import FaultPlan, failure_payload, reported_failure
+from mlstack.localcloud.moto_patches import LAMBDA_INVOCATION, patched
 
 # Applied over every function's own variables: in-process functions reach moto through botocore
 # (patched in-process, or AWS_ENDPOINT_URL), not through the prediction function's own HTTPS client.
@@ -232,8 +232,6 @@ class InProcessLambdas:
                 BUILTIN_HANDLERS.remove(entry)
 
     def patch_moto(self) -> contextlib.AbstractContextManager[None]:
-        from moto.awslambda.models import LambdaFunction
-
         runner = self
 
         def _invoke_lambda(function: Any, event: Any = None) -> tuple[str, bool, str]:
@@ -253,7 +251,7 @@ class InProcessLambdas:
                 return json.dumps(error), True, ""
             return json.dumps(invocation.result, default=str), invocation.error is not None, ""
 
-        return patched(LambdaFunction, "_invoke_lambda", _invoke_lambda)
+        return patched(LAMBDA_INVOCATION, _invoke_lambda)
 
 
 def limit_native_thread_pools() -> None:

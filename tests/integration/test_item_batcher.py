@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mlstack.localcloud import LocalCloud, adaptations
-from mlstack.localcloud.adaptations import take_item_batchers
+from mlstack.localcloud import LocalCloud, template_rewrites
+from mlstack.localcloud.template_rewrites import take_item_batchers
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ DEFINITION: dict[str, Any] = {
 def test_a_distributed_map_over_a_csv_gets_its_items_in_batches(
     cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(adaptations, "ITEM_BATCHERS", {})
+    monkeypatch.setattr(template_rewrites, "ITEM_BATCHERS", {})
     translated: dict[str, Any] = {
         "Resources": {
             "Machine": {
@@ -55,7 +55,7 @@ def test_a_distributed_map_over_a_csv_gets_its_items_in_batches(
     assert "ItemBatcher" not in json.dumps(local)  # what moto's parser is given
     processor = local["States"]["ScoreRows"]["ItemProcessor"]
     assert processor["ProcessorConfig"]["ExecutionType"] == "STANDARD"  # moto refuses EXPRESS
-    assert adaptations.ITEM_BATCHERS["ScoreRows"]["batcher"]["MaxItemsPerBatch"] == 3
+    assert template_rewrites.ITEM_BATCHERS["ScoreRows"]["batcher"]["MaxItemsPerBatch"] == 3
 
     s3, bucket = cloud.client("s3"), cloud.outputs["DataBucketName"]
     rows = [f"{i},name {i}" for i in range(7)]

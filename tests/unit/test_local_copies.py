@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlstack.localcloud.adaptations import json_copy
+from mlstack.localcloud.moto_patches import json_copy
 
 pytestmark = pytest.mark.unit
 

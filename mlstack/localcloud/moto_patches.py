@@ -1,86 +1,276 @@
-"""What moto lacks, adapted one named function at a time (the list is in ``mlstack.localcloud``)."""
+"""Patches of moto's internals: what the local cloud needs from moto that moto lacks, or does too
+slowly, each one named context manager, entered by ``LocalCloud.start``.
+
+pyproject.toml pins moto to exactly one version (5.2.5) because these patches replace, wrap or
+call moto's private functions and methods. Each such function, method or module attribute is a
+``Seam`` registered here, with the signature the patch assumes: ``PATCHED_SEAMS`` (what a patch
+replaces or wraps; ``patched`` applies nothing else) and ``CALLED_SEAMS`` (what a replacement
+calls). tests/unit/test_moto_seams.py checks every seam against the moto installed, so an
+upgrade that moves or changes one fails there, naming it.
+
+- ``batched_map_items``: moto's parser refuses a Distributed Map's ItemBatcher;
+  ``template_rewrites.take_item_batchers`` takes it out of the definitions moto gets, and here it
+  is applied at run time.
+- ``json_state_copies``: moto's interpreter deep-copies each state's data with
+  ``copy.deepcopy``; here the same JSON is copied through orjson (``json_copy``), still deeply.
+- ``shared_interpreter_clients``: moto's interpreter makes a boto3 client for every Lambda task;
+  here one per region and service.
+- ``deliver_rule_targets``: moto's EventBridge does not deliver to Lambda targets, and takes a
+  schedule rule (no event pattern) as matching every event. A failed delivery is retried, then
+  dead-lettered, as EventBridge does.
+- ``execution_status_events``: moto's Step Functions publishes no execution status change
+  events; one is put on the bus when an execution ends.
+- ``state_machines_in_executing_backend``: moto's CloudFormation puts state machines where the
+  interpreter does not look.
+- ``resource_types_moto_lacks``: moto's CloudFormation has no ``AWS::S3::BucketPolicy``,
+  ``AWS::SQS::QueuePolicy``, ``AWS::ApiGateway::Account``, ``AWS::SNS::Subscription`` or
+  ``AWS::CloudWatch::Alarm``. The subscription is made through moto's SNS and each alarm through
+  moto's CloudWatch (``put_metric_alarm``); the two policies become stack resources whose
+  documents are not applied, because moto evaluates a bucket policy's Deny without its Condition,
+  so the TLS-only deny would refuse every request.
+- ``map_result_files``: moto's Distributed Map ResultWriter writes an empty manifest; the
+  children's outputs are written to a result file it lists, as on AWS.
+- ``atomic_item_writes``: DynamoDB applies each conditional write atomically; moto's in-process
+  table does not, and Map iterations and queued runs here are threads of one process, so item
+  writes are serialised (the run lock and version counter rely on that atomicity).
+
+The in-process Lambda runner (``lambdas.InProcessLambdas.patch_moto``: moto's Lambda invocation)
+and the fault plan (``faults.FaultPlan.failing_sns_publishes``: moto's SNS publish) patch moto
+through ``patched`` too, from seams registered here.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
+import inspect
 import json
 import threading
 import types
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from mlstack.sam import inline_substitution
+from mlstack.localcloud import template_rewrites
 
 
-def substitute_definitions(translated: dict[str, Any]) -> None:
-    """Apply DefinitionSubstitutions, which moto ignores, as an equivalent plain ``Fn::Sub``.
+# ------------------------------------------------------------------------------------- seams
+@dataclass(frozen=True)
+class Seam:
+    """A moto function, method or module attribute a patch relies on, where it lives and the
+    signature the patch assumes (as ``signature_of`` renders it)."""
 
-    Each ``${Name}`` becomes the inline form of its value (``${Resource.Attr}`` or ``${Resource}``).
-    The list form of Fn::Sub is avoided: moto evaluates it with string.Template, which would turn
-    the context-object paths ``$$.Execution.Id`` into ``$.Execution.Id``.
-    """
-    for resource in translated["Resources"].values():
-        if resource["Type"] != "AWS::StepFunctions::StateMachine":
-            continue
-        properties = resource["Properties"]
-        substitutions = properties.pop("DefinitionSubstitutions", None)
-        if not substitutions:
-            continue
-        definition = properties["DefinitionString"]
-        if isinstance(definition, dict) and "Fn::Join" in definition:
-            # SAM renders an inline definition as a join of literal lines.
-            separator, parts = definition["Fn::Join"]
-            definition = separator.join(parts)
-        for name, value in substitutions.items():
-            definition = definition.replace("${" + name + "}", inline_substitution(value))
-        properties["DefinitionString"] = {"Fn::Sub": definition}
+    path: str  # "package.module:Class.attribute" or "package.module:attribute"
+    # None for what is not a function (a module attribute replaced whole).
+    parameters: str | None
+    # For an attribute replaced by a stand-in: the only names moto's module may use of it.
+    only_uses: tuple[str, ...] = ()
 
+    @property
+    def module(self) -> str:
+        return self.path.partition(":")[0]
 
-# Map state name -> its ItemBatcher and ItemSelector, taken out of the definitions moto is given.
-ITEM_BATCHERS: dict[str, dict[str, Any]] = {}
+    @property
+    def attribute(self) -> str:
+        return self.qualname.rpartition(".")[2]
 
+    @property
+    def qualname(self) -> str:
+        return self.path.partition(":")[2]
 
-def take_item_batchers(translated: dict[str, Any]) -> None:
-    """moto's ASL parser refuses ``ItemBatcher`` (Distributed Map). The definitions moto gets lose
-    it, and the Map's ``ItemSelector`` with it; ``batched_map_items`` applies both at run time.
-    It also refuses Express child executions (``ExecutionType: EXPRESS``): those children run as
-    Standard ones locally. The template and the checks keep the real definition."""
-    for resource in translated["Resources"].values():
-        if resource["Type"] != "AWS::StepFunctions::StateMachine":
-            continue
-        properties = resource["Properties"]
-        wrapped = properties.get("DefinitionString")
-        if not (isinstance(wrapped, dict) and isinstance(wrapped.get("Fn::Sub"), str)):
-            continue
-        definition = json.loads(wrapped["Fn::Sub"])
-        if _take_batchers(definition["States"]):
-            properties["DefinitionString"] = {"Fn::Sub": json.dumps(definition)}
+    def owner(self) -> Any:
+        """The module or class the attribute is set on."""
+        owner: Any = importlib.import_module(self.module)
+        for name in self.qualname.split(".")[:-1]:
+            owner = getattr(owner, name)
+        return owner
+
+    def resolve(self) -> Any:
+        return getattr(self.owner(), self.attribute)
 
 
-def _take_batchers(states: dict[str, Any]) -> bool:
-    taken = False
-    for name, state in states.items():
-        processor = state.get("ItemProcessor") or state.get("Iterator") or {}
-        config = processor.get("ProcessorConfig") or {}
-        if config.get("ExecutionType") == "EXPRESS":
-            config["ExecutionType"] = "STANDARD"
-            taken = True
-        taken |= _take_batchers(processor.get("States", {}))
-        for branch in state.get("Branches", []):
-            taken |= _take_batchers(branch["States"])
-        if "ItemBatcher" in state:
-            ITEM_BATCHERS[name] = {
-                "batcher": state.pop("ItemBatcher"),
-                "selector": state.pop("ItemSelector", None),
-            }
-            taken = True
-    return taken
+def signature_of(function: Any) -> str:
+    """``function``'s parameters, defaults included, without annotations: ``(self, event=None)``."""
+    signature = inspect.signature(function)
+    parameters = [
+        p.replace(annotation=inspect.Parameter.empty) for p in signature.parameters.values()
+    ]
+    return str(signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty))
 
 
+_ITERATION = "moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration"
+_RESULT_WRITER = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval"
+)
+_TASK = "moto.stepfunctions.parser.asl.component.state.exec.state_task"
+
+LAMBDA_INVOCATION = Seam(
+    "moto.awslambda.models:LambdaFunction._invoke_lambda", "(self, event=None)"
+)
+RULE_DELIVERY = Seam(
+    "moto.events.models:Rule.send_to_targets", "(self, original_event, transform_input=True)"
+)
+EXECUTION_TERMINATED = Seam(
+    "moto.stepfunctions.parser.backend.execution:BaseExecutionWorkerCommunication.terminated",
+    "(self)",
+)
+MAP_RUN = Seam(
+    f"{_ITERATION}.distributed_iteration_component:DistributedIterationComponent._map_run",
+    "(self, env, eval_input)",
+)
+INTERPRETER_CLIENT = Seam(
+    f"{_TASK}.lambda_eval_utils:boto_client_for", "(region, service, state_credentials=None)"
+)
+RESULT_WRITER_PUT = Seam(
+    f"{_RESULT_WRITER}.resource_eval_s3:ResourceEvalS3._handle_put_object",
+    "(env, resource_runtime_part, state_credentials)",
+)
+STATE_MACHINE_FROM_TEMPLATE = Seam(
+    "moto.stepfunctions.models:StateMachine.create_from_cloudformation_json",
+    "(resource_name, cloudformation_json, account_id, region_name, **kwargs)",
+)
+RESOURCE_CLASS_FROM_TYPE = Seam(
+    "moto.cloudformation.parsing:resource_class_from_type", "(resource_type)"
+)
+ITEM_WRITES = (
+    Seam(
+        "moto.dynamodb.models:DynamoDBBackend.put_item",
+        "(self, table_name, item_attrs, expected=None, condition_expression=None, "
+        "expression_attribute_names=None, expression_attribute_values=None, overwrite=False, "
+        "return_values_on_condition_check_failure=None)",
+    ),
+    Seam(
+        "moto.dynamodb.models:DynamoDBBackend.update_item",
+        "(self, table_name, key, update_expression, expression_attribute_names, "
+        "expression_attribute_values, attribute_updates=None, expected=None, "
+        "condition_expression=None, return_values_on_condition_check_failure=None)",
+    ),
+    Seam(
+        "moto.dynamodb.models:DynamoDBBackend.delete_item",
+        "(self, table_name, key, expression_attribute_names=None, "
+        "expression_attribute_values=None, condition_expression=None, "
+        "return_values_on_condition_check_failure=None)",
+    ),
+)
+SNS_PUBLISH = Seam(
+    "moto.sns.models:SNSBackend.publish",
+    "(self, message, arn, phone_number=None, subject=None, message_attributes=None, "
+    "group_id=None, deduplication_id=None, message_structure=None)",
+)
+# moto's Step Functions modules that deep-copy state data (inputs, outputs, history details):
+# their ``copy`` becomes a stand-in that has ``deepcopy`` only.
+STATE_COPYING_MODULES = (
+    "moto.stepfunctions.parser.asl.eval.states",
+    "moto.stepfunctions.parser.asl.eval.environment",
+    "moto.stepfunctions.parser.asl.eval.event.event_manager",
+    "moto.stepfunctions.parser.asl.component.state.exec.execute_state",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map",
+    "moto.stepfunctions.parser.asl.component.common.string.string_expression",
+    "moto.stepfunctions.parser.asl.component.common.path.result_path",
+)
+STATE_COPIES = tuple(
+    Seam(f"{module}:copy", None, only_uses=("deepcopy",)) for module in STATE_COPYING_MODULES
+)
+
+PATCHED_SEAMS: tuple[Seam, ...] = (
+    LAMBDA_INVOCATION,
+    RULE_DELIVERY,
+    EXECUTION_TERMINATED,
+    MAP_RUN,
+    INTERPRETER_CLIENT,
+    RESULT_WRITER_PUT,
+    STATE_MACHINE_FROM_TEMPLATE,
+    RESOURCE_CLASS_FROM_TYPE,
+    *ITEM_WRITES,
+    SNS_PUBLISH,
+    *STATE_COPIES,
+)
+
+# What the replacements call of moto, beyond the originals they wrap.
+CALLED_SEAMS: tuple[Seam, ...] = (
+    Seam(
+        f"{_RESULT_WRITER}.resource_eval_s3:ResourceEvalS3._get_s3_client",
+        "(resource_runtime_part, state_credentials)",
+    ),
+    Seam(
+        "moto.awslambda.models:LambdaFunction.invoke",
+        "(self, body, request_headers, response_headers)",
+    ),
+    Seam(
+        "moto.stepfunctions.models:StepFunctionBackend.create_state_machine",
+        "(self, name, definition, roleArn, tags=None, publish=None, loggingConfiguration=None, "
+        "tracingConfiguration=None, encryptionConfiguration=None, version_description=None, "
+        "sm_type=None)",
+    ),
+    Seam("moto.sns.models:SNSBackend.subscribe", "(self, topic_arn, endpoint, protocol)"),
+    Seam(
+        "moto.cloudwatch.models:CloudWatchBackend.put_metric_alarm",
+        "(self, name, namespace, metric_name, comparison_operator, evaluation_periods, period, "
+        "threshold, statistic, description, dimensions, alarm_actions, "
+        "metric_data_queries=None, datapoints_to_alarm=None, extended_statistic=None, "
+        "ok_actions=None, insufficient_data_actions=None, unit=None, actions_enabled=True, "
+        "treat_missing_data=None, evaluate_low_sample_count_percentile=None, "
+        "threshold_metric_id=None, rule=None, tags=None)",
+    ),
+    Seam(
+        "moto.sqs.models:SQSBackend.send_message",
+        "(self, queue_name, message_body, message_attributes=None, delay_seconds=None, "
+        "deduplication_id=None, group_id=None, system_attributes=None, validate_group_id=True)",
+    ),
+)
+
+MOTO_SEAMS: tuple[Seam, ...] = PATCHED_SEAMS + CALLED_SEAMS
+
+
+_INHERITED = object()  # the attribute is not the owner's own
+
+
+@contextlib.contextmanager
+def patched(seam: Seam, replacement: Any) -> Iterator[None]:
+    """``replacement`` in place of the seam's attribute until the block ends. Only a registered
+    seam can be patched, so every patch has its seam test."""
+    if seam not in PATCHED_SEAMS:
+        raise LookupError(f"{seam.path} is not in PATCHED_SEAMS: register it, with its signature")
+    owner, attribute = seam.owner(), seam.attribute
+    check_replacement(seam, replacement)
+    # The attribute as stored (a staticmethod stays one), to be put back as it was.
+    stored = vars(owner).get(attribute, _INHERITED)
+    setattr(owner, attribute, replacement)
+    try:
+        yield
+    finally:
+        if stored is _INHERITED:
+            delattr(owner, attribute)
+        else:
+            setattr(owner, attribute, stored)
+
+
+def check_replacement(seam: Seam, replacement: Any) -> None:
+    """The replacement takes moto's parameters by moto's names (moto passes some by keyword), or
+    passes every argument on (``*args, **kwargs``). The receiver's name may differ."""
+    if seam.parameters is None:
+        return
+    stored = inspect.getattr_static(seam.owner(), seam.attribute)
+    function = getattr(replacement, "__func__", replacement)  # a staticmethod or classmethod
+    taken = list(inspect.signature(function).parameters.values())
+    kinds = {p.kind for p in taken}
+    if {inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD} <= kinds:
+        return
+    names = [p.name for p in taken]
+    expected = [p.name for p in inspect.signature(seam.resolve()).parameters.values()]
+    if isinstance(replacement, classmethod):
+        names = names[1:]  # cls: moto's signature is read through the class, bound
+    elif inspect.isclass(seam.owner()) and not isinstance(stored, (staticmethod, classmethod)):
+        names, expected = names[1:], expected[1:]  # the instance
+    if names != expected:
+        raise TypeError(f"the replacement of {seam.path} takes {names}; moto passes {expected}")
+
+
+# ----------------------------------------------------------------------------------- patches
 def batched_map_items() -> contextlib.AbstractContextManager[None]:
     """Group a Distributed Map's items as ``ItemBatcher`` does: each child execution gets
     ``{"BatchInput": ..., "Items": [...]}``, at most ``MaxItemsPerBatch`` items, each item first
@@ -88,14 +278,10 @@ def batched_map_items() -> contextlib.AbstractContextManager[None]:
     ``BatchInput`` and ``ItemSelector`` are read from the Map state's input (``$.a.b``) and the
     item's context (``$$.Map.Item.Index``, ``$$.Map.Item.Value[.field]``): what the stack's
     definitions use, not the whole of JSONPath."""
-    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (  # noqa: E501
-        DistributedIterationComponent,
-    )
-
-    original = DistributedIterationComponent._map_run
+    original = MAP_RUN.resolve()
 
     def map_run(component: Any, env: Any, eval_input: Any) -> None:
-        taken = ITEM_BATCHERS.get(eval_input.state_name)
+        taken = template_rewrites.ITEM_BATCHERS.get(eval_input.state_name)
         if taken is None:
             return original(component, env, eval_input)
         items = env.stack.pop()
@@ -116,7 +302,7 @@ def batched_map_items() -> contextlib.AbstractContextManager[None]:
         env.stack.append(batches)
         return original(component, env, eval_input)
 
-    return patched(DistributedIterationComponent, "_map_run", map_run)
+    return patched(MAP_RUN, map_run)
 
 
 def _resolve(template: Any, state_input: Any, index: int | None, item: Any) -> Any:
@@ -147,18 +333,6 @@ def _path(path: str, state_input: Any, index: int | None, item: Any) -> Any:
     return value
 
 
-# moto's Step Functions modules that deep-copy state data (inputs, outputs, history details).
-STATE_COPYING_MODULES = (
-    "moto.stepfunctions.parser.asl.eval.states",
-    "moto.stepfunctions.parser.asl.eval.environment",
-    "moto.stepfunctions.parser.asl.eval.event.event_manager",
-    "moto.stepfunctions.parser.asl.component.state.exec.execute_state",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_map.state_map",
-    "moto.stepfunctions.parser.asl.component.common.string.string_expression",
-    "moto.stepfunctions.parser.asl.component.common.path.result_path",
-)
-
-
 def json_copy(value: Any, memo: Any = None) -> Any:
     """A deep copy of JSON data through orjson (about 10x faster than ``copy.deepcopy`` on a
     1,000-row batch); anything orjson would not give back unchanged takes ``copy.deepcopy``."""
@@ -180,12 +354,10 @@ def json_state_copies() -> Iterator[None]:
     """moto's interpreter deep-copies every state's input and output, and a batch of 1,000 rows
     passes several states: ``copy.deepcopy`` took most of a local job's time. The state data is
     JSON, so the local cloud copies it as JSON (``json_copy``); the copies stay deep."""
-    import importlib
-
     fast = types.SimpleNamespace(deepcopy=json_copy)
     with contextlib.ExitStack() as stack:
-        for name in STATE_COPYING_MODULES:
-            stack.enter_context(patched(importlib.import_module(name), "copy", fast))
+        for seam in STATE_COPIES:
+            stack.enter_context(patched(seam, fast))
         yield
 
 
@@ -193,9 +365,7 @@ def shared_interpreter_clients() -> contextlib.AbstractContextManager[None]:
     """moto's interpreter builds a new boto3 Lambda client for every Task it runs (about 10 ms,
     as much as scoring a 1,000-row batch). Its clients differ only by region and service (the
     credentials are fixed), so the local cloud builds each once; boto3 clients are thread-safe."""
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
-
-    build = lambda_eval_utils.boto_client_for
+    build = INTERPRETER_CLIENT.resolve()
     clients: dict[tuple[str, str], Any] = {}
     lock = threading.Lock()
 
@@ -205,55 +375,13 @@ def shared_interpreter_clients() -> contextlib.AbstractContextManager[None]:
                 clients[region, service] = build(region=region, service=service)
             return clients[region, service]
 
-    return patched(lambda_eval_utils, "boto_client_for", client_for)
-
-
-def serve_api_locally(translated: dict[str, Any], api_url: str) -> None:
-    """Keep the RestApi resource, but serve its routes from the local HTTP server.
-
-    moto's RestApi needs a ``Name`` (KeyError otherwise) and ignores the OpenAPI ``Body`` SAM
-    generates, so its Deployment fails ("doesn't contain any methods"). The routes are served by
-    ``mlstack.localcloud.api`` from the same template events, and ``ApiUrl`` points there.
-    """
-    resources = translated["Resources"]
-    dropped = {
-        logical_id
-        for logical_id, resource in resources.items()
-        if resource["Type"] in ("AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage")
-    }
-    for logical_id in dropped:
-        del resources[logical_id]
-    for logical_id, resource in resources.items():
-        if resource["Type"] == "AWS::ApiGateway::RestApi":
-            resource["Properties"].setdefault("Name", logical_id)
-        depends = resource.get("DependsOn")
-        if isinstance(depends, list):
-            resource["DependsOn"] = [d for d in depends if d not in dropped]
-        elif depends in dropped:
-            del resource["DependsOn"]
-    if "ApiUrl" in translated.get("Outputs", {}):
-        translated["Outputs"]["ApiUrl"]["Value"] = api_url
-
-
-@contextlib.contextmanager
-def patched(owner: Any, attribute: str, replacement: Any) -> Iterator[None]:
-    original = getattr(owner, attribute)
-    setattr(owner, attribute, replacement)
-    try:
-        yield
-    finally:
-        setattr(owner, attribute, original)
+    return patched(INTERPRETER_CLIENT, client_for)
 
 
 @contextlib.contextmanager
 def atomic_item_writes() -> Iterator[None]:
     """One item write at a time in moto's DynamoDB, as DynamoDB guarantees per item."""
-    from moto.dynamodb.models import DynamoDBBackend
-
     lock = threading.RLock()
-    originals = {
-        name: getattr(DynamoDBBackend, name) for name in ("put_item", "update_item", "delete_item")
-    }
 
     def serialised(original: Callable[..., Any]) -> Callable[..., Any]:
         def write(*args: Any, **kwargs: Any) -> Any:
@@ -262,24 +390,21 @@ def atomic_item_writes() -> Iterator[None]:
 
         return write
 
-    for name, original in originals.items():
-        setattr(DynamoDBBackend, name, serialised(original))
-    try:
+    with contextlib.ExitStack() as stack:
+        for seam in ITEM_WRITES:
+            stack.enter_context(patched(seam, serialised(seam.resolve())))
         yield
-    finally:
-        for name, original in originals.items():
-            setattr(DynamoDBBackend, name, original)
 
 
 def deliver_rule_targets() -> contextlib.AbstractContextManager[None]:
     """Let moto's EventBridge rules deliver to Lambda targets (it only knows SQS, logs, buses)."""
     from moto.awslambda.utils import get_backend
-    from moto.events.models import Rule
     from moto.utilities.arns import parse_arn
 
-    original = Rule.send_to_targets
+    original = RULE_DELIVERY.resolve()
 
-    def send_to_targets(rule: Any, event: Any, transform_input: bool = True) -> None:
+    def send_to_targets(rule: Any, original_event: Any, transform_input: bool = True) -> None:
+        event = original_event
         # A schedule rule has no event pattern, which moto's matcher takes as "every event": on
         # AWS it only fires on its schedule, so it never receives the bus's events.
         if rule.scheduled_expression or not rule.event_pattern.matches_event(event):
@@ -300,7 +425,7 @@ def deliver_rule_targets() -> contextlib.AbstractContextManager[None]:
             finally:
                 rule.targets = saved
 
-    return patched(Rule, "send_to_targets", send_to_targets)
+    return patched(RULE_DELIVERY, send_to_targets)
 
 
 # EventBridge retries a failed delivery per the target's RetryPolicy (up to 185 times over a day),
@@ -334,9 +459,8 @@ def execution_status_events() -> contextlib.AbstractContextManager[None]:
     fire. The event has AWS's shape and goes to every rule, as moto delivers S3's events.
     """
     from moto.events.models import events_backends
-    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 
-    original = BaseExecutionWorkerCommunication.terminated
+    original = EXECUTION_TERMINATED.resolve()
 
     def terminated(communication: Any) -> None:
         original(communication)
@@ -370,7 +494,7 @@ def execution_status_events() -> contextlib.AbstractContextManager[None]:
             for rule in list(bus.rules.values()):
                 rule.send_to_targets(event, transform_input=False)
 
-    return patched(BaseExecutionWorkerCommunication, "terminated", terminated)
+    return patched(EXECUTION_TERMINATED, terminated)
 
 
 def map_result_files() -> contextlib.AbstractContextManager[None]:
@@ -384,13 +508,13 @@ def map_result_files() -> contextlib.AbstractContextManager[None]:
         ResourceEvalS3,
     )
 
-    original = ResourceEvalS3._handle_put_object
+    original = RESULT_WRITER_PUT.resolve()
 
-    def handle_put_object(env: Any, runtime_part: Any, credentials: Any) -> None:
+    def handle_put_object(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
         outputs = list(env.stack[-2])  # the iterations' outputs, under the writer's parameters
-        original(env, runtime_part, credentials)
+        original(env, resource_runtime_part, state_credentials)
         details = env.stack[-1]["ResultWriterDetails"]
-        s3 = ResourceEvalS3._get_s3_client(runtime_part, credentials)
+        s3 = ResourceEvalS3._get_s3_client(resource_runtime_part, state_credentials)
         manifest = json.loads(
             s3.get_object(Bucket=details["Bucket"], Key=details["Key"])["Body"].read()
         )
@@ -401,12 +525,11 @@ def map_result_files() -> contextlib.AbstractContextManager[None]:
         manifest["ResultFiles"]["SUCCEEDED"] = [{"Key": key, "Size": len(body)}]
         s3.put_object(Bucket=details["Bucket"], Key=details["Key"], Body=json.dumps(manifest))
 
-    return patched(ResourceEvalS3, "_handle_put_object", staticmethod(handle_put_object))
+    return patched(RESULT_WRITER_PUT, staticmethod(handle_put_object))
 
 
 def state_machines_in_executing_backend() -> contextlib.AbstractContextManager[None]:
     """moto's CloudFormation creates state machines in the backend that does not execute them."""
-    from moto.stepfunctions.models import StateMachine
     from moto.stepfunctions.responses import get_backend
 
     def create_from_cloudformation_json(
@@ -425,11 +548,7 @@ def state_machines_in_executing_backend() -> contextlib.AbstractContextManager[N
             tags=[{"key": t["Key"], "value": t["Value"]} for t in properties.get("Tags", [])],
         )
 
-    return patched(
-        StateMachine,
-        "create_from_cloudformation_json",
-        classmethod(create_from_cloudformation_json),
-    )
+    return patched(STATE_MACHINE_FROM_TEMPLATE, classmethod(create_from_cloudformation_json))
 
 
 class _StackResourceStandIn:
@@ -553,8 +672,6 @@ def resource_types_moto_lacks() -> contextlib.AbstractContextManager[None]:
     moto evaluates a bucket policy's Deny statements without their Conditions, so the template's
     TLS-only deny (``aws:SecureTransport`` false) would deny every local request.
     """
-    from moto.cloudformation import parsing
-
     stand_ins: dict[str, type[_StackResourceStandIn]] = {
         "AWS::S3::BucketPolicy": type("BucketPolicy", (_StackResourceStandIn,), {}),
         "AWS::SQS::QueuePolicy": type("QueuePolicy", (_StackResourceStandIn,), {}),
@@ -573,30 +690,9 @@ def resource_types_moto_lacks() -> contextlib.AbstractContextManager[None]:
             },
         ),
     }
-    original = parsing.resource_class_from_type
+    original = RESOURCE_CLASS_FROM_TYPE.resolve()
 
     def resource_class_from_type(resource_type: str) -> Any:
         return stand_ins.get(resource_type) or original(resource_type)
 
-    return patched(parsing, "resource_class_from_type", resource_class_from_type)
-
-
-def apply_bucket_configuration(
-    translated: dict[str, Any], physical: dict[str, str], s3: Any
-) -> None:
-    """Versioning and EventBridge notifications, which moto's CloudFormation does not apply."""
-    for logical_id, resource in translated["Resources"].items():
-        if resource["Type"] != "AWS::S3::Bucket":
-            continue
-        properties = resource.get("Properties", {})
-        bucket = physical.get(logical_id)
-        if not bucket:  # its Condition is false: not created
-            continue
-        versioning = properties.get("VersioningConfiguration", {}).get("Status")
-        if versioning:
-            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": versioning})
-        notifications = properties.get("NotificationConfiguration", {})
-        if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
-            s3.put_bucket_notification_configuration(
-                Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
-            )
+    return patched(RESOURCE_CLASS_FROM_TYPE, resource_class_from_type)
