@@ -283,16 +283,21 @@ class LocalCloud:
 
         name = self.stack.function_name(logical_id)
         function = get_backend("123456789012", REGION).get_function(name)
-        invocation = self.lambdas.run(
-            name=function.function_name,
-            code_dir=self.lambdas.code_dir(function.code["S3Key"]),
-            handler=str(function.handler),
-            environment=function.environment_vars,
-            event=event,
-            memory_mb=int(function.memory_size),
-            timeout_s=int(function.timeout),
-            arn=function.function_arn,
-        )
+        # The local API answers each request in a thread of its own; Lambda would give
+        # concurrent requests separate environments, and this process is the function's only
+        # one, so its synchronous invocations take turns (``InProcessLambdas.one_at_a_time``).
+        # Step Functions' Map iterations do not come through here: they keep running at once.
+        with self.lambdas.one_at_a_time(function.function_name):
+            invocation = self.lambdas.run(
+                name=function.function_name,
+                code_dir=self.lambdas.code_dir(function.code["S3Key"]),
+                handler=str(function.handler),
+                environment=function.environment_vars,
+                event=event,
+                memory_mb=int(function.memory_size),
+                timeout_s=int(function.timeout),
+                arn=function.function_arn,
+            )
         return invocation.result
 
     def executions(self) -> list[dict[str, Any]]:

@@ -110,6 +110,7 @@ class InProcessLambdas:
         self._modules: dict[Path, ModuleType] = {}
         self._import_lock = threading.Lock()
         self._environment_lock = threading.Lock()
+        self._environments: dict[str, threading.RLock] = {}
         self.invocations: list[Invocation] = []
         self.listeners: list[Callable[[Invocation], None]] = []
 
@@ -169,6 +170,22 @@ class InProcessLambdas:
                 from mlstack_core import settings  # cached per process, as in a warm Lambda
 
                 settings.forget()
+
+    @contextlib.contextmanager
+    def one_at_a_time(self, name: str) -> Iterator[None]:
+        """The function's invocations one after another, as in one Lambda execution environment.
+
+        Lambda hands an execution environment one request at a time, and the functions' code
+        relies on that: the prediction function's per-container state (the alias and session
+        caches, the drift and capture samples) takes no lock. Here one process stands for every
+        environment of a function, and callers such as the local API's server call from
+        threads of their own, so they wait for each other. (Re-entrant: an invocation that
+        invokes its own function in the same thread goes on.)
+        """
+        with self._environment_lock:
+            environment = self._environments.setdefault(name, threading.RLock())
+        with environment:
+            yield
 
     def run(
         self,

@@ -9,7 +9,6 @@ path: its import alone costs seconds of cold start (docs/performance.md).
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
@@ -72,8 +71,6 @@ class Predictor:
     drift: DriftRecorder = field(default_factory=DriftRecorder.from_env)
     # Sampled rows and answers of models that opted in, for ground-truth joins (CAPTURE_*).
     capture: CaptureRecorder = field(init=False)
-    # The local cloud serves from threads; Lambda never runs two requests in one container.
-    _lock: threading.RLock = field(default_factory=threading.RLock)
     aliases: AliasCache = field(init=False)
     sessions: SessionCache = field(init=False)
 
@@ -86,30 +83,27 @@ class Predictor:
 
     def model_for(self, model: str) -> LoadedModel:
         """The session to serve ``model`` with; falls back to the last good version on failure."""
-        with self._lock:
-            routing = self.aliases.get(model)
-            return self.sessions.production(model, production_of(routing))
+        routing = self.aliases.get(model)
+        return self.sessions.production(model, production_of(routing))
 
     def choose(self, model: str) -> tuple[LoadedModel, str, Routing]:
         """The model answering this request: the canary for its share of requests (when it
         loads), else production."""
-        with self._lock:
-            routing = self.aliases.get(model)
-            if routing.canary is not None and self.aliases.canary_turn(routing):
-                canary = self.sessions.optional(model, routing.canary)
-                if canary is not None:
-                    return canary, VARIANT_CANARY, routing
-                metrics.add_metric("CanaryFallbacks", COUNT, 1)
-            production = self.sessions.production(model, production_of(routing))
-            return production, VARIANT_PRODUCTION, routing
+        routing = self.aliases.get(model)
+        if routing.canary is not None and self.aliases.canary_turn(routing):
+            canary = self.sessions.optional(model, routing.canary)
+            if canary is not None:
+                return canary, VARIANT_CANARY, routing
+            metrics.add_metric("CanaryFallbacks", COUNT, 1)
+        production = self.sessions.production(model, production_of(routing))
+        return production, VARIANT_PRODUCTION, routing
 
     def pinned(self, model: str, version: int) -> LoadedModel:
-        with self._lock:
-            try:
-                aliased = self.aliases.get(model).aliased(version)
-            except ModelNotFound:  # no production yet: an approved version may still be pinned
-                aliased = False
-            return self.sessions.pinned(model, version, aliased)
+        try:
+            aliased = self.aliases.get(model).aliased(version)
+        except ModelNotFound:  # no production yet: an approved version may still be pinned
+            aliased = False
+        return self.sessions.pinned(model, version, aliased)
 
     def predict(
         self,
@@ -150,7 +144,7 @@ class Predictor:
             model, loaded.version, variant, batch.size, (time.perf_counter() - started) * 1000
         )
         self._record_drift(model, loaded, feeds, outputs)
-        if self.capture.sample_rate > 0:  # off (the usual case): no lock on the hot path
+        if self.capture.sample_rate > 0:  # off (the usual case): nothing to do on the hot path
             self._capture(model, loaded, batch, result)
         if routing is not None and routing.shadow is not None and routing.shadow != loaded.version:
             shadow = self._shadow(model, routing.shadow, batch, loaded, outputs)
@@ -161,10 +155,9 @@ class Predictor:
     def _capture(
         self, model: str, loaded: LoadedModel, batch: Batch, result: dict[str, Any]
     ) -> None:
-        with self._lock:
-            dropped = self.capture.dropped
-            captures = self.capture.record(model, loaded.layout, loaded.document, batch, result)
-            dropped = self.capture.dropped - dropped
+        dropped = self.capture.dropped
+        captures = self.capture.record(model, loaded.layout, loaded.document, batch, result)
+        dropped = self.capture.dropped - dropped
         if dropped:  # the container's capture buffer was full: those rows are not kept
             metrics.add_metric("CaptureDropped", COUNT, dropped)
         self._write_monitoring(captures)
@@ -212,8 +205,7 @@ class Predictor:
         """
         started = time.perf_counter()
         try:
-            with self._lock:
-                shadow = self.sessions.optional(model, version)
+            shadow = self.sessions.optional(model, version)
             if shadow is None:
                 raise ModelLoadError("shadow version cannot be loaded")
             _, outputs = shadow.score(batch)
