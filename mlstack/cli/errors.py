@@ -1,5 +1,8 @@
 """What the CLI says when a command fails: a sentence or two naming the problem and what to do,
-never a traceback (``--debug`` or ``MLSTACK_DEBUG=1`` shows it)."""
+never a traceback (``--debug`` or ``MLSTACK_DEBUG=1`` shows it), and the exit code.
+
+The stack's own errors (``mlstack_core.errors.MlstackError``, the CLI's among them) say it
+themselves: their message is the sentence and their class carries the exit code."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import json
 import os
 from typing import Any
 
-from mlstack_core.errors import ModelNotFound
+from mlstack_core.errors import EXIT_ERROR, MlstackError
 
 # The extra (pyproject.toml) that brings each optional top-level package, and the commands whose
 # whole extra is named instead (it includes those packages).
@@ -29,8 +32,13 @@ LOCAL_CREDENTIALS = (
 )
 
 
-class CommandError(Exception):
+class CommandError(MlstackError):
     """A failure the CLI explains in words (its message is printed as is)."""
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code of a command ``error`` ended (after ``explain`` gave its sentence)."""
+    return error.exit_code if isinstance(error, MlstackError) else EXIT_ERROR
 
 
 def explain(error: BaseException, command: str, stack: str) -> str | None:
@@ -45,7 +53,7 @@ def explain(error: BaseException, command: str, stack: str) -> str | None:
     from mlstack.sam import TemplateNotFound
 
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    if isinstance(error, CommandError | ModelNotFound | TemplateNotFound):
+    if isinstance(error, MlstackError | TemplateNotFound):
         return str(error.args[0] if error.args else error)
     if isinstance(error, NoRegionError):
         return "no AWS region is set: export AWS_DEFAULT_REGION (us-east-1 for the local cloud)"

@@ -11,6 +11,7 @@ from typing import Any
 
 from mlstack.cli.stack import StackClient
 from mlstack_core.compatibility import request_incompatibilities
+from mlstack_core.errors import EXIT_FAILED, MlstackError
 from mlstack_core.registry import Registry
 from mlstack_core.registry_keys import (
     CANARY,
@@ -23,8 +24,11 @@ from mlstack_core.registry_keys import (
 RUN_END_SECONDS = 60.0
 
 
-class LifecycleError(RuntimeError):
-    """The requested move is not allowed; the message says why."""
+class LifecycleError(MlstackError):
+    """The requested move is not allowed; the message says why. The command ran and was refused,
+    so it exits 1, as a failed run does."""
+
+    exit_code = EXIT_FAILED
 
 
 def current_actor(client: StackClient) -> str:

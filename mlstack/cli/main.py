@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from mlstack.cli.errors import CommandError, debugging, explain
+from mlstack.cli.errors import CommandError, debugging, exit_code, explain
 from mlstack.cli.progress import follow_execution
 from mlstack.cli.stack import StackClient
 from mlstack.cli.views import failure_summary, format_history, format_models
@@ -235,16 +235,13 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from mlstack.cli.report import decision_text, describe, write_report
 
-    try:
-        data, target, names = write_report(
-            StackClient(args.stack),
-            args.model,
-            args.version,
-            Path(args.out) if args.out else None,
-            upload=not args.no_upload,
-        )
-    except LookupError as error:
-        raise CommandError(str(error.args[0])) from error
+    data, target, names = write_report(
+        StackClient(args.stack),
+        args.model,
+        args.version,
+        Path(args.out) if args.out else None,
+        upload=not args.no_upload,
+    )
     decision = decision_text(data.document, data.evaluation)
     print(f"{data.model} v{data.version} ({data.task}, {decision}):")
     for line in describe(data):
@@ -259,12 +256,9 @@ def cmd_card(args: argparse.Namespace) -> int:
     from mlstack.cli.card import write_card
     from mlstack.cli.report import decision_text
 
-    try:
-        data, target = write_card(
-            StackClient(args.stack), args.model, args.version, Path(args.out) if args.out else None
-        )
-    except LookupError as error:
-        raise CommandError(str(error.args[0])) from error
+    data, target = write_card(
+        StackClient(args.stack), args.model, args.version, Path(args.out) if args.out else None
+    )
     print(f"{data.model} v{data.version} ({decision_text(data.document, data.evaluation)}):")
     print(f"  {target / 'card.md'}\n  {target / 'card.html'} (plots embedded)")
     return 0
@@ -299,7 +293,7 @@ def _lifecycle(args: argparse.Namespace) -> int:
             result = lifecycle.rollback(client, args.model, actor, reason)
     except lifecycle.LifecycleError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return error.exit_code
     print(json.dumps(result))
     return 0
 
@@ -461,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         if sentence is None:
             raise
         print(f"mlstack {args.command}: {sentence}", file=sys.stderr)
-        return 2
+        return exit_code(error)
     return code
 
 

@@ -10,6 +10,7 @@ import pytest
 from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
+from mlstack_core.errors import ModelNotFound
 from tests.conftest import improving_uploads
 from tests.integration.conftest import entered_states, execution_events, penguin_rows, to_csv
 
@@ -24,7 +25,7 @@ def _wait_for_status(stack: StackClient, model: str, version: int, status: str) 
         try:
             if stack.registry.get_version(model, version)["status"] == status:
                 return
-        except LookupError:
+        except ModelNotFound:
             pass
         time.sleep(0.1)
     raise AssertionError(f"version {version} of {model} never became {status}")

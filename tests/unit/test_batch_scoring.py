@@ -86,7 +86,7 @@ def test_a_row_the_request_path_refuses_is_taken_out_and_the_rest_scored(
 ) -> None:
     """Text cells pass every check the request path makes today; should it refuse a row (a rule
     added to the contract), that row alone is refused with the contract's words."""
-    from mlstack_core.contract import RequestError
+    from mlstack_core.errors import RequestError
 
     original = type(served).score
     calls: list[int] = []

@@ -136,3 +136,30 @@ def test_an_unexpected_error_is_not_hidden(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(cli, "cmd_models", broken)
     with pytest.raises(ZeroDivisionError):
         cli.main(["models", "churn"])
+
+
+def test_a_key_error_is_a_bug_not_a_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A KeyError is a LookupError, but not one a user causes: it shows itself."""
+    from mlstack.cli import report
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("evaluation")
+
+    monkeypatch.setattr(report, "write_report", broken)
+    with pytest.raises(KeyError):
+        main(["report", "churn"])
+
+
+def test_the_stack_s_named_errors_are_sentences_with_their_class_s_exit_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlstack.cli import main as cli
+    from mlstack_core.errors import ModelNotFound
+
+    def missing(args: object) -> int:
+        raise ModelNotFound("model 'churn' has no version 7")
+
+    monkeypatch.setattr(cli, "cmd_models", missing)
+    code, err = _run(["models", "churn"], capsys)
+    assert code == ModelNotFound.exit_code == 2
+    assert err.strip() == "mlstack models: model 'churn' has no version 7"

@@ -188,7 +188,8 @@ def test_a_tampered_artifact_is_refused_over_http(http_stack: Stack) -> None:
 
 
 def test_aws_errors_are_raised_as_aws_http_errors(moto_server: str) -> None:
-    from mlstack_predict.awshttp import AwsHttp, AwsHttpError, Credentials
+    from mlstack_core.errors import AwsHttpError
+    from mlstack_predict.awshttp import AwsHttp, Credentials
 
     aws = AwsHttp("us-east-1", Credentials("a", "b"), {"s3": moto_server, "dynamodb": moto_server})
     with pytest.raises(AwsHttpError) as s3_error:

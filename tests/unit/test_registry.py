@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from mlstack_core.errors import ModelNotFound
-from mlstack_core.registry import AliasConflict, Registry
+from mlstack_core.errors import AliasConflict, ModelNotFound
+from mlstack_core.registry import Registry
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.unit

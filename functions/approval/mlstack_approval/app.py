@@ -14,7 +14,8 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mlstack_approval.approval import Answer, ApprovalRefused, answer, hold, record_upload
+from mlstack_approval.approval import Answer, answer, hold, record_upload
+from mlstack_core.errors import MlstackError
 from mlstack_core.http import secured
 from mlstack_core.observability.pipeline import MetricUnit, correlate, logger, metrics, tracer
 
@@ -43,12 +44,15 @@ def reject(model: str, version: str) -> dict[str, Any]:
     return _answer(model, version, approved=False)
 
 
-@app.exception_handler(ApprovalRefused)
-def refused(error: ApprovalRefused) -> Response[Any]:
+@app.exception_handler(MlstackError)
+def refused(error: MlstackError) -> Response[Any]:
+    """A refused answer (ApprovalRefused, ModelNotFound, ...): its class gives the status."""
+    if error.http_status is None:
+        raise error  # not the caller's doing: the function fails, as with any other error
     metrics.add_metric(name="ApprovalsRefused", unit=MetricUnit.Count, value=1)
-    logger.warning("Approval refused", extra={"status": error.status, "reason": str(error)})
+    logger.warning("Approval refused", extra={"status": error.http_status, "reason": str(error)})
     return Response(
-        status_code=error.status,
+        status_code=error.http_status,
         content_type="application/json",
         body={"error": str(error), "details": []},
     )

@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from mlstack_core.errors import ModelNotFound
+from mlstack_core.errors import ApprovalForbidden, ApprovalRefused
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.registry import Registry
 from mlstack_core.registry_keys import STATUS_PENDING_APPROVAL
@@ -28,14 +28,6 @@ from mlstack_core.settings import approval_settings, stack_settings
 PAUSE_WAIT_SECONDS = 10
 # A held token outlives the state machine's approval window by a day, then DynamoDB's TTL drops it.
 TOKEN_TTL_SECONDS = 8 * 24 * 3600
-
-
-class ApprovalRefused(Exception):
-    """The answer cannot be accepted; ``status`` is the HTTP status that says why."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _table() -> Any:
@@ -83,15 +75,11 @@ class Answer:
 def answer(answer: Answer) -> dict[str, Any]:
     """Send a person's decision to the run waiting for it; the run records it in the registry."""
     if not answer.actor:
-        raise ApprovalRefused(403, "an approval needs an IAM-signed request: no caller identity")
+        raise ApprovalForbidden("an approval needs an IAM-signed request: no caller identity")
     registry = Registry(stack_settings().registry_table)
-    try:
-        document = registry.get_version(answer.model, answer.version)
-    except ModelNotFound as error:
-        raise ApprovalRefused(404, str(error)) from error
+    document = registry.get_version(answer.model, answer.version)  # ModelNotFound: 404
     if document.get("status") != STATUS_PENDING_APPROVAL:
         raise ApprovalRefused(
-            409,
             f"version {answer.version} of {answer.model!r} is {document.get('status')}, "
             "not awaiting approval",
         )
@@ -106,7 +94,6 @@ def answer(answer: Answer) -> dict[str, Any]:
     except ClientError as error:
         if error.response["Error"]["Code"] in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
             raise ApprovalRefused(
-                409,
                 f"the run of version {answer.version} no longer waits (its approval window "
                 "passed or it was stopped)",
             ) from error
@@ -166,13 +153,11 @@ def _check_another_principal(answer: Answer, dataset: dict[str, Any]) -> None:
     )
     if item is None:
         raise ApprovalRefused(
-            409,
             "this stack requires the approver to differ from the uploader, and CloudTrail has not "
             "yet reported who uploaded this data (it usually does within minutes): try again",
         )
     if item["uploaded_by"] == answer.actor:
-        raise ApprovalRefused(
-            403,
+        raise ApprovalForbidden(
             f"{answer.actor} uploaded the data of version {answer.version}; this stack requires "
             "another principal to answer for it (ApproverMustDiffer)",
         )
@@ -204,7 +189,7 @@ def _take_token(model: str, version: int) -> dict[str, Any]:
     except ClientError as error:
         if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
             raise ApprovalRefused(
-                409, f"version {version} of {model!r} has no run waiting for an answer"
+                f"version {version} of {model!r} has no run waiting for an answer"
             ) from error
         raise
     attributes: dict[str, Any] = taken["Attributes"]

@@ -4,8 +4,8 @@
 and answers it directly, without the router, so a single-row request costs little more than the
 model itself (docs/performance.md). Every other route goes through the Powertools
 ``APIGatewayRestResolver``, imported on the first such request so it is not in the predict path's
-cold start either. Both paths share the error format ``{"error", "details"}`` and never return a
-stack trace.
+cold start either. Both paths answer a named error the same way (``error_answer``: the status its
+class carries), in the format ``{"error", "details"}``, and never return a stack trace.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
-from mlstack_core.contract import ModelUnavailableError, RequestError, encode_json
-from mlstack_core.errors import ModelNotFound
+from mlstack_core.contract import encode_json
+from mlstack_core.errors import HttpError, MlstackError, RequestError
 from mlstack_core.http import SECURITY_HEADERS, secured
 from mlstack_core.observability.requests import logger, metrics, start_invocation
 from mlstack_core.settings import serving_settings
@@ -51,6 +51,25 @@ def _response(
 
 def error_body(message: str, details: list[Any] | None = None) -> dict[str, Any]:
     return {"error": message, "details": details or []}
+
+
+def error_answer(error: MlstackError) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    """The status, body and extra headers that answer a request ``error`` ended, or None when the
+    error is not a request's answer (the caller then answers a generic 500)."""
+    status = error.http_status
+    if status is None:
+        return None
+    headers: dict[str, str] = {}
+    if isinstance(error, HttpError):
+        body = error_body(error.message, error.details)
+    else:
+        body = error_body(str(error))
+    if isinstance(error, RequestError):
+        logger.info("Request refused", extra={"status": status, "error": error.message})
+    if status == 503:
+        # A version that failed to load is retried after alias_ttl_seconds: say when to return.
+        headers["Retry-After"] = str(max(1, math.ceil(serving_settings().alias_ttl_seconds)))
+    return status, body, headers
 
 
 def _unexpected(request_id: str | None) -> dict[str, Any]:
@@ -90,16 +109,12 @@ def predict_response(event: dict[str, Any], request_id: str | None) -> dict[str,
             request_id,
             {"X-Model-Version": str(body["version"]), "X-Model-Variant": body["variant"]},
         )
-    except RequestError as error:
-        logger.info("Request refused", extra={"status": error.status, "error": error.message})
-        return _response(error.status, error_body(error.message, error.details), request_id)
-    except ModelNotFound as error:
-        return _response(404, error_body(str(error)), request_id)
-    except ModelUnavailableError as error:
-        # A version that failed to load is retried after alias_ttl_seconds: say when to return.
-        retry_after = {"Retry-After": str(max(1, math.ceil(serving_settings().alias_ttl_seconds)))}
-        body = error_body(error.message, error.details)
-        return _response(error.status, body, request_id, retry_after)
+    except MlstackError as error:
+        answer = error_answer(error)
+        if answer is None:
+            return _response(500, _unexpected(request_id), request_id)
+        status, body, headers = answer
+        return _response(status, body, request_id, headers)
     except Exception:
         return _response(500, _unexpected(request_id), request_id)
 
@@ -162,14 +177,6 @@ def router() -> Any:
             body=swagger_html(f"{prefix}/openapi.json"),
         )
 
-    @app.exception_handler(RequestError)
-    def request_error(error: RequestError) -> Response[Any]:
-        return reply(error.status, error_body(error.message, error.details))
-
-    @app.exception_handler(ModelNotFound)
-    def model_not_found(error: ModelNotFound) -> Response[Any]:
-        return reply(404, error_body(str(error)))
-
     @app.not_found
     def route_not_found(_: NotFoundError) -> Response[Any]:
         event = app.current_event
@@ -178,6 +185,16 @@ def router() -> Any:
     @app.exception_handler(Exception)
     def unexpected(_: Exception) -> Response[Any]:
         return reply(500, _unexpected(_request_id(app.current_event.raw_event, app.lambda_context)))
+
+    @app.exception_handler(MlstackError)
+    def named_error(error: MlstackError) -> Response[Any]:
+        answer = error_answer(error)
+        if answer is None:
+            return unexpected(error)
+        status, body, headers = answer
+        return Response(
+            status_code=status, content_type="application/json", body=body, headers=headers
+        )
 
     return app
 

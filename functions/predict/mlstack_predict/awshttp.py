@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from mlstack_core.errors import ModelNotFound
+from mlstack_core.errors import AwsHttpError, ModelNotFound
 from mlstack_core.registry_keys import (
     ALIAS_PREFIX,
     PRODUCTION,
@@ -39,15 +39,6 @@ _RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
 _RETRYABLE_CODES = frozenset(
     {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
 )
-
-
-class AwsHttpError(Exception):
-    """A failed AWS call (transport error or an error response), like botocore's ClientError."""
-
-    def __init__(self, message: str, code: str = "", status: int = 0) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
 
 
 @dataclass(frozen=True)

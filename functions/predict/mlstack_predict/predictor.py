@@ -16,17 +16,9 @@ from typing import Any, Final, cast
 import numpy as np
 
 from mlstack_core.capture import CaptureRecorder
-from mlstack_core.contract import (
-    Batch,
-    LoadedModel,
-    ModelLoadError,
-    RequestError,
-    format_outputs,
-    parse_body,
-    shown,
-)
+from mlstack_core.contract import Batch, LoadedModel, format_outputs, parse_body
 from mlstack_core.drift import DriftRecorder
-from mlstack_core.errors import ModelNotFound
+from mlstack_core.errors import AwsHttpError, ModelLoadError, ModelNotFound, RequestError, shown
 from mlstack_core.observability.requests import (
     COUNT,
     MILLISECONDS,
@@ -37,7 +29,7 @@ from mlstack_core.observability.requests import (
     refresh,
 )
 from mlstack_core.settings import ServingSettings, serving_settings, stack_settings
-from mlstack_predict.awshttp import AwsHttp, AwsHttpError, HttpRegistry
+from mlstack_predict.awshttp import AwsHttp, HttpRegistry
 from mlstack_predict.routing import (
     VARIANT_CANARY,
     VARIANT_PINNED,

@@ -11,8 +11,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from mlstack_core.contract import LoadedModel, ModelUnavailableError
-from mlstack_core.errors import ModelNotFound
+from mlstack_core.contract import LoadedModel
+from mlstack_core.errors import ModelNotFound, ModelUnavailableError
 from mlstack_core.observability.requests import logger
 from mlstack_core.registry_keys import CANARY, PRODUCTION, SHADOW
 from mlstack_core.settings import ServingSettings

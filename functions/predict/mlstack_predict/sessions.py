@@ -14,8 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlstack_core.contract import LoadedModel, ModelLoadError, ModelUnavailableError, load_model
-from mlstack_core.errors import ModelNotFound
+from mlstack_core.contract import LoadedModel, load_model
+from mlstack_core.errors import ModelLoadError, ModelNotFound, ModelUnavailableError
 from mlstack_core.observability.requests import COUNT, MILLISECONDS, logger, metrics
 from mlstack_core.registry_keys import STATUS_APPROVED
 from mlstack_core.settings import ServingSettings

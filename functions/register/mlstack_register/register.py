@@ -15,12 +15,17 @@ from typing import Any
 
 import boto3
 
-from mlstack_core.errors import ApprovalForAnotherVersion, ChampionChanged
+from mlstack_core.errors import (
+    AliasConflict,
+    ApprovalForAnotherVersion,
+    ChampionChanged,
+    StepEventInvalid,
+)
 from mlstack_core.integrity import check_unchanged, read_verified
 from mlstack_core.layout import INLINE_BASELINE_BYTES, VERSION_FILES, version_prefix
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.payloads import Action, Approval, Evaluation, Registration, Run
-from mlstack_core.registry import AliasConflict, Registry, serving_fields
+from mlstack_core.registry import Registry, serving_fields
 from mlstack_core.registry_keys import (
     STATUS_APPROVED,
     STATUS_PENDING_APPROVAL,
@@ -290,15 +295,18 @@ def register(
     reason = "; ".join(evaluation.get("reasons", [])) or "passed the gate"
 
     if action in ("promote_approved", "reject_pending"):
-        assert pending is not None, f"{action} needs the pending version"
+        if pending is None:
+            raise StepEventInvalid(f"{action} needs the pending version")
         version = int(pending["version"])
         if approval is not None and int(approval["version"]) != version:
             raise ApprovalForAnotherVersion(
                 f"the run waits for version {version}; the answer names {approval['version']}"
             )
         if action == "promote_approved":
-            assert approval is not None, "promote_approved needs the answer"
-            assert approval["approved"], "promote_approved needs a yes"
+            if approval is None:
+                raise StepEventInvalid("promote_approved needs the answer")
+            if not approval["approved"]:
+                raise StepEventInvalid("promote_approved needs a yes")
             return _promote(
                 registry, model, version, evaluation, approval["actor"], approval["reason"]
             )

@@ -25,7 +25,13 @@ from botocore.exceptions import ClientError
 from mlstack_core.clients import client
 from mlstack_core.contract import LoadedModel, load_model
 from mlstack_core.contract.batch import score_rows
-from mlstack_core.errors import EmptyDataset, ModelNotFound, PipelineError
+from mlstack_core.errors import (
+    EmptyDataset,
+    HeaderLacksFeature,
+    ModelNotFound,
+    TooManyRefusedRows,
+    VersionNotServed,
+)
 from mlstack_core.integrity import read_verified
 from mlstack_core.layout import job_prefix, model_name_problem
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
@@ -35,18 +41,6 @@ from mlstack_core.settings import serving_settings, stack_settings
 
 HEADER_BYTES = 1 << 20  # the header must fit in the file's first MiB
 DEFAULT_MAX_REFUSED_SHARE = 0.01
-
-
-class HeaderLacksFeature(PipelineError):
-    """The batch file's header lacks a column the version reads."""
-
-
-class VersionNotServed(PipelineError):
-    """A pinned version that is neither approved nor production, canary or shadow."""
-
-
-class TooManyRefusedRows(PipelineError):
-    """More rows were refused than the job allows (``max_refused_share``)."""
 
 
 # Object metadata a batch file may carry (``mlstack score`` sets it; ``aws s3 cp --metadata``

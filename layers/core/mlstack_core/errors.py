@@ -1,23 +1,55 @@
-"""Named pipeline errors.
+"""The stack's errors: one family, rooted at ``MlstackError``, for every error it raises on purpose.
 
-Step Functions reports a Lambda failure under the exception's class name, so each class name is a
-public error code that shows up in the execution history, the alert and the registry.
+Each class knows three things about itself:
+
+- its name: Step Functions reports a Lambda failure under the exception's class name, so each
+  class name is a public error code that shows up in the execution history, the alert and the
+  registry (a state machine's Catch and Retry match it: never rename one);
+- ``http_status``: the status an API answers with when the error ends a request, or None when it
+  is not a request's answer (the API then answers 500 without saying more);
+- ``exit_code``: what ``mlstack`` exits with when the error ends a command.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, ClassVar, Final
+
 # A message may quote the user's data (a cell, a column name), and it travels in the run's state
 # (Catch puts it under $.error), which Step Functions caps at 256 KB: it is cut to this length.
 MAX_MESSAGE_CHARS = 4000
+# Error details are capped so a 10,000-row request full of mistakes still gets a small response.
+MAX_DETAILS: Final = 20
+
+# The command's exit codes: it ran and what it did failed or was refused (a failed run, a refused
+# move), or it could not be carried out and a sentence says why.
+EXIT_FAILED: Final = 1
+EXIT_ERROR: Final = 2
 
 
-class PipelineError(Exception):
+class MlstackError(Exception):
+    """The root of every error the stack raises on purpose."""
+
+    http_status: ClassVar[int | None] = None
+    exit_code: ClassVar[int] = EXIT_ERROR
+
+
+class PipelineError(MlstackError):
     """Base class of every error a pipeline step raises on purpose."""
 
     def __init__(self, message: str = "") -> None:
         if len(message) > MAX_MESSAGE_CHARS:
             message = f"{message[: MAX_MESSAGE_CHARS - 40]}… ({len(message):,} characters in all)"
         super().__init__(message)
+
+
+class StepEventInvalid(PipelineError):
+    """A step's event lacks what its action needs, or contradicts it: the state machine passed the
+    wrong state, which no data can cause."""
+
+
+class IdempotencyKeyMissing(StepEventInvalid):
+    """The event lacks ``execution_arn`` and ``step``: the state machine must pass them."""
 
 
 class SpecError(PipelineError):
@@ -94,8 +126,10 @@ class ChampionChanged(PipelineError):
     """Production moved while this run was evaluating; promoting would overwrite it."""
 
 
-class ModelNotFound(LookupError):
+class ModelNotFound(MlstackError):
     """No such model or version in the registry."""
+
+    http_status = 404
 
 
 # Added with spec.py / tabular.py -----------------------------------------------------------------
@@ -169,3 +203,129 @@ class RunStateTooLarge(DatasetError):
 class UnreadableDates(DatasetError):
     """A column declared datetime has no value that reads as a date in any format, or its dates
     read both day-first and month-first and spec.columns.date_formats does not say which."""
+
+
+# Batch scoring (functions/score) -----------------------------------------------------------------
+
+
+class HeaderLacksFeature(PipelineError):
+    """The batch file's header lacks a column the version reads."""
+
+
+class VersionNotServed(PipelineError):
+    """A pinned version that is neither approved nor production, canary or shadow."""
+
+
+class TooManyRefusedRows(PipelineError):
+    """More rows were refused than the job allows (``max_refused_share``)."""
+
+
+# The registry (mlstack_core.registry) ------------------------------------------------------------
+
+
+class RegistryConflict(MlstackError):
+    """A conditional registry write lost: the registry is not in the state the caller expected."""
+
+
+class AliasConflict(RegistryConflict):
+    """The alias no longer points where the caller expected: someone else moved it first."""
+
+
+class StatusConflict(RegistryConflict):
+    """The version is not in the status the caller expected (e.g. already approved)."""
+
+
+# Configuration (mlstack_core.settings) -----------------------------------------------------------
+
+
+class MissingSetting(MlstackError):
+    """A required environment variable is not set for this function."""
+
+
+# Serving: the contract (mlstack_core.contract) and the prediction function -----------------------
+
+
+class HttpError(MlstackError):
+    """An answer other than 200: its HTTP status, a message and per-field details."""
+
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, details: Sequence[dict[str, Any]] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = list(details)
+
+
+class RequestError(HttpError):
+    """The caller's request is unusable (400)."""
+
+    http_status = 400
+
+
+class PayloadTooLargeError(RequestError):
+    http_status = 413
+
+
+class ModelUnavailableError(HttpError):
+    """Production points at a version that cannot be loaded, and no earlier version is loaded."""
+
+    http_status = 503
+
+
+class ModelLoadError(MlstackError):
+    """One version's artifact could not be turned into a session (checksum, S3, ONNX, schema).
+
+    The message is for the log (it may name keys, hashes and AWS errors); ``public`` is what a
+    client is told in the 503."""
+
+    def __init__(self, message: str, public: str = "the model could not be loaded") -> None:
+        super().__init__(message)
+        self.public = public
+
+
+class AwsHttpError(MlstackError):
+    """A failed AWS call of the prediction function's own HTTPS client (transport error or an
+    error response), like botocore's ClientError: ``code`` is AWS's error code, ``aws_status``
+    the status AWS answered with (0 when no answer came)."""
+
+    def __init__(self, message: str, code: str = "", aws_status: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.aws_status = aws_status
+
+
+# Approvals (functions/approval) ------------------------------------------------------------------
+
+
+class ApprovalRefused(MlstackError):
+    """The answer cannot be accepted now: the version does not await one, or its run no longer
+    waits, or the uploader's identity is not known yet."""
+
+    http_status = 409
+
+
+class ApprovalForbidden(ApprovalRefused):
+    """The caller may not answer: no IAM identity, or the uploader answering its own upload where
+    the stack requires another principal."""
+
+    http_status = 403
+
+
+def shown(name: str) -> str:
+    """A caller-supplied name, short enough to echo back in an error."""
+    return name if len(name) <= 64 else f"{name[:61]}..."
+
+
+def json_type(value: Any) -> str:
+    """The JSON type name of a decoded value, as error messages name it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"

@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
+from mlstack_core.errors import IdempotencyKeyMissing
 from mlstack_core.settings import stack_settings
 
 Result = TypeVar("Result")
@@ -40,10 +41,6 @@ TABLE_DEFINITION: dict[str, Any] = {
 
 _stores: dict[tuple[str, str], DynamoDBPersistenceLayer] = {}
 _stores_lock = threading.Lock()
-
-
-class IdempotencyKeyMissing(ValueError):
-    """The event lacks ``execution_arn`` and ``step``: the state machine must pass them."""
 
 
 def _store(step: str) -> DynamoDBPersistenceLayer:

@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from mlstack_core.errors import ModelNotFound
+from mlstack_core.errors import AliasConflict, ModelNotFound, StatusConflict
 from mlstack_core.registry_keys import (
     ALIAS_PREFIX,
     CANARY,
@@ -58,14 +58,6 @@ def serving_fields(run: Mapping[str, Any]) -> dict[str, Any]:
     outputs (``mlstack_core.contract.FeatureLayout``), from the training run's state."""
     schema = run["schema"]
     return {"task": run["task"], "schema": schema, "classes": schema.get("classes")}
-
-
-class AliasConflict(RuntimeError):
-    """The alias no longer points where the caller expected: someone else moved it first."""
-
-
-class StatusConflict(RuntimeError):
-    """The version is not in the status the caller expected (e.g. already approved)."""
 
 
 def _now() -> str:

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-
-class MissingSetting(RuntimeError):
-    """A required environment variable is not set for this function."""
+from mlstack_core.errors import MissingSetting
 
 
 def _required(name: str) -> str:

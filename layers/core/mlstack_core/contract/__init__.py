@@ -8,16 +8,6 @@ job's CSV rows take the same path (``batch.score_rows``), a refused row at a tim
 Needs numpy, onnxruntime and orjson (the serving layer); nothing here imports scikit-learn.
 """
 
-from mlstack_core.contract.errors import (
-    MAX_DETAILS,
-    HttpError,
-    ModelLoadError,
-    ModelUnavailableError,
-    PayloadTooLargeError,
-    RequestError,
-    json_type,
-    shown,
-)
 from mlstack_core.contract.layout import FeatureLayout, row_getter
 from mlstack_core.contract.outputs import encode_json, format_outputs
 from mlstack_core.contract.request import Batch, parse_body
@@ -31,26 +21,18 @@ from mlstack_core.contract.session import (
 from mlstack_core.contract.tensors import build_inputs, categorical_tensor, numeric_tensor
 
 __all__ = [
-    "MAX_DETAILS",
     "Batch",
     "FeatureLayout",
-    "HttpError",
     "LoadedModel",
-    "ModelLoadError",
-    "ModelUnavailableError",
-    "PayloadTooLargeError",
-    "RequestError",
     "build_inputs",
     "categorical_tensor",
     "check_graph",
     "encode_json",
     "format_outputs",
-    "json_type",
     "load_model",
     "numeric_tensor",
     "parse_body",
     "row_getter",
     "session_options",
-    "shown",
     "warm_up",
 ]

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from mlstack_core.contract.errors import RequestError
 from mlstack_core.contract.outputs import format_outputs
 from mlstack_core.contract.request import Batch
 from mlstack_core.contract.session import LoadedModel
+from mlstack_core.errors import RequestError
 from mlstack_core.kinds.numbers import parse_number
 
 # What read_csv calls missing when a version's spec says nothing (spec.schema.json's default).

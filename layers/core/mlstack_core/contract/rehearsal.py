@@ -16,12 +16,11 @@ from typing import Any, Final
 
 import numpy as np
 
-from mlstack_core.contract.errors import HttpError, ModelLoadError
 from mlstack_core.contract.layout import CLASSIFICATION
 from mlstack_core.contract.outputs import encode_json, format_outputs
 from mlstack_core.contract.request import parse_body
 from mlstack_core.contract.session import LoadedModel, load_model
-from mlstack_core.errors import ServingRehearsalFailed
+from mlstack_core.errors import HttpError, ModelLoadError, ServingRehearsalFailed
 from mlstack_core.payloads import Rehearsal
 from mlstack_core.settings import ServingSettings
 
@@ -103,7 +102,7 @@ def _serve(
         answer: dict[str, Any] = json.loads(encode_json(format_outputs(loaded.layout, outputs)))
     except HttpError as error:
         raise ServingRehearsalFailed(
-            f"a {rows}-row {form} request was refused with {error.status}: {error.message} "
+            f"a {rows}-row {form} request was refused with {error.http_status}: {error.message} "
             f"{error.details[:3]}"
         ) from error
     except Exception as error:

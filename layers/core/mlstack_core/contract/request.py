@@ -16,14 +16,14 @@ from typing import Any, Final, cast
 
 import orjson
 
-from mlstack_core.contract.errors import (
+from mlstack_core.contract.layout import row_getter
+from mlstack_core.errors import (
     MAX_DETAILS,
     PayloadTooLargeError,
     RequestError,
     json_type,
     shown,
 )
-from mlstack_core.contract.layout import row_getter
 from mlstack_core.settings import ServingSettings
 
 # Top-level keys of the two body forms: records, or a compact columnar table.

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from mlstack_core.contract.errors import ModelLoadError
 from mlstack_core.contract.layout import (
     CATEGORICAL_INPUT,
     NUMERIC_INPUT,
@@ -25,6 +24,7 @@ from mlstack_core.contract.layout import (
 from mlstack_core.contract.outputs import format_outputs
 from mlstack_core.contract.request import Batch
 from mlstack_core.contract.tensors import build_inputs
+from mlstack_core.errors import ModelLoadError
 from mlstack_core.settings import ServingSettings
 
 # What a 503 tells the client about a version that will not load (the log has the details).

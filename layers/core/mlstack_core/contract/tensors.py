@@ -17,7 +17,6 @@ from typing import Any, Final, cast
 
 import numpy as np
 
-from mlstack_core.contract.errors import MAX_DETAILS, RequestError, json_type, shown
 from mlstack_core.contract.layout import (
     CATEGORICAL_INPUT,
     NUMERIC_INPUT,
@@ -25,6 +24,7 @@ from mlstack_core.contract.layout import (
     FeatureLayout,
 )
 from mlstack_core.contract.request import Batch
+from mlstack_core.errors import MAX_DETAILS, RequestError, json_type, shown
 from mlstack_core.kinds import text as text_kind
 from mlstack_core.kinds.inputs import datetime_block
 from mlstack_core.kinds.numbers import FLOAT32_MAX as _FLOAT32_MAX
