@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlstack_core import scoring
+from mlstack_core import model_metrics
 from mlstack_core.evidence import Answers, Labelled, unpaired_metric_difference
 from mlstack_monitor.quality import Feedback, judge, score_joined
 
@@ -69,7 +69,7 @@ def test_a_classifiers_answers_are_scored_with_the_evaluations_metrics() -> None
         for i, (p, q, label) in enumerate(zip(predictions, probabilities, labels, strict=True))
     ]
     scored = score_joined(CLASSIFIER, joined)
-    expected = scoring.classification_metrics(
+    expected = model_metrics.classification_metrics(
         np.array(labels, dtype=object),
         np.array(predictions, dtype=object),
         np.array(probabilities),

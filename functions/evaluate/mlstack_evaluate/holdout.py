@@ -3,7 +3,7 @@ scikit-learn.
 
 The holdout reaches the model as JSON-like records through the serving contract
 (``mlstack_core.contract``), with the serving session options; metrics are the numpy ones of
-``mlstack_core.scoring``. Parity compares with the outputs Train stored for the holdout
+``mlstack_core.model_metrics``. Parity compares with the outputs Train stored for the holdout
 (``sklearn_holdout.npz``): nothing here imports scikit-learn, which does not fit in one Lambda
 with onnxruntime.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mlstack_core import scoring
+from mlstack_core import model_metrics
 from mlstack_core.contract import FeatureLayout, LoadedModel, load_model
 from mlstack_core.contract.records import table_feeds
 from mlstack_core.evidence import Answers, bounded_log_loss_rows, squared_error_rows
@@ -62,12 +62,12 @@ def classification_metrics(
 ) -> dict[str, float | None]:
     """Every classification metric; one that cannot be computed (roc_auc with a class absent
     from the holdout) is None."""
-    computed = scoring.classification_metrics(y, labels, probabilities, list(classes))
+    computed = model_metrics.classification_metrics(y, labels, probabilities, list(classes))
     return _finite({name: computed.get(name) for name in CLASSIFICATION_METRICS})
 
 
 def regression_metrics(y: np.ndarray, values: np.ndarray) -> dict[str, float | None]:
-    computed = scoring.regression_metrics(y, values)
+    computed = model_metrics.regression_metrics(y, values)
     return _finite({name: computed.get(name) for name in REGRESSION_METRICS})
 
 

@@ -7,7 +7,7 @@ A later file overrides an earlier one for the same prediction.
 
 For each version of the model with captures in the last ``quality.window_days`` days
 (``mlstack_core.capture``), the captured answers are joined to the labels and scored with the
-evaluation's own metrics (``mlstack_core.scoring``), per day and over the window.
+evaluation's own metrics (``mlstack_core.model_metrics``), per day and over the window.
 
 Once a version has at least ``quality.min_rows`` labelled rows, its quality is judged with the
 training gate's statistics (``mlstack_core.evidence``), at the stack's gate confidence
@@ -72,9 +72,9 @@ from mlstack_core.ground_truth import (
     quality_settings,
 )
 from mlstack_core.layout import holdout_predictions_key
+from mlstack_core.model_metrics import classification_metrics, regression_metrics
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tracer
 from mlstack_core.registry import Registry
-from mlstack_core.scoring import classification_metrics, regression_metrics
 from mlstack_core.settings import guard_settings
 from mlstack_core.spec import greater_is_better
 from mlstack_core.tabular import CLASSIFICATION, LABEL_CASTS

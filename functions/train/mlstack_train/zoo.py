@@ -181,7 +181,7 @@ SCORERS: dict[str, str] = {
     "accuracy": "accuracy",
     "balanced_accuracy": "balanced_accuracy",
     "f1_macro": "f1_macro",
-    # mlstack_core.scoring.roc_auc is binary AUC or the unweighted one-vs-rest mean.
+    # mlstack_core.model_metrics.roc_auc is binary AUC or the unweighted one-vs-rest mean.
     "roc_auc": "roc_auc_ovr",
     "log_loss": "neg_log_loss",
     "r2": "r2",
