@@ -324,8 +324,8 @@ def _gate(spec: dict[str, Any], holdout: Holdout, best: Answers, champion: Answe
     production = None
     if champion is not None:
         shown["champion"] = [champion]
-        production = {"version": 4, "comparable": True, "metrics": holdout.score(champion)}
-    entry = {"candidate_id": "c00-x", "metrics": holdout.score(best)}
+        production = {"version": 4, "comparable": True, "metrics": holdout.metric_values(champion)}
+    entry = {"candidate_id": "c00-x", "metrics": holdout.metric_values(best)}
     return decide(
         spec,
         entry,
@@ -395,11 +395,11 @@ def test_every_score_the_gate_reads_has_an_interval() -> None:
     chosen, production = _sharp(holdout, 0.9, 1), _sharp(holdout, 0.7, 2)
     judge = HoldoutJudge(holdout)
     base, answers = baseline(judge)
-    entry: dict[str, Any] = {"candidate_id": "c00-x", "metrics": holdout.score(chosen)}
+    entry: dict[str, Any] = {"candidate_id": "c00-x", "metrics": holdout.metric_values(chosen)}
     champion: dict[str, Any] = {
         "version": 4,
         "comparable": True,
-        "metrics": holdout.score(production),
+        "metrics": holdout.metric_values(production),
     }
     decide(
         _spec(),

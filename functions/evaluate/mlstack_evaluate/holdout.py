@@ -1,4 +1,4 @@
-"""The holdout: scoring an ONNX file on its rows as it will be served, and its parity with
+"""The holdout: measuring an ONNX file on its rows as it will be served, and its parity with
 scikit-learn.
 
 The holdout reaches the model as JSON-like records through the serving contract
@@ -33,7 +33,7 @@ from mlstack_core.tabular import (
 )
 
 
-def load_for_scoring(body: bytes, document: Mapping[str, Any]) -> LoadedModel:
+def load_as_served(body: bytes, document: Mapping[str, Any]) -> LoadedModel:
     """A session exactly as serving builds it: same options, graph checks and warm-up."""
     return load_model(body, document, serving_settings())
 
@@ -197,7 +197,7 @@ class Holdout:
             return Answers(labels=np.asarray(outputs["label"]), probabilities=probabilities)
         return Answers(values=np.asarray(outputs["variable"], dtype=np.float64).ravel())
 
-    def score(self, answers: Answers) -> dict[str, float | None]:
+    def metric_values(self, answers: Answers) -> dict[str, float | None]:
         if answers.probabilities is not None and answers.labels is not None:
             return classification_metrics(
                 self.y, answers.labels, answers.probabilities, self.classes

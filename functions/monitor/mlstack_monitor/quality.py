@@ -172,7 +172,7 @@ def window_days(now: float, days: int) -> list[str]:
     return days_between(now - (days - 1) * 86400, now)
 
 
-def score_joined(
+def measure_joined(
     document: dict[str, Any], joined: list[tuple[dict[str, Any], str]]
 ) -> dict[str, Any]:
     """The evaluation's metrics on labelled captures: the answers the API gave, against the
@@ -247,7 +247,7 @@ class _ClassifierRows:
 def labelled_answers(
     document: dict[str, Any], joined: list[tuple[dict[str, Any], str]], metric: str
 ) -> Labelled | None:
-    """The rows ``score_joined`` scores ``metric`` on, as the evidence's ``Labelled``."""
+    """The rows ``measure_joined`` scores ``metric`` on, as the evidence's ``Labelled``."""
     task, _ = task_and_metric(document)
     if task != CLASSIFICATION:
         pairs = _regression_pairs(joined)
@@ -340,7 +340,7 @@ def judge(
     """Has quality fallen beyond noise? Only with enough rows; says in words what was found
     (``summary``) and, when it fell, why (``reasons``), with the intervals it read."""
     overall: dict[str, Any] = (
-        score_joined(document, joined)
+        measure_joined(document, joined)
         if joined
         else {"metric": task_and_metric(document)[1], "value": None, "rows": 0}
     )
@@ -496,7 +496,7 @@ def check_quality(
         for capture, label in joined:
             by_day[capture["day"]].append((capture, label))
         overall = (
-            score_joined(document, joined)
+            measure_joined(document, joined)
             if joined
             else {"metric": document.get("metric"), "value": None, "scores": {}, "rows": 0}
         )
@@ -511,7 +511,7 @@ def check_quality(
             "days": [
                 {
                     "day": day,
-                    **{k: v for k, v in score_joined(document, rows).items() if k != "scores"},
+                    **{k: v for k, v in measure_joined(document, rows).items() if k != "scores"},
                 }
                 for day, rows in sorted(by_day.items())
             ],
