@@ -32,8 +32,8 @@ from mlstack_core.evidence_text import (
     interval_of,
     interval_text,
     metric_names,
+    metric_with_interval,
     rejected,
-    score,
 )
 
 RELIABILITY_BINS = 10
@@ -323,7 +323,7 @@ def _evaluation(data: ReportData) -> Section:
         Table(
             ["metric", *(title for title, _ in columns)],
             [
-                [name, *(score(entry, name) for _, entry in columns)]
+                [name, *(metric_with_interval(entry, name) for _, entry in columns)]
                 for name in metric_names(*(entry for _, entry in columns))
             ],
         )
