@@ -43,7 +43,9 @@ LISTED_CATEGORIES = 20
 
 
 @dataclass
-class Table:
+class CardTable:
+    """A table of the card, written as markdown and as HTML."""
+
     header: list[str]
     rows: list[list[str]]
 
@@ -51,9 +53,9 @@ class Table:
 @dataclass
 class Section:
     title: str
-    blocks: list[str | Table] = field(default_factory=list)
+    blocks: list[str | CardTable] = field(default_factory=list)
 
-    def add(self, block: str | Table) -> None:
+    def add(self, block: str | CardTable) -> None:
         self.blocks.append(block)
 
 
@@ -158,7 +160,7 @@ def _data(data: ReportData) -> Section:
         f"{splits.get('holdout_rows')} held out for evaluation."
     )
     rows = (document.get("drift_baseline") or {}).get("rows") or 0
-    table = Table(["feature", "kind", "missing in training", "seen in training"], [])
+    table = CardTable(["feature", "kind", "missing in training", "seen in training"], [])
     for feature in _features(data):
         name = str(feature.get("name"))
         entries = _entries_of(data, feature)
@@ -233,7 +235,7 @@ def _columns(data: ReportData) -> Section:
         f"{', '.join(kind_counts(readings))}. Identifiers are not features."
     )
     section.add(
-        Table(
+        CardTable(
             ["column", "kind", "why", "as model input"],
             [
                 [r.name, r.kind, r.reason or "-", _as_input(r, entry)]
@@ -257,7 +259,7 @@ def _training(data: ReportData) -> Section:
             f"{_number(cv.get('best_score'))} at {cv.get('best_params')}."
         )
         section.add(
-            Table(
+            CardTable(
                 ["params", f"mean {metric}", "std", "rank"],
                 [
                     [
@@ -272,7 +274,7 @@ def _training(data: ReportData) -> Section:
         )
     candidates = data.evaluation.get("candidates") or []
     section.add(
-        Table(
+        CardTable(
             ["candidate", "family", f"holdout {metric}", "status"],
             [
                 [
@@ -320,7 +322,7 @@ def _evaluation(data: ReportData) -> Section:
             f"(gate metric: {evaluation['metric']})."
         )
     section.add(
-        Table(
+        CardTable(
             ["metric", *(title for title, _ in columns)],
             [
                 [name, *(metric_with_interval(entry, name) for _, entry in columns)]
@@ -343,7 +345,7 @@ def _evaluation(data: ReportData) -> Section:
         matrix = confusion(data.y, challenger.label, data.classes)
         section.add("Confusion matrix (rows: truth, columns: predicted):")
         section.add(
-            Table(
+            CardTable(
                 ["", *data.classes],
                 [[c, *(str(n) for n in matrix[i])] for i, c in enumerate(data.classes)],
             )
@@ -359,7 +361,7 @@ def _evaluation(data: ReportData) -> Section:
             f"{curve.expected_calibration_error:.4f} over {RELIABILITY_BINS} confidence bins."
         )
         section.add(
-            Table(
+            CardTable(
                 ["rows", "mean confidence", "share correct"],
                 [
                     [str(n), f"{c:.3f}", f"{a:.3f}"]
@@ -461,7 +463,7 @@ def _decision(data: ReportData, history: list[dict[str, Any]]) -> Section:
     ]
     if moves:
         section.add(
-            Table(
+            CardTable(
                 ["when", "change", "who", "why"],
                 [
                     [
@@ -590,7 +592,7 @@ def _quality(data: ReportData, quality: dict[str, Any] | None) -> Section:
     days = entry.get("days") or []
     if days:
         section.add(
-            Table(
+            CardTable(
                 ["day", "labelled rows", str(metric)],
                 [[d["day"], str(d["rows"]), _number(d.get("value"))] for d in days],
             )
@@ -608,7 +610,7 @@ def to_markdown(data: ReportData, sections: list[Section], images: list[str]) ->
     for section in sections:
         lines += [f"## {section.title}", ""]
         for block in section.blocks:
-            if isinstance(block, Table):
+            if isinstance(block, CardTable):
                 lines.append("| " + " | ".join(_cell(h) for h in block.header) + " |")
                 lines.append("|" + "---|" * len(block.header))
                 lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in block.rows]
@@ -634,7 +636,7 @@ def to_html(data: ReportData, sections: list[Section], images: dict[str, bytes])
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         for block in section.blocks:
-            if isinstance(block, Table):
+            if isinstance(block, CardTable):
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
                 body = "".join(
                     "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
