@@ -19,7 +19,7 @@ from mlstack_core.errors import ApprovalForAnotherVersion, ChampionChanged
 from mlstack_core.integrity import check_unchanged, read_verified
 from mlstack_core.layout import INLINE_BASELINE_BYTES, VERSION_FILES, version_prefix
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
-from mlstack_core.payloads import Action, Approval, Evaluation, Registration, Run
+from mlstack_core.payloads import Action, Approval, Evaluation, RegisterInput, Registration, Run
 from mlstack_core.registry import AliasConflict, Registry, serving_fields
 from mlstack_core.registry_keys import (
     STATUS_APPROVED,
@@ -222,8 +222,11 @@ def register_challenger(
     pending: Registration | None = None,
     approval: Approval | None = None,
 ) -> Registration:
-    """``register`` (below), then the version's model card beside it, as it now stands."""
-    registration = register(action, run, evaluation, execution_started, pending, approval)
+    """``apply_registry_action`` (below), then the version's model card beside it, as it now
+    stands."""
+    registration = apply_registry_action(
+        action, run, evaluation, execution_started, pending, approval
+    )
     version = registration.get("version")
     if version is not None and evaluation.get("report_key") and evaluation.get("predictions_key"):
         publish_card(run["model"], int(version), evaluation)
@@ -265,7 +268,7 @@ def publish_card(model: str, version: int, evaluation: Evaluation) -> None:
         metrics.add_metric(name="CardFailures", unit=MetricUnit.Count, value=1)
 
 
-def register(
+def apply_registry_action(
     action: Action,
     run: Run,
     evaluation: Evaluation,
@@ -345,3 +348,15 @@ def register(
     promotion = _promote(registry, model, version, evaluation, PIPELINE_ACTOR, reason)
     promotion["artifact"] = document["artifact"]
     return promotion
+
+
+def handle(event: RegisterInput) -> Registration:
+    """The Register step's payload, as the state machine sends it."""
+    return register_challenger(
+        action=event["action"],
+        run=event["run"],
+        evaluation=event["evaluation"],
+        execution_started=event.get("execution_started"),
+        pending=event.get("pending"),
+        approval=event.get("approval"),
+    )
