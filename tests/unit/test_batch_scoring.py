@@ -27,7 +27,7 @@ MODEL = "penguins"
 def served(aws: Stack) -> Any:
     aws.put_spec(MODEL, {"target": "species", "candidates": ["logistic_regression"]})
     state = aws.run_pipeline(MODEL, penguins_bytes())
-    assert aws.register(state)["promoted"] is True
+    assert aws.run_register_step(state)["promoted"] is True
     document = aws.registry.get_version(MODEL, 1)
     artifact = document["artifact"]
     body = aws.s3.get_object(Bucket=artifact["bucket"], Key=artifact["key"])["Body"].read()

@@ -90,7 +90,7 @@ def test_the_spec_may_choose_how_a_run_is_judged(
 def test_retraining_an_unchanged_small_table_leaves_production_alone(aws: Stack) -> None:
     aws.put_spec("penguins", {"target": "species"})
     first = aws.run_pipeline("penguins", penguins_bytes())
-    assert aws.register(first)["promoted"] is True
+    assert aws.run_register_step(first)["promoted"] is True
     second = aws.run_pipeline("penguins", penguins_bytes())
     evaluation = second["evaluation"]
     assert evaluation["judged_on"] == "cross_validation"
