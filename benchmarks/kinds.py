@@ -183,7 +183,7 @@ def prepared(body: bytes, dropped: list[str]) -> Any:
 
 def train(model: Model, body: bytes) -> Any:
     """Fit and export as Train does; returns the Prepared table (its holdout serves)."""
-    from mlstack_core.candidates import CATALOG, CLASSIFICATION
+    from mlstack_core.candidates import CATALOG
     from mlstack_core.drift import compact, feature_baseline, prediction_baseline
     from mlstack_core.kinds import TEXT
     from mlstack_core.kinds.inputs import (
@@ -194,6 +194,7 @@ def train(model: Model, body: bytes) -> Any:
         model_input,
     )
     from mlstack_core.tabular import feature_feeds, target_vector
+    from mlstack_core.tasks import CLASSIFICATION
     from mlstack_train import zoo
 
     kept = MODELS[model.kind]

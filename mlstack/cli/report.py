@@ -37,6 +37,7 @@ from mlstack_core.evidence_text import (
     metric_with_interval,
     percent,
 )
+from mlstack_core.tasks import CLASSIFICATION
 
 
 def load(client: Any, model: str, version: int | None = None) -> ReportData:
@@ -252,7 +253,7 @@ def plot_importance(data: ReportData) -> Any | None:
 
 def figures(data: ReportData) -> dict[str, Any]:
     out: dict[str, Any] = {"metrics.png": plot_metrics(data)}
-    if data.task == "classification":
+    if data.task == CLASSIFICATION:
         out["confusion_matrix.png"] = plot_confusion(data)
         out["roc.png"] = _curves(data, "roc")
         out["pr.png"] = _curves(data, "pr")

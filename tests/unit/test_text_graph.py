@@ -25,12 +25,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlstack_core.candidates import CATALOG, CLASSIFICATION, REGRESSION
+from mlstack_core.candidates import CATALOG
 from mlstack_core.contract import Batch, LoadedModel, load_model, session_options
 from mlstack_core.kinds import text as text_kind
 from mlstack_core.kinds.inputs import CATEGORICAL_INPUT, NUMERIC_INPUT, TEXT_INPUT, model_input
 from mlstack_core.kinds.text import MAX_WORDS, normalise, normalise_all
 from mlstack_core.settings import serving_settings
+from mlstack_core.tasks import CLASSIFICATION, REGRESSION
 from mlstack_train.zoo import build_pipeline, export_onnx, faster_text_branches
 
 pytestmark = pytest.mark.unit

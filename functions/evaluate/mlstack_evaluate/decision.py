@@ -26,9 +26,7 @@ from mlstack_core.observability.pipeline import logger, tracer
 from mlstack_core.payloads import Decision
 from mlstack_core.registry import Registry
 from mlstack_core.spec import greater_is_better, metrics_for
-from mlstack_core.tabular import (
-    CLASSIFICATION,
-)
+from mlstack_core.tasks import CLASSIFICATION
 from mlstack_evaluate.holdout import (
     Holdout,
     load_as_served,

@@ -27,10 +27,10 @@ from mlstack_core.spec import (
     REGRESSION_METRICS,
 )
 from mlstack_core.tabular import (
-    CLASSIFICATION,
     Table,
     target_vector,
 )
+from mlstack_core.tasks import CLASSIFICATION
 
 
 def load_as_served(body: bytes, document: Mapping[str, Any]) -> LoadedModel:

@@ -27,7 +27,7 @@ from mlstack_core.evidence import (
 )
 from mlstack_core.folds import Judgement
 from mlstack_core.spec import LOWER_IS_BETTER
-from mlstack_core.tabular import CLASSIFICATION
+from mlstack_core.tasks import CLASSIFICATION
 from mlstack_evaluate.holdout import Holdout
 
 Intervals = tuple[dict[str, dict[str, Interval]], dict[tuple[str, str], dict[str, Interval]]]

@@ -77,7 +77,8 @@ from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tra
 from mlstack_core.registry import Registry
 from mlstack_core.settings import guard_settings
 from mlstack_core.spec import greater_is_better
-from mlstack_core.tabular import CLASSIFICATION, LABEL_CASTS
+from mlstack_core.tabular import LABEL_CASTS
+from mlstack_core.tasks import CLASSIFICATION
 from mlstack_monitor import alerts
 from mlstack_monitor.datasets import latest_dataset
 

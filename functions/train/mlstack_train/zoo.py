@@ -45,7 +45,8 @@ from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlstack_core.candidates import CATALOG, CLASSIFICATION, expand_candidates
+from mlstack_core.candidates import CATALOG, expand_candidates
+from mlstack_core.tasks import CLASSIFICATION, REGRESSION
 
 __all__ = [
     "ESTIMATORS",
@@ -63,7 +64,7 @@ MAX_IMPORTANCES = 20
 REGRESSOR_OUTPUTS = ("variable",)
 
 ESTIMATORS: dict[str, dict[str, Callable[..., Any]]] = {
-    "classification": {
+    CLASSIFICATION: {
         "logistic_regression": LogisticRegression,
         "random_forest": RandomForestClassifier,
         "extra_trees": ExtraTreesClassifier,
@@ -71,7 +72,7 @@ ESTIMATORS: dict[str, dict[str, Callable[..., Any]]] = {
         "gradient_boosting": GradientBoostingClassifier,
         "knn": KNeighborsClassifier,
     },
-    "regression": {
+    REGRESSION: {
         "ridge": Ridge,
         "linear_regression": LinearRegression,
         "random_forest": RandomForestRegressor,

@@ -35,6 +35,7 @@ from mlstack_core.evidence_text import (
     metric_with_interval,
     rejected,
 )
+from mlstack_core.tasks import CLASSIFICATION
 
 RELIABILITY_BINS = 10
 SMALL_HOLDOUT_ROWS = 100
@@ -341,7 +342,7 @@ def _evaluation(data: ReportData) -> Section:
     challenger = data.models[0] if data.models else None
     if challenger is None:
         return section
-    if data.task == "classification" and challenger.label is not None:
+    if data.task == CLASSIFICATION and challenger.label is not None:
         matrix = confusion(data.y, challenger.label, data.classes)
         section.add("Confusion matrix (rows: truth, columns: predicted):")
         section.add(
@@ -536,7 +537,7 @@ def _limits(data: ReportData) -> Section:
             f"The holdout has {len(data.y)} rows: its metrics move by several points "
             "with a few rows."
         )
-    if data.task == "classification":
+    if data.task == CLASSIFICATION:
         counts = {c: int(np.sum(data.y == c)) for c in data.classes}
         for name, count in counts.items():
             if count < FEW_CLASS_ROWS:
@@ -713,7 +714,7 @@ def from_arrays(
         task,
         document,
         evaluation,
-        y.astype(str) if task == "classification" else y.astype(np.float64),
+        y.astype(str) if task == CLASSIFICATION else y.astype(np.float64),
         classes,
         models,
     )

@@ -21,13 +21,12 @@ from aws_lambda_powertools.utilities.validation import validate
 from aws_lambda_powertools.utilities.validation.exceptions import SchemaValidationError
 
 from mlstack_core.candidates import (
-    CLASSIFICATION,
     DEFAULT_CANDIDATES,
-    REGRESSION,
     candidate_problems,
 )
 from mlstack_core.errors import SpecError
 from mlstack_core.kinds.numbers import parse_number
+from mlstack_core.tasks import CLASSIFICATION, REGRESSION, TASKS
 
 SCHEMA_PATH = Path(__file__).with_name("spec.schema.json")
 
@@ -128,11 +127,7 @@ def semantic_problems(spec: Mapping[str, Any]) -> list[str]:
     """Rules JSON Schema cannot express. Defensive about types: it also runs on invalid specs."""
     problems: list[str] = []
     task, metric = spec.get("task"), spec.get("metric")
-    if (
-        task in (CLASSIFICATION, REGRESSION)
-        and isinstance(metric, str)
-        and metric not in metrics_for(task)
-    ):
+    if task in TASKS and isinstance(metric, str) and metric not in metrics_for(task):
         problems.append(
             f"metric: {metric!r} does not apply to {task}; "
             f"use one of {', '.join(metrics_for(task))}"
@@ -147,7 +142,7 @@ def semantic_problems(spec: Mapping[str, Any]) -> list[str]:
             problems.append(f"threshold: r2 is at most 1, so {threshold} can never be met")
     candidates = spec.get("candidates")
     if isinstance(candidates, list) and all(_well_formed_entry(e) for e in candidates):
-        task_or_none = task if task in (CLASSIFICATION, REGRESSION) else None
+        task_or_none = task if task in TASKS else None
         problems += candidate_problems(candidates, task_or_none)
     columns = spec.get("columns")
     target = spec.get("target")

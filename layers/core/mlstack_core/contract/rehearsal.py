@@ -17,13 +17,13 @@ from typing import Any, Final
 import numpy as np
 
 from mlstack_core.contract.errors import HttpError, ModelLoadError
-from mlstack_core.contract.layout import CLASSIFICATION
 from mlstack_core.contract.outputs import encode_json, format_outputs
 from mlstack_core.contract.request import parse_body
 from mlstack_core.contract.session import LoadedModel, load_model
 from mlstack_core.errors import ServingRehearsalFailed
 from mlstack_core.payloads import Rehearsal
 from mlstack_core.settings import ServingSettings
+from mlstack_core.tasks import CLASSIFICATION
 
 # Rows of the rehearsal's batch requests, at most (and never more than the body limits allow).
 BATCH_ROWS: Final = 1000
