@@ -199,7 +199,7 @@ def evaluate(
         ).encode(),
         ContentType="application/json",
     )
-    gate_metrics(spec, best, comparison, decision, viable, len(measured) - viable)
+    emit_gate_metrics(spec, best, comparison, decision, viable, len(measured) - viable)
     per_model(run["model"])
     logger.info(
         "Evaluated",
@@ -213,7 +213,7 @@ def evaluate(
     return evaluation
 
 
-def gate_metrics(
+def emit_gate_metrics(
     spec: Mapping[str, Any],
     best: Mapping[str, Any],
     comparison: Mapping[str, Any],
