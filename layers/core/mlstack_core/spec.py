@@ -28,7 +28,7 @@ from mlstack_core.errors import SpecError
 from mlstack_core.kinds.numbers import parse_number
 from mlstack_core.tasks import CLASSIFICATION, REGRESSION, TASKS
 
-SCHEMA_PATH = Path(__file__).with_name("spec.schema.json")
+SPEC_SCHEMA_PATH = Path(__file__).with_name("spec.schema.json")
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss")
 REGRESSION_METRICS = ("r2", "rmse", "mae")
@@ -41,7 +41,7 @@ _UNIT_INTERVAL_METRICS = frozenset({"accuracy", "balanced_accuracy", "f1_macro",
 
 @cache
 def spec_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(SPEC_SCHEMA_PATH.read_text(encoding="utf-8"))
     return schema
 
 
@@ -76,7 +76,7 @@ def load_spec(raw: bytes | None) -> dict[str, Any]:
         # fastjsonschema fills schema defaults into the document it validates.
         spec: dict[str, Any] = validate(event=copy.deepcopy(document), schema=schema)
     except SchemaValidationError:
-        problems = schema_problems(document, schema)
+        problems = spec_schema_problems(document, schema)
         spec = document
     problems += semantic_problems(spec)
     if problems:
@@ -171,7 +171,7 @@ def _well_formed_entry(entry: Any) -> bool:
 MAX_PROBLEM_CHARS = 300
 
 
-def schema_problems(document: Any, schema: Mapping[str, Any]) -> list[str]:
+def spec_schema_problems(document: Any, schema: Mapping[str, Any]) -> list[str]:
     """Every schema violation in ``document``, one line each, prefixed with its path."""
     from jsonschema import Draft7Validator
 
