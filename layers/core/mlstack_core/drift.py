@@ -131,12 +131,12 @@ def summary_time(key: str) -> float | None:
     return moment.replace(tzinfo=UTC).timestamp()
 
 
-def report_key(model: str, version: int, at: float) -> str:
+def drift_report_key(model: str, version: int, at: float) -> str:
     moment = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H%M%SZ")
     return f"{MONITORING_PREFIX}/{model}/{version}/reports/{moment}.json"
 
 
-def latest_report_key(model: str) -> str:
+def latest_drift_report_key(model: str) -> str:
     return f"{MONITORING_PREFIX}/{model}/latest.json"
 
 
