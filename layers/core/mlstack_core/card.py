@@ -655,7 +655,7 @@ def to_html(data: ReportData, sections: list[Section], images: dict[str, bytes])
 
 # ----------------------------------------------------------------------------- evaluation data
 @dataclass
-class Scored:
+class HoldoutOutputs:
     """One model's outputs on the holdout."""
 
     title: str
@@ -673,7 +673,7 @@ class ReportData:
     evaluation: dict[str, Any]
     y: np.ndarray
     classes: list[str]
-    models: list[Scored]
+    models: list[HoldoutOutputs]
 
 
 def from_arrays(
@@ -698,15 +698,15 @@ def from_arrays(
         ),
         ("champion", f"champion v{champion.get('version')} ({champion.get('family')})"),
     ):
-        scored = Scored(title)
+        outputs = HoldoutOutputs(title)
         if f"{prefix}_label" in arrays:
-            scored.label = arrays[f"{prefix}_label"].astype(str)
+            outputs.label = arrays[f"{prefix}_label"].astype(str)
         if f"{prefix}_probabilities" in arrays:
-            scored.probabilities = arrays[f"{prefix}_probabilities"].astype(np.float64)
+            outputs.probabilities = arrays[f"{prefix}_probabilities"].astype(np.float64)
         if f"{prefix}_variable" in arrays:
-            scored.variable = arrays[f"{prefix}_variable"].astype(np.float64).ravel()
-        if scored.label is not None or scored.variable is not None:
-            models.append(scored)
+            outputs.variable = arrays[f"{prefix}_variable"].astype(np.float64).ravel()
+        if outputs.label is not None or outputs.variable is not None:
+            models.append(outputs)
     y = arrays["y"]
     return ReportData(
         model,
