@@ -18,7 +18,7 @@ Each serves one JSON body of 1 row and one of 1,000 rows (holdout rows, records 
 two levels:
 
 - the contract path: the model loaded by ``contract.load_model`` as the prediction function
-  loads it, and what the handler does with a body, ``parse_body`` → ``LoadedModel.score``
+  loads it, and what the handler does with a body, ``parse_body`` → ``LoadedModel.run_request``
   (``build_inputs`` + ``session.run``) → ``format_outputs`` → ``encode_json``;
 - the handler: the prediction function itself, ``mlstack_predict.app.handler`` called with an API
   Gateway proxy event, each model published to a moto S3 bucket and DynamoDB registry as
@@ -535,7 +535,7 @@ def serving_path(loaded: Any, body: str, settings: Any) -> str:
     the event, logging, metrics and drift: decode, inputs, ``session.run``, the answer."""
     from mlstack_core.contract import parse_body
 
-    _, outputs = loaded.score(parse_body(body, False, settings))
+    _, outputs = loaded.run_request(parse_body(body, False, settings))
     return answer(loaded, outputs)
 
 

@@ -377,7 +377,7 @@ def test_a_batch_without_a_single_word_and_the_warm_up_row(
     assert_same_rows(model, rows)  # rows of zeros: no known word, norm 0
 
     missing = dict.fromkeys(model.loaded.layout.required)
-    feeds, _ = model.loaded.score(Batch.of_instances([missing]))
+    feeds, _ = model.loaded.run_request(Batch.of_instances([missing]))
     assert feeds[TEXT_INPUT].tolist() == [[""] * n_text]
     assert_same_answers(model, feeds)
 

@@ -99,7 +99,7 @@ def _serve(
     loaded: LoadedModel, body: str, settings: ServingSettings, form: str, rows: int
 ) -> dict[str, Any]:
     try:
-        _, outputs = loaded.score(parse_body(body, False, settings))
+        _, outputs = loaded.run_request(parse_body(body, False, settings))
         answer: dict[str, Any] = json.loads(encode_json(format_outputs(loaded.layout, outputs)))
     except HttpError as error:
         raise ServingRehearsalFailed(
