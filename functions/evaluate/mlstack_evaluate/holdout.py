@@ -57,16 +57,17 @@ def align_probabilities(
     return out
 
 
-def classification_metrics(
+def reported_classification_metrics(
     y: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[Any]
 ) -> dict[str, float | None]:
-    """Every classification metric; one that cannot be computed (roc_auc with a class absent
-    from the holdout) is None."""
+    """Every classification metric the evaluation reports, JSON-safe; one that cannot be computed
+    (roc_auc with a class absent from the holdout) is None."""
     computed = model_metrics.classification_metrics(y, labels, probabilities, list(classes))
     return _finite({name: computed.get(name) for name in CLASSIFICATION_METRICS})
 
 
-def regression_metrics(y: np.ndarray, values: np.ndarray) -> dict[str, float | None]:
+def reported_regression_metrics(y: np.ndarray, values: np.ndarray) -> dict[str, float | None]:
+    """Every regression metric the evaluation reports, JSON-safe."""
     computed = model_metrics.regression_metrics(y, values)
     return _finite({name: computed.get(name) for name in REGRESSION_METRICS})
 
@@ -199,10 +200,10 @@ class Holdout:
 
     def metric_values(self, answers: Answers) -> dict[str, float | None]:
         if answers.probabilities is not None and answers.labels is not None:
-            return classification_metrics(
+            return reported_classification_metrics(
                 self.y, answers.labels, answers.probabilities, self.classes
             )
-        return regression_metrics(self.y, np.asarray(answers.values))
+        return reported_regression_metrics(self.y, np.asarray(answers.values))
 
     def losses(self, answers: Answers) -> np.ndarray:
         """Per-row losses the gate judges evidence on (mlstack_core.evidence)."""
