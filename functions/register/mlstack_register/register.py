@@ -253,7 +253,7 @@ def publish_card(model: str, version: int, evaluation: Evaluation) -> None:
             arrays = {name: stored[name] for name in stored.files}
         data = from_arrays(model, version, document, json.loads(report), arrays)
         markdown, page = card_files(data, registry.history(model))
-        for name, body, kind in (
+        for name, body, media_type in (
             ("card.md", markdown, "text/markdown"),
             ("card.html", page, "text/html"),
         ):
@@ -261,7 +261,7 @@ def publish_card(model: str, version: int, evaluation: Evaluation) -> None:
                 Bucket=bucket,
                 Key=f"{version_prefix(model, version)}/{name}",
                 Body=body.encode(),
-                ContentType=f"{kind}; charset=utf-8",
+                ContentType=f"{media_type}; charset=utf-8",
             )
     except Exception:
         logger.exception("Model card not written", extra={"model": model, "version": version})

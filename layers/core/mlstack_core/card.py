@@ -354,11 +354,11 @@ def _evaluation(data: ReportData) -> Section:
     if challenger.probabilities is not None:
         curve = reliability(data.y, challenger.probabilities, data.classes)
         brier = brier_score(data.y, challenger.probabilities, data.classes)
-        kind = f"P({data.classes[1]})" if len(data.classes) == 2 else "multi-class, 0 to 2"
+        scale = f"P({data.classes[1]})" if len(data.classes) == 2 else "multi-class, 0 to 2"
         interval = _brier_interval(evaluation["best"], len(data.classes))
         within = f" ({interval_text(interval)})" if interval else ""
         section.add(
-            f"Calibration: Brier score {brier:.4f}{within} ({kind}); expected calibration error "
+            f"Calibration: Brier score {brier:.4f}{within} ({scale}); expected calibration error "
             f"{curve.expected_calibration_error:.4f} over {RELIABILITY_BINS} confidence bins."
         )
         section.add(
