@@ -270,7 +270,7 @@ class Stack:
         )
         return state
 
-    def register(self, state: dict[str, Any], promote: bool) -> dict[str, Any]:
+    def run_register_step(self, state: dict[str, Any], promote: bool) -> dict[str, Any]:
         """RegisterAndPromote or RecordRejection, as the Gate state chooses."""
         action = "promote" if promote else "reject"
         event = {
@@ -363,7 +363,7 @@ def run_stream(plan: dict[str, Any]) -> dict[str, Any]:
                 model = f"flip-{plan['index']:02d}-{gate}"
                 state = stack.run(model, body)
                 seen = verdicts(state["evaluation"])
-                registration = stack.register(state, promote=seen[gate])
+                registration = stack.run_register_step(state, promote=seen[gate])
                 seen["moved"] = bool(registration.get("promoted"))
                 seen["true_loss"] = true_loss(stack, model, int(registration["version"]), fresh)
                 production = [h for h in history[gate] if h["moved"]]

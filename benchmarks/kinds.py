@@ -18,7 +18,7 @@ Each serves one JSON body of 1 row and one of 1,000 rows (holdout rows, records 
 two levels:
 
 - the contract path: the model loaded by ``contract.load_model`` as the prediction function
-  loads it, and what the handler does with a body, ``parse_body`` → ``LoadedModel.score``
+  loads it, and what the handler does with a body, ``parse_body`` → ``LoadedModel.run_request``
   (``build_inputs`` + ``session.run``) → ``format_outputs`` → ``encode_json``;
 - the handler: the prediction function itself, ``mlstack_predict.app.handler`` called with an API
   Gateway proxy event, each model published to a moto S3 bucket and DynamoDB registry as
@@ -183,7 +183,7 @@ def prepared(body: bytes, dropped: list[str]) -> Any:
 
 def train(model: Model, body: bytes) -> Any:
     """Fit and export as Train does; returns the Prepared table (its holdout serves)."""
-    from mlstack_core.candidates import CATALOG, CLASSIFICATION
+    from mlstack_core.candidates import CATALOG
     from mlstack_core.drift import compact, feature_baseline, prediction_baseline
     from mlstack_core.kinds import TEXT
     from mlstack_core.kinds.inputs import (
@@ -194,6 +194,7 @@ def train(model: Model, body: bytes) -> Any:
         model_input,
     )
     from mlstack_core.tabular import feature_feeds, target_vector
+    from mlstack_core.tasks import CLASSIFICATION
     from mlstack_train import zoo
 
     kept = MODELS[model.kind]
@@ -534,7 +535,7 @@ def serving_path(loaded: Any, body: str, settings: Any) -> str:
     the event, logging, metrics and drift: decode, inputs, ``session.run``, the answer."""
     from mlstack_core.contract import parse_body
 
-    _, outputs = loaded.score(parse_body(body, False, settings))
+    _, outputs = loaded.run_request(parse_body(body, False, settings))
     return answer(loaded, outputs)
 
 

@@ -148,7 +148,8 @@ class Family:
 
 
 def families() -> list[Family]:
-    from mlstack_core.candidates import CATALOG, CLASSIFICATION
+    from mlstack_core.candidates import CATALOG
+    from mlstack_core.tasks import CLASSIFICATION
 
     catalog = CATALOG[CLASSIFICATION]
     chosen = [

@@ -64,15 +64,11 @@ sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "functions" / "train")
 import numpy as np  # noqa: E402
 from measured import machine, write_measured  # noqa: E402
 
-from mlstack_core.candidates import (  # noqa: E402
-    CLASSIFICATION,
-    DEFAULT_CANDIDATES,
-    REGRESSION,
-    expand_candidates,
-)
+from mlstack_core.candidates import DEFAULT_CANDIDATES, expand_candidates  # noqa: E402
 from mlstack_core.kinds.inputs import model_input  # noqa: E402
 from mlstack_core.spec import DEFAULT_METRIC  # noqa: E402
 from mlstack_core.tabular import split_indices  # noqa: E402
+from mlstack_core.tasks import CLASSIFICATION, REGRESSION  # noqa: E402
 
 TEST_SIZE = 0.2  # spec.test_size's default
 EXTERNAL_SHARE = 0.3  # of a published table

@@ -53,7 +53,8 @@ import numpy as np
 # serving also puts functions/train and layers/core on sys.path (zoo, mlstack_core).
 from serving import BATCHES, CLASSES, N_CATEGORICAL, N_NUMERIC, interleaved, make_data
 
-CLASSIFICATION, REGRESSION = "classification", "regression"
+from mlstack_core.tasks import CLASSIFICATION, REGRESSION
+
 TRAIN_ROWS, HOLDOUT_ROWS = 20_000, 5_000
 SEEDS = {"train": 1, "holdout": 2, "timing": 3}
 FORESTS = ("random_forest", "extra_trees")

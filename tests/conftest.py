@@ -168,7 +168,7 @@ class Stack:
         state["evaluation"] = self.evaluate(state["run"], state["trained"])
         return state
 
-    def register(self, state: dict[str, Any], action: str | None = None) -> dict[str, Any]:
+    def run_register_step(self, state: dict[str, Any], action: str | None = None) -> dict[str, Any]:
         """The Register step as the state machine calls it: ``promote`` or ``reject`` after the
         gate's decision unless ``action`` says otherwise."""
         evaluation = state["evaluation"]

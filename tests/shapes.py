@@ -110,7 +110,7 @@ def run_through_handlers(aws: Stack, model: str, body: bytes, spec: dict[str, An
         state = aws.run_pipeline(model, body)
     except errors.PipelineError as error:
         return error
-    registration = aws.register(state)
+    registration = aws.run_register_step(state)
     state["registration"] = registration
     return state, int(registration["version"])
 

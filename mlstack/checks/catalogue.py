@@ -76,8 +76,8 @@ METRICS: list[Metric] = [
             ("ModelLoadFailures", "Count", "versions refused (checksum, ONNX, schema)"),
             ("CanaryRequests", "Count", "requests answered by the canary version"),
             ("CanaryFallbacks", "Count", "canary picked but not loadable; production answered"),
-            ("ShadowRequests", "Count", "requests also scored by the shadow version"),
-            ("ShadowErrors", "Count", "shadow scoring failures (never change the answer)"),
+            ("ShadowRequests", "Count", "requests also answered by the shadow version"),
+            ("ShadowErrors", "Count", "shadow answers that failed (never change the answer)"),
             (
                 "CaptureDropped",
                 "Count",
@@ -85,7 +85,7 @@ METRICS: list[Metric] = [
             ),
             ("ShadowAgreement", "Percent", "shadow vs served: identical labels"),
             ("ShadowMaxAbsDiff", "None", "shadow vs served: largest output difference"),
-            ("ShadowLatency", "Milliseconds", "time spent scoring the shadow"),
+            ("ShadowLatency", "Milliseconds", "time spent running the shadow"),
         ],
     ),
     Metric(

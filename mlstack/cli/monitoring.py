@@ -18,7 +18,7 @@ from typing import Any
 
 from mlstack.cli.errors import CommandError
 from mlstack.cli.stack import StackClient
-from mlstack_core.drift import latest_report_key
+from mlstack_core.drift import latest_drift_report_key
 from mlstack_core.ground_truth import feedback_prefix, feedback_problem, latest_quality_key
 from mlstack_core.layout import model_name_problem
 
@@ -71,7 +71,7 @@ def run_checks(client: StackClient, model: str) -> dict[str, Any]:
 def latest_reports(client: StackClient, model: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for name, key in (
-        ("drift", latest_report_key(model)),
+        ("drift", latest_drift_report_key(model)),
         ("quality", latest_quality_key(model)),
     ):
         body = client.stored_bytes("ModelBucketName", key)

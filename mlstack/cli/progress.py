@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from mlstack_core.columns_text import column_readings, kind_counts
-from mlstack_core.evidence_text import judgement, score
+from mlstack_core.evidence_text import judgement, metric_with_interval
 
 Printer = Callable[[str], None]
 
@@ -93,7 +93,7 @@ def summarize(state: str, output: dict[str, Any]) -> str:
         reasons = [r for r in evaluation["reasons"] if r != verdict]
         because = f" ({'; '.join(reasons)})" if reasons else ""
         return (
-            f"best {best['candidate_id']} {metric}={score(best, metric)} as ONNX, "
+            f"best {best['candidate_id']} {metric}={metric_with_interval(best, metric)} as ONNX, "
             f"{describe_parity(best.get('parity') or {})}, "
             f"{describe_rehearsal(evaluation.get('rehearsal'))}; "
             f"decision: {evaluation['decision']}{because}"

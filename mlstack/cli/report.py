@@ -34,10 +34,11 @@ from mlstack_core.evidence_text import (
     interval_of,
     judgement,
     metric_names,
+    metric_value,
+    metric_with_interval,
     percent,
-    score,
-    score_value,
 )
+from mlstack_core.tasks import CLASSIFICATION
 
 
 def load(client: Any, model: str, version: int | None = None) -> ReportData:
@@ -104,9 +105,9 @@ def describe(data: ReportData) -> list[str]:
     lines = []
     for title, entry in compared(data.evaluation):
         lines.append(title)
-        names = [n for n in metric_names(entry) if score_value(entry, n) is not None]
+        names = [n for n in metric_names(entry) if metric_value(entry, n) is not None]
         width = max((len(n) for n in names), default=0)
-        lines.extend(f"  {name:{width}}  {score(entry, name)}" for name in names)
+        lines.extend(f"  {name:{width}}  {metric_with_interval(entry, name)}" for name in names)
     return lines + judgement(data.evaluation.get("evidence"))
 
 
@@ -116,7 +117,7 @@ def error_bars(entry: dict[str, Any], names: list[str]) -> np.ndarray:
     estimate, so a distance past the top counts as 0."""
     bars = np.full((2, len(names)), np.nan)
     for j, name in enumerate(names):
-        value, interval = score_value(entry, name), interval_of(entry, name) or {}
+        value, interval = metric_value(entry, name), interval_of(entry, name) or {}
         low, high = interval.get("low"), interval.get("high")
         if value is not None and low is not None and high is not None:
             bars[:, j] = max(value - low, 0.0), max(high - value, 0.0)
@@ -253,7 +254,7 @@ def plot_importance(data: ReportData) -> Any | None:
 
 def figures(data: ReportData) -> dict[str, Any]:
     out: dict[str, Any] = {"metrics.png": plot_metrics(data)}
-    if data.task == "classification":
+    if data.task == CLASSIFICATION:
         out["confusion_matrix.png"] = plot_confusion(data)
         out["roc.png"] = _curves(data, "roc")
         out["pr.png"] = _curves(data, "pr")

@@ -9,7 +9,13 @@ from typing import Any
 from mlstack.cli.progress import column_lines
 from mlstack.cli.stack import StackClient
 from mlstack_core.columns_text import column_readings
-from mlstack_core.evidence_text import advice, metric_names, score, score_value, verdict
+from mlstack_core.evidence_text import (
+    advice,
+    metric_names,
+    metric_value,
+    metric_with_interval,
+    verdict,
+)
 
 # Where a detail's continuation lines start: under its value, past "  label      ".
 _DETAIL_INDENT = "\n" + " " * 13
@@ -57,8 +63,8 @@ def format_models(client: StackClient, model: str | None) -> str:
                 version["status"],
                 marks.get(int(version["version"]), ""),
                 version.get("family", ""),
-                f"{metric}={score(version, metric)}"
-                if score_value(version, metric) is not None
+                f"{metric}={metric_with_interval(version, metric)}"
+                if metric_value(version, metric) is not None
                 else "",
                 str(version.get("dataset", {}).get("rows", "")),
                 version.get("created_at", "")[:19].replace("T", " "),
@@ -82,7 +88,7 @@ def format_models(client: StackClient, model: str | None) -> str:
         features = current.get("schema", {}).get("features", [])
         details = [
             ("family", f"{current.get('family')}  params {json.dumps(current.get('params'))}"),
-            ("metrics", _scores(current)),
+            ("metrics", _metric_lines(current)),
             *_judgement(current),
             ("parity", json.dumps(current.get("parity", {}))),
             (
@@ -118,7 +124,7 @@ def format_models(client: StackClient, model: str | None) -> str:
         out.extend(
             f"  {label:10} {value}\n"
             for label, value in [
-                ("metrics", _scores(newest)),
+                ("metrics", _metric_lines(newest)),
                 *_judgement(newest),
                 *(
                     [("columns", _DETAIL_INDENT.join(column_lines(schema)))]
@@ -134,12 +140,12 @@ def _kinds(schema: dict[str, Any]) -> list[tuple[str, str]]:
     return [(r.name, r.kind) for r in column_readings(schema)]
 
 
-def _scores(document: dict[str, Any]) -> str:
-    """Every defined score of a version with its interval, one a line."""
+def _metric_lines(document: dict[str, Any]) -> str:
+    """Every defined metric of a version with its interval, one a line."""
     return _DETAIL_INDENT.join(
-        f"{name}={score(document, name)}"
+        f"{name}={metric_with_interval(document, name)}"
         for name in metric_names(document)
-        if score_value(document, name) is not None
+        if metric_value(document, name) is not None
     )
 
 

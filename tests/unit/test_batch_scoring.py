@@ -27,7 +27,7 @@ MODEL = "penguins"
 def served(aws: Stack) -> Any:
     aws.put_spec(MODEL, {"target": "species", "candidates": ["logistic_regression"]})
     state = aws.run_pipeline(MODEL, penguins_bytes())
-    assert aws.register(state)["promoted"] is True
+    assert aws.run_register_step(state)["promoted"] is True
     document = aws.registry.get_version(MODEL, 1)
     artifact = document["artifact"]
     body = aws.s3.get_object(Bucket=artifact["bucket"], Key=artifact["key"])["Body"].read()
@@ -88,7 +88,7 @@ def test_a_row_the_request_path_refuses_is_taken_out_and_the_rest_scored(
     added to the contract), that row alone is refused with the contract's words."""
     from mlstack_core.errors import RequestError
 
-    original = type(served).score
+    original = type(served).run_request
     calls: list[int] = []
 
     def refusing(self: Any, batch: Any) -> Any:
@@ -98,7 +98,7 @@ def test_a_row_the_request_path_refuses_is_taken_out_and_the_rest_scored(
             raise RequestError("invalid value in categorical column 'island'", [detail])
         return original(self, batch)
 
-    monkeypatch.setattr(type(served), "score", refusing)
+    monkeypatch.setattr(type(served), "run_request", refusing)
     scores = score_rows(served, _rows()[:4])
     assert calls == [4, 4, 3]  # the columnar request, then row by row without row 1
     assert scores.refused == [(1, "column 'island': a new rule")]

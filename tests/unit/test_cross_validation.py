@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlstack_core import scoring
+from mlstack_core import model_metrics
 from mlstack_core.evidence import cross_validated_interval, t_quantile
 from mlstack_core.folds import assign_folds, judgement_for, read_folds
 from tests.conftest import Stack, penguins_bytes
@@ -44,7 +44,7 @@ def test_a_small_table_is_judged_out_of_fold_and_ships_fitted_on_every_row(aws: 
     # The score is the mean over repeats of each repeat's out-of-fold score.
     holdout = aws.s3.get_object(Bucket=splits["bucket"], Key=splits["holdout_key"])
     y = np.array([line.rsplit(",", 1)[1] for line in holdout["Body"].read().decode().split()[1:]])
-    accuracies = [scoring.accuracy(y, labels) for labels in stored["oof_label"]]
+    accuracies = [model_metrics.accuracy(y, labels) for labels in stored["oof_label"]]
     assert best["metrics"]["accuracy"] == pytest.approx(np.mean(accuracies))
     interval = best["intervals"]["accuracy"]
     assert interval["low"] < best["metrics"]["accuracy"] < interval["high"] <= 1.0
@@ -64,7 +64,7 @@ def test_out_of_fold_answers_never_saw_their_rows(aws: Stack) -> None:
     y = stored["label"]  # fitted on every row, it answers each row with its own label
     assert best["parity"]["passed"]
     assert best["metrics"]["accuracy"] < 0.8
-    assert all(scoring.accuracy(y, labels) < 0.8 for labels in stored["oof_label"])
+    assert all(model_metrics.accuracy(y, labels) < 0.8 for labels in stored["oof_label"])
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_the_spec_may_choose_how_a_run_is_judged(
 def test_retraining_an_unchanged_small_table_leaves_production_alone(aws: Stack) -> None:
     aws.put_spec("penguins", {"target": "species"})
     first = aws.run_pipeline("penguins", penguins_bytes())
-    assert aws.register(first)["promoted"] is True
+    assert aws.run_register_step(first)["promoted"] is True
     second = aws.run_pipeline("penguins", penguins_bytes())
     evaluation = second["evaluation"]
     assert evaluation["judged_on"] == "cross_validation"

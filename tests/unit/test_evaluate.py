@@ -13,7 +13,11 @@ from mlstack_core import errors
 from mlstack_core.evidence import Answers
 from mlstack_core.tabular import Table
 from mlstack_evaluate.decision import baseline, decide
-from mlstack_evaluate.holdout import Holdout, classification_metrics, regression_metrics
+from mlstack_evaluate.holdout import (
+    Holdout,
+    reported_classification_metrics,
+    reported_regression_metrics,
+)
 from mlstack_evaluate.judges import HoldoutJudge
 from tests.conftest import Stack, penguins_bytes
 from tests.unit.test_preprocess import synthetic_regression
@@ -324,8 +328,8 @@ def _gate(spec: dict[str, Any], holdout: Holdout, best: Answers, champion: Answe
     production = None
     if champion is not None:
         shown["champion"] = [champion]
-        production = {"version": 4, "comparable": True, "metrics": holdout.score(champion)}
-    entry = {"candidate_id": "c00-x", "metrics": holdout.score(best)}
+        production = {"version": 4, "comparable": True, "metrics": holdout.metric_values(champion)}
+    entry = {"candidate_id": "c00-x", "metrics": holdout.metric_values(best)}
     return decide(
         spec,
         entry,
@@ -395,11 +399,11 @@ def test_every_score_the_gate_reads_has_an_interval() -> None:
     chosen, production = _sharp(holdout, 0.9, 1), _sharp(holdout, 0.7, 2)
     judge = HoldoutJudge(holdout)
     base, answers = baseline(judge)
-    entry: dict[str, Any] = {"candidate_id": "c00-x", "metrics": holdout.score(chosen)}
+    entry: dict[str, Any] = {"candidate_id": "c00-x", "metrics": holdout.metric_values(chosen)}
     champion: dict[str, Any] = {
         "version": 4,
         "comparable": True,
-        "metrics": holdout.score(production),
+        "metrics": holdout.metric_values(production),
     }
     decide(
         _spec(),
@@ -424,11 +428,11 @@ def test_every_score_the_gate_reads_has_an_interval() -> None:
 def test_a_metric_that_cannot_be_computed_is_none() -> None:
     y = np.array(["a", "a", "b"], dtype=object)
     probabilities = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1]])
-    scores = classification_metrics(y, y.copy(), probabilities, ["a", "b", "c"])
+    scores = reported_classification_metrics(y, y.copy(), probabilities, ["a", "b", "c"])
     assert list(scores) == ["accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss"]
     assert scores["roc_auc"] is None  # class "c" is absent from the holdout
     assert scores["accuracy"] == 1.0
-    assert list(regression_metrics(np.array([1.0, 2.0]), np.array([1.0, 3.0]))) == [
+    assert list(reported_regression_metrics(np.array([1.0, 2.0]), np.array([1.0, 3.0]))) == [
         "r2",
         "rmse",
         "mae",

@@ -12,7 +12,7 @@ import pytest
 
 from mlstack.cli.report import describe, error_bars, plot_metrics, pyplot
 from mlstack.cli.views import format_models
-from mlstack_core.card import ReportData, Scored, card_files
+from mlstack_core.card import HoldoutOutputs, ReportData, card_files
 from mlstack_core.evidence import ADVICE, Interval
 from tests.unit.evidence_fixtures import ROWS, weighed
 
@@ -78,7 +78,7 @@ def report_data(evaluation: dict[str, Any], classes: list[str] = CLASSES) -> Rep
         "spec": {},
     }
     label = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
-    challenger = Scored("challenger v2", label=label, probabilities=probabilities)
+    challenger = HoldoutOutputs("challenger v2", label=label, probabilities=probabilities)
     return ReportData(
         "penguins", 2, "classification", document, evaluation, y, classes, [challenger]
     )

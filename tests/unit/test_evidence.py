@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from mlstack_core import scoring
+from mlstack_core import model_metrics
 from mlstack_core.evidence import (
     Answers,
     Interval,
@@ -73,7 +73,7 @@ def test_weighted_metrics_equal_the_metrics_of_the_resampled_rows(
     repeat = np.repeat(np.arange(rows), counts.astype(int))
     assert answer.labels is not None
     assert answer.probabilities is not None
-    expected = scoring.classification_metrics(
+    expected = model_metrics.classification_metrics(
         y[repeat], answer.labels[repeat], answer.probabilities[repeat], classes
     )
     expected["brier_score"] = float(
@@ -94,7 +94,7 @@ def test_weighted_metrics_equal_the_metrics_of_the_resampled_rows(
     truth = rng.normal(size=rows)
     values = truth + rng.normal(size=rows)
     regression = Answers(values=values)
-    plain = scoring.regression_metrics(truth[repeat], values[repeat])
+    plain = model_metrics.regression_metrics(truth[repeat], values[repeat])
     for metric, value in plain.items():
         got = weighted_metric(metric, Rows(truth, [], np.arange(rows)), regression)(
             counts[None, :]
@@ -297,5 +297,5 @@ def test_the_evidence_log_loss_is_bounded_and_otherwise_the_log_loss() -> None:
     assert losses[2] == pytest.approx(-np.log(1e-3))  # certain and wrong: 6.9, not 36
     sure = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
     assert bounded_log_loss_rows(y, sure, ["a", "b"]).mean() == pytest.approx(
-        scoring.log_loss(y, sure, ["a", "b"])
+        model_metrics.log_loss(y, sure, ["a", "b"])
     )

@@ -16,9 +16,9 @@ from mlstack_core.evidence_text import (
     how_judged,
     judgement,
     metric_names,
+    metric_with_interval,
     number,
     percent,
-    score,
     with_interval,
 )
 from tests.conftest import ROOT
@@ -81,9 +81,9 @@ def test_the_evidence_measure_follows_the_metrics_and_shows_its_estimate() -> No
         },
     }
     assert metric_names(entry) == ["accuracy", "f1_macro", "brier_score"]
-    assert score(entry, "brier_score") == "0.2500 (95% interval 0.2000 to 0.3000)"
-    assert score(entry, "f1_macro") == "0.7000"
-    assert score({"metrics": {"accuracy": 0.8}}, "accuracy") == "0.8000"
+    assert metric_with_interval(entry, "brier_score") == "0.2500 (95% interval 0.2000 to 0.3000)"
+    assert metric_with_interval(entry, "f1_macro") == "0.7000"
+    assert metric_with_interval({"metrics": {"accuracy": 0.8}}, "accuracy") == "0.8000"
 
 
 def test_a_promotion_has_a_verdict_and_no_advice() -> None:

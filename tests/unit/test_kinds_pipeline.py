@@ -86,7 +86,7 @@ def test_generated_tables_train_pass_parity_and_are_served(
     assert state["evaluation"]["rehearsal"]["passed"] is True
 
     assert state["evaluation"]["decision"] == "promote", state["evaluation"].get("reasons")
-    assert aws.register(state)["promoted"] is True
+    assert aws.run_register_step(state)["promoted"] is True
     instances = [
         {"when": r["when"] or None, "note": r["note"] or None, "size": float(r["size"])}
         for r in rows[:50]

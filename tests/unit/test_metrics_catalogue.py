@@ -281,7 +281,7 @@ def _scenario(capture: Capture, stack: Stack) -> None:
         "evaluate", lambda: stack.evaluate(state["run"], state["trained"])
     )
 
-    register = load_handler("register")
+    register_handler = load_handler("register")
     started = datetime.now(UTC).isoformat()
 
     calls = iter(range(100))
@@ -291,7 +291,7 @@ def _scenario(capture: Capture, stack: Stack) -> None:
         event = register_event(
             action, state["run"], evaluation, execution_started=started, step=f"S{next(calls)}"
         )
-        return capture.call("register", lambda: register(event, context))
+        return capture.call("register", lambda: register_handler(event, context))
 
     assert registering("promote", state["evaluation"])["promoted"] is True
     registering("reject", {**state["evaluation"], "decision": "reject"})

@@ -303,7 +303,7 @@ def test_unexpected_failure_is_a_generic_500(
         raise RuntimeError("secret internal detail")
 
     assert predict([GOOD]).status == 200  # loaded (its warm-up also builds inputs)
-    monkeypatch.setattr(LoadedModel, "score", explode)
+    monkeypatch.setattr(LoadedModel, "run_request", explode)
 
     result = predict([GOOD])
 
@@ -324,7 +324,7 @@ def test_every_log_line_carries_its_own_request_ids(
 
     app = load_app()
     assert predict([GOOD]).status == 200
-    monkeypatch.setattr(LoadedModel, "score", explode)
+    monkeypatch.setattr(LoadedModel, "run_request", explode)
     for n in range(3):
         request = event("POST", PREDICT, json.dumps({"instances": [GOOD]}))
         request["requestContext"]["requestId"] = f"api-{n}"

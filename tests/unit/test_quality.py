@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlstack_core import scoring
+from mlstack_core import model_metrics
 from mlstack_core.evidence import Answers, Labelled, unpaired_metric_difference
-from mlstack_monitor.quality import Feedback, judge, score_joined
+from mlstack_monitor.quality import Feedback, judge, measure_joined
 
 pytestmark = pytest.mark.unit
 
@@ -68,8 +68,8 @@ def test_a_classifiers_answers_are_scored_with_the_evaluations_metrics() -> None
         (capture(p, row=i, probabilities=q), label)
         for i, (p, q, label) in enumerate(zip(predictions, probabilities, labels, strict=True))
     ]
-    scored = score_joined(CLASSIFIER, joined)
-    expected = scoring.classification_metrics(
+    scored = measure_joined(CLASSIFIER, joined)
+    expected = model_metrics.classification_metrics(
         np.array(labels, dtype=object),
         np.array(predictions, dtype=object),
         np.array(probabilities),
@@ -87,7 +87,7 @@ def test_a_label_the_model_cannot_predict_counts_against_accuracy_only() -> None
         (capture("a", row=0, probabilities=[0.9, 0.1]), "a"),
         (capture("a", row=1, probabilities=[0.9, 0.1]), "c"),
     ]
-    scored = score_joined(CLASSIFIER, joined)
+    scored = measure_joined(CLASSIFIER, joined)
     assert scored["value"] == 0.5
     assert scored["scores"]["unknown_labels"] == 1
     assert scored["scores"]["log_loss"] == pytest.approx(-np.log(0.9))
@@ -95,7 +95,7 @@ def test_a_label_the_model_cannot_predict_counts_against_accuracy_only() -> None
 
 def test_integer_labels_are_read_as_the_versions_label_type() -> None:
     joined = [(capture(1, row=0), "1"), (capture(2, row=1), "2.0"), (capture(0, row=2), "1")]
-    scored = score_joined(INTEGER_LABELS, joined)
+    scored = measure_joined(INTEGER_LABELS, joined)
     assert scored["scores"]["accuracy"] == pytest.approx(2 / 3)
 
 
@@ -109,7 +109,7 @@ def test_a_regressors_error_is_its_evaluation_metric(truth: list[float], noise: 
         (capture(p, row=i), repr(t))
         for i, (p, t) in enumerate(zip(predictions, truth, strict=True))
     ]
-    scored = score_joined(REGRESSOR, joined)
+    scored = measure_joined(REGRESSOR, joined)
     assert scored["value"] == pytest.approx(noise, abs=1e-6)
 
 
@@ -359,10 +359,10 @@ def test_a_regressors_labels_that_are_not_numbers_are_counted_not_scored() -> No
         (capture(None, row=2), "5.0"),  # the answer was null (NaN)
         (capture(6.0, row=3), "inf"),
     ]
-    scored = score_joined(REGRESSOR, joined)
+    scored = measure_joined(REGRESSOR, joined)
     assert scored["rows"] == 1
     assert scored["value"] == pytest.approx(1.0)
     assert scored["scores"]["unusable_labels"] == 3
-    nothing = score_joined(REGRESSOR, [(capture(1.0), "none")])
+    nothing = measure_joined(REGRESSOR, [(capture(1.0), "none")])
     assert nothing["value"] is None
     assert nothing["rows"] == 0

@@ -106,7 +106,7 @@ def test_a_model_file_swapped_after_evaluation_is_never_registered(aws: Stack) -
     aws.s3.put_object(Bucket=aws.model_bucket, Key=best["onnx_key"], Body=b"not the model")
 
     with pytest.raises(ArtifactTampered, match="written again after it was evaluated"):
-        aws.register(state)
+        aws.run_register_step(state)
     assert aws.registry.get_alias("swapped") is None
     assert [v for v in aws.registry.list_versions("swapped") if v.get("artifact")] == []
 
@@ -118,7 +118,7 @@ def test_register_copies_exactly_the_evaluated_bytes(aws: Stack) -> None:
 
     aws.put_spec("exact", {"target": "species", "candidates": ["logistic_regression"]})
     state = aws.run_pipeline("exact", penguins_bytes())
-    registration = aws.register(state)
+    registration = aws.run_register_step(state)
     artifact = registration["artifact"]
     body = aws.s3.get_object(Bucket=artifact["bucket"], Key=artifact["key"])["Body"].read()
     assert hashlib.sha256(body).hexdigest() == state["evaluation"]["best"]["onnx_sha256"]

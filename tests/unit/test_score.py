@@ -23,7 +23,7 @@ BATCH_ROWS = 25
 @pytest.fixture
 def production(aws: Stack) -> Stack:
     aws.put_spec(MODEL, {"target": "species", "candidates": ["logistic_regression"]})
-    assert aws.register(aws.run_pipeline(MODEL, penguins_bytes()))["promoted"] is True
+    assert aws.run_register_step(aws.run_pipeline(MODEL, penguins_bytes()))["promoted"] is True
     return aws
 
 
@@ -134,7 +134,7 @@ def test_a_pinned_version_scores_the_whole_job_and_an_unservable_one_is_refused(
     aws = production
     state = aws.run_pipeline(MODEL, penguins_bytes())
     state["evaluation"]["decision"] = "reject"
-    assert aws.register(state)["version"] == 2  # Rejected: never served
+    assert aws.run_register_step(state)["version"] == 2  # Rejected: never served
     assert _run_job(aws, _input_rows(), version=1, max_refused_share=0.05)["version"] == 1
     with pytest.raises(Exception, match="only approved versions") as raised:
         _run_job(aws, _input_rows(), version=2)

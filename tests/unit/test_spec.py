@@ -14,10 +14,8 @@ from hypothesis import strategies as st
 from mlstack_core.candidates import (
     ALL_FAMILIES,
     CATALOG,
-    CLASSIFICATION,
     DEFAULT_CANDIDATES,
     MAX_CANDIDATES,
-    REGRESSION,
     cv_fold_problems,
     expand_candidates,
 )
@@ -29,6 +27,7 @@ from mlstack_core.spec import (
     resolve_task,
     spec_schema,
 )
+from mlstack_core.tasks import CLASSIFICATION, REGRESSION
 
 pytestmark = pytest.mark.unit
 

@@ -25,12 +25,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlstack_core.candidates import CATALOG, CLASSIFICATION, REGRESSION
+from mlstack_core.candidates import CATALOG
 from mlstack_core.contract import Batch, LoadedModel, load_model, session_options
 from mlstack_core.kinds import text as text_kind
 from mlstack_core.kinds.inputs import CATEGORICAL_INPUT, NUMERIC_INPUT, TEXT_INPUT, model_input
 from mlstack_core.kinds.text import MAX_WORDS, normalise, normalise_all
 from mlstack_core.settings import serving_settings
+from mlstack_core.tasks import CLASSIFICATION, REGRESSION
 from mlstack_train.zoo import build_pipeline, export_onnx, faster_text_branches
 
 pytestmark = pytest.mark.unit
@@ -376,7 +377,7 @@ def test_a_batch_without_a_single_word_and_the_warm_up_row(
     assert_same_rows(model, rows)  # rows of zeros: no known word, norm 0
 
     missing = dict.fromkeys(model.loaded.layout.required)
-    feeds, _ = model.loaded.score(Batch.of_instances([missing]))
+    feeds, _ = model.loaded.run_request(Batch.of_instances([missing]))
     assert feeds[TEXT_INPUT].tolist() == [[""] * n_text]
     assert_same_answers(model, feeds)
 

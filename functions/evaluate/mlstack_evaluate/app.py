@@ -1,4 +1,4 @@
-"""Step Functions task: score the candidates' ONNX exports and production, decide promote/reject."""
+"""Step Functions task: measure the candidates' ONNX exports and production, decide the gate."""
 
 from __future__ import annotations
 

@@ -26,12 +26,10 @@ from mlstack_core.observability.pipeline import logger, tracer
 from mlstack_core.payloads import Decision
 from mlstack_core.registry import Registry
 from mlstack_core.spec import greater_is_better, metrics_for
-from mlstack_core.tabular import (
-    CLASSIFICATION,
-)
+from mlstack_core.tasks import CLASSIFICATION
 from mlstack_evaluate.holdout import (
     Holdout,
-    load_for_scoring,
+    load_as_served,
     load_sklearn_outputs,
     parity,
     read_object,
@@ -46,11 +44,11 @@ _EPSILON = 1e-12
 def baseline(judge: Judge) -> tuple[dict[str, Any], list[Answers]]:
     """The trivial model, fitted as the candidates are (mlstack_evaluate.judges)."""
     strategy, answers = judge.baseline()
-    return {"strategy": strategy, "metrics": judge.scores(answers)}, answers
+    return {"strategy": strategy, "metrics": judge.metric_values(answers)}, answers
 
 
 @tracer.capture_method
-def score_candidate(
+def measure_candidate(
     entry: Mapping[str, Any],
     holdout: Holdout,
     tolerance: Mapping[str, float],
@@ -65,13 +63,13 @@ def score_candidate(
     out of fold), parity and an exclusion reason. The ONNX outputs on the holdout go into
     ``outputs_sink`` under the candidate id, and the answers the gate compares into
     ``answers_sink``."""
-    scored: dict[str, Any] = {**entry, "metrics": None, "parity": None, "excluded": None}
+    candidate: dict[str, Any] = {**entry, "metrics": None, "parity": None, "excluded": None}
     if entry.get("status") != "trained":
-        scored["excluded"] = f"training failed: {entry.get('error') or 'no error text'}"
-        return scored
+        candidate["excluded"] = f"training failed: {entry.get('error') or 'no error text'}"
+        return candidate
     task = holdout.schema["task"]
     try:
-        loaded = load_for_scoring(
+        loaded = load_as_served(
             read_verified(
                 s3,
                 bucket,
@@ -85,8 +83,10 @@ def score_candidate(
     except ArtifactTampered:
         raise  # not a weak candidate: the run stops by name
     except Exception as error:
-        scored["excluded"] = f"onnxruntime cannot run the export: {type(error).__name__}: {error}"
-        return scored
+        candidate["excluded"] = (
+            f"onnxruntime cannot run the export: {type(error).__name__}: {error}"
+        )
+        return candidate
     try:
         key = entry.get("sklearn_holdout_key")
         if not key:
@@ -99,29 +99,29 @@ def score_candidate(
             model_classes = None
         measured = parity(task, onnx_out, sklearn_out, tolerance, holdout.scale)
     except Exception as error:
-        scored["excluded"] = f"parity not measurable: {type(error).__name__}: {error}"
-        return scored
+        candidate["excluded"] = f"parity not measurable: {type(error).__name__}: {error}"
+        return candidate
 
-    scored["parity"] = measured
+    candidate["parity"] = measured
     onnx_answers = holdout.answers(onnx_out, model_classes)
     if not measured["passed"]:
-        scored["metrics"] = holdout.score(onnx_answers)
-        scored["excluded"] = (
+        candidate["metrics"] = holdout.metric_values(onnx_answers)
+        candidate["excluded"] = (
             f"ONNX/sklearn parity out of tolerance: {describe_parity(measured)} "
             f"(tolerance {dict(tolerance)})"
         )
-        return scored
+        return candidate
     try:
         answers = judge.candidate_answers(onnx_answers, sklearn_out)
     except (KeyError, ValueError) as error:
-        scored["excluded"] = f"no answers to judge: {type(error).__name__}: {error}"
-        return scored
-    scored["metrics"] = judge.scores(answers)
+        candidate["excluded"] = f"no answers to judge: {type(error).__name__}: {error}"
+        return candidate
+    candidate["metrics"] = judge.metric_values(answers)
     if outputs_sink is not None:
         outputs_sink[entry["candidate_id"]] = dict(onnx_out)
     if answers_sink is not None:
         answers_sink[entry["candidate_id"]] = answers
-    return scored
+    return candidate
 
 
 def describe_parity(p: Mapping[str, Any]) -> str:
@@ -134,7 +134,7 @@ def describe_parity(p: Mapping[str, Any]) -> str:
 
 
 @tracer.capture_method
-def score_champion(
+def measure_champion(
     model: str,
     holdout: Holdout,
     registry: Registry,
@@ -164,7 +164,7 @@ def score_champion(
             champion["reason"] = reason
             return champion
         artifact = document["artifact"]
-        loaded = load_for_scoring(
+        loaded = load_as_served(
             read_verified(
                 s3,
                 artifact["bucket"],
@@ -176,7 +176,7 @@ def score_champion(
         )
         outputs = run_outputs(loaded, holdout.feeds(loaded.layout))
         answers = judge.repeated(holdout.answers(outputs, schema.get("classes")))
-        champion["metrics"] = judge.scores(answers)
+        champion["metrics"] = judge.metric_values(answers)
         champion["comparable"] = True
         if outputs_sink is not None:
             outputs_sink["champion"] = dict(outputs)
@@ -215,10 +215,10 @@ def _incompatibility(schema: Mapping[str, Any], holdout: Holdout) -> str | None:
     return None
 
 
-def pick_best(scored: Sequence[dict[str, Any]], metric: str) -> dict[str, Any]:
-    viable = [c for c in scored if c["excluded"] is None]
+def pick_best(candidates: Sequence[dict[str, Any]], metric: str) -> dict[str, Any]:
+    viable = [c for c in candidates if c["excluded"] is None]
     if not viable:
-        lines = "; ".join(f"{c['candidate_id']}: {c['excluded']}" for c in scored)
+        lines = "; ".join(f"{c['candidate_id']}: {c['excluded']}" for c in candidates)
         raise NoViableCandidate(f"no candidate can ship: {lines or 'no candidates trained'}")
     sign = 1.0 if greater_is_better(metric) else -1.0
 

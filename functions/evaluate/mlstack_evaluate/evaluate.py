@@ -1,7 +1,7 @@
-"""Evaluate: score every candidate's ONNX export on the holdout, check it against scikit-learn,
-score production on the same rows, decide, and rehearse serving the winner.
+"""Evaluate: measure every candidate's ONNX export on the holdout, check it against
+scikit-learn, measure production on the same rows, decide, and rehearse serving the winner.
 
-``scoring`` scores a model as it will be served; ``decision`` picks the winner and applies the
+``holdout`` measures a model as it will be served; ``decision`` picks the winner and applies the
 gate; this module runs the step: the serving rehearsal (``mlstack_core.contract.rehearsal``),
 the gate's metrics, the report and the monitoring artifacts Register copies next to the version.
 """
@@ -38,9 +38,9 @@ from mlstack_core.tabular import (
 from mlstack_evaluate.decision import (
     baseline,
     decide,
+    measure_candidate,
+    measure_champion,
     pick_best,
-    score_candidate,
-    score_champion,
 )
 from mlstack_evaluate.holdout import Holdout, read_object
 from mlstack_evaluate.judges import CrossValidationJudge, HoldoutJudge, Judge
@@ -51,7 +51,7 @@ def rehearse_winner(
     run: Mapping[str, Any],
     holdout: Holdout,
     best: Mapping[str, Any],
-    scored: Mapping[str, np.ndarray],
+    gate_outputs: Mapping[str, np.ndarray],
     tolerance: Mapping[str, float],
     *,
     s3: Any,
@@ -68,7 +68,7 @@ def rehearse_winner(
             ),
             serving_fields(run),
             table_records(holdout.table.take(rows), holdout.layout),
-            {name: np.asarray(values)[rows] for name, values in scored.items()},
+            {name: np.asarray(values)[rows] for name, values in gate_outputs.items()},
             tolerance,
             scale=holdout.scale,
             settings=serving_settings(),
@@ -99,8 +99,8 @@ def evaluate(
     tolerance = spec["parity_tolerance"]
     outputs: dict[str, dict[str, np.ndarray]] = {}
     answers: dict[str, list[Answers]] = {}
-    scored = [
-        score_candidate(
+    measured = [
+        measure_candidate(
             e,
             holdout,
             tolerance,
@@ -112,8 +112,8 @@ def evaluate(
         )
         for e in trained
     ]
-    best = pick_best(scored, spec["metric"])
-    champion = score_champion(
+    best = pick_best(measured, spec["metric"])
+    champion = measure_champion(
         run["model"],
         holdout,
         registry,
@@ -123,7 +123,7 @@ def evaluate(
         answers_sink=answers,
     )
     base, answers["baseline"] = baseline(judge)
-    viable = sum(1 for c in scored if c["excluded"] is None)
+    viable = sum(1 for c in measured if c["excluded"] is None)
     gate = decide(
         spec,
         best,
@@ -167,7 +167,7 @@ def evaluate(
         "metric": spec["metric"],
         "greater_is_better": greater_is_better(spec["metric"]),
         "best": best,
-        "candidates": scored,
+        "candidates": measured,
         "champion": champion,
         "baseline": base,
         "comparison": comparison,
@@ -199,7 +199,7 @@ def evaluate(
         ).encode(),
         ContentType="application/json",
     )
-    gate_metrics(spec, best, comparison, decision, viable, len(scored) - viable)
+    emit_gate_metrics(spec, best, comparison, decision, viable, len(measured) - viable)
     per_model(run["model"])
     logger.info(
         "Evaluated",
@@ -207,13 +207,13 @@ def evaluate(
             "decision": decision,
             "reasons": reasons,
             "best": best["candidate_id"],
-            "excluded": len(scored) - viable,
+            "excluded": len(measured) - viable,
         },
     )
     return evaluation
 
 
-def gate_metrics(
+def emit_gate_metrics(
     spec: Mapping[str, Any],
     best: Mapping[str, Any],
     comparison: Mapping[str, Any],

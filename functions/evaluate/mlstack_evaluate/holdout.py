@@ -1,9 +1,9 @@
-"""The holdout: scoring an ONNX file on its rows as it will be served, and its parity with
+"""The holdout: measuring an ONNX file on its rows as it will be served, and its parity with
 scikit-learn.
 
 The holdout reaches the model as JSON-like records through the serving contract
 (``mlstack_core.contract``), with the serving session options; metrics are the numpy ones of
-``mlstack_core.scoring``. Parity compares with the outputs Train stored for the holdout
+``mlstack_core.model_metrics``. Parity compares with the outputs Train stored for the holdout
 (``sklearn_holdout.npz``): nothing here imports scikit-learn, which does not fit in one Lambda
 with onnxruntime.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mlstack_core import scoring
+from mlstack_core import model_metrics
 from mlstack_core.contract import FeatureLayout, LoadedModel, load_model
 from mlstack_core.contract.records import table_feeds
 from mlstack_core.evidence import Answers, bounded_log_loss_rows, squared_error_rows
@@ -27,13 +27,13 @@ from mlstack_core.spec import (
     REGRESSION_METRICS,
 )
 from mlstack_core.tabular import (
-    CLASSIFICATION,
     Table,
     target_vector,
 )
+from mlstack_core.tasks import CLASSIFICATION
 
 
-def load_for_scoring(body: bytes, document: Mapping[str, Any]) -> LoadedModel:
+def load_as_served(body: bytes, document: Mapping[str, Any]) -> LoadedModel:
     """A session exactly as serving builds it: same options, graph checks and warm-up."""
     return load_model(body, document, serving_settings())
 
@@ -57,17 +57,18 @@ def align_probabilities(
     return out
 
 
-def classification_metrics(
+def reported_classification_metrics(
     y: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[Any]
 ) -> dict[str, float | None]:
-    """Every classification metric; one that cannot be computed (roc_auc with a class absent
-    from the holdout) is None."""
-    computed = scoring.classification_metrics(y, labels, probabilities, list(classes))
+    """Every classification metric the evaluation reports, JSON-safe; one that cannot be computed
+    (roc_auc with a class absent from the holdout) is None."""
+    computed = model_metrics.classification_metrics(y, labels, probabilities, list(classes))
     return _finite({name: computed.get(name) for name in CLASSIFICATION_METRICS})
 
 
-def regression_metrics(y: np.ndarray, values: np.ndarray) -> dict[str, float | None]:
-    computed = scoring.regression_metrics(y, values)
+def reported_regression_metrics(y: np.ndarray, values: np.ndarray) -> dict[str, float | None]:
+    """Every regression metric the evaluation reports, JSON-safe."""
+    computed = model_metrics.regression_metrics(y, values)
     return _finite({name: computed.get(name) for name in REGRESSION_METRICS})
 
 
@@ -197,12 +198,12 @@ class Holdout:
             return Answers(labels=np.asarray(outputs["label"]), probabilities=probabilities)
         return Answers(values=np.asarray(outputs["variable"], dtype=np.float64).ravel())
 
-    def score(self, answers: Answers) -> dict[str, float | None]:
+    def metric_values(self, answers: Answers) -> dict[str, float | None]:
         if answers.probabilities is not None and answers.labels is not None:
-            return classification_metrics(
+            return reported_classification_metrics(
                 self.y, answers.labels, answers.probabilities, self.classes
             )
-        return regression_metrics(self.y, np.asarray(answers.values))
+        return reported_regression_metrics(self.y, np.asarray(answers.values))
 
     def losses(self, answers: Answers) -> np.ndarray:
         """Per-row losses the gate judges evidence on (mlstack_core.evidence)."""

@@ -27,7 +27,7 @@ from mlstack_core.evidence import (
 )
 from mlstack_core.folds import Judgement
 from mlstack_core.spec import LOWER_IS_BETTER
-from mlstack_core.tabular import CLASSIFICATION
+from mlstack_core.tasks import CLASSIFICATION
 from mlstack_evaluate.holdout import Holdout
 
 Intervals = tuple[dict[str, dict[str, Interval]], dict[tuple[str, str], dict[str, Interval]]]
@@ -45,7 +45,7 @@ class Judge(Protocol):
     def baseline(self) -> tuple[str, list[Answers]]:
         """The trivial model's strategy and answers."""
 
-    def scores(self, answers: Sequence[Answers]) -> dict[str, float | None]:
+    def metric_values(self, answers: Sequence[Answers]) -> dict[str, float | None]:
         """Every metric of the task: what the candidate is chosen by and what is reported."""
 
     def intervals(
@@ -81,8 +81,8 @@ class HoldoutJudge:
         strategy, answers = trivial_answers(self.holdout, np.ones(self.holdout.y.size, dtype=bool))
         return strategy, [answers]
 
-    def scores(self, answers: Sequence[Answers]) -> dict[str, float | None]:
-        return self.holdout.score(answers[0])
+    def metric_values(self, answers: Sequence[Answers]) -> dict[str, float | None]:
+        return self.holdout.metric_values(answers[0])
 
     def intervals(
         self,
@@ -152,8 +152,8 @@ class CrossValidationJudge:
             per_repeat.append(_stitched(parts, self.holdout.y.size))
         return strategy, per_repeat
 
-    def scores(self, answers: Sequence[Answers]) -> dict[str, float | None]:
-        each = [self.holdout.score(a) for a in answers]
+    def metric_values(self, answers: Sequence[Answers]) -> dict[str, float | None]:
+        each = [self.holdout.metric_values(a) for a in answers]
         means: dict[str, float | None] = {}
         for name in each[0]:
             values = [float(v) for s in each if (v := s.get(name)) is not None]

@@ -186,7 +186,7 @@ def monitor_model(
             metrics.add_metric(
                 name="PredictionDrift", unit=MetricUnit.NoUnit, value=report["prediction_psi"]
             )
-    key = drift.report_key(model, version, now)
+    key = drift.drift_report_key(model, version, now)
     report["report_key"] = key
     if report["status"] == "drift":
         report["action"] = config["action"]
@@ -194,7 +194,7 @@ def monitor_model(
             report["retraining"] = start_retraining(model, version)
         publish_alert(model, version, report, config["action"])
     body = json.dumps(report, default=str).encode()
-    for target in (key, drift.latest_report_key(model)):
+    for target in (key, drift.latest_drift_report_key(model)):
         s3.put_object(
             Bucket=settings.model_bucket, Key=target, Body=body, ContentType="application/json"
         )

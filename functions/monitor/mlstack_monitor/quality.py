@@ -7,7 +7,7 @@ A later file overrides an earlier one for the same prediction.
 
 For each version of the model with captures in the last ``quality.window_days`` days
 (``mlstack_core.capture``), the captured answers are joined to the labels and scored with the
-evaluation's own metrics (``mlstack_core.scoring``), per day and over the window.
+evaluation's own metrics (``mlstack_core.model_metrics``), per day and over the window.
 
 Once a version has at least ``quality.min_rows`` labelled rows, its quality is judged with the
 training gate's statistics (``mlstack_core.evidence``), at the stack's gate confidence
@@ -72,12 +72,13 @@ from mlstack_core.ground_truth import (
     quality_settings,
 )
 from mlstack_core.layout import holdout_predictions_key
+from mlstack_core.model_metrics import classification_metrics, regression_metrics
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tracer
 from mlstack_core.registry import Registry
-from mlstack_core.scoring import classification_metrics, regression_metrics
 from mlstack_core.settings import guard_settings
 from mlstack_core.spec import greater_is_better
-from mlstack_core.tabular import CLASSIFICATION, LABEL_CASTS
+from mlstack_core.tabular import LABEL_CASTS
+from mlstack_core.tasks import CLASSIFICATION
 from mlstack_monitor import alerts
 from mlstack_monitor.datasets import latest_dataset
 
@@ -172,7 +173,7 @@ def window_days(now: float, days: int) -> list[str]:
     return days_between(now - (days - 1) * 86400, now)
 
 
-def score_joined(
+def measure_joined(
     document: dict[str, Any], joined: list[tuple[dict[str, Any], str]]
 ) -> dict[str, Any]:
     """The evaluation's metrics on labelled captures: the answers the API gave, against the
@@ -247,7 +248,7 @@ class _ClassifierRows:
 def labelled_answers(
     document: dict[str, Any], joined: list[tuple[dict[str, Any], str]], metric: str
 ) -> Labelled | None:
-    """The rows ``score_joined`` scores ``metric`` on, as the evidence's ``Labelled``."""
+    """The rows ``measure_joined`` scores ``metric`` on, as the evidence's ``Labelled``."""
     task, _ = task_and_metric(document)
     if task != CLASSIFICATION:
         pairs = _regression_pairs(joined)
@@ -340,7 +341,7 @@ def judge(
     """Has quality fallen beyond noise? Only with enough rows; says in words what was found
     (``summary``) and, when it fell, why (``reasons``), with the intervals it read."""
     overall: dict[str, Any] = (
-        score_joined(document, joined)
+        measure_joined(document, joined)
         if joined
         else {"metric": task_and_metric(document)[1], "value": None, "rows": 0}
     )
@@ -496,7 +497,7 @@ def check_quality(
         for capture, label in joined:
             by_day[capture["day"]].append((capture, label))
         overall = (
-            score_joined(document, joined)
+            measure_joined(document, joined)
             if joined
             else {"metric": document.get("metric"), "value": None, "scores": {}, "rows": 0}
         )
@@ -511,7 +512,7 @@ def check_quality(
             "days": [
                 {
                     "day": day,
-                    **{k: v for k, v in score_joined(document, rows).items() if k != "scores"},
+                    **{k: v for k, v in measure_joined(document, rows).items() if k != "scores"},
                 }
                 for day, rows in sorted(by_day.items())
             ],

@@ -200,8 +200,10 @@ class AwsHttp:
     def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
         connection = self._connections.get(netloc)
         if connection is None:
-            kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
-            connection = kind(netloc, timeout=_TIMEOUT_S)
+            connection_class = (
+                http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+            )
+            connection = connection_class(netloc, timeout=_TIMEOUT_S)
             self._connections[netloc] = connection
         return connection
 

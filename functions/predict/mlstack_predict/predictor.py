@@ -117,7 +117,7 @@ class Predictor:
                 variant, routing = VARIANT_PINNED, None
             dimension = model  # a registered name: bounded cardinality
             batch = parse_body(body, is_base64, self.settings)
-            feeds, outputs = loaded.score(batch)
+            feeds, outputs = loaded.run_request(batch)
             result = {
                 "model": model,
                 "version": loaded.version,
@@ -200,7 +200,7 @@ class Predictor:
             shadow = self.sessions.optional(model, version)
             if shadow is None:
                 raise ModelLoadError("shadow version cannot be loaded")
-            _, outputs = shadow.score(batch)
+            _, outputs = shadow.run_request(batch)
             agreement, difference = compare_outputs(served, served_outputs, shadow, outputs)
         except Exception as error:
             metrics.add_metric("ShadowErrors", COUNT, 1)

@@ -16,6 +16,7 @@ from mlstack_core.errors import ModelNotFound, ModelUnavailableError
 from mlstack_core.observability.requests import logger
 from mlstack_core.registry_keys import CANARY, PRODUCTION, SHADOW
 from mlstack_core.settings import ServingSettings
+from mlstack_core.tasks import CLASSIFICATION
 
 VARIANT_PRODUCTION: Final = "production"
 VARIANT_CANARY: Final = "canary"
@@ -112,7 +113,7 @@ def compare_outputs(
     """
     if served.layout.task != shadow.layout.task:
         raise ValueError("shadow and production are different tasks")
-    if served.layout.task == "classification":
+    if served.layout.task == CLASSIFICATION:
         same = np.asarray(served_outputs[0]).astype(str) == np.asarray(shadow_outputs[0]).astype(
             str
         )

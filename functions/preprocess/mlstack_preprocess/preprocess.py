@@ -21,7 +21,6 @@ import numpy as np
 from botocore.exceptions import ClientError
 
 from mlstack_core.candidates import (
-    CLASSIFICATION,
     INLINE_MAP_LIMIT,
     cv_fold_problems,
     entry_folds,
@@ -56,6 +55,7 @@ from mlstack_core.tabular import (
     target_values,
     write_split_to,
 )
+from mlstack_core.tasks import CLASSIFICATION
 from mlstack_preprocess.guards import (
     check_candidate_count,
     check_classes,

@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mlstack_core.idempotency import once_per_step
 from mlstack_core.observability.pipeline import correlate, logger, metrics, tracer
 from mlstack_core.payloads import RegisterInput, Registration
-from mlstack_register.register import register_challenger
+from mlstack_register.register import handle
 
 
 @logger.inject_lambda_context
@@ -17,15 +17,4 @@ def handler(event: RegisterInput, context: LambdaContext) -> Registration:
     correlate(event)
     # A retried invocation (Step Functions retries errors AWS raises after the function ran)
     # returns the first one's result instead of registering again.
-    return once_per_step("register", register, dict(event), context)
-
-
-def register(event: RegisterInput) -> Registration:
-    return register_challenger(
-        action=event["action"],
-        run=event["run"],
-        evaluation=event["evaluation"],
-        execution_started=event.get("execution_started"),
-        pending=event.get("pending"),
-        approval=event.get("approval"),
-    )
+    return once_per_step("register", handle, dict(event), context)

@@ -24,7 +24,7 @@ from mlstack_core.errors import (
 from mlstack_core.integrity import check_unchanged, read_verified
 from mlstack_core.layout import INLINE_BASELINE_BYTES, VERSION_FILES, version_prefix
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
-from mlstack_core.payloads import Action, Approval, Evaluation, Registration, Run
+from mlstack_core.payloads import Action, Approval, Evaluation, RegisterInput, Registration, Run
 from mlstack_core.registry import Registry, serving_fields
 from mlstack_core.registry_keys import (
     STATUS_APPROVED,
@@ -227,8 +227,11 @@ def register_challenger(
     pending: Registration | None = None,
     approval: Approval | None = None,
 ) -> Registration:
-    """``register`` (below), then the version's model card beside it, as it now stands."""
-    registration = register(action, run, evaluation, execution_started, pending, approval)
+    """``apply_registry_action`` (below), then the version's model card beside it, as it now
+    stands."""
+    registration = apply_registry_action(
+        action, run, evaluation, execution_started, pending, approval
+    )
     version = registration.get("version")
     if version is not None and evaluation.get("report_key") and evaluation.get("predictions_key"):
         publish_card(run["model"], int(version), evaluation)
@@ -255,7 +258,7 @@ def publish_card(model: str, version: int, evaluation: Evaluation) -> None:
             arrays = {name: stored[name] for name in stored.files}
         data = from_arrays(model, version, document, json.loads(report), arrays)
         markdown, page = card_files(data, registry.history(model))
-        for name, body, kind in (
+        for name, body, media_type in (
             ("card.md", markdown, "text/markdown"),
             ("card.html", page, "text/html"),
         ):
@@ -263,14 +266,14 @@ def publish_card(model: str, version: int, evaluation: Evaluation) -> None:
                 Bucket=bucket,
                 Key=f"{version_prefix(model, version)}/{name}",
                 Body=body.encode(),
-                ContentType=f"{kind}; charset=utf-8",
+                ContentType=f"{media_type}; charset=utf-8",
             )
     except Exception:
         logger.exception("Model card not written", extra={"model": model, "version": version})
         metrics.add_metric(name="CardFailures", unit=MetricUnit.Count, value=1)
 
 
-def register(
+def apply_registry_action(
     action: Action,
     run: Run,
     evaluation: Evaluation,
@@ -353,3 +356,15 @@ def register(
     promotion = _promote(registry, model, version, evaluation, PIPELINE_ACTOR, reason)
     promotion["artifact"] = document["artifact"]
     return promotion
+
+
+def handle(event: RegisterInput) -> Registration:
+    """The Register step's payload, as the state machine sends it."""
+    return register_challenger(
+        action=event["action"],
+        run=event["run"],
+        evaluation=event["evaluation"],
+        execution_started=event.get("execution_started"),
+        pending=event.get("pending"),
+        approval=event.get("approval"),
+    )

@@ -42,7 +42,8 @@ from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tra
 from mlstack_core.payloads import Candidate, Run, TrainedEntry, TrainInput
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import greater_is_better
-from mlstack_core.tabular import CLASSIFICATION, feature_feeds, read_split, target_vector
+from mlstack_core.tabular import feature_feeds, read_split, target_vector
+from mlstack_core.tasks import CLASSIFICATION
 from mlstack_train.zoo import (
     SCORERS,
     build_pipeline,

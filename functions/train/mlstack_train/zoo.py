@@ -45,7 +45,8 @@ from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlstack_core.candidates import CATALOG, CLASSIFICATION, expand_candidates
+from mlstack_core.candidates import CATALOG, expand_candidates
+from mlstack_core.tasks import CLASSIFICATION, REGRESSION
 
 __all__ = [
     "ESTIMATORS",
@@ -63,7 +64,7 @@ MAX_IMPORTANCES = 20
 REGRESSOR_OUTPUTS = ("variable",)
 
 ESTIMATORS: dict[str, dict[str, Callable[..., Any]]] = {
-    "classification": {
+    CLASSIFICATION: {
         "logistic_regression": LogisticRegression,
         "random_forest": RandomForestClassifier,
         "extra_trees": ExtraTreesClassifier,
@@ -71,7 +72,7 @@ ESTIMATORS: dict[str, dict[str, Callable[..., Any]]] = {
         "gradient_boosting": GradientBoostingClassifier,
         "knn": KNeighborsClassifier,
     },
-    "regression": {
+    REGRESSION: {
         "ridge": Ridge,
         "linear_regression": LinearRegression,
         "random_forest": RandomForestRegressor,
@@ -181,7 +182,7 @@ SCORERS: dict[str, str] = {
     "accuracy": "accuracy",
     "balanced_accuracy": "balanced_accuracy",
     "f1_macro": "f1_macro",
-    # mlstack_core.scoring.roc_auc is binary AUC or the unweighted one-vs-rest mean.
+    # mlstack_core.model_metrics.roc_auc is binary AUC or the unweighted one-vs-rest mean.
     "roc_auc": "roc_auc_ovr",
     "log_loss": "neg_log_loss",
     "r2": "r2",

@@ -27,10 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlstack_core.payloads import Candidate
-
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
-TASKS = (CLASSIFICATION, REGRESSION)
+from mlstack_core.tasks import CLASSIFICATION, REGRESSION, TASKS
 
 # Every candidate is one Lambda invocation; a grid larger than this is almost always a typo.
 MAX_CANDIDATES = 1000

@@ -32,9 +32,10 @@ from mlstack_core.evidence_text import (
     interval_of,
     interval_text,
     metric_names,
+    metric_with_interval,
     rejected,
-    score,
 )
+from mlstack_core.tasks import CLASSIFICATION
 
 RELIABILITY_BINS = 10
 SMALL_HOLDOUT_ROWS = 100
@@ -43,7 +44,9 @@ LISTED_CATEGORIES = 20
 
 
 @dataclass
-class Table:
+class CardTable:
+    """A table of the card, written as markdown and as HTML."""
+
     header: list[str]
     rows: list[list[str]]
 
@@ -51,9 +54,9 @@ class Table:
 @dataclass
 class Section:
     title: str
-    blocks: list[str | Table] = field(default_factory=list)
+    blocks: list[str | CardTable] = field(default_factory=list)
 
-    def add(self, block: str | Table) -> None:
+    def add(self, block: str | CardTable) -> None:
         self.blocks.append(block)
 
 
@@ -158,7 +161,7 @@ def _data(data: ReportData) -> Section:
         f"{splits.get('holdout_rows')} held out for evaluation."
     )
     rows = (document.get("drift_baseline") or {}).get("rows") or 0
-    table = Table(["feature", "kind", "missing in training", "seen in training"], [])
+    table = CardTable(["feature", "kind", "missing in training", "seen in training"], [])
     for feature in _features(data):
         name = str(feature.get("name"))
         entries = _entries_of(data, feature)
@@ -233,7 +236,7 @@ def _columns(data: ReportData) -> Section:
         f"{', '.join(kind_counts(readings))}. Identifiers are not features."
     )
     section.add(
-        Table(
+        CardTable(
             ["column", "kind", "why", "as model input"],
             [
                 [r.name, r.kind, r.reason or "-", _as_input(r, entry)]
@@ -257,7 +260,7 @@ def _training(data: ReportData) -> Section:
             f"{_number(cv.get('best_score'))} at {cv.get('best_params')}."
         )
         section.add(
-            Table(
+            CardTable(
                 ["params", f"mean {metric}", "std", "rank"],
                 [
                     [
@@ -272,7 +275,7 @@ def _training(data: ReportData) -> Section:
         )
     candidates = data.evaluation.get("candidates") or []
     section.add(
-        Table(
+        CardTable(
             ["candidate", "family", f"holdout {metric}", "status"],
             [
                 [
@@ -320,10 +323,10 @@ def _evaluation(data: ReportData) -> Section:
             f"(gate metric: {evaluation['metric']})."
         )
     section.add(
-        Table(
+        CardTable(
             ["metric", *(title for title, _ in columns)],
             [
-                [name, *(score(entry, name) for _, entry in columns)]
+                [name, *(metric_with_interval(entry, name) for _, entry in columns)]
                 for name in metric_names(*(entry for _, entry in columns))
             ],
         )
@@ -339,11 +342,11 @@ def _evaluation(data: ReportData) -> Section:
     challenger = data.models[0] if data.models else None
     if challenger is None:
         return section
-    if data.task == "classification" and challenger.label is not None:
+    if data.task == CLASSIFICATION and challenger.label is not None:
         matrix = confusion(data.y, challenger.label, data.classes)
         section.add("Confusion matrix (rows: truth, columns: predicted):")
         section.add(
-            Table(
+            CardTable(
                 ["", *data.classes],
                 [[c, *(str(n) for n in matrix[i])] for i, c in enumerate(data.classes)],
             )
@@ -351,15 +354,15 @@ def _evaluation(data: ReportData) -> Section:
     if challenger.probabilities is not None:
         curve = reliability(data.y, challenger.probabilities, data.classes)
         brier = brier_score(data.y, challenger.probabilities, data.classes)
-        kind = f"P({data.classes[1]})" if len(data.classes) == 2 else "multi-class, 0 to 2"
+        scale = f"P({data.classes[1]})" if len(data.classes) == 2 else "multi-class, 0 to 2"
         interval = _brier_interval(evaluation["best"], len(data.classes))
         within = f" ({interval_text(interval)})" if interval else ""
         section.add(
-            f"Calibration: Brier score {brier:.4f}{within} ({kind}); expected calibration error "
+            f"Calibration: Brier score {brier:.4f}{within} ({scale}); expected calibration error "
             f"{curve.expected_calibration_error:.4f} over {RELIABILITY_BINS} confidence bins."
         )
         section.add(
-            Table(
+            CardTable(
                 ["rows", "mean confidence", "share correct"],
                 [
                     [str(n), f"{c:.3f}", f"{a:.3f}"]
@@ -461,7 +464,7 @@ def _decision(data: ReportData, history: list[dict[str, Any]]) -> Section:
     ]
     if moves:
         section.add(
-            Table(
+            CardTable(
                 ["when", "change", "who", "why"],
                 [
                     [
@@ -534,7 +537,7 @@ def _limits(data: ReportData) -> Section:
             f"The holdout has {len(data.y)} rows: its metrics move by several points "
             "with a few rows."
         )
-    if data.task == "classification":
+    if data.task == CLASSIFICATION:
         counts = {c: int(np.sum(data.y == c)) for c in data.classes}
         for name, count in counts.items():
             if count < FEW_CLASS_ROWS:
@@ -590,7 +593,7 @@ def _quality(data: ReportData, quality: dict[str, Any] | None) -> Section:
     days = entry.get("days") or []
     if days:
         section.add(
-            Table(
+            CardTable(
                 ["day", "labelled rows", str(metric)],
                 [[d["day"], str(d["rows"]), _number(d.get("value"))] for d in days],
             )
@@ -608,7 +611,7 @@ def to_markdown(data: ReportData, sections: list[Section], images: list[str]) ->
     for section in sections:
         lines += [f"## {section.title}", ""]
         for block in section.blocks:
-            if isinstance(block, Table):
+            if isinstance(block, CardTable):
                 lines.append("| " + " | ".join(_cell(h) for h in block.header) + " |")
                 lines.append("|" + "---|" * len(block.header))
                 lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in block.rows]
@@ -634,7 +637,7 @@ def to_html(data: ReportData, sections: list[Section], images: dict[str, bytes])
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         for block in section.blocks:
-            if isinstance(block, Table):
+            if isinstance(block, CardTable):
                 head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
                 body = "".join(
                     "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
@@ -652,7 +655,7 @@ def to_html(data: ReportData, sections: list[Section], images: dict[str, bytes])
 
 # ----------------------------------------------------------------------------- evaluation data
 @dataclass
-class Scored:
+class HoldoutOutputs:
     """One model's outputs on the holdout."""
 
     title: str
@@ -670,7 +673,7 @@ class ReportData:
     evaluation: dict[str, Any]
     y: np.ndarray
     classes: list[str]
-    models: list[Scored]
+    models: list[HoldoutOutputs]
 
 
 def from_arrays(
@@ -695,15 +698,15 @@ def from_arrays(
         ),
         ("champion", f"champion v{champion.get('version')} ({champion.get('family')})"),
     ):
-        scored = Scored(title)
+        outputs = HoldoutOutputs(title)
         if f"{prefix}_label" in arrays:
-            scored.label = arrays[f"{prefix}_label"].astype(str)
+            outputs.label = arrays[f"{prefix}_label"].astype(str)
         if f"{prefix}_probabilities" in arrays:
-            scored.probabilities = arrays[f"{prefix}_probabilities"].astype(np.float64)
+            outputs.probabilities = arrays[f"{prefix}_probabilities"].astype(np.float64)
         if f"{prefix}_variable" in arrays:
-            scored.variable = arrays[f"{prefix}_variable"].astype(np.float64).ravel()
-        if scored.label is not None or scored.variable is not None:
-            models.append(scored)
+            outputs.variable = arrays[f"{prefix}_variable"].astype(np.float64).ravel()
+        if outputs.label is not None or outputs.variable is not None:
+            models.append(outputs)
     y = arrays["y"]
     return ReportData(
         model,
@@ -711,7 +714,7 @@ def from_arrays(
         task,
         document,
         evaluation,
-        y.astype(str) if task == "classification" else y.astype(np.float64),
+        y.astype(str) if task == CLASSIFICATION else y.astype(np.float64),
         classes,
         models,
     )

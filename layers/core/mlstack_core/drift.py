@@ -59,6 +59,7 @@ from mlstack_core.kinds.inputs import (
     text_columns,
 )
 from mlstack_core.layout import INLINE_BASELINE_BYTES
+from mlstack_core.tasks import CLASSIFICATION
 
 FORMAT: Final = 1
 NUMERIC_BINS: Final = 10
@@ -130,12 +131,12 @@ def summary_time(key: str) -> float | None:
     return moment.replace(tzinfo=UTC).timestamp()
 
 
-def report_key(model: str, version: int, at: float) -> str:
+def drift_report_key(model: str, version: int, at: float) -> str:
     moment = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H%M%SZ")
     return f"{MONITORING_PREFIX}/{model}/{version}/reports/{moment}.json"
 
 
-def latest_report_key(model: str) -> str:
+def latest_drift_report_key(model: str) -> str:
     return f"{MONITORING_PREFIX}/{model}/latest.json"
 
 
@@ -277,7 +278,7 @@ def prediction_baseline(
 ) -> dict[str, Any]:
     """How the model's own predictions are distributed on the holdout: predicted-class counts
     (classifiers) or decile bins of the predicted value (regressors)."""
-    if task == "classification":
+    if task == CLASSIFICATION:
         labels = [str(c) for c in (classes or [])][:MAX_PREDICTION_CLASSES]
         counts, other, _ = category_counts(np.asarray(outputs["label"], dtype=object), labels)
         return {"kind": "classes", "classes": labels, "counts": counts.tolist(), "other": other}

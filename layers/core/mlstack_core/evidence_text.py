@@ -74,8 +74,8 @@ def metric_names(*entries: Mapping[str, Any] | None) -> list[str]:
     return list(names)
 
 
-def score_value(entry: Mapping[str, Any] | None, name: str) -> float | None:
-    """A model's score on ``name``: its metric, or the estimate of its interval for a measure
+def metric_value(entry: Mapping[str, Any] | None, name: str) -> float | None:
+    """A model's value of ``name``: its metric, or the estimate of its interval for a measure
     that is not one of the task's metrics."""
     metrics = (entry or {}).get("metrics") or {}
     if name in metrics:
@@ -89,9 +89,9 @@ def interval_of(entry: Mapping[str, Any] | None, name: str) -> Mapping[str, Any]
     return interval
 
 
-def score(entry: Mapping[str, Any] | None, name: str) -> str:
-    """A model's score on ``name`` with its interval: '0.8123 (95% interval 0.7810 to 0.8420)'."""
-    return with_interval(score_value(entry, name), interval_of(entry, name))
+def metric_with_interval(entry: Mapping[str, Any] | None, name: str) -> str:
+    """A model's value of ``name`` with its interval: '0.8123 (95% interval 0.7810 to 0.8420)'."""
+    return with_interval(metric_value(entry, name), interval_of(entry, name))
 
 
 def rejected(evidence: Mapping[str, Any] | None) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Literal, NotRequired, TypedDict
 
 from mlstack_core.evidence import EvidenceDocument
+from mlstack_core.tasks import Task
 
 
 class DatasetRef(TypedDict):
@@ -68,7 +69,7 @@ class Run(TypedDict):
     model: str
     run_id: str
     execution_arn: str | None
-    task: Literal["classification", "regression"]
+    task: Task
     spec: dict[str, Any]  # mlstack_core.spec: spec.json with every default filled in
     dataset: DatasetRef
     schema: dict[str, Any]  # mlstack_core.tabular.prepare: the feature schema

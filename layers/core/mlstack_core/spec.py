@@ -21,15 +21,14 @@ from aws_lambda_powertools.utilities.validation import validate
 from aws_lambda_powertools.utilities.validation.exceptions import SchemaValidationError
 
 from mlstack_core.candidates import (
-    CLASSIFICATION,
     DEFAULT_CANDIDATES,
-    REGRESSION,
     candidate_problems,
 )
 from mlstack_core.errors import SpecError
 from mlstack_core.kinds.numbers import parse_number
+from mlstack_core.tasks import CLASSIFICATION, REGRESSION, TASKS
 
-SCHEMA_PATH = Path(__file__).with_name("spec.schema.json")
+SPEC_SCHEMA_PATH = Path(__file__).with_name("spec.schema.json")
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "log_loss")
 REGRESSION_METRICS = ("r2", "rmse", "mae")
@@ -42,7 +41,7 @@ _UNIT_INTERVAL_METRICS = frozenset({"accuracy", "balanced_accuracy", "f1_macro",
 
 @cache
 def spec_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(SPEC_SCHEMA_PATH.read_text(encoding="utf-8"))
     return schema
 
 
@@ -77,7 +76,7 @@ def load_spec(raw: bytes | None) -> dict[str, Any]:
         # fastjsonschema fills schema defaults into the document it validates.
         spec: dict[str, Any] = validate(event=copy.deepcopy(document), schema=schema)
     except SchemaValidationError:
-        problems = schema_problems(document, schema)
+        problems = spec_schema_problems(document, schema)
         spec = document
     problems += semantic_problems(spec)
     if problems:
@@ -128,11 +127,7 @@ def semantic_problems(spec: Mapping[str, Any]) -> list[str]:
     """Rules JSON Schema cannot express. Defensive about types: it also runs on invalid specs."""
     problems: list[str] = []
     task, metric = spec.get("task"), spec.get("metric")
-    if (
-        task in (CLASSIFICATION, REGRESSION)
-        and isinstance(metric, str)
-        and metric not in metrics_for(task)
-    ):
+    if task in TASKS and isinstance(metric, str) and metric not in metrics_for(task):
         problems.append(
             f"metric: {metric!r} does not apply to {task}; "
             f"use one of {', '.join(metrics_for(task))}"
@@ -147,7 +142,7 @@ def semantic_problems(spec: Mapping[str, Any]) -> list[str]:
             problems.append(f"threshold: r2 is at most 1, so {threshold} can never be met")
     candidates = spec.get("candidates")
     if isinstance(candidates, list) and all(_well_formed_entry(e) for e in candidates):
-        task_or_none = task if task in (CLASSIFICATION, REGRESSION) else None
+        task_or_none = task if task in TASKS else None
         problems += candidate_problems(candidates, task_or_none)
     columns = spec.get("columns")
     target = spec.get("target")
@@ -176,7 +171,7 @@ def _well_formed_entry(entry: Any) -> bool:
 MAX_PROBLEM_CHARS = 300
 
 
-def schema_problems(document: Any, schema: Mapping[str, Any]) -> list[str]:
+def spec_schema_problems(document: Any, schema: Mapping[str, Any]) -> list[str]:
     """Every schema violation in ``document``, one line each, prefixed with its path."""
     from jsonschema import Draft7Validator
 

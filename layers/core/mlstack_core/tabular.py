@@ -55,9 +55,8 @@ from mlstack_core.kinds import CATEGORICAL, DATETIME, NUMERIC, TEXT
 from mlstack_core.kinds.inference import profile_features
 from mlstack_core.kinds.inputs import feeds_from_cells
 from mlstack_core.kinds.numbers import parse_cells, parse_number
+from mlstack_core.tasks import CLASSIFICATION, REGRESSION
 
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
 # A version's label_type → how its labels are read from text (a served answer, a feedback file).
 LABEL_CASTS: dict[str, Any] = {"str": str, "int": int, "float": float}
 MAX_WARNINGS = 50

@@ -3,7 +3,7 @@
 A file's cells are text. Each row becomes the JSON record a client would send for it (as the
 gate's holdout does, ``records``): a number cell a JSON number, a categorical, datetime or text
 cell a string, a cell the version's training called missing (``na_values``) null. The records
-then take the request path (``LoadedModel.score``). Where the API would refuse a whole request
+then take the request path (``LoadedModel.run_request``). Where the API would refuse a whole request
 for one bad row, a batch refuses that row, with the API's reason, and scores the others.
 
 A batch whose every cell reads cleanly (the common case) is sent as the API's columnar form
@@ -80,7 +80,7 @@ def score_rows(loaded: LoadedModel, rows: Sequence[Mapping[str, str]]) -> BatchS
     clean = columnar_batch(rows, loaded, missing)
     if clean is not None:
         try:
-            _, outputs = loaded.score(clean)
+            _, outputs = loaded.run_request(clean)
         except RequestError:
             pass  # the row-by-row path names the rows
         else:
@@ -149,7 +149,7 @@ def score_row_by_row(
             pending.append((position, record))
     while pending:
         try:
-            _, outputs = loaded.score(Batch.of_instances([record for _, record in pending]))
+            _, outputs = loaded.run_request(Batch.of_instances([record for _, record in pending]))
         except RequestError as error:
             bad = _refused_rows(error.details)
             if not bad:  # a problem with no row to blame refuses them all

@@ -25,17 +25,16 @@ from mlstack_core.kinds.inputs import (
     text_columns,
 )
 from mlstack_core.tabular import LABEL_CASTS
+from mlstack_core.tasks import CLASSIFICATION
 
 __all__ = [
     "CATEGORICAL_INPUT",
-    "CLASSIFICATION",
     "NUMERIC_INPUT",
     "TEXT_INPUT",
     "FeatureLayout",
     "row_getter",
 ]
 
-CLASSIFICATION: Final = "classification"
 CLASSIFIER_OUTPUTS: Final = ("label", "probabilities")
 REGRESSOR_OUTPUTS: Final = ("variable",)
 

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from mlstack_core.contract.layout import CLASSIFICATION, LABEL_DTYPES, FeatureLayout
+from mlstack_core.contract.layout import LABEL_DTYPES, FeatureLayout
+from mlstack_core.tasks import CLASSIFICATION
 
 
 def format_outputs(layout: FeatureLayout, outputs: list[np.ndarray]) -> dict[str, Any]:

@@ -16,13 +16,13 @@ from typing import Any, Final
 
 import numpy as np
 
-from mlstack_core.contract.layout import CLASSIFICATION
 from mlstack_core.contract.outputs import encode_json, format_outputs
 from mlstack_core.contract.request import parse_body
 from mlstack_core.contract.session import LoadedModel, load_model
 from mlstack_core.errors import HttpError, ModelLoadError, ServingRehearsalFailed
 from mlstack_core.payloads import Rehearsal
 from mlstack_core.settings import ServingSettings
+from mlstack_core.tasks import CLASSIFICATION
 
 # Rows of the rehearsal's batch requests, at most (and never more than the body limits allow).
 BATCH_ROWS: Final = 1000
@@ -32,7 +32,7 @@ def rehearse(
     artifact: bytes,
     document: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]],
-    scored: Mapping[str, np.ndarray],
+    gate_outputs: Mapping[str, np.ndarray],
     tolerance: Mapping[str, float],
     *,
     scale: float,
@@ -41,7 +41,7 @@ def rehearse(
 ) -> Rehearsal:
     """A report of the requests served; ServingRehearsalFailed naming the first difference.
 
-    ``scored`` are the gate's outputs for ``records`` (``label`` and ``probabilities``, or
+    ``gate_outputs`` are the gate's outputs for ``records`` (``label`` and ``probabilities``, or
     ``variable``); ``tolerance`` and ``scale`` are the run's parity tolerance and the target's
     spread (regression differences are judged relative to it).
     """
@@ -56,7 +56,7 @@ def rehearse(
     largest = 0.0
     for form, rows, body in requests:
         answer = _serve(loaded, body, settings, form, len(rows))
-        largest = max(largest, _compare(loaded, answer, scored, rows, tolerance, scale, form))
+        largest = max(largest, _compare(loaded, answer, gate_outputs, rows, tolerance, scale, form))
         report.append({"form": form, "rows": len(rows)})
     return {"passed": True, "requests": report, "max_abs_diff": largest}
 
@@ -98,7 +98,7 @@ def _serve(
     loaded: LoadedModel, body: str, settings: ServingSettings, form: str, rows: int
 ) -> dict[str, Any]:
     try:
-        _, outputs = loaded.score(parse_body(body, False, settings))
+        _, outputs = loaded.run_request(parse_body(body, False, settings))
         answer: dict[str, Any] = json.loads(encode_json(format_outputs(loaded.layout, outputs)))
     except HttpError as error:
         raise ServingRehearsalFailed(
@@ -115,7 +115,7 @@ def _serve(
 def _compare(
     loaded: LoadedModel,
     answer: Mapping[str, Any],
-    scored: Mapping[str, np.ndarray],
+    gate_outputs: Mapping[str, np.ndarray],
     rows: list[int],
     tolerance: Mapping[str, float],
     scale: float,
@@ -129,8 +129,8 @@ def _compare(
             f"{where} answered {predictions!r:.200} instead of a prediction per row"
         )
     if loaded.layout.task == CLASSIFICATION:
-        return _compare_classifier(loaded, answer, scored, rows, tolerance, where)
-    expected = np.asarray(scored["variable"], dtype=np.float64).reshape(-1)[rows]
+        return _compare_classifier(loaded, answer, gate_outputs, rows, tolerance, where)
+    expected = np.asarray(gate_outputs["variable"], dtype=np.float64).reshape(-1)[rows]
     served = np.array([np.nan if v is None else v for v in predictions], dtype=np.float64)
     same_nan = np.isnan(expected) & np.isnan(served)
     gap = np.where(same_nan, 0.0, np.abs(served - expected))
@@ -147,7 +147,7 @@ def _compare(
 def _compare_classifier(
     loaded: LoadedModel,
     answer: Mapping[str, Any],
-    scored: Mapping[str, np.ndarray],
+    gate_outputs: Mapping[str, np.ndarray],
     rows: list[int],
     tolerance: Mapping[str, float],
     where: str,
@@ -158,7 +158,7 @@ def _compare_classifier(
             f"{where} answered classes {answer.get('classes')!r:.200}, the schema lists "
             f"{classes!r:.200}"
         )
-    expected_labels = np.asarray(scored["label"]).reshape(-1)[rows].tolist()
+    expected_labels = np.asarray(gate_outputs["label"]).reshape(-1)[rows].tolist()
     for position, (served, expected) in enumerate(
         zip(answer["predictions"], expected_labels, strict=True)
     ):
@@ -173,7 +173,7 @@ def _compare_classifier(
         raise ServingRehearsalFailed(
             f"{where} answered unreadable probabilities: {error}"
         ) from error
-    expected_probabilities = np.asarray(scored["probabilities"], dtype=np.float64)[rows]
+    expected_probabilities = np.asarray(gate_outputs["probabilities"], dtype=np.float64)[rows]
     if served_probabilities.shape != expected_probabilities.shape:
         raise ServingRehearsalFailed(
             f"{where} answered probabilities of shape {served_probabilities.shape}, the gate "

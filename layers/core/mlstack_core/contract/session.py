@@ -58,7 +58,7 @@ class LoadedModel:
         outputs: list[np.ndarray] = self.session.run(self.layout.output_names, feeds)
         return outputs
 
-    def score(self, batch: Batch) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    def run_request(self, batch: Batch) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
         """(feeds, outputs) of a parsed request: what serving answers from."""
         feeds = build_inputs(batch, self.layout)
         return feeds, self.run(feeds)
@@ -93,7 +93,7 @@ def warm_up(loaded: LoadedModel) -> None:
     schema (class count, label type), and moves onnxruntime's first-run cost into the load."""
     layout = loaded.layout
     try:
-        _, outputs = loaded.score(Batch.of_instances([dict.fromkeys(layout.required)]))
+        _, outputs = loaded.run_request(Batch.of_instances([dict.fromkeys(layout.required)]))
         format_outputs(layout, outputs)
     except Exception as error:  # onnxruntime's own exception types are not exported
         raise ModelLoadError(f"warm-up prediction failed: {error!r}", WARM_UP_FAILED) from error

@@ -103,14 +103,14 @@ def _detail(batch: Batch, row: int, column: str, message: str) -> dict[str, Any]
 
 
 def _numeric_problem(value: Any) -> str | None:
-    kind = type(value)
-    if kind is float or kind is int:
+    value_type = type(value)
+    if value_type is float or value_type is int:
         if not abs(value) <= _FLOAT32_MAX:  # also catches inf (1e400 parses as inf)
             return "number is outside the float32 range"
         return None
     if value is None:
         return None
-    if kind is str:
+    if value_type is str:
         return "expected a number or null, got string (numbers in quotes are not converted)"
     return f"expected a number or null, got {json_type(value)}"
 

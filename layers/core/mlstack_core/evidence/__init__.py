@@ -62,7 +62,6 @@ from mlstack_core.evidence.labelled import (
     unpaired_metric_difference,
 )
 from mlstack_core.evidence.losses import (
-    CLASSIFICATION,
     EVIDENCE_MEASURE,
     LOG_LOSS_FLOOR,
     LOWER_IS_BETTER,
@@ -83,7 +82,6 @@ from mlstack_core.evidence_text import MEASURE_NAMES, percent
 
 __all__ = [
     "ADVICE",
-    "CLASSIFICATION",
     "EVIDENCE_MEASURE",
     "LOG_LOSS_FLOOR",
     "LOWER_IS_BETTER",

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-CLASSIFICATION = "classification"
+from mlstack_core.tasks import CLASSIFICATION, REGRESSION
+
 # The per-row loss the gate judges evidence on, by task.
-EVIDENCE_MEASURE = {CLASSIFICATION: "bounded_log_loss", "regression": "squared_error"}
+EVIDENCE_MEASURE = {CLASSIFICATION: "bounded_log_loss", REGRESSION: "squared_error"}
 # The evidence's log loss reads a probability below this as this: a row costs at most
 # -ln(0.001) = 6.9, so one confidently wrong row cannot decide a comparison.
 LOG_LOSS_FLOOR = 1e-3

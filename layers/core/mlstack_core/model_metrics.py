@@ -1,8 +1,8 @@
 """Evaluation metrics in numpy, for functions that cannot carry scikit-learn.
 
-Evaluate scores ONNX artifacts with onnxruntime. scikit-learn (with scipy) and onnxruntime together
+Evaluate runs ONNX artifacts with onnxruntime. scikit-learn (with scipy) and onnxruntime together
 exceed Lambda's 250 MB unzipped limit, so Evaluate ships numpy + onnxruntime and these metrics.
-tests/unit/test_metrics.py checks each one against sklearn.metrics on random inputs.
+tests/unit/test_model_metrics.py checks each one against sklearn.metrics on random inputs.
 """
 
 from __future__ import annotations

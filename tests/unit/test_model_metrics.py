@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as reference
 
-from mlstack_core import scoring
+from mlstack_core import model_metrics
 
 pytestmark = pytest.mark.unit
 
@@ -32,7 +32,7 @@ def classification_case(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.nda
 @given(classification_case())
 def test_classification_metrics_match_scikit_learn(case) -> None:
     y_true, y_pred, probabilities, classes = case
-    ours = scoring.classification_metrics(y_true, y_pred, probabilities, classes)
+    ours = model_metrics.classification_metrics(y_true, y_pred, probabilities, classes)
 
     assert ours["accuracy"] == pytest.approx(reference.accuracy_score(y_true, y_pred))
     assert ours["balanced_accuracy"] == pytest.approx(
@@ -58,7 +58,7 @@ def test_regression_metrics_match_scikit_learn(rows: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     y_true = rng.normal(size=rows) * rng.uniform(0.1, 100)
     y_pred = y_true + rng.normal(size=rows)
-    ours = scoring.regression_metrics(y_true, y_pred)
+    ours = model_metrics.regression_metrics(y_true, y_pred)
 
     assert ours["r2"] == pytest.approx(reference.r2_score(y_true, y_pred))
     assert ours["rmse"] == pytest.approx(reference.root_mean_squared_error(y_true, y_pred))
@@ -68,7 +68,7 @@ def test_regression_metrics_match_scikit_learn(rows: int, seed: int) -> None:
 def test_auc_is_left_out_when_a_class_is_absent_from_the_holdout() -> None:
     y_true = np.array(["a", "a", "b"], dtype=object)
     probabilities = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1]])
-    scores = scoring.classification_metrics(
+    scores = model_metrics.classification_metrics(
         y_true, np.array(["a", "a", "b"], dtype=object), probabilities, ["a", "b", "c"]
     )
     assert "roc_auc" not in scores
