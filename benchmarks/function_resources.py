@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from mlstack_core.registry import TABLE_DEFINITION
+from mlstack_core.storage_keys import dataset_key, spec_key
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -142,8 +143,10 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
     environment["STATE_MACHINE_ARN"] = machine
 
     csv_path = dataset_path(data_dir, rows)
-    s3.put_object(Bucket=data, Key="datasets/bench/spec.json", Body=b'{"target": "label"}')
-    put = s3.put_object(Bucket=data, Key="datasets/bench/data.csv", Body=csv_path.read_bytes())
+    s3.put_object(Bucket=data, Key=spec_key("bench"), Body=b'{"target": "label"}')
+    put = s3.put_object(
+        Bucket=data, Key=dataset_key("bench", "data.csv"), Body=csv_path.read_bytes()
+    )
     arn = f"arn:aws:states:{REGION}:123456789012:execution:bench:run-1"
     results = []
 
@@ -165,7 +168,7 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
         "model": "bench",
         "dataset": {
             "bucket": data,
-            "key": "datasets/bench/data.csv",
+            "key": dataset_key("bench", "data.csv"),
             "version_id": put.get("VersionId"),
             "etag": put["ETag"].strip('"'),
             "size": csv_path.stat().st_size,

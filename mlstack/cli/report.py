@@ -37,6 +37,7 @@ from mlstack_core.evidence_text import (
     score,
     score_value,
 )
+from mlstack_core.storage_keys import report_plot_key
 
 
 def load(client: Any, model: str, version: int | None = None) -> ReportData:
@@ -294,7 +295,11 @@ def write_report(
     if upload:
         s3 = client.session.client("s3")
         bucket = client.outputs["ModelBucketName"]
-        prefix = f"reports/{model}/{data.version}"
         for name, body in written.items():
-            s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=body, ContentType="image/png")
+            s3.put_object(
+                Bucket=bucket,
+                Key=report_plot_key(model, data.version, name),
+                Body=body,
+                ContentType="image/png",
+            )
     return data, target, sorted(written)

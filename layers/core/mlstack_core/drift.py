@@ -58,7 +58,7 @@ from mlstack_core.kinds.inputs import (
     numeric_input_names,
     text_columns,
 )
-from mlstack_core.layout import INLINE_BASELINE_BYTES
+from mlstack_core.storage_keys import summary_key
 
 FORMAT: Final = 1
 NUMERIC_BINS: Final = 10
@@ -79,25 +79,13 @@ FOLD_ROWS: Final = 2048  # sampled rows held before counting: ~1 MB for 100 floa
 # Proportions are floored at this before the logarithm: an empty bin on one side is a large but
 # finite contribution, as in the usual PSI implementations.
 PSI_FLOOR: Final = 1e-4
-MONITORING_PREFIX: Final = "monitoring"
+# Up to this size a version's drift baseline is also inlined in its registry document (DynamoDB
+# items are limited to 400 KB, and the document also holds the schema); above it, it stays in S3
+# only and serving records no drift summaries for the version.
+INLINE_BASELINE_BYTES: Final = 128 * 1024
 
 
-# --------------------------------------------------------------------------------- keys
-def dated_key(base: str, at: float, writer: str, sequence: int, suffix: str) -> str:
-    """``<base><YYYY-MM-DD>/<HHMMSS>-<writer>-<sequence><suffix>``: dated, and unique per
-    container (``writer``) and write. What the prediction function writes is keyed this way."""
-    moment = datetime.fromtimestamp(at, UTC)
-    return (
-        f"{dated_prefix(base, moment.strftime('%Y-%m-%d'))}"
-        f"{moment.strftime('%H%M%S')}-{writer}-{sequence:06d}{suffix}"
-    )
-
-
-def dated_prefix(base: str, day: str | None) -> str:
-    """``<base>[<YYYY-MM-DD>/]``: one day's objects, or all of them."""
-    return f"{base}{day}/" if day else base
-
-
+# --------------------------------------------------------------------------------- days
 def days_between(start: float, end: float) -> list[str]:
     """The UTC days (``YYYY-MM-DD``) from ``start`` to ``end``: the day folders to read."""
     day = datetime.fromtimestamp(start, UTC).date()
@@ -107,36 +95,6 @@ def days_between(start: float, end: float) -> list[str]:
         days.append(day.isoformat())
         day += timedelta(days=1)
     return days
-
-
-def summaries_prefix(model: str, version: int, day: str | None = None) -> str:
-    """``monitoring/<model>/<version>/summaries/[<YYYY-MM-DD>/]``."""
-    return dated_prefix(f"{MONITORING_PREFIX}/{model}/{version}/summaries/", day)
-
-
-def summary_key(model: str, version: int, at: float, writer: str, sequence: int) -> str:
-    return dated_key(summaries_prefix(model, version), at, writer, sequence, ".json")
-
-
-def summary_time(key: str) -> float | None:
-    """When a summary was written, from its key (None if the key is not a summary key)."""
-    parts = key.rsplit("/", 2)
-    if len(parts) != 3:
-        return None
-    try:
-        moment = datetime.strptime(f"{parts[1]} {parts[2][:6]}", "%Y-%m-%d %H%M%S")
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC).timestamp()
-
-
-def report_key(model: str, version: int, at: float) -> str:
-    moment = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H%M%SZ")
-    return f"{MONITORING_PREFIX}/{model}/{version}/reports/{moment}.json"
-
-
-def latest_report_key(model: str) -> str:
-    return f"{MONITORING_PREFIX}/{model}/latest.json"
 
 
 # --------------------------------------------------------------------------------- binning
