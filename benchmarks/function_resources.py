@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlstack_core.idempotency import TABLE_DEFINITION as IDEMPOTENCY_TABLE
 from mlstack_core.registry import TABLE_DEFINITION
 from mlstack_core.storage_keys import dataset_key, spec_key
 
@@ -118,6 +119,10 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
         "DATA_BUCKET": data,
         "MODEL_BUCKET": models,
         "REGISTRY_TABLE": table,
+        "IDEMPOTENCY_TABLE": f"{table}-idempotency",
+        # Required by the functions that publish alerts or start scoring jobs; nothing is sent.
+        "ALERTS_TOPIC_ARN": f"arn:aws:sns:{REGION}:123456789012:bench-alerts",
+        "SCORING_STATE_MACHINE_ARN": f"arn:aws:states:{REGION}:123456789012:stateMachine:bench",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -130,10 +135,9 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
     for bucket in (data, models):
         s3.create_bucket(Bucket=bucket)
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    session.client("dynamodb", endpoint_url=endpoint).create_table(
-        TableName=table,
-        **TABLE_DEFINITION,
-    )
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+    dynamodb.create_table(TableName=table, **TABLE_DEFINITION)
+    dynamodb.create_table(TableName=f"{table}-idempotency", **IDEMPOTENCY_TABLE)
     sfn = session.client("stepfunctions", endpoint_url=endpoint)
     machine = sfn.create_state_machine(
         name=f"bench-{rows}",

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 import uuid
@@ -58,6 +57,7 @@ from mlstack_core.kinds.inputs import (
     numeric_input_names,
     text_columns,
 )
+from mlstack_core.settings import ServingSettings
 from mlstack_core.storage_keys import summary_key
 
 FORMAT: Final = 1
@@ -492,14 +492,14 @@ class DriftRecorder:
         self._next_due = float("inf")
 
     @classmethod
-    def from_env(cls) -> DriftRecorder:
+    def from_settings(cls, settings: ServingSettings) -> DriftRecorder:
         """``DRIFT_SAMPLE_RATE`` (share of requests, default 1), ``DRIFT_MAX_ROWS_PER_REQUEST``
         (default 100), ``DRIFT_FLUSH_SECONDS`` (default 300); ``DRIFT_SAMPLING=off`` disables."""
         return cls(
-            sample_rate=float(os.environ.get("DRIFT_SAMPLE_RATE", "1")),
-            max_rows_per_request=int(os.environ.get("DRIFT_MAX_ROWS_PER_REQUEST", "100")),
-            flush_seconds=float(os.environ.get("DRIFT_FLUSH_SECONDS", "300")),
-            enabled=os.environ.get("DRIFT_SAMPLING", "on").lower() not in ("off", "0", "false"),
+            sample_rate=settings.drift_sample_rate,
+            max_rows_per_request=settings.drift_max_rows_per_request,
+            flush_seconds=settings.capture_flush_seconds,
+            enabled=settings.drift_sampling,
         )
 
     def record(
