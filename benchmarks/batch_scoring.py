@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 from measured import write_measured
 
+from mlstack_core.storage_keys import batch_file_key, job_manifest_key, job_prefix
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "bench-batch"
 
@@ -140,8 +142,9 @@ def run_job(cloud: Any, stack: Any, body: bytes, job: str) -> tuple[float, dict[
     s3 = cloud.client("s3")
     bucket = cloud.outputs["DataBucketName"]
     started = time.perf_counter()
-    s3.put_object(Bucket=bucket, Key=f"batch/{MODEL}/{job}.csv", Body=body)
-    upload = {"bucket": bucket, "key": f"batch/{MODEL}/{job}.csv", "version_id": None}
+    key = batch_file_key(MODEL, job)
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    upload = {"bucket": bucket, "key": key, "version_id": None}
     execution = stack.find_execution(upload, machine="ScoringStateMachineArn")
     result = cloud.wait_for_execution(execution, timeout=3600)
     seconds = time.perf_counter() - started
@@ -203,9 +206,8 @@ def main() -> None:
         pipeline, result = run_job(cloud, stack, body, "bench")
         s3 = cloud.client("s3")
         bucket = cloud.outputs["DataBucketName"]
-        manifest = json.loads(
-            s3.get_object(Bucket=bucket, Key=f"batch/{MODEL}/bench/manifest.json")["Body"].read()
-        )
+        manifest_key = job_manifest_key(job_prefix(MODEL, "bench"))
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
         assert manifest["rows_scored"] == args.rows, manifest
         with counting_only():
             local_cloud_only, _ = run_job(cloud, stack, body, "counting")

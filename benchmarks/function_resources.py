@@ -30,7 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlstack_core.idempotency import TABLE_DEFINITION as IDEMPOTENCY_TABLE
 from mlstack_core.registry import TABLE_DEFINITION
+from mlstack_core.storage_keys import dataset_key, spec_key
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -117,6 +119,10 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
         "DATA_BUCKET": data,
         "MODEL_BUCKET": models,
         "REGISTRY_TABLE": table,
+        "IDEMPOTENCY_TABLE": f"{table}-idempotency",
+        # Required by the functions that publish alerts or start scoring jobs; nothing is sent.
+        "ALERTS_TOPIC_ARN": f"arn:aws:sns:{REGION}:123456789012:bench-alerts",
+        "SCORING_STATE_MACHINE_ARN": f"arn:aws:states:{REGION}:123456789012:stateMachine:bench",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -129,10 +135,9 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
     for bucket in (data, models):
         s3.create_bucket(Bucket=bucket)
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    session.client("dynamodb", endpoint_url=endpoint).create_table(
-        TableName=table,
-        **TABLE_DEFINITION,
-    )
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+    dynamodb.create_table(TableName=table, **TABLE_DEFINITION)
+    dynamodb.create_table(TableName=f"{table}-idempotency", **IDEMPOTENCY_TABLE)
     sfn = session.client("stepfunctions", endpoint_url=endpoint)
     machine = sfn.create_state_machine(
         name=f"bench-{rows}",
@@ -142,8 +147,10 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
     environment["STATE_MACHINE_ARN"] = machine
 
     csv_path = dataset_path(data_dir, rows)
-    s3.put_object(Bucket=data, Key="datasets/bench/spec.json", Body=b'{"target": "label"}')
-    put = s3.put_object(Bucket=data, Key="datasets/bench/data.csv", Body=csv_path.read_bytes())
+    s3.put_object(Bucket=data, Key=spec_key("bench"), Body=b'{"target": "label"}')
+    put = s3.put_object(
+        Bucket=data, Key=dataset_key("bench", "data.csv"), Body=csv_path.read_bytes()
+    )
     arn = f"arn:aws:states:{REGION}:123456789012:execution:bench:run-1"
     results = []
 
@@ -165,7 +172,7 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
         "model": "bench",
         "dataset": {
             "bucket": data,
-            "key": "datasets/bench/data.csv",
+            "key": dataset_key("bench", "data.csv"),
             "version_id": put.get("VersionId"),
             "etag": put["ETag"].strip('"'),
             "size": csv_path.stat().st_size,

@@ -237,13 +237,15 @@ class Stack:
 
     def run(self, model: str, body: bytes) -> dict[str, Any]:
         """Upload, Preprocess, Map(Train), Evaluate: the execution's state."""
+        from mlstack_core.storage_keys import dataset_key, spec_key
+
         bucket = os.environ["DATA_BUCKET"]
         self.s3.put_object(
             Bucket=bucket,
-            Key=f"datasets/{model}/spec.json",
+            Key=spec_key(model),
             Body=json.dumps({"target": "label"}).encode(),
         )
-        key = f"datasets/{model}/data.csv"
+        key = dataset_key(model, "data.csv")
         put = self.s3.put_object(Bucket=bucket, Key=key, Body=body)
         self.runs += 1
         name = f"run-{self.runs:04d}"

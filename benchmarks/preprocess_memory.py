@@ -123,13 +123,14 @@ def measure_child(csv_path: Path) -> dict[str, Any]:
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    from mlstack_core.storage_keys import dataset_key
     from mlstack_preprocess import preprocess
 
     after_imports = _rss_mb()
     s3 = DiskS3(json.dumps({"target": "label"}).encode(), csv_path)
     event = {
         "model": "bench",
-        "dataset": {"bucket": "data", "key": "datasets/bench/data.csv", "version_id": "v1"},
+        "dataset": {"bucket": "data", "key": dataset_key("bench", "data.csv"), "version_id": "v1"},
         "execution_arn": "arn:aws:states:us-east-1:123456789012:execution:bench:run",
         "execution_name": "run",
     }

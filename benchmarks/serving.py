@@ -78,6 +78,7 @@ from measured import interleaved_rounds  # noqa: E402
 
 from mlstack.checks.build import runtime_python  # noqa: E402
 from mlstack_core.contract import Batch, build_inputs  # noqa: E402
+from mlstack_core.storage_keys import version_model_key  # noqa: E402
 
 BATCHES = (1, 100, 1_000, 10_000)
 N_NUMERIC, N_CATEGORICAL = 16, 4
@@ -225,7 +226,7 @@ def publish(s3: Any, registry: Any, model: str, family: Family) -> None:
 
     bucket = os.environ["MODEL_BUCKET"]
     version = registry.allocate_version(model)
-    key = f"models/{model}/{version}/model.onnx"
+    key = version_model_key(model, version)
     s3.put_object(Bucket=bucket, Key=key, Body=family.onnx)
     pickled = io.BytesIO()
     joblib.dump(family.pipeline, pickled)

@@ -52,6 +52,11 @@ DATA_BUCKET = "mlstack-test-data"
 MODEL_BUCKET = "mlstack-test-models"
 REGISTRY_TABLE = "mlstack-test-registry"
 REGION = "us-east-1"
+PLACEHOLDER_ARNS = {
+    "ALERTS_TOPIC_ARN": f"arn:aws:sns:{REGION}:123456789012:not-created",
+    "STATE_MACHINE_ARN": f"arn:aws:states:{REGION}:123456789012:stateMachine:not-created",
+    "SCORING_STATE_MACHINE_ARN": f"arn:aws:states:{REGION}:123456789012:stateMachine:not-created",
+}
 
 
 @dataclass
@@ -239,6 +244,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     monkeypatch.setenv("MODEL_BUCKET", names["model_bucket"])
     monkeypatch.setenv("REGISTRY_TABLE", names["registry_table"])
     monkeypatch.setenv("IDEMPOTENCY_TABLE", names["idempotency_table"])
+    # The ARNs template.yaml gives the functions, which check them at their cold start; a test
+    # that publishes or starts executions sets the real ones.
+    for variable, arn in PLACEHOLDER_ARNS.items():
+        monkeypatch.setenv(variable, arn)
     _forget_settings()
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)

@@ -11,7 +11,14 @@ from typing import Any
 
 from mlstack.cli.errors import CommandError
 from mlstack.cli.stack import StackClient
-from mlstack_core.layout import BATCH_KEY, batch_file_key, job_prefix, model_name_problem
+from mlstack_core.storage_keys import (
+    BATCH_KEY,
+    batch_file_key,
+    job_manifest_key,
+    job_parts_prefix,
+    job_prefix,
+    model_name_problem,
+)
 
 Printer = Callable[[str], None]
 
@@ -80,7 +87,7 @@ def follow_job(
     shown = -1
     while True:
         description = dict(sfn.describe_execution(executionArn=execution_arn))
-        listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/parts/")
+        listing = s3.list_objects_v2(Bucket=bucket, Prefix=job_parts_prefix(prefix))
         done = min(total_rows, listing.get("KeyCount", 0) * per_part)
         if done != shown:
             say(f"  scored {done:,} of {total_rows:,} rows")
@@ -92,12 +99,13 @@ def follow_job(
 
 def manifest_summary(manifest: dict[str, Any], bucket: str) -> str:
     refused = manifest["rows_refused"]
-    prefix = f"s3://{bucket}/{job_prefix(manifest['model'], manifest['job'])}"
+    job = job_prefix(manifest["model"], manifest["job"])
     lines = [
         f"job {manifest['job']}: version {manifest['version']} of {manifest['model']} scored "
         f"{manifest['rows_scored']:,} of {manifest['rows_in']:,} rows in {manifest['seconds']:.1f}s"
         + (f"; {refused:,} refused (s3://{bucket}/{manifest['errors']})" if refused else ""),
-        f"  {len(manifest['parts'])} part(s), in the file's order, under {prefix}/parts/",
-        f"  manifest: {prefix}/manifest.json",
+        f"  {len(manifest['parts'])} part(s), in the file's order, under "
+        f"s3://{bucket}/{job_parts_prefix(job)}",
+        f"  manifest: s3://{bucket}/{job_manifest_key(job)}",
     ]
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from mlstack_core.card import (
     to_html,
     to_markdown,
 )
-from mlstack_core.ground_truth import latest_quality_key
+from mlstack_core.storage_keys import latest_quality_key
 
 
 def plot_reliability(data: ReportData) -> Any:

@@ -19,7 +19,7 @@ from mlstack.cli.errors import CommandError, debugging, exit_code, explain
 from mlstack.cli.progress import follow_execution
 from mlstack.cli.stack import StackClient
 from mlstack.cli.views import failure_summary, format_history, format_models
-from mlstack_core.layout import job_prefix, model_name_problem
+from mlstack_core.storage_keys import job_manifest_key, job_prefix, model_name_problem
 
 
 def _print_json(value: Any) -> None:
@@ -160,7 +160,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"job {description['status']}{_failure(description)}")
         return 1
     s3 = client.session.client("s3")
-    body = s3.get_object(Bucket=upload["bucket"], Key=f"{prefix}/manifest.json")["Body"].read()
+    body = s3.get_object(Bucket=upload["bucket"], Key=job_manifest_key(prefix))["Body"].read()
     print(manifest_summary(json.loads(body), upload["bucket"]))
     return 0
 

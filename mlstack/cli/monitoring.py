@@ -18,9 +18,13 @@ from typing import Any
 
 from mlstack.cli.errors import CommandError
 from mlstack.cli.stack import StackClient
-from mlstack_core.drift import latest_drift_report_key
-from mlstack_core.ground_truth import feedback_prefix, feedback_problem, latest_quality_key
-from mlstack_core.layout import model_name_problem
+from mlstack_core.ground_truth import feedback_problem
+from mlstack_core.storage_keys import (
+    feedback_key,
+    latest_drift_report_key,
+    latest_quality_key,
+    model_name_problem,
+)
 
 
 def upload_feedback(client: StackClient, model: str, path: Path) -> dict[str, Any]:
@@ -40,7 +44,7 @@ def upload_feedback(client: StackClient, model: str, path: Path) -> dict[str, An
     rows = max(0, len(text.splitlines()) - 1)
     bucket = client.outputs["DataBucketName"]
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    key = f"{feedback_prefix(model)}{path.stem}-{stamp}.csv"
+    key = feedback_key(model, f"{path.stem}-{stamp}.csv")
     client.session.client("s3").put_object(
         Bucket=bucket, Key=key, Body=body, ContentType="text/csv"
     )

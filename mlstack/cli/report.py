@@ -38,6 +38,7 @@ from mlstack_core.evidence_text import (
     metric_with_interval,
     percent,
 )
+from mlstack_core.storage_keys import report_plot_key
 from mlstack_core.tasks import CLASSIFICATION
 
 
@@ -296,7 +297,11 @@ def write_report(
     if upload:
         s3 = client.session.client("s3")
         bucket = client.outputs["ModelBucketName"]
-        prefix = f"reports/{model}/{data.version}"
         for name, body in written.items():
-            s3.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=body, ContentType="image/png")
+            s3.put_object(
+                Bucket=bucket,
+                Key=report_plot_key(model, data.version, name),
+                Body=body,
+                ContentType="image/png",
+            )
     return data, target, sorted(written)

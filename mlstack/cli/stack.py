@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 
 from mlstack_core.registry import Registry
+from mlstack_core.storage_keys import dataset_key, spec_key
 
 REQUIRED_OUTPUTS = (
     "DataBucketName",
@@ -69,13 +70,13 @@ class StackClient:
         if spec is not None:
             s3.put_object(
                 Bucket=bucket,
-                Key=f"datasets/{model}/spec.json",
+                Key=spec_key(model),
                 Body=json.dumps(spec).encode(),
                 ContentType="application/json",
             )
         body = csv.read_bytes() if isinstance(csv, Path) else csv
         name = file_name or (csv.name if isinstance(csv, Path) else f"{int(time.time())}.csv")
-        key = f"datasets/{model}/{name}"
+        key = dataset_key(model, name)
         response = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/csv")
         return {"bucket": bucket, "key": key, "version_id": response.get("VersionId")}
 
@@ -102,7 +103,7 @@ class StackClient:
 
     def stored_spec(self, model: str) -> dict[str, Any] | None:
         """The spec an upload for ``model`` would use now, or None when there is none."""
-        body = self.stored_bytes("DataBucketName", f"datasets/{model}/spec.json")
+        body = self.stored_bytes("DataBucketName", spec_key(model))
         if body is None:
             return None
         try:

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
+from mlstack_core.storage_keys import version_model_key
 
 pytestmark = pytest.mark.integration
 MODEL = "penguins"  # the name the OpenAPI examples use
@@ -37,7 +38,7 @@ def api(cloud: LocalCloud, stack: StackClient) -> str:
     registry = stack.registry
     if registry.get_alias(MODEL) is None:
         version = registry.allocate_version(MODEL)
-        key = f"models/{MODEL}/{version}/model.onnx"
+        key = version_model_key(MODEL, version)
         put = s3.put_object(Bucket=bucket, Key=key, Body=fixture.onnx)
         registry.put_version(
             MODEL,

@@ -17,7 +17,7 @@ import pytest
 from mlstack.cli.demo import as_instance
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack_core.drift import summaries_prefix
+from mlstack_core.storage_keys import summaries_prefix
 from tests.integration.conftest import AlertInbox, penguin_rows, to_csv
 from tests.unit.test_metrics_catalogue import emf
 

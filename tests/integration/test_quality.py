@@ -22,7 +22,7 @@ from mlstack.cli.demo import as_instance
 from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack_core.ground_truth import captures_prefix
+from mlstack_core.storage_keys import captures_prefix
 from tests.integration.conftest import AlertInbox, penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration

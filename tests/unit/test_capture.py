@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from mlstack_core.capture import CaptureRecorder
 from mlstack_core.contract import Batch, FeatureLayout
-from mlstack_core.ground_truth import capture_key, captures_prefix
 from mlstack_core.registry_keys import model_pk, version_sk
+from mlstack_core.storage_keys import capture_key, captures_prefix
 from tests.unit.predict_fixtures import (  # noqa: F401 - serving_fixture is a fixture
     Stack,
     classifier,

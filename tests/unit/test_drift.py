@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mlstack_core import drift
+from mlstack_core import drift, storage_keys
 from mlstack_core.drift import DriftRecorder, drift_report, merge_summaries, psi
 from mlstack_core.tabular import feature_feeds, read_split
 from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes, register_event
@@ -157,7 +157,7 @@ def test_flush_is_periodic_per_version_and_keys_are_dated() -> None:
     now[0] += 301
     ((key, _),) = recorder.record("m", 3, document, feeds, outputs)
     assert key.startswith("monitoring/m/3/summaries/2027-01-15/")
-    assert drift.summary_time(key) == pytest.approx(now[0], abs=1)
+    assert storage_keys.summary_time(key) == pytest.approx(now[0], abs=1)
     assert recorder.due(force=True) == []
 
 

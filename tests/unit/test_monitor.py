@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from mlstack_core.drift import DriftRecorder
-from mlstack_core.ground_truth import capture_key
 from mlstack_core.settings import stack_settings
+from mlstack_core.storage_keys import capture_key
 from mlstack_core.tabular import feature_feeds, read_split
 from tests.conftest import (
     REGION,

@@ -16,6 +16,7 @@ from hypothesis import event as event_note
 from hypothesis import strategies as st
 
 from mlstack_core.contract import LoadedModel
+from mlstack_core.storage_keys import version_model_key
 from tests.unit.predict_fixtures import (  # noqa: F401 - *_fixture are fixtures
     CATEGORICAL,
     CLASSES,
@@ -374,7 +375,7 @@ def test_tampered_artifact_is_refused_and_previous_version_keeps_serving(
     v2 = serving.publish("penguins", classifier(), promote=False, pin_version_id=False)
     # someone overwrites v2's object after registration
     serving.s3.put_object(
-        Bucket=serving.bucket, Key=f"models/penguins/{v2}/model.onnx", Body=regressor().onnx
+        Bucket=serving.bucket, Key=version_model_key("penguins", v2), Body=regressor().onnx
     )
     serving.promote("penguins", v2)
     capsys.readouterr()

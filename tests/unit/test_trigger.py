@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from mlstack_core.settings import stack_settings
-from tests.conftest import FakeLambdaContext, load_handler
+from tests.conftest import PLACEHOLDER_ARNS, FakeLambdaContext, load_handler
 
 pytestmark = pytest.mark.unit
 
@@ -33,6 +33,8 @@ def state_machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
             roleArn="arn:aws:iam::123456789012:role/training",
         )["stateMachineArn"]
         monkeypatch.setenv("STATE_MACHINE_ARN", arn)
+        for variable in ("SCORING_STATE_MACHINE_ARN", "ALERTS_TOPIC_ARN"):
+            monkeypatch.setenv(variable, PLACEHOLDER_ARNS[variable])
         monkeypatch.setenv("MODEL_BUCKET", "models")
         monkeypatch.setenv("REGISTRY_TABLE", "registry")
         stack_settings.cache_clear()

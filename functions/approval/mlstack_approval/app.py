@@ -18,6 +18,13 @@ from mlstack_approval.approval import Answer, answer, hold, record_upload
 from mlstack_core.errors import MlstackError
 from mlstack_core.http import secured
 from mlstack_core.observability.pipeline import MetricUnit, correlate, logger, metrics, tracer
+from mlstack_core.settings import FunctionSettings, approval_settings, stack_settings
+
+# What template.yaml gives this function and it needs: checked at its cold start.
+SETTINGS = FunctionSettings(
+    "approval", required=("APPROVALS_TABLE",), reads=(stack_settings, approval_settings)
+)
+
 
 app = APIGatewayRestResolver()
 MAX_REASON_CHARS = 1000
@@ -62,6 +69,7 @@ def refused(error: MlstackError) -> Response[Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | None:
+    SETTINGS.check()
     if "requestContext" in event and "httpMethod" in event:
         return secured(app.resolve(event, context))
     if event.get("detail-type") == "AWS API Call via CloudTrail":

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import numpy as np
 
-from mlstack_core import layout
+from mlstack_core import storage_keys
 from mlstack_core.contract.records import table_records
 from mlstack_core.contract.rehearsal import BATCH_ROWS, rehearse
 from mlstack_core.drift import prediction_baseline
@@ -152,7 +152,7 @@ def evaluate(
             "(AutoPromoteIncomparable is false)",
         ]
 
-    report_key = layout.evaluation_key(run["model"], run["run_id"])
+    report_key = storage_keys.evaluation_key(run["model"], run["run_id"])
     artifacts = store_monitoring_artifacts(
         run,
         holdout,
@@ -285,7 +285,7 @@ def store_monitoring_artifacts(
             arrays[f"{prefix}_{name}"] = np.asarray(value)
     if holdout.classes:
         arrays["classes"] = np.asarray([str(c) for c in holdout.classes])
-    key = layout.holdout_predictions_key(model, run_id)
+    key = storage_keys.holdout_predictions_key(model, run_id)
     s3.put_object(Bucket=bucket, Key=key, Body=_npz(arrays), ContentType="application/x-npz")
     stored["predictions_key"] = key
     feature_key = run.get("feature_baseline_key")
@@ -299,7 +299,7 @@ def store_monitoring_artifacts(
             schema["task"], best_outputs, schema.get("classes")
         )
         drift_baseline.update(model=model, run_id=run_id)
-        key = layout.drift_baseline_key(model, run_id)
+        key = storage_keys.drift_baseline_key(model, run_id)
         s3.put_object(
             Bucket=bucket,
             Key=key,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlstack_core.observability.pipeline import tracer
+from mlstack_core.storage_keys import dataset_prefix
 
 DATASET_SUFFIX = ".csv"
 
@@ -13,14 +14,15 @@ DATASET_SUFFIX = ".csv"
 def latest_dataset(s3: Any, bucket: str, model: str) -> dict[str, Any] | None:
     """The newest current ``datasets/<model>/*.csv`` object version, in the Trigger's shape."""
     newest: dict[str, Any] | None = None
+    prefix = dataset_prefix(model)
     paginator = s3.get_paginator("list_object_versions")
-    for page in paginator.paginate(Bucket=bucket, Prefix=f"datasets/{model}/"):
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Versions", []):
             key = item["Key"]
             if (
                 not item.get("IsLatest")
                 or not key.endswith(DATASET_SUFFIX)
-                or "/" in key[len(f"datasets/{model}/") :]
+                or "/" in key[len(prefix) :]
             ):
                 continue
             if newest is None or item["LastModified"] > newest["LastModified"]:

@@ -30,7 +30,7 @@ from typing import Any
 
 import boto3
 
-from mlstack_core import drift
+from mlstack_core import drift, storage_keys
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
@@ -56,10 +56,10 @@ def read_summaries(
     keys: list[str] = []
     paginator = s3.get_paginator("list_objects_v2")
     for day in drift.days_between(since, now):
-        prefix = drift.summaries_prefix(model, version, day)
+        prefix = storage_keys.summaries_prefix(model, version, day)
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                written = drift.summary_time(item["Key"])
+                written = storage_keys.summary_time(item["Key"])
                 if written is not None and written >= since - 1:
                     keys.append(item["Key"])
     keys = sorted(keys, reverse=True)[:MAX_SUMMARIES]
@@ -186,7 +186,7 @@ def monitor_model(
             metrics.add_metric(
                 name="PredictionDrift", unit=MetricUnit.NoUnit, value=report["prediction_psi"]
             )
-    key = drift.drift_report_key(model, version, now)
+    key = storage_keys.drift_report_key(model, version, now)
     report["report_key"] = key
     if report["status"] == "drift":
         report["action"] = config["action"]
@@ -194,7 +194,7 @@ def monitor_model(
             report["retraining"] = start_retraining(model, version)
         publish_alert(model, version, report, config["action"])
     body = json.dumps(report, default=str).encode()
-    for target in (key, drift.latest_drift_report_key(model)):
+    for target in (key, storage_keys.latest_drift_report_key(model)):
         s3.put_object(
             Bucket=settings.model_bucket, Key=target, Body=body, ContentType="application/json"
         )

@@ -62,21 +62,21 @@ from mlstack_core.evidence import (
     percent,
     unpaired_metric_difference,
 )
-from mlstack_core.ground_truth import (
-    LABEL_COLUMN,
-    captures_prefix,
-    feedback_prefix,
-    feedback_problem,
-    latest_quality_key,
-    quality_report_key,
-    quality_settings,
-)
-from mlstack_core.layout import holdout_predictions_key
+from mlstack_core.ground_truth import LABEL_COLUMN, feedback_problem, quality_settings
 from mlstack_core.model_metrics import classification_metrics, regression_metrics
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tracer
 from mlstack_core.registry import Registry
 from mlstack_core.settings import guard_settings
 from mlstack_core.spec import greater_is_better
+from mlstack_core.storage_keys import (
+    captures_prefix,
+    dataset_prefix,
+    feedback_dataset_key,
+    feedback_prefix,
+    holdout_predictions_key,
+    latest_quality_key,
+    quality_report_key,
+)
 from mlstack_core.tabular import LABEL_CASTS
 from mlstack_core.tasks import CLASSIFICATION
 from mlstack_monitor import alerts
@@ -583,8 +583,8 @@ def retrain_with_feedback(
     """The newest dataset plus the labelled rows, as a new dataset: the upload starts a run."""
     newest = latest_dataset(s3, settings.data_bucket, model)
     if newest is None:
-        return {"started": False, "reason": f"no datasets/{model}/*.csv to add the labels to"}
-    name = f"datasets/{model}/feedback-v{production}-{feedback.identity()}.csv"
+        return {"started": False, "reason": f"no {dataset_prefix(model)}*.csv to add the labels to"}
+    name = feedback_dataset_key(model, production, feedback.identity())
     if newest["key"] == name:
         return {"started": False, "reason": "already retrained on these labels", "dataset": name}
     try:

@@ -19,8 +19,12 @@ from mlstack_core.contract import encode_json
 from mlstack_core.errors import HttpError, MlstackError, RequestError
 from mlstack_core.http import SECURITY_HEADERS, secured
 from mlstack_core.observability.requests import logger, metrics, start_invocation
-from mlstack_core.settings import serving_settings
+from mlstack_core.settings import FunctionSettings, serving_settings, stack_settings
 from mlstack_predict.predictor import get_predictor
+
+# What template.yaml gives this function and it needs: checked at its cold start.
+SETTINGS = FunctionSettings("predict", reads=(stack_settings, serving_settings))
+
 
 PREDICT_RESOURCE = "/models/{model}/predict"
 PREDICT_QUERY = frozenset({"version"})
@@ -200,6 +204,7 @@ def router() -> Any:
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    SETTINGS.check()
     request_id = _request_id(event, context)
     start_invocation(context, request_id)
     try:

@@ -19,7 +19,6 @@ import hmac
 import http.client
 import io
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +31,7 @@ from mlstack_core.registry_keys import (
     model_pk,
     version_sk,
 )
+from mlstack_core.settings import AwsEnvironment
 
 _DYNAMODB_TARGET = "DynamoDB_20120810"
 _TIMEOUT_S = 5.0
@@ -48,14 +48,11 @@ class Credentials:
     token: str | None = None
 
     @classmethod
-    def from_environment(cls) -> Credentials | None:
-        access, secret = (
-            os.environ.get("AWS_ACCESS_KEY_ID"),
-            os.environ.get("AWS_SECRET_ACCESS_KEY"),
-        )
-        if not access or not secret:
+    def from_environment(cls, environment: AwsEnvironment | None = None) -> Credentials | None:
+        given = environment or AwsEnvironment.from_env()
+        if not given.access_key_id or not given.secret_access_key:
             return None
-        return cls(access, secret, os.environ.get("AWS_SESSION_TOKEN") or None)
+        return cls(given.access_key_id, given.secret_access_key, given.session_token or None)
 
 
 def _hmac(key: bytes, text: str) -> bytes:
@@ -135,17 +132,14 @@ class AwsHttp:
 
     @classmethod
     def from_environment(cls) -> AwsHttp | None:
-        credentials = Credentials.from_environment()
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        environment = AwsEnvironment.from_env()
+        credentials = Credentials.from_environment(environment)
+        region = environment.region
         if credentials is None or not region:
             return None
-        shared = os.environ.get("AWS_ENDPOINT_URL")
         endpoints = {}
-        for service, variable in (
-            ("s3", "AWS_ENDPOINT_URL_S3"),
-            ("dynamodb", "AWS_ENDPOINT_URL_DYNAMODB"),
-        ):
-            url = os.environ.get(variable) or shared
+        for service, own in environment.service_endpoint_urls.items():
+            url = own or environment.endpoint_url
             if url:
                 endpoints[service] = url.rstrip("/")
         return cls(region, credentials, endpoints)

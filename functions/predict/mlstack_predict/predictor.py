@@ -60,7 +60,9 @@ class Predictor:
     # What a failed AWS call raises with this registry/S3 client (botocore's or awshttp's).
     aws_errors: tuple[type[Exception], ...] = (AwsHttpError,)
     # Sampled input/output counts for the Monitor function's drift check (DRIFT_* settings).
-    drift: DriftRecorder = field(default_factory=DriftRecorder.from_env)
+    drift: DriftRecorder = field(
+        default_factory=lambda: DriftRecorder.from_settings(serving_settings())
+    )
     # Sampled rows and answers of models that opted in, for ground-truth joins (CAPTURE_*).
     capture: CaptureRecorder = field(init=False)
     aliases: AliasCache = field(init=False)

@@ -6,12 +6,19 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlstack_core.observability.pipeline import correlate, logger, metrics, tracer
 from mlstack_core.payloads import ExecutionInput, Run
+from mlstack_core.settings import FunctionSettings, guard_settings, stack_settings
 from mlstack_preprocess.preprocess import handle
+
+# What template.yaml gives this function and it needs: checked at its cold start.
+SETTINGS = FunctionSettings(
+    "preprocess", required=("DATA_BUCKET",), reads=(stack_settings, guard_settings)
+)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: ExecutionInput, context: LambdaContext) -> Run:
+    SETTINGS.check()
     correlate(event)
     return handle(event)

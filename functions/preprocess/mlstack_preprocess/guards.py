@@ -21,9 +21,9 @@ from mlstack_core.errors import (
     TooManyColumns,
     TooManyRows,
 )
-from mlstack_core.layout import DATASET_KEY, model_name_problem
 from mlstack_core.payloads import DatasetRef
 from mlstack_core.settings import GuardSettings
+from mlstack_core.storage_keys import DATASET_KEY, model_name_problem
 
 
 def check_own_input(model: str, dataset: DatasetRef, data_bucket: str) -> None:

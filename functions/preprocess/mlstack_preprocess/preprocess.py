@@ -36,12 +36,19 @@ from mlstack_core.folds import (
     folds_bytes,
     judgement_for,
 )
-from mlstack_core.layout import candidates_key, feature_baseline_key, folds_key, run_prefix
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.payloads import DatasetRef, ExecutionInput, Run, Splits
 from mlstack_core.registry import Registry
 from mlstack_core.settings import GuardSettings, guard_settings, stack_settings
 from mlstack_core.spec import load_spec, resolve_task
+from mlstack_core.storage_keys import (
+    candidates_key,
+    feature_baseline_key,
+    folds_key,
+    holdout_split_key,
+    spec_key,
+    train_split_key,
+)
 from mlstack_core.tabular import (
     MAX_WARNINGS,
     HashingReader,
@@ -78,10 +85,6 @@ class VersionLister(Protocol):
     def get_alias(self, model: str) -> int | None: ...
 
     def get_version(self, model: str, version: int) -> dict[str, Any]: ...
-
-
-def spec_key(model: str) -> str:
-    return f"datasets/{model}/spec.json"
 
 
 @tracer.capture_method
@@ -255,11 +258,10 @@ def preprocess(
         *schema_history_warnings(registry, model, prepared.schema),
     ][:MAX_WARNINGS]
 
-    prefix = run_prefix(model, run_id)
     splits: Splits = {
         "bucket": model_bucket,
-        "train_key": f"{prefix}/train.csv",
-        "holdout_key": f"{prefix}/holdout.csv",
+        "train_key": train_split_key(model, run_id),
+        "holdout_key": holdout_split_key(model, run_id),
         "train_rows": int(prepared.train_index.size),
         "holdout_rows": int(prepared.holdout_index.size),
         "columns": split_columns(prepared.schema),

@@ -7,13 +7,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mlstack_core.idempotency import once_per_step
 from mlstack_core.observability.pipeline import correlate, logger, metrics, tracer
 from mlstack_core.payloads import RegisterInput, Registration
+from mlstack_core.settings import FunctionSettings, guard_settings, stack_settings
 from mlstack_register.register import handle
+
+# What template.yaml gives this function and it needs: checked at its cold start.
+SETTINGS = FunctionSettings(
+    "register", required=("IDEMPOTENCY_TABLE",), reads=(stack_settings, guard_settings)
+)
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: RegisterInput, context: LambdaContext) -> Registration:
+    SETTINGS.check()
     correlate(event)
     # A retried invocation (Step Functions retries errors AWS raises after the function ran)
     # returns the first one's result instead of registering again.

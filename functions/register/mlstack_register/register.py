@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 
+from mlstack_core.drift import INLINE_BASELINE_BYTES
 from mlstack_core.errors import (
     AliasConflict,
     ApprovalForAnotherVersion,
@@ -22,7 +23,6 @@ from mlstack_core.errors import (
     StepEventInvalid,
 )
 from mlstack_core.integrity import check_unchanged, read_verified
-from mlstack_core.layout import INLINE_BASELINE_BYTES, VERSION_FILES, version_prefix
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.payloads import Action, Approval, Evaluation, RegisterInput, Registration, Run
 from mlstack_core.registry import Registry, serving_fields
@@ -33,6 +33,12 @@ from mlstack_core.registry_keys import (
     STATUS_REJECTED,
 )
 from mlstack_core.settings import stack_settings
+from mlstack_core.storage_keys import (
+    VERSION_FILES,
+    version_file_key,
+    version_metadata_key,
+    version_model_key,
+)
 
 PIPELINE_ACTOR = "pipeline"
 
@@ -91,7 +97,7 @@ def publish_artifact(model: str, version: int, best: dict[str, Any]) -> dict[str
     body = read_verified(
         s3, bucket, source_key, best.get("onnx_version_id"), best.get("onnx_sha256")
     )
-    key = f"{version_prefix(model, version)}/model.onnx"
+    key = version_model_key(model, version)
     put = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/octet-stream")
     return {
         "bucket": bucket,
@@ -119,7 +125,7 @@ def publish_version_files(model: str, version: int, evaluation: Evaluation) -> d
         if not source:
             continue
         body = s3.get_object(Bucket=bucket, Key=source)["Body"].read()
-        key = f"{version_prefix(model, version)}/{VERSION_FILES[name]}"
+        key = version_file_key(model, version, VERSION_FILES[name])
         s3.put_object(Bucket=bucket, Key=key, Body=body)
         files[name] = key
         if name == "baseline" and len(body) <= INLINE_BASELINE_BYTES:
@@ -156,7 +162,7 @@ def _new_version(
     document.update(publish_version_files(model, version, evaluation))
     boto3.client("s3").put_object(
         Bucket=document["artifact"]["bucket"],
-        Key=f"{version_prefix(model, version)}/metadata.json",
+        Key=version_metadata_key(model, version),
         Body=json.dumps(document, indent=2, default=str).encode(),
         ContentType="application/json",
     )
@@ -264,7 +270,7 @@ def publish_card(model: str, version: int, evaluation: Evaluation) -> None:
         ):
             s3.put_object(
                 Bucket=bucket,
-                Key=f"{version_prefix(model, version)}/{name}",
+                Key=version_file_key(model, version, name),
                 Body=body.encode(),
                 ContentType=f"{media_type}; charset=utf-8",
             )

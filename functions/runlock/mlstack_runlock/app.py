@@ -9,13 +9,18 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlstack_core.observability.pipeline import correlate, logger, metrics, tracer
+from mlstack_core.settings import FunctionSettings, stack_settings
 from mlstack_runlock.runlock import acquire, release, release_after_run_ended
+
+# What template.yaml gives this function and it needs: checked at its cold start.
+SETTINGS = FunctionSettings("runlock", required=("ALERTS_TOPIC_ARN",), reads=(stack_settings,))
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    SETTINGS.check()
     if "detail-type" in event:
         return release_after_run_ended(EventBridgeEvent(event))
     correlate(event)

@@ -33,11 +33,18 @@ from mlstack_core.errors import (
     VersionNotServed,
 )
 from mlstack_core.integrity import read_verified
-from mlstack_core.layout import job_prefix, model_name_problem
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.registry import Registry
 from mlstack_core.registry_keys import CANARY, PRODUCTION, SHADOW, STATUS_APPROVED
 from mlstack_core.settings import serving_settings, stack_settings
+from mlstack_core.storage_keys import (
+    job_errors_key,
+    job_manifest_key,
+    job_part_key,
+    job_prefix,
+    job_refused_key,
+    model_name_problem,
+)
 
 HEADER_BYTES = 1 << 20  # the header must fit in the file's first MiB
 DEFAULT_MAX_REFUSED_SHARE = 0.01
@@ -177,7 +184,7 @@ def score_batch(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, A
     first = positions[0] if positions else 0
     s3 = client("s3")
     bucket = job["input"]["bucket"]
-    part_key = f"{job['prefix']}/parts/{first:012d}.csv"
+    part_key = job_part_key(job["prefix"], first)
     s3.put_object(
         Bucket=bucket,
         Key=part_key,
@@ -186,7 +193,7 @@ def score_batch(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, A
     )
     errors_key = None
     if scores.refused:
-        errors_key = f"{job['prefix']}/refused/{first:012d}.csv"
+        errors_key = job_refused_key(job["prefix"], first)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerows([positions[p] + 1, reason] for p, reason in scores.refused)
@@ -254,7 +261,7 @@ def summarise_job(job: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]
             errors.write(
                 s3.get_object(Bucket=bucket, Key=batch["refused_key"])["Body"].read().decode()
             )
-    errors_key = f"{prefix}/errors.csv"
+    errors_key = job_errors_key(prefix)
     s3.put_object(
         Bucket=bucket, Key=errors_key, Body=errors.getvalue().encode(), ContentType="text/csv"
     )
@@ -279,7 +286,7 @@ def summarise_job(job: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]
     }
     s3.put_object(
         Bucket=bucket,
-        Key=f"{prefix}/manifest.json",
+        Key=job_manifest_key(prefix),
         Body=json.dumps(manifest, indent=2).encode(),
         ContentType="application/json",
     )
@@ -296,7 +303,7 @@ def summarise_job(job: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]
     return {
         **{k: v for k, v in manifest.items() if k != "parts"},
         "parts": len(batches),
-        "manifest": f"{prefix}/manifest.json",
+        "manifest": job_manifest_key(prefix),
     }
 
 

@@ -27,7 +27,7 @@ import boto3
 import joblib
 import numpy as np
 
-from mlstack_core import layout
+from mlstack_core import storage_keys
 from mlstack_core.folds import read_folds
 from mlstack_core.kinds import TEXT
 from mlstack_core.kinds.inputs import (
@@ -57,10 +57,6 @@ from mlstack_train.zoo import (
 MAX_ERROR_CHARS = 2000
 MAX_FIT_WARNINGS = 5
 _LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "numpy", "scipy")
-
-
-def candidate_prefix(run: Run, candidate_id: str) -> str:
-    return layout.candidate_prefix(run["model"], run["run_id"], candidate_id)
 
 
 def library_versions() -> dict[str, str]:
@@ -300,7 +296,10 @@ def train_candidate(run: Run, candidate: Candidate, *, s3: Any, bucket: str) -> 
 
 
 def train_and_store(run: Run, candidate: Candidate, *, s3: Any, bucket: str) -> TrainedEntry:
-    prefix = candidate_prefix(run, candidate["candidate_id"])
+    stored_as = (run["model"], run["run_id"], candidate["candidate_id"])
+    onnx_key = storage_keys.candidate_onnx_key(*stored_as)
+    pipeline_key = storage_keys.candidate_pipeline_key(*stored_as)
+    holdout_outputs_key = storage_keys.candidate_holdout_outputs_key(*stored_as)
     result: TrainedEntry = {
         "candidate_id": candidate["candidate_id"],
         "family": candidate["family"],
@@ -346,29 +345,29 @@ def train_and_store(run: Run, candidate: Candidate, *, s3: Any, bucket: str) -> 
     joblib.dump(pipeline, pickled, compress=3)
     onnx_put = s3.put_object(
         Bucket=bucket,
-        Key=f"{prefix}/model.onnx",
+        Key=onnx_key,
         Body=onnx_bytes,
         ContentType="application/octet-stream",
     )
     s3.put_object(
         Bucket=bucket,
-        Key=f"{prefix}/model.joblib",
+        Key=pipeline_key,
         Body=pickled.getvalue(),
         ContentType="application/octet-stream",
     )
     s3.put_object(
         Bucket=bucket,
-        Key=f"{prefix}/sklearn_holdout.npz",
+        Key=holdout_outputs_key,
         Body=npz_bytes(holdout_outputs),
         ContentType="application/octet-stream",
     )
     result["status"] = "trained"
-    result["onnx_key"] = f"{prefix}/model.onnx"
+    result["onnx_key"] = onnx_key
     # Later steps read exactly these bytes: this version, checked against this hash.
     result["onnx_version_id"] = onnx_put.get("VersionId")
     result["onnx_sha256"] = hashlib.sha256(onnx_bytes).hexdigest()
-    result["sklearn_key"] = f"{prefix}/model.joblib"
-    result["sklearn_holdout_key"] = f"{prefix}/sklearn_holdout.npz"
+    result["sklearn_key"] = pipeline_key
+    result["sklearn_holdout_key"] = holdout_outputs_key
     result["onnx_bytes"] = len(onnx_bytes)
     result["feature_importance"] = _importance(pipeline, run)
     result["params"] = details["params"]

@@ -15,9 +15,9 @@ from typing import Any
 
 import boto3
 
-from mlstack_core.layout import BATCH_KEY, DATASET_KEY, model_name_problem
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics
 from mlstack_core.settings import guard_settings, stack_settings
+from mlstack_core.storage_keys import BATCH_KEY, BATCH_PREFIX, DATASET_KEY, model_name_problem
 
 
 def dataset_model(key: str) -> str | None:
@@ -74,7 +74,7 @@ class Upload:
 def start_run(upload: Upload) -> dict[str, Any]:
     """A batch file starts a scoring job; anything else is a training upload (or ignored)."""
     batch = BATCH_KEY.match(upload.key)
-    if batch is None and upload.key.startswith("batch/"):
+    if batch is None and upload.key.startswith(BATCH_PREFIX):
         # A job's own output (batch/<model>/<job>/...): the rule sees it, nothing starts.
         return {"started": False, "reason": "output of a batch job", "key": upload.key}
     if batch is None:

@@ -32,7 +32,8 @@ import numpy as np
 
 from mlstack_core.contract.layout import FeatureLayout
 from mlstack_core.contract.request import Batch
-from mlstack_core.ground_truth import capture_enabled, capture_key, key_column
+from mlstack_core.ground_truth import capture_enabled, key_column
+from mlstack_core.storage_keys import capture_key
 
 
 @dataclass

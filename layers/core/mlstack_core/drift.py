@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 import uuid
@@ -58,7 +57,8 @@ from mlstack_core.kinds.inputs import (
     numeric_input_names,
     text_columns,
 )
-from mlstack_core.layout import INLINE_BASELINE_BYTES
+from mlstack_core.settings import ServingSettings
+from mlstack_core.storage_keys import summary_key
 from mlstack_core.tasks import CLASSIFICATION
 
 FORMAT: Final = 1
@@ -80,25 +80,13 @@ FOLD_ROWS: Final = 2048  # sampled rows held before counting: ~1 MB for 100 floa
 # Proportions are floored at this before the logarithm: an empty bin on one side is a large but
 # finite contribution, as in the usual PSI implementations.
 PSI_FLOOR: Final = 1e-4
-MONITORING_PREFIX: Final = "monitoring"
+# Up to this size a version's drift baseline is also inlined in its registry document (DynamoDB
+# items are limited to 400 KB, and the document also holds the schema); above it, it stays in S3
+# only and serving records no drift summaries for the version.
+INLINE_BASELINE_BYTES: Final = 128 * 1024
 
 
-# --------------------------------------------------------------------------------- keys
-def dated_key(base: str, at: float, writer: str, sequence: int, suffix: str) -> str:
-    """``<base><YYYY-MM-DD>/<HHMMSS>-<writer>-<sequence><suffix>``: dated, and unique per
-    container (``writer``) and write. What the prediction function writes is keyed this way."""
-    moment = datetime.fromtimestamp(at, UTC)
-    return (
-        f"{dated_prefix(base, moment.strftime('%Y-%m-%d'))}"
-        f"{moment.strftime('%H%M%S')}-{writer}-{sequence:06d}{suffix}"
-    )
-
-
-def dated_prefix(base: str, day: str | None) -> str:
-    """``<base>[<YYYY-MM-DD>/]``: one day's objects, or all of them."""
-    return f"{base}{day}/" if day else base
-
-
+# --------------------------------------------------------------------------------- days
 def days_between(start: float, end: float) -> list[str]:
     """The UTC days (``YYYY-MM-DD``) from ``start`` to ``end``: the day folders to read."""
     day = datetime.fromtimestamp(start, UTC).date()
@@ -108,36 +96,6 @@ def days_between(start: float, end: float) -> list[str]:
         days.append(day.isoformat())
         day += timedelta(days=1)
     return days
-
-
-def summaries_prefix(model: str, version: int, day: str | None = None) -> str:
-    """``monitoring/<model>/<version>/summaries/[<YYYY-MM-DD>/]``."""
-    return dated_prefix(f"{MONITORING_PREFIX}/{model}/{version}/summaries/", day)
-
-
-def summary_key(model: str, version: int, at: float, writer: str, sequence: int) -> str:
-    return dated_key(summaries_prefix(model, version), at, writer, sequence, ".json")
-
-
-def summary_time(key: str) -> float | None:
-    """When a summary was written, from its key (None if the key is not a summary key)."""
-    parts = key.rsplit("/", 2)
-    if len(parts) != 3:
-        return None
-    try:
-        moment = datetime.strptime(f"{parts[1]} {parts[2][:6]}", "%Y-%m-%d %H%M%S")
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC).timestamp()
-
-
-def drift_report_key(model: str, version: int, at: float) -> str:
-    moment = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H%M%SZ")
-    return f"{MONITORING_PREFIX}/{model}/{version}/reports/{moment}.json"
-
-
-def latest_drift_report_key(model: str) -> str:
-    return f"{MONITORING_PREFIX}/{model}/latest.json"
 
 
 # --------------------------------------------------------------------------------- binning
@@ -535,14 +493,14 @@ class DriftRecorder:
         self._next_due = float("inf")
 
     @classmethod
-    def from_env(cls) -> DriftRecorder:
+    def from_settings(cls, settings: ServingSettings) -> DriftRecorder:
         """``DRIFT_SAMPLE_RATE`` (share of requests, default 1), ``DRIFT_MAX_ROWS_PER_REQUEST``
         (default 100), ``DRIFT_FLUSH_SECONDS`` (default 300); ``DRIFT_SAMPLING=off`` disables."""
         return cls(
-            sample_rate=float(os.environ.get("DRIFT_SAMPLE_RATE", "1")),
-            max_rows_per_request=int(os.environ.get("DRIFT_MAX_ROWS_PER_REQUEST", "100")),
-            flush_seconds=float(os.environ.get("DRIFT_FLUSH_SECONDS", "300")),
-            enabled=os.environ.get("DRIFT_SAMPLING", "on").lower() not in ("off", "0", "false"),
+            sample_rate=settings.drift_sample_rate,
+            max_rows_per_request=settings.drift_max_rows_per_request,
+            flush_seconds=settings.capture_flush_seconds,
+            enabled=settings.drift_sampling,
         )
 
     def record(

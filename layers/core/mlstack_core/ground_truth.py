@@ -1,27 +1,12 @@
-"""Ground truth's names and settings, shared by the prediction function (which captures), the
-Monitor (which joins labels to captures) and the CLI (which uploads labels and reads reports):
-where captures, feedback and quality reports live, what a feedback file needs, and what a
-version's spec asks. No model runtime here: the Monitor imports it."""
+"""Ground truth's rules, shared by the prediction function (which captures), the Monitor (which
+joins labels to captures) and the CLI (which uploads labels): what a feedback file needs and what
+a version's spec asks (where captures, feedback and quality reports live: ``storage_keys``). No
+model runtime here: the Monitor imports it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
-
-from mlstack_core.drift import MONITORING_PREFIX, dated_key, dated_prefix
-
-# Captures have a prefix of their own, so one lifecycle rule expires them (CaptureRetentionDays).
-CAPTURES = "captures"
-
-
-def captures_prefix(model: str, version: int, day: str | None = None) -> str:
-    """``captures/<model>/<version>/[<YYYY-MM-DD>/]`` in the model bucket."""
-    return dated_prefix(f"{CAPTURES}/{model}/{version}/", day)
-
-
-def capture_key(model: str, version: int, at: float, writer: str, sequence: int) -> str:
-    return dated_key(captures_prefix(model, version), at, writer, sequence, ".jsonl")
 
 
 def quality_settings(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -46,11 +31,6 @@ def key_column(document: Mapping[str, Any]) -> str | None:
 LABEL_COLUMN = "label"
 
 
-def feedback_prefix(model: str) -> str:
-    """``feedback/<model>/`` in the data bucket: the labels users upload."""
-    return f"feedback/{model}/"
-
-
 def feedback_problem(header: Sequence[str], target: str | None, key: str | None) -> str | None:
     """Why the Monitor could not join a feedback file with this header, or None."""
     labels = [c for c in (target, LABEL_COLUMN) if c]
@@ -60,12 +40,3 @@ def feedback_problem(header: Sequence[str], target: str | None, key: str | None)
         joins = "'request_id' and 'row' (as the API answered)" + (f", or {key!r}" if key else "")
         return f"the file needs {joins} to say which prediction each label is for"
     return None
-
-
-def quality_report_key(model: str, at: float) -> str:
-    moment = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H%M%SZ")
-    return f"{MONITORING_PREFIX}/{model}/quality/{moment}.json"
-
-
-def latest_quality_key(model: str) -> str:
-    return f"{MONITORING_PREFIX}/{model}/quality-latest.json"

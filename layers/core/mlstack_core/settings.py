@@ -1,13 +1,16 @@
-"""Typed configuration read from the function's environment.
+"""Typed configuration read from the function's environment: the one module of the shipped code
+that reads it.
 
 Settings are read when a handler asks for them, never at import time, so tests and the local cloud
-can set the environment after importing the code.
+can set the environment after importing the code. Each function declares the settings it needs
+(``FunctionSettings``, in its ``app.py``) and checks them at its cold start, its first invocation:
+a variable template.yaml gives it that is missing fails there, by name, not at its first use.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -20,6 +23,25 @@ def _required(name: str) -> str:
     if not value:
         raise MissingSetting(f"environment variable {name} is not set")
     return value
+
+
+# The spellings of a boolean setting: template.yaml passes "true"/"false"; the others are what
+# Powertools accepts for its own switches (POWERTOOLS_METRICS_DISABLED).
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+
+
+def flag(name: str, default: bool) -> bool:
+    """A boolean setting: one of ``TRUE_WORDS`` or ``FALSE_WORDS`` in any case, ``default`` when
+    unset or empty. Anything else is refused by name rather than read as either."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise ValueError(f"environment variable {name} must be true or false, not {value[:20]!r}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,11 @@ class ServingSettings:
     # spec turns it on, written at most this often per version (the drift interval).
     capture_sample_rate: float = 0.0
     capture_flush_seconds: float = 300.0
+    # Drift sampling (mlstack_core.drift.DriftRecorder): share of requests counted, at most this
+    # many rows of each; the summaries are written every capture_flush_seconds per version.
+    drift_sampling: bool = True
+    drift_sample_rate: float = 1.0
+    drift_max_rows_per_request: int = 100
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -83,6 +110,9 @@ class ServingSettings:
             aws_client=os.environ.get("MLSTACK_AWS_CLIENT", "boto3"),
             capture_sample_rate=float(os.environ.get("CAPTURE_SAMPLE_RATE", "0")),
             capture_flush_seconds=float(os.environ.get("DRIFT_FLUSH_SECONDS", "300")),
+            drift_sampling=flag("DRIFT_SAMPLING", True),
+            drift_sample_rate=float(os.environ.get("DRIFT_SAMPLE_RATE", "1")),
+            drift_max_rows_per_request=int(os.environ.get("DRIFT_MAX_ROWS_PER_REQUEST", "100")),
         )
 
 
@@ -114,8 +144,7 @@ class GuardSettings:
             min_label_agreement=float(os.environ.get("GATE_MIN_LABEL_AGREEMENT", "0.99")),
             max_output_diff=float(os.environ.get("GATE_MAX_OUTPUT_DIFF", "0.01")),
             manual_approval_models=frozenset(n.strip() for n in listed.split(",") if n.strip()),
-            auto_promote_incomparable=os.environ.get("AUTO_PROMOTE_INCOMPARABLE", "false").lower()
-            == "true",
+            auto_promote_incomparable=flag("AUTO_PROMOTE_INCOMPARABLE", False),
             max_upload_bytes=int(float(os.environ.get("MAX_UPLOAD_MIB", "512")) * 2**20),
             max_rows=int(os.environ.get("MAX_DATASET_ROWS", "2000000")),
             max_columns=int(os.environ.get("MAX_DATASET_COLUMNS", "1000")),
@@ -143,7 +172,7 @@ class ApprovalSettings:
     def from_env(cls) -> ApprovalSettings:
         return cls(
             approvals_table=_required("APPROVALS_TABLE"),
-            distinct_approver=os.environ.get("APPROVER_MUST_DIFFER", "false").lower() == "true",
+            distinct_approver=flag("APPROVER_MUST_DIFFER", False),
         )
 
 
@@ -170,11 +199,92 @@ def serving_settings() -> ServingSettings:
     return ServingSettings.from_env()
 
 
+@dataclass(frozen=True)
+class PowertoolsSettings:
+    """Powertools' own variables (template.yaml), for the code that reads them besides
+    Powertools: the prediction path's metric writer (mlstack_core.observability.requests)."""
+
+    service_name: str  # "" when unset
+    metrics_namespace: str
+    metrics_disabled: bool
+
+    @classmethod
+    def from_env(cls) -> PowertoolsSettings:
+        return cls(
+            service_name=os.environ.get("POWERTOOLS_SERVICE_NAME", ""),
+            metrics_namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", ""),
+            metrics_disabled=flag("POWERTOOLS_METRICS_DISABLED", False),
+        )
+
+
+@dataclass(frozen=True)
+class AwsEnvironment:
+    """What the Lambda runtime (or the local cloud) gives the function for its AWS calls: the
+    role's credentials, the region, endpoint overrides. boto3 reads them itself; the prediction
+    function's signed HTTPS reads (mlstack_predict.awshttp) read them here. Read on each call,
+    never cached: credentials are secrets, and they are the runtime's, not the stack's."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    region: str
+    endpoint_url: str  # every service's, unless its own is set
+    service_endpoint_urls: dict[str, str]  # "s3"/"dynamodb" -> AWS_ENDPOINT_URL_<SERVICE>
+
+    @classmethod
+    def from_env(cls) -> AwsEnvironment:
+        return cls(
+            access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", ""),
+            secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+            session_token=os.environ.get("AWS_SESSION_TOKEN", ""),
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", ""),
+            endpoint_url=os.environ.get("AWS_ENDPOINT_URL", ""),
+            service_endpoint_urls={
+                service: os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}", "")
+                for service in ("s3", "dynamodb")
+            },
+        )
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    """The settings one function needs, as template.yaml gives them to it.
+
+    ``required``: the variables it cannot work without beyond the stack's buckets and table
+    (which ``StackSettings`` always requires), e.g. the topic of a function that publishes.
+    ``reads``: the typed settings it uses (``stack_settings``, ``guard_settings``, ...), read by
+    ``check`` so that a malformed number or flag fails at the cold start too.
+    """
+
+    function: str
+    required: tuple[str, ...] = ()
+    reads: tuple[Callable[[], object], ...] = (stack_settings,)
+
+    def check(self) -> None:
+        """At the function's cold start (its handler's first line): MissingSetting naming the
+        first missing variable and the function. Once per environment (``forget``)."""
+        if self.function in _checked:
+            return
+        try:
+            for name in self.required:
+                _required(name)
+            for read in self.reads:
+                read()
+        except MissingSetting as missing:
+            raise MissingSetting(f"{missing} for the {self.function} function") from None
+        _checked.add(self.function)
+
+
+# The functions whose settings were checked in this environment.
+_checked: set[str] = set()
+
+
 def forget() -> None:
     """Read every setting again on next use (a changed environment: tests, the local cloud), and
     make the clients made from them again."""
     from mlstack_core import clients
 
+    _checked.clear()
     clients.client.cache_clear()
     stack_settings.cache_clear()
     serving_settings.cache_clear()

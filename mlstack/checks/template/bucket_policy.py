@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlstack.checks.template.translated import Resolver
+from mlstack_core.storage_keys import MAP_RUNS_PREFIX, MODELS_PREFIX
 
 # What no role of the stack may do to the model bucket: change how it keeps, expires, locks or
 # shares data, or remove object versions.
@@ -35,7 +36,7 @@ CONFIGURATION_ACTIONS = (
     "s3:DeleteObjectVersion",
 )
 # Prefixes of the model bucket whose content a later step trusts, and the one role that writes each.
-ONLY_WRITER = {"models/": "RegisterFunctionRole", "map-runs/": "TrainingStateMachineRole"}
+ONLY_WRITER = {MODELS_PREFIX: "RegisterFunctionRole", MAP_RUNS_PREFIX: "TrainingStateMachineRole"}
 
 
 def _matches(pattern: str, text: str) -> bool:

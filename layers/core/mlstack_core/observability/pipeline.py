@@ -12,11 +12,12 @@ never dimensions, so the series count grows with the number of models only.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+
+from mlstack_core.settings import PowertoolsSettings
 
 logger = Logger()
 metrics = Metrics()
@@ -24,7 +25,7 @@ tracer = Tracer()
 
 
 def service_name() -> str:
-    return str(metrics.service or os.environ.get("POWERTOOLS_SERVICE_NAME") or "service_undefined")
+    return str(metrics.service or PowertoolsSettings.from_env().service_name or "service_undefined")
 
 
 def per_model(model: str) -> None:

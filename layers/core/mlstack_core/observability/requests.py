@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from typing import Any, Final
 
 import orjson
 from aws_lambda_powertools.logging import Logger
+
+from mlstack_core.settings import PowertoolsSettings
 
 logger = Logger()
 
@@ -170,11 +171,12 @@ _settings: list[tuple[str, str, bool]] = []
 def _environment() -> tuple[str, str, bool]:
     """(namespace, service, disabled), read from the environment once per container."""
     if not _settings:
+        read = PowertoolsSettings.from_env()
         _settings.append(
             (
-                os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "mlstack",
-                os.environ.get("POWERTOOLS_SERVICE_NAME") or "predict",
-                os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() in ("1", "true"),
+                read.metrics_namespace or "mlstack",
+                read.service_name or "predict",
+                read.metrics_disabled,
             )
         )
     return _settings[0]
