@@ -15,8 +15,8 @@ import pytest
 from mlstack.cli.demo import as_instance
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from tests.conftest import noisy_penguins, penguins_bytes
-from tests.integration.conftest import AlertInbox, penguin_rows, to_csv
+from tests.helpers.local_cloud import AlertInbox, penguin_rows, to_csv
+from tests.helpers.tables import noisy_penguins, penguins_bytes
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from mlstack_core import scoring
 from mlstack_core.evidence import cross_validated_interval, t_quantile
 from mlstack_core.folds import assign_folds, judgement_for, read_folds
-from tests.conftest import Stack, penguins_bytes
-from tests.unit.test_gate import generated
+from tests.helpers.stack import Stack
+from tests.helpers.tables import generated, penguins_bytes
 
 pytestmark = pytest.mark.unit
 

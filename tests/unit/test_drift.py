@@ -13,7 +13,9 @@ import pytest
 from mlstack_core import drift
 from mlstack_core.drift import DriftRecorder, drift_report, merge_summaries, psi
 from mlstack_core.tabular import feature_feeds, read_split
-from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes, register_event
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.stack import Stack, load_handler, register_event
+from tests.helpers.tables import penguins_bytes
 
 pytestmark = pytest.mark.unit
 

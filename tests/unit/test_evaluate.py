@@ -15,8 +15,8 @@ from mlstack_core.tabular import Table
 from mlstack_evaluate.decision import baseline, decide
 from mlstack_evaluate.holdout import Holdout, classification_metrics, regression_metrics
 from mlstack_evaluate.judges import HoldoutJudge
-from tests.conftest import Stack, penguins_bytes
-from tests.unit.test_preprocess import synthetic_regression
+from tests.helpers.stack import Stack
+from tests.helpers.tables import penguins_bytes, synthetic_regression
 
 pytestmark = pytest.mark.unit
 
@@ -438,7 +438,7 @@ def test_a_metric_that_cannot_be_computed_is_none() -> None:
 def test_production_is_scored_when_the_new_spec_drops_a_column_it_needs(aws: Stack) -> None:
     """The column is still in the uploaded file: it travels in the split files (not as a
     feature), and the gate compares with production instead of the baseline."""
-    from tests.shapes import run_through_handlers
+    from tests.helpers.shapes import run_through_handlers
 
     body = binary_int_labels()
     first = run_through_handlers(aws, "dropping", body, {"target": "label"})
@@ -456,7 +456,7 @@ def test_production_is_scored_when_the_new_spec_drops_a_column_it_needs(aws: Sta
 
 
 def test_a_column_production_needs_missing_from_the_file_is_named(aws: Stack) -> None:
-    from tests.shapes import run_through_handlers
+    from tests.helpers.shapes import run_through_handlers
 
     body = binary_int_labels()
     assert not isinstance(run_through_handlers(aws, "narrow", body, {"target": "label"}), Exception)

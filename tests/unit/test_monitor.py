@@ -17,14 +17,9 @@ from mlstack_core.drift import DriftRecorder
 from mlstack_core.ground_truth import capture_key
 from mlstack_core.settings import stack_settings
 from mlstack_core.tabular import feature_feeds, read_split
-from tests.conftest import (
-    REGION,
-    FakeLambdaContext,
-    Stack,
-    load_handler,
-    penguins_bytes,
-    register_event,
-)
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.stack import REGION, Stack, load_handler, register_event
+from tests.helpers.tables import penguins_bytes
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ import pytest
 
 from mlstack_core.errors import ModelNotFound
 from mlstack_core.registry import AliasConflict, Registry
-from tests.conftest import Stack
+from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.unit
 

@@ -18,8 +18,8 @@ from mlstack_core.kinds.inputs import model_input
 from mlstack_core.settings import ServingSettings
 from mlstack_core.tabular import feature_feeds, read_split
 from mlstack_train.zoo import ESTIMATORS, build_pipeline, export_onnx
-from tests.conftest import Stack, penguins_bytes
-from tests.unit.test_preprocess import synthetic_regression
+from tests.helpers.stack import Stack
+from tests.helpers.tables import penguins_bytes, synthetic_regression
 
 pytestmark = pytest.mark.unit
 

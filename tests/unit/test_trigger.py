@@ -13,7 +13,8 @@ import pytest
 from moto import mock_aws
 
 from mlstack_core.settings import stack_settings
-from tests.conftest import FakeLambdaContext, load_handler
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.stack import load_handler
 
 pytestmark = pytest.mark.unit
 

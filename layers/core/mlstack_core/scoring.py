@@ -2,7 +2,7 @@
 
 Evaluate scores ONNX artifacts with onnxruntime. scikit-learn (with scipy) and onnxruntime together
 exceed Lambda's 250 MB unzipped limit, so Evaluate ships numpy + onnxruntime and these metrics.
-tests/unit/test_metrics.py checks each one against sklearn.metrics on random inputs.
+tests/unit/test_scoring.py checks each one against sklearn.metrics on random inputs.
 """
 
 from __future__ import annotations
