@@ -128,7 +128,6 @@ def test_mlstack_score_pins_a_version_keeps_columns_and_prints_the_account(
 ) -> None:
     """The job's version is resolved once: production moving during the job changes nothing."""
     import mlstack_score.app as scoring
-
     from mlstack.cli.main import main
 
     rows = _rows()[:50]
