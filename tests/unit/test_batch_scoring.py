@@ -19,7 +19,7 @@ from mlstack_core.settings import serving_settings
 from tests.helpers.stack import Stack
 from tests.helpers.tables import penguins_bytes
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 MODEL = "penguins"
 

@@ -175,6 +175,7 @@ def test_sampling_never_raises_and_skips_versions_without_a_baseline() -> None:
     assert DriftRecorder(sample_rate=0.0).record("m", 3, _document(), feeds, {}) == []
 
 
+@pytest.mark.slow
 def test_the_pipeline_stores_the_baseline_beside_the_version(aws: Stack) -> None:
     # A holdout: a random fifth of the rows, served in one request, looks like training. (Judged
     # by cross-validation the "holdout" file is every row in file order, and one request samples

@@ -17,7 +17,7 @@ from tests.helpers.shapes import run_through_handlers
 from tests.helpers.stack import Stack
 from tests.helpers.tables import generated, improving_uploads, penguins_bytes
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 # Derandomized: each example is a fixed table, so the suite cannot fail on the gate's own 5 %.
 EXAMPLES = settings(

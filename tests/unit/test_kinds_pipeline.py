@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.helpers.stack import Stack
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 MODELS = itertools.count()
 WORDS = ["good", "bad", "café", "ÉTÉ", "東京", "naïve", "x", "🙂", "ok", "late"]

@@ -348,6 +348,7 @@ def _captured_with_wrong_labels(
     stack.s3.put_object(Bucket="emf-data", Key=f"feedback/{MODEL}/wrong.csv", Body=labels.encode())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("service", sorted(SERVICE_OF_DIR.values()))
 def test_every_emitted_metric_is_catalogued_with_its_unit_and_dimensions(
     captured: Capture, service: str
@@ -364,6 +365,7 @@ def test_every_emitted_metric_is_catalogued_with_its_unit_and_dimensions(
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("service", sorted(SERVICE_OF_DIR.values()))
 def test_every_catalogued_metric_is_emitted(captured: Capture, service: str) -> None:
     """Each dimension set too: a metric catalogued per model must really carry the model."""

@@ -21,7 +21,7 @@ from tests.helpers.lambda_context import FakeLambdaContext
 from tests.helpers.stack import REGION, Stack, load_handler, register_event
 from tests.helpers.tables import penguins_bytes
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 MODEL = "penguins"
 PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})

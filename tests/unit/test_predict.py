@@ -538,6 +538,7 @@ _bodies = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -25,7 +25,7 @@ from mlstack_train.zoo import build_pipeline, export_onnx
 from tests.helpers.prediction import ModelFixture, Stack, invoke
 from tests.helpers.tables import prepared_from
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 MODEL = "orders"
 WORDS = (
     "late box damaged fine great slow courier rain door neighbour lovely broken".split()  # noqa: SIM905

@@ -13,7 +13,7 @@ from tests.helpers.lambda_context import FakeLambdaContext
 from tests.helpers.stack import Stack, load_handler, register_event
 from tests.helpers.tables import penguins_bytes
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 MODEL = "penguins"
 

@@ -16,7 +16,7 @@ from tests.helpers.lambda_context import FakeLambdaContext
 from tests.helpers.stack import Stack, load_handler
 from tests.helpers.tables import penguins_bytes, records_csv
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 MODEL = "penguins"
 BATCH_ROWS = 25

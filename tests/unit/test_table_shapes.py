@@ -32,7 +32,7 @@ from tests.helpers.shapes import (
 from tests.helpers.stack import Stack, load_handler
 from tests.helpers.tables import records_csv
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 
 def _numeric_table(n: int, columns: int, seed: int = 0) -> tuple[list[str], list[list[str]]]:
