@@ -11,7 +11,7 @@ SAM := $(SAM_VENV)/bin/sam
 RUNTIME_PYTHON = $(shell $(BIN)/python -c 'from mlstack.checks.build import runtime_python; print(runtime_python() or "")')
 RUNTIME_PYTHON_DIR = $(patsubst %/,%,$(dir $(RUNTIME_PYTHON)))
 
-.PHONY: install demo test lint format unit integration build lock bench bench-gate bench-kinds clean
+.PHONY: install demo test lint format fast slow unit integration build lock bench bench-gate bench-kinds clean
 
 # Each target installs the extras it needs (pyproject.toml): the demo the local cloud and its
 # dataset, everything else the development tools too.
@@ -42,8 +42,18 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The whole suite, fast feedback first: the fast tests, then the slow ones (model fitting,
+# ONNX export, the pipeline's handlers end to end, the local cloud). The tiers are pytest markers
+# (pyproject.toml); `-m "not slow"` and `-m slow` together select every test.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m slow
+
+fast: install
+	$(BIN)/pytest -m "not slow"
+
+slow: install
+	$(BIN)/pytest -m slow
 
 unit: install
 	$(BIN)/pytest -m unit

@@ -5,11 +5,11 @@ data scientist would write for each.
     .venv/bin/python benchmarks/column_kinds.py --write docs/column-kinds.md     # the measurement
     .venv/bin/python benchmarks/column_kinds.py --rows 600 --seeds 1             # a quick look
 
-For every table and seed: the rows are generated (tests/kind_tables.py), a fifth is kept unseen,
-the rest is uploaded to the local cloud (template, real state machine, handlers in process); the
-version promoted answers the unseen rows over HTTP and as a batch job; the plain script is fitted
-on the same training rows and scored on the same unseen rows. Reported side by side: the served
-score, the script's, their difference, and whether the batch job answered as the API did.
+For every table and seed: the rows are generated (tests/helpers/kind_tables.py), a fifth is kept
+unseen, the rest is uploaded to the local cloud (template, real state machine, handlers in process);
+the version promoted answers the unseen rows over HTTP and as a batch job; the plain script is
+fitted on the same training rows and scored on the same unseen rows. Reported side by side: the
+served score, the script's, their difference, and whether the batch job answered as the API did.
 """
 
 from __future__ import annotations
@@ -29,24 +29,20 @@ sys.path.insert(0, str(ROOT))
 from mlstack.cli.demo import as_instance  # noqa: E402
 from mlstack.cli.stack import StackClient  # noqa: E402
 from mlstack.localcloud import LocalCloud, quiet_local_logs  # noqa: E402
-from tests.conftest import records_csv  # noqa: E402
-from tests.integration.conftest import (  # noqa: E402
-    batch_predictions,
-    served_score,
-    split_rows,
-)
-from tests.kind_tables import TABLES, plain_script_score  # noqa: E402
+from tests.helpers.kind_tables import TABLES, plain_script_score  # noqa: E402
+from tests.helpers.local_cloud import batch_predictions, served_score, split_rows  # noqa: E402
+from tests.helpers.tables import records_csv  # noqa: E402
 
 PROSE = """# Column kinds on real-shaped tables
 
-Business exports carry timestamps, dates, notes and keys. Each table below has its signal in one
-of them (tests/kind_tables.py generates them: an orders table whose returns follow the weekday of
-a timestamp, rents with a yearly trend and a summer peak on a plain date, reviews whose words
+Business exports carry timestamps, dates, notes and keys. Each table below has its signal in one of
+them (tests/helpers/kind_tables.py generates them: an orders table whose returns follow the weekday
+of a timestamp, rents with a yearly trend and a summer peak on a plain date, reviews whose words
 carry the sentiment, customers with a reference code on every row). The stack reads the columns
 (README, "Column kinds"), trains, gates and promotes; the promoted version answers a fifth of the
 rows it never saw, over HTTP and as a batch job. The plain script is what a data scientist would
-write by hand for the same table (weekday and hour from the timestamp, the date's parts, TF-IDF
-and a logistic regression on the words), fitted on the same rows.
+write by hand for the same table (weekday and hour from the timestamp, the date's parts, TF-IDF and
+a logistic regression on the words), fitted on the same rows.
 
 Scores are accuracy (classification) or R² (regression) on the unseen rows.
 

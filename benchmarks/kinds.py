@@ -22,7 +22,7 @@ two levels:
   (``build_inputs`` + ``session.run``) → ``format_outputs`` → ``encode_json``;
 - the handler: the prediction function itself, ``mlstack_predict.app.handler`` called with an API
   Gateway proxy event, each model published to a moto S3 bucket and DynamoDB registry as
-  tests/unit/predict_fixtures.py sets them up (with its inline drift baseline, as Register
+  tests/helpers/prediction.py sets them up (with its inline drift baseline, as Register
   writes it). That adds the event, the routing and session caches, drift sampling (every request,
   up to 100 rows: the template's defaults), metrics and the response. The alias cache and the
   drift flush are set to an hour, so that the registry and S3 reads they make at most every 30 s
@@ -256,14 +256,14 @@ def load(model: Model) -> None:
 # the prediction function --------------------------------------------------------------------------
 @contextmanager
 def mocked_stack() -> Iterator[Any]:
-    """The prediction function's bucket and registry in moto, as tests/unit/predict_fixtures.py's
-    ``serving`` fixture makes them; the alias cache and the drift flush set to an hour."""
+    """The prediction function's bucket and registry in moto, as the ``serving`` fixture
+    (tests/unit/conftest.py) makes them; the alias cache and the drift flush set to an hour."""
     import boto3
     import pytest
     from moto import mock_aws
 
     from mlstack_core.registry import TABLE_DEFINITION, Registry
-    from tests.unit import predict_fixtures as fixtures  # before the handler: Powertools' setup
+    from tests.helpers import prediction as fixtures  # before the handler: Powertools' setup
 
     hour = str(3600)
     with pytest.MonkeyPatch.context() as monkeypatch, mock_aws():
@@ -285,9 +285,9 @@ def mocked_stack() -> Iterator[Any]:
 
 
 def publish(stack: Any, model: Model) -> None:
-    """Register and promote ``model`` as tests/unit/predict_fixtures.py's ``Stack.publish`` does,
+    """Register and promote ``model`` as tests/helpers/prediction.py's ``Stack.publish`` does,
     its document carrying the inline drift baseline, as Register's does."""
-    from tests.unit.predict_fixtures import ModelFixture
+    from tests.helpers.prediction import ModelFixture
 
     put_version = stack.registry.put_version
 
@@ -303,9 +303,9 @@ def publish(stack: Any, model: Model) -> None:
 
 def handle(app: Any, event: dict[str, Any]) -> str:
     """The prediction function's answer to ``event`` (an API Gateway proxy event): its body."""
-    from tests.unit.predict_fixtures import FakeContext
+    from tests.helpers.lambda_context import FakeLambdaContext
 
-    response = app.handler(event, FakeContext())
+    response = app.handler(event, FakeLambdaContext())
     assert response["statusCode"] == 200, response["body"][:300]
     body: str = response["body"]
     return body
@@ -769,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     body = make_csv(ROWS, seed=7)
     report: dict[str, Any] = {"machine": machine(), "families": {}, "visits": {}}
     with mocked_stack() as (stack, app):
-        from tests.unit.predict_fixtures import event
+        from tests.helpers.prediction import event
 
         for family in FAMILIES:
             models = {kind: Model(family, kind) for kind in MODELS}

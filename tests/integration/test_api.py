@@ -30,7 +30,7 @@ MODEL = "penguins"  # the name the OpenAPI examples use
 @pytest.fixture(scope="module")
 def api(cloud: LocalCloud, stack: StackClient) -> str:
     """The local API with a classifier registered as the documented example model."""
-    from tests.unit.predict_fixtures import classifier
+    from tests.helpers.prediction import classifier
 
     fixture = classifier()
     s3 = cloud.client("s3")
@@ -90,7 +90,7 @@ def test_swagger_ui_is_served_locally(api: str) -> None:
 
 
 def test_columnar_predictions_over_http(api: str) -> None:
-    from tests.unit.predict_fixtures import CATEGORICAL, NUMERIC, mixed_records
+    from tests.helpers.prediction import CATEGORICAL, NUMERIC, mixed_records
 
     columns = NUMERIC + CATEGORICAL
     body = {"columns": columns, "data": [[r[c] for c in columns] for r in mixed_records(5)]}
@@ -207,7 +207,7 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(api: str) -> N
 def _examples(operation: Any) -> list[Any]:
     """Valid requests for the registered model, so 200 responses are checked against the schema
     too (generated bodies almost never match a model's columns)."""
-    from tests.unit.predict_fixtures import CATEGORICAL, NUMERIC, mixed_records
+    from tests.helpers.prediction import CATEGORICAL, NUMERIC, mixed_records
 
     if operation.label == "POST /models/{model}/predict":
         columns = NUMERIC + CATEGORICAL

@@ -16,8 +16,14 @@ import pytest
 from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from tests.integration.conftest import AlertInbox, function_environment, penguin_rows, to_csv
-from tests.integration.test_lifecycle import TARGET, _manual_run
+from tests.helpers.local_cloud import (
+    TARGET,
+    AlertInbox,
+    function_environment,
+    manual_run,
+    penguin_rows,
+    to_csv,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +46,7 @@ def test_an_unsigned_answer_is_refused_before_it_reaches_the_function(
     cloud: LocalCloud, stack: StackClient
 ) -> None:
     model = "unsigned-answer"
-    _manual_run(stack, cloud, model)
+    manual_run(stack, cloud, model)
     request = urllib.request.Request(
         f"{cloud.api_url}models/{model}/versions/1/approve",
         data=json.dumps({"reason": "trust me"}).encode(),
@@ -58,7 +64,7 @@ def test_the_actor_is_the_signed_caller_not_a_name_in_the_body(
     cloud: LocalCloud, stack: StackClient
 ) -> None:
     model = "who-approved"
-    execution_arn = _manual_run(stack, cloud, model)
+    execution_arn = manual_run(stack, cloud, model)
     response = stack.request(
         "POST",
         f"/models/{model}/versions/1/approve",
@@ -121,7 +127,7 @@ def test_while_a_version_waits_the_model_is_not_locked(
     """A later upload trains and promotes while version 1 waits; approving version 1 afterwards
     fails as ChampionChanged instead of overwriting the newer production."""
     model = "waits-unlocked"
-    execution_arn = _manual_run(stack, cloud, model)
+    execution_arn = manual_run(stack, cloud, model)
     upload = stack.upload_dataset(model, to_csv(penguin_rows()), {"target": TARGET}, "later.csv")
     assert cloud.wait_for_execution(stack.find_execution(upload))["status"] == "SUCCEEDED"
     assert stack.registry.get_alias(model) == 2
@@ -139,7 +145,7 @@ def test_the_uploader_cannot_approve_their_own_data_when_the_stack_says_so(
     """ApproverMustDiffer: CloudTrail's record of the upload (delivered by EventBridge to the
     approval function) names the uploader; the same principal is refused, another is not."""
     model = "four-eyes"
-    execution_arn = _manual_run(stack, cloud, model)
+    execution_arn = manual_run(stack, cloud, model)
     document = stack.registry.get_version(model, 1)
     with function_environment(cloud, "ApprovalFunction", APPROVER_MUST_DIFFER="true"):
         uploader = cloud.identify("testing")
@@ -179,6 +185,6 @@ def test_the_uploader_cannot_approve_their_own_data_when_the_stack_says_so(
 
 
 def _wait_for_pending(stack: StackClient, model: str, version: int) -> None:
-    from tests.integration.test_lifecycle import _wait_for_status
+    from tests.helpers.local_cloud import wait_for_status
 
-    _wait_for_status(stack, model, version, "PendingApproval")
+    wait_for_status(stack, model, version, "PendingApproval")

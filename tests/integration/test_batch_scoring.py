@@ -15,8 +15,8 @@ import pytest
 from mlstack.cli.demo import as_instance
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from tests.conftest import noisy_penguins, penguins_bytes
-from tests.integration.conftest import AlertInbox, penguin_rows, to_csv
+from tests.helpers.local_cloud import AlertInbox, penguin_rows, to_csv
+from tests.helpers.tables import noisy_penguins, penguins_bytes
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +128,6 @@ def test_mlstack_score_pins_a_version_keeps_columns_and_prints_the_account(
 ) -> None:
     """The job's version is resolved once: production moving during the job changes nothing."""
     import mlstack_score.app as scoring
-
     from mlstack.cli.main import main
 
     rows = _rows()[:50]

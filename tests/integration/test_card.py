@@ -19,9 +19,8 @@ from mlstack.localcloud import LocalCloud
 from mlstack_core.card import ReportData, brier_score, card_files, reliability
 from mlstack_core.drift import feature_baseline
 from mlstack_core.tabular import feature_feeds
-from tests.integration.conftest import linear_regression_csv, penguin_rows
-from tests.integration.test_lifecycle import _manual_run
-from tests.unit.test_progress import mixed_csv, mixed_prepared
+from tests.helpers.local_cloud import manual_run, penguin_rows
+from tests.helpers.tables import linear_regression_csv, mixed_csv, mixed_prepared
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +37,7 @@ def test_the_card_shows_a_persons_approval_and_the_calibration(
     cloud: LocalCloud, stack: StackClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = "card-penguins"
-    execution_arn = _manual_run(
+    execution_arn = manual_run(
         stack, cloud, model, description="Penguin species from bill and flipper"
     )
     stored = f"models/{model}/1/card.md"
@@ -106,7 +105,7 @@ def test_a_card_of_a_version_rejected_by_hand_says_so(
     cloud: LocalCloud, stack: StackClient, tmp_path: Path
 ) -> None:
     model = "card-rejected"
-    execution_arn = _manual_run(stack, cloud, model)
+    execution_arn = manual_run(stack, cloud, model)
     assert main(["reject", model, "1", "--reason", "bias review pending"]) == 0
     assert cloud.wait_for_execution(execution_arn)["status"] == "SUCCEEDED"
 

@@ -14,8 +14,8 @@ from mlstack.cli.main import main
 from mlstack.cli.progress import column_lines
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from tests.integration.conftest import penguin_rows, to_csv
-from tests.unit.test_progress import mixed_csv
+from tests.helpers.local_cloud import penguin_rows, to_csv
+from tests.helpers.tables import mixed_csv
 
 pytestmark = pytest.mark.integration
 

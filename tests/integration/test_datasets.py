@@ -22,7 +22,7 @@ from sklearn import datasets
 from mlstack.cli.demo import as_instance, penguins_csv
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from tests.integration.conftest import served_score, split_rows, to_csv
+from tests.helpers.local_cloud import served_score, split_rows, to_csv
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from mlstack.cli.demo import as_instance
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack_core.storage_keys import summaries_prefix
-from tests.integration.conftest import AlertInbox, penguin_rows, to_csv
-from tests.unit.test_metrics_catalogue import emf
+from tests.helpers.emf import emf
+from tests.helpers.local_cloud import AlertInbox, penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,14 @@ import pytest
 
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from tests.integration.conftest import AlertInbox, function_environment, penguin_rows, to_csv
-from tests.integration.test_lifecycle import TARGET, _wait_for_status
+from tests.helpers.local_cloud import (
+    TARGET,
+    AlertInbox,
+    function_environment,
+    penguin_rows,
+    to_csv,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +85,7 @@ def test_a_model_the_stack_lists_waits_for_a_person_whatever_its_spec_says(
             model, to_csv(penguin_rows()), {"target": TARGET, "approval": "auto"}, "d.csv"
         )
         execution_arn = stack.find_execution(upload)
-        _wait_for_status(stack, model, 1, "PendingApproval")
+        wait_for_status(stack, model, 1, "PendingApproval")
     version = stack.registry.get_version(model, 1)
     assert "ManualApprovalRequired" in {w["code"] for w in version["warnings"]}
     assert stack.registry.get_alias(model) is None

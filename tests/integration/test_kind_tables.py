@@ -3,8 +3,9 @@ identifier on every row, end to end in the local cloud: upload → the real ASL 
 answers over HTTP and from a batch job.
 
 Each is held to the score of the plain scikit-learn script a data scientist would write for it
-(tests/kind_tables.py), measured on the same unseen rows in the same test, and the same rows must
-answer the same through ``/predict``, a batch job and the gate's own scoring of its holdout.
+(tests/helpers/kind_tables.py), measured on the same unseen rows in the same test, and the same
+rows must answer the same through ``/predict``, a batch job and the gate's own scoring of its
+holdout.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from mlstack.cli.demo import as_instance
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack_core.tabular import read_split
-from tests.integration.conftest import batch_predictions, served_score, split_rows, to_csv
-from tests.kind_tables import TABLES, plain_script_score
+from tests.helpers.kind_tables import TABLES, plain_script_score
+from tests.helpers.local_cloud import batch_predictions, served_score, split_rows, to_csv
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -10,47 +9,24 @@ import pytest
 from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from mlstack_core.errors import ModelNotFound
-from tests.conftest import improving_uploads
-from tests.integration.conftest import entered_states, execution_events, penguin_rows, to_csv
+from tests.helpers.local_cloud import (
+    TARGET,
+    entered_states,
+    execution_events,
+    manual_run,
+    penguin_rows,
+    to_csv,
+)
+from tests.helpers.tables import improving_uploads
 
 pytestmark = pytest.mark.integration
-
-TARGET = "species"
-
-
-def _wait_for_status(stack: StackClient, model: str, version: int, status: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if stack.registry.get_version(model, version)["status"] == status:
-                return
-        except ModelNotFound:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"version {version} of {model} never became {status}")
-
-
-def _manual_run(stack: StackClient, cloud: LocalCloud, model: str, **spec: Any) -> str:
-    """Version 1 of ``model`` trained and waiting for a person's approval."""
-    spec = {"target": TARGET, "approval": "manual", **spec}
-    upload = stack.upload_dataset(model, to_csv(penguin_rows()), spec, file_name="d.csv")
-    execution_arn = stack.find_execution(upload)
-    _wait_for_status(stack, model, 1, "PendingApproval")
-    # Paused on the task token: nothing is promoted while it waits.
-    assert (
-        cloud.client("stepfunctions").describe_execution(executionArn=execution_arn)["status"]
-        == "RUNNING"
-    )
-    assert stack.registry.get_alias(model) is None
-    return execution_arn
 
 
 def test_manual_approval_waits_then_approve_promotes(
     cloud: LocalCloud, stack: StackClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = "approve-me"
-    execution_arn = _manual_run(stack, cloud, model)
+    execution_arn = manual_run(stack, cloud, model)
 
     assert main(["approve", model, "1", "--reason", "looked at the report"]) == 0
     result = cloud.wait_for_execution(execution_arn)
@@ -72,7 +48,7 @@ def test_manual_rejection_ends_the_run_without_promotion(
     cloud: LocalCloud, stack: StackClient
 ) -> None:
     model = "reject-me"
-    execution_arn = _manual_run(stack, cloud, model)
+    execution_arn = manual_run(stack, cloud, model)
 
     assert main(["reject", model, "1", "--reason", "recall too low on the new segment"]) == 0
     result = cloud.wait_for_execution(execution_arn)

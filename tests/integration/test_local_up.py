@@ -24,7 +24,7 @@ from mlstack.cli.demo import as_instance
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud.packaging import ARTIFACT_BUCKET
 from mlstack.sam import project_root
-from tests.integration.conftest import penguin_rows, to_csv
+from tests.helpers.local_cloud import penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
 

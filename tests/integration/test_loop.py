@@ -11,7 +11,7 @@ import pytest
 from mlstack.cli.demo import as_instance
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from tests.integration.conftest import AlertInbox, penguin_rows, split_rows, to_csv
+from tests.helpers.local_cloud import AlertInbox, penguin_rows, split_rows, to_csv
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack_core.storage_keys import captures_prefix
-from tests.integration.conftest import AlertInbox, penguin_rows, to_csv
+from tests.helpers.local_cloud import AlertInbox, penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack.localcloud.faults import Fault
 from mlstack_core.registry_keys import RUNLOCK_SK, model_pk
-from tests.integration.conftest import (
+from tests.helpers.local_cloud import (
     AlertInbox,
     execution_events,
     function_environment,

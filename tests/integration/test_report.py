@@ -11,7 +11,8 @@ import pytest
 from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
-from tests.integration.conftest import linear_regression_csv, penguin_rows, to_csv
+from tests.helpers.local_cloud import penguin_rows, to_csv
+from tests.helpers.tables import linear_regression_csv
 
 pytestmark = pytest.mark.integration
 

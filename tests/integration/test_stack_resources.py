@@ -10,7 +10,7 @@ import pytest
 
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud, stack_resources
-from tests.integration.conftest import penguin_rows, to_csv
+from tests.helpers.local_cloud import penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
 

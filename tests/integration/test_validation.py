@@ -22,15 +22,15 @@ from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack_core import errors
 from mlstack_core.kinds.inference import MAX_SCHEMA_CATEGORIES
-from tests.integration.conftest import (
+from tests.helpers.local_cloud import (
     AlertInbox,
     entered_states,
     execution_events,
     function_environment,
     penguin_rows,
     to_csv,
+    wait_for_status,
 )
-from tests.integration.test_lifecycle import _wait_for_status
 
 pytestmark = pytest.mark.integration
 
@@ -436,7 +436,7 @@ def test_warnings_about_the_data_and_its_changes_are_registered(
     execution_arn = stack.find_execution(second)
     # Production needs the column sex, which this file lacks, so it cannot be scored against
     # the challenger: the challenger waits for a person (AutoPromoteIncomparable is false).
-    _wait_for_status(stack, model, 2, "PendingApproval")
+    wait_for_status(stack, model, 2, "PendingApproval")
     evaluation = stack.registry.get_version(model, 2)
     assert "a person must approve" in evaluation["status_reason"]
     assert stack.registry.get_alias(model) == 1

@@ -13,7 +13,7 @@ from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack_core.spec import CLASSIFICATION_METRICS
-from tests.integration.conftest import penguin_rows, to_csv
+from tests.helpers.local_cloud import penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
 

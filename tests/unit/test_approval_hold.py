@@ -7,7 +7,8 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import REGION, FakeLambdaContext, Stack, load_handler
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.stack import REGION, Stack, load_handler
 
 pytestmark = pytest.mark.unit
 

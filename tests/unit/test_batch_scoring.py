@@ -16,9 +16,10 @@ from mlstack.cli.demo import as_instance
 from mlstack_core.contract import load_model
 from mlstack_core.contract.batch import missing_cells, score_row_by_row, score_rows
 from mlstack_core.settings import serving_settings
-from tests.conftest import Stack, penguins_bytes
+from tests.helpers.stack import Stack
+from tests.helpers.tables import penguins_bytes
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 MODEL = "penguins"
 

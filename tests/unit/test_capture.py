@@ -16,15 +16,8 @@ from mlstack_core.capture import CaptureRecorder
 from mlstack_core.contract import Batch, FeatureLayout
 from mlstack_core.registry_keys import model_pk, version_sk
 from mlstack_core.storage_keys import capture_key, captures_prefix
-from tests.unit.predict_fixtures import (  # noqa: F401 - serving_fixture is a fixture
-    Stack,
-    classifier,
-    configure,
-    emf_records,
-    invoke,
-    mixed_records,
-    serving_fixture,
-)
+from tests.helpers.emf import emf_records
+from tests.helpers.prediction import Stack, classifier, configure, invoke, mixed_records
 
 pytestmark = pytest.mark.unit
 

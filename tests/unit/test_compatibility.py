@@ -12,7 +12,7 @@ from mlstack.cli.lifecycle import LifecycleError
 from mlstack.cli.stack import StackClient
 from mlstack_core.compatibility import request_incompatibilities
 from mlstack_core.registry import Registry
-from tests.conftest import Stack
+from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.unit
 

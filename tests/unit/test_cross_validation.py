@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from mlstack_core import model_metrics
 from mlstack_core.evidence import cross_validated_interval, t_quantile
 from mlstack_core.folds import assign_folds, judgement_for, read_folds
-from tests.conftest import Stack, penguins_bytes
-from tests.unit.test_gate import generated
+from tests.helpers.stack import Stack
+from tests.helpers.tables import generated, penguins_bytes
 
 pytestmark = pytest.mark.unit
 
@@ -26,6 +26,7 @@ def npz(aws: Stack, key: str) -> dict[str, Any]:
         return {name: stored[name] for name in stored.files}
 
 
+@pytest.mark.slow
 def test_a_small_table_is_judged_out_of_fold_and_ships_fitted_on_every_row(aws: Stack) -> None:
     aws.put_spec("penguins", {"target": "species"})
     state = aws.run_pipeline("penguins", penguins_bytes())
@@ -51,6 +52,7 @@ def test_a_small_table_is_judged_out_of_fold_and_ships_fitted_on_every_row(aws: 
     assert evaluation["decision"] == "promote", evaluation["reasons"]
 
 
+@pytest.mark.slow
 def test_out_of_fold_answers_never_saw_their_rows(aws: Stack) -> None:
     """One nearest neighbour remembers every row it was fitted on: fitted on all rows it is
     perfect on them, out of fold it is only as good as the (weak) signal allows."""
@@ -67,6 +69,7 @@ def test_out_of_fold_answers_never_saw_their_rows(aws: Stack) -> None:
     assert all(model_metrics.accuracy(y, labels) < 0.8 for labels in stored["oof_label"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("rows", "judge", "expected"),
     [
@@ -87,6 +90,7 @@ def test_the_spec_may_choose_how_a_run_is_judged(
     assert state["evaluation"]["decision"] == "promote", state["evaluation"]["reasons"]
 
 
+@pytest.mark.slow
 def test_retraining_an_unchanged_small_table_leaves_production_alone(aws: Stack) -> None:
     aws.put_spec("penguins", {"target": "species"})
     first = aws.run_pipeline("penguins", penguins_bytes())

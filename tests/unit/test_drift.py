@@ -13,7 +13,9 @@ import pytest
 from mlstack_core import drift, storage_keys
 from mlstack_core.drift import DriftRecorder, drift_report, merge_summaries, psi
 from mlstack_core.tabular import feature_feeds, read_split
-from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes, register_event
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.stack import Stack, load_handler, register_event
+from tests.helpers.tables import penguins_bytes
 
 pytestmark = pytest.mark.unit
 
@@ -173,6 +175,7 @@ def test_sampling_never_raises_and_skips_versions_without_a_baseline() -> None:
     assert DriftRecorder(sample_rate=0.0).record("m", 3, _document(), feeds, {}) == []
 
 
+@pytest.mark.slow
 def test_the_pipeline_stores_the_baseline_beside_the_version(aws: Stack) -> None:
     # A holdout: a random fifth of the rows, served in one request, looks like training. (Judged
     # by cross-validation the "holdout" file is every row in file order, and one request samples

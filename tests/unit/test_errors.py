@@ -13,7 +13,7 @@ import pytest
 
 from mlstack_core import errors
 from mlstack_core.errors import EXIT_ERROR, EXIT_FAILED, MlstackError
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.unit
 

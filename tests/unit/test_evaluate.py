@@ -19,8 +19,8 @@ from mlstack_evaluate.holdout import (
     reported_regression_metrics,
 )
 from mlstack_evaluate.judges import HoldoutJudge
-from tests.conftest import Stack, penguins_bytes
-from tests.unit.test_preprocess import synthetic_regression
+from tests.helpers.stack import Stack
+from tests.helpers.tables import penguins_bytes, synthetic_regression
 
 pytestmark = pytest.mark.unit
 
@@ -49,6 +49,7 @@ def binary_int_labels(n: int = 600, seed: int = 1) -> bytes:
 # -- first version: against the baseline -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_penguins_first_run_promotes_over_the_baseline(aws: Stack) -> None:
     state = run(aws, "penguins", penguins_bytes(), target="species")
     evaluation = state["evaluation"]
@@ -79,6 +80,7 @@ def test_penguins_first_run_promotes_over_the_baseline(aws: Stack) -> None:
     assert evaluation["report_key"] == f"runs/penguins/{state['run']['run_id']}/evaluation.json"
 
 
+@pytest.mark.slow
 def test_binary_integer_labels(aws: Stack) -> None:
     state = run(
         aws, "binary", binary_int_labels(), target="label", metric="roc_auc", judge="holdout"
@@ -92,6 +94,7 @@ def test_binary_integer_labels(aws: Stack) -> None:
     assert state["evaluation"]["decision"] == "promote"
 
 
+@pytest.mark.slow
 def test_regression_with_a_lower_is_better_metric(aws: Stack) -> None:
     state = run(
         aws,
@@ -119,6 +122,7 @@ def test_regression_with_a_lower_is_better_metric(aws: Stack) -> None:
 # -- against production ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_champion_is_scored_on_the_same_holdout(aws: Stack) -> None:
     first = run(aws, "penguins", penguins_bytes(), target="species", judge="holdout")
     version = aws.promote(first)
@@ -137,6 +141,7 @@ def test_champion_is_scored_on_the_same_holdout(aws: Stack) -> None:
     assert second["evaluation"]["evidence"]["improvement"]["estimate"] == 0.0
 
 
+@pytest.mark.slow
 def test_incompatible_champion_falls_back_to_the_baseline(aws: Stack) -> None:
     """Production reads island; a file without that column cannot score it."""
     import csv
@@ -157,6 +162,7 @@ def test_incompatible_champion_falls_back_to_the_baseline(aws: Stack) -> None:
     assert evaluation["decision"] == "promote"
 
 
+@pytest.mark.slow
 def test_threshold_gates_the_decision(aws: Stack) -> None:
     state = run(
         aws, "penguins", penguins_bytes(), target="species", metric="log_loss", threshold=1e-9
@@ -179,6 +185,7 @@ def trained_run(aws: Stack, model: str, body: bytes, **spec: Any) -> dict[str, A
     return state
 
 
+@pytest.mark.slow
 def test_evaluate_never_reads_the_joblib_models(aws: Stack) -> None:
     """Evaluate runs without scikit-learn: parity uses the stored holdout outputs."""
     state = trained_run(aws, "penguins", penguins_bytes(), target="species")
@@ -189,6 +196,7 @@ def test_evaluate_never_reads_the_joblib_models(aws: Stack) -> None:
     assert all(c["parity"]["label_flips"] == 0 for c in evaluation["candidates"])
 
 
+@pytest.mark.slow
 def test_parity_failure_excludes_a_broken_export(aws: Stack) -> None:
     state = trained_run(aws, "penguins", penguins_bytes(), target="species")
     trained = state["trained"]
@@ -215,6 +223,7 @@ def test_parity_failure_excludes_a_broken_export(aws: Stack) -> None:
     assert reasons[victim["candidate_id"]] == broken["excluded"]
 
 
+@pytest.mark.slow
 def test_regression_parity_failure_excludes_the_candidate(aws: Stack) -> None:
     state = trained_run(
         aws, "houses", synthetic_regression(300), target="price", columns={"drop": ["id"]}
@@ -245,6 +254,7 @@ def test_regression_parity_failure_excludes_the_candidate(aws: Stack) -> None:
     assert evaluation["best"]["candidate_id"] != victim["candidate_id"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
@@ -277,6 +287,7 @@ def test_unmeasurable_parity_excludes_the_candidate(aws: Stack, damage: str, rea
     assert sum(1 for value in excluded.values() if value) == 1
 
 
+@pytest.mark.slow
 def test_no_viable_candidate(aws: Stack) -> None:
     aws.put_spec(
         "penguins",
@@ -439,10 +450,11 @@ def test_a_metric_that_cannot_be_computed_is_none() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_production_is_scored_when_the_new_spec_drops_a_column_it_needs(aws: Stack) -> None:
     """The column is still in the uploaded file: it travels in the split files (not as a
     feature), and the gate compares with production instead of the baseline."""
-    from tests.shapes import run_through_handlers
+    from tests.helpers.shapes import run_through_handlers
 
     body = binary_int_labels()
     first = run_through_handlers(aws, "dropping", body, {"target": "label"})
@@ -459,8 +471,9 @@ def test_production_is_scored_when_the_new_spec_drops_a_column_it_needs(aws: Sta
     assert state["evaluation"]["comparison"]["against"] == "champion"
 
 
+@pytest.mark.slow
 def test_a_column_production_needs_missing_from_the_file_is_named(aws: Stack) -> None:
-    from tests.shapes import run_through_handlers
+    from tests.helpers.shapes import run_through_handlers
 
     body = binary_int_labels()
     assert not isinstance(run_through_handlers(aws, "narrow", body, {"target": "label"}), Exception)
@@ -480,6 +493,7 @@ def test_a_column_production_needs_missing_from_the_file_is_named(aws: Stack) ->
     )
 
 
+@pytest.mark.slow
 def test_an_export_that_does_not_match_its_recorded_hash_stops_the_run(aws: Stack) -> None:
     """Evaluate reads the version Train wrote and checks its sha256: a mismatch is not a weak
     candidate but a named failure."""

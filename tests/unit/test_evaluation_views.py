@@ -14,7 +14,7 @@ from mlstack.cli.report import describe, error_bars, plot_metrics, pyplot
 from mlstack.cli.views import format_models
 from mlstack_core.card import HoldoutOutputs, ReportData, card_files
 from mlstack_core.evidence import ADVICE, Interval
-from tests.unit.evidence_fixtures import ROWS, weighed
+from tests.helpers.evidence import ROWS, weighed
 
 pytestmark = pytest.mark.unit
 

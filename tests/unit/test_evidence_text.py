@@ -21,8 +21,8 @@ from mlstack_core.evidence_text import (
     percent,
     with_interval,
 )
-from tests.conftest import ROOT
-from tests.unit.evidence_fixtures import ROWS, weighed
+from tests.helpers.evidence import ROWS, weighed
+from tests.helpers.stack import ROOT
 
 pytestmark = pytest.mark.unit
 

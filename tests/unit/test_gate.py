@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Stack, improving_uploads, penguins_bytes
-from tests.shapes import run_through_handlers, to_csv
+from tests.helpers.shapes import run_through_handlers
+from tests.helpers.stack import Stack
+from tests.helpers.tables import generated, improving_uploads, penguins_bytes
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 # Derandomized: each example is a fixed table, so the suite cannot fail on the gate's own 5 %.
 EXAMPLES = settings(
@@ -26,37 +26,6 @@ EXAMPLES = settings(
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-def generated(
-    seed: int, rows: int, numeric: int, categorical: int, classes: int, signal: float
-) -> tuple[bytes, dict[str, Any]]:
-    """Features, and a label that depends on the first numeric (or categorical) column with
-    strength ``signal``; ``classes`` 0 is a regression target. ``signal`` 0: a coin flip."""
-    rng = np.random.default_rng(seed)
-    header, columns = [], []
-    latent = np.zeros(rows)
-    for i in range(numeric):
-        values = rng.normal(size=rows)
-        if i == 0:
-            latent += values
-        header.append(f"n{i}")
-        columns.append([f"{v:.5f}" for v in values])
-    for i in range(categorical):
-        picks = rng.integers(0, 4, size=rows)
-        if i == 0 and not numeric:
-            latent += picks - 1.5
-        header.append(f"c{i}")
-        columns.append([f"level {p}" for p in picks])
-    noise = rng.normal(size=rows)
-    if classes:
-        score = signal * latent + noise
-        cuts = np.quantile(score, np.linspace(0, 1, classes + 1)[1:-1])
-        target = [f"k{int(k)}" for k in np.searchsorted(cuts, score)]
-    else:
-        target = [f"{v:.5f}" for v in signal * latent + noise]
-    body = to_csv([*header, "label"], [[*r, t] for *r, t in zip(*columns, target, strict=True)])
-    return body, {"target": "label", "task": "classification" if classes else "regression"}
 
 
 shapes = st.fixed_dictionaries(

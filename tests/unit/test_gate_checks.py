@@ -1,7 +1,7 @@
 """The gate's parity and serving-rehearsal checks each stop what they are meant to stop.
 
 Parity is exercised on constructed arrays; the rehearsal serves a real ONNX model (the fixtures
-of ``predict_fixtures``) and is handed "gate scores" that differ from what serving answers.
+of ``tests.helpers.prediction``) and is handed "gate scores" that differ from what serving answers.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from mlstack_core.payloads import Rehearsal
 from mlstack_core.registry import serving_fields
 from mlstack_core.settings import serving_settings
 from mlstack_evaluate.holdout import parity
-from tests.unit.predict_fixtures import ModelFixture, classifier, mixed_records, regressor
+from tests.helpers.prediction import ModelFixture, classifier, mixed_records, regressor
 
 pytestmark = pytest.mark.unit
 

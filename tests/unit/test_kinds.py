@@ -22,7 +22,7 @@ from mlstack_core import errors
 from mlstack_core.kinds import datetimes
 from mlstack_core.kinds import text as text_kind
 from mlstack_core.kinds.inference import key_like
-from tests.unit.test_tabular import csv_of, prepared_from
+from tests.helpers.tables import csv_of, prepared_from
 
 pytestmark = pytest.mark.unit
 

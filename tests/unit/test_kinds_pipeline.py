@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Stack
+from tests.helpers.stack import Stack
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 MODELS = itertools.count()
 WORDS = ["good", "bad", "café", "ÉTÉ", "東京", "naïve", "x", "🙂", "ok", "late"]

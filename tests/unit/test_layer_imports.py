@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers.stack import ROOT
 
 pytestmark = pytest.mark.unit
 

@@ -38,14 +38,10 @@ from mlstack_core.idempotency import TABLE_DEFINITION as IDEMPOTENCY_TABLE
 from mlstack_core.registry import TABLE_DEFINITION, Registry
 from mlstack_core.settings import forget
 from mlstack_core.tabular import feature_feeds, read_split
-from tests.conftest import (
-    FakeLambdaContext,
-    Stack,
-    load_handler,
-    penguins_bytes,
-    records_csv,
-    register_event,
-)
+from tests.helpers.emf import Emitted, emf
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.stack import Stack, load_handler, register_event
+from tests.helpers.tables import penguins_bytes, records_csv
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -89,26 +85,6 @@ SERVICE_OF_DIR = {
     "approval": "approval",
     "score": "score",
 }
-
-Emitted = tuple[str, str, frozenset[str]]
-
-
-def emf(stdout: str) -> list[Emitted]:
-    """(name, unit, dimension set) for every metric x dimension set of every EMF record."""
-    found = []
-    for line in stdout.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(record, dict) or "_aws" not in record:
-            continue
-        for directive in record["_aws"]["CloudWatchMetrics"]:
-            for metric in directive["Metrics"]:
-                for dimensions in directive["Dimensions"]:
-                    assert all(d in record for d in dimensions), record
-                    found.append((metric["Name"], metric["Unit"], frozenset(dimensions)))
-    return found
 
 
 class Capture:
@@ -224,16 +200,16 @@ def _scoring(capture: Capture, context: Any, stack: Stack) -> None:
 
 def _approvals(capture: Capture, context: Any, version: int, dataset: Any) -> None:
     """Hold a token, answer it as a signed caller, refuse an unsigned one, record an upload."""
-    from tests.unit import predict_fixtures
+    from tests.helpers import prediction
 
     approval = load_handler("approval")
     hold = {"action": "hold", "model": MODEL, "version": version}
     hold.update(task_token="token", execution_arn="arn:aws:states:::execution:x:y")
     capture.call("approval", lambda: approval(hold, context))
     path = f"/models/{MODEL}/versions/{version}/approve"
-    signed = predict_fixtures.event("POST", path, json.dumps({"reason": "ok"}))
+    signed = prediction.event("POST", path, json.dumps({"reason": "ok"}))
     signed["requestContext"]["identity"]["userArn"] = "arn:aws:iam::123456789012:user/rev"
-    for request in (signed, predict_fixtures.event("POST", path, "{}")):
+    for request in (signed, prediction.event("POST", path, "{}")):
         request["resource"] = "/models/{model}/versions/{version}/approve"
         capture.call("approval", functools.partial(approval, request, context))
     upload = json.loads((ROOT / "tests/events/cloudtrail_s3_put_object.json").read_text())
@@ -302,19 +278,19 @@ def _scenario(capture: Capture, stack: Stack) -> None:
     registering("promote", stale)  # production moved since: PromotionConflicts
     _scoring(capture, context, stack)
 
-    from tests.unit import predict_fixtures
+    from tests.helpers import prediction
 
     predictor = importlib.import_module("mlstack_predict.predictor")
     predictor.reset_predictor()
-    app = predict_fixtures.load_app()
+    app = prediction.load_app()
     from mlstack_predict.openapi import EXAMPLE_RECORD
 
     rows = [EXAMPLE_RECORD]
     body = json.dumps({"instances": rows})
     for model in (MODEL, "no-such-model"):
-        request = predict_fixtures.event("POST", f"/models/{model}/predict", body)
+        request = prediction.event("POST", f"/models/{model}/predict", body)
         response = capture.call(
-            "predict", functools.partial(app.handler, request, predict_fixtures.FakeContext())
+            "predict", functools.partial(app.handler, request, FakeLambdaContext())
         )
         assert response["statusCode"] == (200 if model == MODEL else 404), response
 
@@ -372,6 +348,7 @@ def _captured_with_wrong_labels(
     stack.s3.put_object(Bucket="emf-data", Key=f"feedback/{MODEL}/wrong.csv", Body=labels.encode())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("service", sorted(SERVICE_OF_DIR.values()))
 def test_every_emitted_metric_is_catalogued_with_its_unit_and_dimensions(
     captured: Capture, service: str
@@ -388,6 +365,7 @@ def test_every_emitted_metric_is_catalogued_with_its_unit_and_dimensions(
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("service", sorted(SERVICE_OF_DIR.values()))
 def test_every_catalogued_metric_is_emitted(captured: Capture, service: str) -> None:
     """Each dimension set too: a metric catalogued per model must really carry the model."""

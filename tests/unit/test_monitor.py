@@ -17,16 +17,11 @@ from mlstack_core.drift import DriftRecorder
 from mlstack_core.settings import stack_settings
 from mlstack_core.storage_keys import capture_key
 from mlstack_core.tabular import feature_feeds, read_split
-from tests.conftest import (
-    REGION,
-    FakeLambdaContext,
-    Stack,
-    load_handler,
-    penguins_bytes,
-    register_event,
-)
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.stack import REGION, Stack, load_handler, register_event
+from tests.helpers.tables import penguins_bytes
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 MODEL = "penguins"
 PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})

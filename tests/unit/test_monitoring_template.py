@@ -19,7 +19,7 @@ from mlstack.checks import catalogue
 from mlstack.checks.catalogue import AWS_METRICS, FUNCTIONS, METRICS
 from mlstack.checks.template.metric_refs import check_metric_names, metric_references
 from mlstack.checks.template.translated import Resolver
-from tests.unit.test_template import mutate, real
+from tests.helpers.template import mutate, real
 
 pytestmark = pytest.mark.unit
 

@@ -17,24 +17,21 @@ from hypothesis import strategies as st
 
 from mlstack_core.contract import LoadedModel
 from mlstack_core.storage_keys import version_model_key
-from tests.unit.predict_fixtures import (  # noqa: F401 - *_fixture are fixtures
+from tests.helpers.emf import emf_records
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.prediction import (
     CATEGORICAL,
     CLASSES,
     NUMERIC,
-    ROOT,
-    FakeContext,
     Stack,
     classifier,
     configure,
-    emf_records,
     event,
     int_classifier,
     invoke,
     load_app,
-    log_output_fixture,
     mixed_records,
     regressor,
-    serving_fixture,
     to_matrix,
 )
 
@@ -130,15 +127,9 @@ def test_base64_encoded_body_is_decoded(served: Stack) -> None:
     payload = json.dumps({"instances": mixed_records(2, seed=1)}).encode()
     evt = event("POST", PREDICT, base64.b64encode(payload).decode(), base64=True)
 
-    response = load_app().handler(evt, _context())
+    response = load_app().handler(evt, FakeLambdaContext())
 
     assert response["statusCode"] == 200
-
-
-def _context() -> Any:
-    from tests.unit.predict_fixtures import FakeContext
-
-    return FakeContext()
 
 
 # bad requests -------------------------------------------------------------------------------------
@@ -190,7 +181,9 @@ def test_missing_body_gets_400(served: Stack) -> None:
 
 
 def test_invalid_base64_gets_400(served: Stack) -> None:
-    response = load_app().handler(event("POST", PREDICT, "%%%not-base64", base64=True), _context())
+    response = load_app().handler(
+        event("POST", PREDICT, "%%%not-base64", base64=True), FakeLambdaContext()
+    )
 
     assert response["statusCode"] == 400
 
@@ -329,7 +322,7 @@ def test_every_log_line_carries_its_own_request_ids(
     for n in range(3):
         request = event("POST", PREDICT, json.dumps({"instances": [GOOD]}))
         request["requestContext"]["requestId"] = f"api-{n}"
-        app.handler(request, FakeContext(aws_request_id=f"lambda-{n}"))
+        app.handler(request, FakeLambdaContext(aws_request_id=f"lambda-{n}"))
 
     lines = [json.loads(line) for line in log_output.getvalue().splitlines()]
     errors = [line for line in lines if line["message"] == "Unhandled error"]
@@ -546,6 +539,7 @@ _bodies = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

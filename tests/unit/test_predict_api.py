@@ -14,21 +14,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.predict_fixtures import (  # noqa: F401 - *_fixture are fixtures
+from tests.helpers.emf import emf_records
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.prediction import (
     CATEGORICAL,
     NUMERIC,
     ROOT,
     Stack,
     classifier,
     configure,
-    emf_records,
     event,
     int_classifier,
     invoke,
     load_app,
     mixed_records,
     regressor,
-    serving_fixture,
     to_matrix,
 )
 
@@ -52,15 +52,8 @@ def call(path: str, body: Any = None, query: dict[str, str] | None = None, raw: 
     if body is None:
         evt["body"] = None
     evt["queryStringParameters"] = query
-    response = load_app().handler(evt, _Context())
+    response = load_app().handler(evt, FakeLambdaContext())
     return response["statusCode"], json.loads(response["body"]), response
-
-
-class _Context:
-    function_name = "mlstack-PredictFunction"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:mlstack-PredictFunction"
-    aws_request_id = "0f5f3f5c-0000-4000-8000-000000000000"
 
 
 # columnar form ------------------------------------------------------------------------------------
@@ -397,14 +390,14 @@ def test_a_different_shadow_reports_disagreement(
     configure(monkeypatch, ALIAS_TTL_SECONDS="0")
     from sklearn.linear_model import LogisticRegression
 
-    from tests.unit import predict_fixtures
+    from tests.helpers import prediction
 
     fixture = classifier()
     records = mixed_records(60, seed=6)
     # same classes, labels shuffled: a challenger that disagrees often
-    labels = np.random.default_rng(0).permutation(predict_fixtures._species(records, 6))
-    other = predict_fixtures._build(LogisticRegression(C=0.05, max_iter=500), labels, records)
-    constant = predict_fixtures.ModelFixture(predict_fixtures._export(other), other, fixture.schema)
+    labels = np.random.default_rng(0).permutation(prediction.species_labels(records, 6))
+    other = prediction.fit_pipeline(LogisticRegression(C=0.05, max_iter=500), labels, records)
+    constant = prediction.ModelFixture(prediction.export_onnx(other), other, fixture.schema)
     served.publish("penguins", constant, promote=False)
     _challenger(served, "shadow", 2)
     capsys.readouterr()
@@ -521,7 +514,7 @@ def test_openapi_document_is_valid_openapi_3(served: Stack) -> None:
 
 
 def test_docs_serve_swagger_ui_without_a_cdn(served: Stack) -> None:
-    response = load_app().handler(event("GET", "/docs"), _Context())
+    response = load_app().handler(event("GET", "/docs"), FakeLambdaContext())
 
     assert response["statusCode"] == 200
     headers = response.get("headers") or {
@@ -577,7 +570,7 @@ def test_every_answer_says_nosniff_and_no_store(
     served: Stack, method: str, path: str, body: Any
 ) -> None:
     text = body if isinstance(body, str) or body is None else json.dumps(body)
-    response = load_app().handler(event(method, path, text), _Context())
+    response = load_app().handler(event(method, path, text), FakeLambdaContext())
     headers = {
         **(response.get("headers") or {}),
         **{k: v[0] for k, v in (response.get("multiValueHeaders") or {}).items()},

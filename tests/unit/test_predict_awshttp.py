@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.unit.predict_fixtures import (
+from tests.helpers.prediction import (
     MODEL_BUCKET,
     REGISTRY_TABLE,
     ROOT,
@@ -145,11 +145,12 @@ def http_stack(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[St
 
 
 def _predict(model: str = "penguins", query: dict[str, str] | None = None) -> tuple[int, Any]:
-    from tests.unit.predict_fixtures import FakeContext, event, load_app
+    from tests.helpers.lambda_context import FakeLambdaContext
+    from tests.helpers.prediction import event, load_app
 
     evt = event("POST", f"/models/{model}/predict", json.dumps({"instances": mixed_records(2)}))
     evt["queryStringParameters"] = query
-    response = load_app().handler(evt, FakeContext())
+    response = load_app().handler(evt, FakeLambdaContext())
     return response["statusCode"], json.loads(response["body"])
 
 

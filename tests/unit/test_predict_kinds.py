@@ -22,15 +22,10 @@ from mlstack_core.kinds.inputs import feeds_from_cells, input_widths, model_inpu
 from mlstack_core.settings import serving_settings
 from mlstack_core.tabular import feature_feeds, read_split, write_split
 from mlstack_train.zoo import build_pipeline, export_onnx
-from tests.unit.predict_fixtures import (  # noqa: F401 - serving_fixture is a fixture
-    ModelFixture,
-    Stack,
-    invoke,
-    serving_fixture,
-)
-from tests.unit.test_tabular import prepared_from
+from tests.helpers.prediction import ModelFixture, Stack, invoke
+from tests.helpers.tables import prepared_from
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 MODEL = "orders"
 WORDS = (
     "late box damaged fine great slow courier rain door neighbour lovely broken".split()  # noqa: SIM905

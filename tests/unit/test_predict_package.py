@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from mlstack.checks.build import runtime_python
-from tests.conftest import ROOT
+from tests.helpers.stack import ROOT
 
 pytestmark = pytest.mark.unit
 BUILD = ROOT / ".aws-sam" / "build"

@@ -8,11 +8,11 @@ import io
 import json
 from typing import Any
 
-import numpy as np
 import pytest
 
 from mlstack_core import errors
-from tests.conftest import Stack, penguins_bytes
+from tests.helpers.stack import Stack
+from tests.helpers.tables import penguins_bytes, synthetic_regression
 
 pytestmark = pytest.mark.unit
 
@@ -35,18 +35,6 @@ RUN_KEYS = {
 def read_csv_rows(aws: Stack, key: str) -> list[list[str]]:
     body = aws.s3.get_object(Bucket=aws.model_bucket, Key=key)["Body"].read().decode()
     return list(csv.reader(io.StringIO(body)))
-
-
-def synthetic_regression(n: int = 200, seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    x1, x2 = rng.normal(size=n), rng.uniform(0, 10, size=n)
-    group = rng.choice(["north", "south", "east"], size=n)
-    price = 3 * x1 + 0.5 * x2 + (group == "north") * 2 + rng.normal(scale=0.3, size=n)
-    lines = ["id,x1,x2,group,price"]
-    for i in range(n):
-        x1_cell = "" if i % 17 == 0 else f"{x1[i]:.4f}"
-        lines.append(f"{i},{x1_cell},{x2[i]:.3f},{group[i]},{price[i]:.3f}")
-    return ("\n".join(lines) + "\n").encode()
 
 
 def test_penguins_run_object_follows_the_contract(aws: Stack) -> None:

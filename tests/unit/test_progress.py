@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +11,8 @@ import pytest
 
 from mlstack.cli.progress import column_lines, summarize
 from mlstack_core.evidence import ADVICE, Interval
-from mlstack_core.spec import load_spec, resolve_task
-from mlstack_core.tabular import Prepared, prepare, read_csv, target_values
-from tests.kind_tables import customers, orders, reviews
-from tests.unit.evidence_fixtures import ROWS, weighed
+from tests.helpers.evidence import ROWS, weighed
+from tests.helpers.tables import mixed_prepared
 
 pytestmark = pytest.mark.unit
 
@@ -116,37 +111,6 @@ def test_the_report_names_a_person_s_decision_over_the_gate_s() -> None:
 
 
 # ----------------------------------------------------------------------------- columns as read
-def mixed_csv(rows: int = 300) -> bytes:
-    """An export with a timestamp, a number, a category, a free-text review and a customer
-    reference; the label (``returned``) follows the weekday of the timestamp."""
-    table = [
-        {
-            "customer_ref": customer["customer_ref"],
-            "placed_at": order["placed_at"],
-            "amount": order["amount"],
-            "channel": order["channel"],
-            "review": review["review"],
-            "returned": order["returned"],
-        }
-        for order, review, customer in zip(
-            orders(rows, 1), reviews(rows, 2), customers(rows, 3), strict=True
-        )
-    ]
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(table[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(table)
-    return out.getvalue().encode()
-
-
-def mixed_prepared(rows: int = 300) -> Prepared:
-    """What Preprocess makes of ``mixed_csv``."""
-    spec = load_spec(json.dumps({"target": "returned"}).encode())
-    read = read_csv(mixed_csv(rows), na_values=spec["na_values"], required=["returned"])
-    spec = resolve_task(spec, target_values(read, "returned"))
-    return prepare(read, spec)
-
-
 def mixed_schema(rows: int = 300) -> dict[str, Any]:
     """The schema Preprocess records for ``mixed_csv``."""
     return mixed_prepared(rows).schema

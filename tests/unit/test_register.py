@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from mlstack_core.errors import ChampionChanged
-from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes, register_event
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.stack import Stack, load_handler, register_event
+from tests.helpers.tables import penguins_bytes
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 MODEL = "penguins"
 
@@ -96,7 +98,7 @@ def test_a_model_file_swapped_after_evaluation_is_never_registered(aws: Stack) -
     """The winner's model.onnx written again between Evaluate and Register: Register fails by
     name, registers nothing and leaves production alone."""
     from mlstack_core.errors import ArtifactTampered
-    from tests.conftest import penguins_bytes
+    from tests.helpers.tables import penguins_bytes
 
     aws.put_spec("swapped", {"target": "species", "candidates": ["logistic_regression"]})
     state = aws.run_pipeline("swapped", penguins_bytes())
@@ -114,7 +116,7 @@ def test_a_model_file_swapped_after_evaluation_is_never_registered(aws: Stack) -
 def test_register_copies_exactly_the_evaluated_bytes(aws: Stack) -> None:
     import hashlib
 
-    from tests.conftest import penguins_bytes
+    from tests.helpers.tables import penguins_bytes
 
     aws.put_spec("exact", {"target": "species", "candidates": ["logistic_regression"]})
     state = aws.run_pipeline("exact", penguins_bytes())

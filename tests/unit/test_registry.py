@@ -8,7 +8,7 @@ import pytest
 
 from mlstack_core.errors import AliasConflict, ModelNotFound
 from mlstack_core.registry import Registry
-from tests.conftest import Stack
+from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,8 @@ import boto3
 import pytest
 
 from mlstack_core.registry_keys import RUNLOCK_SK, model_pk
-from tests.conftest import REGION, FakeLambdaContext, Stack, load_handler
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.stack import REGION, Stack, load_handler
 
 pytestmark = pytest.mark.unit
 

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from mlstack.cli.demo import as_instance
-from tests.conftest import FakeLambdaContext, Stack, load_handler, penguins_bytes, records_csv
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.stack import Stack, load_handler
+from tests.helpers.tables import penguins_bytes, records_csv
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 MODEL = "penguins"
 BATCH_ROWS = 25

@@ -22,7 +22,8 @@ from mlstack_core.settings import (
     flag,
     forget,
 )
-from tests.conftest import FakeLambdaContext, load_handler
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.stack import load_handler
 
 pytestmark = pytest.mark.unit
 

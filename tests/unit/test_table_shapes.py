@@ -19,8 +19,8 @@ from hypothesis import event as event_note
 
 from mlstack_core.contract import outputs as contract_outputs
 from mlstack_core.settings import forget
-from tests.conftest import FakeLambdaContext, Stack, load_handler, records_csv
-from tests.shapes import (
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.shapes import (
     NAMED_ERRORS,
     GeneratedTable,
     assert_served_as_scored,
@@ -29,8 +29,10 @@ from tests.shapes import (
     tables,
     to_csv,
 )
+from tests.helpers.stack import Stack, load_handler
+from tests.helpers.tables import records_csv
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 
 def _numeric_table(n: int, columns: int, seed: int = 0) -> tuple[list[str], list[list[str]]]:

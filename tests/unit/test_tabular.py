@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import math
 from typing import Any
 
@@ -16,44 +15,23 @@ from hypothesis import strategies as st
 from mlstack_core import errors
 from mlstack_core.kinds.inputs import model_input
 from mlstack_core.kinds.numbers import parse_number
-from mlstack_core.spec import load_spec, resolve_task
 from mlstack_core.tabular import (
     Columns,
     HashingReader,
     Prepared,
     Table,
     feature_feeds,
-    prepare,
     read_csv,
     read_split,
     schema_change_warnings,
     split_indices,
-    target_values,
     target_vector,
     write_split,
     write_split_to,
 )
-from tests.conftest import penguins_bytes
+from tests.helpers.tables import csv_of, penguins_bytes, prepared_from
 
 pytestmark = pytest.mark.unit
-
-
-def prepared_from(body: bytes, **spec_fields: Any) -> Prepared:
-    """What Preprocess does, without S3."""
-    spec = load_spec(json.dumps({"target": "y", **spec_fields}).encode())
-    table = read_csv(
-        body,
-        delimiter=spec["delimiter"],
-        na_values=spec["na_values"],
-        required=[spec["target"]],
-        skip=spec["columns"]["drop"],
-    )
-    spec = resolve_task(spec, target_values(table, spec["target"]))
-    return prepare(table, spec)
-
-
-def csv_of(rows: list[list[Any]]) -> bytes:
-    return "\n".join(",".join(str(c) for c in row) for row in rows).encode() + b"\n"
 
 
 def two_class_rows(n: int = 20) -> list[list[Any]]:

@@ -231,6 +231,7 @@ records = st.fixed_dictionaries(
 
 
 # tests --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(("task", "family", "n_text", "tabular"), MODELS)
 @settings(max_examples=25, deadline=None)
 @given(batch=st.lists(records, min_size=1, max_size=6))
@@ -243,6 +244,7 @@ def test_the_graph_answers_as_the_pipeline_on_any_text(
     assert_same_answers(model, model.feeds(batch))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("task", "family", "n_text", "tabular"), MODELS[:4])
 @settings(max_examples=25, deadline=None)
 @given(batch=st.lists(records, min_size=1, max_size=6))
@@ -341,6 +343,7 @@ def assert_same_rows(fitted: Fitted, rows: Sequence[Mapping[str, Any]]) -> None:
         assert difference <= ROW_TOLERANCE, (difference, feeds[TEXT_INPUT][:, column].tolist())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("task", "family", "n_text", "tabular"), MODELS)
 def test_the_text_branch_has_only_standard_operators(
     task: str, family: str, n_text: int, tabular: bool
@@ -361,6 +364,7 @@ def test_the_text_branch_has_only_standard_operators(
     assert faster_text_branches(again) == 0  # nothing left to rewrite
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("task", "family", "n_text", "tabular"), MODELS)
 def test_a_batch_without_a_single_word_and_the_warm_up_row(
     task: str, family: str, n_text: int, tabular: bool

@@ -18,8 +18,8 @@ from mlstack_core.kinds.inputs import model_input
 from mlstack_core.settings import ServingSettings
 from mlstack_core.tabular import feature_feeds, read_split
 from mlstack_train.zoo import ESTIMATORS, build_pipeline, export_onnx
-from tests.conftest import Stack, penguins_bytes
-from tests.unit.test_preprocess import synthetic_regression
+from tests.helpers.stack import Stack
+from tests.helpers.tables import penguins_bytes, synthetic_regression
 
 pytestmark = pytest.mark.unit
 
@@ -99,6 +99,7 @@ def test_zoo_covers_the_catalogue() -> None:
     assert {t: set(f) for t, f in ESTIMATORS.items()} == {t: set(f) for t, f in CATALOG.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(CATALOG["classification"]))
 def test_every_classifier_meets_the_graph_contract_and_parity(family: str) -> None:
     numeric, categorical, y = mixed_data(1500, n_classes=3)
@@ -119,6 +120,7 @@ def test_every_classifier_meets_the_graph_contract_and_parity(family: str) -> No
     assert np.mean(out["label"] == result["y_test"]) > majority
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(CATALOG["regression"]))
 def test_every_regressor_meets_the_graph_contract_and_parity(family: str) -> None:
     numeric, categorical, y = mixed_data(1500, task="regression")
@@ -132,6 +134,7 @@ def test_every_regressor_meets_the_graph_contract_and_parity(family: str) -> Non
     assert residual < np.var(result["y_test"])  # explains some variance out of sample
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("k", "m", "inputs"), [(3, 0, ["numeric"]), (0, 2, ["categorical"])])
 def test_an_input_is_absent_when_it_has_no_columns(k: int, m: int, inputs: list[str]) -> None:
     numeric, categorical, y = mixed_data(400)
@@ -142,6 +145,7 @@ def test_an_input_is_absent_when_it_has_no_columns(k: int, m: int, inputs: list[
     assert np.mean(result["onnx"]["label"] == result["pipeline"].predict(result["X_test"])) == 1
 
 
+@pytest.mark.slow
 def test_unseen_category_is_served_not_rejected() -> None:
     numeric, categorical, y = mixed_data(600)
     cut = 480
@@ -167,6 +171,7 @@ def test_hist_gradient_boosting_takes_nan_natively() -> None:
     assert pipeline.named_steps["preprocess"].transformers[0][1] == "passthrough"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_hist_gradient_boosting_parity_on_10k_mixed_rows_with_nan(n_classes: int) -> None:
     numeric, categorical, y = mixed_data(10_000, seed=3, n_classes=n_classes)
@@ -181,6 +186,7 @@ def test_hist_gradient_boosting_parity_on_10k_mixed_rows_with_nan(n_classes: int
 # -- the handler ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_handler_trains_every_default_penguins_candidate(aws: Stack) -> None:
     aws.put_spec("penguins", {"target": "species"})
     run = aws.preprocess(aws.upload("penguins", penguins_bytes()))
@@ -239,6 +245,7 @@ def holdout_inputs(aws: Stack, run: dict[str, Any]) -> np.ndarray:
     return model_input(feature_feeds(read_split(body), run["schema"]))
 
 
+@pytest.mark.slow
 def test_integer_labels_are_stored_as_int64(aws: Stack) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=120)
@@ -252,6 +259,7 @@ def test_integer_labels_are_stored_as_int64(aws: Stack) -> None:
     assert stored["classes"].tolist() == [0, 1]
 
 
+@pytest.mark.slow
 def test_regressors_store_their_holdout_values(aws: Stack) -> None:
     aws.put_spec(
         "houses",
@@ -273,6 +281,7 @@ def test_regressors_store_their_holdout_values(aws: Stack) -> None:
     assert np.array_equal(stored["variable"], pipeline.predict(holdout_inputs(aws, run)))
 
 
+@pytest.mark.slow
 def test_a_failing_candidate_reports_instead_of_raising(aws: Stack) -> None:
     aws.put_spec(
         "penguins",
@@ -293,6 +302,7 @@ def test_a_failing_candidate_reports_instead_of_raising(aws: Stack) -> None:
     assert ok["status"] == "trained"
 
 
+@pytest.mark.slow
 def test_grid_candidates_from_the_spec_are_expanded_and_trained(aws: Stack) -> None:
     spec = {
         "target": "species",
@@ -309,6 +319,7 @@ def test_grid_candidates_from_the_spec_are_expanded_and_trained(aws: Stack) -> N
 # -- cross-validation within a family -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_cv_candidate_searches_its_grid_and_exports_the_best(aws: Stack) -> None:
     grid = {"max_depth": [2, 6], "min_samples_leaf": [1, 20]}
     spec = {
@@ -347,6 +358,7 @@ def test_a_cv_candidate_searches_its_grid_and_exports_the_best(aws: Stack) -> No
     json.dumps(entry, allow_nan=False)  # the Map result must be strict JSON
 
 
+@pytest.mark.slow
 def test_lower_is_better_cv_scores_are_reported_in_metric_units(aws: Stack) -> None:
     spec = {
         "target": "price",
@@ -367,12 +379,14 @@ def test_lower_is_better_cv_scores_are_reported_in_metric_units(aws: Stack) -> N
     assert cv["best_score"] == scores[0.01]
 
 
+@pytest.mark.slow
 def test_plain_candidates_report_no_cv(aws: Stack) -> None:
     aws.put_spec("penguins", {"target": "species", "candidates": [{"family": "knn"}]})
     (entry,) = aws.train(aws.preprocess(aws.upload("penguins", penguins_bytes())))
     assert entry["cv"] is None
 
 
+@pytest.mark.slow
 def test_knn_export_uses_cdist_and_keeps_parity(aws: Stack) -> None:
     """k-NN exports with skl2onnx's CDist kernel (the default graph was 5-10x slower than
     scikit-learn, docs/performance.md); its ONNX must still agree with scikit-learn."""
@@ -388,6 +402,7 @@ def test_knn_export_uses_cdist_and_keeps_parity(aws: Stack) -> None:
     assert best["parity"]["label_agreement"] == 1.0
 
 
+@pytest.mark.slow
 def test_one_hot_width_is_bounded_for_high_cardinality_columns(aws: Stack) -> None:
     """A 300-level column keeps its 64 most frequent levels (the dense one-hot otherwise grows
     with every level); rarer levels and unseen ones encode alike, in scikit-learn and ONNX."""

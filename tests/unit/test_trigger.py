@@ -13,7 +13,8 @@ import pytest
 from moto import mock_aws
 
 from mlstack_core.settings import stack_settings
-from tests.conftest import PLACEHOLDER_ARNS, FakeLambdaContext, load_handler
+from tests.helpers.lambda_context import FakeLambdaContext
+from tests.helpers.stack import PLACEHOLDER_ARNS, load_handler
 
 pytestmark = pytest.mark.unit
 

@@ -17,7 +17,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from mlstack_core import errors
-from tests.conftest import Stack
+from tests.helpers.stack import Stack
 
 NAMED_ERRORS = frozenset(
     name

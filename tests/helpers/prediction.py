@@ -10,21 +10,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib
-import io
 import json
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 
 for _name, _value in {
     "POWERTOOLS_SERVICE_NAME": "predict",
@@ -38,10 +33,11 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
-from mlstack_core.registry import TABLE_DEFINITION, Registry  # noqa: E402 - needs the environment above
+from mlstack_core.registry import Registry  # noqa: E402 - needs the environment above
 from mlstack_core.settings import serving_settings, stack_settings  # noqa: E402
+from tests.helpers import ROOT  # noqa: E402
+from tests.helpers.lambda_context import FakeLambdaContext  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
 FUNCTION_DIR = ROOT / "functions" / "predict"
 MODEL_BUCKET = "mlstack-test-models"
@@ -91,7 +87,7 @@ def to_matrix(records: list[dict[str, Any]]) -> np.ndarray:
     return matrix
 
 
-def _species(records: list[dict[str, Any]], seed: int) -> np.ndarray:
+def species_labels(records: list[dict[str, Any]], seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed + 1)
     labels = []
     for record in records:
@@ -139,7 +135,7 @@ def _schema(task: str, classes: list[Any] | None, label_type: str | None) -> dic
     return schema
 
 
-def _build(estimator: Any, y: np.ndarray, records: list[dict[str, Any]]) -> Any:
+def fit_pipeline(estimator: Any, y: np.ndarray, records: list[dict[str, Any]]) -> Any:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -163,7 +159,7 @@ def _build(estimator: Any, y: np.ndarray, records: list[dict[str, Any]]) -> Any:
     return Pipeline([("preprocess", preprocess), ("model", estimator)]).fit(to_matrix(records), y)
 
 
-def _export(pipeline: Any) -> bytes:
+def export_onnx(pipeline: Any) -> bytes:
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
@@ -188,9 +184,9 @@ def classifier() -> ModelFixture:
     from sklearn.linear_model import LogisticRegression
 
     records = mixed_records(400, seed=1)
-    pipeline = _build(LogisticRegression(max_iter=500), _species(records, 1), records)
+    pipeline = fit_pipeline(LogisticRegression(max_iter=500), species_labels(records, 1), records)
     classes = [str(c) for c in pipeline.classes_]
-    return ModelFixture(_export(pipeline), pipeline, _schema("classification", classes, "str"))
+    return ModelFixture(export_onnx(pipeline), pipeline, _schema("classification", classes, "str"))
 
 
 @cache
@@ -199,10 +195,10 @@ def int_classifier() -> ModelFixture:
     from sklearn.linear_model import LogisticRegression
 
     records = mixed_records(300, seed=2)
-    y = (_species(records, 2) == CLASSES[2]).astype(np.int64)
-    pipeline = _build(LogisticRegression(max_iter=500), y, records)
+    y = (species_labels(records, 2) == CLASSES[2]).astype(np.int64)
+    pipeline = fit_pipeline(LogisticRegression(max_iter=500), y, records)
     classes = [int(c) for c in pipeline.classes_]
-    return ModelFixture(_export(pipeline), pipeline, _schema("classification", classes, "int"))
+    return ModelFixture(export_onnx(pipeline), pipeline, _schema("classification", classes, "int"))
 
 
 @cache
@@ -210,8 +206,8 @@ def regressor() -> ModelFixture:
     from sklearn.linear_model import Ridge
 
     records = mixed_records(300, seed=3)
-    pipeline = _build(Ridge(), _body_mass(records), records)
-    return ModelFixture(_export(pipeline), pipeline, _schema("regression", None, None))
+    pipeline = fit_pipeline(Ridge(), _body_mass(records), records)
+    return ModelFixture(export_onnx(pipeline), pipeline, _schema("regression", None, None))
 
 
 # AWS ----------------------------------------------------------------------------------------------
@@ -275,44 +271,11 @@ def configure(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
         predictor.reset_predictor()
 
 
-@pytest.fixture(name="serving")
-def serving_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    configure(monkeypatch)
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=MODEL_BUCKET)
-        s3.put_bucket_versioning(Bucket=MODEL_BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(
-            TableName=REGISTRY_TABLE,
-            **TABLE_DEFINITION,
-        )
-        yield Stack(Registry(REGISTRY_TABLE, dynamodb), s3)
-        configure(monkeypatch)  # the next test must not reuse clients bound to this mock
-
-
 # handler ------------------------------------------------------------------------------------------
 @cache
 def load_app() -> ModuleType:
     """The prediction function's handler module, ``mlstack_predict.app``."""
     return importlib.import_module("mlstack_predict.app")
-
-
-@dataclass(frozen=True)
-class FakeContext:
-    function_name: str = "mlstack-PredictFunction"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = (
-        "arn:aws:lambda:us-east-1:123456789012:function:mlstack-PredictFunction"
-    )
-    aws_request_id: str = "0f5f3f5c-0000-4000-8000-000000000000"
-    log_group_name: str = "/aws/lambda/mlstack-PredictFunction"
-    log_stream_name: str = "2025/11/26/[$LATEST]abcdef"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
 
 
 @cache
@@ -360,26 +323,5 @@ class HttpResult:
 def invoke(method: str, path: str, body: Any = None, *, raw_body: bool = False) -> HttpResult:
     """Call the handler as API Gateway would; ``body`` is JSON-encoded unless ``raw_body``."""
     text = body if raw_body or body is None else json.dumps(body)
-    response = load_app().handler(event(method, path, text), FakeContext())
+    response = load_app().handler(event(method, path, text), FakeLambdaContext())
     return HttpResult(response["statusCode"], json.loads(response["body"]), response)
-
-
-@pytest.fixture(name="log_output")
-def log_output_fixture(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
-    """What the prediction function's Powertools logger writes during the test (its handler holds
-    the stdout it was created with, so capsys cannot see it)."""
-    load_app()  # mlstack_core.observability.requests, as the handler imports it
-    from mlstack_core.observability.requests import logger
-
-    stream = io.StringIO()
-    monkeypatch.setattr(logger.registered_handler, "stream", stream)
-    return stream
-
-
-def emf_records(stdout: str) -> list[dict[str, Any]]:
-    """The CloudWatch EMF blobs Powertools printed."""
-    records = []
-    for line in stdout.splitlines():
-        if line.startswith("{") and '"_aws"' in line:
-            records.append(json.loads(line))
-    return records
