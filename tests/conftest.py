@@ -7,6 +7,9 @@ Powertools' Logger, Metrics and Tracer at import time, and boto3 must never see 
 from __future__ import annotations
 
 import os
+from typing import cast
+
+from mlstack_core.documents import VersionDocument
 
 for _name, _value in {
     "AWS_DEFAULT_REGION": "us-east-1",
@@ -212,7 +215,7 @@ class Stack:
                 "bytes": len(body),
             },
         }
-        self.registry.put_version(model, version, "Approved", document)
+        self.registry.put_version(model, version, "Approved", cast(VersionDocument, document))
         self.registry.move_alias(
             model, version, expected=self.registry.get_alias(model), actor="test", reason="test"
         )

@@ -31,6 +31,7 @@ from typing import Any
 import boto3
 
 from mlstack_core import drift
+from mlstack_core.documents import VersionDocument
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
@@ -42,7 +43,7 @@ from mlstack_monitor.quality import check_quality
 MAX_SUMMARIES = 2000  # newest first: a bounded read per model and tick
 
 
-def drift_settings(document: dict[str, Any]) -> dict[str, Any]:
+def drift_settings(document: VersionDocument) -> dict[str, Any]:
     """The version's spec.drift, with the schema's defaults for fields (or versions) without it."""
     defaults = dict(spec_schema()["properties"]["drift"]["default"])
     configured = (document.get("spec") or {}).get("drift") or {}
@@ -72,7 +73,7 @@ def read_summaries(
     return summaries
 
 
-def load_baseline(s3: Any, bucket: str, document: dict[str, Any]) -> dict[str, Any] | None:
+def load_baseline(s3: Any, bucket: str, document: VersionDocument) -> dict[str, Any] | None:
     inline = document.get("drift_baseline")
     if isinstance(inline, dict):
         return inline

@@ -47,11 +47,13 @@ import io
 import json
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from mlstack_core.documents import VersionDocument
 from mlstack_core.drift import days_between
 from mlstack_core.evidence import (
     PER_ROW_METRICS,
@@ -173,7 +175,7 @@ def window_days(now: float, days: int) -> list[str]:
 
 
 def score_joined(
-    document: dict[str, Any], joined: list[tuple[dict[str, Any], str]]
+    document: VersionDocument, joined: list[tuple[dict[str, Any], str]]
 ) -> dict[str, Any]:
     """The evaluation's metrics on labelled captures: the answers the API gave, against the
     labels users sent. Labels are read as the version's label type; for a classifier, rows
@@ -204,8 +206,8 @@ def score_joined(
     return {"metric": metric, "value": scores.get(metric), "scores": scores, "rows": len(joined)}
 
 
-def task_and_metric(document: dict[str, Any]) -> tuple[str, str]:
-    schema = document.get("schema") or {}
+def task_and_metric(document: VersionDocument) -> tuple[str, str]:
+    schema: Mapping[str, Any] = document.get("schema") or {}
     task = schema.get("task") or document.get("task") or CLASSIFICATION
     return task, str(document.get("metric") or ("accuracy" if task == CLASSIFICATION else "r2"))
 
@@ -224,8 +226,8 @@ class _ClassifierRows:
     """A classifier's labelled captures: every row's label (as the version's label type) and
     answer, and the probabilities of the rows whose label is a known class and that have them."""
 
-    def __init__(self, document: dict[str, Any], joined: list[tuple[dict[str, Any], str]]):
-        schema = document.get("schema") or {}
+    def __init__(self, document: VersionDocument, joined: list[tuple[dict[str, Any], str]]):
+        schema: Mapping[str, Any] = document.get("schema") or {}
         cast = LABEL_CASTS.get(str(schema.get("label_type") or "str"), str)
         self.classes: list[Any] = list(schema.get("classes") or [])
         self.y_true = np.array([_label(cast, label) for _, label in joined], dtype=object)
@@ -245,7 +247,7 @@ class _ClassifierRows:
 
 
 def labelled_answers(
-    document: dict[str, Any], joined: list[tuple[dict[str, Any], str]], metric: str
+    document: VersionDocument, joined: list[tuple[dict[str, Any], str]], metric: str
 ) -> Labelled | None:
     """The rows ``score_joined`` scores ``metric`` on, as the evidence's ``Labelled``."""
     task, _ = task_and_metric(document)
@@ -285,7 +287,7 @@ def _label(cast: Any, text: str) -> Any:
 
 @tracer.capture_method
 def holdout_answers(
-    s3: Any, bucket: str, model: str, document: dict[str, Any]
+    s3: Any, bucket: str, model: str, document: VersionDocument
 ) -> tuple[Labelled | None, str | None]:
     """The version's answers on its holdout, as Evaluate stored them (copied next to the version
     by Register, else still under the run), or None and why not."""
@@ -329,7 +331,7 @@ def holdout_answers(
 
 
 def judge(
-    document: dict[str, Any],
+    document: VersionDocument,
     joined: list[tuple[dict[str, Any], str]],
     config: dict[str, Any],
     *,
@@ -477,7 +479,7 @@ def check_quality(
     # The production version's spec decides what to do; without one, the newest captured.
     reference = documents[production] if production in documents else max(watched.items())[1]
     config = quality_settings(reference)
-    schema = reference.get("schema") or {}
+    schema: Mapping[str, Any] = reference.get("schema") or {}
     feedback = read_feedback(
         s3, settings.data_bucket, model, schema.get("target"), config.get("key")
     )

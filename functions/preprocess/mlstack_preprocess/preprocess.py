@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ from mlstack_core.candidates import (
     entry_folds,
     expand_candidates,
 )
+from mlstack_core.documents import DataWarning, FeatureSchema, VersionDocument
 from mlstack_core.drift import feature_baseline
 from mlstack_core.errors import SpecError
 from mlstack_core.folds import (
@@ -73,11 +74,11 @@ _READ_BUFFER = 1 << 20
 class VersionLister(Protocol):
     """The registry reads Preprocess makes (``mlstack_core.registry.Registry`` has them)."""
 
-    def list_versions(self, model: str) -> list[dict[str, Any]]: ...
+    def list_versions(self, model: str) -> list[VersionDocument]: ...
 
     def get_alias(self, model: str) -> int | None: ...
 
-    def get_version(self, model: str, version: int) -> dict[str, Any]: ...
+    def get_version(self, model: str, version: int) -> VersionDocument: ...
 
 
 def spec_key(model: str) -> str:
@@ -103,7 +104,7 @@ def production_columns(registry: VersionLister, model: str) -> list[str]:
         version = registry.get_alias(model)
         if version is None:
             return []
-        schema = registry.get_version(model, version).get("schema") or {}
+        schema: Mapping[str, Any] = registry.get_version(model, version).get("schema") or {}
     except ClientError:
         return []
     return [str(feature["name"]) for feature in schema.get("features", [])]
@@ -148,9 +149,7 @@ def read_dataset(
 
 
 @tracer.capture_method
-def last_registered_schema(
-    registry: VersionLister, model: str
-) -> tuple[int, dict[str, Any]] | None:
+def last_registered_schema(registry: VersionLister, model: str) -> tuple[int, FeatureSchema] | None:
     """(version, schema) of the model's highest registered version, whatever its status: a
     rejected version was still trained on the data the user last sent. None for a new model."""
     versions = [v for v in registry.list_versions(model) if v.get("schema")]
@@ -161,8 +160,8 @@ def last_registered_schema(
 
 
 def schema_history_warnings(
-    registry: VersionLister, model: str, schema: dict[str, Any]
-) -> list[dict[str, Any]]:
+    registry: VersionLister, model: str, schema: FeatureSchema
+) -> list[DataWarning]:
     """Warnings comparing ``schema`` with the last registered one. The comparison is advisory,
     so a registry that cannot be read (throttling, a missing permission) costs a warning saying
     so, not the run."""

@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 from mlstack_core.clients import client
 from mlstack_core.contract import LoadedModel, load_model
 from mlstack_core.contract.batch import score_rows
+from mlstack_core.documents import VersionDocument
 from mlstack_core.errors import EmptyDataset, ModelNotFound, PipelineError
 from mlstack_core.integrity import read_verified
 from mlstack_core.layout import job_prefix, model_name_problem
@@ -106,7 +107,7 @@ def _metadata_options(dataset: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _version(registry: Registry, model: str, pinned: Any) -> tuple[int, dict[str, Any]]:
+def _version(registry: Registry, model: str, pinned: Any) -> tuple[int, VersionDocument]:
     """The job's version and its document: production, or a pinned version the API serves."""
     aliases = registry.aliases(model)
     if pinned is None:

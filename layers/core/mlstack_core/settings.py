@@ -177,7 +177,7 @@ def forget() -> None:
     make the clients made from them again."""
     from mlstack_core import clients
 
-    clients.client.cache_clear()
+    clients.forget()
     stack_settings.cache_clear()
     serving_settings.cache_clear()
     approval_settings.cache_clear()
