@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from mlstack_evaluate.holdout import (
 )
 from mlstack_evaluate.judges import Judge
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 # Improvements are compared with this slack so 0.03 >= 0.03 holds despite float rounding.
 _EPSILON = 1e-12
 
@@ -56,7 +59,7 @@ def score_candidate(
     holdout: Holdout,
     tolerance: Mapping[str, float],
     *,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     judge: Judge,
     outputs_sink: dict[str, dict[str, np.ndarray]] | None = None,
@@ -140,7 +143,7 @@ def score_champion(
     holdout: Holdout,
     registry: Registry,
     *,
-    s3: Any,
+    s3: S3Client,
     judge: Judge,
     outputs_sink: dict[str, dict[str, np.ndarray]] | None = None,
     answers_sink: dict[str, list[Answers]] | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import numpy as np
@@ -52,6 +52,9 @@ from mlstack_evaluate.decision import (
 from mlstack_evaluate.holdout import Holdout, read_object
 from mlstack_evaluate.judges import CrossValidationJudge, HoldoutJudge, Judge
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 
 @tracer.capture_method
 def rehearse_winner(
@@ -61,7 +64,7 @@ def rehearse_winner(
     scored: Mapping[str, np.ndarray],
     tolerance: Mapping[str, float],
     *,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
 ) -> Rehearsal:
     """Serve holdout rows to the winner as the registry will describe it and as the prediction
@@ -95,7 +98,7 @@ def evaluate(
     run: Run,
     trained: Sequence[TrainedEntry],
     *,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     registry: Registry,
 ) -> Evaluation:
@@ -274,7 +277,7 @@ def store_monitoring_artifacts(
     champion_outputs: Mapping[str, np.ndarray] | None,
     estimate_outputs: Mapping[str, np.ndarray],
     *,
-    s3: Any,
+    s3: S3Client,
 ) -> dict[str, str]:
     """The drift baseline (Preprocess's feature part plus the winner's prediction distribution on
     the holdout) and the holdout outputs ``mlstack report`` plots. Register copies both next to
@@ -317,7 +320,7 @@ def store_monitoring_artifacts(
     return stored
 
 
-def judge_for(run: Mapping[str, Any], holdout: Holdout, s3: Any) -> Judge:
+def judge_for(run: Mapping[str, Any], holdout: Holdout, s3: S3Client) -> Judge:
     """Cross-validation when Preprocess wrote a fold assignment, else the holdout."""
     splits = run["splits"]
     if splits.get("folds_key"):
@@ -347,7 +350,7 @@ def incomparable_needs_a_person(champion: Mapping[str, Any] | None) -> bool:
     return not guard_settings().auto_promote_incomparable
 
 
-def trained_entries(run: Run, trained: Any, s3: Any) -> list[TrainedEntry]:
+def trained_entries(run: Run, trained: Any, s3: S3Client) -> list[TrainedEntry]:
     """The Map's results: inline in the state, or (Distributed Map) the children's outputs that
     Step Functions' ResultWriter stored: its manifest lists the result files, each a list of
     child executions with Train's output as JSON text. Only the state machine writes there, so a

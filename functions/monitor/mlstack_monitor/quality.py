@@ -49,7 +49,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -82,6 +82,9 @@ from mlstack_core.spec import greater_is_better
 from mlstack_core.tabular import CLASSIFICATION, LABEL_CASTS
 from mlstack_monitor import alerts
 from mlstack_monitor.datasets import latest_dataset
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 MAX_FEEDBACK_FILES = 1000
 MAX_CAPTURE_FILES = 5000
@@ -135,7 +138,7 @@ class Feedback:
 
 @tracer.capture_method
 def read_feedback(
-    s3: Any, bucket: str, model: str, target: str | None, key: str | None
+    s3: S3Client, bucket: str, model: str, target: str | None, key: str | None
 ) -> Feedback:
     listed = []
     for page in s3.get_paginator("list_objects_v2").paginate(
@@ -152,7 +155,7 @@ def read_feedback(
 
 @tracer.capture_method
 def read_captures(
-    s3: Any, bucket: str, model: str, version: int, days: list[str]
+    s3: S3Client, bucket: str, model: str, version: int, days: list[str]
 ) -> list[dict[str, Any]]:
     captures: list[dict[str, Any]] = []
     keys: list[str] = []
@@ -287,7 +290,7 @@ def _label(cast: Any, text: str) -> Any:
 
 @tracer.capture_method
 def holdout_answers(
-    s3: Any, bucket: str, model: str, document: VersionDocument
+    s3: S3Client, bucket: str, model: str, document: VersionDocument
 ) -> tuple[Labelled | None, str | None]:
     """The version's answers on its holdout, as Evaluate stored them (copied next to the version
     by Register, else still under the run), or None and why not."""
@@ -467,7 +470,7 @@ def _span(interval: Interval) -> str:
 
 @tracer.capture_method
 def check_quality(
-    model: str, registry: Registry, s3: Any, settings: Any, now: float
+    model: str, registry: Registry, s3: S3Client, settings: Any, now: float
 ) -> dict[str, Any]:
     """Score every captured version of ``model`` against the labels; alert and retrain as the
     production version's spec says."""
@@ -573,7 +576,7 @@ def check_quality(
 
 
 def retrain_with_feedback(
-    s3: Any,
+    s3: S3Client,
     settings: Any,
     model: str,
     production: int,

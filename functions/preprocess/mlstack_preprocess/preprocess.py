@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 import numpy as np
@@ -68,6 +68,10 @@ from mlstack_preprocess.guards import (
     stack_approval,
 )
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectRequestTypeDef
+
 _READ_BUFFER = 1 << 20
 
 
@@ -86,7 +90,7 @@ def spec_key(model: str) -> str:
 
 
 @tracer.capture_method
-def read_spec(s3: Any, bucket: str, model: str) -> bytes | None:
+def read_spec(s3: S3Client, bucket: str, model: str) -> bytes | None:
     """The spec's bytes, or None when there is none (load_spec turns that into SpecError)."""
     try:
         body: bytes = s3.get_object(Bucket=bucket, Key=spec_key(model))["Body"].read()
@@ -112,7 +116,7 @@ def production_columns(registry: VersionLister, model: str) -> list[str]:
 
 @tracer.capture_method
 def read_dataset(
-    s3: Any,
+    s3: S3Client,
     dataset: DatasetRef,
     spec: dict[str, Any],
     keep: Sequence[str] = (),
@@ -120,7 +124,7 @@ def read_dataset(
 ) -> tuple[Table, DatasetRef]:
     """Stream the exact object version that started the run; returns the table and its lineage.
     A file above the stack's size limit is refused before a byte of it is read."""
-    request = {"Bucket": dataset["bucket"], "Key": dataset["key"]}
+    request: GetObjectRequestTypeDef = {"Bucket": dataset["bucket"], "Key": dataset["key"]}
     version_id = dataset.get("version_id")
     if version_id:
         request["VersionId"] = version_id
@@ -218,7 +222,7 @@ def training_baseline(prepared: Prepared) -> dict[str, Any]:
 def preprocess(
     event: ExecutionInput,
     *,
-    s3: Any,
+    s3: S3Client,
     model_bucket: str,
     data_bucket: str,
     registry: VersionLister,

@@ -18,7 +18,7 @@ import json
 import threading
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -33,6 +33,9 @@ from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per
 from mlstack_core.registry import Registry
 from mlstack_core.registry_keys import CANARY, PRODUCTION, SHADOW, STATUS_APPROVED
 from mlstack_core.settings import serving_settings, stack_settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 HEADER_BYTES = 1 << 20  # the header must fit in the file's first MiB
 DEFAULT_MAX_REFUSED_SHARE = 0.01
@@ -307,7 +310,7 @@ def summarise_job(job: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _batch_outputs(s3: Any, scored: dict[str, Any]) -> list[dict[str, Any]]:
+def _batch_outputs(s3: S3Client, scored: dict[str, Any]) -> list[dict[str, Any]]:
     """The batches' outputs, from the Distributed Map's ResultWriter files (as Evaluate reads
     Train's); a batch that failed fails the job."""
     writer = scored["result_writer"]
