@@ -27,7 +27,7 @@ from mlstack_core.columns_text import (
     kind_counts,
     thousands,
 )
-from mlstack_core.documents import Feature, VersionDocument
+from mlstack_core.documents import Feature, HistoryEntry, VersionDocument
 from mlstack_core.evidence_text import (
     how_judged,
     interval_of,
@@ -447,7 +447,7 @@ _BINNED = {
 }
 
 
-def _decision(data: ReportData, history: list[dict[str, Any]]) -> Section:
+def _decision(data: ReportData, history: list[HistoryEntry]) -> Section:
     document, evaluation = data.document, data.evaluation
     section = Section("Decision")
     section.add(f"{decision_text(document, evaluation)}. Status now: {document.get('status')}.")
@@ -483,7 +483,7 @@ def _decision(data: ReportData, history: list[dict[str, Any]]) -> Section:
     return section
 
 
-def _change(entry: dict[str, Any]) -> str:
+def _change(entry: HistoryEntry) -> str:
     if entry.get("kind") == "status":
         return f"status {entry.get('status')}"
     verb = "rolled back to" if entry.get("rollback") else "moved to"
@@ -549,7 +549,7 @@ def _limits(data: ReportData) -> Section:
 
 
 def card_sections(
-    data: ReportData, history: list[dict[str, Any]], quality: dict[str, Any] | None = None
+    data: ReportData, history: list[HistoryEntry], quality: dict[str, Any] | None = None
 ) -> list[Section]:
     """``quality``: the Monitor's latest quality report of the model
     (``monitoring/<model>/quality-latest.json``), when there is one."""
@@ -742,7 +742,7 @@ def decision_text(document: VersionDocument, evaluation: EvaluationReport) -> st
 
 
 def card_files(
-    data: ReportData, history: list[dict[str, Any]], quality: dict[str, Any] | None = None
+    data: ReportData, history: list[HistoryEntry], quality: dict[str, Any] | None = None
 ) -> tuple[str, str]:
     """``card.md`` and ``card.html`` without plots: what Register stores beside the version."""
     sections = card_sections(data, history, quality)

@@ -177,6 +177,23 @@ class VersionDocument(TypedDict, total=False):
     drift_baseline: dict[str, Any] | None
 
 
+class HistoryEntry(TypedDict):
+    """One change in a model's registry history (``Registry.history``), oldest first: a version's
+    status, a production alias move, or a challenger set or cleared."""
+
+    kind: Literal["status", "alias", "challenger"]
+    version: int | None  # None: a challenger cleared
+    actor: str
+    reason: str
+    model: str
+    at: str
+    status: NotRequired[str]  # kind "status"
+    alias: NotRequired[str]  # kinds "alias" and "challenger"
+    previous: NotRequired[int | None]
+    rollback: NotRequired[bool]  # kind "alias": a rollback, undone when replayed
+    share: NotRequired[float | None]  # a canary's share of requests
+
+
 class AliasEntry(TypedDict):
     """One alias of a model as the serving path reads it (``Registry.aliases``)."""
 

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict, cast
 import boto3
 from botocore.exceptions import ClientError
 
-from mlstack_core.documents import AliasEntry, FeatureSchema, Task, VersionDocument
+from mlstack_core.documents import (
+    AliasEntry,
+    FeatureSchema,
+    HistoryEntry,
+    Task,
+    VersionDocument,
+)
 from mlstack_core.errors import ModelNotFound
 from mlstack_core.registry_keys import (
     ALIAS_PREFIX,
@@ -346,12 +352,13 @@ class Registry:
             if entry.get("rollback"):
                 if replaced:
                     replaced.pop()
-            elif entry.get("previous") is not None:
-                replaced.append(int(entry["previous"]))
+            elif (previous := entry.get("previous")) is not None:
+                replaced.append(int(previous))
         return replaced[-1] if replaced else None
 
-    def history(self, model: str) -> list[dict[str, Any]]:
-        return [json.loads(str(item["doc"])) for item in self._query(model, HISTORY_PREFIX)]
+    def history(self, model: str) -> list[HistoryEntry]:
+        items = self._query(model, HISTORY_PREFIX)
+        return [cast(HistoryEntry, json.loads(str(item["doc"]))) for item in items]
 
     # challengers (canary, shadow) ---------------------------------------------------------------
     def aliases(self, model: str) -> dict[str, AliasEntry]:
