@@ -231,7 +231,7 @@ def pick_best(scored: Sequence[ScoredCandidate], metric: str) -> ScoredCandidate
         # Best metric first; undefined metrics last; ties go to the smaller file, then the id.
         return (
             -sign * value if value is not None else math.inf,
-            c.get("onnx_bytes") or 0,
+            c["onnx_bytes"] or 0,
             c["candidate_id"],
         )
 
