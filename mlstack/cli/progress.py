@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from mlstack_core.columns_text import column_readings, kind_counts
 from mlstack_core.evidence_text import judgement, metric_with_interval
+
+if TYPE_CHECKING:
+    from mlstack_core.payloads import Rehearsal
 
 Printer = Callable[[str], None]
 
@@ -121,7 +124,7 @@ def describe_parity(parity: dict[str, Any]) -> str:
     return "parity: not measured"
 
 
-def describe_rehearsal(rehearsal: dict[str, Any] | None) -> str:
+def describe_rehearsal(rehearsal: Rehearsal | None) -> str:
     """Whether the winner was served holdout rows as the API would serve them."""
     if not rehearsal:
         return "serving not rehearsed"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,7 @@ def describe(data: ReportData) -> list[str]:
     return lines + judgement(data.evaluation.get("evidence"))
 
 
-def error_bars(entry: dict[str, Any], names: list[str]) -> np.ndarray:
+def error_bars(entry: Mapping[str, Any], names: list[str]) -> np.ndarray:
     """Distances from each bar's top down to its interval's low and up to its high ([2, n]); NaN
     (no bar drawn) where the score has no interval. A percentile interval need not contain its
     estimate, so a distance past the top counts as 0."""
@@ -127,7 +128,7 @@ def error_bars(entry: dict[str, Any], names: list[str]) -> np.ndarray:
 
 def plot_metrics(data: ReportData) -> Any:
     plt = pyplot()
-    best = data.evaluation["best"]["metrics"]
+    best = data.evaluation["best"]["metrics"] or {}
     names = [n for n, v in best.items() if v is not None]
     series = compared(data.evaluation)
     figure, axis = plt.subplots(figsize=(1.6 * len(names) + 3, 4.2))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from mlstack.cli.progress import column_lines
 from mlstack.cli.stack import StackClient
 from mlstack_core.columns_text import column_readings
+from mlstack_core.documents import VersionDocument
 from mlstack_core.evidence_text import (
     advice,
     metric_names,
@@ -80,7 +82,7 @@ def format_models(client: StackClient, model: str | None) -> str:
     out.append(
         _table(["VERSION", "STATUS", "ALIAS", "FAMILY", "SCORE", "ROWS", "CREATED", "REASON"], rows)
     )
-    production_schema: dict[str, Any] = {}
+    production_schema: Mapping[str, Any] = {}
     if production:
         current = registry.get_version(model, production)
         production_schema = current.get("schema") or {}
@@ -118,7 +120,7 @@ def format_models(client: StackClient, model: str | None) -> str:
     if newest["version"] != production and newest.get("evidence"):
         # Why the last run did not reach production, and what would help; and how it read the
         # columns when production read them as other kinds (or there is no production).
-        schema = newest.get("schema") or {}
+        schema: Mapping[str, Any] = newest.get("schema") or {}
         read_otherwise = _kinds(schema) != _kinds(production_schema)
         out.append(f"\nnewest version {newest['version']} ({newest['status']}):\n")
         out.extend(
@@ -136,11 +138,11 @@ def format_models(client: StackClient, model: str | None) -> str:
     return "".join(out)
 
 
-def _kinds(schema: dict[str, Any]) -> list[tuple[str, str]]:
+def _kinds(schema: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(r.name, r.kind) for r in column_readings(schema)]
 
 
-def _metric_lines(document: dict[str, Any]) -> str:
+def _metric_lines(document: VersionDocument) -> str:
     """Every defined metric of a version with its interval, one a line."""
     return _DETAIL_INDENT.join(
         f"{name}={metric_with_interval(document, name)}"
@@ -149,7 +151,7 @@ def _metric_lines(document: dict[str, Any]) -> str:
     )
 
 
-def _judgement(document: dict[str, Any]) -> list[tuple[str, str]]:
+def _judgement(document: VersionDocument) -> list[tuple[str, str]]:
     """The gate's verdict on a version and, when the evidence fell short, the advice."""
     evidence = document.get("evidence")
     lines = [("verdict", verdict(evidence)), ("advice", advice(evidence))]
@@ -194,7 +196,7 @@ def format_history(client: StackClient, model: str) -> str:
     return _table(["WHEN", "CHANGE", "WHO", "WHY"], rows)
 
 
-def _rows_line(dataset: dict[str, Any], splits: dict[str, Any]) -> str:
+def _rows_line(dataset: Mapping[str, Any], splits: Mapping[str, Any]) -> str:
     """How many rows, and how the version was judged on them."""
     if splits.get("judged_on") == "cross_validation":
         folds = f"{splits.get('repeats')} x {splits.get('folds')}-fold"

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mlstack_core.documents import Artifact, VersionDocument
+
 for _name, _value in {
     "POWERTOOLS_SERVICE_NAME": "predict",
     "POWERTOOLS_METRICS_NAMESPACE": "mlstack",
@@ -117,7 +119,7 @@ def _body_mass(records: list[dict[str, Any]]) -> np.ndarray:
 class ModelFixture:
     onnx: bytes
     pipeline: Any  # the fitted sklearn Pipeline, to compare predictions with
-    schema: dict[str, Any]
+    schema: Any  # a FeatureSchema, or a hand-written part of one
 
 
 def _schema(task: str, classes: list[Any] | None, label_type: str | None) -> dict[str, Any]:
@@ -232,14 +234,14 @@ class Stack:
         version = self.registry.allocate_version(model)
         key = f"models/{model}/{version}/model.onnx"
         put = self.s3.put_object(Bucket=self.bucket, Key=key, Body=fixture.onnx)
-        artifact = {
+        artifact: Artifact = {
             "bucket": self.bucket,
             "key": key,
             "version_id": put.get("VersionId") if pin_version_id else None,
             "sha256": sha256 or hashlib.sha256(fixture.onnx).hexdigest(),
             "bytes": len(fixture.onnx),
         }
-        document = {
+        document: VersionDocument = {
             "family": "logistic_regression",
             "task": fixture.schema["task"],
             "metric": "accuracy" if fixture.schema["task"] == "classification" else "rmse",

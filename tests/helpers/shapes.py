@@ -17,6 +17,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from mlstack_core import errors
+from mlstack_core.documents import VersionDocument
 from tests.helpers.stack import Stack
 
 NAMED_ERRORS = frozenset(
@@ -52,7 +53,7 @@ def holdout_requests(aws: Stack, run: dict[str, Any]) -> list[dict[str, Any]]:
     return records
 
 
-def gate_predictions(aws: Stack, document: dict[str, Any]) -> list[Any]:
+def gate_predictions(aws: Stack, document: VersionDocument) -> list[Any]:
     """What the gate scored for the version on the holdout (its stored holdout outputs)."""
     key = document["files"]["predictions"]
     body = aws.s3.get_object(Bucket=aws.model_bucket, Key=key)["Body"].read()

@@ -7,8 +7,9 @@ import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from mlstack_core.documents import VersionDocument
 from mlstack_core.registry import Registry
 from tests.helpers import ROOT
 from tests.helpers.lambda_context import FakeLambdaContext
@@ -154,7 +155,7 @@ class Stack:
                 "bytes": len(body),
             },
         }
-        self.registry.put_version(model, version, "Approved", document)
+        self.registry.put_version(model, version, "Approved", cast(VersionDocument, document))
         self.registry.move_alias(
             model, version, expected=self.registry.get_alias(model), actor="test", reason="test"
         )

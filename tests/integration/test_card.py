@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -17,7 +17,9 @@ from mlstack.cli.report import load
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack_core.card import ReportData, brier_score, card_files, reliability
+from mlstack_core.documents import VersionDocument
 from mlstack_core.drift import feature_baseline
+from mlstack_core.payloads import EvaluationReport
 from mlstack_core.tabular import feature_feeds
 from tests.helpers.local_cloud import manual_run, penguin_rows
 from tests.helpers.tables import linear_regression_csv, mixed_csv, mixed_prepared
@@ -173,7 +175,16 @@ def _kinds_card(baseline_extra: list[dict[str, Any]]) -> str:
         "metric": "accuracy",
         "best": {"candidate_id": "c00", "family": "random_forest", "metrics": {"accuracy": 0.9}},
     }
-    data = ReportData("orders", 1, "classification", document, evaluation, y, ["no", "yes"], [])
+    data = ReportData(
+        "orders",
+        1,
+        "classification",
+        cast(VersionDocument, document),
+        cast(EvaluationReport, evaluation),
+        y,
+        ["no", "yes"],
+        [],
+    )
     markdown, page = card_files(data, [])
     assert "<h2>Columns</h2>" in page
     return markdown

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +104,7 @@ def test_real_dataset_is_promoted_and_served(
 
     production = stack.registry.get_alias(model)
     assert production is not None, "the first version of a learnable table is promoted"
-    document = stack.registry.get_version(model, production)
+    document: Mapping[str, Any] = stack.registry.get_version(model, production)
     assert document["rehearsal"]["passed"] is True
     response = stack.predict(model, [as_instance(row, dataset.target) for row in unseen])
     assert response.status == 200, response.body

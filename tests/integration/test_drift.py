@@ -10,6 +10,7 @@ every request); the Monitor is the stack's MonitorFunction, invoked as its sched
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -81,7 +82,7 @@ def test_drift_is_low_on_training_like_traffic_and_retrains_on_shifted_traffic(
     assert trained["status"] == "SUCCEEDED", trained.get("cause")
     production = stack.registry.get_alias(MODEL)
     assert production is not None
-    document = stack.registry.get_version(MODEL, production)
+    document: Mapping[str, Any] = stack.registry.get_version(MODEL, production)
     assert document["drift_baseline"]["features"], "Register stored the training baseline"
     executions = len(cloud.executions())
     alerts.drain()

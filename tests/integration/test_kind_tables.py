@@ -44,7 +44,7 @@ def test_the_table_is_read_by_kind_promoted_and_served_like_a_plain_script(
     document = stack.registry.get_version(model, production)
     schema = document["schema"]
 
-    read_as = {f["name"]: f["kind"] for f in schema["features"]}
+    read_as: dict[str, str] = {f["name"]: f["kind"] for f in schema["features"]}
     read_as.update({i["name"]: "identifier" for i in schema.get("identifiers", [])})
     assert read_as == table.kinds
     assert all(f["reason"] for f in schema["features"])

@@ -98,6 +98,7 @@ def test_true_labels_keep_the_model_and_wrong_ones_alert_and_retrain(
     assert "gate: promote" in stored_card
     assert "no labelled predictions of this version have been checked yet" in stored_card
     holdout = stack.registry.get_version(MODEL, production)["metrics"]["accuracy"]
+    assert holdout is not None
 
     served_rows = [row for row in rows if row[TARGET]][:100]
     answered = serve(stack, [as_instance(row, TARGET) for row in served_rows])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -80,7 +81,7 @@ def state_seconds(events: list[dict[str, Any]]) -> dict[str, float]:
 
 def train_through_the_stack(
     cloud: LocalCloud, stack: StackClient, model: str, body: bytes
-) -> tuple[dict[str, Any], dict[str, float]]:
+) -> tuple[Mapping[str, Any], dict[str, float]]:
     started = time.perf_counter()
     upload = stack.upload_dataset(model, body, {"target": "y"}, file_name="big.csv")
     execution_arn = stack.find_execution(upload)

@@ -4,6 +4,7 @@ cross-validated search, and a winner whose registry version explains itself."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -110,7 +111,7 @@ def test_the_winner_is_registered_with_everything_that_explains_it(
 ) -> None:
     production = stack.registry.get_alias(MODEL)
     assert production is not None
-    version = stack.registry.get_version(MODEL, production)
+    version: Mapping[str, Any] = stack.registry.get_version(MODEL, production)
     evaluation = run["output"]["evaluation"]
     best = evaluation["best"]
 
@@ -154,7 +155,7 @@ def test_models_command_prints_the_winner_readably(
     printed = capsys.readouterr().out
     production = stack.registry.get_alias(MODEL)
     assert production is not None
-    version = stack.registry.get_version(MODEL, production)
+    version: Mapping[str, Any] = stack.registry.get_version(MODEL, production)
     assert f"production = version {production}" in printed
     assert version["family"] in printed
     assert f"accuracy={version['metrics']['accuracy']:.4f}" in printed

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
 
+from mlstack_core.payloads import DatasetRef
 from tests.helpers.lambda_context import FakeLambdaContext
 from tests.helpers.stack import REGION, Stack, load_handler
 
@@ -63,7 +64,9 @@ def test_an_answer_in_the_moment_before_the_run_pauses_waits_for_the_pause(
 
     table = approvals_table("approvals-race", monkeypatch)
     version = aws.registry.allocate_version("penguins")
-    aws.registry.put_version("penguins", version, "PendingApproval", {"dataset": {}})
+    aws.registry.put_version(
+        "penguins", version, "PendingApproval", {"dataset": cast(DatasetRef, {})}
+    )
     load_handler("approval")  # the function's modules, importable below
     from mlstack_approval import approval
 

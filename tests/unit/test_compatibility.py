@@ -11,6 +11,7 @@ from mlstack.cli import lifecycle
 from mlstack.cli.lifecycle import LifecycleError
 from mlstack.cli.stack import StackClient
 from mlstack_core.compatibility import request_incompatibilities
+from mlstack_core.documents import VersionDocument
 from mlstack_core.registry import Registry
 from tests.helpers.stack import Stack
 
@@ -37,7 +38,7 @@ def _client(aws: Stack) -> StackClient:
 
 def _publish(aws: Stack, model: str, document: dict[str, Any]) -> int:
     version = aws.registry.allocate_version(model)
-    aws.registry.put_version(model, version, "Approved", document)
+    aws.registry.put_version(model, version, "Approved", cast(VersionDocument, document))
     return version
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -70,7 +71,7 @@ def test_psi_is_zero_for_the_same_distribution_and_grows_with_the_shift() -> Non
 
 def _record(
     recorder: DriftRecorder,
-    document: dict[str, Any],
+    document: Mapping[str, Any],
     numeric: np.ndarray,
     categorical: np.ndarray,
     requests: int = 10,

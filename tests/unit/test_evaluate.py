@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import numpy as np
 import pytest
 
 from mlstack_core import errors
+from mlstack_core.documents import Champion
 from mlstack_core.evidence import Answers
+from mlstack_core.payloads import ScoredCandidate
 from mlstack_core.tabular import Table
 from mlstack_evaluate.decision import baseline, decide
 from mlstack_evaluate.holdout import (
@@ -343,8 +346,8 @@ def _gate(spec: dict[str, Any], holdout: Holdout, best: Answers, champion: Answe
     entry = {"candidate_id": "c00-x", "metrics": holdout.metric_values(best)}
     return decide(
         spec,
-        entry,
-        production,
+        cast(ScoredCandidate, entry),
+        cast(Champion | None, production),
         base,
         judge=judge,
         task=holdout.schema["task"],
@@ -418,8 +421,8 @@ def test_every_score_the_gate_reads_has_an_interval() -> None:
     }
     decide(
         _spec(),
-        entry,
-        champion,
+        cast(ScoredCandidate, entry),
+        cast(Champion, champion),
         base,
         judge=judge,
         task="classification",
@@ -427,7 +430,8 @@ def test_every_score_the_gate_reads_has_an_interval() -> None:
         confidence=0.95,
         comparisons=1,
     )
-    for document in (entry, champion, base):
+    documents: tuple[Mapping[str, Any], ...] = (entry, champion, base)
+    for document in documents:
         intervals = document["intervals"]
         assert set(intervals) == {*CLASSIFICATION_METRICS, "brier_score", "bounded_log_loss"}
         accuracy = intervals["accuracy"]

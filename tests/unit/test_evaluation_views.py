@@ -5,7 +5,7 @@ registered before the gate carried intervals."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -13,7 +13,9 @@ import pytest
 from mlstack.cli.report import describe, error_bars, plot_metrics, pyplot
 from mlstack.cli.views import format_models
 from mlstack_core.card import HoldoutOutputs, ReportData, card_files
+from mlstack_core.documents import VersionDocument
 from mlstack_core.evidence import ADVICE, Interval
+from mlstack_core.payloads import EvaluationReport
 from tests.helpers.evidence import ROWS, weighed
 
 pytestmark = pytest.mark.unit
@@ -67,6 +69,12 @@ def without_intervals(document: dict[str, Any]) -> dict[str, Any]:
     return old
 
 
+def _verdict(data: ReportData) -> str:
+    evidence = data.evaluation["evidence"]
+    assert evidence is not None
+    return evidence["verdict"]
+
+
 def report_data(evaluation: dict[str, Any], classes: list[str] = CLASSES) -> ReportData:
     rng = np.random.default_rng(3)
     y = np.asarray(classes * 10, dtype=object)
@@ -80,7 +88,14 @@ def report_data(evaluation: dict[str, Any], classes: list[str] = CLASSES) -> Rep
     label = np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)]
     challenger = HoldoutOutputs("challenger v2", label=label, probabilities=probabilities)
     return ReportData(
-        "penguins", 2, "classification", document, evaluation, y, classes, [challenger]
+        "penguins",
+        2,
+        "classification",
+        cast(VersionDocument, document),
+        cast(EvaluationReport, evaluation),
+        y,
+        classes,
+        [challenger],
     )
 
 
@@ -113,12 +128,12 @@ def test_the_card_says_how_the_gate_judged_and_its_verdict() -> None:
     assert "How the gate judged: the Brier score of each holdout row" in text
     assert f"on the same {ROWS} rows" in text
     assert "Bonferroni's correction across 3 candidates" in text
-    assert f"Verdict: {data.evaluation['evidence']['verdict']}" in text
+    assert f"Verdict: {_verdict(data)}" in text
     assert "Advice" not in markdown
     decision = section(markdown, "Decision")
     assert "Gate: accuracy 0.8123 meets threshold 0.7" in decision
     assert "Gate: promote on the evidence (the verdict under Evaluation)." in decision
-    assert data.evaluation["evidence"]["verdict"] not in decision
+    assert _verdict(data) not in decision
 
 
 def test_a_rejected_cards_names_the_outcome_and_advises() -> None:
@@ -165,7 +180,7 @@ def test_the_report_lists_each_models_scores_and_the_verdict() -> None:
     assert "production v1" in lines
     assert "  brier_score  0.3000 (95% interval 0.2700 to 0.3300)" in lines
     assert "baseline (most_frequent)" in lines
-    assert lines[-2] == f"verdict: {data.evaluation['evidence']['verdict']}"
+    assert lines[-2] == f"verdict: {_verdict(data)}"
     assert lines[-1] == f"advice: {ADVICE}"
 
 

@@ -6,7 +6,7 @@ of ``tests.helpers.prediction``) and is handed "gate scores" that differ from wh
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -14,8 +14,8 @@ import pytest
 from mlstack_core.contract import Batch, build_inputs, load_model
 from mlstack_core.contract.rehearsal import rehearse
 from mlstack_core.errors import ServingRehearsalFailed
-from mlstack_core.payloads import Rehearsal
-from mlstack_core.registry import serving_fields
+from mlstack_core.payloads import Rehearsal, Run
+from mlstack_core.registry import ServingFields, serving_fields
 from mlstack_core.settings import serving_settings
 from mlstack_evaluate.holdout import parity
 from tests.helpers.prediction import ModelFixture, classifier, mixed_records, regressor
@@ -86,9 +86,9 @@ def _gate_scores(fixture: ModelFixture, records: list[dict[str, Any]]) -> dict[s
     return dict(zip(loaded.layout.output_names, outputs, strict=True))
 
 
-def _document(fixture: ModelFixture) -> dict[str, Any]:
+def _document(fixture: ModelFixture) -> ServingFields:
     """The version document's serving fields, as Evaluate hands them to the rehearsal."""
-    return serving_fields({"task": fixture.schema["task"], "schema": fixture.schema})
+    return serving_fields(cast(Run, {"task": fixture.schema["task"], "schema": fixture.schema}))
 
 
 def _rehearse(

@@ -263,9 +263,9 @@ def test_notes_are_text_and_short_names_stay_categorical() -> None:
         rows.append([note, str(rng.choice(["New York", "Los Angeles", "San Diego"])), "ab"[i % 2]])
     prepared = prepared_from(csv_of(rows))
     assert _kinds(prepared) == {"note": "text", "city": "categorical"}
-    note = prepared.schema["features"][0]
-    assert (note["max_terms"], note["ngrams"]) == (1000, 2)
-    assert re.search(r"\d+\.\d words on average", note["reason"])
+    feature = prepared.schema["features"][0]
+    assert (feature["max_terms"], feature["ngrams"]) == (1000, 2)
+    assert re.search(r"\d+\.\d words on average", feature["reason"])
 
 
 def test_declared_kinds_win_over_inference() -> None:

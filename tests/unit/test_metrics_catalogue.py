@@ -22,7 +22,7 @@ import importlib
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -316,7 +316,7 @@ def _scenario(capture: Capture, stack: Stack) -> None:
 
 
 def _captured_with_wrong_labels(
-    stack: Stack, document: dict[str, Any], numeric: np.ndarray, categorical: np.ndarray
+    stack: Stack, document: Mapping[str, Any], numeric: np.ndarray, categorical: np.ndarray
 ) -> None:
     """The version as if trained with quality.capture, its holdout rows captured as served, and
     labels that contradict every answer: the Monitor's quality check alerts."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from mlstack.cli.progress import column_lines, summarize
+from mlstack_core.documents import FeatureSchema, VersionDocument
 from mlstack_core.evidence import ADVICE, Interval
+from mlstack_core.payloads import EvaluationReport
 from tests.helpers.evidence import ROWS, weighed
 from tests.helpers.tables import mixed_prepared
 
@@ -102,21 +105,24 @@ def test_an_evaluation_without_evidence_prints_as_before() -> None:
 def test_the_report_names_a_person_s_decision_over_the_gate_s() -> None:
     from mlstack.cli.report import decision_text
 
-    evaluation = {"decision": "promote"}
+    evaluation = cast(EvaluationReport, {"decision": "promote"})
     assert decision_text({"status": "Registered"}, evaluation) == "gate: promote"
-    rejected = {"status": "Rejected", "status_changed_by": "arn:aws:iam::1:user/ana"}
+    rejected: VersionDocument = {
+        "status": "Rejected",
+        "status_changed_by": "arn:aws:iam::1:user/ana",
+    }
     assert decision_text(rejected, evaluation) == (
         "gate: promote; rejected by arn:aws:iam::1:user/ana"
     )
 
 
 # ----------------------------------------------------------------------------- columns as read
-def mixed_schema(rows: int = 300) -> dict[str, Any]:
+def mixed_schema(rows: int = 300) -> FeatureSchema:
     """The schema Preprocess records for ``mixed_csv``."""
     return mixed_prepared(rows).schema
 
 
-def _preprocess(schema: dict[str, Any], warnings: list[dict[str, Any]] | None = None) -> str:
+def _preprocess(schema: Mapping[str, Any], warnings: list[dict[str, Any]] | None = None) -> str:
     run = {
         "dataset": {"rows": 300},
         "schema": schema,

@@ -3,7 +3,7 @@ with the evaluation's metrics, and judging whether quality fell (and by how much
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -11,26 +11,37 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlstack_core import model_metrics
+from mlstack_core.documents import VersionDocument
 from mlstack_core.evidence import Answers, Labelled, unpaired_metric_difference
 from mlstack_monitor.quality import Feedback, judge, measure_joined
 
 pytestmark = pytest.mark.unit
 
-CLASSIFIER: dict[str, Any] = {
-    "metric": "accuracy",
-    "metrics": {"accuracy": 0.9, "log_loss": 0.3},
-    "schema": {"task": "classification", "classes": ["a", "b"], "label_type": "str"},
-}
-INTEGER_LABELS: dict[str, Any] = {
-    "metric": "f1_macro",
-    "metrics": {"f1_macro": 0.8},
-    "schema": {"task": "classification", "classes": [0, 1, 2], "label_type": "int"},
-}
-REGRESSOR: dict[str, Any] = {
-    "metric": "rmse",
-    "metrics": {"rmse": 2.0},
-    "schema": {"task": "regression"},
-}
+# Partial version documents: only what the quality check reads.
+CLASSIFIER = cast(
+    VersionDocument,
+    {
+        "metric": "accuracy",
+        "metrics": {"accuracy": 0.9, "log_loss": 0.3},
+        "schema": {"task": "classification", "classes": ["a", "b"], "label_type": "str"},
+    },
+)
+INTEGER_LABELS = cast(
+    VersionDocument,
+    {
+        "metric": "f1_macro",
+        "metrics": {"f1_macro": 0.8},
+        "schema": {"task": "classification", "classes": [0, 1, 2], "label_type": "int"},
+    },
+)
+REGRESSOR = cast(
+    VersionDocument,
+    {
+        "metric": "rmse",
+        "metrics": {"rmse": 2.0},
+        "schema": {"task": "regression"},
+    },
+)
 CONFIG = {"margin": 0.05, "min_rows": 3, "threshold": None}
 
 
@@ -280,7 +291,7 @@ def test_for_an_error_metric_higher_is_worse() -> None:
 
 
 def test_a_metric_that_is_not_a_row_mean_is_compared_by_an_unpaired_bootstrap() -> None:
-    document = {**CLASSIFIER, "metric": "f1_macro", "metrics": {"f1_macro": 0.9}}
+    document: VersionDocument = {**CLASSIFIER, "metric": "f1_macro", "metrics": {"f1_macro": 0.9}}
     few = judge(document, served(50, 42), CONFIG, holdout=HOLDOUT, confidence=CONFIDENCE)
     assert few["test"] == "unpaired bootstrap"
     assert few["drop"] == pytest.approx(0.06, abs=0.005)
@@ -292,7 +303,7 @@ def test_a_metric_that_is_not_a_row_mean_is_compared_by_an_unpaired_bootstrap() 
 
 @pytest.mark.parametrize("metric", ["accuracy", "f1_macro", "roc_auc", "log_loss"])
 def test_the_verdict_does_not_depend_on_row_order(metric: str) -> None:
-    document = {**CLASSIFIER, "metric": metric, "metrics": {}}
+    document: VersionDocument = {**CLASSIFIER, "metric": metric, "metrics": {}}
     shuffled = np.random.default_rng(5).permutation(HOLDOUT.rows)
     holdout = Labelled(
         HOLDOUT.y[shuffled],

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from mlstack_core.documents import FeatureSchema
 from mlstack_core.errors import AliasConflict, ModelNotFound
 from mlstack_core.registry import Registry
 from tests.helpers.stack import Stack
@@ -63,7 +64,7 @@ def test_rollbacks_walk_back_and_production_is_never_shown_archived(aws: Stack) 
     registry = aws.registry
     for _ in range(3):
         version = registry.allocate_version("m")
-        registry.put_version("m", version, "Approved", {"schema": {}})
+        registry.put_version("m", version, "Approved", {"schema": cast(FeatureSchema, {})})
         registry.move_alias("m", version, expected=registry.get_alias("m"), actor="a", reason="up")
     walked = []
     for reason in ("broke checkout", "still broken"):

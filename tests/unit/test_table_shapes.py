@@ -145,7 +145,9 @@ def test_a_broken_serving_contract_is_caught_by_the_gate(
     assert state["registration"]["status"] == "Rejected"
     assert state["registration"]["error"] == "ServingRehearsalFailed"
     assert aws.registry.get_alias(model) == production
-    assert aws.registry.get_version(model, version)["rehearsal"]["passed"] is False
+    stored = aws.registry.get_version(model, version)["rehearsal"]
+    assert stored is not None
+    assert stored["passed"] is False
 
 
 # -- the space of shapes, searched by Hypothesis ---------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlstack_core import errors
+from mlstack_core.documents import FeatureSchema
 from mlstack_core.kinds.inputs import model_input
 from mlstack_core.kinds.numbers import parse_number
 from mlstack_core.tabular import (
@@ -419,8 +420,9 @@ def test_unparseable_number_is_located_past_the_first_block() -> None:
 # -- schema changes since the last registered version --------------------------------------------
 
 
-def _schema(**kinds: str) -> dict[str, Any]:
-    return {"features": [{"name": name, "kind": kind} for name, kind in kinds.items()]}
+def _schema(**kinds: str) -> FeatureSchema:
+    features = [{"name": name, "kind": kind} for name, kind in kinds.items()]
+    return cast(FeatureSchema, {"features": features})
 
 
 def test_schema_changes_name_type_changes_added_and_removed_columns() -> None:

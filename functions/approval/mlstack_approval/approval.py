@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +141,7 @@ def record_upload(event: dict[str, Any]) -> None:
     metrics.add_metric(name="UploadsRecorded", unit=MetricUnit.Count, value=1)
 
 
-def _check_another_principal(answer: Answer, dataset: dict[str, Any]) -> None:
+def _check_another_principal(answer: Answer, dataset: Mapping[str, Any]) -> None:
     item = (
         _table()
         .get_item(

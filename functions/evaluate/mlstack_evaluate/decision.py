@@ -8,10 +8,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
+from mlstack_core.documents import Baseline, Champion, Comparison
 from mlstack_core.errors import ArtifactTampered, NoViableCandidate, UnparseableNumber
 from mlstack_core.evidence import (
     EVIDENCE_MEASURE,
@@ -23,7 +24,7 @@ from mlstack_core.evidence import (
 )
 from mlstack_core.integrity import read_verified
 from mlstack_core.observability.pipeline import logger, tracer
-from mlstack_core.payloads import Decision
+from mlstack_core.payloads import Decision, ScoredCandidate, TrainedEntry
 from mlstack_core.registry import Registry
 from mlstack_core.spec import greater_is_better, metrics_for
 from mlstack_core.tasks import CLASSIFICATION
@@ -37,11 +38,14 @@ from mlstack_evaluate.holdout import (
 )
 from mlstack_evaluate.judges import Judge
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 # Improvements are compared with this slack so 0.03 >= 0.03 holds despite float rounding.
 _EPSILON = 1e-12
 
 
-def baseline(judge: Judge) -> tuple[dict[str, Any], list[Answers]]:
+def baseline(judge: Judge) -> tuple[Baseline, list[Answers]]:
     """The trivial model, fitted as the candidates are (mlstack_evaluate.judges)."""
     strategy, answers = judge.baseline()
     return {"strategy": strategy, "metrics": judge.metric_values(answers)}, answers
@@ -49,21 +53,21 @@ def baseline(judge: Judge) -> tuple[dict[str, Any], list[Answers]]:
 
 @tracer.capture_method
 def measure_candidate(
-    entry: Mapping[str, Any],
+    entry: TrainedEntry,
     holdout: Holdout,
     tolerance: Mapping[str, float],
     *,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     judge: Judge,
     outputs_sink: dict[str, dict[str, np.ndarray]] | None = None,
     answers_sink: dict[str, list[Answers]] | None = None,
-) -> dict[str, Any]:
+) -> ScoredCandidate:
     """The trained entry plus metrics (as ``judge`` judges: of the ONNX export on the holdout, or
     out of fold), parity and an exclusion reason. The ONNX outputs on the holdout go into
     ``outputs_sink`` under the candidate id, and the answers the gate compares into
     ``answers_sink``."""
-    candidate: dict[str, Any] = {**entry, "metrics": None, "parity": None, "excluded": None}
+    candidate: ScoredCandidate = {**entry, "metrics": None, "parity": None, "excluded": None}
     if entry.get("status") != "trained":
         candidate["excluded"] = f"training failed: {entry.get('error') or 'no error text'}"
         return candidate
@@ -73,7 +77,7 @@ def measure_candidate(
             read_verified(
                 s3,
                 bucket,
-                entry["onnx_key"],
+                cast(str, entry["onnx_key"]),  # a trained entry has its export
                 entry.get("onnx_version_id"),
                 entry.get("onnx_sha256"),
             ),
@@ -139,17 +143,17 @@ def measure_champion(
     holdout: Holdout,
     registry: Registry,
     *,
-    s3: Any,
+    s3: S3Client,
     judge: Judge,
     outputs_sink: dict[str, dict[str, np.ndarray]] | None = None,
     answers_sink: dict[str, list[Answers]] | None = None,
-) -> dict[str, Any] | None:
+) -> Champion | None:
     """Production's metrics on this holdout, or why they cannot be compared. None: no production.
     Its outputs go into ``outputs_sink`` and its answers into ``answers_sink`` as "champion"."""
     version = registry.get_alias(model)
     if version is None:
         return None
-    champion: dict[str, Any] = {
+    champion: Champion = {
         "version": version,
         "metrics": None,
         "comparable": False,
@@ -158,7 +162,7 @@ def measure_champion(
     try:
         document = registry.get_version(model, version)
         champion["family"] = document.get("family")
-        schema = document.get("schema") or {}
+        schema: Mapping[str, Any] = document.get("schema") or {}
         reason = _incompatibility(schema, holdout)
         if reason:
             champion["reason"] = reason
@@ -215,15 +219,15 @@ def _incompatibility(schema: Mapping[str, Any], holdout: Holdout) -> str | None:
     return None
 
 
-def pick_best(candidates: Sequence[dict[str, Any]], metric: str) -> dict[str, Any]:
+def pick_best(candidates: Sequence[ScoredCandidate], metric: str) -> ScoredCandidate:
     viable = [c for c in candidates if c["excluded"] is None]
     if not viable:
         lines = "; ".join(f"{c['candidate_id']}: {c['excluded']}" for c in candidates)
         raise NoViableCandidate(f"no candidate can ship: {lines or 'no candidates trained'}")
     sign = 1.0 if greater_is_better(metric) else -1.0
 
-    def key(c: dict[str, Any]) -> tuple[float, int, str]:
-        value = c["metrics"].get(metric)
+    def key(c: ScoredCandidate) -> tuple[float, int, str]:
+        value = (c["metrics"] or {}).get(metric)  # a viable candidate always has metrics
         # Best metric first; undefined metrics last; ties go to the smaller file, then the id.
         return (
             -sign * value if value is not None else math.inf,
@@ -238,7 +242,7 @@ def pick_best(candidates: Sequence[dict[str, Any]], metric: str) -> dict[str, An
 class GateResult:
     decision: Decision
     reasons: list[str]
-    comparison: dict[str, Any]
+    comparison: Comparison
     evidence: EvidenceDocument | None = None
     error: str | None = None  # the named outcome of a rejection for lack of evidence
 
@@ -246,9 +250,9 @@ class GateResult:
 @tracer.capture_method
 def decide(
     spec: Mapping[str, Any],
-    best: dict[str, Any],
-    champion: dict[str, Any] | None,
-    base: dict[str, Any],
+    best: ScoredCandidate,
+    champion: Champion | None,
+    base: Baseline,
     *,
     judge: Judge,
     task: str,
@@ -262,7 +266,7 @@ def decide(
     ("baseline"). Every score of the three gains its interval (``intervals``)."""
     metric = spec["metric"]
     higher = greater_is_better(metric)
-    value = best["metrics"].get(metric)
+    value = (best["metrics"] or {}).get(metric)  # the best candidate always has metrics
     reasons: list[str] = []
     if value is None:
         return GateResult(
@@ -331,13 +335,13 @@ def decide(
     )
     reasons.append(evidence["verdict"])
     ok = ok and evidence["passed"]
-    reference_value = (champion if comparable and champion else base)["metrics"].get(metric)
+    reference_value = ((champion if comparable and champion else base)["metrics"] or {}).get(metric)
     point = (
         None
         if reference_value is None
         else (value - reference_value if higher else reference_value - value)
     )
-    comparison = {
+    comparison: Comparison = {
         "against": "champion" if comparable else "baseline",
         "value": value,
         "reference": reference_value,

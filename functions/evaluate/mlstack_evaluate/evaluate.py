@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import numpy as np
@@ -25,7 +25,14 @@ from mlstack_core.evidence import Answers
 from mlstack_core.folds import read_folds
 from mlstack_core.integrity import read_verified
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
-from mlstack_core.payloads import EvaluateInput, Evaluation, Rehearsal, Run
+from mlstack_core.payloads import (
+    Candidate,
+    EvaluateInput,
+    Evaluation,
+    Rehearsal,
+    Run,
+    TrainedEntry,
+)
 from mlstack_core.registry import Registry, serving_fields
 from mlstack_core.settings import gate_confidence, guard_settings, serving_settings, stack_settings
 from mlstack_core.spec import (
@@ -45,16 +52,19 @@ from mlstack_evaluate.decision import (
 from mlstack_evaluate.holdout import Holdout, read_object
 from mlstack_evaluate.judges import CrossValidationJudge, HoldoutJudge, Judge
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 
 @tracer.capture_method
 def rehearse_winner(
-    run: Mapping[str, Any],
+    run: Run,
     holdout: Holdout,
     best: Mapping[str, Any],
     gate_outputs: Mapping[str, np.ndarray],
     tolerance: Mapping[str, float],
     *,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
 ) -> Rehearsal:
     """Serve holdout rows to the winner as the registry will describe it and as the prediction
@@ -86,9 +96,9 @@ def rehearse_winner(
 
 def evaluate(
     run: Run,
-    trained: Sequence[Mapping[str, Any]],
+    trained: Sequence[TrainedEntry],
     *,
-    s3: Any,
+    s3: S3Client,
     bucket: str,
     registry: Registry,
 ) -> Evaluation:
@@ -267,7 +277,7 @@ def store_monitoring_artifacts(
     champion_outputs: Mapping[str, np.ndarray] | None,
     estimate_outputs: Mapping[str, np.ndarray],
     *,
-    s3: Any,
+    s3: S3Client,
 ) -> dict[str, str]:
     """The drift baseline (Preprocess's feature part plus the winner's prediction distribution on
     the holdout) and the holdout outputs ``mlstack report`` plots. Register copies both next to
@@ -310,7 +320,7 @@ def store_monitoring_artifacts(
     return stored
 
 
-def judge_for(run: Mapping[str, Any], holdout: Holdout, s3: Any) -> Judge:
+def judge_for(run: Mapping[str, Any], holdout: Holdout, s3: S3Client) -> Judge:
     """Cross-validation when Preprocess wrote a fold assignment, else the holdout."""
     splits = run["splits"]
     if splits.get("folds_key"):
@@ -340,25 +350,32 @@ def incomparable_needs_a_person(champion: Mapping[str, Any] | None) -> bool:
     return not guard_settings().auto_promote_incomparable
 
 
-def trained_entries(run: Mapping[str, Any], trained: Any, s3: Any) -> list[dict[str, Any]]:
+def trained_entries(run: Run, trained: Any, s3: S3Client) -> list[TrainedEntry]:
     """The Map's results: inline in the state, or (Distributed Map) the children's outputs that
     Step Functions' ResultWriter stored: its manifest lists the result files, each a list of
     child executions with Train's output as JSON text. Only the state machine writes there, so a
     file rewritten under the run's prefix cannot change what is evaluated. A candidate with no
     output counts as failed."""
     if isinstance(trained, list):
-        return [dict(entry) for entry in trained]
+        return [cast(TrainedEntry, dict(entry)) for entry in trained]
     writer = trained["result_writer"]
     manifest = json.loads(read_object(s3, writer["Bucket"], writer["Key"]))
-    outputs: dict[str, dict[str, Any]] = {}
+    outputs: dict[str, TrainedEntry] = {}
     for listed in manifest["ResultFiles"].get("SUCCEEDED", []):
         for child in json.loads(read_object(s3, manifest["DestinationBucket"], listed["Key"])):
             output = json.loads(child["Output"])
             outputs[output["candidate_id"]] = output
-    candidates = json.loads(read_object(s3, run["splits"]["bucket"], run["candidates_key"]))
+    candidates: list[Candidate] = json.loads(
+        read_object(s3, run["splits"]["bucket"], run["candidates_key"])
+    )
+    # The placeholder keeps the candidate's own keys, so its ``cv`` is the number of folds it was
+    # to search with, not a cross-validation report: only a trained entry's ``cv`` is read.
     return [
         outputs.get(candidate["candidate_id"])
-        or {**candidate, "status": "failed", "error": "no result: its Train invocation failed"}
+        or cast(
+            TrainedEntry,
+            {**candidate, "status": "failed", "error": "no result: its Train invocation failed"},
+        )
         for candidate in candidates
     ]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,10 @@ from mlstack_core.tabular import (
     target_vector,
 )
 from mlstack_core.tasks import CLASSIFICATION
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectRequestTypeDef
 
 
 def load_as_served(body: bytes, document: Mapping[str, Any]) -> LoadedModel:
@@ -212,8 +216,8 @@ class Holdout:
         return squared_error_rows(self.y, np.asarray(answers.values))
 
 
-def read_object(s3: Any, bucket: str, key: str, version_id: str | None = None) -> bytes:
-    request = {"Bucket": bucket, "Key": key}
+def read_object(s3: S3Client, bucket: str, key: str, version_id: str | None = None) -> bytes:
+    request: GetObjectRequestTypeDef = {"Bucket": bucket, "Key": key}
     if version_id:
         request["VersionId"] = version_id
     body: bytes = s3.get_object(**request)["Body"].read()

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlstack_core.observability.pipeline import tracer
 from mlstack_core.storage_keys import dataset_prefix
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectVersionTypeDef
 
 DATASET_SUFFIX = ".csv"
 
 
 @tracer.capture_method
-def latest_dataset(s3: Any, bucket: str, model: str) -> dict[str, Any] | None:
+def latest_dataset(s3: S3Client, bucket: str, model: str) -> dict[str, Any] | None:
     """The newest current ``datasets/<model>/*.csv`` object version, in the Trigger's shape."""
-    newest: dict[str, Any] | None = None
+    newest: ObjectVersionTypeDef | None = None
     prefix = dataset_prefix(model)
     paginator = s3.get_paginator("list_object_versions")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):

@@ -26,11 +26,12 @@ import json
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from mlstack_core import drift, storage_keys
+from mlstack_core.documents import VersionDocument
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.registry import Registry
 from mlstack_core.settings import stack_settings
@@ -39,10 +40,13 @@ from mlstack_monitor import alerts
 from mlstack_monitor.datasets import latest_dataset
 from mlstack_monitor.quality import check_quality
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 MAX_SUMMARIES = 2000  # newest first: a bounded read per model and tick
 
 
-def drift_settings(document: dict[str, Any]) -> dict[str, Any]:
+def drift_settings(document: VersionDocument) -> dict[str, Any]:
     """The version's spec.drift, with the schema's defaults for fields (or versions) without it."""
     defaults = dict(spec_schema()["properties"]["drift"]["default"])
     configured = (document.get("spec") or {}).get("drift") or {}
@@ -51,7 +55,7 @@ def drift_settings(document: dict[str, Any]) -> dict[str, Any]:
 
 @tracer.capture_method
 def read_summaries(
-    s3: Any, bucket: str, model: str, version: int, since: float, now: float
+    s3: S3Client, bucket: str, model: str, version: int, since: float, now: float
 ) -> list[dict[str, Any]]:
     keys: list[str] = []
     paginator = s3.get_paginator("list_objects_v2")
@@ -72,7 +76,7 @@ def read_summaries(
     return summaries
 
 
-def load_baseline(s3: Any, bucket: str, document: dict[str, Any]) -> dict[str, Any] | None:
+def load_baseline(s3: S3Client, bucket: str, document: VersionDocument) -> dict[str, Any] | None:
     inline = document.get("drift_baseline")
     if isinstance(inline, dict):
         return inline
@@ -150,7 +154,7 @@ def publish_alert(model: str, version: int, report: dict[str, Any], action: str)
 
 @tracer.capture_method
 def monitor_model(
-    model: str, registry: Registry, s3: Any, now: float | None = None
+    model: str, registry: Registry, s3: S3Client, now: float | None = None
 ) -> dict[str, Any]:
     now = time.time() if now is None else now
     settings = stack_settings()

@@ -47,11 +47,13 @@ import io
 import json
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlstack_core.documents import VersionDocument
 from mlstack_core.drift import days_between
 from mlstack_core.evidence import (
     PER_ROW_METRICS,
@@ -81,6 +83,9 @@ from mlstack_core.tabular import LABEL_CASTS
 from mlstack_core.tasks import CLASSIFICATION
 from mlstack_monitor import alerts
 from mlstack_monitor.datasets import latest_dataset
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 MAX_FEEDBACK_FILES = 1000
 MAX_CAPTURE_FILES = 5000
@@ -134,7 +139,7 @@ class Feedback:
 
 @tracer.capture_method
 def read_feedback(
-    s3: Any, bucket: str, model: str, target: str | None, key: str | None
+    s3: S3Client, bucket: str, model: str, target: str | None, key: str | None
 ) -> Feedback:
     listed = []
     for page in s3.get_paginator("list_objects_v2").paginate(
@@ -151,7 +156,7 @@ def read_feedback(
 
 @tracer.capture_method
 def read_captures(
-    s3: Any, bucket: str, model: str, version: int, days: list[str]
+    s3: S3Client, bucket: str, model: str, version: int, days: list[str]
 ) -> list[dict[str, Any]]:
     captures: list[dict[str, Any]] = []
     keys: list[str] = []
@@ -174,7 +179,7 @@ def window_days(now: float, days: int) -> list[str]:
 
 
 def measure_joined(
-    document: dict[str, Any], joined: list[tuple[dict[str, Any], str]]
+    document: VersionDocument, joined: list[tuple[dict[str, Any], str]]
 ) -> dict[str, Any]:
     """The evaluation's metrics on labelled captures: the answers the API gave, against the
     labels users sent. Labels are read as the version's label type; for a classifier, rows
@@ -205,8 +210,8 @@ def measure_joined(
     return {"metric": metric, "value": scores.get(metric), "scores": scores, "rows": len(joined)}
 
 
-def task_and_metric(document: dict[str, Any]) -> tuple[str, str]:
-    schema = document.get("schema") or {}
+def task_and_metric(document: VersionDocument) -> tuple[str, str]:
+    schema: Mapping[str, Any] = document.get("schema") or {}
     task = schema.get("task") or document.get("task") or CLASSIFICATION
     return task, str(document.get("metric") or ("accuracy" if task == CLASSIFICATION else "r2"))
 
@@ -225,8 +230,8 @@ class _ClassifierRows:
     """A classifier's labelled captures: every row's label (as the version's label type) and
     answer, and the probabilities of the rows whose label is a known class and that have them."""
 
-    def __init__(self, document: dict[str, Any], joined: list[tuple[dict[str, Any], str]]):
-        schema = document.get("schema") or {}
+    def __init__(self, document: VersionDocument, joined: list[tuple[dict[str, Any], str]]):
+        schema: Mapping[str, Any] = document.get("schema") or {}
         cast = LABEL_CASTS.get(str(schema.get("label_type") or "str"), str)
         self.classes: list[Any] = list(schema.get("classes") or [])
         self.y_true = np.array([_label(cast, label) for _, label in joined], dtype=object)
@@ -246,7 +251,7 @@ class _ClassifierRows:
 
 
 def labelled_answers(
-    document: dict[str, Any], joined: list[tuple[dict[str, Any], str]], metric: str
+    document: VersionDocument, joined: list[tuple[dict[str, Any], str]], metric: str
 ) -> Labelled | None:
     """The rows ``measure_joined`` scores ``metric`` on, as the evidence's ``Labelled``."""
     task, _ = task_and_metric(document)
@@ -286,7 +291,7 @@ def _label(cast: Any, text: str) -> Any:
 
 @tracer.capture_method
 def holdout_answers(
-    s3: Any, bucket: str, model: str, document: dict[str, Any]
+    s3: S3Client, bucket: str, model: str, document: VersionDocument
 ) -> tuple[Labelled | None, str | None]:
     """The version's answers on its holdout, as Evaluate stored them (copied next to the version
     by Register, else still under the run), or None and why not."""
@@ -330,7 +335,7 @@ def holdout_answers(
 
 
 def judge(
-    document: dict[str, Any],
+    document: VersionDocument,
     joined: list[tuple[dict[str, Any], str]],
     config: dict[str, Any],
     *,
@@ -466,7 +471,7 @@ def _span(interval: Interval) -> str:
 
 @tracer.capture_method
 def check_quality(
-    model: str, registry: Registry, s3: Any, settings: Any, now: float
+    model: str, registry: Registry, s3: S3Client, settings: Any, now: float
 ) -> dict[str, Any]:
     """Score every captured version of ``model`` against the labels; alert and retrain as the
     production version's spec says."""
@@ -478,7 +483,7 @@ def check_quality(
     # The production version's spec decides what to do; without one, the newest captured.
     reference = documents[production] if production in documents else max(watched.items())[1]
     config = quality_settings(reference)
-    schema = reference.get("schema") or {}
+    schema: Mapping[str, Any] = reference.get("schema") or {}
     feedback = read_feedback(
         s3, settings.data_bucket, model, schema.get("target"), config.get("key")
     )
@@ -572,7 +577,7 @@ def check_quality(
 
 
 def retrain_with_feedback(
-    s3: Any,
+    s3: S3Client,
     settings: Any,
     model: str,
     production: int,

@@ -21,9 +21,10 @@ import io
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urlsplit
 
+from mlstack_core.documents import AliasEntry, VersionDocument
 from mlstack_core.errors import AwsHttpError, ModelNotFound
 from mlstack_core.registry_keys import (
     ALIAS_PREFIX,
@@ -32,6 +33,9 @@ from mlstack_core.registry_keys import (
     version_sk,
 )
 from mlstack_core.settings import AwsEnvironment
+
+if TYPE_CHECKING:
+    from mlstack_core.registry import Registry
 
 _DYNAMODB_TARGET = "DynamoDB_20120810"
 _TIMEOUT_S = 5.0
@@ -253,14 +257,15 @@ def _error(service: str, status: int, payload: bytes) -> AwsHttpError:
 
 @dataclass
 class HttpRegistry:
-    """The reads the serving path makes from the registry table (mlstack_core.registry's layout),
-    over AwsHttp. Every other Registry method is delegated to a boto3 Registry made on first use."""
+    """The registry reads of the serving path (``mlstack_core.registry.RegistryReader``, the
+    table's layout in ``mlstack_core.registry_keys``): the two on every cold start over AwsHttp,
+    listing (GET /models) through a boto3 Registry made on first use."""
 
     table: str
     aws: AwsHttp
-    _full: Any = None
+    _boto3: Registry | None = None
 
-    def aliases(self, model: str) -> dict[str, dict[str, Any]]:
+    def aliases(self, model: str) -> dict[str, AliasEntry]:
         request: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
@@ -270,11 +275,11 @@ class HttpRegistry:
             },
             "ConsistentRead": True,
         }
-        aliases: dict[str, dict[str, Any]] = {}
+        aliases: dict[str, AliasEntry] = {}
         while True:
             answer = self.aws.dynamodb("Query", request)
             for item in answer.get("Items", []):
-                entry: dict[str, Any] = {"version": int(_scalar(item["version"]))}
+                entry: AliasEntry = {"version": int(_scalar(item["version"]))}
                 if "share" in item and "NULL" not in item["share"]:
                     entry["share"] = float(_scalar(item["share"]))
                 aliases[str(_scalar(item["sk"])).removeprefix(ALIAS_PREFIX)] = entry
@@ -282,7 +287,7 @@ class HttpRegistry:
                 return aliases
             request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
-    def get_version(self, model: str, version: int) -> dict[str, Any]:
+    def get_version(self, model: str, version: int) -> VersionDocument:
         answer = self.aws.dynamodb(
             "GetItem",
             {
@@ -294,21 +299,25 @@ class HttpRegistry:
         item = answer.get("Item")
         if item is None:
             raise ModelNotFound(f"model {model!r} has no version {version}")
-        document: dict[str, Any] = json.loads(str(_scalar(item["doc"])))
-        return document
+        return cast(VersionDocument, json.loads(str(_scalar(item["doc"]))))
 
     def get_alias(self, model: str, alias: str = PRODUCTION) -> int | None:
         entry = self.aliases(model).get(alias)
         return None if entry is None else int(entry["version"])
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if self._full is None:
+    def list_versions(self, model: str) -> list[VersionDocument]:
+        return self._registry().list_versions(model)
+
+    def list_models(self) -> list[str]:
+        return self._registry().list_models()
+
+    def _registry(self) -> Registry:
+        """The boto3 Registry, imported and made on first use: off the cold start."""
+        if self._boto3 is None:
             from mlstack_core.registry import Registry
 
-            self._full = Registry(self.table)
-        return getattr(self._full, name)
+            self._boto3 = Registry(self.table)
+        return self._boto3
 
 
 def _scalar(value: dict[str, Any]) -> Any:

@@ -10,8 +10,9 @@ path: its import alone costs seconds of cold start (docs/performance.md).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import numpy as np
 
@@ -40,6 +41,12 @@ from mlstack_predict.routing import (
 )
 from mlstack_predict.sessions import SessionCache
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from mlstack_core.documents import VersionDocument
+    from mlstack_core.registry import RegistryReader
+
 # Metric dimension for requests whose model is not in the registry: the path segment is caller
 # input, and using it as a dimension would let anyone create unbounded CloudWatch metrics.
 UNKNOWN_MODEL_DIMENSION: Final = "(unknown)"
@@ -54,8 +61,8 @@ def production_of(routing: Routing) -> int:
 class Predictor:
     """Per-container state: the alias cache, the session cache and the drift sample."""
 
-    registry: Any  # mlstack_core.registry.Registry, or awshttp.HttpRegistry (same reads)
-    s3: Any
+    registry: RegistryReader  # mlstack_core.registry.Registry, or awshttp.HttpRegistry
+    s3: S3Client | AwsHttp
     settings: ServingSettings
     # What a failed AWS call raises with this registry/S3 client (botocore's or awshttp's).
     aws_errors: tuple[type[Exception], ...] = (AwsHttpError,)
@@ -282,9 +289,9 @@ PUBLIC_FIELDS = ("version", "status", "created_at", "task", "family", "metric", 
 PUBLIC_FEATURE_FIELDS = ("name", "kind", "categories", "format", "parts", "first", "last")
 
 
-def public_view(document: dict[str, Any]) -> dict[str, Any]:
+def public_view(document: VersionDocument) -> dict[str, Any]:
     """The allow-listed part of a version document served by GET /models/... routes."""
-    schema = document.get("schema") or {}
+    schema: Mapping[str, Any] = document.get("schema") or {}
     view: dict[str, Any] = {name: document.get(name) for name in PUBLIC_FIELDS}
     view["schema"] = {
         "target": schema.get("target"),
@@ -304,7 +311,7 @@ def public_view(document: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def _version_summary(document: dict[str, Any]) -> dict[str, Any]:
+def _version_summary(document: VersionDocument) -> dict[str, Any]:
     name = document.get("metric")
     scores = document.get("metrics") or {}
     return {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
@@ -17,6 +17,10 @@ from mlstack_core.observability.requests import logger
 from mlstack_core.registry_keys import CANARY, PRODUCTION, SHADOW
 from mlstack_core.settings import ServingSettings
 from mlstack_core.tasks import CLASSIFICATION
+
+if TYPE_CHECKING:
+    from mlstack_core.documents import AliasEntry
+    from mlstack_core.registry import RegistryReader
 
 VARIANT_PRODUCTION: Final = "production"
 VARIANT_CANARY: Final = "canary"
@@ -36,7 +40,7 @@ class Routing:
         return version in (self.production, self.canary, self.shadow)
 
     @classmethod
-    def from_aliases(cls, aliases: dict[str, dict[str, Any]]) -> Routing:
+    def from_aliases(cls, aliases: dict[str, AliasEntry]) -> Routing:
         def version(alias: str) -> int | None:
             entry = aliases.get(alias)
             return None if entry is None else int(entry["version"])
@@ -55,7 +59,7 @@ class AliasCache:
     """Each model's Routing, cached for ``alias_ttl_seconds``, so a promotion, rollback or
     challenger change is served within that time and the registry is read once per TTL."""
 
-    registry: Any
+    registry: RegistryReader
     settings: ServingSettings
     aws_errors: tuple[type[Exception], ...]
     _routing: dict[str, tuple[Routing, float]] = field(default_factory=dict)

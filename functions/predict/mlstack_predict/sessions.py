@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlstack_core.contract import LoadedModel, load_model
 from mlstack_core.errors import ModelLoadError, ModelNotFound, ModelUnavailableError
@@ -20,13 +20,20 @@ from mlstack_core.observability.requests import COUNT, MILLISECONDS, logger, met
 from mlstack_core.registry_keys import STATUS_APPROVED
 from mlstack_core.settings import ServingSettings
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from mlstack_core.documents import VersionDocument
+    from mlstack_core.registry import RegistryReader
+    from mlstack_predict.awshttp import AwsHttp
+
 
 @dataclass
 class SessionCache:
     """Loaded versions by (model, version), least recently used first."""
 
-    registry: Any  # mlstack_core.registry.Registry, or awshttp.HttpRegistry (same reads)
-    s3: Any
+    registry: RegistryReader
+    s3: S3Client | AwsHttp
     settings: ServingSettings
     # What a failed AWS call raises with this registry/S3 client (botocore's or awshttp's).
     aws_errors: tuple[type[Exception], ...]
@@ -87,7 +94,7 @@ class SessionCache:
         return loaded
 
     def load_once(
-        self, model: str, version: int, document: dict[str, Any] | None = None
+        self, model: str, version: int, document: VersionDocument | None = None
     ) -> LoadedModel:
         """Load, remembering a failure for alias_ttl_seconds."""
         failure = self._failures.get((model, version))
@@ -144,17 +151,20 @@ class SessionCache:
         )
 
     def _load(
-        self, model: str, version: int, document: dict[str, Any] | None = None
+        self, model: str, version: int, document: VersionDocument | None = None
     ) -> LoadedModel:
         started = time.perf_counter()
         try:
             if document is None:
                 document = self.registry.get_version(model, version)
             artifact = document["artifact"]
-            request = {"Bucket": artifact["bucket"], "Key": artifact["key"]}
-            if artifact.get("version_id"):
-                request["VersionId"] = artifact["version_id"]
-            body = self.s3.get_object(**request)["Body"].read()
+            bucket, key = artifact["bucket"], artifact["key"]
+            version_id = artifact.get("version_id")
+            if version_id:
+                reply = self.s3.get_object(Bucket=bucket, Key=key, VersionId=version_id)
+            else:
+                reply = self.s3.get_object(Bucket=bucket, Key=key)
+            body = reply["Body"].read()
             expected = str(artifact["sha256"]).lower()
         except (ModelNotFound, *self.aws_errors) as error:  # type: ignore[misc]
             raise ModelLoadError(

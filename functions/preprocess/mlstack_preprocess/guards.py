@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from mlstack_core.documents import DataWarning
 from mlstack_core.errors import (
     DatasetTooLarge,
     ForeignDataset,
@@ -82,12 +83,12 @@ def check_gate_limits(spec: dict[str, Any], guards: GuardSettings) -> None:
 
 def stack_approval(
     model: str, spec: dict[str, Any], guards: GuardSettings
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[DataWarning]]:
     """The spec with ``approval`` forced to manual where the stack requires a person for the
     model (ManualApprovalModels), and the warning saying so."""
     if spec["approval"] == "manual" or not guards.requires_manual_approval(model):
         return spec, []
-    warning = {
+    warning: DataWarning = {
         "code": "ManualApprovalRequired",
         "column": None,
         "message": f"the stack requires a person to approve every version of {model!r} "

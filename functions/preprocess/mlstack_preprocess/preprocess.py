@@ -12,9 +12,9 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 import numpy as np
@@ -26,6 +26,7 @@ from mlstack_core.candidates import (
     entry_folds,
     expand_candidates,
 )
+from mlstack_core.documents import DataWarning, FeatureSchema, VersionDocument
 from mlstack_core.drift import feature_baseline
 from mlstack_core.errors import SpecError
 from mlstack_core.folds import (
@@ -74,21 +75,25 @@ from mlstack_preprocess.guards import (
     stack_approval,
 )
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectRequestTypeDef
+
 _READ_BUFFER = 1 << 20
 
 
 class VersionLister(Protocol):
     """The registry reads Preprocess makes (``mlstack_core.registry.Registry`` has them)."""
 
-    def list_versions(self, model: str) -> list[dict[str, Any]]: ...
+    def list_versions(self, model: str) -> list[VersionDocument]: ...
 
     def get_alias(self, model: str) -> int | None: ...
 
-    def get_version(self, model: str, version: int) -> dict[str, Any]: ...
+    def get_version(self, model: str, version: int) -> VersionDocument: ...
 
 
 @tracer.capture_method
-def read_spec(s3: Any, bucket: str, model: str) -> bytes | None:
+def read_spec(s3: S3Client, bucket: str, model: str) -> bytes | None:
     """The spec's bytes, or None when there is none (load_spec turns that into SpecError)."""
     try:
         body: bytes = s3.get_object(Bucket=bucket, Key=spec_key(model))["Body"].read()
@@ -106,7 +111,7 @@ def production_columns(registry: VersionLister, model: str) -> list[str]:
         version = registry.get_alias(model)
         if version is None:
             return []
-        schema = registry.get_version(model, version).get("schema") or {}
+        schema: Mapping[str, Any] = registry.get_version(model, version).get("schema") or {}
     except ClientError:
         return []
     return [str(feature["name"]) for feature in schema.get("features", [])]
@@ -114,7 +119,7 @@ def production_columns(registry: VersionLister, model: str) -> list[str]:
 
 @tracer.capture_method
 def read_dataset(
-    s3: Any,
+    s3: S3Client,
     dataset: DatasetRef,
     spec: dict[str, Any],
     keep: Sequence[str] = (),
@@ -122,7 +127,7 @@ def read_dataset(
 ) -> tuple[Table, DatasetRef]:
     """Stream the exact object version that started the run; returns the table and its lineage.
     A file above the stack's size limit is refused before a byte of it is read."""
-    request = {"Bucket": dataset["bucket"], "Key": dataset["key"]}
+    request: GetObjectRequestTypeDef = {"Bucket": dataset["bucket"], "Key": dataset["key"]}
     version_id = dataset.get("version_id")
     if version_id:
         request["VersionId"] = version_id
@@ -151,9 +156,7 @@ def read_dataset(
 
 
 @tracer.capture_method
-def last_registered_schema(
-    registry: VersionLister, model: str
-) -> tuple[int, dict[str, Any]] | None:
+def last_registered_schema(registry: VersionLister, model: str) -> tuple[int, FeatureSchema] | None:
     """(version, schema) of the model's highest registered version, whatever its status: a
     rejected version was still trained on the data the user last sent. None for a new model."""
     versions = [v for v in registry.list_versions(model) if v.get("schema")]
@@ -164,8 +167,8 @@ def last_registered_schema(
 
 
 def schema_history_warnings(
-    registry: VersionLister, model: str, schema: dict[str, Any]
-) -> list[dict[str, Any]]:
+    registry: VersionLister, model: str, schema: FeatureSchema
+) -> list[DataWarning]:
     """Warnings comparing ``schema`` with the last registered one. The comparison is advisory,
     so a registry that cannot be read (throttling, a missing permission) costs a warning saying
     so, not the run."""
@@ -222,7 +225,7 @@ def training_baseline(prepared: Prepared) -> dict[str, Any]:
 def preprocess(
     event: ExecutionInput,
     *,
-    s3: Any,
+    s3: S3Client,
     model_bucket: str,
     data_bucket: str,
     registry: VersionLister,

@@ -11,10 +11,11 @@ import hashlib
 import io
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import boto3
 
+from mlstack_core.documents import Artifact, VersionDocument
 from mlstack_core.drift import INLINE_BASELINE_BYTES
 from mlstack_core.errors import (
     AliasConflict,
@@ -24,7 +25,15 @@ from mlstack_core.errors import (
 )
 from mlstack_core.integrity import check_unchanged, read_verified
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
-from mlstack_core.payloads import Action, Approval, Evaluation, RegisterInput, Registration, Run
+from mlstack_core.payloads import (
+    Action,
+    Approval,
+    Evaluation,
+    RegisterInput,
+    Registration,
+    Run,
+    ScoredCandidate,
+)
 from mlstack_core.registry import Registry, serving_fields
 from mlstack_core.registry_keys import (
     STATUS_APPROVED,
@@ -43,7 +52,7 @@ from mlstack_core.storage_keys import (
 PIPELINE_ACTOR = "pipeline"
 
 
-def version_document(run: Run, evaluation: Evaluation) -> dict[str, Any]:
+def version_document(run: Run, evaluation: Evaluation) -> VersionDocument:
     """Everything needed to explain and reproduce this version."""
     best = evaluation["best"]
     return {
@@ -53,10 +62,10 @@ def version_document(run: Run, evaluation: Evaluation) -> dict[str, Any]:
         "cv": best.get("cv"),
         **serving_fields(run),
         "metric": evaluation["metric"],
-        "metrics": best.get("metrics", {}),
+        "metrics": best.get("metrics") or {},
         "intervals": best.get("intervals"),
         "evidence": evaluation.get("evidence"),
-        "parity": best.get("parity", {}),
+        "parity": best.get("parity") or {},
         "rehearsal": evaluation.get("rehearsal"),
         "dataset": run["dataset"],
         "splits": run.get("splits", {}),
@@ -87,12 +96,12 @@ def run_seconds(execution_started: str | None) -> float | None:
     return (datetime.now(UTC) - started).total_seconds()
 
 
-def publish_artifact(model: str, version: int, best: dict[str, Any]) -> dict[str, Any]:
+def publish_artifact(model: str, version: int, best: ScoredCandidate) -> Artifact:
     """Copy exactly the evaluated ONNX bytes to the version's permanent place: the version Train
     wrote, checked against its hash; ArtifactTampered if the key was written again since."""
     bucket = stack_settings().model_bucket
     s3 = boto3.client("s3")
-    source_key = best["onnx_key"]
+    source_key = cast(str, best["onnx_key"])  # the winner was exported
     check_unchanged(s3, bucket, source_key, best.get("onnx_version_id"))
     body = read_verified(
         s3, bucket, source_key, best.get("onnx_version_id"), best.get("onnx_sha256")
@@ -108,7 +117,7 @@ def publish_artifact(model: str, version: int, best: dict[str, Any]) -> dict[str
     }
 
 
-def publish_version_files(model: str, version: int, evaluation: Evaluation) -> dict[str, Any]:
+def publish_version_files(model: str, version: int, evaluation: Evaluation) -> VersionDocument:
     """Copy the run's evaluation report, holdout outputs and drift baseline next to the version
     (``models/<model>/<version>/``): what ``mlstack report`` and the Monitor read. Returns the
     document fields: ``files`` (name -> key) and ``drift_baseline`` (inline when small)."""
@@ -149,7 +158,7 @@ def _new_version(
     run: Run,
     evaluation: Evaluation,
     execution_started: str | None,
-) -> tuple[int, dict[str, Any]]:
+) -> tuple[int, VersionDocument]:
     """Allocate a version number, publish the artifact and its metadata.json."""
     model = run["model"]
     duration = run_seconds(execution_started)
@@ -179,7 +188,8 @@ def _promote(
     reason: str,
 ) -> Registration:
     """Move production to ``version`` only if it still points at the champion Evaluate saw."""
-    expected = (evaluation.get("champion") or {}).get("version")
+    champion = evaluation.get("champion")
+    expected = champion["version"] if champion else None
     try:
         registry.move_alias(model, version, expected=expected, actor=actor, reason=reason)
     except AliasConflict as conflict:

@@ -18,13 +18,14 @@ import json
 import threading
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from mlstack_core.clients import client
 from mlstack_core.contract import LoadedModel, load_model
 from mlstack_core.contract.batch import score_rows
+from mlstack_core.documents import VersionDocument
 from mlstack_core.errors import (
     EmptyDataset,
     HeaderLacksFeature,
@@ -45,6 +46,9 @@ from mlstack_core.storage_keys import (
     job_refused_key,
     model_name_problem,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 HEADER_BYTES = 1 << 20  # the header must fit in the file's first MiB
 DEFAULT_MAX_REFUSED_SHARE = 0.01
@@ -107,7 +111,7 @@ def _metadata_options(dataset: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _version(registry: Registry, model: str, pinned: Any) -> tuple[int, dict[str, Any]]:
+def _version(registry: Registry, model: str, pinned: Any) -> tuple[int, VersionDocument]:
     """The job's version and its document: production, or a pinned version the API serves."""
     aliases = registry.aliases(model)
     if pinned is None:
@@ -307,7 +311,7 @@ def summarise_job(job: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _batch_outputs(s3: Any, scored: dict[str, Any]) -> list[dict[str, Any]]:
+def _batch_outputs(s3: S3Client, scored: dict[str, Any]) -> list[dict[str, Any]]:
     """The batches' outputs, from the Distributed Map's ResultWriter files (as Evaluate reads
     Train's); a batch that failed fails the job."""
     writer = scored["result_writer"]

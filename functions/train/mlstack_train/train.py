@@ -21,7 +21,7 @@ import platform
 import time
 import warnings
 from importlib import metadata
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import boto3
 import joblib
@@ -54,6 +54,9 @@ from mlstack_train.zoo import (
     search_params,
 )
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 MAX_ERROR_CHARS = 2000
 MAX_FIT_WARNINGS = 5
 _LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "numpy", "scipy")
@@ -71,7 +74,7 @@ def library_versions() -> dict[str, str]:
 
 @tracer.capture_method
 def load_split(
-    run: Run, s3: Any, which: Literal["train_key", "holdout_key"] = "train_key"
+    run: Run, s3: S3Client, which: Literal["train_key", "holdout_key"] = "train_key"
 ) -> tuple[np.ndarray, np.ndarray]:
     """(model input, target) of one split file."""
     splits, schema = run["splits"], run["schema"]
@@ -81,12 +84,12 @@ def load_split(
     return model_input(feature_feeds(table, schema)), target_vector(table, schema)
 
 
-def _read(s3: Any, bucket: str, key: str) -> bytes:
+def _read(s3: S3Client, bucket: str, key: str) -> bytes:
     body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     return body
 
 
-def load_training_data(run: Run, s3: Any) -> tuple[np.ndarray, np.ndarray]:
+def load_training_data(run: Run, s3: S3Client) -> tuple[np.ndarray, np.ndarray]:
     return load_split(run, s3, "train_key")
 
 
@@ -289,13 +292,13 @@ class FitDetails(TypedDict):
     warnings: list[str]
 
 
-def train_candidate(run: Run, candidate: Candidate, *, s3: Any, bucket: str) -> TrainedEntry:
+def train_candidate(run: Run, candidate: Candidate, *, s3: S3Client, bucket: str) -> TrainedEntry:
     """Fit and export one candidate. The result travels as the Map's output: in the state for
     the inline Map, through the ResultWriter's files for the Distributed Map."""
     return train_and_store(run, candidate, s3=s3, bucket=bucket)
 
 
-def train_and_store(run: Run, candidate: Candidate, *, s3: Any, bucket: str) -> TrainedEntry:
+def train_and_store(run: Run, candidate: Candidate, *, s3: S3Client, bucket: str) -> TrainedEntry:
     stored_as = (run["model"], run["run_id"], candidate["candidate_id"])
     onnx_key = storage_keys.candidate_onnx_key(*stored_as)
     pipeline_key = storage_keys.candidate_pipeline_key(*stored_as)

@@ -27,6 +27,7 @@ from mlstack_core.columns_text import (
     kind_counts,
     thousands,
 )
+from mlstack_core.documents import Feature, HistoryEntry, VersionDocument
 from mlstack_core.evidence_text import (
     how_judged,
     interval_of,
@@ -35,6 +36,7 @@ from mlstack_core.evidence_text import (
     metric_with_interval,
     rejected,
 )
+from mlstack_core.payloads import Evaluation, EvaluationReport
 from mlstack_core.tasks import CLASSIFICATION
 
 RELIABILITY_BINS = 10
@@ -123,7 +125,7 @@ def _purpose(data: ReportData) -> Section:
     return section
 
 
-def _features(data: ReportData) -> list[dict[str, Any]]:
+def _features(data: ReportData) -> list[Feature]:
     return list(data.document["schema"].get("features") or [])
 
 
@@ -150,7 +152,8 @@ def _entries_of(data: ReportData, feature: Mapping[str, Any]) -> list[dict[str, 
 
 def _data(data: ReportData) -> Section:
     document = data.document
-    dataset, splits = document.get("dataset") or {}, document.get("splits") or {}
+    dataset: Mapping[str, Any] = document.get("dataset") or {}
+    splits: Mapping[str, Any] = document.get("splits") or {}
     section = Section("Data")
     source = f"s3://{dataset.get('bucket')}/{dataset.get('key')}"
     if dataset.get("version_id"):
@@ -291,15 +294,15 @@ def _training(data: ReportData) -> Section:
     return section
 
 
-def compared(evaluation: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def compared(evaluation: Evaluation) -> list[tuple[str, Mapping[str, Any]]]:
     """The models the gate scored on the holdout, titled: the challenger, production when it was
     comparable, and the trivial baseline; each with ``metrics`` and, since the gate carries
     confidence intervals, ``intervals``."""
-    champion = evaluation.get("champion") or {}
-    models = [("challenger", evaluation["best"])]
+    champion: Mapping[str, Any] = evaluation.get("champion") or {}
+    models: list[tuple[str, Mapping[str, Any]]] = [("challenger", evaluation["best"])]
     if champion.get("metrics"):
         models.append((f"production v{champion.get('version')}", champion))
-    baseline = evaluation.get("baseline") or {}
+    baseline: Mapping[str, Any] = evaluation.get("baseline") or {}
     if baseline.get("metrics"):
         models.append((f"baseline ({baseline.get('strategy')})", baseline))
     return models
@@ -308,7 +311,7 @@ def compared(evaluation: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def _evaluation(data: ReportData) -> Section:
     evaluation = data.evaluation
     section = Section("Evaluation")
-    champion = evaluation.get("champion") or {}
+    champion: Mapping[str, Any] = evaluation.get("champion") or {}
     columns = compared(evaluation)
     if evaluation.get("judged_on") == "cross_validation":
         section.add(
@@ -381,7 +384,7 @@ def _evaluation(data: ReportData) -> Section:
     return section
 
 
-def _brier_interval(best: dict[str, Any], classes: int) -> dict[str, Any] | None:
+def _brier_interval(best: Mapping[str, Any], classes: int) -> dict[str, Any] | None:
     """The interval of the Brier score the calibration line shows. The evidence's sums the squared
     differences over every class: for two classes, row by row twice the binary form's."""
     interval = interval_of(best, "brier_score")
@@ -396,7 +399,9 @@ def _brier_interval(best: dict[str, Any], classes: int) -> dict[str, Any] | None
 def _parity(data: ReportData) -> Section:
     best = data.evaluation["best"]
     parity = best.get("parity") or {}
-    rehearsal = best.get("rehearsal") or data.document.get("rehearsal") or {}
+    rehearsal: Mapping[str, Any] = (
+        data.evaluation.get("rehearsal") or data.document.get("rehearsal") or {}
+    )
     section = Section("ONNX parity and serving")
     section.add(
         "The ONNX export against scikit-learn on the holdout: "
@@ -445,15 +450,16 @@ _BINNED = {
 }
 
 
-def _decision(data: ReportData, history: list[dict[str, Any]]) -> Section:
+def _decision(data: ReportData, history: list[HistoryEntry]) -> Section:
     document, evaluation = data.document, data.evaluation
     section = Section("Decision")
     section.add(f"{decision_text(document, evaluation)}. Status now: {document.get('status')}.")
-    verdict = (evaluation.get("evidence") or {}).get("verdict")
+    evidence: Mapping[str, Any] = evaluation.get("evidence") or {}
+    verdict = evidence.get("verdict")
     for reason in evaluation.get("reasons") or []:
         # The verdict is one of the gate's reasons; the Evaluation section gives it in full.
         if verdict and reason == verdict:
-            outcome = evaluation["evidence"].get("outcome")
+            outcome = evidence.get("outcome")
             section.add(f"Gate: {outcome} on the evidence (the verdict under Evaluation).")
         else:
             section.add(f"Gate: {reason}")
@@ -480,7 +486,7 @@ def _decision(data: ReportData, history: list[dict[str, Any]]) -> Section:
     return section
 
 
-def _change(entry: dict[str, Any]) -> str:
+def _change(entry: HistoryEntry) -> str:
     if entry.get("kind") == "status":
         return f"status {entry.get('status')}"
     verb = "rolled back to" if entry.get("rollback") else "moved to"
@@ -494,7 +500,7 @@ def _lineage(data: ReportData) -> Section:
     libraries = ", ".join(f"{k} {v}" for k, v in (document.get("library_versions") or {}).items())
     section.add(f"Trained by run `{document.get('run_id')}` ({document.get('execution_arn')}).")
     section.add(f"Libraries: {libraries}.")
-    artifact = document.get("artifact") or {}
+    artifact: Mapping[str, Any] = document.get("artifact") or {}
     section.add(
         f"Served artifact `{artifact.get('key')}`, {artifact.get('bytes')} bytes, sha256 "
         f"`{artifact.get('sha256')}`."
@@ -546,7 +552,7 @@ def _limits(data: ReportData) -> Section:
 
 
 def card_sections(
-    data: ReportData, history: list[dict[str, Any]], quality: dict[str, Any] | None = None
+    data: ReportData, history: list[HistoryEntry], quality: dict[str, Any] | None = None
 ) -> list[Section]:
     """``quality``: the Monitor's latest quality report of the model
     (``monitoring/<model>/quality-latest.json``), when there is one."""
@@ -669,8 +675,8 @@ class ReportData:
     model: str
     version: int
     task: str
-    document: dict[str, Any]
-    evaluation: dict[str, Any]
+    document: VersionDocument
+    evaluation: EvaluationReport
     y: np.ndarray
     classes: list[str]
     models: list[HoldoutOutputs]
@@ -679,13 +685,13 @@ class ReportData:
 def from_arrays(
     model: str,
     version: int,
-    document: dict[str, Any],
-    evaluation: dict[str, Any],
+    document: VersionDocument,
+    evaluation: EvaluationReport,
     arrays: dict[str, np.ndarray],
 ) -> ReportData:
     task = document.get("task") or document["schema"]["task"]
     classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else []
-    champion = evaluation.get("champion") or {}
+    champion: Mapping[str, Any] = evaluation.get("champion") or {}
     models = []
     # Judged by cross-validation, the challenger is shown by its out-of-fold answers: its answers
     # on the rows it was fitted on would flatter it.
@@ -729,7 +735,7 @@ def confusion(y: np.ndarray, label: np.ndarray, classes: list[str]) -> np.ndarra
     return matrix
 
 
-def decision_text(document: dict[str, Any], evaluation: dict[str, Any]) -> str:
+def decision_text(document: VersionDocument, evaluation: EvaluationReport) -> str:
     """The gate's decision, and a person's where one overrode or confirmed it."""
     gate = f"gate: {evaluation['decision']}"
     actor = document.get("status_changed_by")
@@ -739,7 +745,7 @@ def decision_text(document: dict[str, Any], evaluation: dict[str, Any]) -> str:
 
 
 def card_files(
-    data: ReportData, history: list[dict[str, Any]], quality: dict[str, Any] | None = None
+    data: ReportData, history: list[HistoryEntry], quality: dict[str, Any] | None = None
 ) -> tuple[str, str]:
     """``card.md`` and ``card.html`` without plots: what Register stores beside the version."""
     sections = card_sections(data, history, quality)

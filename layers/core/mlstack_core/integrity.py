@@ -4,16 +4,20 @@ against the sha256 recorded when they were written."""
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mlstack_core.errors import ArtifactTampered
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectRequestTypeDef
+
 
 def read_verified(
-    s3: Any, bucket: str, key: str, version_id: str | None, sha256: str | None
+    s3: S3Client, bucket: str, key: str, version_id: str | None, sha256: str | None
 ) -> bytes:
     """The object version's bytes; ArtifactTampered when they do not hash to ``sha256``."""
-    request = {"Bucket": bucket, "Key": key}
+    request: GetObjectRequestTypeDef = {"Bucket": bucket, "Key": key}
     if version_id:
         request["VersionId"] = version_id
     body: bytes = s3.get_object(**request)["Body"].read()
@@ -24,7 +28,7 @@ def read_verified(
     return body
 
 
-def check_unchanged(s3: Any, bucket: str, key: str, version_id: str | None) -> None:
+def check_unchanged(s3: S3Client, bucket: str, key: str, version_id: str | None) -> None:
     """ArtifactTampered when ``key`` was written again after ``version_id`` was evaluated."""
     if not version_id:
         return

@@ -4,14 +4,25 @@ where the handlers take and return them.
 
 The execution state keeps ``model`` and ``dataset`` at the top level and adds one key per step
 (``run``, ``trained``, ``evaluation``, ``registration``), so a Catch anywhere still sees which model
-and file failed. Nested documents whose shape belongs to one module (the spec, the feature schema,
-a candidate's cross-validation report) stay ``dict[str, Any]`` here and are described there.
+and file failed. The documents they carry (the feature schema, the parts of the evaluation a
+version keeps) are in ``mlstack_core.documents``; the spec and a candidate's cross-validation
+report stay ``dict[str, Any]`` here and are described where they are made.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, TypedDict
 
+from mlstack_core.documents import (
+    Artifact,
+    Baseline,
+    Champion,
+    Comparison,
+    DataWarning,
+    FeatureSchema,
+    Intervals,
+    Scores,
+)
 from mlstack_core.evidence import EvidenceDocument
 from mlstack_core.tasks import Task
 
@@ -72,9 +83,9 @@ class Run(TypedDict):
     task: Task
     spec: dict[str, Any]  # mlstack_core.spec: spec.json with every default filled in
     dataset: DatasetRef
-    schema: dict[str, Any]  # mlstack_core.tabular.prepare: the feature schema
+    schema: FeatureSchema
     splits: Splits
-    warnings: list[dict[str, Any]]
+    warnings: list[DataWarning]
     candidates: list[Candidate]
     candidate_count: NotRequired[int]
     candidates_key: NotRequired[str]  # Distributed Map: the candidate list in S3
@@ -128,6 +139,16 @@ class Rehearsal(TypedDict):
     reason: NotRequired[str]
 
 
+class ScoredCandidate(TrainedEntry):
+    """A trained entry as Evaluate scored it: its metrics, ONNX/scikit-learn parity, and why it
+    cannot ship (``excluded``, None when it can)."""
+
+    metrics: Scores | None
+    parity: dict[str, Any] | None
+    excluded: str | None
+    intervals: NotRequired[Intervals]
+
+
 Decision = Literal["promote", "reject"]
 
 
@@ -138,11 +159,11 @@ class Evaluation(TypedDict):
     reasons: list[str]
     metric: str
     greater_is_better: bool
-    best: dict[str, Any]  # the winning TrainedEntry with metrics, parity and excluded
-    candidates: list[dict[str, Any]]
-    champion: dict[str, Any] | None
-    baseline: dict[str, Any]
-    comparison: dict[str, Any]
+    best: ScoredCandidate  # the winner
+    candidates: list[ScoredCandidate]
+    champion: Champion | None  # production on the same rows; None when there is none
+    baseline: Baseline
+    comparison: Comparison
     evidence: EvidenceDocument | None  # how sure the comparison is (mlstack_core.evidence)
     judged_on: Literal["holdout", "cross_validation"]
     rehearsal: Rehearsal
@@ -154,6 +175,15 @@ class Evaluation(TypedDict):
     report_key: str
     predictions_key: NotRequired[str]
     drift_baseline_key: NotRequired[str]
+
+
+class EvaluationReport(Evaluation):
+    """The evaluation as Evaluate stores it (``layout.evaluation_key``), which Register copies
+    next to the version and the card and ``mlstack report`` read."""
+
+    run_id: str
+    model: str
+    metrics_computed: list[str]
 
 
 Action = Literal["promote", "reject", "request_approval", "promote_approved", "reject_pending"]
@@ -194,5 +224,5 @@ class Registration(TypedDict):
     error: NotRequired[str]
     advice: NotRequired[str]
     production: NotRequired[int | None]
-    artifact: NotRequired[dict[str, Any]]
+    artifact: NotRequired[Artifact]
     actor: NotRequired[str]

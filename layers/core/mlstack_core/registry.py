@@ -12,14 +12,19 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, cast
 
 import boto3
 from botocore.exceptions import ClientError
 
+from mlstack_core.documents import (
+    AliasEntry,
+    FeatureSchema,
+    HistoryEntry,
+    VersionDocument,
+)
 from mlstack_core.errors import AliasConflict, ModelNotFound, StatusConflict
 from mlstack_core.registry_keys import (
     ALIAS_PREFIX,
@@ -37,6 +42,12 @@ from mlstack_core.registry_keys import (
     model_pk,
     version_sk,
 )
+from mlstack_core.tasks import Task
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBServiceResource
+
+    from mlstack_core.payloads import Run
 
 # The table as template.yaml's RegistryTable declares it, for code that builds a registry without
 # the stack (unit tests, benchmarks): dynamodb.create_table(TableName=..., **TABLE_DEFINITION).
@@ -53,11 +64,33 @@ TABLE_DEFINITION: dict[str, Any] = {
 }
 
 
-def serving_fields(run: Mapping[str, Any]) -> dict[str, Any]:
+class ServingFields(TypedDict):
+    task: Task
+    schema: FeatureSchema
+    classes: list[Any] | None
+
+
+def serving_fields(run: Run) -> ServingFields:
     """The fields of a version document that serving reads to build a version's inputs and
     outputs (``mlstack_core.contract.FeatureLayout``), from the training run's state."""
     schema = run["schema"]
     return {"task": run["task"], "schema": schema, "classes": schema.get("classes")}
+
+
+class RegistryReader(Protocol):
+    """The registry reads the prediction function makes, and with it Preprocess and Evaluate:
+    the boto3 ``Registry`` below has them, and so has ``mlstack_predict.awshttp.HttpRegistry``,
+    which serves them without boto3."""
+
+    def aliases(self, model: str) -> dict[str, AliasEntry]: ...
+
+    def get_alias(self, model: str, alias: str = PRODUCTION) -> int | None: ...
+
+    def get_version(self, model: str, version: int) -> VersionDocument: ...
+
+    def list_versions(self, model: str) -> list[VersionDocument]: ...
+
+    def list_models(self) -> list[str]: ...
 
 
 def _now() -> str:
@@ -78,7 +111,7 @@ class AliasMove:
 class Registry:
     """Reads and writes the registry table. Every write that can race is conditional."""
 
-    def __init__(self, table_name: str, dynamodb: Any | None = None) -> None:
+    def __init__(self, table_name: str, dynamodb: DynamoDBServiceResource | None = None) -> None:
         resource = dynamodb or boto3.resource("dynamodb")
         self._table = resource.Table(table_name)
 
@@ -99,7 +132,7 @@ class Registry:
         model: str,
         version: int,
         status: str,
-        document: dict[str, Any],
+        document: VersionDocument,
     ) -> None:
         """Create a version; refuses to overwrite an existing one."""
         body = {**document, "model": model, "version": version, "status": status}
@@ -128,7 +161,12 @@ class Registry:
         StatusConflict). A settled approval drops the task token."""
         record = self.get_version(model, version)
         record.update(
-            status=status, status_reason=reason, status_changed_at=_now(), status_changed_by=actor
+            {
+                "status": status,
+                "status_reason": reason,
+                "status_changed_at": _now(),
+                "status_changed_by": actor,
+            }
         )
         condition = "attribute_exists(pk)"
         values: dict[str, Any] = {":s": status, ":d": json.dumps(record, default=str)}
@@ -161,18 +199,17 @@ class Registry:
             },
         )
 
-    def get_version(self, model: str, version: int) -> dict[str, Any]:
+    def get_version(self, model: str, version: int) -> VersionDocument:
         item = self._table.get_item(
             Key={"pk": model_pk(model), "sk": version_sk(version)}, ConsistentRead=True
         ).get("Item")
         if item is None:
             raise ModelNotFound(f"model {model!r} has no version {version}")
-        document: dict[str, Any] = json.loads(str(item["doc"]))
-        return document
+        return cast(VersionDocument, json.loads(str(item["doc"])))
 
-    def list_versions(self, model: str) -> list[dict[str, Any]]:
+    def list_versions(self, model: str) -> list[VersionDocument]:
         items = self._query(model, VERSION_PREFIX)
-        return [json.loads(str(item["doc"])) for item in items]
+        return [cast(VersionDocument, json.loads(str(item["doc"]))) for item in items]
 
     def list_models(self) -> list[str]:
         response = self._table.query(
@@ -271,7 +308,12 @@ class Registry:
         """A status change and its history entry, as transaction items."""
         record = self.get_version(model, version)
         record.update(
-            status=status, status_reason=reason, status_changed_at=at, status_changed_by=actor
+            {
+                "status": status,
+                "status_reason": reason,
+                "status_changed_at": at,
+                "status_changed_by": actor,
+            }
         )
         update = {
             "Update": {
@@ -302,22 +344,23 @@ class Registry:
             if entry.get("rollback"):
                 if replaced:
                     replaced.pop()
-            elif entry.get("previous") is not None:
-                replaced.append(int(entry["previous"]))
+            elif (previous := entry.get("previous")) is not None:
+                replaced.append(int(previous))
         return replaced[-1] if replaced else None
 
-    def history(self, model: str) -> list[dict[str, Any]]:
-        return [json.loads(str(item["doc"])) for item in self._query(model, HISTORY_PREFIX)]
+    def history(self, model: str) -> list[HistoryEntry]:
+        items = self._query(model, HISTORY_PREFIX)
+        return [cast(HistoryEntry, json.loads(str(item["doc"]))) for item in items]
 
     # challengers (canary, shadow) ---------------------------------------------------------------
-    def aliases(self, model: str) -> dict[str, dict[str, Any]]:
+    def aliases(self, model: str) -> dict[str, AliasEntry]:
         """Every alias of ``model`` in one consistent query: ``{alias: {"version", "share"?}}``.
 
         The prediction function reads production, canary and shadow with this single request.
         """
-        aliases: dict[str, dict[str, Any]] = {}
+        aliases: dict[str, AliasEntry] = {}
         for item in self._query(model, ALIAS_PREFIX):
-            entry: dict[str, Any] = {"version": int(str(item["version"]))}
+            entry: AliasEntry = {"version": int(str(item["version"]))}
             if item.get("share") is not None:
                 entry["share"] = float(str(item["share"]))
             aliases[str(item["sk"]).removeprefix(ALIAS_PREFIX)] = entry

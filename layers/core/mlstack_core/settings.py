@@ -285,7 +285,7 @@ def forget() -> None:
     from mlstack_core import clients
 
     _checked.clear()
-    clients.client.cache_clear()
+    clients.forget()
     stack_settings.cache_clear()
     serving_settings.cache_clear()
     approval_settings.cache_clear()

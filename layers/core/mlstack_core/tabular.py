@@ -32,6 +32,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from mlstack_core.documents import DataWarning, FeatureSchema
 from mlstack_core.errors import (
     BlankColumnName,
     ColumnAllMissing,
@@ -363,8 +364,8 @@ class Prepared:
     """A validated table ready to split and write: target rows only, canonical labels."""
 
     table: Table
-    schema: dict[str, Any]
-    warnings: list[dict[str, Any]]
+    schema: FeatureSchema
+    warnings: list[DataWarning]
     train_index: np.ndarray
     holdout_index: np.ndarray
     dropped_rows: int = 0
@@ -380,7 +381,7 @@ def prepare(table: Table, spec: Mapping[str, Any], passthrough: Sequence[str] = 
     Raises the named DatasetError subclasses of mlstack_core.errors.
     """
     target, task = spec["target"], spec["task"]
-    warnings: list[dict[str, Any]] = []
+    warnings: list[DataWarning] = []
     column_spec: Mapping[str, Any] = spec.get("columns") or {}
     named = [*column_spec.get("types", {}), *column_spec.get("date_formats", {})]
     for name in dict.fromkeys([*named, *column_spec.get("drop", [])]):
@@ -443,7 +444,7 @@ def prepare(table: Table, spec: Mapping[str, Any], passthrough: Sequence[str] = 
     warnings.extend(profile.warnings)
     features = profile.features
 
-    schema: dict[str, Any] = {
+    schema: FeatureSchema = {
         "target": target,
         "task": task,
         "features": features,
@@ -455,7 +456,7 @@ def prepare(table: Table, spec: Mapping[str, Any], passthrough: Sequence[str] = 
     }
     if profile.identifiers:
         schema["identifiers"] = profile.identifiers
-    if task == CLASSIFICATION:
+    if task == CLASSIFICATION and classes is not None:  # a classifier's target always has them
         schema["classes"] = classes
     if passthrough:
         schema["kept"] = list(passthrough)
@@ -507,13 +508,13 @@ def _prepare_target(table: Table, target: str, task: str) -> tuple[str, list[Any
     return label_type, classes
 
 
-def _warn(warnings: list[dict[str, Any]], code: str, column: str, message: str) -> None:
+def _warn(warnings: list[DataWarning], code: str, column: str, message: str) -> None:
     warnings.append({"code": code, "column": column, "message": message})
 
 
 def schema_change_warnings(
-    previous: Mapping[str, Any], current: Mapping[str, Any], previous_version: int
-) -> list[dict[str, Any]]:
+    previous: FeatureSchema, current: FeatureSchema, previous_version: int
+) -> list[DataWarning]:
     """Warnings for feature columns whose kind changed (numeric <-> categorical), appeared or
     disappeared since ``previous``, the schema of the model's last registered version.
 
@@ -525,7 +526,7 @@ def schema_change_warnings(
     before = {f["name"]: f["kind"] for f in previous.get("features", [])}
     now = {f["name"]: f["kind"] for f in current.get("features", [])}
     since = f"since version {previous_version}"
-    warnings: list[dict[str, Any]] = []
+    warnings: list[DataWarning] = []
     for name, kind in now.items():
         if name not in before:
             _warn(warnings, "ColumnAdded", name, f"new {kind} column {since}")

@@ -30,6 +30,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
+from mlstack_core.documents import DataWarning, Feature, Identifier
 from mlstack_core.kinds import CATEGORICAL, DATETIME, IDENTIFIER, NUMERIC, TEXT, datetimes
 from mlstack_core.kinds import text as text_kind
 from mlstack_core.kinds.numbers import parse_blocks
@@ -63,9 +64,9 @@ class Profile:
     """The schema's feature entries, the identifiers, advisory warnings, and the numeric
     columns already parsed (so the split files need not parse them again)."""
 
-    features: list[dict[str, Any]] = field(default_factory=list)
-    identifiers: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[dict[str, Any]] = field(default_factory=list)
+    features: list[Feature] = field(default_factory=list)
+    identifiers: list[Identifier] = field(default_factory=list)
+    warnings: list[DataWarning] = field(default_factory=list)
     numeric_arrays: dict[str, np.ndarray] = field(default_factory=dict)
     unparseable: list[str] = field(default_factory=list)
     unreadable_dates: list[str] = field(default_factory=list)
@@ -152,7 +153,7 @@ def _read_dates(counts: Counter[str], declared_form: str | None) -> _DateReading
     return _DateReading(form, share, tied, sample[0] if sample else "")
 
 
-def _text_entry(name: str, reason: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+def _text_entry(name: str, reason: str, settings: Mapping[str, Any]) -> Feature:
     return {
         "name": name,
         "kind": TEXT,
@@ -164,7 +165,7 @@ def _text_entry(name: str, reason: str, settings: Mapping[str, Any]) -> dict[str
 
 def _datetime_entry(
     name: str, columns: ColumnBlocks, form: str, reason: str, profile: Profile
-) -> dict[str, Any]:
+) -> Feature:
     """The entry of a datetime column: its format, parts and the range it covers."""
     has_time = False
     first = last = None
@@ -320,7 +321,7 @@ def _categorical_entry(
     non_missing: int,
     declared: str | None,
     profile: Profile,
-) -> dict[str, Any]:
+) -> Feature:
     if len(counts) == 1:
         profile.warnings.append(
             {
@@ -348,7 +349,7 @@ def _categorical_entry(
         if declared
         else f"{len(counts):,} distinct values in {non_missing:,} rows"
     )
-    entry: dict[str, Any] = {
+    entry: Feature = {
         "name": name,
         "kind": CATEGORICAL,
         "reason": reason,
