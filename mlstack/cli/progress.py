@@ -12,7 +12,7 @@ from mlstack_core.columns_text import column_readings, kind_counts
 from mlstack_core.evidence_text import judgement, metric_with_interval
 
 if TYPE_CHECKING:
-    from mlstack_core.payloads import Rehearsal
+    from mlstack_core.documents import Rehearsal
 
 Printer = Callable[[str], None]
 

@@ -7,7 +7,7 @@ from typing import Any, cast
 import boto3
 import pytest
 
-from mlstack_core.payloads import DatasetRef
+from mlstack_core.documents import DatasetRef
 from tests.helpers.lambda_context import FakeLambdaContext
 from tests.helpers.stack import REGION, Stack, load_handler
 

@@ -13,8 +13,9 @@ import pytest
 
 from mlstack_core.contract import Batch, build_inputs, load_model
 from mlstack_core.contract.rehearsal import rehearse
+from mlstack_core.documents import Rehearsal
 from mlstack_core.errors import ServingRehearsalFailed
-from mlstack_core.payloads import Rehearsal, Run
+from mlstack_core.payloads import Run
 from mlstack_core.registry import ServingFields, serving_fields
 from mlstack_core.settings import serving_settings
 from mlstack_evaluate.holdout import parity

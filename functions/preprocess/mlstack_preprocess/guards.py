@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from mlstack_core.documents import DataWarning
+from mlstack_core.documents import DatasetRef, DataWarning
 from mlstack_core.errors import (
     DatasetTooLarge,
     ForeignDataset,
@@ -22,7 +22,6 @@ from mlstack_core.errors import (
     TooManyColumns,
     TooManyRows,
 )
-from mlstack_core.payloads import DatasetRef
 from mlstack_core.settings import GuardSettings
 from mlstack_core.storage_keys import DATASET_KEY, model_name_problem
 

@@ -26,7 +26,7 @@ from mlstack_core.candidates import (
     entry_folds,
     expand_candidates,
 )
-from mlstack_core.documents import DataWarning, FeatureSchema, VersionDocument
+from mlstack_core.documents import DatasetRef, DataWarning, FeatureSchema, Splits, VersionDocument
 from mlstack_core.drift import feature_baseline
 from mlstack_core.errors import SpecError
 from mlstack_core.folds import (
@@ -38,7 +38,7 @@ from mlstack_core.folds import (
     judgement_for,
 )
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
-from mlstack_core.payloads import DatasetRef, ExecutionInput, Run, Splits
+from mlstack_core.payloads import ExecutionInput, Run
 from mlstack_core.registry import Registry
 from mlstack_core.settings import GuardSettings, guard_settings, stack_settings
 from mlstack_core.spec import load_spec, resolve_task

@@ -19,7 +19,6 @@ from mlstack_core.tasks import Task
 
 if TYPE_CHECKING:
     from mlstack_core.evidence import EvidenceDocument, IntervalDocument
-    from mlstack_core.payloads import DatasetRef, Rehearsal, Splits
 
 # A metric's name → its value (None: undefined on these rows, e.g. one class only).
 Scores = dict[str, float | None]
@@ -199,3 +198,43 @@ class AliasEntry(TypedDict):
 
     version: int
     share: NotRequired[float]  # the canary's share of requests
+
+
+class DatasetRef(TypedDict):
+    """The uploaded CSV: one object version. Preprocess adds the fingerprint and counts."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: NotRequired[str]
+    size: NotRequired[int]
+    sha256: NotRequired[str]
+    bytes: NotRequired[int]
+    rows: NotRequired[int]
+    columns: NotRequired[int]
+
+
+class Splits(TypedDict):
+    """The split files. Judged by cross-validation (mlstack_core.folds), both files hold every row
+    and ``folds_key`` the fold assignment."""
+
+    bucket: str
+    train_key: str
+    holdout_key: str
+    train_rows: int
+    holdout_rows: int
+    columns: list[str]
+    judged_on: NotRequired[Literal["holdout", "cross_validation"]]
+    folds_key: NotRequired[str]
+    folds: NotRequired[int]
+    repeats: NotRequired[int]
+
+
+class Rehearsal(TypedDict):
+    """The serving rehearsal (mlstack_core.contract.rehearsal)."""
+
+    passed: bool
+    requests: NotRequired[list[dict[str, Any]]]
+    max_abs_diff: NotRequired[float]
+    error: NotRequired[str]
+    reason: NotRequired[str]

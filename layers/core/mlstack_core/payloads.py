@@ -18,27 +18,16 @@ from mlstack_core.documents import (
     Baseline,
     Champion,
     Comparison,
+    DatasetRef,
     DataWarning,
     FeatureSchema,
     Intervals,
+    Rehearsal,
     Scores,
+    Splits,
 )
 from mlstack_core.evidence import EvidenceDocument
 from mlstack_core.tasks import Task
-
-
-class DatasetRef(TypedDict):
-    """The uploaded CSV: one object version. Preprocess adds the fingerprint and counts."""
-
-    bucket: str
-    key: str
-    version_id: str | None
-    etag: NotRequired[str]
-    size: NotRequired[int]
-    sha256: NotRequired[str]
-    bytes: NotRequired[int]
-    rows: NotRequired[int]
-    columns: NotRequired[int]
 
 
 class ExecutionInput(TypedDict):
@@ -48,22 +37,6 @@ class ExecutionInput(TypedDict):
     dataset: DatasetRef
     execution_arn: NotRequired[str]
     execution_name: NotRequired[str]
-
-
-class Splits(TypedDict):
-    """The split files. Judged by cross-validation (mlstack_core.folds), both files hold every row
-    and ``folds_key`` the fold assignment."""
-
-    bucket: str
-    train_key: str
-    holdout_key: str
-    train_rows: int
-    holdout_rows: int
-    columns: list[str]
-    judged_on: NotRequired[Literal["holdout", "cross_validation"]]
-    folds_key: NotRequired[str]
-    folds: NotRequired[int]
-    repeats: NotRequired[int]
 
 
 class Candidate(TypedDict):
@@ -127,16 +100,6 @@ class EvaluateInput(TypedDict):
 
     run: Run
     trained: list[TrainedEntry] | dict[str, Any]
-
-
-class Rehearsal(TypedDict):
-    """The serving rehearsal (mlstack_core.contract.rehearsal)."""
-
-    passed: bool
-    requests: NotRequired[list[dict[str, Any]]]
-    max_abs_diff: NotRequired[float]
-    error: NotRequired[str]
-    reason: NotRequired[str]
 
 
 class ScoredCandidate(TrainedEntry):

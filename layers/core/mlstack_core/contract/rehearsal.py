@@ -19,8 +19,8 @@ import numpy as np
 from mlstack_core.contract.outputs import encode_json, format_outputs
 from mlstack_core.contract.request import parse_body
 from mlstack_core.contract.session import LoadedModel, load_model
+from mlstack_core.documents import Rehearsal
 from mlstack_core.errors import HttpError, ModelLoadError, ServingRehearsalFailed
-from mlstack_core.payloads import Rehearsal
 from mlstack_core.settings import ServingSettings
 from mlstack_core.tasks import CLASSIFICATION
 
