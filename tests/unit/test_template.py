@@ -195,9 +195,10 @@ STATE_MACHINE_EXTRA = [
     Need("kms:Decrypt", "${AlertsKey.Arn}", "encrypted alerts topic"),
 ]
 # The scoring machine's ItemReader reads the file named in the job ($.job.input), which the
-# trigger takes from batch/ in the data bucket.
+# trigger takes from batch/ in the data bucket, by the VersionId the job was resolved with.
 SCORING_MACHINE_EXTRA = [
     Need("s3:GetObject", BATCH, "Distributed Map items (the batch file, ItemReader)"),
+    Need("s3:GetObjectVersion", BATCH, "the batch file's checked version (ItemReader VersionId)"),
     Need("kms:GenerateDataKey", "${AlertsKey.Arn}", "encrypted alerts topic"),
     Need("kms:Decrypt", "${AlertsKey.Arn}", "encrypted alerts topic"),
 ]

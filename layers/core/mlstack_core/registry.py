@@ -42,6 +42,7 @@ from mlstack_core.registry_keys import (
     model_pk,
     version_sk,
 )
+from mlstack_core.servable import check_servable
 from mlstack_core.tasks import Task
 
 if TYPE_CHECKING:
@@ -377,12 +378,16 @@ class Registry:
         share: float | None = None,
     ) -> None:
         """Point the ``canary`` (with a traffic ``share`` in (0, 1]) or ``shadow`` alias at
-        ``version``. Unconditional: a challenger replaces the previous one; the move is recorded."""
+        ``version``, which must be Approved or Archived (``mlstack_core.servable``; else
+        VersionNotServed). Unconditional: a challenger replaces the previous one; the move is
+        recorded."""
         if alias not in CHALLENGER_ALIASES:
             raise ValueError(f"alias must be one of {CHALLENGER_ALIASES}, not {alias!r}")
         if alias == CANARY and (share is None or not 0.0 < share <= 1.0):
             raise ValueError(f"a canary needs a traffic share in (0, 1], got {share!r}")
-        self.get_version(model, version)  # refuse to point an alias at a missing version
+        # A missing version is refused by name (ModelNotFound), an unapproved one by the rule.
+        status = self.get_version(model, version).get("status")
+        check_servable(model, version, status, aliased=True)
         at = _now()
         item: dict[str, Any] = {
             "pk": model_pk(model),
