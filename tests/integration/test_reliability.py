@@ -47,9 +47,13 @@ def faults(cloud: LocalCloud) -> Iterator[Any]:
 
 def _lock_holder(stack: StackClient, model: str) -> str | None:
     """Who holds the model's run lock, in the stack's lock table."""
-    table = stack.session.client("cloudformation").describe_stack_resource(
-        StackName=stack.stack_name, LogicalResourceId="RunLockTable"
-    )["StackResourceDetail"]["PhysicalResourceId"]
+    pages = stack.session.client("cloudformation").get_paginator("list_stack_resources")
+    (table,) = [
+        r["PhysicalResourceId"]
+        for page in pages.paginate(StackName=stack.stack_name)
+        for r in page["StackResourceSummaries"]
+        if r["LogicalResourceId"] == "RunLockTable"
+    ]
     return RunLockTable(table, stack.session.resource("dynamodb")).holder(model)
 
 
