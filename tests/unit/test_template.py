@@ -114,9 +114,10 @@ NEEDS: dict[str, list[Need]] = {
         ),
     ],
     "RunLockFunction": [
-        Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
-        Need("dynamodb:PutItem", "${RegistryTable.Arn}", "conditional lock write"),
-        Need("dynamodb:DeleteItem", "${RegistryTable.Arn}", "release"),
+        Need("dynamodb:GetItem", "${RunLockTable.Arn}", "who holds the lock"),
+        Need("dynamodb:PutItem", "${RunLockTable.Arn}", "conditional lock write"),
+        Need("dynamodb:UpdateItem", "${RunLockTable.Arn}", "renew the lease"),
+        Need("dynamodb:DeleteItem", "${RunLockTable.Arn}", "release"),
         Need("sns:Publish", "${AlertsTopic}", "a run that ended without its own cleanup"),
         Need("kms:GenerateDataKey", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
         Need("kms:Decrypt", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
@@ -808,3 +809,27 @@ def test_only_the_approval_function_reads_the_task_tokens() -> None:
             if allows(statements, action, table):
                 readers.add(role)
     assert readers == {"ApprovalFunctionRole"}
+
+
+def test_the_run_lock_role_writes_its_lock_table_and_nothing_of_the_registry() -> None:
+    """The role that takes and frees locks cannot put, change or delete a registry item (a
+    version, an alias, the history); and no other role writes the lock table."""
+    translated = real()
+    resolver = Resolver(translated)
+    registry = resolver.attribute("RegistryTable", "Arn")
+    locks = resolver.attribute("RunLockTable", "Arn")
+    writes = (
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    )
+    statements, _ = role_statements(translated, "RunLockFunctionRole", resolver)
+    assert [a for a in writes if allows(statements, a, registry)] == []
+    assert allows(statements, "dynamodb:DeleteItem", locks)
+    lock_writers = set()
+    for role in (k for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"):
+        statements, _ = role_statements(translated, role, resolver)
+        if any(allows(statements, action, locks) for action in writes):
+            lock_writers.add(role)
+    assert lock_writers == {"RunLockFunctionRole"}

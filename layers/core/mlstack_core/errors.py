@@ -155,6 +155,11 @@ class ModelBusy(PipelineError):
     """Another run of the same model holds the run lock; the state machine retries (queues)."""
 
 
+class RunLockLost(PipelineError):
+    """The run's lock lease ran out before RenewRunLock and another run of the model took the
+    lock over: this run stops rather than train beside it."""
+
+
 class ServingRehearsalFailed(PipelineError):
     """The chosen model, served through the serving contract as JSON requests, did not answer
     what the gate scored: it would fail or answer differently in production."""

@@ -10,7 +10,6 @@ DynamoDB only takes as Decimal, and nothing queries inside it.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +33,6 @@ from mlstack_core.registry_keys import (
     HISTORY_PREFIX,
     MODELS_PK,
     PRODUCTION,
-    RUNLOCK_SK,
     STATUS_APPROVED,
     STATUS_ARCHIVED,
     VERSION_PREFIX,
@@ -433,51 +431,6 @@ class Registry:
                 },
             )
         return previous
-
-    # run lock -----------------------------------------------------------------------------------
-    def acquire_run_lock(self, model: str, holder: str, lease_seconds: int) -> str | None:
-        """Take the model's run lock for ``holder``; None on success, else the current holder.
-
-        Re-entrant for the same holder (a retried step), and a lease that ran out (a run that
-        timed out or was stopped without releasing) can be taken over.
-        """
-        now = int(time.time())
-        try:
-            self._table.put_item(
-                Item={
-                    "pk": model_pk(model),
-                    "sk": RUNLOCK_SK,
-                    "holder": holder,
-                    "acquired_at": _now(),
-                    "expires_at": now + lease_seconds,
-                },
-                ConditionExpression=(
-                    "attribute_not_exists(pk) OR holder = :holder OR expires_at < :now"
-                ),
-                ExpressionAttributeValues={":holder": holder, ":now": now},
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            item = self._table.get_item(
-                Key={"pk": model_pk(model), "sk": RUNLOCK_SK}, ConsistentRead=True
-            ).get("Item")
-            return str(item["holder"]) if item else "(released meanwhile)"
-        return None
-
-    def release_run_lock(self, model: str, holder: str) -> bool:
-        """Release the lock if ``holder`` still has it; False when it did not."""
-        try:
-            self._table.delete_item(
-                Key={"pk": model_pk(model), "sk": RUNLOCK_SK},
-                ConditionExpression="holder = :holder",
-                ExpressionAttributeValues={":holder": holder},
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
 
     # internals ----------------------------------------------------------------------------------
     def _record_history(self, model: str, entry: dict[str, Any]) -> None:
