@@ -359,3 +359,15 @@ def test_labels_join_by_a_key_callers_send_only_when_the_spec_trusts_it(
     )
     (entry,) = _monitor()["quality"]["versions"]
     assert entry["rows"] == 35
+
+
+def test_an_earlier_derived_dataset_is_never_the_upload_retraining_starts_from(aws: Stack) -> None:
+    """Before derived datasets had a prefix of their own they sat beside the uploads; a newer
+    one there is still not the user's upload."""
+    from mlstack_monitor.datasets import latest_dataset
+
+    upload = aws.upload(MODEL, b"a,b\n1,2\n", name="upload.csv")["dataset"]["key"]
+    aws.upload(MODEL, b"a,b\n1,2\n1,2\n", name="feedback-v1-0123456789abcdef.csv")
+    newest = latest_dataset(aws.s3, aws.data_bucket, MODEL)
+    assert newest is not None
+    assert newest["key"] == upload
