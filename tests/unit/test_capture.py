@@ -17,7 +17,14 @@ from mlstack_core.contract import Batch, FeatureLayout
 from mlstack_core.registry_keys import model_pk, version_sk
 from mlstack_core.storage_keys import capture_key, captures_prefix
 from tests.helpers.emf import emf_records
-from tests.helpers.prediction import Stack, classifier, configure, invoke, mixed_records
+from tests.helpers.prediction import (
+    Stack,
+    classifier,
+    configure,
+    invoke,
+    mixed_records,
+)
+from tests.helpers.stack import monitoring_written
 
 pytestmark = pytest.mark.unit
 
@@ -157,6 +164,7 @@ def test_the_prediction_function_captures_what_it_answered(captured_model: Stack
     records = mixed_records(3, seed=1)
     answer = invoke("POST", "/models/penguins/predict", {"instances": records})
     assert answer.status == 200, answer.body
+    monitoring_written()
     listing = captured_model.s3.list_objects_v2(
         Bucket=captured_model.bucket, Prefix=captures_prefix("penguins", 1)
     )
@@ -188,6 +196,7 @@ def test_a_capture_that_cannot_be_written_leaves_the_answer_as_it_was(
     answer = invoke("POST", "/models/penguins/predict", {"instances": mixed_records(2, seed=2)})
     assert answer.status == 200, answer.body
     assert len(answer.body["predictions"]) == 2
+    monitoring_written()
     assert any(key.startswith("captures/") for key in refused)  # the write was tried, and failed
 
 
