@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                     }
                 )
                 print(json.dumps(rows[-1]), flush=True)
+        assert predictor.get_predictor().monitoring.wait(30), "the writes are done"
         written = s3.list_objects_v2(
             Bucket=os.environ["MODEL_BUCKET"], Prefix="monitoring/capture-on/"
         ).get("KeyCount", 0)

@@ -50,6 +50,14 @@ def load_handler(function_dir: str) -> Callable[[dict[str, Any], Any], Any]:
     return handler
 
 
+def monitoring_written(timeout: float = 10.0) -> None:
+    """Wait until the prediction function's background writer has put every drift summary and
+    capture it was handed (they leave off the answer's path, mlstack_predict.monitoring_writer)."""
+    from mlstack_predict.predictor import get_predictor
+
+    assert get_predictor().monitoring.wait(timeout), "monitoring writes still pending"
+
+
 @dataclass
 class Stack:
     """The mocked resources a pipeline run touches, plus helpers to drive the handlers."""
@@ -134,6 +142,7 @@ class Stack:
             queryStringParameters={"version": str(version)} if version is not None else None,
         )
         response = load_handler("predict")(event, self.context)
+        monitoring_written()  # the summaries and captures it made due, for the Monitor to read
         return response["statusCode"], json.loads(response["body"])
 
     def promote(self, state: dict[str, Any]) -> int:

@@ -21,6 +21,7 @@ from mlstack.localcloud import LocalCloud
 from mlstack_core.storage_keys import summaries_prefix
 from tests.helpers.emf import emf
 from tests.helpers.local_cloud import AlertInbox, penguin_rows, to_csv
+from tests.helpers.stack import monitoring_written
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +44,7 @@ def serve(stack: StackClient, instances: list[dict[str, Any]]) -> None:
     for start in range(0, len(instances), 50):
         response = stack.predict(MODEL, instances[start : start + 50])
         assert response.status == 200, response.body
+    monitoring_written()  # the summaries the requests made due
 
 
 def summaries(cloud: LocalCloud, version: int) -> list[str]:

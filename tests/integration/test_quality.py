@@ -24,6 +24,7 @@ from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack_core.storage_keys import captures_prefix
 from tests.helpers.local_cloud import AlertInbox, penguin_rows, to_csv
+from tests.helpers.stack import monitoring_written
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +47,7 @@ def serve(stack: StackClient, instances: list[dict[str, Any]]) -> list[tuple[str
         request_id = response.body["request_id"]
         assert request_id
         answered += [(request_id, row, p) for row, p in enumerate(response.body["predictions"])]
+    monitoring_written()  # the captures the requests made due
     return answered
 
 

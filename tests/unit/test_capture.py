@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlstack_core.capture import CaptureRecorder
@@ -23,7 +23,14 @@ from mlstack_core.storage_keys import (
     feedback_dataset_key,
 )
 from tests.helpers.emf import emf_records
-from tests.helpers.prediction import Stack, classifier, configure, invoke, mixed_records
+from tests.helpers.prediction import (
+    Stack,
+    classifier,
+    configure,
+    invoke,
+    mixed_records,
+)
+from tests.helpers.stack import monitoring_written
 
 pytestmark = pytest.mark.unit
 
@@ -102,6 +109,8 @@ def test_a_sample_rate_of_zero_records_nothing_and_costs_one_comparison() -> Non
     assert recorder.due(everything=True) == []
 
 
+# 2,000 recordings an example: on a loaded machine one can take longer than the default deadline.
+@settings(deadline=None)
 @given(rate=st.floats(0.05, 0.95), seed=st.integers(0, 1000))
 def test_the_sample_rate_is_the_share_of_requests_recorded(rate: float, seed: int) -> None:
     recorder = CaptureRecorder(sample_rate=rate, flush_seconds=1e9, seed=seed)
@@ -163,6 +172,7 @@ def test_the_prediction_function_captures_what_it_answered(captured_model: Stack
     records = mixed_records(3, seed=1)
     answer = invoke("POST", "/models/penguins/predict", {"instances": records})
     assert answer.status == 200, answer.body
+    monitoring_written()
     listing = captured_model.s3.list_objects_v2(
         Bucket=captured_model.bucket, Prefix=captures_prefix("penguins", 1)
     )
@@ -194,6 +204,7 @@ def test_a_capture_that_cannot_be_written_leaves_the_answer_as_it_was(
     answer = invoke("POST", "/models/penguins/predict", {"instances": mixed_records(2, seed=2)})
     assert answer.status == 200, answer.body
     assert len(answer.body["predictions"]) == 2
+    monitoring_written()
     assert any(key.startswith("captures/") for key in refused)  # the write was tried, and failed
 
 

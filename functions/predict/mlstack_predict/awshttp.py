@@ -148,6 +148,11 @@ class AwsHttp:
                 endpoints[service] = url.rstrip("/")
         return cls(region, credentials, endpoints)
 
+    def for_another_thread(self) -> AwsHttp:
+        """The same region, credentials and endpoints with connections of its own: an
+        ``http.client`` connection must not be shared between threads."""
+        return AwsHttp(self.region, self.credentials, dict(self.endpoints))
+
     def url(self, service: str, path: str, bucket: str | None = None) -> str:
         override = self.endpoints.get(service)
         if override:  # local endpoints (moto) take path-style S3 requests

@@ -3,8 +3,10 @@
 A request is routed (``routing``: production, canary, or a pinned version), its model comes from
 the session cache (``sessions``), and the body becomes an answer through the serving contract
 (``mlstack_core.contract``), the same code the training gate scores and rehearses with. Drift
-samples and shadow comparisons are recorded on the way out. scikit-learn never loads on this
-path: its import alone costs seconds of cold start (docs/performance.md).
+samples and shadow comparisons are recorded on the way out; the summaries and captures that fall
+due are written by a background thread (``monitoring_writer``), never by the request that made
+them due. scikit-learn never loads on this path: its import alone costs seconds of cold start
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from mlstack_core.observability.requests import (
 )
 from mlstack_core.settings import ServingSettings, serving_settings, stack_settings
 from mlstack_predict.awshttp import AwsHttp, HttpRegistry
+from mlstack_predict.monitoring_writer import MonitoringWriter
 from mlstack_predict.routing import (
     VARIANT_CANARY,
     VARIANT_PINNED,
@@ -74,6 +77,9 @@ class Predictor:
     capture: CaptureRecorder = field(init=False)
     aliases: AliasCache = field(init=False)
     sessions: SessionCache = field(init=False)
+    # Puts the due drift summaries and captures off the answer's path.
+    monitoring: MonitoringWriter = field(init=False)
+    _monitoring_http: tuple[AwsHttp, AwsHttp] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.aliases = AliasCache(self.registry, self.settings, self.aws_errors)
@@ -81,6 +87,7 @@ class Predictor:
         self.capture = CaptureRecorder.from_settings(
             self.settings.capture_sample_rate, self.settings.capture_flush_seconds
         )
+        self.monitoring = MonitoringWriter(self._put_monitoring)
 
     def model_for(self, model: str) -> LoadedModel:
         """The session to serve ``model`` with; falls back to the last good version on failure."""
@@ -175,20 +182,25 @@ class Predictor:
         )
 
     def _write_monitoring(self, due: list[tuple[str, bytes]]) -> None:
-        """Write drift summaries or captures that are due. Best effort: a failed write is
-        logged and the prediction is answered anyway."""
-        for key, body in due:
-            try:
-                self.s3.put_object(
-                    Bucket=stack_settings().model_bucket,
-                    Key=key,
-                    Body=body,
-                    ContentType="application/x-ndjson"
-                    if key.endswith(".jsonl")
-                    else "application/json",
-                )
-            except Exception:
-                logger.warning("Monitoring data not written", extra={"key": key}, exc_info=True)
+        """Hand the drift summaries or captures that are due to the background writer: this
+        request does not wait for S3. Best effort: a failed write, or one the full queue drops,
+        is logged, and the prediction is answered anyway."""
+        if due:
+            self.monitoring.submit(due)
+
+    def _put_monitoring(self, key: str, body: bytes) -> None:
+        """One object into the model bucket (the background writer's thread)."""
+        client: S3Client | AwsHttp = self.s3
+        if isinstance(client, AwsHttp):  # its connections belong to the serving path's thread
+            if self._monitoring_http is None or self._monitoring_http[0] is not client:
+                self._monitoring_http = (client, client.for_another_thread())
+            client = self._monitoring_http[1]
+        client.put_object(
+            Bucket=stack_settings().model_bucket,
+            Key=key,
+            Body=body,
+            ContentType="application/x-ndjson" if key.endswith(".jsonl") else "application/json",
+        )
 
     def _shadow(
         self,
@@ -354,6 +366,8 @@ def get_predictor() -> Predictor:
 def reset_predictor() -> None:
     """Forget every cache (tests, or the local cloud after redeploying)."""
     global _predictor  # noqa: PLW0603
+    if _predictor is not None:  # what it still had to write goes where it was meant to
+        _predictor.monitoring.wait(5.0)
     _predictor = None
     refresh()
 

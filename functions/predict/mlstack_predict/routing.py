@@ -1,6 +1,6 @@
 """Which version answers a request: the aliases (production, canary, shadow), read from the
-registry at most every ``ALIAS_TTL_SECONDS``, and how a shadow's answer compares with the one
-served."""
+registry at most every ``ALIAS_TTL_SECONDS`` (``ALIAS_ERROR_TTL_SECONDS`` after a failed read,
+serving the last known ones meanwhile), and how a shadow's answer compares with the one served."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 VARIANT_PRODUCTION: Final = "production"
 VARIANT_CANARY: Final = "canary"
 VARIANT_PINNED: Final = "pinned"
+# Model names remembered as unreachable at most: a name is caller input.
+MAX_UNREACHABLE: Final = 1024
 
 
 @dataclass(frozen=True)
@@ -57,37 +59,51 @@ class Routing:
 @dataclass
 class AliasCache:
     """Each model's Routing, cached for ``alias_ttl_seconds``, so a promotion, rollback or
-    challenger change is served within that time and the registry is read once per TTL."""
+    challenger change is served within that time and the registry is read once per TTL.
+
+    A failed read is cached too, for ``alias_error_ttl_seconds``: the last known Routing is
+    served (stale-if-error), or, with none, 503 is answered at once, until the registry is
+    read again. A throttled or unreachable registry thus costs one failed read per model per
+    window, not one (with its SDK retries and timeouts) per request.
+    """
 
     registry: RegistryReader
     settings: ServingSettings
     aws_errors: tuple[type[Exception], ...]
     _routing: dict[str, tuple[Routing, float]] = field(default_factory=dict)
+    # Models with no known Routing whose last read failed: until when 503 is answered.
+    _unreachable: dict[str, float] = field(default_factory=dict)
     _random: random.Random = field(default_factory=random.Random)
 
     def get(self, model: str) -> Routing:
         """Production, canary and shadow of ``model``: one registry query at most every
-        alias_ttl_seconds, so a promotion, rollback or challenger change is served within it."""
+        alias_ttl_seconds (alias_error_ttl_seconds after a failed one), so a promotion, rollback
+        or challenger change is served within it."""
         now = time.monotonic()
         cached = self._routing.get(model)
         if cached and cached[1] > now:
             return cached[0]
+        if self._unreachable.get(model, 0.0) > now:
+            raise _registry_unavailable()
         try:
             routing = Routing.from_aliases(self.registry.aliases(model))
         except self.aws_errors as error:
+            retry_at = time.monotonic() + self.settings.alias_error_ttl_seconds
             if cached:  # a registry hiccup must not take down a model we already know
                 logger.warning(
                     "Registry read failed; serving cached aliases",
                     exc_info=True,
                     extra={"model": model, "version": cached[0].production},
                 )
+                self._routing[model] = (cached[0], retry_at)
                 return cached[0]
             # A cold container has nothing to fall back on: the client should come back.
             logger.warning("Registry read failed; nothing cached", exc_info=True)
-            raise ModelUnavailableError(
-                "the model registry cannot be reached; retry shortly",
-                [{"field": "model", "message": "registry unavailable"}],
-            ) from error
+            if len(self._unreachable) >= MAX_UNREACHABLE:  # names are caller input: bounded
+                self._unreachable.clear()
+            self._unreachable[model] = retry_at
+            raise _registry_unavailable() from error
+        self._unreachable.pop(model, None)
         if routing.production is None:
             self._routing.pop(model, None)
             raise ModelNotFound(f"no model named {model!r} is in production")
@@ -101,6 +117,13 @@ class AliasCache:
             and routing.canary != routing.production
             and self._random.random() < routing.canary_share
         )
+
+
+def _registry_unavailable() -> ModelUnavailableError:
+    return ModelUnavailableError(
+        "the model registry cannot be reached; retry shortly",
+        [{"field": "model", "message": "registry unavailable"}],
+    )
 
 
 def compare_outputs(

@@ -120,6 +120,10 @@ class ServingSettings:
     drift_sampling: bool = True
     drift_sample_rate: float = 1.0
     drift_max_rows_per_request: int = 100
+    # After a failed registry read, the last known aliases are served (or, with none, 503 is
+    # answered) for this long before the registry is read again: one slow, failing read per
+    # window, not one per request, while the registry is throttled or unreachable.
+    alias_error_ttl_seconds: float = 5.0
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -139,6 +143,7 @@ class ServingSettings:
             drift_sampling=flag("DRIFT_SAMPLING", True),
             drift_sample_rate=float(os.environ.get("DRIFT_SAMPLE_RATE", "1")),
             drift_max_rows_per_request=int(os.environ.get("DRIFT_MAX_ROWS_PER_REQUEST", "100")),
+            alias_error_ttl_seconds=float(os.environ.get("ALIAS_ERROR_TTL_SECONDS", "5")),
         )
 
 
