@@ -3,6 +3,7 @@ driven in the state machine's order with the payloads it would send."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 from collections.abc import Callable
@@ -161,6 +162,7 @@ class Stack:
                 "bucket": self.model_bucket,
                 "key": key,
                 "version_id": put.get("VersionId"),
+                "sha256": hashlib.sha256(body).hexdigest(),
                 "bytes": len(body),
             },
         }

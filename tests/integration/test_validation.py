@@ -310,6 +310,14 @@ SPEC_CASES = [
         needles=("GateMinImprovement", "GateMinLabelAgreement", "GateMaxOutputDiff"),
     ),
     Case(
+        "spec-threshold-below-the-stacks-floor",
+        "SpecOutsideStackLimits",
+        to_csv(penguin_rows()),
+        spec={"target": TARGET, "threshold": 0.5},
+        environment={"GATE_MIN_THRESHOLD": "0.9"},
+        needles=("threshold 0.5 is below the stack's floor 0.9", "GateMinThreshold"),
+    ),
+    Case(
         "spec-more-candidates-than-the-stack-trains",
         "SpecOutsideStackLimits",
         to_csv(penguin_rows()),

@@ -28,6 +28,7 @@ from mlstack.checks.template.iam import (
 from mlstack.checks.template.translated import Resolver, translate_offline
 from mlstack.sam import load_template
 from mlstack_core.idempotency import TABLE_ACTIONS
+from mlstack_core.storage_keys import VERSION_FILES, version_file_key, version_model_key
 from tests.helpers.template import mutate, real
 
 pytestmark = pytest.mark.unit
@@ -43,6 +44,12 @@ REGISTRY_SOURCE = ROOT / "layers/core/mlstack_core/registry.py"
 DATASETS = "${DataBucket.Arn}/datasets/*"
 RUNS = "${ModelBucket.Arn}/runs/*"
 MODELS = "${ModelBucket.Arn}/models/*"
+# What the readers of models/ read there, each the one file it needs of a version: the artifact
+# (Evaluate's production, Predict, Score) and the Monitor's baseline and holdout answers. The keys
+# are storage_keys' (test_each_narrow_read_covers_the_key_the_code_reads_and_no_other_file).
+ARTIFACTS = "${ModelBucket.Arn}/models/*/model.onnx"
+VERSION_BASELINES = "${ModelBucket.Arn}/models/*/baseline.json"
+VERSION_PREDICTIONS = "${ModelBucket.Arn}/models/*/holdout_predictions.npz"
 MONITORING = "${ModelBucket.Arn}/monitoring/*"
 BATCH = "${DataBucket.Arn}/batch/*"
 BATCH_RUNS = "${DataBucket.Arn}/batch-runs/*"
@@ -82,8 +89,8 @@ NEEDS: dict[str, list[Need]] = {
     "EvaluateFunction": [
         Need("s3:GetObject", RUNS, "splits, candidate results"),
         Need("s3:GetObjectVersion", RUNS, "each candidate's export, by version"),
-        Need("s3:GetObject", MODELS, "production's artifact when it has no recorded version"),
-        Need("s3:GetObjectVersion", MODELS, "production's artifact, by version"),
+        Need("s3:GetObject", ARTIFACTS, "production's artifact when it has no recorded version"),
+        Need("s3:GetObjectVersion", ARTIFACTS, "production's artifact, by version"),
         Need("s3:PutObject", RUNS, "evaluation report, holdout outputs, drift baseline"),
         Need("s3:GetObject", "${ModelBucket.Arn}/map-runs/*", "Distributed Map outputs"),
         Need("dynamodb:GetItem", "${RegistryTable.Arn}", "the production alias and version"),
@@ -123,8 +130,8 @@ NEEDS: dict[str, list[Need]] = {
         Need("kms:Decrypt", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
     ],
     "ScoreFunction": [
-        Need("s3:GetObject", MODELS, "the version's artifact"),
-        Need("s3:GetObjectVersion", MODELS, "the version's artifact, by version"),
+        Need("s3:GetObject", ARTIFACTS, "the version's artifact"),
+        Need("s3:GetObjectVersion", ARTIFACTS, "the version's artifact, by version"),
         Need("s3:GetObject", BATCH, "the file's header, the batches' refused rows"),
         Need("s3:GetObjectVersion", BATCH, "the uploaded version of the file"),
         Need("s3:GetObject", BATCH_RUNS, "the Distributed Map's results"),
@@ -134,8 +141,8 @@ NEEDS: dict[str, list[Need]] = {
         Need("dynamodb:Query", "${RegistryTable.Arn}", "the aliases"),
     ],
     "PredictFunction": [
-        Need("s3:GetObjectVersion", MODELS, "the registered artifact, by version"),
-        Need("s3:GetObject", MODELS, "an artifact registered without a version id"),
+        Need("s3:GetObjectVersion", ARTIFACTS, "the registered artifact, by version"),
+        Need("s3:GetObject", ARTIFACTS, "an artifact registered without a version id"),
         Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
         Need("dynamodb:Query", "${RegistryTable.Arn}", "GET /models, versions"),
         Need(
@@ -155,7 +162,8 @@ NEEDS: dict[str, list[Need]] = {
         Need("s3:ListBucket", "${ModelBucket.Arn}", "summaries of the window"),
         Need("s3:GetObject", MONITORING, "summaries"),
         Need("s3:GetObject", "${ModelBucket.Arn}/captures/*", "captured requests and answers"),
-        Need("s3:GetObject", MODELS, "the version's baseline"),
+        Need("s3:GetObject", VERSION_BASELINES, "the version's drift baseline"),
+        Need("s3:GetObject", VERSION_PREDICTIONS, "the version's holdout answers (quality)"),
         Need("s3:PutObject", MONITORING, "reports and latest.json"),
         Need("s3:ListBucketVersions", "${DataBucket.Arn}", "newest dataset to retrain on"),
         Need("s3:ListBucket", "${DataBucket.Arn}", "feedback files"),
@@ -630,6 +638,59 @@ def test_a_write_widened_beyond_its_prefix_is_caught(tmp_path: Path) -> None:
         "arn:aws:s3:::mlstack-ModelBucket/*, which its code does not need"
     ]
     assert check_wildcards(translated) == []  # a bucket's objects look narrow to that check
+
+
+# Who reads which file of a registered version, with the keys the code builds (storage_keys).
+MODEL_FILE_READERS = {
+    "EvaluateFunction": {"model.onnx"},
+    "PredictFunction": {"model.onnx"},
+    "ScoreFunction": {"model.onnx"},
+    "MonitorFunction": {VERSION_FILES["baseline"], VERSION_FILES["predictions"]},
+}
+
+
+def test_each_narrow_read_covers_the_key_the_code_reads_and_no_other_file() -> None:
+    """Under models/, each reader may read the one kind of file its code reads of a version, not
+    the version's card, metadata, evaluation report or the other readers' files."""
+    translated = real()
+    resolver = Resolver(translated)
+    every_file = {
+        *VERSION_FILES.values(),
+        "model.onnx",
+        "metadata.json",
+        "card.md",
+        "card.html",
+    }
+    for function, reads in MODEL_FILE_READERS.items():
+        role = role_of(translated, function)
+        assert role is not None
+        statements, _ = role_statements(translated, role, resolver)
+        for name in sorted(every_file):
+            key = version_file_key("penguins", 3, name)
+            if name == "model.onnx":
+                assert key == version_model_key("penguins", 3)
+            arn = resolver.sub(f"${{ModelBucket.Arn}}/{key}")
+            assert allows(statements, "s3:GetObject", arn) == (name in reads), (function, key)
+
+
+def test_a_read_widened_to_every_file_of_models_is_caught(tmp_path: Path) -> None:
+    """Predict reads a version's model.onnx; the whole of models/ would let code running in it
+    read every version's evaluation, holdout answers and card."""
+
+    def widen(template: dict[str, Any]) -> None:
+        statements = template["Resources"]["PredictFunction"]["Properties"]["Policies"][0][
+            "Statement"
+        ]
+        (read,) = [st for st in statements if "model.onnx" in json.dumps(st["Resource"])]
+        read["Resource"] = {"Fn::Sub": "${ModelBucket.Arn}/models/*"}
+
+    translated = mutate(tmp_path, template=widen)
+    assert check_grants_are_needed(translated, all_needs(translated)) == [
+        f"PredictFunction: PredictFunctionRole.PredictFunctionRolePolicy0 grants {action} on "
+        "arn:aws:s3:::mlstack-ModelBucket/models/*, which its code does not need"
+        for action in ("s3:GetObject", "s3:GetObjectVersion")
+    ]
+    assert check_permissions(translated, all_needs(translated)) == []  # wider still allows
 
 
 def test_policy_widened_to_every_resource_is_caught(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from mlstack_core.errors import (
     TooManyRows,
 )
 from mlstack_core.settings import GuardSettings
+from mlstack_core.spec import greater_is_better
 from mlstack_core.storage_keys import DATASET_KEY, model_name_problem
 
 
@@ -78,6 +79,31 @@ def check_gate_limits(spec: dict[str, Any], guards: GuardSettings) -> None:
         raise SpecOutsideStackLimits(
             f"spec.json asks for a gate the stack does not allow:\n{lines}"
         )
+
+
+def threshold_floor(spec: dict[str, Any], guards: GuardSettings) -> dict[str, Any]:
+    """The resolved spec held to the stack's least ``threshold`` (GateMinThreshold), when the
+    stack sets one: a spec without a threshold takes the floor; a lower threshold, or a
+    lower-is-better metric (whose units the floor cannot be compared with), fails the run with
+    SpecOutsideStackLimits."""
+    floor = guards.min_threshold
+    if floor is None:
+        return spec
+    metric, threshold = spec["metric"], spec.get("threshold")
+    if not greater_is_better(metric):
+        problem = (
+            f"metric {metric} is lower-is-better, so the stack's floor {floor} on threshold "
+            "(GateMinThreshold) cannot hold it: choose a higher-is-better metric"
+        )
+    elif threshold is None:
+        return {**spec, "threshold": floor}
+    elif float(threshold) < floor:
+        problem = f"threshold {threshold} is below the stack's floor {floor} (GateMinThreshold)"
+    else:
+        return spec
+    raise SpecOutsideStackLimits(
+        f"spec.json asks for a gate the stack does not allow:\n- {problem}"
+    )
 
 
 def stack_approval(

@@ -73,6 +73,7 @@ from mlstack_preprocess.guards import (
     check_shape,
     check_size,
     stack_approval,
+    threshold_floor,
 )
 
 if TYPE_CHECKING:
@@ -246,6 +247,8 @@ def preprocess(
     check_shape(table.n_rows, lineage["columns"], guards)
     values = target_values(table, spec["target"])
     spec = resolve_task(spec, values)
+    # The metric is known only now: a spec may leave it to the target column.
+    spec = threshold_floor(spec, guards)
     if spec["task"] == CLASSIFICATION:
         check_classes(len(set(values)), guards)
     prepared = prepare(table, spec, passthrough=[name for name in keep if name in table.header])

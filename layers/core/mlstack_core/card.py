@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -119,9 +120,10 @@ def reliability(
 def _purpose(data: ReportData) -> Section:
     spec = data.document.get("spec") or {}
     section = Section("Purpose")
-    section.add(spec.get("description") or 'The spec gives no description (`"description"`).')
+    no_description = "The spec gives no description (" + code('"description"') + ")."
+    section.add(spec.get("description") or no_description)
     target = data.document["schema"]["target"]
-    section.add(f"Predicts `{target}` ({data.task}) from {len(_features(data))} input columns.")
+    section.add(f"Predicts {code(target)} ({data.task}) from {len(_features(data))} input columns.")
     return section
 
 
@@ -160,8 +162,8 @@ def _data(data: ReportData) -> Section:
         source += f" (S3 version {dataset['version_id']})"
     section.add(
         f"Source {source}: {dataset.get('rows')} rows, {dataset.get('columns')} columns, "
-        f"sha256 `{dataset.get('sha256')}`. Split {splits.get('train_rows')} rows for training, "
-        f"{splits.get('holdout_rows')} held out for evaluation."
+        f"sha256 {code(dataset.get('sha256'))}. Split {splits.get('train_rows')} rows for "
+        f"training, {splits.get('holdout_rows')} held out for evaluation."
     )
     rows = (document.get("drift_baseline") or {}).get("rows") or 0
     table = CardTable(["feature", "kind", "missing in training", "seen in training"], [])
@@ -235,7 +237,7 @@ def _columns(data: ReportData) -> Section:
         section.add("The schema lists no columns.")
         return section
     section.add(
-        "How each column was read, and why (`spec.columns.types` overrides a reading): "
+        f"How each column was read, and why ({code('spec.columns.types')} overrides a reading): "
         f"{', '.join(kind_counts(readings))}. Identifiers are not features."
     )
     section.add(
@@ -255,7 +257,7 @@ def _training(data: ReportData) -> Section:
     metric = data.evaluation["metric"]
     section = Section("Training")
     params = ", ".join(f"{k}={v}" for k, v in (best.get("params") or {}).items()) or "defaults"
-    section.add(f"Chosen: `{best['candidate_id']}`, {best['family']} ({params}).")
+    section.add(f"Chosen: {code(best['candidate_id'])}, {best['family']} ({params}).")
     cv = best.get("cv")
     if cv:
         section.add(
@@ -427,7 +429,7 @@ def _drift(data: ReportData) -> Section:
     baseline = data.document.get("drift_baseline") or {}
     section = Section("Drift baseline")
     if not baseline:
-        section.add("No drift baseline is stored inline; see `files.baseline`.")
+        section.add(f"No drift baseline is stored inline; see {code('files.baseline')}.")
         return section
     entries = [f for f in baseline.get("features") or [] if isinstance(f, dict)]
     kinds = Counter(str(f.get("kind")) for f in entries)
@@ -498,12 +500,12 @@ def _lineage(data: ReportData) -> Section:
     document = data.document
     section = Section("Lineage")
     libraries = ", ".join(f"{k} {v}" for k, v in (document.get("library_versions") or {}).items())
-    section.add(f"Trained by run `{document.get('run_id')}` ({document.get('execution_arn')}).")
+    section.add(f"Trained by run {code(document.get('run_id'))} ({document.get('execution_arn')}).")
     section.add(f"Libraries: {libraries}.")
     artifact: Mapping[str, Any] = document.get("artifact") or {}
     section.add(
-        f"Served artifact `{artifact.get('key')}`, {artifact.get('bytes')} bytes, sha256 "
-        f"`{artifact.get('sha256')}`."
+        f"Served artifact {code(artifact.get('key'))}, {artifact.get('bytes')} bytes, sha256 "
+        f"{code(artifact.get('sha256'))}."
     )
     return section
 
@@ -516,26 +518,26 @@ def _limits(data: ReportData) -> Section:
         kind = feature.get("kind")
         if kind == "categorical":
             section.add(
-                f"`{feature['name']}`: a category not seen in training counts as none of the "
+                f"{code(feature['name'])}: a category not seen in training counts as none of the "
                 f"{len(feature.get('categories') or [])} known ones."
             )
         elif kind == "datetime":
             span = date_range(feature)
             if span:
                 section.add(
-                    f"`{feature['name']}`: trained on {span}; a later or earlier date is "
+                    f"{code(feature['name'])}: trained on {span}; a later or earlier date is "
                     "extrapolation (its year and days_since_epoch lie outside what the model "
                     "saw)."
                 )
         elif kind == "text":
             section.add(
-                f"`{feature['name']}`: only the {thousands(feature.get('max_terms'))} most "
+                f"{code(feature['name'])}: only the {thousands(feature.get('max_terms'))} most "
                 "frequent words and phrases of the training texts count; any other word is "
                 "ignored."
             )
         elif entry.get("min") is not None:
             section.add(
-                f"`{feature['name']}`: trained on {_measured(entry['min'])} to "
+                f"{code(feature['name'])}: trained on {_measured(entry['min'])} to "
                 f"{_measured(entry['max'])}; answers outside that range are extrapolation."
             )
     if len(data.y) < SMALL_HOLDOUT_ROWS:
@@ -547,7 +549,9 @@ def _limits(data: ReportData) -> Section:
         counts = {c: int(np.sum(data.y == c)) for c in data.classes}
         for name, count in counts.items():
             if count < FEW_CLASS_ROWS:
-                section.add(f"Class `{name}` has {count} holdout rows: its recall is uncertain.")
+                section.add(
+                    f"Class {code(name)} has {count} holdout rows: its recall is uncertain."
+                )
     return section
 
 
@@ -576,8 +580,8 @@ def _quality(data: ReportData, quality: dict[str, Any] | None) -> Section:
     spec_quality = (data.document.get("spec") or {}).get("quality") or {}
     if not spec_quality.get("capture"):
         section.add(
-            "Not captured: the spec does not set `quality.capture`, so served predictions are "
-            "not kept for labels to be joined to."
+            f"Not captured: the spec does not set {code('quality.capture')}, so served "
+            "predictions are not kept for labels to be joined to."
         )
         return section
     entry = next(
@@ -589,7 +593,7 @@ def _quality(data: ReportData, quality: dict[str, Any] | None) -> Section:
         return section
     metric = entry.get("metric")
     section.add(
-        f"From the Monitor's report `{quality.get('report_key')}` ({quality.get('at')}): "
+        f"From the Monitor's report {code(quality.get('report_key'))} ({quality.get('at')}): "
         f"{entry.get('rows', 0)} of {entry.get('captured_rows', 0)} captured predictions have "
         f"labels; {metric} on them {_number(entry.get('value'))}, on the holdout "
         f"{_number(entry.get('holdout'))}: {entry.get('status')}."
@@ -608,21 +612,92 @@ def _quality(data: ReportData, quality: dict[str, Any] | None) -> Section:
 
 
 # ----------------------------------------------------------------------------- rendering
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+# The card's text is plain text, not Markdown: most of it quotes the user's CSV and spec (column
+# names, reasons, class labels, the description, a person's reason), which must not become HTML,
+# links or table cells of their own in whatever renders card.md. The only markup a section writes
+# is a code span, between these two private-use characters (``code``); each renderer turns every
+# other character into literal text.
+_CODE_OPEN = "\ue000"
+_CODE_CLOSE = "\ue001"
+_MARKERS = re.compile(f"[{_CODE_OPEN}{_CODE_CLOSE}]")
+_CODE_SPAN = re.compile(f"{_CODE_OPEN}([^{_CODE_OPEN}{_CODE_CLOSE}]*){_CODE_CLOSE}")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# What starts Markdown or HTML anywhere in a line: a backslash escape, code, links and images,
+# table cells, and a "<" or "&" that opens raw HTML, an autolink or an entity ("<=" stays as is).
+_INLINE_SPECIAL = re.compile(r"([\\`\[\]|]|<(?=[A-Za-z/!?])|&(?=[A-Za-z0-9#]))")
+# What opens a block at the start of a paragraph: a heading, quote, list, rule or fence.
+_BLOCK_START = re.compile(r"^(?:([#>+\-*_~])|(\d+)([.)])(?=\s|$))")
+
+
+def code(value: Any) -> str:
+    """``value`` as a code span of the card (in backticks in Markdown, ``<code>`` in HTML)."""
+    return f"{_CODE_OPEN}{_MARKERS.sub('', str(value))}{_CODE_CLOSE}"
+
+
+def _pieces(text: str) -> list[tuple[bool, str]]:
+    """``text`` as (is code, text) pieces; a stray marker is dropped."""
+    pieces: list[tuple[bool, str]] = []
+    at = 0
+    for match in _CODE_SPAN.finditer(text):
+        pieces.append((False, _MARKERS.sub("", text[at : match.start()])))
+        pieces.append((True, match.group(1)))
+        at = match.end()
+    pieces.append((False, _MARKERS.sub("", text[at:])))
+    return [(is_code, piece) for is_code, piece in pieces if piece or is_code]
+
+
+def _markdown_code(text: str, *, in_table: bool) -> str:
+    """A code span holding ``text`` literally: a fence longer than any run of backticks in it."""
+    text = _LINE_BREAK.sub(" ", text)
+    if in_table:
+        text = text.replace("|", "\\|")  # GFM splits cells on a pipe even inside code
+    runs = [len(run) for run in re.findall("`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if not text or text[0] in "` " or text[-1] in "` " else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def markdown_text(text: str, *, in_table: bool = False) -> str:
+    """The card's ``text`` as Markdown that renders as that text: one line, every character that
+    could start HTML, a link, an image, code or a table cell escaped; code spans as code."""
+    return "".join(
+        _markdown_code(piece, in_table=in_table)
+        if is_code
+        else _INLINE_SPECIAL.sub(r"\\\1", _LINE_BREAK.sub(" ", piece))
+        for is_code, piece in _pieces(text)
+    )
+
+
+def _markdown_paragraph(text: str) -> str:
+    """A block of the card as a Markdown paragraph: its first character cannot open a heading,
+    quote, list, rule or indented code."""
+    line = markdown_text(text).lstrip()
+    return _BLOCK_START.sub(
+        lambda m: f"\\{m.group(1)}" if m.group(1) else f"{m.group(2)}\\{m.group(3)}", line, count=1
+    )
+
+
+def _html_text(text: str) -> str:
+    return "".join(
+        f"<code>{html.escape(piece)}</code>" if is_code else html.escape(piece)
+        for is_code, piece in _pieces(text)
+    )
 
 
 def to_markdown(data: ReportData, sections: list[Section], images: list[str]) -> str:
-    lines = [f"# Model card: {data.model} version {data.version}", ""]
+    title = markdown_text(f"Model card: {data.model} version {data.version}")
+    lines = [f"# {title}", ""]
     for section in sections:
-        lines += [f"## {section.title}", ""]
+        lines += [f"## {markdown_text(section.title)}", ""]
         for block in section.blocks:
             if isinstance(block, CardTable):
-                lines.append("| " + " | ".join(_cell(h) for h in block.header) + " |")
+                cells = [[markdown_text(c, in_table=True) for c in row] for row in block.rows]
+                header = [markdown_text(h, in_table=True) for h in block.header]
+                lines.append("| " + " | ".join(header) + " |")
                 lines.append("|" + "---|" * len(block.header))
-                lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in block.rows]
+                lines += ["| " + " | ".join(row) + " |" for row in cells]
             else:
-                lines.append(block)
+                lines.append(_markdown_paragraph(block))
             lines.append("")
     if images:
         lines += ["## Plots", ""]
@@ -632,7 +707,7 @@ def to_markdown(data: ReportData, sections: list[Section], images: list[str]) ->
 
 
 def to_html(data: ReportData, sections: list[Section], images: dict[str, bytes]) -> str:
-    title = html.escape(f"Model card: {data.model} version {data.version}")
+    title = _html_text(f"Model card: {data.model} version {data.version}")
     parts = [
         "<!doctype html>",
         f'<html lang="en"><head><meta charset="utf-8"><title>{title}</title>',
@@ -641,17 +716,17 @@ def to_html(data: ReportData, sections: list[Section], images: dict[str, bytes])
         f"</head><body><h1>{title}</h1>",
     ]
     for section in sections:
-        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        parts.append(f"<h2>{_html_text(section.title)}</h2>")
         for block in section.blocks:
             if isinstance(block, CardTable):
-                head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
+                head = "".join(f"<th>{_html_text(h)}</th>" for h in block.header)
                 body = "".join(
-                    "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                    "<tr>" + "".join(f"<td>{_html_text(c)}</td>" for c in row) + "</tr>"
                     for row in block.rows
                 )
                 parts.append(f"<table><tr>{head}</tr>{body}</table>")
             else:
-                parts.append(f"<p>{html.escape(block)}</p>")
+                parts.append(f"<p>{_html_text(block)}</p>")
     for name, png in images.items():
         encoded = base64.b64encode(png).decode()
         parts.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{encoded}">')

@@ -170,13 +170,20 @@ class ArtifactTampered(PipelineError):
     recorded sha256, or its key was written again after the evaluation."""
 
 
+class ArtifactHashMissing(ArtifactTampered):
+    """A model file has no recorded sha256 to check it against: a trained entry or a version
+    document without its hash was forged or damaged (Train and Register record one for every
+    file they write), so the file is not read as the one that was evaluated."""
+
+
 class ApprovalForAnotherVersion(PipelineError):
     """The answer that resumed a paused run names another version than the one it waits for."""
 
 
 class SpecOutsideStackLimits(SpecError):
     """spec.json asks for a gate looser than the stack allows (GateMinImprovement,
-    GateMinLabelAgreement, GateMaxOutputDiff): the uploader does not set the gate."""
+    GateMinLabelAgreement, GateMaxOutputDiff, GateMinThreshold): the uploader does not set the
+    gate."""
 
 
 class ForeignDataset(PipelineError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from mlstack_core.errors import ArtifactTampered
+from mlstack_core.errors import ArtifactHashMissing, ArtifactTampered
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -16,12 +16,19 @@ if TYPE_CHECKING:
 def read_verified(
     s3: S3Client, bucket: str, key: str, version_id: str | None, sha256: str | None
 ) -> bytes:
-    """The object version's bytes; ArtifactTampered when they do not hash to ``sha256``."""
+    """The object version's bytes; ArtifactTampered when they do not hash to ``sha256``, and
+    ArtifactHashMissing (before a byte is read) when there is no hash to check: every writer
+    records one, so a record without it is not trusted to name the evaluated bytes."""
+    if not sha256:
+        raise ArtifactHashMissing(
+            f"s3://{bucket}/{key} (version {version_id}) has no recorded sha256 to check it "
+            "against; it is not read"
+        )
     request: GetObjectRequestTypeDef = {"Bucket": bucket, "Key": key}
     if version_id:
         request["VersionId"] = version_id
     body: bytes = s3.get_object(**request)["Body"].read()
-    if sha256 and hashlib.sha256(body).hexdigest() != sha256.lower():
+    if hashlib.sha256(body).hexdigest() != sha256.lower():
         raise ArtifactTampered(
             f"s3://{bucket}/{key} (version {version_id}) does not match its recorded sha256"
         )

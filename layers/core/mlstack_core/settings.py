@@ -157,6 +157,7 @@ class GuardSettings:
     min_improvement: float
     min_label_agreement: float
     max_output_diff: float
+    min_threshold: float | None  # the least threshold a spec may set; None: no floor
     manual_approval_models: frozenset[str]  # "*": every model
     auto_promote_incomparable: bool
     max_upload_bytes: int
@@ -174,6 +175,7 @@ class GuardSettings:
             min_improvement=float(os.environ.get("GATE_MIN_IMPROVEMENT", "0")),
             min_label_agreement=float(os.environ.get("GATE_MIN_LABEL_AGREEMENT", "0.99")),
             max_output_diff=float(os.environ.get("GATE_MAX_OUTPUT_DIFF", "0.01")),
+            min_threshold=_optional_number(os.environ.get("GATE_MIN_THRESHOLD", "")),
             manual_approval_models=frozenset(n.strip() for n in listed.split(",") if n.strip()),
             auto_promote_incomparable=flag("AUTO_PROMOTE_INCOMPARABLE", False),
             max_upload_bytes=int(float(os.environ.get("MAX_UPLOAD_MIB", "512")) * 2**20),
@@ -185,6 +187,11 @@ class GuardSettings:
 
     def requires_manual_approval(self, model: str) -> bool:
         return "*" in self.manual_approval_models or model in self.manual_approval_models
+
+
+def _optional_number(text: str) -> float | None:
+    """A number, or None for an empty parameter (the stack sets no such limit)."""
+    return float(text) if text.strip() else None
 
 
 @lru_cache(maxsize=1)
