@@ -32,6 +32,7 @@ from pathlib import Path  # noqa: E402
 
 import boto3  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from mlstack_core.idempotency import TABLE_DEFINITION as IDEMPOTENCY_TABLE  # noqa: E402
@@ -47,6 +48,11 @@ from tests.helpers.stack import (  # noqa: E402
     REGISTRY_TABLE,
     Stack,
 )
+
+# Performance is measured in benchmarks/, never by a test's clock: Hypothesis's per-example
+# deadline failed properties on a loaded 2-core machine, so no example has one.
+hypothesis_settings.register_profile("mlstack", deadline=None)
+hypothesis_settings.load_profile("mlstack")
 
 TESTS = Path(__file__).resolve().parent
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mlstack_core.capture import CaptureRecorder
@@ -109,8 +109,6 @@ def test_a_sample_rate_of_zero_records_nothing_and_costs_one_comparison() -> Non
     assert recorder.due(everything=True) == []
 
 
-# 2,000 recordings an example: on a loaded machine one can take longer than the default deadline.
-@settings(deadline=None)
 @given(rate=st.floats(0.05, 0.95), seed=st.integers(0, 1000))
 def test_the_sample_rate_is_the_share_of_requests_recorded(rate: float, seed: int) -> None:
     recorder = CaptureRecorder(sample_rate=rate, flush_seconds=1e9, seed=seed)
