@@ -56,6 +56,7 @@ class StackSettings:
     scoring_state_machine_arn: str
     run_lock_lease_seconds: int
     idempotency_table: str
+    approval_answers_table: str  # the approval function writes it, Register reads it
 
     @classmethod
     def from_env(cls) -> StackSettings:
@@ -71,6 +72,7 @@ class StackSettings:
             # only a lock whose release was lost expires.
             run_lock_lease_seconds=int(os.environ.get("RUN_LOCK_LEASE_SECONDS", "7500")),
             idempotency_table=os.environ.get("IDEMPOTENCY_TABLE", ""),
+            approval_answers_table=os.environ.get("APPROVAL_ANSWERS_TABLE", ""),
         )
 
 
