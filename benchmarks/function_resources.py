@@ -121,6 +121,7 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
         "REGISTRY_TABLE": table,
         "IDEMPOTENCY_TABLE": f"{table}-idempotency",
         "APPROVAL_ANSWERS_TABLE": f"{table}-approval-answers",  # read on the approval path only
+        "RUN_LOCK_TABLE": f"{table}-runlock",
         # Required by the functions that publish alerts or start scoring jobs; nothing is sent.
         "ALERTS_TOPIC_ARN": f"arn:aws:sns:{REGION}:123456789012:bench-alerts",
         "SCORING_STATE_MACHINE_ARN": f"arn:aws:states:{REGION}:123456789012:stateMachine:bench",
@@ -139,6 +140,11 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
     dynamodb = session.client("dynamodb", endpoint_url=endpoint)
     dynamodb.create_table(TableName=table, **TABLE_DEFINITION)
     dynamodb.create_table(TableName=f"{table}-idempotency", **IDEMPOTENCY_TABLE)
+    # The run lock's own table, as the RunLock function's code declares it.
+    sys.path.insert(0, str(ROOT / "functions" / "runlock"))
+    from mlstack_runlock.lock_table import TABLE_DEFINITION as RUN_LOCK_TABLE
+
+    dynamodb.create_table(TableName=f"{table}-runlock", **RUN_LOCK_TABLE)
     sfn = session.client("stepfunctions", endpoint_url=endpoint)
     machine = sfn.create_state_machine(
         name=f"bench-{rows}",

@@ -210,7 +210,7 @@ def alias_mover(stack: Any, model: str, versions: list[int]) -> Mover:
         if action == "promote":
             lifecycle.promote(stack, model, random.choice(others), "bench", "load", force=True)
         elif action == "canary":
-            lifecycle.canary(stack, model, random.choice(others), 0.3, "bench", "load", force=True)
+            lifecycle.canary(stack, model, random.choice(others), 0.3, "bench", "load")
         elif action == "shadow":
             lifecycle.shadow(stack, model, random.choice(others), "bench", "load")
         elif action.startswith("clear "):

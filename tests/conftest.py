@@ -39,6 +39,7 @@ from mlstack_core.idempotency import TABLE_DEFINITION as IDEMPOTENCY_TABLE  # no
 from mlstack_core.observability.pipeline import metrics  # noqa: E402
 from mlstack_core.registry import TABLE_DEFINITION, Registry  # noqa: E402
 from mlstack_core.settings import forget  # noqa: E402
+from mlstack_runlock.lock_table import TABLE_DEFINITION as RUN_LOCK_TABLE  # noqa: E402
 from tests.helpers.stack import (  # noqa: E402
     DATA_BUCKET,
     MODEL_BUCKET,
@@ -77,12 +78,14 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         "registry_table": f"{REGISTRY_TABLE}-{suffix}",
         "idempotency_table": f"mlstack-test-idempotency-{suffix}",
         "answers_table": f"mlstack-test-approval-answers-{suffix}",
+        "run_lock_table": f"mlstack-test-runlock-{suffix}",
     }
     monkeypatch.setenv("DATA_BUCKET", names["data_bucket"])
     monkeypatch.setenv("MODEL_BUCKET", names["model_bucket"])
     monkeypatch.setenv("REGISTRY_TABLE", names["registry_table"])
     monkeypatch.setenv("IDEMPOTENCY_TABLE", names["idempotency_table"])
     monkeypatch.setenv("APPROVAL_ANSWERS_TABLE", names["answers_table"])
+    monkeypatch.setenv("RUN_LOCK_TABLE", names["run_lock_table"])
     # The ARNs template.yaml gives the functions, which check them at their cold start; a test
     # that publishes or starts executions sets the real ones.
     for variable, arn in PLACEHOLDER_ARNS.items():
@@ -100,6 +103,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         )
         dynamodb.create_table(TableName=names["idempotency_table"], **IDEMPOTENCY_TABLE)
         dynamodb.create_table(TableName=names["answers_table"], **ANSWERS_TABLE)
+        dynamodb.create_table(TableName=names["run_lock_table"], **RUN_LOCK_TABLE)
         registry = Registry(names["registry_table"], dynamodb)
         yield Stack(
             s3=s3,

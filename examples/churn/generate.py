@@ -70,7 +70,14 @@ if __name__ == "__main__":
         "target": "churned",
         "description": "Customers likely to leave, watched against their outcomes",
         "drift": {"action": "alert"},
-        "quality": {"capture": True, "key": "customer_id", "min_rows": 50, "action": "retrain"},
+        "quality": {
+            "capture": True,
+            "key": "customer_id",
+            # The example's caller is its operator, so the customer ids it sends are true.
+            "key_trusted": True,
+            "min_rows": 50,
+            "action": "retrain",
+        },
     }
     (HERE / "watched.json").write_text(json.dumps(watched, indent=2) + "\n")
     rng = random.Random(3)

@@ -11,6 +11,7 @@ from typing import Any
 
 from mlstack.cli.errors import CommandError
 from mlstack.cli.stack import StackClient
+from mlstack_core.contract.batch import max_refused_share as checked_refused_share
 from mlstack_core.storage_keys import (
     BATCH_KEY,
     batch_file_key,
@@ -48,6 +49,8 @@ def upload_batch(
     if keep:
         metadata["mlstack-keep"] = ",".join(keep)
     if max_refused_share is not None:
+        # Refused here, before the upload, as the job would refuse it (RefusedShareOutOfRange).
+        checked_refused_share(max_refused_share)
         metadata["mlstack-max-refused-share"] = str(max_refused_share)
     bucket = client.outputs["DataBucketName"]
     response = client.session.client("s3").put_object(

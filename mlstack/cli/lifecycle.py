@@ -11,7 +11,7 @@ from typing import Any
 
 from mlstack.cli.stack import StackClient
 from mlstack_core.compatibility import request_incompatibilities
-from mlstack_core.errors import EXIT_FAILED, MlstackError
+from mlstack_core.errors import EXIT_FAILED, MlstackError, VersionNotServed
 from mlstack_core.registry import Registry
 from mlstack_core.registry_keys import (
     CANARY,
@@ -19,6 +19,7 @@ from mlstack_core.registry_keys import (
     STATUS_PENDING_APPROVAL,
     STATUS_REJECTED,
 )
+from mlstack_core.servable import check_servable
 
 # How long approve and reject follow the run they resumed (Register and the lock's release).
 RUN_END_SECONDS = 60.0
@@ -122,6 +123,17 @@ REACHES_SERVING = (
 )
 
 
+def _refuse_unservable(registry: Registry, model: str, version: int, role: str) -> None:
+    """A canary or shadow serves real requests: only an Approved or Archived version may be one,
+    the rule every path that names a version follows (``mlstack_core.servable``; the registry
+    enforces it too). Checked first, so the refusal names the status, not a column."""
+    status = registry.get_version(model, version).get("status")
+    try:
+        check_servable(model, version, status, aliased=True)
+    except VersionNotServed as error:
+        raise LifecycleError(f"{error}: it cannot be the {role}") from error
+
+
 def _check_compatible(
     registry: Registry, model: str, production: int | None, version: int, role: str
 ) -> None:
@@ -145,14 +157,13 @@ def canary(
     share: float,
     actor: str,
     reason: str,
-    force: bool = False,
 ) -> dict[str, Any]:
     """Send ``share`` of the model's prediction requests to ``version`` (served within the
-    function's ALIAS_TTL_SECONDS); the rest stay on production."""
+    function's ALIAS_TTL_SECONDS); the rest stay on production. Approved versions only."""
     registry: Registry = client.registry
     if not 0.0 < share <= 1.0:
         raise LifecycleError(f"--share must be in (0, 1], got {share}")
-    _refuse_unapproved(registry, model, version, "canary", force)
+    _refuse_unservable(registry, model, version, "canary")
     production = registry.get_alias(model)
     if production == version:
         raise LifecycleError(f"version {version} of {model!r} is already in production")
@@ -171,9 +182,9 @@ def shadow(
     client: StackClient, model: str, version: int, actor: str, reason: str
 ) -> dict[str, Any]:
     """Score ``version`` beside production on every request, silently; the comparison goes to
-    the ShadowAgreement and ShadowMaxAbsDiff metrics."""
+    the ShadowAgreement and ShadowMaxAbsDiff metrics. Approved versions only."""
     registry: Registry = client.registry
-    registry.get_version(model, version)  # a missing version is refused by name
+    _refuse_unservable(registry, model, version, "shadow")  # a missing one: ModelNotFound
     production = registry.get_alias(model)
     if production == version:
         raise LifecycleError(f"version {version} of {model!r} is already in production")

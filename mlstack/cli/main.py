@@ -284,9 +284,7 @@ def _lifecycle(args: argparse.Namespace) -> int:
                 )
             result = lifecycle.clear_challenger(client, args.model, args.command, actor, reason)
         elif args.command == "canary":
-            result = lifecycle.canary(
-                client, args.model, args.version, args.share, actor, reason, args.force
-            )
+            result = lifecycle.canary(client, args.model, args.version, args.share, actor, reason)
         elif args.command == "shadow":
             result = lifecycle.shadow(client, args.model, args.version, actor, reason)
         else:
@@ -346,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--max-refused-share",
         type=float,
-        help="fail the job when a larger share of rows is refused (default 0.01)",
+        help="fail the job when a larger share of rows is refused, in [0, 1) (default 0.01)",
     )
     score.add_argument("--wait", action="store_true", help="follow the job until it ends")
     score.set_defaults(handler=cmd_score)
@@ -397,7 +395,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--share", type=float, default=0.1, help="share of requests, in (0, 1] (default 0.1)"
     )
     canary.add_argument("--off", action="store_true", help="stop the canary")
-    canary.add_argument("--force", action="store_true", help="canary a Rejected version anyway")
     canary.add_argument("--reason", help="recorded with the change")
     canary.set_defaults(handler=_lifecycle)
     shadow = commands.add_parser(

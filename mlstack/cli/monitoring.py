@@ -18,7 +18,7 @@ from typing import Any
 
 from mlstack.cli.errors import CommandError
 from mlstack.cli.stack import StackClient
-from mlstack_core.ground_truth import feedback_problem
+from mlstack_core.ground_truth import feedback_problem, join_key
 from mlstack_core.storage_keys import (
     feedback_key,
     latest_drift_report_key,
@@ -38,7 +38,8 @@ def upload_feedback(client: StackClient, model: str, path: Path) -> dict[str, An
     header = next(csv.reader(io.StringIO(text)), [])
     spec = client.stored_spec(model) or {}
     quality = spec.get("quality") or {}
-    problem = feedback_problem(header, spec.get("target"), quality.get("key"))
+    key = join_key(quality)
+    problem = feedback_problem(header, spec.get("target"), key, None if key else quality.get("key"))
     if problem:
         raise CommandError(f"{path}: {problem}; its header is {', '.join(header[:12])}")
     rows = max(0, len(text.splitlines()) - 1)

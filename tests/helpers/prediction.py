@@ -229,8 +229,10 @@ class Stack:
         promote: bool = True,
         sha256: str | None = None,
         pin_version_id: bool = True,
+        status: str = "Registered",
     ) -> int:
-        """Register a version the way the Register step does, optionally promoting it."""
+        """Register a version the way the Register step does, optionally promoting it (a canary
+        or shadow must be Approved or Archived: ``status="Approved"``)."""
         version = self.registry.allocate_version(model)
         key = f"models/{model}/{version}/model.onnx"
         put = self.s3.put_object(Bucket=self.bucket, Key=key, Body=fixture.onnx)
@@ -250,7 +252,7 @@ class Stack:
             "classes": fixture.schema.get("classes"),
             "artifact": artifact,
         }
-        self.registry.put_version(model, version, "Registered", document)
+        self.registry.put_version(model, version, status, document)
         if promote:
             self.promote(model, version)
         return version

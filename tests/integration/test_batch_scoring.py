@@ -160,6 +160,9 @@ def test_mlstack_score_pins_a_version_keeps_columns_and_prints_the_account(
     scored = list(csv.DictReader(io.StringIO(_read(cloud, part))))
     assert list(scored[0])[:3] == ["customer", "island", "prediction"]
     instances = [as_instance({k: v for k, v in r.items()}, "customer") for r in rows]
+    # The job's version left production meanwhile (Archived): pinned, the API serves it again
+    # only while an alias points at it (mlstack_core.servable).
+    assert main(["shadow", MODEL, str(production), "--reason", "compare with the job"]) == 0
     pinned = stack.request(
         "POST", f"/models/{MODEL}/predict?version={production}", {"instances": instances}
     )
@@ -176,6 +179,63 @@ def test_mlstack_score_refuses_a_bad_job_name_before_uploading(
     path.write_text("a\n1\n")
     assert main(["score", MODEL, str(path), "--job", "no/slash"]) == 2
     assert "is not a job name" in capsys.readouterr().err
+
+
+def test_mlstack_score_refuses_a_refused_share_outside_0_to_1_before_uploading(
+    stack: StackClient, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlstack.cli.main import main
+
+    path = tmp_path / "share.csv"
+    path.write_text("a\n1\n")
+    for share in ("nan", "1", "-0.5"):
+        assert main(["score", MODEL, str(path), "--max-refused-share", share]) == 2
+        assert "max_refused_share must be a number in [0, 1)" in capsys.readouterr().err
+    listed = stack.session.client("s3").list_objects_v2(
+        Bucket=stack.outputs["DataBucketName"], Prefix=f"batch/{MODEL}/share"
+    )
+    assert listed["KeyCount"] == 0
+
+
+def test_the_rows_scored_are_those_of_the_file_version_the_job_checked(
+    cloud: LocalCloud, production: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is written again under its key after the job checked it: the Distributed Map
+    still reads the checked version (ItemReader by VersionId), not the key's newest. The second
+    write starts a job of its own, which fails on its header."""
+    import mlstack_score.app as scoring
+
+    original = scoring.resolve_job
+    rewritten: list[bool] = []
+
+    def rewritten_once_checked(request: dict[str, Any]) -> Any:
+        job = original(request)
+        if not rewritten:
+            rewritten.append(True)
+            _upload(cloud, "rewritten", b"island\nTorgersen\n")
+        return job
+
+    monkeypatch.setattr(scoring, "resolve_job", rewritten_once_checked)
+    rows = _rows()[:10]
+    _upload(cloud, "rewritten", to_csv(rows))
+    sfn = cloud.client("stepfunctions")
+    machine = cloud.outputs["ScoringStateMachineArn"]
+    deadline = time.monotonic() + 120
+    executions: list[dict[str, Any]] = []
+    while len(executions) < 2 and time.monotonic() < deadline:
+        listed = sfn.list_executions(stateMachineArn=machine)["executions"]
+        executions = [e for e in listed if e["name"].startswith(f"{MODEL}-rewritten-")]
+        time.sleep(0.1)
+    assert len(executions) == 2
+    ended = [cloud.wait_for_execution(e["executionArn"], timeout=300) for e in executions]
+    by_status = {e["status"]: e for e in ended}
+    assert set(by_status) == {"SUCCEEDED", "FAILED"}, [e.get("cause") for e in ended]
+    assert by_status["FAILED"]["error"] == "HeaderLacksFeature"  # the second write's own job
+
+    manifest = json.loads(_read(cloud, f"batch/{MODEL}/rewritten/manifest.json"))
+    checked = json.loads(by_status["SUCCEEDED"]["input"])["dataset"]["version_id"]
+    assert manifest["input"]["version_id"] == checked
+    assert (manifest["rows_in"], manifest["rows_scored"]) == (len(rows), len(rows))
 
 
 def test_mlstack_score_with_a_pinned_version_uses_it_whatever_production_is(

@@ -70,7 +70,13 @@ def test_upload_trains_promotes_and_serves_accurate_predictions(
     result = cloud.wait_for_execution(execution_arn)
     assert result["status"] == "SUCCEEDED", result.get("cause")
     states = _state_names(cloud, execution_arn)
-    assert states[:4] == ["AcquireRunLock", "Preprocess", "ChooseMapMode", "TrainCandidates"]
+    assert states[:5] == [
+        "AcquireRunLock",
+        "Preprocess",
+        "RenewRunLock",
+        "ChooseMapMode",
+        "TrainCandidates",
+    ]
     assert "RegisterAndPromote" in states
     assert states[-1] == "Promoted"
 

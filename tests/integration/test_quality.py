@@ -153,7 +153,7 @@ def test_true_labels_keep_the_model_and_wrong_ones_alert_and_retrain(
     printed = monitor_now(capsys)
     assert f"quality of production version {production}: fallen" in printed
     assert "worse than the holdout" in printed
-    assert "did: alerted; wrote datasets/penguins-quality/feedback-v1-" in printed
+    assert "did: alerted; wrote datasets/_derived/penguins-quality/feedback-v1-" in printed
     assert (
         "(100 labelled rows added to the newest dataset), whose upload starts a training run"
         in printed

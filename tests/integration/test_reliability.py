@@ -21,7 +21,7 @@ import pytest
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack.localcloud.faults import Fault
-from mlstack_core.registry_keys import RUNLOCK_SK, model_pk
+from mlstack_runlock.lock_table import RunLockTable
 from tests.helpers.local_cloud import (
     AlertInbox,
     execution_events,
@@ -46,10 +46,15 @@ def faults(cloud: LocalCloud) -> Iterator[Any]:
 
 
 def _lock_holder(stack: StackClient, model: str) -> str | None:
-    item = stack.registry._table.get_item(
-        Key={"pk": model_pk(model), "sk": RUNLOCK_SK}, ConsistentRead=True
-    ).get("Item")
-    return str(item["holder"]) if item else None
+    """Who holds the model's run lock, in the stack's lock table."""
+    pages = stack.session.client("cloudformation").get_paginator("list_stack_resources")
+    (table,) = [
+        r["PhysicalResourceId"]
+        for page in pages.paginate(StackName=stack.stack_name)
+        for r in page["StackResourceSummaries"]
+        if r["LogicalResourceId"] == "RunLockTable"
+    ]
+    return RunLockTable(table, stack.session.resource("dynamodb")).holder(model)
 
 
 def _failed_alerts(alerts: AlertInbox, model: str, expected: int = 0) -> list[dict[str, Any]]:

@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 from mlstack_core.capture import CaptureRecorder
 from mlstack_core.contract import Batch, FeatureLayout
 from mlstack_core.registry_keys import model_pk, version_sk
-from mlstack_core.storage_keys import capture_key, captures_prefix
+from mlstack_core.storage_keys import (
+    DATASET_KEY,
+    capture_key,
+    captures_prefix,
+    dataset_key,
+    feedback_dataset_key,
+)
 from tests.helpers.emf import emf_records
 from tests.helpers.prediction import Stack, classifier, configure, invoke, mixed_records
 
@@ -220,6 +226,28 @@ def test_captures_expire_after_their_retention() -> None:
     assert template["Parameters"]["CaptureRetentionDays"]["Default"] == 90
     key = capture_key("penguins", 3, 1_800_000_000.0, "abcd1234", 7)
     assert key == "captures/penguins/3/2027-01-15/080000-abcd1234-000007.jsonl"
+
+
+def test_datasets_derived_from_captures_expire_with_them_and_still_start_runs() -> None:
+    """The Monitor's retraining copies captured rows into a dataset: the translated template's
+    data bucket expires it after CaptureRetentionDays (never a user's upload), and its upload is
+    seen by the trigger's rule and names its model as any dataset does."""
+    from tests.helpers.template import real
+
+    resources = real()["Resources"]
+    derived = feedback_dataset_key("penguins", 3, "0123456789abcdef")
+    rules = resources["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (rule,) = [r for r in rules if "Prefix" in r and derived.startswith(r["Prefix"])]
+    assert rule["Status"] == "Enabled"
+    assert rule["ExpirationInDays"] == {"Ref": "CaptureRetentionDays"}
+    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+    assert not dataset_key("penguins", "data.csv").startswith(rule["Prefix"])
+
+    pattern = resources["TriggerFunctionDatasetUploaded"]["Properties"]["EventPattern"]
+    assert any(derived.startswith(p["prefix"]) for p in pattern["detail"]["object"]["key"])
+    match = DATASET_KEY.match(derived)
+    assert match is not None
+    assert match.group("model") == "penguins"
 
 
 def test_datetime_and_text_values_are_captured_as_sent() -> None:

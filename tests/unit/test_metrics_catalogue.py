@@ -39,6 +39,7 @@ from mlstack_core.idempotency import TABLE_DEFINITION as IDEMPOTENCY_TABLE
 from mlstack_core.registry import TABLE_DEFINITION, Registry
 from mlstack_core.settings import forget
 from mlstack_core.tabular import feature_feeds, read_split
+from mlstack_runlock.lock_table import TABLE_DEFINITION as RUN_LOCK_TABLE
 from tests.helpers.emf import Emitted, emf
 from tests.helpers.lambda_context import FakeLambdaContext
 from tests.helpers.stack import Stack, load_handler, register_event
@@ -127,6 +128,7 @@ def captured() -> Capture:
         )
         dynamodb.create_table(TableName="emf-idempotency", **IDEMPOTENCY_TABLE)
         dynamodb.create_table(TableName="emf-approval-answers", **ANSWERS_TABLE)
+        dynamodb.create_table(TableName="emf-runlock", **RUN_LOCK_TABLE)
         dynamodb.create_table(
             TableName="emf-approvals",
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -148,6 +150,7 @@ def captured() -> Capture:
             IDEMPOTENCY_TABLE="emf-idempotency",
             APPROVALS_TABLE="emf-approvals",
             APPROVAL_ANSWERS_TABLE="emf-approval-answers",
+            RUN_LOCK_TABLE="emf-runlock",
             APPROVER_MUST_DIFFER="false",
             STATE_MACHINE_ARN=machine,
             SCORING_STATE_MACHINE_ARN=scoring,

@@ -4,6 +4,7 @@ version's stored holdout answers, or its holdout score when they are gone."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import time
@@ -245,3 +246,128 @@ def test_without_stored_holdout_answers_the_holdout_score_is_compared(
     assert entry["holdout_interval"] is None
     assert entry["interval"]["rows"] == truth.size
     assert "(score only: its holdout answers (" in entry["summary"]
+
+
+def _serve_with_features(
+    aws: Stack, rows: int, keys: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Rows of the uploaded table captured as version 1 answered them (every one "Adelie"), as
+    the prediction function writes them: request id and row, and the key column's value when
+    ``keys`` gives what the callers sent. Returns the captured features."""
+    table = list(csv.DictReader(io.StringIO(penguins_bytes().decode())))[:rows]
+    served = [{c: v for c, v in row.items() if c != "species"} for row in table]
+    lines = []
+    for row, features in enumerate(served):
+        line = {"request_id": "served", "row": row, "version": 1, "at": time.time()}
+        line |= {"features": features, "prediction": "Adelie"}
+        if keys is not None:
+            line["key"] = keys[row]
+        lines.append(json.dumps(line))
+    key = capture_key(MODEL, 1, time.time(), "test", 1)
+    aws.s3.put_object(Bucket=aws.model_bucket, Key=key, Body="\n".join(lines).encode())
+    return served
+
+
+def _feedback(aws: Stack, name: str, header: str, rows: list[str]) -> None:
+    body = header + "\n" + "".join(f"{row}\n" for row in rows)
+    aws.s3.put_object(Bucket=aws.data_bucket, Key=f"feedback/{MODEL}/{name}", Body=body.encode())
+
+
+def _dataset_rows(aws: Stack, key: str) -> list[dict[str, str]]:
+    body = aws.s3.get_object(Bucket=aws.data_bucket, Key=key)["Body"].read().decode()
+    return list(csv.DictReader(io.StringIO(body)))
+
+
+def test_retraining_adds_each_labelled_row_once_to_the_original_upload(
+    aws: Stack, deployed: dict[str, Any]
+) -> None:
+    """Two feedback files, two retrainings: the second dataset is the user's upload plus every
+    labelled row once, not the first derived dataset plus the rows again; it is written where
+    the captures' retention expires it, and a run reads it as any upload."""
+    quality = {"capture": True, "min_rows": 20, "action": "retrain"}
+    state = _promote(aws, {"target": "species", "quality": quality})
+    upload = state["dataset"]["key"]
+    uploaded = _dataset_rows(aws, upload)
+    served = _serve_with_features(aws, 60)
+
+    # Rows 0-29 labelled wrong: quality fell, the first retraining.
+    _feedback(aws, "a.csv", "request_id,row,species", [f"served,{r},Gentoo" for r in range(30)])
+    first = _monitor()["quality"]["retraining"]
+    assert first["started"] is True
+    assert first["labelled_rows"] == 30
+    # Rows 0-59, the first ten again (a later file wins): the second retraining.
+    _feedback(aws, "b.csv", "request_id,row,species", [f"served,{r},Chinstrap" for r in range(60)])
+    second = _monitor()["quality"]["retraining"]
+    assert second["started"] is True
+    assert second["dataset"] != first["dataset"]
+
+    rows = _dataset_rows(aws, second["dataset"])
+    assert second["labelled_rows"] == 60
+    assert len(rows) == len(uploaded) + 60
+    assert rows[: len(uploaded)] == uploaded
+    added = rows[len(uploaded) :]
+    assert [{c: v for c, v in r.items() if c != "species"} for r in added] == served
+    assert {r["species"] for r in added} == {"Chinstrap"}
+    assert second["from"] == upload
+
+    # Both derived datasets fall under the data bucket's rule with the captures' retention.
+    from mlstack.sam import load_template, project_root
+
+    template = load_template(project_root() / "template.yaml")
+    rules = template["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    for derived in (first["dataset"], second["dataset"]):
+        (rule,) = [r for r in rules if derived.startswith(r.get("Prefix", "\0"))]
+        assert rule["Status"] == "Enabled"
+        assert rule["ExpirationInDays"] == {"Ref": "CaptureRetentionDays"}
+        assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+        assert not rule["Prefix"].startswith(f"datasets/{MODEL}/")  # never the user's uploads
+
+    # The derived dataset is a dataset of the model: its run's Preprocess reads it.
+    derived = {"bucket": aws.data_bucket, "key": second["dataset"]}
+    derived["version_id"] = aws.s3.head_object(Bucket=aws.data_bucket, Key=derived["key"])[
+        "VersionId"
+    ]
+    run = aws.preprocess({**state, "dataset": derived})
+    assert run["model"] == MODEL
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_labels_join_by_a_key_callers_send_only_when_the_spec_trusts_it(
+    aws: Stack, deployed: dict[str, Any], trusted: bool
+) -> None:
+    """The key's values are what callers sent: without ``quality.key_trusted`` a label naming
+    one is not joined (and the report says why); the API's own request id and row always are."""
+    quality: dict[str, Any] = {"capture": True, "min_rows": 20, "key": "customer"}
+    if trusted:
+        quality["key_trusted"] = True
+    _promote(aws, {"target": "species", "quality": quality})
+    _serve_with_features(aws, 40, keys=[f"c{row}" for row in range(40)])
+    _feedback(aws, "by-key.csv", "customer,species", [f"c{row},Gentoo" for row in range(30)])
+    report = _monitor()["quality"]
+    (entry,) = report["versions"]
+    if trusted:
+        assert entry["rows"] == 30
+        assert report["feedback_problems"] == []
+    else:
+        assert entry["rows"] == 0
+        (problem,) = report["feedback_problems"]
+        assert "customer joins only with quality.key_trusted" in problem
+
+    # Labels by the request id and row the API answered join whatever the key's trust.
+    _feedback(
+        aws, "by-request.csv", "request_id,row,species", [f"served,{r},Gentoo" for r in range(35)]
+    )
+    (entry,) = _monitor()["quality"]["versions"]
+    assert entry["rows"] == 35
+
+
+def test_an_earlier_derived_dataset_is_never_the_upload_retraining_starts_from(aws: Stack) -> None:
+    """Before derived datasets had a prefix of their own they sat beside the uploads; a newer
+    one there is still not the user's upload."""
+    from mlstack_monitor.datasets import latest_dataset
+
+    upload = aws.upload(MODEL, b"a,b\n1,2\n", name="upload.csv")["dataset"]["key"]
+    aws.upload(MODEL, b"a,b\n1,2\n1,2\n", name="feedback-v1-0123456789abcdef.csv")
+    newest = latest_dataset(aws.s3, aws.data_bucket, MODEL)
+    assert newest is not None
+    assert newest["key"] == upload

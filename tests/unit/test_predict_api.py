@@ -148,7 +148,7 @@ def test_version_query_pins_an_approved_or_aliased_version_only(served: Stack) -
     for unserved in ("1", "2"):
         status, body, _ = call(PREDICT, instances, {"version": unserved})
         assert status == 404
-        assert "only approved versions and the current production" in body["error"]
+        assert "only approved versions are served by number" in body["error"]
 
     served.registry.set_status("penguins", 2, "Approved", "test", "reviewed")
     status, body, _ = call(PREDICT, instances, {"version": "2"})
@@ -158,6 +158,45 @@ def test_version_query_pins_an_approved_or_aliased_version_only(served: Stack) -
     predictor.get_predictor().aliases._routing.clear()  # as if the alias TTL had elapsed
     assert call(PREDICT, instances, {"version": "1"})[0] == 200  # aliased: served
     assert call(PREDICT, instances)[1]["version"] == 3  # production is untouched
+
+
+@pytest.mark.parametrize("status", ["Rejected", "PendingApproval", "Registered"])
+def test_an_alias_never_serves_a_version_that_was_not_approved(served: Stack, status: str) -> None:
+    """An aliased version used to skip the status check: ?version=N served whatever the shadow
+    pointed at, from the session cache. The status is read on each pinned request."""
+    from mlstack_predict import predictor
+
+    served.publish("penguins", classifier(), promote=False, status="Approved")  # v2
+    _challenger(served, "shadow", 2)
+    instances = {"instances": mixed_records(1, seed=1)}
+    assert call(PREDICT, instances, {"version": "2"})[0] == 200  # loaded and cached
+
+    served.registry.set_status("penguins", 2, status, "test", "withdrawn")
+    for fresh in (False, True):
+        if fresh:  # the alias cache expired, and another container, without the session
+            predictor.get_predictor().aliases._routing.clear()
+            predictor.get_predictor().sessions.entries.clear()
+        code, body, _ = call(PREDICT, instances, {"version": "2"})
+        assert code == 404
+        assert f"version 2 of 'penguins' is {status}" in body["error"]
+    assert served.registry.aliases("penguins")["shadow"] == {"version": 2}
+
+
+def test_an_archived_version_serves_pinned_only_while_an_alias_points_at_it(served: Stack) -> None:
+    from mlstack_predict import predictor
+
+    served.publish("penguins", classifier())  # v2: production; v1 is now Archived
+    instances = {"instances": mixed_records(1, seed=1)}
+    assert call(PREDICT, instances, {"version": "1"})[0] == 404
+    _challenger(served, "canary", 1, share=0.1)
+    predictor.get_predictor().aliases._routing.clear()  # as if the alias TTL had elapsed
+    assert call(PREDICT, instances, {"version": "1"})[0] == 200
+
+    served.registry.clear_challenger("penguins", "canary", actor="test", reason="done")
+    predictor.get_predictor().aliases._routing.clear()
+    code, body, _ = call(PREDICT, instances, {"version": "1"})
+    assert code == 404
+    assert "left production" in body["error"]
 
 
 def test_cycling_through_rejected_versions_loads_nothing(served: Stack) -> None:
@@ -325,7 +364,7 @@ def test_canary_takes_its_share_of_requests(
     served: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure(monkeypatch, ALIAS_TTL_SECONDS="0")
-    served.publish("penguins", classifier(), promote=False)  # v2
+    served.publish("penguins", classifier(), promote=False, status="Approved")  # v2
     _challenger(served, "canary", 2, share=0.3)
     from mlstack_predict import predictor
 
@@ -351,7 +390,7 @@ def test_a_canary_that_cannot_load_leaves_production_answering(
     served: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure(monkeypatch, ALIAS_TTL_SECONDS="0")
-    served.publish("penguins", classifier(), promote=False, sha256="f" * 64)  # tampered v2
+    served.publish("penguins", classifier(), promote=False, sha256="f" * 64, status="Approved")
     _challenger(served, "canary", 2, share=1.0)
     capsys.readouterr()
 
@@ -367,7 +406,7 @@ def test_shadow_is_scored_silently_and_compared(
     served: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure(monkeypatch, ALIAS_TTL_SECONDS="0")
-    served.publish("penguins", classifier(), promote=False)  # v2: same model
+    served.publish("penguins", classifier(), promote=False, status="Approved")  # v2: same model
     _challenger(served, "shadow", 2)
     records = mixed_records(40, seed=5)
     capsys.readouterr()
@@ -398,7 +437,7 @@ def test_a_different_shadow_reports_disagreement(
     labels = np.random.default_rng(0).permutation(prediction.species_labels(records, 6))
     other = prediction.fit_pipeline(LogisticRegression(C=0.05, max_iter=500), labels, records)
     constant = prediction.ModelFixture(prediction.export_onnx(other), other, fixture.schema)
-    served.publish("penguins", constant, promote=False)
+    served.publish("penguins", constant, promote=False, status="Approved")
     _challenger(served, "shadow", 2)
     capsys.readouterr()
 
@@ -417,7 +456,8 @@ def test_a_failing_shadow_never_changes_the_answer(
     served: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure(monkeypatch, ALIAS_TTL_SECONDS="0")
-    served.publish("penguins", regressor(), promote=False)  # a regressor cannot shadow a classifier
+    # a regressor cannot shadow a classifier
+    served.publish("penguins", regressor(), promote=False, status="Approved")
     _challenger(served, "shadow", 2)
     capsys.readouterr()
 
@@ -430,7 +470,7 @@ def test_a_failing_shadow_never_changes_the_answer(
 
 
 def test_describe_shows_challengers(served: Stack) -> None:
-    served.publish("penguins", classifier(), promote=False)
+    served.publish("penguins", classifier(), promote=False, status="Approved")
     _challenger(served, "canary", 2, share=0.25)
     _challenger(served, "shadow", 2)
 

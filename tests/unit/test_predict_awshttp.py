@@ -158,7 +158,7 @@ def test_the_serving_path_works_over_http(http_stack: Stack) -> None:
     from mlstack_predict import awshttp, predictor
 
     http_stack.publish("penguins", classifier())
-    http_stack.publish("penguins", classifier(), promote=False)  # v2
+    http_stack.publish("penguins", classifier(), promote=False, status="Approved")  # v2
     http_stack.registry.set_challenger("penguins", "shadow", 2, actor="t", reason="t")
 
     status, body = _predict()

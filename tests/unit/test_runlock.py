@@ -1,15 +1,18 @@
-"""The run lock: a repeated acquire or release has the effect of one, through its real events."""
+"""The run lock: a repeated acquire or release has the effect of one, and a long legitimate run
+keeps its lock, through its real events."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from mlstack_core.registry_keys import RUNLOCK_SK, model_pk
+from mlstack_core.errors import ModelBusy, RunLockLost
+from mlstack_runlock.lock_table import KEY
 from tests.helpers.lambda_context import FakeLambdaContext
 from tests.helpers.stack import REGION, Stack, load_handler
 
@@ -26,10 +29,74 @@ def _lock(action: str, execution_arn: str) -> Any:
 
 
 def _holder(aws: Stack) -> str | None:
-    item = aws.registry._table.get_item(
-        Key={"pk": model_pk("penguins"), "sk": RUNLOCK_SK}, ConsistentRead=True
-    ).get("Item")
+    table = aws.dynamodb.Table(os.environ["RUN_LOCK_TABLE"])
+    item = table.get_item(Key={KEY: "penguins"}, ConsistentRead=True).get("Item")
     return None if item is None else str(item["holder"])
+
+
+def _renew(execution_arn: str, candidate_count: int, max_concurrency: int) -> Any:
+    """RenewRunLock's input, as its Parameters build it from Preprocess's output."""
+    event = {
+        "action": "renew",
+        "model": "penguins",
+        "execution_arn": execution_arn,
+        "candidate_count": candidate_count,
+        "max_concurrency": max_concurrency,
+    }
+    return load_handler("runlock")(event, FakeLambdaContext())
+
+
+class Clock:
+    """time.time for the lock table, moved on by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr("mlstack_runlock.lock_table.time.time", clock)
+    return clock
+
+
+def test_a_run_longer_than_the_old_lease_keeps_its_lock(aws: Stack, clock: Clock) -> None:
+    """40 candidates at concurrency 4: ten rounds of up to 15 minutes, longer than the 7,500 s
+    lease every run used to get. Renewed for its grid, the run keeps its lock throughout: a
+    second upload queues instead of training beside it."""
+    _lock("acquire", RUN)
+    clock.now += 600  # Preprocess
+    renewed = _renew(RUN, candidate_count=40, max_concurrency=4)
+    assert renewed["lease_seconds"] >= 10 * 900
+    clock.now += 10 * 900 + 600  # the Map's ten rounds, then Evaluate: 9,600 s > 7,500 s
+    with pytest.raises(ModelBusy):
+        _lock("acquire", OTHER)
+    assert _holder(aws) == RUN
+    assert _lock("release", RUN)["released"] is True
+
+
+def test_a_lock_whose_release_was_lost_still_expires(aws: Stack, clock: Clock) -> None:
+    """The renewed lease is finite: once the grid's run would have ended, another run takes it
+    over, and the first run's late renewal or release changes nothing."""
+    _lock("acquire", RUN)
+    lease = _renew(RUN, candidate_count=40, max_concurrency=4)["lease_seconds"]
+    clock.now += lease + 1
+    assert _lock("acquire", OTHER) == {"model": "penguins", "holder": OTHER}
+    with pytest.raises(RunLockLost):
+        _renew(RUN, candidate_count=40, max_concurrency=4)
+    assert _lock("release", RUN)["released"] is False
+    assert _holder(aws) == OTHER
+
+
+def test_a_lock_taken_before_the_grid_is_known_expires_soon(aws: Stack, clock: Clock) -> None:
+    """A run that lost its release before RenewRunLock holds the model only as long as
+    Preprocess can take, not for a whole grid."""
+    _lock("acquire", RUN)
+    clock.now += 30 * 60
+    assert _lock("acquire", OTHER) == {"model": "penguins", "holder": OTHER}
 
 
 def test_acquire_and_release_twice_have_the_effect_of_once(aws: Stack) -> None:

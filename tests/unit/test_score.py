@@ -160,3 +160,58 @@ def test_a_file_that_cannot_be_scored_fails_at_once_by_name(
             {"action": "resolve", "request": {"model": MODEL, "job": "bad", "dataset": dataset}}
         )
     assert type(raised.value).__name__ == error
+
+
+def test_an_alias_does_not_let_a_job_pin_a_version_that_was_not_approved(
+    production: Stack,
+) -> None:
+    """A job's pinned version follows ?version=N's rule: an aliased version used to skip the
+    status check, so a job pinned to a Rejected shadow scored with it."""
+    aws = production
+    state = aws.run_pipeline(MODEL, penguins_bytes())
+    state["evaluation"]["decision"] = "reject"
+    assert aws.run_register_step(state)["version"] == 2
+    aws.registry.set_status(MODEL, 2, "Approved", "test", "reviewed")
+    aws.registry.set_challenger(MODEL, "shadow", 2, actor="test", reason="compare")
+    aws.registry.set_status(MODEL, 2, "Rejected", "test", "withdrawn")
+
+    with pytest.raises(Exception, match="version 2 of 'penguins' is Rejected") as raised:
+        _run_job(aws, _input_rows(), version=2)
+    assert type(raised.value).__name__ == "VersionNotServed"
+
+
+def test_the_allowed_refused_share_is_a_finite_number_below_one(production: Stack) -> None:
+    """From the request or the file's metadata, as an upload carries it: NaN and 1 would let
+    every row be refused and the job succeed."""
+    dataset = _upload(production, "batch/penguins/share.csv", records_csv(_input_rows()[:5]))
+    request = {"model": MODEL, "job": "share", "dataset": dataset}
+    for share in ["nan", "NaN", "1", 1.0, "inf", "-0.01", "a lot", True]:
+        with pytest.raises(Exception, match=r"must be a number in \[0, 1\)") as raised:
+            _handler({"action": "resolve", "request": {**request, "max_refused_share": share}})
+        assert type(raised.value).__name__ == "RefusedShareOutOfRange"
+    metadata = {"mlstack-max-refused-share": "nan"}
+    put = production.s3.put_object(
+        Bucket=production.data_bucket, Key=dataset["key"], Body=b"x\n1\n", Metadata=metadata
+    )
+    pinned = {**dataset, "version_id": put["VersionId"]}
+    with pytest.raises(Exception, match="got 'nan'"):
+        _handler({"action": "resolve", "request": {**request, "dataset": pinned}})
+    for share, allowed in [(0, 0.0), ("0.25", 0.25), (None, 0.01)]:
+        job = _handler({"action": "resolve", "request": {**request, "max_refused_share": share}})
+        assert job["max_refused_share"] == allowed
+
+
+def test_the_job_names_the_file_version_it_checked(production: Stack) -> None:
+    """The Distributed Map reads the file by the VersionId the job was resolved with
+    (statemachine/scoring.asl.json): the event's, or the key's current version when none came."""
+    first = _upload(production, "batch/penguins/fixed.csv", records_csv(_input_rows()[:5]))
+    newest = _upload(production, "batch/penguins/fixed.csv", records_csv(_input_rows()[:3]))
+    assert first["version_id"] != newest["version_id"]
+    request = {"model": MODEL, "job": "fixed"}
+
+    for dataset, expected in [
+        (first, first["version_id"]),
+        ({**first, "version_id": None}, newest["version_id"]),
+    ]:
+        job = _handler({"action": "resolve", "request": {**request, "dataset": dataset}})
+        assert job["input"] == {**first, "version_id": expected}

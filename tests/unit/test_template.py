@@ -116,9 +116,10 @@ NEEDS: dict[str, list[Need]] = {
         ),
     ],
     "RunLockFunction": [
-        Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
-        Need("dynamodb:PutItem", "${RegistryTable.Arn}", "conditional lock write"),
-        Need("dynamodb:DeleteItem", "${RegistryTable.Arn}", "release"),
+        Need("dynamodb:GetItem", "${RunLockTable.Arn}", "who holds the lock"),
+        Need("dynamodb:PutItem", "${RunLockTable.Arn}", "conditional lock write"),
+        Need("dynamodb:UpdateItem", "${RunLockTable.Arn}", "renew the lease"),
+        Need("dynamodb:DeleteItem", "${RunLockTable.Arn}", "release"),
         Need("sns:Publish", "${AlertsTopic}", "a run that ended without its own cleanup"),
         Need("kms:GenerateDataKey", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
         Need("kms:Decrypt", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
@@ -197,9 +198,10 @@ STATE_MACHINE_EXTRA = [
     Need("kms:Decrypt", "${AlertsKey.Arn}", "encrypted alerts topic"),
 ]
 # The scoring machine's ItemReader reads the file named in the job ($.job.input), which the
-# trigger takes from batch/ in the data bucket.
+# trigger takes from batch/ in the data bucket, by the VersionId the job was resolved with.
 SCORING_MACHINE_EXTRA = [
     Need("s3:GetObject", BATCH, "Distributed Map items (the batch file, ItemReader)"),
+    Need("s3:GetObjectVersion", BATCH, "the batch file's checked version (ItemReader VersionId)"),
     Need("kms:GenerateDataKey", "${AlertsKey.Arn}", "encrypted alerts topic"),
     Need("kms:Decrypt", "${AlertsKey.Arn}", "encrypted alerts topic"),
 ]
@@ -836,3 +838,27 @@ def test_only_the_approval_function_writes_the_answers_register_acts_on() -> Non
             readers.add(role)
     assert writers == {"ApprovalFunctionRole"}
     assert readers == {"RegisterFunctionRole"}
+
+
+def test_the_run_lock_role_writes_its_lock_table_and_nothing_of_the_registry() -> None:
+    """The role that takes and frees locks cannot put, change or delete a registry item (a
+    version, an alias, the history); and no other role writes the lock table."""
+    translated = real()
+    resolver = Resolver(translated)
+    registry = resolver.attribute("RegistryTable", "Arn")
+    locks = resolver.attribute("RunLockTable", "Arn")
+    writes = (
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    )
+    statements, _ = role_statements(translated, "RunLockFunctionRole", resolver)
+    assert [a for a in writes if allows(statements, a, registry)] == []
+    assert allows(statements, "dynamodb:DeleteItem", locks)
+    lock_writers = set()
+    for role in (k for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"):
+        statements, _ = role_statements(translated, role, resolver)
+        if any(allows(statements, action, locks) for action in writes):
+            lock_writers.add(role)
+    assert lock_writers == {"RunLockFunctionRole"}

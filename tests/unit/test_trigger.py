@@ -95,9 +95,24 @@ def test_a_new_version_of_the_same_key_starts_another_run(state_machine) -> None
     assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 2
 
 
+def test_a_dataset_the_monitor_derived_starts_a_run_of_its_model(state_machine) -> None:
+    """Quality retraining writes under datasets/_derived/<model>/ (expired with the captures)."""
+    sfn, arn = state_machine
+    key = "datasets/_derived/penguins/feedback-v3-0123456789abcdef.csv"
+    result = load_handler("trigger")(_event(key=key), FakeLambdaContext())
+
+    assert result["started"] is True
+    assert result["model"] == "penguins"
+    (execution,) = sfn.list_executions(stateMachineArn=arn)["executions"]
+    run_input = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    assert run_input["dataset"]["key"] == key
+
+
 @pytest.mark.parametrize(
     "key",
     [
+        "datasets/_derived/penguins/nested/data.csv",
+        "datasets/_derived/data.csv",  # "_derived" is not a model name
         "datasets/penguins/spec.json",  # the spec is read by a run, it does not start one
         "datasets/penguins.csv",  # no model folder
         "datasets/penguins/nested/data.csv",

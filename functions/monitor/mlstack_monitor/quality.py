@@ -2,8 +2,10 @@
 
 Users upload true labels under ``feedback/<model>/*.csv`` in the data bucket (or ``mlstack
 feedback MODEL FILE``): a ``request_id`` and ``row`` column (what the API answered with), or the
-spec's ``quality.key`` column, and the label in a column named after the target (or ``label``).
-A later file overrides an earlier one for the same prediction.
+spec's ``quality.key`` column when the spec sets ``quality.key_trusted`` (its values are what
+callers sent, so trusting it lets any caller attach rows to the labels:
+``mlstack_core.ground_truth.join_key``), and the label in a column named after the target (or
+``label``). A later file overrides an earlier one for the same prediction.
 
 For each version of the model with captures in the last ``quality.window_days`` days
 (``mlstack_core.capture``), the captured answers are joined to the labels and scored with the
@@ -27,9 +29,14 @@ fallen when either
   the wrong side of the threshold (its upper bound below it; its lower bound above it for
   log_loss, rmse and mae).
 
-Then the Monitor alerts, and with ``quality.action`` ``retrain`` it writes the newest dataset plus
-the labelled rows as a new dataset under ``datasets/<model>/``, which starts a training run as
-any upload does (once per production version and feedback state: the key is derived from them).
+Then the Monitor alerts, and with ``quality.action`` ``retrain`` it writes the newest dataset a
+user uploaded plus the labelled rows as a new dataset under ``datasets/_derived/<model>/``, which
+starts a training run as any upload does (once per production version and feedback state: the
+key is derived from them), and which a lifecycle rule expires after ``CaptureRetentionDays``, as
+the captures it holds. It is rebuilt from the upload each time, never from an earlier derived
+dataset, and each labelled row is in it once (by request id and row, or by the trusted key,
+whatever the number of feedback files, captured versions and retrainings), so no row is added
+twice and none can land in both the training split and the holdout by being duplicated.
 
 The report goes to ``monitoring/<model>/quality/<time>.json`` and
 ``monitoring/<model>/quality-latest.json`` in the model bucket. Each judged version carries its
@@ -64,7 +71,7 @@ from mlstack_core.evidence import (
     percent,
     unpaired_metric_difference,
 )
-from mlstack_core.ground_truth import LABEL_COLUMN, feedback_problem, quality_settings
+from mlstack_core.ground_truth import LABEL_COLUMN, feedback_problem, join_key, quality_settings
 from mlstack_core.model_metrics import classification_metrics, regression_metrics
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tracer
 from mlstack_core.registry import Registry
@@ -91,8 +98,12 @@ MAX_FEEDBACK_FILES = 1000
 MAX_CAPTURE_FILES = 5000
 
 
+# Which labelled row a capture is: ("request", request id, row) or ("key", the key's value).
+RowIdentity = tuple[str, ...]
+
+
 class Feedback:
-    """Every uploaded label, by (request id, row) and by key; later files win."""
+    """Every uploaded label, by (request id, row) and by the trusted key; later files win."""
 
     def __init__(self) -> None:
         self.by_request: dict[tuple[str, int], str] = {}
@@ -100,14 +111,28 @@ class Feedback:
         self.files: list[dict[str, Any]] = []
         self.problems: list[str] = []
 
-    def read(self, name: str, text: str, target: str | None, key: str | None) -> None:
+    def read(
+        self,
+        name: str,
+        text: str,
+        target: str | None,
+        key: str | None,
+        untrusted_key: str | None = None,
+    ) -> None:
+        """Read one file; ``key`` is the join key (``join_key``), ``untrusted_key`` a declared
+        ``quality.key`` the spec does not trust, whose column is not joined."""
         reader = csv.DictReader(io.StringIO(text))
         header = reader.fieldnames or []
         if feedback_problem(header, target, key):
             wanted = "request_id and row" + (f", or {key}" if key else "")
+            untrusted = (
+                f"; {untrusted_key} joins only with quality.key_trusted"
+                if untrusted_key and untrusted_key in header
+                else ""
+            )
             self.problems.append(
                 f"{name}: needs {wanted} and the label in {target or LABEL_COLUMN!r} "
-                f"(its header: {', '.join(header[:10])})"
+                f"(its header: {', '.join(header[:10])}){untrusted}"
             )
             return
         label = target if target in header else LABEL_COLUMN
@@ -126,10 +151,21 @@ class Feedback:
         self.files.append({"key": name, "rows": rows})
 
     def label_of(self, capture: dict[str, Any]) -> str | None:
-        found = self.by_request.get((str(capture.get("request_id")), int(capture.get("row", -1))))
-        if found is None and capture.get("key") is not None:
-            found = self.by_key.get(str(capture["key"]))
-        return found
+        joined = self.join(capture)
+        return joined[1] if joined else None
+
+    def join(self, capture: dict[str, Any]) -> tuple[RowIdentity, str] | None:
+        """The labelled row this capture is, and its label; None when it has no label."""
+        request = (str(capture.get("request_id")), int(capture.get("row", -1)))
+        found = self.by_request.get(request)
+        if found is not None:
+            return ("request", request[0], str(request[1])), found
+        if capture.get("key") is not None:
+            value = str(capture["key"])
+            found = self.by_key.get(value)
+            if found is not None:
+                return ("key", value), found
+        return None
 
     def identity(self) -> str:
         """Changes whenever the set of feedback files does."""
@@ -139,8 +175,12 @@ class Feedback:
 
 @tracer.capture_method
 def read_feedback(
-    s3: S3Client, bucket: str, model: str, target: str | None, key: str | None
+    s3: S3Client, bucket: str, model: str, target: str | None, quality: Mapping[str, Any]
 ) -> Feedback:
+    """Every feedback file of ``model``, joined by request id and row, and by the spec's
+    ``quality.key`` only when the spec trusts it."""
+    key = join_key(quality)
+    untrusted_key = None if key else quality.get("key")
     listed = []
     for page in s3.get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=feedback_prefix(model)
@@ -150,7 +190,8 @@ def read_feedback(
     feedback = Feedback()
     for item in listed[-MAX_FEEDBACK_FILES:]:
         body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-        feedback.read(item["Key"], body.decode("utf-8-sig", errors="replace"), target, key)
+        text = body.decode("utf-8-sig", errors="replace")
+        feedback.read(item["Key"], text, target, key, untrusted_key)
     return feedback
 
 
@@ -484,20 +525,28 @@ def check_quality(
     reference = documents[production] if production in documents else max(watched.items())[1]
     config = quality_settings(reference)
     schema: Mapping[str, Any] = reference.get("schema") or {}
-    feedback = read_feedback(
-        s3, settings.data_bucket, model, schema.get("target"), config.get("key")
-    )
+    feedback = read_feedback(s3, settings.data_bucket, model, schema.get("target"), config)
     days = window_days(now, int(config["window_days"]))
     # The gate's confidence: ground truth is held to the evidence a version needed to ship.
     confidence = guard_settings().confidence
     versions = []
-    labelled: dict[int, list[tuple[dict[str, Any], str]]] = {}
+    # Every labelled row once, whichever versions captured it (a shadow answers the same request)
+    # and however often its key was sent (the newest capture of it): what retraining adds.
+    training_rows: dict[RowIdentity, tuple[dict[str, Any], str]] = {}
     for version, document in sorted(watched.items()):
         captures = read_captures(s3, settings.model_bucket, model, version, days)
         if not captures:
             continue
-        joined = [(c, label) for c in captures if (label := feedback.label_of(c)) is not None]
-        labelled[version] = joined
+        joined = []
+        for capture in captures:
+            found = feedback.join(capture)
+            if found is None:
+                continue
+            identity, label = found
+            joined.append((capture, label))
+            kept = training_rows.get(identity)
+            if kept is None or float(capture.get("at") or 0) >= float(kept[0].get("at") or 0):
+                training_rows[identity] = (capture, label)
         by_day: dict[str, list[tuple[dict[str, Any], str]]] = defaultdict(list)
         for capture, label in joined:
             by_day[capture["day"]].append((capture, label))
@@ -558,7 +607,7 @@ def check_quality(
                 production,
                 feedback,
                 schema.get("target"),
-                labelled[production],
+                list(training_rows.values()),
             )
             report["action"] = "retrain"
         publish_quality_alert(settings, model, current, report)
@@ -585,13 +634,13 @@ def retrain_with_feedback(
     target: str | None,
     labelled: list[tuple[dict[str, Any], str]],
 ) -> dict[str, Any]:
-    """The newest dataset plus the labelled rows, as a new dataset: the upload starts a run."""
+    """The newest upload plus the labelled rows (each once: ``check_quality`` keyed them), as a
+    new derived dataset: the upload starts a run, the lifecycle rule of derived datasets expires
+    it."""
     newest = latest_dataset(s3, settings.data_bucket, model)
     if newest is None:
         return {"started": False, "reason": f"no {dataset_prefix(model)}*.csv to add the labels to"}
     name = feedback_dataset_key(model, production, feedback.identity())
-    if newest["key"] == name:
-        return {"started": False, "reason": "already retrained on these labels", "dataset": name}
     try:
         s3.head_object(Bucket=settings.data_bucket, Key=name)
         return {"started": False, "reason": "already retrained on these labels", "dataset": name}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from mlstack_core.contract import LoadedModel, load_model
 from mlstack_core.errors import ModelLoadError, ModelNotFound, ModelUnavailableError
 from mlstack_core.observability.requests import COUNT, MILLISECONDS, logger, metrics
-from mlstack_core.registry_keys import STATUS_APPROVED
+from mlstack_core.servable import check_servable
 from mlstack_core.settings import ServingSettings
 
 if TYPE_CHECKING:
@@ -63,20 +63,16 @@ class SessionCache:
             return None
 
     def pinned(self, model: str, version: int, aliased: bool) -> LoadedModel:
-        """``?version=N``: exactly that version, or 404 (no such version, or one that is neither
-        approved nor aliased) / 503 (unloadable). Rejected and pending versions are never
-        served, so cycling through them cannot flush the cache of the versions that are."""
-        loaded = self.cached(model, version)
-        if loaded is not None and aliased:
-            return loaded
-        # Not aliased: its status now, not when its session was loaded (a version that left
-        # production is Archived since, and no longer served).
+        """``?version=N``: exactly that version, or 404 (no such version, or one the rule in
+        ``mlstack_core.servable`` does not serve) / 503 (unloadable). Its status is read on each
+        such request, aliased or not: an alias never serves a version that was not approved, and
+        a version that leaves service stops serving at once. Versions that never serve are refused
+        before anything is loaded, so cycling through them cannot flush the cache of those that
+        are."""
         document = self.registry.get_version(model, version)  # ModelNotFound → 404
-        if not aliased and document.get("status") != STATUS_APPROVED:
-            raise ModelNotFound(
-                f"model {model!r} version {version} is not served: only approved versions and "
-                "the current production, canary and shadow are"
-            )
+        # VersionNotServed → 404
+        check_servable(model, version, document.get("status"), aliased=aliased)
+        loaded = self.cached(model, version)
         if loaded is not None:
             return loaded
         try:

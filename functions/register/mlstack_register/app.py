@@ -1,13 +1,19 @@
-"""Step Functions task: register the evaluated challenger; promote it or record the rejection."""
+"""Step Functions task: register the evaluated challenger; promote it or record the rejection.
+Also the target of the RunEnded rule: a run that ended while its version waited for a person
+leaves that version Rejected (``mlstack_register.ended_run``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlstack_core.idempotency import once_per_step
 from mlstack_core.observability.pipeline import correlate, logger, metrics, tracer
 from mlstack_core.payloads import RegisterInput, Registration
 from mlstack_core.settings import FunctionSettings, guard_settings, stack_settings
+from mlstack_register.ended_run import reject_pending_of_ended_run
 from mlstack_register.register import handle
 
 # What template.yaml gives this function and it needs: checked at its cold start.
@@ -21,8 +27,10 @@ SETTINGS = FunctionSettings(
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: RegisterInput, context: LambdaContext) -> Registration:
+def handler(event: RegisterInput, context: LambdaContext) -> Registration | dict[str, Any]:
     SETTINGS.check()
+    if "detail-type" in event:
+        return reject_pending_of_ended_run(EventBridgeEvent(dict(event)))
     correlate(event)
     # A retried invocation (Step Functions retries errors AWS raises after the function ran)
     # returns the first one's result instead of registering again.

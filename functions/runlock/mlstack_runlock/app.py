@@ -9,11 +9,15 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlstack_core.observability.pipeline import correlate, logger, metrics, tracer
-from mlstack_core.settings import FunctionSettings, stack_settings
-from mlstack_runlock.runlock import acquire, release, release_after_run_ended
+from mlstack_core.settings import FunctionSettings, run_lock_settings, stack_settings
+from mlstack_runlock.runlock import acquire, release, release_after_run_ended, renew
 
 # What template.yaml gives this function and it needs: checked at its cold start.
-SETTINGS = FunctionSettings("runlock", required=("ALERTS_TOPIC_ARN",), reads=(stack_settings,))
+SETTINGS = FunctionSettings(
+    "runlock",
+    required=("ALERTS_TOPIC_ARN", "RUN_LOCK_TABLE"),
+    reads=(stack_settings, run_lock_settings),
+)
 
 
 @logger.inject_lambda_context
@@ -26,4 +30,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     correlate(event)
     if event["action"] == "acquire":
         return acquire(event["model"], event["execution_arn"])
+    if event["action"] == "renew":
+        return renew(
+            event["model"],
+            event["execution_arn"],
+            int(event["candidate_count"]),
+            int(event["max_concurrency"]),
+        )
     return release(event["model"], event["execution_arn"])

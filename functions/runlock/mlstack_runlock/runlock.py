@@ -1,29 +1,42 @@
-"""A per-model run lock in the registry table.
+"""A per-model run lock, in a table of its own (``mlstack_runlock.lock_table``).
 
 A second upload for a model whose run is still in flight waits: AcquireRunLock fails with
 ModelBusy and the state machine's Retry backs off and tries again, so the runs queue instead of
 interleaving (two runs evaluating against the same champion, promoting over each other).
+
+The lease outlasts any legitimate run and still expires: it is taken for the steps before the
+grid is known, then renewed by RenewRunLock for the grid the run trains (``lease_for_grid``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
-from mlstack_core.errors import ModelBusy
+from mlstack_core.errors import ModelBusy, RunLockLost
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics
-from mlstack_core.registry import Registry
-from mlstack_core.settings import stack_settings
+from mlstack_core.settings import RunLockSettings, run_lock_settings, stack_settings
+from mlstack_runlock.lock_table import RunLockTable
+
+
+def _locks() -> RunLockTable:
+    return RunLockTable(run_lock_settings().lock_table)
+
+
+def lease_for_grid(settings: RunLockSettings, candidate_count: int, max_concurrency: int) -> int:
+    """Seconds the rest of a run can take once its grid is known, until it frees the lock: the
+    Map's rounds (each candidate within its time limit, ``max_concurrency`` at a time), then
+    Evaluate, Register, an alert and the release."""
+    rounds = math.ceil(max(candidate_count, 1) / max(max_concurrency, 1))
+    return rounds * settings.candidate_seconds + settings.after_training_seconds
 
 
 def acquire(model: str, execution_arn: str) -> dict[str, Any]:
-    settings = stack_settings()
-    holder = Registry(settings.registry_table).acquire_run_lock(
-        model, execution_arn, settings.run_lock_lease_seconds
-    )
+    holder = _locks().acquire(model, execution_arn, run_lock_settings().lease_seconds)
     if holder is not None:
         metrics.add_metric(name="RunsQueued", unit=MetricUnit.Count, value=1)
         logger.info("Queued behind another run", extra={"model": model, "holder": holder})
@@ -32,8 +45,22 @@ def acquire(model: str, execution_arn: str) -> dict[str, Any]:
     return {"model": model, "holder": execution_arn}
 
 
+def renew(
+    model: str, execution_arn: str, candidate_count: int, max_concurrency: int
+) -> dict[str, Any]:
+    """RenewRunLock, once Preprocess has listed the candidates: the lease now lasts as long as
+    this grid can take to train and evaluate. RunLockLost if another run took the lock over."""
+    lease = lease_for_grid(run_lock_settings(), candidate_count, max_concurrency)
+    if not _locks().renew(model, execution_arn, lease):
+        raise RunLockLost(
+            f"the run lock of {model!r} is no longer held by this run (its lease ran out and "
+            f"{_locks().holder(model) or 'no run'} holds it now)"
+        )
+    return {"model": model, "holder": execution_arn, "lease_seconds": lease}
+
+
 def release(model: str, execution_arn: str) -> dict[str, Any]:
-    released = Registry(stack_settings().registry_table).release_run_lock(model, execution_arn)
+    released = _locks().release(model, execution_arn)
     if not released:
         # The lease ran out and another run took over; nothing of ours to release.
         logger.warning("Run lock was not held at release", extra={"model": model})
@@ -56,7 +83,7 @@ def release_after_run_ended(event: EventBridgeEvent) -> dict[str, Any]:
     if not model:
         logger.warning("Ended run without a model in its input", extra={"execution": execution_arn})
         return {"released": False, "status": status}
-    released = Registry(stack_settings().registry_table).release_run_lock(model, execution_arn)
+    released = _locks().release(model, execution_arn)
     metrics.add_metric(name="RunLocksReleased", unit=MetricUnit.Count, value=int(released))
     if released or status != "FAILED":
         _alert_ended_run(model, execution_arn, status, detail)

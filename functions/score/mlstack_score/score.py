@@ -1,8 +1,10 @@
 """A batch scoring job, step by step.
 
-- ``resolve_job``: the version that scores the whole file (production unless pinned), resolved
-  once, so a job uses one version even if production moves meanwhile; the file's header checked
-  against the columns the version reads.
+- ``resolve_job``: the version that scores the whole file (production unless pinned; a pinned
+  version only if the API would serve it pinned, ``mlstack_core.servable``), resolved once, so a
+  job uses one version even if production moves meanwhile; the file's S3 version fixed
+  (``input.version_id``), so the header checked against the columns the version reads and the
+  rows the Distributed Map reads are the same object version, whatever the key holds meanwhile.
 - ``score_batch``: one batch of rows (the Distributed Map's ItemBatcher), scored through the
   serving contract (``mlstack_core.contract.batch``); its part file and refused rows written
   under ``batch/<model>/<job>/``.
@@ -24,19 +26,19 @@ from botocore.exceptions import ClientError
 
 from mlstack_core.clients import client
 from mlstack_core.contract import LoadedModel, load_model
-from mlstack_core.contract.batch import score_rows
+from mlstack_core.contract.batch import max_refused_share, score_rows
 from mlstack_core.documents import VersionDocument
 from mlstack_core.errors import (
     EmptyDataset,
     HeaderLacksFeature,
     ModelNotFound,
     TooManyRefusedRows,
-    VersionNotServed,
 )
 from mlstack_core.integrity import read_verified
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.registry import Registry
-from mlstack_core.registry_keys import CANARY, PRODUCTION, SHADOW, STATUS_APPROVED
+from mlstack_core.registry_keys import CANARY, PRODUCTION, SHADOW
+from mlstack_core.servable import check_servable
 from mlstack_core.settings import serving_settings, stack_settings
 from mlstack_core.storage_keys import (
     job_errors_key,
@@ -51,7 +53,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 HEADER_BYTES = 1 << 20  # the header must fit in the file's first MiB
-DEFAULT_MAX_REFUSED_SHARE = 0.01
 
 
 # Object metadata a batch file may carry (``mlstack score`` sets it; ``aws s3 cp --metadata``
@@ -65,15 +66,16 @@ METADATA_OPTIONS = {
 
 def resolve_job(request: dict[str, Any]) -> dict[str, Any]:
     """The job every batch carries (BatchInput): model, version, input, output place, columns."""
-    request = {**_metadata_options(request["dataset"]), **request}
+    dataset, options = _dataset_version(request["dataset"])
+    request = {**options, **request, "dataset": dataset}
     model, name = str(request["model"]), str(request["job"])
     problem = model_name_problem(model)
     if problem:
         raise ModelNotFound(problem)
     per_model(model)
     registry = Registry(stack_settings().registry_table)
+    allowed = max_refused_share(request.get("max_refused_share"))
     version, document = _version(registry, model, request.get("version"))
-    dataset = request["dataset"]
     header = _header(dataset)
     required = [*document["schema"].get("numeric", []), *document["schema"].get("categorical", [])]
     missing = [column for column in required if column not in header]
@@ -93,26 +95,34 @@ def resolve_job(request: dict[str, Any]) -> dict[str, Any]:
         "input": dataset,
         "keep": keep,
         "prefix": job_prefix(model, name),
-        "max_refused_share": float(request.get("max_refused_share", DEFAULT_MAX_REFUSED_SHARE)),
+        "max_refused_share": allowed,
         "started": datetime.now(UTC).isoformat(),
     }
 
 
-def _metadata_options(dataset: dict[str, Any]) -> dict[str, Any]:
+def _dataset_version(dataset: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The batch file fixed to one S3 version (the event's, else the key's current one) and the
+    job options its metadata carries. Every later read of the file (the header here, the
+    Distributed Map's ItemReader) names this VersionId, so a file written again under the same
+    key while the job runs is not what gets scored (it starts a job of its own)."""
     request = {"Bucket": dataset["bucket"], "Key": dataset["key"]}
     if dataset.get("version_id"):
         request["VersionId"] = dataset["version_id"]
-    metadata = client("s3").head_object(**request).get("Metadata", {})
+    head = client("s3").head_object(**request)
+    # The data bucket is versioned (template.yaml): every object has a VersionId.
+    dataset = {**dataset, "version_id": dataset.get("version_id") or head["VersionId"]}
+    metadata = head.get("Metadata", {})
     options: dict[str, Any] = {}
     for key, option in METADATA_OPTIONS.items():
         value = metadata.get(key)
         if value:
             options[option] = [c for c in value.split(",") if c] if option == "keep" else value
-    return options
+    return dataset, options
 
 
 def _version(registry: Registry, model: str, pinned: Any) -> tuple[int, VersionDocument]:
-    """The job's version and its document: production, or a pinned version the API serves."""
+    """The job's version and its document: production, or a pinned version the API would serve
+    pinned (``mlstack_core.servable``: VersionNotServed otherwise)."""
     aliases = registry.aliases(model)
     if pinned is None:
         if PRODUCTION not in aliases:
@@ -124,11 +134,7 @@ def _version(registry: Registry, model: str, pinned: Any) -> tuple[int, VersionD
         entry["version"] for name, entry in aliases.items() if name in (PRODUCTION, CANARY, SHADOW)
     }
     document = registry.get_version(model, version)
-    if version not in aliased and document.get("status") != STATUS_APPROVED:
-        raise VersionNotServed(
-            f"version {version} of {model!r} is {document.get('status')}: only approved versions "
-            "and the current production, canary and shadow score"
-        )
+    check_servable(model, version, document.get("status"), aliased=version in aliased)
     return version, document
 
 

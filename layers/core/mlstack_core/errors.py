@@ -155,6 +155,11 @@ class ModelBusy(PipelineError):
     """Another run of the same model holds the run lock; the state machine retries (queues)."""
 
 
+class RunLockLost(PipelineError):
+    """The run's lock lease ran out before RenewRunLock and another run of the model took the
+    lock over: this run stops rather than train beside it."""
+
+
 class ServingRehearsalFailed(PipelineError):
     """The chosen model, served through the serving contract as JSON requests, did not answer
     what the gate scored: it would fail or answer differently in production."""
@@ -219,7 +224,17 @@ class HeaderLacksFeature(PipelineError):
 
 
 class VersionNotServed(PipelineError):
-    """A pinned version that is neither approved nor production, canary or shadow."""
+    """A version named by a pinned request or batch job, or for a canary or shadow, that the rule
+    in ``mlstack_core.servable`` does not serve (never approved, or Archived and not aliased): the
+    API answers 404, the scoring job fails by this name, and a refused command exits 1."""
+
+    http_status = 404
+    exit_code = EXIT_FAILED
+
+
+class RefusedShareOutOfRange(PipelineError):
+    """A batch job's ``max_refused_share`` (``mlstack-max-refused-share``) is not a finite number
+    in [0, 1): a job allowed to refuse every row would succeed having scored nothing."""
 
 
 class TooManyRefusedRows(PipelineError):

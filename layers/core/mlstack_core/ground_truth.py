@@ -27,16 +27,36 @@ def key_column(document: Mapping[str, Any]) -> str | None:
     return str(key) if key else None
 
 
+def join_key(quality: Mapping[str, Any]) -> str | None:
+    """The column labels are joined by besides ``request_id`` and ``row``: the spec's
+    ``quality.key``, only when ``quality.key_trusted`` says so. Its values are whatever the caller
+    sent, so trusting it lets anyone who can call the API attach their rows to the labels (and,
+    with ``quality.action`` ``retrain``, to the next training set); the request id is the API's
+    own, so without that trust only what the API answered can be labelled."""
+    key = quality.get("key")
+    return str(key) if key and quality.get("key_trusted") else None
+
+
 # A feedback file's label column, when it is not named after the target.
 LABEL_COLUMN = "label"
 
 
-def feedback_problem(header: Sequence[str], target: str | None, key: str | None) -> str | None:
-    """Why the Monitor could not join a feedback file with this header, or None."""
+def feedback_problem(
+    header: Sequence[str], target: str | None, key: str | None, untrusted_key: str | None = None
+) -> str | None:
+    """Why the Monitor could not join a feedback file with this header, or None. ``key`` is the
+    join key (``join_key``); ``untrusted_key`` a ``quality.key`` the spec does not trust, named
+    in the answer when the file relies on it."""
     labels = [c for c in (target, LABEL_COLUMN) if c]
     if not any(c in header for c in labels):
         return f"the file needs a label column ({' or '.join(map(repr, labels))})"
     if not ({"request_id", "row"} <= set(header) or (key and key in header)):
         joins = "'request_id' and 'row' (as the API answered)" + (f", or {key!r}" if key else "")
-        return f"the file needs {joins} to say which prediction each label is for"
+        untrusted = (
+            f" ({untrusted_key!r}, the spec's quality.key, joins only with quality.key_trusted: "
+            "its values are whatever callers sent)"
+            if untrusted_key and untrusted_key in header
+            else ""
+        )
+        return f"the file needs {joins} to say which prediction each label is for{untrusted}"
     return None

@@ -10,7 +10,6 @@ DynamoDB only takes as Decimal, and nothing queries inside it.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +33,6 @@ from mlstack_core.registry_keys import (
     HISTORY_PREFIX,
     MODELS_PK,
     PRODUCTION,
-    RUNLOCK_SK,
     STATUS_APPROVED,
     STATUS_ARCHIVED,
     VERSION_PREFIX,
@@ -42,6 +40,7 @@ from mlstack_core.registry_keys import (
     model_pk,
     version_sk,
 )
+from mlstack_core.servable import check_servable
 from mlstack_core.tasks import Task
 
 if TYPE_CHECKING:
@@ -377,12 +376,16 @@ class Registry:
         share: float | None = None,
     ) -> None:
         """Point the ``canary`` (with a traffic ``share`` in (0, 1]) or ``shadow`` alias at
-        ``version``. Unconditional: a challenger replaces the previous one; the move is recorded."""
+        ``version``, which must be Approved or Archived (``mlstack_core.servable``; else
+        VersionNotServed). Unconditional: a challenger replaces the previous one; the move is
+        recorded."""
         if alias not in CHALLENGER_ALIASES:
             raise ValueError(f"alias must be one of {CHALLENGER_ALIASES}, not {alias!r}")
         if alias == CANARY and (share is None or not 0.0 < share <= 1.0):
             raise ValueError(f"a canary needs a traffic share in (0, 1], got {share!r}")
-        self.get_version(model, version)  # refuse to point an alias at a missing version
+        # A missing version is refused by name (ModelNotFound), an unapproved one by the rule.
+        status = self.get_version(model, version).get("status")
+        check_servable(model, version, status, aliased=True)
         at = _now()
         item: dict[str, Any] = {
             "pk": model_pk(model),
@@ -428,51 +431,6 @@ class Registry:
                 },
             )
         return previous
-
-    # run lock -----------------------------------------------------------------------------------
-    def acquire_run_lock(self, model: str, holder: str, lease_seconds: int) -> str | None:
-        """Take the model's run lock for ``holder``; None on success, else the current holder.
-
-        Re-entrant for the same holder (a retried step), and a lease that ran out (a run that
-        timed out or was stopped without releasing) can be taken over.
-        """
-        now = int(time.time())
-        try:
-            self._table.put_item(
-                Item={
-                    "pk": model_pk(model),
-                    "sk": RUNLOCK_SK,
-                    "holder": holder,
-                    "acquired_at": _now(),
-                    "expires_at": now + lease_seconds,
-                },
-                ConditionExpression=(
-                    "attribute_not_exists(pk) OR holder = :holder OR expires_at < :now"
-                ),
-                ExpressionAttributeValues={":holder": holder, ":now": now},
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            item = self._table.get_item(
-                Key={"pk": model_pk(model), "sk": RUNLOCK_SK}, ConsistentRead=True
-            ).get("Item")
-            return str(item["holder"]) if item else "(released meanwhile)"
-        return None
-
-    def release_run_lock(self, model: str, holder: str) -> bool:
-        """Release the lock if ``holder`` still has it; False when it did not."""
-        try:
-            self._table.delete_item(
-                Key={"pk": model_pk(model), "sk": RUNLOCK_SK},
-                ConditionExpression="holder = :holder",
-                ExpressionAttributeValues={":holder": holder},
-            )
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
 
     # internals ----------------------------------------------------------------------------------
     def _record_history(self, model: str, entry: dict[str, Any]) -> None:

@@ -9,8 +9,10 @@ pk                     sk                          item
 ``MODEL#<model>``      ``VERSION#<00000001>``      one version: status + JSON document
 ``MODEL#<model>``      ``ALIAS#<alias>``           the version an alias points at
 ``MODEL#<model>``      ``HISTORY#<time>#<id>``     one alias move or status change: who, when, why
-``MODEL#<model>``      ``RUNLOCK``                 the execution that holds the model's run lock
 =====================  ==========================  ===============================================
+
+The run lock is not here: it has a table of its own (``mlstack_runlock.lock_table``), so the role
+that frees locks cannot delete registry items.
 
 Standard library only: the serving path imports it without boto3.
 """
@@ -38,7 +40,6 @@ ALIAS_PREFIX: Final = "ALIAS#"
 VERSION_PREFIX: Final = "VERSION#"
 HISTORY_PREFIX: Final = "HISTORY#"
 COUNTER_SK: Final = "COUNTER"
-RUNLOCK_SK: Final = "RUNLOCK"
 
 
 def model_pk(model: str) -> str:

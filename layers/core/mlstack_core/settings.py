@@ -54,7 +54,6 @@ class StackSettings:
     alerts_topic_arn: str
     state_machine_arn: str
     scoring_state_machine_arn: str
-    run_lock_lease_seconds: int
     idempotency_table: str
     approval_answers_table: str  # the approval function writes it, Register reads it
 
@@ -67,13 +66,40 @@ class StackSettings:
             alerts_topic_arn=os.environ.get("ALERTS_TOPIC_ARN", ""),
             state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
             scoring_state_machine_arn=os.environ.get("SCORING_STATE_MACHINE_ARN", ""),
-            # Longer than a run takes from upload to its gate (the lock is released while a
-            # version waits for a person, and on every ending of a run by the RunEnded rule), so
-            # only a lock whose release was lost expires.
-            run_lock_lease_seconds=int(os.environ.get("RUN_LOCK_LEASE_SECONDS", "7500")),
             idempotency_table=os.environ.get("IDEMPOTENCY_TABLE", ""),
             approval_answers_table=os.environ.get("APPROVAL_ANSWERS_TABLE", ""),
         )
+
+
+@dataclass(frozen=True)
+class RunLockSettings:
+    """The run lock's table and how long its lease lasts (template.yaml's RunTimeLimits).
+
+    The lease is taken for the steps before the grid is known (``lease_seconds``: Preprocess and
+    its retries), then renewed once the grid is known, for as long as the rest of the run can take
+    until it frees the lock: ``candidate_seconds`` per round of the Map (candidates / concurrency,
+    rounded up) plus ``after_training_seconds``. So the lease outlasts every legitimate run, and
+    a lock whose release was lost still expires.
+    """
+
+    lock_table: str
+    lease_seconds: int
+    candidate_seconds: int
+    after_training_seconds: int
+
+    @classmethod
+    def from_env(cls) -> RunLockSettings:
+        return cls(
+            lock_table=_required("RUN_LOCK_TABLE"),
+            lease_seconds=int(os.environ.get("RUN_LOCK_LEASE_SECONDS", "720")),
+            candidate_seconds=int(os.environ.get("RUN_LOCK_CANDIDATE_SECONDS", "960")),
+            after_training_seconds=int(os.environ.get("RUN_LOCK_AFTER_TRAINING_SECONDS", "1260")),
+        )
+
+
+@lru_cache(maxsize=1)
+def run_lock_settings() -> RunLockSettings:
+    return RunLockSettings.from_env()
 
 
 @dataclass(frozen=True)
@@ -292,3 +318,4 @@ def forget() -> None:
     serving_settings.cache_clear()
     approval_settings.cache_clear()
     guard_settings.cache_clear()
+    run_lock_settings.cache_clear()

@@ -31,7 +31,14 @@ DATASETS_PREFIX = "datasets/"
 BATCH_PREFIX = "batch/"
 FEEDBACK_PREFIX = "feedback/"
 
-DATASET_KEY = re.compile(r"^datasets/(?P<model>[^/]+)/[^/]+\.csv$")
+# Datasets the Monitor derives from captured requests (quality retraining) have a prefix of their
+# own, so one lifecycle rule gives them the captures' retention (CaptureRetentionDays). It stays
+# under datasets/, so an upload there starts a run as any other does; "_" cannot start a model
+# name, so the prefix is never a model's.
+DERIVED_DATASETS_PREFIX = f"{DATASETS_PREFIX}_derived/"
+
+# A CSV that starts a training run: an upload, or a dataset the Monitor derived.
+DATASET_KEY = re.compile(r"^datasets/(?:_derived/)?(?P<model>[^/]+)/[^/]+\.csv$")
 # A batch scoring job: its file, and (under batch/<model>/<job>/) its output.
 BATCH_KEY = re.compile(r"^batch/(?P<model>[^/]+)/(?P<job>[^/]+)\.csv$")
 
@@ -51,10 +58,22 @@ def spec_key(model: str) -> str:
     return dataset_key(model, "spec.json")
 
 
+def derived_dataset_prefix(model: str) -> str:
+    """``datasets/_derived/<model>/``: the datasets the Monitor derived for ``model``, expired
+    after CaptureRetentionDays as the captures they hold are."""
+    return f"{DERIVED_DATASETS_PREFIX}{model}/"
+
+
 def feedback_dataset_key(model: str, production: int, identity: str) -> str:
     """The Monitor's dataset of the newest upload plus the labelled rows (its upload starts a
-    run): named after the production version and the feedback files it holds."""
-    return dataset_key(model, f"feedback-v{production}-{identity}.csv")
+    run): named after the production version and the feedback it holds, under the derived
+    datasets' prefix."""
+    return f"{derived_dataset_prefix(model)}feedback-v{production}-{identity}.csv"
+
+
+# Where the Monitor wrote its derived datasets before they had a prefix of their own: directly
+# under datasets/<model>/. Such a file is never the original upload a retraining starts from.
+EARLIER_FEEDBACK_DATASET_NAME = re.compile(r"^feedback-v[0-9]+-[0-9a-f]{16}\.csv$")
 
 
 def batch_file_key(model: str, job: str) -> str:

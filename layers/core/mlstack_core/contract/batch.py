@@ -10,10 +10,14 @@ A batch whose every cell reads cleanly (the common case) is sent as the API's co
 (``{"columns": [...], "data": [...]}``), its cells converted a column at a time; any other batch
 takes the row-by-row path, which finds each refused row and its reason. Both give the answers
 the API gives for the same rows (a property test holds them equal).
+
+How many refused rows a job allows is ``max_refused_share``, checked here for the scoring
+function and for ``mlstack score`` alike.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -24,8 +28,31 @@ import numpy as np
 from mlstack_core.contract.outputs import format_outputs
 from mlstack_core.contract.request import Batch
 from mlstack_core.contract.session import LoadedModel
-from mlstack_core.errors import RequestError
+from mlstack_core.errors import RefusedShareOutOfRange, RequestError, shown
 from mlstack_core.kinds.numbers import parse_number
+
+# The share of a job's rows it may refuse and still succeed, unless the job says otherwise.
+DEFAULT_MAX_REFUSED_SHARE = 0.01
+
+
+def max_refused_share(value: Any) -> float:
+    """A job's ``max_refused_share`` (its option, or the file's ``mlstack-max-refused-share``
+    metadata, as text): a finite number in [0, 1), else RefusedShareOutOfRange. 0 allows no
+    refused row; 1 or more would let a job that refused every row succeed, and NaN compares
+    false with every share, so it would never fail either."""
+    if value is None:
+        return DEFAULT_MAX_REFUSED_SHARE
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = math.nan
+    if not (math.isfinite(share) and 0.0 <= share < 1.0):
+        raise RefusedShareOutOfRange(
+            f"max_refused_share must be a number in [0, 1) (0 allows no refused row), "
+            f"got {shown(str(value))!r}"
+        )
+    return share
+
 
 # What read_csv calls missing when a version's spec says nothing (spec.schema.json's default).
 DEFAULT_NA_VALUES = ("NA", "N/A", "NaN", "nan", "null", "NULL", "None")
