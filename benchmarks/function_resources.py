@@ -120,6 +120,7 @@ def pipeline(rows: int, data_dir: Path) -> list[dict[str, Any]]:
         "MODEL_BUCKET": models,
         "REGISTRY_TABLE": table,
         "IDEMPOTENCY_TABLE": f"{table}-idempotency",
+        "APPROVAL_ANSWERS_TABLE": f"{table}-approval-answers",  # read on the approval path only
         "RUN_LOCK_TABLE": f"{table}-runlock",
         # Required by the functions that publish alerts or start scoring jobs; nothing is sent.
         "ALERTS_TOPIC_ARN": f"arn:aws:sns:{REGION}:123456789012:bench-alerts",

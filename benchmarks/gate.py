@@ -51,6 +51,7 @@ for _name, _value in {
     "MODEL_BUCKET": "gate-bench-models",
     "REGISTRY_TABLE": "gate-bench-registry",
     "IDEMPOTENCY_TABLE": "gate-bench-idempotency",
+    "APPROVAL_ANSWERS_TABLE": "gate-bench-approval-answers",  # read on the approval path only
 }.items():
     os.environ[_name] = _value
 for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):

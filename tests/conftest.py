@@ -35,6 +35,7 @@ import pytest  # noqa: E402
 from hypothesis import settings as hypothesis_settings  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
+from mlstack_core.approval_answers import TABLE_DEFINITION as ANSWERS_TABLE  # noqa: E402
 from mlstack_core.idempotency import TABLE_DEFINITION as IDEMPOTENCY_TABLE  # noqa: E402
 from mlstack_core.observability.pipeline import metrics  # noqa: E402
 from mlstack_core.registry import TABLE_DEFINITION, Registry  # noqa: E402
@@ -82,12 +83,14 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         "model_bucket": f"{MODEL_BUCKET}-{suffix}",
         "registry_table": f"{REGISTRY_TABLE}-{suffix}",
         "idempotency_table": f"mlstack-test-idempotency-{suffix}",
+        "answers_table": f"mlstack-test-approval-answers-{suffix}",
         "run_lock_table": f"mlstack-test-runlock-{suffix}",
     }
     monkeypatch.setenv("DATA_BUCKET", names["data_bucket"])
     monkeypatch.setenv("MODEL_BUCKET", names["model_bucket"])
     monkeypatch.setenv("REGISTRY_TABLE", names["registry_table"])
     monkeypatch.setenv("IDEMPOTENCY_TABLE", names["idempotency_table"])
+    monkeypatch.setenv("APPROVAL_ANSWERS_TABLE", names["answers_table"])
     monkeypatch.setenv("RUN_LOCK_TABLE", names["run_lock_table"])
     # The ARNs template.yaml gives the functions, which check them at their cold start; a test
     # that publishes or starts executions sets the real ones.
@@ -105,6 +108,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             **TABLE_DEFINITION,
         )
         dynamodb.create_table(TableName=names["idempotency_table"], **IDEMPOTENCY_TABLE)
+        dynamodb.create_table(TableName=names["answers_table"], **ANSWERS_TABLE)
         dynamodb.create_table(TableName=names["run_lock_table"], **RUN_LOCK_TABLE)
         registry = Registry(names["registry_table"], dynamodb)
         yield Stack(

@@ -1,6 +1,7 @@
 """An approval that cannot be forged: the version is fixed before the run pauses, the answer comes
-through IAM-authorised routes with the caller's identity as the actor, and only the approval
-function holds the task token."""
+through IAM-authorised routes with the caller's identity as the actor, only the approval
+function holds the task token, and Register acts on the answer the approval function recorded,
+not on the one the run was resumed with."""
 
 from __future__ import annotations
 
@@ -119,6 +120,38 @@ def test_a_forged_answer_for_another_version_promotes_nothing(
     assert [m["MessageAttributes"]["error"]["Value"] for m in failed] == [
         "ApprovalForAnotherVersion"
     ]
+
+
+def test_a_forged_actor_resumes_nothing_without_the_recorded_answer(
+    cloud: LocalCloud, stack: StackClient, alerts: AlertInbox
+) -> None:
+    """Someone who read the token in the execution's history (and may call
+    states:SendTaskSuccess) answers yes for the right version, in someone else's name: Register
+    finds no answer the approval function recorded, so the run fails by name and nothing is
+    promoted."""
+    model = "forged-actor"
+    execution_arn = manual_run(stack, cloud, model)
+    alerts.drain()
+
+    forged = {
+        "approved": True,
+        "version": 1,
+        "actor": "arn:aws:iam::123456789012:user/the-ceo",
+        "reason": "approved by the board",
+    }
+    cloud.client("stepfunctions").send_task_success(
+        taskToken=_held_token(cloud, model, 1), output=json.dumps(forged)
+    )
+    result = cloud.wait_for_execution(execution_arn)
+
+    assert result["status"] == "FAILED"
+    assert result["error"] == "ApprovalNotRecorded"
+    assert stack.registry.get_alias(model) is None
+    # The run ended, so the RunEnded rule may already have rejected the version: never Approved.
+    assert stack.registry.get_version(model, 1)["status"] in ("PendingApproval", "Rejected")
+    assert all(h["actor"] != forged["actor"] for h in stack.registry.history(model))
+    failed = [m for m in alerts.drain() if m["MessageAttributes"]["event"]["Value"] == "Failed"]
+    assert [m["MessageAttributes"]["error"]["Value"] for m in failed] == ["ApprovalNotRecorded"]
 
 
 def test_while_a_version_waits_the_model_is_not_locked(

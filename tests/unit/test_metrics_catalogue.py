@@ -33,6 +33,7 @@ import pytest
 from moto import mock_aws
 
 from mlstack.checks.catalogue import FUNCTIONS, by_service
+from mlstack_core.approval_answers import TABLE_DEFINITION as ANSWERS_TABLE
 from mlstack_core.drift import DriftRecorder
 from mlstack_core.idempotency import TABLE_DEFINITION as IDEMPOTENCY_TABLE
 from mlstack_core.registry import TABLE_DEFINITION, Registry
@@ -126,6 +127,7 @@ def captured() -> Capture:
             **TABLE_DEFINITION,
         )
         dynamodb.create_table(TableName="emf-idempotency", **IDEMPOTENCY_TABLE)
+        dynamodb.create_table(TableName="emf-approval-answers", **ANSWERS_TABLE)
         dynamodb.create_table(TableName="emf-runlock", **RUN_LOCK_TABLE)
         dynamodb.create_table(
             TableName="emf-approvals",
@@ -147,6 +149,7 @@ def captured() -> Capture:
             REGISTRY_TABLE="emf-registry",
             IDEMPOTENCY_TABLE="emf-idempotency",
             APPROVALS_TABLE="emf-approvals",
+            APPROVAL_ANSWERS_TABLE="emf-approval-answers",
             RUN_LOCK_TABLE="emf-runlock",
             APPROVER_MUST_DIFFER="false",
             STATE_MACHINE_ARN=machine,

@@ -43,6 +43,7 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Any:
         "REGISTRY_TABLE",
         "IDEMPOTENCY_TABLE",
         "APPROVALS_TABLE",
+        "APPROVAL_ANSWERS_TABLE",
         "RUN_LOCK_TABLE",
         "ALERTS_TOPIC_ARN",
         "STATE_MACHINE_ARN",
@@ -68,6 +69,8 @@ def declared(function: str) -> FunctionSettings:
         ("monitor", "STATE_MACHINE_ARN"),
         ("register", "IDEMPOTENCY_TABLE"),
         ("approval", "APPROVALS_TABLE"),
+        ("approval", "APPROVAL_ANSWERS_TABLE"),
+        ("register", "APPROVAL_ANSWERS_TABLE"),
         ("predict", "MODEL_BUCKET"),
     ],
 )

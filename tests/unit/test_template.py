@@ -103,6 +103,7 @@ NEEDS: dict[str, list[Need]] = {
         Need("dynamodb:PutItem", "${RegistryTable.Arn}"),
         Need("dynamodb:UpdateItem", "${RegistryTable.Arn}", "version counter, alias move"),
         Need("dynamodb:Query", "${RegistryTable.Arn}", "rejections in a row"),
+        Need("dynamodb:GetItem", "${ApprovalAnswersTable.Arn}", "the answer as it was recorded"),
         *[
             Need(action, "${IdempotencyTable.Arn}", "Powertools Idempotency records")
             for action in sorted(TABLE_ACTIONS)
@@ -112,6 +113,7 @@ NEEDS: dict[str, list[Need]] = {
         Need("dynamodb:PutItem", "${ApprovalsTable.Arn}", "hold a token; record an upload"),
         Need("dynamodb:GetItem", "${ApprovalsTable.Arn}", "who uploaded this version"),
         Need("dynamodb:DeleteItem", "${ApprovalsTable.Arn}", "take the token, once"),
+        Need("dynamodb:PutItem", "${ApprovalAnswersTable.Arn}", "the verified answer"),
         Need("dynamodb:GetItem", "${RegistryTable.Arn}", "is the version awaiting approval"),
         Need(
             "states:SendTaskSuccess",
@@ -870,6 +872,33 @@ def test_only_the_approval_function_reads_the_task_tokens() -> None:
             if allows(statements, action, table):
                 readers.add(role)
     assert readers == {"ApprovalFunctionRole"}
+
+
+def test_only_the_approval_function_writes_the_answers_register_acts_on() -> None:
+    """Register promotes on the answer the approval function recorded, not on the words a run
+    was resumed with: no other role of the stack may write that record, and Register only reads
+    it."""
+    translated = real()
+    resolver = Resolver(translated)
+    table = resolver.attribute("ApprovalAnswersTable", "Arn")
+    writers, readers = set(), set()
+    for role in (k for k, v in translated["Resources"].items() if v["Type"] == "AWS::IAM::Role"):
+        statements, _ = role_statements(translated, role, resolver)
+        for action in (
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:BatchWriteItem",
+            "dynamodb:PartiQLInsert",
+            "dynamodb:PartiQLUpdate",
+            "dynamodb:PartiQLDelete",
+        ):
+            if allows(statements, action, table):
+                writers.add(role)
+        if allows(statements, "dynamodb:GetItem", table):
+            readers.add(role)
+    assert writers == {"ApprovalFunctionRole"}
+    assert readers == {"RegisterFunctionRole"}
 
 
 def test_the_run_lock_role_writes_its_lock_table_and_nothing_of_the_registry() -> None:

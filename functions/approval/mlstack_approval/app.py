@@ -2,8 +2,9 @@
 
 ``AwaitApproval`` invokes this function with the task token to hold; ``POST
 /models/{model}/versions/{version}/approve`` and ``/reject`` (IAM-authorised, whatever
-``ApiAuth`` says) answer it, with the caller's IAM ARN from the request context as the actor.
-With ``ApproverMustDiffer``, CloudTrail's record of each dataset upload arrives here too.
+``ApiAuth`` says) answer it, with the caller's IAM ARN from the request context as the actor,
+recorded in the approval answers table for Register before the run resumes. With
+``ApproverMustDiffer``, CloudTrail's record of each dataset upload arrives here too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from mlstack_core.settings import FunctionSettings, approval_settings, stack_set
 
 # What template.yaml gives this function and it needs: checked at its cold start.
 SETTINGS = FunctionSettings(
-    "approval", required=("APPROVALS_TABLE",), reads=(stack_settings, approval_settings)
+    "approval",
+    required=("APPROVALS_TABLE", "APPROVAL_ANSWERS_TABLE"),
+    reads=(stack_settings, approval_settings),
 )
 
 

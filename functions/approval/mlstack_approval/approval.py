@@ -6,6 +6,12 @@ The token of a run waiting for approval is a bearer credential: whoever holds it
 role of the stack can read, and it is taken out with a conditional delete when a person answers,
 so two answers cannot both be sent. The answer names the version Register created before the run
 paused; the state machine compares it with the version fixed in its own state.
+
+The token also shows in the execution's history, so whoever may read that history and call
+``states:SendTaskSuccess`` could resume the run with an answer of their own. Before sending a
+person's answer, this function records it (``mlstack_core.approval_answers``) in the approval
+answers table, which only its role writes; Register acts on that record, never on the answer's
+words.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
+from mlstack_core.approval_answers import RecordedAnswer, answer_key
 from mlstack_core.errors import ApprovalForbidden, ApprovalRefused
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.registry import Registry
@@ -88,6 +96,7 @@ def answer(answer: Answer) -> dict[str, Any]:
         _check_another_principal(answer, document.get("dataset") or {})
     held = _take_token_once_paused(registry, answer.model, answer.version)
     per_model(answer.model)  # the registry has this version: a registered name
+    _record(answer, str(held["execution_arn"]))
     try:
         boto3.client("stepfunctions").send_task_success(
             taskToken=held["task_token"], output=answer.payload()
@@ -115,11 +124,43 @@ def answer(answer: Answer) -> dict[str, Any]:
     }
 
 
+def _record(answer: Answer, execution_arn: str) -> None:
+    """The answer as this function verified it, where Register reads it and no other role of
+    the stack writes: written before the run resumes, so Register always finds it."""
+    record: RecordedAnswer = {
+        "model": answer.model,
+        "version": answer.version,
+        "execution_arn": execution_arn,
+        "approved": answer.approved,
+        "actor": answer.actor,
+        "approver": principal(answer.actor),
+        "reason": answer.reason,
+        "answered_at": datetime.now(UTC).isoformat(),
+    }
+    item: dict[str, Any] = {**answer_key(answer.model, answer.version), **record}
+    boto3.resource("dynamodb").Table(stack_settings().approval_answers_table).put_item(Item=item)
+
+
+def principal(arn: str) -> str:
+    """The IAM principal an ARN acts for, as ApproverMustDiffer compares them: the role behind
+    an assumed-role session (``arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`` ->
+    ``arn:aws:sts::ACCOUNT:assumed-role/ROLE``), since anyone who may assume the role may name
+    the session as they like; any other ARN (an IAM user, the account's root) as it is."""
+    prefix, _, resource = arn.partition(":assumed-role/")
+    if not resource or not prefix.startswith("arn:") or ":sts:" not in prefix:
+        return arn
+    role = resource.split("/", 1)[0]
+    return f"{prefix}:assumed-role/{role}"
+
+
 # ---------------------------------------------------------------------------- who uploaded
-# With ApproverMustDiffer, CloudTrail records the data bucket's PutObject calls under datasets/
-# and EventBridge sends each here: the only unforgeable record of who uploaded an object version
-# (S3's own event names the account, not the principal).
+# With ApproverMustDiffer, CloudTrail records the data bucket's PutObject and
+# CompleteMultipartUpload calls under datasets/ and EventBridge sends each here: the only
+# unforgeable record of who uploaded an object version (S3's own event names the account, not
+# the principal). A multipart upload's object version is made by its CompleteMultipartUpload
+# call, by whoever completes it.
 UPLOAD_TTL_SECONDS = 30 * 24 * 3600
+UPLOAD_EVENTS = frozenset({"PutObject", "CompleteMultipartUpload"})
 
 
 def _upload_key(bucket: str, key: str, version_id: str | None) -> dict[str, str]:
@@ -127,8 +168,12 @@ def _upload_key(bucket: str, key: str, version_id: str | None) -> dict[str, str]
 
 
 def record_upload(event: dict[str, Any]) -> None:
-    """An ``AWS API Call via CloudTrail`` event for s3:PutObject: remember who wrote the version."""
+    """An ``AWS API Call via CloudTrail`` event for s3:PutObject or s3:CompleteMultipartUpload:
+    remember who wrote the object version."""
     detail = event["detail"]
+    if detail.get("eventName") not in UPLOAD_EVENTS:
+        logger.warning("Not an upload", extra={"event_name": str(detail.get("eventName"))[:64]})
+        return
     request = detail.get("requestParameters") or {}
     version_id = (detail.get("responseElements") or {}).get("x-amz-version-id")
     _table().put_item(
@@ -157,10 +202,11 @@ def _check_another_principal(answer: Answer, dataset: Mapping[str, Any]) -> None
             "this stack requires the approver to differ from the uploader, and CloudTrail has not "
             "yet reported who uploaded this data (it usually does within minutes): try again",
         )
-    if item["uploaded_by"] == answer.actor:
+    if principal(str(item["uploaded_by"])) == principal(answer.actor):
         raise ApprovalForbidden(
-            f"{answer.actor} uploaded the data of version {answer.version}; this stack requires "
-            "another principal to answer for it (ApproverMustDiffer)",
+            f"{principal(answer.actor)} uploaded the data of version {answer.version} (another "
+            "session of a role is the same principal); this stack requires another principal to "
+            "answer for it (ApproverMustDiffer)",
         )
 
 

@@ -18,7 +18,9 @@ from mlstack_register.register import handle
 
 # What template.yaml gives this function and it needs: checked at its cold start.
 SETTINGS = FunctionSettings(
-    "register", required=("IDEMPOTENCY_TABLE",), reads=(stack_settings, guard_settings)
+    "register",
+    required=("IDEMPOTENCY_TABLE", "APPROVAL_ANSWERS_TABLE"),
+    reads=(stack_settings, guard_settings),
 )
 
 

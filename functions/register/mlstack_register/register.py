@@ -15,11 +15,13 @@ from typing import Any, cast
 
 import boto3
 
+from mlstack_core.approval_answers import answer_key
 from mlstack_core.documents import Artifact, VersionDocument
 from mlstack_core.drift import INLINE_BASELINE_BYTES
 from mlstack_core.errors import (
     AliasConflict,
     ApprovalForAnotherVersion,
+    ApprovalNotRecorded,
     ChampionChanged,
     StepEventInvalid,
 )
@@ -374,13 +376,53 @@ def apply_registry_action(
     return promotion
 
 
+def recorded_approval(
+    model: str, pending: Registration | None, execution_arn: str, approval: Approval
+) -> Approval:
+    """The answer that resumed the run, as the approval function recorded it for this run's
+    pending version (``mlstack_core.approval_answers``): its actor and reason, never the
+    payload's, which anyone who read the task token could have sent. ApprovalNotRecorded when
+    no answer was recorded for the version, or the record answers another run or decides
+    otherwise than the payload."""
+    if pending is None:
+        raise StepEventInvalid("an answer needs the pending version")
+    version = int(pending["version"])
+    if int(approval["version"]) != version:
+        raise ApprovalForAnotherVersion(
+            f"the run waits for version {version}; the answer names {approval['version']}"
+        )
+    table = boto3.resource("dynamodb").Table(stack_settings().approval_answers_table)
+    record = table.get_item(Key=answer_key(model, version), ConsistentRead=True).get("Item")
+    if (
+        record is None
+        or record.get("execution_arn") != execution_arn
+        or record.get("approved") is not approval["approved"]
+    ):
+        raise ApprovalNotRecorded(
+            f"the run was resumed with an answer for version {version} of {model!r} that the "
+            "approval function did not record for this run: nothing is promoted or rejected"
+        )
+    return {
+        "approved": bool(record["approved"]),
+        "version": version,
+        "actor": str(record["actor"]),
+        "reason": str(record["reason"]),
+    }
+
+
 def handle(event: RegisterInput) -> Registration:
-    """The Register step's payload, as the state machine sends it."""
+    """The Register step's payload, as the state machine sends it; a person's answer
+    (``$.approval``) counts only as the approval function recorded it."""
+    approval = event.get("approval")
+    if approval is not None:
+        approval = recorded_approval(
+            event["run"]["model"], event.get("pending"), event["execution_arn"], approval
+        )
     return register_challenger(
         action=event["action"],
         run=event["run"],
         evaluation=event["evaluation"],
         execution_started=event.get("execution_started"),
         pending=event.get("pending"),
-        approval=event.get("approval"),
+        approval=approval,
     )

@@ -180,6 +180,12 @@ class ApprovalForAnotherVersion(PipelineError):
     """The answer that resumed a paused run names another version than the one it waits for."""
 
 
+class ApprovalNotRecorded(PipelineError):
+    """The answer that resumed a paused run is not one the approval function recorded for this
+    run's version (a task token used directly with ``states:SendTaskSuccess``), or it says
+    otherwise than the record: nothing is promoted or rejected on its word."""
+
+
 class SpecOutsideStackLimits(SpecError):
     """spec.json asks for a gate looser than the stack allows (GateMinImprovement,
     GateMinLabelAgreement, GateMaxOutputDiff, GateMinThreshold): the uploader does not set the

@@ -55,6 +55,7 @@ class StackSettings:
     state_machine_arn: str
     scoring_state_machine_arn: str
     idempotency_table: str
+    approval_answers_table: str  # the approval function writes it, Register reads it
 
     @classmethod
     def from_env(cls) -> StackSettings:
@@ -66,6 +67,7 @@ class StackSettings:
             state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
             scoring_state_machine_arn=os.environ.get("SCORING_STATE_MACHINE_ARN", ""),
             idempotency_table=os.environ.get("IDEMPOTENCY_TABLE", ""),
+            approval_answers_table=os.environ.get("APPROVAL_ANSWERS_TABLE", ""),
         )
 
 
