@@ -10,6 +10,7 @@ pk                     sk                          item
 ``MODEL#<model>``      ``ALIAS#<alias>``           the version an alias points at
 ``MODEL#<model>``      ``HISTORY#<time>#<id>``     one alias move or status change: who, when, why
 ``MODEL#<model>``      ``RUNLOCK``                 the execution that holds the model's run lock
+``MODEL#<model>``      ``ALLOCATION#<run>#<st>``   the version number a run's state was given
 =====================  ==========================  ===============================================
 
 Standard library only: the serving path imports it without boto3.
@@ -39,6 +40,7 @@ VERSION_PREFIX: Final = "VERSION#"
 HISTORY_PREFIX: Final = "HISTORY#"
 COUNTER_SK: Final = "COUNTER"
 RUNLOCK_SK: Final = "RUNLOCK"
+ALLOCATION_PREFIX: Final = "ALLOCATION#"
 
 
 def model_pk(model: str) -> str:
@@ -51,3 +53,7 @@ def version_sk(version: int) -> str:
 
 def alias_sk(alias: str) -> str:
     return f"{ALIAS_PREFIX}{alias}"
+
+
+def allocation_sk(execution_arn: str, step: str) -> str:
+    return f"{ALLOCATION_PREFIX}{execution_arn}#{step}"
