@@ -5,6 +5,11 @@ counted from when the fault is injected:
 
 - ``exception``: the function's code raises (``InjectedFault``) before doing anything;
 - ``timeout``: Lambda stops the function at its timeout: Step Functions sees ``Sandbox.Timedout``;
+- ``timeout_after``: the function runs until ``after`` (``module:Class.method`` or
+  ``module:function``) has done its work, then Lambda stops it at its timeout: Step Functions sees
+  ``Sandbox.Timedout``, the side effects so far stay and nothing after them happens (Powertools'
+  in-progress record is gone, as it is on AWS once it expires at the timed-out invocation's
+  deadline);
 - ``throttle``: Lambda refuses the invocation: ``Lambda.TooManyRequestsException``, nothing ran;
 - ``ran_but_reported``: the function runs to the end, then Lambda reports
   ``Lambda.ServiceException`` anyway (AWS documents that this happens, hence the retries);
@@ -17,6 +22,7 @@ counted from when the fault is injected:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import threading
 from collections import Counter
@@ -26,7 +32,9 @@ from typing import Any, Literal
 
 from mlstack.localcloud.moto_patches import SNS_PUBLISH, patched
 
-FaultKind = Literal["exception", "timeout", "throttle", "ran_but_reported", "aws_error"]
+FaultKind = Literal[
+    "exception", "timeout", "timeout_after", "throttle", "ran_but_reported", "aws_error"
+]
 
 # The HTTP answer each AWS error comes with, in its service's protocol.
 AWS_ERRORS: dict[str, tuple[int, str]] = {
@@ -45,6 +53,11 @@ class InjectedFault(Exception):
     """The exception an ``exception`` fault raises in place of the function's code."""
 
 
+class StoppedAtTimeout(Exception):
+    """Raised where a ``timeout_after`` fault stops the function; the runner reports Lambda's
+    timeout in its place."""
+
+
 @dataclass
 class Fault:
     function: str  # logical id, e.g. "RegisterFunction"
@@ -53,6 +66,7 @@ class Fault:
     aws_service: str = "s3"  # or several: "dynamodb,s3"
     aws_error: str = "SlowDown"
     aws_failures: int = 1
+    after: str = ""  # timeout_after: "module:Class.method", whose work is done before the stop
 
 
 @dataclass
@@ -161,14 +175,43 @@ def _error_response(request: Any, service: str, code: str) -> Any:
     return AWSResponse(request.url, status, HTTPHeaders.from_dict(headers), MockRawResponse(body))
 
 
+@contextlib.contextmanager
+def stopping_after(fault: Fault | None) -> Iterator[None]:
+    """For a ``timeout_after`` fault, ``fault.after`` does its work and then raises
+    StoppedAtTimeout, for the duration of one invocation; any other fault changes nothing."""
+    if fault is None or fault.kind != "timeout_after":
+        yield
+        return
+    module_name, _, path = fault.after.partition(":")
+    owner: Any = importlib.import_module(module_name)
+    *parents, name = path.split(".")
+    for parent in parents:
+        owner = getattr(owner, parent)
+    original = getattr(owner, name)
+
+    def then_stop(*args: Any, **kwargs: Any) -> Any:
+        original(*args, **kwargs)
+        raise StoppedAtTimeout(f"stopped at the timeout, after {fault.after}")
+
+    setattr(owner, name, then_stop)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def timed_out(timeout_s: int) -> tuple[str, dict[str, str]]:
+    message = f"Task timed out after {timeout_s:.2f} seconds"
+    return "Sandbox.Timedout", {"errorType": "Sandbox.Timedout", "errorMessage": message}
+
+
 def failure_payload(fault: Fault, timeout_s: int) -> tuple[str, dict[str, str]] | None:
     """What Lambda reports instead of running the function, for the faults that do not run it."""
     if fault.kind == "throttle":
         error = "Lambda.TooManyRequestsException"
         return error, {"errorType": error, "errorMessage": "Rate Exceeded."}
     if fault.kind == "timeout":
-        message = f"Task timed out after {timeout_s:.2f} seconds"
-        return "Sandbox.Timedout", {"errorType": "Sandbox.Timedout", "errorMessage": message}
+        return timed_out(timeout_s)
     if fault.kind == "exception":
         error = InjectedFault.__name__
         return error, {"errorType": error, "errorMessage": "injected fault in the function's code"}

@@ -19,7 +19,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mlstack.localcloud.faults import FaultPlan, failure_payload, reported_failure
+from mlstack.localcloud.faults import (
+    FaultPlan,
+    StoppedAtTimeout,
+    failure_payload,
+    reported_failure,
+    stopping_after,
+    timed_out,
+)
 from mlstack.localcloud.moto_patches import LAMBDA_INVOCATION, patched
 
 # Applied over every function's own variables: in-process functions reach moto through botocore
@@ -213,7 +220,10 @@ class InProcessLambdas:
             context = LambdaContext(name, memory_mb, arn, deadline=time.time() + timeout_s)
             self.faults.arm(fault)
             try:
-                result = function(event, context)
+                with stopping_after(fault):
+                    result = function(event, context)
+            except StoppedAtTimeout:
+                error, result = timed_out(timeout_s)
             except Exception as exc:  # the Lambda runtime turns any exception into an error
                 error = type(exc).__name__
                 result = {

@@ -116,6 +116,62 @@ def test_a_register_that_ran_but_reported_a_service_exception_promotes_once(
     assert _failed_alerts(alerts, model) == []
 
 
+def test_a_register_that_timed_out_after_moving_production_promotes_once(
+    cloud: LocalCloud, stack: StackClient, faults: Any, alerts: AlertInbox
+) -> None:
+    """Register stopped at its timeout right after the alias move, before Powertools recorded a
+    result: Step Functions retries it, and the retry finds this run's version and move done
+    instead of meeting the alias it moved itself (ChampionChanged, "Registered / not
+    promoted"). The card, written by WriteCard after the retry, describes the promoted version."""
+    model = "timed-out-register"
+    alerts.drain()
+    after = "mlstack_core.registry:Registry.move_alias"
+    faults.inject(Fault("RegisterFunction", "timeout_after", after=after))
+    result = _train(stack, cloud, model)
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    events = execution_events(cloud, result["executionArn"])
+    failures = [
+        e["lambdaFunctionFailedEventDetails"]["error"]
+        for e in events
+        if e["type"] == "LambdaFunctionFailed"
+    ]
+    assert failures == ["Sandbox.Timedout"]
+    assert _production(stack, model) == (1, 1)
+    assert stack.registry.get_version(model, 1)["status"] == "Approved"
+    history = stack.registry.history(model)
+    assert [(h["version"], h["previous"]) for h in history if h["kind"] == "alias"] == [(1, None)]
+    assert [h["status"] for h in history if h["kind"] == "status"] == ["Approved"]
+    registration = json.loads(result["output"])["registration"]
+    assert (registration["version"], registration["promoted"]) == (1, True)
+    card = cloud.client("s3").get_object(
+        Bucket=cloud.outputs["ModelBucketName"], Key=f"models/{model}/1/card.md"
+    )
+    assert "Approved" in card["Body"].read().decode()
+    assert _lock_holder(stack, model) is None
+    assert _failed_alerts(alerts, model) == []
+
+
+def test_a_card_that_cannot_be_written_never_fails_a_promotion(
+    cloud: LocalCloud, stack: StackClient, faults: Any, alerts: AlertInbox
+) -> None:
+    """WriteCard times out (Register's second invocation): the run still ends Promoted, and the
+    card's error is kept apart from the run's."""
+    model = "card-timed-out"
+    alerts.drain()
+    faults.inject(Fault("RegisterFunction", "timeout", invocations=frozenset({2})))
+    result = _train(stack, cloud, model)
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    output = json.loads(result["output"])
+    assert output["card_error"]["Error"] == "Sandbox.Timedout"
+    assert "error" not in output
+    assert output["registration"]["promoted"] is True
+    assert _production(stack, model) == (1, 1)
+    assert _lock_holder(stack, model) is None
+    assert _failed_alerts(alerts, model) == []
+
+
 # ------------------------------------------------------------------------------- lock on ending
 def test_a_stopped_run_releases_its_lock_and_alerts_once(
     cloud: LocalCloud,

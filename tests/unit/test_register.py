@@ -148,3 +148,175 @@ def test_register_invoked_twice_with_the_same_input_acts_once(
     other["run"]["execution_arn"] += "-next"
     _register("reject", other)
     assert len(aws.registry.list_versions(MODEL)) == 2
+
+
+# ----------------------------------------------------------------- a retry after a timeout mid-way
+class InvocationStopped(Exception):
+    """The invocation ends here, as when Lambda stops a function at its timeout: the side effects
+    so far stay, Powertools records no result, and Step Functions retries the task."""
+
+
+def _stopped_once_after(monkeypatch: pytest.MonkeyPatch, method: str) -> list[str]:
+    """The first call of ``Registry.<method>`` does its work, then the invocation stops."""
+    from mlstack_core.registry import Registry
+
+    original = getattr(Registry, method)
+    stopped: list[str] = []
+
+    def then_stop(self: Registry, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, *args, **kwargs)
+        if not stopped:
+            stopped.append(method)
+            raise InvocationStopped(f"stopped after {method}")
+        return result
+
+    monkeypatch.setattr(Registry, method, then_stop)
+    return stopped
+
+
+def _invoke_until_done(event: dict[str, Any]) -> dict[str, Any]:
+    """The Register task as Step Functions runs it: the same payload again after a failure."""
+    handler = load_handler("register")
+    with pytest.raises(InvocationStopped):
+        handler(copy.deepcopy(event), FakeLambdaContext())
+    result: dict[str, Any] = handler(copy.deepcopy(event), FakeLambdaContext())
+    return result
+
+
+def _changes_of(aws: Stack, version: int) -> tuple[list[Any], list[Any]]:
+    history = aws.registry.history(MODEL)
+    moves = [h for h in history if h["kind"] == "alias"]
+    statuses = [h["status"] for h in history if h["kind"] == "status" and h["version"] == version]
+    return moves, statuses
+
+
+@pytest.mark.parametrize("stopped_after", ["allocate_version", "put_version", "move_alias"])
+def test_a_promotion_retried_after_stopping_mid_way_promotes_once(
+    aws: Stack, evaluated: dict[str, Any], monkeypatch: pytest.MonkeyPatch, stopped_after: str
+) -> None:
+    stopped = _stopped_once_after(monkeypatch, stopped_after)
+    event = register_event("promote", evaluated["run"], evaluated["evaluation"])
+
+    result = _invoke_until_done(event)
+
+    assert stopped == [stopped_after]
+    assert result["promoted"] is True
+    assert result["version"] == 1
+    assert result["status"] == "Approved"
+    assert [int(v["version"]) for v in aws.registry.list_versions(MODEL)] == [1]
+    assert aws.registry.get_alias(MODEL) == 1
+    version = aws.registry.get_version(MODEL, 1)
+    assert version["status"] == "Approved"
+    moves, statuses = _changes_of(aws, 1)
+    assert [(m["version"], m["previous"]) for m in moves] == [(1, None)]
+    assert statuses == ["Approved"]
+    assert result["artifact"] == version["artifact"]
+
+
+@pytest.mark.parametrize(
+    ("action", "status"), [("reject", "Rejected"), ("request_approval", "PendingApproval")]
+)
+@pytest.mark.parametrize("stopped_after", ["allocate_version", "put_version"])
+def test_a_registration_retried_after_stopping_mid_way_registers_once(
+    aws: Stack,
+    evaluated: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    action: str,
+    status: str,
+    stopped_after: str,
+) -> None:
+    stopped = _stopped_once_after(monkeypatch, stopped_after)
+    event = register_event(action, evaluated["run"], evaluated["evaluation"])
+
+    result = _invoke_until_done(event)
+
+    assert stopped == [stopped_after]
+    assert result["version"] == 1
+    assert result["status"] == status
+    assert [int(v["version"]) for v in aws.registry.list_versions(MODEL)] == [1]
+    assert aws.registry.get_version(MODEL, 1)["status"] == status
+    assert aws.registry.get_alias(MODEL) is None
+    assert _changes_of(aws, 1) == ([], [])
+
+
+def _pending(evaluated: dict[str, Any]) -> dict[str, Any]:
+    event = register_event("request_approval", evaluated["run"], evaluated["evaluation"])
+    pending: dict[str, Any] = load_handler("register")(event, FakeLambdaContext())
+    return pending
+
+
+def test_an_approved_promotion_retried_after_the_alias_moved_promotes_once(
+    aws: Stack, evaluated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reported failure: the retry met the alias it had moved itself, marked the version
+    "Registered / not promoted" and failed the run with ChampionChanged."""
+    pending = _pending(evaluated)
+    approval = {"approved": True, "version": 1, "actor": "reviewer", "reason": "looks right"}
+    event = register_event(
+        "promote_approved",
+        evaluated["run"],
+        evaluated["evaluation"],
+        pending=pending,
+        approval=approval,
+        step="PromoteApproved",
+    )
+    _stopped_once_after(monkeypatch, "move_alias")
+
+    result = _invoke_until_done(event)
+
+    assert result["promoted"] is True
+    assert result["version"] == 1
+    assert result["status"] == "Approved"
+    assert aws.registry.get_alias(MODEL) == 1
+    assert aws.registry.get_version(MODEL, 1)["status"] == "Approved"
+    moves, statuses = _changes_of(aws, 1)
+    assert [(m["version"], m["actor"]) for m in moves] == [(1, "reviewer")]
+    assert statuses == ["Approved"]
+
+
+def test_a_rejection_of_the_pending_version_retried_after_it_was_written_rejects_once(
+    aws: Stack, evaluated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No answer within the approval window: the retry finds the version Rejected by this run,
+    not a StatusConflict."""
+    pending = _pending(evaluated)
+    event = register_event(
+        "reject_pending",
+        evaluated["run"],
+        evaluated["evaluation"],
+        pending=pending,
+        step="RecordApprovalTimeout",
+    )
+    _stopped_once_after(monkeypatch, "set_status")
+
+    result = _invoke_until_done(event)
+
+    assert result["status"] == "Rejected"
+    assert result["version"] == 1
+    assert aws.registry.get_version(MODEL, 1)["status"] == "Rejected"
+    assert _changes_of(aws, 1) == ([], ["Rejected"])
+
+
+def test_the_card_is_a_step_of_its_own_after_the_registry_action(
+    aws: Stack, evaluated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry action writes no card; WriteCard writes it from the files beside the version,
+    and a card that cannot be written fails nothing."""
+    handler = load_handler("register")
+    _register("promote", evaluated)
+    card = f"models/{MODEL}/1/card.md"
+    listed = aws.s3.list_objects_v2(Bucket=aws.model_bucket, Prefix=card).get("Contents", [])
+    assert listed == []
+
+    event = {"action": "write_card", "model": MODEL, "version": 1, "execution_arn": "run"}
+    assert handler(event, FakeLambdaContext())["card"] == card
+    markdown = aws.s3.get_object(Bucket=aws.model_bucket, Key=card)["Body"].read().decode()
+    assert "Approved" in markdown
+
+    import mlstack_core.card
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("cannot draw the card")
+
+    monkeypatch.setattr(mlstack_core.card, "card_files", broken)
+    assert handler(event, FakeLambdaContext())["card"] is None

@@ -119,3 +119,37 @@ def test_an_alias_move_and_everything_it_implies_are_one_transaction(
     assert registry.get_version("m", 1)["status"] == "Archived"
     assert registry.get_version("m", 2)["status"] == "Approved"
     assert [h["version"] for h in registry.history("m") if h["kind"] == "alias"] == [1, 2]
+
+
+def test_writes_made_for_a_run_are_made_once_however_often_it_asks(aws: Stack) -> None:
+    """A retried pipeline step finds its own version number, alias move and status change done;
+    other runs and other states still get their own."""
+    registry = aws.registry
+    run = "arn:aws:states:us-east-1:123456789012:execution:mlstack-training:run-1"
+    interleaved = [
+        registry.allocate_version("m", execution_arn=run, step="RegisterAndPromote"),
+        registry.allocate_version("m"),
+        registry.allocate_version("m", execution_arn=run, step="RegisterAndPromote"),
+        registry.allocate_version("m", execution_arn=run + "-2", step="RegisterAndPromote"),
+        registry.allocate_version("m", execution_arn=run, step="RecordRejection"),
+    ]
+    assert interleaved == [1, 2, 1, 3, 4]
+    assert registry.allocated_version("m", run, "RegisterAndPromote") == 1
+    assert registry.allocate_version("m") == 5  # no gap, no number handed out twice
+
+    for version in (1, 2):
+        registry.put_version("m", version, "Registered", {"metrics": {}})
+    first = registry.move_alias("m", 1, expected=None, actor="a", reason="up", execution_arn=run)
+    again = registry.move_alias("m", 1, expected=None, actor="a", reason="up", execution_arn=run)
+    assert again == first
+    with pytest.raises(AliasConflict):  # another run's stale expectation is still refused
+        registry.move_alias("m", 1, expected=None, actor="a", reason="up", execution_arn="other")
+    registry.set_status("m", 2, "Rejected", "a", "no", expected="Registered", execution_arn=run)
+    registry.set_status("m", 2, "Rejected", "a", "no", expected="Registered", execution_arn=run)
+    assert registry.get_version("m", 2)["status_changed_in"] == run
+
+    history = registry.history("m")
+    assert [(h["kind"], h["version"]) for h in history if h["kind"] == "alias"] == [("alias", 1)]
+    assert [h["status"] for h in history if h["kind"] == "status" and h["version"] == 2] == [
+        "Rejected"
+    ]

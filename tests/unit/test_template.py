@@ -99,6 +99,7 @@ NEEDS: dict[str, list[Need]] = {
         Need("s3:GetObject", RUNS, "the run's reports"),
         Need("s3:GetObjectVersion", RUNS, "exactly the evaluated artifact"),
         Need("s3:PutObject", MODELS, "the version's artifact and files"),
+        Need("s3:GetObject", MODELS, "the model card reads the files beside the version"),
         Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
         Need("dynamodb:PutItem", "${RegistryTable.Arn}"),
         Need("dynamodb:UpdateItem", "${RegistryTable.Arn}", "version counter, alias move"),

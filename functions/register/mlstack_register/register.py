@@ -3,6 +3,12 @@
 Every evaluated challenger becomes a registry version, promoted or not, so each run can be explained
 from its registry entry. Promotion is a conditional alias move: it succeeds only if production still
 points at the champion that Evaluate compared against.
+
+Each registry write is made once per execution: Step Functions retries a Register that timed out
+part-way (or whose answer was lost), and the retry finds what the first attempt did (the version
+number this execution was given, the version it wrote, its alias move, its status change) and
+goes on from there. The model card is written by a state of its own (``write_card``), after the
+registry action, so its work never delays or repeats a promotion.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from mlstack_core.errors import (
     ApprovalForAnotherVersion,
     ApprovalNotRecorded,
     ChampionChanged,
+    ModelNotFound,
     StepEventInvalid,
 )
 from mlstack_core.integrity import check_unchanged, read_verified
@@ -30,6 +37,8 @@ from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per
 from mlstack_core.payloads import (
     Action,
     Approval,
+    CardInput,
+    CardWritten,
     Evaluation,
     RegisterInput,
     Registration,
@@ -160,13 +169,28 @@ def _new_version(
     run: Run,
     evaluation: Evaluation,
     execution_started: str | None,
+    step: tuple[str, str] | None,
+    status: str,
+    status_reason: str | None = None,
 ) -> tuple[int, VersionDocument]:
-    """Allocate a version number, publish the artifact and its metadata.json."""
+    """The execution's version: allocate a number, publish the artifact and its metadata.json,
+    write the version with ``status``. Once per execution: a retry gets the same number, and
+    finds the version as the first attempt wrote it if it got that far. ``step``: the execution
+    and the state asking."""
     model = run["model"]
     duration = run_seconds(execution_started)
     if duration is not None:
         metrics.add_metric(name="PipelineDuration", unit=MetricUnit.Seconds, value=duration)
-    version = registry.allocate_version(model)
+    if step is None:
+        version = registry.allocate_version(model)
+    else:
+        version = registry.allocate_version(model, execution_arn=step[0], step=step[1])
+    metrics.add_metadata(key="model_version", value=version)
+    if step is not None:
+        try:
+            return version, registry.get_version(model, version)
+        except ModelNotFound:
+            pass  # allocated, not written yet: (re)publish below, to the same keys
     document = version_document(run, evaluation)
     document["timings"]["run_seconds_before_register"] = duration
     document["artifact"] = publish_artifact(model, version, evaluation["best"])
@@ -177,7 +201,9 @@ def _new_version(
         Body=json.dumps(document, indent=2, default=str).encode(),
         ContentType="application/json",
     )
-    metrics.add_metadata(key="model_version", value=version)
+    if status_reason is not None:
+        document["status_reason"] = status_reason
+    registry.put_version(model, version, status, document)
     return version, document
 
 
@@ -188,16 +214,30 @@ def _promote(
     evaluation: Evaluation,
     actor: str,
     reason: str,
+    execution_arn: str | None = None,
 ) -> Registration:
-    """Move production to ``version`` only if it still points at the champion Evaluate saw."""
+    """Move production to ``version`` only if it still points at the champion Evaluate saw (a
+    move this execution already made counts as done)."""
     champion = evaluation.get("champion")
     expected = champion["version"] if champion else None
     try:
-        registry.move_alias(model, version, expected=expected, actor=actor, reason=reason)
+        registry.move_alias(
+            model,
+            version,
+            expected=expected,
+            actor=actor,
+            reason=reason,
+            execution_arn=execution_arn,
+        )
     except AliasConflict as conflict:
         metrics.add_metric(name="PromotionConflicts", unit=MetricUnit.Count, value=1)
         registry.set_status(
-            model, version, STATUS_REGISTERED, PIPELINE_ACTOR, f"not promoted: {conflict}"
+            model,
+            version,
+            STATUS_REGISTERED,
+            PIPELINE_ACTOR,
+            f"not promoted: {conflict}",
+            execution_arn=execution_arn,
         )
         raise ChampionChanged(
             f"production of {model!r} moved during this run ({conflict}); version {version} is "
@@ -216,13 +256,23 @@ def _promote(
 
 
 def _reject_pending(
-    registry: Registry, model: str, version: int, approval: Approval | None
+    registry: Registry,
+    model: str,
+    version: int,
+    approval: Approval | None,
+    execution_arn: str | None = None,
 ) -> Registration:
     """A person's no, or no answer within the approval window (``approval`` None)."""
     actor = approval["actor"] if approval else PIPELINE_ACTOR
     reason = approval["reason"] if approval else "no answer within the approval window"
     registry.set_status(
-        model, version, STATUS_REJECTED, actor, reason, expected=STATUS_PENDING_APPROVAL
+        model,
+        version,
+        STATUS_REJECTED,
+        actor,
+        reason,
+        expected=STATUS_PENDING_APPROVAL,
+        execution_arn=execution_arn,
     )
     metrics.add_metric(name="Rejections", unit=MetricUnit.Count, value=1)
     logger.info("Pending version rejected", extra={"model": model, "version": version})
@@ -237,30 +287,19 @@ def _reject_pending(
     }
 
 
-def register_challenger(
-    action: Action,
-    run: Run,
-    evaluation: Evaluation,
-    execution_started: str | None = None,
-    pending: Registration | None = None,
-    approval: Approval | None = None,
-) -> Registration:
-    """``apply_registry_action`` (below), then the version's model card beside it, as it now
-    stands."""
-    registration = apply_registry_action(
-        action, run, evaluation, execution_started, pending, approval
-    )
-    version = registration.get("version")
-    if version is not None and evaluation.get("report_key") and evaluation.get("predictions_key"):
-        publish_card(run["model"], int(version), evaluation)
-    return registration
+def write_card(event: CardInput) -> CardWritten:
+    """The WriteCard state: the version's model card, as the registry now stands."""
+    model, version = event["model"], int(event["version"])
+    per_model(model)
+    return {"model": model, "version": version, "card": publish_card(model, version)}
 
 
-def publish_card(model: str, version: int, evaluation: Evaluation) -> None:
+def publish_card(model: str, version: int) -> str | None:
     """``models/<model>/<version>/card.md`` and ``card.html`` (``mlstack_core.card``), from the
-    run's evaluation files (the bytes copied beside the version) and the registry as it is now,
-    so every version has a card without the CLI and a person's decision updates it. Best effort:
-    the registry write has happened, and a missing card must not fail the run."""
+    evaluation files Register copied beside the version and the registry as it is now, so every
+    version has a card without the CLI and a person's decision updates it. Best effort: the
+    registry write has happened, and a missing card must not fail the run. Returns the key of
+    ``card.md``, or None when no card was written."""
     try:
         import numpy as np
 
@@ -270,8 +309,11 @@ def publish_card(model: str, version: int, evaluation: Evaluation) -> None:
         s3 = boto3.client("s3")
         registry = Registry(stack_settings().registry_table)
         document = registry.get_version(model, version)
-        report = s3.get_object(Bucket=bucket, Key=evaluation["report_key"])["Body"].read()
-        outputs = s3.get_object(Bucket=bucket, Key=evaluation["predictions_key"])["Body"].read()
+        files = document.get("files") or {}
+        if not files.get("evaluation") or not files.get("predictions"):
+            return None  # a version without a holdout evaluation has no card
+        report = s3.get_object(Bucket=bucket, Key=files["evaluation"])["Body"].read()
+        outputs = s3.get_object(Bucket=bucket, Key=files["predictions"])["Body"].read()
         with np.load(io.BytesIO(outputs), allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files}
         data = from_arrays(model, version, document, json.loads(report), arrays)
@@ -289,6 +331,8 @@ def publish_card(model: str, version: int, evaluation: Evaluation) -> None:
     except Exception:
         logger.exception("Model card not written", extra={"model": model, "version": version})
         metrics.add_metric(name="CardFailures", unit=MetricUnit.Count, value=1)
+        return None
+    return version_file_key(model, version, "card.md")
 
 
 def apply_registry_action(
@@ -298,8 +342,11 @@ def apply_registry_action(
     execution_started: str | None = None,
     pending: Registration | None = None,
     approval: Approval | None = None,
+    execution_arn: str | None = None,
+    step: str = "",
 ) -> Registration:
-    """One of the pipeline's registry actions:
+    """One of the pipeline's registry actions, once per execution (``execution_arn``) and state
+    (``step``): a retry finds what an earlier attempt did and goes on from there.
 
     - ``promote``: new version, production moves to it (spec.approval = auto)
     - ``reject``: new version recorded as Rejected with the gate's reasons
@@ -314,6 +361,7 @@ def apply_registry_action(
     per_model(model)
     registry = Registry(stack_settings().registry_table)
     reason = "; ".join(evaluation.get("reasons", [])) or "passed the gate"
+    asking = (execution_arn, step) if execution_arn else None
 
     if action in ("promote_approved", "reject_pending"):
         if pending is None:
@@ -329,14 +377,21 @@ def apply_registry_action(
             if not approval["approved"]:
                 raise StepEventInvalid("promote_approved needs a yes")
             return _promote(
-                registry, model, version, evaluation, approval["actor"], approval["reason"]
+                registry,
+                model,
+                version,
+                evaluation,
+                approval["actor"],
+                approval["reason"],
+                execution_arn,
             )
-        return _reject_pending(registry, model, version, approval)
+        return _reject_pending(registry, model, version, approval, execution_arn)
 
-    version, document = _new_version(registry, run, evaluation, execution_started)
     if action == "reject":
         reason = reason if evaluation.get("reasons") else "rejected by the gate"
-        registry.put_version(model, version, STATUS_REJECTED, {**document, "status_reason": reason})
+        version, _ = _new_version(
+            registry, run, evaluation, execution_started, asking, STATUS_REJECTED, reason
+        )
         metrics.add_metric(name="Rejections", unit=MetricUnit.Count, value=1)
         in_a_row = consecutive_rejections(registry, model)
         metrics.add_metric(name="ConsecutiveRejections", unit=MetricUnit.Count, value=in_a_row)
@@ -361,17 +416,24 @@ def apply_registry_action(
         return rejection
 
     if action == "request_approval":
-        registry.put_version(
-            model,
-            version,
+        version, _ = _new_version(
+            registry,
+            run,
+            evaluation,
+            execution_started,
+            asking,
             STATUS_PENDING_APPROVAL,
-            {**document, "status_reason": f"awaiting approval: {reason}"},
+            f"awaiting approval: {reason}",
         )
         logger.info("Registered for approval", extra={"model": model, "version": version})
         return {"model": model, "version": version, "status": STATUS_PENDING_APPROVAL}
 
-    registry.put_version(model, version, STATUS_REGISTERED, document)
-    promotion = _promote(registry, model, version, evaluation, PIPELINE_ACTOR, reason)
+    version, document = _new_version(
+        registry, run, evaluation, execution_started, asking, STATUS_REGISTERED
+    )
+    promotion = _promote(
+        registry, model, version, evaluation, PIPELINE_ACTOR, reason, execution_arn
+    )
     promotion["artifact"] = document["artifact"]
     return promotion
 
@@ -418,11 +480,13 @@ def handle(event: RegisterInput) -> Registration:
         approval = recorded_approval(
             event["run"]["model"], event.get("pending"), event["execution_arn"], approval
         )
-    return register_challenger(
+    return apply_registry_action(
         action=event["action"],
         run=event["run"],
         evaluation=event["evaluation"],
         execution_started=event.get("execution_started"),
         pending=event.get("pending"),
         approval=approval,
+        execution_arn=event["execution_arn"],
+        step=event["step"],
     )

@@ -141,6 +141,7 @@ class VersionDocument(TypedDict, total=False):
     status_reason: str
     status_changed_at: str
     status_changed_by: str
+    status_changed_in: str  # the execution that made the change (set_status with execution_arn)
     # what it is
     family: str
     candidate_id: str
@@ -191,6 +192,7 @@ class HistoryEntry(TypedDict):
     previous: NotRequired[int | None]
     rollback: NotRequired[bool]  # kind "alias": a rollback, undone when replayed
     share: NotRequired[float | None]  # a canary's share of requests
+    execution_arn: NotRequired[str]  # the run whose step made the change, when one did
 
 
 class AliasEntry(TypedDict):

@@ -5,7 +5,10 @@ the function ran: a retried Register would allocate a second version and then me
 already moved. Powertools Idempotency records each call's result in the idempotency table, keyed by
 the execution and the state (``execution_arn`` and ``step`` in the event, which the state machine
 fills from ``$$.Execution.Id`` and ``$$.State.Name``); a repeated call returns the recorded result.
-A call that raised leaves no record, so its retry runs again.
+A call that raised leaves no record, so its retry runs again, and so does a call that Lambda
+stopped part-way at its timeout: for that, each of the step's writes finds what this execution
+already did (``Registry.allocate_version``, ``move_alias`` and ``set_status`` with the
+execution).
 """
 
 from __future__ import annotations

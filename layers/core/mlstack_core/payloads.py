@@ -189,3 +189,21 @@ class Registration(TypedDict):
     production: NotRequired[int | None]
     artifact: NotRequired[Artifact]
     actor: NotRequired[str]
+
+
+class CardInput(TypedDict):
+    """The WriteCard states' payload: the version whose model card Register writes, after the
+    registry action and outside it (the card is repeatable; the action is done once)."""
+
+    action: Literal["write_card"]
+    model: str
+    version: int
+    execution_arn: NotRequired[str]  # the run's correlation id in the logs
+
+
+class CardWritten(TypedDict):
+    """WriteCard's output: the key of ``card.md``, or None when no card was written."""
+
+    model: str
+    version: int
+    card: str | None

@@ -37,6 +37,7 @@ from mlstack_core.registry_keys import (
     STATUS_ARCHIVED,
     VERSION_PREFIX,
     alias_sk,
+    allocation_sk,
     model_pk,
     version_sk,
 )
@@ -115,16 +116,77 @@ class Registry:
         self._table = resource.Table(table_name)
 
     # versions -----------------------------------------------------------------------------------
-    def allocate_version(self, model: str) -> int:
-        """Hand out the next version number; atomic, so concurrent runs never share one."""
-        response = self._table.update_item(
-            Key={"pk": model_pk(model), "sk": COUNTER_SK},
-            UpdateExpression="ADD next_version :one",
-            ExpressionAttributeValues={":one": 1},
-            ReturnValues="UPDATED_NEW",
-        )
+    def allocate_version(
+        self, model: str, *, execution_arn: str | None = None, step: str = ""
+    ) -> int:
+        """Hand out the next version number; atomic, so concurrent runs never share one.
+
+        With ``execution_arn``, once per execution and state (``step``): the number and who asked
+        for it are written in one transaction, and a retried step that asks again gets the same
+        number back, never a second one (nor a gap).
+        """
+        if execution_arn is None:
+            response = self._table.update_item(
+                Key={"pk": model_pk(model), "sk": COUNTER_SK},
+                UpdateExpression="ADD next_version :one",
+                ExpressionAttributeValues={":one": 1},
+                ReturnValues="UPDATED_NEW",
+            )
+            version = int(str(response["Attributes"]["next_version"]))
+        else:
+            version = self._allocate_once(model, execution_arn, step)
         self._table.put_item(Item={"pk": MODELS_PK, "sk": model, "model": model})
-        return int(str(response["Attributes"]["next_version"]))
+        return version
+
+    def allocated_version(self, model: str, execution_arn: str, step: str = "") -> int | None:
+        """The version number ``allocate_version`` gave this execution's state, if it gave one."""
+        item = self._table.get_item(
+            Key={"pk": model_pk(model), "sk": allocation_sk(execution_arn, step)},
+            ConsistentRead=True,
+        ).get("Item")
+        return None if item is None else int(str(item["version"]))
+
+    def _allocate_once(self, model: str, execution_arn: str, step: str) -> int:
+        # Optimistic: read the counter, then move it on by one only if nobody else did meanwhile,
+        # together with the execution's claim; a lost race reads both again.
+        while True:
+            claimed = self.allocated_version(model, execution_arn, step)
+            if claimed is not None:
+                return claimed
+            counter = self._table.get_item(
+                Key={"pk": model_pk(model), "sk": COUNTER_SK}, ConsistentRead=True
+            ).get("Item")
+            last = int(str(counter["next_version"])) if counter else 0
+            update: dict[str, Any] = {
+                "TableName": self._table.name,
+                "Key": {"pk": model_pk(model), "sk": COUNTER_SK},
+                "UpdateExpression": "SET next_version = :next",
+                "ExpressionAttributeValues": {":next": last + 1},
+                "ConditionExpression": "attribute_not_exists(next_version)",
+            }
+            if counter:
+                update["ConditionExpression"] = "next_version = :last"
+                update["ExpressionAttributeValues"][":last"] = last
+            claim: dict[str, Any] = {
+                "TableName": self._table.name,
+                "Item": {
+                    "pk": model_pk(model),
+                    "sk": allocation_sk(execution_arn, step),
+                    "version": last + 1,
+                    "at": _now(),
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+            try:
+                client = self._table.meta.client
+                writes: list[dict[str, Any]] = [{"Update": update}, {"Put": claim}]
+                client.transact_write_items(TransactItems=writes)  # type: ignore[arg-type]
+            except ClientError as error:
+                reasons = error.response.get("CancellationReasons") or []
+                if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+                    continue
+                raise
+            return last + 1
 
     def put_version(
         self,
@@ -155,10 +217,20 @@ class Registry:
         reason: str,
         *,
         expected: str | None = None,
+        execution_arn: str | None = None,
     ) -> None:
         """Change a version's status; with ``expected``, only from that status (else raises
-        StatusConflict). A settled approval drops the task token."""
+        StatusConflict). A settled approval drops the task token.
+
+        With ``execution_arn``, once per execution: a status this execution already set is left
+        as it is (a retried step finds its change done, not a conflict)."""
         record = self.get_version(model, version)
+        if (
+            execution_arn is not None
+            and record.get("status") == status
+            and record.get("status_changed_in") == execution_arn
+        ):
+            return
         record.update(
             {
                 "status": status,
@@ -167,6 +239,8 @@ class Registry:
                 "status_changed_by": actor,
             }
         )
+        if execution_arn is not None:
+            record["status_changed_in"] = execution_arn
         condition = "attribute_exists(pk)"
         values: dict[str, Any] = {":s": status, ":d": json.dumps(record, default=str)}
         if expected is not None:
@@ -187,16 +261,16 @@ class Registry:
                     f"version {version} of {model!r} is {current}, not {expected}"
                 ) from error
             raise
-        self._record_history(
-            model,
-            {
-                "kind": "status",
-                "version": version,
-                "status": status,
-                "actor": actor,
-                "reason": reason,
-            },
-        )
+        entry: dict[str, Any] = {
+            "kind": "status",
+            "version": version,
+            "status": status,
+            "actor": actor,
+            "reason": reason,
+        }
+        if execution_arn is not None:
+            entry["execution_arn"] = execution_arn
+        self._record_history(model, entry)
 
     def get_version(self, model: str, version: int) -> VersionDocument:
         item = self._table.get_item(
@@ -233,6 +307,7 @@ class Registry:
         reason: str,
         alias: str = PRODUCTION,
         rollback: bool = False,
+        execution_arn: str | None = None,
     ) -> AliasMove:
         """Point ``alias`` at ``version`` only if it still points at ``expected``.
 
@@ -241,7 +316,15 @@ class Registry:
         (the version that left is Archived, the version that arrived is Approved) are one
         TransactWriteItems: a reader never sees the alias moved without its history, so a rollback
         never replays a history that lost an entry.
+
+        With ``execution_arn``, once per execution: when the history shows this execution already
+        moved ``alias`` to ``version``, that move is returned and nothing is written (a retried
+        step finds its move done, not a conflict with itself).
         """
+        if execution_arn is not None:
+            done = self.recorded_move(model, alias, version, execution_arn)
+            if done is not None:
+                return done
         target = self.get_version(model, version)  # refuse to point an alias at a missing version
         at = _now()
         alias_put: dict[str, Any] = {
@@ -273,6 +356,7 @@ class Registry:
                     "actor": actor,
                     "reason": reason,
                     "rollback": rollback,
+                    **({"execution_arn": execution_arn} if execution_arn is not None else {}),
                 },
                 at,
             ),
@@ -329,6 +413,24 @@ class Registry:
         }
         entry = {"kind": "status", "version": version, "status": status}
         return [update, self._history_put(model, {**entry, "actor": actor, "reason": reason}, at)]
+
+    def recorded_move(
+        self, model: str, alias: str, version: int, execution_arn: str
+    ) -> AliasMove | None:
+        """The move of ``alias`` to ``version`` that ``execution_arn`` made, if the history has
+        one."""
+        for entry in self.history(model):
+            if (
+                entry.get("kind") == "alias"
+                and entry.get("alias") == alias
+                and entry.get("version") == version
+                and entry.get("execution_arn") == execution_arn
+            ):
+                previous = entry.get("previous")
+                return AliasMove(
+                    model, alias, version, previous, entry["actor"], entry["reason"], entry["at"]
+                )
+        return None
 
     def rollback_target(self, model: str, alias: str = PRODUCTION) -> int | None:
         """The version ``alias`` pointed at before its current version, rollbacks undone.

@@ -9,6 +9,7 @@ pk                     sk                          item
 ``MODEL#<model>``      ``VERSION#<00000001>``      one version: status + JSON document
 ``MODEL#<model>``      ``ALIAS#<alias>``           the version an alias points at
 ``MODEL#<model>``      ``HISTORY#<time>#<id>``     one alias move or status change: who, when, why
+``MODEL#<model>``      ``ALLOCATION#<run>#<st>``   the version number a run's state was given
 =====================  ==========================  ===============================================
 
 The run lock is not here: it has a table of its own (``mlstack_runlock.lock_table``), so the role
@@ -40,6 +41,7 @@ ALIAS_PREFIX: Final = "ALIAS#"
 VERSION_PREFIX: Final = "VERSION#"
 HISTORY_PREFIX: Final = "HISTORY#"
 COUNTER_SK: Final = "COUNTER"
+ALLOCATION_PREFIX: Final = "ALLOCATION#"
 
 
 def model_pk(model: str) -> str:
@@ -52,3 +54,7 @@ def version_sk(version: int) -> str:
 
 def alias_sk(alias: str) -> str:
     return f"{ALIAS_PREFIX}{alias}"
+
+
+def allocation_sk(execution_arn: str, step: str) -> str:
+    return f"{ALLOCATION_PREFIX}{execution_arn}#{step}"
