@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from mlstack_core.approval_answers import answer_key
 from mlstack_core.errors import ChampionChanged
+from mlstack_core.settings import stack_settings
 from tests.helpers.lambda_context import FakeLambdaContext
 from tests.helpers.stack import Stack, load_handler, register_event
 from tests.helpers.tables import penguins_bytes
@@ -252,6 +254,20 @@ def test_an_approved_promotion_retried_after_the_alias_moved_promotes_once(
     "Registered / not promoted" and failed the run with ChampionChanged."""
     pending = _pending(evaluated)
     approval = {"approved": True, "version": 1, "actor": "reviewer", "reason": "looks right"}
+    # The answer as the approval function records it before it resumes the run.
+    aws.dynamodb.Table(stack_settings().approval_answers_table).put_item(
+        Item={
+            **answer_key(MODEL, 1),
+            "model": MODEL,
+            "version": 1,
+            "execution_arn": evaluated["run"]["execution_arn"],
+            "approved": True,
+            "actor": "reviewer",
+            "approver": "reviewer",
+            "reason": "looks right",
+            "answered_at": "2026-12-01T00:00:00+00:00",
+        }
+    )
     event = register_event(
         "promote_approved",
         evaluated["run"],
