@@ -29,6 +29,7 @@ from mlstack_core.payloads import (
     Action,
     Approval,
     Evaluation,
+    EvaluationSummary,
     RegisterInput,
     Registration,
     Run,
@@ -374,12 +375,27 @@ def apply_registry_action(
     return promotion
 
 
+def read_evaluation(summary: EvaluationSummary) -> Evaluation:
+    """The evaluation the run decided on: the state's summary, with the winner whole from the
+    report version Evaluate wrote, checked against its hash (ArtifactTampered if it changed)."""
+    body = read_verified(
+        boto3.client("s3"),
+        stack_settings().model_bucket,
+        summary["report_key"],
+        summary.get("report_version_id"),
+        summary.get("report_sha256"),
+    )
+    report = json.loads(body)
+    return cast(Evaluation, {**report, **summary, "best": report["best"]})
+
+
 def handle(event: RegisterInput) -> Registration:
-    """The Register step's payload, as the state machine sends it."""
+    """The Register step's payload, as the state machine sends it; the evaluation is read whole
+    from its report (the state carries a summary)."""
     return register_challenger(
         action=event["action"],
         run=event["run"],
-        evaluation=event["evaluation"],
+        evaluation=read_evaluation(event["evaluation"]),
         execution_started=event.get("execution_started"),
         pending=event.get("pending"),
         approval=event.get("approval"),
