@@ -102,9 +102,18 @@ class Stack:
         return run
 
     def train(self, run: dict[str, Any]) -> list[dict[str, Any]]:
-        """The Map: one Train invocation per candidate, with the Map's ItemSelector shape."""
+        """The Map: one Train invocation per candidate, with the Map's ItemSelector shape. Each
+        result is given whole, without the key of its stored copy (which the state machine's
+        ResultSelector keeps instead), so a test can change an entry before Evaluate reads it."""
         handler = load_handler("train")
-        return [handler({"run": run, "candidate": c}, self.context) for c in run["candidates"]]
+        return [
+            {
+                name: value
+                for name, value in handler({"run": run, "candidate": c}, self.context).items()
+                if name not in ("result_key", "result_version_id", "result_sha256")
+            }
+            for c in run["candidates"]
+        ]
 
     def evaluate(self, run: dict[str, Any], trained: list[dict[str, Any]]) -> dict[str, Any]:
         evaluation: dict[str, Any] = load_handler("evaluate")(

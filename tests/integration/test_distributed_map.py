@@ -55,7 +55,10 @@ def test_a_large_grid_trains_through_the_distributed_map(
         )["Body"].read()
     )
     assert len(listed) == grid_size
-    scored = output["evaluation"]["candidates"]
+    report = output["evaluation"]["report_key"]  # every candidate is in the report, not the state
+    scored = json.loads(
+        s3.get_object(Bucket=output["run"]["splits"]["bucket"], Key=report)["Body"].read()
+    )["candidates"]
     assert len(scored) == grid_size
     assert all(c["status"] == "trained" for c in scored)
 
@@ -75,7 +78,7 @@ def test_files_rewritten_under_the_run_cannot_change_what_the_map_reported(
 
     real_entries = evaluate_step.trained_entries
 
-    def after_a_compromised_write(run: Any, trained: Any, s3: Any) -> Any:
+    def after_a_compromised_write(run: Any, trained: Any, s3: Any, model_bucket: str) -> Any:
         bucket = run["splits"]["bucket"]
         listed = json.loads(s3.get_object(Bucket=bucket, Key=run["candidates_key"])["Body"].read())
         forged = b"not the model Train exported"
@@ -90,7 +93,7 @@ def test_files_rewritten_under_the_run_cannot_change_what_the_map_reported(
                 "onnx_sha256": hashlib.sha256(forged).hexdigest(),
             }
             s3.put_object(Bucket=bucket, Key=f"{prefix}/result.json", Body=json.dumps(claim))
-        return real_entries(run, trained, s3)
+        return real_entries(run, trained, s3, model_bucket)
 
     monkeypatch.setattr(evaluate_step, "trained_entries", after_a_compromised_write)
     alerts.drain()

@@ -90,8 +90,15 @@ def test_every_grid_point_is_a_map_iteration_and_they_run_in_parallel(
     assert 2 <= peak <= SPEC["max_concurrency"]
 
 
-def test_the_cross_validated_candidate_is_one_item_with_its_search(run: dict[str, Any]) -> None:
-    trained = run["output"]["trained"]
+def test_the_cross_validated_candidate_is_one_item_with_its_search(
+    run: dict[str, Any], cloud: LocalCloud
+) -> None:
+    # The state keeps each Train result's key; the whole entry is the object Train stored.
+    s3, bucket = cloud.client("s3"), run["output"]["run"]["splits"]["bucket"]
+    trained = [
+        json.loads(s3.get_object(Bucket=bucket, Key=t["result_key"])["Body"].read())
+        for t in run["output"]["trained"]
+    ]
     assert len(trained) == GRID_POINTS
     assert all(t["status"] == "trained" for t in trained), [t["error"] for t in trained]
     (searched,) = [t for t in trained if t["cv"] is not None]

@@ -36,6 +36,12 @@ def run(aws: Stack, model: str, body: bytes, **spec: Any) -> dict[str, Any]:
     return aws.run_pipeline(model, body)
 
 
+def scored_candidates(aws: Stack, evaluation: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every candidate as Evaluate scored it: in its report (the state carries a summary)."""
+    candidates: list[dict[str, Any]] = aws.read_json(evaluation["report_key"])["candidates"]
+    return candidates
+
+
 def binary_int_labels(n: int = 600, seed: int = 1) -> bytes:
     rng = np.random.default_rng(seed)
     a, b = rng.normal(size=n), rng.normal(size=n)
@@ -68,9 +74,9 @@ def test_penguins_first_run_promotes_over_the_baseline(aws: Stack) -> None:
     assert best["metrics"]["accuracy"] > evaluation["baseline"]["metrics"]["accuracy"] + 0.4
     assert best["metrics"]["roc_auc"] > 0.95
     assert best["metrics"]["accuracy"] == max(
-        c["metrics"]["accuracy"] for c in evaluation["candidates"]
+        c["metrics"]["accuracy"] for c in scored_candidates(aws, evaluation)
     )
-    for candidate in evaluation["candidates"]:
+    for candidate in scored_candidates(aws, evaluation):
         assert candidate["excluded"] is None
         assert candidate["parity"]["passed"] is True
         assert candidate["parity"]["label_agreement"] >= 0.999
@@ -113,11 +119,13 @@ def test_regression_with_a_lower_is_better_metric(aws: Stack) -> None:
     best = evaluation["best"]
     assert set(best["metrics"]) == REGRESSION_METRICS
     assert best["metrics"]["r2"] > 0.8
-    assert best["metrics"]["rmse"] == min(c["metrics"]["rmse"] for c in evaluation["candidates"])
+    assert best["metrics"]["rmse"] == min(
+        c["metrics"]["rmse"] for c in scored_candidates(aws, evaluation)
+    )
     assert best["metrics"]["rmse"] < evaluation["baseline"]["metrics"]["rmse"]
     assert all(
         c["parity"]["passed"] and c["parity"]["label_agreement"] is None
-        for c in evaluation["candidates"]
+        for c in scored_candidates(aws, evaluation)
     )
     assert evaluation["decision"] == "promote"
 
@@ -195,8 +203,8 @@ def test_evaluate_never_reads_the_joblib_models(aws: Stack) -> None:
     for entry in state["trained"]:
         aws.s3.delete_object(Bucket=aws.model_bucket, Key=entry["sklearn_key"])
     evaluation = aws.evaluate(state["run"], state["trained"])
-    assert all(c["excluded"] is None for c in evaluation["candidates"])
-    assert all(c["parity"]["label_flips"] == 0 for c in evaluation["candidates"])
+    assert all(c["excluded"] is None for c in scored_candidates(aws, evaluation))
+    assert all(c["parity"]["label_flips"] == 0 for c in scored_candidates(aws, evaluation))
 
 
 @pytest.mark.slow
@@ -213,7 +221,7 @@ def test_parity_failure_excludes_a_broken_export(aws: Stack) -> None:
     victim["onnx_sha256"] = hashlib.sha256(other_onnx).hexdigest()
 
     evaluation = aws.evaluate(state["run"], trained)
-    scored = {c["candidate_id"]: c for c in evaluation["candidates"]}
+    scored = {c["candidate_id"]: c for c in scored_candidates(aws, evaluation)}
     broken = scored[victim["candidate_id"]]
     assert broken["excluded"].startswith("ONNX/sklearn parity out of tolerance")
     assert "max probability diff" in broken["excluded"]
@@ -250,7 +258,7 @@ def test_regression_parity_failure_excludes_the_candidate(aws: Stack) -> None:
 
     evaluation = aws.evaluate(state["run"], state["trained"])
     broken = next(
-        c for c in evaluation["candidates"] if c["candidate_id"] == victim["candidate_id"]
+        c for c in scored_candidates(aws, evaluation) if c["candidate_id"] == victim["candidate_id"]
     )
     assert broken["excluded"].startswith("ONNX/sklearn parity out of tolerance: max scaled diff")
     assert broken["parity"]["max_scaled_diff"] > 1e-3
@@ -284,7 +292,7 @@ def test_unmeasurable_parity_excludes_the_candidate(aws: Stack, damage: str, rea
         aws.s3.put_object(Bucket=aws.model_bucket, Key=key, Body=buffer.getvalue())
 
     evaluation = aws.evaluate(state["run"], trained)
-    excluded = {c["candidate_id"]: c["excluded"] for c in evaluation["candidates"]}
+    excluded = {c["candidate_id"]: c["excluded"] for c in scored_candidates(aws, evaluation)}
     assert excluded[victim["candidate_id"]].startswith("parity not measurable")
     assert reason in excluded[victim["candidate_id"]]
     assert sum(1 for value in excluded.values() if value) == 1

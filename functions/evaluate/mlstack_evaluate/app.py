@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlstack_core.observability.pipeline import correlate, logger, metrics, tracer
-from mlstack_core.payloads import EvaluateInput, Evaluation
+from mlstack_core.payloads import EvaluateInput, EvaluationSummary
 from mlstack_core.settings import FunctionSettings, guard_settings, serving_settings, stack_settings
 from mlstack_evaluate.evaluate import handle
 
@@ -16,7 +16,7 @@ SETTINGS = FunctionSettings("evaluate", reads=(stack_settings, guard_settings, s
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: EvaluateInput, context: LambdaContext) -> Evaluation:
+def handler(event: EvaluateInput, context: LambdaContext) -> EvaluationSummary:
     SETTINGS.check()
     correlate(event)
     return handle(event)

@@ -8,6 +8,7 @@ the gate's metrics, the report and the monitoring artifacts Register copies next
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,7 @@ from mlstack_core.payloads import (
     Candidate,
     EvaluateInput,
     Evaluation,
+    EvaluationSummary,
     Rehearsal,
     Run,
     TrainedEntry,
@@ -101,7 +103,7 @@ def evaluate(
     s3: S3Client,
     bucket: str,
     registry: Registry,
-) -> Evaluation:
+) -> EvaluationSummary:
     spec, schema = run["spec"], run["schema"]
     splits = run["splits"]
     holdout = Holdout(read_split(read_object(s3, splits["bucket"], splits["holdout_key"])), schema)
@@ -194,20 +196,18 @@ def evaluate(
         evaluation["predictions_key"] = artifacts["predictions_key"]
     if "drift_baseline_key" in artifacts:
         evaluation["drift_baseline_key"] = artifacts["drift_baseline_key"]
-    s3.put_object(
-        Bucket=bucket,
-        Key=report_key,
-        Body=json.dumps(
-            {
-                **evaluation,
-                "run_id": run["run_id"],
-                "model": run["model"],
-                "metrics_computed": list(metrics_for(schema["task"])),
-            },
-            indent=2,
-            default=str,
-        ).encode(),
-        ContentType="application/json",
+    report = json.dumps(
+        {
+            **evaluation,
+            "run_id": run["run_id"],
+            "model": run["model"],
+            "metrics_computed": list(metrics_for(schema["task"])),
+        },
+        indent=2,
+        default=str,
+    ).encode()
+    stored = s3.put_object(
+        Bucket=bucket, Key=report_key, Body=report, ContentType="application/json"
     )
     emit_gate_metrics(spec, best, comparison, decision, viable, len(measured) - viable)
     per_model(run["model"])
@@ -220,7 +220,30 @@ def evaluate(
             "excluded": len(measured) - viable,
         },
     )
-    return evaluation
+    return summary_of(evaluation, stored.get("VersionId"), hashlib.sha256(report).hexdigest())
+
+
+# What grows with the grid (a search's points and folds) or the columns (feature importance,
+# fit warnings naming them): kept in the report, left out of the state.
+_REPORT_ONLY_FIELDS = ("cv", "feature_importance", "warnings", "library_versions")
+
+
+def summary_of(
+    evaluation: Evaluation, report_version_id: str | None, report_sha256: str
+) -> EvaluationSummary:
+    """The state's part of the evaluation: the decision and what the Gate, the progress view and
+    Register need to find the rest, bounded whatever the number of candidates (Step Functions
+    carries at most 256 KB per state); the whole evaluation is the report."""
+    summary: dict[str, Any] = {
+        name: value for name, value in evaluation.items() if name != "candidates"
+    }
+    summary["best"] = {
+        name: value for name, value in evaluation["best"].items() if name not in _REPORT_ONLY_FIELDS
+    }
+    summary["candidate_count"] = len(evaluation["candidates"])
+    summary["report_version_id"] = report_version_id
+    summary["report_sha256"] = report_sha256
+    return cast(EvaluationSummary, summary)
 
 
 def emit_gate_metrics(
@@ -350,7 +373,25 @@ def incomparable_needs_a_person(champion: Mapping[str, Any] | None) -> bool:
     return not guard_settings().auto_promote_incomparable
 
 
-def trained_entries(run: Run, trained: Any, s3: S3Client) -> list[TrainedEntry]:
+def trained_entries(run: Run, trained: Any, s3: S3Client, bucket: str) -> list[TrainedEntry]:
+    """The Map's results, each read whole from where Train stored it (``result_key``)."""
+    return [whole_entry(entry, s3, bucket) for entry in map_results(run, trained, s3)]
+
+
+def whole_entry(entry: TrainedEntry, s3: S3Client, bucket: str) -> TrainedEntry:
+    """A Map result with a ``result_key`` is the part the state carries: the whole entry is the
+    object version Train wrote, checked against its hash (ArtifactTampered if it changed). One
+    without (a CandidateFailed placeholder, a result given whole) is taken as it is."""
+    key = entry.get("result_key")
+    if not key:
+        return entry
+    body = read_verified(
+        s3, bucket, key, entry.get("result_version_id"), entry.get("result_sha256")
+    )
+    return cast(TrainedEntry, json.loads(body))
+
+
+def map_results(run: Run, trained: Any, s3: S3Client) -> list[TrainedEntry]:
     """The Map's results: inline in the state, or (Distributed Map) the children's outputs that
     Step Functions' ResultWriter stored: its manifest lists the result files, each a list of
     child executions with Train's output as JSON text. Only the state machine writes there, so a
@@ -380,13 +421,13 @@ def trained_entries(run: Run, trained: Any, s3: S3Client) -> list[TrainedEntry]:
     ]
 
 
-def handle(event: EvaluateInput) -> Evaluation:
+def handle(event: EvaluateInput) -> EvaluationSummary:
     settings = stack_settings()
     metrics.add_metadata(key="model", value=event["run"]["model"])
     s3 = boto3.client("s3")
     return evaluate(
         event["run"],
-        trained_entries(event["run"], event["trained"], s3),
+        trained_entries(event["run"], event["trained"], s3, settings.model_bucket),
         s3=s3,
         bucket=settings.model_bucket,
         registry=Registry(settings.registry_table),

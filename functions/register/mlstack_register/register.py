@@ -40,6 +40,7 @@ from mlstack_core.payloads import (
     CardInput,
     CardWritten,
     Evaluation,
+    EvaluationSummary,
     RegisterInput,
     Registration,
     Run,
@@ -472,9 +473,24 @@ def recorded_approval(
     }
 
 
+def read_evaluation(summary: EvaluationSummary) -> Evaluation:
+    """The evaluation the run decided on: the state's summary, with the winner whole from the
+    report version Evaluate wrote, checked against its hash (ArtifactTampered if it changed)."""
+    body = read_verified(
+        boto3.client("s3"),
+        stack_settings().model_bucket,
+        summary["report_key"],
+        summary.get("report_version_id"),
+        summary.get("report_sha256"),
+    )
+    report = json.loads(body)
+    return cast(Evaluation, {**report, **summary, "best": report["best"]})
+
+
 def handle(event: RegisterInput) -> Registration:
-    """The Register step's payload, as the state machine sends it; a person's answer
-    (``$.approval``) counts only as the approval function recorded it."""
+    """The Register step's payload, as the state machine sends it: the evaluation is read whole
+    from its report (the state carries a summary), and a person's answer (``$.approval``) counts
+    only as the approval function recorded it."""
     approval = event.get("approval")
     if approval is not None:
         approval = recorded_approval(
@@ -483,7 +499,7 @@ def handle(event: RegisterInput) -> Registration:
     return apply_registry_action(
         action=event["action"],
         run=event["run"],
-        evaluation=event["evaluation"],
+        evaluation=read_evaluation(event["evaluation"]),
         execution_started=event.get("execution_started"),
         pending=event.get("pending"),
         approval=approval,

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import threading
@@ -42,6 +43,7 @@ from mlstack_core.servable import check_servable
 from mlstack_core.settings import serving_settings, stack_settings
 from mlstack_core.storage_keys import (
     job_errors_key,
+    job_keep_key,
     job_manifest_key,
     job_part_key,
     job_prefix,
@@ -88,16 +90,40 @@ def resolve_job(request: dict[str, Any]) -> dict[str, Any]:
     unknown = [column for column in keep if column not in header]
     if unknown:
         raise HeaderLacksFeature(f"columns to keep are not in the header: {unknown[:20]}")
+    prefix = job_prefix(model, name)
     return {
         "model": model,
         "job": name,
         "version": version,
         "input": dataset,
-        "keep": keep,
-        "prefix": job_prefix(model, name),
+        "keep": _store_keep(dataset["bucket"], prefix, keep),
+        "prefix": prefix,
         "max_refused_share": allowed,
         "started": datetime.now(UTC).isoformat(),
     }
+
+
+def _store_keep(bucket: str, prefix: str, keep: list[str]) -> dict[str, Any]:
+    """The kept columns by reference: the whole header can be up to a MiB, and the job travels
+    in every batch's input (Step Functions carries at most 256 KB; the Map's batches 192 KB)."""
+    key = job_keep_key(prefix)
+    body = json.dumps(keep).encode()
+    put = client("s3").put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    return {
+        "bucket": bucket,
+        "key": key,
+        "version_id": put.get("VersionId"),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "columns": len(keep),
+    }
+
+
+@lru_cache(maxsize=16)
+def _kept_columns(
+    bucket: str, key: str, version_id: str | None, sha256: str | None
+) -> tuple[str, ...]:
+    """The job's kept columns as resolve_job wrote them, read once per container and job."""
+    return tuple(json.loads(read_verified(client("s3"), bucket, key, version_id, sha256)))
 
 
 def _dataset_version(dataset: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -225,7 +251,10 @@ def score_batch(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, A
 def _part(job: dict[str, Any], loaded: LoadedModel, rows: list[dict[str, str]], scores: Any) -> str:
     """The kept columns, the prediction and, for a classifier, one probability per class; every
     part of a job has the same header, also one whose rows were all refused."""
-    keep = job["keep"]
+    stored = job["keep"]
+    keep = _kept_columns(
+        stored["bucket"], stored["key"], stored.get("version_id"), stored.get("sha256")
+    )
     classes = loaded.layout.classes or []
     buffer = io.StringIO()
     # CSV's own line ending, so a kept cell holding a bare "\r" is quoted, not split.

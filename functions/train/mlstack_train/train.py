@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import platform
 import time
 import warnings
@@ -293,9 +294,27 @@ class FitDetails(TypedDict):
 
 
 def train_candidate(run: Run, candidate: Candidate, *, s3: S3Client, bucket: str) -> TrainedEntry:
-    """Fit and export one candidate. The result travels as the Map's output: in the state for
-    the inline Map, through the ResultWriter's files for the Distributed Map."""
-    return train_and_store(run, candidate, s3=s3, bucket=bucket)
+    """Fit and export one candidate, and store the whole result in S3. The Map's output (in the
+    state for the inline Map, through the ResultWriter's files for the Distributed Map) is the
+    part the state machine's ResultSelector keeps: names, status and the result's key, since a
+    cross-validation report per candidate would not fit Step Functions' 256 KB."""
+    return store_result(
+        run, train_and_store(run, candidate, s3=s3, bucket=bucket), s3=s3, bucket=bucket
+    )
+
+
+def store_result(run: Run, result: TrainedEntry, *, s3: S3Client, bucket: str) -> TrainedEntry:
+    """The entry with ``result_key``: where this whole entry is stored, version and hash, so
+    Evaluate reads exactly what this invocation wrote."""
+    key = storage_keys.candidate_result_key(run["model"], run["run_id"], result["candidate_id"])
+    body = json.dumps(result).encode()
+    put = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    return {
+        **result,
+        "result_key": key,
+        "result_version_id": put.get("VersionId"),
+        "result_sha256": hashlib.sha256(body).hexdigest(),
+    }
 
 
 def train_and_store(run: Run, candidate: Candidate, *, s3: S3Client, bucket: str) -> TrainedEntry:

@@ -4,9 +4,11 @@ where the handlers take and return them.
 
 The execution state keeps ``model`` and ``dataset`` at the top level and adds one key per step
 (``run``, ``trained``, ``evaluation``, ``registration``), so a Catch anywhere still sees which model
-and file failed. The documents they carry (the feature schema, the parts of the evaluation a
-version keeps) are in ``mlstack_core.documents``; the spec and a candidate's cross-validation
-report stay ``dict[str, Any]`` here and are described where they are made.
+and file failed. Step Functions carries at most 256 KB per state: what grows with the number of
+candidates or columns travels as an S3 key (Train's ``result_key``, Evaluate's ``report_key``).
+The documents they carry (the feature schema, the parts of the evaluation a version keeps) are in
+``mlstack_core.documents``; the spec and a candidate's cross-validation report stay
+``dict[str, Any]`` here and are described where they are made.
 """
 
 from __future__ import annotations
@@ -93,6 +95,11 @@ class TrainedEntry(TypedDict):
     onnx_bytes: NotRequired[int | None]
     library_versions: NotRequired[dict[str, str]]
     feature_importance: NotRequired[dict[str, Any] | None]
+    # Where Train stored this whole entry (``storage_keys.candidate_result_key``), which Evaluate
+    # reads: the Map's state carries only the fields the state machine selects and these.
+    result_key: NotRequired[str]
+    result_version_id: NotRequired[str | None]
+    result_sha256: NotRequired[str]
 
 
 class EvaluateInput(TypedDict):
@@ -116,7 +123,8 @@ Decision = Literal["promote", "reject"]
 
 
 class Evaluation(TypedDict):
-    """Evaluate's output (``$.evaluation``); the Gate reads ``decision``."""
+    """The whole evaluation, as Evaluate stores it at ``report_key`` (see ``EvaluationReport``);
+    the state carries its ``EvaluationSummary``."""
 
     decision: Decision
     reasons: list[str]
@@ -136,6 +144,36 @@ class Evaluation(TypedDict):
     error: NotRequired[str]
     holdout_rows: int
     report_key: str
+    predictions_key: NotRequired[str]
+    drift_baseline_key: NotRequired[str]
+
+
+class EvaluationSummary(TypedDict):
+    """Evaluate's output (``$.evaluation``): what the Gate and the progress view read, bounded
+    whatever the number of candidates and columns. The whole evaluation (every candidate with its
+    cross-validation report) is the report at ``report_key``, checked against ``report_sha256``
+    by whoever reads it (Register)."""
+
+    decision: Decision
+    reasons: list[str]
+    metric: str
+    greater_is_better: bool
+    # The winner without what grows with the grid and the columns (its cross-validation report,
+    # feature importance, warnings): those are in the report.
+    best: ScoredCandidate
+    candidate_count: int
+    champion: Champion | None
+    baseline: Baseline
+    comparison: Comparison
+    evidence: EvidenceDocument | None
+    judged_on: Literal["holdout", "cross_validation"]
+    rehearsal: Rehearsal
+    requires_approval: bool
+    error: NotRequired[str]
+    holdout_rows: int
+    report_key: str
+    report_version_id: str | None
+    report_sha256: str
     predictions_key: NotRequired[str]
     drift_baseline_key: NotRequired[str]
 
@@ -165,7 +203,7 @@ class Approval(TypedDict):
 class RegisterInput(TypedDict):
     action: Action
     run: Run
-    evaluation: Evaluation
+    evaluation: EvaluationSummary
     execution_started: NotRequired[str | None]
     # The version registered before the pause ($.pending), and the answer to it ($.approval).
     pending: NotRequired[Registration]

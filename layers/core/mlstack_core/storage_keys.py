@@ -100,6 +100,12 @@ def job_refused_key(job: str, first_row: int) -> str:
     return f"{job}/refused/{first_row:012d}.csv"
 
 
+def job_keep_key(job: str) -> str:
+    """The columns a job keeps in its output, as JSON: every batch reads them from here, since a
+    whole header does not fit the Map's batch input."""
+    return f"{job}/keep.json"
+
+
 def job_errors_key(job: str) -> str:
     return f"{job}/errors.csv"
 
@@ -167,6 +173,12 @@ def candidate_pipeline_key(model: str, run_id: str, candidate_id: str) -> str:
 def candidate_holdout_outputs_key(model: str, run_id: str, candidate_id: str) -> str:
     """Train: the pipeline's own outputs on the holdout, for Evaluate's parity check."""
     return f"{candidate_prefix(model, run_id, candidate_id)}/sklearn_holdout.npz"
+
+
+def candidate_result_key(model: str, run_id: str, candidate_id: str) -> str:
+    """Train: the candidate's whole result (its cross-validation report, feature importance,
+    warnings), which Evaluate reads; the Map's state carries only this key."""
+    return f"{candidate_prefix(model, run_id, candidate_id)}/result.json"
 
 
 def evaluation_key(model: str, run_id: str) -> str:
