@@ -4,6 +4,7 @@ logger's output."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 
 import boto3
@@ -11,7 +12,15 @@ import pytest
 from moto import mock_aws
 
 from mlstack_core.registry import TABLE_DEFINITION, Registry
-from tests.helpers.prediction import MODEL_BUCKET, REGISTRY_TABLE, Stack, configure, load_app
+from mlstack_core.registry_keys import model_pk, version_sk
+from tests.helpers.prediction import (
+    MODEL_BUCKET,
+    REGISTRY_TABLE,
+    Stack,
+    classifier,
+    configure,
+    load_app,
+)
 
 
 @pytest.fixture(name="serving")
@@ -40,3 +49,19 @@ def log_output_fixture(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     stream = io.StringIO()
     monkeypatch.setattr(logger.registered_handler, "stream", stream)
     return stream
+
+
+@pytest.fixture
+def captured_model(serving: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """penguins v1 with capture on, every request recorded and due at once."""
+    configure(monkeypatch, CAPTURE_SAMPLE_RATE="1", DRIFT_FLUSH_SECONDS="0")
+    version = serving.publish("penguins", classifier())
+    document = serving.registry.get_version("penguins", version)
+    serving.registry._table.update_item(
+        Key={"pk": model_pk("penguins"), "sk": version_sk(version)},
+        UpdateExpression="SET doc = :doc",
+        ExpressionAttributeValues={
+            ":doc": json.dumps({**document, "spec": {"quality": {"capture": True}}})
+        },
+    )
+    return serving

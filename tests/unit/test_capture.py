@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from mlstack_core.capture import CaptureRecorder
 from mlstack_core.contract import Batch, FeatureLayout
-from mlstack_core.registry_keys import model_pk, version_sk
 from mlstack_core.storage_keys import (
     DATASET_KEY,
     capture_key,
@@ -25,7 +24,6 @@ from mlstack_core.storage_keys import (
 from tests.helpers.emf import emf_records
 from tests.helpers.prediction import (
     Stack,
-    classifier,
     configure,
     invoke,
     mixed_records,
@@ -150,20 +148,8 @@ def test_the_feedback_key_is_a_column_requests_may_carry() -> None:
     assert "customer" not in plain.known
 
 
-# Through the prediction function: API Gateway events in, captures in the model bucket out.
-@pytest.fixture
-def captured_model(serving: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
-    configure(monkeypatch, CAPTURE_SAMPLE_RATE="1", DRIFT_FLUSH_SECONDS="0")
-    version = serving.publish("penguins", classifier())
-    document = serving.registry.get_version("penguins", version)
-    serving.registry._table.update_item(
-        Key={"pk": model_pk("penguins"), "sk": version_sk(version)},
-        UpdateExpression="SET doc = :doc",
-        ExpressionAttributeValues={
-            ":doc": json.dumps({**document, "spec": {"quality": {"capture": True}}})
-        },
-    )
-    return serving
+# Through the prediction function: API Gateway events in, captures in the model bucket out
+# (the captured_model fixture is in tests/unit/conftest.py).
 
 
 def test_the_prediction_function_captures_what_it_answered(captured_model: Stack) -> None:

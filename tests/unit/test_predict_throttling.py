@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from mlstack_core.registry_keys import model_pk, version_sk
 from mlstack_core.storage_keys import captures_prefix
 from tests.helpers.prediction import Stack, classifier, configure, invoke, mixed_records
 from tests.helpers.stack import monitoring_written
@@ -138,22 +137,6 @@ def test_a_cold_container_answers_503_at_once_while_the_registry_is_throttled(
 
 # Drift and capture flushes off the answer's path -----------------------------------------------
 SLOW_PUT_SECONDS = 1.0
-
-
-@pytest.fixture
-def captured_model(serving: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
-    """penguins v1 with capture on, every request recorded and due at once."""
-    configure(monkeypatch, CAPTURE_SAMPLE_RATE="1", DRIFT_FLUSH_SECONDS="0")
-    version = serving.publish("penguins", classifier())
-    document = serving.registry.get_version("penguins", version)
-    serving.registry._table.update_item(
-        Key={"pk": model_pk("penguins"), "sk": version_sk(version)},
-        UpdateExpression="SET doc = :doc",
-        ExpressionAttributeValues={
-            ":doc": json.dumps({**document, "spec": {"quality": {"capture": True}}})
-        },
-    )
-    return serving
 
 
 def test_a_due_flush_does_not_delay_the_answer_that_made_it_due(
