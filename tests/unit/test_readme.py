@@ -1,12 +1,16 @@
-"""The README's copy of the spec schema is the shipped schema."""
+"""The README's copies of what the stack ships: the spec schema, the spec table, the column kinds,
+the example prediction's response."""
 
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.helpers.prediction import CATEGORICAL, NUMERIC, Stack, classifier, invoke
 
 pytestmark = pytest.mark.unit
 
@@ -65,3 +69,37 @@ def test_the_column_kinds_section_names_every_kind_format_and_part() -> None:
     assert f"at least {inference.LONG_TEXT_WORDS:g} words a value" in section
     assert f"more than {inference.HIGH_CARDINALITY_COUNT:,}" in section
     assert f"the first {text_kind.MAX_WORDS:,} of a value" in section
+
+
+def _readme_prediction_example(readme: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The README's example prediction: the request body it sends and the response it shows."""
+    block = re.search(
+        r"curl -s -X POST \"\$API/models/penguins/predict\".*?-d '(.*?)'\n((?:# [^\n]*\n)+)",
+        readme,
+        re.S,
+    )
+    assert block, "README lost its example prediction"
+    response = "".join(line[2:] for line in block.group(2).splitlines())
+    return json.loads(block.group(1)), json.loads(response)
+
+
+def test_the_example_prediction_response_is_what_the_api_answers(serving: Stack) -> None:
+    readme = (ROOT / "README.md").read_text()
+    request, shown = _readme_prediction_example(readme)
+    serving.publish("penguins", classifier())
+    # The test's penguins model was fitted on fewer measurements than the demo's.
+    instances = [
+        {column: row[column] for column in (*NUMERIC, *CATEGORICAL)} for row in request["instances"]
+    ]
+
+    answer = invoke("POST", "/models/penguins/predict", {"instances": instances})
+
+    assert answer.status == 200, answer.body
+    assert list(shown) == list(answer.body)
+    endpoints = re.search(r"^\| `POST /models/\{model\}/predict.*?\| `\{(.*?)\}`", readme, re.M)
+    assert endpoints, "README lost the predict endpoint's row"
+    assert re.findall(r'"(\w+)"', endpoints.group(1)) == list(answer.body)
+    for field in ("model", "version", "variant", "classes"):
+        assert shown[field] == answer.body[field], field
+    assert len(shown["predictions"]) == len(answer.body["predictions"])
+    assert len(shown["probabilities"][0]) == len(answer.body["probabilities"][0])
