@@ -11,7 +11,7 @@ SAM := $(SAM_VENV)/bin/sam
 RUNTIME_PYTHON = $(shell $(BIN)/python -c 'from mlstack.checks.build import runtime_python; print(runtime_python() or "")')
 RUNTIME_PYTHON_DIR = $(patsubst %/,%,$(dir $(RUNTIME_PYTHON)))
 
-.PHONY: install demo test lint format fast slow unit integration build lock bench bench-gate bench-kinds clean
+.PHONY: install demo test lint format fast slow unit integration shape-search build lock bench bench-gate bench-kinds clean
 
 # Each target installs the extras it needs (pyproject.toml): the demo the local cloud and its
 # dataset, everything else the development tools too.
@@ -60,6 +60,12 @@ unit: install
 
 integration: install
 	$(BIN)/pytest -m integration
+
+# A longer, random search over generated tables (tests/unit/test_table_shapes.py) than the fixed
+# 25 `make test` runs: `make shape-search SHAPE_EXAMPLES=2000` for more.
+SHAPE_EXAMPLES ?= 500
+shape-search: install
+	MLSTACK_SHAPE_EXAMPLES=$(SHAPE_EXAMPLES) $(BIN)/pytest tests/unit/test_table_shapes.py -k space
 
 # The SAM CLI from its hash-locked closure (.github/sam-cli.txt, `make lock`), as CI deploys with it.
 $(SAM): .github/sam-cli.txt

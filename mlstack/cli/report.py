@@ -13,7 +13,8 @@ package carries matplotlib:
 Plots, challenger and champion side by side where both exist: ``metrics.png`` (both and the
 baseline on every metric, with the intervals Evaluate stored as whiskers); classifiers
 ``confusion_matrix.png``, ``roc.png``, ``pr.png``; regressors ``predicted_vs_actual.png``,
-``residuals.png``; ``feature_importance.png`` when the winner's family has one. The PNGs are
+``residuals.png``; ``feature_importance.png`` when the winner's family has one (trees, linear
+models; knn and HistGradientBoosting have none, and the report says so). The PNGs are
 written to ``--out`` and, unless ``--no-upload``, beside the version under
 ``reports/<model>/<version>/`` in the model bucket (``models/`` is written by Register alone: the
 bucket policy denies everyone else).
@@ -110,7 +111,7 @@ def describe(data: ReportData) -> list[str]:
         names = [n for n in metric_names(entry) if metric_value(entry, n) is not None]
         width = max((len(n) for n in names), default=0)
         lines.extend(f"  {name:{width}}  {metric_with_interval(entry, name)}" for name in names)
-    return lines + judgement(data.evaluation.get("evidence"))
+    return lines + importance_note(data) + judgement(data.evaluation.get("evidence"))
 
 
 def error_bars(entry: Mapping[str, Any], names: list[str]) -> np.ndarray:
@@ -236,11 +237,27 @@ def plot_residuals(data: ReportData) -> Any:
     return figure
 
 
-def plot_importance(data: ReportData) -> Any | None:
-    importance = data.evaluation["best"].get("feature_importance") or data.document.get(
+def stored_importance(data: ReportData) -> Mapping[str, Any] | None:
+    """The winner's feature importance as Train stored it; None for a family with none of its own
+    (knn, HistGradientBoosting), whose report then draws no ``feature_importance.png``."""
+    importance: Mapping[str, Any] | None = data.evaluation["best"].get(
         "feature_importance"
-    )
-    if not importance:
+    ) or data.document.get("feature_importance")
+    return importance or None
+
+
+def importance_note(data: ReportData) -> list[str]:
+    """Why the report has no ``feature_importance.png``, when it has none: its plots are listed
+    by what was drawn, and a missing one is said in words."""
+    if stored_importance(data) is not None:
+        return []
+    family = data.evaluation["best"].get("family")
+    return [f"no feature_importance.png: the winner ({family}) has no importance of its own"]
+
+
+def plot_importance(data: ReportData) -> Any | None:
+    importance = stored_importance(data)
+    if importance is None:
         return None
     plt = pyplot()
     features = importance["features"][:25][::-1]

@@ -434,9 +434,9 @@ LOCAL_DELIVERY_ATTEMPTS = 3
 
 
 def _deliver_with_retries(function: Any, event: Any, target: dict[str, Any]) -> None:
-    """Invoke a rule's Lambda target as EventBridge does: asynchronously, again after an error,
-    and into the target's dead-letter queue when every attempt failed. A failing target never
-    fails the call that put the event."""
+    """Invoke a rule's Lambda target as EventBridge does, though synchronously and in-process:
+    with the asynchronous invocation type, again after an error, and into the target's dead-letter
+    queue when every attempt failed. A failing target never fails the call that put the event."""
     from moto.sqs.models import sqs_backends
     from moto.utilities.arns import parse_arn
 

@@ -1,12 +1,17 @@
-"""The README's copy of the spec schema is the shipped schema."""
+"""The README's copies of what the stack ships: the spec schema, the spec table, the column kinds,
+the example prediction's response; and that the commands it shows run after `make demo`."""
 
 from __future__ import annotations
 
 import json
 import re
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.helpers.prediction import CATEGORICAL, NUMERIC, Stack, classifier, invoke
 
 pytestmark = pytest.mark.unit
 
@@ -65,3 +70,76 @@ def test_the_column_kinds_section_names_every_kind_format_and_part() -> None:
     assert f"at least {inference.LONG_TEXT_WORDS:g} words a value" in section
     assert f"more than {inference.HIGH_CARDINALITY_COUNT:,}" in section
     assert f"the first {text_kind.MAX_WORDS:,} of a value" in section
+
+
+def _readme_prediction_example(readme: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The README's example prediction: the request body it sends and the response it shows."""
+    block = re.search(
+        r"curl -s -X POST \"\$API/models/penguins/predict\".*?-d '(.*?)'\n((?:# [^\n]*\n)+)",
+        readme,
+        re.S,
+    )
+    assert block, "README lost its example prediction"
+    response = "".join(line[2:] for line in block.group(2).splitlines())
+    return json.loads(block.group(1)), json.loads(response)
+
+
+def test_the_example_prediction_response_is_what_the_api_answers(serving: Stack) -> None:
+    readme = (ROOT / "README.md").read_text()
+    request, shown = _readme_prediction_example(readme)
+    serving.publish("penguins", classifier())
+    # The test's penguins model was fitted on fewer measurements than the demo's.
+    instances = [
+        {column: row[column] for column in (*NUMERIC, *CATEGORICAL)} for row in request["instances"]
+    ]
+
+    answer = invoke("POST", "/models/penguins/predict", {"instances": instances})
+
+    assert answer.status == 200, answer.body
+    assert list(shown) == list(answer.body)
+    endpoints = re.search(r"^\| `POST /models/\{model\}/predict.*?\| `\{(.*?)\}`", readme, re.M)
+    assert endpoints, "README lost the predict endpoint's row"
+    assert re.findall(r'"(\w+)"', endpoints.group(1)) == list(answer.body)
+    for field in ("model", "version", "variant", "classes"):
+        assert shown[field] == answer.body[field], field
+    assert len(shown["predictions"]) == len(answer.body["predictions"])
+    assert len(shown["probabilities"][0]) == len(answer.body["probabilities"][0])
+
+
+def _makefile_targets() -> dict[str, list[str]]:
+    """The Makefile's targets → their prerequisites."""
+    rules = re.findall(r"^([a-z][a-z-]*):(?!=)(.*)$", (ROOT / "Makefile").read_text(), re.M)
+    return {target: prerequisites.split() for target, prerequisites in rules}
+
+
+def _readme_shell() -> str:
+    """Every shell block of the README, joined."""
+    return "\n".join(re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S))
+
+
+def test_every_make_target_the_readme_names_exists() -> None:
+    targets = _makefile_targets()
+    readme = (ROOT / "README.md").read_text()
+    # In shell blocks and code spans, where `make` is the command, not the verb.
+    code = _readme_shell() + "\n".join(re.findall(r"`([^`\n]+)`", readme))
+    named = set(re.findall(r"\bmake ([a-z][a-z-]*)", code))
+    assert named, "README names no make target"
+    assert not named - set(targets), f"README names make targets the Makefile lacks: {named}"
+
+
+def test_the_readme_runs_from_the_venv_only_what_every_install_provides() -> None:
+    # `make demo` installs the demo extra only: the project's own command. Test and lint tools
+    # (pytest, ruff, ...) come from the dev extra, so the README reaches them through make targets
+    # that install it first.
+    scripts = {"python", *_pyproject_scripts()}
+    run = set(re.findall(r"\.venv/bin/([\w-]+)", _readme_shell()))
+    assert run <= scripts, f"README runs tools `make demo` does not install: {run - scripts}"
+
+
+def test_the_longer_shape_search_installs_the_test_tools_first() -> None:
+    assert "make shape-search" in _readme_shell()
+    assert "install" in _makefile_targets()["shape-search"]
+
+
+def _pyproject_scripts() -> list[str]:
+    return list(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])

@@ -1,10 +1,12 @@
-"""The run lock: a repeated acquire or release has the effect of one, and a long legitimate run
-keeps its lock, through its real events."""
+"""The run lock: a repeated acquire or release has the effect of one, a long legitimate run
+keeps its lock, and only a lease that ran out is warned of, through its real events."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,8 @@ from tests.helpers.stack import REGION, Stack, load_handler
 
 pytestmark = pytest.mark.unit
 
-EVENTS = Path(__file__).resolve().parents[1] / "events"
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "tests" / "events"
 RUN = "arn:aws:states:us-east-1:123456789012:execution:mlstack-training:penguins-1"
 OTHER = "arn:aws:states:us-east-1:123456789012:execution:mlstack-training:penguins-2"
 
@@ -169,3 +172,54 @@ def test_a_failed_run_that_cleaned_up_is_not_alerted_again(aws: Stack, alerts_to
     assert result["released"] is False
     assert _holder(aws) == OTHER
     assert alerts_topic() == []
+
+
+@pytest.fixture
+def pipeline_log(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[dict[str, Any]]]:
+    """The records the pipeline functions' Powertools logger writes during the test (its handler
+    holds the stdout it was created with, so capsys cannot see it)."""
+    from mlstack_core.observability.pipeline import logger
+
+    stream = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", stream)
+    return lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line]
+
+
+def _release_as_the_state_machine_sends_it(state: str, execution_arn: str) -> Any:
+    """The release task's input as training.asl.json's ``state`` builds it for a penguins run."""
+    definition = json.loads((ROOT / "statemachine/training.asl.json").read_text())
+    paths = {"$.model": "penguins", "$$.Execution.Id": execution_arn}
+    parameters = definition["States"][state]["Parameters"]
+    event = {
+        name.removesuffix(".$"): paths[value] if name.endswith(".$") else value
+        for name, value in parameters.items()
+    }
+    return load_handler("runlock")(event, FakeLambdaContext())
+
+
+def test_the_manual_approval_path_releases_without_a_warning(
+    aws: Stack, pipeline_log: Callable[[], list[dict[str, Any]]]
+) -> None:
+    """A version that waits for a person frees the lock while it waits, and the run's end releases
+    again: finding it freed already, or held by a later upload, is the normal course."""
+    _lock("acquire", RUN)
+    assert _release_as_the_state_machine_sends_it("ReleaseRunLockWhileWaiting", RUN)["released"]
+    _lock("acquire", OTHER)  # a later upload trains while the person decides
+    assert not _release_as_the_state_machine_sends_it("ReleaseRunLock", RUN)["released"]
+    _lock("release", OTHER)
+    assert not _release_as_the_state_machine_sends_it("ReleaseRunLock", RUN)["released"]
+
+    assert [r["message"] for r in pipeline_log() if r["level"] == "WARNING"] == []
+    assert _holder(aws) is None
+
+
+def test_a_lease_that_ran_out_under_a_run_is_warned_of_at_takeover(
+    aws: Stack, clock: Clock, pipeline_log: Callable[[], list[dict[str, Any]]]
+) -> None:
+    _lock("acquire", RUN)
+    clock.now += 30 * 60  # past the lease taken before the grid is known; RUN never released
+    _lock("acquire", OTHER)
+
+    (warning,) = [r for r in pipeline_log() if r["level"] == "WARNING"]
+    assert warning["message"] == "Run lock taken over from a run whose lease ran out"
+    assert warning["previous_holder"] == RUN

@@ -153,7 +153,7 @@ def test_a_broken_serving_contract_is_caught_by_the_gate(
 # -- the space of shapes, searched by Hypothesis ---------------------------------------------------
 # `make test` runs the same 25 tables every time (derandomized, so CI cannot fail on a table no
 # one has seen); a longer, random search:
-#   MLSTACK_SHAPE_EXAMPLES=500 .venv/bin/pytest tests/unit/test_table_shapes.py -k space
+#   make shape-search   (MLSTACK_SHAPE_EXAMPLES=500 pytest tests/unit/test_table_shapes.py -k space)
 SEARCH = "MLSTACK_SHAPE_EXAMPLES" in os.environ
 SHAPE_EXAMPLES = int(os.environ.get("MLSTACK_SHAPE_EXAMPLES", "25"))
 _models = itertools.count()

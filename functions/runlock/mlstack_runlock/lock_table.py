@@ -16,6 +16,7 @@ expires_at  epoch seconds; after it, another run may take the lock over (also th
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,15 @@ TABLE_DEFINITION: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class Acquisition:
+    """What an acquire found: ``held_by`` the run that holds the lock when it was not taken;
+    ``taken_over_from`` the run whose lease had run out when it was."""
+
+    held_by: str | None = None
+    taken_over_from: str | None = None
+
+
 def _conditional_check_failed(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
@@ -46,15 +56,15 @@ class RunLockTable:
         resource = dynamodb or boto3.resource("dynamodb")
         self._table = resource.Table(table_name)
 
-    def acquire(self, model: str, holder: str, lease_seconds: int) -> str | None:
-        """Take the model's lock for ``holder``; None on success, else the current holder.
+    def acquire(self, model: str, holder: str, lease_seconds: int) -> Acquisition:
+        """Take the model's lock for ``holder``, or say which run holds it.
 
         Re-entrant for the same holder (a retried step), and a lease that ran out (a run whose
         release was lost) can be taken over.
         """
         now = int(time.time())
         try:
-            self._table.put_item(
+            previous = self._table.put_item(
                 Item={
                     KEY: model,
                     "holder": holder,
@@ -66,12 +76,14 @@ class RunLockTable:
                 ),
                 ExpressionAttributeNames={"#k": KEY},
                 ExpressionAttributeValues={":holder": holder, ":now": now},
-            )
+                ReturnValues="ALL_OLD",
+            ).get("Attributes")
         except ClientError as error:
             if not _conditional_check_failed(error):
                 raise
-            return self.holder(model) or "(released meanwhile)"
-        return None
+            return Acquisition(held_by=self.holder(model) or "(released meanwhile)")
+        earlier = None if previous is None else str(previous["holder"])
+        return Acquisition(taken_over_from=earlier if earlier not in (None, holder) else None)
 
     def renew(self, model: str, holder: str, lease_seconds: int) -> bool:
         """Set the lease of ``holder``'s lock to run out ``lease_seconds`` from now; False when

@@ -36,11 +36,19 @@ def lease_for_grid(settings: RunLockSettings, candidate_count: int, max_concurre
 
 
 def acquire(model: str, execution_arn: str) -> dict[str, Any]:
-    holder = _locks().acquire(model, execution_arn, run_lock_settings().lease_seconds)
-    if holder is not None:
+    acquisition = _locks().acquire(model, execution_arn, run_lock_settings().lease_seconds)
+    if acquisition.held_by is not None:
+        holder = acquisition.held_by
         metrics.add_metric(name="RunsQueued", unit=MetricUnit.Count, value=1)
         logger.info("Queued behind another run", extra={"model": model, "holder": holder})
         raise ModelBusy(f"model {model!r} is being trained by {holder}; this run waits for it")
+    if acquisition.taken_over_from is not None:
+        # The abnormal case: a run's lease ran out before it released the lock (its release was
+        # lost, or it ran past its lease). Its own late release then finds the lock taken.
+        logger.warning(
+            "Run lock taken over from a run whose lease ran out",
+            extra={"model": model, "previous_holder": acquisition.taken_over_from},
+        )
     metrics.add_metric(name="RunLocksAcquired", unit=MetricUnit.Count, value=1)
     return {"model": model, "holder": execution_arn}
 
@@ -60,10 +68,16 @@ def renew(
 
 
 def release(model: str, execution_arn: str) -> dict[str, Any]:
+    """ReleaseRunLockWhileWaiting (a version waits for a person) and ReleaseRunLock (every run's
+    end). Finding the lock not held is normal: a run that waited for a person released it
+    already, and a later upload may hold it now; a retried release finds its first one done. The
+    abnormal case, a lease that ran out under a running run, is told where it shows: a takeover at
+    acquire, RunLockLost at renew."""
     released = _locks().release(model, execution_arn)
     if not released:
-        # The lease ran out and another run took over; nothing of ours to release.
-        logger.warning("Run lock was not held at release", extra={"model": model})
+        logger.info(
+            "Run lock already released", extra={"model": model, "holder": _locks().holder(model)}
+        )
     metrics.add_metric(name="RunLocksReleased", unit=MetricUnit.Count, value=int(released))
     return {"model": model, "released": released}
 
