@@ -225,7 +225,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    print(format_models(StackClient(args.stack), args.model), end="")
+    print(format_models(StackClient(args.stack), args.model, wide=args.wide), end="")
     return 0
 
 
@@ -413,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = add_command(commands, "models")
     models.add_argument("model", nargs="?", help=command_help.MODELS_MODEL)
+    models.add_argument(
+        "--wide", action="store_true", help="show each REASON whole on one line (no wrapping)"
+    )
     models.set_defaults(handler=cmd_models)
 
     history = add_command(commands, "history")
