@@ -20,7 +20,7 @@ from mlstack.cli.errors import CommandError, debugging, exit_code, explain
 from mlstack.cli.help import add_command
 from mlstack.cli.progress import follow_execution
 from mlstack.cli.stack import StackClient
-from mlstack.cli.views import failure_summary, format_history, format_models
+from mlstack.cli.views import failure_summary, format_history, format_models, format_move
 from mlstack_core.storage_keys import job_manifest_key, job_prefix, model_name_problem
 
 
@@ -294,7 +294,7 @@ def _lifecycle(args: argparse.Namespace) -> int:
     except lifecycle.LifecycleError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    print(json.dumps(result))
+    print(json.dumps(result) if args.json else format_move(args.command, result))
     return 0
 
 
@@ -369,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("model", help=command_help.MODEL)
         command.add_argument("version", type=int, help=command_help.VERSION)
         command.add_argument("--reason", help="recorded with the move")
+        command.add_argument("--json", action="store_true", help=command_help.JSON_OUTPUT)
         if name == "promote":
             command.add_argument(
                 "--force",
@@ -384,16 +385,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     canary.add_argument("--off", action="store_true", help="stop the canary")
     canary.add_argument("--reason", help="recorded with the change")
+    canary.add_argument("--json", action="store_true", help=command_help.JSON_OUTPUT)
     canary.set_defaults(handler=_lifecycle)
     shadow = add_command(commands, "shadow")
     shadow.add_argument("model", help=command_help.MODEL)
     shadow.add_argument("version", type=int, nargs="?", help=command_help.CHALLENGER_VERSION)
     shadow.add_argument("--off", action="store_true", help="stop the shadow")
     shadow.add_argument("--reason", help="recorded with the change")
+    shadow.add_argument("--json", action="store_true", help=command_help.JSON_OUTPUT)
     shadow.set_defaults(handler=_lifecycle)
     back = add_command(commands, "rollback")
     back.add_argument("model", help=command_help.MODEL)
     back.add_argument("--reason", help="recorded with the move")
+    back.add_argument("--json", action="store_true", help=command_help.JSON_OUTPUT)
     back.set_defaults(handler=_lifecycle)
 
     report = add_command(commands, "report")

@@ -222,3 +222,30 @@ def _rows_line(dataset: Mapping[str, Any], splits: Mapping[str, Any]) -> str:
         f"{dataset.get('rows')} ({splits.get('train_rows')} train, "
         f"{splits.get('holdout_rows')} holdout)"
     )
+
+
+def format_move(command: str, result: Mapping[str, Any]) -> str:
+    """What a lifecycle command did, in words: which alias moved where, or what a person decided
+    and where production is now. ``--json`` prints ``result`` itself, for scripts."""
+    model = result["model"]
+    if "decision" in result:  # approve, reject: the run resumed, and where it left the version
+        run = result.get("run")
+        ended = "its run is still RUNNING" if run == "RUNNING" else f"its run {run}"
+        return (
+            f"version {result['version']} of {model!r} {result['decision']} by {result['actor']}"
+            f" ({result['reason']}); {ended}; version {result['version']} is {result['status']};"
+            f" production = version {result.get('production') or '-'}"
+        )
+    if command in ("canary", "shadow"):
+        if result.get(command) is None:
+            return f"{model!r}: {command} off (it was version {result.get('previous')})"
+        share = f", {float(result['share']):.0%} of requests" if command == "canary" else ""
+        return (
+            f"{model!r}: {command} = version {result[command]}{share}, beside production version"
+            f" {result.get('production')}; {result['note']}"
+        )
+    verb = "rolled back" if command == "rollback" else "moved"
+    return (
+        f"{model!r}: production {verb} from version {result.get('previous') or '-'} to version "
+        f"{result['production']}"
+    )
