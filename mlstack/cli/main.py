@@ -15,10 +15,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from mlstack.cli import help as command_help
 from mlstack.cli.errors import CommandError, debugging, exit_code, explain
+from mlstack.cli.help import add_command
 from mlstack.cli.progress import follow_execution
 from mlstack.cli.stack import StackClient
-from mlstack.cli.views import failure_summary, format_history, format_models
+from mlstack.cli.views import failure_summary, format_history, format_models, format_move
 from mlstack_core.storage_keys import job_manifest_key, job_prefix, model_name_problem
 
 
@@ -223,7 +225,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    print(format_models(StackClient(args.stack), args.model), end="")
+    print(format_models(StackClient(args.stack), args.model, wide=args.wide), end="")
     return 0
 
 
@@ -292,7 +294,7 @@ def _lifecycle(args: argparse.Namespace) -> int:
     except lifecycle.LifecycleError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    print(json.dumps(result))
+    print(json.dumps(result) if args.json else format_move(args.command, result))
     return 0
 
 
@@ -306,9 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    local = commands.add_parser("local", help="the local cloud")
+    local = add_command(commands, "local")
     local_commands = local.add_subparsers(dest="local_command", required=True)
-    up = local_commands.add_parser("up", help="serve the local cloud until interrupted")
+    up = add_command(local_commands, "up", "local")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=4566, help="AWS endpoint (moto)")
     up.add_argument("--api-port", type=int, default=3000, help="HTTP API")
@@ -320,24 +322,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(handler=cmd_local_up)
 
-    demo = commands.add_parser(
-        "demo", help="run the whole loop once, in process, on a bundled dataset"
-    )
+    demo = add_command(commands, "demo")
     demo.set_defaults(handler=cmd_demo)
 
-    train = commands.add_parser("train", help="upload a CSV (and spec) to start a training run")
-    train.add_argument("csv")
-    train.add_argument("--model", required=True)
-    train.add_argument("--target", help="target column (written to the spec)")
+    train = add_command(commands, "train")
+    train.add_argument("csv", help=command_help.TRAINING_CSV)
+    train.add_argument("--model", required=True, help="the model's name (new or existing)")
+    train.add_argument(
+        "--target", help="the column to predict (written to the spec); a new model needs it"
+    )
     train.add_argument("--spec", help="a spec.json to upload with the CSV")
     train.add_argument("--wait", action="store_true", help="follow the run until it ends")
     train.set_defaults(handler=cmd_train)
 
-    score = commands.add_parser(
-        "score", help="score a CSV file with a model (a batch job: no servers, output in S3)"
-    )
-    score.add_argument("model")
-    score.add_argument("csv")
+    score = add_command(commands, "score")
+    score.add_argument("model", help=command_help.MODEL)
+    score.add_argument("csv", help=command_help.SCORING_CSV)
     score.add_argument("--job", help="job name (default: the file's name without .csv)")
     score.add_argument("--version", type=int, help="score with this version, not production")
     score.add_argument("--keep", help="input columns to copy to the output (default: all)")
@@ -349,36 +349,27 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--wait", action="store_true", help="follow the job until it ends")
     score.set_defaults(handler=cmd_score)
 
-    feedback = commands.add_parser(
-        "feedback", help="upload true labels for served predictions (request_id,row,<target>)"
-    )
-    feedback.add_argument("model")
-    feedback.add_argument("csv")
+    feedback = add_command(commands, "feedback")
+    feedback.add_argument("model", help=command_help.MODEL)
+    feedback.add_argument("csv", help=command_help.FEEDBACK_CSV)
     feedback.set_defaults(handler=cmd_feedback)
 
-    monitor = commands.add_parser(
-        "monitor", help="the latest drift (PSI per feature) and ground-truth quality checks"
-    )
-    monitor.add_argument("model")
+    monitor = add_command(commands, "monitor")
+    monitor.add_argument("model", help=command_help.MODEL)
     monitor.add_argument("--now", action="store_true", help="run the scheduled checks first")
     monitor.set_defaults(handler=cmd_monitor)
 
-    predict = commands.add_parser("predict", help="POST instances to the model's predict endpoint")
-    predict.add_argument("model")
-    predict.add_argument(
-        "file", help='JSON file: {"instances": [...]} or a list of records; - for stdin'
-    )
+    predict = add_command(commands, "predict")
+    predict.add_argument("model", help=command_help.MODEL)
+    predict.add_argument("file", help=command_help.PREDICT_FILE)
     predict.set_defaults(handler=cmd_predict)
 
-    for name, text in (
-        ("approve", "approve a version awaiting approval (resumes its run)"),
-        ("reject", "reject a version awaiting approval (ends its run)"),
-        ("promote", "point production at a version"),
-    ):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("model")
-        command.add_argument("version", type=int)
+    for name in ("approve", "reject", "promote"):
+        command = add_command(commands, name)
+        command.add_argument("model", help=command_help.MODEL)
+        command.add_argument("version", type=int, help=command_help.VERSION)
         command.add_argument("--reason", help="recorded with the move")
+        command.add_argument("--json", action="store_true", help=command_help.JSON_OUTPUT)
         if name == "promote":
             command.add_argument(
                 "--force",
@@ -386,57 +377,53 @@ def build_parser() -> argparse.ArgumentParser:
                 help="promote even a Rejected or PendingApproval version",
             )
         command.set_defaults(handler=_lifecycle)
-    canary = commands.add_parser(
-        "canary", help="send a share of prediction requests to a version (or --off)"
-    )
-    canary.add_argument("model")
-    canary.add_argument("version", type=int, nargs="?")
+    canary = add_command(commands, "canary")
+    canary.add_argument("model", help=command_help.MODEL)
+    canary.add_argument("version", type=int, nargs="?", help=command_help.CHALLENGER_VERSION)
     canary.add_argument(
         "--share", type=float, default=0.1, help="share of requests, in (0, 1] (default 0.1)"
     )
     canary.add_argument("--off", action="store_true", help="stop the canary")
     canary.add_argument("--reason", help="recorded with the change")
+    canary.add_argument("--json", action="store_true", help=command_help.JSON_OUTPUT)
     canary.set_defaults(handler=_lifecycle)
-    shadow = commands.add_parser(
-        "shadow", help="score a version silently beside production (or --off)"
-    )
-    shadow.add_argument("model")
-    shadow.add_argument("version", type=int, nargs="?")
+    shadow = add_command(commands, "shadow")
+    shadow.add_argument("model", help=command_help.MODEL)
+    shadow.add_argument("version", type=int, nargs="?", help=command_help.CHALLENGER_VERSION)
     shadow.add_argument("--off", action="store_true", help="stop the shadow")
     shadow.add_argument("--reason", help="recorded with the change")
+    shadow.add_argument("--json", action="store_true", help=command_help.JSON_OUTPUT)
     shadow.set_defaults(handler=_lifecycle)
-    back = commands.add_parser("rollback", help="point production back at its previous version")
-    back.add_argument("model")
+    back = add_command(commands, "rollback")
+    back.add_argument("model", help=command_help.MODEL)
     back.add_argument("--reason", help="recorded with the move")
+    back.add_argument("--json", action="store_true", help=command_help.JSON_OUTPUT)
     back.set_defaults(handler=_lifecycle)
 
-    report = commands.add_parser(
-        "report", help="plot a version's evaluation (PNGs), challenger beside champion"
-    )
-    report.add_argument("model")
-    report.add_argument("version", type=int, nargs="?", help="default: production")
+    report = add_command(commands, "report")
+    report.add_argument("model", help=command_help.MODEL)
+    report.add_argument("version", type=int, nargs="?", help=command_help.PINNED_VERSION)
     report.add_argument("--out", help="directory (default: reports/<model>/v<version>)")
     report.add_argument(
         "--no-upload", action="store_true", help="do not store the PNGs beside the version"
     )
     report.set_defaults(handler=cmd_report)
 
-    card = commands.add_parser(
-        "card", help="write a version's model card (Markdown, and HTML with the plots embedded)"
-    )
-    card.add_argument("model")
-    card.add_argument("version", type=int, nargs="?", help="default: production")
+    card = add_command(commands, "card")
+    card.add_argument("model", help=command_help.MODEL)
+    card.add_argument("version", type=int, nargs="?", help=command_help.PINNED_VERSION)
     card.add_argument("--out", help="directory (default: cards/<model>/v<version>)")
     card.set_defaults(handler=cmd_card)
 
-    models = commands.add_parser("models", help="list models, or one model's versions")
-    models.add_argument("model", nargs="?")
+    models = add_command(commands, "models")
+    models.add_argument("model", nargs="?", help=command_help.MODELS_MODEL)
+    models.add_argument(
+        "--wide", action="store_true", help="show each REASON whole on one line (no wrapping)"
+    )
     models.set_defaults(handler=cmd_models)
 
-    history = commands.add_parser(
-        "history", help="every move of a model's production, canary and shadow: who, when, why"
-    )
-    history.add_argument("model")
+    history = add_command(commands, "history")
+    history.add_argument("model", help=command_help.MODEL)
     history.set_defaults(handler=cmd_history)
     return parser
 

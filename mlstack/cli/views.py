@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,17 +24,29 @@ from mlstack_core.evidence_text import (
 _DETAIL_INDENT = "\n" + " " * 13
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in [header, *rows]
-    ]
+# The width the models table's REASON column wraps at (between words); --wide shows it whole.
+REASON_WIDTH = 60
+
+
+def _table(header: list[str], rows: list[list[str]], wrap_last: int | None = None) -> str:
+    """Columns aligned. With ``wrap_last``, the last column's text is broken between words into
+    lines at most that wide (a longer word stays whole), the rest under the first."""
+    columns = list(zip(header, *rows, strict=True))
+    widths = [max(len(str(cell)) for cell in column) for column in columns[:-1]]
+    lines = []
+    for row in [header, *rows]:
+        *cells, last = (str(cell) for cell in row)
+        parts = textwrap.wrap(last, wrap_last, break_long_words=False) if wrap_last else [last]
+        for i, part in enumerate(parts or [""]):
+            lead = cells if i == 0 else [""] * len(cells)
+            aligned = [cell.ljust(width) for cell, width in zip(lead, widths, strict=True)]
+            lines.append("  ".join([*aligned, part]))
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
-def format_models(client: StackClient, model: str | None) -> str:
-    """The registry, readable: all models, or one model's versions and its production details."""
+def format_models(client: StackClient, model: str | None, wide: bool = False) -> str:
+    """The registry, readable: all models, or one model's versions and its production details.
+    A version's REASON wraps at ``REASON_WIDTH`` between words; ``wide`` keeps it on one line."""
     registry = client.registry
     if model is None:
         names = registry.list_models()
@@ -70,7 +83,7 @@ def format_models(client: StackClient, model: str | None) -> str:
                 else "",
                 str(version.get("dataset", {}).get("rows", "")),
                 version.get("created_at", "")[:19].replace("T", " "),
-                (version.get("status_reason") or "")[:70],
+                version.get("status_reason") or "",
             ]
         )
     challengers = ", ".join(f"{role} = version {v}" for v, role in sorted(marks.items()))
@@ -80,7 +93,11 @@ def format_models(client: StackClient, model: str | None) -> str:
         + "\n\n"
     ]
     out.append(
-        _table(["VERSION", "STATUS", "ALIAS", "FAMILY", "SCORE", "ROWS", "CREATED", "REASON"], rows)
+        _table(
+            ["VERSION", "STATUS", "ALIAS", "FAMILY", "SCORE", "ROWS", "CREATED", "REASON"],
+            rows,
+            wrap_last=None if wide else REASON_WIDTH,
+        )
     )
     production_schema: Mapping[str, Any] = {}
     if production:
@@ -204,4 +221,31 @@ def _rows_line(dataset: Mapping[str, Any], splits: Mapping[str, Any]) -> str:
     return (
         f"{dataset.get('rows')} ({splits.get('train_rows')} train, "
         f"{splits.get('holdout_rows')} holdout)"
+    )
+
+
+def format_move(command: str, result: Mapping[str, Any]) -> str:
+    """What a lifecycle command did, in words: which alias moved where, or what a person decided
+    and where production is now. ``--json`` prints ``result`` itself, for scripts."""
+    model = result["model"]
+    if "decision" in result:  # approve, reject: the run resumed, and where it left the version
+        run = result.get("run")
+        ended = "its run is still RUNNING" if run == "RUNNING" else f"its run {run}"
+        return (
+            f"version {result['version']} of {model!r} {result['decision']} by {result['actor']}"
+            f" ({result['reason']}); {ended}; version {result['version']} is {result['status']};"
+            f" production = version {result.get('production') or '-'}"
+        )
+    if command in ("canary", "shadow"):
+        if result.get(command) is None:
+            return f"{model!r}: {command} off (it was version {result.get('previous')})"
+        share = f", {float(result['share']):.0%} of requests" if command == "canary" else ""
+        return (
+            f"{model!r}: {command} = version {result[command]}{share}, beside production version"
+            f" {result.get('production')}; {result['note']}"
+        )
+    verb = "rolled back" if command == "rollback" else "moved"
+    return (
+        f"{model!r}: production {verb} from version {result.get('previous') or '-'} to version "
+        f"{result['production']}"
     )
