@@ -48,16 +48,24 @@ def _handler(event: dict[str, Any]) -> Any:
     return load_handler("score")(event, FakeLambdaContext())
 
 
-def _run_job(aws: Stack, rows: list[dict[str, str]], **request: Any) -> dict[str, Any]:
-    """The scoring state machine's steps, with its payloads."""
-    dataset = _upload(aws, "batch/penguins/nightly.csv", records_csv(rows))
+def _run_job(
+    aws: Stack, rows: list[dict[str, str]], body: bytes | None = None, **request: Any
+) -> dict[str, Any]:
+    """The scoring state machine's steps, with its payloads; ``body`` the file's bytes when
+    they are not ``rows`` as plain CSV."""
+    dataset = _upload(aws, "batch/penguins/nightly.csv", body or records_csv(rows))
     job = _handler(
         {
             "action": "resolve",
             "request": {"model": MODEL, "job": "nightly", "dataset": dataset, **request},
         }
     )
-    read = list(csv.DictReader(io.StringIO(records_csv(rows).decode())))  # ItemReader, CSV
+    # The ItemReader: the object version the job names, as comma-separated UTF-8 (a BOM kept).
+    reader = job["input"]
+    text = aws.s3.get_object(
+        Bucket=reader["bucket"], Key=reader["key"], VersionId=reader["version_id"]
+    )["Body"].read()
+    read = list(csv.DictReader(io.StringIO(text.decode("utf-8"), newline="")))
     items = [{"row": i, "values": values} for i, values in enumerate(read)]  # ItemSelector
     outputs = [
         _handler(
@@ -128,6 +136,16 @@ def test_a_job_with_more_refusals_than_allowed_fails_by_name_after_its_account(
     manifest = json.loads(_read(production, "batch/penguins/nightly/manifest.json"))
     assert manifest["rows_refused"] == 2
     assert manifest["status"] == "failed"
+
+
+def test_a_file_with_a_byte_order_mark_is_scored_as_training_reads_it(
+    production: Stack,
+) -> None:
+    rows = _input_rows()
+    summary = _run_job(
+        production, rows, body=b"\xef\xbb\xbf" + records_csv(rows), max_refused_share=0.05
+    )
+    assert (summary["rows_in"], summary["rows_scored"], summary["rows_refused"]) == (80, 78, 2)
 
 
 def test_a_pinned_version_scores_the_whole_job_and_an_unservable_one_is_refused(

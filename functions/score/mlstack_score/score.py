@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 HEADER_BYTES = 1 << 20  # the header must fit in the file's first MiB
+BYTE_ORDER_MARK = "\ufeff"
 
 
 # Object metadata a batch file may carry (``mlstack score`` sets it; ``aws s3 cp --metadata``
@@ -214,7 +215,7 @@ def score_batch(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, A
     """Score one batch; write its part and its refused rows; say where they are."""
     per_model(job["model"])
     loaded = _loaded(job["model"], int(job["version"]), stack_settings().registry_table)
-    rows = [item["values"] for item in items]
+    rows = _without_byte_order_mark([item["values"] for item in items])
     positions = [int(item["row"]) for item in items]
     scores = score_rows(loaded, rows)
     first = positions[0] if positions else 0
@@ -246,6 +247,16 @@ def score_batch(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, A
         "part_key": part_key,
         "refused_key": errors_key,
     }
+
+
+def _without_byte_order_mark(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The rows with the header's first name as training reads it (``tabular.read_csv``
+    decodes utf-8-sig): the ItemReader keeps a UTF-8 byte order mark in the first name."""
+    first = next(iter(rows[0]), "") if rows else ""
+    if not first.startswith(BYTE_ORDER_MARK):
+        return rows
+    name = first.removeprefix(BYTE_ORDER_MARK)
+    return [{(name if key == first else key): value for key, value in row.items()} for row in rows]
 
 
 def _part(job: dict[str, Any], loaded: LoadedModel, rows: list[dict[str, str]], scores: Any) -> str:
