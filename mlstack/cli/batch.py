@@ -33,6 +33,7 @@ def upload_batch(
     version: int | None = None,
     keep: list[str] | None = None,
     max_refused_share: float | None = None,
+    delimiter: str | None = None,
 ) -> dict[str, Any]:
     """Put ``path`` at batch/<model>/<job>.csv with the job's options as object metadata: the
     upload starts the job, as a plain S3 upload would."""
@@ -52,11 +53,24 @@ def upload_batch(
         # Refused here, before the upload, as the job would refuse it (RefusedShareOutOfRange).
         checked_refused_share(max_refused_share)
         metadata["mlstack-max-refused-share"] = str(max_refused_share)
+    if delimiter:
+        metadata["mlstack-delimiter"] = metadata_delimiter(delimiter)
     bucket = client.outputs["DataBucketName"]
     response = client.session.client("s3").put_object(
         Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType="text/csv", Metadata=metadata
     )
     return {"bucket": bucket, "key": key, "version_id": response.get("VersionId"), "job": job}
+
+
+def metadata_delimiter(delimiter: str) -> str:
+    """``--delimiter`` as object metadata holds it (printable ASCII; a tab as ``\\t``)."""
+    if delimiter in ("\t", "\\t", "tab"):
+        return "\\t"
+    if len(delimiter) != 1 or not delimiter.isprintable() or not delimiter.isascii():
+        raise CommandError(f"--delimiter is one character, or \\t for a tab; got {delimiter!r}")
+    if delimiter in ('"', " "):
+        raise CommandError(f"--delimiter {delimiter!r} cannot separate CSV cells")
+    return delimiter
 
 
 def data_rows(path: Path) -> int:

@@ -148,6 +148,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         version=args.version,
         keep=keep,
         max_refused_share=args.max_refused_share,
+        delimiter=args.delimiter,
     )
     print(f"uploaded s3://{upload['bucket']}/{upload['key']} (version {upload['version_id']})")
     execution_arn = client.find_execution(upload, machine="ScoringStateMachineArn")
@@ -345,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-refused-share",
         type=float,
         help="fail the job when a larger share of rows is refused, in [0, 1) (default 0.01)",
+    )
+    score.add_argument(
+        "--delimiter",
+        help="the file's delimiter, \\t for a tab (default: the one the model was trained on)",
     )
     score.add_argument("--wait", action="store_true", help="follow the job until it ends")
     score.set_defaults(handler=cmd_score)

@@ -61,7 +61,7 @@ def _run_job(
         }
     )
     # The ItemReader: the object version the job names, as comma-separated UTF-8 (a BOM kept).
-    reader = job["input"]
+    reader = job["rows"]
     text = aws.s3.get_object(
         Bucket=reader["bucket"], Key=reader["key"], VersionId=reader["version_id"]
     )["Body"].read()
@@ -146,6 +146,32 @@ def test_a_file_with_a_byte_order_mark_is_scored_as_training_reads_it(
         production, rows, body=b"\xef\xbb\xbf" + records_csv(rows), max_refused_share=0.05
     )
     assert (summary["rows_in"], summary["rows_scored"], summary["rows_refused"]) == (80, 78, 2)
+
+
+def test_a_file_is_read_with_the_delimiter_its_version_was_trained_on_or_the_jobs(
+    aws: Stack,
+) -> None:
+    aws.put_spec(
+        MODEL, {"target": "species", "candidates": ["logistic_regression"], "delimiter": ";"}
+    )
+    training = penguins_bytes().decode().replace(",", ";").encode()
+    assert aws.run_register_step(aws.run_pipeline(MODEL, training))["promoted"] is True
+    rows = _input_rows()
+    rows[41]["body_mass_g"] = "4;000"  # quoted in a ';' file, a cell the ItemReader must keep
+    semicolons = records_csv(rows).decode().replace(",", ";").replace("4;000", '"4;000"')
+    summary = _run_job(aws, rows, body=semicolons.encode(), max_refused_share=0.05)
+    assert (summary["rows_in"], summary["rows_scored"], summary["rows_refused"]) == (80, 78, 2)
+    manifest = json.loads(_read(aws, "batch/penguins/nightly/manifest.json"))
+    (first, *_) = csv.DictReader(io.StringIO(_read(aws, manifest["parts"][0])))
+    assert first["customer"] == "c000"
+
+    # The job's option overrides the version's; a header read wrongly says which one looks right.
+    rows[41]["body_mass_g"] = "4000"
+    pipes = records_csv(rows).decode().replace(",", "|").encode()
+    assert _run_job(aws, rows, body=pipes, delimiter="|", max_refused_share=0.05)["rows_in"] == 80
+    with pytest.raises(Exception, match=r"looks '\|'-separated.*--delimiter '\|'") as raised:
+        _run_job(aws, rows, body=pipes)
+    assert type(raised.value).__name__ == "HeaderLacksFeature"
 
 
 def test_a_pinned_version_scores_the_whole_job_and_an_unservable_one_is_refused(
