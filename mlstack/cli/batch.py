@@ -11,6 +11,7 @@ from typing import Any
 
 from mlstack.cli.errors import CommandError
 from mlstack.cli.stack import StackClient
+from mlstack_core.contract.batch import PART_ROWS_METADATA
 from mlstack_core.contract.batch import max_refused_share as checked_refused_share
 from mlstack_core.storage_keys import (
     BATCH_KEY,
@@ -100,18 +101,32 @@ def follow_job(
     """Print rows done of the total as parts appear; the execution's description at its end."""
     sfn, s3 = client.session.client("stepfunctions"), client.session.client("s3")
     bucket = client.outputs["DataBucketName"]
-    per_part = batch_rows(client)
+    counted: dict[str, int] = {}  # part key -> its rows, each part looked at once
     shown = -1
     while True:
         description = dict(sfn.describe_execution(executionArn=execution_arn))
-        listing = s3.list_objects_v2(Bucket=bucket, Prefix=job_parts_prefix(prefix))
-        done = min(total_rows, listing.get("KeyCount", 0) * per_part)
+        for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=job_parts_prefix(prefix)
+        ):
+            for listed in page.get("Contents", []):
+                if listed["Key"] not in counted:
+                    counted[listed["Key"]] = part_rows(client, bucket, listed["Key"])
+        done = min(total_rows, sum(counted.values()))
         if done != shown:
             say(f"  scored {done:,} of {total_rows:,} rows")
             shown = done
         if description["status"] != "RUNNING":
             return description
         time.sleep(poll_seconds)
+
+
+def part_rows(client: StackClient, bucket: str, key: str) -> int:
+    """The input rows a part accounts for (scored and refused), as the scoring function wrote
+    them in its metadata: a batch's size depends on the ItemBatcher, which a local definition
+    lacks, and the last batch of a job is smaller."""
+    head = client.session.client("s3").head_object(Bucket=bucket, Key=key)
+    rows = head.get("Metadata", {}).get(PART_ROWS_METADATA)
+    return int(rows) if rows is not None else batch_rows(client)
 
 
 def manifest_summary(manifest: dict[str, Any], bucket: str) -> str:

@@ -174,6 +174,37 @@ def test_a_file_is_read_with_the_delimiter_its_version_was_trained_on_or_the_job
     assert type(raised.value).__name__ == "HeaderLacksFeature"
 
 
+class _LocalScoringMachine:
+    """What ``mlstack score --wait`` asks of the stack, with the local definition (no
+    ItemBatcher) and the real data bucket."""
+
+    def __init__(self, aws: Stack) -> None:
+        self.outputs = {"DataBucketName": aws.data_bucket, "ScoringStateMachineArn": "machine"}
+        self.session = self
+        self.s3 = aws.s3
+        self.calls = 0
+
+    def client(self, name: str) -> Any:
+        return self.s3 if name == "s3" else self
+
+    def describe_state_machine(self, **_: str) -> dict[str, Any]:
+        return {"definition": json.dumps({"States": {"ScoreRows": {"Type": "Map"}}})}
+
+    def describe_execution(self, **_: str) -> dict[str, Any]:
+        self.calls += 1
+        return {"status": "RUNNING" if self.calls == 1 else "SUCCEEDED"}
+
+
+def test_progress_counts_rows_whatever_the_batches(production: Stack) -> None:
+    from mlstack.cli.batch import follow_job
+
+    _run_job(production, _input_rows(), max_refused_share=0.05)  # 4 parts of 25, 25, 25, 5
+    said: list[str] = []
+    stack: Any = _LocalScoringMachine(production)
+    follow_job(stack, "job", "batch/penguins/nightly", 80, say=said.append, poll_seconds=0)
+    assert said == ["  scored 80 of 80 rows"]
+
+
 def test_a_pinned_version_scores_the_whole_job_and_an_unservable_one_is_refused(
     production: Stack,
 ) -> None:

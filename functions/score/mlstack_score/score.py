@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from mlstack_core.clients import client
 from mlstack_core.contract import LoadedModel, load_model
-from mlstack_core.contract.batch import max_refused_share, score_rows
+from mlstack_core.contract.batch import PART_ROWS_METADATA, max_refused_share, score_rows
 from mlstack_core.documents import VersionDocument
 from mlstack_core.errors import (
     EmptyDataset,
@@ -289,6 +289,7 @@ def score_batch(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, A
         Key=part_key,
         Body=_part(job, loaded, rows, scores).encode(),
         ContentType="text/csv",
+        Metadata={PART_ROWS_METADATA: str(len(rows))},
     )
     errors_key = None
     if scores.refused:
