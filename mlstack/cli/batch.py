@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from collections.abc import Callable
@@ -127,6 +128,57 @@ def part_rows(client: StackClient, bucket: str, key: str) -> int:
     head = client.session.client("s3").head_object(Bucket=bucket, Key=key)
     rows = head.get("Metadata", {}).get(PART_ROWS_METADATA)
     return int(rows) if rows is not None else batch_rows(client)
+
+
+def read_manifest(
+    client: StackClient, bucket: str, prefix: str, version_id: str | None
+) -> dict[str, Any] | None:
+    """The job's manifest.json, or None when the job ended before writing it (one left by an
+    earlier job of the same name, of another version of the file, is not this job's)."""
+    s3 = client.session.client("s3")
+    try:
+        body = s3.get_object(Bucket=bucket, Key=job_manifest_key(prefix))["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    manifest: dict[str, Any] = json.loads(body)
+    return manifest if manifest["input"].get("version_id") == version_id else None
+
+
+def errors_path(output: Path) -> Path:
+    """Where a job's errors.csv goes beside its output: scored.csv -> scored.errors.csv."""
+    return output.with_name(f"{output.stem}.errors.csv")
+
+
+def download_output(
+    client: StackClient, manifest: dict[str, Any], bucket: str, output: Path
+) -> list[Path]:
+    """The job's scored rows as one CSV at ``output``, in the input's order (the parts in the
+    manifest's order, one header), and its errors.csv beside it when it refused rows."""
+    s3 = client.session.client("s3")
+    header: str | None = None
+    with output.open("w", encoding="utf-8", newline="") as out:
+        for key in manifest["parts"]:
+            text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+            if header is None:
+                # The header as the scoring function wrote it (csv, "\r\n"): a kept column's
+                # name may hold a line break, so it is not simply the first line.
+                names = next(csv.reader(io.StringIO(text, newline="")), [])
+                written = io.StringIO()
+                csv.writer(written, lineterminator="\r\n").writerow(names)
+                header = written.getvalue()
+                out.write(header)
+            if not text.startswith(header):
+                raise CommandError(f"part {key} does not have the job's header")
+            out.write(text[len(header) :])
+        if header is None:  # no part at all: an empty file, not a missing one
+            out.write("")
+    written_paths = [output]
+    if manifest["rows_refused"]:
+        errors = errors_path(output)
+        body = s3.get_object(Bucket=bucket, Key=manifest["errors"])["Body"].read()
+        errors.write_bytes(body)
+        written_paths.append(errors)
+    return written_paths
 
 
 def manifest_summary(manifest: dict[str, Any], bucket: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from tests.helpers.tables import penguins_bytes, records_csv
 pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 MODEL = "penguins"
+JOB = "batch/penguins/nightly"
 BATCH_ROWS = 25
 
 
@@ -203,6 +205,32 @@ def test_progress_counts_rows_whatever_the_batches(production: Stack) -> None:
     stack: Any = _LocalScoringMachine(production)
     follow_job(stack, "job", "batch/penguins/nightly", 80, say=said.append, poll_seconds=0)
     assert said == ["  scored 80 of 80 rows"]
+
+
+def test_the_output_comes_back_as_one_file_in_input_order_with_its_errors_beside_it(
+    production: Stack, tmp_path: Path
+) -> None:
+    from mlstack.cli.batch import download_output, read_manifest
+
+    rows = _input_rows()
+    _run_job(production, rows, max_refused_share=0.05)
+    stack: Any = _LocalScoringMachine(production)
+    checked = production.s3.head_object(Bucket=production.data_bucket, Key=f"{JOB}.csv")
+    manifest = read_manifest(stack, production.data_bucket, JOB, checked["VersionId"])
+    assert manifest is not None
+    assert read_manifest(stack, production.data_bucket, JOB, "an earlier upload") is None
+
+    output = tmp_path / "scored.csv"
+    written = download_output(stack, manifest, production.data_bucket, output)
+    assert written == [output, tmp_path / "scored.errors.csv"]
+    with output.open(newline="") as handle:
+        scored = list(csv.DictReader(handle))
+    assert [r["customer"] for r in scored] == [
+        r["customer"] for i, r in enumerate(rows) if i not in (7, 41)
+    ]
+    assert set(scored[0]) >= {"island", "prediction", "probability_Gentoo"}
+    refused = list(csv.DictReader(io.StringIO(written[1].read_text())))
+    assert [r["data_row"] for r in refused] == ["8", "42"]
 
 
 def test_a_pinned_version_scores_the_whole_job_and_an_unservable_one_is_refused(
