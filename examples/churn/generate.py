@@ -8,6 +8,9 @@ For monitoring: ``watched.json`` is a spec that captures what is served, ``recen
 this year's customers (with their ``customer_id``) to send to a model of last year, and
 ``recent-outcomes.csv`` what those customers did: the inputs look like last year's (low drift),
 the answers are wrong, and only the outcomes show it.
+
+For batch scoring: ``customers.csv`` is 200 of this year's customers, each with its
+``customer_id``, to score with ``mlstack score``.
 """
 
 from __future__ import annotations
@@ -91,3 +94,10 @@ if __name__ == "__main__":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["customer_id", "churned"])
         writer.writerows([o["customer_id"], "yes" if o["churned"] else "no"] for o in outcomes)
+    rng = random.Random(4)
+    with open(HERE / "customers.csv", "w", newline="") as out:
+        customers = csv.DictWriter(
+            out, fieldnames=["customer_id", *COLUMNS[:-1]], lineterminator="\n"
+        )
+        customers.writeheader()
+        customers.writerows({"customer_id": f"b-{n:04d}", **customer(rng)} for n in range(200))

@@ -21,7 +21,7 @@ from mlstack.cli.help import add_command
 from mlstack.cli.progress import follow_execution
 from mlstack.cli.stack import StackClient
 from mlstack.cli.views import failure_summary, format_history, format_models, format_move
-from mlstack_core.storage_keys import job_manifest_key, job_prefix, model_name_problem
+from mlstack_core.storage_keys import job_prefix, model_name_problem
 
 
 def _print_json(value: Any) -> None:
@@ -135,7 +135,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from mlstack.cli.batch import data_rows, follow_job, manifest_summary, upload_batch
+    from mlstack.cli.batch import (
+        data_rows,
+        download_output,
+        follow_job,
+        manifest_summary,
+        read_manifest,
+        upload_batch,
+    )
 
     path = Path(args.csv)
     if not path.is_file():
@@ -150,21 +157,25 @@ def cmd_score(args: argparse.Namespace) -> int:
         version=args.version,
         keep=keep,
         max_refused_share=args.max_refused_share,
+        delimiter=args.delimiter,
     )
     print(f"uploaded s3://{upload['bucket']}/{upload['key']} (version {upload['version_id']})")
     execution_arn = client.find_execution(upload, machine="ScoringStateMachineArn")
     print(f"scoring job: {execution_arn}")
-    if not args.wait:
+    if not (args.wait or args.output):
         return 0
     prefix = job_prefix(args.model, upload["job"])
     description = follow_job(client, execution_arn, prefix, data_rows(path))
+    manifest = read_manifest(client, upload["bucket"], prefix, upload["version_id"])
     if description["status"] != "SUCCEEDED":
         print(f"job {description['status']}{_failure(description)}")
-        return 1
-    s3 = client.session.client("s3")
-    body = s3.get_object(Bucket=upload["bucket"], Key=job_manifest_key(prefix))["Body"].read()
-    print(manifest_summary(json.loads(body), upload["bucket"]))
-    return 0
+    elif manifest is not None:
+        print(manifest_summary(manifest, upload["bucket"]))
+    if args.output and manifest is not None:
+        # Also from a job that refused too many rows: its rows and errors.csv are kept.
+        for written in download_output(client, manifest, upload["bucket"], Path(args.output)):
+            print(f"wrote {written}")
+    return 0 if description["status"] == "SUCCEEDED" else 1
 
 
 def _failure(description: dict[str, Any]) -> str:
@@ -346,7 +357,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="fail the job when a larger share of rows is refused, in [0, 1) (default 0.01)",
     )
+    score.add_argument(
+        "--delimiter",
+        help="the file's delimiter, \\t for a tab (default: the one the model was trained on)",
+    )
     score.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    score.add_argument(
+        "--output",
+        metavar="FILE",
+        help="wait, then write the scored rows to FILE in the input's order, and any refused "
+        "rows to FILE's name with .errors.csv (implies --wait)",
+    )
     score.set_defaults(handler=cmd_score)
 
     feedback = add_command(commands, "feedback")

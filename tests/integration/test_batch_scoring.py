@@ -170,6 +170,29 @@ def test_mlstack_score_pins_a_version_keeps_columns_and_prints_the_account(
     assert [r["prediction"] for r in scored] == pinned.body["predictions"]
 
 
+def test_mlstack_score_output_brings_back_a_bom_semicolon_file_s_rows_in_order(
+    production: int, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file saved by a spreadsheet (a byte order mark, ';' between cells), read as it says;
+    --output waits and writes the rows in the file's order, the refused one beside them."""
+    from mlstack.cli.main import main
+
+    rows = _rows()
+    path = tmp_path / "spreadsheet.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + to_csv(rows).decode().replace(",", ";").encode())
+    output = tmp_path / "scored.csv"
+    args = ["score", MODEL, str(path), "--delimiter", ";", "--keep", "customer"]
+    code = main([*args, "--max-refused-share", "0.01", "--output", str(output)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert f"scored {len(rows):,} of {len(rows):,} rows" in printed
+    with output.open(newline="") as handle:
+        scored = list(csv.DictReader(handle))
+    assert [r["customer"] for r in scored] == [r["customer"] for i, r in enumerate(rows) if i != 10]
+    (refused,) = csv.DictReader(io.StringIO((tmp_path / "scored.errors.csv").read_text()))
+    assert refused["data_row"] == "11"
+
+
 def test_mlstack_score_refuses_a_bad_job_name_before_uploading(
     stack: StackClient, tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import re
@@ -297,6 +298,19 @@ def test_the_readme_walkthrough_runs_as_written(
         assert "hotfix" in reasons
         assert '"production": 2' in ran.stdout  # approve said where production is
         assert '"predictions"' in ran.stdout
+        # The batch job's rows came back: every customer, in the file's order, with production's
+        # answer and nothing refused.
+        churn = tmp_path / "examples/churn"
+        with (
+            (churn / "customers.csv").open(newline="") as sent,
+            (churn / "scored.csv").open(newline="") as back,
+        ):
+            customers, scored = list(csv.DictReader(sent)), list(csv.DictReader(back))
+        assert [r["customer_id"] for r in scored] == [r["customer_id"] for r in customers]
+        assert list(scored[0]) == ["customer_id", "prediction", "probability_no", "probability_yes"]
+        assert {r["prediction"] for r in scored} <= {"no", "yes"}
+        assert not (churn / "scored.errors.csv").exists()
+        assert "scored 200 of 200 rows" in ran.stdout
         card = (tmp_path / "examples/churn/cards/churn/v2/card.md").read_text()
         assert "Customers likely to leave" in card
         assert "gate: promote; approved by" in card

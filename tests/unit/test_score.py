@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from tests.helpers.tables import penguins_bytes, records_csv
 pytestmark = [pytest.mark.unit, pytest.mark.slow]
 
 MODEL = "penguins"
+JOB = "batch/penguins/nightly"
 BATCH_ROWS = 25
 
 
@@ -48,16 +50,24 @@ def _handler(event: dict[str, Any]) -> Any:
     return load_handler("score")(event, FakeLambdaContext())
 
 
-def _run_job(aws: Stack, rows: list[dict[str, str]], **request: Any) -> dict[str, Any]:
-    """The scoring state machine's steps, with its payloads."""
-    dataset = _upload(aws, "batch/penguins/nightly.csv", records_csv(rows))
+def _run_job(
+    aws: Stack, rows: list[dict[str, str]], body: bytes | None = None, **request: Any
+) -> dict[str, Any]:
+    """The scoring state machine's steps, with its payloads; ``body`` the file's bytes when
+    they are not ``rows`` as plain CSV."""
+    dataset = _upload(aws, "batch/penguins/nightly.csv", body or records_csv(rows))
     job = _handler(
         {
             "action": "resolve",
             "request": {"model": MODEL, "job": "nightly", "dataset": dataset, **request},
         }
     )
-    read = list(csv.DictReader(io.StringIO(records_csv(rows).decode())))  # ItemReader, CSV
+    # The ItemReader: the object version the job names, as comma-separated UTF-8 (a BOM kept).
+    reader = job["rows"]
+    text = aws.s3.get_object(
+        Bucket=reader["bucket"], Key=reader["key"], VersionId=reader["version_id"]
+    )["Body"].read()
+    read = list(csv.DictReader(io.StringIO(text.decode("utf-8"), newline="")))
     items = [{"row": i, "values": values} for i, values in enumerate(read)]  # ItemSelector
     outputs = [
         _handler(
@@ -128,6 +138,99 @@ def test_a_job_with_more_refusals_than_allowed_fails_by_name_after_its_account(
     manifest = json.loads(_read(production, "batch/penguins/nightly/manifest.json"))
     assert manifest["rows_refused"] == 2
     assert manifest["status"] == "failed"
+
+
+def test_a_file_with_a_byte_order_mark_is_scored_as_training_reads_it(
+    production: Stack,
+) -> None:
+    rows = _input_rows()
+    summary = _run_job(
+        production, rows, body=b"\xef\xbb\xbf" + records_csv(rows), max_refused_share=0.05
+    )
+    assert (summary["rows_in"], summary["rows_scored"], summary["rows_refused"]) == (80, 78, 2)
+
+
+def test_a_file_is_read_with_the_delimiter_its_version_was_trained_on_or_the_jobs(
+    aws: Stack,
+) -> None:
+    aws.put_spec(
+        MODEL, {"target": "species", "candidates": ["logistic_regression"], "delimiter": ";"}
+    )
+    training = penguins_bytes().decode().replace(",", ";").encode()
+    assert aws.run_register_step(aws.run_pipeline(MODEL, training))["promoted"] is True
+    rows = _input_rows()
+    rows[41]["body_mass_g"] = "4;000"  # quoted in a ';' file, a cell the ItemReader must keep
+    semicolons = records_csv(rows).decode().replace(",", ";").replace("4;000", '"4;000"')
+    summary = _run_job(aws, rows, body=semicolons.encode(), max_refused_share=0.05)
+    assert (summary["rows_in"], summary["rows_scored"], summary["rows_refused"]) == (80, 78, 2)
+    manifest = json.loads(_read(aws, "batch/penguins/nightly/manifest.json"))
+    (first, *_) = csv.DictReader(io.StringIO(_read(aws, manifest["parts"][0])))
+    assert first["customer"] == "c000"
+
+    # The job's option overrides the version's; a header read wrongly says which one looks right.
+    rows[41]["body_mass_g"] = "4000"
+    pipes = records_csv(rows).decode().replace(",", "|").encode()
+    assert _run_job(aws, rows, body=pipes, delimiter="|", max_refused_share=0.05)["rows_in"] == 80
+    with pytest.raises(Exception, match=r"looks '\|'-separated.*--delimiter '\|'") as raised:
+        _run_job(aws, rows, body=pipes)
+    assert type(raised.value).__name__ == "HeaderLacksFeature"
+
+
+class _LocalScoringMachine:
+    """What ``mlstack score --wait`` asks of the stack, with the local definition (no
+    ItemBatcher) and the real data bucket."""
+
+    def __init__(self, aws: Stack) -> None:
+        self.outputs = {"DataBucketName": aws.data_bucket, "ScoringStateMachineArn": "machine"}
+        self.session = self
+        self.s3 = aws.s3
+        self.calls = 0
+
+    def client(self, name: str) -> Any:
+        return self.s3 if name == "s3" else self
+
+    def describe_state_machine(self, **_: str) -> dict[str, Any]:
+        return {"definition": json.dumps({"States": {"ScoreRows": {"Type": "Map"}}})}
+
+    def describe_execution(self, **_: str) -> dict[str, Any]:
+        self.calls += 1
+        return {"status": "RUNNING" if self.calls == 1 else "SUCCEEDED"}
+
+
+def test_progress_counts_rows_whatever_the_batches(production: Stack) -> None:
+    from mlstack.cli.batch import follow_job
+
+    _run_job(production, _input_rows(), max_refused_share=0.05)  # 4 parts of 25, 25, 25, 5
+    said: list[str] = []
+    stack: Any = _LocalScoringMachine(production)
+    follow_job(stack, "job", "batch/penguins/nightly", 80, say=said.append, poll_seconds=0)
+    assert said == ["  scored 80 of 80 rows"]
+
+
+def test_the_output_comes_back_as_one_file_in_input_order_with_its_errors_beside_it(
+    production: Stack, tmp_path: Path
+) -> None:
+    from mlstack.cli.batch import download_output, read_manifest
+
+    rows = _input_rows()
+    _run_job(production, rows, max_refused_share=0.05)
+    stack: Any = _LocalScoringMachine(production)
+    checked = production.s3.head_object(Bucket=production.data_bucket, Key=f"{JOB}.csv")
+    manifest = read_manifest(stack, production.data_bucket, JOB, checked["VersionId"])
+    assert manifest is not None
+    assert read_manifest(stack, production.data_bucket, JOB, "an earlier upload") is None
+
+    output = tmp_path / "scored.csv"
+    written = download_output(stack, manifest, production.data_bucket, output)
+    assert written == [output, tmp_path / "scored.errors.csv"]
+    with output.open(newline="") as handle:
+        scored = list(csv.DictReader(handle))
+    assert [r["customer"] for r in scored] == [
+        r["customer"] for i, r in enumerate(rows) if i not in (7, 41)
+    ]
+    assert set(scored[0]) >= {"island", "prediction", "probability_Gentoo"}
+    refused = list(csv.DictReader(io.StringIO(written[1].read_text())))
+    assert [r["data_row"] for r in refused] == ["8", "42"]
 
 
 def test_a_pinned_version_scores_the_whole_job_and_an_unservable_one_is_refused(

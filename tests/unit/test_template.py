@@ -206,8 +206,9 @@ STATE_MACHINE_EXTRA = [
     Need("kms:GenerateDataKey", "${AlertsKey.Arn}", "encrypted alerts topic"),
     Need("kms:Decrypt", "${AlertsKey.Arn}", "encrypted alerts topic"),
 ]
-# The scoring machine's ItemReader reads the file named in the job ($.job.input), which the
-# trigger takes from batch/ in the data bucket, by the VersionId the job was resolved with.
+# The scoring machine's ItemReader reads the file named in the job ($.job.rows: the batch file,
+# or its comma-separated copy beside the job's output), under batch/ in the data bucket, by the
+# VersionId the job was resolved with.
 SCORING_MACHINE_EXTRA = [
     Need("s3:GetObject", BATCH, "Distributed Map items (the batch file, ItemReader)"),
     Need("s3:GetObjectVersion", BATCH, "the batch file's checked version (ItemReader VersionId)"),

@@ -18,6 +18,7 @@ import csv
 import hashlib
 import io
 import json
+import tempfile
 import threading
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -27,13 +28,14 @@ from botocore.exceptions import ClientError
 
 from mlstack_core.clients import client
 from mlstack_core.contract import LoadedModel, load_model
-from mlstack_core.contract.batch import max_refused_share, score_rows
+from mlstack_core.contract.batch import PART_ROWS_METADATA, max_refused_share, score_rows
 from mlstack_core.documents import VersionDocument
 from mlstack_core.errors import (
     EmptyDataset,
     HeaderLacksFeature,
     ModelNotFound,
     TooManyRefusedRows,
+    WrongDelimiter,
 )
 from mlstack_core.integrity import read_verified
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
@@ -48,13 +50,16 @@ from mlstack_core.storage_keys import (
     job_part_key,
     job_prefix,
     job_refused_key,
+    job_rows_key,
     model_name_problem,
 )
+from mlstack_core.tabular import HashingReader
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 HEADER_BYTES = 1 << 20  # the header must fit in the file's first MiB
+BYTE_ORDER_MARK = "\ufeff"
 
 
 # Object metadata a batch file may carry (``mlstack score`` sets it; ``aws s3 cp --metadata``
@@ -63,7 +68,10 @@ METADATA_OPTIONS = {
     "mlstack-version": "version",
     "mlstack-keep": "keep",
     "mlstack-max-refused-share": "max_refused_share",
+    "mlstack-delimiter": "delimiter",
 }
+# What the header check suggests when a file's header is one column holding one of these.
+LIKELY_DELIMITERS = (",", ";", "\t", "|")
 
 
 def resolve_job(request: dict[str, Any]) -> dict[str, Any]:
@@ -78,13 +86,14 @@ def resolve_job(request: dict[str, Any]) -> dict[str, Any]:
     registry = Registry(stack_settings().registry_table)
     allowed = max_refused_share(request.get("max_refused_share"))
     version, document = _version(registry, model, request.get("version"))
-    header = _header(dataset)
+    delimiter = _delimiter(request.get("delimiter"), document)
+    header = _header(dataset, delimiter)
     required = [*document["schema"].get("numeric", []), *document["schema"].get("categorical", [])]
     missing = [column for column in required if column not in header]
     if missing:
         raise HeaderLacksFeature(
             f"the header of {dataset['key']} lacks {', '.join(map(repr, missing[:20]))}, which "
-            f"version {version} of {model!r} reads"
+            f"version {version} of {model!r} reads{_delimiter_hint(header, delimiter)}"
         )
     keep = request.get("keep") or header
     unknown = [column for column in keep if column not in header]
@@ -96,11 +105,65 @@ def resolve_job(request: dict[str, Any]) -> dict[str, Any]:
         "job": name,
         "version": version,
         "input": dataset,
+        "rows": dataset if delimiter == "," else _comma_copy(dataset, delimiter, prefix),
         "keep": _store_keep(dataset["bucket"], prefix, keep),
         "prefix": prefix,
         "max_refused_share": allowed,
         "started": datetime.now(UTC).isoformat(),
     }
+
+
+def _delimiter(override: Any, document: VersionDocument) -> str:
+    """The job's delimiter: its option (``mlstack score --delimiter``; ``\\t`` a tab, since
+    object metadata holds no tab), else the one the version's training file was read with."""
+    if override:
+        delimiter = "\t" if str(override) in ("\\t", "tab") else str(override)
+    else:
+        delimiter = str((document.get("spec") or {}).get("delimiter") or ",")
+    if len(delimiter) != 1 or delimiter in ('"', "\r", "\n"):
+        raise WrongDelimiter(f"a delimiter is one character other than a quote, got {override!r}")
+    return delimiter
+
+
+def _delimiter_hint(header: list[str], delimiter: str) -> str:
+    """What a header read as one column says about the file's delimiter, if anything."""
+    if len(header) != 1:
+        return ""
+    for other in LIKELY_DELIMITERS:
+        if other != delimiter and other in header[0]:
+            shown = "\\t" if other == "\t" else other
+            return (
+                f"; the header is one column that contains {other!r}: the file looks "
+                f"{other!r}-separated, but the job reads {delimiter!r} (the version's training "
+                f"file's); score it with --delimiter {shown!r} (object metadata "
+                f"mlstack-delimiter={shown})"
+            )
+    return ""
+
+
+def _comma_copy(dataset: dict[str, Any], delimiter: str, prefix: str) -> dict[str, Any]:
+    """The batch file as the Distributed Map's ItemReader reads it (comma-separated UTF-8),
+    written beside the job's output: the ItemReader knows only a fixed set of delimiters, and
+    only from the definition, while a job's comes from its version or its options."""
+    request = {"Bucket": dataset["bucket"], "Key": dataset["key"]}
+    if dataset.get("version_id"):
+        request["VersionId"] = dataset["version_id"]
+    body = client("s3").get_object(**request)["Body"]
+    source = io.TextIOWrapper(
+        io.BufferedReader(HashingReader(body)), encoding="utf-8-sig", newline=""
+    )
+    # Spooled to disk: a file can be larger than the function's memory.
+    with tempfile.TemporaryFile() as spool:
+        target = io.TextIOWrapper(spool, encoding="utf-8", newline="", write_through=True)
+        csv.writer(target, lineterminator="\r\n").writerows(csv.reader(source, delimiter=delimiter))
+        target.flush()
+        spool.seek(0)
+        key = job_rows_key(prefix)
+        put = client("s3").put_object(
+            Bucket=dataset["bucket"], Key=key, Body=spool, ContentType="text/csv"
+        )
+        target.detach()
+    return {"bucket": dataset["bucket"], "key": key, "version_id": put.get("VersionId")}
 
 
 def _store_keep(bucket: str, prefix: str, keep: list[str]) -> dict[str, Any]:
@@ -164,7 +227,7 @@ def _version(registry: Registry, model: str, pinned: Any) -> tuple[int, VersionD
     return version, document
 
 
-def _header(dataset: dict[str, Any]) -> list[str]:
+def _header(dataset: dict[str, Any], delimiter: str = ",") -> list[str]:
     request = {
         "Bucket": dataset["bucket"],
         "Key": dataset["key"],
@@ -179,7 +242,7 @@ def _header(dataset: dict[str, Any]) -> list[str]:
             raise
         head = b""
     text = head.decode("utf-8-sig", errors="replace")
-    first = next(csv.reader(io.StringIO(text)), None)
+    first = next(csv.reader(io.StringIO(text), delimiter=delimiter), None)
     if not first or not any(cell.strip() for cell in first):
         raise EmptyDataset(f"{dataset['key']} is empty: a batch file needs a header and rows")
     return first
@@ -214,7 +277,7 @@ def score_batch(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, A
     """Score one batch; write its part and its refused rows; say where they are."""
     per_model(job["model"])
     loaded = _loaded(job["model"], int(job["version"]), stack_settings().registry_table)
-    rows = [item["values"] for item in items]
+    rows = _without_byte_order_mark([item["values"] for item in items])
     positions = [int(item["row"]) for item in items]
     scores = score_rows(loaded, rows)
     first = positions[0] if positions else 0
@@ -226,6 +289,7 @@ def score_batch(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, A
         Key=part_key,
         Body=_part(job, loaded, rows, scores).encode(),
         ContentType="text/csv",
+        Metadata={PART_ROWS_METADATA: str(len(rows))},
     )
     errors_key = None
     if scores.refused:
@@ -246,6 +310,16 @@ def score_batch(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, A
         "part_key": part_key,
         "refused_key": errors_key,
     }
+
+
+def _without_byte_order_mark(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The rows with the header's first name as training reads it (``tabular.read_csv``
+    decodes utf-8-sig): the ItemReader keeps a UTF-8 byte order mark in the first name."""
+    first = next(iter(rows[0]), "") if rows else ""
+    if not first.startswith(BYTE_ORDER_MARK):
+        return rows
+    name = first.removeprefix(BYTE_ORDER_MARK)
+    return [{(name if key == first else key): value for key, value in row.items()} for row in rows]
 
 
 def _part(job: dict[str, Any], loaded: LoadedModel, rows: list[dict[str, str]], scores: Any) -> str:

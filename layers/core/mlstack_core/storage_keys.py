@@ -106,6 +106,12 @@ def job_keep_key(job: str) -> str:
     return f"{job}/keep.json"
 
 
+def job_rows_key(job: str) -> str:
+    """A batch file not separated by commas, rewritten as comma-separated UTF-8 for the
+    Distributed Map's ItemReader."""
+    return f"{job}/rows.csv"
+
+
 def job_errors_key(job: str) -> str:
     return f"{job}/errors.csv"
 

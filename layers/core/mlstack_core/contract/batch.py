@@ -12,7 +12,8 @@ takes the row-by-row path, which finds each refused row and its reason. Both giv
 the API gives for the same rows (a property test holds them equal).
 
 How many refused rows a job allows is ``max_refused_share``, checked here for the scoring
-function and for ``mlstack score`` alike.
+function and for ``mlstack score`` alike; how many rows a part holds is its
+``PART_ROWS_METADATA``, which ``mlstack score --wait`` counts.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ from mlstack_core.contract.request import Batch
 from mlstack_core.contract.session import LoadedModel
 from mlstack_core.errors import RefusedShareOutOfRange, RequestError, shown
 from mlstack_core.kinds.numbers import parse_number
+
+# A part file's object metadata: the input rows it accounts for, scored and refused (what
+# ``mlstack score --wait`` counts, whatever the batches' size).
+PART_ROWS_METADATA = "mlstack-rows"
 
 # The share of a job's rows it may refuse and still succeed, unless the job says otherwise.
 DEFAULT_MAX_REFUSED_SHARE = 0.01
