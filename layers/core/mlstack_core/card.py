@@ -623,8 +623,12 @@ _MARKERS = re.compile(f"[{_CODE_OPEN}{_CODE_CLOSE}]")
 _CODE_SPAN = re.compile(f"{_CODE_OPEN}([^{_CODE_OPEN}{_CODE_CLOSE}]*){_CODE_CLOSE}")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # What starts Markdown or HTML anywhere in a line: a backslash escape, code, links and images,
-# table cells, and a "<" or "&" that opens raw HTML, an autolink or an entity ("<=" stays as is).
-_INLINE_SPECIAL = re.compile(r"([\\`\[\]|]|<(?=[A-Za-z/!?])|&(?=[A-Za-z0-9#]))")
+# table cells, emphasis and strikethrough ("_" only where it can open or close one: not inside a
+# word such as hist_gradient_boosting), and a "<" or "&" that opens raw HTML, an autolink or an
+# entity ("<=" stays as is).
+_INLINE_SPECIAL = re.compile(
+    r"([\\`\[\]|*~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])|<(?=[A-Za-z/!?])|&(?=[A-Za-z0-9#]))"
+)
 # What opens a block at the start of a paragraph: a heading, quote, list, rule or fence.
 _BLOCK_START = re.compile(r"^(?:([#>+\-*_~])|(\d+)([.)])(?=\s|$))")
 
