@@ -7,6 +7,7 @@ in ``mlstack_core.errors`` (``EXIT_HELP`` shows it in ``mlstack --help``)."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from typing import Any
@@ -18,6 +19,7 @@ from mlstack_core.errors import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     MlstackError,
+    ModelNotFound,
 )
 
 # The extra (pyproject.toml) that brings each optional top-level package, and the commands whose
@@ -69,6 +71,24 @@ class RunFailed(CommandError):
     """Work the command started or asked for on the stack ran and failed."""
 
     exit_code = EXIT_RUN_FAILED
+
+
+def require_model(registry: Any, model: str) -> None:
+    """Refuse a model name the registry does not know before the command uploads or starts
+    anything, naming the models it knows, the closest to ``model`` first (a typo's fix)."""
+    models = registry.list_models()
+    if model in models:
+        return
+    raise ModelNotFound(unknown_model(model, models))
+
+
+def unknown_model(model: str, models: list[str]) -> str:
+    """``no model named 'churnn'; models: churn, churn-watch``: the close matches first."""
+    if not models:
+        return f"no model named {model!r}; no models are registered yet"
+    close = difflib.get_close_matches(model, models, n=len(models))
+    ordered = [*close, *sorted(name for name in models if name not in close)]
+    return f"no model named {model!r}; models: {', '.join(ordered)}"
 
 
 def exit_code(error: BaseException) -> int:

@@ -22,6 +22,8 @@ from mlstack.cli.errors import (
     debugging,
     exit_code,
     explain,
+    require_model,
+    unknown_model,
 )
 from mlstack.cli.progress import follow_execution
 from mlstack.cli.stack import StackClient
@@ -117,9 +119,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if spec is None:
         stored = client.stored_spec(args.model)
         if stored is None:
+            # Without a spec the name must be a model's: a new one needs its target named.
+            known = client.registry.list_models()
+            typo = f"{unknown_model(args.model, known)}. " if args.model not in known else ""
             raise CommandError(
-                f"{args.model!r} has no spec yet: name the column to predict with --target COLUMN "
-                "(or give --spec spec.json)"
+                f"{typo}{args.model!r} has no spec yet: name the column to predict with "
+                "--target COLUMN (or give --spec spec.json)"
             )
         print(f"using the spec stored for {args.model!r}: {json.dumps(stored)}")
     upload = client.upload_dataset(args.model, csv_path, spec)
@@ -147,6 +152,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise CommandError(f"no such file: {path}")
     client = StackClient(args.stack)
+    require_model(client.registry, args.model)
     keep = [c.strip() for c in args.keep.split(",") if c.strip()] if args.keep else None
     upload = upload_batch(
         client,
@@ -181,6 +187,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     from mlstack.cli.monitoring import upload_feedback
 
     client = StackClient(args.stack)
+    require_model(client.registry, args.model)
     uploaded = upload_feedback(client, args.model, Path(args.csv))
     print(
         f"uploaded {uploaded['rows']} labels to s3://{uploaded['bucket']}/{uploaded['key']}; the "
@@ -199,6 +206,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     )
 
     client = StackClient(args.stack)
+    require_model(client.registry, args.model)
     if args.now:
         result = run_checks(client, args.model)
         if result.get("status") == "error":
@@ -226,18 +234,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f'{args.file} must hold a list of records or {{"instances": [...]}}, not '
             f"{type(instances).__name__}"
         )
+    require_model(client.registry, args.model)
     response = client.predict(args.model, instances)
     _print_json(response.body)
     return EXIT_OK if response.status == 200 else EXIT_REFUSED
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    print(format_models(StackClient(args.stack), args.model), end="")
+    client = StackClient(args.stack)
+    if args.model is not None:
+        require_model(client.registry, args.model)
+    print(format_models(client, args.model), end="")
     return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     client = StackClient(args.stack)
+    require_model(client.registry, args.model)
     print(format_history(client, args.model), end="")
     return 0
 
@@ -280,6 +293,7 @@ def _lifecycle(args: argparse.Namespace) -> int:
     if args.command in ("canary", "shadow") and not args.off and args.version is None:
         raise CommandError(f"give a VERSION, or --off to stop the {args.command}")
     client = StackClient(args.stack)
+    require_model(client.registry, args.model)
     actor = lifecycle.current_actor(client)
     reason = args.reason or f"{args.command} by {actor}"
     if args.command == "approve":

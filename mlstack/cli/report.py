@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mlstack.cli.errors import CommandRefused
+from mlstack.cli.errors import CommandRefused, require_model
 from mlstack_core.card import ReportData, compared, confusion, decision_text, from_arrays
 from mlstack_core.evidence_text import (
     interval_of,
@@ -46,6 +46,7 @@ from mlstack_core.tasks import CLASSIFICATION
 def load(client: Any, model: str, version: int | None = None) -> ReportData:
     """Everything the plots need, from the stack (``mlstack.cli.stack.StackClient``)."""
     registry = client.registry
+    require_model(registry, model)
     if version is None:
         version = registry.get_alias(model)
         if version is None:

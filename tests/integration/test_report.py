@@ -70,4 +70,4 @@ def test_report_of_a_regressor(
     for name in ("metrics.png", "predicted_vs_actual.png", "residuals.png"):
         assert (tmp_path / name).read_bytes().startswith(PNG), name
     assert main(["report", "no-such-model", "--out", str(tmp_path)]) == EXIT_REFUSED
-    assert "no production version" in capsys.readouterr().err
+    assert "mlstack report: no model named 'no-such-model'; models: " in capsys.readouterr().err

@@ -166,6 +166,19 @@ def test_the_stack_s_named_errors_are_sentences_with_their_class_s_exit_code(
     assert err.strip() == "mlstack models: model 'churn' has no version 7"
 
 
+def test_an_unknown_model_is_named_with_the_closest_models_first() -> None:
+    from mlstack.cli.errors import unknown_model
+
+    models = ["churn-watch", "iris", "churn"]
+    assert unknown_model("churnn", models) == (
+        "no model named 'churnn'; models: churn, churn-watch, iris"
+    )
+    assert (
+        unknown_model("wine", models) == "no model named 'wine'; models: churn, churn-watch, iris"
+    )
+    assert unknown_model("churn", []) == "no model named 'churn'; no models are registered yet"
+
+
 def test_help_ends_with_the_exit_code_table(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as ended:
         main(["--help"])
