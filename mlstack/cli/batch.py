@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlstack.cli.errors import CommandError
+from mlstack.cli.errors import CommandError, require_model
 from mlstack.cli.stack import StackClient
 from mlstack_core.contract.batch import max_refused_share as checked_refused_share
 from mlstack_core.storage_keys import (
@@ -52,6 +52,7 @@ def upload_batch(
         # Refused here, before the upload, as the job would refuse it (RefusedShareOutOfRange).
         checked_refused_share(max_refused_share)
         metadata["mlstack-max-refused-share"] = str(max_refused_share)
+    require_model(client.registry, model)
     bucket = client.outputs["DataBucketName"]
     response = client.session.client("s3").put_object(
         Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType="text/csv", Metadata=metadata

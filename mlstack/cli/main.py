@@ -152,7 +152,6 @@ def cmd_score(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise CommandError(f"no such file: {path}")
     client = StackClient(args.stack)
-    require_model(client.registry, args.model)
     keep = [c.strip() for c in args.keep.split(",") if c.strip()] if args.keep else None
     upload = upload_batch(
         client,
