@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlstack.cli.errors import CommandError
+from mlstack.cli.errors import CommandError, require_model
 from mlstack.cli.stack import StackClient
 from mlstack_core.contract.batch import PART_ROWS_METADATA
 from mlstack_core.contract.batch import max_refused_share as checked_refused_share
@@ -55,6 +55,7 @@ def upload_batch(
         # Refused here, before the upload, as the job would refuse it (RefusedShareOutOfRange).
         checked_refused_share(max_refused_share)
         metadata["mlstack-max-refused-share"] = str(max_refused_share)
+    require_model(client.registry, model)
     if delimiter:
         metadata["mlstack-delimiter"] = metadata_delimiter(delimiter)
     bucket = client.outputs["DataBucketName"]

@@ -9,9 +9,10 @@ import getpass
 import time
 from typing import Any
 
+from mlstack.cli.errors import CommandError, CommandRefused
 from mlstack.cli.stack import StackClient
 from mlstack_core.compatibility import request_incompatibilities
-from mlstack_core.errors import EXIT_FAILED, MlstackError, VersionNotServed
+from mlstack_core.errors import VersionNotServed
 from mlstack_core.registry import Registry
 from mlstack_core.registry_keys import (
     CANARY,
@@ -25,11 +26,9 @@ from mlstack_core.servable import check_servable
 RUN_END_SECONDS = 60.0
 
 
-class LifecycleError(MlstackError):
-    """The requested move is not allowed; the message says why. The command ran and was refused,
-    so it exits 1, as a failed run does."""
-
-    exit_code = EXIT_FAILED
+class LifecycleError(CommandRefused):
+    """The requested move is not allowed; the message says why (the command exits
+    ``EXIT_REFUSED``)."""
 
 
 def current_actor(client: StackClient) -> str:
@@ -162,7 +161,7 @@ def canary(
     function's ALIAS_TTL_SECONDS); the rest stay on production. Approved versions only."""
     registry: Registry = client.registry
     if not 0.0 < share <= 1.0:
-        raise LifecycleError(f"--share must be in (0, 1], got {share}")
+        raise CommandError(f"--share must be in (0, 1], got {share}")
     _refuse_unservable(registry, model, version, "canary")
     production = registry.get_alias(model)
     if production == version:

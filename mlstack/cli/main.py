@@ -16,11 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from mlstack.cli import help as command_help
-from mlstack.cli.errors import CommandError, debugging, exit_code, explain
+from mlstack.cli.errors import (
+    EXIT_HELP,
+    CommandError,
+    RunFailed,
+    debugging,
+    exit_code,
+    explain,
+    require_model,
+    unknown_model,
+)
 from mlstack.cli.help import add_command
 from mlstack.cli.progress import follow_execution
 from mlstack.cli.stack import StackClient
 from mlstack.cli.views import failure_summary, format_history, format_models, format_move
+from mlstack_core.errors import EXIT_OK, EXIT_REFUSED, EXIT_RUN_FAILED
 from mlstack_core.storage_keys import job_prefix, model_name_problem
 
 
@@ -82,7 +92,7 @@ def _train_demo_model(cloud: Any) -> None:
     print("Training model 'penguins' (palmerpenguins) ...", flush=True)
     result = cloud.wait_for_execution(client.find_execution(upload))
     if result["status"] != "SUCCEEDED":
-        raise CommandError(f"the demo model did not train: {failure_summary(result)}")
+        raise RunFailed(f"the demo model did not train: {failure_summary(result)}")
     print(f"Model 'penguins' is in production (version {client.registry.get_alias('penguins')})")
 
 
@@ -111,9 +121,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if spec is None:
         stored = client.stored_spec(args.model)
         if stored is None:
+            # Without a spec the name must be a model's: a new one needs its target named.
+            known = client.registry.list_models()
+            typo = f"{unknown_model(args.model, known)}. " if args.model not in known else ""
             raise CommandError(
-                f"{args.model!r} has no spec yet: name the column to predict with --target COLUMN "
-                "(or give --spec spec.json)"
+                f"{typo}{args.model!r} has no spec yet: name the column to predict with "
+                "--target COLUMN (or give --spec spec.json)"
             )
         print(f"using the spec stored for {args.model!r}: {json.dumps(stored)}")
     upload = client.upload_dataset(args.model, csv_path, spec)
@@ -128,10 +141,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         pending_version=client.pending_version,
     )
     if description.get("awaiting_approval"):
-        return 0
+        return EXIT_OK
     failed = f" with {failure_summary(description)}" if description.get("error") else ""
     print(f"run {description['status']}{failed}")
-    return 0 if description["status"] == "SUCCEEDED" else 1
+    return EXIT_OK if description["status"] == "SUCCEEDED" else EXIT_RUN_FAILED
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -175,7 +188,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         # Also from a job that refused too many rows: its rows and errors.csv are kept.
         for written in download_output(client, manifest, upload["bucket"], Path(args.output)):
             print(f"wrote {written}")
-    return 0 if description["status"] == "SUCCEEDED" else 1
+    return EXIT_OK if description["status"] == "SUCCEEDED" else EXIT_RUN_FAILED
 
 
 def _failure(description: dict[str, Any]) -> str:
@@ -185,7 +198,9 @@ def _failure(description: dict[str, Any]) -> str:
 def cmd_feedback(args: argparse.Namespace) -> int:
     from mlstack.cli.monitoring import upload_feedback
 
-    uploaded = upload_feedback(StackClient(args.stack), args.model, Path(args.csv))
+    client = StackClient(args.stack)
+    require_model(client.registry, args.model)
+    uploaded = upload_feedback(client, args.model, Path(args.csv))
     print(
         f"uploaded {uploaded['rows']} labels to s3://{uploaded['bucket']}/{uploaded['key']}; the "
         f"next check joins them (mlstack monitor {args.model} --now to check now)"
@@ -203,6 +218,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     )
 
     client = StackClient(args.stack)
+    require_model(client.registry, args.model)
     if args.now:
         result = run_checks(client, args.model)
         if result.get("status") == "error":
@@ -230,18 +246,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f'{args.file} must hold a list of records or {{"instances": [...]}}, not '
             f"{type(instances).__name__}"
         )
+    require_model(client.registry, args.model)
     response = client.predict(args.model, instances)
     _print_json(response.body)
-    return 0 if response.status == 200 else 1
+    return EXIT_OK if response.status == 200 else EXIT_REFUSED
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    print(format_models(StackClient(args.stack), args.model, wide=args.wide), end="")
+    client = StackClient(args.stack)
+    if args.model is not None:
+        require_model(client.registry, args.model)
+    print(format_models(client, args.model, wide=args.wide), end="")
     return 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    print(format_history(StackClient(args.stack), args.model), end="")
+    client = StackClient(args.stack)
+    require_model(client.registry, args.model)
+    print(format_history(client, args.model), end="")
     return 0
 
 
@@ -280,38 +302,36 @@ def cmd_card(args: argparse.Namespace) -> int:
 def _lifecycle(args: argparse.Namespace) -> int:
     from mlstack.cli import lifecycle
 
+    if args.command in ("canary", "shadow") and not args.off and args.version is None:
+        raise CommandError(f"give a VERSION, or --off to stop the {args.command}")
     client = StackClient(args.stack)
+    require_model(client.registry, args.model)
     actor = lifecycle.current_actor(client)
     reason = args.reason or f"{args.command} by {actor}"
-    try:
-        if args.command == "approve":
-            result = lifecycle.approve(client, args.model, args.version, args.reason or "approved")
-        elif args.command == "reject":
-            result = lifecycle.reject(client, args.model, args.version, args.reason or "rejected")
-        elif args.command == "promote":
-            result = lifecycle.promote(client, args.model, args.version, actor, reason, args.force)
-        elif args.command in ("canary", "shadow") and (args.off or args.version is None):
-            if not args.off:
-                raise lifecycle.LifecycleError(
-                    f"give a VERSION, or --off to stop the {args.command}"
-                )
-            result = lifecycle.clear_challenger(client, args.model, args.command, actor, reason)
-        elif args.command == "canary":
-            result = lifecycle.canary(client, args.model, args.version, args.share, actor, reason)
-        elif args.command == "shadow":
-            result = lifecycle.shadow(client, args.model, args.version, actor, reason)
-        else:
-            result = lifecycle.rollback(client, args.model, actor, reason)
-    except lifecycle.LifecycleError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
+    if args.command == "approve":
+        result = lifecycle.approve(client, args.model, args.version, args.reason or "approved")
+    elif args.command == "reject":
+        result = lifecycle.reject(client, args.model, args.version, args.reason or "rejected")
+    elif args.command == "promote":
+        result = lifecycle.promote(client, args.model, args.version, actor, reason, args.force)
+    elif args.command in ("canary", "shadow") and args.off:
+        result = lifecycle.clear_challenger(client, args.model, args.command, actor, reason)
+    elif args.command == "canary":
+        result = lifecycle.canary(client, args.model, args.version, args.share, actor, reason)
+    elif args.command == "shadow":
+        result = lifecycle.shadow(client, args.model, args.version, actor, reason)
+    else:
+        result = lifecycle.rollback(client, args.model, actor, reason)
     print(json.dumps(result) if args.json else format_move(args.command, result))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mlstack", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="mlstack",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--stack", default="mlstack", help="stack name (default: mlstack)")
     parser.add_argument(

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlstack.cli.errors import CommandError
+from mlstack.cli.errors import CommandError, CommandRefused, RunFailed
 from mlstack.cli.stack import StackClient
 from mlstack_core.ground_truth import feedback_problem, join_key
 from mlstack_core.storage_keys import (
@@ -65,10 +65,10 @@ def run_checks(client: StackClient, model: str) -> dict[str, Any]:
     )
     payload = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError"):
-        raise CommandError(f"the Monitor failed: {payload}")
+        raise RunFailed(f"the Monitor failed: {payload}")
     results = [r for r in (payload or {}).get("models", []) if r.get("model") == model]
     if not results:
-        raise CommandError(f"the Monitor did not check {model!r}")
+        raise CommandRefused(f"the Monitor did not check {model!r}")
     result: dict[str, Any] = results[0]
     return result
 

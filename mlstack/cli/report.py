@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from mlstack.cli.errors import CommandError
+from mlstack.cli.errors import CommandRefused, require_model
 from mlstack_core.card import ReportData, compared, confusion, decision_text, from_arrays
 from mlstack_core.evidence_text import (
     interval_of,
@@ -47,14 +47,15 @@ from mlstack_core.tasks import CLASSIFICATION
 def load(client: Any, model: str, version: int | None = None) -> ReportData:
     """Everything the plots need, from the stack (``mlstack.cli.stack.StackClient``)."""
     registry = client.registry
+    require_model(registry, model)
     if version is None:
         version = registry.get_alias(model)
         if version is None:
-            raise CommandError(f"{model!r} has no production version; name one")
+            raise CommandRefused(f"{model!r} has no production version; name one")
     document = registry.get_version(model, int(version))
     files = document.get("files") or {}
     if "evaluation" not in files or "predictions" not in files:
-        raise CommandError(
+        raise CommandRefused(
             f"{model} v{version} has no stored evaluation (registered before reports existed)"
         )
     s3 = client.session.client("s3")

@@ -110,6 +110,7 @@ def test_canary_and_shadow_are_switched_from_the_cli(
     api: str, cloud: LocalCloud, stack: StackClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from mlstack.cli.main import main
+    from mlstack_core.errors import EXIT_REFUSED, EXIT_USAGE
 
     registry = stack.registry
     document = registry.get_version(MODEL, 1)
@@ -125,10 +126,11 @@ def test_canary_and_shadow_are_switched_from_the_cli(
     listed = capsys.readouterr().out
     assert "canary 25% = version 2" in listed
     assert "shadow = version 3" in listed
-    assert main([*name, "canary", MODEL, "1", "--share", "0.5"]) == 1  # production already
-    assert main([*name, "canary", MODEL, "2", "--share", "1.5"]) == 1
+    assert main([*name, "canary", MODEL, "1", "--share", "0.5"]) == EXIT_REFUSED  # production
+    assert main([*name, "canary", MODEL, "2", "--share", "1.5"]) == EXIT_USAGE
     capsys.readouterr()
-    assert main([*name, "promote", MODEL, "99"]) == 2  # no such version: a sentence, no traceback
+    # no such version: a sentence, no traceback
+    assert main([*name, "promote", MODEL, "99"]) == EXIT_REFUSED
     refused = capsys.readouterr().err
     assert "has no version 99" in refused
     assert "Traceback" not in refused
@@ -139,7 +141,7 @@ def test_canary_and_shadow_are_switched_from_the_cli(
 
     assert main([*name, "canary", MODEL, "--off"]) == 0
     assert main([*name, "shadow", MODEL, "--off"]) == 0
-    assert main([*name, "shadow", MODEL, "--off"]) == 1  # nothing to turn off
+    assert main([*name, "shadow", MODEL, "--off"]) == EXIT_REFUSED  # nothing to turn off
     assert "has no shadow" in capsys.readouterr().err
     described = json.loads(_get(f"{api}/models/{MODEL}")[1])
     assert (described["canary"], described["shadow"]) == (None, None)

@@ -19,6 +19,7 @@ from mlstack.localcloud import LocalCloud
 from mlstack_core.card import ReportData, brier_score, card_files, reliability
 from mlstack_core.documents import VersionDocument
 from mlstack_core.drift import feature_baseline
+from mlstack_core.errors import EXIT_REFUSED
 from mlstack_core.payloads import EvaluationReport
 from mlstack_core.tabular import feature_feeds
 from tests.helpers.local_cloud import manual_run, penguin_rows
@@ -140,7 +141,7 @@ def test_a_regressors_card_summarises_residuals(
     assert not (tmp_path / "reliability.png").exists()
     assert (tmp_path / "residuals.png").read_bytes().startswith(PNG)
     capsys.readouterr()
-    assert main(["card", "card-regressor", "7", "--out", str(tmp_path)]) == 2
+    assert main(["card", "card-regressor", "7", "--out", str(tmp_path)]) == EXIT_REFUSED
     assert (
         capsys.readouterr().err.strip() == "mlstack card: model 'card-regressor' has no version 7"
     )

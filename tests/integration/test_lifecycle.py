@@ -9,6 +9,7 @@ import pytest
 from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
+from mlstack_core.errors import EXIT_REFUSED
 from tests.helpers.local_cloud import (
     TARGET,
     entered_states,
@@ -40,7 +41,7 @@ def test_manual_approval_waits_then_approve_promotes(
     assert moves[-1]["reason"] == "looked at the report"
     assert moves[-1]["actor"]  # who approved
     # A settled approval cannot be answered again.
-    assert main(["reject", model, "1"]) == 1
+    assert main(["reject", model, "1"]) == EXIT_REFUSED
     assert "not awaiting approval" in capsys.readouterr().err
 
 
@@ -76,7 +77,7 @@ def test_promote_and_rollback_move_production_and_record_why(
     assert stack.registry.get_alias(model) == 2
     assert main(["rollback", model]) == 0
     assert stack.registry.get_alias(model) == 1
-    assert main(["rollback", model]) == 1  # nothing before version 1
+    assert main(["rollback", model]) == EXIT_REFUSED  # nothing before version 1
     assert stack.registry.get_alias(model) == 1
 
     assert main(["promote", model, "3", "--reason", "fixed"]) == 0

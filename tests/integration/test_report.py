@@ -11,6 +11,7 @@ import pytest
 from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
+from mlstack_core.errors import EXIT_REFUSED
 from tests.helpers.local_cloud import penguin_rows, to_csv
 from tests.helpers.tables import linear_regression_csv
 
@@ -68,5 +69,5 @@ def test_report_of_a_regressor(
     assert "\n  verdict: beats the mean baseline beyond noise" in printed
     for name in ("metrics.png", "predicted_vs_actual.png", "residuals.png"):
         assert (tmp_path / name).read_bytes().startswith(PNG), name
-    assert main(["report", "no-such-model", "--out", str(tmp_path)]) == 2
-    assert "no production version" in capsys.readouterr().err
+    assert main(["report", "no-such-model", "--out", str(tmp_path)]) == EXIT_REFUSED
+    assert "mlstack report: no model named 'no-such-model'; models: " in capsys.readouterr().err

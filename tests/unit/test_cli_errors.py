@@ -9,6 +9,7 @@ import pytest
 from moto import mock_aws
 
 from mlstack.cli.main import main
+from mlstack_core.errors import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 
 pytestmark = pytest.mark.unit
 
@@ -49,7 +50,7 @@ def _free_port() -> int:
 
 def test_no_region(no_aws_configuration: None, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = _run(["models", "churn"], capsys)
-    assert code == 2
+    assert code == EXIT_UNREACHABLE
     assert "no AWS region is set: export AWS_DEFAULT_REGION" in err
 
 
@@ -58,7 +59,7 @@ def test_no_credentials(
 ) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     code, err = _run(["models", "churn"], capsys)
-    assert code == 2
+    assert code == EXIT_UNREACHABLE
     assert "no AWS credentials were found" in err
     assert "AWS_ACCESS_KEY_ID=testing" in err
 
@@ -71,7 +72,7 @@ def test_the_local_cloud_is_not_running(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
     code, err = _run(["models", "churn"], capsys)
-    assert code == 2
+    assert code == EXIT_UNREACHABLE
     assert "start the local cloud with `mlstack local up`" in err
 
 
@@ -80,7 +81,7 @@ def test_a_stack_that_does_not_exist(
 ) -> None:
     with mock_aws():
         code, err = _run(["--stack", "nope", "models", "churn"], capsys)
-    assert code == 2
+    assert code == EXIT_UNREACHABLE
     assert "no stack named 'nope' in region us-east-1: check --stack and AWS_DEFAULT_REGION" in err
 
 
@@ -100,7 +101,7 @@ def test_predict_with_a_bad_file(
         path.write_text(content)
     with mock_aws():
         code, err = _run(["predict", "churn", str(path)], capsys)
-    assert code == 2
+    assert code == EXIT_USAGE
     assert needle in err
 
 
@@ -112,7 +113,7 @@ def test_local_up_on_a_busy_port(option: str, capsys: pytest.CaptureFixture[str]
         port = busy.getsockname()[1]
         other = "--api-port" if option == "--port" else "--port"
         code, err = _run(["local", "up", option, str(port), other, str(_free_port())], capsys)
-    assert code == 2
+    assert code == EXIT_USAGE
     assert f"port {port} on 127.0.0.1 is in use" in err
     assert f"choose another with {option}" in err
 
@@ -161,5 +162,49 @@ def test_the_stack_s_named_errors_are_sentences_with_their_class_s_exit_code(
 
     monkeypatch.setattr(cli, "cmd_models", missing)
     code, err = _run(["models", "churn"], capsys)
-    assert code == ModelNotFound.exit_code == 2
+    assert code == ModelNotFound.exit_code == EXIT_REFUSED
     assert err.strip() == "mlstack models: model 'churn' has no version 7"
+
+
+def test_an_unknown_model_is_named_with_the_closest_models_first() -> None:
+    from mlstack.cli.errors import unknown_model
+
+    models = ["churn-watch", "iris", "churn"]
+    assert unknown_model("churnn", models) == (
+        "no model named 'churnn'; models: churn, churn-watch, iris"
+    )
+    assert (
+        unknown_model("wine", models) == "no model named 'wine'; models: churn, churn-watch, iris"
+    )
+    assert unknown_model("churn", []) == "no model named 'churn'; no models are registered yet"
+
+
+def test_help_ends_with_the_exit_code_table(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as ended:
+        main(["--help"])
+    assert ended.value.code == 0
+    printed = capsys.readouterr().out
+    for line in (
+        "exit codes:",
+        "  0  success",
+        "  1  the training run or batch job followed with --wait ended FAILED",
+        "  2  usage error",
+        "  3  refused by the stack",
+        "  4  the stack cannot be reached",
+    ):
+        assert line in printed, printed
+
+
+def test_the_readme_states_the_same_exit_code_table() -> None:
+    from mlstack_core.errors import EXIT_OK, EXIT_RUN_FAILED
+    from tests.helpers import ROOT
+
+    section = (ROOT / "README.md").read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    for code, meaning in (
+        (EXIT_OK, "success"),
+        (EXIT_RUN_FAILED, "the run failed"),
+        (EXIT_USAGE, "usage error"),
+        (EXIT_REFUSED, "refused by the stack"),
+        (EXIT_UNREACHABLE, "the stack cannot be reached"),
+    ):
+        assert f"\n| {code} | {meaning}" in section, (code, meaning)

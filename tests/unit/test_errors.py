@@ -12,7 +12,14 @@ from types import ModuleType
 import pytest
 
 from mlstack_core import errors
-from mlstack_core.errors import EXIT_ERROR, EXIT_FAILED, MlstackError
+from mlstack_core.errors import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_RUN_FAILED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    MlstackError,
+)
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.unit
@@ -76,7 +83,7 @@ def test_every_shipped_exception_has_an_http_status_and_an_exit_code() -> None:
         assert issubclass(cls, MlstackError)
         status = cls.http_status
         assert status is None or (isinstance(status, int) and 400 <= status <= 599), cls
-        assert cls.exit_code in (EXIT_FAILED, EXIT_ERROR), cls
+        assert cls.exit_code in (EXIT_RUN_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE), cls
 
 
 def test_the_exception_classes_live_in_errors_py() -> None:
@@ -109,10 +116,14 @@ def test_the_exit_codes() -> None:
     from mlstack.cli.errors import CommandError
     from mlstack.cli.lifecycle import LifecycleError
 
-    # README: a failure ends with a sentence and exit code 2; a refused move exits 1.
-    assert errors.ModelNotFound.exit_code == 2
-    assert CommandError.exit_code == 2
-    assert LifecycleError.exit_code == 1
+    # README "Exit codes": one table, a code per kind of ending; 2 is argparse's usage error.
+    codes = (EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE)
+    assert codes == (0, 1, 2, 3, 4)
+    assert errors.ModelNotFound.exit_code == EXIT_REFUSED
+    assert errors.VersionNotServed.exit_code == EXIT_REFUSED
+    assert errors.AliasConflict.exit_code == EXIT_REFUSED
+    assert CommandError.exit_code == EXIT_USAGE
+    assert LifecycleError.exit_code == EXIT_REFUSED
     assert issubclass(CommandError, MlstackError)
     assert issubclass(LifecycleError, MlstackError)
 

@@ -13,7 +13,7 @@ from mlstack.cli import lifecycle
 from mlstack.cli.lifecycle import LifecycleError
 from mlstack.cli.stack import StackClient
 from mlstack_core.documents import VersionDocument
-from mlstack_core.errors import VersionNotServed
+from mlstack_core.errors import EXIT_REFUSED, VersionNotServed
 from mlstack_core.registry import Registry
 from mlstack_core.servable import check_servable
 from tests.helpers.stack import Stack
@@ -73,7 +73,7 @@ def test_a_version_never_approved_cannot_be_canary_or_shadow(aws: Stack, status:
             move()
         assert f"version 2 of 'm' is {status}" in str(refused.value)
         assert f"it cannot be the {role}" in str(refused.value)
-        assert refused.value.exit_code == 1
+        assert refused.value.exit_code == EXIT_REFUSED
         # The registry refuses it too, whoever calls it.
         share = 0.5 if role == "canary" else None
         with pytest.raises(VersionNotServed, match="never approved"):

@@ -21,17 +21,24 @@ MAX_MESSAGE_CHARS = 4000
 # Error details are capped so a 10,000-row request full of mistakes still gets a small response.
 MAX_DETAILS: Final = 20
 
-# The command's exit codes: it ran and what it did failed or was refused (a failed run, a refused
-# move), or it could not be carried out and a sentence says why.
-EXIT_FAILED: Final = 1
-EXIT_ERROR: Final = 2
+# ``mlstack``'s exit codes, one per kind of ending (README "Exit codes"; ``mlstack --help``):
+EXIT_OK: Final = 0
+# the command ran and the training run or batch job it followed ended FAILED;
+EXIT_RUN_FAILED: Final = 1
+# the command as given cannot run (argparse's own code: a missing argument, no such file, bad JSON);
+EXIT_USAGE: Final = 2
+# the stack refused it (no such model or version, a version it does not serve, a move it forbids,
+# a conflicting write, a request it rejects);
+EXIT_REFUSED: Final = 3
+# the stack cannot be reached (no region or credentials, nothing at the endpoint, no such stack).
+EXIT_UNREACHABLE: Final = 4
 
 
 class MlstackError(Exception):
     """The root of every error the stack raises on purpose."""
 
     http_status: ClassVar[int | None] = None
-    exit_code: ClassVar[int] = EXIT_ERROR
+    exit_code: ClassVar[int] = EXIT_REFUSED
 
 
 class PipelineError(MlstackError):
@@ -233,15 +240,17 @@ class HeaderLacksFeature(PipelineError):
 class VersionNotServed(PipelineError):
     """A version named by a pinned request or batch job, or for a canary or shadow, that the rule
     in ``mlstack_core.servable`` does not serve (never approved, or Archived and not aliased): the
-    API answers 404, the scoring job fails by this name, and a refused command exits 1."""
+    API answers 404, the scoring job fails by this name, and a refused command exits
+    ``EXIT_REFUSED``."""
 
     http_status = 404
-    exit_code = EXIT_FAILED
 
 
 class RefusedShareOutOfRange(PipelineError):
     """A batch job's ``max_refused_share`` (``mlstack-max-refused-share``) is not a finite number
     in [0, 1): a job allowed to refuse every row would succeed having scored nothing."""
+
+    exit_code = EXIT_USAGE  # `mlstack score --max-refused-share` checks it before the upload
 
 
 class TooManyRefusedRows(PipelineError):
