@@ -5,6 +5,7 @@ and print their result as JSON only with ``--json``."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -148,7 +149,10 @@ def test_lifecycle_commands_print_words_and_json_only_when_asked(
     result: dict[str, Any],
     words: str,
 ) -> None:
-    monkeypatch.setattr("mlstack.cli.main.StackClient", lambda stack: object())
+    client = SimpleNamespace(registry=None)
+    monkeypatch.setattr("mlstack.cli.main.StackClient", lambda stack: client)
+    # The model-name check has its own test (tests/integration/test_cli_exit_codes.py).
+    monkeypatch.setattr("mlstack.cli.main.require_model", lambda registry, model: None)
     monkeypatch.setattr(lifecycle, "current_actor", lambda client: "ana")
     monkeypatch.setattr(lifecycle, function, lambda *args, **kwargs: result)
 
