@@ -296,7 +296,7 @@ def test_the_readme_walkthrough_runs_as_written(
         reasons = [e.get("reason") for e in registry.history("churn") if e["kind"] == "alias"]
         assert "report reviewed" in reasons
         assert "hotfix" in reasons
-        assert '"production": 2' in ran.stdout  # approve said where production is
+        assert "production = version 2" in ran.stdout  # approve said where production is
         assert '"predictions"' in ran.stdout
         # The batch job's rows came back: every customer, in the file's order, with production's
         # answer and nothing refused.
