@@ -165,20 +165,10 @@ class Model:
 
 
 def prepared(body: bytes, dropped: list[str]) -> Any:
-    """What Preprocess does with the upload (tests/unit/test_tabular.py's ``prepared_from``)."""
-    from mlstack_core.spec import load_spec, resolve_task
-    from mlstack_core.tabular import prepare, read_csv, target_values
+    """What Preprocess does with the upload."""
+    from tests.helpers.tables import prepared_from
 
-    spec = load_spec(json.dumps({"target": "y", "columns": {"drop": dropped}}).encode())
-    table = read_csv(
-        body,
-        delimiter=spec["delimiter"],
-        na_values=spec["na_values"],
-        required=[spec["target"]],
-        skip=spec["columns"]["drop"],
-    )
-    spec = resolve_task(spec, target_values(table, spec["target"]))
-    return prepare(table, spec)
+    return prepared_from(body, columns={"drop": dropped})
 
 
 def train(model: Model, body: bytes) -> Any:
