@@ -46,8 +46,8 @@ format: install
 # ONNX export, the pipeline's handlers end to end, the local cloud). The tiers are pytest markers
 # (pyproject.toml); `-m "not slow"` and `-m slow` together select every test.
 test: lint
-	$(BIN)/pytest -m "not slow"
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m "not slow" --durations=10
+	$(BIN)/pytest -m slow --durations=25
 
 fast: install
 	$(BIN)/pytest -m "not slow"

@@ -183,17 +183,19 @@ def run_load(
         thread.start()
     actions = ["promote", "canary", "clear canary", "shadow", "clear shadow", "rollback"]
     step = 0
-    while time.monotonic() - began < seconds:
-        time.sleep(min(move_every, max(0.0, seconds - (time.monotonic() - began))))
-        if time.monotonic() - began >= seconds:
-            break
-        action = actions[step % len(actions)]
-        production, canary = move(action)
-        moves.append(Move(time.monotonic(), action, production, canary))
-        step += 1
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=60)
+    try:
+        while time.monotonic() - began < seconds:
+            time.sleep(min(move_every, max(0.0, seconds - (time.monotonic() - began))))
+            if time.monotonic() - began >= seconds:
+                break
+            action = actions[step % len(actions)]
+            production, canary = move(action)
+            moves.append(Move(time.monotonic(), action, production, canary))
+            step += 1
+    finally:  # a move that fails must not leave the clients loading the API
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
     report = Report(time.monotonic() - began, clients, answers, moves, dropped[0])
     report.violations = check(report, ttl)
     return report
@@ -223,8 +225,13 @@ def alias_mover(stack: Any, model: str, versions: list[int]) -> Mover:
     return move
 
 
-def prepare(cloud: Any, stack: Any, model: str, versions: int = 3) -> list[dict[str, Any]]:
-    """``versions`` versions of a penguins model (each upload is promoted), and request rows."""
+def prepare(cloud: Any, stack: Any, model: str, versions: int = 2) -> list[dict[str, Any]]:
+    """``versions`` promoted versions of a penguins model, and request rows.
+
+    The gate promotes a retraining only when it is clearly better than production, so the same
+    upload twice gives one servable version. Each upload but the last has its measurements
+    shuffled between rows (only ``island`` still says something about the species), and the last
+    is the real table: a clear improvement every time."""
     import csv
     import io
     from importlib import resources
@@ -235,10 +242,29 @@ def prepare(cloud: Any, stack: Any, model: str, versions: int = 3) -> list[dict[
     rows = list(csv.DictReader(io.StringIO(body.decode())))
     spec = {"target": "species", "candidates": ["logistic_regression"]}
     for n in range(versions):
-        upload = stack.upload_dataset(model, body, spec if n == 0 else None, file_name=f"v{n}.csv")
+        data = body if n == versions - 1 else _without_measurements(rows, seed=n)
+        upload = stack.upload_dataset(model, data, spec if n == 0 else None, file_name=f"v{n}.csv")
         result = cloud.wait_for_execution(stack.find_execution(upload))
         assert result["status"] == "SUCCEEDED", result.get("cause")
+        assert stack.registry.get_alias(model) == n + 1, f"upload {n + 1} was not promoted"
     return [as_instance(row, "species") for row in rows]
+
+
+def _without_measurements(rows: list[dict[str, str]], seed: int) -> bytes:
+    """The table with every column but species and island shuffled between rows."""
+    import csv
+    import io
+
+    chooser = random.Random(seed)
+    columns = {name: [row[name] for row in rows] for name in rows[0]}
+    for name, values in columns.items():
+        if name not in ("species", "island"):
+            chooser.shuffle(values)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(zip(*columns.values(), strict=True))
+    return out.getvalue().encode()
 
 
 def markdown(report: Report, command: str) -> str:
@@ -293,7 +319,7 @@ def main() -> None:
                 cloud.api_url,
                 "moving",
                 instances,
-                alias_mover(stack, "moving", [1, 2, 3]),
+                alias_mover(stack, "moving", [1, 2]),
                 seconds=args.seconds,
                 clients=args.clients,
                 move_every=args.move_every,
