@@ -35,7 +35,7 @@ demo: $(VENV)/.installed-demo
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/core/mlstack_core functions/*/mlstack_* mlstack tests examples
+	$(BIN)/mypy layers/core/mlstack_core functions/*/mlstack_* containers/training/mlstack_task mlstack tests examples
 	$(BIN)/cfn-lint template.yaml
 
 format: install

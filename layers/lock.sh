@@ -23,5 +23,7 @@ lock layers/core/requirements "${lambda_platform[@]}" --no-deps
 lock layers/serving/requirements "${lambda_platform[@]}"
 lock layers/training/requirements "${lambda_platform[@]}"
 lock functions/preprocess/requirements "${lambda_platform[@]}"
+# The training image runs on Fargate (linux/x86_64) with the same Python.
+lock containers/training/requirements "${lambda_platform[@]}"
 # The SAM CLI runs on developers' machines and CI runners: every Python and platform.
 lock .github/sam-cli --universal --python-version 3.11

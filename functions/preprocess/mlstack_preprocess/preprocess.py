@@ -38,9 +38,14 @@ from mlstack_core.folds import (
     judgement_for,
 )
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
-from mlstack_core.payloads import ExecutionInput, Run
+from mlstack_core.payloads import Compute, ExecutionInput, Run
 from mlstack_core.registry import Registry
-from mlstack_core.settings import GuardSettings, guard_settings, stack_settings
+from mlstack_core.settings import (
+    GuardSettings,
+    guard_settings,
+    stack_settings,
+    training_compute_settings,
+)
 from mlstack_core.spec import load_spec, resolve_task
 from mlstack_core.storage_keys import (
     candidates_key,
@@ -75,6 +80,7 @@ from mlstack_preprocess.guards import (
     stack_approval,
     threshold_floor,
 )
+from mlstack_preprocess.sizing import measure
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -357,6 +363,19 @@ def preprocess(
         run["candidates_key"] = key
     check_run_state_size(run)
     return run
+
+
+def measure_dataset(event: ExecutionInput) -> Compute:
+    """MeasureDataset: where this run trains (``mlstack_preprocess.sizing``)."""
+    # Never read an object of another bucket, not even its first bytes.
+    check_own_input(event["model"], event["dataset"], stack_settings().data_bucket)
+    s3 = boto3.client("s3")
+    return measure(
+        event,
+        s3=s3,
+        spec_body=read_spec(s3, event["dataset"]["bucket"], event["model"]),
+        settings=training_compute_settings(),
+    )
 
 
 def handle(event: ExecutionInput) -> Run:

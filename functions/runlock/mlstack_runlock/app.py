@@ -10,7 +10,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlstack_core.observability.pipeline import correlate, logger, metrics, tracer
 from mlstack_core.settings import FunctionSettings, run_lock_settings, stack_settings
-from mlstack_runlock.runlock import acquire, release, release_after_run_ended, renew
+from mlstack_runlock.runlock import (
+    acquire,
+    release,
+    release_after_run_ended,
+    renew,
+    renew_for,
+)
 
 # What template.yaml gives this function and it needs: checked at its cold start.
 SETTINGS = FunctionSettings(
@@ -30,11 +36,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     correlate(event)
     if event["action"] == "acquire":
         return acquire(event["model"], event["execution_arn"])
+    if event["action"] == "renew" and "lease_seconds" in event:
+        return renew_for(event["model"], event["execution_arn"], int(event["lease_seconds"]))
     if event["action"] == "renew":
         return renew(
             event["model"],
             event["execution_arn"],
             int(event["candidate_count"]),
             int(event["max_concurrency"]),
+            event.get("candidate_seconds"),
         )
     return release(event["model"], event["execution_arn"])

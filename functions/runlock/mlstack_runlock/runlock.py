@@ -27,12 +27,19 @@ def _locks() -> RunLockTable:
     return RunLockTable(run_lock_settings().lock_table)
 
 
-def lease_for_grid(settings: RunLockSettings, candidate_count: int, max_concurrency: int) -> int:
+def lease_for_grid(
+    settings: RunLockSettings,
+    candidate_count: int,
+    max_concurrency: int,
+    candidate_seconds: int | None = None,
+) -> int:
     """Seconds the rest of a run can take once its grid is known, until it frees the lock: the
     Map's rounds (each candidate within its time limit, ``max_concurrency`` at a time), then
-    Evaluate, Register, an alert and the release."""
+    Evaluate, Register, an alert and the release. ``candidate_seconds``: a training task's limit
+    (MeasureDataset's), when the run trains on Fargate; the Train function's otherwise."""
     rounds = math.ceil(max(candidate_count, 1) / max(max_concurrency, 1))
-    return rounds * settings.candidate_seconds + settings.after_training_seconds
+    per_candidate = candidate_seconds or settings.candidate_seconds
+    return rounds * per_candidate + settings.after_training_seconds
 
 
 def acquire(model: str, execution_arn: str) -> dict[str, Any]:
@@ -54,11 +61,21 @@ def acquire(model: str, execution_arn: str) -> dict[str, Any]:
 
 
 def renew(
-    model: str, execution_arn: str, candidate_count: int, max_concurrency: int
+    model: str,
+    execution_arn: str,
+    candidate_count: int,
+    max_concurrency: int,
+    candidate_seconds: int | None = None,
 ) -> dict[str, Any]:
     """RenewRunLock, once Preprocess has listed the candidates: the lease now lasts as long as
     this grid can take to train and evaluate. RunLockLost if another run took the lock over."""
-    lease = lease_for_grid(run_lock_settings(), candidate_count, max_concurrency)
+    lease = lease_for_grid(run_lock_settings(), candidate_count, max_concurrency, candidate_seconds)
+    return renew_for(model, execution_arn, lease)
+
+
+def renew_for(model: str, execution_arn: str, lease: int) -> dict[str, Any]:
+    """RenewRunLockForPreprocessTask (a lease of ``lease`` seconds: the preprocess task's limit),
+    and RenewRunLock's renewal. RunLockLost if another run took the lock over."""
     if not _locks().renew(model, execution_arn, lease):
         raise RunLockLost(
             f"the run lock of {model!r} is no longer held by this run (its lease ran out and "

@@ -225,6 +225,34 @@ class RunStateTooLarge(DatasetError):
     for Step Functions' 256 KB state: the run would fail where no Catch reaches."""
 
 
+class DatasetTooLargeForStack(DatasetError):
+    """Training this table needs more memory than the largest training task the stack allows
+    (TrainingTaskMaxMemoryMiB), or more than a spec's ``compute.memory_mib`` asks for."""
+
+
+class ComputeOutsideStackLimits(SpecError):
+    """spec.json asks for a training task larger than the stack allows (TrainingTaskMaxCpu,
+    TrainingTaskMaxMemoryMiB): the uploader does not size the stack's bill."""
+
+
+class TrainingTaskFailed(PipelineError):
+    """A training task on Fargate stopped with a failure that names no error of its own (it could
+    not start, or it crashed before writing one)."""
+
+
+class TrainingTaskOutOfMemory(TrainingTaskFailed):
+    """A training task on Fargate ran out of the memory it was given and was stopped."""
+
+
+class TrainingTaskStopped(TrainingTaskFailed):
+    """A training task on Fargate was stopped before it finished (by a person, by ECS, or by the
+    state machine at TrainingTaskTimeoutSeconds)."""
+
+
+class TrainingTaskTimedOut(TrainingTaskStopped):
+    """A training task on Fargate ran longer than TrainingTaskTimeoutSeconds and was stopped."""
+
+
 class UnreadableDates(DatasetError):
     """A column declared datetime has no value that reads as a date in any format, or its dates
     read both day-first and month-first and spec.columns.date_formats does not say which."""

@@ -39,6 +39,39 @@ class ExecutionInput(TypedDict):
     dataset: DatasetRef
     execution_arn: NotRequired[str]
     execution_name: NotRequired[str]
+    # MeasureDataset's event says ``"action": "measure"``; Preprocess's has none.
+    action: NotRequired[Literal["measure"]]
+
+
+class TaskNetwork(TypedDict):
+    """A Fargate task's AwsvpcConfiguration, as RunTask takes it."""
+
+    Subnets: list[str]
+    SecurityGroups: list[str]
+    AssignPublicIp: Literal["ENABLED", "DISABLED"]
+
+
+class Compute(TypedDict):
+    """MeasureDataset's output (``$.compute``): where this run trains, and why.
+
+    ``path`` "lambda" is today's functions; "fargate" runs Preprocess and each candidate's Train
+    as ECS tasks of ``cpu`` units and ``memory`` MiB (strings, as RunTask's overrides take them),
+    stopped after ``task_timeout_seconds``. The lock's lease covers the longest step either way.
+    """
+
+    path: Literal["lambda", "fargate"]
+    reason: str
+    dataset_bytes: int
+    estimated_rows: int
+    columns: int
+    estimated_train_mib: int
+    cpu: str
+    memory: str
+    task_timeout_seconds: int
+    preprocess_lease_seconds: int
+    candidate_seconds: int | None
+    preprocess_command: list[str]
+    network: TaskNetwork
 
 
 class Candidate(TypedDict):
@@ -72,6 +105,37 @@ class TrainInput(TypedDict):
 
     run: Run
     candidate: Candidate
+
+
+class TaskOutcome(TypedDict, total=False):
+    """How a training task's state ended: ``task_arn`` when the task stopped with exit code 0,
+    Step Functions' ``Error`` and ``Cause`` (the task's description) when it did not."""
+
+    task_arn: str
+    Error: str
+    Cause: str
+
+
+class TaskResultInput(TypedDict):
+    """CollectPreparedRun's and CollectTrainedCandidate's input."""
+
+    step: Literal["preprocess", "train"]
+    model: str
+    run_id: str
+    task: TaskOutcome
+    candidate: NotRequired[Candidate]
+
+
+class CollectedCandidate(TypedDict):
+    """What the Map keeps of a trained candidate, as TrainCandidate's ResultSelector keeps it."""
+
+    candidate_id: str
+    family: str
+    status: Literal["trained", "failed"]
+    fit_seconds: float | None
+    result_key: str
+    result_version_id: str | None
+    result_sha256: str
 
 
 class TrainedEntry(TypedDict):

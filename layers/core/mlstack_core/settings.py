@@ -202,6 +202,46 @@ def guard_settings() -> GuardSettings:
 
 
 @dataclass(frozen=True)
+class TrainingComputeSettings:
+    """Where a run trains (stack parameters): a CSV above ``large_dataset_threshold_mib``, or one
+    whose estimated training memory is more than the Train function has, trains in ECS tasks on
+    Fargate, each no larger than the maxima, stopped after ``task_timeout_seconds``; the tasks'
+    network (the stack's own VPC unless the parameters name subnets and security groups)."""
+
+    large_dataset_threshold_mib: int
+    train_function_memory_mib: int
+    task_max_cpu: int
+    task_max_memory_mib: int
+    task_timeout_seconds: int
+    subnet_ids: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+    assign_public_ip: str
+
+    @classmethod
+    def from_env(cls) -> TrainingComputeSettings:
+        return cls(
+            large_dataset_threshold_mib=int(os.environ.get("LARGE_DATASET_THRESHOLD_MIB", "256")),
+            train_function_memory_mib=int(os.environ.get("TRAIN_FUNCTION_MEMORY_MIB", "3008")),
+            task_max_cpu=int(os.environ.get("TRAINING_TASK_MAX_CPU", "4096")),
+            task_max_memory_mib=int(os.environ.get("TRAINING_TASK_MAX_MEMORY_MIB", "30720")),
+            task_timeout_seconds=int(os.environ.get("TRAINING_TASK_TIMEOUT_SECONDS", "14400")),
+            subnet_ids=_names(os.environ.get("TRAINING_SUBNET_IDS", "")),
+            security_group_ids=_names(os.environ.get("TRAINING_SECURITY_GROUP_IDS", "")),
+            assign_public_ip=os.environ.get("TRAINING_ASSIGN_PUBLIC_IP", "ENABLED"),
+        )
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-joined list parameter (CloudFormation's ``!Join``), without empty entries."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+@lru_cache(maxsize=1)
+def training_compute_settings() -> TrainingComputeSettings:
+    return TrainingComputeSettings.from_env()
+
+
+@dataclass(frozen=True)
 class ApprovalSettings:
     """The approval function's table, and whether the uploader may approve their own data."""
 
@@ -331,3 +371,4 @@ def forget() -> None:
     approval_settings.cache_clear()
     guard_settings.cache_clear()
     run_lock_settings.cache_clear()
+    training_compute_settings.cache_clear()

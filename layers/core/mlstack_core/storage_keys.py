@@ -181,6 +181,22 @@ def candidate_holdout_outputs_key(model: str, run_id: str, candidate_id: str) ->
     return f"{candidate_prefix(model, run_id, candidate_id)}/sklearn_holdout.npz"
 
 
+def prepared_run_key(model: str, run_id: str) -> str:
+    """The preprocess task (the Fargate path): the run it prepared, which CollectPreparedRun
+    puts into the state as Preprocess's Lambda returns it."""
+    return f"{run_prefix(model, run_id)}/run.json"
+
+
+def preprocess_task_error_key(model: str, run_id: str) -> str:
+    """The preprocess task's named error, written before it exits with a failure."""
+    return f"{run_prefix(model, run_id)}/tasks/preprocess/error.json"
+
+
+def candidate_task_error_key(model: str, run_id: str, candidate_id: str) -> str:
+    """A train task's named error, written before it exits with a failure."""
+    return f"{candidate_prefix(model, run_id, candidate_id)}/error.json"
+
+
 def candidate_result_key(model: str, run_id: str, candidate_id: str) -> str:
     """Train: the candidate's whole result (its cross-validation report, feature importance,
     warnings), which Evaluate reads; the Map's state carries only this key."""

@@ -1,0 +1,1 @@
+"""The training image's entrypoint: Preprocess and Train as ECS tasks on Fargate."""

@@ -1,0 +1,7 @@
+"""``python -m mlstack_task <command> ...``: the image's ENTRYPOINT."""
+
+import sys
+
+from mlstack_task.main import main
+
+sys.exit(main(sys.argv[1:]))
