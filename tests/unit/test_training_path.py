@@ -201,7 +201,9 @@ def _collect(aws: Stack, step: str, task: dict[str, Any], **extra: Any) -> Any:
 CANDIDATE = {"candidate_id": "c00-ridge", "family": "ridge", "params": {}}
 
 
-def _failed(exit_code: int | None, reason: str = "", stop_code: str = "EssentialContainerExited"):  # type: ignore[no-untyped-def]
+def _failed(
+    exit_code: int | None, reason: str = "", stop_code: str = "EssentialContainerExited"
+) -> dict[str, str]:
     description = {
         "StopCode": stop_code,
         "StoppedReason": "Essential container in task exited",
@@ -292,7 +294,7 @@ def test_a_candidate_whose_task_stored_an_error_is_not_collected_even_if_it_exit
         _collect(aws, "train", {"task_arn": "arn:task"}, candidate=CANDIDATE)
 
 
-# ------------------------------------------------------------------------------ the image's entrypoint
+# ---------------------------------------------------------------------- the image's entrypoint
 @pytest.mark.slow
 def test_the_images_steps_leave_what_the_collecting_states_hand_on(aws: Stack) -> None:
     """``preprocess`` stores the run Preprocess's function would return; ``train`` stores the
