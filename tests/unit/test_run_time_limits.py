@@ -27,9 +27,10 @@ DEFINITION: dict[str, Any] = json.loads((ROOT / ASL).read_text())
 LIMITS: dict[str, int] = {
     name: int(value) for name, value in TEMPLATE["Mappings"]["RunTimeLimits"]["Seconds"].items()
 }
-# Errors the Lambda service raises in place of a run of the function (throttling, service
-# faults): an attempt that ends in one costs its backoff, not the function's timeout. Any other
-# error (the function's own, Sandbox.Timedout, States.ALL) may end a full-length attempt.
+# Errors the Lambda and ECS services raise in place of a run of the function or task
+# (throttling, service faults): an attempt that ends in one costs its backoff, not the function's
+# timeout. Any other error (the function's own, Sandbox.Timedout, States.ALL) may end a
+# full-length attempt.
 SERVICE_ERRORS = frozenset(
     {
         "Lambda.ClientExecutionTimeoutException",
@@ -37,8 +38,15 @@ SERVICE_ERRORS = frozenset(
         "Lambda.AWSLambdaException",
         "Lambda.SdkClientException",
         "Lambda.TooManyRequestsException",
+        "ECS.AmazonECSException",
+        "ECS.ThrottlingException",
+        "ECS.ServerException",
     }
 )
+ECS_TASK = "arn:aws:states:::ecs:runTask.sync"
+# The longest a training task may run (TimeoutSecondsPath: MeasureDataset's copy of the stack's
+# TrainingTaskTimeoutSeconds, at its MaxValue).
+TASK_LIMIT = int(TEMPLATE["Parameters"]["TrainingTaskTimeoutSeconds"]["MaxValue"])
 # An SNS publish from the state machine has no timeout of its own; it takes well under a second.
 SERVICE_CALL_SECONDS = 60
 MINUTE, HOUR = 60, 3600
@@ -67,8 +75,9 @@ def _retry_bound(state: dict[str, Any], attempt_seconds: int) -> int:
     return full_attempts * attempt_seconds + math.ceil(backoff)
 
 
-def state_bound(state: dict[str, Any], map_items: int) -> int:
-    """Seconds a state can take; a Map runs ``map_items`` items one after another."""
+def state_bound(state: dict[str, Any], map_items: int, task_limit: int = TASK_LIMIT) -> int:
+    """Seconds a state can take; a Map runs ``map_items`` items one after another; a training
+    task runs at most ``task_limit``."""
     if state["Type"] == "Map":
         processor = state["ItemProcessor"]
         return map_items * path_bound(processor["States"], processor["StartAt"], map_items)
@@ -77,6 +86,9 @@ def state_bound(state: dict[str, Any], map_items: int) -> int:
     resource = state["Resource"]
     if resource.startswith("${"):
         seconds = _function_timeout(resource)
+    elif resource == ECS_TASK:
+        assert state["TimeoutSecondsPath"] == "$.compute.task_timeout_seconds"
+        seconds = task_limit
     elif resource.endswith(".waitForTaskToken"):
         seconds = int(state["TimeoutSeconds"])
     else:
@@ -92,13 +104,17 @@ def _successors(state: dict[str, Any]) -> list[str]:
 
 
 def path_bound(
-    states: dict[str, Any], start: str, map_items: int, until: frozenset[str] = frozenset()
+    states: dict[str, Any],
+    start: str,
+    map_items: int,
+    until: frozenset[str] = frozenset(),
+    task_limit: int = TASK_LIMIT,
 ) -> int:
     """The longest path from ``start`` (the graph has no cycles), ending at a terminal state or
     after a state in ``until``."""
 
     def longest(name: str) -> int:
-        here = state_bound(states[name], map_items)
+        here = state_bound(states[name], map_items, task_limit)
         if name in until:
             return here
         return here + max((longest(n) for n in _successors(states[name])), default=0)
@@ -138,11 +154,12 @@ def test_the_lock_lease_covers_each_stretch_until_its_renewal_or_release() -> No
     """Acquired, the lease covers Preprocess until RenewRunLock (or, if it fails, until the lock
     is released); renewed, it covers the grid's rounds of the per-candidate limit and then the
     steps until the lock is released (lease_for_grid)."""
-    until_grid = path_bound(STATES, "Preprocess", 1, until=RELEASES | {"RenewRunLock"})
+    renewals = RELEASES | {"RenewRunLock", "RenewRunLockForPreprocessTask"}
+    until_grid = path_bound(STATES, "MeasureDataset", 1, until=renewals)
     assert LIMITS["LeaseUntilGridKnown"] == _round_up(until_grid, MINUTE), until_grid
     for mode in ("TrainCandidates", "TrainCandidatesDistributed"):
         processor = STATES[mode]["ItemProcessor"]
-        candidate = path_bound(processor["States"], processor["StartAt"], 1)
+        candidate = path_bound(processor["States"], "TrainCandidate", 1)
         assert LIMITS["Candidate"] == _round_up(candidate, MINUTE), candidate
     after_training = path_bound(STATES, "Evaluate", 1, until=RELEASES)
     assert LIMITS["AfterTraining"] == _round_up(after_training, MINUTE), after_training
@@ -180,4 +197,23 @@ def test_renewal_sits_between_the_grid_and_the_map() -> None:
         "execution_arn.$": "$$.Execution.Id",
         "candidate_count.$": "$.run.candidate_count",
         "max_concurrency.$": "$.run.spec.max_concurrency",
+        "candidate_seconds.$": "$.compute.candidate_seconds",
     }
+
+
+@pytest.mark.parametrize("task_limit", [600, 14400, TASK_LIMIT])
+def test_on_fargate_the_lease_covers_each_task_and_the_state_that_collects_it(
+    task_limit: int,
+) -> None:
+    """MeasureDataset gives the lock a training task's limit plus TASK_COLLECT_SECONDS, for the
+    preprocess task (until RenewRunLock) and for each candidate's task (per round of the Map):
+    enough for the task at its TimeoutSecondsPath, the collecting state and their retries."""
+    from mlstack_preprocess.sizing import TASK_COLLECT_SECONDS
+
+    renewals = RELEASES | {"RenewRunLock"}
+    preprocess = path_bound(STATES, "PreprocessTask", 1, until=renewals, task_limit=task_limit)
+    assert preprocess <= task_limit + TASK_COLLECT_SECONDS, preprocess - task_limit
+    for mode in ("TrainCandidates", "TrainCandidatesDistributed"):
+        processor = STATES[mode]["ItemProcessor"]
+        candidate = path_bound(processor["States"], "TrainCandidateTask", 1, task_limit=task_limit)
+        assert candidate <= task_limit + TASK_COLLECT_SECONDS, candidate - task_limit

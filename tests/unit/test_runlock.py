@@ -223,3 +223,32 @@ def test_a_lease_that_ran_out_under_a_run_is_warned_of_at_takeover(
     (warning,) = [r for r in pipeline_log() if r["level"] == "WARNING"]
     assert warning["message"] == "Run lock taken over from a run whose lease ran out"
     assert warning["previous_holder"] == RUN
+
+
+def test_a_run_on_fargate_keeps_its_lock_through_its_preprocess_task_and_its_tasks(
+    aws: Stack, clock: Clock
+) -> None:
+    """RenewRunLockForPreprocessTask leases the preprocess task's limit; RenewRunLock then
+    leases each round of the Map at a training task's limit, not the Train function's."""
+    _lock("acquire", RUN)
+    event = {"action": "renew", "model": "penguins", "execution_arn": RUN, "lease_seconds": 14520}
+    assert load_handler("runlock")(event, FakeLambdaContext())["lease_seconds"] == 14520
+    clock.now += 14000  # a long preprocess task, far past the lease taken at the start
+    with pytest.raises(ModelBusy):
+        _lock("acquire", OTHER)
+    grid = {
+        "action": "renew",
+        "model": "penguins",
+        "execution_arn": RUN,
+        "candidate_count": 8,
+        "max_concurrency": 4,
+        "candidate_seconds": 14520,
+    }
+    renewed = load_handler("runlock")(grid, FakeLambdaContext())["lease_seconds"]
+    assert renewed >= 2 * 14520
+    clock.now += 2 * 14000
+    with pytest.raises(ModelBusy):
+        _lock("acquire", OTHER)
+    # On the Lambda path MeasureDataset gives no task limit: the function's own is used.
+    lambda_path = {**grid, "candidate_seconds": None}
+    assert load_handler("runlock")(lambda_path, FakeLambdaContext())["lease_seconds"] < renewed
