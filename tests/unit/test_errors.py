@@ -25,13 +25,15 @@ from tests.helpers import ROOT
 pytestmark = pytest.mark.unit
 
 # Step Functions' own error names, which no class of ours defines.
-AWS_ERROR_PREFIXES = ("States.", "Lambda.", "Sandbox.")
+AWS_ERROR_PREFIXES = ("States.", "Lambda.", "Sandbox.", "ECS.")
 
 
 def _shipped_packages() -> list[Path]:
-    """The core layer's package and each function's package (functions/<step>/mlstack_<step>)."""
+    """The core layer's package, each function's package (functions/<step>/mlstack_<step>) and
+    each container image's (containers/<image>/mlstack_*)."""
     functions = sorted((ROOT / "functions").glob("*/mlstack_*"))
-    return [ROOT / "layers" / "core" / "mlstack_core", *functions]
+    images = sorted((ROOT / "containers").glob("*/mlstack_*"))
+    return [ROOT / "layers" / "core" / "mlstack_core", *functions, *images]
 
 
 def _shipped_modules() -> list[ModuleType]:

@@ -59,9 +59,19 @@ def _function_packages() -> list[Path]:
     return [folder / f"mlstack_{folder.name}" for folder in _function_folders()]
 
 
+def _image_packages() -> list[Path]:
+    """The container images' entrypoint packages (containers/<image>/mlstack_*)."""
+    return sorted(p.parent for p in (ROOT / "containers").glob("*/mlstack_*/__init__.py"))
+
+
 def _mapped_modules() -> list[Path]:
     """The modules the module map must name: the core layer's, each function's, the user side's."""
-    bases = [ROOT / "layers" / "core" / "mlstack_core", *_function_packages(), ROOT / "mlstack"]
+    bases = [
+        ROOT / "layers" / "core" / "mlstack_core",
+        *_function_packages(),
+        *_image_packages(),
+        ROOT / "mlstack",
+    ]
     return sorted(path for base in bases for path in base.rglob("*.py"))
 
 
@@ -256,15 +266,19 @@ def test_isort_knows_every_first_party_package() -> None:
     # and the functions' packages live deeper, so isort must be told they are first-party.
     # mlstack is listed too: it is the package the project installs.
     listed = _pyproject()["tool"]["ruff"]["lint"]["isort"]["known-first-party"]
-    expected = {"mlstack", "mlstack_core"} | {p.name for p in _function_packages()}
+    expected = {"mlstack", "mlstack_core"} | {
+        p.name for p in [*_function_packages(), *_image_packages()]
+    }
     assert sorted(listed) == sorted(expected), _difference(
         "[tool.ruff.lint.isort] known-first-party in pyproject.toml", listed, expected
     )
 
 
 def _import_roots() -> set[str]:
-    """The folders the handlers' packages are imported from: the core layer and each function."""
-    return {"layers/core"} | {_relative(folder) for folder in _function_folders()}
+    """The folders the handlers' packages are imported from: the core layer, each function, each
+    container image."""
+    images = {_relative(package.parent) for package in _image_packages()}
+    return {"layers/core"} | images | {_relative(folder) for folder in _function_folders()}
 
 
 def test_pytest_imports_from_every_function_folder() -> None:
