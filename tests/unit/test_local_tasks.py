@@ -306,8 +306,9 @@ def test_tasks_run_at_once_only_as_far_as_the_memory_budget_goes() -> None:
         second = ecs.run(memory="3000", **training(["train", "2"]))
         small = ecs.run(memory="2000", **training(["train", "3"]))
         _until(lambda: image.running == 2)
-        assert ecs.describe(first)["lastStatus"] == "RUNNING"
-        assert ecs.describe(second)["lastStatus"] == "PENDING"  # waits for memory
+        # One of the two 3000 MiB tasks waits for memory (whichever reserved second).
+        statuses = sorted(ecs.describe(arn)["lastStatus"] for arn in (first, second))
+        assert statuses == ["PENDING", "RUNNING"]
         assert ecs.describe(small)["lastStatus"] == "RUNNING"
         image.release.set()
         for arn in (first, second, small):
@@ -374,7 +375,7 @@ def test_a_run_task_sync_state_fails_with_states_task_failed_on_a_non_zero_exit(
                         }
                     },
                     "Overrides": {
-                        "Memory": "2048",
+                        "Memory": "3072",
                         "ContainerOverrides": [{"Name": "training", "Command.$": "$.command"}],
                     },
                 },
@@ -426,3 +427,4 @@ def test_a_run_task_sync_state_fails_with_states_task_failed_on_a_non_zero_exit(
     assert succeeded["Containers"][0]["ExitCode"] == 0
     assert succeeded["LastStatus"] == "STOPPED"
     assert ecs.image.calls == [["train", "--candidate", "{}"]] * 2
+    assert [t.memory_mib for t in ecs.tasks.stopped] == [3072, 3072]  # the state's Overrides
