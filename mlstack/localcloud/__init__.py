@@ -19,6 +19,9 @@ below list theirs:
 - ``lambdas.InProcessLambdas``: moto runs Lambda in Docker; here the handler named by the
   function's Handler runs in this process, with the function's Environment
   (``lambdas.FUNCTION_OVERRIDES`` on top) and its own service name (``lambdas.bind_service``).
+- ``tasks.InProcessTasks``: moto's ECS starts no container; here a Fargate task of the
+  training container runs the image's entrypoint in a thread, reports its exit as ECS does, and
+  a ``runTask.sync`` state fails with ``States.TaskFailed`` on a non-zero exit.
 - ``cloud.stack_resources``: moto lists a resource whose ``Condition`` is false as an empty entry.
 
 For ``mlstack local up``, ``endpoint.LocalMotoServer`` runs moto's server without its permissive

@@ -28,6 +28,7 @@ from mlstack.localcloud.moto_patches import (
     state_machines_in_executing_backend,
 )
 from mlstack.localcloud.packaging import package_code
+from mlstack.localcloud.tasks import InProcessTasks
 from mlstack.localcloud.template_rewrites import (
     apply_bucket_configuration,
     serve_api_locally,
@@ -122,10 +123,13 @@ def deploy(
 # the prediction function sampled as soon as a request is answered (it writes after every
 # request), not after five minutes; and every request of a model that opted in is captured.
 LOCAL_PARAMETERS = {"DriftFlushSeconds": "0", "CaptureSampleRate": "1"}
+# How long closing the local cloud waits for ECS tasks still running (their entrypoints are
+# threads of this process, which cannot be stopped from outside).
+TASK_DRAIN_SECONDS = 30.0
 
 
 class LocalCloud:
-    """template.yaml deployed into moto, with every Lambda run in this process.
+    """template.yaml deployed into moto, with every Lambda and ECS task run in this process.
 
     ``moto_port=None`` keeps moto in-process (tests, demo); a port starts moto's server there, for
     other processes to reach with ``AWS_ENDPOINT_URL`` (``mlstack local up``).
@@ -150,6 +154,7 @@ class LocalCloud:
         self.api_port = api_port
         self.emit_metrics = emit_metrics
         self.lambdas: InProcessLambdas | None = None
+        self.tasks: InProcessTasks | None = None
         self.stack: Stack | None = None
         self.api_url = ""
         self.endpoint_url: str | None = None
@@ -165,6 +170,8 @@ class LocalCloud:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self.tasks is not None:
+            self.tasks.wait(TASK_DRAIN_SECONDS)
         self._exit.close()
 
     def start(self) -> None:
@@ -197,6 +204,8 @@ class LocalCloud:
         from mlstack.localcloud.api import LocalApi, routes_from_template
 
         self._exit.enter_context(self.lambdas.patch_moto())
+        self.tasks = InProcessTasks(self.root, apply_environment=self.lambdas.apply_environment)
+        self._exit.enter_context(self.tasks.patch_moto())
         self._exit.enter_context(self.lambdas.faults.failing_sns_publishes())
         self._exit.enter_context(deliver_rule_targets())
         self._exit.enter_context(atomic_item_writes())

@@ -34,9 +34,12 @@ upgrade that moves or changes one fails there, naming it.
   table does not, and Map iterations and queued runs here are threads of one process, so item
   writes are serialised (the run lock and version counter rely on that atomicity).
 
-The in-process Lambda runner (``lambdas.InProcessLambdas.patch_moto``: moto's Lambda invocation)
-and the fault plan (``faults.FaultPlan.failing_sns_publishes``: moto's SNS publish) patch moto
-through ``patched`` too, from seams registered here.
+The in-process Lambda runner (``lambdas.InProcessLambdas.patch_moto``: moto's Lambda invocation),
+the in-process task runner (``tasks.InProcessTasks.patch_moto``: moto's ECS RunTask, a Fargate
+task's resources and network interface, and its Step Functions ECS integration's request and
+response casing and ``.sync`` resolver) and the
+fault plan (``faults.FaultPlan.failing_sns_publishes``: moto's SNS publish) patch moto through
+``patched`` too, from seams registered here.
 """
 
 from __future__ import annotations
@@ -156,6 +159,43 @@ ITEM_WRITES = (
         "return_values_on_condition_check_failure=None)",
     ),
 )
+# The in-process task runner (tasks.InProcessTasks.patch_moto).
+TASK_RUN = Seam(
+    "moto.ecs.models:EC2ContainerServiceBackend.run_task",
+    "(self, cluster_str, task_definition_str, count, overrides, started_by, tags, launch_type, "
+    "networking_configuration=None, group=None, platform_version=None, "
+    "capacity_provider_strategy=None)",
+)
+TASK_RESOURCE_REQUIREMENTS = Seam(
+    "moto.ecs.models:EC2ContainerServiceBackend._calculate_task_resource_requirements",
+    "(task_definition)",
+)
+NETWORK_INTERFACE_CREATION = Seam(
+    "moto.ec2.models.elastic_network_interfaces:NetworkInterfaceBackend.create_network_interface",
+    "(self, subnet, private_ip_address, private_ip_addresses=None, group_ids=None, "
+    "description=None, tags=None, delete_on_termination=False, **kwargs)",
+)
+ECS_SYNC_RESOLVER = Seam(
+    f"{_TASK}.service.state_task_service_ecs:StateTaskServiceEcs._build_sync_resolver",
+    "(self, env, resource_runtime_part, normalised_parameters, state_credentials)",
+)
+_ECS_SERVICE = f"{_TASK}.service.state_task_service_ecs:StateTaskServiceEcs"
+ECS_REQUEST_NORMALISATION = Seam(
+    f"{_ECS_SERVICE}._normalise_parameters",
+    "(self, parameters, boto_service_name=None, service_action_name=None)",
+)
+ECS_RESPONSE_NORMALISATION = Seam(
+    f"{_ECS_SERVICE}._normalise_response",
+    "(self, response, boto_service_name=None, service_action_name=None)",
+)
+TASK_SEAMS = (
+    TASK_RUN,
+    TASK_RESOURCE_REQUIREMENTS,
+    NETWORK_INTERFACE_CREATION,
+    ECS_SYNC_RESOLVER,
+    ECS_REQUEST_NORMALISATION,
+    ECS_RESPONSE_NORMALISATION,
+)
 SNS_PUBLISH = Seam(
     "moto.sns.models:SNSBackend.publish",
     "(self, message, arn, phone_number=None, subject=None, message_attributes=None, "
@@ -188,6 +228,7 @@ PATCHED_SEAMS: tuple[Seam, ...] = (
     *ITEM_WRITES,
     SNS_PUBLISH,
     *STATE_COPIES,
+    *TASK_SEAMS,
 )
 
 # What the replacements call of moto, beyond the originals they wrap.
@@ -215,6 +256,50 @@ CALLED_SEAMS: tuple[Seam, ...] = (
         "ok_actions=None, insufficient_data_actions=None, unit=None, actions_enabled=True, "
         "treat_missing_data=None, evaluate_low_sample_count_percentile=None, "
         "threshold_metric_id=None, rule=None, tags=None)",
+    ),
+    Seam(
+        "moto.ecs.models:EC2ContainerServiceBackend.describe_task_definition",
+        "(self, task_definition_str)",
+    ),
+    Seam("moto.ec2.utils:generate_dns_from_ip", "(ip, dns_type='internal')"),
+    Seam(
+        "moto.stepfunctions.parser.asl.component.common.error_name.failure_event:"
+        "FailureEvent.__init__",
+        "(self, env, error_name, event_type, event_details=None)",
+    ),
+    Seam(
+        "moto.stepfunctions.parser.asl.component.common.error_name.failure_event:"
+        "FailureEventException.__init__",
+        "(self, failure_event)",
+    ),
+    Seam(
+        "moto.stepfunctions.parser.asl.component.common.error_name.states_error_name:"
+        "StatesErrorName.__init__",
+        "(self, typ)",
+    ),
+    Seam(
+        "moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type:"
+        "StatesErrorNameType.StatesTaskFailed",
+        None,
+    ),
+    Seam(f"{_ECS_SERVICE}._get_sfn_resource_type", "(self)"),
+    Seam(f"{_ECS_SERVICE}._get_sfn_resource", "(self)"),
+    Seam("moto.stepfunctions.parser.asl.utils.encoding:to_json_str", "(obj, separators=None)"),
+    Seam(
+        f"{_TASK}.service.state_task_service:StateTaskService._to_boto_request",
+        "(self, parameters, structure_shape)",
+    ),
+    Seam(
+        f"{_TASK}.service.state_task_service:StateTaskService._from_boto_response",
+        "(self, response, structure_shape)",
+    ),
+    Seam(
+        f"{_TASK}.service.state_task_service:StateTaskService._get_boto_service_name",
+        "(self, boto_service_name=None)",
+    ),
+    Seam(
+        f"{_TASK}.service.state_task_service:StateTaskService._get_boto_service_action",
+        "(self, service_action_name=None)",
     ),
     Seam(
         "moto.sqs.models:SQSBackend.send_message",

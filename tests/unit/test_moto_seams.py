@@ -26,6 +26,7 @@ from mlstack.localcloud.moto_patches import (
     patched,
     signature_of,
 )
+from mlstack.localcloud.tasks import InProcessTasks
 
 pytestmark = pytest.mark.unit
 
@@ -80,6 +81,7 @@ def _local_cloud_patches(tmp_path: Path) -> list[contextlib.AbstractContextManag
     """Every patch ``LocalCloud.start`` enters."""
     return [
         InProcessLambdas({}, functions_dir=tmp_path).patch_moto(),
+        InProcessTasks(tmp_path).patch_moto(),
         FaultPlan().failing_sns_publishes(),
         moto_patches.deliver_rule_targets(),
         moto_patches.atomic_item_writes(),
