@@ -40,6 +40,7 @@ FUNCTIONS: dict[str, str] = {
     "MonitorFunction": "monitor",
     "ApprovalFunction": "approval",
     "ScoreFunction": "score",
+    "TaskResultFunction": "taskresult",
 }
 
 

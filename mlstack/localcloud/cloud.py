@@ -31,6 +31,7 @@ from mlstack.localcloud.packaging import package_code
 from mlstack.localcloud.tasks import InProcessTasks
 from mlstack.localcloud.template_rewrites import (
     apply_bucket_configuration,
+    name_image_repositories,
     serve_api_locally,
     substitute_definitions,
     take_item_batchers,
@@ -96,6 +97,7 @@ def deploy(
     substitute_definitions(translated)
     take_item_batchers(translated)
     serve_api_locally(translated, api_url)
+    name_image_repositories(translated, stack_name)
 
     with state_machines_in_executing_backend(), resource_types_moto_lacks():
         cloudformation.create_stack(

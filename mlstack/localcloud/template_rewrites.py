@@ -11,6 +11,9 @@ definitions. None of them touches moto itself (``moto_patches`` does):
   ``moto_patches.batched_map_items`` applies it at run time.
 - ``serve_api_locally``: moto's RestApi cannot be deployed from SAM's OpenAPI body; the API is
   served by ``api.LocalApi`` and ``ApiUrl`` points there.
+- ``name_image_repositories``: moto names an ECR repository without ``RepositoryName`` after the
+  stack and logical id as they are spelled, which ECR refuses (upper case); it gets the lower-case
+  name CloudFormation generates for one.
 - ``apply_bucket_configuration``: moto's CloudFormation does not apply a bucket's versioning or
   NotificationConfiguration, so both are applied after the stack is created.
 """
@@ -113,6 +116,16 @@ def serve_api_locally(translated: dict[str, Any], api_url: str) -> None:
             del resource["DependsOn"]
     if "ApiUrl" in translated.get("Outputs", {}):
         translated["Outputs"]["ApiUrl"]["Value"] = api_url
+
+
+def name_image_repositories(translated: dict[str, Any], stack_name: str) -> None:
+    """``RepositoryName`` for each ECR repository that has none, lower case as ECR requires (and
+    CloudFormation's generated name is)."""
+    for logical_id, resource in translated["Resources"].items():
+        if resource["Type"] != "AWS::ECR::Repository":
+            continue
+        properties = resource.setdefault("Properties", {})
+        properties.setdefault("RepositoryName", f"{stack_name}-{logical_id}".lower())
 
 
 def apply_bucket_configuration(

@@ -77,6 +77,7 @@ def test_what_the_local_cloud_uses_came_from_the_stack(cloud: LocalCloud) -> Non
         "RunLockFunction",
         "PredictFunction",
         "MonitorFunction",
+        "TaskResultFunction",
     }
     for logical_id, name in stack_functions.items():
         variables = lambda_client.get_function(FunctionName=name)["Configuration"]["Environment"]

@@ -98,6 +98,24 @@ def test_the_deploy_job_deploys_exactly_the_tested_build() -> None:
     assert names.index(download["uses"]) < names.index(next(s for s in names if "sha256sum" in s))
 
 
+def test_the_deploy_job_pushes_the_tested_training_image_and_deploys_with_its_tag() -> None:
+    """The image is built where no credentials are, travels in the checked archive, and the last
+    deploy names the tag the deploy job pushed (the commit's SHA)."""
+    jobs = _workflow()["jobs"]
+    tested, deployed = _commands(jobs["test-and-build"]), _commands(jobs["deploy"])
+    (build,) = [c for c in tested if c.startswith("docker build")]
+    assert "-f containers/training/Dockerfile" in build
+    assert build.split("&&")[0].rstrip().endswith(" .")  # context: the repository root
+    package = next(s for s in jobs["test-and-build"]["steps"] if s.get("id") == "package")
+    assert "training-image.tar" in package["run"]
+    assert not any("docker build" in c for c in deployed)
+    (push,) = [c for c in deployed if "docker push" in c]
+    assert "docker load -i .aws-sam/training-image.tar" in push
+    assert push.endswith('docker push "$URI:${{ github.sha }}"')
+    assert deployed[-1].endswith('TrainingImageTag=${{ github.sha }}"')
+    assert "TrainingImageTag" in load_template(ROOT / "template.yaml")["Parameters"]
+
+
 def test_every_action_is_pinned_to_a_commit() -> None:
     uses = [
         step["uses"]
@@ -229,6 +247,9 @@ SERVICE_WORDS = {
     "KMS": "KMS",
     "CloudWatch": "CloudWatch",
     "CloudTrail": "CloudTrail",
+    "ECS": "ECS",
+    "ECR": "ECR",
+    "EC2": "EC2",
     "IAM": "IAM role management",
 }
 

@@ -86,6 +86,34 @@ NEEDS: dict[str, list[Need]] = {
         Need("s3:GetObject", RUNS, "the splits"),
         Need("s3:PutObject", "${ModelBucket.Arn}/runs/*/candidates/*", "one candidate's files"),
     ],
+    "TaskResultFunction": [
+        Need("s3:GetObject", RUNS, "the prepared run, a candidate's result, a task's error.json"),
+    ],
+    # The training tasks on Fargate run the functions' code (their task roles, TaskRoleArn).
+    "PreprocessTaskDefinition": [
+        Need("s3:GetObject", DATASETS, "the spec"),
+        Need("s3:GetObjectVersion", DATASETS, "the uploaded version of the table"),
+        Need(
+            "s3:ListBucket",
+            "${DataBucket.Arn}",
+            "without it a missing spec.json is AccessDenied, not NoSuchKey",
+        ),
+        Need("s3:PutObject", RUNS, "splits, schema, feature baseline, prepared run, error.json"),
+        Need("dynamodb:Query", "${RegistryTable.Arn}", "schema of the last version"),
+        Need(
+            "dynamodb:GetItem",
+            "${RegistryTable.Arn}",
+            "production's columns, kept in the split files for the gate",
+        ),
+    ],
+    "TrainTaskDefinition": [
+        Need("s3:GetObject", RUNS, "the splits"),
+        Need(
+            "s3:PutObject",
+            "${ModelBucket.Arn}/runs/*/candidates/*",
+            "one candidate's files, its error.json",
+        ),
+    ],
     "EvaluateFunction": [
         Need("s3:GetObject", RUNS, "splits, candidate results"),
         Need("s3:GetObjectVersion", RUNS, "each candidate's export, by version"),
@@ -193,6 +221,7 @@ NEEDED_WITHOUT_A_CALL = {
     ("TriggerFunction", "kms:GenerateDataKey"),
     ("TriggerFunction", "kms:Decrypt"),
     ("PreprocessFunction", "s3:ListBucket"),
+    ("PreprocessTaskDefinition", "s3:ListBucket"),
     ("MonitorFunction", "kms:GenerateDataKey"),
     ("MonitorFunction", "kms:Decrypt"),
     ("RunLockFunction", "kms:GenerateDataKey"),
@@ -216,6 +245,42 @@ SCORING_MACHINE_EXTRA = [
     Need("kms:Decrypt", "${AlertsKey.Arn}", "encrypted alerts topic"),
 ]
 EXPECTED_UNRESOLVED = ["TrainCandidatesDistributed: ItemReader"]
+# What ECS itself does with the training tasks' execution role: no code of the stack calls it.
+EXECUTION_ROLE_NEEDS = [
+    Need("ecr:GetAuthorizationToken", "*", "the registry login; no resource-level permissions"),
+    *[
+        Need(action, "${TrainingImageRepository.Arn}", "pull the training image")
+        for action in (
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+            "ecr:BatchCheckLayerAvailability",
+        )
+    ],
+    Need("logs:CreateLogStream", "${TrainingTaskLogGroup.Arn}", "the container's log (awslogs)"),
+    Need("logs:PutLogEvents", "${TrainingTaskLogGroup.Arn}", "the container's log (awslogs)"),
+]
+TASK_DEFINITIONS = ("PreprocessTaskDefinition", "TrainTaskDefinition")
+# What the state machine needs to run the training tasks (ecs:runTask.sync), derived from the ASL:
+# each task definition, the cluster's tasks, Step Functions' managed rule, and the tasks' roles.
+ECS_TASK_EVENTS_RULE = (
+    "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/"
+    "StepFunctionsGetEventsForECSTaskRule"
+)
+CLUSTER_TASKS = (
+    "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/${TrainingCluster}/*"
+)
+TRAINING_TASK_NEEDS = {
+    ("ecs:RunTask", "${PreprocessTaskDefinition}"),
+    ("ecs:RunTask", "${TrainTaskDefinition}"),
+    ("ecs:StopTask", CLUSTER_TASKS),
+    ("ecs:DescribeTasks", CLUSTER_TASKS),
+    ("events:PutTargets", ECS_TASK_EVENTS_RULE),
+    ("events:PutRule", ECS_TASK_EVENTS_RULE),
+    ("events:DescribeRule", ECS_TASK_EVENTS_RULE),
+    ("iam:PassRole", "${PreprocessTaskRole.Arn}"),
+    ("iam:PassRole", "${TrainTaskRole.Arn}"),
+    ("iam:PassRole", "${TrainingTaskExecutionRole.Arn}"),
+}
 
 
 def all_needs(translated: dict[str, Any]) -> dict[str, list[Need]]:
@@ -223,8 +288,15 @@ def all_needs(translated: dict[str, Any]) -> dict[str, list[Need]]:
     scoring, _ = state_machine_needs(translated, "ScoringStateMachine")
     return {
         **NEEDS,
+        "TrainingTaskExecutionRole": EXECUTION_ROLE_NEEDS,
         "TrainingStateMachine": derived + STATE_MACHINE_EXTRA,
         "ScoringStateMachine": scoring + SCORING_MACHINE_EXTRA,
+    }
+
+
+def _training_task_needs(needs: list[Need]) -> set[tuple[str, str]]:
+    return {
+        (n.action, n.resource) for n in needs if n.action.split(":")[0] in ("ecs", "events", "iam")
     }
 
 
@@ -241,9 +313,14 @@ def test_every_role_allows_what_its_code_needs() -> None:
     assert check_permissions(real(), all_needs(real())) == []
 
 
-def test_every_function_has_its_needs_listed() -> None:
-    functions = {k for k, v in real()["Resources"].items() if v["Type"] == "AWS::Lambda::Function"}
-    assert functions == set(NEEDS)
+def test_every_function_and_task_has_its_needs_listed() -> None:
+    code_runners = {
+        k
+        for k, v in real()["Resources"].items()
+        if v["Type"] in ("AWS::Lambda::Function", "AWS::ECS::TaskDefinition")
+    }
+    assert code_runners == set(NEEDS)
+    assert set(TASK_DEFINITIONS) <= code_runners
 
 
 def test_every_grant_is_needed() -> None:
@@ -265,8 +342,10 @@ def test_state_machine_needs_come_from_the_asl() -> None:
         "${RegisterFunction.Arn}",
         "${RunLockFunction.Arn}",
         "${ApprovalFunction.Arn}",
+        "${TaskResultFunction.Arn}",
     }
     assert {n.resource for n in needs if n.action == "sns:Publish"} == {"${AlertsTopic}"}
+    assert _training_task_needs(needs) == TRAINING_TASK_NEEDS
     # A new run-time-chosen resource must be reviewed and added to STATE_MACHINE_EXTRA.
     assert [u.split(" {")[0] for u in unresolved] == EXPECTED_UNRESOLVED
 
@@ -276,11 +355,23 @@ INTEGRITY_SOURCE = ROOT / "layers/core/mlstack_core/integrity.py"
 AWS_CALLING_CORE = {"registry.py", "integrity.py"}
 
 
+# The code a training task runs: the function's package it shares, and the image's entry point.
+TASK_CODE = {
+    "PreprocessTaskDefinition": "functions/preprocess",
+    "TrainTaskDefinition": "functions/train",
+}
+CONTAINER_CODE = [d for d in (ROOT / "containers/training",) if d.is_dir()]
+
+
+def _code_dirs(runner: str) -> list[Path]:
+    if runner in TASK_CODE:
+        return [ROOT / TASK_CODE[runner], *CONTAINER_CODE]
+    properties = load_template(ROOT / "template.yaml")["Resources"][runner]["Properties"]
+    return [ROOT / properties["CodeUri"]]
+
+
 def _code_actions(function: str) -> set[str]:
-    code_dir = (
-        ROOT / load_template(ROOT / "template.yaml")["Resources"][function]["Properties"]["CodeUri"]
-    )
-    files = sorted(code_dir.rglob("*.py"))
+    files = sorted(f for code_dir in _code_dirs(function) for f in code_dir.rglob("*.py"))
     if any("mlstack_core.integrity" in f.read_text() for f in files):
         files.append(INTEGRITY_SOURCE)
     called = actions_in_code(files, registry_actions(REGISTRY_SOURCE))
@@ -412,6 +503,13 @@ def test_every_function_logs_to_a_group_with_retention() -> None:
         assert groups[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
     access = groups.pop("ApiAccessLogGroup")  # the API stage's, not a function's
     assert access["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    tasks = groups.pop("TrainingTaskLogGroup")  # the training tasks' containers'
+    assert tasks["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    for name in TASK_DEFINITIONS:
+        (container,) = real()["Resources"][name]["Properties"]["ContainerDefinitions"]
+        log = container["LogConfiguration"]
+        assert log["LogDriver"] == "awslogs", name
+        assert log["Options"]["awslogs-group"] == {"Ref": "TrainingTaskLogGroup"}, name
     assert used == set(groups)
 
 
@@ -814,11 +912,15 @@ def test_a_bucket_policy_without_the_models_guard_is_caught(tmp_path: Path) -> N
             "MonitorFunctionRole",
             "PredictFunctionRole",
             "PreprocessFunctionRole",
+            "PreprocessTaskRole",
             "RunLockFunctionRole",
             "ScoreFunctionRole",
             "ScoringStateMachineRole",
+            "TaskResultFunctionRole",
             "TrainFunctionRole",
+            "TrainTaskRole",
             "TrainingStateMachineRole",
+            "TrainingTaskExecutionRole",
             "TriggerFunctionRole",
         )
     ]
@@ -925,3 +1027,147 @@ def test_the_run_lock_role_writes_its_lock_table_and_nothing_of_the_registry() -
         if any(allows(statements, action, locks) for action in writes):
             lock_writers.add(role)
     assert lock_writers == {"RunLockFunctionRole"}
+
+
+# ------------------------------------------------------------------------------ training tasks
+def _run_task(task_definition: str, command: list[str]) -> dict[str, Any]:
+    """A training task state as FARGATE.md describes it (ecs:runTask.sync)."""
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::ecs:runTask.sync",
+        "Parameters": {
+            "LaunchType": "FARGATE",
+            "Cluster": "${TrainingClusterArn}",
+            "TaskDefinition": "${" + task_definition + "}",
+            "Overrides": {
+                "Cpu.$": "$.compute.cpu",
+                "Memory.$": "$.compute.memory",
+                "ContainerOverrides": [{"Name": "training", "Command": command}],
+            },
+            "NetworkConfiguration": {"AwsvpcConfiguration.$": "$.compute.network"},
+        },
+        "TimeoutSecondsPath": "$.compute.task_timeout_seconds",
+        "ResultPath": None,
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.task_failure", "Next": ""}],
+    }
+
+
+def _add_training_task_states(definition: dict[str, Any]) -> None:
+    """The Fargate path's task states, in a copy of the ASL (set by name, so a definition that
+    already has them gets the same states again)."""
+    preprocess = _run_task("PreprocessTaskDefinitionArn", ["preprocess", "--event", "{}"])
+    preprocess["Catch"][0]["Next"] = preprocess["Next"] = "CollectPreparedRun"
+    collect = {
+        "Type": "Task",
+        "Resource": "${TaskResultFunctionArn}",
+        "Parameters": {"step": "preprocess", "model.$": "$.model", "failure.$": "$.task_failure"},
+        "ResultPath": "$.run",
+        "Next": "RenewRunLock",
+    }
+    definition["States"].update(PreprocessTask=preprocess, CollectPreparedRun=collect)
+    processor = definition["States"]["TrainCandidates"]["ItemProcessor"]["States"]
+    train = _run_task("TrainTaskDefinitionArn", ["train", "--run-key", "k", "--candidate", "{}"])
+    train["Catch"][0]["Next"] = train["Next"] = "CollectTrainedCandidate"
+    collected = {**collect, "Parameters": {"step": "train"}, "ResultPath": "$", "End": True}
+    del collected["Next"]
+    processor.update(TrainCandidateTask=train, CollectTrainedCandidate=collected)
+
+
+def test_training_task_states_need_exactly_what_the_state_machine_role_grants(
+    tmp_path: Path,
+) -> None:
+    """Derived from the task states themselves: ecs:RunTask on their task definitions, the
+    cluster's tasks, Step Functions' managed rule, iam:PassRole on each task definition's roles.
+    The role grants all of it and nothing more."""
+    translated = mutate(tmp_path, asl=_add_training_task_states)
+    assert check_substitutions(translated) == []
+    needs, unresolved = state_machine_needs(translated, "TrainingStateMachine")
+    assert _training_task_needs(needs) == TRAINING_TASK_NEEDS
+    assert "${TaskResultFunction.Arn}" in {
+        n.resource for n in needs if n.action == "lambda:InvokeFunction"
+    }
+    assert [u.split(" {")[0] for u in unresolved] == EXPECTED_UNRESOLVED
+    machine = {"TrainingStateMachine": all_needs(translated)["TrainingStateMachine"]}
+    assert check_permissions(translated, machine) == []
+    assert check_grants_are_needed(translated, machine) == []
+
+
+def test_a_task_definition_chosen_at_run_time_is_unresolved(tmp_path: Path) -> None:
+    def choose_at_run_time(definition: dict[str, Any]) -> None:
+        _add_training_task_states(definition)
+        parameters = definition["States"]["PreprocessTask"]["Parameters"]
+        parameters["TaskDefinition.$"] = "$.compute.task_definition"
+        del parameters["TaskDefinition"]
+
+    _, unresolved = state_machine_needs(
+        mutate(tmp_path, asl=choose_at_run_time), "TrainingStateMachine"
+    )
+    assert "PreprocessTask: TaskDefinition null" in unresolved
+
+
+def test_a_task_role_the_state_machine_cannot_pass_is_caught(tmp_path: Path) -> None:
+    def forget(template: dict[str, Any]) -> None:
+        for policy in template["Resources"]["TrainingStateMachine"]["Properties"]["Policies"]:
+            for statement in policy.get("Statement", []):
+                if statement["Action"] == "iam:PassRole":
+                    statement["Resource"] = [
+                        r for r in statement["Resource"] if "TrainTaskRole" not in json.dumps(r)
+                    ]
+
+    translated = mutate(tmp_path, template=forget, asl=_add_training_task_states)
+    problems = check_permissions(translated, all_needs(translated))
+    assert [p.split(" (")[0] for p in problems] == [
+        "TrainingStateMachine: TrainingStateMachineRole does not allow iam:PassRole on "
+        "arn:aws:iam::123456789012:role/mlstack-TrainTaskRole"
+    ]
+
+
+def test_the_training_tasks_get_the_functions_stack_settings_and_nothing_per_run() -> None:
+    """The task definitions' container `training` has the Globals' variables (the same settings
+    the functions read), with its own service name; a run's input comes in its command."""
+    template = load_template(ROOT / "template.yaml")
+    given_to_functions = template["Globals"]["Function"]["Environment"]["Variables"]
+    for name in TASK_DEFINITIONS:
+        properties = template["Resources"][name]["Properties"]
+        (container,) = properties["ContainerDefinitions"]
+        assert container["Name"] == "training"
+        environment = {item["Name"]: item["Value"] for item in container["Environment"]}
+        assert environment.pop("POWERTOOLS_SERVICE_NAME") == "training-task"
+        assert environment == given_to_functions, name
+        assert properties["RequiresCompatibilities"] == ["FARGATE"]
+        assert properties["NetworkMode"] == "awsvpc"
+        assert properties["RuntimePlatform"] == {
+            "OperatingSystemFamily": "LINUX",
+            "CpuArchitecture": "X86_64",
+        }
+        assert properties["ExecutionRoleArn"] == {
+            "Fn::GetAtt": ["TrainingTaskExecutionRole", "Arn"]
+        }
+
+
+def test_the_training_network_is_the_stacks_own_unless_subnets_are_given() -> None:
+    """Empty TrainingSubnetIds: the stack's VPC, whose security group lets nothing in and only
+    HTTPS out; given subnets, no VPC resource is created."""
+    translated = real()
+    network = {
+        k: v for k, v in translated["Resources"].items() if v["Type"].startswith("AWS::EC2::")
+    }
+    assert {v.get("Condition") for v in network.values()} == {"CreateTrainingNetwork"}
+    assert Resolver(translated).condition("CreateTrainingNetwork") is True
+    given = Resolver(translated, {"TrainingSubnetIds": "subnet-1,subnet-2"})
+    assert given.condition("CreateTrainingNetwork") is False
+    kinds = {v["Type"] for v in network.values()}
+    assert "AWS::EC2::NatGateway" not in kinds  # nothing of it costs while idle
+    (endpoint,) = [v for v in network.values() if v["Type"] == "AWS::EC2::VPCEndpoint"]
+    assert endpoint["Properties"]["VpcEndpointType"] == "Gateway"
+    (group,) = [v for v in network.values() if v["Type"] == "AWS::EC2::SecurityGroup"]
+    assert "SecurityGroupIngress" not in group["Properties"]
+    assert group["Properties"]["SecurityGroupEgress"] == [
+        {
+            "IpProtocol": "tcp",
+            "FromPort": 443,
+            "ToPort": 443,
+            "CidrIp": "0.0.0.0/0",
+            "Description": "HTTPS to AWS APIs",
+        }
+    ]

@@ -6,7 +6,7 @@
   scope (Map ItemProcessors and Parallel branches included), every non-terminal state goes
   somewhere, and every state is reachable.
 - ``state_machine_needs``: what a state machine's role needs, derived from its ASL (Lambda tasks,
-  SNS publishes, Distributed Map reads, writes and child executions).
+  SNS publishes, ECS tasks run to completion, Distributed Map reads, writes and child executions).
 """
 
 from __future__ import annotations
@@ -159,6 +159,12 @@ def state_machine_needs(
                 )
             elif task == "arn:aws:states:::sns:publish":
                 needs.append(Need("sns:Publish", sub_text(parameters["TopicArn"]), name))
+            elif task == "arn:aws:states:::ecs:runTask.sync":
+                task_needs, task_unresolved = _run_task_needs(
+                    translated["Resources"], substitutions, name, parameters
+                )
+                needs.extend(task_needs)
+                unresolved.extend(task_unresolved)
             else:
                 unresolved.append(f"{name}: integration {task} is not modelled")
         reader = state.get("ItemReader")
@@ -197,4 +203,70 @@ def state_machine_needs(
             needs.append(Need("states:StartExecution", own, f"{name} child executions"))
             needs.append(Need("states:DescribeExecution", executions, f"{name} child executions"))
             needs.append(Need("states:StopExecution", executions, f"{name} child executions"))
+    return needs, unresolved
+
+
+# The rule Step Functions creates and reads to learn that an ECS task it runs (.sync) stopped.
+ECS_TASK_EVENTS_RULE = (
+    "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/"
+    "StepFunctionsGetEventsForECSTaskRule"
+)
+
+
+def _substituted_resource(
+    resources: Mapping[str, Any], substitutions: Mapping[str, Any], text: Any, kind: str
+) -> str | None:
+    """The logical id of the ``kind`` resource a ``${Placeholder}`` stands for, or None (a
+    literal, a JSONPath, or a substitution that names something else)."""
+    match = PLACEHOLDER.fullmatch(text) if isinstance(text, str) else None
+    value = substitutions.get(match.group(1)) if match else None
+    if isinstance(value, dict) and "Ref" in value:
+        target = value["Ref"]
+    elif isinstance(value, dict) and "Fn::GetAtt" in value:
+        target = value["Fn::GetAtt"][0]
+    else:
+        return None
+    return str(target) if resources.get(target, {}).get("Type") == kind else None
+
+
+def _run_task_needs(
+    resources: Mapping[str, Any],
+    substitutions: Mapping[str, Any],
+    name: str,
+    parameters: Mapping[str, Any],
+) -> tuple[list[Need], list[str]]:
+    """``ecs:runTask.sync``: run the task definition, watch and stop the cluster's tasks through
+    Step Functions' managed rule, and pass the task's roles (AWS's documented policy for the
+    integration, with the task definition and cluster of the template)."""
+    needs: list[Need] = []
+    unresolved: list[str] = []
+    definition = _substituted_resource(
+        resources, substitutions, parameters.get("TaskDefinition"), "AWS::ECS::TaskDefinition"
+    )
+    if definition is None:
+        unresolved.append(f"{name}: TaskDefinition {json.dumps(parameters.get('TaskDefinition'))}")
+    else:
+        needs.append(Need("ecs:RunTask", "${" + definition + "}", name))
+        properties = resources[definition].get("Properties", {})
+        for key in ("TaskRoleArn", "ExecutionRoleArn"):
+            role = properties.get(key)
+            if isinstance(role, dict) and "Fn::GetAtt" in role:
+                needs.append(Need("iam:PassRole", inline_substitution(role), f"{name} {key}"))
+            elif role is not None:
+                unresolved.append(f"{name}: {definition}.{key} {json.dumps(role)}")
+    cluster = _substituted_resource(
+        resources, substitutions, parameters.get("Cluster"), "AWS::ECS::Cluster"
+    )
+    if cluster is None:
+        unresolved.append(f"{name}: Cluster {json.dumps(parameters.get('Cluster'))}")
+    else:
+        tasks = (
+            "arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:task/${" + cluster + "}/*"
+        )
+        needs.append(Need("ecs:StopTask", tasks, f"{name} (.sync: stopped on timeout or abort)"))
+        needs.append(Need("ecs:DescribeTasks", tasks, f"{name} (.sync: its outcome)"))
+    needs.extend(
+        Need(action, ECS_TASK_EVENTS_RULE, f"{name} (.sync: the task's stop event)")
+        for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule")
+    )
     return needs, unresolved

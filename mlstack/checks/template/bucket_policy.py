@@ -93,8 +93,8 @@ def denied(
     return False
 
 
-# The services whose roles run the stack's code (functions, the state machine).
-WORKLOAD_SERVICES = ("lambda.amazonaws.com", "states.amazonaws.com")
+# The services whose roles run the stack's code (functions, the state machine, ECS tasks).
+WORKLOAD_SERVICES = ("lambda.amazonaws.com", "states.amazonaws.com", "ecs-tasks.amazonaws.com")
 
 
 def stack_roles(translated: Mapping[str, Any]) -> list[str]:

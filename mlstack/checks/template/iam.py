@@ -27,6 +27,8 @@ ACTIONS_WITHOUT_RESOURCES = frozenset(
         "xray:getsamplingtargets",
         "xray:getsamplingstatisticsummaries",
         "cloudwatch:putmetricdata",
+        # The training tasks' registry login (their execution role); pulling is per repository.
+        "ecr:getauthorizationtoken",
     }
 )
 
@@ -121,9 +123,21 @@ def allows(statements: Sequence[Statement], action: str, resource: str) -> bool:
     return any(s.effect == "Allow" and matches(s) for s in statements)
 
 
+# The property naming the role a resource's code runs as, by type; a role is its own.
+ROLE_PROPERTIES = {
+    "AWS::Lambda::Function": "Role",
+    "AWS::StepFunctions::StateMachine": "RoleArn",
+    "AWS::ECS::TaskDefinition": "TaskRoleArn",
+}
+
+
 def role_of(translated: Mapping[str, Any], logical_id: str) -> str | None:
-    properties = translated["Resources"][logical_id]["Properties"]
-    role = properties.get("Role", properties.get("RoleArn"))
+    """The role a function, state machine or ECS task (its task role) runs as; a role itself."""
+    resource = translated["Resources"][logical_id]
+    if resource["Type"] == "AWS::IAM::Role":
+        return logical_id
+    properties = resource["Properties"]
+    role = properties.get(ROLE_PROPERTIES.get(resource["Type"], "Role"))
     if isinstance(role, dict) and "Fn::GetAtt" in role:
         return str(role["Fn::GetAtt"][0])
     return None
@@ -134,7 +148,8 @@ def check_permissions(
     needs: Mapping[str, Iterable[Need]],
     parameters: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Each resource's role (function ``Role`` / state machine ``RoleArn``) allows each need."""
+    """Each resource's role (function ``Role``, state machine ``RoleArn``, ECS task definition
+    ``TaskRoleArn``, or the role itself) allows each need."""
     resolver = Resolver(translated, parameters)
     problems = []
     for logical_id, wanted in needs.items():

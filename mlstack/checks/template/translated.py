@@ -130,6 +130,10 @@ class Resolver:
             return self.attribute(logical_id, "Arn")
         if kind == "AWS::SQS::Queue":
             return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{self.name(logical_id)}"
+        if kind == "AWS::ECS::TaskDefinition":  # the ARN of its current revision
+            return (
+                f"arn:{PARTITION}:ecs:{REGION}:{ACCOUNT}:task-definition/{self.name(logical_id)}:1"
+            )
         return self.name(logical_id)
 
     def attribute(self, logical_id: str, attribute: str) -> str:
@@ -138,6 +142,10 @@ class Resolver:
         prefix = f"arn:{PARTITION}"
         if attribute in ("Name", "TopicName", "QueueName"):
             return name
+        if kind == "AWS::ECR::Repository" and attribute == "RepositoryUri":
+            return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{name}"
+        if kind == "AWS::EC2::SecurityGroup" and attribute == "GroupId":
+            return f"sg-{name}"
         arns = {
             "AWS::S3::Bucket": f"{prefix}:s3:::{name}",
             "AWS::DynamoDB::Table": f"{prefix}:dynamodb:{REGION}:{ACCOUNT}:table/{name}",
@@ -152,6 +160,8 @@ class Resolver:
             "AWS::Logs::LogGroup": f"{prefix}:logs:{REGION}:{ACCOUNT}:log-group:{name}:*",
             "AWS::KMS::Key": f"{prefix}:kms:{REGION}:{ACCOUNT}:key/{name}",
             "AWS::CloudWatch::Alarm": f"{prefix}:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}",
+            "AWS::ECS::Cluster": f"{prefix}:ecs:{REGION}:{ACCOUNT}:cluster/{name}",
+            "AWS::ECR::Repository": f"{prefix}:ecr:{REGION}:{ACCOUNT}:repository/{name}",
         }
         if attribute in ("Arn", "TopicArn") and kind in arns:
             return arns[kind]
