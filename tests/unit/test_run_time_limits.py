@@ -205,14 +205,18 @@ def test_renewal_sits_between_the_grid_and_the_map() -> None:
 def test_on_fargate_the_lease_covers_each_task_and_the_state_that_collects_it(
     task_limit: int,
 ) -> None:
-    """MeasureDataset gives the lock a training task's limit plus TASK_COLLECT_SECONDS, for the
-    preprocess task (until RenewRunLock) and for each candidate's task (per round of the Map):
-    enough for the task at its TimeoutSecondsPath, the collecting state and their retries."""
-    from mlstack_preprocess.sizing import TASK_COLLECT_SECONDS
+    """MeasureDataset gives the lock a training task's limit plus a margin, for the preprocess
+    task (until RenewRunLock, or on failure the release) and for each candidate's task (per round
+    of the Map): enough for the task at its TimeoutSecondsPath, the collecting state and their
+    retries."""
+    from mlstack_preprocess.sizing import (
+        PREPROCESS_TASK_LEASE_MARGIN_SECONDS,
+        TASK_COLLECT_SECONDS,
+    )
 
     renewals = RELEASES | {"RenewRunLock"}
     preprocess = path_bound(STATES, "PreprocessTask", 1, until=renewals, task_limit=task_limit)
-    assert preprocess <= task_limit + TASK_COLLECT_SECONDS, preprocess - task_limit
+    assert preprocess <= task_limit + PREPROCESS_TASK_LEASE_MARGIN_SECONDS, preprocess - task_limit
     for mode in ("TrainCandidates", "TrainCandidatesDistributed"):
         processor = STATES[mode]["ItemProcessor"]
         candidate = path_bound(processor["States"], "TrainCandidateTask", 1, task_limit=task_limit)

@@ -37,8 +37,11 @@ TRAIN_BASE_MIB: Final = 512
 FUNCTION_MEMORY_HEADROOM: Final = 0.8
 # A task gets this much more memory than the estimate, for what the estimate does not see.
 TASK_MEMORY_MARGIN: Final = 1.25
-# After the task's own limit: CollectPreparedRun or CollectTrainedCandidate, and the retries.
+# The lock's lease beyond a task's own limit (tests/unit/test_run_time_limits.py derives both):
+# for a candidate, CollectTrainedCandidate and the retries; for the preprocess task, also the
+# alert and the release when it fails.
 TASK_COLLECT_SECONDS: Final = 120
+PREPROCESS_TASK_LEASE_MARGIN_SECONDS: Final = 540
 
 # Fargate's task sizes: CPU units -> (least, most, step) memory in MiB.
 FARGATE_MEMORY: Final[dict[int, tuple[int, int, int]]] = {
@@ -189,7 +192,9 @@ def compute_for(
         "cpu": str(cpu),
         "memory": str(memory),
         "task_timeout_seconds": settings.task_timeout_seconds,
-        "preprocess_lease_seconds": task_seconds,
+        "preprocess_lease_seconds": (
+            settings.task_timeout_seconds + PREPROCESS_TASK_LEASE_MARGIN_SECONDS
+        ),
         # Each candidate's limit on the task path; the functions' own (RunTimeLimits) otherwise.
         "candidate_seconds": task_seconds if path == "fargate" else None,
         # The preprocess task's command: its input (a task has no event).

@@ -91,7 +91,7 @@ class RunLockSettings:
     def from_env(cls) -> RunLockSettings:
         return cls(
             lock_table=_required("RUN_LOCK_TABLE"),
-            lease_seconds=int(os.environ.get("RUN_LOCK_LEASE_SECONDS", "720")),
+            lease_seconds=int(os.environ.get("RUN_LOCK_LEASE_SECONDS", "1020")),
             candidate_seconds=int(os.environ.get("RUN_LOCK_CANDIDATE_SECONDS", "960")),
             after_training_seconds=int(os.environ.get("RUN_LOCK_AFTER_TRAINING_SECONDS", "1380")),
         )
