@@ -79,19 +79,64 @@ class _ThreadService:
         self._local.service = value
 
 
+class _ThreadCollection:
+    """One of the provider's metric buffers (metrics, dimensions, metadata) as the current thread
+    sees it: its own, empty until the thread's function adds to it."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._local = threading.local()
+        self._factory = factory
+
+    def __get__(self, provider: Any, owner: type | None = None) -> Any:
+        if provider is None:
+            return self
+        if not hasattr(self._local, "value"):
+            self._local.value = self._factory()
+        return self._local.value
+
+    def __set__(self, provider: Any, value: Any) -> None:
+        self._local.value = value
+
+
+# The provider's buffers a function fills during its invocation and flushes at its end.
+_METRIC_BUFFERS: dict[str, Callable[[], Any]] = {
+    "metric_set": dict,
+    "dimension_set": dict,
+    "metadata_set": dict,
+    "dimension_sets": list,
+}
+
+
+def _provider_buffer(name: str) -> property:
+    def read(metrics: Any) -> Any:
+        return getattr(metrics.provider, name)
+
+    return property(read)
+
+
 def bind_service(service: str | None) -> None:
-    """Name the invoked function in its metrics and logs. On AWS each function is its own process
-    and Powertools reads POWERTOOLS_SERVICE_NAME once, at import; here every function shares one
-    ``mlstack_core.observability``, and functions of different runs execute at once in threads,
-    so the service name is held per thread."""
+    """Name the invoked function in its metrics and logs, and give it metric buffers of its own.
+    On AWS each function is its own process and Powertools reads POWERTOOLS_SERVICE_NAME once,
+    at import; here every function shares one ``mlstack_core.observability``, and functions of
+    different runs execute at once in threads: the service name and the buffers are held per
+    thread, so one function's flush never publishes another's metrics under its own name."""
     if not service:
         return
     from mlstack_core.observability.pipeline import logger, metrics
 
     provider = metrics.provider
     if not isinstance(type(provider).__dict__.get("service"), _ThreadService):
+        per_thread = {name: _ThreadCollection(make) for name, make in _METRIC_BUFFERS.items()}
         provider.__class__ = type(
-            type(provider).__name__, (type(provider),), {"service": _ThreadService()}
+            type(provider).__name__,
+            (type(provider),),
+            {"service": _ThreadService(), **per_thread},
+        )
+        # The Metrics object shows the provider's buffers (``metrics.metric_set``).
+        metrics.__class__ = type(
+            type(metrics).__name__,
+            (type(metrics),),
+            {name: _provider_buffer(name) for name in per_thread},
         )
     provider.service = service
     logger.thread_safe_append_keys(service=service)
