@@ -52,7 +52,15 @@ def column_lines(schema: Mapping[str, Any], limit: int = LISTED_COLUMNS) -> list
 def summarize(state: str, output: dict[str, Any]) -> str:
     """An account of what a step produced, from the execution state it left behind: one line,
     and for Preprocess the columns as read and the data warnings under it."""
-    if state == "Preprocess" and "run" in output:
+    if state == "MeasureDataset" and "compute" in output:
+        compute = output["compute"]
+        where = (
+            f"ECS tasks on Fargate ({int(compute['cpu']) / 1024:g} vCPU, {compute['memory']} MiB)"
+            if compute.get("path") == "fargate"
+            else "the functions"
+        )
+        return f"trains on {where}: {compute.get('reason')}"
+    if state in ("Preprocess", "CollectPreparedRun") and "run" in output:
         run = output["run"]
         dataset, schema = run["dataset"], run["schema"]
         warnings = f", {len(run['warnings'])} warning(s)" if run.get("warnings") else ""

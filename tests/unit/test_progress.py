@@ -300,3 +300,19 @@ def test_the_cli_s_base_install_prints_columns_without_numpy() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['x  numeric  r']"
+
+
+def test_the_training_path_is_named_with_its_reason_and_the_tasks_size() -> None:
+    compute = {
+        "path": "fargate",
+        "reason": "the CSV has 600,000,000 bytes, above LargeDatasetThresholdMiB (256 MiB)",
+        "cpu": "4096",
+        "memory": "16384",
+    }
+    line = summarize("MeasureDataset", {"compute": compute})
+    assert line == (
+        "trains on ECS tasks on Fargate (4 vCPU, 16384 MiB): the CSV has 600,000,000 bytes, "
+        "above LargeDatasetThresholdMiB (256 MiB)"
+    )
+    small = {"path": "lambda", "reason": "the CSV has 9 bytes and fits the functions"}
+    assert summarize("MeasureDataset", {"compute": small}).startswith("trains on the functions")
