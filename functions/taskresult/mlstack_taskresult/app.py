@@ -3,12 +3,16 @@ Fargate left in S3, returned as Preprocess and Train return it, or its failure r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mlstack_core.observability.pipeline import correlate, logger, metrics, tracer
-from mlstack_core.payloads import CollectedCandidate, Run, TaskResultInput
 from mlstack_core.settings import FunctionSettings, stack_settings
 from mlstack_taskresult.collect import collect_prepared_run, collect_trained_candidate
+
+if TYPE_CHECKING:  # the payloads import numpy, which this function's layer does not have
+    from mlstack_core.payloads import CollectedCandidate, Run, TaskResultInput
 
 # What template.yaml gives this function and it needs: checked at its cold start.
 SETTINGS = FunctionSettings("taskresult", reads=(stack_settings,))

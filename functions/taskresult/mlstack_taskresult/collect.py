@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -26,7 +26,6 @@ from mlstack_core.errors import (
     TrainingTaskTimedOut,
 )
 from mlstack_core.observability.pipeline import logger, tracer
-from mlstack_core.payloads import CollectedCandidate, Run, TaskOutcome, TaskResultInput
 from mlstack_core.settings import stack_settings
 from mlstack_core.storage_keys import (
     candidate_result_key,
@@ -34,6 +33,9 @@ from mlstack_core.storage_keys import (
     prepared_run_key,
     preprocess_task_error_key,
 )
+
+if TYPE_CHECKING:  # the payloads import numpy, which this function's layer does not have
+    from mlstack_core.payloads import CollectedCandidate, Run, TaskOutcome, TaskResultInput
 
 # Exit code of a process the kernel killed (SIGKILL): on Fargate, the memory limit's.
 KILLED_EXIT_CODE = 137
