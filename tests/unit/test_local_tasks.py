@@ -354,9 +354,8 @@ def test_a_stopped_fault_stops_the_next_task_of_the_container_as_stop_task_does(
 
 
 # ----------------------------------------------------------------------------- step functions
-def test_a_run_task_sync_state_fails_with_states_task_failed_on_a_non_zero_exit(
-    ecs: Ecs,
-) -> None:
+def _run_task_machine(ecs: Ecs, **state: Any) -> str:
+    """A state machine of one runTask.sync state (and ``state``'s fields) with a Catch."""
     definition = {
         "StartAt": "TrainCandidateTask",
         "States": {
@@ -387,16 +386,24 @@ def test_a_run_task_sync_state_fails_with_states_task_failed_on_a_non_zero_exit(
                     }
                 ],
                 "End": True,
+                **state,
             },
             "Caught": {"Type": "Pass", "End": True},
         },
     }
     sfn = boto3.client("stepfunctions", region_name=REGION)
-    machine = sfn.create_state_machine(
-        name="tasks",
+    return sfn.create_state_machine(
+        name=f"tasks-{len(state)}",
         definition=json.dumps(definition),
         roleArn="arn:aws:iam::123456789012:role/states",
     )["stateMachineArn"]
+
+
+def test_a_run_task_sync_state_fails_with_states_task_failed_on_a_non_zero_exit(
+    ecs: Ecs,
+) -> None:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    machine = _run_task_machine(ecs)
 
     def execute(command: list[str]) -> dict[str, Any]:
         started = sfn.start_execution(
@@ -428,3 +435,25 @@ def test_a_run_task_sync_state_fails_with_states_task_failed_on_a_non_zero_exit(
     assert succeeded["LastStatus"] == "STOPPED"
     assert ecs.image.calls == [["train", "--candidate", "{}"]] * 2
     assert [t.memory_mib for t in ecs.tasks.stopped] == [3072, 3072]  # the state's Overrides
+
+
+def test_a_task_past_its_states_timeout_fails_the_state_as_states_timeout(ecs: Ecs) -> None:
+    """TimeoutSecondsPath bounds a stuck task: the state fails, and the run goes on by its
+    Catch, while (locally) the thread finishes on its own once released."""
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    machine = _run_task_machine(ecs, TimeoutSecondsPath="$.timeout")
+    ecs.image.release.clear()
+    started = sfn.start_execution(
+        stateMachineArn=machine,
+        input=json.dumps({"command": ["train"], "timeout": 1}),
+    )
+    deadline = time.monotonic() + 30
+    while (described := sfn.describe_execution(executionArn=started["executionArn"]))[
+        "status"
+    ] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    ecs.image.release.set()
+    assert described["status"] == "SUCCEEDED"
+    output = json.loads(described["output"])
+    assert output["task_failure"]["Error"] == "States.Timeout"
