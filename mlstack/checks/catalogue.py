@@ -120,6 +120,7 @@ METRICS: list[Metric] = [
             ("HoldoutRows", "Count", "rows in the holdout split"),
             ("DataWarnings", "Count", "data and schema-change warnings"),
             ("Candidates", "Count", "candidates the Map trains"),
+            ("RunsOnFargate", "Count", "1 when MeasureDataset sends the run to Fargate, else 0"),
         ],
     ),
     *_m(

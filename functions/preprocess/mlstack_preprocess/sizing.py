@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from mlstack_core.errors import ComputeOutsideStackLimits, DatasetTooLargeForStack, SpecError
-from mlstack_core.observability.pipeline import logger
+from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.payloads import Compute, ExecutionInput, TaskNetwork
 from mlstack_core.settings import TrainingComputeSettings
 from mlstack_core.spec import load_spec
@@ -236,6 +236,10 @@ def measure(
         "execution_name": event.get("execution_name", ""),
     }
     compute = compute_for(size, dict(spec.get("compute") or {}), settings, preprocess_event)
+    per_model(model)
+    metrics.add_metric(
+        name="RunsOnFargate", unit=MetricUnit.Count, value=int(compute["path"] == "fargate")
+    )
     logger.info(
         "Training path chosen",
         extra={"model": model, **{k: v for k, v in compute.items() if k != "network"}},
