@@ -257,6 +257,8 @@ def _scenario(capture: Capture, stack: Stack) -> None:
     capture.call("runlock", functools.partial(runlock, lock_event, context))
     capture.call("runlock", functools.partial(runlock, ended, context))
 
+    measure = functools.partial(load_handler("preprocess"), {**state, "action": "measure"}, context)
+    state["compute"] = capture.call("preprocess", measure)
     state["run"] = capture.call("preprocess", lambda: stack.preprocess(state))
     state["trained"] = capture.call("train", lambda: stack.train(state["run"]))
     state["evaluation"] = capture.call(
