@@ -104,6 +104,27 @@ def batch_predictions(cloud: LocalCloud, model: str, rows: list[dict[str, str]])
     return predictions
 
 
+def predict_one(cloud: LocalCloud, model: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """POST the first penguin to the local API's prediction route: status, headers, body."""
+    import urllib.error
+    import urllib.request
+
+    from mlstack.cli.demo import as_instance
+
+    row = as_instance(penguin_rows()[0], TARGET)
+    request = urllib.request.Request(
+        cloud.api_url.rstrip("/") + f"/models/{model}/predict",
+        data=json.dumps({"instances": [row]}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read())
+
+
 def execution_events(cloud: LocalCloud, execution_arn: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = cloud.client("stepfunctions").get_execution_history(
         executionArn=execution_arn, maxResults=1000

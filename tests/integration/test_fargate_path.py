@@ -7,13 +7,11 @@ ends the run by name, alerts, releases the lock and leaves production as it was.
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from mlstack.cli.demo import as_instance
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud import LocalCloud
 from mlstack.localcloud.tasks import InProcessTasks, TaskFault
@@ -24,6 +22,7 @@ from tests.helpers.local_cloud import (
     execution_events,
     function_environment,
     penguin_rows,
+    predict_one,
 )
 from tests.helpers.tables import records_csv
 
@@ -54,19 +53,6 @@ def _run(cloud: LocalCloud, stack: StackClient, model: str, body: bytes, spec: A
     upload = stack.upload_dataset(model, body, spec, file_name="large.csv")
     execution = stack.find_execution(upload)
     return execution, cloud.wait_for_execution(execution, timeout=600)
-
-
-def _predict(cloud: LocalCloud, model: str) -> dict[str, Any]:
-    row = as_instance(penguin_rows()[0], TARGET)
-    request = urllib.request.Request(
-        cloud.api_url.rstrip("/") + f"/models/{model}/predict",
-        data=json.dumps({"instances": [row]}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer: dict[str, Any] = json.loads(response.read())
-    return answer
 
 
 def test_a_large_upload_trains_in_tasks_and_is_promoted_and_served(
@@ -102,8 +88,8 @@ def test_a_large_upload_trains_in_tasks_and_is_promoted_and_served(
     assert version == 1
     document = stack.registry.get_version("fargate-penguins", version)
     assert document["status"] == "Approved"
-    answer = _predict(cloud, "fargate-penguins")
-    assert answer["version"] == 1
+    status, _, answer = predict_one(cloud, "fargate-penguins")
+    assert (status, answer["version"]) == (200, 1)
     assert answer["predictions"][0] in {"Adelie", "Chinstrap", "Gentoo"}
 
 

@@ -27,6 +27,7 @@ from tests.helpers.local_cloud import (
     execution_events,
     function_environment,
     penguin_rows,
+    predict_one,
     to_csv,
 )
 
@@ -387,26 +388,6 @@ def _outage() -> Fault:
     )
 
 
-def _predict(cloud: LocalCloud, model: str) -> tuple[int, dict[str, str], dict[str, Any]]:
-    import urllib.error
-    import urllib.request
-
-    from mlstack.cli.demo import as_instance
-
-    row = as_instance(penguin_rows()[0], TARGET)
-    request = urllib.request.Request(
-        cloud.api_url.rstrip("/") + f"/models/{model}/predict",
-        data=json.dumps({"instances": [row]}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers), json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read())
-
-
 @pytest.fixture
 def outage_model(cloud: LocalCloud, stack: StackClient) -> Iterator[str]:
     """A served model, with a short alias TTL and no SDK retries, so an outage shows at once."""
@@ -426,11 +407,11 @@ def outage_model(cloud: LocalCloud, stack: StackClient) -> Iterator[str]:
 def test_a_loaded_model_keeps_answering_through_a_registry_and_s3_outage(
     cloud: LocalCloud, faults: Any, outage_model: str
 ) -> None:
-    status, _, body = _predict(cloud, outage_model)
+    status, _, body = predict_one(cloud, outage_model)
     assert (status, body.get("version")) == (200, 1), body
     faults.inject(_outage())
     time.sleep(0.6)  # the aliases are due for a refresh, which fails
-    answers = [_predict(cloud, outage_model) for _ in range(5)]
+    answers = [predict_one(cloud, outage_model) for _ in range(5)]
     assert faults.aws_errors_answered > 0, "the outage was met"
     assert [(s, b["version"]) for s, _, b in answers] == [(200, 1)] * 5
 
@@ -439,7 +420,7 @@ def test_a_cold_container_in_an_outage_answers_503_with_a_retry_hint_then_recove
     cloud: LocalCloud, faults: Any, outage_model: str
 ) -> None:
     faults.inject(_outage())
-    status, headers, body = _predict(cloud, outage_model)
+    status, headers, body = predict_one(cloud, outage_model)
     assert status == 503
     assert int(headers["Retry-After"]) >= 1
     assert "registry cannot be reached" in body["error"]
@@ -447,7 +428,7 @@ def test_a_cold_container_in_an_outage_answers_503_with_a_retry_hint_then_recove
 
     faults.clear()  # the outage ends
     deadline = time.monotonic() + 10
-    while (answer := _predict(cloud, outage_model))[0] != 200 and time.monotonic() < deadline:
+    while (answer := predict_one(cloud, outage_model))[0] != 200 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert (answer[0], answer[2]["version"]) == (200, 1)
 

@@ -138,15 +138,9 @@ def make_ecs(image: FakeImage, memory_budget_mib: int = 64 * 1024) -> Iterator[E
         memory_budget_mib=memory_budget_mib,
     )
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), tasks.patch_moto():
-        ec2 = boto3.client("ec2", region_name=REGION)
-        # No DNS hostnames, as a template's VPC may be: moto then gives interfaces no DNS name.
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
-        client = boto3.client("ecs", region_name=REGION)
-        cluster = client.create_cluster(clusterName="training")["cluster"]["clusterArn"]
-        register(client)
+        ecs = make_ecs_from(tasks, image, applied)
         try:
-            yield Ecs(client, cluster, subnet, tasks, image, applied)
+            yield ecs
         finally:
             image.release.set()
             tasks.wait(10)
@@ -263,14 +257,20 @@ def test_by_default_the_environment_is_applied_process_wide_as_for_lambdas(
     assert seen == {"DATA_BUCKET": "data", "LOG_LEVEL": "INFO"}
 
 
-def make_ecs_from(tasks: InProcessTasks) -> Ecs:
+def make_ecs_from(
+    tasks: InProcessTasks, image: FakeImage | None = None, applied: dict[str, str] | None = None
+) -> Ecs:
+    """A cluster, a subnet and the task definition, in moto, for ``tasks`` to run."""
     ec2 = boto3.client("ec2", region_name=REGION)
+    # No DNS hostnames, as a template's VPC may be: moto then gives interfaces no DNS name.
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
     client = boto3.client("ecs", region_name=REGION)
     cluster = client.create_cluster(clusterName="training")["cluster"]["clusterArn"]
     register(client)
-    return Ecs(client, cluster, subnet, tasks, FakeImage(), {})
+    return Ecs(
+        client, cluster, subnet, tasks, image or FakeImage(), {} if applied is None else applied
+    )
 
 
 # ----------------------------------------------------------------------------------- refusals

@@ -53,6 +53,31 @@ VERSION_PREDICTIONS = "${ModelBucket.Arn}/models/*/holdout_predictions.npz"
 MONITORING = "${ModelBucket.Arn}/monitoring/*"
 BATCH = "${DataBucket.Arn}/batch/*"
 BATCH_RUNS = "${DataBucket.Arn}/batch-runs/*"
+# Preprocess and Train, as functions and as the training image's tasks.
+PREPROCESS_NEEDS = [
+    Need("s3:GetObject", DATASETS, "the spec"),
+    Need("s3:GetObjectVersion", DATASETS, "the uploaded version of the table"),
+    Need(
+        "s3:ListBucket",
+        "${DataBucket.Arn}",
+        "without it a missing spec.json is AccessDenied, not NoSuchKey",
+    ),
+    Need("s3:PutObject", RUNS, "splits, schema, feature baseline (a task: the run, error.json)"),
+    Need("dynamodb:Query", "${RegistryTable.Arn}", "schema of the last version"),
+    Need(
+        "dynamodb:GetItem",
+        "${RegistryTable.Arn}",
+        "production's columns, kept in the split files for the gate",
+    ),
+]
+TRAIN_NEEDS = [
+    Need("s3:GetObject", RUNS, "the splits (a task: the prepared run)"),
+    Need(
+        "s3:PutObject",
+        "${ModelBucket.Arn}/runs/*/candidates/*",
+        "one candidate's files (a task: its error.json)",
+    ),
+]
 NEEDS: dict[str, list[Need]] = {
     "TriggerFunction": [
         Need("states:StartExecution", "${TrainingStateMachine}", "one run per upload"),
@@ -66,54 +91,15 @@ NEEDS: dict[str, list[Need]] = {
         Need("kms:GenerateDataKey", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
         Need("kms:Decrypt", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
     ],
-    "PreprocessFunction": [
-        Need("s3:GetObject", DATASETS, "the spec"),
-        Need("s3:GetObjectVersion", DATASETS, "the uploaded version of the table"),
-        Need(
-            "s3:ListBucket",
-            "${DataBucket.Arn}",
-            "without it a missing spec.json is AccessDenied, not NoSuchKey",
-        ),
-        Need("s3:PutObject", RUNS, "splits, schema, feature baseline"),
-        Need("dynamodb:Query", "${RegistryTable.Arn}", "schema of the last version"),
-        Need(
-            "dynamodb:GetItem",
-            "${RegistryTable.Arn}",
-            "production's columns, kept in the split files for the gate",
-        ),
-    ],
-    "TrainFunction": [
-        Need("s3:GetObject", RUNS, "the splits"),
-        Need("s3:PutObject", "${ModelBucket.Arn}/runs/*/candidates/*", "one candidate's files"),
-    ],
+    "PreprocessFunction": PREPROCESS_NEEDS,
+    "TrainFunction": TRAIN_NEEDS,
     "TaskResultFunction": [
         Need("s3:GetObject", RUNS, "the prepared run, a candidate's result, a task's error.json"),
     ],
-    # The training tasks on Fargate run the functions' code (their task roles, TaskRoleArn).
-    "PreprocessTaskDefinition": [
-        Need("s3:GetObject", DATASETS, "the spec"),
-        Need("s3:GetObjectVersion", DATASETS, "the uploaded version of the table"),
-        Need(
-            "s3:ListBucket",
-            "${DataBucket.Arn}",
-            "without it a missing spec.json is AccessDenied, not NoSuchKey",
-        ),
-        Need("s3:PutObject", RUNS, "splits, schema, feature baseline, prepared run, error.json"),
-        Need("dynamodb:Query", "${RegistryTable.Arn}", "schema of the last version"),
-        Need(
-            "dynamodb:GetItem",
-            "${RegistryTable.Arn}",
-            "production's columns, kept in the split files for the gate",
-        ),
-    ],
-    "TrainTaskDefinition": [
-        Need("s3:GetObject", RUNS, "the splits"),
-        Need(
-            "s3:PutObject",
-            "${ModelBucket.Arn}/runs/*/candidates/*",
-            "one candidate's files, its error.json",
-        ),
-    ],
+    # The training tasks on Fargate run the functions' code (their task roles, TaskRoleArn), and
+    # store the prepared run, a candidate's result or a named error where the functions do.
+    "PreprocessTaskDefinition": PREPROCESS_NEEDS,
+    "TrainTaskDefinition": TRAIN_NEEDS,
     "EvaluateFunction": [
         Need("s3:GetObject", RUNS, "splits, candidate results"),
         Need("s3:GetObjectVersion", RUNS, "each candidate's export, by version"),
