@@ -338,3 +338,17 @@ def test_a_bad_upload_fails_the_preprocess_task_by_the_datasets_own_error(aws: S
 def _collect_for(aws: Stack, model: str, run_id: str, step: str, task: Any, **extra: Any) -> Any:
     event = {"step": step, "model": model, "run_id": run_id, "task": task, **extra}
     return load_handler("taskresult")(event, aws.context)
+
+
+@pytest.mark.parametrize("size_known", [True, False], ids=["size-given", "size-unknown"])
+def test_an_empty_file_is_measured_and_left_to_preprocess(aws: Stack, size_known: bool) -> None:
+    """No range of an empty object can be read; Preprocess then fails it as EmptyDataset."""
+    event = _measure_event(aws, b"")
+    if not size_known:
+        del event["dataset"]["size"]
+    measured = load_handler("preprocess")(event, aws.context)
+    assert (measured["path"], measured["dataset_bytes"], measured["estimated_rows"]) == (
+        "lambda",
+        0,
+        0,
+    )

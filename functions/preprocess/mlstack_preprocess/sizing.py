@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from botocore.exceptions import ClientError
+
 from mlstack_core.errors import ComputeOutsideStackLimits, DatasetTooLargeForStack, SpecError
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.payloads import Compute, ExecutionInput, TaskNetwork
@@ -203,14 +205,24 @@ def compute_for(
     }
 
 
-def read_sample(s3: S3Client, bucket: str, key: str, version_id: str | None) -> tuple[bytes, int]:
-    """The file's first SAMPLE_BYTES and its whole size, with one ranged GET."""
+def read_sample(
+    s3: S3Client, bucket: str, key: str, version_id: str | None, size: int | None
+) -> tuple[bytes, int]:
+    """The file's first SAMPLE_BYTES and its whole size, with one ranged GET (none for an empty
+    file, which has no range to read: Preprocess then fails it as EmptyDataset)."""
+    if size == 0:
+        return b"", 0
     first = f"bytes=0-{SAMPLE_BYTES - 1}"
-    answer = (
-        s3.get_object(Bucket=bucket, Key=key, Range=first, VersionId=version_id)
-        if version_id
-        else s3.get_object(Bucket=bucket, Key=key, Range=first)
-    )
+    try:
+        answer = (
+            s3.get_object(Bucket=bucket, Key=key, Range=first, VersionId=version_id)
+            if version_id
+            else s3.get_object(Bucket=bucket, Key=key, Range=first)
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "InvalidRange":  # an empty file
+            return b"", 0
+        raise
     sample = answer["Body"].read()
     content_range = answer.get("ContentRange") or ""
     total = int(content_range.rsplit("/", 1)[1]) if "/" in content_range else len(sample)
@@ -227,7 +239,9 @@ def measure(
     """``event``'s dataset checked as this stack's own (``check_own_input``) first."""
     model, dataset = event["model"], event["dataset"]
     spec = lenient_spec(spec_body)
-    sample, total = read_sample(s3, dataset["bucket"], dataset["key"], dataset.get("version_id"))
+    sample, total = read_sample(
+        s3, dataset["bucket"], dataset["key"], dataset.get("version_id"), dataset.get("size")
+    )
     size = table_size(sample, total, str(spec.get("delimiter") or ","))
     preprocess_event: ExecutionInput = {
         "model": model,

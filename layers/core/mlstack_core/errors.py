@@ -225,9 +225,9 @@ class RunStateTooLarge(DatasetError):
     for Step Functions' 256 KB state: the run would fail where no Catch reaches."""
 
 
-class DatasetTooLargeForStack(DatasetError):
+class DatasetTooLargeForStack(PipelineError):
     """Training this table needs more memory than the largest training task the stack allows
-    (TrainingTaskMaxMemoryMiB), or more than a spec's ``compute.memory_mib`` asks for."""
+    (TrainingTaskMaxMemoryMiB): MeasureDataset refuses it before anything is read."""
 
 
 class ComputeOutsideStackLimits(SpecError):
