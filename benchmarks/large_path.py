@@ -4,6 +4,7 @@ script, on one generated regression table: time and peak memory, side by side.
     .venv/bin/python benchmarks/large_path.py                                   # 1,000,000 rows
     .venv/bin/python benchmarks/large_path.py --rows 200000
     .venv/bin/python benchmarks/large_path.py --rows 1000000 --write docs/large-path.md
+    .venv/bin/python benchmarks/large_path.py --candidates hist_gradient_boosting   # one task
 
 The table (6 numeric columns with 5 % of their cells empty, 3 categorical ones of 5, 12 and 40
 levels, a numeric target ``y`` that depends on them plus noise) is generated from a numpy seed and
@@ -16,9 +17,10 @@ its own, so its peak RSS (the child's ``ru_maxrss``, from ``wait4``) is its own:
   local cloud's tasks has (``limit_native_thread_pools``), a 1-vCPU Fargate task's share;
 - the stack: the local cloud (template, real state machine, moto in process, the training
   image's entrypoint in threads), an upload whose spec asks for ``compute.path: fargate`` and
-  one grid point each of ridge and hist_gradient_boosting, until the run ends; then one
-  prediction through the local API. The child's peak is the whole local cloud's: moto's stored
-  objects, every function and both training tasks.
+  one grid point each of ridge and hist_gradient_boosting (``--candidates``), until the run ends;
+  then one prediction through the local API. The child's peak is the whole local cloud's: moto's
+  stored objects, every function and the training tasks, which run side by side in its threads
+  (one candidate alone shows one task's memory).
 
 From the execution history: each state's wall seconds (its first entry to its last exit) and the
 child's peak RSS while it ran (sampled every 0.2 s); from the tasks: their own seconds and, by
@@ -38,7 +40,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -326,19 +328,25 @@ def _history(cloud: Any, execution_arn: str) -> Iterator[dict[str, Any]]:
 
 
 def state_spans(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per state, in order of first entry: entries, first entry and last exit (epoch seconds)."""
+    """Per state, in order of first entry: entries, first entry and last exit (epoch seconds),
+    and each entry's own seconds (an exit paired with the earliest open entry of its state: a
+    Map's iterations enter a state once each, side by side)."""
     spans: dict[str, dict[str, Any]] = {}
+    open_entries: dict[str, deque[float]] = defaultdict(deque)
     for event in events:
+        at = event["timestamp"].timestamp()
         if "stateEnteredEventDetails" in event:
             name = event["stateEnteredEventDetails"]["name"]
-            span = spans.setdefault(name, {"state": name, "entered": 0, "start": None, "end": None})
+            span = spans.setdefault(
+                name, {"state": name, "entered": 0, "start": at, "end": None, "each": []}
+            )
             span["entered"] += 1
-            if span["start"] is None:
-                span["start"] = event["timestamp"].timestamp()
+            open_entries[name].append(at)
         elif "stateExitedEventDetails" in event:
             name = event["stateExitedEventDetails"]["name"]
-            if name in spans:
-                spans[name]["end"] = event["timestamp"].timestamp()
+            if open_entries[name]:
+                spans[name]["end"] = at
+                spans[name]["each"].append(round(at - open_entries[name].popleft(), 2))
     return list(spans.values())
 
 
@@ -558,15 +566,18 @@ def render(
         f"{_mib(stack.get('rss_after_start_mib'))} MiB before the upload (not in the stack's "
         f"seconds; in its peak); the upload itself {stack.get('upload_seconds')} s.",
         "",
-        "The stack's states (wall seconds from the first entry to the last exit; the child's peak "
-        "RSS while the state ran):",
+        "The stack's states: wall seconds from the first entry to the last exit, each entry's "
+        "own seconds when a Map's iterations enter it side by side, and the child's peak RSS "
+        "while the state ran:",
         "",
-        "| state | entered | seconds | peak RSS, MiB |",
-        "|---|---:|---:|---:|",
+        "| state | entered | seconds | each entry | peak RSS, MiB |",
+        "|---|---:|---:|---:|---:|",
     ]
     for span in stack.get("states", []):
+        each = span.get("each") or []
         lines.append(
             f"| {span['state']} | {span['entered']} | {span.get('seconds', '-')} | "
+            f"{', '.join(map(str, each)) if len(each) > 1 else ''} | "
             f"{_mib(span.get('peak_rss_mib'))} |"
         )
     lines += ["", "The tasks (their own seconds, and the seconds of each phase inside them):", ""]
