@@ -11,7 +11,7 @@ SAM := $(SAM_VENV)/bin/sam
 RUNTIME_PYTHON = $(shell $(BIN)/python -c 'from mlstack.checks.build import runtime_python; print(runtime_python() or "")')
 RUNTIME_PYTHON_DIR = $(patsubst %/,%,$(dir $(RUNTIME_PYTHON)))
 
-.PHONY: install demo test lint format fast slow unit integration shape-search build lock bench bench-gate bench-kinds clean
+.PHONY: install demo test lint format fast slow unit integration shape-search build lock bench bench-gate bench-kinds bench-large clean
 
 # Each target installs the extras it needs (pyproject.toml): the demo the local cloud and its
 # dataset, everything else the development tools too.
@@ -106,6 +106,13 @@ bench-gate: install
 # scikit-learn script for each (docs/column-kinds.md; about ten minutes).
 bench-kinds: install
 	$(BIN)/python benchmarks/column_kinds.py --write docs/column-kinds.md
+
+# The large training path (Preprocess and Train as ECS tasks) through the local cloud against the
+# plain scikit-learn script, on one generated table of ROWS rows: time, peak memory, per state
+# (docs/large-path.md; about ten minutes at a million rows).
+ROWS ?= 1000000
+bench-large: install
+	$(BIN)/python benchmarks/large_path.py --rows $(ROWS) --write docs/large-path.md
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
