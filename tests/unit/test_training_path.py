@@ -35,6 +35,7 @@ from mlstack_core.storage_keys import (
 )
 from mlstack_preprocess.sizing import (
     FARGATE_MEMORY,
+    TableSize,
     compute_for,
     estimated_train_mib,
     fargate_size,
@@ -113,7 +114,11 @@ def test_a_table_needing_more_than_the_largest_task_fails_by_name() -> None:
 def test_the_path_follows_the_threshold_the_estimate_and_the_spec() -> None:
     small = table_size(b"a,b\n1,2\n", 8, ",")
     assert compute_for(small, {}, SETTINGS, EVENT)["path"] == "lambda"
-    big = table_size(b"a,b\n1,2\n", 300 * 2**20, ",")
+    # Ten columns, 61 bytes a row (the shape docs/large-path.md measures): 5 million rows.
+    header = ",".join(f"c{i}" for i in range(10)) + "\n"
+    line = ",".join(["1.23456"] * 6 + ["lv"] * 3 + ["0.5"]) + "\n"
+    assert len(line) == 61
+    big = table_size((header + line * 100).encode(), 300 * 2**20, ",")
     chosen = compute_for(big, {}, SETTINGS, EVENT)
     assert chosen["path"] == "fargate"
     assert "LargeDatasetThresholdMiB" in chosen["reason"]
@@ -125,8 +130,7 @@ def test_the_path_follows_the_threshold_the_estimate_and_the_spec() -> None:
     assert chosen["candidate_seconds"] is not None
     assert chosen["candidate_seconds"] > SETTINGS.task_timeout_seconds
     # Below the threshold, but more memory than the Train function has: Fargate too.
-    wide = table_size(b"a,b\n1,2\n", 100 * 2**20, ",")
-    wide = type(wide)(wide.bytes, 500, 200_000)
+    wide = TableSize(100 * 2**20, 500, 20_000)
     assert estimated_train_mib(wide) > SETTINGS.train_function_memory_mib
     assert compute_for(wide, {}, SETTINGS, EVENT)["path"] == "fargate"
     assert compute_for(big, {"path": "lambda"}, SETTINGS, EVENT)["path"] == "lambda"

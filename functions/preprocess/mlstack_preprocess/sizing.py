@@ -30,10 +30,11 @@ if TYPE_CHECKING:
 
 # How much of the file is read to estimate its rows.
 SAMPLE_BYTES: Final = 1 << 20
-# Train's memory for one numeric or encoded cell, across the copies a fit makes (the model input,
-# the pipeline's transformed matrix, the estimator's own), and what a Train process holds before
-# any data (the libraries). Measured: docs/scale.md.
-TRAIN_BYTES_PER_CELL: Final = 64
+# Train's peak memory per cell of the table (rows x columns), across the copies a fit makes (the
+# parsed split, the model input, the pipeline's transformed matrix, the estimator's own), and
+# what a Train process holds before any data (the libraries). Measured (docs/large-path.md): one
+# HistGradientBoosting task on a 1,000,000 x 10 table peaked at 3.0 GiB, about 300 bytes a cell.
+TRAIN_BYTES_PER_CELL: Final = 320
 TRAIN_BASE_MIB: Final = 512
 # The share of the Train function's memory an estimate may fill and still train there.
 FUNCTION_MEMORY_HEADROOM: Final = 0.8
