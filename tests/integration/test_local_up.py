@@ -24,7 +24,8 @@ import pytest
 from mlstack.cli.demo import as_instance
 from mlstack.cli.stack import StackClient
 from mlstack.localcloud.packaging import ARTIFACT_BUCKET
-from mlstack.sam import project_root
+from mlstack.sam import load_template, project_root
+from tests.helpers import ROOT
 from tests.helpers.local_cloud import penguin_rows, to_csv
 
 pytestmark = pytest.mark.integration
@@ -381,7 +382,9 @@ def test_local_up_answers_sdks_not_web_pages(local_up: tuple[str, subprocess.Pop
     assert status == 403
     assert not any(name.lower().startswith("access-control-") for name in headers)
 
-    huge = {**list_buckets, "Content-Length": str(600 * 1024 * 1024)}
+    # One MiB past the stack's upload limit and the room the endpoint leaves for the request.
+    limit_mib = int(load_template(ROOT / "template.yaml")["Parameters"]["MaxUploadMiB"]["Default"])
+    huge = {**list_buckets, "Content-Length": str((limit_mib + 2) * 1024 * 1024)}
     status, _, body = _raw_request(endpoint + "/any-bucket/key", "PUT", huge)
     assert status == 413
     assert "MaxUploadMiB" in json.loads(body)["message"]
