@@ -411,12 +411,7 @@ def test_a_run_task_sync_state_fails_with_states_task_failed_on_a_non_zero_exit(
             name=f"execution-{len(ecs.image.calls)}",
             input=json.dumps({"command": command}),
         )
-        deadline = time.monotonic() + 30
-        while (described := sfn.describe_execution(executionArn=started["executionArn"]))[
-            "status"
-        ] == "RUNNING":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        described = _ended(sfn, started["executionArn"])
         assert described["status"] == "SUCCEEDED"
         output: dict[str, Any] = json.loads(described["output"])
         return output
@@ -437,6 +432,16 @@ def test_a_run_task_sync_state_fails_with_states_task_failed_on_a_non_zero_exit(
     assert [t.memory_mib for t in ecs.tasks.stopped] == [3072, 3072]  # the state's Overrides
 
 
+def _ended(sfn: Any, execution_arn: str) -> dict[str, Any]:
+    """The execution's description once it is no longer running (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while (described := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    answer: dict[str, Any] = described
+    return answer
+
+
 def test_a_task_past_its_states_timeout_fails_the_state_as_states_timeout(ecs: Ecs) -> None:
     """TimeoutSecondsPath bounds a stuck task: the state fails, and the run goes on by its
     Catch, while (locally) the thread finishes on its own once released."""
@@ -447,12 +452,7 @@ def test_a_task_past_its_states_timeout_fails_the_state_as_states_timeout(ecs: E
         stateMachineArn=machine,
         input=json.dumps({"command": ["train"], "timeout": 1}),
     )
-    deadline = time.monotonic() + 30
-    while (described := sfn.describe_execution(executionArn=started["executionArn"]))[
-        "status"
-    ] == "RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    described = _ended(sfn, started["executionArn"])
     ecs.image.release.set()
     assert described["status"] == "SUCCEEDED"
     output = json.loads(described["output"])

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -43,6 +44,7 @@ from mlstack_preprocess.sizing import (
 )
 from tests.helpers.local_cloud import penguin_rows
 from tests.helpers.stack import Stack, load_handler
+from tests.helpers.tables import mixed_csv
 
 pytestmark = pytest.mark.unit
 
@@ -197,11 +199,6 @@ def test_a_spec_that_does_not_load_leaves_its_error_to_preprocess(aws: Stack) ->
 
 
 # ------------------------------------------------------------------------------ collecting
-def _collect(aws: Stack, step: str, task: dict[str, Any], **extra: Any) -> Any:
-    event = {"step": step, "model": "m", "run_id": "r1", "task": task, **extra}
-    return load_handler("taskresult")(event, aws.context)
-
-
 CANDIDATE = {"candidate_id": "c00-ridge", "family": "ridge", "params": {}}
 
 
@@ -222,7 +219,7 @@ def test_a_prepared_run_comes_back_as_preprocess_returns_it(aws: Stack) -> None:
     aws.s3.put_object(
         Bucket=aws.model_bucket, Key=prepared_run_key("m", "r1"), Body=json.dumps(run)
     )
-    assert _collect(aws, "preprocess", {"task_arn": "arn:task"}) == run
+    assert _collect_for(aws, "m", "r1", "preprocess", {"task_arn": "arn:task"}) == run
 
 
 def test_a_trained_candidate_comes_back_as_trains_state_keeps_it(aws: Stack) -> None:
@@ -230,7 +227,7 @@ def test_a_trained_candidate_comes_back_as_trains_state_keeps_it(aws: Stack) -> 
     body = json.dumps(result).encode()
     key = candidate_result_key("m", "r1", "c00-ridge")
     put = aws.s3.put_object(Bucket=aws.model_bucket, Key=key, Body=body)
-    collected = _collect(aws, "train", {"task_arn": "arn:task"}, candidate=CANDIDATE)
+    collected = _collect_for(aws, "m", "r1", "train", {"task_arn": "arn:task"}, candidate=CANDIDATE)
     import hashlib
 
     assert collected == {
@@ -260,7 +257,7 @@ def test_a_tasks_stored_error_fails_the_state_by_the_same_name(
         Bucket=aws.model_bucket, Key=preprocess_task_error_key("m", "r1"), Body=json.dumps(stored)
     )
     with pytest.raises(raised) as caught:
-        _collect(aws, "preprocess", _failed(1))
+        _collect_for(aws, "m", "r1", "preprocess", _failed(1))
     assert type(caught.value) is raised
     if stored["errorType"] == "MemoryError":
         assert "MemoryError" in str(caught.value)
@@ -280,7 +277,7 @@ def test_a_task_that_left_no_error_fails_by_how_it_stopped(
     aws: Stack, task: dict[str, str], raised: type[Exception], words: str
 ) -> None:
     with pytest.raises(raised, match=words) as caught:
-        _collect(aws, "train", task, candidate=CANDIDATE)
+        _collect_for(aws, "m", "r1", "train", task, candidate=CANDIDATE)
     assert type(caught.value) is raised
     assert "c00-ridge" in str(caught.value)
 
@@ -295,7 +292,7 @@ def test_a_candidate_whose_task_stored_an_error_is_not_collected_even_if_it_exit
         Body=json.dumps({"errorType": "TooFewRows", "errorMessage": "x"}),
     )
     with pytest.raises(TooFewRows):
-        _collect(aws, "train", {"task_arn": "arn:task"}, candidate=CANDIDATE)
+        _collect_for(aws, "m", "r1", "train", {"task_arn": "arn:task"}, candidate=CANDIDATE)
 
 
 # ---------------------------------------------------------------------- the image's entrypoint
@@ -356,3 +353,55 @@ def test_an_empty_file_is_measured_and_left_to_preprocess(aws: Stack, size_known
         0,
         0,
     )
+
+
+def _wide_numeric(rows: int, columns: int) -> bytes:
+    """Hundreds of numeric columns and an integer label that follows the first."""
+    generator = np.random.default_rng(7)
+    values = generator.normal(size=(rows, columns)).round(4)
+    labels = (values[:, 0] > 0).astype(int)
+    header = ",".join([*(f"x{i}" for i in range(columns)), "label"])
+    lines = [",".join([*map(str, row), str(y)]) for row, y in zip(values, labels, strict=True)]
+    return ("\n".join([header, *lines]) + "\n").encode()
+
+
+def _one_categorical(rows: int) -> bytes:
+    levels = ["red", "Zürich", "a,b"]
+    lines = [f'"{levels[i % 3]}",{i % 3 == 1}' for i in range(rows)]
+    return ("colour,flag\n" + "\n".join(lines) + "\n").encode()
+
+
+SHAPED_UPLOADS = {
+    "dates, free text, an identifier, a True/False label": (lambda: mixed_csv(300), "returned"),
+    "three hundred numeric columns, integer labels": (lambda: _wide_numeric(240, 300), "label"),
+    "one categorical feature with odd levels": (lambda: _one_categorical(240), "flag"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", list(SHAPED_UPLOADS))
+def test_the_images_steps_prepare_and_train_other_shapes_as_the_functions_do(
+    aws: Stack, shape: str
+) -> None:
+    """The training image's steps on tables unlike the penguins: the run it prepares is the one
+    Preprocess's function prepares (schema, kinds, warnings), and its candidate trains."""
+    from mlstack_task.main import main
+
+    make, target = SHAPED_UPLOADS[shape]
+    body = make()
+    aws.put_spec("shaped", {"target": target, "candidates": ["logistic_regression"]})
+    event = aws.upload("shaped", body)
+    assert main(["preprocess", "--event", json.dumps(event)]) == 0
+    run_id = event["execution_name"]
+    collected = _collect_for(aws, "shaped", run_id, "preprocess", {"task_arn": "arn:task"})
+    by_function = aws.preprocess(aws.upload("shaped", body))
+    for part in ("schema", "task", "warnings", "candidates", "spec"):
+        assert collected[part] == by_function[part], part
+    candidate = collected["candidates"][0]
+    arguments = ["train", "--model", "shaped", "--run-id", run_id]
+    assert main([*arguments, "--candidate", json.dumps(candidate)]) == 0
+    entry = _collect_for(
+        aws, "shaped", run_id, "train", {"task_arn": "arn:task"}, candidate=candidate
+    )
+    assert entry["status"] == "trained"
+    assert aws.evaluate(collected, [entry])["decision"] in ("promote", "reject")
