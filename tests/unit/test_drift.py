@@ -237,3 +237,24 @@ def test_the_pipeline_stores_the_baseline_beside_the_version(aws: Stack) -> None
         )
         assert importance["features_total"] == len(names)
         assert sum(f["importance"] for f in importance["features"]) == pytest.approx(1, abs=1e-3)
+
+
+@pytest.mark.parametrize("body", ["penguins", "mixed"])
+def test_the_training_baseline_reuses_the_numbers_preprocess_parsed(body: str) -> None:
+    """Preprocess builds the baseline from the numeric columns its profile already parsed; it
+    is the baseline the cells give when parsed again (missing values and dates included)."""
+    from mlstack_preprocess.preprocess import training_baseline
+    from tests.helpers.tables import mixed_prepared, prepared_from
+
+    prepared = (
+        prepared_from(penguins_bytes(), target="species")
+        if body == "penguins"
+        else mixed_prepared()
+    )
+    assert prepared.numeric_arrays, "the profile parsed no numeric column"
+    feeds = feature_feeds(prepared.table, prepared.schema)
+    index = prepared.train_index
+    from_cells = drift.feature_baseline(
+        prepared.schema, {name: feed[index] for name, feed in feeds.items()}
+    )
+    assert training_baseline(prepared) == from_cells

@@ -81,16 +81,23 @@ def datetime_block(
 
 
 def feeds_from_cells(
-    schema: Mapping[str, Any], cells_of: Callable[[str], list[str]], n_rows: int
+    schema: Mapping[str, Any],
+    cells_of: Callable[[str], list[str]],
+    n_rows: int,
+    parsed: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """The model inputs of a table's raw cells (``cells_of(column)``, ``""`` for missing).
-    UnparseableNumber when a numeric column holds text."""
+    UnparseableNumber when a numeric column holds text. ``parsed``: numeric columns already
+    parsed (``parse_blocks``'s float32, as Preprocess's profile keeps them), not parsed again."""
     feeds: dict[str, np.ndarray] = {}
     numeric = list(schema.get("numeric", []))
     dated = datetime_columns(schema)
     if numeric or dated:
         out = np.empty((n_rows, len(numeric_input_names(schema))), dtype=np.float32)
         for j, name in enumerate(numeric):
+            if parsed is not None and name in parsed:
+                out[:, j] = parsed[name]
+                continue
             column, bad = parse_cells(cells_of(name))
             if bad is not None:
                 row, value = bad
