@@ -410,9 +410,10 @@ def prepare(table: Table, spec: Mapping[str, Any], passthrough: Sequence[str] = 
             f"no feature columns left besides the target {target!r} (after spec.columns.drop)"
         )
     in_train = np.zeros(table.n_rows, dtype=bool)
-    y_labels = np.asarray(table.columns[target], dtype=object)
+    # Only a classifier's split is stratified by label: a regression target needs no object copy.
+    y_labels = np.asarray(table.columns[target], dtype=object) if task == CLASSIFICATION else None
     train_index, holdout_index = split_indices(
-        y_labels if task == CLASSIFICATION else None,
+        y_labels,
         table.n_rows,
         test_size=float(spec["test_size"]),
         seed=int(spec["random_seed"]),
