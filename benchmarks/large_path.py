@@ -272,6 +272,8 @@ def instrument_in(cloud: Any, clock: PhaseClock) -> None:
         ("target_values", "target values"),
         ("prepare", "prepare (target, split, profile kinds)"),
         ("write_split_to", "write split files"),
+        ("model_feeds", "model inputs (cells -> arrays)"),
+        ("write_split_inputs", "write split inputs (npz)"),
         ("training_baseline", "drift baseline"),
     ):
         clock.wrap(preprocess, name, label)
@@ -279,10 +281,8 @@ def instrument_in(cloud: Any, clock: PhaseClock) -> None:
         train, "train_and_store", lambda run, candidate, **k: f"train {candidate['family']}"
     )
     for name, label in (
-        ("read_split", "read + parse split CSV"),
-        ("feature_feeds", "feature feeds (cells -> arrays)"),
+        ("read_split_inputs", "load split inputs (npz)"),
         ("model_input", "model input (object array)"),
-        ("target_vector", "target vector"),
         ("fit_candidate", "fit"),
         ("export_onnx", "ONNX export"),
         ("sklearn_holdout_outputs", "holdout outputs (sklearn)"),

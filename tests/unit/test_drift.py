@@ -243,7 +243,7 @@ def test_the_pipeline_stores_the_baseline_beside_the_version(aws: Stack) -> None
 def test_the_training_baseline_reuses_the_numbers_preprocess_parsed(body: str) -> None:
     """Preprocess builds the baseline from the numeric columns its profile already parsed; it
     is the baseline the cells give when parsed again (missing values and dates included)."""
-    from mlstack_preprocess.preprocess import training_baseline
+    from mlstack_preprocess.preprocess import model_feeds, training_baseline
     from tests.helpers.tables import mixed_prepared, prepared_from
 
     prepared = (
@@ -257,4 +257,4 @@ def test_the_training_baseline_reuses_the_numbers_preprocess_parsed(body: str) -
     from_cells = drift.feature_baseline(
         prepared.schema, {name: feed[index] for name, feed in feeds.items()}
     )
-    assert training_baseline(prepared) == from_cells
+    assert training_baseline(prepared, model_feeds(prepared)) == from_cells

@@ -48,12 +48,15 @@ from mlstack_core.settings import (
     training_compute_settings,
 )
 from mlstack_core.spec import load_spec, resolve_task
+from mlstack_core.split_inputs import split_inputs_bytes
 from mlstack_core.storage_keys import (
     candidates_key,
     feature_baseline_key,
     folds_key,
+    holdout_inputs_key,
     holdout_split_key,
     spec_key,
+    train_inputs_key,
     train_split_key,
 )
 from mlstack_core.tabular import (
@@ -65,6 +68,7 @@ from mlstack_core.tabular import (
     read_csv,
     schema_change_warnings,
     split_columns,
+    target_array,
     target_values,
     write_split_to,
 )
@@ -220,19 +224,44 @@ def check_cv_folds(spec: dict[str, Any], prepared: Prepared, judged_on: str) -> 
         raise SpecError(f"spec.json has {len(problems)} {noun} with this data:\n{lines}")
 
 
-@tracer.capture_method
-def training_baseline(prepared: Prepared) -> dict[str, Any]:
-    """The drift baseline's feature part: the training split as the model sees it (quantile bins
-    per numeric feature, frequencies per categorical one; mlstack_core.drift)."""
+def model_feeds(prepared: Prepared) -> dict[str, np.ndarray]:
+    """The whole table's model inputs (``kinds.inputs``), converted once for the drift baseline
+    and both splits' input files."""
     # The numeric columns as the profile parsed them: a million rows' cells are not parsed twice.
-    feeds = feeds_from_cells(
+    return feeds_from_cells(
         prepared.schema,
         prepared.table.columns.__getitem__,
         prepared.table.n_rows,
         parsed=prepared.numeric_arrays,
     )
+
+
+@tracer.capture_method
+def training_baseline(prepared: Prepared, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The drift baseline's feature part: the training split as the model sees it (quantile bins
+    per numeric feature, frequencies per categorical one; mlstack_core.drift)."""
     index = prepared.train_index
     return feature_baseline(prepared.schema, {name: feed[index] for name, feed in feeds.items()})
+
+
+@tracer.capture_method
+def write_split_inputs(
+    s3: S3Client, splits: Splits, prepared: Prepared, feeds: Mapping[str, np.ndarray]
+) -> None:
+    """Each split's model inputs and target as arrays (mlstack_core.split_inputs), so Train
+    loads them instead of parsing the CSV files again."""
+    target = target_array(prepared.table.columns[prepared.schema["target"]], prepared.schema)
+    for key, index in (
+        (splits["train_inputs_key"], prepared.train_index),
+        (splits["holdout_inputs_key"], prepared.holdout_index),
+    ):
+        split_feeds = {name: feed[index] for name, feed in feeds.items()}
+        body = split_inputs_bytes(split_feeds, target[index])
+        del split_feeds
+        s3.put_object(
+            Bucket=splits["bucket"], Key=key, Body=body, ContentType="application/octet-stream"
+        )
+        del body
 
 
 def preprocess(
@@ -280,6 +309,8 @@ def preprocess(
         "bucket": model_bucket,
         "train_key": train_split_key(model, run_id),
         "holdout_key": holdout_split_key(model, run_id),
+        "train_inputs_key": train_inputs_key(model, run_id),
+        "holdout_inputs_key": holdout_inputs_key(model, run_id),
         "train_rows": int(prepared.train_index.size),
         "holdout_rows": int(prepared.holdout_index.size),
         "columns": split_columns(prepared.schema),
@@ -315,13 +346,16 @@ def preprocess(
         )
         del body
 
+    feeds = model_feeds(prepared)
+    write_split_inputs(s3, splits, prepared, feeds)
     baseline_key = feature_baseline_key(model, run_id)
     s3.put_object(
         Bucket=model_bucket,
         Key=baseline_key,
-        Body=json.dumps(training_baseline(prepared)).encode(),
+        Body=json.dumps(training_baseline(prepared, feeds)).encode(),
         ContentType="application/json",
     )
+    del feeds
 
     candidates = expand_candidates(spec, spec["task"])
     check_candidate_count(len(candidates), guards)

@@ -43,7 +43,7 @@ from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tra
 from mlstack_core.payloads import Candidate, Run, TrainedEntry, TrainInput
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import greater_is_better
-from mlstack_core.tabular import feature_feeds, read_split, target_vector
+from mlstack_core.split_inputs import read_split_inputs
 from mlstack_core.tasks import CLASSIFICATION
 from mlstack_train.zoo import (
     SCORERS,
@@ -75,14 +75,13 @@ def library_versions() -> dict[str, str]:
 
 @tracer.capture_method
 def load_split(
-    run: Run, s3: S3Client, which: Literal["train_key", "holdout_key"] = "train_key"
+    run: Run, s3: S3Client, which: Literal["train", "holdout"] = "train"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(model input, target) of one split file."""
-    splits, schema = run["splits"], run["schema"]
-    key = splits["train_key"] if which == "train_key" else splits["holdout_key"]
-    body = s3.get_object(Bucket=splits["bucket"], Key=key)["Body"].read()
-    table = read_split(body)
-    return model_input(feature_feeds(table, schema)), target_vector(table, schema)
+    """(model input, target) of one split, from the arrays Preprocess stored."""
+    splits = run["splits"]
+    key = splits["train_inputs_key"] if which == "train" else splits["holdout_inputs_key"]
+    feeds, target = read_split_inputs(_read(s3, splits["bucket"], key))
+    return model_input(feeds), target
 
 
 def _read(s3: S3Client, bucket: str, key: str) -> bytes:
@@ -91,7 +90,7 @@ def _read(s3: S3Client, bucket: str, key: str) -> bytes:
 
 
 def load_training_data(run: Run, s3: S3Client) -> tuple[np.ndarray, np.ndarray]:
-    return load_split(run, s3, "train_key")
+    return load_split(run, s3, "train")
 
 
 def _npz_array(values: Any) -> np.ndarray:
@@ -340,7 +339,7 @@ def train_and_store(run: Run, candidate: Candidate, *, s3: S3Client, bucket: str
         "library_versions": library_versions(),
     }
     inputs, y = load_training_data(run, s3)
-    holdout_inputs, _ = load_split(run, s3, "holdout_key")
+    holdout_inputs, _ = load_split(run, s3, "holdout")
     folds = run["splits"].get("folds_key")
     try:
         started = time.perf_counter()

@@ -217,12 +217,15 @@ class DatasetRef(TypedDict):
 
 
 class Splits(TypedDict):
-    """The split files. Judged by cross-validation (mlstack_core.folds), both files hold every row
-    and ``folds_key`` the fold assignment."""
+    """The split files: each split as CSV (``*_key``) and as model-input arrays (``*_inputs_key``,
+    mlstack_core.split_inputs). Judged by cross-validation (mlstack_core.folds), both splits hold
+    every row and ``folds_key`` the fold assignment."""
 
     bucket: str
     train_key: str
     holdout_key: str
+    train_inputs_key: str
+    holdout_inputs_key: str
     train_rows: int
     holdout_rows: int
     columns: list[str]

@@ -152,6 +152,15 @@ def holdout_split_key(model: str, run_id: str) -> str:
     return f"{run_prefix(model, run_id)}/holdout.csv"
 
 
+def train_inputs_key(model: str, run_id: str) -> str:
+    """The training split's model inputs and target as arrays (split_inputs.py)."""
+    return f"{run_prefix(model, run_id)}/train.npz"
+
+
+def holdout_inputs_key(model: str, run_id: str) -> str:
+    return f"{run_prefix(model, run_id)}/holdout.npz"
+
+
 def folds_key(model: str, run_id: str) -> str:
     """A run judged by cross-validation: which fold each row is in, per repeat (folds.py)."""
     return f"{run_prefix(model, run_id)}/folds.npy"

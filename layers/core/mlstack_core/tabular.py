@@ -632,7 +632,11 @@ def feature_feeds(table: Table, schema: Mapping[str, Any]) -> dict[str, np.ndarr
 
 def target_vector(table: Table, schema: Mapping[str, Any]) -> np.ndarray:
     """y as scikit-learn should see it: int64 or str labels, float64 for regression."""
-    cells = table.columns[schema["target"]]
+    return target_array(table.columns[schema["target"]], schema)
+
+
+def target_array(cells: Sequence[str], schema: Mapping[str, Any]) -> np.ndarray:
+    """``target_vector`` of the target column's cells."""
     if schema["task"] == REGRESSION:
         parsed = [parse_number(c) for c in cells]
         if None in parsed:

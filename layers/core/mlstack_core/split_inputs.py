@@ -1,0 +1,83 @@
+"""A split's model inputs and target as one binary file, written once by Preprocess.
+
+Train used to read ``train.csv``/``holdout.csv`` back and parse every cell again, in each
+candidate: at a million rows about 18 s per candidate, more than most fits (docs/large-path.md).
+Preprocess has those inputs already (``kinds.inputs.feeds_from_cells``, the conversions that
+serve requests), so it stores them next to the CSV files and Train loads them as arrays.
+
+The file is an ``.npz`` read without pickle: the ``numeric`` input as float32 [N, k]; a string
+input (``categorical``, ``text``) as int32 codes [N, w] into one vocabulary of the input's
+distinct values, stored as their UTF-8 concatenation and character offsets; the target as
+float64 (regression), int64 (integer labels) or codes and a vocabulary (other labels). A
+vocabulary keeps each distinct string once, so a categorical cell costs 4 bytes on disk and a
+pointer to a shared ``str`` once loaded.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from itertools import pairwise
+from typing import Any, Final
+
+import numpy as np
+
+TARGET: Final = "target"
+_CODES: Final = ".codes"
+_VOCABULARY: Final = ".vocabulary"
+_OFFSETS: Final = ".offsets"
+
+
+def _encode_strings(name: str, values: np.ndarray) -> dict[str, np.ndarray]:
+    """``values`` (object array of str, any shape) as codes into a vocabulary."""
+    vocabulary: dict[str, int] = {}
+    flat = values.ravel(order="C")
+    codes = np.fromiter(
+        (vocabulary.setdefault(value, len(vocabulary)) for value in flat.tolist()),
+        dtype=np.int32,
+        count=flat.size,
+    )
+    words = list(vocabulary)
+    offsets = np.zeros(len(words) + 1, dtype=np.int64)
+    np.cumsum([len(word) for word in words], out=offsets[1:])
+    return {
+        name + _CODES: codes.reshape(values.shape),
+        name + _VOCABULARY: np.frombuffer("".join(words).encode("utf-8"), dtype=np.uint8),
+        name + _OFFSETS: offsets,
+    }
+
+
+def _decode_strings(name: str, stored: Mapping[str, np.ndarray]) -> np.ndarray:
+    joined = stored[name + _VOCABULARY].tobytes().decode("utf-8")
+    bounds = stored[name + _OFFSETS].tolist()
+    vocabulary = np.empty(len(bounds) - 1, dtype=object)
+    vocabulary[:] = [joined[start:end] for start, end in pairwise(bounds)]
+    codes = stored[name + _CODES]
+    return vocabulary[codes] if codes.size else np.empty(codes.shape, dtype=object)
+
+
+def split_inputs_bytes(feeds: Mapping[str, np.ndarray], target: np.ndarray) -> bytes:
+    """The ``.npz`` of one split: its model inputs (``feeds``) and its target vector."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, feed in [*feeds.items(), (TARGET, target)]:
+        if feed.dtype == object:
+            arrays.update(_encode_strings(name, feed))
+        else:
+            arrays[name] = feed
+    buffer = io.BytesIO()
+    savez: Any = np.savez  # typed with allow_pickle: bool, which **arrays could fill
+    savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def read_split_inputs(body: bytes) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(model inputs, target) as ``split_inputs_bytes`` stored them; strings as object arrays."""
+    with np.load(io.BytesIO(body), allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    names = {name.rsplit(".", 1)[0] if "." in name else name for name in arrays}
+    decoded = {
+        name: _decode_strings(name, arrays) if name + _CODES in arrays else arrays[name]
+        for name in names
+    }
+    target = decoded.pop(TARGET)
+    return decoded, target
