@@ -263,6 +263,7 @@ def instrument_in(cloud: Any, clock: PhaseClock) -> None:
     configuration = cloud.client("lambda").get_function_configuration(FunctionName=name)
     variables = configuration["Environment"]["Variables"]
     cloud.lambdas.apply_environment({k: str(v) for k, v in variables.items()})
+    from mlstack_evaluate import evaluate
     from mlstack_preprocess import preprocess
     from mlstack_train import train
 
@@ -288,6 +289,17 @@ def instrument_in(cloud: Any, clock: PhaseClock) -> None:
         ("sklearn_holdout_outputs", "holdout outputs (sklearn)"),
     ):
         clock.wrap(train, name, label)
+    clock.label_thread(evaluate, "evaluate", lambda *a, **k: "evaluate")
+    for name, label in (
+        ("read_split", "read + parse holdout CSV"),
+        ("Holdout", "holdout target"),
+        ("measure_candidate", "candidates (feeds as served, ONNX, parity)"),
+        ("measure_champion", "production"),
+        ("decide", "gate"),
+        ("rehearse", "serving rehearsal"),
+        ("prediction_baseline", "prediction baseline"),
+    ):
+        clock.wrap(evaluate, name, label)
 
 
 class RssSampler:
@@ -589,6 +601,10 @@ def render(
         lines.append(
             f"| {task['command']} | {task['seconds']} | {task['memory_mib']} | {inside or '-'} |"
         )
+    evaluated = phases.get("evaluate")
+    if evaluated:
+        inside = ", ".join(f"{k} {v}" for k, v in evaluated.items())
+        lines += ["", f"Evaluate (a function, not a task), its phases in seconds: {inside}."]
     lines += ["", "The plain script's phases (seconds):", ""]
     lines.append(", ".join(f"{k} {v}" for k, v in (plain.get("phases") or {}).items()) + ".")
     return "\n".join(lines) + "\n"
