@@ -11,13 +11,24 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from mlstack_core.candidates import CATALOG, expand_candidates
 from mlstack_core.contract import session_options
 from mlstack_core.kinds.inputs import model_input
 from mlstack_core.settings import ServingSettings
 from mlstack_core.tabular import feature_feeds, read_split
-from mlstack_train.zoo import ESTIMATORS, build_pipeline, export_onnx
+from mlstack_train.zoo import (
+    ESTIMATORS,
+    MAX_ONE_HOT_LEVELS,
+    build_pipeline,
+    export_onnx,
+    feature_importance,
+    frequent_categories,
+)
 from tests.helpers.stack import Stack
 from tests.helpers.tables import penguins_bytes, synthetic_regression
 
@@ -169,6 +180,136 @@ def test_hist_gradient_boosting_takes_nan_natively() -> None:
         "hist_gradient_boosting", {}, task="classification", n_numeric=2, n_categorical=1, seed=0
     )
     assert pipeline.named_steps["preprocess"].transformers[0][1] == "passthrough"
+
+
+@pytest.mark.parametrize("task", sorted(CATALOG))
+def test_only_hist_gradient_boosting_encodes_categories_as_ordinal_codes(task: str) -> None:
+    """One code per column for HistGradientBoosting (NaN for an unseen value); one-hot columns
+    for every other family."""
+    for family in CATALOG[task]:
+        pipeline = build_pipeline(
+            family, {}, task=task, n_numeric=1, n_categorical=2, seed=0, categories=[["a"], ["b"]]
+        )
+        (encoder,) = [
+            t
+            for name, t, _ in pipeline.named_steps["preprocess"].transformers
+            if name == "categorical"
+        ]
+        if family == "hist_gradient_boosting":
+            assert isinstance(encoder, OrdinalEncoder)
+            codes = encoder.fit(np.array([["a", "b"]], dtype=object)).transform(
+                np.array([["a", "other"]], dtype=object)
+            )
+            assert codes.shape == (1, 2)
+            assert codes[0, 0] == 0
+            assert np.isnan(codes[0, 1])
+        else:
+            assert isinstance(encoder, OneHotEncoder), family
+
+
+@st.composite
+def categorical_tables(draw: Any) -> dict[str, Any]:
+    """A task, numeric columns (some cells NaN), categorical columns of 1 to 150 levels (so some
+    keep only their MAX_ONE_HOT_LEVELS most frequent, the rest rare) with "" as a missing value,
+    a target that depends on both, and held-out categorical cells that are unseen, "" or rare."""
+    task = draw(st.sampled_from(["regression", "binary", "multiclass"]))
+    k = draw(st.integers(0, 3))
+    levels = draw(st.lists(st.sampled_from([1, 3, 12, 70, 150]), min_size=1, max_size=3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    n, held_out = 700, 200
+    numeric = rng.normal(size=(n, k)).astype(np.float32)
+    numeric[rng.random(numeric.shape) < 0.1] = np.nan
+    columns, signal = [], np.nan_to_num(numeric[:, 0]) if k else np.zeros(n)
+    for j, count in enumerate(levels):
+        # Skewed: a few frequent levels and a long tail of rare ones.
+        weights = 1.0 / np.arange(1, count + 1)
+        codes = rng.choice(count, size=n, p=weights / weights.sum())
+        column = np.array([f"c{j}_{c}" for c in codes], dtype=object)
+        column[rng.random(n) < 0.1] = ""
+        signal = signal + np.where(codes % 3 == 0, 1.0, -0.5) * (column != "")
+        columns.append(column)
+    categorical = np.stack(columns, axis=1)
+    served = categorical[-held_out:]  # a view: edits reach the held-out rows only
+    served[:20, 0] = "never-seen"
+    served[20:40, -1] = ""
+    for j, count in enumerate(levels):
+        if count > MAX_ONE_HOT_LEVELS:
+            served[40:60, j] = f"c{j}_{count - 1}"  # the rarest level: not among those kept
+    noisy = signal + rng.normal(scale=0.5, size=n)
+    y: np.ndarray
+    if task == "regression":
+        y = noisy * 10.0
+    elif task == "binary":
+        y = np.where(noisy > np.median(noisy), "yes", "no").astype(object)
+    else:
+        y = np.digitize(noisy, np.quantile(noisy, [0.33, 0.66])).astype(np.int64)
+    return {
+        "task": task,
+        "numeric": numeric,
+        "categorical": categorical,
+        "y": y,
+        "cut": n - held_out,
+    }
+
+
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None)
+@given(table=categorical_tables())
+def test_hist_gradient_boosting_export_matches_scikit_learn_on_unseen_missing_and_rare_categories(
+    table: dict[str, Any],
+) -> None:
+    """The ordinal codes of the export (skl2onnx's OrdinalEncoder → onnxruntime) and of
+    scikit-learn agree, unseen and rare values included (both NaN), so the trees answer alike."""
+    numeric, categorical, y, cut = table["numeric"], table["categorical"], table["y"], table["cut"]
+    task = "regression" if table["task"] == "regression" else "classification"
+    k, m = numeric.shape[1], categorical.shape[1]
+    pipeline = build_pipeline(
+        "hist_gradient_boosting",
+        dict(CATALOG[task]["hist_gradient_boosting"].defaults),
+        task=task,
+        n_numeric=k,
+        n_categorical=m,
+        seed=0,
+        categories=frequent_categories(categorical[:cut]),  # as Train keeps them
+    )
+    inputs = model_input({"numeric": numeric, "categorical": categorical})
+    pipeline.fit(inputs[:cut], y[:cut])
+    codes = pipeline.named_steps["preprocess"].named_transformers_["categorical"]
+    assert np.isnan(codes.transform(categorical[cut:])).any()  # unseen values reach the trees
+    model = export_onnx(pipeline, task=task, n_numeric=k, n_categorical=m)
+    out = run_export(model.SerializeToString(), numeric[cut:], categorical[cut:])
+    rows = inputs[cut:]
+    if task == "regression":
+        scale = float(np.std(y[:cut])) or 1.0
+        assert np.abs(out["variable"].ravel() - pipeline.predict(rows)).max() / scale < 1e-4
+        return
+    proba = pipeline.predict_proba(rows)
+    assert np.abs(out["probabilities"] - proba).max() < 1e-5
+    # A label may differ only where scikit-learn's two classes tie (float32 sums break ties).
+    expected, classes = pipeline.predict(rows), list(pipeline.classes_)
+    for row in np.flatnonzero(out["label"] != expected):
+        a, b = classes.index(out["label"][row]), classes.index(expected[row])
+        assert abs(proba[row, a] - proba[row, b]) < 1e-6, (row, proba[row])
+
+
+@pytest.mark.slow
+def test_an_ordinal_encoded_column_is_one_input_of_the_importances() -> None:
+    """Importance widths follow the encoder: an ordinal-encoded column is one input (a one-hot
+    one is as many as its categories). HistGradientBoosting has no importance of its own, so a
+    forest stands in behind its preprocessing."""
+    numeric, categorical, y = mixed_data(600, task="regression")
+    pipeline = build_pipeline(
+        "hist_gradient_boosting", {}, task="regression", n_numeric=4, n_categorical=2, seed=0
+    )
+    pipeline.set_params(model=RandomForestRegressor(n_estimators=20, random_state=0))
+    pipeline.fit(model_input({"numeric": numeric, "categorical": categorical}), y)
+    importance = feature_importance(pipeline, ["n0", "n1", "n2", "n3"], ["c0", "c1"])
+    assert importance is not None
+    assert importance["features_total"] == 6
+    by_name = {f["name"]: f["importance"] for f in importance["features"]}
+    assert set(by_name) == {"n0", "n1", "n2", "n3", "c0", "c1"}
+    assert sum(by_name.values()) == pytest.approx(1.0, abs=1e-5)
+    assert by_name["n0"] == max(by_name.values())  # the target's strongest term
 
 
 @pytest.mark.slow
@@ -403,9 +544,11 @@ def test_knn_export_uses_cdist_and_keeps_parity(aws: Stack) -> None:
 
 
 @pytest.mark.slow
-def test_one_hot_width_is_bounded_for_high_cardinality_columns(aws: Stack) -> None:
-    """A 300-level column keeps its 64 most frequent levels (the dense one-hot otherwise grows
-    with every level); rarer levels and unseen ones encode alike, in scikit-learn and ONNX."""
+@pytest.mark.parametrize("family", ["hist_gradient_boosting", "logistic_regression"])
+def test_kept_categories_are_bounded_for_high_cardinality_columns(aws: Stack, family: str) -> None:
+    """A 300-level column keeps its 64 most frequent levels (a dense one-hot otherwise grows
+    with every level); rarer levels and unseen ones encode alike, in scikit-learn and ONNX, as
+    ordinal codes (HistGradientBoosting) or one-hot columns (the others)."""
     rng = np.random.default_rng(3)
     rows = 1200
     level = rng.integers(0, 300, size=rows)
@@ -413,7 +556,7 @@ def test_one_hot_width_is_bounded_for_high_cardinality_columns(aws: Stack) -> No
     x = rng.normal(size=rows)
     y = np.where(x + (level < 2) > 0.5, "yes", "no")
     lines = ["x,level,y"] + [f"{a:.4f},L{b},{c}" for a, b, c in zip(x, level, y, strict=True)]
-    aws.put_spec("wide", {"target": "y", "candidates": [{"family": "hist_gradient_boosting"}]})
+    aws.put_spec("wide", {"target": "y", "candidates": [{"family": family}]})
     state = aws.run_pipeline("wide", "\n".join(lines).encode())
     (entry,) = state["trained"]
     assert entry["status"] == "trained", entry["error"]

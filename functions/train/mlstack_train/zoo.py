@@ -43,7 +43,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from mlstack_core.candidates import CATALOG, expand_candidates
 from mlstack_core.tasks import CLASSIFICATION, REGRESSION
@@ -89,6 +89,15 @@ _SCALED = frozenset({"logistic_regression", "ridge", "linear_regression", "knn"}
 # HistGradientBoosting takes NaN natively. Imputing + scaling in front of it put values exactly on
 # float32 bin thresholds and flipped labels against ONNX (docs/internals.md, Evaluate: parity).
 _NATIVE_NAN = frozenset({"hist_gradient_boosting"})
+# Families that take a categorical column as one ordinal code instead of one-hot columns. On a
+# million rows a dense one-hot block (63 inputs instead of 9) made HistGradientBoosting's fit 8.5
+# times slower and its memory 10 times larger (docs/large-path.md, "HistGradientBoosting's
+# categorical encoding"). Its native categorical splits are not used: skl2onnx 1.20 writes every
+# HistGradientBoosting node as BRANCH_LEQ on its numeric threshold (common/tree_ensemble.py,
+# add_tree_to_attribute_pairs_hist_gradient_boosting) and ignores the categorical bitsets, so the
+# graph would disagree with scikit-learn. The codes reach the trees as ordered numbers; an unseen
+# or rare value encodes as NaN, which the trees route as missing.
+_ORDINAL_CATEGORIES = frozenset({"hist_gradient_boosting"})
 
 
 # Normalised texts hold words separated by single spaces and nothing else.
@@ -107,9 +116,10 @@ def text_vectorizer(max_terms: int, ngrams: int) -> TfidfVectorizer:
     )
 
 
-# One-hot columns kept per categorical feature. The encoding is dense (HistGradientBoosting needs
-# it), so a 300-level column on 300k rows took Train to 5 GB; rarer levels encode as all zeros,
-# as an unseen value does. skl2onnx cannot convert scikit-learn's own "infrequent" grouping.
+# Categories kept per categorical feature. A one-hot encoding is dense (the forests' and linear
+# models' estimators take a dense matrix), so a 300-level column on 300k rows took Train to 5 GB;
+# rarer levels encode as an unseen value does (all zeros one-hot, missing as an ordinal code).
+# skl2onnx cannot convert scikit-learn's own "infrequent" grouping.
 MAX_ONE_HOT_LEVELS = 64
 
 
@@ -159,12 +169,21 @@ def build_pipeline(
             )
         transformers.append(("numeric", numeric, list(range(n_numeric))))
     if n_categorical:
-        # "" is the missing category, a category like any other; unseen values encode as zeros.
-        encoder = OneHotEncoder(
-            categories=[list(c) for c in categories] if categories is not None else "auto",
-            handle_unknown="ignore",
-            sparse_output=False,
-        )
+        # "" is the missing category, a category like any other.
+        kept = [list(c) for c in categories] if categories is not None else "auto"
+        encoder: OneHotEncoder | OrdinalEncoder
+        if family in _ORDINAL_CATEGORIES:
+            # float32, as the graph's codes are (skl2onnx casts a float encoder's output to
+            # float32); the codes are small integers, exact either way.
+            encoder = OrdinalEncoder(
+                categories=kept,
+                handle_unknown="use_encoded_value",
+                unknown_value=np.nan,
+                dtype=np.float32,
+            )
+        else:
+            # Unseen values encode as zeros.
+            encoder = OneHotEncoder(categories=kept, handle_unknown="ignore", sparse_output=False)
         transformers.append(
             ("categorical", encoder, list(range(n_numeric, n_numeric + n_categorical)))
         )
@@ -468,9 +487,9 @@ def feature_importance(
     """The family's own importance per original column, or None when it has none (knn,
     HistGradientBoosting). Trees: impurity importance; linear models: the absolute coefficient
     on the standardised input (averaged over classes). A one-hot encoded column gets the sum of
-    its categories' importances, a text column the sum of its terms', and ``numeric`` names the
-    column each numeric input belongs to (a datetime column's parts all name it). Normalised to
-    sum to 1."""
+    its categories' importances (an ordinal-encoded one is a single input), a text column the sum
+    of its terms', and ``numeric`` names the column each numeric input belongs to (a datetime
+    column's parts all name it). Normalised to sum to 1."""
     import numpy as np
 
     estimator = pipeline.named_steps[_MODEL_STEP]
@@ -484,7 +503,11 @@ def feature_importance(
     widths = [1] * len(numeric)
     fitted = pipeline.named_steps["preprocess"].named_transformers_
     if categorical:
-        widths += [len(c) for c in fitted["categorical"].categories_]
+        encoder = fitted["categorical"]
+        if isinstance(encoder, OrdinalEncoder):
+            widths += [1] * len(encoder.categories_)
+        else:
+            widths += [len(c) for c in encoder.categories_]
     widths += [len(fitted[f"text_{j}"].vocabulary_) for j in range(len(text))]
     if sum(widths) != raw.size:
         return None
