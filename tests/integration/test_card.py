@@ -155,7 +155,7 @@ def test_brier_score_of_two_classes_is_scikit_learns() -> None:
 
 
 # ----------------------------------------------------------------------------- columns
-def _kinds_card(baseline_extra: list[dict[str, Any]]) -> str:
+def _kinds_card(baseline_extra: list[dict[str, Any]], family: str = "random_forest") -> str:
     """The card of a version trained on an export with every kind of column, its drift baseline
     the training split's (datetime parts included) plus ``baseline_extra``."""
     prepared = mixed_prepared()
@@ -174,7 +174,7 @@ def _kinds_card(baseline_extra: list[dict[str, Any]]) -> str:
         "decision": "promote",
         "reasons": [],
         "metric": "accuracy",
-        "best": {"candidate_id": "c00", "family": "random_forest", "metrics": {"accuracy": 0.9}},
+        "best": {"candidate_id": "c00", "family": family, "metrics": {"accuracy": 0.9}},
     }
     data = ReportData(
         "orders",
@@ -230,6 +230,17 @@ def test_the_card_says_how_each_column_was_read_and_what_it_became() -> None:
     assert f"`placed_at`: trained on {placed_at['first']} to {placed_at['last']}; a later" in limits
     assert "`review`: only the 1,000 most frequent words and phrases" in limits
     assert (amount["name"], channel["name"]) == ("amount", "channel")
+
+
+def test_the_card_says_a_tree_booster_reads_categories_as_codes() -> None:
+    """HistGradientBoosting's pipeline encodes a categorical column as one ordinal code."""
+    columns = _section(_kinds_card([], family="hist_gradient_boosting"), "Columns")
+    rows = {line.split(" | ")[0][2:]: line for line in columns.splitlines() if line[:2] == "| "}
+    assert rows["channel"] == (
+        "| channel | categorical | 3 distinct values in 300 rows | one code per category among "
+        "its most frequent in training (3 seen), split on as an ordered number; any other value "
+        "counts as missing |"
+    )
 
 
 def test_the_card_renders_baseline_entries_of_kinds_it_does_not_know() -> None:

@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import sparse
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
@@ -205,6 +206,26 @@ def test_only_hist_gradient_boosting_encodes_categories_as_ordinal_codes(task: s
             assert np.isnan(codes[0, 1])
         else:
             assert isinstance(encoder, OneHotEncoder), family
+
+
+@pytest.mark.parametrize("task", sorted(CATALOG))
+def test_linear_models_get_a_sparse_matrix_when_one_hot_columns_dominate(task: str) -> None:
+    """57 one-hot columns beside 2 numbers: the linear families' input is sparse (a tenth of the
+    dense matrix's memory at scale); the other families', which need dense input, is not."""
+    rows = 300
+    levels = [[f"l{i}" for i in range(k)] for k in (5, 12, 40)]
+    inputs = np.empty((rows, 5), dtype=object)
+    inputs[:, :2] = np.arange(rows * 2).reshape(rows, 2) / 7
+    for j, kept in enumerate(levels):
+        inputs[:, 2 + j] = [kept[i % len(kept)] for i in range(rows)]
+    for family in CATALOG[task]:
+        pipeline = build_pipeline(
+            family, {}, task=task, n_numeric=2, n_categorical=3, seed=0, categories=levels
+        )
+        matrix = pipeline.named_steps["preprocess"].fit_transform(inputs)
+        linear = family in {"logistic_regression", "ridge", "linear_regression"}
+        assert sparse.issparse(matrix) == linear, family
+        assert matrix.shape[1] == (5 if family == "hist_gradient_boosting" else 2 + 57)
 
 
 @st.composite

@@ -45,7 +45,7 @@ from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from mlstack_core.candidates import CATALOG, expand_candidates
+from mlstack_core.candidates import CATALOG, ORDINAL_CATEGORY_FAMILIES, expand_candidates
 from mlstack_core.tasks import CLASSIFICATION, REGRESSION
 
 __all__ = [
@@ -96,8 +96,11 @@ _NATIVE_NAN = frozenset({"hist_gradient_boosting"})
 # HistGradientBoosting node as BRANCH_LEQ on its numeric threshold (common/tree_ensemble.py,
 # add_tree_to_attribute_pairs_hist_gradient_boosting) and ignores the categorical bitsets, so the
 # graph would disagree with scikit-learn. The codes reach the trees as ordered numbers; an unseen
-# or rare value encodes as NaN, which the trees route as missing.
-_ORDINAL_CATEGORIES = frozenset({"hist_gradient_boosting"})
+# or rare value encodes as NaN, which the trees route as missing (ORDINAL_CATEGORY_FAMILIES).
+# Linear models keep one-hot columns, sparse: at 10 million rows a dense one-hot block of 57
+# levels is 4.5 GB, its sparse form a tenth; the ColumnTransformer still returns a dense matrix
+# when the whole is denser than its sparse_threshold.
+_SPARSE_ONE_HOT = frozenset({"logistic_regression", "ridge", "linear_regression"})
 
 
 # Normalised texts hold words separated by single spaces and nothing else.
@@ -172,7 +175,7 @@ def build_pipeline(
         # "" is the missing category, a category like any other.
         kept = [list(c) for c in categories] if categories is not None else "auto"
         encoder: OneHotEncoder | OrdinalEncoder
-        if family in _ORDINAL_CATEGORIES:
+        if family in ORDINAL_CATEGORY_FAMILIES:
             # float32, as the graph's codes are (skl2onnx casts a float encoder's output to
             # float32); the codes are small integers, exact either way.
             encoder = OrdinalEncoder(
@@ -183,7 +186,11 @@ def build_pipeline(
             )
         else:
             # Unseen values encode as zeros.
-            encoder = OneHotEncoder(categories=kept, handle_unknown="ignore", sparse_output=False)
+            encoder = OneHotEncoder(
+                categories=kept,
+                handle_unknown="ignore",
+                sparse_output=family in _SPARSE_ONE_HOT,
+            )
         transformers.append(
             ("categorical", encoder, list(range(n_numeric, n_numeric + n_categorical)))
         )
@@ -191,7 +198,11 @@ def build_pipeline(
         # A scalar index hands the vectorizer the 1-D column of texts it expects.
         vectorizer = text_vectorizer(int(entry["max_terms"]), int(entry["ngrams"]))
         transformers.append((f"text_{j}", vectorizer, n_numeric + n_categorical + j))
-    preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
+    preprocess = ColumnTransformer(
+        transformers,
+        remainder="drop",
+        sparse_threshold=0.3 if family in _SPARSE_ONE_HOT else 0.0,
+    )
     return Pipeline([("preprocess", preprocess), ("model", estimator)])
 
 

@@ -37,6 +37,9 @@ INLINE_MAP_LIMIT = 40
 # One cross-validated candidate's points x folds fits share one Lambda's 15 minutes.
 MAX_CV_POINTS = 32
 MIN_FOLDS, MAX_FOLDS = 2, 10
+# Families whose pipeline turns a categorical column into one ordinal code rather than one-hot
+# columns (Train's zoo builds them; the model card says so).
+ORDINAL_CATEGORY_FAMILIES = frozenset({"hist_gradient_boosting"})
 
 Scalar = float | int | str | bool | None
 

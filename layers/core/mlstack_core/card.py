@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mlstack_core.candidates import ORDINAL_CATEGORY_FAMILIES
 from mlstack_core.columns_text import (
     ColumnReading,
     column_entries,
@@ -210,14 +211,19 @@ def _seen(feature: Mapping[str, Any], entries: list[dict[str, Any]]) -> str:
 
 
 # ----------------------------------------------------------------------------- columns
-def _as_input(reading: ColumnReading, entry: Mapping[str, Any]) -> str:
-    """What a column becomes as model input, in words."""
+def _as_input(reading: ColumnReading, entry: Mapping[str, Any], family: str | None) -> str:
+    """What a column becomes as input to the winner (``family``), in words."""
     if not reading.feature:
         return "not a feature: a request may carry it, and batch scoring keeps it in its output"
     if reading.kind == "numeric":
         return "one number"
     if reading.kind == "categorical":
         known = entry.get("n_categories", len(entry.get("categories") or []))
+        if family in ORDINAL_CATEGORY_FAMILIES:
+            return (
+                f"one code per category among its most frequent in training ({thousands(known)} "
+                "seen), split on as an ordered number; any other value counts as missing"
+            )
         return (
             f"one-hot of its most frequent categories in training ({thousands(known)} seen); "
             "any other value sets none"
@@ -231,6 +237,7 @@ def _as_input(reading: ColumnReading, entry: Mapping[str, Any]) -> str:
 
 def _columns(data: ReportData) -> Section:
     section = Section("Columns")
+    family = (data.evaluation.get("best") or {}).get("family")
     entries = column_entries(data.document.get("schema") or {})
     readings = [column_reading(entry, feature) for entry, feature in entries]
     if not readings:
@@ -244,7 +251,7 @@ def _columns(data: ReportData) -> Section:
         CardTable(
             ["column", "kind", "why", "as model input"],
             [
-                [r.name, r.kind, r.reason or "-", _as_input(r, entry)]
+                [r.name, r.kind, r.reason or "-", _as_input(r, entry, family)]
                 for r, (entry, _) in zip(readings, entries, strict=True)
             ],
         )
