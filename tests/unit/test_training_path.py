@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mlstack_core.candidates import spec_families
 from mlstack_core.errors import (
     ComputeOutsideStackLimits,
     DatasetTooLargeForStack,
@@ -48,6 +49,8 @@ from tests.helpers.tables import mixed_csv
 
 pytestmark = pytest.mark.unit
 
+# What a spec without candidates trains (random forests among them).
+DEFAULT_FAMILIES = spec_families({})
 SETTINGS = TrainingComputeSettings(
     large_dataset_threshold_mib=256,
     train_function_memory_mib=3008,
@@ -115,13 +118,13 @@ def test_a_table_needing_more_than_the_largest_task_fails_by_name() -> None:
 
 def test_the_path_follows_the_threshold_the_estimate_and_the_spec() -> None:
     small = table_size(b"a,b\n1,2\n", 8, ",")
-    assert compute_for(small, {}, SETTINGS, EVENT)["path"] == "lambda"
+    assert compute_for(small, {}, SETTINGS, EVENT, DEFAULT_FAMILIES)["path"] == "lambda"
     # Ten columns, 61 bytes a row (the shape docs/large-path.md measures): 5 million rows.
     header = ",".join(f"c{i}" for i in range(10)) + "\n"
     line = ",".join(["1.23456"] * 6 + ["lv"] * 3 + ["0.5"]) + "\n"
     assert len(line) == 61
     big = table_size((header + line * 100).encode(), 300 * 2**20, ",")
-    chosen = compute_for(big, {}, SETTINGS, EVENT)
+    chosen = compute_for(big, {}, SETTINGS, EVENT, DEFAULT_FAMILIES)
     assert chosen["path"] == "fargate"
     assert "LargeDatasetThresholdMiB" in chosen["reason"]
     assert chosen["network"] == {
@@ -133,19 +136,42 @@ def test_the_path_follows_the_threshold_the_estimate_and_the_spec() -> None:
     assert chosen["candidate_seconds"] > SETTINGS.task_timeout_seconds
     # Below the threshold, but more memory than the Train function has: Fargate too.
     wide = TableSize(100 * 2**20, 500, 20_000)
-    assert estimated_train_mib(wide) > SETTINGS.train_function_memory_mib
-    assert compute_for(wide, {}, SETTINGS, EVENT)["path"] == "fargate"
-    assert compute_for(big, {"path": "lambda"}, SETTINGS, EVENT)["path"] == "lambda"
-    forced = compute_for(small, {"path": "fargate", "cpu": 2048}, SETTINGS, EVENT)
+    assert estimated_train_mib(wide, DEFAULT_FAMILIES) > SETTINGS.train_function_memory_mib
+    assert compute_for(wide, {}, SETTINGS, EVENT, DEFAULT_FAMILIES)["path"] == "fargate"
+    assert (
+        compute_for(big, {"path": "lambda"}, SETTINGS, EVENT, DEFAULT_FAMILIES)["path"] == "lambda"
+    )
+    asked = {"path": "fargate", "cpu": 2048}
+    forced = compute_for(small, asked, SETTINGS, EVENT, DEFAULT_FAMILIES)
     assert (forced["path"], forced["cpu"]) == ("fargate", "2048")
-    assert compute_for(small, {}, SETTINGS, EVENT)["candidate_seconds"] is None
+    assert compute_for(small, {}, SETTINGS, EVENT, DEFAULT_FAMILIES)["candidate_seconds"] is None
+
+
+def test_the_estimate_follows_the_families_the_spec_trains() -> None:
+    """Ordinal-coded and sparse one-hot families need a third of what dense one-hot ones do: a
+    ten-million-row, ten-column table of ridge and HistGradientBoosting fits the stack's default
+    largest task; with the default candidates (a random forest among them) it does not."""
+    header = ",".join(f"c{i}" for i in range(10)) + "\n"
+    line = ",".join(["1.23456"] * 6 + ["lv"] * 3 + ["0.5"]) + "\n"
+    ten_million = table_size((header + line * 100).encode(), 10_000_000 * len(line), ",")
+    lean = {"ridge", "hist_gradient_boosting"}
+    assert estimated_train_mib(ten_million, lean) * 3 < estimated_train_mib(
+        ten_million, DEFAULT_FAMILIES
+    )
+    assert estimated_train_mib(ten_million, {"ridge", "random_forest"}) == estimated_train_mib(
+        ten_million, DEFAULT_FAMILIES
+    )
+    assert compute_for(ten_million, {}, SETTINGS, EVENT, lean)["path"] == "fargate"
+    with pytest.raises(DatasetTooLargeForStack, match="TrainingTaskMaxMemoryMiB"):
+        compute_for(ten_million, {}, SETTINGS, EVENT, DEFAULT_FAMILIES)
+    assert spec_families({"candidates": ["ridge", {"family": "hist_gradient_boosting"}]}) == lean
 
 
 @pytest.mark.parametrize("asked", [{"cpu": 8192}, {"memory_mib": 61440}], ids=["cpu", "memory"])
 def test_a_spec_never_asks_for_more_than_the_stack_allows(asked: dict[str, int]) -> None:
     small = table_size(b"a,b\n1,2\n", 8, ",")
     with pytest.raises(ComputeOutsideStackLimits, match="TrainingTask"):
-        compute_for(small, {"path": "fargate", **asked}, SETTINGS, EVENT)
+        compute_for(small, {"path": "fargate", **asked}, SETTINGS, EVENT, DEFAULT_FAMILIES)
 
 
 @pytest.fixture

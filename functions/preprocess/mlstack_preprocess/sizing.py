@@ -19,6 +19,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from botocore.exceptions import ClientError
 
+from mlstack_core.candidates import (
+    ORDINAL_CATEGORY_FAMILIES,
+    SPARSE_ONE_HOT_FAMILIES,
+    spec_families,
+)
 from mlstack_core.errors import ComputeOutsideStackLimits, DatasetTooLargeForStack, SpecError
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.payloads import Compute, ExecutionInput, TaskNetwork
@@ -31,10 +36,14 @@ if TYPE_CHECKING:
 # How much of the file is read to estimate its rows.
 SAMPLE_BYTES: Final = 1 << 20
 # Train's peak memory per cell of the table (rows x columns), across the copies a fit makes (the
-# parsed split, the model input, the pipeline's transformed matrix, the estimator's own), and
-# what a Train process holds before any data (the libraries). Measured (docs/large-path.md): one
-# HistGradientBoosting task on a 1,000,000 x 10 table peaked at 3.0 GiB, about 300 bytes a cell.
-TRAIN_BYTES_PER_CELL: Final = 320
+# split's arrays, the model input, the pipeline's transformed matrix, the estimator's own), and
+# what a Train process holds before any data (the libraries). Measured (docs/large-path.md) on a
+# 1,000,000 x 10 table: one HistGradientBoosting task, whose categoricals are ordinal codes, 56
+# bytes a cell; one with dense one-hot columns (63 inputs instead of 9) about 300, which the
+# families that still one-hot encode densely (forests, k-NN) approach on such a table.
+LEAN_TRAIN_BYTES_PER_CELL: Final = 96
+DENSE_TRAIN_BYTES_PER_CELL: Final = 320
+LEAN_INPUT_FAMILIES: Final = ORDINAL_CATEGORY_FAMILIES | SPARSE_ONE_HOT_FAMILIES
 TRAIN_BASE_MIB: Final = 512
 # The share of the Train function's memory an estimate may fill and still train there.
 FUNCTION_MEMORY_HEADROOM: Final = 0.8
@@ -85,10 +94,19 @@ def table_size(sample: bytes, total_bytes: int, delimiter: str) -> TableSize:
     return TableSize(total_bytes, len(header), rows)
 
 
-def estimated_train_mib(size: TableSize) -> int:
-    """Peak memory of one Train fit on the whole table (the large path's model input)."""
+def train_bytes_per_cell(families: set[str]) -> int:
+    """The most any of ``families`` needs a cell (an unknown family counts as dense)."""
+    return (
+        LEAN_TRAIN_BYTES_PER_CELL
+        if families and families <= LEAN_INPUT_FAMILIES
+        else DENSE_TRAIN_BYTES_PER_CELL
+    )
+
+
+def estimated_train_mib(size: TableSize, families: set[str]) -> int:
+    """Peak memory of one Train fit on the whole table, for the neediest of ``families``."""
     cells = size.estimated_rows * max(size.columns, 1)
-    return TRAIN_BASE_MIB + math.ceil(cells * TRAIN_BYTES_PER_CELL / 2**20)
+    return TRAIN_BASE_MIB + math.ceil(cells * train_bytes_per_cell(families) / 2**20)
 
 
 def fargate_size(memory_mib: int, settings: TrainingComputeSettings) -> tuple[int, int]:
@@ -167,9 +185,10 @@ def compute_for(
     requested: Mapping[str, Any],
     settings: TrainingComputeSettings,
     preprocess_event: ExecutionInput,
+    families: set[str],
 ) -> Compute:
     check_requested_compute(requested, settings)
-    estimate = estimated_train_mib(size)
+    estimate = estimated_train_mib(size, families)
     path, reason = choose_path(size, estimate, str(requested.get("path") or "auto"), settings)
     wanted_memory = int(requested.get("memory_mib") or estimate * TASK_MEMORY_MARGIN)
     cpu, memory = (
@@ -250,7 +269,9 @@ def measure(
         "execution_arn": event.get("execution_arn", ""),
         "execution_name": event.get("execution_name", ""),
     }
-    compute = compute_for(size, dict(spec.get("compute") or {}), settings, preprocess_event)
+    compute = compute_for(
+        size, dict(spec.get("compute") or {}), settings, preprocess_event, spec_families(spec)
+    )
     per_model(model)
     metrics.add_metric(
         name="RunsOnFargate", unit=MetricUnit.Count, value=int(compute["path"] == "fargate")

@@ -45,7 +45,12 @@ from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from mlstack_core.candidates import CATALOG, ORDINAL_CATEGORY_FAMILIES, expand_candidates
+from mlstack_core.candidates import (
+    CATALOG,
+    ORDINAL_CATEGORY_FAMILIES,
+    SPARSE_ONE_HOT_FAMILIES,
+    expand_candidates,
+)
 from mlstack_core.tasks import CLASSIFICATION, REGRESSION
 
 __all__ = [
@@ -99,8 +104,7 @@ _NATIVE_NAN = frozenset({"hist_gradient_boosting"})
 # or rare value encodes as NaN, which the trees route as missing (ORDINAL_CATEGORY_FAMILIES).
 # Linear models keep one-hot columns, sparse: at 10 million rows a dense one-hot block of 57
 # levels is 4.5 GB, its sparse form a tenth; the ColumnTransformer still returns a dense matrix
-# when the whole is denser than its sparse_threshold.
-_SPARSE_ONE_HOT = frozenset({"logistic_regression", "ridge", "linear_regression"})
+# when the whole is denser than its sparse_threshold (SPARSE_ONE_HOT_FAMILIES).
 
 
 # Normalised texts hold words separated by single spaces and nothing else.
@@ -189,7 +193,7 @@ def build_pipeline(
             encoder = OneHotEncoder(
                 categories=kept,
                 handle_unknown="ignore",
-                sparse_output=family in _SPARSE_ONE_HOT,
+                sparse_output=family in SPARSE_ONE_HOT_FAMILIES,
             )
         transformers.append(
             ("categorical", encoder, list(range(n_numeric, n_numeric + n_categorical)))
@@ -201,7 +205,7 @@ def build_pipeline(
     preprocess = ColumnTransformer(
         transformers,
         remainder="drop",
-        sparse_threshold=0.3 if family in _SPARSE_ONE_HOT else 0.0,
+        sparse_threshold=0.3 if family in SPARSE_ONE_HOT_FAMILIES else 0.0,
     )
     return Pipeline([("preprocess", preprocess), ("model", estimator)])
 

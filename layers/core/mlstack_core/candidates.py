@@ -40,6 +40,8 @@ MIN_FOLDS, MAX_FOLDS = 2, 10
 # Families whose pipeline turns a categorical column into one ordinal code rather than one-hot
 # columns (Train's zoo builds them; the model card says so).
 ORDINAL_CATEGORY_FAMILIES = frozenset({"hist_gradient_boosting"})
+# Families whose one-hot columns reach the estimator as a sparse matrix; the others' are dense.
+SPARSE_ONE_HOT_FAMILIES = frozenset({"logistic_regression", "ridge", "linear_regression"})
 
 Scalar = float | int | str | bool | None
 
@@ -184,6 +186,13 @@ def _entry_parts(entry: str | Mapping[str, Any]) -> tuple[str, dict[str, Any], d
     if isinstance(entry, str):
         return entry, {}, {}
     return entry["family"], dict(entry.get("params") or {}), dict(entry.get("grid") or {})
+
+
+def spec_families(spec: Mapping[str, Any]) -> set[str]:
+    """The families a spec's candidates train; with no candidates, every task's defaults (the
+    task may not be known yet)."""
+    entries = spec.get("candidates") or [e for d in DEFAULT_CANDIDATES.values() for e in d]
+    return {_entry_parts(entry)[0] for entry in entries}
 
 
 def entry_folds(entry: str | Mapping[str, Any]) -> int | None:

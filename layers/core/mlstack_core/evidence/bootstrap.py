@@ -73,9 +73,13 @@ def _resample_weights(rows: int, resamples: int) -> Any:
     generator = np.random.default_rng(SEED)
     drawn = 0
     while drawn < resamples:
-        block = min(BLOCK, resamples - drawn)
-        yield generator.multinomial(rows, np.full(rows, 1.0 / rows), size=block).astype(np.float64)
-        drawn += block
+        block = np.empty((min(BLOCK, resamples - drawn), rows), dtype=np.float64)
+        # Counting uniform draws: the same multinomial counts as Generator.multinomial, which
+        # samples its categories one binomial at a time, about 7x slower at 200,000 rows.
+        for weights in block:
+            weights[:] = np.bincount(generator.integers(0, rows, rows), minlength=rows)
+        yield block
+        drawn += block.shape[0]
 
 
 def weighted_metric(
