@@ -426,6 +426,18 @@ def stack_run(csv_path: Path, timeout: float, families: list[str]) -> dict[str, 
                 result["winner"] = latest.get("family")
                 result["metrics"] = latest.get("metrics")
                 result["decision_reasons"] = latest.get("decision_reasons")
+                key = latest.get("evaluation_key")
+                if key:
+                    evaluation = json.loads(
+                        cloud.client("s3")
+                        .get_object(Bucket=stack.outputs["ModelBucketName"], Key=key)["Body"]
+                        .read()
+                    )
+                    result["excluded"] = {
+                        c["candidate_id"]: c["excluded"]
+                        for c in evaluation.get("candidates", [])
+                        if c.get("excluded")
+                    }
             if production is not None:
                 with csv_path.open(encoding="utf-8") as rows:
                     header = rows.readline().strip().split(",")
@@ -577,6 +589,10 @@ def render(
         f"Local cloud start {stack.get('cloud_start_seconds')} s and "
         f"{_mib(stack.get('rss_after_start_mib'))} MiB before the upload (not in the stack's "
         f"seconds; in its peak); the upload itself {stack.get('upload_seconds')} s.",
+        *[
+            f"\nEvaluate excluded {candidate}: {reason}"
+            for candidate, reason in (stack.get("excluded") or {}).items()
+        ],
         "",
         "The stack's states: wall seconds from the first entry to the last exit, each entry's "
         "own seconds when a Map's iterations enter it side by side, and the child's peak RSS "

@@ -28,6 +28,7 @@ from mlstack_train.zoo import (
     build_pipeline,
     export_onnx,
     feature_importance,
+    float32_thresholds,
     frequent_categories,
 )
 from tests.helpers.stack import Stack
@@ -592,3 +593,33 @@ def test_kept_categories_are_bounded_for_high_cardinality_columns(aws: Stack, fa
     best = state["evaluation"]["best"]
     assert best["parity"]["passed"]
     assert best["parity"]["label_agreement"] == 1.0
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_hist_gradient_boosting_exports_exactly_on_neighbouring_float32_values(task: str) -> None:
+    """Split thresholds between two neighbouring float32 values: skl2onnx rounds them to the
+    nearest float32 for this family, which sent half the rows the other way in the graph.
+    float32_thresholds lowers them so the graph agrees, and scikit-learn's answers are unchanged."""
+    generator = np.random.default_rng(3)
+    rows = 20_000
+    steps = generator.integers(0, 200, rows)
+    neighbours = np.float32(1.0) + steps.astype(np.float32) * np.finfo(np.float32).eps
+    numeric = np.stack([neighbours, generator.normal(size=rows).astype(np.float32)], axis=1)
+    inputs = np.empty((rows, 2), dtype=object)
+    inputs[:] = numeric
+    signal = (steps > 100) * 3.0 + (steps % 7) * 0.5
+    y = signal + generator.normal(size=rows) * 0.01 if task == "regression" else signal > 2.5
+    pipeline = build_pipeline(
+        "hist_gradient_boosting", {}, task=task, n_numeric=2, n_categorical=0, seed=0
+    ).fit(inputs, y)
+    answer = pipeline.predict_proba if task == "classification" else pipeline.predict
+    before = answer(inputs)
+
+    assert float32_thresholds(pipeline) > 0
+
+    np.testing.assert_array_equal(answer(inputs), before)
+    graph = export_onnx(pipeline, task=task, n_numeric=2, n_categorical=0)
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    label, *rest = session.run(None, {"numeric": numeric})
+    exported = rest[0] if task == "classification" else label.ravel()
+    np.testing.assert_allclose(exported, before, atol=1e-5)

@@ -50,6 +50,7 @@ from mlstack_train.zoo import (
     build_pipeline,
     export_onnx,
     feature_importance,
+    float32_thresholds,
     frequent_categories,
     grid_search,
     search_params,
@@ -254,6 +255,7 @@ def fit_and_export(
         # With cv this is the whole search: points x folds fits plus the refit.
         pipeline, params, cv = fit_candidate(run, candidate, inputs, y)
         fit_seconds = time.perf_counter() - started
+    float32_thresholds(pipeline)
     started = time.perf_counter()
     model = export_onnx(
         pipeline,

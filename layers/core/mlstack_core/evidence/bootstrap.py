@@ -22,6 +22,9 @@ from mlstack_core.evidence.losses import (
 
 RESAMPLES = 400
 BLOCK = 25
+# A block of weights holds at most this many bytes: 25 resamples of 2,000,000 holdout rows would
+# be 400 MB in Evaluate's Lambda.
+BLOCK_BYTES = 64 * 2**20
 SEED = 20_261_205
 PROBABILITY_FLOOR = np.finfo(np.float64).eps
 
@@ -73,7 +76,8 @@ def _resample_weights(rows: int, resamples: int) -> Any:
     generator = np.random.default_rng(SEED)
     drawn = 0
     while drawn < resamples:
-        block = np.empty((min(BLOCK, resamples - drawn), rows), dtype=np.float64)
+        most = max(1, min(BLOCK, BLOCK_BYTES // (8 * max(rows, 1))))
+        block = np.empty((min(most, resamples - drawn), rows), dtype=np.float64)
         # Counting uniform draws: the same multinomial counts as Generator.multinomial, which
         # samples its categories one binomial at a time, about 7x slower at 200,000 rows.
         for weights in block:
