@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "core"), str(ROOT / "functions" / "train")]
 
 import numpy as np  # noqa: E402
-from large_path import CATEGORICAL, MISSING_SHARE, NUMERIC  # noqa: E402
+from large_path import CATEGORICAL, MISSING_SHARE, NUMERIC, numeric_signal  # noqa: E402
 from measured import machine, write_measured  # noqa: E402
 
 ENCODINGS = ("one_hot", "ordinal")
@@ -55,11 +55,7 @@ def generate(rows: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarra
     a, b = rng.integers(0, n_a, rows), rng.integers(0, n_b, rows)
     c = rng.choice(n_c, size=rows, p=weights / weights.sum())
     y = (
-        1.5 * x[:, 0]
-        - 0.8 * (x[:, 1] - 5.0)
-        + 2.0 * np.sin(2.0 * x[:, 2])
-        + 0.05 * (x[:, 3] - 100.0)
-        + 0.6 * x[:, 4] * (a == 1)
+        numeric_signal(x, a)
         + effects.normal(0.0, 1.0, n_a)[a]
         + effects.normal(0.0, 0.6, n_b)[b]
         + effects.normal(0.0, 0.4, n_c)[c]

@@ -80,6 +80,18 @@ is shared and noisy: read ratios, not the last digit.
 # -- data ---------------------------------------------------------------------------------------
 
 
+def numeric_signal(x: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """The target's part from the numeric columns (``num_5`` carries nothing) and one
+    interaction with ``cat_a``; the categorical effects and the noise are added to it."""
+    return (
+        1.5 * x[:, 0]
+        - 0.8 * (x[:, 1] - 5.0)
+        + 2.0 * np.sin(2.0 * x[:, 2])
+        + 0.05 * (x[:, 3] - 100.0)
+        + 0.6 * x[:, 4] * (a == 1)
+    )
+
+
 def generate_csv(path: Path, rows: int, seed: int = 0) -> None:
     """The table, deterministic for ``seed``, written ``_BLOCK_ROWS`` rows at a time."""
     rng = np.random.default_rng(seed)
@@ -103,11 +115,7 @@ def generate_csv(path: Path, rows: int, seed: int = 0) -> None:
             b = rng.integers(0, CATEGORICAL["cat_b"], n)
             c = rng.choice(CATEGORICAL["cat_c"], size=n, p=tail)
             y = (
-                1.5 * x[:, 0]
-                - 0.8 * (x[:, 1] - 5.0)
-                + 2.0 * np.sin(2.0 * x[:, 2])
-                + 0.05 * (x[:, 3] - 100.0)
-                + 0.6 * x[:, 4] * (a == 1)
+                numeric_signal(x, a)
                 + effect["cat_a"][a]
                 + effect["cat_b"][b]
                 + effect["cat_c"][c]
