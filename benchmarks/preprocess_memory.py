@@ -108,8 +108,16 @@ class DiskS3:
 
 
 class EmptyRegistry:
+    """A model with no versions yet: no production to compare the schema with."""
+
     def list_versions(self, model: str) -> list[dict[str, Any]]:
         return []
+
+    def get_alias(self, model: str) -> int | None:
+        return None
+
+    def get_version(self, model: str, version: int) -> dict[str, Any]:
+        raise KeyError(version)
 
 
 def _rss_mb() -> float:
@@ -135,7 +143,9 @@ def measure_child(csv_path: Path) -> dict[str, Any]:
         "execution_name": "run",
     }
     started = time.perf_counter()
-    run = preprocess.preprocess(event, s3=s3, model_bucket="models", registry=EmptyRegistry())
+    run = preprocess.preprocess(
+        event, s3=s3, model_bucket="models", data_bucket="data", registry=EmptyRegistry()
+    )
     seconds = time.perf_counter() - started
     return {
         "rows": run["dataset"]["rows"],
