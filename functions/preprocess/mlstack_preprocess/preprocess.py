@@ -37,7 +37,6 @@ from mlstack_core.folds import (
     folds_bytes,
     judgement_for,
 )
-from mlstack_core.kinds.inputs import feeds_from_cells
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
 from mlstack_core.payloads import Compute, ExecutionInput, Run
 from mlstack_core.registry import Registry
@@ -64,6 +63,7 @@ from mlstack_core.tabular import (
     HashingReader,
     Prepared,
     Table,
+    feature_feeds,
     prepare,
     read_csv,
     schema_change_warnings,
@@ -228,12 +228,7 @@ def model_feeds(prepared: Prepared) -> dict[str, np.ndarray]:
     """The whole table's model inputs (``kinds.inputs``), converted once for the drift baseline
     and both splits' input files."""
     # The numeric columns as the profile parsed them: a million rows' cells are not parsed twice.
-    return feeds_from_cells(
-        prepared.schema,
-        prepared.table.columns.__getitem__,
-        prepared.table.n_rows,
-        parsed=prepared.numeric_arrays,
-    )
+    return feature_feeds(prepared.table, prepared.schema, parsed=prepared.numeric_arrays)
 
 
 @tracer.capture_method

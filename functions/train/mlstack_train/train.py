@@ -43,7 +43,7 @@ from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, tra
 from mlstack_core.payloads import Candidate, Run, TrainedEntry, TrainInput
 from mlstack_core.settings import stack_settings
 from mlstack_core.spec import greater_is_better
-from mlstack_core.split_inputs import read_split_inputs
+from mlstack_core.split_inputs import npz_bytes, read_split_inputs
 from mlstack_core.tasks import CLASSIFICATION
 from mlstack_train.zoo import (
     SCORERS,
@@ -148,18 +148,6 @@ def out_of_fold_outputs(
     if task == CLASSIFICATION:
         return {"oof_label": _npz_array(labels), "oof_probabilities": probabilities}
     return {"oof_variable": values}
-
-
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """The arrays as .npz. Object arrays are refused: reading them back would need pickle.
-    (np.savez's own allow_pickle argument only exists from numpy 2.2; the layers allow 2.0.)"""
-    pickled = sorted(name for name, array in arrays.items() if array.dtype.hasobject)
-    if pickled:
-        raise TypeError(f"object arrays cannot be stored without pickle: {pickled}")
-    buffer = io.BytesIO()
-    savez: Any = np.savez  # typed with allow_pickle: bool, which **arrays could fill
-    savez(buffer, **arrays)
-    return buffer.getvalue()
 
 
 def _finite(value: Any) -> float | None:

@@ -56,6 +56,18 @@ def _decode_strings(name: str, stored: Mapping[str, np.ndarray]) -> np.ndarray:
     return vocabulary[codes] if codes.size else np.empty(codes.shape, dtype=object)
 
 
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """The arrays as .npz. Object arrays are refused: reading them back would need pickle.
+    (np.savez's own allow_pickle argument only exists from numpy 2.2; the layers allow 2.0.)"""
+    pickled = sorted(name for name, array in arrays.items() if array.dtype.hasobject)
+    if pickled:
+        raise TypeError(f"object arrays cannot be stored without pickle: {pickled}")
+    buffer = io.BytesIO()
+    savez: Any = np.savez  # typed with allow_pickle: bool, which **arrays could fill
+    savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
 def split_inputs_bytes(feeds: Mapping[str, np.ndarray], target: np.ndarray) -> bytes:
     """The ``.npz`` of one split: its model inputs (``feeds``) and its target vector."""
     arrays: dict[str, np.ndarray] = {}
@@ -64,10 +76,7 @@ def split_inputs_bytes(feeds: Mapping[str, np.ndarray], target: np.ndarray) -> b
             arrays.update(_encode_strings(name, feed))
         else:
             arrays[name] = feed
-    buffer = io.BytesIO()
-    savez: Any = np.savez  # typed with allow_pickle: bool, which **arrays could fill
-    savez(buffer, **arrays)
-    return buffer.getvalue()
+    return npz_bytes(arrays)
 
 
 def read_split_inputs(body: bytes) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -621,13 +621,16 @@ def read_split(source: bytes | IO[bytes]) -> Table:
     return read_csv(source, delimiter=",", na_values=())
 
 
-def feature_feeds(table: Table, schema: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The model inputs (``kinds.inputs``) of the schema's feature columns."""
+def feature_feeds(
+    table: Table, schema: Mapping[str, Any], parsed: Mapping[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """The model inputs (``kinds.inputs``) of the schema's feature columns; ``parsed`` numeric
+    columns (``Prepared.numeric_arrays``) are not parsed again."""
     names = [f["name"] for f in schema["features"]]
     missing = [name for name in names if name not in table.columns]
     if missing:
         raise KeyError(f"column(s) {', '.join(map(repr, missing))} are not in the table")
-    return feeds_from_cells(schema, table.columns.__getitem__, table.n_rows)
+    return feeds_from_cells(schema, table.columns.__getitem__, table.n_rows, parsed=parsed)
 
 
 def target_vector(table: Table, schema: Mapping[str, Any]) -> np.ndarray:

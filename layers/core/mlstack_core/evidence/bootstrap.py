@@ -74,9 +74,9 @@ def _codes(values: NDArray[Any]) -> NDArray[np.intp]:
 def _resample_weights(rows: int, resamples: int) -> Any:
     """Blocks of bootstrap weights: row counts of resamples drawn with replacement."""
     generator = np.random.default_rng(SEED)
+    most = max(1, min(BLOCK, BLOCK_BYTES // (8 * max(rows, 1))))
     drawn = 0
     while drawn < resamples:
-        most = max(1, min(BLOCK, BLOCK_BYTES // (8 * max(rows, 1))))
         block = np.empty((min(most, resamples - drawn), rows), dtype=np.float64)
         # Counting uniform draws: the same multinomial counts as Generator.multinomial, which
         # samples its categories one binomial at a time, about 7x slower at 200,000 rows.
