@@ -5,7 +5,7 @@ with its Environment, instead of moto's Docker containers.
 from __future__ import annotations
 
 import contextlib
-import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -327,12 +327,17 @@ class InProcessLambdas:
 
 
 def limit_native_thread_pools() -> None:
-    """One thread per native pool (OpenMP, BLAS) for the libraries loaded so far.
+    """One thread per native pool (OpenMP, BLAS, Arrow's) for the libraries loaded so far.
 
     Map iterations run as threads of this one process, where on AWS each has its own Lambda. Pools
     sized for the whole machine in every iteration oversubscribe the cores: a 300-row
-    HistGradientBoosting fit took 23 s instead of 0.2 s next to two other fits.
+    HistGradientBoosting fit took 23 s instead of 0.2 s next to two other fits. Arrow's pool (the
+    training image's CSV engine) is one per process: every task shares its one thread.
     """
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1)
+    if importlib.util.find_spec("pyarrow") is not None:
+        import pyarrow
+
+        pyarrow.set_cpu_count(1)

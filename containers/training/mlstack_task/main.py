@@ -62,11 +62,14 @@ def main(argv: list[str]) -> int:
 def prepare_run(event: ExecutionInput) -> None:
     """Preprocess, as its function runs it; the run is stored for CollectPreparedRun."""
     from mlstack_preprocess.app import SETTINGS
-    from mlstack_preprocess.preprocess import handle
+    from mlstack_preprocess.preprocess import CsvEngine, handle
+    from mlstack_task import columnar
 
     SETTINGS.check()
     correlate(event)
-    run = handle(event)
+    # Arrow reads and writes the CSV here: the same tables, bytes and named errors as the
+    # function's csv module, several times faster (mlstack_task.columnar).
+    run = handle(event, CsvEngine(columnar.read_csv, columnar.write_split_to))
     client("s3").put_object(
         Bucket=stack_settings().model_bucket,
         Key=prepared_run_key(run["model"], run["run_id"]),

@@ -12,9 +12,9 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import boto3
 import numpy as np
@@ -65,13 +65,13 @@ from mlstack_core.tabular import (
     Table,
     feature_feeds,
     prepare,
-    read_csv,
     schema_change_warnings,
     split_columns,
-    target_array,
     target_values,
+    target_vector,
     write_split_to,
 )
+from mlstack_core.tabular import read_csv as read_csv_cells
 from mlstack_core.tasks import CLASSIFICATION
 from mlstack_preprocess.guards import (
     check_candidate_count,
@@ -91,6 +91,18 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import GetObjectRequestTypeDef
 
 _READ_BUFFER = 1 << 20
+
+
+@dataclass(frozen=True)
+class CsvEngine:
+    """How Preprocess reads the upload and writes the split files: the functions' ``csv``-module
+    code (``mlstack_core.tabular``) by default; the training image passes Arrow's
+    (``mlstack_task.columnar``), which returns the same tables, bytes and errors."""
+
+    read_csv: Callable[..., Table] = read_csv_cells
+    write_split_to: Callable[[IO[bytes], Table, Mapping[str, Any], np.ndarray], None] = (
+        write_split_to
+    )
 
 
 class VersionLister(Protocol):
@@ -135,6 +147,7 @@ def read_dataset(
     spec: dict[str, Any],
     keep: Sequence[str] = (),
     guards: GuardSettings | None = None,
+    engine: CsvEngine = CsvEngine(),
 ) -> tuple[Table, DatasetRef]:
     """Stream the exact object version that started the run; returns the table and its lineage.
     A file above the stack's size limit is refused before a byte of it is read."""
@@ -146,7 +159,7 @@ def read_dataset(
     if guards is not None:
         check_size(response.get("ContentLength"), guards)
     hasher = HashingReader(response["Body"])
-    table = read_csv(
+    table = engine.read_csv(
         io.BufferedReader(hasher, _READ_BUFFER),
         delimiter=spec["delimiter"],
         na_values=spec["na_values"],
@@ -245,7 +258,7 @@ def write_split_inputs(
 ) -> None:
     """Each split's model inputs and target as arrays (mlstack_core.split_inputs), so Train
     loads them instead of parsing the CSV files again."""
-    target = target_array(prepared.table.columns[prepared.schema["target"]], prepared.schema)
+    target = target_vector(prepared.table, prepared.schema)
     for key, index in (
         (splits["train_inputs_key"], prepared.train_index),
         (splits["holdout_inputs_key"], prepared.holdout_index),
@@ -266,6 +279,7 @@ def preprocess(
     model_bucket: str,
     data_bucket: str,
     registry: VersionLister,
+    engine: CsvEngine = CsvEngine(),
 ) -> Run:
     model, dataset = event["model"], event["dataset"]
     run_id = event.get("execution_name") or ""
@@ -279,7 +293,7 @@ def preprocess(
     # score production on the same holdout.
     needed = set(production_columns(registry, model))
     keep = [name for name in spec["columns"]["drop"] if name in needed]
-    table, lineage = read_dataset(s3, dataset, spec, keep, guards)
+    table, lineage = read_dataset(s3, dataset, spec, keep, guards, engine)
     check_shape(table.n_rows, lineage["columns"], guards)
     values = target_values(table, spec["target"])
     spec = resolve_task(spec, values)
@@ -334,7 +348,7 @@ def preprocess(
     ):
         # Streamed into one buffer and uploaded from it: no second copy of the file as bytes.
         body = io.BytesIO()
-        write_split_to(body, prepared.table, prepared.schema, index)
+        engine.write_split_to(body, prepared.table, prepared.schema, index)
         body.seek(0)
         s3.put_object(
             Bucket=model_bucket, Key=key, Body=body, ContentType="text/csv; charset=utf-8"
@@ -413,7 +427,7 @@ def measure_dataset(event: ExecutionInput) -> Compute:
     )
 
 
-def handle(event: ExecutionInput) -> Run:
+def handle(event: ExecutionInput, engine: CsvEngine = CsvEngine()) -> Run:
     metrics.add_metadata(key="model", value=event.get("model", ""))
     settings = stack_settings()
     return preprocess(
@@ -422,4 +436,5 @@ def handle(event: ExecutionInput) -> Run:
         model_bucket=settings.model_bucket,
         data_bucket=settings.data_bucket,
         registry=Registry(settings.registry_table),
+        engine=engine,
     )

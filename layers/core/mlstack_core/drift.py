@@ -147,12 +147,12 @@ def _numeric_entry(name: str, values: np.ndarray) -> dict[str, Any]:
 
 
 def _categorical_entry(name: str, values: np.ndarray) -> dict[str, Any]:
-    frequencies: dict[str, int] = {}
-    for value in values.tolist():
+    frequencies: Counter[str] = Counter()
+    # Counted in C per value; the loop runs once per distinct value.
+    for value, count in Counter(values.tolist()).items():
         if value is None or value == "":
             continue
-        text = str(value)
-        frequencies[text] = frequencies.get(text, 0) + 1
+        frequencies[str(value)] += count
     ranked = sorted(frequencies.items(), key=lambda item: (-item[1], item[0]))
     categories = [c for c, _ in ranked if len(c) <= MAX_CATEGORY_CHARS][:MAX_CATEGORIES]
     counts, other, missing = category_counts(values, categories)

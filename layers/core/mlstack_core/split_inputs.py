@@ -30,14 +30,12 @@ _OFFSETS: Final = ".offsets"
 
 def _encode_strings(name: str, values: np.ndarray) -> dict[str, np.ndarray]:
     """``values`` (object array of str, any shape) as codes into a vocabulary."""
-    vocabulary: dict[str, int] = {}
-    flat = values.ravel(order="C")
-    codes = np.fromiter(
-        (vocabulary.setdefault(value, len(vocabulary)) for value in flat.tolist()),
-        dtype=np.int32,
-        count=flat.size,
-    )
-    words = list(vocabulary)
+    cells = values.ravel(order="C").tolist()
+    # Codes in order of first appearance; dict.fromkeys and map run in C, a generator per cell
+    # does not (3x slower at a million rows).
+    words = list(dict.fromkeys(cells))
+    vocabulary = {word: code for code, word in enumerate(words)}
+    codes = np.fromiter(map(vocabulary.__getitem__, cells), dtype=np.int32, count=len(cells))
     offsets = np.zeros(len(words) + 1, dtype=np.int64)
     np.cumsum([len(word) for word in words], out=offsets[1:])
     return {

@@ -62,9 +62,9 @@ from mlstack_core.tasks import CLASSIFICATION, REGRESSION
 LABEL_CASTS: dict[str, Any] = {"str": str, "int": int, "float": float}
 MAX_WARNINGS = 50
 MAX_EXAMPLES = 5
-_CHUNK_ROWS = 8192
+CHUNK_ROWS = 8192
 # Joins the cells of a stored chunk. A chunk with a cell that holds it is stored as a list.
-_SEPARATOR = "\x1f"
+SEPARATOR = "\x1f"
 # A looked-up column shares one str object per distinct value until it has this many distinct
 # values: a categorical column then costs a pointer per cell, and a numeric one no dict.
 _INTERN_LIMIT = 4096
@@ -91,20 +91,21 @@ class HashingReader(io.RawIOBase):
         return size
 
 
-_Chunk = str | list[str]
+# A block of one column's cells: joined by SEPARATOR, or a list when a cell holds it.
+Chunk = str | list[str]
 
 
-def _pack(cells: Sequence[str]) -> _Chunk:
-    joined = _SEPARATOR.join(cells)
+def pack(cells: Sequence[str]) -> Chunk:
+    joined = SEPARATOR.join(cells)
     # One string for the chunk unless a cell itself holds the separator (then splitting it back
     # would make extra cells).
-    if joined.count(_SEPARATOR) == len(cells) - 1:
+    if joined.count(SEPARATOR) == len(cells) - 1:
         return joined
     return list(cells)
 
 
-def _unpack(chunk: _Chunk) -> list[str]:
-    return chunk.split(_SEPARATOR) if isinstance(chunk, str) else list(chunk)
+def unpack(chunk: Chunk) -> list[str]:
+    return chunk.split(SEPARATOR) if isinstance(chunk, str) else list(chunk)
 
 
 class Columns(MutableMapping[str, list[str]]):
@@ -117,10 +118,47 @@ class Columns(MutableMapping[str, list[str]]):
     """
 
     def __init__(self, columns: Mapping[str, Sequence[str]] | None = None) -> None:
-        self._chunks: dict[str, list[_Chunk]] = {}
+        self._chunks: dict[str, list[Chunk]] = {}
         self._sizes: list[int] = []
+        # Columns a columnar reader has already read as numbers (``numbers``).
+        self._numbers: dict[str, np.ndarray] = {}
         for name, cells in (columns or {}).items():
             self[name] = cells
+
+    @classmethod
+    def from_chunks(
+        cls,
+        chunks: Mapping[str, list[Chunk]],
+        sizes: Sequence[int],
+        numbers: Mapping[str, np.ndarray] | None = None,
+    ) -> Columns:
+        """Columns already packed as this class packs them (``pack``), with ``sizes`` rows per
+        chunk; ``numbers`` are float64 readings of the columns whose every cell is missing or a
+        number ``kinds.numbers.parse_number`` accepts (``numbers``)."""
+        columns = cls()
+        if any(len(packed) != len(sizes) for packed in chunks.values()):
+            raise ValueError("every column needs one chunk per entry of sizes")
+        columns._chunks = {name: list(packed) for name, packed in chunks.items()}
+        columns._sizes = list(sizes) if chunks else []
+        columns._numbers = {
+            name: array for name, array in (numbers or {}).items() if name in columns._chunks
+        }
+        return columns
+
+    def numbers(self, name: str) -> np.ndarray | None:
+        """The column as float64 numbers (NaN for missing), as ``kinds.numbers.parse_number``
+        reads each cell, when a columnar reader has read it so; else None (the cells are then
+        parsed where they are needed)."""
+        return self._numbers.get(name)
+
+    def packed(self, name: str) -> list[Chunk]:
+        """The column's stored chunks (``pack``), for a writer that splits them itself."""
+        return list(self._chunks[name])
+
+    @property
+    def sizes(self) -> list[int]:
+        """Rows per chunk, shared by every column."""
+        return list(self._sizes)
 
     @property
     def n_rows(self) -> int:
@@ -132,18 +170,18 @@ class Columns(MutableMapping[str, list[str]]):
         if len(sizes) != 1 or (self._chunks and set(cells) != set(self._chunks)):
             raise ValueError("a chunk needs the same number of cells for every column")
         for name, column in cells.items():
-            self._chunks.setdefault(name, []).append(_pack(column))
+            self._chunks.setdefault(name, []).append(pack(column))
         self._sizes.append(sizes.pop())
 
     def chunks(self, names: Sequence[str]) -> Iterator[list[list[str]]]:
         """Consecutive blocks of rows: per block, the cells of ``names`` in that order."""
         for position in range(len(self._sizes)):
-            yield [_unpack(self._chunks[name][position]) for name in names]
+            yield [unpack(self._chunks[name][position]) for name in names]
 
     def blocks(self, name: str) -> Iterator[list[str]]:
         """One column's cells, a block of rows at a time."""
         for chunk in self._chunks[name]:
-            yield _unpack(chunk)
+            yield unpack(chunk)
 
     def __getitem__(self, name: str) -> list[str]:
         cells: list[str] = []
@@ -152,7 +190,7 @@ class Columns(MutableMapping[str, list[str]]):
             if distinct is None:
                 cells.extend(block)
                 continue
-            cells.extend([distinct.setdefault(c, c) for c in block])
+            cells.extend(map(distinct.setdefault, block, block))  # in C, no frame per cell
             if len(distinct) > _INTERN_LIMIT:
                 distinct = None
         return cells
@@ -160,24 +198,30 @@ class Columns(MutableMapping[str, list[str]]):
     def __setitem__(self, name: str, cells: Sequence[str]) -> None:
         if not self._chunks:
             self._sizes = [
-                min(_CHUNK_ROWS, len(cells) - start) for start in range(0, len(cells), _CHUNK_ROWS)
+                min(CHUNK_ROWS, len(cells) - start) for start in range(0, len(cells), CHUNK_ROWS)
             ]
         elif len(cells) != self.n_rows:
             raise ValueError(f"column {name!r} has {len(cells)} cells, the table {self.n_rows}")
-        packed: list[_Chunk] = []
+        packed: list[Chunk] = []
         start = 0
         for size in self._sizes:
-            packed.append(_pack(cells[start : start + size]))
+            packed.append(pack(cells[start : start + size]))
             start += size
         self._chunks[name] = packed
+        self._numbers.pop(name, None)
 
     def __delitem__(self, name: str) -> None:
         del self._chunks[name]
+        self._numbers.pop(name, None)
         if not self._chunks:
             self._sizes = []
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._chunks)
+
+    def __contains__(self, name: object) -> bool:
+        # Mapping's own __contains__ looks the column up, which rebuilds its every cell.
+        return name in self._chunks
 
     def __len__(self) -> int:
         return len(self._chunks)
@@ -216,6 +260,9 @@ class Table:
         for name in self.columns:
             cells = self.columns[name]  # one column materialised at a time
             columns[name] = [cells[i] for i in index_list]
+            numbers = self.columns.numbers(name)
+            if numbers is not None:
+                columns._numbers[name] = numbers[np.asarray(index_list, dtype=np.int64)]
         return Table(
             header=list(self.header),
             columns=columns,
@@ -239,19 +286,7 @@ def read_csv(
     reader = csv.reader(text, delimiter=delimiter)
     n_rows = 0
     try:
-        header = next((row for row in reader if row), None)
-        if header is None:
-            raise EmptyDataset("the file is empty: expected a header row and data rows")
-        _check_header(header, delimiter)
-        missing = [name for name in required if name not in header]
-        if missing:
-            name = missing[0]
-            folded = [h for h in header if h.strip().casefold() == name.strip().casefold()]
-            close = folded or difflib.get_close_matches(name, header, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise TargetColumnMissing(
-                f"target column {name!r} is not in the header ({_preview(header)}){hint}"
-            )
+        header = checked_header(next((row for row in reader if row), None), delimiter, required)
         width = len(header)
         keep = [i for i, name in enumerate(header) if name not in skip]
         missing_cells = frozenset(na_values) | {""}
@@ -271,7 +306,7 @@ def read_csv(
             if ragged_count:
                 continue  # the file is rejected anyway; only count the remaining bad rows
             chunk.append(row)
-            if len(chunk) >= _CHUNK_ROWS:
+            if len(chunk) >= CHUNK_ROWS:
                 _append_chunk(columns, chunk, header, keep, missing_cells)
                 chunk = []
         _append_chunk(columns, chunk, header, keep, missing_cells)
@@ -316,7 +351,27 @@ def _append_chunk(
     )
 
 
-def _check_header(header: list[str], delimiter: str) -> None:
+def checked_header(
+    header: list[str] | None, delimiter: str, required: Sequence[str] = ()
+) -> list[str]:
+    """The header row, or its named error: none at all, the wrong delimiter, blank or repeated
+    names, a ``required`` column missing (with the closest name)."""
+    if header is None:
+        raise EmptyDataset("the file is empty: expected a header row and data rows")
+    _check_header_cells(header, delimiter)
+    missing = [name for name in required if name not in header]
+    if missing:
+        name = missing[0]
+        folded = [h for h in header if h.strip().casefold() == name.strip().casefold()]
+        close = folded or difflib.get_close_matches(name, header, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TargetColumnMissing(
+            f"target column {name!r} is not in the header ({_preview(header)}){hint}"
+        )
+    return header
+
+
+def _check_header_cells(header: list[str], delimiter: str) -> None:
     if len(header) == 1:
         for other in _OTHER_DELIMITERS:
             if other != delimiter and other in header[0]:
@@ -474,9 +529,10 @@ def prepare(table: Table, spec: Mapping[str, Any], passthrough: Sequence[str] = 
 
 def _prepare_target(table: Table, target: str, task: str) -> tuple[str, list[Any] | None]:
     """Check the target for the task; rewrite integer labels canonically ("1.0" -> "1")."""
-    cells = table.columns[target]
     if task == REGRESSION:
-        _, bad = parse_cells(cells)
+        if table.columns.numbers(target) is not None:
+            return "float", None
+        _, bad = parse_cells(table.columns[target])
         if bad is not None:
             row, value = bad
             raise UnparseableNumber(
@@ -484,6 +540,7 @@ def _prepare_target(table: Table, target: str, task: str) -> tuple[str, list[Any
             )
         return "float", None
 
+    cells = table.columns[target]
     numbers = [parse_number(c) for c in cells]
     if all(n is not None and n.is_integer() for n in numbers):
         label_type = "int"
@@ -635,6 +692,9 @@ def feature_feeds(
 
 def target_vector(table: Table, schema: Mapping[str, Any]) -> np.ndarray:
     """y as scikit-learn should see it: int64 or str labels, float64 for regression."""
+    numbers = table.columns.numbers(schema["target"])
+    if schema["task"] == REGRESSION and numbers is not None and not np.isnan(numbers).any():
+        return numbers
     return target_array(table.columns[schema["target"]], schema)
 
 

@@ -58,6 +58,8 @@ class ColumnBlocks(Protocol):
 
     def blocks(self, name: str) -> Iterator[list[str]]: ...
 
+    def numbers(self, name: str) -> np.ndarray | None: ...
+
 
 @dataclass
 class Profile:
@@ -226,7 +228,12 @@ def profile_features(
             profile.identifiers.append({"name": name, "kind": IDENTIFIER, "reason": because})
             continue
         if kind in (None, NUMERIC):
-            array, bad = parse_blocks(columns.blocks(name), n_rows)
+            known = columns.numbers(name)
+            array, bad = (
+                (known.astype(np.float32), None)
+                if known is not None
+                else parse_blocks(columns.blocks(name), n_rows)
+            )
             if bad is None:
                 identifier = None if kind else _numeric_identifier(name, array)
                 if identifier:

@@ -1,0 +1,250 @@
+"""Preprocess's CSV reading and split writing with Apache Arrow, for the training image only.
+
+The functions parse CSV with the ``csv`` module and ``float()`` (``mlstack_core.tabular``): about
+70,000 rows a second, and the only choice inside Lambda's 250 MB package limit. A task has no
+such limit, and a table large enough to be sent to one is where that rate costs minutes. This
+module gives ``mlstack_preprocess`` the same two operations on pyarrow's C++ CSV reader and
+compute kernels:
+
+- ``read_csv`` returns the ``tabular.Table`` that ``tabular.read_csv`` returns for the same
+  bytes: the same kept columns, the same cells (missing values normalised to ``""`` by the same
+  rule), packed into the same chunks, plus each column that reads entirely as numbers, as numbers
+  (``Columns.numbers``), which spares the profile its per-cell ``float()``. Anything Arrow does not
+  read exactly as the ``csv`` module would (a ragged row, invalid UTF-8, a leading blank line, no
+  data rows, a NUL byte), it hands to ``tabular.read_csv``, which reads the file or raises the
+  named error the functions raise; so every data problem fails a run by the same name on both
+  paths.
+- ``write_split_to`` writes the bytes ``tabular.write_split_to`` writes (the ``csv`` module's
+  minimal quoting and ``\\r\\n`` line ends), a block of rows at a time.
+
+tests/unit/test_columnar.py holds both to their ``tabular`` counterparts on generated files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import sys
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import IO, Any, Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+
+from mlstack_core.kinds.numbers import FLOAT32_MAX
+from mlstack_core.tabular import (
+    CHUNK_ROWS,
+    SEPARATOR,
+    Chunk,
+    Columns,
+    Table,
+    checked_header,
+    split_columns,
+    unpack,
+)
+from mlstack_core.tabular import read_csv as read_csv_cells
+
+_BOM: Final = b"\xef\xbb\xbf"
+# What ``str.isspace`` calls whitespace: a cell of only these is missing (tabular.read_csv).
+_SPACE_ONLY: Final = (
+    "^["
+    + "".join(f"\\x{{{code:x}}}" for code in range(sys.maxunicode + 1) if chr(code).isspace())
+    + "]+$"
+)
+# Cells the csv module would quote (QUOTE_MINIMAL with "\r\n" line ends).
+_NEEDS_QUOTES: Final = '[,"\r\n]'
+_WRITE_BLOCK_ROWS: Final = 1 << 18
+_PROBE_CELLS: Final = 256
+
+
+class _NotExact(Exception):
+    """Arrow would not read this file exactly as the csv module does."""
+
+
+def read_csv(
+    source: bytes | IO[bytes],
+    *,
+    delimiter: str = ",",
+    na_values: Iterable[str] = (),
+    required: Sequence[str] = (),
+    skip: Collection[str] = (),
+) -> Table:
+    """``tabular.read_csv``'s table and errors, read by Arrow when it reads the file exactly."""
+    data = source if isinstance(source, bytes) else source.read()
+    missing_cells = [*dict.fromkeys([*na_values, ""])]
+    try:
+        return _read_exactly(data, delimiter, missing_cells, required, skip)
+    except _NotExact:
+        return read_csv_cells(
+            data, delimiter=delimiter, na_values=na_values, required=required, skip=skip
+        )
+
+
+def _read_exactly(
+    data: bytes,
+    delimiter: str,
+    missing_cells: list[str],
+    required: Sequence[str],
+    skip: Collection[str],
+) -> Table:
+    start = len(_BOM) if data.startswith(_BOM) else 0
+    if data.find(b"\x00") >= 0 or len(data) == start or data[start : start + 1] in (b"\n", b"\r"):
+        raise _NotExact
+    body = memoryview(data)[start:]
+    try:
+        text = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8", newline="")
+        header = next(csv.reader(text, delimiter=delimiter), None)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise _NotExact from error
+    header = checked_header(header, delimiter, required)
+    keep = [name for name in header if name not in skip]
+    if not keep:
+        raise _NotExact
+    fields = [f"f{i}" for i in range(len(header))]
+    kept_fields = [fields[header.index(name)] for name in keep]
+    try:
+        arrow = pa_csv.read_csv(
+            pa.BufferReader(pa.py_buffer(body)),
+            read_options=pa_csv.ReadOptions(column_names=fields, skip_rows=1),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter,
+                quote_char='"',
+                double_quote=True,
+                escape_char=False,
+                newlines_in_values=True,
+                ignore_empty_lines=True,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(fields, pa.string()),
+                include_columns=kept_fields,
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                check_utf8=True,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise _NotExact from error
+    if arrow.num_rows == 0:
+        raise _NotExact
+    del body
+    sizes = [
+        min(CHUNK_ROWS, arrow.num_rows - start) for start in range(0, arrow.num_rows, CHUNK_ROWS)
+    ]
+    chunks: dict[str, list[Chunk]] = {}
+    numbers: dict[str, np.ndarray] = {}
+    for name, field in zip(keep, kept_fields, strict=True):
+        cells = arrow.column(field).combine_chunks()
+        arrow = arrow.drop_columns([field])
+        missing = pc.or_(
+            pc.is_in(cells, value_set=pa.array(missing_cells, pa.string())),
+            pc.match_substring_regex(cells, _SPACE_ONLY),
+        )
+        cells = pc.if_else(missing, "", cells)
+        chunks[name] = _packed(cells, sizes)
+        reading = _numbers(pc.if_else(missing, None, cells))
+        if reading is not None:
+            numbers[name] = reading
+    return Table(
+        header=keep,
+        columns=Columns.from_chunks(chunks, sizes, numbers),
+        n_rows=sum(sizes),
+        file_header=list(header),
+    )
+
+
+def _packed(cells: pa.Array, sizes: Sequence[int]) -> list[Chunk]:
+    """``tabular.pack`` of each block of ``sizes`` cells: joined by the separator, or a list
+    when a cell of the block holds it."""
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    blocks = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), cells)
+    joined: list[Chunk] = pc.binary_join(blocks, SEPARATOR).to_pylist()
+    holds_separator = pc.match_substring(cells, SEPARATOR)
+    if pc.any(holds_separator).as_py():
+        flags = holds_separator.to_numpy(zero_copy_only=False)
+        for position, (start, end) in enumerate(itertools.pairwise(offsets)):
+            if flags[start:end].any():
+                joined[position] = cells.slice(start, end - start).to_pylist()
+    return joined
+
+
+def _numbers(cells: pa.Array) -> np.ndarray | None:
+    """The column as ``parse_number`` reads it (missing cells are null here, NaN there), or None
+    when a cell is not a number Arrow reads, or is one ``parse_number`` refuses (not finite,
+    beyond float32). Arrow refuses what ``float()`` alone takes (spaces around the digits,
+    underscores, other scripts' digits): such a column is left to ``parse_number``."""
+    if cells.null_count == len(cells):
+        return None
+    try:
+        # A failed cast of a whole column costs more than a successful one: try a few first.
+        pc.cast(cells.drop_null().slice(0, _PROBE_CELLS), pa.float64())
+        values = pc.cast(cells, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    array = values.to_numpy(zero_copy_only=False)
+    present = array[~np.isnan(array)] if values.null_count else array
+    if present.size != len(cells) - values.null_count:  # a "nan" cell
+        return None
+    if present.size and not (np.isfinite(present).all() and np.abs(present).max() <= FLOAT32_MAX):
+        return None
+    return np.asarray(array, dtype=np.float64)
+
+
+def write_split_to(
+    out: IO[bytes], table: Table, schema: Mapping[str, Any], index: np.ndarray
+) -> None:
+    """``tabular.write_split_to``'s bytes: the rows at ``index`` in file order, the header first,
+    cells quoted as the csv module quotes them, ``\\r\\n`` after each row."""
+    names = split_columns(schema)
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\r\n").writerow(names)
+    out.write(header.getvalue().encode())
+    rows = pa.array(np.sort(np.asarray(index, dtype=np.int64)))
+    columns = [_cells(table.columns, name).take(rows) for name in names]
+    if not any(_may_need_quotes(column) for column in columns):
+        # No cell holds a delimiter, a quote or a line end: the csv module quotes nothing, and
+        # Arrow's own writer, told to quote nothing, writes the same bytes.
+        pa_csv.write_csv(
+            pa.table(columns, names=[f"f{i}" for i in range(len(columns))]),
+            out,
+            pa_csv.WriteOptions(include_header=False, quoting_style="none", eol="\r\n"),
+        )
+        return
+    for start in range(0, len(rows), _WRITE_BLOCK_ROWS):
+        quoted = [_quoted(column.slice(start, _WRITE_BLOCK_ROWS)) for column in columns]
+        rows_text = pc.binary_join_element_wise(*quoted, pa.scalar(",", pa.large_string()))
+        lines = pc.binary_join_element_wise(
+            rows_text, pa.scalar("\r\n", pa.large_string()), pa.scalar("", pa.large_string())
+        )
+        whole = pa.LargeListArray.from_arrays(pa.array([0, len(lines)], pa.int64()), lines)
+        out.write(pc.binary_join(whole, pa.scalar("", pa.large_string()))[0].as_buffer())
+
+
+def _may_need_quotes(cells: pa.Array) -> bool:
+    """Whether the bytes behind ``cells`` hold a character the csv module quotes a cell for."""
+    data = cells.buffers()[2]
+    if data is None:
+        return False
+    raw = np.frombuffer(data, dtype=np.uint8)
+    return any(bool((raw == ord(char)).any()) for char in ',"\r\n')
+
+
+def _cells(columns: Columns, name: str) -> pa.Array:
+    """One column's cells as an Arrow array, split from its packed chunks in C++."""
+    chunks = columns.packed(name)
+    if all(isinstance(chunk, str) for chunk in chunks):
+        joined = pa.array(chunks, pa.large_string())
+        return pc.split_pattern(joined, SEPARATOR).flatten() if chunks else joined
+    return pa.array([cell for chunk in chunks for cell in unpack(chunk)], pa.large_string())
+
+
+def _quoted(cells: pa.Array) -> pa.Array:
+    """Each cell as the csv module writes it with QUOTE_MINIMAL."""
+    quote = pa.scalar('"', pa.large_string())
+    escaped = pc.binary_join_element_wise(
+        quote, pc.replace_substring(cells, '"', '""'), quote, pa.scalar("", pa.large_string())
+    )
+    return pc.if_else(pc.match_substring_regex(cells, _NEEDS_QUOTES), escaped, cells)
