@@ -71,8 +71,9 @@ stack's time and memory go, state by state.
 The local cloud runs everything in one process: moto (S3 holds the upload, the split files and
 every artifact in memory), the functions, and the training image's entrypoint in threads; its peak
 is therefore an upper bound for any one Fargate task, which on AWS has its own memory. The tasks
-here get one native thread each, as a 1-vCPU task would, and so does the plain script. The machine
-is shared and noisy: read ratios, not the last digit.
+here get one native thread each, as a 1-vCPU task would (Arrow's pool, which reads the CSV in the
+preprocess task, one thread for the process), and so does the plain script. The machine is shared
+and noisy: read ratios, not the last digit.
 
 """
 
@@ -275,17 +276,20 @@ def instrument_in(cloud: Any, clock: PhaseClock) -> None:
     from mlstack_preprocess import preprocess
     from mlstack_train import train
 
+    sys.path.insert(0, str(ROOT / "containers" / "training"))  # the image's own package
+    from mlstack_task import columnar
+
     clock.label_thread(preprocess, "preprocess", lambda *a, **k: "preprocess task")
     for name, label in (
         ("read_dataset", "read + parse CSV"),
         ("target_values", "target values"),
         ("prepare", "prepare (target, split, profile kinds)"),
-        ("write_split_to", "write split files"),
         ("model_feeds", "model inputs (cells -> arrays)"),
         ("write_split_inputs", "write split inputs (npz)"),
         ("training_baseline", "drift baseline"),
     ):
         clock.wrap(preprocess, name, label)
+    clock.wrap(columnar, "write_split_to", "write split files")  # the image's CSV engine
     clock.label_thread(
         train, "train_and_store", lambda run, candidate, **k: f"train {candidate['family']}"
     )
@@ -673,6 +677,8 @@ def main() -> None:
         print("stack:", json.dumps(stack), flush=True)
     text = render(args.rows, file_mib, plain, stack, command)
     print(text)
+    if args.write and (plain.get("exit_code"), stack.get("exit_code")) != (0, 0):
+        sys.exit(f"{args.write} not written: a side failed (see above)")
     if args.write:
         # One block per table size, so the document keeps a million rows beside ten million.
         write_measured(args.write, text, f"large_path.py, {args.rows:,} rows,", PROSE)
