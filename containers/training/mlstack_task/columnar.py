@@ -60,10 +60,6 @@ _WRITE_BLOCK_ROWS: Final = 1 << 18
 _PROBE_CELLS: Final = 256
 
 
-class _NotExact(Exception):
-    """Arrow would not read this file exactly as the csv module does."""
-
-
 def read_csv(
     source: bytes | IO[bytes],
     *,
@@ -75,12 +71,12 @@ def read_csv(
     """``tabular.read_csv``'s table and errors, read by Arrow when it reads the file exactly."""
     data = source if isinstance(source, bytes) else source.read()
     missing_cells = [*dict.fromkeys([*na_values, ""])]
-    try:
-        return _read_exactly(data, delimiter, missing_cells, required, skip)
-    except _NotExact:
+    table = _read_exactly(data, delimiter, missing_cells, required, skip)
+    if table is None:
         return read_csv_cells(
             data, delimiter=delimiter, na_values=na_values, required=required, skip=skip
         )
+    return table
 
 
 def _read_exactly(
@@ -89,20 +85,21 @@ def _read_exactly(
     missing_cells: list[str],
     required: Sequence[str],
     skip: Collection[str],
-) -> Table:
+) -> Table | None:
+    """The table, or None when Arrow would not read this file exactly as the csv module does."""
     start = len(_BOM) if data.startswith(_BOM) else 0
     if data.find(b"\x00") >= 0 or len(data) == start or data[start : start + 1] in (b"\n", b"\r"):
-        raise _NotExact
+        return None
     body = memoryview(data)[start:]
     try:
         text = io.TextIOWrapper(io.BytesIO(body), encoding="utf-8", newline="")
         header = next(csv.reader(text, delimiter=delimiter), None)
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise _NotExact from error
+    except (UnicodeDecodeError, csv.Error):
+        return None
     header = checked_header(header, delimiter, required)
     keep = [name for name in header if name not in skip]
     if not keep:
-        raise _NotExact
+        return None
     fields = [f"f{i}" for i in range(len(header))]
     kept_fields = [fields[header.index(name)] for name in keep]
     try:
@@ -126,10 +123,10 @@ def _read_exactly(
                 check_utf8=True,
             ),
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise _NotExact from error
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
     if arrow.num_rows == 0:
-        raise _NotExact
+        return None
     del body
     sizes = [
         min(CHUNK_ROWS, arrow.num_rows - start) for start in range(0, arrow.num_rows, CHUNK_ROWS)
