@@ -343,12 +343,7 @@ def _append_chunk(
     if not chunk or not keep:
         return
     transposed = list(zip(*chunk, strict=True))
-    columns.append_chunk(
-        {
-            header[i]: ["" if (c in missing_cells or c.isspace()) else c for c in transposed[i]]
-            for i in keep
-        }
-    )
+    columns.append_chunk({header[i]: _missing_as_empty(transposed[i], missing_cells) for i in keep})
 
 
 def checked_header(
@@ -369,6 +364,16 @@ def checked_header(
             f"target column {name!r} is not in the header ({_preview(header)}){hint}"
         )
     return header
+
+
+def _missing_as_empty(cells: Sequence[str], missing_cells: frozenset[str]) -> Sequence[str]:
+    """``cells`` with every missing cell (a listed value, or only whitespace) as ``""``."""
+    # Most blocks need no change ("" is already itself): two passes in C tell, where a Python
+    # expression per cell is three times slower.
+    listed = missing_cells - {""}
+    if (not listed or listed.isdisjoint(cells)) and not any(map(str.isspace, cells)):
+        return cells
+    return ["" if (c in missing_cells or c.isspace()) else c for c in cells]
 
 
 def _check_header_cells(header: list[str], delimiter: str) -> None:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from mlstack_core.contract.outputs import format_outputs
 from mlstack_core.contract.request import Batch
 from mlstack_core.contract.session import LoadedModel
 from mlstack_core.errors import RefusedShareOutOfRange, RequestError, shown
-from mlstack_core.kinds.numbers import parse_number
+from mlstack_core.kinds.numbers import FLOAT32_MAX, parse_number
 
 # A part file's object metadata: the input rows it accounts for, scored and refused (what
 # ``mlstack score --wait`` counts, whatever the batches' size).
@@ -131,7 +132,7 @@ def columnar_batch(
     columns: list[list[Any]] = []
     try:
         for name in layout.numeric:
-            numbers = _numeric_column(list(map(itemgetter(name), rows)), missing)
+            numbers = numeric_column(list(map(itemgetter(name), rows)), missing)
             if numbers is None:
                 return None
             columns.append(numbers)
@@ -148,23 +149,34 @@ def columnar_batch(
     return Batch.of_columns(names, list(map(list, zip(*columns, strict=True))))
 
 
-def _numeric_column(cells: list[Any], missing: frozenset[str]) -> list[float | None] | None:
-    is_missing = list(map(missing.__contains__, cells))
-    present = [cell for cell, gone in zip(cells, is_missing, strict=True) if not gone]
+def numeric_column(cells: list[Any], missing: frozenset[str]) -> list[float | None] | None:
+    """``cells`` as the request path's numbers (None for a ``missing`` cell), converted at once;
+    None when a cell is not a number ``parse_number`` reads (the caller then goes cell by cell,
+    which names it)."""
+    # Every step runs in C (map, compress, fromiter): a Python expression per cell costs a
+    # million-row holdout seconds in Evaluate.
+    is_missing = np.fromiter(map(missing.__contains__, cells), bool, len(cells))
+    gaps = bool(is_missing.any())
+    present = list(compress(cells, (~is_missing).tolist())) if gaps else cells
     try:
         if "_" in "".join(present):  # float() reads digit separators; parse_number does not
             return None
-        values: list[Any] = list(map(float, present))
+        values = np.fromiter(map(float, present), np.float64, len(present))
     except (TypeError, ValueError):
         return None
     # A "nan" cell that is not a missing marker is refused by parse_number; the request path
-    # would read it as missing. Out-of-range numbers the request path refuses itself.
-    if values and not np.isfinite(values).all():
+    # would read it as missing. So is a number beyond float32.
+    if values.size and not (np.isfinite(values).all() and np.abs(values).max() <= FLOAT32_MAX):
         return None
-    if len(values) == len(cells):
-        return values
-    numbers = iter(values)
-    return [None if gone else next(numbers) for gone in is_missing]
+    if not gaps:
+        numbers: list[float | None] = values.tolist()
+        return numbers
+    whole = np.zeros(len(cells), dtype=np.float64)
+    whole[~is_missing] = values
+    numbers = cast(list[float | None], whole.tolist())
+    for row in np.flatnonzero(is_missing).tolist():
+        numbers[row] = None
+    return numbers
 
 
 def score_row_by_row(
