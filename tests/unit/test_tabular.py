@@ -344,9 +344,12 @@ def test_feature_matrices_follow_the_onnx_contract() -> None:
     assert categorical.tolist() == [["red"], [""], ["blue"], ["red"]]
     inputs = model_input(feeds)
     assert inputs.shape == (4, 3)
-    assert inputs.dtype == object
+    assert np.asarray(inputs).dtype == object
+    assert inputs[:, [0, 1]].dtype == np.float64
+    assert inputs[:, [2]].tolist() == [["red"], [""], ["blue"], ["red"]]
     # sklearn sees exactly the float32 values ONNX will see.
     assert float(inputs[3, 0]) == float(np.float32(0.1))
+    assert inputs[:, 0][3] == float(np.float32(0.1))
 
 
 def test_hashing_reader_fingerprints_while_parsing() -> None:

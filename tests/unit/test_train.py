@@ -19,7 +19,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
 from mlstack_core.candidates import CATALOG, expand_candidates
 from mlstack_core.contract import session_options
-from mlstack_core.kinds.inputs import model_input
+from mlstack_core.kinds.inputs import ModelInput, model_input
 from mlstack_core.settings import ServingSettings
 from mlstack_core.tabular import feature_feeds, read_split
 from mlstack_train.zoo import (
@@ -402,7 +402,7 @@ def load_holdout_outputs(aws: Stack, entry: dict[str, Any]) -> dict[str, np.ndar
         return {name: stored[name] for name in stored.files}
 
 
-def holdout_inputs(aws: Stack, run: dict[str, Any]) -> np.ndarray:
+def holdout_inputs(aws: Stack, run: dict[str, Any]) -> ModelInput:
     splits = run["splits"]
     body = aws.s3.get_object(Bucket=splits["bucket"], Key=splits["holdout_key"])["Body"].read()
     return model_input(feature_feeds(read_split(body), run["schema"]))

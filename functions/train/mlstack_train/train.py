@@ -35,6 +35,7 @@ from mlstack_core.kinds.inputs import (
     CATEGORICAL_INPUT,
     NUMERIC_INPUT,
     TEXT_INPUT,
+    ModelInput,
     datetime_columns,
     input_widths,
     model_input,
@@ -77,7 +78,7 @@ def library_versions() -> dict[str, str]:
 @tracer.capture_method
 def load_split(
     run: Run, s3: S3Client, which: Literal["train", "holdout"] = "train"
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[ModelInput, np.ndarray]:
     """(model input, target) of one split, from the arrays Preprocess stored."""
     splits = run["splits"]
     key = splits["train_inputs_key"] if which == "train" else splits["holdout_inputs_key"]
@@ -90,7 +91,7 @@ def _read(s3: S3Client, bucket: str, key: str) -> bytes:
     return body
 
 
-def load_training_data(run: Run, s3: S3Client) -> tuple[np.ndarray, np.ndarray]:
+def load_training_data(run: Run, s3: S3Client) -> tuple[ModelInput, np.ndarray]:
     return load_split(run, s3, "train")
 
 
@@ -103,7 +104,7 @@ def _npz_array(values: Any) -> np.ndarray:
     return array
 
 
-def sklearn_holdout_outputs(pipeline: Any, task: str, inputs: np.ndarray) -> dict[str, np.ndarray]:
+def sklearn_holdout_outputs(pipeline: Any, task: str, inputs: ModelInput) -> dict[str, np.ndarray]:
     """The fitted pipeline's outputs on the holdout, shaped like the ONNX outputs Evaluate
     compares them with: classifiers ``label`` [N] (int64 or unicode, as the target),
     ``probabilities`` float64 [N, n_classes] and ``classes``; regressors ``variable``
@@ -119,7 +120,7 @@ def sklearn_holdout_outputs(pipeline: Any, task: str, inputs: np.ndarray) -> dic
 
 @tracer.capture_method
 def out_of_fold_outputs(
-    run: Run, candidate: Candidate, inputs: np.ndarray, y: np.ndarray, assignment: np.ndarray
+    run: Run, candidate: Candidate, inputs: ModelInput, y: np.ndarray, assignment: np.ndarray
 ) -> dict[str, np.ndarray]:
     """A run judged by cross-validation (mlstack_core.folds): each row's answer from the pipeline
     fitted on the other folds, per repeat. Classifiers ``oof_label`` [R, N] and
@@ -186,7 +187,7 @@ def cv_report(search: Any, candidate: Candidate, metric: str) -> dict[str, Any]:
 
 
 def fit_candidate(
-    run: Run, candidate: Candidate, inputs: np.ndarray, y: np.ndarray
+    run: Run, candidate: Candidate, inputs: ModelInput, y: np.ndarray
 ) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
     """(fitted pipeline, the params it was fitted with, cv report or None). A candidate with
     ``cv`` grid-searches its grid on the training split and returns the refitted best point."""
@@ -226,7 +227,7 @@ def fit_candidate(
 
 
 def fit_and_export(
-    run: Run, candidate: Candidate, inputs: np.ndarray, y: np.ndarray
+    run: Run, candidate: Candidate, inputs: ModelInput, y: np.ndarray
 ) -> tuple[Any, bytes, FitDetails]:
     """(fitted pipeline, ONNX bytes, details: params fitted, cv report, timings and fit
     warnings). Raises on any failure."""
