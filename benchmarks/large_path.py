@@ -295,7 +295,7 @@ def instrument_in(cloud: Any, clock: PhaseClock) -> None:
     )
     for name, label in (
         ("read_split_inputs", "load split inputs (npz)"),
-        ("model_input", "model input (object array)"),
+        ("model_input", "model input"),
         ("fit_candidate", "fit"),
         ("export_onnx", "ONNX export"),
         ("sklearn_holdout_outputs", "holdout outputs (sklearn)"),
