@@ -188,7 +188,7 @@ def test_arrow_packs_chunks_as_the_csv_module_does(odd_row: int | None) -> None:
     assert ours_split.getvalue() == theirs_split.getvalue()
 
 
-def test_numbers_follow_the_rows_a_table_keeps() -> None:
+def test_numbers_and_arrays_follow_the_cells_a_table_keeps() -> None:
     table = _read(columnar.read_csv, large_table(100))
     assert isinstance(table, tabular.Table)
     numbers = table.columns.numbers("y")
@@ -197,5 +197,8 @@ def test_numbers_follow_the_rows_a_table_keeps() -> None:
     kept_numbers = kept.columns.numbers("y")
     assert kept_numbers is not None
     assert np.array_equal(kept_numbers, numbers[[3, 1, 50]])
+    assert table.columns.native("y") is not None
+    assert kept.columns.native("y") is None  # the writer splits the packed cells instead
     table.columns["y"] = ["0"] * table.n_rows  # rewritten cells are no longer those numbers
     assert table.columns.numbers("y") is None
+    assert table.columns.native("y") is None

@@ -133,6 +133,7 @@ def _read_exactly(
     ]
     chunks: dict[str, list[Chunk]] = {}
     numbers: dict[str, np.ndarray] = {}
+    native: dict[str, pa.Array] = {}
     for name, field in zip(keep, kept_fields, strict=True):
         cells = arrow.column(field).combine_chunks()
         arrow = arrow.drop_columns([field])
@@ -142,12 +143,13 @@ def _read_exactly(
         )
         cells = pc.if_else(missing, "", cells)
         chunks[name] = _packed(cells, sizes)
+        native[name] = cells  # the split files are written from it
         reading = _numbers(pc.if_else(missing, None, cells))
         if reading is not None:
             numbers[name] = reading
     return Table(
         header=keep,
-        columns=Columns.from_chunks(chunks, sizes, numbers),
+        columns=Columns.from_chunks(chunks, sizes, numbers, native),
         n_rows=sum(sizes),
         file_header=list(header),
     )
@@ -230,7 +232,11 @@ def _may_need_quotes(cells: pa.Array) -> bool:
 
 
 def _cells(columns: Columns, name: str) -> pa.Array:
-    """One column's cells as an Arrow array, split from its packed chunks in C++."""
+    """One column's cells as an Arrow array: the one the reader kept, else split from its packed
+    chunks in C++."""
+    kept = columns.native(name)
+    if kept is not None:
+        return kept.cast(pa.large_string())
     chunks = columns.packed(name)
     if all(isinstance(chunk, str) for chunk in chunks):
         joined = pa.array(chunks, pa.large_string())

@@ -120,8 +120,10 @@ class Columns(MutableMapping[str, list[str]]):
     def __init__(self, columns: Mapping[str, Sequence[str]] | None = None) -> None:
         self._chunks: dict[str, list[Chunk]] = {}
         self._sizes: list[int] = []
-        # Columns a columnar reader has already read as numbers (``numbers``).
+        # Columns a columnar reader has already read as numbers (``numbers``), and its own arrays
+        # of the cells (``native``).
         self._numbers: dict[str, np.ndarray] = {}
+        self._native: dict[str, Any] = {}
         for name, cells in (columns or {}).items():
             self[name] = cells
 
@@ -131,10 +133,12 @@ class Columns(MutableMapping[str, list[str]]):
         chunks: Mapping[str, list[Chunk]],
         sizes: Sequence[int],
         numbers: Mapping[str, np.ndarray] | None = None,
+        native: Mapping[str, Any] | None = None,
     ) -> Columns:
         """Columns already packed as this class packs them (``pack``), with ``sizes`` rows per
         chunk; ``numbers`` are float64 readings of the columns whose every cell is missing or a
-        number ``kinds.numbers.parse_number`` accepts (``numbers``)."""
+        number ``kinds.numbers.parse_number`` accepts (``numbers``); ``native`` the reader's own
+        arrays of the same cells (``native``)."""
         columns = cls()
         if any(len(packed) != len(sizes) for packed in chunks.values()):
             raise ValueError("every column needs one chunk per entry of sizes")
@@ -143,6 +147,9 @@ class Columns(MutableMapping[str, list[str]]):
         columns._numbers = {
             name: array for name, array in (numbers or {}).items() if name in columns._chunks
         }
+        columns._native = {
+            name: array for name, array in (native or {}).items() if name in columns._chunks
+        }
         return columns
 
     def numbers(self, name: str) -> np.ndarray | None:
@@ -150,6 +157,11 @@ class Columns(MutableMapping[str, list[str]]):
         reads each cell, when a columnar reader has read it so; else None (the cells are then
         parsed where they are needed)."""
         return self._numbers.get(name)
+
+    def native(self, name: str) -> Any | None:
+        """The cells as the columnar reader's own array (``mlstack_task.columnar``: Arrow's), when
+        it kept one and the column has not been rewritten since; else None."""
+        return self._native.get(name)
 
     def packed(self, name: str) -> list[Chunk]:
         """The column's stored chunks (``pack``), for a writer that splits them itself."""
@@ -209,10 +221,12 @@ class Columns(MutableMapping[str, list[str]]):
             start += size
         self._chunks[name] = packed
         self._numbers.pop(name, None)
+        self._native.pop(name, None)
 
     def __delitem__(self, name: str) -> None:
         del self._chunks[name]
         self._numbers.pop(name, None)
+        self._native.pop(name, None)
         if not self._chunks:
             self._sizes = []
 
