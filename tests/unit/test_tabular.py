@@ -382,6 +382,20 @@ def test_columns_round_trip_across_chunks_and_separator_cells() -> None:
         columns["short"] = ["x"]
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    cells=st.lists(st.sampled_from(["", "", "", "x", "\x1f", "a\x1fb"]), min_size=1, max_size=40),
+    chunk=st.integers(1, 8),
+)
+def test_a_column_has_values_when_a_cell_is_not_missing(cells: list[str], chunk: int) -> None:
+    columns = Columns()
+    for start in range(0, len(cells), chunk):
+        columns.append_chunk({"c": cells[start : start + chunk]})
+    assert columns.has_values("c") == any(cells)
+    assert "c" in columns
+    assert "d" not in columns
+
+
 def test_looked_up_low_cardinality_columns_share_their_strings() -> None:
     # A categorical column must cost a pointer per cell once looked up (Train keeps it for the
     # whole fit); a numeric-like column must not build a dict of every value.

@@ -158,6 +158,14 @@ class Columns(MutableMapping[str, list[str]]):
         parsed where they are needed)."""
         return self._numbers.get(name)
 
+    def has_values(self, name: str) -> bool:
+        """Whether any cell of the column is not missing, read off the packed chunks: a chunk of
+        missing cells is separators only."""
+        return any(
+            chunk.strip(SEPARATOR) if isinstance(chunk, str) else any(chunk)
+            for chunk in self._chunks[name]
+        )
+
     def native(self, name: str) -> Any | None:
         """The cells as the columnar reader's own array (``mlstack_task.columnar``: Arrow's), when
         it kept one and the column has not been rewritten since; else None."""
@@ -493,11 +501,7 @@ def prepare(table: Table, spec: Mapping[str, Any], passthrough: Sequence[str] = 
         seed=int(spec["random_seed"]),
     )
     in_train[train_index] = True
-    all_missing = [
-        name
-        for name in feature_names
-        if not any(any(block) for block in table.columns.blocks(name))
-    ]
+    all_missing = [name for name in feature_names if not table.columns.has_values(name)]
     if all_missing:
         raise ColumnAllMissing(
             f"column(s) {', '.join(map(repr, all_missing))} have no values; add them to "
