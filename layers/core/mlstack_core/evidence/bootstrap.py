@@ -41,7 +41,8 @@ class Answers:
 
 
 class Rows:
-    """The holdout's truth in the forms weighted metrics need, in canonical row order."""
+    """The holdout's truth in the forms weighted metrics need, in canonical row order, and the
+    per-row vectors derived from it and the answers, each built once for every metric."""
 
     def __init__(self, y: NDArray[Any], classes: Sequence[Any], order: NDArray[np.intp]) -> None:
         self.classes = list(classes)
@@ -49,6 +50,41 @@ class Rows:
         self.y = np.asarray(y)[order]
         if self.classes:
             self.truth = one_hot(self.y, self.classes).astype(bool)
+        self._derived: dict[tuple[Any, ...], NDArray[Any]] = {}
+
+    def derived(self, key: tuple[Any, ...], make: Callable[[], NDArray[Any]]) -> NDArray[Any]:
+        """The vector ``make`` builds, built once per ``key``: metrics that share it then share
+        its products with a weight block (``Weights``)."""
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
+
+
+class Weights:
+    """A block of resample weights [B, n] that forms each product once. Every metric of every
+    model reads the block's totals and its products with the truth, and a product reads the
+    whole block from memory: at two million holdout rows, most of the gate's time."""
+
+    def __init__(self, block: NDArray[np.float64]) -> None:
+        self.block = block
+        self._products: dict[int, NDArray[np.float64]] = {}
+        self._total: NDArray[np.float64] | None = None
+
+    def total(self) -> NDArray[np.float64]:
+        if self._total is None:
+            self._total = self.block.sum(axis=1)
+        return self._total
+
+    def dot(self, vector: NDArray[Any]) -> NDArray[np.float64]:
+        # By identity: the vectors are Rows.derived's or a metric's own, alive for the block.
+        key = id(vector)
+        if key not in self._products:
+            self._products[key] = self.block @ vector
+        return self._products[key]
+
+
+def _weights(w: NDArray[np.float64] | Weights) -> Weights:
+    return w if isinstance(w, Weights) else Weights(w)
 
 
 def canonical_order(y: NDArray[Any], answers: Sequence[Answers]) -> NDArray[np.intp]:
@@ -86,29 +122,36 @@ def _resample_weights(rows: int, resamples: int) -> Any:
         drawn += block.shape[0]
 
 
-def weighted_metric(
-    metric: str, rows: Rows, answer: Answers
-) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
-    """A function of a [B, n] weight block returning the metric of each resample."""
+WeightedMetric = Callable[[NDArray[np.float64] | Weights], NDArray[np.float64]]
+
+
+def weighted_metric(metric: str, rows: Rows, answer: Answers) -> WeightedMetric:
+    """A function of a [B, n] weight block (or its ``Weights``) returning the metric of each
+    resample."""
     order = rows.order
     if metric in ("r2", "rmse", "mae", "squared_error"):
-        y = np.asarray(rows.y, np.float64)
-        values = np.asarray(answer.values, np.float64)[order]
-        error = y - values
+        y = rows.derived(("y",), lambda: np.asarray(rows.y, np.float64))
+        y2 = rows.derived(("y**2",), lambda: y**2)
+        error = rows.derived(
+            ("error", id(answer)), lambda: y - np.asarray(answer.values, np.float64)[order]
+        )
+        error2 = rows.derived(("error**2", id(answer)), lambda: error**2)
+        absolute = rows.derived(("|error|", id(answer)), lambda: np.abs(error))
 
-        def regression(w: NDArray[np.float64]) -> NDArray[np.float64]:
-            total = w.sum(axis=1)
-            squared = w @ error**2
+        def regression(block: NDArray[np.float64] | Weights) -> NDArray[np.float64]:
+            w = _weights(block)
+            total = w.total()
+            squared = w.dot(error2)
             if metric == "mae":
-                return np.asarray((w @ np.abs(error)) / total)
+                return np.asarray(w.dot(absolute) / total)
             if metric == "rmse":
                 return np.asarray(np.sqrt(squared / total))
             if metric == "squared_error":
                 return np.asarray(squared / total)
-            spread = w @ y**2 - (w @ y) ** 2 / total
+            spread = w.dot(y2) - w.dot(y) ** 2 / total
             with np.errstate(divide="ignore", invalid="ignore"):
                 r2 = 1.0 - squared / spread
-            return np.asarray(np.where(spread > 1e-12 * np.maximum(1.0, w @ y**2), r2, np.nan))
+            return np.asarray(np.where(spread > 1e-12 * np.maximum(1.0, w.dot(y2)), r2, np.nan))
 
         return regression
 
@@ -118,23 +161,27 @@ def weighted_metric(
     if metric in ("brier_score", "bounded_log_loss"):
         per_row = brier_rows if metric == "brier_score" else bounded_log_loss_rows
         losses = per_row(rows.y, probabilities, rows.classes)
-        return lambda w: np.asarray((w @ losses) / w.sum(axis=1))
+        return lambda w: np.asarray(_weights(w).dot(losses) / _weights(w).total())
     if metric == "log_loss":
         clipped = np.clip(probabilities, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
         clipped = clipped / clipped.sum(axis=1, keepdims=True)
         picked = -np.log(np.where(truth, clipped, 1.0).prod(axis=1))
-        return lambda w: np.asarray((w @ picked) / w.sum(axis=1))
+        return lambda w: np.asarray(_weights(w).dot(picked) / _weights(w).total())
     if labels is None:
         raise ValueError(f"{metric} needs the predicted labels")
-    predicted = one_hot(labels, rows.classes).astype(bool)
-    correct = (labels == rows.y).astype(np.float64)
+    predicted = rows.derived(
+        ("predicted", id(answer)), lambda: one_hot(labels, rows.classes).astype(bool)
+    )
+    hit = rows.derived(("hit", id(answer)), lambda: truth & predicted)
+    correct = rows.derived(("correct", id(answer)), lambda: (labels == rows.y).astype(np.float64))
     if metric == "accuracy":
-        return lambda w: np.asarray((w @ correct) / w.sum(axis=1))
+        return lambda w: np.asarray(_weights(w).dot(correct) / _weights(w).total())
     if metric == "balanced_accuracy":
 
-        def balanced(w: NDArray[np.float64]) -> NDArray[np.float64]:
-            actual = w @ truth
-            hits = w @ (truth & predicted)
+        def balanced(block: NDArray[np.float64] | Weights) -> NDArray[np.float64]:
+            w = _weights(block)
+            actual = w.dot(truth)
+            hits = w.dot(hit)
             with np.errstate(divide="ignore", invalid="ignore"):
                 recall = np.where(actual > 0, hits / actual, np.nan)
             return np.asarray(np.nanmean(recall, axis=1))
@@ -142,16 +189,18 @@ def weighted_metric(
         return balanced
     if metric == "f1_macro":
 
-        def f1(w: NDArray[np.float64]) -> NDArray[np.float64]:
-            denominator = w @ truth + w @ predicted
-            hits = w @ (truth & predicted)
+        def f1(block: NDArray[np.float64] | Weights) -> NDArray[np.float64]:
+            w = _weights(block)
+            denominator = w.dot(truth) + w.dot(predicted)
+            hits = w.dot(hit)
             with np.errstate(divide="ignore", invalid="ignore"):
                 scores = np.where(denominator > 0, 2 * hits / denominator, np.nan)
             return np.asarray(np.nanmean(scores, axis=1))
 
         return f1
     if metric == "roc_auc":
-        return _weighted_auc(truth, probabilities)
+        auc = _weighted_auc(truth, probabilities)
+        return lambda w: auc(w.block if isinstance(w, Weights) else w)
     raise ValueError(f"no weighted form of {metric}")
 
 
@@ -211,8 +260,9 @@ def bootstrap_intervals(
     full = np.ones((1, rows.y.size))
     point = {key: float(function(full)[0]) for key, function in functions.items()}
     for block in _resample_weights(int(rows.y.size), resamples):
+        weights = Weights(block)  # each product once, shared by the metrics of every model
         for key, function in functions.items():
-            estimates[key].append(function(block))
+            estimates[key].append(function(weights))
     tail = (1 - confidence) / 2 * 100
     count = int(rows.y.size)
 
