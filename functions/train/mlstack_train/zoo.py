@@ -5,10 +5,11 @@ Preprocess can expand them without importing scikit-learn); this module maps eac
 estimator and preprocessing.
 
 Every pipeline is ``Pipeline([("preprocess", ColumnTransformer), ("model", estimator)])`` over one
-object array ``[numeric..., categorical..., text...]`` with integer column indices
-(``kinds.inputs.model_input``). skl2onnx maps integer indices positionally across the ONNX inputs
-``numeric``, ``categorical`` and ``text`` (skl2onnx.common.utils.get_column_index), which gives
-the graph contract of docs/internals.md.
+table of columns ``[numeric..., categorical..., text...]`` with integer column indices
+(``kinds.inputs.model_input``, a ``ModelInput``: typed blocks, indexed as an array). skl2onnx
+maps integer indices positionally across the ONNX inputs ``numeric``, ``categorical`` and
+``text`` (skl2onnx.common.utils.get_column_index), which gives the graph contract of
+docs/internals.md.
 
 A text column is already normalised (``kinds.text``: lower-cased words joined by single spaces)
 when it reaches the pipeline, so its TF-IDF splits on spaces only, and the exported graph does
