@@ -50,20 +50,11 @@ from mlstack_core.tabular import read_csv as read_csv_cells
 
 _BOM: Final = b"\xef\xbb\xbf"
 # What ``str.isspace`` calls whitespace: a cell of only these is missing (tabular.read_csv).
-_SPACE_ONLY: Final = (
-    "^["
-    + "".join(f"\\x{{{code:x}}}" for code in range(sys.maxunicode + 1) if chr(code).isspace())
-    + "]+$"
-)
-# The first byte of every character str.isspace accepts (in UTF-8).
+_SPACES: Final = [chr(code) for code in range(sys.maxunicode + 1) if chr(code).isspace()]
+_SPACE_ONLY: Final = "^[" + "".join(f"\\x{{{ord(space):x}}}" for space in _SPACES) + "]+$"
+# The first byte of each of them in UTF-8.
 _WHITESPACE_BYTE: Final = re.compile(
-    b"["
-    + b"".join(
-        re.escape(chr(code).encode()[:1])
-        for code in range(sys.maxunicode + 1)
-        if chr(code).isspace()
-    )
-    + b"]"
+    b"[" + b"".join(re.escape(space.encode()[:1]) for space in _SPACES) + b"]"
 )
 # Cells the csv module would quote (QUOTE_MINIMAL with "\r\n" line ends).
 _NEEDS_QUOTES: Final = '[,"\r\n]'
@@ -81,8 +72,8 @@ def read_csv(
 ) -> Table:
     """``tabular.read_csv``'s table and errors, read by Arrow when it reads the file exactly."""
     data = source if isinstance(source, bytes) else source.read()
-    missing_cells = [*dict.fromkeys([*na_values, ""])]
-    table = _read_exactly(data, delimiter, missing_cells, required, skip)
+    listed = [cell for cell in dict.fromkeys(na_values) if cell]  # "" is missing anyway
+    table = _read_exactly(data, delimiter, listed, required, skip)
     if table is None:
         return read_csv_cells(
             data, delimiter=delimiter, na_values=na_values, required=required, skip=skip
@@ -93,7 +84,7 @@ def read_csv(
 def _read_exactly(
     data: bytes,
     delimiter: str,
-    missing_cells: list[str],
+    listed: list[str],
     required: Sequence[str],
     skip: Collection[str],
 ) -> Table | None:
@@ -148,7 +139,6 @@ def _read_exactly(
     chunks: dict[str, list[Chunk]] = {}
     numbers: dict[str, np.ndarray] = {}
     native: dict[str, pa.Array] = {}
-    listed = pa.array([cell for cell in missing_cells if cell], pa.string())
     for name, field in zip(keep, kept_fields, strict=True):
         cells = arrow.column(field).combine_chunks()
         arrow = arrow.drop_columns([field])
@@ -166,7 +156,7 @@ def _read_exactly(
     )
 
 
-def _missing_as_empty(cells: pa.Array, listed: pa.Array) -> pa.Array:
+def _missing_as_empty(cells: pa.Array, listed: list[str]) -> pa.Array:
     """The cells with each missing one (a ``listed`` value, or only whitespace) as ``""``;
     the same array when none needs rewriting, as in most columns."""
     data = cells.buffers()[2]
@@ -175,7 +165,7 @@ def _missing_as_empty(cells: pa.Array, listed: pa.Array) -> pa.Array:
     spaced = data is not None and _WHITESPACE_BYTE.search(memoryview(data)) is not None
     missing = pc.match_substring_regex(cells, _SPACE_ONLY) if spaced else None
     # A comparison per listed value is ten times faster than a set lookup per cell.
-    for value in listed.to_pylist():
+    for value in listed:
         equal = pc.equal(cells, value)
         missing = equal if missing is None else pc.or_(missing, equal)
     if missing is None or not pc.any(missing).as_py():
