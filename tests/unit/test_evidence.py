@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from mlstack_core import model_metrics
+from mlstack_core.evidence import bootstrap
 from mlstack_core.evidence import (
     Answers,
     Interval,
@@ -171,7 +172,13 @@ def test_the_paired_interval_covers_the_true_difference_at_its_nominal_rate() ->
     assert 0.93 <= covered / 600 <= 0.97
 
 
-def test_the_bootstrap_interval_of_accuracy_covers_at_its_nominal_rate() -> None:
+@pytest.mark.parametrize("grouped", [False, True], ids=["rows", "groups of 3 rows"])
+def test_the_bootstrap_interval_of_accuracy_covers_at_its_nominal_rate(
+    grouped: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if grouped:  # a large holdout's resampling, scaled down to 120 rows
+        monkeypatch.setattr(bootstrap, "GROUPS", 40)
+        monkeypatch.setattr(bootstrap, "GROUPED_FROM_ROWS", 80)
     rng = np.random.default_rng(11)
     covered, trials, accuracy = 0, 300, 0.7
     for _ in range(trials):
@@ -186,6 +193,72 @@ def test_the_bootstrap_interval_of_accuracy_covers_at_its_nominal_rate() -> None
         covered += interval.low <= accuracy <= interval.high
     # Percentile intervals of a proportion run a little narrow at 120 rows.
     assert 0.85 <= covered / trials <= 0.95
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    rows=st.integers(2, 400),
+    share=st.floats(0.01, 1.0),
+    resamples=st.integers(1, 9),
+)
+def test_group_weights_stand_for_the_row_weights_they_repeat(
+    seed: int, rows: int, share: float, resamples: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    groups = bootstrap.Groups(rows, max(1, int(rows * share)))
+    block = rng.integers(0, 4, size=(resamples, groups.count)).astype(np.float64)
+    expanded = groups.rows(block)
+    # Every row belongs to exactly one group.
+    assert np.array_equal(groups.rows(np.ones((1, groups.count))), np.ones((1, rows)))
+    weights = bootstrap.Weights(block, groups)
+    vector = rng.normal(size=rows)
+    matrix = rng.random((rows, 3)) < 0.4  # the truth and hits are boolean matrices
+    assert weights.total() == pytest.approx(expanded.sum(axis=1))
+    assert weights.dot(vector) == pytest.approx(expanded @ vector)
+    assert weights.dot(matrix) == pytest.approx(expanded @ matrix.astype(np.float64))
+    assert np.array_equal(np.concatenate(list(weights.row_blocks())), expanded)
+
+
+@pytest.mark.parametrize("metrics", [["r2", "rmse"], ["accuracy", "roc_auc", "brier_score"]])
+def test_a_large_holdout_resampled_in_groups_gives_the_row_bootstraps_intervals(
+    metrics: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Groups of ten rows, as a holdout of a million rows has: every interval and the paired
+    difference's have the row bootstrap's centre and width, to its own resampling noise."""
+    rows = 20_000
+    rng = np.random.default_rng(5)
+    if metrics[0] == "r2":
+        y = rng.normal(size=rows)
+        answers = {
+            "best": Answers(values=y + rng.normal(scale=0.5, size=rows)),
+            "reference": Answers(values=y + rng.normal(scale=0.55, size=rows)),
+        }
+        classes: list[Any] = []
+    else:
+        y, best = classification_case(1, rows, ["a", "b"])
+        _, reference = classification_case(2, rows, ["a", "b"])
+        answers = {"best": best, "reference": reference}
+        classes = ["a", "b"]
+
+    def intervals(grouped: bool) -> list[Interval]:
+        monkeypatch.setattr(bootstrap, "GROUPS", rows // 10)
+        monkeypatch.setattr(bootstrap, "GROUPED_FROM_ROWS", rows if grouped else rows + 1)
+        per_model, paired = bootstrap_intervals(
+            y, classes, answers, metrics, 0.95, differences=[("best", "reference")]
+        )
+        return [
+            *(per_model[name][metric] for name in answers for metric in metrics),
+            *paired[("best", "reference")].values(),
+        ]
+
+    for by_row, by_group in zip(intervals(False), intervals(True), strict=True):
+        width = by_row.high - by_row.low
+        assert by_group.estimate == by_row.estimate
+        assert by_group.high - by_group.low == pytest.approx(width, rel=0.15)
+        assert (by_group.low + by_group.high) / 2 == pytest.approx(
+            (by_row.low + by_row.high) / 2, abs=0.15 * width
+        )
 
 
 def test_welch_interval_matches_scipy() -> None:

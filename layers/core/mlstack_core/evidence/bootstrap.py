@@ -1,11 +1,19 @@
 """Percentile intervals of every metric from a bootstrap over rows: resamples drawn as row weights,
 so each costs one matrix product per metric, in a canonical row order so that row order does not
-matter."""
+matter.
+
+A holdout of ``GROUPED_FROM_ROWS`` rows or more is resampled in ``GROUPS`` groups of rows instead
+of row by row: a seeded shuffle of the canonical order deals the rows into groups of nearly equal
+size, and each resample draws groups with replacement. The rows of a random split are independent
+draws, so the groups are too, and a weighted sum has the same expected bootstrap variance either
+way (``n / G`` rows per group, ``G`` group sums of variance ``n / G`` times the row's). At two
+million rows a row resample costs about 45 ms to draw (400 of them most of Evaluate's gate); a
+group resample 1 ms, and each metric's vector is summed per group once for all resamples."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +34,9 @@ BLOCK = 25
 # be 400 MB in Evaluate's Lambda.
 BLOCK_BYTES = 64 * 2**20
 SEED = 20_261_205
+# From this many holdout rows, resample groups of rows (at least two rows each), not rows.
+GROUPS = 100_000
+GROUPED_FROM_ROWS = 2 * GROUPS
 PROBABILITY_FLOOR = np.finfo(np.float64).eps
 
 # ----------------------------------------------------------------------------- bootstrap
@@ -60,26 +71,74 @@ class Rows:
         return self._derived[key]
 
 
+class Groups:
+    """The rows dealt into groups for resampling: group ``g`` holds the canonical positions
+    ``shuffle[starts[g]:starts[g + 1]]``."""
+
+    def __init__(self, rows: int, groups: int) -> None:
+        self.shuffle = np.random.default_rng(SEED).permutation(rows)
+        self.starts = np.linspace(0, rows, groups + 1).astype(np.intp)[:-1]
+        self.sizes = np.diff(np.append(self.starts, rows)).astype(np.float64)
+        # Group sums by the vector's identity; the vector is kept so its id is not reused.
+        self._sums: dict[int, tuple[NDArray[Any], NDArray[np.float64]]] = {}
+
+    @property
+    def count(self) -> int:
+        return int(self.starts.size)
+
+    def sums(self, vector: NDArray[Any]) -> NDArray[np.float64]:
+        """Per group, the sum of ``vector``'s rows (of each column of a matrix)."""
+        key = id(vector)
+        if key not in self._sums:
+            shuffled = np.asarray(vector, dtype=np.float64)[self.shuffle]
+            self._sums[key] = (vector, np.add.reduceat(shuffled, self.starts, axis=0))
+        return self._sums[key][1]
+
+    def rows(self, block: NDArray[np.float64]) -> NDArray[np.float64]:
+        """A block of group weights as the row weights they stand for."""
+        out = np.empty((block.shape[0], self.shuffle.size), dtype=np.float64)
+        out[:, self.shuffle] = np.repeat(block, self.sizes.astype(np.intp), axis=1)
+        return out
+
+
 class Weights:
     """A block of resample weights [B, n] that forms each product once. Every metric of every
     model reads the block's totals and its products with the truth, and a product reads the
-    whole block from memory: at two million holdout rows, most of the gate's time."""
+    whole block from memory: at two million holdout rows, most of the gate's time. With
+    ``groups``, the block holds each group's weight [B, G] and stands for the row weights that
+    repeat it over the group's rows: a product is then one with the vector's group sums."""
 
-    def __init__(self, block: NDArray[np.float64]) -> None:
-        self.block = block
+    def __init__(self, block: NDArray[np.float64], groups: Groups | None = None) -> None:
+        self.groups = groups
+        self._block = block
         self._products: dict[int, NDArray[np.float64]] = {}
         self._total: NDArray[np.float64] | None = None
 
+    def row_blocks(self) -> Iterator[NDArray[np.float64]]:
+        """The row weights [b, n], in blocks of at most ``BLOCK_BYTES`` when they stand for
+        group weights."""
+        groups = self.groups
+        if groups is None:
+            yield self._block
+            return
+        most = max(1, BLOCK_BYTES // (8 * groups.shuffle.size))
+        for start in range(0, self._block.shape[0], most):
+            yield groups.rows(self._block[start : start + most])
+
     def total(self) -> NDArray[np.float64]:
         if self._total is None:
-            self._total = self.block.sum(axis=1)
+            groups = self.groups
+            self._total = self._block.sum(axis=1) if groups is None else self._block @ groups.sizes
         return self._total
 
     def dot(self, vector: NDArray[Any]) -> NDArray[np.float64]:
         # By identity: the vectors are Rows.derived's or a metric's own, alive for the block.
         key = id(vector)
         if key not in self._products:
-            self._products[key] = self.block @ vector
+            groups = self.groups
+            self._products[key] = (
+                self._block @ vector if groups is None else self._block @ groups.sums(vector)
+            )
         return self._products[key]
 
 
@@ -99,16 +158,29 @@ def canonical_order(y: NDArray[Any], answers: Sequence[Answers]) -> NDArray[np.i
         if answer.labels is not None:
             keys.append(_codes(answer.labels))
     keys.append(_codes(y))
-    return np.lexsort(keys[::-1]) if keys else np.arange(len(y))
+    # The first key alone orders the rows when no two share it (continuous scores): one argsort
+    # instead of lexsort's one per key.
+    order = np.argsort(keys[0], kind="stable")
+    first = keys[0][order]
+    ties = first[1:] == first[:-1]
+    if ties.any() or (first.dtype.kind == "f" and np.isnan(first[-2:]).all()):
+        return np.lexsort(keys[::-1])
+    return order
 
 
-def _codes(values: NDArray[Any]) -> NDArray[np.intp]:
-    _, codes = np.unique(np.asarray(values).astype(str), return_inverse=True)
+def _codes(values: NDArray[Any]) -> NDArray[Any]:
+    """A sort key of the values: numbers as themselves, anything else by its text (labels of
+    mixed types included); converting two million numbers to text took seconds."""
+    array = np.asarray(values)
+    if array.dtype.kind in "biuf":
+        return array.astype(np.float64, copy=False).ravel()
+    _, codes = np.unique(array.astype(str), return_inverse=True)
     return np.asarray(codes).ravel()
 
 
 def _resample_weights(rows: int, resamples: int) -> Any:
-    """Blocks of bootstrap weights: row counts of resamples drawn with replacement."""
+    """Blocks of bootstrap weights: counts of resamples of ``rows`` units (rows, or groups)
+    drawn with replacement."""
     generator = np.random.default_rng(SEED)
     most = max(1, min(BLOCK, BLOCK_BYTES // (8 * max(rows, 1))))
     drawn = 0
@@ -200,7 +272,7 @@ def weighted_metric(metric: str, rows: Rows, answer: Answers) -> WeightedMetric:
         return f1
     if metric == "roc_auc":
         auc = _weighted_auc(truth, probabilities)
-        return lambda w: auc(w.block if isinstance(w, Weights) else w)
+        return lambda w: np.concatenate([auc(rows) for rows in _weights(w).row_blocks()])
     raise ValueError(f"no weighted form of {metric}")
 
 
@@ -259,12 +331,13 @@ def bootstrap_intervals(
     estimates: dict[tuple[str, str], list[NDArray[np.float64]]] = {key: [] for key in functions}
     full = np.ones((1, rows.y.size))
     point = {key: float(function(full)[0]) for key, function in functions.items()}
-    for block in _resample_weights(int(rows.y.size), resamples):
-        weights = Weights(block)  # each product once, shared by the metrics of every model
+    count = int(rows.y.size)
+    groups = Groups(count, GROUPS) if count >= GROUPED_FROM_ROWS else None
+    for block in _resample_weights(count if groups is None else groups.count, resamples):
+        weights = Weights(block, groups)  # each product once, shared by every model's metrics
         for key, function in functions.items():
             estimates[key].append(function(weights))
     tail = (1 - confidence) / 2 * 100
-    count = int(rows.y.size)
 
     def interval(estimate: float, samples: NDArray[np.float64]) -> Interval:
         finite = samples[np.isfinite(samples)]
