@@ -7,6 +7,7 @@ import csv
 import io
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -69,13 +70,18 @@ names = st.text(
 
 
 @st.composite
-def csv_files(draw: st.DrawFn) -> bytes:
+def csv_files(draw: st.DrawFn, delimiter: str = ",", quote_free: bool = False) -> bytes:
+    """A CSV file; ``quote_free``: no cell the csv module would quote, most of the time."""
+    cells = free_cells.filter(lambda cell: not set(cell) & {delimiter, '"', "\r", "\n"})
     header = draw(st.lists(names, min_size=1, max_size=5, unique=True))
     header = [*header, "y"] if "y" not in header else header
     kinds = [draw(st.sampled_from(["numeric", "free"])) for _ in header]
     n_rows = draw(st.integers(0, 30))
     rows = [
-        [draw(numeric_cells if kind == "numeric" else free_cells) for kind in kinds]
+        [
+            draw(numeric_cells if kind == "numeric" else cells if quote_free else free_cells)
+            for kind in kinds
+        ]
         for _ in range(n_rows)
     ]
     ragged = draw(st.booleans())
@@ -84,8 +90,11 @@ def csv_files(draw: st.DrawFn) -> bytes:
     text = io.StringIO()
     writer = csv.writer(
         text,
+        delimiter=delimiter,
         lineterminator=draw(st.sampled_from(["\n", "\r\n"])),
-        quoting=draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL])),
+        quoting=csv.QUOTE_MINIMAL
+        if quote_free
+        else draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL])),
     )
     writer.writerow(header)
     for row in rows:
@@ -100,11 +109,18 @@ def csv_files(draw: st.DrawFn) -> bytes:
     return data
 
 
-def _read(reader: Callable[..., tabular.Table], data: bytes) -> tabular.Table | DatasetError:
+def _read(
+    reader: Callable[..., tabular.Table], data: bytes, delimiter: str = ","
+) -> tabular.Table | DatasetError:
     try:
-        return reader(data, delimiter=",", na_values=NA_VALUES, required=["y"], skip=())
+        return reader(data, delimiter=delimiter, na_values=NA_VALUES, required=["y"], skip=())
     except DatasetError as error:
         return error
+
+
+def csv_module_read(data: bytes, **options: Any) -> tabular.Table:
+    """``tabular.read_csv`` by the csv module alone (a stream is never split as a whole)."""
+    return tabular.read_csv(io.BytesIO(data), **options)
 
 
 def assert_same_table(ours: tabular.Table, theirs: tabular.Table) -> None:
@@ -129,7 +145,7 @@ def assert_numbers_as_parsed(table: tabular.Table) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=csv_files())
 def test_arrow_reads_every_file_as_the_csv_module_does(data: bytes) -> None:
-    ours, theirs = _read(columnar.read_csv, data), _read(tabular.read_csv, data)
+    ours, theirs = _read(columnar.read_csv, data), _read(csv_module_read, data)
     if isinstance(theirs, DatasetError):
         assert type(ours) is type(theirs)
         assert str(ours) == str(theirs)
@@ -137,6 +153,27 @@ def test_arrow_reads_every_file_as_the_csv_module_does(data: bytes) -> None:
     assert isinstance(ours, tabular.Table)
     assert_same_table(ours, theirs)
     assert_numbers_as_parsed(ours)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), delimiter=st.sampled_from([",", ";", "\t", "|"]))
+def test_a_quote_free_file_is_split_in_blocks_into_the_csv_modules_table(
+    data: st.DataObject, delimiter: str
+) -> None:
+    """``tabular.read_csv`` splits the lines of a file given as bytes without a quote itself."""
+    content = data.draw(csv_files(delimiter, quote_free=True))
+    ours, theirs = (
+        _read(tabular.read_csv, content, delimiter),
+        _read(csv_module_read, content, delimiter),
+    )
+    if isinstance(theirs, DatasetError):
+        assert type(ours) is type(theirs)
+        assert str(ours) == str(theirs)
+        return
+    assert isinstance(ours, tabular.Table)
+    assert_same_table(ours, theirs)
+    if b'"' not in content:  # read by splitting, not handed to the csv module
+        assert tabular._read_quote_free(content, delimiter, NA_VALUES, ["y"], ()) is not None
 
 
 @settings(max_examples=100, deadline=None)
@@ -170,7 +207,7 @@ def large_table(rows: int, odd_row: int | None = None) -> bytes:
 @pytest.mark.parametrize("odd_row", [None, 9000])
 def test_arrow_packs_chunks_as_the_csv_module_does(odd_row: int | None) -> None:
     data = large_table(3 * tabular.CHUNK_ROWS + 11, odd_row)
-    ours, theirs = _read(columnar.read_csv, data), _read(tabular.read_csv, data)
+    ours, theirs = _read(columnar.read_csv, data), _read(csv_module_read, data)
     assert isinstance(ours, tabular.Table)
     assert isinstance(theirs, tabular.Table)
     assert_same_table(ours, theirs)

@@ -28,6 +28,7 @@ import io
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from operator import methodcaller
 from typing import IO, Any
 
 import numpy as np
@@ -303,6 +304,10 @@ def read_csv(
 ) -> Table:
     """Parse and structurally validate a CSV. ``required`` columns are checked right after the
     header, before reading rows; ``skip`` columns are not kept."""
+    if isinstance(source, bytes):
+        quote_free = _read_quote_free(source, delimiter, na_values, required, skip)
+        if quote_free is not None:
+            return quote_free
     stream: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else source
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     reader = csv.reader(text, delimiter=delimiter)
@@ -352,6 +357,51 @@ def read_csv(
     if not columns:  # every column skipped, or no row made it into a chunk
         columns = Columns({name: [] for name in kept})
     return Table(header=kept, columns=columns, n_rows=n_rows, file_header=list(header))
+
+
+def _read_quote_free(
+    source: bytes,
+    delimiter: str,
+    na_values: Iterable[str],
+    required: Sequence[str],
+    skip: Collection[str],
+) -> Table | None:
+    """``read_csv``'s table of a file without a quote or a lone carriage return, where each line
+    is a row and its cells are the line split at the delimiter, as the csv module reads it:
+    splitting whole blocks of lines in C reads the split files twice as fast. None for any other
+    file (or a ragged or headerless one), which the csv module then reads or names the error of."""
+    try:
+        text = source.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    if '"' in text:
+        return None
+    text = text.replace("\r\n", "\n")
+    if "\r" in text:
+        return None
+    lines = list(filter(None, text.split("\n")))  # the csv module skips blank lines
+    del text
+    if len(lines) < 2:
+        return None
+    header = checked_header(lines[0].split(delimiter), delimiter, required)
+    width = len(header)
+    keep = [i for i, name in enumerate(header) if name not in skip]
+    missing_cells = frozenset(na_values) | {""}
+    count_delimiters = methodcaller("count", delimiter)
+    columns = Columns()
+    for start in range(1, len(lines), CHUNK_ROWS):
+        block = lines[start : start + CHUNK_ROWS]
+        if list(map(count_delimiters, block)).count(width - 1) != len(block):
+            return None
+        cells = delimiter.join(block).split(delimiter)
+        if keep:
+            columns.append_chunk(
+                {header[i]: _missing_as_empty(cells[i::width], missing_cells) for i in keep}
+            )
+    kept = [header[i] for i in keep]
+    if not columns:
+        columns = Columns({name: [] for name in kept})
+    return Table(header=kept, columns=columns, n_rows=len(lines) - 1, file_header=header)
 
 
 def _append_chunk(
