@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from mlstack_core import model_metrics
-from mlstack_core.evidence import bootstrap
 from mlstack_core.evidence import (
     Answers,
     Interval,
     Rows,
     adjusted_confidence,
+    bootstrap,
     bootstrap_intervals,
     bounded_log_loss_rows,
     brier_rows,

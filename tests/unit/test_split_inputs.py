@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlstack_core.split_inputs import read_split_inputs, split_inputs_bytes
+from mlstack_core.split_inputs import EncodedInputs, read_split_inputs, split_inputs_bytes
 
 _cells = st.text(st.characters(codec="utf-8"), max_size=12)
 
@@ -70,6 +70,19 @@ def test_inputs_and_target_round_trip(
             np.testing.assert_array_equal(loaded[name], feed)
     assert loaded_target.dtype == target.dtype
     assert loaded_target.tolist() == target.tolist()
+
+    # A split's file from the inputs encoded once for the whole table: its rows, in its order.
+    index = np.asarray(data.draw(st.permutations(range(n_rows))), dtype=np.intp)[: n_rows // 2]
+    split, split_target = read_split_inputs(EncodedInputs(feeds, target).split_bytes(index))
+    for name, feed in feeds.items():
+        assert split[name].dtype == feed.dtype
+        assert split[name].shape == feed[index].shape
+        if feed.dtype == object:
+            assert split[name].tolist() == feed[index].tolist()
+        else:
+            np.testing.assert_array_equal(split[name], feed[index])
+    assert split_target.dtype == target.dtype
+    assert split_target.tolist() == target[index].tolist()
 
 
 def test_a_repeated_value_is_stored_once_and_loaded_as_one_object() -> None:

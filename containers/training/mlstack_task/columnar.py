@@ -194,22 +194,29 @@ def _numbers(cells: pa.Array) -> np.ndarray | None:
     Arrow refuses what ``float()`` alone takes (spaces around the digits, underscores, other
     scripts' digits): such a column is left to ``parse_number``."""
     present = pc.not_equal(cells, "")
-    values = cells.filter(present)
-    if len(values) == 0:
+    count = pc.sum(present).as_py() or 0
+    if count == 0:
         return None
+    if count < len(cells):
+        if cells.offset:
+            cells = pa.concat_arrays([cells])  # buffers from the array's first cell
+        # The empty cells as nulls, which the cast keeps and to_numpy makes NaN: the same
+        # buffers under a validity bitmap, where filtering them out would copy every string.
+        cells = pa.Array.from_buffers(
+            cells.type, len(cells), [present.buffers()[1], *cells.buffers()[1:]], offset=0
+        )
     try:
         # A failed cast of a whole column costs more than a successful one: try a few first.
-        pc.cast(values.slice(0, _PROBE_CELLS), pa.float64())
-        numbers = pc.cast(values, pa.float64()).to_numpy()
+        pc.cast(cells.slice(0, _PROBE_CELLS), pa.float64())
+        numbers = pc.cast(cells, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if not (np.isfinite(numbers).all() and np.abs(numbers).max() <= FLOAT32_MAX):
-        return None  # "nan", "inf", or beyond float32
-    if len(numbers) == len(cells):
-        return numbers
-    array = np.full(len(cells), np.nan)
-    array[present.to_numpy(zero_copy_only=False)] = numbers
-    return array
+    if int(np.count_nonzero(~np.isnan(numbers))) != count:
+        return None  # a "nan" cell: NaN where the cell is present
+    # fmax skips the NaN of empty cells; inf is beyond float32 too.
+    if not np.fmax.reduce(np.abs(numbers)) <= FLOAT32_MAX:
+        return None
+    return numbers
 
 
 def write_split_to(

@@ -47,7 +47,7 @@ from mlstack_core.settings import (
     training_compute_settings,
 )
 from mlstack_core.spec import load_spec, resolve_task
-from mlstack_core.split_inputs import split_inputs_bytes
+from mlstack_core.split_inputs import EncodedInputs
 from mlstack_core.storage_keys import (
     candidates_key,
     feature_baseline_key,
@@ -258,14 +258,12 @@ def write_split_inputs(
 ) -> None:
     """Each split's model inputs and target as arrays (mlstack_core.split_inputs), so Train
     loads them instead of parsing the CSV files again."""
-    target = target_vector(prepared.table, prepared.schema)
+    encoded = EncodedInputs(feeds, target_vector(prepared.table, prepared.schema))
     for key, index in (
         (splits["train_inputs_key"], prepared.train_index),
         (splits["holdout_inputs_key"], prepared.holdout_index),
     ):
-        split_feeds = {name: feed[index] for name, feed in feeds.items()}
-        body = split_inputs_bytes(split_feeds, target[index])
-        del split_feeds
+        body = encoded.split_bytes(index)
         s3.put_object(
             Bucket=splits["bucket"], Key=key, Body=body, ContentType="application/octet-stream"
         )

@@ -66,15 +66,32 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
+class EncodedInputs:
+    """The whole table's model inputs and target, string inputs encoded once into codes and one
+    vocabulary each: a split's file then selects rows of numbers (``split_bytes``) instead of
+    encoding the rows' strings again (and selecting from an object array, which touches every
+    str's reference count)."""
+
+    def __init__(self, feeds: Mapping[str, np.ndarray], target: np.ndarray) -> None:
+        self._rows: dict[str, np.ndarray] = {}  # arrays whose first axis is the table's rows
+        self._shared: dict[str, np.ndarray] = {}  # vocabularies, the same for every split
+        for name, feed in [*feeds.items(), (TARGET, target)]:
+            if feed.dtype != object:
+                self._rows[name] = feed
+                continue
+            encoded = _encode_strings(name, feed)
+            self._rows[name + _CODES] = encoded.pop(name + _CODES)
+            self._shared.update(encoded)
+
+    def split_bytes(self, index: np.ndarray | None = None) -> bytes:
+        """The ``.npz`` of the rows at ``index`` (every row when None)."""
+        rows = self._rows if index is None else {k: v[index] for k, v in self._rows.items()}
+        return npz_bytes({**rows, **self._shared})
+
+
 def split_inputs_bytes(feeds: Mapping[str, np.ndarray], target: np.ndarray) -> bytes:
     """The ``.npz`` of one split: its model inputs (``feeds``) and its target vector."""
-    arrays: dict[str, np.ndarray] = {}
-    for name, feed in [*feeds.items(), (TARGET, target)]:
-        if feed.dtype == object:
-            arrays.update(_encode_strings(name, feed))
-        else:
-            arrays[name] = feed
-    return npz_bytes(arrays)
+    return EncodedInputs(feeds, target).split_bytes()
 
 
 def read_split_inputs(body: bytes) -> tuple[dict[str, np.ndarray], np.ndarray]:
