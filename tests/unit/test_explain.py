@@ -1,0 +1,168 @@
+"""Explanations of a served ONNX model (mlstack_core.explain.served) against shap's exact explainer
+on the scikit-learn original, with the same background rows: the same values when every
+coalition fits the budget, close ones when sampled, and always adding up to the served answer."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pytest
+import shap
+
+from mlstack_core.contract.request import Batch
+from mlstack_core.contract.tensors import build_inputs
+from mlstack_core.explain.served import Background, Players, RowExplanation, explain_batch
+from mlstack_core.kinds.inputs import model_input
+from tests.helpers.explained import Explained, explained_model, generated_csv
+
+pytestmark = pytest.mark.unit
+
+BACKGROUND_ROWS = 12
+FAMILIES: dict[str, tuple[dict[str, Any], str]] = {
+    "ridge": ({"alpha": 1.0}, "regression"),
+    "hist_gradient_boosting": ({"max_iter": 30}, "regression"),
+    "logistic_regression": ({"C": 1.0, "max_iter": 500}, "classification"),
+    "random_forest": ({"n_estimators": 10, "max_depth": 5}, "classification"),
+}
+# (numeric, categorical) columns: mixed, all numeric, one feature, all categorical.
+SMALL_SHAPES = [(3, 2), (5, 0), (1, 0), (0, 3)]
+
+
+@cache
+def model(family: str, numeric: int, categorical: int, missing: float = 0.0) -> Explained:
+    params, task = FAMILIES[family]
+    body = generated_csv(
+        1200, numeric, categorical, task, seed=numeric * 7 + categorical, missing=missing
+    )
+    return explained_model(family, params, body, task=task)
+
+
+def background(explained: Explained) -> tuple[Background, list[dict[str, Any]]]:
+    records = explained.records(explained.train, BACKGROUND_ROWS)
+    columns = list(explained.loaded.layout.inputs)
+    data = [[record[c] for c in columns] for record in records]
+    return Background.of(columns, data, explained.loaded.layout), records
+
+
+def shap_exact(explained: Explained, row: dict[str, Any], records: list[dict[str, Any]]) -> Any:
+    """shap's exact explainer on the scikit-learn pipeline: each column of a coalition's row is
+    the explained row's value (code 0) or background row k's (code k + 1)."""
+    columns = list(explained.loaded.layout.inputs)
+    layout = explained.loaded.layout
+
+    def original(codes: np.ndarray) -> np.ndarray:
+        rows = [
+            {
+                c: row[c] if code == 0 else records[code - 1][c]
+                for c, code in zip(columns, line, strict=True)
+            }
+            for line in codes.astype(int).tolist()
+        ]
+        inputs = model_input(build_inputs(Batch.of_instances(rows), layout))
+        if layout.task == "classification":
+            return np.asarray(explained.pipeline.predict_proba(inputs))
+        return np.asarray(explained.pipeline.predict(inputs))
+
+    codes = np.repeat(np.arange(1, len(records) + 1)[:, None], len(columns), axis=1)
+    masker = shap.maskers.Independent(codes, max_samples=len(records))
+    explanation = shap.explainers.Exact(original, masker)(np.zeros((1, len(columns))))
+    values = np.asarray(explanation.values[0], dtype=np.float64)
+    return values.reshape(len(columns), -1), np.asarray(explanation.base_values[0]).reshape(-1)
+
+
+def explain(
+    explained: Explained, rows: list[dict[str, Any]], coalitions: int
+) -> tuple[Any, list[RowExplanation]]:
+    found, _ = background(explained)
+    return explain_batch(explained.loaded, Batch.of_instances(rows), found, coalitions)
+
+
+def answers(explained: Explained, outputs: list[np.ndarray]) -> np.ndarray:
+    if explained.loaded.layout.task == "classification":
+        return np.asarray(outputs[1], dtype=np.float64)
+    return np.asarray(outputs[0], dtype=np.float64).reshape(-1, 1)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("shape", SMALL_SHAPES, ids=lambda s: f"{s[0]}num-{s[1]}cat")
+def test_exact_explanations_are_shaps_on_the_scikit_learn_original(
+    family: str, shape: tuple[int, int]
+) -> None:
+    explained = model(family, *shape)
+    _, records = background(explained)
+    rows = explained.records(explained.holdout, 3)
+    outputs, found = explain(explained, rows, coalitions=2 ** len(explained.loaded.layout.inputs))
+    served = answers(explained, outputs)
+    for position, (row, ours) in enumerate(zip(rows, found, strict=True)):
+        assert ours.exact
+        values, base = shap_exact(explained, row, records)
+        # float32 graph against float64 scikit-learn: the parity tolerance's order.
+        np.testing.assert_allclose(ours.contributions, values, atol=2e-4)
+        np.testing.assert_allclose(ours.base, base, atol=2e-4)
+        np.testing.assert_allclose(
+            ours.base + ours.contributions.sum(axis=0), served[position], rtol=1e-9, atol=1e-9
+        )
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_contributions_add_up_to_the_served_answer_on_every_row(family: str) -> None:
+    """Sampled (35 columns, a budget of 64 coalitions) and with missing values: base plus
+    contributions is the served answer on each row, to float rounding."""
+    explained = model(family, 25, 10, missing=0.05)
+    rows = explained.records(explained.holdout, 20)
+    outputs, found = explain(explained, rows, coalitions=64)
+    served = answers(explained, outputs)
+    for position, ours in enumerate(found):
+        assert not ours.exact
+        assert ours.contributions.shape == (35, served.shape[1])
+        np.testing.assert_allclose(
+            ours.base + ours.contributions.sum(axis=0), served[position], rtol=1e-9, atol=1e-9
+        )
+
+
+def test_a_column_every_background_row_shares_with_the_row_contributes_nothing() -> None:
+    explained = model("hist_gradient_boosting", 3, 2)
+    _found, records = background(explained)
+    row = dict(explained.records(explained.holdout, 1)[0])
+    columns = list(explained.loaded.layout.inputs)
+    # Every background row and the explained row get the same value in the first column.
+    same = columns[0]
+    data = [[records[0][same] if c == same else record[c] for c in columns] for record in records]
+    row[same] = records[0][same]
+    fixed = Background.of(columns, data, explained.loaded.layout)
+    _, (ours,) = explain_batch(explained.loaded, Batch.of_instances([row]), fixed, 64)
+    assert ours.contributions[0].tolist() == [0.0]
+    assert np.abs(ours.contributions[1:]).sum() > 0
+
+
+def test_sampled_values_are_close_to_the_exact_ones() -> None:
+    """Twelve columns: 4,096 coalitions exactly against a budget of 256 (a sixteenth)."""
+    explained = model("hist_gradient_boosting", 8, 4)
+    rows = explained.records(explained.holdout, 5)
+    _, exact = explain(explained, rows, coalitions=2**12)
+    _, sampled = explain(explained, rows, coalitions=256)
+    for truth, estimate in zip(exact, sampled, strict=True):
+        assert truth.exact
+        assert not estimate.exact
+        scale = np.abs(truth.contributions).max()
+        assert np.abs(estimate.contributions - truth.contributions).max() <= 0.05 * scale
+
+
+def test_datetime_and_text_columns_are_one_player_each() -> None:
+    from tests.unit.test_predict_kinds import orders_model
+
+    fixture, _ = orders_model()
+    from mlstack_core.contract import load_model
+    from mlstack_core.settings import serving_settings
+
+    loaded = load_model(fixture.onnx, {"schema": fixture.schema}, serving_settings())
+    players = Players.of(loaded.layout)
+    assert set(players.names) == {"placed_at", "note", "amount", "channel"}
+    owners = {name: owner.tolist() for name, owner in players.owners.items()}
+    dated = players.names.index("placed_at")
+    # The numeric input: the amount, then every part of the timestamp.
+    assert owners["numeric"][0] == players.names.index("amount")
+    assert set(owners["numeric"][1:]) == {dated}
+    assert owners["text"] == [players.names.index("note")]
