@@ -193,6 +193,7 @@ def test_the_pipeline_stores_the_baseline_beside_the_version(aws: Stack) -> None
         "evaluation": "models/penguins/1/evaluation.json",
         "predictions": "models/penguins/1/holdout_predictions.npz",
         "baseline": "models/penguins/1/baseline.json",
+        "background": "models/penguins/1/background.json",
     }
     stored = aws.read_json("models/penguins/1/baseline.json")
     assert document["drift_baseline"] == stored

@@ -11,15 +11,22 @@ import numpy as np
 import pytest
 import shap
 
+from mlstack_core.contract import load_model
+from mlstack_core.contract.records import record_chunks
 from mlstack_core.contract.request import Batch
 from mlstack_core.contract.tensors import build_inputs
+from mlstack_core.explain import BACKGROUND_ROWS
 from mlstack_core.explain.served import Background, Players, RowExplanation, explain_batch
 from mlstack_core.kinds.inputs import model_input
+from mlstack_core.settings import serving_settings
+from mlstack_core.tabular import read_split
 from tests.helpers.explained import Explained, explained_model, generated_csv
+from tests.helpers.stack import Stack
+from tests.helpers.tables import penguins_bytes
 
 pytestmark = pytest.mark.unit
 
-BACKGROUND_ROWS = 12
+SHAP_BACKGROUND_ROWS = 12
 FAMILIES: dict[str, tuple[dict[str, Any], str]] = {
     "ridge": ({"alpha": 1.0}, "regression"),
     "hist_gradient_boosting": ({"max_iter": 30}, "regression"),
@@ -40,7 +47,7 @@ def model(family: str, numeric: int, categorical: int, missing: float = 0.0) -> 
 
 
 def background(explained: Explained) -> tuple[Background, list[dict[str, Any]]]:
-    records = explained.records(explained.train, BACKGROUND_ROWS)
+    records = explained.records(explained.train, SHAP_BACKGROUND_ROWS)
     columns = list(explained.loaded.layout.inputs)
     data = [[record[c] for c in columns] for record in records]
     return Background.of(columns, data, explained.loaded.layout), records
@@ -154,9 +161,6 @@ def test_datetime_and_text_columns_are_one_player_each() -> None:
     from tests.unit.test_predict_kinds import orders_model
 
     fixture, _ = orders_model()
-    from mlstack_core.contract import load_model
-    from mlstack_core.settings import serving_settings
-
     loaded = load_model(fixture.onnx, {"schema": fixture.schema}, serving_settings())
     players = Players.of(loaded.layout)
     assert set(players.names) == {"placed_at", "note", "amount", "channel"}
@@ -166,3 +170,46 @@ def test_datetime_and_text_columns_are_one_player_each() -> None:
     assert owners["numeric"][0] == players.names.index("amount")
     assert set(owners["numeric"][1:]) == {dated}
     assert owners["text"] == [players.names.index("note")]
+
+
+@pytest.mark.slow
+def test_a_registered_version_carries_training_rows_to_explain_with(aws: Stack) -> None:
+    """Preprocess samples training rows, Evaluate writes them as a columnar request carries
+    them, Register puts them beside the version; explaining a holdout row with them adds up."""
+    aws.put_spec("penguins", {"target": "species", "judge": "holdout"})
+    state = aws.run_pipeline("penguins", penguins_bytes())
+    aws.run_register_step(state, "promote")
+    document = aws.registry.get_version("penguins", 1)
+    stored = aws.read_json(document["files"]["background"])
+    loaded = load_model(
+        aws.s3.get_object(Bucket=aws.model_bucket, Key=document["artifact"]["key"])["Body"].read(),
+        document,
+        serving_settings(),
+    )
+    assert stored["columns"] == list(loaded.layout.inputs)
+    assert len(stored["data"]) == BACKGROUND_ROWS
+    # Each is a training row: its cells as the train split holds them.
+    train = read_split(
+        aws.s3.get_object(Bucket=aws.model_bucket, Key=state["run"]["splits"]["train_key"])[
+            "Body"
+        ].read()
+    )
+    training_rows = {
+        tuple(row)
+        for chunk in record_chunks(train, loaded.layout)
+        for row in ([record[c] for c in stored["columns"]] for record in chunk)
+    }
+    assert all(tuple(row) in training_rows for row in stored["data"])
+    background = Background.of(stored["columns"], stored["data"], loaded.layout)
+    holdout = read_split(
+        aws.s3.get_object(Bucket=aws.model_bucket, Key=state["run"]["splits"]["holdout_key"])[
+            "Body"
+        ].read()
+    )
+    rows = next(record_chunks(holdout, loaded.layout, 3))
+    outputs, found = explain_batch(loaded, Batch.of_instances(rows), background, 256)
+    for position, ours in enumerate(found):
+        assert ours.exact  # four numeric and two categorical columns: 64 coalitions
+        np.testing.assert_allclose(
+            ours.base + ours.contributions.sum(axis=0), outputs[1][position], rtol=1e-6
+        )

@@ -29,6 +29,7 @@ RUN_KEYS = {
     "warnings",
     "candidates",
     "feature_baseline_key",
+    "background_split_key",
 }
 
 

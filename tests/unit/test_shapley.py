@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from mlstack_core.explain import shapley_values
+from mlstack_core.explain.shapley import shapley_values
 
 pytestmark = pytest.mark.unit
 

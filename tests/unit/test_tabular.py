@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlstack_core import errors
+from mlstack_core import errors, tabular
 from mlstack_core.documents import FeatureSchema
 from mlstack_core.kinds.inputs import model_input
 from mlstack_core.kinds.numbers import parse_number
@@ -456,3 +456,24 @@ def test_schema_changes_name_type_changes_added_and_removed_columns() -> None:
 
 def test_unchanged_schema_gives_no_warning(penguins: Prepared) -> None:
     assert schema_change_warnings(penguins.schema, penguins.schema, 1) == []
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.lists(st.integers(0, 3 * tabular.CHUNK_ROWS + 99), max_size=300),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_take_selects_the_rows_from_their_chunks(rows: list[int], seed: int) -> None:
+    """Rows in any order, repeated, across chunk boundaries: each column's cells at them."""
+    size = 3 * tabular.CHUNK_ROWS + 100
+    rng = np.random.default_rng(seed)
+    cells = {
+        "n": [f"{v:.3f}" for v in rng.normal(size=size)],
+        "c": [f"c{i % 7}" for i in range(size)],
+    }
+    cells["c"][5] = "holds \x1f the separator"
+    table = tabular.Table(header=["n", "c"], columns=cells, n_rows=size)
+    taken = table.take(rows)
+    assert taken.n_rows == len(rows)
+    for name, column in cells.items():
+        assert taken.columns[name] == [column[row] for row in rows]

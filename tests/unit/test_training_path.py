@@ -339,6 +339,7 @@ def test_the_images_steps_leave_what_the_collecting_states_hand_on(aws: Stack) -
         "dataset": collected_run["dataset"],
         "splits": collected_run["splits"],
         "feature_baseline_key": collected_run["feature_baseline_key"],
+        "background_split_key": collected_run["background_split_key"],
     }
     candidate = collected_run["candidates"][0]
     arguments = ["train", "--model", "tasked", "--run-id", run_id]

@@ -196,6 +196,9 @@ def evaluate(
         evaluation["predictions_key"] = artifacts["predictions_key"]
     if "drift_baseline_key" in artifacts:
         evaluation["drift_baseline_key"] = artifacts["drift_baseline_key"]
+    background_key = store_background(run, holdout, s3=s3)
+    if background_key:
+        evaluation["background_key"] = background_key
     report = json.dumps(
         {
             **evaluation,
@@ -341,6 +344,25 @@ def store_monitoring_artifacts(
         )
         stored["drift_baseline_key"] = key
     return stored
+
+
+@tracer.capture_method
+def store_background(run: Mapping[str, Any], holdout: Holdout, *, s3: S3Client) -> str | None:
+    """Preprocess's background rows as a columnar request carries them (the serving contract's
+    conversions of the cells): what explanations compare each row with. Register copies them
+    next to the version; a run without them still completes, its version explains nothing."""
+    source = run.get("background_split_key")
+    if not source:
+        return None
+    bucket = run["splits"]["bucket"]
+    records = table_records(read_split(read_object(s3, bucket, source)), holdout.layout)
+    columns = list(holdout.layout.inputs)
+    body = {"columns": columns, "data": [[record[c] for c in columns] for record in records]}
+    key = storage_keys.background_key(run["model"], run["run_id"])
+    s3.put_object(
+        Bucket=bucket, Key=key, Body=json.dumps(body).encode(), ContentType="application/json"
+    )
+    return key
 
 
 def judge_for(run: Mapping[str, Any], holdout: Holdout, s3: S3Client) -> Judge:

@@ -29,6 +29,7 @@ from mlstack_core.candidates import (
 from mlstack_core.documents import DatasetRef, DataWarning, FeatureSchema, Splits, VersionDocument
 from mlstack_core.drift import feature_baseline
 from mlstack_core.errors import SpecError
+from mlstack_core.explain import BACKGROUND_ROWS
 from mlstack_core.folds import (
     CROSS_VALIDATION,
     FOLDS,
@@ -49,6 +50,7 @@ from mlstack_core.settings import (
 from mlstack_core.spec import load_spec, resolve_task
 from mlstack_core.split_inputs import EncodedInputs
 from mlstack_core.storage_keys import (
+    background_split_key,
     candidates_key,
     feature_baseline_key,
     folds_key,
@@ -244,6 +246,13 @@ def model_feeds(prepared: Prepared) -> dict[str, np.ndarray]:
     return feature_feeds(prepared.table, prepared.schema, parsed=prepared.numeric_arrays)
 
 
+def background_rows(train_index: np.ndarray, seed: int) -> np.ndarray:
+    """The training rows explanations compare with: a seeded sample, in file order."""
+    count = min(BACKGROUND_ROWS, int(train_index.size))
+    chosen = np.random.default_rng(seed).choice(train_index, size=count, replace=False)
+    return np.sort(chosen)
+
+
 @tracer.capture_method
 def training_baseline(prepared: Prepared, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """The drift baseline's feature part: the training split as the model sees it (quantile bins
@@ -353,6 +362,21 @@ def preprocess(
         )
         del body
 
+    background = io.BytesIO()
+    engine.write_split_to(
+        background,
+        prepared.table,
+        prepared.schema,
+        background_rows(prepared.train_index, int(spec["random_seed"])),
+    )
+    background_key = background_split_key(model, run_id)
+    s3.put_object(
+        Bucket=model_bucket,
+        Key=background_key,
+        Body=background.getvalue(),
+        ContentType="text/csv; charset=utf-8",
+    )
+
     feeds = model_feeds(prepared)
     write_split_inputs(s3, splits, prepared, feeds)
     baseline_key = feature_baseline_key(model, run_id)
@@ -396,6 +420,7 @@ def preprocess(
         "candidates": candidates,
         "candidate_count": len(candidates),
         "feature_baseline_key": baseline_key,
+        "background_split_key": background_key,
     }
     if len(candidates) > INLINE_MAP_LIMIT:
         # Too many for the execution state: the Distributed Map reads them from S3.

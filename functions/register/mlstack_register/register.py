@@ -130,8 +130,9 @@ def publish_artifact(model: str, version: int, best: ScoredCandidate) -> Artifac
 
 
 def publish_version_files(model: str, version: int, evaluation: Evaluation) -> VersionDocument:
-    """Copy the run's evaluation report, holdout outputs and drift baseline next to the version
-    (``models/<model>/<version>/``): what ``mlstack report`` and the Monitor read. Returns the
+    """Copy the run's evaluation report, holdout outputs, drift baseline and background rows next
+    to the version (``models/<model>/<version>/``): what ``mlstack report``, the Monitor and
+    explanations read. Returns the
     document fields: ``files`` (name -> key) and ``drift_baseline`` (inline when small)."""
     bucket = stack_settings().model_bucket
     s3 = boto3.client("s3")
@@ -139,6 +140,7 @@ def publish_version_files(model: str, version: int, evaluation: Evaluation) -> V
         "evaluation": evaluation.get("report_key"),
         "predictions": evaluation.get("predictions_key"),
         "baseline": evaluation.get("drift_baseline_key"),
+        "background": evaluation.get("background_key"),
     }
     files: dict[str, str] = {}
     inline: dict[str, Any] | None = None

@@ -98,6 +98,7 @@ class Run(TypedDict):
     candidate_count: NotRequired[int]
     candidates_key: NotRequired[str]  # Distributed Map: the candidate list in S3
     feature_baseline_key: NotRequired[str | None]
+    background_split_key: NotRequired[str | None]
 
 
 class TrainInput(TypedDict):
@@ -210,6 +211,7 @@ class Evaluation(TypedDict):
     report_key: str
     predictions_key: NotRequired[str]
     drift_baseline_key: NotRequired[str]
+    background_key: NotRequired[str]
 
 
 class EvaluationSummary(TypedDict):
@@ -240,6 +242,7 @@ class EvaluationSummary(TypedDict):
     report_sha256: str
     predictions_key: NotRequired[str]
     drift_baseline_key: NotRequired[str]
+    background_key: NotRequired[str]
 
 
 class EvaluationReport(Evaluation):

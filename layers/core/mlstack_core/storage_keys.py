@@ -221,6 +221,17 @@ def feature_baseline_key(model: str, run_id: str) -> str:
     return f"{run_prefix(model, run_id)}/feature_baseline.json"
 
 
+def background_split_key(model: str, run_id: str) -> str:
+    """Preprocess: a sample of the training rows, in the split files' format, that explanations
+    compare each explained row with (mlstack_core.explain)."""
+    return f"{run_prefix(model, run_id)}/background.csv"
+
+
+def background_key(model: str, run_id: str) -> str:
+    """Evaluate: those rows as a columnar request carries them, through the serving contract."""
+    return f"{run_prefix(model, run_id)}/background.json"
+
+
 def drift_baseline_key(model: str, run_id: str) -> str:
     """Evaluate: the feature baseline plus the winner's prediction distribution on the holdout."""
     return f"{run_prefix(model, run_id)}/drift_baseline.json"
@@ -250,6 +261,7 @@ def version_metadata_key(model: str, version: int) -> str:
 
 # Files Register copies next to each version's model.onnx, by name.
 VERSION_FILES = {
+    "background": "background.json",
     "baseline": "baseline.json",
     "evaluation": "evaluation.json",
     "predictions": "holdout_predictions.npz",

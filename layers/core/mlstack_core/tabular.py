@@ -199,6 +199,25 @@ class Columns(MutableMapping[str, list[str]]):
         for position in range(len(self._sizes)):
             yield [unpack(self._chunks[name][position]) for name in names]
 
+    def cells_at(self, name: str, rows: np.ndarray) -> list[str]:
+        """The column's cells at ``rows`` (in that order), unpacking only the chunks that hold
+        them: a few background rows of ten million cost a few chunks, not the column."""
+        if rows.size and not (rows.min() >= 0 and rows.max() < self.n_rows):
+            raise IndexError(f"rows outside the table's {self.n_rows}")
+        starts = np.cumsum([0, *self._sizes])
+        chunk_of = np.searchsorted(starts, rows, side="right") - 1
+        order = np.argsort(chunk_of, kind="stable")
+        out: list[str] = [""] * rows.size
+        for group in np.split(order, np.flatnonzero(np.diff(chunk_of[order])) + 1):
+            if not group.size:
+                continue
+            chunk = int(chunk_of[group[0]])
+            cells = unpack(self._chunks[name][chunk])
+            local = (rows[group] - starts[chunk]).tolist()
+            for position, row in zip(group.tolist(), local, strict=True):
+                out[position] = cells[row]
+        return out
+
     def blocks(self, name: str) -> Iterator[list[str]]:
         """One column's cells, a block of rows at a time."""
         for chunk in self._chunks[name]:
@@ -278,18 +297,17 @@ class Table:
         return len(self.file_header)
 
     def take(self, indices: Sequence[int] | np.ndarray) -> Table:
-        index_list = [int(i) for i in indices]
+        index = np.asarray(indices, dtype=np.int64).reshape(-1)
         columns = Columns()
         for name in self.columns:
-            cells = self.columns[name]  # one column materialised at a time
-            columns[name] = [cells[i] for i in index_list]
+            columns[name] = self.columns.cells_at(name, index)
             numbers = self.columns.numbers(name)
             if numbers is not None:
-                columns._numbers[name] = numbers[np.asarray(index_list, dtype=np.int64)]
+                columns._numbers[name] = numbers[index]
         return Table(
             header=list(self.header),
             columns=columns,
-            n_rows=len(index_list),
+            n_rows=int(index.size),
             file_header=list(self.file_header),
         )
 
