@@ -87,6 +87,10 @@ METRICS: list[Metric] = [
             ("ShadowAgreement", "Percent", "shadow vs served: identical labels"),
             ("ShadowMaxAbsDiff", "None", "shadow vs served: largest output difference"),
             ("ShadowLatency", "Milliseconds", "time spent running the shadow"),
+            ("ExplainRequests", "Count", "POST /models/{model}/explain requests"),
+            ("ExplainErrors", "Count", "explain requests answered with any non-200 status"),
+            ("ExplainedRows", "Count", "rows explained (instances per request)"),
+            ("ExplainLatency", "Milliseconds", "handler logic time of successful explain requests"),
         ],
     ),
     Metric(

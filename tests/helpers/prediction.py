@@ -230,9 +230,11 @@ class Stack:
         sha256: str | None = None,
         pin_version_id: bool = True,
         status: str = "Registered",
+        background: list[dict[str, Any]] | None = None,
     ) -> int:
         """Register a version the way the Register step does, optionally promoting it (a canary
-        or shadow must be Approved or Archived: ``status="Approved"``)."""
+        or shadow must be Approved or Archived: ``status="Approved"``); with ``background``
+        records, the rows its explanations compare with, stored as Register stores them."""
         version = self.registry.allocate_version(model)
         key = f"models/{model}/{version}/model.onnx"
         put = self.s3.put_object(Bucket=self.bucket, Key=key, Body=fixture.onnx)
@@ -252,6 +254,12 @@ class Stack:
             "classes": fixture.schema.get("classes"),
             "artifact": artifact,
         }
+        if background is not None:
+            columns = list(background[0])
+            stored = {"columns": columns, "data": [[row[c] for c in columns] for row in background]}
+            background_key = f"models/{model}/{version}/background.json"
+            self.s3.put_object(Bucket=self.bucket, Key=background_key, Body=json.dumps(stored))
+            document["files"] = {"background": background_key}
         self.registry.put_version(model, version, status, document)
         if promote:
             self.promote(model, version)
@@ -304,7 +312,8 @@ def event(
     resource, params = path, None
     if len(parts) >= 2 and parts[0] == "models":
         params = {"model": parts[1]}
-        resource = "/models/{model}" + ("/predict" if parts[2:] == ["predict"] else "")
+        action = parts[2:] if parts[2:] in (["predict"], ["explain"]) else []
+        resource = "/models/{model}" + "".join(f"/{part}" for part in action)
     evt.update(
         resource=resource,
         path=path,

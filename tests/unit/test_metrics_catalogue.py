@@ -301,6 +301,11 @@ def _scenario(capture: Capture, stack: Stack) -> None:
             "predict", functools.partial(app.handler, request, FakeLambdaContext())
         )
         assert response["statusCode"] == (200 if model == MODEL else 404), response
+        request = prediction.event("POST", f"/models/{model}/explain", body)
+        response = capture.call(
+            "predict", functools.partial(app.handler, request, FakeLambdaContext())
+        )
+        assert response["statusCode"] == (200 if model == MODEL else 404), response
 
     # Drifted traffic, recorded the way the prediction function does, then the Monitor.
     document = stack.registry.get_version(MODEL, 1)

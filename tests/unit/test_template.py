@@ -49,6 +49,7 @@ MODELS = "${ModelBucket.Arn}/models/*"
 # are storage_keys' (test_each_narrow_read_covers_the_key_the_code_reads_and_no_other_file).
 ARTIFACTS = "${ModelBucket.Arn}/models/*/model.onnx"
 VERSION_BASELINES = "${ModelBucket.Arn}/models/*/baseline.json"
+VERSION_BACKGROUNDS = "${ModelBucket.Arn}/models/*/background.json"
 VERSION_PREDICTIONS = "${ModelBucket.Arn}/models/*/holdout_predictions.npz"
 MONITORING = "${ModelBucket.Arn}/monitoring/*"
 BATCH = "${DataBucket.Arn}/batch/*"
@@ -160,6 +161,7 @@ NEEDS: dict[str, list[Need]] = {
     "PredictFunction": [
         Need("s3:GetObjectVersion", ARTIFACTS, "the registered artifact, by version"),
         Need("s3:GetObject", ARTIFACTS, "an artifact registered without a version id"),
+        Need("s3:GetObject", VERSION_BACKGROUNDS, "the version's background rows (explain)"),
         Need("dynamodb:GetItem", "${RegistryTable.Arn}"),
         Need("dynamodb:Query", "${RegistryTable.Arn}", "GET /models, versions"),
         Need(
@@ -731,7 +733,7 @@ def test_a_write_widened_beyond_its_prefix_is_caught(tmp_path: Path) -> None:
 # Who reads which file of a registered version, with the keys the code builds (storage_keys).
 MODEL_FILE_READERS = {
     "EvaluateFunction": {"model.onnx"},
-    "PredictFunction": {"model.onnx"},
+    "PredictFunction": {"model.onnx", VERSION_FILES["background"]},
     "ScoreFunction": {"model.onnx"},
     "MonitorFunction": {VERSION_FILES["baseline"], VERSION_FILES["predictions"]},
 }

@@ -84,22 +84,26 @@ def _unexpected(request_id: str | None) -> dict[str, Any]:
     )
 
 
+def checked_query(query: dict[str, str] | None) -> dict[str, str]:
+    """The query of predict and explain, which take ``version`` only."""
+    unknown = sorted(query.keys() - PREDICT_QUERY) if query else None
+    if unknown:
+        raise RequestError(
+            f"unknown query parameters: {', '.join(unknown)[:200]}",
+            [{"field": name[:64], "message": "not a parameter of this route"} for name in unknown][
+                :20
+            ],
+        )
+    return query or {}
+
+
 def predict_response(event: dict[str, Any], request_id: str | None) -> dict[str, Any]:
     """POST /models/{model}/predict, as an API Gateway proxy response."""
     try:
         model = (event.get("pathParameters") or {}).get("model") or ""
         if "%" in model:
             model = unquote(model)
-        query = event.get("queryStringParameters") or {}
-        unknown = sorted(query.keys() - PREDICT_QUERY) if query else None
-        if unknown:
-            raise RequestError(
-                f"unknown query parameters: {', '.join(unknown)[:200]}",
-                [
-                    {"field": name[:64], "message": "not a parameter of this route"}
-                    for name in unknown
-                ][:20],
-            )
+        query = checked_query(event.get("queryStringParameters"))
         body = get_predictor().predict(
             model,
             event.get("body"),
@@ -164,6 +168,25 @@ def router() -> Any:
             content_type="application/json",
             body=response["body"],
             headers=response["headers"],
+        )
+
+    @app.post("/models/<model>/explain")
+    def explain(model: str) -> Response[Any]:
+        event = app.current_event
+        query = checked_query(event.query_string_parameters)
+        request_id = _request_id(event.raw_event, app.lambda_context)
+        body = get_predictor().explain(
+            unquote(model),
+            event.body,
+            bool(event.is_base64_encoded),
+            version=query.get("version"),
+            request_id=request_id,
+        )
+        return Response(
+            status_code=200,
+            content_type="application/json",
+            body=encode_json(body),
+            headers={"X-Model-Version": str(body["version"])},
         )
 
     @app.get("/openapi.json")

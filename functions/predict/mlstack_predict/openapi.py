@@ -143,6 +143,68 @@ def document(settings: ServingSettings, server_url: str | None = None) -> dict[s
                 },
             },
         },
+        "Explanation": {
+            "type": "object",
+            "required": ["model", "version", "request_id", "predictions", "explanations", "method"],
+            "description": (
+                "The answer /predict gives for these rows, and why: per row, a base value and one "
+                "contribution per input column as the request names it. Base plus the "
+                "contributions is the explained output: a regressor's prediction, or each class's "
+                "probability (a list aligned to classes). Shapley values of the served ONNX model "
+                "against training rows stored with the version (the base is its mean answer on "
+                "them): exact when every coalition of the row's columns fits the budget, Kernel "
+                "SHAP with paired sampling otherwise."
+            ),
+            "properties": {
+                "model": {"type": "string"},
+                "version": {"type": "integer", "minimum": 1},
+                "request_id": {"type": ["string", "null"]},
+                "predictions": {"$ref": "#/components/schemas/Prediction/properties/predictions"},
+                "classes": {"$ref": "#/components/schemas/Prediction/properties/classes"},
+                "probabilities": {
+                    "$ref": "#/components/schemas/Prediction/properties/probabilities"
+                },
+                "explanations": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["base", "contributions", "exact"],
+                        "properties": {
+                            "base": {
+                                "oneOf": [
+                                    {"type": "number"},
+                                    {"type": "array", "items": {"type": "number"}},
+                                ]
+                            },
+                            "contributions": {
+                                "type": "object",
+                                "description": "Input column -> its contribution (a list "
+                                "aligned to classes for a classifier).",
+                                "additionalProperties": {
+                                    "oneOf": [
+                                        {"type": "number"},
+                                        {"type": "array", "items": {"type": "number"}},
+                                    ]
+                                },
+                            },
+                            "exact": {
+                                "type": "boolean",
+                                "description": "Every coalition was evaluated (no sampling).",
+                            },
+                        },
+                    },
+                },
+                "method": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"const": "shapley"},
+                        "background_rows": {"type": "integer"},
+                        "coalitions": {"type": "integer"},
+                        "coalition_budget": {"type": "integer"},
+                    },
+                },
+            },
+        },
         "Error": {
             "type": "object",
             "required": ["error", "details"],
@@ -206,52 +268,78 @@ def document(settings: ServingSettings, server_url: str | None = None) -> dict[s
             },
         },
     }
+    parameters: list[dict[str, Any]] = [
+        _MODEL,
+        {
+            "name": "version",
+            "in": "query",
+            "required": False,
+            "description": "Pin a registered version instead of production.",
+            "schema": {"type": "string", "pattern": VERSION_PATTERN},
+        },
+    ]
+    content: dict[str, Any] = {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/Records"},
+                    {"$ref": "#/components/schemas/Columnar"},
+                ]
+            }
+        }
+    }
+    unavailable: dict[str, Any] = {
+        **_error(
+            "The version cannot be loaded, or the registry cannot be reached, and nothing "
+            "loaded can answer"
+        ),
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds until the version is tried again",
+                "schema": {"type": "integer"},
+            }
+        },
+    }
     predict = {
         "summary": "Predict with the production model (or its canary, or a pinned version)",
         "operationId": "predict",
-        "parameters": [
-            _MODEL,
-            {
-                "name": "version",
-                "in": "query",
-                "required": False,
-                "description": "Pin a registered version instead of production.",
-                "schema": {"type": "string", "pattern": VERSION_PATTERN},
-            },
-        ],
+        "parameters": parameters,
         "requestBody": {
             "required": True,
             "description": (
                 f"At most {max_rows} rows and {settings.max_body_bytes} bytes per request."
             ),
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "oneOf": [
-                            {"$ref": "#/components/schemas/Records"},
-                            {"$ref": "#/components/schemas/Columnar"},
-                        ]
-                    }
-                }
-            },
+            "content": content,
         },
         "responses": {
             "200": _json("Predictions, one per row", "Prediction"),
             "400": _error("Malformed body; details name each field and reason"),
             "404": _error("No such model (in production) or version"),
             "413": _error(f"More than {max_rows} rows or {settings.max_body_bytes} bytes"),
-            "503": {
-                **_error(
-                    "The version cannot be loaded, or the registry cannot be reached, and nothing "
-                    "loaded can answer"
-                ),
-                "headers": {
-                    "Retry-After": {
-                        "description": "Seconds until the version is tried again",
-                        "schema": {"type": "integer"},
-                    }
-                },
-            },
+            "503": unavailable,
+            "500": _error("Unexpected; details carry the request id"),
+        },
+    }
+    explain_rows = settings.explain_max_rows
+    explain = {
+        "summary": "Explain the production model's answers (or a pinned version's) per column",
+        "operationId": "explain",
+        "parameters": parameters,
+        "requestBody": {
+            "required": True,
+            "description": (
+                f"The body /predict takes, at most {explain_rows} rows per request; each row "
+                f"costs up to {settings.explain_graph_rows} rows of the model's graph."
+            ),
+            "content": content,
+        },
+        "responses": {
+            "200": _json("Predictions and their explanations, one per row", "Explanation"),
+            "400": _error("Malformed body; details name each field and reason"),
+            "404": _error("No such model (in production) or version"),
+            "409": _error("The version has no background rows to explain against"),
+            "413": _error(f"More than {explain_rows} rows"),
+            "503": unavailable,
             "500": _error("Unexpected; details carry the request id"),
         },
     }
@@ -297,6 +385,7 @@ def document(settings: ServingSettings, server_url: str | None = None) -> dict[s
         },
         "paths": {
             "/models/{model}/predict": {"post": predict},
+            "/models/{model}/explain": {"post": explain},
             "/models/{model}": {"get": get_model},
             "/models/{model}/versions/{version}": {"get": get_version},
             "/models": {

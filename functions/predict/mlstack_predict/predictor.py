@@ -33,6 +33,7 @@ from mlstack_core.observability.requests import (
 )
 from mlstack_core.settings import ServingSettings, serving_settings, stack_settings
 from mlstack_predict.awshttp import AwsHttp, HttpRegistry
+from mlstack_predict.explainer import BackgroundCache, check_rows, explanation_answer
 from mlstack_predict.monitoring_writer import MonitoringWriter
 from mlstack_predict.routing import (
     VARIANT_CANARY,
@@ -77,6 +78,8 @@ class Predictor:
     capture: CaptureRecorder = field(init=False)
     aliases: AliasCache = field(init=False)
     sessions: SessionCache = field(init=False)
+    # Each version's background rows for its explanations.
+    backgrounds: BackgroundCache = field(init=False)
     # Puts the due drift summaries and captures off the answer's path.
     monitoring: MonitoringWriter = field(init=False)
     _monitoring_http: tuple[AwsHttp, AwsHttp] | None = field(default=None, init=False)
@@ -88,6 +91,7 @@ class Predictor:
             self.settings.capture_sample_rate, self.settings.capture_flush_seconds
         )
         self.monitoring = MonitoringWriter(self._put_monitoring)
+        self.backgrounds = BackgroundCache(self.s3, stack_settings().model_bucket)
 
     def model_for(self, model: str) -> LoadedModel:
         """The session to serve ``model`` with; falls back to the last good version on failure."""
@@ -159,6 +163,39 @@ class Predictor:
             if shadow is not None:
                 result["shadow_version"] = shadow
         return result
+
+    def explain(
+        self,
+        model: str,
+        body: str | None,
+        is_base64: bool = False,
+        *,
+        version: str | None = None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """One POST /models/<model>/explain: production's answer (or ``version``'s) and why, per
+        row; records the request metrics whatever happens."""
+        started = time.perf_counter()
+        dimension = UNKNOWN_MODEL_DIMENSION
+        try:
+            if version is None:
+                loaded = self.model_for(model)
+            else:
+                loaded = self.pinned(model, parse_version(version, "version"))
+            dimension = model  # a registered name: bounded cardinality
+            batch = parse_body(body, is_base64, self.settings)
+            check_rows(batch, self.settings)
+            answer = explanation_answer(loaded, batch, self.backgrounds.get(loaded), self.settings)
+        except Exception:
+            metrics.add_metric("ExplainRequests", COUNT, 1)
+            metrics.add_metric("ExplainErrors", COUNT, 1)
+            metrics.add_dimension("model", dimension)
+            raise
+        metrics.add_metric("ExplainRequests", COUNT, 1)
+        metrics.add_metric("ExplainedRows", COUNT, batch.size)
+        metrics.add_metric("ExplainLatency", MILLISECONDS, (time.perf_counter() - started) * 1000)
+        metrics.add_dimension("model", model)
+        return {"model": model, "version": loaded.version, "request_id": request_id, **answer}
 
     def _capture(
         self, model: str, loaded: LoadedModel, batch: Batch, result: dict[str, Any]

@@ -331,6 +331,13 @@ class PayloadTooLargeError(RequestError):
     http_status = 413
 
 
+class NoExplanationBackground(HttpError):
+    """The version has no background rows to explain against: it was registered before
+    explanations, or its run could not store them. Retraining gives the next version some."""
+
+    http_status = 409
+
+
 class ModelUnavailableError(HttpError):
     """Production points at a version that cannot be loaded, and no earlier version is loaded."""
 

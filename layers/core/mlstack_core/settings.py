@@ -126,6 +126,10 @@ class ServingSettings:
     # answered) for this long before the registry is read again: one slow, failing read per
     # window, not one per request, while the registry is throttled or unreachable.
     alias_error_ttl_seconds: float = 5.0
+    # Explanations (mlstack_core.explain): rows per request, and graph rows spent on each row
+    # (coalitions times background rows), what keeps a request within the function's timeout.
+    explain_max_rows: int = 10
+    explain_graph_rows: int = 4096
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -146,6 +150,8 @@ class ServingSettings:
             drift_sample_rate=float(os.environ.get("DRIFT_SAMPLE_RATE", "1")),
             drift_max_rows_per_request=int(os.environ.get("DRIFT_MAX_ROWS_PER_REQUEST", "100")),
             alias_error_ttl_seconds=float(os.environ.get("ALIAS_ERROR_TTL_SECONDS", "5")),
+            explain_max_rows=int(os.environ.get("EXPLAIN_MAX_ROWS", "10")),
+            explain_graph_rows=int(os.environ.get("EXPLAIN_GRAPH_ROWS", "4096")),
         )
 
 
