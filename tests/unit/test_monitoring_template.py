@@ -44,6 +44,8 @@ def test_every_alarm_and_dashboard_metric_is_emitted_by_the_code() -> None:
         ("mlstack/mlstack", "DriftScore"),
     } <= named
     assert len(named) >= 30, "the dashboard shows serving, pipeline, registry and drift"
+    explanations = {"ExplainRequests", "ExplainErrors", "ExplainedRows", "ExplainLatency"}
+    assert {("mlstack/mlstack", name) for name in explanations} <= named
 
 
 def test_catalogue_services_are_the_templates_functions() -> None:
