@@ -63,6 +63,12 @@ COMMANDS: dict[str, CommandHelp] = {
         "POST instances to the model's predict endpoint",
         ("mlstack predict churn rows.json", "cat rows.json | mlstack predict churn -"),
     ),
+    "explain": CommandHelp(
+        "why the model answered what it did: each column's contribution, per row",
+        ("mlstack explain churn rows.json", "mlstack explain churn rows.json --version 2 --json"),
+        "At most 10 rows per request (the stack's EXPLAIN_MAX_ROWS). A classifier's table "
+        "explains the probability of the class it predicted; --json gives every class's.",
+    ),
     "approve": CommandHelp(
         "approve a version awaiting approval (resumes its run)",
         ('mlstack approve churn 2 --reason "report reviewed"',),

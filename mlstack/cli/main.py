@@ -26,6 +26,7 @@ from mlstack.cli.errors import (
     require_model,
     unknown_model,
 )
+from mlstack.cli.explain import format_explanations
 from mlstack.cli.help import add_command
 from mlstack.cli.progress import follow_execution
 from mlstack.cli.stack import StackClient
@@ -233,22 +234,40 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    client = StackClient(args.stack)
-    text = Path(args.file).read_text() if args.file != "-" else sys.stdin.read()
+def _read_instances(file: str) -> list[Any]:
+    """Records from a JSON file (or - for stdin): a list, or {"instances": [...]}."""
+    text = Path(file).read_text() if file != "-" else sys.stdin.read()
     try:
         body = json.loads(text)
     except json.JSONDecodeError as error:
-        raise CommandError(f"{args.file} is not valid JSON: {error}") from error
+        raise CommandError(f"{file} is not valid JSON: {error}") from error
     instances = body["instances"] if isinstance(body, dict) and "instances" in body else body
     if not isinstance(instances, list):
         raise CommandError(
-            f'{args.file} must hold a list of records or {{"instances": [...]}}, not '
+            f'{file} must hold a list of records or {{"instances": [...]}}, not '
             f"{type(instances).__name__}"
         )
+    return instances
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    client = StackClient(args.stack)
+    instances = _read_instances(args.file)
     require_model(client.registry, args.model)
     response = client.predict(args.model, instances)
     _print_json(response.body)
+    return EXIT_OK if response.status == 200 else EXIT_REFUSED
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    client = StackClient(args.stack)
+    instances = _read_instances(args.file)
+    require_model(client.registry, args.model)
+    response = client.explain(args.model, instances, args.version)
+    if args.json or response.status != 200:
+        _print_json(response.body)
+    else:
+        print("\n".join(format_explanations(response.body)))
     return EXIT_OK if response.status == 200 else EXIT_REFUSED
 
 
@@ -404,6 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model", help=command_help.MODEL)
     predict.add_argument("file", help=command_help.PREDICT_FILE)
     predict.set_defaults(handler=cmd_predict)
+
+    explain = add_command(commands, "explain")
+    explain.add_argument("model", help=command_help.MODEL)
+    explain.add_argument("file", help=command_help.PREDICT_FILE)
+    explain.add_argument("--version", type=int, help="explain this version instead of production")
+    explain.add_argument("--json", action="store_true", help=command_help.JSON_OUTPUT)
+    explain.set_defaults(handler=cmd_explain)
 
     for name in ("approve", "reject", "promote"):
         command = add_command(commands, name)

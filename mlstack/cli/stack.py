@@ -185,3 +185,9 @@ class StackClient:
 
     def predict(self, model: str, instances: list[dict[str, Any]]) -> HttpResponse:
         return self.request("POST", f"/models/{model}/predict", {"instances": instances})
+
+    def explain(
+        self, model: str, instances: list[dict[str, Any]], version: int | None = None
+    ) -> HttpResponse:
+        query = f"?version={version}" if version is not None else ""
+        return self.request("POST", f"/models/{model}/explain{query}", {"instances": instances})

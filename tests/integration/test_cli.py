@@ -66,6 +66,16 @@ def test_train_models_and_predict_commands(
     assert answer["predictions"] == [rows[0]["species"]]
     assert answer["version"] == 1
 
+    assert main(["explain", "cli-penguins", str(request)]) == 0
+    table = capsys.readouterr().out
+    assert f"row 1: prediction {rows[0]['species']} (probability" in table
+    for column in as_instance(rows[0], "species"):
+        assert f"\n  {column} " in table
+    assert main(["explain", "cli-penguins", str(request), "--version", "1", "--json"]) == 0
+    explained = _printed_json(capsys.readouterr().out, "explanations")
+    (explanation,) = explained["explanations"]
+    assert set(explanation["contributions"]) == set(as_instance(rows[0], "species"))
+
 
 def test_train_reports_a_failed_run_with_its_error(
     cloud: LocalCloud, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -64,6 +64,7 @@ def _invocations(tmp_path: Path) -> dict[str, list[list[str]]]:
         "feedback": [["feedback", TYPO, str(labels)]],
         "monitor": [["monitor", TYPO], ["monitor", TYPO, "--now"]],
         "predict": [["predict", TYPO, str(request)]],
+        "explain": [["explain", TYPO, str(request)]],
         "approve": [["approve", TYPO, "1"]],
         "reject": [["reject", TYPO, "1"]],
         "promote": [["promote", TYPO, "1"], ["promote", TYPO, "1", "--force"]],

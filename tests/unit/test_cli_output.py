@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mlstack.cli import lifecycle
+from mlstack.cli.explain import format_explanations
 from mlstack.cli.main import build_parser, main
 from mlstack.cli.views import REASON_WIDTH, format_models
 
@@ -167,3 +168,31 @@ def test_every_lifecycle_command_offers_json() -> None:
     parser = build_parser()
     for argv, *_ in MOVES:
         assert parser.parse_args([*argv, "--json"]).json
+
+
+def test_explain_lists_the_largest_contributions_first_and_sums_the_rest() -> None:
+    columns = {f"c{i}": (-1) ** i * i / 10 for i in range(15)}
+    body = {
+        "model": "churn",
+        "version": 3,
+        "predictions": ["yes"],
+        "classes": ["no", "yes"],
+        "probabilities": [[0.2, 0.8]],
+        "explanations": [
+            {
+                "base": [0.6, 0.4],
+                "contributions": {name: [-value, value] for name, value in columns.items()},
+                "exact": False,
+            }
+        ],
+        "method": {"name": "shapley", "background_rows": 32, "coalitions": 128},
+    }
+    lines = format_explanations(body)
+    assert (
+        lines[1] == "row 1: prediction yes (probability 0.800); base 0.4 (sampled, 128 coalitions)"
+    )
+    shown = [line.split()[0] for line in lines[2:-1]]
+    assert shown == [f"c{i}" for i in range(14, 2, -1)]  # by absolute size, largest first
+    assert lines[2].split()[1] == "+1.4"
+    assert lines[-1].strip().startswith("(3 more columns)")
+    assert lines[-1].split()[-1] == f"{columns['c0'] + columns['c1'] + columns['c2']:+.4g}"
