@@ -93,6 +93,7 @@ bench: install
 	$(BIN)/python benchmarks/kinds.py --write docs/performance.md
 	$(BIN)/python benchmarks/batch_scoring.py --write docs/batch-scoring.md
 	$(BIN)/python benchmarks/capture.py --write docs/capture.md
+	$(BIN)/python benchmarks/explanations.py
 
 # The gate's statistics (about two hours on two cores): which measure sees a rare class, the
 # error rates on generated tables (docs/gate-error-rates.md), and where cross-validation beats one

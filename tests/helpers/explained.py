@@ -52,6 +52,7 @@ class Explained:
     """A served model, its scikit-learn original, and tables of records."""
 
     loaded: LoadedModel
+    onnx: bytes
     pipeline: Any
     schema: Any  # the FeatureSchema
     train: Table
@@ -100,4 +101,4 @@ def explained_model(
         n_text=widths.get("text", 0),
     ).SerializeToString()
     loaded = load_model(onnx, {"schema": schema}, serving_settings())
-    return Explained(loaded, pipeline, schema, train, holdout)
+    return Explained(loaded, onnx, pipeline, schema, train, holdout)
