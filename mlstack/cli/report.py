@@ -13,8 +13,9 @@ package carries matplotlib:
 Plots, challenger and champion side by side where both exist: ``metrics.png`` (both and the
 baseline on every metric, with the intervals Evaluate stored as whiskers); classifiers
 ``confusion_matrix.png``, ``roc.png``, ``pr.png``; regressors ``predicted_vs_actual.png``,
-``residuals.png``; ``feature_importance.png`` when the winner's family has one (trees, linear
-models; knn and HistGradientBoosting have none, and the report says so). The PNGs are
+``residuals.png``; ``feature_importance.png``: each column's mean absolute contribution on
+holdout rows, for every family (a version trained before explanations: the family's own
+importance, which knn and HistGradientBoosting lack, and the report says so). The PNGs are
 written to ``--out`` and, unless ``--no-upload``, beside the version under
 ``reports/<model>/<version>/`` in the model bucket (``models/`` is written by Register alone: the
 bucket policy denies everyone else).
@@ -239,12 +240,17 @@ def plot_residuals(data: ReportData) -> Any:
 
 
 def stored_importance(data: ReportData) -> Mapping[str, Any] | None:
-    """The winner's feature importance as Train stored it; None for a family with none of its own
-    (knn, HistGradientBoosting), whose report then draws no ``feature_importance.png``."""
-    importance: Mapping[str, Any] | None = data.evaluation["best"].get(
-        "feature_importance"
-    ) or data.document.get("feature_importance")
-    return importance or None
+    """The winner's importance: each column's mean absolute contribution on holdout rows, which
+    every family has (``explained_importance``, mlstack_core.explain); for a version trained
+    before explanations, the family's own as Train stored it, None for a family with none (knn,
+    HistGradientBoosting), whose report then draws no ``feature_importance.png``."""
+    best: Mapping[str, Any] = data.evaluation["best"]
+    document: Mapping[str, Any] = data.document
+    for name in ("explained_importance", "feature_importance"):
+        importance: Mapping[str, Any] | None = best.get(name) or document.get(name)
+        if importance:
+            return importance
+    return None
 
 
 def importance_note(data: ReportData) -> list[str]:

@@ -84,6 +84,20 @@ def test_the_card_shows_a_persons_approval_and_the_calibration(
     curve = reliability(data.y, probabilities, data.classes)
     assert sum(curve.rows) == len(data.y) == document["splits"]["holdout_rows"]
 
+    # What drives its answers: every input column's mean absolute contribution, largest first.
+    drivers = _section(markdown, "What drives its answers")
+    importance = document["explained_importance"]
+    assert importance is not None
+    names = [f["name"] for f in importance["features"]]
+    assert sorted(names) == sorted(
+        data.document["schema"]["numeric"] + data.document["schema"]["categorical"]
+    )
+    values = [f["importance"] for f in importance["features"]]
+    assert values == sorted(values, reverse=True)
+    assert values[0] > 0
+    assert f"`{names[0]}`" in drivers
+    assert f"over {importance['rows']} holdout rows" in drivers
+
     # Known limits: the ranges and categories seen in training.
     limits = _section(markdown, "Known limits")
     assert "`island`: a category not seen in training counts as none of the 3 known ones" in limits

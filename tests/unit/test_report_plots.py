@@ -30,8 +30,11 @@ IMPURITY = {
 }
 
 
-def classifier_report(family: str, importance: dict[str, Any] | None) -> ReportData:
-    """A registered classifier's stored evaluation, with Train's importance for its winner."""
+def classifier_report(
+    family: str, importance: dict[str, Any] | None, explained: dict[str, Any] | None = None
+) -> ReportData:
+    """A registered classifier's stored evaluation, with Train's importance for its winner and,
+    for a version trained with explanations, its explained importance."""
     rng = np.random.default_rng(5)
     y = np.asarray(CLASSES * 10, dtype=object)
     probabilities = rng.dirichlet(np.ones(len(CLASSES)), size=y.size)
@@ -46,6 +49,7 @@ def classifier_report(family: str, importance: dict[str, Any] | None) -> ReportD
             "params": {},
             "metrics": {"accuracy": 0.81, "f1_macro": 0.78},
             "feature_importance": importance,
+            "explained_importance": explained,
         },
         "candidates": [],
         "champion": None,
@@ -57,6 +61,7 @@ def classifier_report(family: str, importance: dict[str, Any] | None) -> ReportD
         "schema": {"target": "species", "features": []},
         "spec": {},
         "feature_importance": importance,
+        "explained_importance": explained,
     }
     return ReportData(
         "penguins",
@@ -102,3 +107,23 @@ def test_the_readme_promises_only_the_plots_every_classifier_report_draws() -> N
     promised = {f"{name}.png" for name in listing.group(1).split(",")}
     assert promised <= _drawn(classifier_report("hist_gradient_boosting", importance=None))
     assert promised <= _drawn(classifier_report("random_forest", importance=IMPURITY))
+
+
+def test_every_family_trained_with_explanations_gets_its_columns_contributions() -> None:
+    explained = {
+        "kind": "mean |contribution| on the holdout",
+        "rows": 100,
+        "features": [
+            {"name": "flipper_length_mm", "importance": 0.21},
+            {"name": "island", "importance": 0.08},
+        ],
+    }
+    for family, own in (("hist_gradient_boosting", None), ("random_forest", IMPURITY)):
+        data = classifier_report(family, importance=own, explained=explained)
+        drawn = figures(data)
+        axis = drawn["feature_importance.png"].axes[0]
+        assert "mean |contribution| on the holdout" in axis.get_title()
+        assert [t.get_text() for t in axis.get_yticklabels()] == ["island", "flipper_length_mm"]
+        for figure in drawn.values():
+            pyplot().close(figure)
+        assert not any("feature_importance" in line for line in describe(data))

@@ -51,7 +51,8 @@ from mlstack_evaluate.decision import (
     measure_champion,
     pick_best,
 )
-from mlstack_evaluate.holdout import Holdout, read_object
+from mlstack_evaluate.holdout import Holdout, load_as_served, read_object
+from mlstack_evaluate.importance import explained_importance
 from mlstack_evaluate.judges import CrossValidationJudge, HoldoutJudge, Judge
 
 if TYPE_CHECKING:
@@ -196,9 +197,12 @@ def evaluate(
         evaluation["predictions_key"] = artifacts["predictions_key"]
     if "drift_baseline_key" in artifacts:
         evaluation["drift_baseline_key"] = artifacts["drift_baseline_key"]
-    background_key = store_background(run, holdout, s3=s3)
-    if background_key:
-        evaluation["background_key"] = background_key
+    background = store_background(run, holdout, s3=s3)
+    if background is not None:
+        evaluation["background_key"] = background[0]
+        importance = winner_importance(run, holdout, best, background[1], s3=s3, bucket=bucket)
+        if importance is not None:
+            best["explained_importance"] = importance
     report = json.dumps(
         {
             **evaluation,
@@ -228,7 +232,13 @@ def evaluate(
 
 # What grows with the grid (a search's points and folds) or the columns (feature importance,
 # fit warnings naming them): kept in the report, left out of the state.
-_REPORT_ONLY_FIELDS = ("cv", "feature_importance", "warnings", "library_versions")
+_REPORT_ONLY_FIELDS = (
+    "cv",
+    "feature_importance",
+    "explained_importance",
+    "warnings",
+    "library_versions",
+)
 
 
 def summary_of(
@@ -347,7 +357,36 @@ def store_monitoring_artifacts(
 
 
 @tracer.capture_method
-def store_background(run: Mapping[str, Any], holdout: Holdout, *, s3: S3Client) -> str | None:
+def winner_importance(
+    run: Run,
+    holdout: Holdout,
+    best: Mapping[str, Any],
+    background: Mapping[str, Any],
+    *,
+    s3: S3Client,
+    bucket: str,
+) -> dict[str, Any] | None:
+    """The winner's mean absolute contributions on holdout rows (``importance``); None when it
+    has no ONNX file or cannot be explained, which the version then goes without (logged)."""
+    if not best.get("onnx_key") or best.get("excluded"):
+        return None
+    try:
+        loaded = load_as_served(
+            read_verified(
+                s3, bucket, best["onnx_key"], best.get("onnx_version_id"), best.get("onnx_sha256")
+            ),
+            serving_fields(run),
+        )
+        return explained_importance(loaded, holdout, background)
+    except Exception as error:
+        logger.warning("No explained importance for the winner", extra={"reason": repr(error)})
+        return None
+
+
+@tracer.capture_method
+def store_background(
+    run: Mapping[str, Any], holdout: Holdout, *, s3: S3Client
+) -> tuple[str, dict[str, Any]] | None:
     """Preprocess's background rows as a columnar request carries them (the serving contract's
     conversions of the cells): what explanations compare each row with. Register copies them
     next to the version; a run without them still completes, its version explains nothing."""
@@ -362,7 +401,7 @@ def store_background(run: Mapping[str, Any], holdout: Holdout, *, s3: S3Client) 
     s3.put_object(
         Bucket=bucket, Key=key, Body=json.dumps(body).encode(), ContentType="application/json"
     )
-    return key
+    return key, body
 
 
 def judge_for(run: Mapping[str, Any], holdout: Holdout, s3: S3Client) -> Judge:

@@ -95,6 +95,7 @@ def version_document(run: Run, evaluation: Evaluation) -> VersionDocument:
         "decision_reasons": evaluation.get("reasons", []),
         "evaluation_key": evaluation.get("report_key"),
         "feature_importance": best.get("feature_importance"),
+        "explained_importance": best.get("explained_importance"),
     }
 
 

@@ -432,6 +432,45 @@ def _parity(data: ReportData) -> Section:
     return section
 
 
+# Columns listed by the card's "What drives its answers" (the report's plot shows 25).
+LISTED_DRIVERS = 15
+
+
+def _drivers(data: ReportData) -> Section:
+    best = data.evaluation["best"]
+    importance: Mapping[str, Any] | None = best.get("explained_importance") or data.document.get(
+        "explained_importance"
+    )
+    section = Section("What drives its answers")
+    if not importance:
+        section.add(
+            "No explained importance: the version was trained before explanations (its "
+            "background rows and importance come with the next training run)."
+        )
+        return section
+    task = best.get("task") or data.task
+    what = (
+        "the probability of the class it predicts"
+        if task == CLASSIFICATION
+        else "its predicted value"
+    )
+    section.add(
+        f"Each column's mean absolute contribution to {what}, over {importance['rows']} holdout "
+        "rows: Shapley values of the served ONNX model against training rows stored with the "
+        "version, as `POST /models/{model}/explain` gives them for one row."
+    )
+    features = importance["features"]
+    section.add(
+        CardTable(
+            ["column", "mean |contribution|"],
+            [[code(f["name"]), _number(f["importance"])] for f in features[:LISTED_DRIVERS]],
+        )
+    )
+    if len(features) > LISTED_DRIVERS:
+        section.add(f"{len(features) - LISTED_DRIVERS} more columns contribute less.")
+    return section
+
+
 def _drift(data: ReportData) -> Section:
     baseline = data.document.get("drift_baseline") or {}
     section = Section("Drift baseline")
@@ -574,6 +613,7 @@ def card_sections(
         _training(data),
         _evaluation(data),
         _parity(data),
+        _drivers(data),
         _drift(data),
         _quality(data, quality),
         _decision(data, history),

@@ -163,6 +163,8 @@ class VersionDocument(TypedDict, total=False):
     decision_reasons: list[str]
     evaluation_key: str | None
     feature_importance: dict[str, Any] | None
+    # Every family's: mean absolute contribution on holdout rows (mlstack_core.explain).
+    explained_importance: dict[str, Any] | None
     # where it came from
     dataset: DatasetRef
     splits: Splits

@@ -160,6 +160,7 @@ class TrainedEntry(TypedDict):
     onnx_bytes: NotRequired[int | None]
     library_versions: NotRequired[dict[str, str]]
     feature_importance: NotRequired[dict[str, Any] | None]
+    explained_importance: NotRequired[dict[str, Any] | None]
     # Where Train stored this whole entry (``storage_keys.candidate_result_key``), which Evaluate
     # reads: the Map's state carries only the fields the state machine selects and these.
     result_key: NotRequired[str]

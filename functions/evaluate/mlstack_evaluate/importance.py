@@ -1,0 +1,50 @@
+"""The winner's global importance: each input column's mean absolute contribution to its answers on
+holdout rows, explained as the explain route explains a request (``mlstack_core.explain``), so
+every family has one, HistGradientBoosting and k-nearest neighbours included. The card and
+``mlstack report`` show it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import numpy as np
+
+from mlstack_core.contract import LoadedModel
+from mlstack_core.contract.records import table_records
+from mlstack_core.contract.request import Batch
+from mlstack_core.explain.served import Background, Players, explain_batch
+from mlstack_core.settings import serving_settings
+from mlstack_core.tasks import CLASSIFICATION
+from mlstack_evaluate.holdout import Holdout
+
+# Holdout rows explained for the importance: about a second for the slowest families.
+IMPORTANCE_ROWS: Final = 100
+KIND: Final = "mean |contribution| on the holdout"
+
+
+def explained_importance(
+    loaded: LoadedModel, holdout: Holdout, background: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``{"kind", "rows", "features": [{"name", "importance"}, ...]}``, largest first (the shape
+    of Train's own feature importance). A classifier's contribution is to the probability of the
+    class it predicted."""
+    stored = Background.of(background["columns"], background["data"], loaded.layout)
+    rows = holdout.sample(IMPORTANCE_ROWS)
+    batch = Batch.of_instances(table_records(holdout.table.take(rows), loaded.layout))
+    coalitions = max(2, serving_settings().explain_graph_rows // max(1, stored.rows))
+    outputs, explained = explain_batch(loaded, batch, stored, coalitions)
+    contributions = np.stack([row.contributions for row in explained])  # [rows, columns, outputs]
+    if loaded.layout.task == CLASSIFICATION:
+        picked = np.asarray(outputs[1]).argmax(axis=1)
+        shares = np.abs(contributions[np.arange(len(explained)), :, picked])
+    else:
+        shares = np.abs(contributions[:, :, 0])
+    means = shares.mean(axis=0)
+    names = Players.of(loaded.layout).names
+    order = np.argsort(-means, kind="stable")
+    return {
+        "kind": KIND,
+        "rows": len(explained),
+        "features": [{"name": names[i], "importance": float(means[i])} for i in order],
+    }
