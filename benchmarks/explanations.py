@@ -54,7 +54,7 @@ from measured import interleaved_rounds, machine, write_measured  # noqa: E402
 DOC = ROOT / "docs" / "explanations.md"
 SCRIPT = "explanations.py"
 COLUMNS = (5, 20, 50)
-FAMILIES = {
+FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
     "regression": {"ridge": {"alpha": 1.0}, "hist_gradient_boosting": {}},
     "classification": {
         "logistic_regression": {"C": 1.0, "max_iter": 1000},
