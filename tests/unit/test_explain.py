@@ -21,6 +21,7 @@ from mlstack_core.kinds.inputs import model_input
 from mlstack_core.settings import serving_settings
 from mlstack_core.tabular import read_split
 from tests.helpers.explained import Explained, explained_model, generated_csv
+from tests.helpers.orders import orders_model
 from tests.helpers.stack import Stack
 from tests.helpers.tables import penguins_bytes
 
@@ -158,8 +159,6 @@ def test_sampled_values_are_close_to_the_exact_ones() -> None:
 
 
 def test_datetime_and_text_columns_are_one_player_each() -> None:
-    from tests.unit.test_predict_kinds import orders_model
-
     fixture, _ = orders_model()
     loaded = load_model(fixture.onnx, {"schema": fixture.schema}, serving_settings())
     players = Players.of(loaded.layout)
