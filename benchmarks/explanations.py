@@ -34,22 +34,16 @@ sys.path[:0] = [
     str(ROOT / "functions" / "predict"),
     str(ROOT / "functions" / "train"),
 ]
-for _name, _value in {
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "POWERTOOLS_SERVICE_NAME": "predict",
-    "POWERTOOLS_METRICS_NAMESPACE": "mlstack",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-    "MODEL_BUCKET": "bench-models",
-    "REGISTRY_TABLE": "bench-registry",
-    "OMP_NUM_THREADS": "1",
-}.items():
-    os.environ[_name] = _value
-os.environ.pop("AWS_ENDPOINT_URL", None)
+from measured import (  # noqa: E402
+    interleaved_rounds,
+    machine,
+    use_predict_environment,
+    write_measured,
+)
+
+use_predict_environment()
 
 import numpy as np  # noqa: E402
-from measured import interleaved_rounds, machine, write_measured  # noqa: E402
 
 DOC = ROOT / "docs" / "explanations.md"
 SCRIPT = "explanations.py"

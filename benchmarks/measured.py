@@ -11,6 +11,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# The prediction function's environment in an in-process moto account: what the serving
+# benchmarks set before they import the function.
+PREDICT_ENVIRONMENT = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "POWERTOOLS_SERVICE_NAME": "predict",
+    "POWERTOOLS_METRICS_NAMESPACE": "mlstack",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    "MODEL_BUCKET": "bench-models",
+    "REGISTRY_TABLE": "bench-registry",
+    "OMP_NUM_THREADS": "1",
+}
+
+
+def use_predict_environment() -> None:
+    """Point this process at moto as the prediction function (``PREDICT_ENVIRONMENT``)."""
+    os.environ.update(PREDICT_ENVIRONMENT)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+
 
 def markers(script: str) -> tuple[str, str]:
     return (f"<!-- measured: benchmarks/{script} writes from here -->", "<!-- /measured -->")
