@@ -36,6 +36,7 @@ def upload_batch(
     keep: list[str] | None = None,
     max_refused_share: float | None = None,
     delimiter: str | None = None,
+    explain: bool = False,
 ) -> dict[str, Any]:
     """Put ``path`` at batch/<model>/<job>.csv with the job's options as object metadata: the
     upload starts the job, as a plain S3 upload would."""
@@ -58,6 +59,8 @@ def upload_batch(
     require_model(client.registry, model)
     if delimiter:
         metadata["mlstack-delimiter"] = metadata_delimiter(delimiter)
+    if explain:
+        metadata["mlstack-explain"] = "true"
     bucket = client.outputs["DataBucketName"]
     response = client.session.client("s3").put_object(
         Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType="text/csv", Metadata=metadata

@@ -40,7 +40,10 @@ COMMANDS: dict[str, CommandHelp] = {
     ),
     "score": CommandHelp(
         "score a CSV file with a model (a batch job: no servers, output in S3)",
-        ("mlstack score churn churn-2026.csv --wait",),
+        (
+            "mlstack score churn churn-2026.csv --wait",
+            "mlstack score churn few.csv --explain --wait",
+        ),
     ),
     "feedback": CommandHelp(
         "upload true labels for served predictions (request_id,row,<target>)",

@@ -172,6 +172,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         keep=keep,
         max_refused_share=args.max_refused_share,
         delimiter=args.delimiter,
+        explain=args.explain,
     )
     print(f"uploaded s3://{upload['bucket']}/{upload['key']} (version {upload['version_id']})")
     execution_arn = client.find_execution(upload, machine="ScoringStateMachineArn")
@@ -399,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--delimiter",
         help="the file's delimiter, \\t for a tab (default: the one the model was trained on)",
+    )
+    score.add_argument(
+        "--explain",
+        action="store_true",
+        help="add each input column's contribution to every answer (explained_base and "
+        "contribution_<column>; a classifier's to the predicted class's probability)",
     )
     score.add_argument("--wait", action="store_true", help="follow the job until it ends")
     score.add_argument(

@@ -174,7 +174,8 @@ def test_mlstack_score_output_brings_back_a_bom_semicolon_file_s_rows_in_order(
     production: int, tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A file saved by a spreadsheet (a byte order mark, ';' between cells), read as it says;
-    --output waits and writes the rows in the file's order, the refused one beside them."""
+    --output waits and writes the rows in the file's order, the refused one beside them;
+    --explain adds each input column's contribution to the predicted class's probability."""
     from mlstack.cli.main import main
 
     rows = _rows()
@@ -182,13 +183,18 @@ def test_mlstack_score_output_brings_back_a_bom_semicolon_file_s_rows_in_order(
     path.write_bytes(b"\xef\xbb\xbf" + to_csv(rows).decode().replace(",", ";").encode())
     output = tmp_path / "scored.csv"
     args = ["score", MODEL, str(path), "--delimiter", ";", "--keep", "customer"]
-    code = main([*args, "--max-refused-share", "0.01", "--output", str(output)])
+    code = main([*args, "--max-refused-share", "0.01", "--explain", "--output", str(output)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert f"scored {len(rows):,} of {len(rows):,} rows" in printed
     with output.open(newline="") as handle:
         scored = list(csv.DictReader(handle))
     assert [r["customer"] for r in scored] == [r["customer"] for i, r in enumerate(rows) if i != 10]
+    for row in scored:
+        contributions = [float(v) for k, v in row.items() if k.startswith("contribution_")]
+        assert contributions
+        total = float(row["explained_base"]) + sum(contributions)
+        assert total == pytest.approx(float(row[f"probability_{row['prediction']}"]), abs=1e-6)
     (refused,) = csv.DictReader(io.StringIO((tmp_path / "scored.errors.csv").read_text()))
     assert refused["data_row"] == "11"
 

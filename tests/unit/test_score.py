@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from mlstack.cli.demo import as_instance
+from mlstack_core.errors import NoExplanationBackground
 from tests.helpers.lambda_context import FakeLambdaContext
 from tests.helpers.stack import Stack, load_handler
 from tests.helpers.tables import penguins_bytes, records_csv
@@ -318,3 +319,48 @@ def test_the_job_names_the_file_version_it_checked(production: Stack) -> None:
     ]:
         job = _handler({"action": "resolve", "request": {**request, "dataset": dataset}})
         assert job["input"] == {**first, "version_id": expected}
+
+
+def test_a_job_asked_to_explain_adds_each_columns_contribution_to_the_predicted_class(
+    production: Stack,
+) -> None:
+    """``mlstack-explain``: beside each answer, the explained base and one contribution per input
+    column, as the explain route gives them, adding up to the predicted class's probability."""
+    aws = production
+    rows = _input_rows()[:30]
+    _run_job(aws, rows, explain="true", max_refused_share=0.05)
+    manifest = json.loads(_read(aws, "batch/penguins/nightly/manifest.json"))
+    scored: list[dict[str, str]] = []
+    for key in manifest["parts"]:
+        scored += list(csv.DictReader(io.StringIO(_read(aws, key))))
+    assert len(scored) == 29  # row 7 is refused
+    document = aws.registry.get_version(MODEL, 1)
+    inputs = [*document["schema"]["numeric"], *document["schema"]["categorical"]]
+    for row in scored:
+        contributions = [float(row[f"contribution_{name}"]) for name in inputs]
+        probability = float(row[f"probability_{row['prediction']}"])
+        total = float(row["explained_base"]) + sum(contributions)
+        assert total == pytest.approx(probability, abs=1e-6)
+
+
+def test_a_job_asked_to_explain_a_version_without_background_rows_fails_at_once(
+    production: Stack,
+) -> None:
+    aws = production
+    document = aws.registry.get_version(MODEL, 1)
+    document.pop("files", None)
+    aws.registry.put_version(MODEL, 2, "Approved", document)
+    dataset = _upload(aws, "batch/penguins/nightly.csv", records_csv(_input_rows()))
+    with pytest.raises(NoExplanationBackground, match="has no background rows"):
+        _handler(
+            {
+                "action": "resolve",
+                "request": {
+                    "model": MODEL,
+                    "job": "nightly",
+                    "dataset": dataset,
+                    "version": 2,
+                    "explain": "true",
+                },
+            }
+        )

@@ -150,6 +150,7 @@ NEEDS: dict[str, list[Need]] = {
     "ScoreFunction": [
         Need("s3:GetObject", ARTIFACTS, "the version's artifact"),
         Need("s3:GetObjectVersion", ARTIFACTS, "the version's artifact, by version"),
+        Need("s3:GetObject", VERSION_BACKGROUNDS, "the version's background rows (--explain)"),
         Need("s3:GetObject", BATCH, "the file's header, the batches' refused rows"),
         Need("s3:GetObjectVersion", BATCH, "the uploaded version of the file"),
         Need("s3:GetObject", BATCH_RUNS, "the Distributed Map's results"),
@@ -734,7 +735,7 @@ def test_a_write_widened_beyond_its_prefix_is_caught(tmp_path: Path) -> None:
 MODEL_FILE_READERS = {
     "EvaluateFunction": {"model.onnx"},
     "PredictFunction": {"model.onnx", VERSION_FILES["background"]},
-    "ScoreFunction": {"model.onnx"},
+    "ScoreFunction": {"model.onnx", VERSION_FILES["background"]},
     "MonitorFunction": {VERSION_FILES["baseline"], VERSION_FILES["predictions"]},
 }
 

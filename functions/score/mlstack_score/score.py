@@ -20,23 +20,33 @@ import io
 import json
 import tempfile
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from botocore.exceptions import ClientError
 
 from mlstack_core.clients import client
-from mlstack_core.contract import LoadedModel, load_model
-from mlstack_core.contract.batch import PART_ROWS_METADATA, max_refused_share, score_rows
+from mlstack_core.contract import Batch, LoadedModel, load_model
+from mlstack_core.contract.batch import (
+    PART_ROWS_METADATA,
+    max_refused_share,
+    missing_cells,
+    row_record,
+    score_rows,
+)
 from mlstack_core.documents import VersionDocument
 from mlstack_core.errors import (
     EmptyDataset,
     HeaderLacksFeature,
     ModelNotFound,
+    NoExplanationBackground,
     TooManyRefusedRows,
     WrongDelimiter,
 )
+from mlstack_core.explain.served import Background, explain_batch
 from mlstack_core.integrity import read_verified
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.registry import Registry
@@ -69,6 +79,7 @@ METADATA_OPTIONS = {
     "mlstack-keep": "keep",
     "mlstack-max-refused-share": "max_refused_share",
     "mlstack-delimiter": "delimiter",
+    "mlstack-explain": "explain",
 }
 # What the header check suggests when a file's header is one column holding one of these.
 LIKELY_DELIMITERS = (",", ";", "\t", "|")
@@ -100,10 +111,19 @@ def resolve_job(request: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise HeaderLacksFeature(f"columns to keep are not in the header: {unknown[:20]}")
     prefix = job_prefix(model, name)
+    explain = str(request.get("explain") or "").lower() in ("true", "1", "yes")
+    background = (document.get("files") or {}).get("background")
+    if explain and not background:
+        raise NoExplanationBackground(
+            f"version {version} of {model!r} has no background rows to explain against (it was "
+            "registered before explanations); score without --explain, or train again"
+        )
     return {
         "model": model,
         "job": name,
         "version": version,
+        "explain": explain,
+        "background": background if explain else None,
         "input": dataset,
         "rows": dataset if delimiter == "," else _comma_copy(dataset, delimiter, prefix),
         "keep": _store_keep(dataset["bucket"], prefix, keep),
@@ -280,6 +300,7 @@ def score_batch(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, A
     rows = _without_byte_order_mark([item["values"] for item in items])
     positions = [int(item["row"]) for item in items]
     scores = score_rows(loaded, rows)
+    explained = _explanations(job, loaded, rows, scores.scored) if job.get("explain") else None
     first = positions[0] if positions else 0
     s3 = client("s3")
     bucket = job["input"]["bucket"]
@@ -287,7 +308,7 @@ def score_batch(job: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, A
     s3.put_object(
         Bucket=bucket,
         Key=part_key,
-        Body=_part(job, loaded, rows, scores).encode(),
+        Body=_part(job, loaded, rows, scores, explained).encode(),
         ContentType="text/csv",
         Metadata={PART_ROWS_METADATA: str(len(rows))},
     )
@@ -322,8 +343,48 @@ def _without_byte_order_mark(rows: list[dict[str, str]]) -> list[dict[str, str]]
     return [{(name if key == first else key): value for key, value in row.items()} for row in rows]
 
 
-def _part(job: dict[str, Any], loaded: LoadedModel, rows: list[dict[str, str]], scores: Any) -> str:
-    """The kept columns, the prediction and, for a classifier, one probability per class; every
+def _explanations(
+    job: dict[str, Any], loaded: LoadedModel, rows: list[dict[str, str]], scored: list[int]
+) -> list[list[float]]:
+    """Per scored row, the base and each input column's contribution, as the explain route gives
+    them (``mlstack_core.explain``): to a regressor's value, or to the probability of the class a
+    classifier predicted."""
+    stored = json.loads(
+        client("s3")
+        .get_object(Bucket=stack_settings().model_bucket, Key=job["background"])["Body"]
+        .read()
+    )
+    background = Background.of(stored["columns"], stored["data"], loaded.layout)
+    missing = missing_cells(loaded.document)
+    records = [row_record(rows[position], loaded, missing) for position in scored]
+    if not records:
+        return []
+    outputs, explained = explain_batch(
+        loaded,
+        Batch.of_instances([r for r in records if isinstance(r, dict)]),
+        background,
+        serving_settings().explain_graph_rows,
+    )
+    picked = (
+        np.asarray(outputs[1]).argmax(axis=1)
+        if loaded.layout.classes
+        else np.zeros(len(explained), dtype=int)
+    )
+    return [
+        [float(row.base[k]), *row.contributions[:, k].tolist()]
+        for row, k in zip(explained, picked.tolist(), strict=True)
+    ]
+
+
+def _part(
+    job: dict[str, Any],
+    loaded: LoadedModel,
+    rows: list[dict[str, str]],
+    scores: Any,
+    explained: list[list[float]] | None = None,
+) -> str:
+    """The kept columns, the prediction and, for a classifier, one probability per class; with
+    ``explained``, the explained base and one ``contribution_<column>`` per input column. Every
     part of a job has the same header, also one whose rows were all refused."""
     stored = job["keep"]
     keep = _kept_columns(
@@ -333,21 +394,32 @@ def _part(job: dict[str, Any], loaded: LoadedModel, rows: list[dict[str, str]], 
     buffer = io.StringIO()
     # CSV's own line ending, so a kept cell holding a bare "\r" is quoted, not split.
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([*keep, "prediction", *(f"probability_{c}" for c in classes)])
+    explaining = job.get("explain") and explained is not None
+    names = [*loaded.layout.inputs] if explaining else []
+    writer.writerow(
+        [
+            *keep,
+            "prediction",
+            *(f"probability_{c}" for c in classes),
+            *(["explained_base"] if explaining else []),
+            *(f"contribution_{name}" for name in names),
+        ]
+    )
     predictions = list(map(_text, _values(scores.fields.get("predictions", []))))
     scored_rows = map(rows.__getitem__, scores.scored)
     kept = ([row.get(column, "") for column in keep] for row in scored_rows)
     probabilities = scores.fields.get("probabilities")
-    if probabilities is None:
-        answers = zip(kept, predictions, strict=True)
-        writer.writerows([*cells, prediction] for cells, prediction in answers)
-    else:
-        # Each float32 probability as the exact text of its float64 value.
-        texts = (map(repr, row) for row in _values(probabilities))
-        writer.writerows(
-            [*cells, prediction, *text]
-            for cells, prediction, text in zip(kept, predictions, texts, strict=True)
-        )
+    # Each float32 probability as the exact text of its float64 value.
+    texts: Iterator[list[str]] = (
+        ([repr(p) for p in row] for row in _values(probabilities))
+        if probabilities is not None
+        else ([] for _ in predictions)
+    )
+    reasons = (map(repr, row) for row in explained) if explaining and explained else None
+    writer.writerows(
+        [*cells, prediction, *text, *(next(reasons) if reasons is not None else [])]
+        for cells, prediction, text in zip(kept, predictions, texts, strict=True)
+    )
     return buffer.getvalue()
 
 
