@@ -20,15 +20,18 @@ from mlstack_evaluate.holdout import Holdout
 
 # Holdout rows explained for the importance: about a second for the slowest families.
 IMPORTANCE_ROWS: Final = 100
+# Columns kept, largest first: the version document is one registry item (400 KB at most), and a
+# table may have thousands of columns. The card lists 15, the report plots 25.
+MAX_EXPLAINED_FEATURES: Final = 50
 KIND: Final = "mean |contribution| on the holdout"
 
 
 def explained_importance(
     loaded: LoadedModel, holdout: Holdout, background: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """``{"kind", "rows", "features": [{"name", "importance"}, ...]}``, largest first (the shape
-    of Train's own feature importance). A classifier's contribution is to the probability of the
-    class it predicted."""
+    """``{"kind", "rows", "features": [{"name", "importance"}, ...], "features_total"}``, the
+    ``MAX_EXPLAINED_FEATURES`` largest first (the shape of Train's own feature importance). A
+    classifier's contribution is to the probability of the class it predicted."""
     stored = Background.of(background["columns"], background["data"], loaded.layout)
     rows = holdout.sample(IMPORTANCE_ROWS)
     batch = Batch.of_instances(table_records(holdout.table.take(rows), loaded.layout))
@@ -46,5 +49,9 @@ def explained_importance(
     return {
         "kind": KIND,
         "rows": len(explained),
-        "features": [{"name": names[i], "importance": float(means[i])} for i in order],
+        "features": [
+            {"name": names[i], "importance": float(means[i])}
+            for i in order[:MAX_EXPLAINED_FEATURES]
+        ],
+        "features_total": len(names),
     }

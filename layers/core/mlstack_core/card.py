@@ -466,8 +466,9 @@ def _drivers(data: ReportData) -> Section:
             [[code(f["name"]), _number(f["importance"])] for f in features[:LISTED_DRIVERS]],
         )
     )
-    if len(features) > LISTED_DRIVERS:
-        section.add(f"{len(features) - LISTED_DRIVERS} more columns contribute less.")
+    total = int(importance.get("features_total") or len(features))
+    if total > LISTED_DRIVERS:
+        section.add(f"{total - LISTED_DRIVERS} more columns contribute less.")
     return section
 
 
