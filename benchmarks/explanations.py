@@ -134,6 +134,19 @@ def speed(budget_s: float) -> list[dict[str, Any]]:
     return out
 
 
+def error_row(columns: int, family: str, coalitions: int, shares: list[float]) -> dict[str, Any]:
+    """One line of an error table, printed as it is measured."""
+    result = {
+        "columns": columns,
+        "family": family,
+        "coalitions": coalitions,
+        "median": statistics.median(shares),
+        "worst": max(shares),
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
 def error(rows: int) -> list[dict[str, Any]]:
     """The default budget's error against exact values, on tables small enough to enumerate."""
     from mlstack_core.contract.records import record_chunks
@@ -163,15 +176,7 @@ def error(rows: int) -> list[dict[str, Any]]:
                     )
                     for s, x in zip(sampled, exact, strict=True)
                 ]
-                result = {
-                    "columns": columns,
-                    "family": family,
-                    "coalitions": coalitions,
-                    "median": statistics.median(shares),
-                    "worst": max(shares),
-                }
-                print(json.dumps(result), flush=True)
-                out.append(result)
+                out.append(error_row(columns, family, coalitions, shares))
     return out
 
 
@@ -224,15 +229,7 @@ def wide_error(rows: int) -> list[dict[str, Any]]:
                 float(np.abs(s.contributions[:, 0] - x).max() / np.abs(x).max())
                 for s, x in zip(sampled, exact, strict=True)
             ]
-            result = {
-                "columns": columns,
-                "family": family,
-                "coalitions": coalitions,
-                "median": statistics.median(shares),
-                "worst": max(shares),
-            }
-            print(json.dumps(result), flush=True)
-            out.append(result)
+            out.append(error_row(columns, family, coalitions, shares))
     return out
 
 
