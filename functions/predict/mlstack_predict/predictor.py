@@ -33,7 +33,6 @@ from mlstack_core.observability.requests import (
 )
 from mlstack_core.settings import ServingSettings, serving_settings, stack_settings
 from mlstack_predict.awshttp import AwsHttp, HttpRegistry
-from mlstack_predict.explainer import BackgroundCache, check_rows, explanation_answer
 from mlstack_predict.monitoring_writer import MonitoringWriter
 from mlstack_predict.routing import (
     VARIANT_CANARY,
@@ -50,6 +49,7 @@ if TYPE_CHECKING:
 
     from mlstack_core.documents import VersionDocument
     from mlstack_core.registry import RegistryReader
+    from mlstack_predict.explainer import BackgroundCache
 
 # Metric dimension for requests whose model is not in the registry: the path segment is caller
 # input, and using it as a dimension would let anyone create unbounded CloudWatch metrics.
@@ -78,8 +78,8 @@ class Predictor:
     capture: CaptureRecorder = field(init=False)
     aliases: AliasCache = field(init=False)
     sessions: SessionCache = field(init=False)
-    # Each version's background rows for its explanations.
-    backgrounds: BackgroundCache = field(init=False)
+    # Each version's background rows for its explanations, made on the first explain request.
+    backgrounds: BackgroundCache | None = field(default=None, init=False)
     # Puts the due drift summaries and captures off the answer's path.
     monitoring: MonitoringWriter = field(init=False)
     _monitoring_http: tuple[AwsHttp, AwsHttp] | None = field(default=None, init=False)
@@ -91,7 +91,6 @@ class Predictor:
             self.settings.capture_sample_rate, self.settings.capture_flush_seconds
         )
         self.monitoring = MonitoringWriter(self._put_monitoring)
-        self.backgrounds = BackgroundCache(self.s3, stack_settings().model_bucket)
 
     def model_for(self, model: str) -> LoadedModel:
         """The session to serve ``model`` with; falls back to the last good version on failure."""
@@ -175,6 +174,9 @@ class Predictor:
     ) -> dict[str, Any]:
         """One POST /models/<model>/explain: production's answer (or ``version``'s) and why, per
         row; records the request metrics whatever happens."""
+        # Imported here: the explanation code stays out of the predict path's cold start.
+        from mlstack_predict.explainer import BackgroundCache, check_rows, explanation_answer
+
         started = time.perf_counter()
         dimension = UNKNOWN_MODEL_DIMENSION
         try:
@@ -185,6 +187,8 @@ class Predictor:
             dimension = model  # a registered name: bounded cardinality
             batch = parse_body(body, is_base64, self.settings)
             check_rows(batch, self.settings)
+            if self.backgrounds is None:
+                self.backgrounds = BackgroundCache(self.s3, stack_settings().model_bucket)
             answer = explanation_answer(loaded, batch, self.backgrounds.get(loaded), self.settings)
         except Exception:
             metrics.add_metric("ExplainRequests", COUNT, 1)
