@@ -8,8 +8,10 @@ stack trains by default for a task (ridge, hist_gradient_boosting; logistic_regr
 random_forest for a classifier), a model is fitted and exported as Train does and registered with
 32 background rows in an in-process moto registry. The prediction function's handler then answers
 API Gateway events for one row, POST /explain and POST /predict interleaved (``measured.py``), one
-native thread (a 1-vCPU function's share), at the stack's defaults (EXPLAIN_GRAPH_ROWS 4,096:
-128 coalitions of the 32 rows).
+native thread (a 1-vCPU function's share), at the stack's defaults (six coalitions of the 32 rows
+a column, 128 to 512: EXPLAIN_GRAPH_ROWS 4,096 to EXPLAIN_MAX_GRAPH_ROWS 16,384 graph rows).
+Widest: a request of EXPLAIN_MAX_ROWS rows of the widest table the stack takes (1,000 columns,
+MaxDatasetColumns) through the same handler, what the function's timeout must hold.
 
 Error: on tables of 10 and 14 columns, where every coalition can be enumerated, each row's
 values at the default budget against the exact ones for the same background (which
@@ -25,6 +27,8 @@ import json
 import os
 import statistics
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,7 @@ import numpy as np  # noqa: E402
 DOC = ROOT / "docs" / "explanations.md"
 SCRIPT = "explanations.py"
 COLUMNS = (5, 20, 50)
+WIDEST = 1000
 FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
     "regression": {"ridge": {"alpha": 1.0}, "hist_gradient_boosting": {}},
     "classification": {
@@ -64,40 +69,58 @@ def shape(columns: int) -> tuple[int, int]:
     return columns - categorical, categorical
 
 
-def speed(budget_s: float) -> list[dict[str, Any]]:
-    """Median milliseconds of the handler per one-row request, explain and predict."""
+class Context:
+    function_name = "bench"
+    aws_request_id = "bench"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+
+
+@contextmanager
+def served() -> Iterator[tuple[Any, Any]]:
+    """An in-process moto registry and bucket, and the prediction function's app over them."""
     import boto3
     from moto import mock_aws
 
-    from mlstack_core.contract.records import record_chunks
     from mlstack_core.registry import TABLE_DEFINITION, Registry
-    from tests.helpers.explained import explained_model, generated_csv
-    from tests.helpers.prediction import ModelFixture, Stack, event, load_app
+    from tests.helpers.prediction import Stack, load_app
 
-    out: list[dict[str, Any]] = []
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=os.environ["MODEL_BUCKET"])
         boto3.client("dynamodb").create_table(
             TableName=os.environ["REGISTRY_TABLE"], **TABLE_DEFINITION
         )
-        stack = Stack(Registry(os.environ["REGISTRY_TABLE"]), s3, os.environ["MODEL_BUCKET"])
-        app = load_app()
+        yield (
+            Stack(Registry(os.environ["REGISTRY_TABLE"]), s3, os.environ["MODEL_BUCKET"]),
+            (load_app()),
+        )
 
-        class Context:
-            function_name = "bench"
-            aws_request_id = "bench"
-            invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
 
+def publish(stack: Any, name: str, model: Any) -> None:
+    from mlstack_core.contract.records import record_chunks
+    from tests.helpers.prediction import ModelFixture
+
+    background = next(record_chunks(model.train, model.loaded.layout, 32))
+    stack.publish(
+        name, ModelFixture(model.onnx, model.pipeline, model.schema), background=background
+    )
+
+
+def speed(budget_s: float) -> list[dict[str, Any]]:
+    """Median milliseconds of the handler per one-row request, explain and predict."""
+    from mlstack_core.contract.records import record_chunks
+    from tests.helpers.explained import explained_model, generated_csv
+    from tests.helpers.prediction import event
+
+    out: list[dict[str, Any]] = []
+    with served() as (stack, app):
         for columns in COLUMNS:
             for task, families in FAMILIES.items():
                 for family, params in families.items():
                     body = generated_csv(ROWS, *shape(columns), task, seed=columns, missing=0.05)
                     model = explained_model(family, params, body, task=task)
-                    background = next(record_chunks(model.train, model.loaded.layout, 32))
                     name = f"{family}-{columns}"
-                    fixture = ModelFixture(model.onnx, model.pipeline, model.schema)
-                    stack.publish(name, fixture, background=background)
+                    publish(stack, name, model)
                     row = next(record_chunks(model.holdout, model.loaded.layout, 1))
                     request = json.dumps({"instances": row})
                     explain = event("POST", f"/models/{name}/explain", request)
@@ -134,6 +157,48 @@ def speed(budget_s: float) -> list[dict[str, Any]]:
     return out
 
 
+def widest(repeats: int) -> list[dict[str, Any]]:
+    """Seconds of the handler for one explain request of EXPLAIN_MAX_ROWS rows of the widest
+    table the stack takes, each family, the median of ``repeats``."""
+    import time
+
+    from mlstack_core.contract.records import record_chunks
+    from mlstack_core.settings import serving_settings
+    from tests.helpers.explained import explained_model, generated_csv
+    from tests.helpers.prediction import event
+
+    rows = serving_settings().explain_max_rows
+    out: list[dict[str, Any]] = []
+    with served() as (stack, app):
+        for task, families in FAMILIES.items():
+            for family, params in families.items():
+                body = generated_csv(2000, *shape(WIDEST), task, seed=1, missing=0.05)
+                model = explained_model(family, params, body, task=task)
+                name = f"{family}-{WIDEST}"
+                publish(stack, name, model)
+                request = json.dumps(
+                    {"instances": next(record_chunks(model.holdout, model.loaded.layout, rows))}
+                )
+                explain = event("POST", f"/models/{name}/explain", request)
+                seconds = []
+                for _ in range(repeats + 1):  # the first loads the session
+                    started = time.perf_counter()
+                    answer = app.handler(explain, Context())
+                    seconds.append(time.perf_counter() - started)
+                    assert answer["statusCode"] == 200, answer
+                method = json.loads(answer["body"])["method"]
+                result = {
+                    "columns": WIDEST,
+                    "family": family,
+                    "rows": rows,
+                    "seconds": statistics.median(seconds[1:]),
+                    "coalitions": method["coalitions"],
+                }
+                print(json.dumps(result), flush=True)
+                out.append(result)
+    return out
+
+
 def error_row(columns: int, family: str, coalitions: int, shares: list[float]) -> dict[str, Any]:
     """One line of an error table, printed as it is measured."""
     result = {
@@ -151,12 +216,12 @@ def error(rows: int) -> list[dict[str, Any]]:
     """The default budget's error against exact values, on tables small enough to enumerate."""
     from mlstack_core.contract.records import record_chunks
     from mlstack_core.contract.request import Batch
-    from mlstack_core.explain.served import Background, explain_batch
+    from mlstack_core.explain.served import Background, Budget, explain_batch
     from mlstack_core.settings import serving_settings
     from tests.helpers.explained import explained_model, generated_csv
 
     out: list[dict[str, Any]] = []
-    coalitions = serving_settings().explain_graph_rows // 32
+    budget = Budget.of(serving_settings(), 32)
     for columns in (10, 14):
         for task, families in FAMILIES.items():
             for family, params in families.items():
@@ -167,8 +232,8 @@ def error(rows: int) -> list[dict[str, Any]]:
                 names = list(layout.inputs)
                 background = Background.of(names, [[r[c] for c in names] for r in stored], layout)
                 batch = Batch.of_instances(next(record_chunks(model.holdout, layout, rows)))
-                _, exact = explain_batch(model.loaded, batch, background, 2**columns)
-                _, sampled = explain_batch(model.loaded, batch, background, coalitions)
+                _, exact = explain_batch(model.loaded, batch, background, Budget.fixed(2**columns))
+                _, sampled = explain_batch(model.loaded, batch, background, budget)
                 shares = [
                     float(
                         np.abs(s.contributions - x.contributions).max()
@@ -176,7 +241,7 @@ def error(rows: int) -> list[dict[str, Any]]:
                     )
                     for s, x in zip(sampled, exact, strict=True)
                 ]
-                out.append(error_row(columns, family, coalitions, shares))
+                out.append(error_row(columns, family, budget.coalitions(columns), shares))
     return out
 
 
@@ -190,13 +255,13 @@ def wide_error(rows: int) -> list[dict[str, Any]]:
     from mlstack_core.contract.records import record_chunks
     from mlstack_core.contract.request import Batch
     from mlstack_core.contract.tensors import build_inputs
-    from mlstack_core.explain.served import Background, explain_batch
+    from mlstack_core.explain.served import Background, Budget, explain_batch
     from mlstack_core.kinds.inputs import model_input
     from mlstack_core.settings import serving_settings
     from tests.helpers.explained import explained_model, generated_csv
 
     out: list[dict[str, Any]] = []
-    coalitions = serving_settings().explain_graph_rows // 32
+    budget = Budget.of(serving_settings(), 32)
     for columns in (20, 32, 50):
         for family, params in FAMILIES["regression"].items():
             body = generated_csv(ROWS, columns, 0, "regression", seed=columns)
@@ -223,19 +288,20 @@ def wide_error(rows: int) -> list[dict[str, Any]]:
                 )
             exact = np.asarray(reference(inputs(explained)).values, dtype=np.float64)
             _, sampled = explain_batch(
-                model.loaded, Batch.of_instances(explained), background, coalitions
+                model.loaded, Batch.of_instances(explained), background, budget
             )
             shares = [
                 float(np.abs(s.contributions[:, 0] - x).max() / np.abs(x).max())
                 for s, x in zip(sampled, exact, strict=True)
             ]
-            out.append(error_row(columns, family, coalitions, shares))
+            out.append(error_row(columns, family, sampled[0].coalitions, shares))
     return out
 
 
 def render(
     command: str,
     timed: list[dict[str, Any]],
+    widest_timed: list[dict[str, Any]],
     errors: list[dict[str, Any]],
     wide: list[dict[str, Any]],
 ) -> str:
@@ -253,6 +319,19 @@ def render(
         lines.append(
             f"| {r['columns']} | {r['family']} | {r['explain_ms']:.1f} | {r['predict_ms']:.2f} "
             f"| {r['ratio']:.0f}x | {how} |"
+        )
+    lines += [
+        "",
+        "One explain request of the most rows it takes, of the widest table the stack trains "
+        "on, through the same handler (median of 3):",
+        "",
+        "| columns | family | rows | seconds | coalitions a row |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for r in widest_timed:
+        lines.append(
+            f"| {r['columns']} | {r['family']} | {r['rows']} | {r['seconds']:.2f} "
+            f"| {r['coalitions']} |"
         )
     lines += [
         "",
@@ -291,10 +370,11 @@ def main(argv: list[str] | None = None) -> int:
 
     limit_native_thread_pools()
     timed = speed(0.05 if args.quick else 0.5)
+    widest_timed = widest(1 if args.quick else 3)
     errors = error(8)
     wide = wide_error(8)
     command = "python benchmarks/explanations.py" + (" --quick" if args.quick else "")
-    text = render(command, timed, errors, wide)
+    text = render(command, timed, widest_timed, errors, wide)
     print(text)
     if not args.quick:
         write_measured(DOC, text, SCRIPT, PROSE)

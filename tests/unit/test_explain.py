@@ -11,12 +11,19 @@ import numpy as np
 import pytest
 import shap
 
-from mlstack_core.contract import load_model
+from mlstack_core.contract import LoadedModel, load_model
 from mlstack_core.contract.records import record_chunks
 from mlstack_core.contract.request import Batch
 from mlstack_core.contract.tensors import build_inputs
-from mlstack_core.explain import BACKGROUND_ROWS
-from mlstack_core.explain.served import Background, Players, RowExplanation, explain_batch
+from mlstack_core.explain import BACKGROUND_ROWS, served
+from mlstack_core.explain.served import (
+    COALITIONS_PER_COLUMN,
+    Background,
+    Budget,
+    Players,
+    RowExplanation,
+    explain_batch,
+)
 from mlstack_core.kinds.inputs import model_input
 from mlstack_core.settings import serving_settings
 from mlstack_core.tabular import read_split
@@ -84,7 +91,9 @@ def explain(
     explained: Explained, rows: list[dict[str, Any]], coalitions: int
 ) -> tuple[Any, list[RowExplanation]]:
     found, _ = background(explained)
-    return explain_batch(explained.loaded, Batch.of_instances(rows), found, coalitions)
+    return explain_batch(
+        explained.loaded, Batch.of_instances(rows), found, Budget.fixed(coalitions)
+    )
 
 
 def answers(explained: Explained, outputs: list[np.ndarray]) -> np.ndarray:
@@ -140,7 +149,7 @@ def test_a_column_every_background_row_shares_with_the_row_contributes_nothing()
     data = [[records[0][same] if c == same else record[c] for c in columns] for record in records]
     row[same] = records[0][same]
     fixed = Background.of(columns, data, explained.loaded.layout)
-    _, (ours,) = explain_batch(explained.loaded, Batch.of_instances([row]), fixed, 64)
+    _, (ours,) = explain_batch(explained.loaded, Batch.of_instances([row]), fixed, Budget.fixed(64))
     assert ours.contributions[0].tolist() == [0.0]
     assert np.abs(ours.contributions[1:]).sum() > 0
 
@@ -156,6 +165,46 @@ def test_sampled_values_are_close_to_the_exact_ones() -> None:
         assert not estimate.exact
         scale = np.abs(truth.contributions).max()
         assert np.abs(estimate.contributions - truth.contributions).max() <= 0.05 * scale
+
+
+def test_the_budget_grows_with_the_columns_in_play_within_the_settings() -> None:
+    """Six coalitions a column, between the settings' graph rows per row (4,096 to 16,384 by
+    default) over the background rows: 128 to 512 coalitions of the stack's 32 rows."""
+    budget = Budget.of(serving_settings(), BACKGROUND_ROWS)
+    assert (budget.least, budget.most) == (128, 512)
+    columns = (1, 21, 22, 50, 85, 1000)
+    assert [budget.coalitions(n) for n in columns] == [128, 128, 132, 300, 510, 512]
+    # However many background rows, a row gets the empty and the full coalition.
+    assert Budget.of(serving_settings(), 10_000) == Budget(2, 2)
+
+
+def test_a_wide_row_is_explained_in_several_graph_runs_and_still_adds_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sixty columns: 360 coalitions of the background rows go to the graph in runs of at most
+    GRAPH_ROWS_PER_RUN rows (lowered here to 1,000), and the values add up as from one run."""
+    explained = model("ridge", 60, 0)
+    rows = explained.records(explained.holdout, 2)
+    found, _ = background(explained)
+    runs: list[int] = []
+    run = LoadedModel.run
+
+    def counted(self: LoadedModel, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        runs.append(len(next(iter(feeds.values()))))
+        return run(self, feeds)
+
+    monkeypatch.setattr(LoadedModel, "run", counted)
+    monkeypatch.setattr(served, "GRAPH_ROWS_PER_RUN", 1000)
+    outputs, found_rows = explain_batch(
+        explained.loaded, Batch.of_instances(rows), found, Budget(128, 512)
+    )
+    assert max(runs) <= 1000
+    assert sum(runs) == len(rows) + len(rows) * 360 * found.rows  # the prediction, the games
+    for position, ours in enumerate(found_rows):
+        assert ours.budget == ours.coalitions == COALITIONS_PER_COLUMN * 60
+        np.testing.assert_allclose(
+            ours.base + ours.contributions.sum(axis=0), answers(explained, outputs)[position]
+        )
 
 
 def test_datetime_and_text_columns_are_one_player_each() -> None:
@@ -206,7 +255,7 @@ def test_a_registered_version_carries_training_rows_to_explain_with(aws: Stack) 
         ].read()
     )
     rows = next(record_chunks(holdout, loaded.layout, 3))
-    outputs, found = explain_batch(loaded, Batch.of_instances(rows), background, 256)
+    outputs, found = explain_batch(loaded, Batch.of_instances(rows), background, Budget.fixed(256))
     for position, ours in enumerate(found):
         assert ours.exact  # four numeric and two categorical columns: 64 coalitions
         np.testing.assert_allclose(
@@ -219,9 +268,11 @@ def test_thirty_two_columns_against_shaps_exact_linear_and_tree_explainers(famil
     """Past what enumeration reaches, shap is exact for the families whose structure it reads:
     a linear model (``LinearExplainer``) and a tree ensemble (``TreeExplainer``, interventional),
     on the pipeline's own inputs, which for numeric columns are one per raw column. Kernel SHAP is
-    exact on the linear model (an additive game) from the stack's default 128 coalitions; on the
-    trees its error falls with the budget: within 40 % of the row's largest contribution at 128
-    coalitions, within 10 % at 1,024 (docs/explanations.md)."""
+    exact on the linear model (an additive game) from the stack's default budget (six coalitions
+    a column: 192); on the trees its error falls with the budget: within 15 % of the row's largest
+    contribution at the default budget, within 8 % at 1,024 coalitions. Measured on these rows:
+    10.3 % and 5.2 % at worst (the other rows 3 % and 1 %); the bounds leave half as much again
+    for the seed's luck, and the error kept falling to 0.8 % at 16,384 coalitions."""
     explained = model(family, 32, 0)
     found, records = background(explained)
     rows = explained.records(explained.holdout, 4)
@@ -243,11 +294,17 @@ def test_thirty_two_columns_against_shaps_exact_linear_and_tree_explainers(famil
             estimator, data=reference, feature_perturbation="interventional"
         )
     exact = np.asarray(explainer(transformed(rows)).values, dtype=np.float64)
-    budgets = ((128, 1e-4), (1024, 1e-4)) if family == "ridge" else ((128, 0.40), (1024, 0.10))
-    for coalitions, bound in budgets:
-        _, ours = explain_batch(explained.loaded, Batch.of_instances(rows), found, coalitions)
+    default = Budget.of(serving_settings(), BACKGROUND_ROWS)  # the stack's coalitions
+    assert default.coalitions(32) == COALITIONS_PER_COLUMN * 32
+    budgets = (
+        ((default, 1e-4), (Budget.fixed(1024), 1e-4))
+        if family == "ridge"
+        else ((default, 0.15), (Budget.fixed(1024), 0.08))
+    )
+    for budget, bound in budgets:
+        _, ours = explain_batch(explained.loaded, Batch.of_instances(rows), found, budget)
         errors = [
             np.abs(row.contributions[:, 0] - values).max() / np.abs(values).max()
             for row, values in zip(ours, exact, strict=True)
         ]
-        assert max(errors) <= bound, (coalitions, errors)
+        assert max(errors) <= bound, (budget, errors)

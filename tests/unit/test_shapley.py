@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from mlstack_core.explain.shapley import shapley_values
+from mlstack_core.explain.shapley import kernel_coalitions, shapley_values
 
 pytestmark = pytest.mark.unit
 
@@ -122,3 +122,32 @@ def test_no_players_leaves_only_the_base() -> None:
     attribution = shapley_values(lambda masks: np.ones((len(masks), 2)) * 4.0, 0, budget=2)
     assert attribution.values.shape == (0, 2)
     assert attribution.base.tolist() == [4.0, 4.0]
+
+
+@settings(max_examples=25, deadline=None)
+@given(players=st.integers(10, 40), budget=st.integers(2, 600), seed=st.integers(0, 2**32 - 1))
+def test_kernel_coalitions_are_distinct_and_fill_the_budget(
+    players: int, budget: int, seed: int
+) -> None:
+    masks, weights = kernel_coalitions(players, budget, np.random.default_rng(seed))
+    sizes = masks.sum(axis=1)
+    assert len(masks) == budget
+    assert len({mask.tobytes() for mask in masks}) == len(masks)
+    assert sizes.min() >= 1
+    assert sizes.max() <= players - 1
+    assert (weights > 0).all()
+
+
+@pytest.mark.parametrize("players", [9, 14, 30])
+def test_each_size_weighs_what_the_shapley_kernel_gives_it(players: int) -> None:
+    """Enumerated or drawn, the coalitions of each size carry that size's share of the kernel,
+    (n - 1) / (s (n - s)): an enumerated size exactly, a drawn one within four standard errors
+    of its draws' count."""
+    masks, weights = kernel_coalitions(players, 3000, np.random.default_rng(7))
+    sizes = masks.sum(axis=1)
+    for size in range(1, players):
+        kernel = (players - 1) / (size * (players - size))
+        count = int((sizes == size).sum())
+        enumerated = count == math.comb(players, size)
+        tolerance = 1e-9 if enumerated else 4 / math.sqrt(count)
+        assert weights[sizes == size].sum() == pytest.approx(kernel, rel=tolerance), size

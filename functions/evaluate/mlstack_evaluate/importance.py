@@ -13,7 +13,7 @@ import numpy as np
 from mlstack_core.contract import LoadedModel
 from mlstack_core.contract.records import table_records
 from mlstack_core.contract.request import Batch
-from mlstack_core.explain.served import Background, Players, explain_batch
+from mlstack_core.explain.served import Background, Budget, Players, explain_batch
 from mlstack_core.settings import serving_settings
 from mlstack_core.tasks import CLASSIFICATION
 from mlstack_evaluate.holdout import Holdout
@@ -35,8 +35,8 @@ def explained_importance(
     stored = Background.of(background["columns"], background["data"], loaded.layout)
     rows = holdout.sample(IMPORTANCE_ROWS)
     batch = Batch.of_instances(table_records(holdout.table.take(rows), loaded.layout))
-    coalitions = max(2, serving_settings().explain_graph_rows // max(1, stored.rows))
-    outputs, explained = explain_batch(loaded, batch, stored, coalitions)
+    budget = Budget.of(serving_settings(), stored.rows)
+    outputs, explained = explain_batch(loaded, batch, stored, budget)
     contributions = np.stack([row.contributions for row in explained])  # [rows, columns, outputs]
     if loaded.layout.task == CLASSIFICATION:
         picked = np.asarray(outputs[1]).argmax(axis=1)

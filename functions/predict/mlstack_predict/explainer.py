@@ -15,7 +15,13 @@ import numpy as np
 
 from mlstack_core.contract import Batch, LoadedModel, format_outputs
 from mlstack_core.errors import NoExplanationBackground, PayloadTooLargeError
-from mlstack_core.explain.served import Background, Players, RowExplanation, explain_batch
+from mlstack_core.explain.served import (
+    Background,
+    Budget,
+    Players,
+    RowExplanation,
+    explain_batch,
+)
 from mlstack_core.settings import ServingSettings
 from mlstack_core.tasks import CLASSIFICATION
 
@@ -83,8 +89,7 @@ def explanation_answer(
     loaded: LoadedModel, batch: Batch, background: Background, settings: ServingSettings
 ) -> dict[str, Any]:
     """The answer's prediction fields (as ``/predict`` gives them) and explanations."""
-    coalitions = max(2, settings.explain_graph_rows // max(1, background.rows))
-    outputs, rows = explain_batch(loaded, batch, background, coalitions)
+    outputs, rows = explain_batch(loaded, batch, background, Budget.of(settings, background.rows))
     names = Players.of(loaded.layout).names
     classification = loaded.layout.task == CLASSIFICATION
     return {
@@ -94,6 +99,6 @@ def explanation_answer(
             "name": "shapley",
             "background_rows": background.rows,
             "coalitions": int(np.max([row.coalitions for row in rows], initial=0)),
-            "coalition_budget": coalitions,
+            "coalition_budget": int(np.max([row.budget for row in rows], initial=0)),
         },
     }

@@ -153,7 +153,8 @@ def document(settings: ServingSettings, server_url: str | None = None) -> dict[s
                 "probability (a list aligned to classes). Shapley values of the served ONNX model "
                 "against training rows stored with the version (the base is its mean answer on "
                 "them): exact when every coalition of the row's columns fits the budget, Kernel "
-                "SHAP with paired sampling otherwise."
+                "SHAP on sampled coalitions (paired, sizes drawn uniformly) otherwise; the budget "
+                "grows with the columns whose value differs from a background row's."
             ),
             "properties": {
                 "model": {"type": "string"},
@@ -199,8 +200,14 @@ def document(settings: ServingSettings, server_url: str | None = None) -> dict[s
                     "properties": {
                         "name": {"const": "shapley"},
                         "background_rows": {"type": "integer"},
-                        "coalitions": {"type": "integer"},
-                        "coalition_budget": {"type": "integer"},
+                        "coalitions": {
+                            "type": "integer",
+                            "description": "The most coalitions a row was evaluated on.",
+                        },
+                        "coalition_budget": {
+                            "type": "integer",
+                            "description": "The most coalitions a row was allowed.",
+                        },
                     },
                 },
             },
@@ -329,7 +336,8 @@ def document(settings: ServingSettings, server_url: str | None = None) -> dict[s
             "required": True,
             "description": (
                 f"The body /predict takes, at most {explain_rows} rows per request; each row "
-                f"costs up to {settings.explain_graph_rows} rows of the model's graph."
+                f"costs {settings.explain_graph_rows} to {settings.explain_max_graph_rows} rows "
+                "of the model's graph, more for more columns."
             ),
             "content": content,
         },

@@ -46,7 +46,7 @@ from mlstack_core.errors import (
     TooManyRefusedRows,
     WrongDelimiter,
 )
-from mlstack_core.explain.served import Background, explain_batch
+from mlstack_core.explain.served import Background, Budget, explain_batch
 from mlstack_core.integrity import read_verified
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model
 from mlstack_core.registry import Registry
@@ -363,7 +363,7 @@ def _explanations(
         loaded,
         Batch.of_instances([r for r in records if isinstance(r, dict)]),
         background,
-        serving_settings().explain_graph_rows,
+        Budget.of(serving_settings(), background.rows),
     )
     picked = (
         np.asarray(outputs[1]).argmax(axis=1)

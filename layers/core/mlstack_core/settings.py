@@ -127,9 +127,12 @@ class ServingSettings:
     # window, not one per request, while the registry is throttled or unreachable.
     alias_error_ttl_seconds: float = 5.0
     # Explanations (mlstack_core.explain): rows per request, and graph rows spent on each row
-    # (coalitions times background rows), what keeps a request within the function's timeout.
+    # (coalitions times background rows): at least explain_graph_rows, more for wide rows
+    # (explain.served.Budget) up to explain_max_graph_rows, what keeps a request of
+    # explain_max_rows rows within the function's timeout.
     explain_max_rows: int = 10
     explain_graph_rows: int = 4096
+    explain_max_graph_rows: int = 16384
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -152,6 +155,7 @@ class ServingSettings:
             alias_error_ttl_seconds=float(os.environ.get("ALIAS_ERROR_TTL_SECONDS", "5")),
             explain_max_rows=int(os.environ.get("EXPLAIN_MAX_ROWS", "10")),
             explain_graph_rows=int(os.environ.get("EXPLAIN_GRAPH_ROWS", "4096")),
+            explain_max_graph_rows=int(os.environ.get("EXPLAIN_MAX_GRAPH_ROWS", "16384")),
         )
 
 

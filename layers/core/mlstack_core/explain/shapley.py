@@ -9,12 +9,14 @@ games whose Shapley values are known.
   Shapley formula's weighted sum of its marginal contributions.
 - **Kernel SHAP** otherwise (Lundberg and Lee, 2017): the values are the weighted least-squares fit
   of the coalitions' values under the Shapley kernel, constrained to add up to the full
-  coalition's value. Coalition sizes whose every subset (and complement) fits what is left of the
-  budget are enumerated, smallest and largest first, where the kernel puts most of its weight;
-  the rest of the budget is drawn at random, each subset with its complement (paired sampling),
-  from a fixed seed, so the same row gets the same explanation. This is the procedure of shap's
-  ``KernelExplainer``, written here because shap (with numba and pandas) does not fit in the
-  serving function next to onnxruntime.
+  coalition's value. The coalitions are drawn as Leverage SHAP draws them (Musco and Witter,
+  2025): sizes uniformly rather than by the kernel's mass (which crowds the budget into sizes 1
+  and n - 1), each coalition with its complement (paired sampling), weighted by the kernel over
+  the draw's probability, from a fixed seed so the same row gets the same explanation. Against
+  shap's ``KernelExplainer`` procedure (its sizes by kernel mass, the heaviest enumerated first)
+  this halved the worst error at the same budget on 32 and 50 columns (docs/explanations.md).
+  Written in numpy because shap (with numba and pandas) does not fit in the serving function next
+  to onnxruntime.
 
 Either way the values add up exactly (to float rounding) to the full coalition's value minus the
 empty coalition's: ``base + values.sum(axis=0) == value(all players)``.
@@ -26,12 +28,16 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 # A game: boolean masks [S, players] -> values [S, outputs].
 Game = Callable[[NDArray[np.bool_]], NDArray[np.float64]]
+
+# Draws allowed per coalition asked for, before a budget near 2**players settles for fewer.
+MAX_DRAWS_PER_COALITION: Final = 20
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ def _exact(game: Game, players: int) -> Attribution:
 
 
 def _kernel(game: Game, players: int, budget: int, seed: int) -> Attribution:
-    masks, weights = _kernel_coalitions(players, budget - 2, np.random.default_rng(seed))
+    masks, weights = kernel_coalitions(players, budget - 2, np.random.default_rng(seed))
     ends = np.zeros((2, players), dtype=bool)
     ends[1] = True
     values = np.asarray(game(np.vstack([ends, masks])), dtype=np.float64)
@@ -87,68 +93,66 @@ def _kernel(game: Game, players: int, budget: int, seed: int) -> Attribution:
     last = masks[:, -1:].astype(np.float64)
     design = masks[:, :-1].astype(np.float64) - last
     target = sampled - base[None, :] - last * total[None, :]
-    weighted = design * weights[:, None]
-    head, *_ = np.linalg.lstsq(weighted.T @ design, weighted.T @ target, rcond=None)
+    # The weighted fit as an ordinary one on rows scaled by the weights' roots: the same
+    # (minimum-norm) solution as the normal equations, from a smaller factorisation when a wide
+    # row has fewer coalitions than columns.
+    root = np.sqrt(weights)[:, None]
+    head, *_ = np.linalg.lstsq(design * root, target * root, rcond=None)
     out = np.vstack([head, total[None, :] - head.sum(axis=0, keepdims=True)])
     return Attribution(base, out, exact=False, coalitions=int(masks.shape[0]) + 2)
 
 
-def _kernel_coalitions(
+def _kernel_weight(players: int, size: int) -> float:
+    """The Shapley kernel's weight of one coalition of ``size`` players."""
+    return (players - 1) / (math.comb(players, size) * size * (players - size))
+
+
+def kernel_coalitions(
     players: int, budget: int, rng: np.random.Generator
 ) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
-    """Coalitions other than the empty and full one, and their Shapley kernel weights."""
-    sizes = players // 2  # sizes 1..sizes; the others are their complements
-    paired = (players - 1) // 2  # sizes whose complement is another size
-    share = np.array([(players - 1) / (s * (players - s)) for s in range(1, sizes + 1)])
-    share[:paired] *= 2
-    share /= share.sum()
+    """``budget`` distinct coalitions other than the empty and full one, and their regression
+    weights. The smallest sizes and their complements, where the kernel weighs each coalition
+    most, are enumerated while they take at most half the budget, each at its kernel weight. The
+    rest are drawn: a size uniformly among the others (the Shapley regression's leverage scores
+    are equal across sizes), then a coalition of that size uniformly, with its complement; each
+    draw weighs the kernel's weight over its probability, so the draws stand for the sizes left,
+    and a coalition drawn again adds its weight to the first draw's."""
     masks: list[NDArray[np.bool_]] = []
     weights: list[float] = []
-    left, remaining = budget, share.copy()
-    full_sizes = 0
-    for size in range(1, sizes + 1):
-        count = math.comb(players, size) * (2 if size <= paired else 1)
-        if left * remaining[size - 1] / count < 1.0 - 1e-8:
+    smallest = 1
+    while smallest < players - smallest:
+        count = 2 * math.comb(players, smallest)
+        if len(masks) + count > budget // 2:
             break
-        full_sizes += 1
-        left -= count
-        if remaining[size - 1] < 1.0:
-            remaining = remaining / (1.0 - remaining[size - 1])
-        each = share[size - 1] / math.comb(players, size) / (2 if size <= paired else 1)
-        for members in itertools.combinations(range(players), size):
+        for chosen in itertools.combinations(range(players), smallest):
             mask = np.zeros(players, dtype=bool)
-            mask[list(members)] = True
-            masks.append(mask)
-            weights.append(each)
-            if size <= paired:
-                masks.append(~mask)
-                weights.append(each)
-    fixed = len(masks)
-    if full_sizes < sizes and left > 0:
-        rest = share[full_sizes:].copy()
-        rest[: max(0, paired - full_sizes)] /= 2
-        rest /= rest.sum()
-        drawn: dict[bytes, int] = {}
-        for offset in rng.choice(rest.size, size=4 * left, p=rest):
-            if left <= 0:
-                break
-            size = int(offset) + full_sizes + 1
-            mask = np.zeros(players, dtype=bool)
-            mask[rng.permutation(players)[:size]] = True
-            for member in (mask, ~mask) if size <= paired else (mask,):
-                if left <= 0:
-                    break
-                key = member.tobytes()
-                if key in drawn:
-                    weights[drawn[key]] += 1.0
-                    continue
+            mask[list(chosen)] = True
+            for member in (mask, ~mask):
+                masks.append(member)
+                weights.append(_kernel_weight(players, smallest))
+        smallest += 1
+    enumerated = len(masks)
+    sizes = np.arange(smallest, players - smallest + 1)
+    drawn: dict[bytes, int] = {}
+    draws = 0
+    # Distinct coalitions get rare as the budget nears all of them; the draws are bounded.
+    for _ in range(MAX_DRAWS_PER_COALITION * budget):
+        if len(masks) >= budget or sizes.size == 0:
+            break
+        size = int(rng.choice(sizes))
+        mask = np.zeros(players, dtype=bool)
+        mask[rng.permutation(players)[:size]] = True
+        for member, members in ((mask, size), (~mask, players - size)):
+            # kernel weight over probability, 1 / (len(sizes) C(n, s)); divided by the draws below
+            weight = _kernel_weight(players, members) * sizes.size * math.comb(players, members)
+            draws += 1
+            key = member.tobytes()
+            if key in drawn:
+                weights[drawn[key]] += weight
+            elif len(masks) < budget:
                 drawn[key] = len(masks)
                 masks.append(member)
-                weights.append(1.0)
-                left -= 1
-        # The drawn coalitions share the weight the enumerated sizes left.
-        drawn_weights = np.asarray(weights[fixed:])
-        if drawn_weights.size:
-            drawn_weights *= share[full_sizes:].sum() / drawn_weights.sum()
-            weights[fixed:] = drawn_weights.tolist()
+                weights.append(weight)
+    if draws:
+        weights[enumerated:] = (np.asarray(weights[enumerated:]) / draws).tolist()
     return np.asarray(masks, dtype=bool).reshape(-1, players), np.asarray(weights)
