@@ -261,6 +261,37 @@ class UnreadableDates(DatasetError):
 # Batch scoring (functions/score) -----------------------------------------------------------------
 
 
+class ImportRefused(PipelineError):
+    """A model brought with ``mlstack import`` cannot be admitted as it is: the run fails by this
+    name before anything loads the file into a serving runtime, and production stays as it was."""
+
+
+class ImportedModelUnreadable(ImportRefused):
+    """The uploaded file is not an ONNX model (its bytes do not parse, or it has no graph)."""
+
+
+class ImportedModelTooLarge(ImportRefused):
+    """The ONNX file has more bytes or nodes than the stack allows (MaxImportMiB and
+    MaxImportNodes)."""
+
+
+class ExternalDataRefused(ImportRefused):
+    """The ONNX file points at tensor data outside itself; the stack serves self-contained files."""
+
+
+class CustomOperatorRefused(ImportRefused):
+    """The ONNX file uses an operator domain the serving runtime does not ship."""
+
+
+class OpsetUnsupported(ImportRefused):
+    """The ONNX file needs an IR or opset version newer than the serving runtime loads."""
+
+
+class ImportContractMismatch(ImportRefused):
+    """The ONNX graph's inputs or outputs do not match the holdout's columns, the kinds the stack
+    infers for them, or the answers the stack serves; the message names each difference."""
+
+
 class HeaderLacksFeature(PipelineError):
     """The batch file's header lacks a column the version reads."""
 

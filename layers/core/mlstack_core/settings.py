@@ -177,6 +177,9 @@ class GuardSettings:
     max_columns: int
     max_classes: int
     max_candidates: int
+    # What an imported ONNX file may be (mlstack_admit.inspection).
+    max_import_bytes: int = 100 * 2**20
+    max_import_nodes: int = 20_000
 
     @classmethod
     def from_env(cls) -> GuardSettings:
@@ -195,6 +198,8 @@ class GuardSettings:
             max_columns=int(os.environ.get("MAX_DATASET_COLUMNS", "1000")),
             max_classes=int(os.environ.get("MAX_CLASSES", "200")),
             max_candidates=int(os.environ.get("MAX_CANDIDATES", "100")),
+            max_import_bytes=int(float(os.environ.get("MAX_IMPORT_MIB", "100")) * 2**20),
+            max_import_nodes=int(os.environ.get("MAX_IMPORT_NODES", "20000")),
         )
 
     def requires_manual_approval(self, model: str) -> bool:
