@@ -304,7 +304,22 @@ def convert_model(model: Any, frame: pd.DataFrame, features: Sequence[str]) -> b
             f"skl2onnx could not convert the model: {type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else ''}"
         ) from error
+    names = [name for name, _ in initial_types]
+    for graph_input, name in zip(list(converted.graph.input), names, strict=False):
+        if graph_input.name != name:  # skl2onnx makes names identifiers: "tenure (mois)" -> ...
+            rename_input(converted.graph, graph_input.name, name)
     return bytes(converted.SerializeToString())
+
+
+def rename_input(graph: Any, old: str, new: str) -> None:
+    """The graph input ``old`` named ``new``, and every node that reads it."""
+    for value in graph.input:
+        if value.name == old:
+            value.name = new
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            if name == old:
+                node.input[position] = new
 
 
 def libraries(source: str) -> dict[str, str]:

@@ -30,6 +30,7 @@ def model_name_problem(name: str) -> str | None:
 DATASETS_PREFIX = "datasets/"
 BATCH_PREFIX = "batch/"
 FEEDBACK_PREFIX = "feedback/"
+IMPORTS_PREFIX = "imports/"
 
 # Datasets the Monitor derives from captured requests (quality retraining) have a prefix of their
 # own, so one lifecycle rule gives them the captures' retention (CaptureRetentionDays). It stays
@@ -41,6 +42,8 @@ DERIVED_DATASETS_PREFIX = f"{DATASETS_PREFIX}_derived/"
 DATASET_KEY = re.compile(r"^datasets/(?:_derived/)?(?P<model>[^/]+)/[^/]+\.csv$")
 # A batch scoring job: its file, and (under batch/<model>/<job>/) its output.
 BATCH_KEY = re.compile(r"^batch/(?P<model>[^/]+)/(?P<job>[^/]+)\.csv$")
+# A model trained elsewhere (``mlstack import``): its manifest, written last, starts the run.
+IMPORT_MANIFEST_KEY = re.compile(r"^imports/(?P<model>[^/]+)/(?P<upload>[^/]+)/manifest\.json$")
 
 
 def dataset_prefix(model: str) -> str:
@@ -118,6 +121,16 @@ def job_errors_key(job: str) -> str:
 
 def job_manifest_key(job: str) -> str:
     return f"{job}/manifest.json"
+
+
+def import_prefix(model: str, upload: str) -> str:
+    """``imports/<model>/<upload>/``: one ``mlstack import``'s files (the ONNX file, the holdout,
+    the original's answers, a training sample and a spec when given) and, last, its manifest."""
+    return f"{IMPORTS_PREFIX}{model}/{upload}/"
+
+
+def import_file_key(model: str, upload: str, file_name: str) -> str:
+    return f"{import_prefix(model, upload)}{file_name}"
 
 
 def feedback_prefix(model: str) -> str:
