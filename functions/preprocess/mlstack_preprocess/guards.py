@@ -24,11 +24,14 @@ from mlstack_core.errors import (
 )
 from mlstack_core.settings import GuardSettings
 from mlstack_core.spec import greater_is_better
-from mlstack_core.storage_keys import DATASET_KEY, model_name_problem
+from mlstack_core.storage_keys import DATASET_KEY, IMPORT_MANIFEST_KEY, model_name_problem
 
 
-def check_own_input(model: str, dataset: DatasetRef, data_bucket: str) -> None:
-    """The run's dataset is ``datasets/<model>/<file>.csv`` in this stack's data bucket."""
+def check_own_input(
+    model: str, dataset: DatasetRef, data_bucket: str, *, imported: bool = False
+) -> None:
+    """The run's dataset is ``datasets/<model>/<file>.csv`` in this stack's data bucket (an
+    import's, ``imports/<model>/<upload>/manifest.json``)."""
     problem = model_name_problem(model)
     if problem:
         raise ForeignDataset(problem)
@@ -37,11 +40,14 @@ def check_own_input(model: str, dataset: DatasetRef, data_bucket: str) -> None:
             f"the dataset is in bucket {str(dataset.get('bucket'))[:80]!r}, not this stack's "
             "data bucket"
         )
-    match = DATASET_KEY.match(str(dataset.get("key", "")))
+    pattern, expected = (
+        (IMPORT_MANIFEST_KEY, f"imports/{model}/<upload>/manifest.json")
+        if imported
+        else (DATASET_KEY, f"datasets/{model}/<file>.csv")
+    )
+    match = pattern.match(str(dataset.get("key", "")))
     if match is None or match.group("model") != model:
-        raise ForeignDataset(
-            f"key {str(dataset.get('key'))[:200]!r} is not datasets/{model}/<file>.csv"
-        )
+        raise ForeignDataset(f"key {str(dataset.get('key'))[:200]!r} is not {expected}")
 
 
 def gate_limit_problems(spec: dict[str, Any], guards: GuardSettings) -> list[str]:

@@ -14,7 +14,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 import boto3
 import numpy as np
@@ -28,18 +28,20 @@ from mlstack_core.candidates import (
 )
 from mlstack_core.documents import DatasetRef, DataWarning, FeatureSchema, Splits, VersionDocument
 from mlstack_core.drift import feature_baseline
-from mlstack_core.errors import SpecError
+from mlstack_core.errors import ImportContractMismatch, SpecError
 from mlstack_core.explain import BACKGROUND_ROWS
 from mlstack_core.folds import (
     CROSS_VALIDATION,
     FOLDS,
+    HOLDOUT,
     REPEATS,
+    Judgement,
     assign_folds,
     folds_bytes,
     judgement_for,
 )
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics, per_model, tracer
-from mlstack_core.payloads import Compute, ExecutionInput, Run
+from mlstack_core.payloads import Admitted, Candidate, Compute, ExecutionInput, Run
 from mlstack_core.registry import Registry
 from mlstack_core.settings import (
     GuardSettings,
@@ -56,6 +58,7 @@ from mlstack_core.storage_keys import (
     folds_key,
     holdout_inputs_key,
     holdout_split_key,
+    import_rows_key,
     spec_key,
     train_inputs_key,
     train_split_key,
@@ -279,6 +282,45 @@ def write_split_inputs(
         del body
 
 
+def imported_split(prepared: Prepared, admitted: Admitted) -> Prepared:
+    """An import's rows: the holdout first, then the training sample's (the holdout again when
+    there is none: the drift baseline and the background rows come from it). The schema is the
+    one InspectImport fitted the graph to, with the model's classes in its probabilities' order."""
+    schema = prepared.schema
+    expected = (admitted["numeric"], admitted["categorical"])
+    if (
+        (schema["numeric"], schema["categorical"]) != expected
+        or schema["datetime"]
+        or schema["text"]
+    ):
+        raise ImportContractMismatch(
+            f"the holdout's columns are numeric {schema['numeric']}, categorical "
+            f"{schema['categorical']}, datetime {schema['datetime']}, text {schema['text']}; the "
+            f"graph reads numeric {expected[0]} and categorical {expected[1]}"
+        )
+    rows = admitted["holdout_rows"]
+    holdout = np.arange(rows)
+    train = np.arange(rows, prepared.table.n_rows) if prepared.table.n_rows > rows else holdout
+    classes = admitted["classes"]
+    if classes is not None:
+        typed = int if schema["label_type"] == "int" else str
+        schema = {**schema, "classes": [typed(c) for c in classes]}
+    return replace(prepared, schema=schema, train_index=train, holdout_index=holdout)
+
+
+def check_import_rows(
+    model: str, run_id: str, dataset: DatasetRef, model_bucket: str, dataset_import: DatasetRef
+) -> None:
+    """An import's rows are its own holdout, or the run's joined rows InspectImport wrote."""
+    prefix = dataset_import["key"].rsplit("/", 1)[0] + "/"
+    own = dataset["bucket"] == dataset_import["bucket"] and dataset["key"].startswith(prefix)
+    joined = dataset["bucket"] == model_bucket and dataset["key"] == import_rows_key(model, run_id)
+    if not (own or joined):
+        raise ImportContractMismatch(
+            f"the import's rows {dataset['key'][:200]!r} are neither under {prefix} nor the run's"
+        )
+
+
 def preprocess(
     event: ExecutionInput,
     *,
@@ -291,9 +333,16 @@ def preprocess(
     model, dataset = event["model"], event["dataset"]
     run_id = event.get("execution_name") or ""
     guards = guard_settings()
-    check_own_input(model, dataset, data_bucket)
-    check_size(dataset.get("size"), guards)
-    spec = load_spec(read_spec(s3, dataset["bucket"], model))
+    admitted = event.get("admitted")
+    if admitted is None:
+        check_own_input(model, dataset, data_bucket)
+        check_size(dataset.get("size"), guards)
+        spec = load_spec(read_spec(s3, dataset["bucket"], model))
+    else:  # an import: its holdout (and training sample), as InspectImport checked them
+        check_own_input(model, dataset, data_bucket, imported=True)
+        dataset = admitted["dataset"]
+        check_import_rows(model, run_id, dataset, model_bucket, dataset_import=event["dataset"])
+        spec = load_spec(json.dumps(admitted["spec"]).encode())
     check_gate_limits(spec, guards)
     spec, stack_warnings = stack_approval(model, spec, guards)
     # Columns this spec drops but production reads stay in the split files, so Evaluate can
@@ -309,7 +358,11 @@ def preprocess(
     if spec["task"] == CLASSIFICATION:
         check_classes(len(set(values)), guards)
     prepared = prepare(table, spec, passthrough=[name for name in keep if name in table.header])
-    judged_on = judgement_for(prepared.table.n_rows, spec, guards.cross_validate_below_rows)
+    judged_on: Judgement = HOLDOUT  # an import is judged on its own holdout
+    if admitted is None:
+        judged_on = judgement_for(prepared.table.n_rows, spec, guards.cross_validate_below_rows)
+    else:
+        prepared = imported_split(prepared, admitted)
     if judged_on == CROSS_VALIDATION:
         # Every row trains and is judged out of fold; the "holdout" file is the whole table.
         every_row = np.arange(prepared.table.n_rows)
@@ -388,7 +441,11 @@ def preprocess(
     )
     del feeds
 
-    candidates = expand_candidates(spec, spec["task"])
+    candidates = (
+        expand_candidates(spec, spec["task"])
+        if admitted is None
+        else [cast(Candidate, admitted["candidate"])]
+    )
     check_candidate_count(len(candidates), guards)
     per_model(model)
     metrics.add_metric(name="DatasetRows", unit=MetricUnit.Count, value=lineage["rows"])
@@ -422,6 +479,8 @@ def preprocess(
         "feature_baseline_key": baseline_key,
         "background_split_key": background_key,
     }
+    if admitted is not None:
+        run["imported"] = admitted["lineage"]
     if len(candidates) > INLINE_MAP_LIMIT:
         # Too many for the execution state: the Distributed Map reads them from S3.
         key = candidates_key(model, run_id)

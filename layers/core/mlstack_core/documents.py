@@ -216,6 +216,7 @@ class DatasetRef(TypedDict):
     bytes: NotRequired[int]
     rows: NotRequired[int]
     columns: NotRequired[int]
+    requester: NotRequired[str]  # who wrote the object, as the S3 event says
 
 
 class Splits(TypedDict):

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-HOLDOUT = "holdout"
-CROSS_VALIDATION = "cross_validation"
 Judgement = Literal["holdout", "cross_validation"]
+HOLDOUT: Final[Judgement] = "holdout"
+CROSS_VALIDATION: Final[Judgement] = "cross_validation"
 
 FOLDS = 5
 REPEATS = 3

@@ -33,7 +33,10 @@ from mlstack_core.tasks import Task
 
 
 class ExecutionInput(TypedDict):
-    """What Trigger starts an execution with; also Preprocess's input."""
+    """What Trigger starts an execution with; also Preprocess's input.
+
+    An import (``mlstack import``) starts with ``source`` "import" and its manifest as the
+    dataset; InspectImport's output is PrepareImport's ``admitted``."""
 
     model: str
     dataset: DatasetRef
@@ -41,6 +44,35 @@ class ExecutionInput(TypedDict):
     execution_name: NotRequired[str]
     # MeasureDataset's event says ``"action": "measure"``; Preprocess's has none.
     action: NotRequired[Literal["measure"]]
+    source: NotRequired[Literal["import"]]
+    admitted: NotRequired[Admitted]
+
+
+class ImportLineage(TypedDict):
+    """Where an imported version came from, as its manifest and the upload's event say."""
+
+    source: str  # "onnx", "scikit-learn", "lightgbm" or "xgboost"
+    file_name: str
+    file_sha256: str  # of the file the user named (a pickle never leaves their machine)
+    onnx_sha256: str  # of the ONNX file uploaded
+    libraries: dict[str, str]  # what fitted and converted it
+    uploaded_by: str  # the S3 event's requester, else the identity the CLI recorded
+    manifest_key: str
+    manifest_version_id: str | None
+    training_sample: bool
+
+
+class Admitted(TypedDict):
+    """InspectImport's output (``$.admitted``): what PrepareImport prepares the run from."""
+
+    spec: dict[str, Any]  # the spec document, the kinds the graph reads in columns.types
+    dataset: DatasetRef  # the holdout, or its rows followed by the training sample's
+    holdout_rows: int  # the dataset's first rows are the holdout
+    numeric: list[str]  # the columns of each of the graph's inputs, in order
+    categorical: list[str]
+    classes: list[Any] | None  # a classifier's, in its probabilities' order
+    candidate: dict[str, Any]  # the Map's item: the stored candidate's result key, version, hash
+    lineage: ImportLineage
 
 
 class TaskNetwork(TypedDict):
@@ -99,6 +131,7 @@ class Run(TypedDict):
     candidates_key: NotRequired[str]  # Distributed Map: the candidate list in S3
     feature_baseline_key: NotRequired[str | None]
     background_split_key: NotRequired[str | None]
+    imported: NotRequired[ImportLineage]  # a model trained elsewhere (``mlstack import``)
 
 
 class TrainInput(TypedDict):
@@ -161,6 +194,7 @@ class TrainedEntry(TypedDict):
     library_versions: NotRequired[dict[str, str]]
     feature_importance: NotRequired[dict[str, Any] | None]
     explained_importance: NotRequired[dict[str, Any] | None]
+    imported: NotRequired[ImportLineage]
     # Where Train stored this whole entry (``storage_keys.candidate_result_key``), which Evaluate
     # reads: the Map's state carries only the fields the state machine selects and these.
     result_key: NotRequired[str]

@@ -203,6 +203,11 @@ def candidate_holdout_outputs_key(model: str, run_id: str, candidate_id: str) ->
     return f"{candidate_prefix(model, run_id, candidate_id)}/sklearn_holdout.npz"
 
 
+def import_rows_key(model: str, run_id: str) -> str:
+    """An import's holdout rows followed by its training sample's: the run's dataset."""
+    return f"{run_prefix(model, run_id)}/import/rows.csv"
+
+
 def prepared_run_key(model: str, run_id: str) -> str:
     """The preprocess task (the Fargate path): the run it prepared, which CollectPreparedRun
     puts into the state as Preprocess's Lambda returns it."""
