@@ -1,0 +1,52 @@
+"""Imports (``mlstack import``) as the CLI uploads them, and as the state machine's first states
+hand them to InspectImport and PrepareImport."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlstack.cli.importing import prepare_import, upload_import
+from tests.helpers.stack import REGION, Stack
+
+
+def import_event(
+    stack: Stack,
+    model: str,
+    model_file: Path,
+    holdout: Path,
+    target: str,
+    *,
+    train_sample: Path | None = None,
+    execution_name: str = "import-001",
+) -> dict[str, Any]:
+    """Convert and upload as ``mlstack import`` does; the execution input Trigger would start."""
+    prepared = prepare_import(model, model_file, holdout, target, train_sample=train_sample)
+    manifest = upload_import(stack.s3, stack.data_bucket, model, prepared)
+    return {
+        "model": model,
+        "source": "import",
+        "dataset": {**manifest, "requester": "123456789012"},
+        "execution_arn": (
+            f"arn:aws:states:{REGION}:123456789012:execution:mlstack-training:{execution_name}"
+        ),
+        "execution_name": execution_name,
+    }
+
+
+def admitted_run(stack: Stack, event: dict[str, Any]) -> dict[str, Any]:
+    """InspectImport, then PrepareImport, then the Map's pass for the imported candidate and
+    Evaluate: the execution state up to the gate."""
+    from tests.helpers.stack import load_handler
+
+    state = dict(event)
+    state["admitted"] = load_handler("admit")(event, stack.context)
+    state["run"] = stack.preprocess(
+        {**{k: v for k, v in event.items() if k != "source"}, "admitted": state["admitted"]}
+    )
+    state["trained"] = [
+        {**candidate, "status": "trained", "fit_seconds": None}
+        for candidate in state["run"]["candidates"]
+    ]
+    state["evaluation"] = stack.evaluate(state["run"], state["trained"])
+    return state
