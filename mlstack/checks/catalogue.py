@@ -33,6 +33,7 @@ FUNCTIONS: dict[str, str] = {
     "TriggerFunction": "trigger",
     "PreprocessFunction": "preprocess",
     "TrainFunction": "train",
+    "AdmitFunction": "admit",
     "EvaluateFunction": "evaluate",
     "RegisterFunction": "register",
     "RunLockFunction": "runlock",
@@ -111,6 +112,7 @@ METRICS: list[Metric] = [
             ("IgnoredObjects", "Count", "objects that are not datasets/<model>/<file>.csv"),
             ("RefusedUploads", "Count", "datasets above MaxUploadMiB: no run, an alert"),
             ("BatchJobsStarted", "Count", "scoring jobs started by a batch/<model>/<job>.csv"),
+            ("ImportRunsStarted", "Count", "runs started by an import's manifest (mlstack import)"),
         ],
     ),
     *_m(
@@ -136,6 +138,14 @@ METRICS: list[Metric] = [
             ("FitSeconds", "Seconds", "fit time of one candidate (a whole search with cv)"),
             ("ExportSeconds", "Seconds", "ONNX conversion time"),
             ("OnnxBytes", "Bytes", "size of the exported model"),
+        ],
+    ),
+    *_m(
+        "Pipeline",
+        "admit",
+        PER_MODEL,
+        [
+            ("ImportsAdmitted", "Count", "imported models stored as their run's candidate"),
         ],
     ),
     *_m(

@@ -50,3 +50,46 @@ def admitted_run(stack: Stack, event: dict[str, Any]) -> dict[str, Any]:
     ]
     state["evaluation"] = stack.evaluate(state["run"], state["trained"])
     return state
+
+
+def penguins_import_event(stack: Stack, directory: Path, model: str = "penguins") -> dict[str, Any]:
+    """A scikit-learn pipeline fitted on half the penguins, imported with the other half as its
+    holdout: the execution input InspectImport gets."""
+    import io
+
+    import joblib
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from tests.helpers.tables import penguins_bytes
+
+    table = pd.read_csv(io.BytesIO(penguins_bytes())).dropna(subset=["species"])
+    train, holdout = table.iloc[::2], table.iloc[1::2]
+    numbers = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+    pipeline = Pipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [
+                        (
+                            "numbers",
+                            Pipeline([("fill", SimpleImputer()), ("scale", StandardScaler())]),
+                            numbers,
+                        ),
+                        ("island", OneHotEncoder(handle_unknown="ignore"), ["island"]),
+                    ]
+                ),
+            ),
+            ("model", LogisticRegression(max_iter=1000)),
+        ]
+    ).fit(train[[*numbers, "island"]], train["species"])
+    joblib.dump(pipeline, directory / "penguins.joblib")
+    holdout.to_csv(directory / "holdout.csv", index=False)
+    return import_event(
+        stack, model, directory / "penguins.joblib", directory / "holdout.csv", "species"
+    )

@@ -22,6 +22,7 @@ import importlib
 import io
 import json
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +42,7 @@ from mlstack_core.settings import forget
 from mlstack_core.tabular import feature_feeds, read_split
 from mlstack_runlock.lock_table import TABLE_DEFINITION as RUN_LOCK_TABLE
 from tests.helpers.emf import Emitted, emf
+from tests.helpers.imports import penguins_import_event
 from tests.helpers.lambda_context import FakeLambdaContext
 from tests.helpers.stack import Stack, load_handler, register_event
 from tests.helpers.tables import penguins_bytes, records_csv
@@ -79,6 +81,7 @@ SERVICE_OF_DIR = {
     "trigger": "trigger",
     "preprocess": "preprocess",
     "train": "train",
+    "admit": "admit",
     "evaluate": "evaluate",
     "register": "register",
     "runlock": "runlock",
@@ -241,6 +244,12 @@ def _scenario(capture: Capture, stack: Stack) -> None:
     capture.call("trigger", lambda: trigger(oversized, context))
     batch_file = _trigger_event("batch/penguins/nightly.csv", "v-batch", "emf-data")
     capture.call("trigger", lambda: trigger(batch_file, context))
+    manifest = _trigger_event("imports/penguins/upload-1/manifest.json", "v-import", "emf-data")
+    capture.call("trigger", lambda: trigger(manifest, context))
+    with tempfile.TemporaryDirectory() as directory:
+        imported = penguins_import_event(stack, Path(directory))
+    admit = load_handler("admit")
+    capture.call("admit", lambda: admit(imported, context))
 
     runlock = load_handler("runlock")
     for action, holder in (("acquire", "a"), ("acquire", "b"), ("release", "a")):

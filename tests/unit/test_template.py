@@ -71,6 +71,15 @@ PREPROCESS_NEEDS = [
         "production's columns, kept in the split files for the gate",
     ),
 ]
+IMPORTS = "${DataBucket.Arn}/imports/*"
+IMPORT_ROWS = "${ModelBucket.Arn}/runs/*/import/*"
+# PrepareImport: the function only (an import never trains on Fargate).
+PREPARE_IMPORT_NEEDS = [
+    Need("s3:GetObject", IMPORTS, "an import's holdout"),
+    Need("s3:GetObjectVersion", IMPORTS, "an import's holdout, by version"),
+    Need("s3:GetObject", IMPORT_ROWS, "the holdout joined to the training sample"),
+    Need("s3:GetObjectVersion", IMPORT_ROWS, "the joined rows, by version"),
+]
 TRAIN_NEEDS = [
     Need("s3:GetObject", RUNS, "the splits (a task: the prepared run)"),
     Need(
@@ -92,8 +101,21 @@ NEEDS: dict[str, list[Need]] = {
         Need("kms:GenerateDataKey", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
         Need("kms:Decrypt", "${AlertsKey.Arn}", "the alerts topic is encrypted"),
     ],
-    "PreprocessFunction": PREPROCESS_NEEDS,
+    "PreprocessFunction": [*PREPROCESS_NEEDS, *PREPARE_IMPORT_NEEDS],
     "TrainFunction": TRAIN_NEEDS,
+    "AdmitFunction": [
+        Need("s3:GetObject", IMPORTS, "the import's files"),
+        Need("s3:GetObjectVersion", IMPORTS, "the manifest, by version"),
+        Need("s3:GetObject", DATASETS, "the model's stored spec"),
+        Need("s3:GetObjectVersion", DATASETS, "granted with the spec's read"),
+        Need(
+            "s3:ListBucket",
+            "${DataBucket.Arn}",
+            "without it a missing spec.json is AccessDenied, not NoSuchKey",
+        ),
+        Need("s3:PutObject", "${ModelBucket.Arn}/runs/*/candidates/*", "the candidate's files"),
+        Need("s3:PutObject", IMPORT_ROWS, "the holdout joined to the training sample"),
+    ],
     "TaskResultFunction": [
         Need("s3:GetObject", RUNS, "the prepared run, a candidate's result, a task's error.json"),
     ],
@@ -211,6 +233,7 @@ NEEDED_WITHOUT_A_CALL = {
     ("TriggerFunction", "kms:Decrypt"),
     ("PreprocessFunction", "s3:ListBucket"),
     ("PreprocessTaskDefinition", "s3:ListBucket"),
+    ("AdmitFunction", "s3:ListBucket"),
     ("MonitorFunction", "kms:GenerateDataKey"),
     ("MonitorFunction", "kms:Decrypt"),
     ("RunLockFunction", "kms:GenerateDataKey"),
@@ -327,6 +350,7 @@ def test_state_machine_needs_come_from_the_asl() -> None:
     assert invoked == {
         "${PreprocessFunction.Arn}",
         "${TrainFunction.Arn}",
+        "${AdmitFunction.Arn}",
         "${EvaluateFunction.Arn}",
         "${RegisterFunction.Arn}",
         "${RunLockFunction.Arn}",
@@ -896,6 +920,7 @@ def test_a_bucket_policy_without_the_models_guard_is_caught(tmp_path: Path) -> N
     assert [p for p in problems if "models/" in p] == [
         f"ModelBucket's policy lets {role} write under models/"
         for role in (
+            "AdmitFunctionRole",
             "ApprovalFunctionRole",
             "EvaluateFunctionRole",
             "MonitorFunctionRole",

@@ -144,3 +144,35 @@ def test_a_dataset_under_a_bad_model_name_is_refused_with_the_rule(
     assert warnings == ["Dataset upload starts no run"]
     assert "IgnoredObjects" in capsys.readouterr().out
     assert sfn.list_executions(stateMachineArn=arn)["executions"] == []
+
+
+def test_an_imports_manifest_starts_a_run_of_the_import_naming_who_uploaded_it(
+    state_machine,
+) -> None:
+    sfn, arn = state_machine
+    key = "imports/churn/20261206T090000Z-0a1b2c3d/manifest.json"
+    result = load_handler("trigger")(_event(key=key), FakeLambdaContext())
+
+    assert result["started"] is True
+    assert result["model"] == "churn"
+    (execution,) = sfn.list_executions(stateMachineArn=arn)["executions"]
+    run_input = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    assert run_input["source"] == "import"
+    assert run_input["dataset"]["key"] == key
+    assert run_input["dataset"]["requester"] == EVENT["detail"]["requester"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "imports/churn/20261206T090000Z-0a1b2c3d/model.onnx",  # only the manifest starts it
+        "imports/churn/20261206T090000Z-0a1b2c3d/holdout.csv",
+        "imports/bad name!/upload/manifest.json",
+        "imports/churn/manifest.json",
+    ],
+)
+def test_an_imports_other_files_start_nothing(state_machine, key: str) -> None:
+    sfn, arn = state_machine
+    result = load_handler("trigger")(_event(key=key), FakeLambdaContext())
+    assert result["started"] is False
+    assert sfn.list_executions(stateMachineArn=arn)["executions"] == []

@@ -86,6 +86,7 @@ def version_document(run: Run, evaluation: Evaluation) -> VersionDocument:
         "run_id": run["run_id"],
         "execution_arn": run.get("execution_arn"),
         "library_versions": best.get("library_versions", {}),
+        "imported": run.get("imported"),
         "timings": {
             "fit_seconds": best.get("fit_seconds"),
             "export_seconds": best.get("export_seconds"),

@@ -34,5 +34,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         etag=detail.object.etag,
         size=detail.object.size,
         sequencer=detail.object.sequencer,
+        requester=detail.requester,
     )
     return start_run(upload)

@@ -1,5 +1,7 @@
 """Turn one uploaded object into one Step Functions execution: a dataset into a training run,
-a batch file (``batch/<model>/<job>.csv``) into a scoring job.
+an import's manifest (``imports/<model>/<upload>/manifest.json``, ``mlstack import``) into a
+training run that evaluates the imported model, a batch file (``batch/<model>/<job>.csv``) into
+a scoring job.
 
 The execution name is derived from the object's identity (bucket, key, version id or sequencer), and
 Step Functions refuses a second execution with the same name, so a redelivered event cannot start
@@ -17,7 +19,14 @@ import boto3
 
 from mlstack_core.observability.pipeline import MetricUnit, logger, metrics
 from mlstack_core.settings import guard_settings, stack_settings
-from mlstack_core.storage_keys import BATCH_KEY, BATCH_PREFIX, DATASET_KEY, model_name_problem
+from mlstack_core.storage_keys import (
+    BATCH_KEY,
+    BATCH_PREFIX,
+    DATASET_KEY,
+    IMPORT_MANIFEST_KEY,
+    IMPORTS_PREFIX,
+    model_name_problem,
+)
 
 
 def dataset_model(key: str) -> str | None:
@@ -66,6 +75,7 @@ class Upload:
     etag: str | None
     size: int | None
     sequencer: str | None
+    requester: str | None = None
 
     def execution_name(self, model: str) -> str:
         return execution_name(model, self.bucket, self.key, self.version_id, self.sequencer)
@@ -73,6 +83,8 @@ class Upload:
 
 def start_run(upload: Upload) -> dict[str, Any]:
     """A batch file starts a scoring job; anything else is a training upload (or ignored)."""
+    if upload.key.startswith(IMPORTS_PREFIX):
+        return start_import_run(upload)
     batch = BATCH_KEY.match(upload.key)
     if batch is None and upload.key.startswith(BATCH_PREFIX):
         # A job's own output (batch/<model>/<job>/...): the rule sees it, nothing starts.
@@ -114,6 +126,38 @@ def start_training_run(upload: Upload) -> dict[str, Any]:
         return {"started": False, "reason": "duplicate delivery", "execution_name": name}
     metrics.add_metric(name="TrainingRunsStarted", unit=MetricUnit.Count, value=1)
     logger.info("Training run started", extra={"model": model, "execution": started})
+    return {"started": True, "model": model, "execution_arn": started}
+
+
+def start_import_run(upload: Upload) -> dict[str, Any]:
+    """An import's manifest starts a training run whose source is the import; its other files
+    (written before it) start nothing."""
+    match = IMPORT_MANIFEST_KEY.match(upload.key)
+    problem = model_name_problem(match.group("model")) if match else None
+    if match is None or problem:
+        metrics.add_metric(name="IgnoredObjects", unit=MetricUnit.Count, value=1)
+        reason = problem or "a file of an import (its manifest starts the run)"
+        return {"started": False, "reason": reason, "key": upload.key}
+    model = match.group("model")
+    name = upload.execution_name(model)
+    dataset: dict[str, Any] = {
+        "bucket": upload.bucket,
+        "key": upload.key,
+        "version_id": upload.version_id,
+        "etag": upload.etag,
+        "size": upload.size,
+    }
+    if upload.requester:
+        dataset["requester"] = upload.requester
+    started = _start_once(
+        stack_settings().state_machine_arn,
+        name,
+        {"model": model, "dataset": dataset, "source": "import"},
+    )
+    if started is None:
+        return {"started": False, "reason": "duplicate delivery", "execution_name": name}
+    metrics.add_metric(name="ImportRunsStarted", unit=MetricUnit.Count, value=1)
+    logger.info("Import run started", extra={"model": model, "execution": started})
     return {"started": True, "model": model, "execution_arn": started}
 
 

@@ -127,6 +127,20 @@ class Timings(TypedDict, total=False):
     run_seconds_before_register: float | None
 
 
+class ImportLineage(TypedDict):
+    """Where an imported version came from, as its manifest and the upload's event say."""
+
+    source: str  # "onnx", "scikit-learn", "lightgbm" or "xgboost"
+    file_name: str
+    file_sha256: str  # of the file the user named (a pickle never leaves their machine)
+    onnx_sha256: str  # of the ONNX file uploaded
+    libraries: dict[str, str]  # what fitted and converted it
+    uploaded_by: str  # the S3 event's requester, else the identity the CLI recorded
+    manifest_key: str
+    manifest_version_id: str | None
+    training_sample: bool
+
+
 class VersionDocument(TypedDict, total=False):
     """A registry version (``mlstack_core.registry``): everything needed to explain, reproduce
     and serve it. Register writes it (``mlstack_register.register.version_document``); the
@@ -173,6 +187,7 @@ class VersionDocument(TypedDict, total=False):
     run_id: str
     execution_arn: str | None
     library_versions: dict[str, str]
+    imported: ImportLineage | None  # a model trained elsewhere (``mlstack import``)
     timings: Timings
     # what monitoring reads (mlstack_core.drift, the Monitor function)
     files: dict[str, str]  # what Register copied next to it: name (layout.VERSION_FILES) → key

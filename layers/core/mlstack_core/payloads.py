@@ -23,6 +23,7 @@ from mlstack_core.documents import (
     DatasetRef,
     DataWarning,
     FeatureSchema,
+    ImportLineage,
     Intervals,
     Rehearsal,
     Scores,
@@ -46,20 +47,6 @@ class ExecutionInput(TypedDict):
     action: NotRequired[Literal["measure"]]
     source: NotRequired[Literal["import"]]
     admitted: NotRequired[Admitted]
-
-
-class ImportLineage(TypedDict):
-    """Where an imported version came from, as its manifest and the upload's event say."""
-
-    source: str  # "onnx", "scikit-learn", "lightgbm" or "xgboost"
-    file_name: str
-    file_sha256: str  # of the file the user named (a pickle never leaves their machine)
-    onnx_sha256: str  # of the ONNX file uploaded
-    libraries: dict[str, str]  # what fitted and converted it
-    uploaded_by: str  # the S3 event's requester, else the identity the CLI recorded
-    manifest_key: str
-    manifest_version_id: str | None
-    training_sample: bool
 
 
 class Admitted(TypedDict):
