@@ -38,6 +38,19 @@ COMMANDS: dict[str, CommandHelp] = {
         "A new model needs --target (or a --spec naming the target); later uploads of the\n"
         "same model reuse its stored spec.",
     ),
+    "import": CommandHelp(
+        "bring a model trained elsewhere through the same gate, registry and serving",
+        (
+            "mlstack import churn model.joblib --holdout holdout.csv --target churned --wait",
+            "mlstack import churn churn.onnx --holdout holdout.csv --target churned "
+            "--train-sample train.csv",
+        ),
+        "FILE is a scikit-learn pipeline or estimator saved with joblib (LightGBM and XGBoost\n"
+        "models too, alone or as a pipeline's last step), converted to ONNX here, or an ONNX\n"
+        "file. The holdout is scored by the original here and by the stack's served graph\n"
+        "there (parity), then gated against production on the same rows like a trained\n"
+        "version. A step ONNX cannot carry is refused here, naming it.",
+    ),
     "score": CommandHelp(
         "score a CSV file with a model (a batch job: no servers, output in S3)",
         (
@@ -121,6 +134,8 @@ CHALLENGER_VERSION = "the version's number (give --off instead to stop it)"
 TRAINING_CSV = "the CSV file to train on (a header row, the target among its columns)"
 SCORING_CSV = "the CSV file to score (a header row with the model's feature columns)"
 FEEDBACK_CSV = "the CSV file of true labels (its format is below)"
+IMPORT_FILE = "the model: a .joblib (or .pkl) file, unpickled on this machine only, or a .onnx file"
+IMPORT_HOLDOUT = "a CSV of rows the model never trained on, with the target column"
 PREDICT_FILE = 'JSON file: {"instances": [...]} or a list of records; - for stdin'
 MODELS_MODEL = "a model's name: list its versions (default: list every model)"
 JSON_OUTPUT = "print the result as JSON (for scripts) instead of words"

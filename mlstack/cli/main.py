@@ -148,6 +148,67 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK if description["status"] == "SUCCEEDED" else EXIT_RUN_FAILED
 
 
+def _read_spec_file(path: str | None) -> dict[str, Any] | None:
+    if not path:
+        return None
+    try:
+        spec = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise CommandError(f"{path} is not a readable JSON spec: {error}") from error
+    if not isinstance(spec, dict):
+        raise CommandError(f"{path} must hold a JSON object")
+    return spec
+
+
+def _caller(client: StackClient) -> str | None:
+    """Who is importing, as the credentials say (recorded in the manifest; the stack also takes
+    the S3 event's requester)."""
+    try:
+        arn: str = client.session.client("sts").get_caller_identity()["Arn"]
+    except Exception:  # no STS in reach: the upload's event still names the requester
+        return None
+    return arn
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from mlstack.cli.importing import prepare_import, upload_import
+
+    problem = model_name_problem(args.model)
+    if problem:
+        raise CommandError(problem)
+    client = StackClient(args.stack)
+    prepared = prepare_import(
+        args.model,
+        Path(args.file),
+        Path(args.holdout),
+        args.target,
+        train_sample=Path(args.train_sample) if args.train_sample else None,
+        spec=_read_spec_file(args.spec),
+        uploaded_by=_caller(client),
+    )
+    source = prepared.manifest["source"]
+    print(f"converted {Path(args.file).name} ({source}) to ONNX and answered the holdout with it")
+    if prepared.dropped_rows:
+        print(f"left out {prepared.dropped_rows} holdout row(s) without {args.target!r}")
+    upload = upload_import(
+        client.session.client("s3"), client.outputs["DataBucketName"], args.model, prepared
+    )
+    print(f"uploaded s3://{upload['bucket']}/{upload['key']} (version {upload['version_id']})")
+    execution_arn = client.find_execution(upload)
+    print(f"import run: {execution_arn}")
+    if not args.wait:
+        return 0
+    description = follow_execution(
+        client.session.client("stepfunctions"),
+        execution_arn,
+        pending_version=client.pending_version,
+    )
+    if description.get("awaiting_approval"):
+        return EXIT_OK
+    print(f"run {description['status']}{_failure(description)}")
+    return EXIT_OK if description["status"] == "SUCCEEDED" else EXIT_RUN_FAILED
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from mlstack.cli.batch import (
         data_rows,
@@ -385,6 +446,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--spec", help="a spec.json to upload with the CSV")
     train.add_argument("--wait", action="store_true", help="follow the run until it ends")
     train.set_defaults(handler=cmd_train)
+
+    imports = add_command(commands, "import")
+    imports.add_argument("model", help="the model's name (new or existing)")
+    imports.add_argument("file", help=command_help.IMPORT_FILE)
+    imports.add_argument("--holdout", required=True, help=command_help.IMPORT_HOLDOUT)
+    imports.add_argument("--target", required=True, help="the holdout's column the model predicts")
+    imports.add_argument(
+        "--train-sample",
+        help="rows of the training data: the drift baseline and explanations' background "
+        "(default: the holdout)",
+    )
+    imports.add_argument("--spec", help="a spec.json for the model (the gate's settings)")
+    imports.add_argument("--wait", action="store_true", help="follow the run until it ends")
+    imports.set_defaults(handler=cmd_import)
 
     score = add_command(commands, "score")
     score.add_argument("model", help=command_help.MODEL)

@@ -60,7 +60,15 @@ def summarize(state: str, output: dict[str, Any]) -> str:
             else "the functions"
         )
         return f"trains on {where}: {compute.get('reason')}"
-    if state in ("Preprocess", "CollectPreparedRun") and "run" in output:
+    if state == "InspectImport" and "admitted" in output:
+        admitted = output["admitted"]
+        lineage = admitted["lineage"]
+        reads = f"{len(admitted['numeric'])} numeric, {len(admitted['categorical'])} categorical"
+        return (
+            f"admitted {lineage.get('file_name') or 'the file'} ({lineage.get('source')}): "
+            f"reads {reads} column(s), answers {'classes' if admitted.get('classes') else 'values'}"
+        )
+    if state in ("Preprocess", "PrepareImport", "CollectPreparedRun") and "run" in output:
         run = output["run"]
         dataset, schema = run["dataset"], run["schema"]
         warnings = f", {len(run['warnings'])} warning(s)" if run.get("warnings") else ""
@@ -91,7 +99,12 @@ def summarize(state: str, output: dict[str, Any]) -> str:
     if state == "TrainCandidates" and "trained" in output:
         trained = output["trained"]
         ok = [t for t in trained if t.get("status") == "trained"]
-        names = ", ".join(f"{t['candidate_id']} ({t.get('fit_seconds', 0):.2f}s)" for t in ok)
+        names = ", ".join(
+            f"{t['candidate_id']} ({t['fit_seconds']:.2f}s)"
+            if t.get("fit_seconds") is not None
+            else f"{t['candidate_id']} (nothing to fit)"
+            for t in ok
+        )
         failed = len(trained) - len(ok)
         return f"{len(ok)} trained in parallel: {names}" + (f"; {failed} failed" if failed else "")
     if state == "Evaluate" and "evaluation" in output:

@@ -110,8 +110,9 @@ def measure_candidate(
     onnx_answers = holdout.answers(onnx_out, model_classes)
     if not measured["passed"]:
         candidate["metrics"] = holdout.metric_values(onnx_answers)
+        against = "the original's answers" if entry.get("imported") else "sklearn"
         candidate["excluded"] = (
-            f"ONNX/sklearn parity out of tolerance: {describe_parity(measured)} "
+            f"ONNX/{against} parity out of tolerance: {describe_parity(measured)} "
             f"(tolerance {dict(tolerance)})"
         )
         return candidate
