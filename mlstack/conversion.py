@@ -258,7 +258,10 @@ def convert_model(model: Any, frame: pd.DataFrame, features: Sequence[str]) -> b
     from skl2onnx.common.exceptions import MissingConverter, MissingShapeCalculator
 
     columns = model_columns(model, frame)
-    if columns is None:
+    by_name = columns is not None and _selects_columns(model)
+    if columns is not None and not by_name:
+        features = columns  # fitted on a DataFrame, read as one matrix in its columns' order
+    if not by_name:
         texts = [c for c in features if _is_text(frame[c])]
         if texts:
             raise ModelNotConvertible(
@@ -278,7 +281,7 @@ def convert_model(model: Any, frame: pd.DataFrame, features: Sequence[str]) -> b
     else:
         initial_types = [
             (c, StringTensorType([None, 1]) if _is_text(frame[c]) else FloatTensorType([None, 1]))
-            for c in columns
+            for c in columns or []
         ]
     options: dict[int, dict[str, Any]] = {}
     if is_classifier(model):
@@ -308,7 +311,34 @@ def convert_model(model: Any, frame: pd.DataFrame, features: Sequence[str]) -> b
     for graph_input, name in zip(list(converted.graph.input), names, strict=False):
         if graph_input.name != name:  # skl2onnx makes names identifiers: "tenure (mois)" -> ...
             rename_input(converted.graph, graph_input.name, name)
+    if columns is not None and not by_name:
+        columns_into_matrix(converted.graph, columns)
     return bytes(converted.SerializeToString())
+
+
+def _selects_columns(model: Any) -> bool:
+    """Whether skl2onnx can give the model one input per column: a ColumnTransformer picks them
+    by name (first, or as the pipeline's first step); any other estimator reads one matrix."""
+    from sklearn.compose import ColumnTransformer
+
+    first = model.steps[0][1] if hasattr(model, "steps") else model
+    return isinstance(first, ColumnTransformer)
+
+
+def columns_into_matrix(graph: Any, columns: Sequence[str]) -> None:
+    """A graph reading one matrix made to read one input per column, named as the columns (in
+    the order the model was fitted on): they are concatenated into the matrix it reads."""
+    from onnx import TensorProto, helper
+
+    (matrix,) = graph.input
+    per_column = [
+        helper.make_tensor_value_info(column, TensorProto.FLOAT, [None, 1]) for column in columns
+    ]
+    graph.node.insert(
+        0, helper.make_node("Concat", list(columns), [matrix.name], axis=1, name="columns")
+    )
+    del graph.input[:]
+    graph.input.extend(per_column)
 
 
 def rename_input(graph: Any, old: str, new: str) -> None:

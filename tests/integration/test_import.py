@@ -159,6 +159,19 @@ def test_an_imported_pipeline_is_served_answering_as_the_original(
     assert lineage["training_sample"] is True
     assert "skl2onnx" in lineage["libraries"]
     assert document["parity"]["passed"]
+    # As for a trained version: explanations against its background rows, and its card.
+    rows = instances(churn(3, 5), FEATURES)
+    explained = stack.explain(model, rows)
+    assert explained.status == 200, explained.body
+    for row, probabilities in zip(
+        explained.body["explanations"], explained.body["probabilities"], strict=True
+    ):
+        total = np.asarray(row["base"]) + np.sum(list(row["contributions"].values()), axis=0)
+        np.testing.assert_allclose(total, probabilities, atol=1e-5)
+        assert set(row["contributions"]) == set(FEATURES)
+    assert main(["card", model, "--out", str(tmp_path)]) == 0
+    card = (tmp_path / "card.md").read_text()
+    assert "Imported (`mlstack import`), not trained by the stack" in card
 
 
 def test_an_xgboost_model_and_an_onnx_file_are_served_as_imported(

@@ -191,3 +191,39 @@ def test_a_file_of_another_kind_is_refused_by_its_suffix(tmp_path: Path) -> None
     path.write_bytes(b"")
     with pytest.raises(ModelNotConvertible.__mro__[1], match=r"\.joblib .* or \.onnx"):
         convert_file(path, table(), FEATURES)
+
+
+def test_an_xgboost_classifier_as_a_pipelines_last_step_and_a_bare_lightgbm_regressor(
+    tmp_path: Path,
+) -> None:
+    frame = table()
+    numbers = ["âge", "income"]
+    xgb_pipeline = Pipeline(
+        [
+            (
+                "preprocess",
+                ColumnTransformer(
+                    [
+                        ("numbers", "passthrough", numbers),
+                        ("words", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+                    ]
+                ),
+            ),
+            ("model", xgboost.XGBClassifier(n_estimators=20, max_depth=3)),
+        ]
+    ).fit(frame[FEATURES], (frame["churned"] == "yes").astype(int))
+    converted = convert_file(saved(tmp_path, xgb_pipeline), frame, FEATURES)
+    labels, probabilities = served(converted.onnx, frame, FEATURES)
+    expected = original_answers(converted.original, frame, FEATURES)
+    assert converted.source == "xgboost"
+    assert labels.tolist() == expected["labels"]
+    np.testing.assert_allclose(probabilities, expected["probabilities"], atol=1e-5)
+
+    regressor = lightgbm.LGBMRegressor(n_estimators=20, verbose=-1).fit(
+        frame[numbers], frame["spend"]
+    )
+    converted = convert_file(saved(tmp_path, regressor), frame, numbers)
+    (values,) = served(converted.onnx, frame, numbers)
+    expected = original_answers(converted.original, frame, numbers)
+    assert converted.source == "lightgbm"
+    np.testing.assert_allclose(values.ravel(), expected["values"], rtol=1e-4, atol=1e-3)

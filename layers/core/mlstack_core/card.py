@@ -547,8 +547,22 @@ def _lineage(data: ReportData) -> Section:
     document = data.document
     section = Section("Lineage")
     libraries = ", ".join(f"{k} {v}" for k, v in (document.get("library_versions") or {}).items())
-    section.add(f"Trained by run {code(document.get('run_id'))} ({document.get('execution_arn')}).")
-    section.add(f"Libraries: {libraries}.")
+    imported = document.get("imported")
+    if imported:
+        section.add(
+            f"Imported ({code('mlstack import')}), not trained by the stack: "
+            f"{imported.get('source')} model from {code(imported.get('file_name'))} (sha256 "
+            f"{code(imported.get('file_sha256'))}), uploaded by "
+            f"{code(imported.get('uploaded_by') or 'unknown')}; held to the same gate by run "
+            f"{code(document.get('run_id'))} ({document.get('execution_arn')}), on the holdout "
+            "that came with it."
+        )
+        section.add(f"Fitted and converted with: {libraries}.")
+    else:
+        section.add(
+            f"Trained by run {code(document.get('run_id'))} ({document.get('execution_arn')})."
+        )
+        section.add(f"Libraries: {libraries}.")
     artifact: Mapping[str, Any] = document.get("artifact") or {}
     section.add(
         f"Served artifact {code(artifact.get('key'))}, {artifact.get('bytes')} bytes, sha256 "
