@@ -23,15 +23,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnx.compose import add_prefix
 
-from mlstack_core.contract.layout import (
-    CATEGORICAL_INPUT,
-    CLASSIFIER_OUTPUTS,
-    NUMERIC_INPUT,
-    REGRESSOR_OUTPUTS,
-)
 from mlstack_core.errors import ImportContractMismatch
 from mlstack_core.kinds import CATEGORICAL, NUMERIC
-from mlstack_core.tasks import CLASSIFICATION, REGRESSION
+from mlstack_core.kinds.inputs import CATEGORICAL_INPUT, NUMERIC_INPUT
+from mlstack_core.tasks import CLASSIFICATION, CLASSIFIER_OUTPUTS, REGRESSION, REGRESSOR_OUTPUTS
 
 NUMBER_TYPES: Final = frozenset(
     {

@@ -13,3 +13,7 @@ REGRESSION: Final = "regression"
 TASKS: Final = (CLASSIFICATION, REGRESSION)
 
 Task = Literal["classification", "regression"]
+
+# What a served graph answers, by task (the serving contract, mlstack_core.contract.layout).
+CLASSIFIER_OUTPUTS: Final = ("label", "probabilities")
+REGRESSOR_OUTPUTS: Final = ("variable",)

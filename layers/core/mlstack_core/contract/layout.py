@@ -25,7 +25,7 @@ from mlstack_core.kinds.inputs import (
     text_columns,
 )
 from mlstack_core.tabular import LABEL_CASTS
-from mlstack_core.tasks import CLASSIFICATION
+from mlstack_core.tasks import CLASSIFICATION, CLASSIFIER_OUTPUTS, REGRESSOR_OUTPUTS
 
 __all__ = [
     "CATEGORICAL_INPUT",
@@ -35,8 +35,6 @@ __all__ = [
     "row_getter",
 ]
 
-CLASSIFIER_OUTPUTS: Final = ("label", "probabilities")
-REGRESSOR_OUTPUTS: Final = ("variable",)
 
 LABEL_DTYPES: Final[dict[str, Any]] = {"str": str, "int": np.int64, "float": np.float64}
 
