@@ -131,10 +131,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         print(f"using the spec stored for {args.model!r}: {json.dumps(stored)}")
     upload = client.upload_dataset(args.model, csv_path, spec)
+    return _follow_run(client, upload, "training run", args.wait)
+
+
+def _follow_run(client: StackClient, upload: dict[str, Any], what: str, wait: bool) -> int:
+    """The run an upload started, named; with ``wait``, followed step by step to its end."""
     print(f"uploaded s3://{upload['bucket']}/{upload['key']} (version {upload['version_id']})")
     execution_arn = client.find_execution(upload)
-    print(f"training run: {execution_arn}")
-    if not args.wait:
+    print(f"{what}: {execution_arn}")
+    if not wait:
         return 0
     description = follow_execution(
         client.session.client("stepfunctions"),
@@ -143,8 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if description.get("awaiting_approval"):
         return EXIT_OK
-    failed = f" with {failure_summary(description)}" if description.get("error") else ""
-    print(f"run {description['status']}{failed}")
+    print(f"run {description['status']}{_failure(description)}")
     return EXIT_OK if description["status"] == "SUCCEEDED" else EXIT_RUN_FAILED
 
 
@@ -193,20 +197,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     upload = upload_import(
         client.session.client("s3"), client.outputs["DataBucketName"], args.model, prepared
     )
-    print(f"uploaded s3://{upload['bucket']}/{upload['key']} (version {upload['version_id']})")
-    execution_arn = client.find_execution(upload)
-    print(f"import run: {execution_arn}")
-    if not args.wait:
-        return 0
-    description = follow_execution(
-        client.session.client("stepfunctions"),
-        execution_arn,
-        pending_version=client.pending_version,
-    )
-    if description.get("awaiting_approval"):
-        return EXIT_OK
-    print(f"run {description['status']}{_failure(description)}")
-    return EXIT_OK if description["status"] == "SUCCEEDED" else EXIT_RUN_FAILED
+    return _follow_run(client, upload, "import run", args.wait)
 
 
 def cmd_score(args: argparse.Namespace) -> int:

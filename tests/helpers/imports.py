@@ -93,3 +93,18 @@ def penguins_import_event(stack: Stack, directory: Path, model: str = "penguins"
     return import_event(
         stack, model, directory / "penguins.joblib", directory / "holdout.csv", "species"
     )
+
+
+def with_external_data(onnx_bytes: bytes, location: str) -> bytes:
+    """The graph with one more tensor whose data a serving process would read from
+    ``location``, a path of the uploader's choosing."""
+    import onnx
+
+    graph = onnx.load_from_string(onnx_bytes)
+    planted = graph.graph.initializer.add()
+    planted.name, planted.data_type = "planted", onnx.TensorProto.FLOAT
+    planted.dims.append(1)
+    planted.data_location = onnx.TensorProto.EXTERNAL
+    entry = planted.external_data.add()
+    entry.key, entry.value = "location", location
+    return bytes(graph.SerializeToString())

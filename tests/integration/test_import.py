@@ -14,7 +14,6 @@ from typing import Any
 import joblib
 import lightgbm
 import numpy as np
-import onnx
 import pandas as pd
 import pytest
 import xgboost
@@ -29,6 +28,7 @@ from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.conversion import original_answers
 from mlstack.localcloud import LocalCloud
+from tests.helpers.imports import with_external_data
 from tests.helpers.local_cloud import AlertInbox
 
 pytestmark = pytest.mark.integration
@@ -247,14 +247,7 @@ def test_a_worse_import_is_rejected_and_a_hostile_file_refused_production_unchan
     alerts.drain()
     joblib.dump(good, tmp_path / "good.joblib")
     upload = prepare_import(model, tmp_path / "good.joblib", tmp_path / "holdout.csv", TARGET)
-    graph = onnx.load_from_string(upload.files["model.onnx"])
-    planted = graph.graph.initializer.add()
-    planted.name, planted.data_type = "planted", onnx.TensorProto.FLOAT
-    planted.dims.append(1)
-    planted.data_location = onnx.TensorProto.EXTERNAL
-    entry = planted.external_data.add()
-    entry.key, entry.value = "location", "/etc/shadow"
-    hostile = graph.SerializeToString()
+    hostile = with_external_data(upload.files["model.onnx"], "/etc/shadow")
     upload.files["model.onnx"] = hostile
     upload.manifest["onnx_sha256"] = hashlib.sha256(hostile).hexdigest()
     versions = len(stack.registry.list_versions(model))

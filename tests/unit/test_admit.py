@@ -12,7 +12,6 @@ from typing import Any
 
 import joblib
 import numpy as np
-import onnx
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
@@ -21,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlstack_core.errors import ExternalDataRefused, ImportContractMismatch
-from tests.helpers.imports import admitted_run, import_event
+from tests.helpers.imports import admitted_run, import_event, with_external_data
 from tests.helpers.stack import Stack, load_handler
 
 pytestmark = pytest.mark.slow
@@ -98,17 +97,10 @@ def test_a_hostile_file_stops_the_run_before_anything_is_stored(aws: Stack, tmp_
     model_file, holdout = files(tmp_path, fitted(churn(400, 1)), churn(200, 2))
     event = import_event(aws, "churn", model_file, holdout, TARGET)
     onnx_key = f"imports/churn/{event['dataset']['key'].split('/')[2]}/model.onnx"
-    graph = onnx.load_from_string(
-        aws.s3.get_object(Bucket=aws.data_bucket, Key=onnx_key)["Body"].read()
+    hostile = with_external_data(
+        aws.s3.get_object(Bucket=aws.data_bucket, Key=onnx_key)["Body"].read(),
+        "/proc/self/environ",
     )
-    # A tensor whose data a serving process would read from a path of the uploader's choosing.
-    weight = graph.graph.initializer.add()
-    weight.name, weight.data_type = "planted", onnx.TensorProto.FLOAT
-    weight.dims.append(1)
-    weight.data_location = onnx.TensorProto.EXTERNAL
-    entry = weight.external_data.add()
-    entry.key, entry.value = "location", "/proc/self/environ"
-    hostile = graph.SerializeToString()
     aws.s3.put_object(Bucket=aws.data_bucket, Key=onnx_key, Body=hostile)
     manifest = aws.s3.get_object(Bucket=aws.data_bucket, Key=event["dataset"]["key"])
     document = json.loads(manifest["Body"].read())
