@@ -180,7 +180,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     problem = model_name_problem(args.model)
     if problem:
         raise CommandError(problem)
-    client = StackClient(args.stack)
+    # Everything on this machine first: a model that cannot be carried is refused offline.
     prepared = prepare_import(
         args.model,
         Path(args.file),
@@ -188,8 +188,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         args.target,
         train_sample=Path(args.train_sample) if args.train_sample else None,
         spec=_read_spec_file(args.spec),
-        uploaded_by=_caller(client),
     )
+    client = StackClient(args.stack)
+    prepared.manifest["uploaded_by"] = _caller(client)
     source = prepared.manifest["source"]
     print(f"converted {Path(args.file).name} ({source}) to ONNX and answered the holdout with it")
     if prepared.dropped_rows:

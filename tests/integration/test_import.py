@@ -191,6 +191,16 @@ def test_an_xgboost_model_and_an_onnx_file_are_served_as_imported(
         stack, "import-xgboost", original, holdout.head(40), NUMBERS
     )
     assert document["imported"]["source"] == "xgboost"
+    # Monitored and batch-scored like a trained version: a drift baseline (from the holdout,
+    # no sample was given) beside it, and a scoring job answering as the original.
+    assert {"baseline", "background"} <= set(document["files"])
+    holdout.head(30).to_csv(tmp_path / "batch.csv", index=False)
+    scored_file = tmp_path / "scored.csv"
+    batch = str(tmp_path / "batch.csv")
+    assert main(["score", "import-xgboost", batch, "--output", str(scored_file)]) == 0
+    scored = pd.read_csv(scored_file)
+    expected = original_answers(original, holdout.head(30), NUMBERS)
+    np.testing.assert_allclose(scored["prediction"], expected["values"], rtol=1e-4)
 
     onnx_file = tmp_path / "colleague.onnx"
     converted = (

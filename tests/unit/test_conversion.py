@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+from mlstack.cli.main import main
 from mlstack.conversion import (
     MATRIX_INPUT,
     ModelNotConvertible,
@@ -227,3 +228,36 @@ def test_an_xgboost_classifier_as_a_pipelines_last_step_and_a_bare_lightgbm_regr
     expected = original_answers(converted.original, frame, numbers)
     assert converted.source == "lightgbm"
     np.testing.assert_allclose(values.ravel(), expected["values"], rtol=1e-4, atol=1e-3)
+
+
+def test_mlstack_import_refuses_an_unconvertible_model_before_reaching_any_stack(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 (the command as given cannot run), the step named, and nothing asked of AWS: the
+    stack name given exists nowhere."""
+    frame = table()
+    pipeline = Pipeline(
+        [
+            ("preprocess", preprocess(numeric=FunctionTransformer(np.tanh))),
+            ("model", LogisticRegression()),
+        ]
+    ).fit(frame[FEATURES], frame["churned"])
+    frame.to_csv(tmp_path / "holdout.csv", index=False)
+    code = main(
+        [
+            "--stack",
+            "no-such-stack",
+            "import",
+            "churn",
+            str(saved(tmp_path, pipeline)),
+            "--holdout",
+            str(tmp_path / "holdout.csv"),
+            "--target",
+            "churned",
+        ]
+    )
+    assert code == 2
+    printed = capsys.readouterr()
+    assert (
+        "step 'preprocess/numbers' is FunctionTransformer(func=tanh)" in printed.out + printed.err
+    )
