@@ -124,3 +124,30 @@ def test_a_holdout_whose_labels_the_model_never_answers_is_refused(
     event = import_event(aws, "churn", model_file, holdout_file, TARGET)
     with pytest.raises(ImportContractMismatch, match="'maybe' the model never answers"):
         load_handler("admit")(event, aws.context)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"yes": 1, "no": 0},
+        {"yes": 3, "no": 7},
+        {"yes": "True", "no": "False"},
+    ],
+    ids=["zero_one", "other_integers", "true_false"],
+)
+def test_labels_of_other_kinds_keep_their_classes_through_the_gate(
+    aws: Stack, tmp_path: Path, labels: dict[str, Any]
+) -> None:
+    """Integer and True/False labels: the schema's classes are the model's, typed as the
+    holdout's labels are, and parity holds."""
+    train, holdout = churn(600, 1), churn(300, 2)
+    for data in (train, holdout):
+        data[TARGET] = data[TARGET].map(labels)
+    model_file, holdout_file = files(tmp_path, fitted(train), holdout)
+    state = admitted_run(aws, import_event(aws, "churn", model_file, holdout_file, TARGET))
+    best = state["evaluation"]["best"]
+    assert best["parity"]["passed"], best["excluded"]
+    assert [str(c) for c in state["run"]["schema"]["classes"]] == sorted(
+        str(v) for v in labels.values()
+    )
+    assert state["evaluation"]["decision"] == "promote"
