@@ -49,14 +49,25 @@ REQUIRED_FILES: Final = ("onnx", "holdout", "answers")
 OPTIONAL_FILES: Final = ("train_sample", "spec")
 
 
-def _read(s3: S3Client, bucket: str, key: str, limit: int, what: str) -> bytes:
+def _read_version(
+    s3: S3Client, bucket: str, key: str, limit: int, what: str
+) -> tuple[bytes, str | None]:
+    """The object's bytes and version, its size checked before a byte is read."""
     head = s3.head_object(Bucket=bucket, Key=key)
     size = int(head.get("ContentLength", 0))
     if size > limit:
         error = ImportedModelTooLarge if what == "the ONNX file" else ImportContractMismatch
         raise error(f"{what} has {size:,} bytes; this stack takes at most {limit:,}")
-    body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return body
+    version = head.get("VersionId")
+    request: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version:
+        request["VersionId"] = version
+    body: bytes = s3.get_object(**request)["Body"].read()
+    return body, version
+
+
+def _read(s3: S3Client, bucket: str, key: str, limit: int, what: str) -> bytes:
+    return _read_version(s3, bucket, key, limit, what)[0]
 
 
 def read_manifest(s3: S3Client, event: ExecutionInput, data_bucket: str) -> dict[str, Any]:
@@ -219,7 +230,9 @@ def admit(event: ExecutionInput, *, s3: S3Client, data_bucket: str, model_bucket
     document = resolve_spec(s3, data_bucket, model, manifest)
     spec = load_spec(json.dumps(document).encode())
     target = manifest["target"]
-    holdout_bytes = _read(s3, data_bucket, files["holdout"], guards.max_upload_bytes, "the holdout")
+    holdout_bytes, holdout_version = _read_version(
+        s3, data_bucket, files["holdout"], guards.max_upload_bytes, "the holdout"
+    )
     holdout: Table = read_csv(
         holdout_bytes,
         delimiter=spec["delimiter"],
@@ -246,7 +259,12 @@ def admit(event: ExecutionInput, *, s3: S3Client, data_bucket: str, model_bucket
         list(labels),
     )
 
-    dataset: dict[str, Any] = {"bucket": data_bucket, "key": files["holdout"], "version_id": None}
+    # PrepareImport reads exactly the version checked here.
+    dataset: dict[str, Any] = {
+        "bucket": data_bucket,
+        "key": files["holdout"],
+        "version_id": holdout_version,
+    }
     if files.get("train_sample"):
         sample = _read(
             s3, data_bucket, files["train_sample"], guards.max_upload_bytes, "the training sample"
