@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import runpy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from mlstack.cli.main import main
 from mlstack.cli.stack import StackClient
 from mlstack.conversion import original_answers
 from mlstack.localcloud import LocalCloud
+from tests.helpers import ROOT
 from tests.helpers.imports import with_external_data
 from tests.helpers.local_cloud import AlertInbox
 
@@ -271,3 +274,29 @@ def test_a_worse_import_is_rejected_and_a_hostile_file_refused_production_unchan
     ]
     assert failed, "no alert named the refusal"
     assert "/etc/shadow" in json.dumps(failed[0])
+
+
+def test_the_readmes_notebook_model_imports_as_the_readme_says(
+    tmp_path: Path, stack: StackClient
+) -> None:
+    """examples/churn/notebook.py, then the README's command: a first version in production."""
+    runpy.run_path(str(ROOT / "examples/churn/notebook.py"))["main"](tmp_path)
+    code = main(
+        [
+            "import",
+            "churn-notebook",
+            str(tmp_path / "model.joblib"),
+            "--holdout",
+            str(tmp_path / "holdout.csv"),
+            "--target",
+            "churned",
+            "--wait",
+        ]
+    )
+    assert code == 0
+    version = stack.registry.get_alias("churn-notebook")
+    assert version is not None
+    lineage: Mapping[str, Any] = (
+        stack.registry.get_version("churn-notebook", version).get("imported") or {}
+    )
+    assert lineage.get("source") == "scikit-learn"
