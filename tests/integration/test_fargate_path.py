@@ -65,8 +65,9 @@ def test_a_large_upload_trains_in_tasks_and_is_promoted_and_served(
     entered = entered_states(execution_events(cloud, execution))
     assert "Preprocess" not in entered
     assert "TrainCandidate" not in entered
-    assert entered[:6] == [
+    assert entered[:7] == [
         "AcquireRunLock",
+        "ChooseSource",
         "MeasureDataset",
         "ChooseTrainingPath",
         "RenewRunLockForPreprocessTask",

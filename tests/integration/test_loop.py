@@ -70,8 +70,9 @@ def test_upload_trains_promotes_and_serves_accurate_predictions(
     result = cloud.wait_for_execution(execution_arn)
     assert result["status"] == "SUCCEEDED", result.get("cause")
     states = _state_names(cloud, execution_arn)
-    assert states[:7] == [
+    assert states[:8] == [
         "AcquireRunLock",
+        "ChooseSource",
         "MeasureDataset",
         "ChooseTrainingPath",
         "Preprocess",
