@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import signal
 import socket
@@ -174,7 +175,18 @@ def _caller(client: StackClient) -> str | None:
     return arn
 
 
+# What ``mlstack import`` imports on the user's machine (the ``import`` extra).
+IMPORT_NEEDS = ("numpy", "pandas", "sklearn", "skl2onnx", "onnx", "onnxmltools", "onnxruntime")
+
+
 def cmd_import(args: argparse.Namespace) -> int:
+    # The base install carries none of the converters: say which extra brings them.
+    missing = [name for name in IMPORT_NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        raise CommandError(
+            f"mlstack import converts models on this machine and needs {', '.join(missing)}: "
+            "pip install 'mlstack[import]'"
+        )
     from mlstack.cli.importing import prepare_import, upload_import
 
     problem = model_name_problem(args.model)

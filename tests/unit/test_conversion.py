@@ -261,3 +261,18 @@ def test_mlstack_import_refuses_an_unconvertible_model_before_reaching_any_stack
     assert (
         "step 'preprocess/numbers' is FunctionTransformer(func=tanh)" in printed.out + printed.err
     )
+
+
+def test_mlstack_import_without_its_extra_says_which_to_install(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnxmltools" else found(name)
+    )
+    code = main(["import", "churn", str(tmp_path / "m.joblib"), "--holdout", "h", "--target", "t"])
+    assert code == 2
+    printed = capsys.readouterr()
+    assert "needs onnxmltools: pip install 'mlstack[import]'" in printed.out + printed.err
