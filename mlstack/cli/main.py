@@ -202,6 +202,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         spec=_read_spec_file(args.spec),
     )
     client = StackClient(args.stack)
+    known = client.registry.list_models()
+    if args.model not in known:  # a new model, or a typo: say which names the stack knows
+        print(f"{unknown_model(args.model, known)}: importing a new model")
     prepared.manifest["uploaded_by"] = _caller(client)
     source = prepared.manifest["source"]
     print(f"converted {Path(args.file).name} ({source}) to ONNX and answered the holdout with it")

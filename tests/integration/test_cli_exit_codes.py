@@ -116,7 +116,9 @@ def test_every_command_that_names_a_model_refuses_an_unknown_one_before_touching
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     invocations = _invocations(tmp_path)
-    assert set(invocations) == _commands_naming_a_model()
+    # `mlstack import` brings a model, new or known, as `train --target` does: it names the
+    # models it knows beside a new one (test_import's first import), and goes on.
+    assert set(invocations) == _commands_naming_a_model() - {"import"}
     stored, executions = _stored_objects(cloud), _executions(cloud)
     capsys.readouterr()
 

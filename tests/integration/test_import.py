@@ -277,9 +277,10 @@ def test_a_worse_import_is_rejected_and_a_hostile_file_refused_production_unchan
 
 
 def test_the_readmes_notebook_model_imports_as_the_readme_says(
-    tmp_path: Path, stack: StackClient
+    tmp_path: Path, stack: StackClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """examples/churn/notebook.py, then the README's command: a first version in production."""
+    """examples/churn/notebook.py, then the README's command: a first version in production,
+    the command saying the name is new (and which names the stack knows, a typo's fix)."""
     runpy.run_path(str(ROOT / "examples/churn/notebook.py"))["main"](tmp_path)
     code = main(
         [
@@ -294,6 +295,7 @@ def test_the_readmes_notebook_model_imports_as_the_readme_says(
         ]
     )
     assert code == 0
+    assert "no model named 'churn-notebook'; models: " in capsys.readouterr().out
     version = stack.registry.get_alias("churn-notebook")
     assert version is not None
     lineage: Mapping[str, Any] = (

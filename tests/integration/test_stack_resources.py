@@ -72,6 +72,7 @@ def test_what_the_local_cloud_uses_came_from_the_stack(cloud: LocalCloud) -> Non
         "TriggerFunction",
         "PreprocessFunction",
         "TrainFunction",
+        "AdmitFunction",
         "EvaluateFunction",
         "RegisterFunction",
         "RunLockFunction",
