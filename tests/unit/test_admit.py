@@ -151,3 +151,91 @@ def test_labels_of_other_kinds_keep_their_classes_through_the_gate(
         str(v) for v in labels.values()
     )
     assert state["evaluation"]["decision"] == "promote"
+
+
+def shaped(kind: str, rows: int, seed: int) -> tuple[pd.DataFrame, list[str]]:
+    """A table of one shape users bring, its label following its features (``"no signal"``: a
+    coin flip), and the columns a notebook's pipeline would read."""
+    rng = np.random.default_rng(seed)
+    if kind == "all categorical":
+        data = pd.DataFrame(
+            {c: rng.choice(["a", "b", "c", "d"], rows) for c in ("plan", "région", "channel")}
+        )
+        signal = (data["plan"] == "a") * 2.0 + (data["région"] == "b")
+        features = ["plan", "région", "channel"]
+    elif kind == "one feature":
+        data = pd.DataFrame({"tenure": rng.normal(0, 1, rows).round(3)})
+        signal, features = data["tenure"] * 2, ["tenure"]
+    elif kind == "hundreds of columns":
+        data = pd.DataFrame(rng.normal(0, 1, (rows, 200)).round(3)).add_prefix("x ")
+        signal, features = data["x 0"] * 2 + data["x 1"], list(data.columns)
+    elif kind == "dates, free text and an identifier":
+        days = pd.to_datetime("2025-01-01") + pd.to_timedelta(rng.integers(0, 365, rows), "D")
+        data = pd.DataFrame(
+            {
+                "customer id": [f"c-{i:05d}" for i in range(rows)],
+                "signed": days.strftime("%Y-%m-%d"),
+                "note": rng.choice(
+                    ["late again", "happy with the service", "asked to cancel"], rows
+                ),
+                "tenure": rng.integers(1, 72, rows).astype(float),
+            }
+        )
+        signal = (data["note"] == "asked to cancel") * 2.0 - data["tenure"] / 36
+        features = ["signed", "note", "tenure"]  # the identifier is not read
+    else:  # no signal
+        data = pd.DataFrame(
+            {"a": rng.normal(0, 1, rows).round(3), "b": rng.choice(["x", "y"], rows)}
+        )
+        signal, features = pd.Series(np.zeros(rows)), ["a", "b"]
+    noise = rng.normal(0, 0.7 if kind != "no signal" else 1.0, rows)
+    data[TARGET] = np.where(signal + noise > np.median(signal + noise), "yes", "no")
+    return data, features
+
+
+def notebook_pipeline(data: pd.DataFrame, features: list[str]) -> Pipeline:
+    numbers = [c for c in features if pd.api.types.is_numeric_dtype(data[c])]
+    strings = [c for c in features if c not in numbers]
+    parts: list[tuple[str, Any, list[str]]] = []
+    if numbers:
+        parts.append(("numbers", StandardScaler(), numbers))
+    if strings:
+        parts.append(("strings", OneHotEncoder(handle_unknown="ignore"), strings))
+    return Pipeline(
+        [("preprocess", ColumnTransformer(parts)), ("model", LogisticRegression(max_iter=1000))]
+    ).fit(data[features], data[TARGET])
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["all categorical", "one feature", "hundreds of columns", "dates, free text and an identifier"],
+)
+def test_imports_of_the_shapes_users_bring_pass_parity_and_the_gate(
+    aws: Stack, tmp_path: Path, kind: str
+) -> None:
+    """The graph reads what the pipeline read, as the kinds its inputs declare (a date or a text
+    read as strings is categorical; an identifier it never reads is no feature), and answers as
+    the original through the serving contract."""
+    train, features = shaped(kind, 800, 1)
+    holdout, _ = shaped(kind, 500, 2)
+    model_file, holdout_file = files(tmp_path, notebook_pipeline(train, features), holdout)
+    state = admitted_run(aws, import_event(aws, "shapes", model_file, holdout_file, TARGET))
+    schema, best = state["run"]["schema"], state["evaluation"]["best"]
+    assert sorted([*schema["numeric"], *schema["categorical"]]) == sorted(features)
+    assert not schema["datetime"]
+    assert not schema["text"]
+    assert best["parity"]["passed"], best["excluded"]
+    assert state["evaluation"]["decision"] == "promote", state["evaluation"]["reasons"]
+
+
+def test_an_import_that_learned_nothing_is_not_promoted(aws: Stack, tmp_path: Path) -> None:
+    """A first version imported from a table whose label is a coin flip: parity holds, and the
+    gate rejects it against the trivial baseline, as it would a trained one."""
+    train, features = shaped("no signal", 800, 1)
+    holdout, _ = shaped("no signal", 500, 2)
+    model_file, holdout_file = files(tmp_path, notebook_pipeline(train, features), holdout)
+    state = admitted_run(aws, import_event(aws, "noise", model_file, holdout_file, TARGET))
+    evaluation = state["evaluation"]
+    assert evaluation["best"]["parity"]["passed"]
+    assert evaluation["decision"] == "reject"
+    assert evaluation.get("error") == "NotBetterThanBaseline", evaluation["reasons"]

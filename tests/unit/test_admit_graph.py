@@ -195,3 +195,29 @@ def test_a_zipmap_classifier_is_refused_with_what_to_do() -> None:
     )
     with pytest.raises(ImportContractMismatch, match="zipmap"):
         model_task(helper.make_model(graph))
+
+
+def test_a_column_read_as_a_vector_by_an_opset_10_graph_is_fed_as_one() -> None:
+    """A graph of opset 10 whose inputs are [N] vectors (an int64 one among them): the front
+    nodes slice, flatten and cast each column as it declares it."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["count"], ["count_float"], to=TensorProto.FLOAT),
+            helper.make_node("Add", ["amount", "count_float"], ["total"]),
+        ],
+        "g",
+        [
+            helper.make_tensor_value_info("amount", TensorProto.FLOAT, [None]),
+            helper.make_tensor_value_info("count", TensorProto.INT64, [None]),
+        ],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, [None])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)])
+    plan = plan_columns(model, ["count", "amount", "y"], "y")
+    served = served_graph(model, plan)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(served.SerializeToString(), providers=["CPUExecutionProvider"])
+    numbers = np.array([[2.0, 0.5], [3.0, 1.25]], dtype=np.float32)  # count, amount: file order
+    (variable,) = session.run(None, {"numeric": numbers})
+    assert variable.tolist() == [[2.5], [4.25]]

@@ -39,8 +39,9 @@ NUMBER_TYPES: Final = frozenset(
     }
 )
 LABEL_TYPES: Final = frozenset({TensorProto.INT64, TensorProto.INT32, TensorProto.STRING})
-# Slice and Squeeze take their axes as inputs from opset 13, the oldest the front nodes use.
-MIN_OPSET: Final = 13
+# Slice takes its bounds as inputs from opset 10, the oldest the front nodes need (converters
+# write the lowest opset a graph needs: a one-hot and a linear model are opset 11).
+MIN_OPSET: Final = 10
 PREFIX: Final = "imported/"
 
 
@@ -232,7 +233,8 @@ def served_graph(model: onnx.ModelProto, plan: ColumnPlan) -> onnx.ModelProto:
         shaped = sliced
         if len(graph_input.shape) == 1:
             shaped = f"{sliced}/flat"
-            nodes.append(helper.make_node("Squeeze", [sliced, f"{sliced}/axis"], [shaped]))
+            constants.append(_constant(f"{sliced}/flat_shape", [-1]))
+            nodes.append(helper.make_node("Reshape", [sliced, f"{sliced}/flat_shape"], [shaped]))
         cast(shaped, graph_input.elem_type, PREFIX + graph_input.name)
 
     answers = [value.name for value in graph.output]
