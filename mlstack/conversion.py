@@ -135,8 +135,9 @@ def refuse_unconvertible(model: Any, frame: pd.DataFrame) -> None:
             continue
         fitted = getattr(step, "transformers_", step.transformers)
         for name, transformer, columns in fitted:
+            fitted_on = [str(c) for c in getattr(step, "feature_names_in_", frame.columns)]
             strings = [
-                c for c in _column_names(columns, frame) if c in frame and _is_text(frame[c])
+                c for c in _column_names(columns, fitted_on) if c in frame and _is_text(frame[c])
             ]
             if not strings:
                 continue
@@ -151,18 +152,15 @@ def refuse_unconvertible(model: Any, frame: pd.DataFrame) -> None:
                     )
 
 
-def _column_names(columns: Any, frame: pd.DataFrame) -> list[str]:
+def _column_names(columns: Any, names: Sequence[str]) -> list[str]:
+    """A fitted ColumnTransformer's selection (names, indices or a boolean mask into ``names``,
+    the columns it was fitted on) as names."""
     if isinstance(columns, str):
         return [columns]
-    names = list(frame.columns)
-    out = []
-    for column in np.atleast_1d(columns).tolist():
-        if isinstance(column, bool):  # a boolean mask
-            continue
-        out.append(names[column] if isinstance(column, int) else str(column))
-    if np.asarray(columns).dtype == bool:
-        out = [name for name, keep in zip(names, np.asarray(columns), strict=False) if keep]
-    return out
+    selection = np.atleast_1d(np.asarray(columns))
+    if selection.dtype == bool:
+        return [name for name, keep in zip(names, selection.tolist(), strict=False) if keep]
+    return [names[c] if isinstance(c, int) else str(c) for c in selection.tolist()]
 
 
 def _is_text(series: pd.Series) -> bool:

@@ -27,12 +27,11 @@ from mlstack.conversion import (
     original_answers,
     read_holdout,
 )
-from mlstack_core.storage_keys import import_file_key
+from mlstack_core.storage_keys import IMPORT_MANIFEST_FORMAT, import_file_key
 
 if TYPE_CHECKING:
     import pandas as pd
 
-MANIFEST_FORMAT: Final = 1
 # The ONNX classifier operators that carry their class labels, in their probabilities' order.
 CLASS_LABEL_ATTRIBUTES: Final = ("classlabels_strings", "classlabels_int64s")
 
@@ -54,9 +53,11 @@ def graph_classes(onnx_bytes: bytes) -> list[Any] | None:
     model = onnx.load_from_string(onnx_bytes)
     for node in model.graph.node:
         for attribute in node.attribute:
-            if attribute.name == "classlabels_strings" and attribute.strings:
+            if attribute.name not in CLASS_LABEL_ATTRIBUTES:
+                continue
+            if attribute.strings:
                 return [value.decode() for value in attribute.strings]
-            if attribute.name == "classlabels_int64s" and attribute.ints:
+            if attribute.ints:
                 return list(attribute.ints)
     return None
 
@@ -170,7 +171,7 @@ def prepare_import(
         "spec": "spec.json" if spec is not None else None,
     }
     manifest = {
-        "format": MANIFEST_FORMAT,
+        "format": IMPORT_MANIFEST_FORMAT,
         "model": model,
         "target": target,
         "source": converted.source,

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 CANDIDATE_ID: Final = "imported"
 FAMILY: Final = "imported"
-MANIFEST_FORMAT: Final = 1
 MAX_MANIFEST_BYTES: Final = 64 * 1024
 REQUIRED_FILES: Final = ("onnx", "holdout", "answers")
 OPTIONAL_FILES: Final = ("train_sample", "spec")
@@ -99,8 +98,9 @@ def manifest_problems(manifest: Any, model: str, upload: str) -> list[str]:
     if not isinstance(manifest, dict):
         return ["it is not a JSON object"]
     problems = []
-    if manifest.get("format") != MANIFEST_FORMAT:
-        problems.append(f"format is {manifest.get('format')!r}, this stack reads {MANIFEST_FORMAT}")
+    readable = storage_keys.IMPORT_MANIFEST_FORMAT
+    if manifest.get("format") != readable:
+        problems.append(f"format is {manifest.get('format')!r}, this stack reads {readable}")
     if manifest.get("model") != model:
         problems.append(f"it names model {manifest.get('model')!r}, uploaded under {model!r}")
     if not isinstance(manifest.get("target"), str) or not manifest["target"]:

@@ -123,6 +123,10 @@ def job_manifest_key(job: str) -> str:
     return f"{job}/manifest.json"
 
 
+# The manifest's format: what ``mlstack import`` writes and InspectImport reads.
+IMPORT_MANIFEST_FORMAT = 1
+
+
 def import_prefix(model: str, upload: str) -> str:
     """``imports/<model>/<upload>/``: one ``mlstack import``'s files (the ONNX file, the holdout,
     the original's answers, a training sample and a spec when given) and, last, its manifest."""
