@@ -682,7 +682,7 @@ def _quality(data: ReportData, quality: dict[str, Any] | None) -> Section:
 _CODE_OPEN = "\ue000"
 _CODE_CLOSE = "\ue001"
 _MARKERS = re.compile(f"[{_CODE_OPEN}{_CODE_CLOSE}]")
-_CODE_SPAN = re.compile(f"{_CODE_OPEN}([^{_CODE_OPEN}{_CODE_CLOSE}]*){_CODE_CLOSE}")
+_CODE_SPAN = re.compile(f"{_CODE_OPEN}([^{_CODE_OPEN}{_CODE_CLOSE}]+){_CODE_CLOSE}")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # What starts Markdown or HTML anywhere in a line: a backslash escape, code, links and images,
 # table cells, emphasis and strikethrough ("_" only where it can open or close one: not inside a
